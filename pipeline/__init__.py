@@ -1,0 +1,1 @@
+"""The unishard command line and the pipeline assembly."""

@@ -1,0 +1,203 @@
+"""Typed records that flow through the pipeline's PCollections.
+
+Records are frozen dataclasses; stages return updated copies with ``dataclasses.replace``. Mapping fields hold
+JSON-compatible values only, so every record can be written into a shard's JSON and Parquet sidecar as it is.
+
+The flow is ``InputItem`` (ingest) -> ``Sample`` (normalise and later stages) -> shards, with a ``LedgerRow`` for
+every item that leaves the flow (rejected or failed) and for every item written (kept). Deduplication works on
+``Fingerprint`` records, which carry no image bytes, so only the final decisions meet the heavy samples.
+"""
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from schemas import reasons
+
+
+@dataclasses.dataclass(frozen=True)
+class InputItem:
+    """One input item: an image to read plus the metadata known about it before decoding.
+
+    Attributes:
+        source: Unique identity of the item in this run: the image path for file patterns, ``MANIFEST#ROW`` for a
+            manifest row, ``TAR#MEMBER`` for a WebDataset member. The ledger has exactly one row per source.
+        path: Where the image bytes live (empty when ``data`` carries them inline).
+        domain: Data domain such as ``factory`` or ``marketing``.
+        metadata: Metadata columns, sidecar fields and manifest values (JSON-compatible).
+        data: Image bytes carried inline (WebDataset inputs); ``None`` when they are read from ``path``.
+        sidecar: Path of a same-stem ``.json`` or ``.txt`` sidecar to merge into the metadata, if any.
+    """
+
+    source: str
+    path: str
+    domain: str
+    metadata: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    data: bytes | None = None
+    sidecar: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageInfo:
+    """Facts about one image encoding: the original file or the normalised output."""
+
+    width: int
+    height: int
+    format: str
+    mode: str
+    bytes: int
+    frames: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Sample:
+    """A decoded, normalised image with its text and everything later stages attach.
+
+    Attributes:
+        key: Lowercase hex derived from the original bytes (``sha256[:32]``); never contains a dot.
+        source: The ``InputItem.source`` it came from.
+        path: The image location it was read from.
+        domain: Data domain.
+        metadata: All metadata of the input item (private fields removed by the stages that own them).
+        image: Normalised image bytes, EXIF-free.
+        image_ext: Extension of ``image`` in the shard (``jpg``, ``png`` or ``webp``).
+        sha256: SHA-256 of the original bytes.
+        pixel_sha256: SHA-256 of the normalised pixels, equal for lossless re-encodes of the same picture.
+        original: Facts about the input encoding.
+        normalised: Facts about ``image``.
+        text: The text written to ``KEY.txt``.
+        text_source: Where ``text`` came from (a metadata field name, a template or a model id).
+        notes: Human-readable remarks about normalisation (``first frame of 12``, ``alpha composited``).
+        hashes: Perceptual hashes as hex strings, by name (``phash``, ``dhash``...).
+        scores: Scores by a name that names the model (``clip_vit_b_32_laion2b``).
+        annotations: JSON-compatible results of later stages (caption provenance, face boxes, duplicates).
+        embedding: Float16 image embedding bytes, when a model stage computed one.
+        split: The split the sample is written to.
+    """
+
+    key: str
+    source: str
+    path: str
+    domain: str
+    metadata: Mapping[str, Any]
+    image: bytes
+    image_ext: str
+    sha256: str
+    pixel_sha256: str
+    original: ImageInfo
+    normalised: ImageInfo
+    text: str = ""
+    text_source: str = ""
+    notes: tuple[str, ...] = ()
+    hashes: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    scores: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    annotations: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    embedding: bytes | None = None
+    split: str = "all"
+
+
+@dataclasses.dataclass(frozen=True)
+class Fingerprint:
+    """The light view of a sample that deduplication compares: no image bytes.
+
+    Attributes:
+        key: The sample key.
+        source: The sample source; rejections are keyed by it.
+        sha256: SHA-256 of the original bytes.
+        pixel_sha256: SHA-256 of the normalised pixels.
+        pixels: Original width times height, for survivor choice.
+        file_size: Original file size in bytes.
+        richness: Number of non-empty metadata fields, for survivor choice.
+        domain: Data domain.
+        metadata: Metadata values that scopes and label rules read.
+        hashes: Perceptual hashes as hex strings.
+        scores: Scores known so far (a CLIP score once model stages ran).
+    """
+
+    key: str
+    source: str
+    sha256: str
+    pixel_sha256: str
+    pixels: int
+    file_size: int
+    richness: int
+    domain: str
+    metadata: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    hashes: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    scores: Mapping[str, float] = dataclasses.field(default_factory=dict)
+
+
+def fingerprint(sample: Sample) -> Fingerprint:
+    """Return the light view of ``sample`` used by deduplication."""
+    richness = sum(1 for value in sample.metadata.values() if value not in (None, "", [], {}))
+    return Fingerprint(
+        key=sample.key,
+        source=sample.source,
+        sha256=sample.sha256,
+        pixel_sha256=sample.pixel_sha256,
+        pixels=sample.original.width * sample.original.height,
+        file_size=sample.original.bytes,
+        richness=richness,
+        domain=sample.domain,
+        metadata=dict(sample.metadata),
+        hashes=dict(sample.hashes),
+        scores=dict(sample.scores),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class LedgerRow:
+    """Where one input item ended: kept, rejected with a reason, or failed with the error.
+
+    Attributes:
+        source: The ``InputItem.source``; unique across the ledger of a run.
+        key: The sample key, or ``None`` when the item never decoded.
+        status: ``kept``, ``rejected`` or ``failed``.
+        stage: The stage that decided (``ingest``, ``normalise``, ``exact_dedup``, ``write_shards``...).
+        reason: A code from ``schemas.reasons`` (empty for kept rows).
+        detail: JSON text with what a person needs: the survivor of a duplicate, the error, the shard written.
+        domain: Data domain, for per-domain funnels.
+        split: The split a kept item was written to (empty otherwise).
+    """
+
+    source: str
+    key: str | None
+    status: str
+    stage: str
+    reason: str
+    detail: str = "{}"
+    domain: str = ""
+    split: str = ""
+
+    def __post_init__(self):
+        if self.status not in reasons.STATUSES:
+            raise ValueError(f"ledger status must be one of {reasons.STATUSES}, got {self.status!r}")
+
+
+def detail_json(**fields: Any) -> str:
+    """Serialise ledger detail fields canonically (sorted keys), so ledgers compare byte for byte."""
+    return json.dumps(fields, sort_keys=True, ensure_ascii=False, default=str)
+
+
+def rejected(stage: str, reason: str, source: str, key: str | None = None, domain: str = "", **detail: Any) -> LedgerRow:
+    """Build the ledger row of an item a stage rejected on purpose."""
+    return LedgerRow(source, key, reasons.REJECTED, stage, reason, detail_json(**detail), domain)
+
+
+def failed(stage: str, source: str, error: BaseException, key: str | None = None, domain: str = "") -> LedgerRow:
+    """Build the ledger row of an item whose processing raised an unexpected exception."""
+    detail = detail_json(error_type=type(error).__name__, error=str(error))
+    return LedgerRow(source, key, reasons.FAILED, stage, reasons.EXCEPTION, detail, domain)
+
+
+class RejectItem(Exception):
+    """Raised by a stage's pure logic to reject the item it is working on with a reason code.
+
+    The stage's DoFn turns it into a ``rejected`` ledger row; any other exception becomes a ``failed`` row.
+    """
+
+    def __init__(self, reason: str, message: str = "", **detail: Any):
+        super().__init__(message or reason)
+        self.reason = reason
+        self.detail = {"message": message, **detail} if message else detail

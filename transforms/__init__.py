@@ -1,0 +1,1 @@
+"""Beam PTransforms, one module per pipeline stage."""

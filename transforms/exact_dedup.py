@@ -1,0 +1,85 @@
+"""Exact deduplication: identical bytes (SHA-256) and identical normalised pixels.
+
+Input element type: ``Fingerprint`` (no image bytes). Outputs: ``survivors`` (fingerprints), ``rejected`` (ledger
+rows). Identical bytes always have identical pixels, so one grouping by pixel hash finds both kinds; the reason
+says which: ``exact_duplicate`` (same bytes) or ``pixel_duplicate`` (a lossless re-encode of the same pixels).
+The survivor is the member with the most original pixels, then the smallest source; every loser's ledger row names
+the survivor. Config section: ``exact_dedup``. Metrics: ``exact_dedup/duplicates``.
+"""
+
+from collections.abc import Iterable, Iterator
+from typing import NamedTuple
+
+import apache_beam as beam
+from apache_beam import pvalue
+
+from schemas import reasons
+from schemas.config import ExactDedupConfig
+from schemas.records import Fingerprint, rejected
+
+STAGE = "exact_dedup"
+REJECTED = "rejected"
+
+
+class DedupOutputs(NamedTuple):
+    survivors: beam.PCollection
+    rejected: beam.PCollection
+
+
+class DeduplicateExact(beam.PTransform):
+    """Keep one fingerprint per distinct picture; reject the rest naming their survivor."""
+
+    def __init__(self, config: ExactDedupConfig):
+        super().__init__()
+        self._config = config
+
+    def expand(self, fingerprints: beam.PCollection) -> DedupOutputs:
+        if not self._config.enabled:
+            empty = fingerprints.pipeline | "NoRejections" >> beam.Create([])
+            return DedupOutputs(survivors=fingerprints, rejected=empty)
+        decided = (
+            fingerprints
+            | "ByPixels" >> beam.Map(lambda fp: (fp.pixel_sha256, fp))
+            | "Group" >> beam.GroupByKey()
+            | "Decide" >> beam.ParDo(_DecideFn()).with_outputs(REJECTED, main="survivors")
+        )
+        return DedupOutputs(survivors=decided.survivors, rejected=decided[REJECTED])
+
+
+def survivor_order(fp: Fingerprint) -> tuple:
+    """Sort key putting the preferred survivor first: most pixels, then smallest source, then key."""
+    return (-fp.pixels, fp.source, fp.key)
+
+
+def decide(members: Iterable[Fingerprint]) -> tuple[Fingerprint, list[tuple[Fingerprint, str]]]:
+    """Return the survivor of one group of identical pictures and each loser with its reason code."""
+    ordered = sorted(members, key=survivor_order)
+    survivor = ordered[0]
+    losers = [
+        (fp, reasons.EXACT_DUPLICATE if fp.sha256 == survivor.sha256 else reasons.PIXEL_DUPLICATE)
+        for fp in ordered[1:]
+    ]
+    return survivor, losers
+
+
+class _DecideFn(beam.DoFn):
+    def __init__(self):
+        self._duplicates = beam.metrics.Metrics.counter(STAGE, "duplicates")
+
+    def process(self, element: tuple[str, Iterable[Fingerprint]]) -> Iterator:
+        survivor, losers = decide(element[1])
+        yield survivor
+        for fp, reason in losers:
+            self._duplicates.inc()
+            yield pvalue.TaggedOutput(
+                REJECTED,
+                rejected(
+                    STAGE,
+                    reason,
+                    fp.source,
+                    fp.key,
+                    fp.domain,
+                    survivor_key=survivor.key,
+                    survivor_source=survivor.source,
+                ),
+            )

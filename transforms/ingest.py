@@ -1,0 +1,315 @@
+"""Ingest: list input items from file patterns, manifests and WebDataset tars, then read their bytes.
+
+Input: the ``ingest`` config section (a list of ``InputSpec``). Output element type: ``InputItem`` with ``data``
+filled and sidecar metadata merged. The listing runs on workers (a manifest or a pattern is expanded by one worker
+and reshuffled), so the launcher never holds the input listing.
+
+Reason codes: ``outside_root`` (a manifest path escaping its roots; never read), ``malformed_manifest_row``,
+``missing_file``, ``malformed_sidecar``, ``unreadable_input`` (a read that kept failing after retries).
+Metrics: ``ingest/items``, ``ingest/read_retries``.
+"""
+
+import csv
+import io
+import json
+import logging
+import os
+import posixpath
+import tarfile
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any, NamedTuple
+
+import apache_beam as beam
+from apache_beam.io import fileio
+from apache_beam.io.filesystem import FileMetadata
+from apache_beam.io.filesystems import FileSystems
+
+from schemas import reasons
+from schemas.config import IngestConfig, InputSpec
+from schemas.records import InputItem, RejectItem, rejected
+from transforms._common import StageFn, apply_stage
+
+STAGE = "ingest"
+MANIFEST_SUFFIXES = (".csv", ".jsonl", ".parquet")
+READ_ATTEMPTS = 3
+
+
+class IngestOutputs(NamedTuple):
+    items: beam.PCollection
+    rejected: beam.PCollection
+
+
+class ReadInputs(beam.PTransform):
+    """List every configured input and read each item's bytes and sidecar."""
+
+    def __init__(self, config: IngestConfig):
+        super().__init__()
+        self._config = config
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> IngestOutputs:
+        listed, dropped = [], []
+        for index, spec in enumerate(self._config.inputs):
+            kind = input_kind(spec)
+            label = f"Input{index}"
+            start = pbegin | f"{label}Spec" >> beam.Create([spec])
+            if kind == "manifest":
+                items, bad = apply_stage(start, f"{label}Manifest", _ListManifestFn(self._config))
+                dropped.append(bad)
+            elif kind == "webdataset":
+                items = (
+                    start
+                    | f"{label}Pattern" >> beam.Map(lambda s: s.path)
+                    | f"{label}Match" >> fileio.MatchAll()
+                    | f"{label}Members" >> beam.FlatMap(_tar_items, spec, self._config)
+                )
+            else:
+                items = (
+                    start
+                    | f"{label}Pattern" >> beam.Map(_files_pattern)
+                    | f"{label}Match" >> fileio.MatchAll()
+                    | f"{label}Files" >> beam.FlatMap(_file_item, spec, self._config)
+                )
+            listed.append(items)
+        items = (
+            listed
+            | "FlattenListed" >> beam.Flatten()
+            | "Spread" >> beam.Reshuffle()
+            | "CountItems" >> beam.Map(_count)
+        )
+        read, bad = apply_stage(items, "Read", _ReadFn(self._config))
+        rejected_rows = [*dropped, bad] | "FlattenRejected" >> beam.Flatten()
+        return IngestOutputs(items=read, rejected=rejected_rows)
+
+
+_ITEMS = beam.metrics.Metrics.counter(STAGE, "items")
+
+
+def _count(item: InputItem) -> InputItem:
+    _ITEMS.inc()
+    return item
+
+
+def input_kind(spec: InputSpec) -> str:
+    """Resolve ``kind = "auto"`` from the path's suffix."""
+    if spec.kind != "auto":
+        return spec.kind
+    lowered = spec.path.lower()
+    if lowered.endswith(MANIFEST_SUFFIXES):
+        return "manifest"
+    if lowered.endswith(".tar"):
+        return "webdataset"
+    return "files"
+
+
+def _files_pattern(spec: InputSpec) -> str:
+    if "://" not in spec.path and os.path.isdir(spec.path):
+        return os.path.join(spec.path, "**")
+    return spec.path
+
+
+def _file_item(metadata: FileMetadata, spec: InputSpec, config: IngestConfig) -> Iterator[InputItem]:
+    path = metadata.path
+    stem, suffix = posixpath.splitext(path)
+    if suffix.lower() in config.sidecar_extensions:
+        return
+    yield InputItem(source=path, path=path, domain=spec.domain or config.default_domain, sidecar=stem)
+
+
+def resolve_manifest_path(value: str, manifest: str, roots: list[str]) -> str:
+    """Resolve a manifest's ``path`` value against the manifest's folder and check it stays inside ``roots``.
+
+    Raises:
+        RejectItem: ``outside_root`` when the resolved path leaves every root (it is never read).
+    """
+    base = posixpath.dirname(manifest) if "://" in manifest else os.path.dirname(manifest)
+    if "://" in value or "://" in base:
+        resolved = value if "://" in value else posixpath.normpath(posixpath.join(base, value)).replace(":/", "://", 1)
+    else:
+        resolved = os.path.normpath(os.path.join(base, value))
+    allowed = roots or [base]
+    for root in allowed:
+        root = root.rstrip("/")
+        if resolved == root or resolved.startswith(root + "/"):
+            return resolved
+    raise RejectItem(
+        reasons.OUTSIDE_ROOT,
+        f"path {value!r} in {manifest} resolves to {resolved}, outside the allowed roots {allowed}; "
+        "move the file under a root or add its folder to the input's roots",
+        path=resolved,
+    )
+
+
+def _manifest_rows(path: str) -> Iterator[dict[str, Any]]:
+    lowered = path.lower()
+    if lowered.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        with FileSystems.open(path) as handle:
+            for batch in pq.ParquetFile(handle).iter_batches():
+                yield from batch.to_pylist()
+    elif lowered.endswith(".jsonl"):
+        with FileSystems.open(path) as handle:
+            for number, line in enumerate(io.TextIOWrapper(handle, encoding="utf-8"), start=1):
+                if line.strip():
+                    try:
+                        row = json.loads(line)
+                    except json.JSONDecodeError as error:
+                        row = {"__error__": f"line {number} is not valid JSON: {error}"}
+                    yield row if isinstance(row, dict) else {"__error__": f"line {number} is not a JSON object"}
+    else:
+        with FileSystems.open(path) as handle:
+            yield from csv.DictReader(io.TextIOWrapper(handle, encoding="utf-8", newline=""))
+
+
+class _ListManifestFn(StageFn):
+    """Expand one manifest into one ``InputItem`` per row; a row's problems reject that row only."""
+
+    stage = STAGE
+
+    def __init__(self, config: IngestConfig):
+        super().__init__()
+        self._config = config
+
+    def process(self, spec: InputSpec) -> Iterable[Any]:
+        # One manifest yields many items; a bad row must reject that row, not the manifest.
+        for number, row in enumerate(_manifest_rows(spec.path), start=1):
+            yield from super().process(_ManifestRow(spec, number, row))
+
+    def apply(self, row: "_ManifestRow") -> Iterator[InputItem]:
+        spec, values = row.spec, row.values
+        if "__error__" in values:
+            raise RejectItem(reasons.MALFORMED_MANIFEST_ROW, f"{spec.path}: {values['__error__']}")
+        value = values.get(spec.path_column)
+        if not value:
+            raise RejectItem(
+                reasons.MALFORMED_MANIFEST_ROW,
+                f"{spec.path} row {row.number} has no {spec.path_column!r} value; every row needs an image path",
+            )
+        path = resolve_manifest_path(str(value), spec.path, spec.roots)
+        metadata = {k: v for k, v in values.items() if k != spec.path_column and v not in (None, "")}
+        domain = str(metadata.pop(self._config.domain_column, "") or spec.domain or self._config.default_domain)
+        yield InputItem(source=row.source, path=path, domain=domain, metadata=metadata)
+
+
+class _ManifestRow(NamedTuple):
+    spec: InputSpec
+    number: int
+    values: dict[str, Any]
+
+    @property
+    def source(self) -> str:
+        return f"{self.spec.path}#{self.number}"
+
+    @property
+    def domain(self) -> str:
+        return self.spec.domain or ""
+
+
+def _tar_items(metadata: FileMetadata, spec: InputSpec, config: IngestConfig) -> Iterator[InputItem]:
+    """Yield one item per sample of a WebDataset tar: the first image member plus its json/txt members."""
+    groups: dict[str, dict[str, bytes]] = {}
+    with FileSystems.open(metadata.path) as handle, tarfile.open(fileobj=handle, mode="r|*") as tar:
+        for member in tar:
+            if not member.isfile():
+                continue
+            base = posixpath.basename(member.name)
+            key, _, ext = base.partition(".")
+            prefix = posixpath.dirname(member.name)
+            groups.setdefault(posixpath.join(prefix, key), {})[ext.lower()] = tar.extractfile(member).read()
+    for key in sorted(groups):
+        members = groups[key]
+        metadata_values: dict[str, Any] = {}
+        if "json" in members:
+            try:
+                loaded = json.loads(members["json"])
+                metadata_values.update(loaded if isinstance(loaded, dict) else {"json": loaded})
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                metadata_values["__sidecar_error__"] = "the sample's .json member is not valid JSON"
+        if "txt" in members:
+            metadata_values.setdefault("caption", members["txt"].decode("utf-8", errors="replace").strip())
+        image_ext = next((ext for ext in sorted(members) if ext not in ("json", "txt", "cls")), None)
+        domain = str(metadata_values.pop(config.domain_column, "") or spec.domain or config.default_domain)
+        yield InputItem(
+            source=f"{metadata.path}#{key}",
+            path=metadata.path,
+            domain=domain,
+            metadata=metadata_values,
+            data=members.get(image_ext, b"") if image_ext else b"",
+        )
+
+
+def read_bytes(path: str, attempts: int = READ_ATTEMPTS) -> tuple[bytes, int]:
+    """Read a whole file through Beam's filesystems, retrying transient errors.
+
+    Returns:
+        The bytes and the number of attempts it took.
+
+    Raises:
+        RejectItem: ``missing_file`` when the file does not exist, ``unreadable_input`` after ``attempts`` failures.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            with FileSystems.open(path, compression_type="uncompressed") as handle:
+                return handle.read(), attempt
+        except FileNotFoundError:
+            break
+        except OSError as error:
+            if not FileSystems.exists(path):
+                break
+            if attempt == attempts:
+                raise RejectItem(
+                    reasons.UNREADABLE_INPUT, f"reading {path} failed {attempts} times: {error}", attempts=attempts
+                ) from error
+            time.sleep(0.1 * 2**attempt)
+    raise RejectItem(reasons.MISSING_FILE, f"{path} does not exist; fix the manifest row or restore the file")
+
+
+def read_sidecar(stem: str, extensions: list[str]) -> dict[str, Any]:
+    """Read the same-stem sidecar of an image: a ``.json`` object or a ``.txt`` caption.
+
+    Raises:
+        RejectItem: ``malformed_sidecar`` when the JSON sidecar cannot be parsed.
+    """
+    for ext in extensions:
+        path = stem + ext
+        if not FileSystems.exists(path):
+            continue
+        data, _ = read_bytes(path)
+        if ext == ".txt":
+            return {"caption": data.decode("utf-8", errors="replace").strip()}
+        try:
+            loaded = json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise RejectItem(
+                reasons.MALFORMED_SIDECAR, f"sidecar {path} is not valid JSON ({error}); fix or remove it", sidecar=path
+            ) from None
+        if not isinstance(loaded, dict):
+            raise RejectItem(reasons.MALFORMED_SIDECAR, f"sidecar {path} must hold a JSON object", sidecar=path)
+        return loaded
+    return {}
+
+
+class _ReadFn(StageFn):
+    """Read an item's bytes (unless inline) and merge its sidecar metadata."""
+
+    stage = STAGE
+
+    def __init__(self, config: IngestConfig):
+        super().__init__()
+        self._config = config
+
+    def apply(self, item: InputItem) -> Iterator[InputItem]:
+        metadata = dict(item.metadata)
+        if "__sidecar_error__" in metadata:
+            raise RejectItem(reasons.MALFORMED_SIDECAR, f"{item.source}: {metadata['__sidecar_error__']}")
+        if item.sidecar is not None:
+            metadata.update(read_sidecar(item.sidecar, self._config.sidecar_extensions))
+        domain = str(metadata.pop(self._config.domain_column, "") or item.domain)
+        if item.data is not None:
+            data, attempts = item.data, 0
+        else:
+            data, attempts = read_bytes(item.path)
+        if attempts > 1:
+            metadata["read_attempts"] = attempts
+        yield InputItem(item.source, item.path, domain, metadata, data, None)

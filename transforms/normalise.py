@@ -1,0 +1,220 @@
+"""Normalise: decode each image once, convert it to 8-bit sRGB, orient, resize, strip metadata and re-encode.
+
+Input element type: ``InputItem`` with bytes. Output: ``Sample`` (key, normalised bytes, original and normalised
+facts, content hashes, perceptual hashes). The format is detected from the content, never from the extension.
+
+Reason codes: ``empty_file``, ``not_an_image``, ``truncated``, ``decompression_bomb``, ``unsupported_image``,
+``too_small``. Config section: ``normalise``. Metrics: ``normalise/rejected``, ``normalise/failed``.
+"""
+
+import hashlib
+import io
+import warnings
+from collections.abc import Iterator
+from typing import NamedTuple
+
+import apache_beam as beam
+import numpy as np
+from PIL import Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
+
+from schemas import reasons
+from schemas.config import NormaliseConfig
+from schemas.records import ImageInfo, InputItem, RejectItem, Sample
+from transforms._common import StageFn, apply_stage
+from transforms.hashing import perceptual_hashes
+
+STAGE = "normalise"
+KEY_HEX_CHARS = 32
+_PIL_FORMATS = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
+
+
+class NormaliseOutputs(NamedTuple):
+    samples: beam.PCollection
+    rejected: beam.PCollection
+
+
+class Normalise(beam.PTransform):
+    """Decode, convert, orient, resize and re-encode every item; reject what is not a usable image."""
+
+    def __init__(self, config: NormaliseConfig, hashes: list[str] = ("phash",)):
+        super().__init__()
+        self._config = config
+        self._hashes = list(hashes)
+
+    def expand(self, items: beam.PCollection) -> NormaliseOutputs:
+        samples, dropped = apply_stage(items, "Decode", _NormaliseFn(self._config, self._hashes))
+        return NormaliseOutputs(samples=samples, rejected=dropped)
+
+
+def content_key(data: bytes) -> tuple[str, str]:
+    """Return ``(key, sha256)`` of original bytes; the key is the first 32 hex digits of the SHA-256."""
+    digest = hashlib.sha256(data).hexdigest()
+    return digest[:KEY_HEX_CHARS], digest
+
+
+def open_image(data: bytes, config: NormaliseConfig) -> Image.Image:
+    """Identify the format from the bytes and refuse empty files, non-images and decompression bombs."""
+    if not data:
+        raise RejectItem(reasons.EMPTY_FILE, "the file is empty (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise RejectItem(reasons.NOT_AN_IMAGE, "the content is not an image format Pillow can read") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise RejectItem(reasons.DECOMPRESSION_BOMB, str(error)) from None
+    width, height = image.size
+    if width <= 0 or height <= 0:
+        raise RejectItem(reasons.UNSUPPORTED_IMAGE, f"the header claims an empty size {width}x{height}")
+    if width * height > config.max_pixels:
+        raise RejectItem(
+            reasons.DECOMPRESSION_BOMB,
+            f"the header claims {width}x{height} = {width * height} pixels, above normalise.max_pixels="
+            f"{config.max_pixels}",
+            width=width,
+            height=height,
+        )
+    return image
+
+
+def _load_first_frame(image: Image.Image, config: NormaliseConfig) -> Image.Image:
+    if config.draft and image.format == "JPEG":
+        image.draft("RGB", (config.max_side, config.max_side))
+    try:
+        image.seek(0)
+        image.load()
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        message = str(error)
+        reason = reasons.TRUNCATED if "truncated" in message or isinstance(error, EOFError) else reasons.UNSUPPORTED_IMAGE
+        raise RejectItem(reason, f"decoding failed: {message}") from None
+    return image
+
+
+def _high_depth_to_8bit(image: Image.Image) -> Image.Image:
+    """Scale 16-bit and 32-bit integer and float grayscale to 8 bits by value range, not by clipping."""
+    array = np.asarray(image)
+    if image.mode == "F":
+        finite = array[np.isfinite(array)]
+        top = float(finite.max()) if finite.size else 1.0
+        low = min(0.0, float(finite.min()) if finite.size else 0.0)
+        scale = 1.0 if top <= 1.0 and low >= 0.0 else (top - low or 1.0)
+        scaled = np.nan_to_num((array - low) / scale, nan=0.0) * 255.0
+    else:
+        top = 65535.0 if array.max(initial=0) <= 65535 else float(array.max())
+        scaled = array.astype(np.float64) * (255.0 / top)
+    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), "L")
+
+
+def to_srgb(image: Image.Image, background: tuple[int, int, int]) -> tuple[Image.Image, list[str]]:
+    """Convert any decoded mode to 8-bit RGB in sRGB, compositing alpha on ``background``."""
+    notes: list[str] = []
+    icc = image.info.get("icc_profile")
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        image = _high_depth_to_8bit(image)
+        notes.append("scaled high bit depth to 8 bits")
+    if image.mode == "LAB":
+        lab = ImageCms.createProfile("LAB")
+        image = ImageCms.profileToProfile(image, lab, ImageCms.createProfile("sRGB"), outputMode="RGB")
+        notes.append("converted LAB to sRGB")
+        icc = None
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        rgba = image.convert("RGBA")
+        if rgba.getextrema()[3][0] < 255:
+            notes.append("alpha composited on background")
+        canvas = Image.new("RGB", rgba.size, background)
+        canvas.paste(rgba, mask=rgba.getchannel("A"))
+        image = canvas
+    if icc and image.mode in ("RGB", "CMYK", "L"):
+        try:
+            source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            image = ImageCms.profileToProfile(image, source, ImageCms.createProfile("sRGB"), outputMode="RGB")
+            notes.append("converted embedded ICC profile to sRGB")
+        except (ImageCms.PyCMSError, OSError):
+            notes.append("embedded ICC profile unusable; converted without it")
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    return image, notes
+
+
+def normalise_image(data: bytes, config: NormaliseConfig) -> tuple[Image.Image, ImageInfo, list[str]]:
+    """Decode ``data`` into an upright, resized 8-bit sRGB image.
+
+    Returns:
+        The image, facts about the original encoding, and notes on what was converted.
+
+    Raises:
+        RejectItem: For every kind of unusable input, with its reason code.
+    """
+    image = open_image(data, config)
+    frames = getattr(image, "n_frames", 1)
+    original = ImageInfo(image.width, image.height, image.format or "", image.mode, len(data), frames)
+    image = _load_first_frame(image, config)
+    notes = [f"first frame of {frames}"] if frames > 1 else []
+    image, converted = to_srgb(image, config.background)
+    notes += converted
+    try:
+        upright = ImageOps.exif_transpose(image)
+    except Exception:  # noqa: BLE001 - corrupt EXIF must not lose a decodable image
+        upright, notes = image, [*notes, "EXIF orientation unreadable; kept as stored"]
+    if upright is not image:
+        notes.append("applied EXIF orientation")
+    image = upright
+    if min(image.size) < config.min_side:
+        raise RejectItem(
+            reasons.TOO_SMALL,
+            f"{image.width}x{image.height} has a side below normalise.min_side={config.min_side}",
+            width=image.width,
+            height=image.height,
+        )
+    if max(image.size) > config.max_side:
+        scale = config.max_side / max(image.size)
+        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        image = image.resize(size, Image.Resampling.LANCZOS)
+    image.info.clear()
+    return image, original, notes
+
+
+def encode(image: Image.Image, config: NormaliseConfig) -> bytes:
+    """Encode without any EXIF, XMP, ICC or GPS metadata."""
+    buffer = io.BytesIO()
+    options = {"quality": config.quality} if config.format in ("jpg", "webp") else {}
+    image.save(buffer, format=_PIL_FORMATS[config.format], **options)
+    return buffer.getvalue()
+
+
+class _NormaliseFn(StageFn):
+    stage = STAGE
+
+    def __init__(self, config: NormaliseConfig, hashes: list[str]):
+        super().__init__()
+        self._config = config
+        self._hashes = hashes
+
+    def setup(self):
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
+        Image.MAX_IMAGE_PIXELS = self._config.max_pixels
+
+    def apply(self, item: InputItem) -> Iterator[Sample]:
+        data = item.data or b""
+        key, sha256 = content_key(data)
+        image, original, notes = normalise_image(data, self._config)
+        encoded = encode(image, self._config)
+        pixels = hashlib.sha256(f"{image.width}x{image.height}:".encode() + image.tobytes()).hexdigest()
+        yield Sample(
+            key=key,
+            source=item.source,
+            path=item.path,
+            domain=item.domain,
+            metadata=dict(item.metadata),
+            image=encoded,
+            image_ext=self._config.format,
+            sha256=sha256,
+            pixel_sha256=pixels,
+            original=original,
+            normalised=ImageInfo(image.width, image.height, _PIL_FORMATS[self._config.format], "RGB", len(encoded)),
+            notes=tuple(notes),
+            hashes=perceptual_hashes(image, self._hashes),
+        )

@@ -1,0 +1,76 @@
+"""Text: give each sample the best text its metadata offers, cleaned.
+
+Input and output element type: ``Sample``. The first non-empty field of ``text.fields`` wins; HTML is stripped,
+entities unescaped and whitespace collapsed; lists (labels) are joined with commas. The sample records the field
+it came from in ``text_source``. Reason codes: ``no_text`` (only when ``text.required``). Config section: ``text``.
+"""
+
+import dataclasses
+import html
+import re
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+import apache_beam as beam
+
+from schemas import reasons
+from schemas.config import TextConfig
+from schemas.records import RejectItem, Sample
+from transforms._common import StageFn, apply_stage
+
+STAGE = "text"
+_TAG = re.compile(r"<[^>]+>")
+_SPACE = re.compile(r"\s+")
+
+
+class TextOutputs(NamedTuple):
+    samples: beam.PCollection
+    rejected: beam.PCollection
+
+
+class ChooseText(beam.PTransform):
+    """Attach the cleaned text of the first non-empty configured metadata field."""
+
+    def __init__(self, config: TextConfig):
+        super().__init__()
+        self._config = config
+
+    def expand(self, samples: beam.PCollection) -> TextOutputs:
+        chosen, dropped = apply_stage(samples, "Choose", _ChooseTextFn(self._config))
+        return TextOutputs(samples=chosen, rejected=dropped)
+
+
+def clean_text(value: Any, max_chars: int = 2000) -> str:
+    """Turn a metadata value into plain text: strip HTML, unescape entities, collapse whitespace, bound length."""
+    if isinstance(value, (list, tuple)):
+        value = ", ".join(str(part) for part in value if part not in (None, ""))
+    text = _SPACE.sub(" ", html.unescape(_TAG.sub(" ", str(value)))).strip()
+    if len(text) > max_chars:
+        text = text[:max_chars].rsplit(" ", 1)[0]
+    return text
+
+
+def choose_text(metadata: dict[str, Any], fields: list[str], max_chars: int) -> tuple[str, str]:
+    """Return ``(text, field)`` for the first field whose cleaned value is non-empty, or ``("", "")``."""
+    for field in fields:
+        if field in metadata and (text := clean_text(metadata[field], max_chars)):
+            return text, field
+    return "", ""
+
+
+class _ChooseTextFn(StageFn):
+    stage = STAGE
+
+    def __init__(self, config: TextConfig):
+        super().__init__()
+        self._config = config
+
+    def apply(self, sample: Sample) -> Iterator[Sample]:
+        text, field = choose_text(dict(sample.metadata), self._config.fields, self._config.max_chars)
+        if not text and self._config.required:
+            raise RejectItem(
+                reasons.NO_TEXT,
+                f"none of the text fields {self._config.fields} has text; add one to the metadata or set "
+                "text.required=false",
+            )
+        yield dataclasses.replace(sample, text=text, text_source=f"metadata.{field}" if field else "")
