@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import apache_beam as beam
 import numpy as np
-from PIL import Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageFile, UnidentifiedImageError
 
 from schemas import reasons
 from schemas.config import NormaliseConfig
@@ -25,6 +25,16 @@ from transforms.hashing import perceptual_hashes
 
 STAGE = "normalise"
 KEY_HEX_CHARS = 32
+_ORIENTATION_TAG = 0x0112
+_TRANSPOSES = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 _PIL_FORMATS = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
 
 
@@ -52,18 +62,25 @@ def content_key(data: bytes) -> tuple[str, str]:
     return digest[:KEY_HEX_CHARS], digest
 
 
-def open_image(data: bytes, config: NormaliseConfig) -> Image.Image:
-    """Identify the format from the bytes and refuse empty files, non-images and decompression bombs."""
+def open_image(data: bytes, config: NormaliseConfig) -> tuple[Image.Image, int]:
+    """Identify the format from the bytes and refuse empty files, non-images and decompression bombs.
+
+    Returns:
+        The opened (not yet decoded) image and its frame count.
+    """
     if not data:
         raise RejectItem(reasons.EMPTY_FILE, "the file is empty (0 bytes)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
+        frames = getattr(image, "n_frames", 1)
     except UnidentifiedImageError:
         raise RejectItem(reasons.NOT_AN_IMAGE, "the content is not an image format Pillow can read") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise RejectItem(reasons.DECOMPRESSION_BOMB, str(error)) from None
+    except (OSError, ValueError, SyntaxError, EOFError) as error:
+        raise _decode_error(error) from None
     width, height = image.size
     if width <= 0 or height <= 0:
         raise RejectItem(reasons.UNSUPPORTED_IMAGE, f"the header claims an empty size {width}x{height}")
@@ -75,19 +92,27 @@ def open_image(data: bytes, config: NormaliseConfig) -> Image.Image:
             width=width,
             height=height,
         )
-    return image
+    return image, frames
+
+
+def _decode_error(error: BaseException) -> RejectItem:
+    """Classify a decoder error: truncation, a decompression bomb, or a corrupt or unsupported file."""
+    message = str(error)
+    if "too large" in message.lower():
+        return RejectItem(reasons.DECOMPRESSION_BOMB, f"decoding refused: {message}")
+    if "truncated" in message or isinstance(error, EOFError):
+        return RejectItem(reasons.TRUNCATED, f"decoding failed: {message}")
+    return RejectItem(reasons.UNSUPPORTED_IMAGE, f"decoding failed: {type(error).__name__}: {message}")
 
 
 def _load_first_frame(image: Image.Image, config: NormaliseConfig) -> Image.Image:
     if config.draft and image.format == "JPEG":
         image.draft("RGB", (config.max_side, config.max_side))
     try:
-        image.seek(0)
+        # A freshly opened file is at its first frame; seeking is not needed (and for PSD it picks a layer).
         image.load()
     except (OSError, SyntaxError, ValueError, EOFError) as error:
-        message = str(error)
-        reason = reasons.TRUNCATED if "truncated" in message or isinstance(error, EOFError) else reasons.UNSUPPORTED_IMAGE
-        raise RejectItem(reason, f"decoding failed: {message}") from None
+        raise _decode_error(error) from None
     return image
 
 
@@ -139,6 +164,24 @@ def to_srgb(image: Image.Image, background: tuple[int, int, int]) -> tuple[Image
     return image, notes
 
 
+def _orientation(image: Image.Image, notes: list[str]) -> int:
+    """Read the EXIF orientation tag before any conversion can drop it; corrupt EXIF counts as upright."""
+    try:
+        return int(image.getexif().get(_ORIENTATION_TAG, 1) or 1)
+    except Exception:  # noqa: BLE001 - corrupt EXIF must not lose a decodable image
+        notes.append("EXIF orientation unreadable; kept as stored")
+        return 1
+
+
+def _upright(image: Image.Image, orientation: int, notes: list[str]) -> Image.Image:
+    """Apply an EXIF orientation (the same transposes as ``ImageOps.exif_transpose``)."""
+    method = _TRANSPOSES.get(orientation)
+    if method is None:
+        return image
+    notes.append(f"applied EXIF orientation {orientation}")
+    return image.transpose(method)
+
+
 def normalise_image(data: bytes, config: NormaliseConfig) -> tuple[Image.Image, ImageInfo, list[str]]:
     """Decode ``data`` into an upright, resized 8-bit sRGB image.
 
@@ -148,20 +191,14 @@ def normalise_image(data: bytes, config: NormaliseConfig) -> tuple[Image.Image, 
     Raises:
         RejectItem: For every kind of unusable input, with its reason code.
     """
-    image = open_image(data, config)
-    frames = getattr(image, "n_frames", 1)
+    image, frames = open_image(data, config)
     original = ImageInfo(image.width, image.height, image.format or "", image.mode, len(data), frames)
     image = _load_first_frame(image, config)
     notes = [f"first frame of {frames}"] if frames > 1 else []
+    orientation = _orientation(image, notes)
     image, converted = to_srgb(image, config.background)
     notes += converted
-    try:
-        upright = ImageOps.exif_transpose(image)
-    except Exception:  # noqa: BLE001 - corrupt EXIF must not lose a decodable image
-        upright, notes = image, [*notes, "EXIF orientation unreadable; kept as stored"]
-    if upright is not image:
-        notes.append("applied EXIF orientation")
-    image = upright
+    image = _upright(image, orientation, notes)
     if min(image.size) < config.min_side:
         raise RejectItem(
             reasons.TOO_SMALL,

@@ -1,0 +1,151 @@
+"""Decoding and normalisation of ordinary and hostile image files, through the pure functions."""
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from schemas import reasons
+from schemas.config import NormaliseConfig
+from schemas.records import RejectItem
+from tests.helpers import jpeg_bytes, make_photo
+from transforms.normalise import encode, normalise_image
+
+CONFIG = NormaliseConfig(max_side=256, min_side=16, max_pixels=10_000_000)
+
+
+def _png(image: Image.Image, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", **options)
+    return buffer.getvalue()
+
+
+def _reason(data: bytes, config: NormaliseConfig = CONFIG) -> str:
+    with pytest.raises(RejectItem) as caught:
+        normalise_image(data, config)
+    return caught.value.reason
+
+
+def test_rejects_zero_byte_file_as_empty():
+    assert _reason(b"") == reasons.EMPTY_FILE
+
+
+def test_rejects_text_file_named_jpg_as_not_an_image():
+    assert _reason(b"operator notes: line 3 stopped at 14:00\n") == reasons.NOT_AN_IMAGE
+
+
+def test_rejects_truncated_jpeg_with_reason():
+    data = jpeg_bytes(make_photo(400, 300))
+    assert _reason(data[: len(data) // 2]) == reasons.TRUNCATED
+
+
+def test_rejects_truncated_png_with_reason():
+    data = _png(make_photo(400, 300))
+    assert _reason(data[: len(data) // 2]) in (reasons.TRUNCATED, reasons.UNSUPPORTED_IMAGE)
+
+
+def test_rejects_decompression_bomb_from_its_header_without_decoding():
+    # A valid 1x1 PNG whose IHDR claims 100000 x 100000 pixels.
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
+    bomb = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0\0\0\0")) + chunk(b"IEND", b"")
+    assert _reason(bomb) == reasons.DECOMPRESSION_BOMB
+
+
+def test_rejects_images_below_min_side():
+    assert _reason(jpeg_bytes(make_photo(64, 8))) == reasons.TOO_SMALL
+
+
+def test_converts_cmyk_jpeg_to_srgb():
+    rgb = make_photo(200, 150, seed=3)
+    image, original, _ = normalise_image(jpeg_bytes(rgb.convert("CMYK"), quality=95), CONFIG)
+    assert original.mode == "CMYK" and image.mode == "RGB"
+    difference = np.abs(np.asarray(image, np.int16) - np.asarray(rgb, np.int16)).mean()
+    assert difference < 20
+
+
+def test_scales_16_bit_png_by_range_instead_of_clipping():
+    ramp = (np.linspace(0, 65535, 256, dtype=np.float64)[None, :].repeat(64, axis=0)).astype(np.uint16)
+    image, original, notes = normalise_image(_png(Image.fromarray(ramp)), CONFIG)
+    values = np.asarray(image)[..., 0]
+    assert original.mode.startswith("I")
+    assert values.min() == 0 and values.max() == 255
+    assert len(np.unique(values)) > 200
+    assert "scaled high bit depth to 8 bits" in notes
+
+
+def test_scales_16_bit_tiff():
+    ramp = (np.linspace(0, 65535, 128, dtype=np.float64)[None, :].repeat(40, axis=0)).astype(np.uint16)
+    buffer = io.BytesIO()
+    Image.fromarray(ramp).save(buffer, format="TIFF")
+    image, _, _ = normalise_image(buffer.getvalue(), CONFIG)
+    assert np.asarray(image).max() == 255
+
+
+def test_float_tiff_in_unit_range_maps_to_full_8_bits():
+    array = np.linspace(0.0, 1.0, 100, dtype=np.float32)[None, :].repeat(30, axis=0)
+    buffer = io.BytesIO()
+    Image.fromarray(array, "F").save(buffer, format="TIFF")
+    image, _, _ = normalise_image(buffer.getvalue(), CONFIG)
+    assert np.asarray(image).min() == 0 and np.asarray(image).max() == 255
+
+
+def test_composites_palette_transparency_on_the_background():
+    palette = Image.new("P", (40, 40), 0)
+    palette.putpalette([255, 0, 0, 0, 0, 255] + [0] * 762)
+    palette.paste(1, (0, 0, 20, 40))
+    image, _, notes = normalise_image(_png(palette, transparency=0), NormaliseConfig(min_side=16, background=(0, 255, 0)))
+    assert image.getpixel((30, 20)) == (0, 255, 0)
+    assert image.getpixel((5, 20)) == (0, 0, 255)
+    assert "alpha composited on background" in notes
+
+
+@pytest.mark.parametrize("format_", ["GIF", "WEBP"])
+def test_takes_the_first_frame_of_animations_and_says_so(format_):
+    frames = [Image.new("RGB", (64, 64), colour) for colour in ((250, 0, 0), (0, 250, 0), (0, 0, 250))]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format=format_, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    image, original, notes = normalise_image(buffer.getvalue(), NormaliseConfig(min_side=16))
+    assert original.frames == 3
+    assert "first frame of 3" in notes
+    red, green, blue = image.getpixel((32, 32))
+    assert red > 200 and green < 60 and blue < 60
+
+
+def test_applies_exif_orientation_then_strips_all_metadata():
+    upright = Image.new("RGB", (120, 60), (255, 255, 255))
+    upright.paste((255, 0, 0), (0, 0, 20, 60))  # a red band on the left when upright
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored rotated: viewers rotate 90 degrees clockwise to display
+    exif[0x8825] = {1: "N"}  # a GPS block that must not survive
+    stored = upright.transpose(Image.Transpose.ROTATE_90)
+    image, original, notes = normalise_image(jpeg_bytes(stored, exif=exif, quality=95), NormaliseConfig(min_side=16))
+    assert (original.width, original.height) == (60, 120)
+    assert image.size == (120, 60)
+    assert image.getpixel((5, 30))[0] > 200 and image.getpixel((5, 30))[1] < 80
+    assert "applied EXIF orientation 6" in notes
+    output = Image.open(io.BytesIO(encode(image, NormaliseConfig())))
+    assert not output.getexif()
+    assert "exif" not in output.info and "xmp" not in output.info and "icc_profile" not in output.info
+
+
+def test_resizes_longer_side_and_never_upscales():
+    big, _, _ = normalise_image(jpeg_bytes(make_photo(1000, 500)), CONFIG)
+    small, _, _ = normalise_image(jpeg_bytes(make_photo(100, 50)), CONFIG)
+    assert max(big.size) == 256 and big.size == (256, 128)
+    assert small.size == (100, 50)
+
+
+def test_converts_lab_tiff_to_rgb():
+    lab = Image.new("LAB", (32, 32), (128, 128, 128))  # Pillow stores a* and b* offset by 128
+    buffer = io.BytesIO()
+    lab.save(buffer, format="TIFF")
+    image, original, _ = normalise_image(buffer.getvalue(), NormaliseConfig(min_side=16))
+    assert original.mode == "LAB" and image.mode == "RGB"
+    red, green, blue = image.getpixel((10, 10))
+    assert abs(red - green) < 8 and abs(green - blue) < 8 and 100 < red < 140  # mid grey
