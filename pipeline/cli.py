@@ -30,6 +30,12 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--output", help="output folder (overrides run.output)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    run.add_argument(
+        "--profile",
+        metavar="NAME|PATH",
+        help="a runner profile: a name from runners/ (direct, direct-multiprocess, portable, flink, spark, dataflow) "
+        "or a TOML file; Beam flags on the command line override the profile's",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -58,6 +64,10 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
 
     path = args.config_flag or args.config_path
     overrides = list(args.set)
+    if args.profile:
+        from pipeline.profiles import apply_profile
+
+        beam_args, overrides = apply_profile(args.profile, beam_args, overrides)
     if args.output:
         overrides.append(f"run.output={json.dumps(str(Path(args.output).resolve()))}")
     config = load_config(path, overrides)

@@ -5,6 +5,7 @@ read from the ledger counts is within bounds, does the launcher move the files t
 ``OUT/_run/``. A killed or failed run therefore leaves its final outputs as they were.
 """
 
+import contextlib
 import hashlib
 import importlib.metadata
 import json
@@ -18,10 +19,11 @@ from dataclasses import dataclass
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineState
 
 from pipeline.assemble import build
+from pipeline.profiles import resolve_options
 from schemas.config import UnishardConfig
 from transforms._io import join, write_atomic
 from transforms.ingest import input_kind
@@ -100,6 +102,45 @@ def _read_json(path: str) -> dict:
         return json.loads(handle.read())
 
 
+def _short(error: BaseException, keep: int = 25) -> str:
+    lines = f"{type(error).__name__}: {error}".strip().splitlines()
+    return "\n".join(lines if len(lines) <= keep else [*lines[:5], "  ...", *lines[5 - keep :]])
+
+
+def run_job(pipeline: beam.Pipeline, runner: str, staging: str) -> None:
+    """Submit the job, report its state, and wait for it to finish; a failed or cancelled job raises ``RunError``.
+
+    Ctrl-C cancels a job still running on a cluster, so it does not run on unattended.
+    """
+    result = None
+    try:
+        try:
+            result = pipeline.run()
+        except Exception as error:
+            raise RunError(
+                f"could not submit the job to {runner}: {_short(error)}\nCheck that the runner's service is up and "
+                "its address options (--job_endpoint, --flink_master, --spark_master_url, --project, --region) are set"
+            ) from error
+        _LOG.info("unishard: job submitted to %s; state %s", runner, result.state)
+        state = result.wait_until_finish()
+    except KeyboardInterrupt:
+        with contextlib.suppress(Exception):
+            if result is not None and not PipelineState.is_terminal(result.state):
+                _LOG.warning("unishard: interrupted; cancelling the job on %s", runner)
+                result.cancel()
+        raise
+    except RunError:
+        raise
+    except Exception as error:
+        raise RunError(
+            f"the Beam job failed on {runner}: {_short(error)}\nNothing was committed; the partial output is in "
+            f"{staging}. The runner's log above names the failing step"
+        ) from error
+    _LOG.info("unishard: job finished on %s; state %s", runner, state)
+    if state not in (PipelineState.DONE, None):
+        raise RunError(f"the Beam job ended in state {state}; see the runner's log above for the failing step")
+
+
 def run(config: UnishardConfig, beam_args: list[str], config_text: str = "") -> RunSummary:
     """Run the pipeline described by ``config`` with Beam options from ``beam_args``; return the counts.
 
@@ -110,15 +151,12 @@ def run(config: UnishardConfig, beam_args: list[str], config_text: str = "") -> 
     output = config.run.output
     staging = join(output, "_staging", uuid.uuid4().hex)
     options = PipelineOptions(beam_args)
-    runner = options.view_as(StandardOptions).runner or "DirectRunner"
+    runner = resolve_options(options)
     _LOG.info("unishard: running on %s into %s", runner, output)
     started = time.monotonic()
     pipeline = beam.Pipeline(options=options)
     build(pipeline, config, staging)
-    result = pipeline.run()
-    state = result.wait_until_finish()
-    if state not in (PipelineState.DONE, None):
-        raise RunError(f"the Beam job ended in state {state}; see the runner's log above for the failing step")
+    run_job(pipeline, runner, staging)
     counts = _read_json(join(staging, "_run", "counts.json"))
     failed = counts["by_status"].get("failed", 0)
     if counts["items"] and failed / counts["items"] > config.run.max_failure_ratio:

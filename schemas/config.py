@@ -74,6 +74,93 @@ class ShardsConfig(Section):
     ledger_rows_per_part: int = pydantic.Field(1_000_000, gt=0)
 
 
+_SPLIT_NAME = r"^[a-z0-9][a-z0-9_-]*$"
+
+
+class SplitConfig(Section):
+    """Leak-free split assignment (``transforms/split.py``).
+
+    The default is a three-way split, 0.98 / 0.01 / 0.01, grouped by ``doc_id`` and stratified by domain: held-out
+    data is what makes any score trustworthy, and a split made at curation time (where duplicates and documents are
+    known) is the only one that cannot leak; 2% costs little training data. Set ``fractions = {train = 1.0}`` for a
+    single split, or ``enabled = false`` to write everything under ``all/``.
+    """
+
+    enabled: bool = True
+    fractions: dict[str, float] = pydantic.Field(
+        default_factory=lambda: {"train": 0.98, "validation": 0.01, "test": 0.01},
+        description="Target share of groups per split; held-out splits take the hash range from 0 in reverse order.",
+    )
+    train: str = pydantic.Field("train", description="The training split; every other split is held out.")
+    group_by: list[str] = pydantic.Field(
+        default_factory=lambda: ["doc_id"],
+        description="Metadata fields whose shared value keeps samples in one split; 'line+date' joins several fields.",
+    )
+    stratify_by: list[str] = pydantic.Field(
+        default_factory=list,
+        description="Metadata fields tried in order for the label that, with the domain, names a sample's stratum.",
+    )
+    min_groups: int = pydantic.Field(1, ge=0, description="Groups of every stratum each held-out split gets at least.")
+    max_heldout_share: float = pydantic.Field(
+        0.5, gt=0.0, le=1.0, description="A stratum whose minimums would hold out more than this share is too small."
+    )
+    pin_field: str = pydantic.Field("split", description="Metadata field naming a split the sample must go to.")
+    salt: str = pydantic.Field("unishard-split-v1", description="Hash salt; changing it reshuffles every group.")
+    rounds: int = pydantic.Field(3, ge=0, le=20, description="Connected-component rounds before the final union-find.")
+
+    @pydantic.model_validator(mode="after")
+    def _check_fractions(self) -> "SplitConfig":
+        import re
+
+        if self.train not in self.fractions:
+            raise ValueError(f"split.train {self.train!r} is not a key of split.fractions")
+        for name, share in self.fractions.items():
+            if not re.match(_SPLIT_NAME, name):
+                raise ValueError(f"split name {name!r} must be lowercase letters, digits, '_' or '-'")
+            if share < 0:
+                raise ValueError(f"split.fractions.{name} must not be negative")
+        if abs(sum(self.fractions.values()) - 1.0) > 1e-6:
+            raise ValueError(f"split.fractions must add up to 1, got {sum(self.fractions.values())}")
+        return self
+
+
+class EvalQuestion(Section):
+    """One understanding question whose answer is a trusted metadata field."""
+
+    field: str
+    question: str
+    domains: list[str] = pydantic.Field(default_factory=list, description="Ask only in these domains; empty: all.")
+
+
+def _default_questions() -> list[EvalQuestion]:
+    return [
+        EvalQuestion(field="label", question="Which defect class does this image show?", domains=["factory"]),
+        EvalQuestion(field="category", question="Which product category does this image show?"),
+        EvalQuestion(field="color", question="What is the main colour of the product?"),
+        EvalQuestion(field="colour", question="What is the main colour of the product?"),
+    ]
+
+
+class EvalSetConfig(Section):
+    """The evaluation set drawn from the held-out split (``transforms/eval_set.py``)."""
+
+    enabled: bool = True
+    split: str = pydantic.Field("test", description="The split the evaluation items come from.")
+    questions: list[EvalQuestion] = pydantic.Field(default_factory=_default_questions)
+    generation: bool = pydantic.Field(True, description="Write caption-to-image items with their reference image.")
+    max_images: int = pydantic.Field(2000, gt=0, description="Images in the set at most, chosen by a hash of the key.")
+    check_against: list[str] = pydantic.Field(
+        default_factory=lambda: ["train"], description="Splits that must hold no copy or near copy of an eval image."
+    )
+    max_hamming: int = pydantic.Field(
+        4, ge=0, le=64, description="Perceptual-hash distance at or below which two images are near duplicates."
+    )
+    min_cosine: float = pydantic.Field(
+        0.95, ge=-1.0, le=1.0, description="Embedding cosine at or above which two images are semantic duplicates."
+    )
+    fail_on_leak: bool = pydantic.Field(True, description="Fail the run when an eval image leaks into train.")
+
+
 class RunConfig(Section):
     output: str = "out"
     max_failure_ratio: float = pydantic.Field(
@@ -89,6 +176,8 @@ class UnishardConfig(Section):
     normalise: NormaliseConfig = NormaliseConfig()
     exact_dedup: ExactDedupConfig = ExactDedupConfig()
     text: TextConfig = TextConfig()
+    split: SplitConfig = SplitConfig()
+    eval_set: EvalSetConfig = EvalSetConfig()
     shards: ShardsConfig = ShardsConfig()
 
 

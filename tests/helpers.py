@@ -41,6 +41,9 @@ def write_sidecar(image_path: Path, **metadata: Any) -> None:
     image_path.with_suffix(".json").write_text(json.dumps(metadata), encoding="utf-8")
 
 
+RUN_SPECIFIC = ("_run/run.json", "_run/config.json", "report/")
+
+
 @dataclasses.dataclass
 class Output:
     """Everything one run wrote, loaded for assertions."""
@@ -69,11 +72,15 @@ class Output:
         return list(wds.WebDataset(urls, shardshuffle=False, empty_check=False))
 
     def file_bytes(self) -> dict[str, bytes]:
-        """Every output file except ``_run/`` (which records wall time and arguments), by relative path."""
+        """Every output file by relative path, except those that record where and how the run happened.
+
+        ``_run/run.json`` holds wall time and arguments, ``_run/config.json`` the output path, ``report/`` the run's
+        wall time; everything else must be byte-identical between runs of the same input and config.
+        """
         return {
             str(path.relative_to(self.path)): path.read_bytes()
             for path in sorted(self.path.rglob("*"))
-            if path.is_file() and not str(path.relative_to(self.path)).startswith(("_run/run.json", "report/"))
+            if path.is_file() and not str(path.relative_to(self.path)).startswith(RUN_SPECIFIC)
         }
 
 

@@ -33,7 +33,7 @@ class DeduplicateExact(beam.PTransform):
         super().__init__()
         self._config = config
 
-    def expand(self, fingerprints: beam.PCollection) -> DedupOutputs:
+    def expand(self, fingerprints: beam.PCollection):
         if not self._config.enabled:
             empty = fingerprints.pipeline | "NoRejections" >> beam.Create([])
             return DedupOutputs(survivors=fingerprints, rejected=empty)

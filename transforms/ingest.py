@@ -47,7 +47,7 @@ class ReadInputs(beam.PTransform):
         super().__init__()
         self._config = config
 
-    def expand(self, pbegin: beam.pvalue.PBegin) -> IngestOutputs:
+    def expand(self, pbegin: beam.pvalue.PBegin):
         listed, dropped = [], []
         for index, spec in enumerate(self._config.inputs):
             kind = input_kind(spec)

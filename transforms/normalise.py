@@ -51,7 +51,7 @@ class Normalise(beam.PTransform):
         self._config = config
         self._hashes = list(hashes)
 
-    def expand(self, items: beam.PCollection) -> NormaliseOutputs:
+    def expand(self, items: beam.PCollection):
         samples, dropped = apply_stage(items, "Decode", _NormaliseFn(self._config, self._hashes))
         return NormaliseOutputs(samples=samples, rejected=dropped)
 

@@ -35,7 +35,7 @@ class ChooseText(beam.PTransform):
         super().__init__()
         self._config = config
 
-    def expand(self, samples: beam.PCollection) -> TextOutputs:
+    def expand(self, samples: beam.PCollection):
         chosen, dropped = apply_stage(samples, "Choose", _ChooseTextFn(self._config))
         return TextOutputs(samples=chosen, rejected=dropped)
 

@@ -49,7 +49,7 @@ class WriteShards(beam.PTransform):
         self._output = output
         self._view = view
 
-    def expand(self, samples: beam.PCollection) -> WriteOutputs:
+    def expand(self, samples: beam.PCollection):
         totals = (
             samples
             | "Size" >> beam.Map(lambda s: (s.split, (1, len(s.image))))

@@ -29,3 +29,66 @@ def test_every_input_has_one_ledger_row_and_kept_rows_are_the_shard_samples(tmp_
     record = json.loads(samples[0]["json"])
     assert record["domain"] == "marketing"
     assert samples[0]["txt"].decode().startswith("photo number")
+
+
+def _mixed_inputs(folder, photo):
+    folder.mkdir()
+    for seed in range(8):
+        path = folder / f"photo{seed}.jpg"
+        photo(200 + 10 * seed, 150, seed=seed).save(path, quality=90)
+        write_sidecar(path, title=f"photo {seed}", domain="factory" if seed % 2 else "marketing")
+    (folder / "photo0-copy.jpg").write_bytes((folder / "photo0.jpg").read_bytes())
+    (folder / "photo0-copy.txt").write_text("a copy")
+    (folder / "empty.jpg").write_bytes(b"")
+    return folder
+
+
+def test_an_unexpected_error_on_one_item_is_a_failed_row_and_the_run_goes_on(tmp_path, run, photo, monkeypatch):
+    import transforms.text
+
+    original = transforms.text.choose_text
+
+    def explode_on_photo3(metadata, fields, max_chars):
+        if metadata.get("title") == "photo 3":
+            raise ZeroDivisionError("planted failure")
+        return original(metadata, fields, max_chars)
+
+    monkeypatch.setattr(transforms.text, "choose_text", explode_on_photo3)
+    out = run([_mixed_inputs(tmp_path / "in", photo)], run={"max_failure_ratio": 0.5})
+    row = out.ledger_by_name()["photo3.jpg"]
+    assert (row["status"], row["stage"], row["reason"]) == ("failed", "text", "exception")
+    assert json.loads(row["detail"]) == {"error": "planted failure", "error_type": "ZeroDivisionError"}
+    assert len(out.samples()) == 7 - 1 + 1  # 8 photos, one failed; the copy is a duplicate
+    assert out.summary.counts["by_status"] == {"failed": 1, "kept": 7, "rejected": 2}
+
+
+def test_too_many_failures_fail_the_run_and_commit_nothing(tmp_path, run, photo, monkeypatch):
+    import pytest
+
+    import transforms.text
+    from pipeline.launch import RunError
+
+    def explode(metadata, fields, max_chars):
+        raise RuntimeError("model server down")
+
+    monkeypatch.setattr(transforms.text, "choose_text", explode)
+    with pytest.raises(RunError, match="max_failure_ratio"):
+        run([_mixed_inputs(tmp_path / "in", photo)], output=tmp_path / "out")
+    assert not (tmp_path / "out" / "shards").exists()
+    assert not (tmp_path / "out" / "ledger").exists()
+
+
+def test_output_is_byte_identical_with_two_worker_processes(tmp_path, run, photo):
+    inputs = [_mixed_inputs(tmp_path / "in", photo)]
+    single = run(inputs, output=tmp_path / "single", shards={"samples_per_shard": 3})
+    multi = run(
+        inputs,
+        output=tmp_path / "multi",
+        shards={"samples_per_shard": 3},
+        beam_args=["--runner=DirectRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=2"],
+    )
+    single_files, multi_files = single.file_bytes(), multi.file_bytes()
+    assert sorted(single_files) == sorted(multi_files)
+    assert len(single.shard_paths()) == 3
+    different = [name for name in single_files if single_files[name] != multi_files[name]]
+    assert different == []

@@ -1,0 +1,243 @@
+"""Runner profiles become Beam arguments; per-stage resource hints reach the model stages.
+
+``unishard run --profile NAME|PATH`` loads ``runners/NAME.toml`` (or the file at PATH), checks that every ``[beam]``
+key is a Beam pipeline option and every hint a Beam resource hint, and merges the profile's flags under the
+command line's: a flag given on the command line replaces the profile's, and for repeatable flags
+(``--experiments``, ``--resource_hints``, ``--stage_resource_hint``) an entry with the same key replaces the
+profile's entry. ``[config]`` keys become ``--set`` overrides placed before the user's own.
+
+Stage hints travel as ``--stage_resource_hint STAGE:HINT=VALUE`` (``UnishardOptions``), so a profile, the command
+line and ``run.json`` all speak the same flag. ``pipeline/assemble.py`` attaches them with ``with_stage_hints``.
+"""
+
+import argparse
+import functools
+import logging
+import tomllib
+from pathlib import Path
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, _BeamArgumentParser
+from apache_beam.transforms import resources
+
+import runners
+from schemas.config import UnishardConfig
+from schemas.profile import ProfileError, RunnerProfile, parse_profile
+
+_LOG = logging.getLogger("unishard")
+
+PROFILE_DIR = Path(runners.__file__).parent
+LOCAL_RUNNER = "FnApiRunner"
+# Beam's DirectRunner (SwitchingDirectRunner) first tries Prism, which downloads a binary from GitHub at submit time
+# and, when that fails, falls back to the FnApiRunner anyway.
+_PRISM_FIRST = frozenset({"direct", "directrunner", "switchingdirectrunner"})
+
+
+class UnishardOptions(PipelineOptions):
+    """Beam options unishard adds: resource hints for one stage rather than the whole pipeline."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser: _BeamArgumentParser) -> None:
+        parser.add_argument(
+            "--stage_resource_hint",
+            "--stage_resource_hints",
+            dest="stage_resource_hints",
+            action="append",
+            default=[],
+            help="A Beam resource hint for one stage, as STAGE:HINT=VALUE (STAGE is the stage's config section, "
+            "e.g. embed:accelerator=type:nvidia-l4;count:1;install-nvidia-driver). Repeatable.",
+        )
+
+
+def available_profiles() -> list[str]:
+    """Names of the profiles shipped in ``runners/``."""
+    return sorted(path.stem for path in PROFILE_DIR.glob("*.toml"))
+
+
+def find_profile(spec: str) -> Path:
+    """The file of profile ``spec``: a path to a TOML file, or the name of a shipped profile."""
+    path = Path(spec)
+    if path.suffix == ".toml" or "/" in spec or path.is_file():
+        if not path.is_file():
+            raise ProfileError(f"{spec}: runner profile file not found")
+        return path
+    shipped = PROFILE_DIR / f"{spec}.toml"
+    if not shipped.is_file():
+        raise ProfileError(f"--profile {spec}: no such profile; shipped profiles: {', '.join(available_profiles())}")
+    return shipped
+
+
+def load_profile(spec: str) -> RunnerProfile:
+    """Read and validate a profile given by name or path.
+
+    Raises:
+        ProfileError: Missing file, bad TOML, a key that is not a Beam option or resource hint, or a "what" key.
+    """
+    path = find_profile(spec)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as error:
+        raise ProfileError(f"{path}: not valid TOML: {error}") from None
+    profile = parse_profile(data, path.stem, str(path))
+    _check_beam_keys(profile)
+    _check_hints(profile)
+    return profile
+
+
+@functools.cache
+def _beam_parser() -> _BeamArgumentParser:
+    """Every Beam pipeline option known in this process, as Beam itself collects them."""
+    parser = _BeamArgumentParser(allow_abbrev=False)
+    classes = {str(cls): cls for cls in PipelineOptions.__subclasses__()}
+    for cls in classes.values():
+        cls._add_argparse_args(parser)
+    return parser
+
+
+def _action(flag: str):
+    return _beam_parser()._option_string_actions.get(flag)
+
+
+def _check_beam_keys(profile: RunnerProfile) -> None:
+    for key, value in profile.beam.items():
+        action = _action(f"--{key}")
+        if action is None:
+            raise ProfileError(f"{profile.origin}: beam.{key}: not a Beam pipeline option")
+        if action.nargs == 0 and not isinstance(value, bool):
+            raise ProfileError(f"{profile.origin}: beam.{key}: a switch; write true or false")
+        if isinstance(value, list) and not isinstance(action, argparse._AppendAction):
+            raise ProfileError(f"{profile.origin}: beam.{key}: takes one value, not a list")
+    for key in profile.profile.requires:
+        if _action(f"--{key}") is None:
+            raise ProfileError(f"{profile.origin}: profile.requires.{key}: not a Beam pipeline option")
+
+
+def _check_hints(profile: RunnerProfile) -> None:
+    stages = set(UnishardConfig.model_fields)
+    for stage, hints in profile.resource_hints.items():
+        if stage not in stages:
+            raise ProfileError(
+                f"{profile.origin}: resource_hints.{stage}: not a stage; stages are named by their config section "
+                f"({', '.join(sorted(stages))})"
+            )
+        try:
+            resources.parse_resource_hints({name: str(value) for name, value in hints.items()})
+        except ValueError as error:
+            raise ProfileError(f"{profile.origin}: resource_hints.{stage}: {error}") from None
+
+
+def profile_args(profile: RunnerProfile) -> list[str]:
+    """The profile's ``[beam]`` and ``[resource_hints]`` tables as command-line Beam flags."""
+    args = []
+    for key, value in profile.beam.items():
+        if isinstance(value, bool):
+            args.extend([f"--{key}"] if value else [])
+        elif isinstance(value, list):
+            args.extend(f"--{key}={item}" for item in value)
+        else:
+            args.append(f"--{key}={value}")
+    for stage, hints in sorted(profile.resource_hints.items()):
+        args.extend(f"--stage_resource_hint={stage}:{hint}={value}" for hint, value in sorted(hints.items()))
+    return args
+
+
+def _groups(args: list[str]) -> list[tuple[tuple[str, str] | None, list[str]]]:
+    """Split command-line args into flags with their values, each with the key it overrides (None: unknown)."""
+    groups = []
+    index = 0
+    while index < len(args):
+        token = args[index]
+        flag, has_value, value = token.partition("=")
+        action = _action(flag) if token.startswith("--") else None
+        if action is None:
+            groups.append((None, [token]))
+            index += 1
+            continue
+        taken = [token]
+        if not has_value and action.nargs != 0 and index + 1 < len(args):
+            value = args[index + 1]
+            taken.append(value)
+        entry = value.partition("=")[0] if isinstance(action, argparse._AppendAction) else ""
+        groups.append(((action.dest, entry), taken))
+        index += len(taken)
+    return groups
+
+
+def merge_args(profile_args: list[str], cli_args: list[str]) -> list[str]:
+    """The profile's flags that the command line does not override, then the command line's, in order."""
+    overridden = {key for key, _ in _groups(cli_args) if key is not None}
+    kept = [token for key, tokens in _groups(profile_args) if key not in overridden for token in tokens]
+    return kept + list(cli_args)
+
+
+def _given(args: list[str]) -> set[str]:
+    return {key[0] for key, _ in _groups(args) if key is not None}
+
+
+def apply_profile(spec: str, beam_args: list[str], overrides: list[str]) -> tuple[list[str], list[str]]:
+    """Merge profile ``spec`` into the command line's Beam args and ``--set`` overrides (the command line wins).
+
+    Raises:
+        ProfileError: The profile is invalid, or an option it requires was not given.
+    """
+    profile = load_profile(spec)
+    merged = merge_args(profile_args(profile), beam_args)
+    given = _given(merged)
+    for option, what in profile.profile.requires.items():
+        if _action(f"--{option}").dest not in given:
+            raise ProfileError(f"profile {profile.name} ({profile.origin}) needs --{option}: {what}")
+    _LOG.info("unishard: profile %s (%s) for %s", profile.name, profile.origin, profile.profile.engine)
+    return merged, [*profile.config_overrides(), *overrides]
+
+
+def resolve_options(options: PipelineOptions) -> str:
+    """Check the stage hints and return the runner, with Beam's DirectRunner replaced by the FnApiRunner.
+
+    Beam 2.77's DirectRunner first tries Prism, which downloads a binary at submit time (slow, noisy, and a failure
+    where there is no internet); the FnApiRunner is the in-process engine it then uses, and it honours
+    ``--direct_running_mode`` and ``--direct_num_workers``. ``--runner=PrismRunner`` still selects Prism.
+    """
+    stages = set(UnishardConfig.model_fields)
+    for entry in options.view_as(UnishardOptions).stage_resource_hints or []:
+        stage, hint, value = _split_hint(entry)
+        if stage not in stages:
+            raise ProfileError(f"--stage_resource_hint {entry}: {stage!r} is not a stage (a config section name)")
+        try:
+            resources.parse_resource_hints({hint: value})
+        except ValueError as error:
+            raise ProfileError(f"--stage_resource_hint {entry}: {error}") from None
+    standard = options.view_as(StandardOptions)
+    if standard.runner is None or standard.runner.lower() in _PRISM_FIRST:
+        standard.runner = LOCAL_RUNNER
+    return standard.runner
+
+
+def stage_hints(options: PipelineOptions, stage: str) -> dict[str, str]:
+    """The resource hints given for ``stage`` by ``--stage_resource_hint STAGE:HINT=VALUE`` (the last one wins)."""
+    hints = {}
+    for entry in options.view_as(UnishardOptions).stage_resource_hints or []:
+        name, hint, value = _split_hint(entry)
+        if name == stage:
+            hints[hint] = value
+    return hints
+
+
+def _split_hint(entry: str) -> tuple[str, str, str]:
+    stage, _, rest = entry.partition(":")
+    hint, equals, value = rest.partition("=")
+    if not (stage and hint and equals):
+        raise ProfileError(f"--stage_resource_hint {entry!r}: expected STAGE:HINT=VALUE, e.g. embed:min_ram=16GB")
+    return stage, hint, value
+
+
+def with_stage_hints(transform: beam.PTransform, pipeline: beam.Pipeline, stage: str) -> beam.PTransform:
+    """Attach the run's resource hints for ``stage`` to ``transform`` (a composite passes them to its parts).
+
+    Use in ``pipeline/assemble.py`` around a model stage::
+
+        embedded = unique | "Embed" >> with_stage_hints(Embed(config.embed), pipeline, "embed")
+
+    Runners that do not understand a hint ignore it; Dataflow places the stage on workers that satisfy it.
+    """
+    hints = stage_hints(pipeline.options, stage)
+    return transform.with_resource_hints(**hints) if hints else transform

@@ -1,0 +1,275 @@
+"""``unishard validate OUT/``: check that every shard of an output folder is sound before anyone trains on it.
+
+For every ``OUT/shards/<view>/<split>/shard-NNNNNN.tar``: the tar reads to its end-of-archive marker (a truncated or
+corrupted shard is caught), every key is lowercase hex without a dot, a sample's members are adjacent and complete
+(``json`` always; in the ``pairs`` view also ``txt`` and the image the JSON names), the JSON validates against
+``SampleRecord`` and its ``image_sha256`` matches the image bytes, the Parquet sidecar has exactly one row per sample
+with the same key, text and image hash, and ``_stats.json`` and ``index.json`` agree with the tar. The pairs view's
+sample count must equal the ledger's kept count in ``_run/counts.json``.
+"""
+
+import hashlib
+import json
+import os
+import re
+import tarfile
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
+
+from schemas.report import ShardCheck, Validation
+from schemas.shard import SampleRecord
+from transforms._io import join
+
+KEY_PATTERN = re.compile(r"[0-9a-f]+")
+PAIRS_VIEW = "pairs"
+_BLOCK = 512
+
+
+def list_files(root: str, suffix: str = "") -> list[str]:
+    """Every file under ``root`` whose name ends with ``suffix``, sorted; temporary files are skipped."""
+    if "://" not in root:
+        if not os.path.isdir(root):
+            return []
+        found = (os.path.join(folder, name) for folder, _, names in os.walk(root) for name in names)
+    else:
+        found = (m.path for m in FileSystems.match([join(root, "**")])[0].metadata_list)
+    return sorted(path for path in found if path.endswith(suffix) and ".tmp-" not in path)
+
+
+def read_bytes(path: str) -> bytes:
+    with FileSystems.open(path, compression_type="uncompressed") as handle:
+        return handle.read()
+
+
+def read_json(path: str) -> Any:
+    return json.loads(read_bytes(path))
+
+
+def exists(path: str) -> bool:
+    return os.path.exists(path) if "://" not in path else FileSystems.exists(path)
+
+
+def shard_parts(output: str, path: str) -> tuple[str, str]:
+    """``(view, split)`` of a shard path ``OUT/shards/<view>/<split>/shard-N.tar``."""
+    relative = path[len(join(output, "shards")) :].strip("/").split("/")
+    return (relative[0], relative[1]) if len(relative) >= 3 else ("", "")
+
+
+def validate_output(output: str) -> Validation:
+    """Check every shard under ``output/shards`` and the indexes; return every problem found."""
+    problems: list[str] = []
+    tars = list_files(join(output, "shards"), ".tar")
+    checks = [check_shard(path, *shard_parts(output, path)) for path in tars]
+    folders = sorted({path.rsplit("/", 1)[0] for path in tars} | _index_folders(output))
+    for folder in folders:
+        problems.extend(_check_index(folder, [c for c in checks if c.path.rsplit("/", 1)[0] == folder], output))
+    counts_path = join(output, "_run", "counts.json")
+    if exists(counts_path):
+        kept = read_json(counts_path).get("by_status", {}).get("kept", 0)
+        written = sum(c.samples for c in checks if c.view == PAIRS_VIEW)
+        if kept != written:
+            problems.append(f"the ledger counts {kept} kept items but the {PAIRS_VIEW} shards hold {written} samples")
+    elif not tars:
+        problems.append(f"{output} holds no shards and no _run/counts.json: not a unishard output folder")
+    return Validation(output=output, shards=checks, problems=problems)
+
+
+def _index_folders(output: str) -> set[str]:
+    return {path.rsplit("/", 1)[0] for path in list_files(join(output, "shards"), "index.json")}
+
+
+def _check_index(folder: str, checks: list[ShardCheck], output: str) -> list[str]:
+    where = folder[len(output) :].lstrip("/") or folder
+    index_path = join(folder, "index.json")
+    if not exists(index_path):
+        return [f"{where}: index.json is missing"]
+    try:
+        entries = {entry["url"]: entry["nsamples"] for entry in read_json(index_path)["shardlist"]}
+    except (ValueError, KeyError, TypeError) as error:
+        return [f"{where}/index.json: unreadable ({type(error).__name__}: {error})"]
+    problems = []
+    on_disk = {c.path.rsplit("/", 1)[1]: c.samples for c in checks}
+    for name in sorted(set(entries) | set(on_disk)):
+        if name not in on_disk:
+            problems.append(f"{where}/index.json lists {name}, which does not exist")
+        elif name not in entries:
+            problems.append(f"{where}/index.json does not list {name}")
+        elif entries[name] != on_disk[name]:
+            problems.append(f"{where}/index.json says {name} has {entries[name]} samples, the tar has {on_disk[name]}")
+    return problems
+
+
+def read_samples(path: str, keys: set[str]) -> dict[str, dict[str, bytes]]:
+    """The members of the samples ``keys`` of one tar, by key and extension; other members are skipped unread."""
+    found: dict[str, dict[str, bytes]] = {}
+    with FileSystems.open(path, compression_type="uncompressed") as handle, tarfile.open(fileobj=handle) as tar:
+        for member in tar:
+            key, _, ext = member.name.rpartition("/")[2].partition(".")
+            if key in keys and member.isfile():
+                found.setdefault(key, {})[ext] = tar.extractfile(member).read()
+    return found
+
+
+def check_shard(path: str, view: str = PAIRS_VIEW, split: str = "") -> ShardCheck:
+    """Validate one tar with its sidecar and stats; never raises for a bad shard, it lists the problems."""
+    problems: list[str] = []
+    samples: dict[str, dict[str, bytes]] = {}
+    order: list[str] = []
+    try:
+        with FileSystems.open(path, compression_type="uncompressed") as handle:
+            size, tar_problems = _read_tar(handle, samples, order)
+    except OSError as error:
+        return ShardCheck(path=path, view=view, split=split, samples=0, bytes=0, problems=[f"unreadable: {error}"])
+    problems.extend(tar_problems)
+    for key in order:
+        problems.extend(_check_sample(key, samples[key], view))
+    problems.extend(_check_sidecar(path[: -len(".tar")] + ".parquet", samples, view))
+    image_bytes = sum(len(v) for members in samples.values() for ext, v in members.items() if ext not in ("json", "txt"))
+    domains: dict[str, int] = {}
+    stats_path = path[: -len(".tar")] + "_stats.json"
+    if exists(stats_path):
+        try:
+            stats = read_json(stats_path)
+            domains = {str(k): int(v) for k, v in stats.get("domains", {}).items()}
+            if stats.get("samples") != len(samples):
+                problems.append(f"_stats.json says {stats.get('samples')} samples, the tar has {len(samples)}")
+            if stats.get("bytes") != size:
+                problems.append(f"_stats.json says {stats.get('bytes')} bytes, the tar has {size}")
+        except (ValueError, AttributeError) as error:
+            problems.append(f"_stats.json is unreadable: {error}")
+    else:
+        problems.append("_stats.json is missing")
+    return ShardCheck(
+        path=path,
+        view=view,
+        split=split,
+        samples=len(samples),
+        bytes=size,
+        image_bytes=image_bytes,
+        domains=domains,
+        problems=problems,
+    )
+
+
+def _read_tar(handle, samples: dict[str, dict[str, bytes]], order: list[str]) -> tuple[int, list[str]]:
+    """Read every member of a seekable tar into ``samples``; return the file size and the problems found."""
+    size = handle.seek(0, os.SEEK_END)
+    handle.seek(0)
+    problems = []
+    last = None
+    end = 0
+    try:
+        with tarfile.open(fileobj=handle, mode="r:") as tar:
+            for member in tar:
+                name = member.name
+                if not member.isfile():
+                    problems.append(f"member {name!r} is not a regular file")
+                    continue
+                content = tar.extractfile(member).read()
+                if len(content) != member.size:
+                    raise tarfile.ReadError(f"unexpected end of data in member {name!r}")
+                if "/" in name:
+                    problems.append(f"member {name!r} is inside a folder")
+                key, dot, ext = name.rpartition("/")[2].partition(".")
+                if not dot or not ext:
+                    problems.append(f"member {name!r} has no extension")
+                    continue
+                if not KEY_PATTERN.fullmatch(key):
+                    problems.append(f"member {name!r}: key {key!r} is not lowercase hex")
+                if key != last and key in samples:
+                    problems.append(f"members of {key} are not adjacent (webdataset would split the sample)")
+                if ext in samples.setdefault(key, {}):
+                    problems.append(f"member {name!r} appears twice")
+                samples[key][ext] = content
+                if key != last:
+                    order.append(key)
+                last = key
+            end = tar.offset
+    except (tarfile.TarError, EOFError, OSError, ValueError) as error:
+        return size, [*problems, f"truncated or corrupted after {len(order)} samples: {error}"]
+    handle.seek(end)
+    tail = handle.read()
+    if size % _BLOCK or len(tail) < 2 * _BLOCK or tail.strip(b"\0"):
+        problems.append(
+            f"truncated or corrupted: no clean end-of-archive marker after {len(order)} samples ({size} bytes)"
+        )
+    return size, problems
+
+
+def _check_sample(key: str, members: dict[str, bytes], view: str) -> list[str]:
+    if "json" not in members:
+        return [f"sample {key} has no json member"]
+    try:
+        record = json.loads(members["json"])
+    except (ValueError, UnicodeDecodeError) as error:
+        return [f"sample {key}: json member is not valid JSON ({error})"]
+    if not isinstance(record, dict):
+        return [f"sample {key}: json member is not an object"]
+    if view != PAIRS_VIEW:
+        return [] if record.get("key", key) == key else [f"sample {key}: json names key {record.get('key')!r}"]
+    try:
+        parsed = SampleRecord.model_validate(record)
+    except ValueError as error:
+        return [f"sample {key}: json does not match the sample schema: {_first_line(error)}"]
+    problems = []
+    if parsed.key != key:
+        problems.append(f"sample {key}: json names key {parsed.key!r}")
+    if "txt" not in members:
+        problems.append(f"sample {key} has no txt member")
+    elif members["txt"] != parsed.text.encode("utf-8"):
+        problems.append(f"sample {key}: txt member differs from the json text")
+    image_ext = parsed.image_member.partition(".")[2]
+    if image_ext not in members:
+        problems.append(f"sample {key} has no image member {parsed.image_member!r}")
+    elif hashlib.sha256(members[image_ext]).hexdigest() != parsed.image_sha256:
+        problems.append(f"sample {key}: image bytes do not match image_sha256 in its json (tampered or corrupted)")
+    extra = sorted(set(members) - {"json", "txt", image_ext})
+    if extra:
+        problems.append(f"sample {key} has unexpected members {extra}")
+    return problems
+
+
+def _check_sidecar(path: str, samples: dict[str, dict[str, bytes]], view: str) -> list[str]:
+    if not exists(path):
+        return ["Parquet sidecar is missing"]
+    try:
+        with FileSystems.open(path) as handle:
+            rows = pq.read_table(handle).to_pylist()
+    except Exception as error:  # noqa: BLE001 - any unreadable sidecar is a finding, not a crash
+        return [f"Parquet sidecar is unreadable: {type(error).__name__}: {error}"]
+    problems = []
+    keys = [row.get("key") for row in rows]
+    duplicated = sorted({k for k in keys if keys.count(k) > 1})
+    if duplicated:
+        problems.append(f"sidecar has several rows for {_few(duplicated)}")
+    missing, extra = sorted(set(samples) - set(keys)), sorted(set(keys) - set(samples))
+    if missing:
+        problems.append(f"sidecar has no row for tar samples {_few(missing)}")
+    if extra:
+        problems.append(f"sidecar has rows for samples not in the tar: {_few(extra)}")
+    if view != PAIRS_VIEW:
+        return problems
+    for row in rows:
+        members = samples.get(row.get("key"))
+        if not members or "json" not in members:
+            continue
+        try:
+            record = json.loads(members["json"])
+        except ValueError:
+            continue
+        for field in ("text", "image_sha256", "source"):
+            if field in row and row[field] != record.get(field):
+                problems.append(f"sidecar row {row['key']}: {field} differs from the tar's json")
+    return problems
+
+
+def _few(values: list[str], limit: int = 5) -> str:
+    shown = ", ".join(str(v) for v in values[:limit])
+    return shown + (f" and {len(values) - limit} more" if len(values) > limit else "")
+
+
+def _first_line(error: Exception) -> str:
+    return " ".join(str(error).split("\n")[:3])

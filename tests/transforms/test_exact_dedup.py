@@ -1,0 +1,45 @@
+"""Exact deduplication by bytes and by decoded pixels, with a deterministic survivor."""
+
+import json
+import random
+import shutil
+
+from schemas import reasons
+from schemas.records import Fingerprint
+from transforms.exact_dedup import decide
+
+
+def _fp(source: str, pixels: int, sha: str = "s") -> Fingerprint:
+    return Fingerprint(source[-4:], source, sha, "p", pixels, 10, 0, "d")
+
+
+def test_survivor_is_highest_resolution_then_smallest_source_whatever_the_order():
+    members = [_fp("b.jpg", 100), _fp("a.jpg", 100), _fp("c.jpg", 400, sha="other")]
+    for _ in range(5):
+        random.shuffle(members)
+        survivor, losers = decide(members)
+        assert survivor.source == "c.jpg"
+        assert [(fp.source, reason) for fp, reason in losers] == [
+            ("a.jpg", reasons.PIXEL_DUPLICATE),
+            ("b.jpg", reasons.PIXEL_DUPLICATE),
+        ]
+
+
+def test_copies_and_lossless_reencodes_are_rejected_naming_their_survivor(tmp_path, run, photo):
+    images = tmp_path / "images"
+    images.mkdir()
+    picture = photo(240, 180, seed=7)
+    picture.save(images / "a-original.png")
+    shutil.copy(images / "a-original.png", images / "b-copy.png")
+    picture.save(images / "c-reencoded.webp", lossless=True)
+    photo(240, 180, seed=8).save(images / "d-other.png")
+    for path in images.iterdir():
+        (images / f"{path.stem}.txt").write_text(f"picture {path.stem}")
+    out = run([images])
+    rows = out.ledger_by_name()
+    assert rows["b-copy.png"]["reason"] == reasons.EXACT_DUPLICATE
+    assert rows["a-original.png"]["status"] == "kept"
+    assert rows["c-reencoded.webp"]["reason"] == reasons.PIXEL_DUPLICATE
+    assert json.loads(rows["c-reencoded.webp"]["detail"])["survivor_key"] == rows["a-original.png"]["key"]
+    assert rows["d-other.png"]["status"] == "kept"
+    assert len(out.samples()) == 2
