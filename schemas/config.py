@@ -5,6 +5,7 @@ A config is a TOML file. Unknown keys are errors (a typo never silently falls ba
 are applied to the raw TOML before validation, so they are checked the same way.
 """
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -110,8 +111,6 @@ class SplitConfig(Section):
 
     @pydantic.model_validator(mode="after")
     def _check_fractions(self) -> "SplitConfig":
-        import re
-
         if self.train not in self.fractions:
             raise ValueError(f"split.train {self.train!r} is not a key of split.fractions")
         for name, share in self.fractions.items():
