@@ -66,7 +66,7 @@ class WriteShards(beam.PTransform):
             written.shards
             | "BySplit" >> beam.Map(lambda stats: (stats.split, stats))
             | "GroupSplit" >> beam.GroupByKey()
-            | "WriteIndex" >> beam.Map(_write_index, output=self._output, view=self._view)
+            | "WriteIndex" >> beam.Map(write_index, output=self._output, view=self._view)
         )
         return WriteOutputs(kept=written[KEPT], shards=written.shards)
 
@@ -116,11 +116,12 @@ def sample_record(sample: Sample) -> SampleRecord:
     )
 
 
-def _canonical(data: dict) -> bytes:
+def canonical_json(data: dict) -> bytes:
+    """Canonical JSON bytes: sorted keys, no spaces, UTF-8; equal data gives equal bytes."""
     return json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def _member(name: str, data: bytes) -> tuple[tarfile.TarInfo, io.BytesIO]:
+def tar_member(name: str, data: bytes) -> tuple[tarfile.TarInfo, io.BytesIO]:
     info = tarfile.TarInfo(name)
     info.size, info.mtime, info.mode = len(data), TAR_MTIME, 0o644
     info.uid = info.gid = 0
@@ -181,10 +182,10 @@ def sidecar_row(record: SampleRecord) -> dict:
         "original_bytes": record.original.bytes,
         "original_frames": record.original.frames,
         "notes": record.notes,
-        "hashes": _canonical(record.hashes).decode(),
-        "scores": _canonical(record.scores).decode(),
-        "annotations": _canonical(record.annotations).decode(),
-        "metadata": _canonical(record.metadata).decode(),
+        "hashes": canonical_json(record.hashes).decode(),
+        "scores": canonical_json(record.scores).decode(),
+        "annotations": canonical_json(record.annotations).decode(),
+        "metadata": canonical_json(record.metadata).decode(),
     }
 
 
@@ -195,23 +196,37 @@ def parquet_bytes(rows: list[dict], schema: pa.Schema) -> bytes:
     return buffer.getvalue().to_pybytes()
 
 
-def write_shard(path: str, samples: list[Sample]) -> tuple[int, list[SampleRecord]]:
-    """Write one tar (temp name, then rename) of ``samples`` sorted by key; return its size and the records."""
-    records = []
+def write_tar(path: str, members: Iterable[tuple[str, bytes]]) -> int:
+    """Write a tar of ``(name, bytes)`` members in the given order with fixed headers (temp name, then rename).
+
+    Returns:
+        The size of the tar in bytes.
+    """
     with atomic_writer(path) as handle:
         counting = _CountingWriter(handle)
         with tarfile.open(fileobj=counting, mode="w|", format=tarfile.USTAR_FORMAT) as tar:
-            for sample in samples:
-                record = sample_record(sample)
-                records.append(record)
-                members = {
-                    "json": _canonical(record.model_dump(mode="json")),
-                    sample.image_ext: sample.image,
-                    "txt": sample.text.encode("utf-8"),
-                }
-                for ext in sorted(members):
-                    tar.addfile(*_member(f"{sample.key}.{ext}", members[ext]))
-    return counting.written, records
+            for name, data in members:
+                tar.addfile(*tar_member(name, data))
+    return counting.written
+
+
+def write_shard(path: str, samples: list[Sample]) -> tuple[int, list[SampleRecord]]:
+    """Write one tar (temp name, then rename) of ``samples`` sorted by key; return its size and the records."""
+    records = []
+
+    def members() -> Iterator[tuple[str, bytes]]:
+        for sample in samples:
+            record = sample_record(sample)
+            records.append(record)
+            files = {
+                "json": canonical_json(record.model_dump(mode="json")),
+                sample.image_ext: sample.image,
+                "txt": sample.text.encode("utf-8"),
+            }
+            for ext in sorted(files):
+                yield f"{sample.key}.{ext}", files[ext]
+
+    return write_tar(path, members()), records
 
 
 class _CountingWriter:
@@ -254,7 +269,7 @@ class _WriteShardFn(beam.DoFn):
             first_key=samples[0].key,
             last_key=samples[-1].key,
         )
-        write_atomic(join(folder, f"{name}_stats.json"), _canonical(stats.model_dump()) + b"\n")
+        write_stats(folder, stats)
         self._shards.inc()
         self._samples.inc(len(samples))
         yield stats
@@ -264,10 +279,18 @@ class _WriteShardFn(beam.DoFn):
             yield pvalue.TaggedOutput(KEPT, row)
 
 
-def _write_index(element: tuple[str, Iterable[ShardStats]], output: str, view: str) -> str:
+def write_stats(folder: str, stats: ShardStats) -> None:
+    """Write ``NAME_stats.json`` beside the shard ``stats`` describes."""
+    write_atomic(
+        join(folder, stats.shard.removesuffix(".tar") + "_stats.json"), canonical_json(stats.model_dump()) + b"\n"
+    )
+
+
+def write_index(element: tuple[str, Iterable[ShardStats]], output: str, view: str) -> str:
+    """Write the wids ``index.json`` of one split of a view from the statistics of its shards."""
     split, shards = element
     entries = [ShardEntry(url=s.shard, nsamples=s.samples) for s in sorted(shards, key=lambda s: s.shard)]
     index = ShardIndex(name=f"{view}/{split}", shardlist=entries)
     path = join(shard_dir(output, view, split), "index.json")
-    write_atomic(path, _canonical(index.model_dump(by_alias=True)) + b"\n")
+    write_atomic(path, canonical_json(index.model_dump(by_alias=True)) + b"\n")
     return path
