@@ -160,6 +160,188 @@ class EvalSetConfig(Section):
     fail_on_leak: bool = pydantic.Field(True, description="Fail the run when an eval image leaks into train.")
 
 
+FaceAction = Literal["blur", "reject", "keep"]
+
+
+class FacesConfig(Section):
+    """Face detection (OpenCV Haar cascade) and what to do with images that show faces, per domain."""
+
+    enabled: bool = pydantic.Field(True, description="Detect faces; when false the stage passes samples through.")
+    default_action: FaceAction = pydantic.Field("blur", description="Action for domains not listed in `domains`.")
+    domains: dict[str, FaceAction] = pydantic.Field(
+        default_factory=lambda: {"marketing": "blur"}, description="Action by domain: blur, reject or keep."
+    )
+    detect_side: int = pydantic.Field(384, gt=0, description="Longer side of the grey copy the detector scans.")
+    min_face: float = pydantic.Field(0.05, gt=0.0, le=1.0, description="Smallest face side, share of the short side.")
+    scale_factor: float = pydantic.Field(1.1, gt=1.0, description="Haar cascade pyramid step.")
+    min_neighbors: int = pydantic.Field(5, ge=1, description="Haar cascade overlapping detections needed.")
+    margin: float = pydantic.Field(0.15, ge=0.0, le=1.0, description="Blurred region grows by this share per side.")
+    strength: float = pydantic.Field(0.2, gt=0.0, description="Blur radius as a share of the region's longer side.")
+
+
+class SafetyConfig(Section):
+    """Unsafe images (CLIP zero-shot), unsafe text (lexicons) and private metadata fields."""
+
+    image_check: bool = pydantic.Field(True, description="Score images against the prompt sets (needs embeddings).")
+    unsafe_prompts: list[str] = pydantic.Field(
+        default_factory=lambda: [
+            "an explicit photo of a nude person",
+            "a pornographic image",
+            "a sexually explicit photo",
+            "a photo of graphic violence with blood",
+            "a photo of a gory injury",
+        ]
+    )
+    safe_prompts: list[str] = pydantic.Field(
+        default_factory=lambda: [
+            "a product photo",
+            "a photo of an object",
+            "a photo of a clothed person",
+            "a close-up photo of an industrial surface",
+            "an ordinary everyday photo",
+        ]
+    )
+    image_threshold: float = pydantic.Field(
+        0.5, ge=0.0, le=1.0, description="Reject when the zero-shot probability mass on unsafe prompts is at least this."
+    )
+    logit_scale: float = pydantic.Field(100.0, gt=0.0, description="CLIP's logit scale for the zero-shot softmax.")
+    text_check: bool = pydantic.Field(True, description="Reject samples whose text contains a lexicon term.")
+    lexicons: list[str] = pydantic.Field(
+        default_factory=list, description="Term files (one term a line, # comments); empty: the packaged list."
+    )
+    extra_terms: list[str] = pydantic.Field(default_factory=list, description="Terms added to the lexicons.")
+    allowed_terms: list[str] = pydantic.Field(default_factory=list, description="Terms removed from the lexicons.")
+    text_fields: list[str] | None = pydantic.Field(
+        None, description="Metadata fields checked besides the sample text; default: every text-valued field."
+    )
+    private_fields: list[str] = pydantic.Field(
+        default_factory=lambda: [
+            "operator", "operator_name", "inspector", "employee", "employee_id", "worker", "photographer", "author",
+            "email", "phone",
+        ],
+        description="Metadata fields (case-insensitive) removed before shards are written.",
+    )  # fmt: skip
+
+
+def _default_attributes() -> dict[str, dict[str, list[str]]]:
+    return {
+        "gender_presentation": {
+            "feminine": ["a photo of a woman", "a photo of a girl", "a photo of a female person"],
+            "masculine": ["a photo of a man", "a photo of a boy", "a photo of a male person"],
+        },
+        "age_group": {
+            "child": ["a photo of a child", "a photo of a kid"],
+            "young_adult": ["a photo of a young adult", "a photo of a person in their twenties"],
+            "middle_aged": ["a photo of a middle-aged person", "a photo of a person in their fifties"],
+            "older_adult": ["a photo of an elderly person", "a photo of a senior citizen"],
+        },
+        "skin_tone": {
+            "lighter": ["a photo of a person with light skin", "a photo of a person with fair skin"],
+            "medium": ["a photo of a person with medium skin", "a photo of a person with olive skin"],
+            "darker": ["a photo of a person with dark skin", "a photo of a person with deep brown skin"],
+        },
+    }
+
+
+AUDIT_BUILTIN_DIMENSIONS = ("domain", "person", "caption_gender", "occupation", "identity")
+
+
+class AuditConfig(Section):
+    """Bias and representation audit: a measurement written to ``audit/audit.json``; it removes no sample."""
+
+    enabled: bool = True
+    person_prompts: list[str] = pydantic.Field(
+        default_factory=lambda: ["a photo of a person", "a photo of a man", "a photo of a woman", "a photo of people"]
+    )
+    non_person_prompts: list[str] = pydantic.Field(
+        default_factory=lambda: [
+            "a photo of an object",
+            "a product photo",
+            "a photo of a landscape",
+            "a close-up photo of a surface",
+            "a photo of a machine",
+        ]
+    )
+    person_threshold: float = pydantic.Field(
+        0.5, ge=0.0, le=1.0, description="Zero-shot P(person) at or above which an image shows people (or a face)."
+    )
+    attributes: dict[str, dict[str, list[str]]] = pydantic.Field(
+        default_factory=_default_attributes,
+        description="Perceived attributes of people: attribute -> group -> prompt ensemble.",
+    )
+    margin: float = pydantic.Field(
+        0.2, ge=0.0, le=1.0, description="Abstain when the top two groups' zero-shot probabilities differ by less."
+    )
+    logit_scale: float = pydantic.Field(100.0, gt=0.0)
+    write_labels: bool = pydantic.Field(
+        False, description="Write per-image perceived attribute labels into the shards' annotations."
+    )
+    lexicon: str = pydantic.Field("", description="JSON term file for caption counts; empty: the packaged one.")
+    slices: list[str] = pydantic.Field(
+        default_factory=lambda: ["plant", "line", "camera", "shift", "sku", "defect_class", "label", "category"],
+        description="Metadata columns measured as slices.",
+    )
+    defect_columns: list[str] = pydantic.Field(
+        default_factory=lambda: ["defect_class", "label"], description="Slices whose values are defect classes."
+    )
+    skew: list[tuple[str, str]] = pydantic.Field(
+        default_factory=lambda: [
+            ("occupation", "gender_presentation"),
+            ("occupation", "age_group"),
+            ("occupation", "skin_tone"),
+            ("occupation", "caption_gender"),
+            ("category", "gender_presentation"),
+            ("defect_class", "line"),
+            ("defect_class", "camera"),
+            ("label", "line"),
+            ("label", "camera"),
+        ],
+        description="(concept, attribute) pairs for Skew, MaxSkew and MinSkew.",
+    )
+    reference: dict[str, dict[str, float]] = pydantic.Field(
+        default_factory=dict, description="Reference distribution per attribute; default: uniform over its groups."
+    )
+    neutral_queries: list[str] = pydantic.Field(
+        default_factory=lambda: [
+            "a photo of a person at work",
+            "a photo of a doctor",
+            "a photo of an engineer",
+            "a photo of a chief executive",
+            "a photo of a factory worker",
+        ]
+    )
+    ndkl_k: int = pydantic.Field(20, gt=0, description="Retrieval depth of NDKL@k.")
+    min_count: int = pydantic.Field(5, ge=1, description="Groups with fewer items are reported but never flagged.")
+    smoothing: float = pydantic.Field(0.0, ge=0.0, description="Additive smoothing of P(attribute | concept).")
+    max_abs_skew: float = pydantic.Field(0.7, gt=0.0, description="Warn when |Skew| exceeds this (0.7 ~ 2x).")
+    max_ndkl: float = pydantic.Field(0.2, gt=0.0, description="Warn when NDKL@k exceeds this.")
+    max_exclusion_ratio: float = pydantic.Field(
+        2.0, gt=1.0, description="Warn when a group's exclusion rate at a stage exceeds this times the overall rate."
+    )
+    min_representation_ratio: float = pydantic.Field(
+        0.5, gt=0.0, le=1.0, description="Warn when a group's kept share is below this times its reference share."
+    )
+    long_tail_max: int = pydantic.Field(20, ge=0, description="Defect classes with at most this many inputs.")
+    fail_on_bounds: bool = pydantic.Field(False, description="Fail the run when a warning bound is crossed.")
+
+    @pydantic.model_validator(mode="after")
+    def _check_names(self) -> "AuditConfig":
+        clash = (set(self.attributes) | set(self.slices)) & set(AUDIT_BUILTIN_DIMENSIONS)
+        if clash or set(self.attributes) & set(self.slices):
+            raise ValueError(f"audit: attribute and slice names must differ from each other and {clash or ''}")
+        for name, groups in self.attributes.items():
+            if len(groups) < 2 or not all(groups.values()):
+                raise ValueError(f"audit.attributes.{name}: needs at least two groups, each with prompts")
+        known = set(self.attributes) | set(self.slices) | set(AUDIT_BUILTIN_DIMENSIONS)
+        for concept, attribute in self.skew:
+            if concept not in known or attribute not in known:
+                raise ValueError(f"audit.skew: ({concept!r}, {attribute!r}) names a dimension that is not measured")
+        for name, shares in self.reference.items():
+            if any(v <= 0 for v in shares.values()) or abs(sum(shares.values()) - 1.0) > 1e-6:
+                raise ValueError(f"audit.reference.{name}: shares must be positive and sum to 1")
+        return self
+
+
 class RunConfig(Section):
     output: str = "out"
     max_failure_ratio: float = pydantic.Field(
@@ -178,6 +360,9 @@ class UnishardConfig(Section):
     split: SplitConfig = SplitConfig()
     eval_set: EvalSetConfig = EvalSetConfig()
     shards: ShardsConfig = ShardsConfig()
+    faces: FacesConfig = FacesConfig()
+    safety: SafetyConfig = SafetyConfig()
+    audit: AuditConfig = AuditConfig()
 
 
 class ConfigError(ValueError):

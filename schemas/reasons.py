@@ -27,6 +27,11 @@ NEAR_DUPLICATE = "near_duplicate"
 SEMANTIC_DUPLICATE = "semantic_duplicate"
 EVAL_CONTAMINATION = "eval_contamination"
 
+# Safety and privacy.
+FACE_PRESENT = "face_present"
+UNSAFE_IMAGE = "unsafe_image"
+UNSAFE_TEXT = "unsafe_text"
+
 # Unexpected exceptions: the detail carries the exception type and message.
 EXCEPTION = "exception"
 
