@@ -27,7 +27,7 @@ class InputSpec(Section):
     """
 
     path: str
-    kind: Literal["auto", "files", "manifest", "webdataset"] = "auto"
+    kind: Literal["auto", "files", "manifest", "webdataset", "mmc4", "obelics"] = "auto"
     domain: str | None = None
     path_column: str = "path"
     roots: list[str] = pydantic.Field(
@@ -90,7 +90,7 @@ class SplitConfig(Section):
     enabled: bool = True
     fractions: dict[str, float] = pydantic.Field(
         default_factory=lambda: {"train": 0.98, "validation": 0.01, "test": 0.01},
-        description="Target share of groups per split; held-out splits take the hash range from 0 in reverse order.",
+        description="Target share of groups per split; held-out splits take the hash range from 0 by name, train last.",
     )
     train: str = pydantic.Field("train", description="The training split; every other split is held out.")
     group_by: list[str] = pydantic.Field(
@@ -342,6 +342,121 @@ class AuditConfig(Section):
         return self
 
 
+class GroupRule(Section):
+    """One document per distinct value of ``fields`` (one per SKU, one per inspection record id).
+
+    Applies to samples whose metadata has no ``documents.id_field``; the document id is ``prefix`` followed by the
+    values joined with ``+``, so ``fields = ["sku"]`` with no prefix joins the SKU's manifest documents.
+    """
+
+    fields: list[str] = pydantic.Field(min_length=1)
+    domain: str | None = pydantic.Field(None, description="Apply only to this domain; None: every domain.")
+    prefix: str = ""
+
+
+class PlacementConfig(Section):
+    """MMC4's placement of images whose position is unknown: CLIP similarity between each image and each sentence,
+    images assigned to sentences by linear assignment, an image placed before its sentence."""
+
+    enabled: bool = True
+    min_similarity: float = pydantic.Field(
+        0.24,
+        ge=-1.0,
+        le=1.0,
+        description="Assignments below this cosine leave the document (OpenFlamingo trained MMC4 with 0.24 on "
+        "ViT-L/14; smaller CLIP models score lower, so re-tune it for the configured model).",
+    )
+
+
+class DocumentsConfig(Section):
+    """Interleaved documents (``transforms/documents.py``): text and image segments in order, after curation."""
+
+    enabled: bool = True
+    id_field: str = pydantic.Field("doc_id", description="Metadata field holding a sample's or text row's document.")
+    position_field: str = pydantic.Field("position", description="Metadata field ordering a document's segments.")
+    text_fields: list[str] = pydantic.Field(
+        default_factory=lambda: ["text"], description="Fields of a text row tried in order for its text."
+    )
+    image_text_fields: list[str] = pydantic.Field(
+        default_factory=list,
+        description="Image metadata fields whose first non-empty value becomes a text segment right after the image "
+        "(an inspection note beside its camera view); repeats of the previous text are skipped.",
+    )
+    document_fields: list[str] = pydantic.Field(
+        default_factory=lambda: ["title", "sku", "category", "url"],
+        description="Metadata fields copied into the document's metadata from its first member that has them.",
+    )
+    groups: list[GroupRule] = pydantic.Field(default_factory=list)
+    min_images: int = pydantic.Field(1, ge=1, description="Documents with fewer images after curation are dropped.")
+    min_text_chars: int = pydantic.Field(1, ge=0, description="Documents with less text after curation are dropped.")
+    placement: PlacementConfig = PlacementConfig()
+
+
+class ViewConfig(Section):
+    """One output view beside ``pairs``: whether it is written, which share of it, and its shard size."""
+
+    enabled: bool = True
+    share: float = pydantic.Field(
+        1.0, gt=0.0, le=1.0, description="Share of the view's samples written, chosen by a hash of the sample key."
+    )
+    samples_per_shard: int | None = pydantic.Field(None, gt=0, description="None: shards.samples_per_shard.")
+    bytes_per_shard: int | None = pydantic.Field(None, gt=0, description="None: shards.bytes_per_shard.")
+
+
+_FIELD_NAME = r"^[A-Za-z0-9_]+$"
+
+
+class EditRule(Section):
+    """Image pairs for the ``edit`` view: two samples that agree on ``match`` and differ in ``differ``.
+
+    Example: a defect-free template and the defective board (``match = ["board_id"]``, ``differ = "label"``,
+    ``source_values = ["none"]``), or one product in two colours (``match = ["category", "image_role"]``,
+    ``differ = "color"``). ``instruction`` may name fields as ``{source.FIELD}`` and ``{target.FIELD}``.
+    """
+
+    name: str = pydantic.Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    domain: str | None = None
+    match: list[str] = pydantic.Field(default_factory=list)
+    differ: str = pydantic.Field(pattern=_FIELD_NAME)
+    source_values: list[str] = pydantic.Field(default_factory=list, description="Empty: any value.")
+    target_values: list[str] = pydantic.Field(default_factory=list, description="Empty: any value.")
+    instruction: str
+    max_pairs_per_group: int = pydantic.Field(16, gt=0)
+
+    @pydantic.field_validator("instruction")
+    @classmethod
+    def _placeholders(cls, value: str) -> str:
+        rest = re.sub(r"\{(source|target)\.[A-Za-z0-9_]+\}", "", value)
+        if "{" in rest or "}" in rest:
+            raise ValueError(f"instruction {value!r}: only {{source.FIELD}} and {{target.FIELD}} placeholders exist")
+        return value
+
+
+class EditViewConfig(ViewConfig):
+    rules: list[EditRule] = pydantic.Field(default_factory=list)
+
+
+class ViewsConfig(Section):
+    """The views beside ``pairs`` (``transforms/write_documents.py``) and the loader they are sized for.
+
+    Every view's shard count is at least ``loader_workers * nodes`` so no data-loader worker starves.
+    """
+
+    loader_workers: int = pydantic.Field(1, ge=1, description="Data-loader workers per node reading the shards.")
+    nodes: int = pydantic.Field(1, ge=1, description="Nodes (ranks) reading the shards.")
+    docs: ViewConfig = ViewConfig()
+    edit: EditViewConfig = EditViewConfig()
+
+    def shards(self, base: ShardsConfig, view: ViewConfig | None = None) -> ShardsConfig:
+        """The shard settings of a view: ``base`` with the view's sizes and at least workers x nodes shards."""
+        values = base.model_dump()
+        values["min_shards"] = max(base.min_shards, self.loader_workers * self.nodes)
+        if view is not None:
+            values["samples_per_shard"] = view.samples_per_shard or base.samples_per_shard
+            values["bytes_per_shard"] = view.bytes_per_shard or base.bytes_per_shard
+        return ShardsConfig(**values)
+
+
 class RunConfig(Section):
     output: str = "out"
     max_failure_ratio: float = pydantic.Field(
@@ -359,6 +474,8 @@ class UnishardConfig(Section):
     text: TextConfig = TextConfig()
     split: SplitConfig = SplitConfig()
     eval_set: EvalSetConfig = EvalSetConfig()
+    documents: DocumentsConfig = DocumentsConfig()
+    views: ViewsConfig = ViewsConfig()
     shards: ShardsConfig = ShardsConfig()
     faces: FacesConfig = FacesConfig()
     safety: SafetyConfig = SafetyConfig()
