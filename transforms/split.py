@@ -1,0 +1,496 @@
+"""Split: assign every kept sample to train, validation or test so that no group of related images straddles two.
+
+Input element type: ``Sample``; optionally ``links``, a PCollection of ``(key_a, key_b)`` pairs the deduplication
+stages found (exact, near or semantic duplicates, clusters kept whole in ``report_only`` mode included), and
+``previous``, ``(key, split)`` pairs of an earlier run's kept ledger rows. Outputs: ``samples`` with ``Sample.split``
+set, and ``assignments`` (``(key, split)``) for views built beside the pairs (documents). No sample is dropped, so
+no reason code is emitted. Config section: ``split``. Metrics: ``split/<name>`` samples per split,
+``split/residual_edges``. Side output: ``splits/splits.json`` (``SplitReport``).
+
+How a split is decided:
+
+1. **Groups.** A sample is a node ``1:<key>``; each configured metadata key (``group_by``: ``doc_id``, ``sku``,
+   ``line+date``) is a node ``0:<fields>=<values>`` joined to every sample holding that value; duplicate links join
+   two samples. Connected components (``transforms._components``, light string records only) merge them
+   transitively, so a chain of duplicates or shared documents is one group.
+2. **Anchor.** A group's anchor is its smallest node: a metadata token when it has one (a product id does not change
+   when new photos of it arrive), else its smallest sample key. The group's place in ``[0, 1)`` is a hash of the
+   salt and the anchor, cut into ranges by ``fractions`` (held-out splits from 0, by name, train last).
+3. **Pins.** A group with a member pinned by ``previous`` (incremental runs keep what shipped) or by the metadata
+   field ``pin_field`` (a manifest's own split column) goes where its pins say; pins that disagree go to the pinned
+   held-out split first by name (``test`` before ``validation``, train last), and the conflict is reported: the
+   group was split across runs before.
+4. **Strata and minimums.** A group's stratum is the rarest stratum (domain plus the first ``stratify_by`` label) of
+   its members. Each held-out split gets at least ``min_groups`` groups of each stratum: if hashing left it short,
+   the unpinned train groups with the smallest hash move over. A stratum whose minimums would hold out more than
+   ``max_heldout_share`` of its groups, or leave train none, is reported as too small and left to hashing.
+
+Everything but the minimum top-ups is a pure function of the group, so an incremental run that adds inputs keeps
+every earlier assignment whose group did not change; pinning with ``previous`` keeps the top-ups too.
+"""
+
+import dataclasses
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, NamedTuple
+
+import apache_beam as beam
+import pydantic
+from apache_beam import pvalue
+
+from schemas.config import SplitConfig
+from schemas.records import Sample
+from transforms._components import ConnectedComponents, components
+from transforms._io import join, write_atomic
+
+STAGE = "split"
+REPORT_PATH = ("splits", "splits.json")
+REPORT_SCHEMA_VERSION = 1
+_UNIT_BITS = 60
+
+
+class SplitOutputs(NamedTuple):
+    samples: beam.PCollection
+    assignments: beam.PCollection
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitMember:
+    """The light view of one sample that splitting reads."""
+
+    key: str
+    stratum: str
+    pin: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitGroup:
+    """One merged group with its place in the hash range and its split before minimum top-ups."""
+
+    anchor: str
+    size: int
+    strata: tuple[tuple[str, int], ...]
+    pins: tuple[tuple[str, int], ...]
+    stratum: str
+    unit: float
+    split: str
+    pinned: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class StratumDecision:
+    stratum: str
+    groups: int
+    by_split: tuple[tuple[str, int], ...]
+    moved: tuple[tuple[str, str], ...]
+    status: str
+
+
+class AssignSplits(beam.PTransform):
+    """Set ``Sample.split`` group by group and write ``splits/splits.json`` under ``output``."""
+
+    def __init__(
+        self,
+        config: SplitConfig,
+        output: str,
+        links: beam.PCollection | None = None,
+        previous: beam.PCollection | None = None,
+    ):
+        super().__init__()
+        self._config = config
+        self._output = output
+        self._links = links
+        self._previous = previous
+
+    def expand(self, samples: beam.PCollection) -> SplitOutputs:
+        config = self._config
+        if not config.enabled:
+            return SplitOutputs(samples, samples | "KeepAll" >> beam.Map(lambda s: (s.key, s.split)))
+        empty = samples.pipeline | "NoPairs" >> beam.Create([])
+        links = self._links if self._links is not None else empty
+        previous = self._previous if self._previous is not None else empty
+        edges = (
+            samples | "TokenEdges" >> beam.FlatMap(lambda s: token_edges(s.key, s.metadata, config.group_by)),
+            links | "LinkEdges" >> beam.MapTuple(lambda a, b: (key_node(a), key_node(b))),
+        ) | "AllEdges" >> beam.Flatten()
+        placed = (
+            {
+                "member": samples
+                | "Members" >> beam.Map(lambda s: (key_node(s.key), member_of(s.key, s.domain, s.metadata, config))),
+                "label": edges | "Components" >> ConnectedComponents(config.rounds),
+                "previous": previous | "PreviousByNode" >> beam.MapTuple(lambda key, split: (key_node(key), split)),
+            }
+            | "JoinLabels" >> beam.CoGroupByKey()
+            | "Place" >> beam.FlatMap(_place, config=config)
+        )
+        strata_sizes = (
+            placed
+            | "Strata" >> beam.MapTuple(lambda anchor, member: member.stratum)
+            | "CountStrata" >> beam.combiners.Count.PerElement()
+            | "StrataDict" >> beam.combiners.ToDict()
+        )
+        groups = (
+            placed
+            | "SummariseGroups" >> beam.CombinePerKey(_SummariseGroupFn())
+            | "DecideGroups"
+            >> beam.Map(lambda kv, sizes: decide_group(*kv, sizes, config), sizes=pvalue.AsSingleton(strata_sizes))
+        )
+        decisions = groups | "Minimums" >> _TopUp(config)
+        final = (
+            {
+                "group": groups | "GroupByAnchor" >> beam.Map(lambda g: (g.anchor, g.split)),
+                "moved": decisions | "Moved" >> beam.FlatMap(lambda d: d.moved),
+            }
+            | "JoinMoves" >> beam.CoGroupByKey()
+            | "FinalSplit" >> beam.MapTuple(lambda anchor, j: (anchor, (list(j["moved"]) or list(j["group"]))[0]))
+        )
+        assigned = (
+            {"member": placed, "split": final}
+            | "JoinSplits" >> beam.CoGroupByKey()
+            | "Assign" >> beam.FlatMapTuple(_assign)
+        )
+        assignments = assigned | "KeySplit" >> beam.Map(lambda pair: (pair[0].key, pair[1]))
+        split_samples = (
+            {"sample": samples | "SampleByKey" >> beam.Map(lambda s: (s.key, s)), "split": assignments}
+            | "JoinSamples" >> beam.CoGroupByKey()
+            | "SetSplit" >> beam.ParDo(_SetSplitFn())
+        )
+        counts = (
+            assigned
+            | "StratumSplit" >> beam.Map(lambda pair: (pair[0].stratum, pair[1]))
+            | "CountStratumSplit" >> beam.combiners.Count.PerElement()
+            | "AllCounts" >> beam.combiners.ToList()
+        )
+        largest = groups | "Largest" >> beam.combiners.Top.Of(10, key=lambda g: (g.size, g.anchor))
+        conflicts = groups | "Conflicts" >> beam.Filter(lambda g: len(g.pins) > 1)
+        first_conflicts = conflicts | "FirstConflicts" >> beam.combiners.Top.Smallest(100, key=lambda g: g.anchor)
+        conflict_count = conflicts | "CountConflicts" >> beam.combiners.Count.Globally()
+        _ = (
+            decisions
+            | "AllDecisions" >> beam.combiners.ToList()
+            | "WriteReport"
+            >> beam.Map(
+                _write_report,
+                counts=pvalue.AsSingleton(counts),
+                largest=pvalue.AsSingleton(largest),
+                conflicts=pvalue.AsSingleton(first_conflicts),
+                conflict_count=pvalue.AsSingleton(conflict_count),
+                config=config,
+                output=self._output,
+            )
+        )
+        return SplitOutputs(split_samples, assignments)
+
+
+def key_node(key: str) -> str:
+    return f"1:{key}"
+
+
+def token_node(spec: str, values: list[Any]) -> str:
+    return f"0:{spec}={json.dumps(values, sort_keys=True, ensure_ascii=False, default=str)}"
+
+
+def group_tokens(metadata: Mapping[str, Any], group_by: Iterable[str]) -> list[str]:
+    """The group nodes of a sample: one per ``group_by`` spec whose fields all hold a non-empty value."""
+    tokens = []
+    for spec in group_by:
+        values = [metadata.get(field) for field in spec.split("+")]
+        if all(value not in (None, "", [], {}) for value in values):
+            tokens.append(token_node(spec, values))
+    return tokens
+
+
+def token_edges(key: str, metadata: Mapping[str, Any], group_by: Iterable[str]) -> list[tuple[str, str]]:
+    return [(key_node(key), token) for token in group_tokens(metadata, group_by)]
+
+
+def stratum_of(domain: str, metadata: Mapping[str, Any], stratify_by: Iterable[str]) -> str:
+    """``domain`` alone, or ``domain/field=value`` for the first ``stratify_by`` field with a value."""
+    for field in stratify_by:
+        value = metadata.get(field)
+        if value not in (None, "", [], {}):
+            return f"{domain}/{field}={value}"
+    return domain
+
+
+def heldout_order(config: SplitConfig) -> list[str]:
+    """Held-out splits in the order they take hash ranges from 0 and win pin conflicts: by name, so the layout does
+    not depend on the order of keys in a config file (``test`` before ``validation``)."""
+    return sorted(name for name in config.fractions if name != config.train)
+
+
+def member_of(key: str, domain: str, metadata: Mapping[str, Any], config: SplitConfig) -> SplitMember:
+    """The light record of one sample: its key, stratum and the split its metadata pins it to (if a known one)."""
+    pin = str(metadata.get(config.pin_field) or "").strip().lower()
+    stratum = stratum_of(domain, metadata, config.stratify_by)
+    return SplitMember(key, stratum, pin if pin in config.fractions else "")
+
+
+def unit_of(anchor: str, salt: str) -> float:
+    """The group's place in ``[0, 1)``: a hash of the salt and the anchor."""
+    digest = hashlib.sha256(f"{salt}\0{anchor}".encode()).hexdigest()
+    return int(digest[:15], 16) / (1 << _UNIT_BITS)
+
+
+def hashed_split(unit: float, config: SplitConfig) -> str:
+    edge = 0.0
+    for name in heldout_order(config):
+        edge += config.fractions[name]
+        if unit < edge:
+            return name
+    return config.train
+
+
+def decide_group(anchor: str, summary: tuple, sizes: Mapping[str, int], config: SplitConfig) -> SplitGroup:
+    """The group's stratum (its rarest member stratum) and split before minimum top-ups."""
+    size, strata, pins = summary
+    stratum = min(strata, key=lambda name: (sizes.get(name, 0), name))
+    unit = unit_of(anchor, config.salt)
+    precedence = [*heldout_order(config), config.train]
+    pinned = [name for name in precedence if pins.get(name)]
+    split = pinned[0] if pinned else hashed_split(unit, config)
+    return SplitGroup(
+        anchor, size, tuple(sorted(strata.items())), tuple(sorted(pins.items())), stratum, unit, split, bool(pinned)
+    )
+
+
+def decide_stratum(
+    stratum: str, by_split: Mapping[str, int], candidates: Iterable[tuple[float, str]], config: SplitConfig
+) -> StratumDecision:
+    """Move unpinned train groups (smallest hash first) into held-out splits short of ``min_groups``."""
+    counts = Counter(by_split)
+    total = sum(counts.values())
+    heldout = [name for name in heldout_order(config) if config.fractions[name] > 0]
+    need = config.min_groups * len(heldout)
+    moved: list[tuple[str, str]] = []
+    status = "ok"
+    if need and (total - need < 1 or need > config.max_heldout_share * total):
+        status = "too_small"
+    elif need:
+        queue = sorted(candidates)
+        for name in heldout:
+            while counts[name] < config.min_groups and queue:
+                _, anchor = queue.pop(0)
+                moved.append((anchor, name))
+                counts[name] += 1
+                counts[config.train] -= 1
+        if any(counts[name] < config.min_groups for name in heldout):
+            status = "unmet"
+    return StratumDecision(stratum, total, tuple(sorted(counts.items())), tuple(moved), status)
+
+
+def plan_splits(
+    samples: Iterable[tuple[str, str, Mapping[str, Any]]],
+    links: Iterable[tuple[str, str]],
+    config: SplitConfig,
+    previous: Mapping[str, str] | None = None,
+) -> tuple[dict[str, str], dict[str, StratumDecision]]:
+    """In-memory mirror of ``AssignSplits`` from ``(key, domain, metadata)`` triples: the key -> split map and the
+    stratum decisions. Built from the same functions; tests use it as the reference."""
+    samples, previous = list(samples), previous or {}
+    edges = [e for key, _, metadata in samples for e in token_edges(key, metadata, config.group_by)]
+    edges += [(key_node(a), key_node(b)) for a, b in links]
+    labels, _ = components(edges, config.rounds)
+    placed: dict[str, list[SplitMember]] = {}
+    for key, domain, metadata in samples:
+        pin = str(metadata.get(config.pin_field) or "").strip().lower()
+        member = SplitMember(
+            key, stratum_of(domain, metadata, config.stratify_by), pin if pin in config.fractions else ""
+        )
+        if previous.get(key) in config.fractions:
+            member = dataclasses.replace(member, pin=previous[key])
+        placed.setdefault(labels.get(key_node(key), key_node(key)), []).append(member)
+    sizes = Counter(m.stratum for members in placed.values() for m in members)
+    groups = []
+    for anchor, members in placed.items():
+        summary = (len(members), Counter(m.stratum for m in members), Counter(m.pin for m in members if m.pin))
+        groups.append(decide_group(anchor, summary, sizes, config))
+    final = {g.anchor: g.split for g in groups}
+    decisions = {}
+    for stratum in sorted({g.stratum for g in groups}):
+        mine = [g for g in groups if g.stratum == stratum]
+        need = config.min_groups * len(heldout_order(config))
+        candidates = sorted((g.unit, g.anchor) for g in mine if g.split == config.train and not g.pinned)[:need]
+        decision = decide_stratum(stratum, Counter(g.split for g in mine), candidates, config)
+        final.update(dict(decision.moved))
+        decisions[stratum] = decision
+    return {m.key: final[anchor] for anchor, members in placed.items() for m in members}, decisions
+
+
+def _place(element: tuple[str, dict], config: SplitConfig) -> Iterator[tuple[str, SplitMember]]:
+    node, joined = element
+    labels = list(joined["label"])
+    previous = [split for split in joined["previous"] if split in config.fractions]
+    for member in joined["member"]:
+        if previous:
+            member = dataclasses.replace(member, pin=min(previous))
+        yield (labels[0] if labels else node), member
+
+
+class _SummariseGroupFn(beam.CombineFn):
+    """Members of one group -> (size, stratum counts, pin counts); never holds the member list."""
+
+    def create_accumulator(self) -> tuple[int, Counter, Counter]:
+        return 0, Counter(), Counter()
+
+    def add_input(self, accumulator: tuple, member: SplitMember) -> tuple:
+        size, strata, pins = accumulator
+        strata[member.stratum] += 1
+        if member.pin:
+            pins[member.pin] += 1
+        return size + 1, strata, pins
+
+    def merge_accumulators(self, accumulators: Iterable[tuple]) -> tuple:
+        size, strata, pins = 0, Counter(), Counter()
+        for other_size, other_strata, other_pins in accumulators:
+            size += other_size
+            strata.update(other_strata)
+            pins.update(other_pins)
+        return size, strata, pins
+
+    def extract_output(self, accumulator: tuple) -> tuple:
+        return accumulator
+
+
+class _TopUp(beam.PTransform):
+    """Per stratum: count groups per split and move the smallest-hash train groups where minimums are short."""
+
+    def __init__(self, config: SplitConfig):
+        super().__init__()
+        self._config = config
+
+    def expand(self, groups: beam.PCollection) -> beam.PCollection:
+        config = self._config
+        need = max(1, config.min_groups * len(heldout_order(config)))
+        counts = (
+            groups
+            | "StratumSplit" >> beam.Map(lambda g: ((g.stratum, g.split), 1))
+            | "Count" >> beam.CombinePerKey(sum)
+            | "ByStratum" >> beam.MapTuple(lambda pair, count: (pair[0], (pair[1], count)))
+        )
+        candidates = (
+            groups
+            | "Movable" >> beam.Filter(lambda g: g.split == config.train and not g.pinned)
+            | "ByHash" >> beam.Map(lambda g: (g.stratum, (g.unit, g.anchor)))
+            | "Smallest" >> beam.combiners.Top.SmallestPerKey(need)
+        )
+        return (
+            {"counts": counts, "candidates": candidates}
+            | "Join" >> beam.CoGroupByKey()
+            | "Decide"
+            >> beam.MapTuple(
+                lambda stratum, j: decide_stratum(
+                    stratum, dict(j["counts"]), [c for found in j["candidates"] for c in found], config
+                )
+            )
+        )
+
+
+def _assign(anchor: str, joined: dict) -> Iterator[tuple[SplitMember, str]]:
+    split = next(iter(joined["split"]))
+    for member in joined["member"]:
+        yield member, split
+
+
+class _SetSplitFn(beam.DoFn):
+    def __init__(self):
+        self._counters: dict[str, Any] = {}
+
+    def process(self, element: tuple[str, dict]) -> Iterator[Sample]:
+        _, joined = element
+        split = next(iter(joined["split"]))
+        if split not in self._counters:
+            self._counters[split] = beam.metrics.Metrics.counter(STAGE, split)
+        for sample in joined["sample"]:
+            self._counters[split].inc()
+            yield dataclasses.replace(sample, split=split)
+
+
+class StratumSplit(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
+
+    samples: int
+    groups: int
+    sample_fraction: float
+    group_fraction: float
+
+
+class StratumReport(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
+
+    stratum: str
+    samples: int
+    groups: int
+    status: str = pydantic.Field(description="ok, too_small (left to hashing) or unmet (minimums not reachable).")
+    moved: dict[str, int]
+    splits: dict[str, StratumSplit]
+
+
+class SplitReport(pydantic.BaseModel):
+    """``splits/splits.json``: what was asked, what each stratum got, and what could not be done."""
+
+    model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: int = REPORT_SCHEMA_VERSION
+    config: dict[str, Any]
+    totals: dict[str, dict[str, int]]
+    strata: list[StratumReport]
+    too_small: list[str]
+    unmet: list[str]
+    pin_conflicts: int
+    pin_conflict_examples: list[dict[str, Any]]
+    largest_groups: list[dict[str, Any]]
+
+
+def build_report(
+    decisions: Iterable[StratumDecision],
+    counts: Iterable[tuple[tuple[str, str], int]],
+    largest: Iterable[SplitGroup],
+    conflicts: Iterable[SplitGroup],
+    conflict_count: int,
+    config: SplitConfig,
+) -> SplitReport:
+    """Combine stratum decisions (groups, by each group's stratum) and sample counts (by each sample's stratum)."""
+    decided = {d.stratum: d for d in decisions}
+    samples: dict[str, Counter] = {}
+    for (stratum, split), count in counts:
+        samples.setdefault(stratum, Counter())[split] += count
+    strata, totals = [], {name: {"samples": 0, "groups": 0} for name in config.fractions}
+    for stratum in sorted(set(decided) | set(samples)):
+        decision = decided.get(stratum, StratumDecision(stratum, 0, (), (), "ok"))
+        groups, sample_counts = dict(decision.by_split), samples.get(stratum, Counter())
+        total_samples = sum(sample_counts.values())
+        splits = {}
+        for name in config.fractions:
+            totals[name]["samples"] += sample_counts[name]
+            totals[name]["groups"] += groups.get(name, 0)
+            splits[name] = StratumSplit(
+                samples=sample_counts[name],
+                groups=groups.get(name, 0),
+                sample_fraction=round(sample_counts[name] / total_samples, 6) if total_samples else 0.0,
+                group_fraction=round(groups.get(name, 0) / decision.groups, 6) if decision.groups else 0.0,
+            )
+        moved = dict(sorted(Counter(name for _, name in decision.moved).items()))
+        strata.append(StratumReport(stratum=stratum, samples=total_samples, groups=decision.groups,
+                                    status=decision.status, moved=moved, splits=splits))  # fmt: skip
+    return SplitReport(
+        config=config.model_dump(mode="json"),
+        totals=totals,
+        strata=strata,
+        too_small=[s.stratum for s in strata if s.status == "too_small"],
+        unmet=[s.stratum for s in strata if s.status == "unmet"],
+        pin_conflicts=conflict_count,
+        pin_conflict_examples=[{"anchor": g.anchor, "pins": dict(g.pins), "split": g.split} for g in conflicts],
+        largest_groups=[{"anchor": g.anchor, "samples": g.size, "split": g.split} for g in largest],
+    )
+
+
+def _write_report(decisions: list, counts, largest, conflicts, conflict_count, config, output) -> str:
+    report = build_report(
+        decisions, counts, largest, sorted(conflicts, key=lambda g: g.anchor), conflict_count, config
+    )
+    path = join(output, *REPORT_PATH)
+    write_atomic(path, json.dumps(report.model_dump(mode="json"), indent=2, sort_keys=True).encode() + b"\n")
+    return path
