@@ -32,6 +32,18 @@ FACE_PRESENT = "face_present"
 UNSAFE_IMAGE = "unsafe_image"
 UNSAFE_TEXT = "unsafe_text"
 
+# Interleaved documents. Imports: an image reference with no local file, an import line that is not a document.
+UNRESOLVABLE_IMAGE = "unresolvable_image"
+MALFORMED_DOCUMENT = "malformed_document"
+# An image that left its document (the image itself stays kept in the pairs view).
+IMAGE_UNPLACED = "image_unplaced"
+IMAGE_BELOW_MIN_SIMILARITY = "image_below_min_similarity"
+# A document dropped after curation, or not written to the docs view (document ledger only).
+DOCUMENT_TOO_FEW_IMAGES = "document_too_few_images"
+DOCUMENT_TOO_LITTLE_TEXT = "document_too_little_text"
+DOCUMENT_SPLIT_CONFLICT = "document_split_conflict"
+DOCUMENT_NOT_SAMPLED = "document_not_sampled"
+
 # Unexpected exceptions: the detail carries the exception type and message.
 EXCEPTION = "exception"
 
