@@ -43,11 +43,12 @@ class WriteOutputs(NamedTuple):
 class WriteShards(beam.PTransform):
     """Write samples into deterministic shards of one view under ``output/shards/<view>/``."""
 
-    def __init__(self, config: ShardsConfig, output: str, view: str = "pairs"):
+    def __init__(self, config: ShardsConfig, output: str, view: str = "pairs", generation: int = 0):
         super().__init__()
         self._config = config
         self._output = output
         self._view = view
+        self._generation = generation
 
     def expand(self, samples: beam.PCollection):
         totals = (
@@ -60,7 +61,7 @@ class WriteShards(beam.PTransform):
             samples
             | "Assign" >> beam.Map(_assign, totals=beam.pvalue.AsSingleton(totals), config=self._config)
             | "GroupShard" >> beam.GroupByKey()
-            | "Write" >> beam.ParDo(_WriteShardFn(self._output, self._view)).with_outputs(KEPT, main="shards")
+            | "Write" >> beam.ParDo(_WriteShardFn(self._output, self._view, self._generation)).with_outputs(KEPT, main="shards")
         )
         _ = (
             written.shards
@@ -81,6 +82,14 @@ def shard_count(samples: int, image_bytes: int, config: ShardsConfig) -> int:
 def shard_of(key: str, shards: int) -> int:
     """The shard slot of ``key``: its position in the key space, cut into ``shards`` equal ranges."""
     return (int(key[:15], 16) * shards) >> _KEY_SPACE_BITS
+
+
+def shard_name(slot: int, generation: int = 0) -> str:
+    """The shard's file stem: ``shard-NNNNNN`` for a first run, ``shard-gGGGG-NNNNNN`` for incremental runs.
+
+    Incremental runs add shards beside earlier ones, so their names carry the run's generation and never collide.
+    """
+    return f"shard-{slot:06d}" if generation == 0 else f"shard-g{generation:04d}-{slot:06d}"
 
 
 def shard_dir(output: str, view: str, split: str) -> str:
@@ -240,9 +249,10 @@ class _CountingWriter:
 
 
 class _WriteShardFn(beam.DoFn):
-    def __init__(self, output: str, view: str):
+    def __init__(self, output: str, view: str, generation: int):
         self._output = output
         self._view = view
+        self._generation = generation
         self._samples = beam.metrics.Metrics.counter(STAGE, "samples")
         self._shards = beam.metrics.Metrics.counter(STAGE, "shards")
 
@@ -251,7 +261,7 @@ class _WriteShardFn(beam.DoFn):
         samples = sorted(members, key=lambda s: s.key)
         if not samples:
             return
-        name = f"shard-{slot:06d}"
+        name = shard_name(slot, self._generation)
         folder = shard_dir(self._output, self._view, split)
         size, records = write_shard(join(folder, f"{name}.tar"), samples)
         write_atomic(join(folder, f"{name}.parquet"), parquet_bytes([sidecar_row(r) for r in records], SIDECAR_SCHEMA))
