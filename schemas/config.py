@@ -68,6 +68,87 @@ class ExactDedupConfig(Section):
     enabled: bool = True
 
 
+SurvivorCriterion = Literal["resolution", "file_size", "richness", "clip_score"]
+
+
+class DuplicateRules(Section):
+    """What near and semantic deduplication share: scope, label rules, survivor policy and the bucket guard."""
+
+    enabled: bool = True
+    scope: list[str] = pydantic.Field(
+        default_factory=list,
+        description="Compare only samples with equal values of these fields ('domain' or metadata fields such as "
+        "line, camera, sku); empty compares globally.",
+    )
+    keep_distinct: list[str] = pydantic.Field(
+        default_factory=lambda: ["label"],
+        description="Metadata fields whose differing values keep both members (a defective board and its template).",
+    )
+    report_only: bool = pydantic.Field(False, description="Write the clusters but remove nothing.")
+    survivor_policy: list[SurvivorCriterion] = pydantic.Field(
+        default_factory=lambda: ["resolution", "file_size", "richness", "clip_score"],
+        description="Criteria in order, each preferring the larger value; the smallest key breaks ties.",
+    )
+    max_bucket: int = pydantic.Field(
+        5000, ge=2, description="A candidate bucket with more members is not compared pairwise; it is reported."
+    )
+
+
+class NearDedupConfig(DuplicateRules):
+    """Near-duplicate removal on perceptual hashes (``transforms/near_dedup.py``); defaults from its benchmark."""
+
+    max_distance: int = pydantic.Field(
+        8, ge=0, le=31, description="Largest pHash Hamming distance (of 64 bits) between near duplicates."
+    )
+    second_hash: Literal["dhash", "whash"] | None = pydantic.Field(
+        None, description="A second 64-bit hash that must also be within second_max_distance."
+    )
+    second_max_distance: int = pydantic.Field(10, ge=0, le=64)
+    max_colour_distance: float | None = pydantic.Field(
+        8.0,
+        gt=0,
+        description="Largest colour-signature distance (CIELAB, after brightness and contrast compensation); keeps "
+        "colour variants of one product apart. Unset to turn the check and its hash off.",
+    )
+
+    def hash_names(self) -> list[str]:
+        """The hashes normalise must compute for this section (and for decontamination)."""
+        names = ["phash"] + ([self.second_hash] if self.second_hash else [])
+        return names + (["colour"] if self.max_colour_distance is not None else [])
+
+
+class DecontaminateConfig(Section):
+    """Reject samples that duplicate evaluation or holdout images (``transforms/decontaminate.py``)."""
+
+    exclude: list[InputSpec] = pydantic.Field(
+        default_factory=list,
+        description="Evaluation or holdout images: folders, file patterns or manifests, as ingest inputs.",
+    )
+    max_distance: int = pydantic.Field(8, ge=0, le=31, description="Largest pHash Hamming distance to an eval item.")
+    max_colour_distance: float | None = pydantic.Field(
+        8.0, gt=0, description="Largest colour-signature distance to an eval item; unset to skip the check."
+    )
+
+    @pydantic.field_validator("exclude", mode="before")
+    @classmethod
+    def _paths_as_specs(cls, value: Any) -> Any:
+        return [{"path": item} if isinstance(item, str) else item for item in value] if isinstance(value, list) else value
+
+
+class SemanticDedupConfig(DuplicateRules):
+    """Semantic duplicates by CLIP image-embedding cosine (``transforms/semantic_dedup.py``).
+
+    Candidates come from random-hyperplane LSH: ``tables`` tables of ``bits`` hyperplanes each. A pair at cosine
+    0.95 (18 degrees) shares one table's bucket with probability 0.9^bits, so 16 tables of 12 bits find it 99.5% of
+    the time; every candidate is verified on the exact cosine.
+    """
+
+    threshold: float = pydantic.Field(0.95, gt=0.0, le=1.0, description="Cosine similarity of duplicates.")
+    tables: int = pydantic.Field(16, ge=1, le=64)
+    bits: int = pydantic.Field(12, ge=1, le=62)
+    seed: int = pydantic.Field(0, ge=0, description="Seed of the random hyperplanes (fixed: output is deterministic).")
+
+
 class ShardsConfig(Section):
     samples_per_shard: int = pydantic.Field(1000, gt=0)
     bytes_per_shard: int = pydantic.Field(512 * 1024 * 1024, gt=0)
@@ -471,6 +552,9 @@ class UnishardConfig(Section):
     ingest: IngestConfig = IngestConfig()
     normalise: NormaliseConfig = NormaliseConfig()
     exact_dedup: ExactDedupConfig = ExactDedupConfig()
+    decontaminate: DecontaminateConfig = DecontaminateConfig()
+    near_dedup: NearDedupConfig = NearDedupConfig()
+    semantic_dedup: SemanticDedupConfig = SemanticDedupConfig()
     text: TextConfig = TextConfig()
     split: SplitConfig = SplitConfig()
     eval_set: EvalSetConfig = EvalSetConfig()
@@ -512,6 +596,13 @@ def _resolve_paths(data: dict, base: Path) -> None:
         if isinstance(spec, dict) and "path" in spec and "://" not in str(spec["path"]):
             spec["path"] = str((base / spec["path"]).resolve())
             spec["roots"] = [str((base / root).resolve()) for root in spec.get("roots", [])]
+    exclude = data.get("decontaminate", {}).get("exclude", [])
+    for index, spec in enumerate(exclude if isinstance(exclude, list) else []):
+        spec = {"path": spec} if isinstance(spec, str) else spec
+        if isinstance(spec, dict) and "path" in spec and "://" not in str(spec["path"]):
+            spec["path"] = str((base / spec["path"]).resolve())
+            spec["roots"] = [str((base / root).resolve()) for root in spec.get("roots", [])]
+        exclude[index] = spec
     run = data.get("run", {})
     if isinstance(run, dict) and "output" in run and "://" not in str(run["output"]):
         run["output"] = str((base / run["output"]).resolve())

@@ -113,6 +113,9 @@ class Fingerprint:
         metadata: Metadata values that scopes and label rules read.
         hashes: Perceptual hashes as hex strings.
         scores: Scores known so far (a CLIP score once model stages ran).
+        shipped: True for a sample an earlier run already wrote to shards (incremental runs). Shipped fingerprints
+            take part in deduplication so new images that duplicate them are rejected, are always preferred as
+            survivors, and are never emitted again.
     """
 
     key: str
@@ -126,6 +129,7 @@ class Fingerprint:
     metadata: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     hashes: Mapping[str, str] = dataclasses.field(default_factory=dict)
     scores: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    shipped: bool = False
 
 
 def fingerprint(sample: Sample) -> Fingerprint:
@@ -144,6 +148,47 @@ def fingerprint(sample: Sample) -> Fingerprint:
         hashes=dict(sample.hashes),
         scores=dict(sample.scores),
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class DuplicateCluster:
+    """One group of near or semantic duplicates a dedup stage found, counted in images.
+
+    Members are connected through verified pairs (a chain may link two members further apart than the threshold).
+    Within a cluster, members whose ``keep_distinct`` labels differ are never removed in favour of each other, so a
+    cluster can have several survivors; in ``report_only`` mode nothing is removed. Splits keep a cluster whole.
+
+    Attributes:
+        cluster_id: ``<stage>-<smallest member key>``; stable while the smallest member stays.
+        stage: ``near_dedup`` or ``semantic_dedup``.
+        scope: JSON list of the scope values all members share (``""`` when deduplicating globally).
+        metric: What ``distances`` measure: ``phash_hamming`` (bits) or ``cosine_distance`` (1 - cosine).
+        keys: Member keys, sorted (with ``sources`` as a tie-break).
+        sources: Member sources, aligned with ``keys``.
+        survivors: For each member, the key of the member that survives in its place (its own key for survivors).
+        distances: For each member, its distance to that survivor (0 for survivors).
+        removed: For each member, whether the stage rejected it (all false in ``report_only`` mode).
+        report_only: The stage only reported this cluster.
+    """
+
+    cluster_id: str
+    stage: str
+    scope: str
+    metric: str
+    keys: tuple[str, ...]
+    sources: tuple[str, ...]
+    survivors: tuple[str, ...]
+    distances: tuple[float, ...]
+    removed: tuple[bool, ...]
+    report_only: bool = False
+
+    @property
+    def size(self) -> int:
+        return len(self.keys)
+
+    def links(self) -> list[tuple[str, str]]:
+        """``(first key, member key)`` for every other member: a star joining the whole cluster."""
+        return [(self.keys[0], key) for key in self.keys[1:] if key != self.keys[0]]
 
 
 @dataclasses.dataclass(frozen=True)
