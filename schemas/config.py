@@ -545,6 +545,128 @@ class RunConfig(Section):
     )
 
 
+ClipPrecision = Literal["fp32", "bf16", "int8-dynamic"]
+
+
+class ClipModelConfig(Section):
+    """The open_clip image/text model shared by every model stage (``transforms/clip_model.py``).
+
+    Weights come from one of: ``name`` + ``pretrained`` tag (found in ``cache_dir``, filled on a connected machine by
+    ``unishard models fetch``), a ``checkpoint`` file for the ``name`` architecture, or ``name = "local-dir:PATH"``
+    (a folder with ``open_clip_config.json`` and weights). Nothing is ever downloaded during a run. ``smoke = true``
+    (``--smoke-models``) builds a small randomly initialised model of the same family instead: for offline checks
+    and CI only, its outputs are not meaningful.
+    """
+
+    name: str = pydantic.Field("ViT-B-32", description="open_clip architecture, or local-dir:PATH.")
+    pretrained: str | None = pydantic.Field("laion2b_s34b_b79k", description="open_clip pretrained tag.")
+    checkpoint: str | None = pydantic.Field(None, description="Local weights file for `name`; overrides pretrained.")
+    cache_dir: str | None = pydantic.Field(
+        None, description="Where pretrained weights are looked up (default: the Hugging Face hub cache)."
+    )
+    model_id: str | None = pydantic.Field(
+        None, description="Name of the model in score fields; default derived, e.g. clip_vit_b_32_laion2b."
+    )
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: ClipPrecision = pydantic.Field(
+        "fp32", description="bf16 weights or int8 dynamic quantization (CPU only) roughly double CPU throughput."
+    )
+    threads: int = pydantic.Field(
+        0, ge=0, description="torch intra-op threads per worker process; 0 keeps torch's default."
+    )
+    smoke: bool = pydantic.Field(False, description="Random small model of the same family; outputs not meaningful.")
+
+    @pydantic.model_validator(mode="after")
+    def _check_device(self) -> "ClipModelConfig":
+        if self.precision == "int8-dynamic" and self.device == "cuda":
+            raise ValueError("clip.precision int8-dynamic runs on CPU only; use bf16 on cuda")
+        return self
+
+
+class EmbedConfig(Section):
+    """Image embeddings, once per surviving image (``transforms/embed.py``)."""
+
+    batch_size: int = pydantic.Field(
+        16, gt=0, description="Images per forward pass; partial batches are padded so results never depend on it."
+    )
+
+
+class CaptionerConfig(Section):
+    """A captioning model whose caption joins the candidates: CoCa through open_clip (extra `captioner`)."""
+
+    enabled: bool = False
+    name: str = "coca_ViT-B-32"
+    pretrained: str | None = "mscoco_finetuned_laion2b_s13b_b90k"
+    checkpoint: str | None = None
+    batch_size: int = pydantic.Field(8, gt=0)
+    max_tokens: int = pydantic.Field(30, gt=0, le=76)
+
+
+class OcrConfig(Section):
+    """Text read from the image by RapidOCR (extra `ocr`), for banners and labels; slow on CPU, so off."""
+
+    enabled: bool = False
+    min_confidence: float = pydantic.Field(0.5, ge=0.0, le=1.0)
+
+
+class CaptionConfig(Section):
+    """Caption candidates from metadata templates, a captioner and OCR, reranked by CLIP (``transforms/caption.py``).
+
+    ``templates`` maps a domain to format strings over metadata fields; ``default`` applies to other domains. A
+    template renders only when every field it names has text.
+    """
+
+    templates: dict[str, list[str]] = pydantic.Field(
+        default_factory=lambda: {
+            "factory": [
+                "{material} surface on {line}, camera {camera}, defect class: {label}",
+                "a close-up photo of {material} with defect class {label}",
+                "{inspection_note}",
+            ],
+            "marketing": [
+                "{title}",
+                "{title}, {category}, {color}",
+                "{description}",
+                "a photo of a {color} {category} product: {title}",
+            ],
+            "default": ["{caption}", "{alt_text}", "{title}", "{description}"],
+        }
+    )
+    include_text: bool = pydantic.Field(True, description="The text stage's chosen text is also a candidate.")
+    min_chars: int = pydantic.Field(3, ge=1, description="Shorter candidates are not usable.")
+    max_chars: int = pydantic.Field(300, gt=0, description="Longer candidates are cut at a word boundary.")
+    batch_size: int = pydantic.Field(16, gt=0, description="Samples per rerank batch.")
+    required: bool = pydantic.Field(True, description="Reject samples left with no usable caption (no_caption).")
+    captioner: CaptionerConfig = CaptionerConfig()
+    ocr: OcrConfig = OcrConfig()
+
+
+class ClipFilterConfig(Section):
+    """The CLIP-score filter (``transforms/clip_filter.py``): an absolute threshold or a keep-fraction per group.
+
+    With neither set, scores are recorded and nothing is removed; setting both is an error.
+    """
+
+    threshold: float | None = pydantic.Field(
+        None, ge=-1.0, le=1.0, description="Keep samples scoring at least this (LAION: 0.28 with ViT-B/32)."
+    )
+    keep_fraction: float | None = pydantic.Field(
+        None, gt=0.0, le=1.0, description="Keep this share of each group, highest scores first."
+    )
+    group_by: str = pydantic.Field(
+        "domain", description="Groups of keep_fraction: 'domain', 'all', or 'metadata.FIELD'."
+    )
+    num_quantiles: int = pydantic.Field(1001, ge=3, description="Resolution of the per-group quantiles.")
+
+    @pydantic.model_validator(mode="after")
+    def _one_rule(self) -> "ClipFilterConfig":
+        if self.threshold is not None and self.keep_fraction is not None:
+            raise ValueError("clip_filter: set threshold or keep_fraction, not both")
+        if self.group_by not in ("domain", "all") and not self.group_by.startswith("metadata."):
+            raise ValueError("clip_filter.group_by must be 'domain', 'all' or 'metadata.FIELD'")
+        return self
+
+
 class UnishardConfig(Section):
     """The whole run configuration, one section per stage."""
 
@@ -556,6 +678,10 @@ class UnishardConfig(Section):
     near_dedup: NearDedupConfig = NearDedupConfig()
     semantic_dedup: SemanticDedupConfig = SemanticDedupConfig()
     text: TextConfig = TextConfig()
+    clip: ClipModelConfig = ClipModelConfig()
+    embed: EmbedConfig = EmbedConfig()
+    caption: CaptionConfig = CaptionConfig()
+    clip_filter: ClipFilterConfig = ClipFilterConfig()
     split: SplitConfig = SplitConfig()
     eval_set: EvalSetConfig = EvalSetConfig()
     documents: DocumentsConfig = DocumentsConfig()

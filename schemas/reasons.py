@@ -27,6 +27,10 @@ NEAR_DUPLICATE = "near_duplicate"
 SEMANTIC_DUPLICATE = "semantic_duplicate"
 EVAL_CONTAMINATION = "eval_contamination"
 
+# Model stages: no usable caption candidate and no captioner; CLIP score below the threshold of its group.
+NO_CAPTION = "no_caption"
+LOW_CLIP_SCORE = "low_clip_score"
+
 # Safety and privacy.
 FACE_PRESENT = "face_present"
 UNSAFE_IMAGE = "unsafe_image"
