@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, PortableOptions, StandardOptions
 from apache_beam.runners.runner import PipelineState
 
 from pipeline.assemble import build
@@ -103,7 +103,7 @@ def _read_json(path: str) -> dict:
 
 
 def _short(error: BaseException, keep: int = 25) -> str:
-    lines = f"{type(error).__name__}: {error}".strip().splitlines()
+    lines = f"{type(error).__name__}: {error}".strip().rstrip(":").splitlines()
     return "\n".join(lines if len(lines) <= keep else [*lines[:5], "  ...", *lines[5 - keep :]])
 
 
@@ -117,9 +117,13 @@ def run_job(pipeline: beam.Pipeline, runner: str, staging: str) -> None:
         try:
             result = pipeline.run()
         except Exception as error:
+            if runner in StandardOptions.LOCAL_RUNNERS:
+                raise  # a local runner runs the whole job inside run()
+            endpoint = pipeline.options.view_as(PortableOptions).job_endpoint
             raise RunError(
-                f"could not submit the job to {runner}: {_short(error)}\nCheck that the runner's service is up and "
-                "its address options (--job_endpoint, --flink_master, --spark_master_url, --project, --region) are set"
+                f"could not submit the job to {runner}{f' at {endpoint}' if endpoint else ''}: {_short(error)}\n"
+                "Check that the runner's service is up and answers within --job_server_timeout, and its address "
+                "options (--job_endpoint, --flink_master, --spark_master_url, --project, --region)"
             ) from error
         _LOG.info("unishard: job submitted to %s; state %s", runner, result.state)
         state = result.wait_until_finish()

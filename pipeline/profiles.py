@@ -17,7 +17,12 @@ import tomllib
 from pathlib import Path
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, _BeamArgumentParser
+from apache_beam.options.pipeline_options import (
+    PipelineOptions,
+    StandardOptions,
+    _BeamArgumentParser,
+    _CommaSeparatedListAction,
+)
 from apache_beam.transforms import resources
 
 import runners
@@ -31,6 +36,8 @@ LOCAL_RUNNER = "FnApiRunner"
 # Beam's DirectRunner (SwitchingDirectRunner) first tries Prism, which downloads a binary from GitHub at submit time
 # and, when that fails, falls back to the FnApiRunner anyway.
 _PRISM_FIRST = frozenset({"direct", "directrunner", "switchingdirectrunner"})
+# Flags that accumulate values (--experiments, --resource_hints...): merged entry by entry, not replaced whole.
+_REPEATABLE = (argparse._AppendAction, _CommaSeparatedListAction)
 
 
 class UnishardOptions(PipelineOptions):
@@ -105,7 +112,7 @@ def _check_beam_keys(profile: RunnerProfile) -> None:
             raise ProfileError(f"{profile.origin}: beam.{key}: not a Beam pipeline option")
         if action.nargs == 0 and not isinstance(value, bool):
             raise ProfileError(f"{profile.origin}: beam.{key}: a switch; write true or false")
-        if isinstance(value, list) and not isinstance(action, argparse._AppendAction):
+        if isinstance(value, list) and not isinstance(action, _REPEATABLE):
             raise ProfileError(f"{profile.origin}: beam.{key}: takes one value, not a list")
     for key in profile.profile.requires:
         if _action(f"--{key}") is None:
@@ -157,7 +164,7 @@ def _groups(args: list[str]) -> list[tuple[tuple[str, str] | None, list[str]]]:
         if not has_value and action.nargs != 0 and index + 1 < len(args):
             value = args[index + 1]
             taken.append(value)
-        entry = value.partition("=")[0] if isinstance(action, argparse._AppendAction) else ""
+        entry = value.partition("=")[0] if isinstance(action, _REPEATABLE) else ""
         groups.append(((action.dest, entry), taken))
         index += len(taken)
     return groups

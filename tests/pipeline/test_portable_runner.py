@@ -1,0 +1,205 @@
+"""A real cluster-style submission: Beam's job service and a worker pool run as separate processes on loopback, and
+``unishard run --profile portable`` with an EXTERNAL environment writes the same bytes as the in-process runner.
+
+The services get port 0 and report the port they bound, so two runs of this test never collide. The project's
+virtual environment comes first on PATH because the pool starts workers with the first ``python`` there.
+"""
+
+import dataclasses
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline import cli
+from tests.helpers import Output, jpeg_bytes, make_photo, write_sidecar
+
+pytestmark = pytest.mark.slow
+
+VENV_BIN = Path(sys.executable).parent
+START_TIMEOUT_S = 120
+JOB_TIMEOUT_S = 300
+POOL_ADDRESS = re.compile(r"Started worker pool servicer at port: (\S+:\d+)")
+
+
+@dataclasses.dataclass
+class Services:
+    job_endpoint: str
+    pool_address: str
+    env: dict[str, str]
+    logs: dict[str, Path]
+
+    def log(self, name: str) -> str:
+        return self.logs[name].read_text(encoding="utf-8", errors="replace")
+
+
+def _start(command: list[str], log: Path, env: dict[str, str], cwd: Path) -> subprocess.Popen:
+    with log.open("wb") as handle:
+        # Own process group: stopping the group also stops the workers the pool started.
+        return subprocess.Popen(
+            command, stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True
+        )
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def _wait_for(what: str, found, processes: dict[str, subprocess.Popen], logs: dict[str, Path]):
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        value = found()
+        if value:
+            return value
+        for name, process in processes.items():
+            if process.poll() is not None:
+                pytest.fail(f"{name} exited with {process.returncode} before {what}:\n{logs[name].read_text()}")
+        time.sleep(0.2)
+    pytest.fail(f"no {what} after {START_TIMEOUT_S}s")
+
+
+@pytest.fixture(scope="module")
+def services(tmp_path_factory):
+    """Beam's Python job service and an external worker pool, each in its own process, stopped by pid at the end."""
+    work = tmp_path_factory.mktemp("portable")
+    temp = work / "tmp"
+    temp.mkdir()
+    env = dict(os.environ, PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}", TMPDIR=str(temp))
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    port_file = work / "job.port"
+    logs = {"job service": work / "job_service.log", "worker pool": work / "worker_pool.log"}
+    python = str(VENV_BIN / "python")
+    processes = {
+        "job service": _start(
+            [python, "-m", "apache_beam.runners.portability.local_job_service_main", "--port=0"]
+            + [f"--port_file={port_file}"],
+            logs["job service"],
+            env,
+            work,
+        ),
+        "worker pool": _start(
+            [python, "-m", "apache_beam.runners.worker.worker_pool_main", "--service_port=0"],
+            logs["worker pool"],
+            env,
+            work,
+        ),
+    }
+    try:
+        port = _wait_for(
+            "job service port", lambda: port_file.exists() and port_file.read_text().strip(), processes, logs
+        )
+        pool = _wait_for(
+            "worker pool address",
+            lambda: (match := POOL_ADDRESS.search(logs["worker pool"].read_text())) and match.group(1),
+            processes,
+            logs,
+        )
+        yield Services(job_endpoint=f"localhost:{port}", pool_address=pool, env=env, logs=logs)
+    finally:
+        for process in processes.values():
+            _stop(process)
+        for leftover in temp.glob("beam-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory):
+    """Inputs with rejections and duplicates, and a config that makes several shards and ledger parts."""
+    root = tmp_path_factory.mktemp("job")
+    images = root / "images"
+    images.mkdir()
+    for seed in range(9):
+        path = images / f"photo{seed}.jpg"
+        path.write_bytes(jpeg_bytes(make_photo(seed=seed), quality=90))
+        write_sidecar(path, title=f"product photo {seed}", domain="marketing" if seed % 2 else "factory")
+    (images / "copy.jpg").write_bytes((images / "photo3.jpg").read_bytes())
+    write_sidecar(images / "copy.jpg", title="the same photo again")
+    (images / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (images / "empty.jpg").write_bytes(b"")
+    config = root / "job.toml"
+    config.write_text(
+        f'[run]\noutput = "out"\n[[ingest.inputs]]\npath = "{images}"\n'
+        "[shards]\nsamples_per_shard = 3\nledger_rows_per_part = 4\n",
+        encoding="utf-8",
+    )
+    return config
+
+
+def _snapshot(output: Path) -> dict[str, bytes]:
+    files = Output(path=output, summary=None).file_bytes()
+    files["_run/config.json"] = (output / "_run" / "config.json").read_bytes()
+    return files
+
+
+@pytest.fixture(scope="module")
+def direct_output(job):
+    output = job.parent / "out"
+    assert cli.main(["run", str(job), "--profile", "direct"]) == 0
+    files = _snapshot(output)
+    shutil.rmtree(output)
+    return files
+
+
+@pytest.fixture(scope="module")
+def portable_run(job, services, direct_output):
+    output = job.parent / "out"
+    command = [str(VENV_BIN / "unishard"), "run", str(job), "--profile", "portable"]
+    command += [f"--job_endpoint={services.job_endpoint}", f"--environment_config={services.pool_address}"]
+    command += ["--job_server_timeout=30"]
+    done = subprocess.run(
+        command, env=services.env, cwd=job.parent, capture_output=True, text=True, timeout=JOB_TIMEOUT_S
+    )
+    assert done.returncode == 0, f"{done.stderr[-4000:]}\n--- worker pool ---\n{services.log('worker pool')[-4000:]}"
+    return done, _snapshot(output)
+
+
+def test_portable_output_is_byte_identical_to_the_in_process_runner(direct_output, portable_run):
+    _, portable_output = portable_run
+    assert sorted(portable_output) == sorted(direct_output)
+    assert [name for name in sorted(direct_output) if direct_output[name] != portable_output[name]] == []
+    kinds = {Path(name).suffix for name in direct_output}
+    assert {".tar", ".parquet", ".json"} <= kinds
+    assert sum(name.startswith("ledger/") for name in direct_output) > 1
+    assert sum(name.endswith(".tar") for name in direct_output) > 1
+
+
+def test_portable_job_ran_in_pool_workers_and_reported_its_state(services, portable_run):
+    done, _ = portable_run
+    assert "Starting worker with command" in services.log("worker pool")
+    assert "job submitted to PortableRunner" in done.stderr
+    assert "job finished on PortableRunner; state DONE" in done.stderr
+    assert "items: 9 kept, 3 rejected, 0 failed" in done.stdout
+
+
+def test_a_missing_job_service_fails_fast_with_a_clear_message(job, tmp_path, capsys):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free_port = probe.getsockname()[1]
+    code = cli.main(
+        ["run", str(job), "--output", str(tmp_path / "out"), "--profile", "portable"]
+        + [f"--job_endpoint=localhost:{free_port}", "--environment_config=localhost:1", "--job_server_timeout=2"]
+    )
+    assert code == 1
+    assert f"could not submit the job to PortableRunner at localhost:{free_port}" in capsys.readouterr().err
+
+
+def test_a_failing_job_exits_non_zero_and_commits_nothing(job, tmp_path, capsys):
+    output = tmp_path / "out"
+    output.mkdir()
+    (output / "_staging").write_text("a file where the staging folder goes", encoding="utf-8")
+    assert cli.main(["run", str(job), "--output", str(output), "--profile", "direct"]) == 1
+    assert "the Beam job failed on FnApiRunner" in capsys.readouterr().err
+    assert sorted(path.name for path in output.iterdir()) == ["_staging"]

@@ -1,0 +1,220 @@
+"""Runner profiles: every shipped profile gives options Beam itself accepts, the command line wins, "what" keys are
+refused, stage resource hints reach the transforms, and the local default never tries Prism."""
+
+import logging
+import re
+import tarfile
+from pathlib import Path
+
+import apache_beam as beam
+import pytest
+from apache_beam.options.pipeline_options import (
+    DirectOptions,
+    FlinkRunnerOptions,
+    GoogleCloudOptions,
+    PipelineOptions,
+    PortableOptions,
+    SetupOptions,
+    SparkRunnerOptions,
+    WorkerOptions,
+)
+from apache_beam.options.pipeline_options_validator import PipelineOptionsValidator
+from apache_beam.portability.api import beam_runner_api_pb2
+from apache_beam.portability.common_urns import resource_hints
+from apache_beam.runners.portability.stager import Stager
+from apache_beam.runners.runner import create_runner
+from apache_beam.testing.util import assert_that, equal_to
+
+from pipeline import cli
+from pipeline.profiles import (
+    PROFILE_DIR,
+    apply_profile,
+    available_profiles,
+    load_profile,
+    merge_args,
+    resolve_options,
+    stage_hints,
+    with_stage_hints,
+)
+from schemas.profile import ProfileError
+
+ROOT = Path(__file__).resolve().parents[2]
+PRISM_ATTEMPT = r"PrismRunner|[Dd]ownloading prism|prism binary"
+
+# What a user supplies for each shipped profile, as the README's commands show.
+USER_ARGS = {
+    "direct": [],
+    "direct-multiprocess": [],
+    "portable": ["--job_endpoint=localhost:8099", "--environment_config=localhost:50000"],
+    "flink": ["--flink_master=flink-jobmanager:8081", "--sdk_container_image=registry.example/unishard-worker:0.1.0"],
+    "spark": ["--spark_master_url=spark://spark-master:7077", "--sdk_container_image=registry.example/unishard:0.1"],
+    "dataflow": [
+        "--project=acme-curation",
+        "--region=europe-west4",
+        "--temp_location=gs://acme-curation-tmp/beam",
+        "--sdk_container_image=europe-docker.pkg.dev/acme-curation/images/unishard-worker:0.1.0",
+    ],
+}
+
+EXPECTED = {
+    "direct": (DirectOptions, {"direct_running_mode": "in_memory", "direct_num_workers": 1}),
+    "direct-multiprocess": (DirectOptions, {"direct_running_mode": "multi_processing", "direct_num_workers": 0}),
+    "portable": (PortableOptions, {"job_endpoint": "localhost:8099", "environment_type": "EXTERNAL"}),
+    "flink": (FlinkRunnerOptions, {"flink_master": "flink-jobmanager:8081", "parallelism": 16}),
+    "spark": (SparkRunnerOptions, {"spark_master_url": "spark://spark-master:7077", "spark_version": "3"}),
+    "dataflow": (GoogleCloudOptions, {"project": "acme-curation", "temp_location": "gs://acme-curation-tmp/beam"}),
+}
+
+
+def write_profile(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "custom.toml"
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def test_shipped_profiles_are_the_documented_set():
+    assert available_profiles() == sorted(USER_ARGS)
+    readme = (PROFILE_DIR / "README.md").read_text(encoding="utf-8")
+    for name in available_profiles():
+        assert f"`{name}`" in readme
+
+
+@pytest.mark.parametrize("name", sorted(USER_ARGS))
+def test_every_shipped_profile_produces_options_beam_validates(name):
+    args, overrides = apply_profile(name, USER_ARGS[name], [])
+    options = PipelineOptions(args)
+    runner = resolve_options(options)
+    assert overrides == []
+    view, values = EXPECTED[name]
+    for option, value in values.items():
+        assert getattr(options.view_as(view), option) == value
+    errors = PipelineOptionsValidator(options, create_runner(runner)).validate()
+    assert errors == []
+    assert not options.view_as(SetupOptions).save_main_session
+    if name in ("flink", "spark", "dataflow"):
+        assert options.view_as(WorkerOptions).sdk_container_image == USER_ARGS[name][-1].split("=", 1)[1]
+
+
+def test_local_profiles_and_the_default_never_try_prism():
+    assert resolve_options(PipelineOptions([])) == "FnApiRunner"
+    assert resolve_options(PipelineOptions(["--runner=DirectRunner"])) == "FnApiRunner"
+    assert resolve_options(PipelineOptions(["--runner=PrismRunner"])) == "PrismRunner"
+    for name in ("direct", "direct-multiprocess"):
+        assert load_profile(name).beam["runner"] == "FnApiRunner"
+
+
+def test_default_run_logs_no_prism_attempt(tmp_path, run, photo, caplog):
+    images = tmp_path / "images"
+    images.mkdir()
+    photo(seed=1).save(images / "one.jpg")
+    (images / "one.txt").write_text("a photo", encoding="utf-8")
+    with caplog.at_level(logging.INFO):
+        out = run([images])
+    assert out.summary.counts["by_status"] == {"kept": 1}
+    assert not [record for record in caplog.records if re.search(PRISM_ATTEMPT, record.getMessage())]
+
+
+def test_command_line_flags_override_the_profile():
+    args, _ = apply_profile("flink", [*USER_ARGS["flink"], "--parallelism", "4"], [])
+    assert PipelineOptions(args).view_as(FlinkRunnerOptions).parallelism == 4
+    args, _ = apply_profile("direct-multiprocess", ["--direct_num_workers=2", "--runner=FnApiRunner"], [])
+    direct = PipelineOptions(args).view_as(DirectOptions)
+    assert (direct.direct_num_workers, direct.direct_running_mode) == (2, "multi_processing")
+    assert args.count("--direct_num_workers=0") == 0
+
+
+def test_repeatable_flags_merge_by_key_and_the_command_line_wins():
+    profile = ["--stage_resource_hint=text:min_ram=1GB", "--stage_resource_hint=text:cpu_count=2", "--experiments=a"]
+    merged = merge_args(profile, ["--stage_resource_hint", "text:min_ram=4GB", "--experiments=b"])
+    options = PipelineOptions(merged)
+    assert stage_hints(options, "text") == {"cpu_count": "2", "min_ram": "4GB"}
+    assert options.view_as(beam.options.pipeline_options.DebugOptions).experiments == ["a", "b"]
+
+
+def test_profile_setting_a_threshold_is_refused_naming_file_and_key(tmp_path):
+    path = write_profile(tmp_path, '[profile]\nengine = "x"\ndescription = "y"\n[config.normalise]\nmax_side = 64\n')
+    with pytest.raises(ProfileError) as error:
+        load_profile(path)
+    assert path in str(error.value)
+    assert "config.normalise.max_side" in str(error.value)
+    assert "never what it keeps" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("table", "key"),
+    [
+        ("[normalise]\nmin_side = 8\n", "normalise"),
+        ('[beam]\noutput = "/elsewhere"\n', "beam.output"),
+        ('[beam]\nflink_mastr = "host:8081"\n', "beam.flink_mastr"),
+        ('[resource_hints.nonexistent_stage]\nmin_ram = "1GB"\n', "resource_hints.nonexistent_stage"),
+        ('[resource_hints.text]\ngpu = "yes"\n', "resource_hints.text"),
+    ],
+)
+def test_profile_keys_that_are_not_how_settings_are_refused(tmp_path, table, key):
+    path = write_profile(tmp_path, f'[profile]\nengine = "x"\ndescription = "y"\n{table}')
+    with pytest.raises(ProfileError, match=key.replace(".", r"\.")) as error:
+        load_profile(path)
+    assert path in str(error.value)
+
+
+def test_how_keys_become_overrides_before_the_users_own(tmp_path):
+    path = write_profile(
+        tmp_path,
+        '[profile]\nengine = "x"\ndescription = "y"\n[beam]\nrunner = "FnApiRunner"\n'
+        '[config.embed]\nbatch_size = 64\ndevice = "cuda"\n',
+    )
+    args, overrides = apply_profile(path, [], ["embed.device=cpu"])
+    assert args == ["--runner=FnApiRunner"]
+    assert overrides == ["embed.batch_size=64", 'embed.device="cuda"', "embed.device=cpu"]
+
+
+def test_a_missing_required_option_is_named():
+    with pytest.raises(ProfileError, match="needs --project"):
+        apply_profile("dataflow", USER_ARGS["dataflow"][1:], [])
+
+
+def test_cli_refuses_a_bad_profile_with_exit_code_2(tmp_path, capsys):
+    path = write_profile(tmp_path, '[profile]\nengine = "x"\ndescription = "y"\n[config.text]\nmax_chars = 5\n')
+    assert cli.main(["run", "--profile", path, "--input", str(tmp_path)]) == 2
+    assert "config.text.max_chars" in capsys.readouterr().err
+
+
+def test_stage_hints_reach_every_part_of_a_composite_and_still_run_locally():
+    class _Double(beam.PTransform):
+        def expand(self, pcoll):
+            return pcoll | "Times" >> beam.Map(lambda x: x * 2) | "Plus" >> beam.Map(lambda x: x + 0)
+
+    options = PipelineOptions(
+        ["--runner=FnApiRunner", "--stage_resource_hint=text:accelerator=type:nvidia-l4;count:1"]
+    )
+    resolve_options(options)
+    with beam.Pipeline(options=options) as pipeline:
+        doubled = pipeline | beam.Create([1, 2]) | "Text" >> with_stage_hints(_Double(), pipeline, "text")
+        assert_that(doubled, equal_to([2, 4]))
+    proto = pipeline.to_runner_api()
+    hinted = {
+        transform.unique_name
+        for transform in proto.components.transforms.values()
+        if resource_hints.ACCELERATOR.urn in proto.components.environments[transform.environment_id].resource_hints
+    }
+    assert {"Text/Times", "Text/Plus"} <= hinted
+    assert not any(name.startswith("Create") for name in hinted)
+
+
+def test_an_unknown_stage_in_a_command_line_hint_is_refused():
+    with pytest.raises(ProfileError, match="'embedd' is not a stage"):
+        resolve_options(PipelineOptions(["--stage_resource_hint=embedd:min_ram=1GB"]))
+
+
+def test_beam_stages_the_project_from_pyproject_for_setup_file(tmp_path):
+    options = PipelineOptions([f"--setup_file={ROOT / 'pyproject.toml'}"])
+    staged = Stager.create_job_resources(options, str(tmp_path), log_submission_env_dependencies=False)
+    by_name = {
+        beam_runner_api_pb2.ArtifactStagingToRolePayload.FromString(artifact.role_payload).staged_name: artifact
+        for artifact in staged
+    }
+    tarball = beam_runner_api_pb2.ArtifactFilePayload.FromString(by_name["workflow.tar.gz"].type_payload).path
+    with tarfile.open(tarball) as archive:
+        names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
+    assert {"pipeline/launch.py", "schemas/config.py", "transforms/ingest.py"} <= names
+    assert {f"runners/{name}.toml" for name in USER_ARGS} <= names
