@@ -9,6 +9,7 @@ import apache_beam as beam
 from schemas.config import UnishardConfig
 from schemas.records import fingerprint
 from transforms.apply_rejections import DropRejected
+from transforms.embed import EmbedImages
 from transforms.exact_dedup import DeduplicateExact
 from transforms.ingest import ReadInputs
 from transforms.ledger import WriteLedger
@@ -25,12 +26,14 @@ def build(pipeline: beam.Pipeline, config: UnishardConfig, output: str) -> None:
     fingerprints = texted.samples | "Fingerprint" >> beam.Map(fingerprint)
     exact = fingerprints | "ExactDedup" >> DeduplicateExact(config.exact_dedup)
     unique = texted.samples | "DropDuplicates" >> DropRejected(exact.rejected)
-    written = unique | "WriteShards" >> WriteShards(config.shards, output)
+    embedded = unique | "Embed" >> EmbedImages(config.embed, config.clip)
+    written = embedded.samples | "WriteShards" >> WriteShards(config.shards, output)
     ledger = (
         ingested.rejected,
         normalised.rejected,
         texted.rejected,
         exact.rejected,
+        embedded.rejected,
         written.kept,
     ) | "AllLedgerRows" >> beam.Flatten()
     _ = ledger | "WriteLedger" >> WriteLedger(output, config.shards.ledger_rows_per_part)

@@ -2,7 +2,8 @@
 
 ``unishard run [CONFIG] [--config FILE] [--input SPEC ...] [--output DIR] [--set section.key=value ...] [Beam flags]``
 runs a job; flags unishard does not know (``--runner``, ``--direct_num_workers``...) go to Beam's PipelineOptions.
-``unishard config --schema`` prints the config's JSON schema.
+``unishard report OUT`` writes ``OUT/report/``, ``unishard validate OUT`` checks every shard, ``unishard inspect
+SHARD.tar [KEY] [--extract DIR]`` looks inside one shard. ``unishard config --schema`` prints the config's JSON schema.
 """
 
 import argparse
@@ -11,9 +12,13 @@ import logging
 import sys
 from pathlib import Path
 
+from pipeline import inspect_shards as inspect_tool
+from pipeline import report as report_tool
+from pipeline import validate as validate_tool
 from schemas.config import ConfigError, InputSpec, UnishardConfig, load_config
 
 _LOG = logging.getLogger("unishard")
+_TOOLS = {"report": report_tool, "validate": validate_tool, "inspect": inspect_tool}
 
 
 def _run_parser(sub: argparse._SubParsersAction) -> None:
@@ -31,6 +36,13 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--output", help="output folder (overrides run.output)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     run.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="reprocess everything instead of only what an earlier run into the same output has not seen",
+    )
+    run.add_argument("--no-report", action="store_true", help="do not write OUT/report/ at the end")
+    run.add_argument("--no-progress", action="store_true", help="do not show live progress")
+    run.add_argument(
         "--profile",
         metavar="NAME|PATH",
         help="a runner profile: a name from runners/ (direct, direct-multiprocess, portable, flink, spark, dataflow) "
@@ -42,6 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unishard", description=__doc__, allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", required=True)
     _run_parser(sub)
+    for tool in _TOOLS.values():
+        tool.add_parser(sub)
     config = sub.add_parser("config", help="show the configuration schema")
     config.add_argument("--schema", action="store_true", help="print the config's JSON schema")
     return parser
@@ -61,6 +75,7 @@ def parse_input(spec: str) -> InputSpec:
 
 def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
     from pipeline.launch import RunError, run
+    from pipeline.state import OutputBusy
 
     path = args.config_flag or args.config_path
     overrides = list(args.set)
@@ -76,8 +91,10 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
         config = config.model_copy(update={"ingest": config.ingest.model_copy(update={"inputs": inputs})})
     text = Path(path).read_text(encoding="utf-8") if path else ""
     try:
-        summary = run(config, beam_args, text)
-    except RunError as error:
+        summary = run(
+            config, beam_args, text, report=not args.no_report, progress=not args.no_progress, rebuild=args.rebuild
+        )
+    except (RunError, OutputBusy) as error:
         print(f"unishard: {error}", file=sys.stderr)
         return 1
     by_status = summary.counts["by_status"]
@@ -99,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "run":
             return _run(args, unknown)
+        if args.command in _TOOLS and not unknown:
+            return _TOOLS[args.command].main(args)
     except ConfigError as error:
         print(f"unishard: {error}", file=sys.stderr)
         return 2

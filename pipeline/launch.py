@@ -24,6 +24,8 @@ from apache_beam.runners.runner import PipelineState
 
 from pipeline.assemble import build
 from pipeline.profiles import resolve_options
+from pipeline.progress import tracked
+from pipeline.report import write_run_report
 from schemas.config import UnishardConfig
 from transforms._io import join, write_atomic
 from transforms.ingest import input_kind
@@ -145,8 +147,12 @@ def run_job(pipeline: beam.Pipeline, runner: str, staging: str) -> None:
         raise RunError(f"the Beam job ended in state {state}; see the runner's log above for the failing step")
 
 
-def run(config: UnishardConfig, beam_args: list[str], config_text: str = "") -> RunSummary:
+def run(
+    config: UnishardConfig, beam_args: list[str], config_text: str = "", *, report: bool = True, progress: bool = True
+) -> RunSummary:
     """Run the pipeline described by ``config`` with Beam options from ``beam_args``; return the counts.
+
+    ``progress`` shows live progress while the job runs; ``report`` writes ``OUT/report/`` after the commit.
 
     Raises:
         RunError: Inputs missing, the job failed, or too many items failed.
@@ -160,7 +166,8 @@ def run(config: UnishardConfig, beam_args: list[str], config_text: str = "") -> 
     started = time.monotonic()
     pipeline = beam.Pipeline(options=options)
     build(pipeline, config, staging)
-    run_job(pipeline, runner, staging)
+    with tracked(pipeline, staging + ".progress", enabled=progress):
+        run_job(pipeline, runner, staging)
     counts = _read_json(join(staging, "_run", "counts.json"))
     failed = counts["by_status"].get("failed", 0)
     if counts["items"] and failed / counts["items"] > config.run.max_failure_ratio:
@@ -183,4 +190,6 @@ def run(config: UnishardConfig, beam_args: list[str], config_text: str = "") -> 
         "source_config": config_text,
     }
     write_atomic(join(run_dir, "run.json"), json.dumps(run_info, indent=2, sort_keys=True).encode() + b"\n")
+    if report:
+        write_run_report(output)
     return RunSummary(output=output, counts=counts, seconds=seconds)

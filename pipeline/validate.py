@@ -8,13 +8,14 @@ with the same key, text and image hash, and ``_stats.json`` and ``index.json`` a
 sample count must equal the ledger's kept count in ``_run/counts.json``.
 """
 
+import argparse
 import hashlib
 import json
 import os
 import re
+import sys
 import tarfile
-from collections.abc import Iterator
-from typing import Any
+from typing import Any, TextIO
 
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
@@ -127,7 +128,9 @@ def check_shard(path: str, view: str = PAIRS_VIEW, split: str = "") -> ShardChec
     for key in order:
         problems.extend(_check_sample(key, samples[key], view))
     problems.extend(_check_sidecar(path[: -len(".tar")] + ".parquet", samples, view))
-    image_bytes = sum(len(v) for members in samples.values() for ext, v in members.items() if ext not in ("json", "txt"))
+    image_bytes = sum(
+        len(v) for members in samples.values() for ext, v in members.items() if ext not in ("json", "txt")
+    )
     domains: dict[str, int] = {}
     stats_path = path[: -len(".tar")] + "_stats.json"
     if exists(stats_path):
@@ -273,3 +276,25 @@ def _few(values: list[str], limit: int = 5) -> str:
 
 def _first_line(error: Exception) -> str:
     return " ".join(str(error).split("\n")[:3])
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("validate", help="check every shard of an output folder", allow_abbrev=False)
+    parser.add_argument("output", help="a unishard output folder (the run.output of a run)")
+
+
+def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """Print one line per problem; exit status 1 when anything is wrong."""
+    out = out or sys.stdout
+    output = args.output.rstrip("/") or args.output
+    validation = validate_output(output)
+    samples = sum(shard.samples for shard in validation.shards)
+    problems = validation.all_problems()
+    if not problems:
+        out.write(f"unishard: {output}: {len(validation.shards)} shards, {samples} samples, all valid\n")
+        return 0
+    bad = sum(1 for shard in validation.shards if not shard.ok)
+    out.write(f"unishard: {output}: {len(problems)} problems in {bad} of {len(validation.shards)} shards\n")
+    for problem in problems:
+        out.write(f"  {problem}\n")
+    return 1

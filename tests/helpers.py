@@ -90,6 +90,7 @@ def run_job(inputs: list, output: Path, beam_args: list[str] = (), **sections: d
     data: dict[str, Any] = {key: dict(value) for key, value in sections.items()}
     data.setdefault("ingest", {})["inputs"] = specs
     data.setdefault("run", {})["output"] = str(output)
+    data.setdefault("clip", {}).setdefault("smoke", True)  # offline: random small CLIP, never downloads
     config = UnishardConfig.model_validate(data)
     summary = run(config, list(beam_args) or ["--runner=DirectRunner"])
     return Output(path=Path(output), summary=summary)

@@ -2,7 +2,8 @@
 
 Input element type: ``Sample``. Outputs: ``kept`` ledger rows (one per sample written, naming its shard) and
 ``shards`` (``ShardStats``). Layout: ``OUT/shards/<view>/<split>/shard-NNNNNN.{tar,parquet}``,
-``shard-NNNNNN_stats.json`` and ``index.json``.
+``shard-NNNNNN_stats.json`` and ``index.json``, plus ``shard-NNNNNN.npy`` (the samples' float16 image embeddings,
+one row per sample in key order) when the samples carry embeddings.
 
 Shard membership is a pure function of the key: the shard count comes from the total sample count and bytes
 (``shards`` config section) and each key falls in a fixed range of the key space, so any runner and worker count
@@ -28,6 +29,7 @@ from schemas.config import ShardsConfig
 from schemas.records import LedgerRow, Sample, detail_json
 from schemas.shard import ImageFacts, SampleRecord, ShardEntry, ShardIndex, ShardStats
 from transforms._io import atomic_writer, join, write_atomic
+from transforms.embed import embedding_matrix, npy_bytes
 
 STAGE = "write_shards"
 KEPT = "kept"
@@ -265,6 +267,9 @@ class _WriteShardFn(beam.DoFn):
         folder = shard_dir(self._output, self._view, split)
         size, records = write_shard(join(folder, f"{name}.tar"), samples)
         write_atomic(join(folder, f"{name}.parquet"), parquet_bytes([sidecar_row(r) for r in records], SIDECAR_SCHEMA))
+        embeddings = embedding_matrix(samples)
+        if embeddings is not None:
+            write_atomic(join(folder, f"{name}.npy"), npy_bytes(embeddings))
         domains: dict[str, int] = {}
         for sample in samples:
             domains[sample.domain] = domains.get(sample.domain, 0) + 1

@@ -10,7 +10,14 @@ from pathlib import Path
 
 from tests.helpers import Output, make_photo, run_job, write_sidecar
 
-HOSTILE = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2"> & "quoted" caption'
+# The text stage strips tags and then unescapes entities, so this reaches the shard text as a live-looking
+# ``<script>`` element; the raw title (with its entities) stays in the sample's metadata.
+HOSTILE = (
+    "&lt;script&gt;window.__pwned = 1&lt;/script&gt; &lt;img src=x onerror=&quot;window.__pwned = 2&quot;&gt; "
+    "A mug &amp; a saucer"
+)
+HOSTILE_TEXT = '<script>window.__pwned = 1</script> <img src=x onerror="window.__pwned = 2"> A mug & a saucer'
+HOSTILE_NAME = "<svg onload=window.__pwned=3>.jpg"
 _CACHE: dict[str, Output] = {}
 
 
@@ -23,6 +30,8 @@ def make_inputs(root: Path) -> list[dict]:
         make_photo(320 + 40 * seed, 240, seed=seed).save(path, quality=90)
         write_sidecar(path, title=f"Product {seed}: a {['red', 'green', 'blue'][seed % 3]} mug on a table")
     write_sidecar(marketing / "product5.jpg", title=HOSTILE)
+    make_photo(280, 280, seed=30).save(marketing / HOSTILE_NAME, quality=90)
+    write_sidecar(marketing / HOSTILE_NAME, title="a file with a hostile name")
     shutil.copy(marketing / "product1.jpg", marketing / "product1-copy.jpg")
     write_sidecar(marketing / "product1-copy.jpg", title="the same mug again")
     make_photo(300, 300, seed=40).save(marketing / "banner.png")

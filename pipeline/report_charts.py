@@ -1,0 +1,173 @@
+"""The report's distributions: histograms per domain over the kept samples' sidecar columns.
+
+CLIP scores come from the ``scores`` column (every field whose name starts with ``clip``), plus the scores of items a
+CLIP filter rejected (from the ledger detail), drawn as their own series with the thresholds the filter used
+(ledger detail ``threshold``, or ``clip_filter.threshold`` in the config). Sizes and file sizes use log-spaced bins.
+"""
+
+import json
+import math
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from schemas.report import Distribution, SeriesStats, Threshold
+
+BINS = 24
+REJECTED_SERIES = "rejected by filter"
+
+
+def distributions(sidecar: pa.Table, ledger: pa.Table, config: dict) -> list[Distribution]:
+    """Every distribution the data supports, in display order; a missing column skips its chart."""
+    columns = set(sidecar.column_names)
+    domains = _column(sidecar, "domain", "")
+    charts = []
+    for name, values in _clip_scores(sidecar).items():
+        charts.append(_clip_chart(name, values, domains, ledger, config))
+    if "text" in columns:
+        lengths = [len(text or "") for text in _column(sidecar, "text", "")]
+        charts.append(histogram("caption_length", "Caption length", lengths, domains, unit="characters"))
+    if {"original_width", "original_height"} <= columns:
+        widths = _column(sidecar, "original_width", 0)
+        heights = _column(sidecar, "original_height", 0)
+        megapixels = [w * h / 1e6 for w, h in zip(widths, heights, strict=True)]
+        charts.append(histogram("resolution", "Original resolution", megapixels, domains, unit="megapixels", log=True))
+        aspects = [w / h if h else 0.0 for w, h in zip(widths, heights, strict=True)]
+        charts.append(histogram("aspect_ratio", "Aspect ratio (width / height)", aspects, domains, log=True))
+    if "original_bytes" in columns:
+        sizes = [float(b) for b in _column(sidecar, "original_bytes", 0)]
+        charts.append(histogram("file_size", "Original file size", sizes, domains, unit="bytes", log=True))
+    if "image_bytes" in columns:
+        sizes = [float(b) for b in _column(sidecar, "image_bytes", 0)]
+        charts.append(
+            histogram("shard_image_size", "Image size in the shards", sizes, domains, unit="bytes", log=True)
+        )
+    return [chart for chart in charts if chart is not None]
+
+
+def _column(table: pa.Table, name: str, default: Any) -> list:
+    if name not in table.column_names:
+        return [default] * table.num_rows
+    return [default if value is None else value for value in table.column(name).to_pylist()]
+
+
+def _clip_scores(sidecar: pa.Table) -> dict[str, list[float | None]]:
+    if "scores" not in sidecar.column_names:
+        return {}
+    parsed = []
+    for text in _column(sidecar, "scores", "{}"):
+        try:
+            scores = json.loads(text) if isinstance(text, str) else {}
+        except ValueError:
+            scores = {}
+        parsed.append(scores if isinstance(scores, dict) else {})
+    names = sorted({name for scores in parsed for name in scores if name.startswith("clip")})
+    return {name: [_number(scores.get(name)) for scores in parsed] for name in names}
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def _clip_chart(name: str, values: list, domains: list[str], ledger: pa.Table, config: dict) -> Distribution | None:
+    rejected, thresholds = [], set()
+    for row in (
+        ledger.filter(pa.compute.equal(ledger["status"], "rejected")).select(["stage", "detail", "domain"]).to_pylist()
+    ):
+        if "clip" not in (row["stage"] or ""):
+            continue
+        try:
+            detail = json.loads(row["detail"] or "{}")
+        except ValueError:
+            continue
+        if not isinstance(detail, dict):
+            continue
+        field = detail.get("score_field") or detail.get("field")
+        if isinstance(field, str) and field != name:
+            continue
+        if (score := _number(detail.get("score"))) is not None:
+            rejected.append(score)
+        if (threshold := _number(detail.get("threshold"))) is not None:
+            thresholds.add((threshold, (row["domain"] or "") if detail.get("group") or detail.get("domain") else ""))
+    section = config.get("clip_filter", {}) if isinstance(config.get("clip_filter"), dict) else {}
+    if (configured := _number(section.get("threshold"))) is not None:
+        thresholds.add((configured, ""))
+    pairs = [(v, d) for v, d in zip(values, domains, strict=True) if v is not None]
+    extra = {REJECTED_SERIES: rejected} if rejected else {}
+    marks = [
+        Threshold(value=v, label=f"threshold {v:.3g}" + (f" ({group})" if group else ""))
+        for v, group in sorted(thresholds)
+    ]
+    return histogram(
+        f"score_{name}",
+        f"CLIP score · {name}",
+        [v for v, _ in pairs],
+        [d for _, d in pairs],
+        extra=extra,
+        thresholds=marks,
+    )
+
+
+def histogram(
+    name: str,
+    title: str,
+    values: list[float],
+    groups: list[str],
+    *,
+    unit: str = "",
+    log: bool = False,
+    extra: dict[str, list[float]] | None = None,
+    thresholds: list[Threshold] = (),
+) -> Distribution | None:
+    """Bin ``values`` per group (plus ``extra`` series) over shared edges; ``None`` when there is nothing to show."""
+    series: dict[str, list[float]] = defaultdict(list)
+    for value, group in zip(values, groups, strict=True):
+        series[group or "unknown"].append(float(value))
+    for group, more in (extra or {}).items():
+        series[group].extend(float(v) for v in more)
+    everything = [v for vs in series.values() for v in vs if math.isfinite(v) and (v > 0 or not log)]
+    if not everything:
+        return None
+    low, high = min(everything), max(everything)
+    for mark in thresholds:
+        if mark.value > 0 or not log:
+            low, high = min(low, mark.value), max(high, mark.value)
+    edges = _edges(low, high, log)
+    counts = {}
+    stats = {}
+    for group in sorted(series):
+        data = np.array([v for v in series[group] if math.isfinite(v) and (v > 0 or not log)], dtype=np.float64)
+        counts[group] = np.histogram(np.clip(data, edges[0], edges[-1]), bins=edges)[0].astype(int).tolist()
+        if data.size:
+            stats[group] = SeriesStats(
+                count=int(data.size),
+                min=float(data.min()),
+                median=float(np.median(data)),
+                mean=float(data.mean()),
+                max=float(data.max()),
+            )
+    return Distribution(
+        name=name,
+        title=title,
+        unit=unit,
+        log_scale=log,
+        edges=[float(e) for e in edges],
+        series=counts,
+        stats=stats,
+        thresholds=list(thresholds),
+    )
+
+
+def _edges(low: float, high: float, log: bool) -> np.ndarray:
+    if log:
+        low, high = math.log10(low), math.log10(high)
+    if high - low < 1e-9:
+        pad = max(abs(low) * 0.05, 0.05 if log else 0.5)
+        low, high = low - pad, high + pad
+    else:
+        pad = (high - low) * 0.02
+        low, high = low - pad, high + pad
+    edges = np.linspace(low, high, BINS + 1)
+    return 10.0**edges if log else edges
