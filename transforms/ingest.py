@@ -27,8 +27,11 @@ from apache_beam.io.filesystems import FileSystems
 
 from schemas import reasons
 from schemas.config import IngestConfig, InputSpec
+from schemas.documents import TextRow
 from schemas.records import InputItem, RejectItem, rejected
 from transforms._common import StageFn, apply_stage
+from transforms.import_interleaved import KINDS as INTERLEAVED_KINDS
+from transforms.import_interleaved import ListInterleavedFn
 
 STAGE = "ingest"
 MANIFEST_SUFFIXES = (".csv", ".jsonl", ".parquet")
@@ -38,24 +41,36 @@ READ_ATTEMPTS = 3
 class IngestOutputs(NamedTuple):
     items: beam.PCollection
     rejected: beam.PCollection
+    texts: beam.PCollection
 
 
 class ReadInputs(beam.PTransform):
-    """List every configured input and read each item's bytes and sidecar."""
+    """List every configured input and read each item's bytes and sidecar.
 
-    def __init__(self, config: IngestConfig):
+    Text rows (``TextRow``: a manifest row with no image path but a ``text_rows_field`` value, or an imported
+    MMC4/OBELICS text) are not items: they leave in ``IngestOutputs.texts`` for the documents stage.
+    """
+
+    def __init__(self, config: IngestConfig, text_rows_field: str | None = None):
         super().__init__()
         self._config = config
+        self._text_rows_field = text_rows_field
 
     def expand(self, pbegin: beam.pvalue.PBegin):
-        listed, dropped = [], []
+        listed, dropped, texts = [], [], []
         for index, spec in enumerate(self._config.inputs):
             kind = input_kind(spec)
             label = f"Input{index}"
             start = pbegin | f"{label}Spec" >> beam.Create([spec])
-            if kind == "manifest":
-                items, bad = apply_stage(start, f"{label}Manifest", _ListManifestFn(self._config))
+            if kind in ("manifest", *INTERLEAVED_KINDS):
+                if kind == "manifest":
+                    lister = _ListManifestFn(self._config, self._text_rows_field)
+                else:
+                    lister = ListInterleavedFn(self._config)
+                rows, bad = apply_stage(start, f"{label}Manifest", lister)
+                items, text_rows = rows | f"{label}TextRows" >> beam.Partition(_is_text_row, 2)
                 dropped.append(bad)
+                texts.append(text_rows)
             elif kind == "webdataset":
                 items = (
                     start
@@ -79,7 +94,12 @@ class ReadInputs(beam.PTransform):
         )
         read, bad = apply_stage(items, "Read", _ReadFn(self._config))
         rejected_rows = [*dropped, bad] | "FlattenRejected" >> beam.Flatten()
-        return IngestOutputs(items=read, rejected=rejected_rows)
+        text_rows = texts | "FlattenTextRows" >> beam.Flatten(pipeline=pbegin.pipeline)
+        return IngestOutputs(items=read, rejected=rejected_rows, texts=text_rows)
+
+
+def _is_text_row(element: InputItem | TextRow, partitions: int) -> int:
+    return int(isinstance(element, TextRow))
 
 
 _ITEMS = beam.metrics.Metrics.counter(STAGE, "items")
@@ -167,9 +187,10 @@ class _ListManifestFn(StageFn):
 
     stage = STAGE
 
-    def __init__(self, config: IngestConfig):
+    def __init__(self, config: IngestConfig, text_rows_field: str | None = None):
         super().__init__()
         self._config = config
+        self._text_rows_field = text_rows_field
 
     def process(self, spec: InputSpec) -> Iterable[Any]:
         # One manifest yields many items; a bad row must reject that row, not the manifest.
@@ -181,6 +202,11 @@ class _ListManifestFn(StageFn):
         if "__error__" in values:
             raise RejectItem(reasons.MALFORMED_MANIFEST_ROW, f"{spec.path}: {values['__error__']}")
         value = values.get(spec.path_column)
+        if not value and self._text_rows_field and values.get(self._text_rows_field) not in (None, ""):
+            metadata = {k: v for k, v in values.items() if k != spec.path_column and v not in (None, "")}
+            domain = str(metadata.pop(self._config.domain_column, "") or spec.domain or self._config.default_domain)
+            yield TextRow(source=row.source, domain=domain, metadata=metadata)
+            return
         if not value:
             raise RejectItem(
                 reasons.MALFORMED_MANIFEST_ROW,

@@ -1,0 +1,225 @@
+"""Import interleaved documents from MMC4 and OBELICS-style JSONL: text rows plus image items with positions.
+
+Input: an ``InputSpec`` of kind ``mmc4`` or ``obelics`` (one JSONL file, one document per line). Output (main,
+mixed): ``InputItem`` per image (``path`` resolved, bytes read later by ingest) and ``TextRow`` per text, both with
+``doc_id`` and ``position`` metadata, so the documents stage orders them like manifest rows; rejected ``LedgerRow``s
+on the ``rejected`` tag. Ingest calls this for those kinds and hands the text rows on in ``IngestOutputs.texts``.
+
+Formats:
+
+- **MMC4** (``text_list``, ``image_info[] {image_name, matched_text_index, matched_sim, raw_url}``): sentence ``i``
+  sits at position ``2i + 1`` and an image matched to sentence ``j`` at ``2j``, before its sentence, as OpenFlamingo
+  reads MMC4; ``matched_sim`` is kept as ``placement_similarity``.
+- **OBELICS** (``texts``/``images`` parallel lists with nulls, optional ``metadata`` list and ``general_metadata``,
+  either may be JSON text): position ``i`` holds whichever of ``texts[i]`` and ``images[i]`` is set.
+
+Image references: MMC4 and OBELICS ship URLs, and nothing is downloaded here, so an image must already be local.
+A reference resolves to the first existing file among ``ROOT/NAME`` for each root (``InputSpec.roots``, default:
+the JSONL's folder), where ``NAME`` is MMC4's ``image_name``, an OBELICS relative path (or ``file://`` path), or the
+last path segment of an OBELICS URL (how ``img2dataset``-style mirrors keep names). A reference that resolves to no
+file is rejected with ``unresolvable_image`` (detail: the reference, its URL and the paths tried); a path escaping
+every root with ``outside_root``; a line that is not a document with ``malformed_document``.
+
+Item sources are ``FILE#LINE/imageNNNN`` (text rows: ``FILE#LINE/textNNNN``); a document's id is ``NAME#LINE``
+(``NAME`` the file's base name) unless the line carries ``doc_id`` or ``id``. Metric: ``import_interleaved/rejected``.
+"""
+
+import io
+import json
+import os
+import posixpath
+import urllib.parse
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, NamedTuple
+
+from apache_beam import pvalue
+from apache_beam.io.filesystems import FileSystems
+
+from schemas import reasons
+from schemas.config import IngestConfig, InputSpec
+from schemas.documents import TextRow
+from schemas.records import InputItem, RejectItem, rejected
+from transforms._common import REJECTED, StageFn
+
+STAGE = "import_interleaved"
+KINDS = ("mmc4", "obelics")
+DOC_ID = "doc_id"
+POSITION = "position"
+
+
+class ImageRef(NamedTuple):
+    """One image reference of an imported document, before it is resolved to a local file."""
+
+    spec: InputSpec
+    source: str
+    domain: str
+    reference: str
+    metadata: dict[str, Any]
+
+
+class ParsedDocument(NamedTuple):
+    doc_id: str
+    texts: list[tuple[int, str]]
+    images: list[tuple[int, str, dict[str, Any]]]
+    metadata: dict[str, Any]
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, str) and value.strip()[:1] in ("{", "["):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def _doc_id(line: Mapping[str, Any], fallback: str) -> str:
+    for field in ("doc_id", "id"):
+        if line.get(field) not in (None, ""):
+            return str(line[field])
+    return fallback
+
+
+def parse_mmc4(line: Mapping[str, Any], fallback_id: str) -> ParsedDocument:
+    """Read one MMC4 document: sentences at odd positions, each image before its matched sentence.
+
+    Raises:
+        ValueError: The line lacks ``text_list`` or ``image_info`` lists, or an image has no usable name.
+    """
+    texts, infos = line.get("text_list"), line.get("image_info")
+    if not isinstance(texts, list) or not isinstance(infos, list):
+        raise ValueError("an MMC4 line needs the lists 'text_list' and 'image_info'")
+    metadata = {k: line[k] for k in ("url", "could_have_url_duplicate") if line.get(k) is not None}
+    images = []
+    for info in infos:
+        if not isinstance(info, dict) or not (info.get("image_name") or info.get("raw_url")):
+            raise ValueError("every image_info entry needs an 'image_name' or a 'raw_url'")
+        matched = info.get("matched_text_index")
+        if not isinstance(matched, int) or not 0 <= matched < max(1, len(texts)):
+            raise ValueError(f"matched_text_index {matched!r} does not index text_list ({len(texts)} sentences)")
+        extra = {k: info[k] for k in ("image_name", "raw_url", "face_detections") if info.get(k) is not None}
+        if info.get("matched_sim") is not None:
+            extra |= {"placement_similarity": float(info["matched_sim"]), "placement_method": "mmc4"}
+        images.append((2 * matched, str(info.get("image_name") or info["raw_url"]), extra))
+    sentences = [(2 * index + 1, str(text)) for index, text in enumerate(texts) if text not in (None, "")]
+    return ParsedDocument(_doc_id(line, fallback_id), sentences, images, metadata)
+
+
+def parse_obelics(line: Mapping[str, Any], fallback_id: str) -> ParsedDocument:
+    """Read one OBELICS-style document: ``texts[i]`` or ``images[i]`` at position ``i``.
+
+    Raises:
+        ValueError: The lists are missing, of different lengths, or a position holds both or neither.
+    """
+    texts, images = line.get("texts"), line.get("images")
+    if not isinstance(texts, list) or not isinstance(images, list) or len(texts) != len(images):
+        raise ValueError("an OBELICS line needs 'texts' and 'images' lists of the same length")
+    per_position = _json_value(line.get("metadata"))
+    per_position = per_position if isinstance(per_position, list) and len(per_position) == len(images) else []
+    general = _json_value(line.get("general_metadata"))
+    metadata = {k: general[k] for k in ("url", "domain") if isinstance(general, dict) and general.get(k) is not None}
+    parsed_texts, parsed_images = [], []
+    for position, (text, image) in enumerate(zip(texts, images, strict=True)):
+        if (text is None) == (image is None):
+            raise ValueError(f"position {position} must hold exactly one of a text and an image")
+        if text is not None:
+            parsed_texts.append((position, str(text)))
+            continue
+        extra = _json_value(per_position[position]) if per_position else None
+        extra = dict(extra) if isinstance(extra, dict) else {}
+        parsed_images.append((position, str(image), {"image_reference": str(image), **extra}))
+    return ParsedDocument(_doc_id(line, fallback_id), parsed_texts, parsed_images, metadata)
+
+
+PARSERS = {"mmc4": parse_mmc4, "obelics": parse_obelics}
+
+
+def _local_name(reference: str) -> tuple[str, bool]:
+    """The name to look up under the roots, and whether it came from a URL (then only its last segment counts)."""
+    parsed = urllib.parse.urlparse(reference)
+    if parsed.scheme in ("http", "https"):
+        return urllib.parse.unquote(posixpath.basename(parsed.path)), True
+    if parsed.scheme == "file":
+        return urllib.parse.unquote(parsed.path), False
+    return reference, False
+
+
+def resolve_image(reference: str, document_file: str, roots: list[str]) -> str:
+    """Find the local file of an image reference under ``roots`` (default: the document file's folder).
+
+    Raises:
+        RejectItem: ``outside_root`` for a path escaping every root, ``unresolvable_image`` when no file exists.
+    """
+    folder = os.path.dirname(document_file) if "://" not in document_file else document_file.rsplit("/", 1)[0]
+    allowed = [root.rstrip("/") for root in (roots or [folder])]
+    name, from_url = _local_name(reference)
+    if not name:
+        raise RejectItem(
+            reasons.UNRESOLVABLE_IMAGE, f"image reference {reference!r} names no file", reference=reference
+        )
+    tried = []
+    for root in allowed:
+        candidate = name if os.path.isabs(name) else posixpath.normpath(posixpath.join(root, name))
+        if not (candidate == root or candidate.startswith(root + "/")):
+            continue
+        tried.append(candidate)
+        if FileSystems.exists(candidate):
+            return candidate
+    if not tried:
+        raise RejectItem(
+            reasons.OUTSIDE_ROOT,
+            f"image reference {reference!r} resolves outside the allowed roots {allowed}; it is never read",
+            reference=reference,
+        )
+    hint = "download it (unishard does not fetch URLs) and put it" if from_url else "put the file"
+    raise RejectItem(
+        reasons.UNRESOLVABLE_IMAGE,
+        f"image reference {reference!r} has no local file; {hint} under one of the roots {allowed}",
+        reference=reference,
+        tried=tried,
+    )
+
+
+def _lines(path: str) -> Iterator[tuple[int, str]]:
+    with FileSystems.open(path, compression_type="uncompressed") as handle:
+        for number, line in enumerate(io.TextIOWrapper(handle, encoding="utf-8"), start=1):
+            if line.strip():
+                yield number, line
+
+
+class ListInterleavedFn(StageFn):
+    """Expand one MMC4 or OBELICS JSONL file into image items and text rows; a bad line or image rejects only it."""
+
+    stage = STAGE
+
+    def __init__(self, config: IngestConfig):
+        super().__init__()
+        self._config = config
+
+    def process(self, spec: InputSpec) -> Iterable[Any]:
+        domain = spec.domain or self._config.default_domain
+        name = posixpath.basename(spec.path)
+        for number, text in _lines(spec.path):
+            line_source = f"{spec.path}#{number}"
+            try:
+                line = json.loads(text)
+                if not isinstance(line, dict):
+                    raise ValueError("the line is not a JSON object")
+                document = PARSERS[spec.kind](line, f"{name}#{number}")
+            except (ValueError, TypeError) as error:
+                self._rejected.inc()
+                row = rejected(STAGE, reasons.MALFORMED_DOCUMENT, line_source, None, domain, message=str(error))
+                yield pvalue.TaggedOutput(REJECTED, row)
+                continue
+            common = {**document.metadata, DOC_ID: document.doc_id}
+            for index, (position, sentence) in enumerate(document.texts):
+                metadata = {**common, POSITION: position, "text": sentence}
+                yield TextRow(f"{line_source}/text{index:04d}", domain, metadata)
+            for index, (position, reference, extra) in enumerate(document.images):
+                metadata = {**common, **extra, POSITION: position}
+                source = f"{line_source}/image{index:04d}"
+                yield from super().process(ImageRef(spec, source, domain, reference, metadata))
+
+    def apply(self, ref: ImageRef) -> Iterator[InputItem]:
+        path = resolve_image(ref.reference, ref.spec.path, ref.spec.roots)
+        yield InputItem(source=ref.source, path=path, domain=ref.domain, metadata=ref.metadata)
