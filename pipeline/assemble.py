@@ -7,33 +7,62 @@ Image bytes cross two shuffles: ``DropDuplicates`` (decisions made on light fing
 import apache_beam as beam
 
 from schemas.config import UnishardConfig
-from schemas.records import fingerprint
+from schemas.records import DuplicateCluster, fingerprint
 from transforms.apply_rejections import DropRejected
+from transforms.decontaminate import Decontaminate
+from transforms.eval_set import BuildEvalSet
 from transforms.embed import EmbedImages
 from transforms.exact_dedup import DeduplicateExact
+from transforms.incremental import EarlierRun, SkipKnown
 from transforms.ingest import ReadInputs
 from transforms.ledger import WriteLedger
+from transforms.near_dedup import NearDeduplicate
 from transforms.normalise import Normalise
+from transforms.semantic_dedup import SemanticDeduplicate
+from transforms.split import AssignSplits, ReadShippedSplits, split_names
 from transforms.text import ChooseText
 from transforms.write_shards import WriteShards
 
 
-def build(pipeline: beam.Pipeline, config: UnishardConfig, output: str) -> None:
-    """Add every stage of a unishard run to ``pipeline``, writing under ``output``."""
+def build(pipeline: beam.Pipeline, config: UnishardConfig, output: str, earlier: EarlierRun | None = None) -> None:
+    """Add every stage of a unishard run to ``pipeline``, writing under ``output``; ``earlier`` makes it incremental."""
     ingested = pipeline | "Ingest" >> ReadInputs(config.ingest)
-    normalised = ingested.items | "Normalise" >> Normalise(config.normalise)
+    known = ingested.items | "SkipKnown" >> SkipKnown(earlier)
+    normalised = known.new | "Normalise" >> Normalise(config.normalise, config.near_dedup.hash_names())
     texted = normalised.samples | "Text" >> ChooseText(config.text)
-    fingerprints = texted.samples | "Fingerprint" >> beam.Map(fingerprint)
+    fingerprints = (
+        texted.samples | "Fingerprint" >> beam.Map(fingerprint),
+        known.shipped,
+    ) | "WithShipped" >> beam.Flatten()
     exact = fingerprints | "ExactDedup" >> DeduplicateExact(config.exact_dedup)
-    unique = texted.samples | "DropDuplicates" >> DropRejected(exact.rejected)
+    clean = exact.survivors | "Decontaminate" >> Decontaminate(
+        config.decontaminate, config.normalise, config.near_dedup.hash_names(), output
+    )
+    comparable = (clean.survivors, known.shipped) | "WithShippedNear" >> beam.Flatten()
+    near = comparable | "NearDedup" >> NearDeduplicate(config.near_dedup, output)
+    rejections = (exact.rejected, clean.rejected, near.rejected) | "FingerprintRejections" >> beam.Flatten()
+    unique = texted.samples | "DropDuplicates" >> DropRejected(rejections)
     embedded = unique | "Embed" >> EmbedImages(config.embed, config.clip)
-    written = embedded.samples | "WriteShards" >> WriteShards(config.shards, output)
+    semantic = embedded.samples | "SemanticDedup" >> SemanticDeduplicate(config.semantic_dedup, output)
+    distinct = embedded.samples | "DropSemanticDuplicates" >> DropRejected(semantic.rejected)
+    clusters = (near.clusters, semantic.clusters) | "DuplicateClusters" >> beam.Flatten()
+    links = clusters | "DuplicateLinks" >> beam.FlatMap(DuplicateCluster.links)
+    shipped_splits = pipeline | "ShippedSplits" >> ReadShippedSplits(earlier)
+    split = distinct | "Split" >> AssignSplits(config.split, output, links=links, shipped=shipped_splits)
+    _ = split.samples | "EvalSet" >> BuildEvalSet(
+        config.eval_set, output, split_names(config.split), config.near_dedup, config.semantic_dedup
+    )
+    written = split.samples | "WriteShards" >> WriteShards(config.shards, output, generation=earlier.generation if earlier else 0)
     ledger = (
         ingested.rejected,
+        known.carried,
         normalised.rejected,
         texted.rejected,
         exact.rejected,
+        clean.rejected,
+        near.rejected,
         embedded.rejected,
+        semantic.rejected,
         written.kept,
     ) | "AllLedgerRows" >> beam.Flatten()
     _ = ledger | "WriteLedger" >> WriteLedger(output, config.shards.ledger_rows_per_part)

@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import platform
-import shutil
 import time
 import uuid
 from dataclasses import dataclass
@@ -26,12 +25,16 @@ from pipeline.assemble import build
 from pipeline.profiles import resolve_options
 from pipeline.progress import tracked
 from pipeline.report import write_run_report
+from pipeline.state import STAGING, commit, files_under, output_lock, recover
 from schemas.config import UnishardConfig
+from schemas.profile import HOW_KEYS
 from transforms._io import join, write_atomic
+from transforms.incremental import EarlierRun
 from transforms.ingest import input_kind
+from transforms.write_shards import canonical_json
 
 _LOG = logging.getLogger("unishard")
-FINAL_TREES = ("shards", "ledger")
+STATE = "state.json"
 VERSIONED_PACKAGES = ("unishard", "apache-beam", "pyarrow", "pillow", "imagehash", "webdataset", "pydantic", "numpy")
 
 
@@ -67,36 +70,6 @@ def versions() -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             found[name] = "not installed"
     return found
-
-
-def _files_under(root: str) -> list[str]:
-    if "://" not in root:
-        return sorted(
-            os.path.join(folder, name) for folder, _, names in os.walk(root) for name in names if ".tmp-" not in name
-        )
-    return sorted(m.path for m in FileSystems.match([join(root, "**")])[0].metadata_list if ".tmp-" not in m.path)
-
-
-def _remove_tree(root: str) -> None:
-    if "://" not in root:
-        shutil.rmtree(root, ignore_errors=True)
-    elif FileSystems.exists(root):
-        FileSystems.delete([root])
-
-
-def commit(staging: str, output: str) -> None:
-    """Move every staged file to its final name, replacing the previous run's shards and ledger."""
-    staged = _files_under(staging)
-    for tree in FINAL_TREES:
-        _remove_tree(join(output, tree))
-    for path in staged:
-        target = join(output, os.path.relpath(path, staging)) if "://" not in path else output + path[len(staging) :]
-        if "://" not in target:
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            os.replace(path, target)
-        else:
-            FileSystems.rename([path], [target])
-    _remove_tree(staging)
 
 
 def _read_json(path: str) -> dict:
@@ -147,49 +120,160 @@ def run_job(pipeline: beam.Pipeline, runner: str, staging: str) -> None:
         raise RunError(f"the Beam job ended in state {state}; see the runner's log above for the failing step")
 
 
-def run(
-    config: UnishardConfig, beam_args: list[str], config_text: str = "", *, report: bool = True, progress: bool = True
-) -> RunSummary:
-    """Run the pipeline described by ``config`` with Beam options from ``beam_args``; return the counts.
-
-    ``progress`` shows live progress while the job runs; ``report`` writes ``OUT/report/`` after the commit.
-
-    Raises:
-        RunError: Inputs missing, the job failed, or too many items failed.
-    """
-    check_inputs(config)
-    output = config.run.output
-    staging = join(output, "_staging", uuid.uuid4().hex)
-    options = PipelineOptions(beam_args)
-    runner = resolve_options(options)
-    _LOG.info("unishard: running on %s into %s", runner, output)
-    started = time.monotonic()
-    pipeline = beam.Pipeline(options=options)
-    build(pipeline, config, staging)
-    with tracked(pipeline, staging + ".progress", enabled=progress):
-        run_job(pipeline, runner, staging)
-    counts = _read_json(join(staging, "_run", "counts.json"))
-    failed = counts["by_status"].get("failed", 0)
-    if counts["items"] and failed / counts["items"] > config.run.max_failure_ratio:
+def check_writable(output: str) -> None:
+    """Fail before any work when the output folder cannot be written, naming it and the reason."""
+    if "://" in output:
+        return
+    probe = os.path.join(output, f".unishard-write-test-{uuid.uuid4().hex}")
+    try:
+        os.makedirs(output, exist_ok=True)
+        with open(probe, "wb") as handle:
+            handle.write(b"ok")
+        os.remove(probe)
+    except OSError as error:
         raise RunError(
-            f"{failed} of {counts['items']} items failed, above run.max_failure_ratio={config.run.max_failure_ratio}; "
-            f"nothing was committed. The failed rows are in {join(staging, 'ledger')} (status 'failed', detail "
-            "has the error)"
+            f"cannot write to the output folder {output}: {error.strerror or error}. Choose another --output or "
+            "make it writable; nothing was written"
+        ) from None
+
+
+def what_fingerprint(config: UnishardConfig) -> str:
+    """SHA-256 of every config value that changes what a run keeps (not ``run.*`` and not profile "how" keys)."""
+
+    def strip(node):
+        if isinstance(node, dict):
+            return {key: strip(value) for key, value in node.items() if key not in HOW_KEYS}
+        return node
+
+    data = config.model_dump(mode="json")
+    data.pop("run", None)
+    return hashlib.sha256(json.dumps(strip(data), sort_keys=True).encode()).hexdigest()
+
+
+def earlier_run(output: str, config: UnishardConfig, rebuild: bool) -> EarlierRun | None:
+    """The earlier run to build on, or ``None`` for a full run; refuses a kept-affecting config change."""
+    state_path = join(output, "_run", STATE)
+    if rebuild or not FileSystems.exists(state_path):
+        return None
+    state = _read_json(state_path)
+    if state.get("what_sha256") != what_fingerprint(config):
+        raise RunError(
+            f"{output} was written with a config that keeps different things (thresholds, models, rules differ "
+            f"from {join(output, '_run', 'config.json')}). An incremental run would mix both; rerun with --rebuild "
+            "to reprocess everything, or choose another --output"
         )
-    commit(staging, output)
-    seconds = time.monotonic() - started
-    run_dir = join(output, "_run")
+    has_shards = bool(FileSystems.match([join(output, "shards", "pairs", "*", "*.parquet")])[0].metadata_list)
+    return EarlierRun(output=output, generation=int(state["generation"]) + 1, has_shards=has_shards)
+
+
+def merge_indexes(staging: str, output: str) -> set[str]:
+    """Merge each staged shard index with the committed one; return the earlier shard files the commit keeps."""
+    kept = {path for path in files_under(join(output, "shards")) if not path.endswith("index.json")}
+    for relative in files_under(join(staging, "shards")):
+        if not relative.endswith("index.json") or not FileSystems.exists(join(output, "shards", relative)):
+            continue
+        old, new = _read_json(join(output, "shards", relative)), _read_json(join(staging, "shards", relative))
+        entries = {entry["url"]: entry for entry in [*old["shardlist"], *new["shardlist"]]}
+        new["shardlist"] = [entries[url] for url in sorted(entries)]
+        write_atomic(join(staging, "shards", relative), canonical_json(new) + b"\n")
+    for relative in files_under(join(output, "shards")):
+        if relative.endswith("index.json") and not FileSystems.exists(join(staging, "shards", relative)):
+            kept.add(relative)
+    return {join("shards", path) for path in kept}
+
+
+def _top_level(output: str) -> tuple[str, ...]:
+    if "://" in output or not os.path.isdir(output):
+        return ()
+    return tuple(
+        sorted(
+            name for name in os.listdir(output) if os.path.isdir(os.path.join(output, name)) and name not in (STAGING,)
+        )
+    )
+
+
+def _write_run_files(
+    staging: str,
+    config: UnishardConfig,
+    earlier: EarlierRun | None,
+    runner: str,
+    beam_args: list[str],
+    seconds: float,
+    config_text: str,
+) -> None:
+    """Write ``_run/`` into the staging folder so it is committed together with the output it describes."""
+    run_dir = join(staging, "_run")
     resolved = config.model_dump(mode="json")
-    write_atomic(join(run_dir, "config.json"), json.dumps(resolved, indent=2, sort_keys=True).encode() + b"\n")
-    write_atomic(join(run_dir, "versions.json"), json.dumps(versions(), indent=2, sort_keys=True).encode() + b"\n")
+    state = {"generation": earlier.generation if earlier else 0, "what_sha256": what_fingerprint(config)}
     run_info = {
         "runner": runner,
         "beam_args": beam_args,
         "wall_seconds": round(seconds, 3),
         "config_sha256": hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest(),
         "source_config": config_text,
+        "incremental": earlier is not None,
     }
-    write_atomic(join(run_dir, "run.json"), json.dumps(run_info, indent=2, sort_keys=True).encode() + b"\n")
+    for name, data in (
+        ("config.json", resolved),
+        ("versions.json", versions()),
+        (STATE, state),
+        ("run.json", run_info),
+    ):
+        write_atomic(join(run_dir, name), json.dumps(data, indent=2, sort_keys=True).encode() + b"\n")
+
+
+def run(
+    config: UnishardConfig,
+    beam_args: list[str],
+    config_text: str = "",
+    *,
+    report: bool = True,
+    progress: bool = True,
+    rebuild: bool = False,
+) -> RunSummary:
+    """Run the pipeline described by ``config`` with Beam options from ``beam_args``; return the counts.
+
+    ``progress`` shows live progress while the job runs; ``report`` writes ``OUT/report/`` after the commit. When
+    ``OUT`` holds an earlier run with the same kept-affecting config, only new content is processed (incremental);
+    ``rebuild`` reprocesses everything.
+
+    Raises:
+        RunError: Inputs missing, the job failed, or too many items failed.
+    """
+    check_inputs(config)
+    output = config.run.output
+    check_writable(output)
+    options = PipelineOptions(beam_args)
+    runner = resolve_options(options)
+    with output_lock(output):
+        for message in recover(output):
+            _LOG.info("unishard: %s", message)
+        earlier = earlier_run(output, config, rebuild)
+        staging = join(output, STAGING, uuid.uuid4().hex)
+        mode = f"incremental run (generation {earlier.generation})" if earlier else "full run"
+        _LOG.info("unishard: %s on %s into %s", mode, runner, output)
+        started = time.monotonic()
+        pipeline = beam.Pipeline(options=options)
+        build(pipeline, config, staging, earlier)
+        with tracked(pipeline, staging + ".progress", enabled=progress):
+            run_job(pipeline, runner, staging)
+        counts = _read_json(join(staging, "_run", "counts.json"))
+        failed = counts["by_status"].get("failed", 0)
+        if counts["items"] and failed / counts["items"] > config.run.max_failure_ratio:
+            raise RunError(
+                f"{failed} of {counts['items']} items failed, above run.max_failure_ratio="
+                f"{config.run.max_failure_ratio}; nothing was committed. The failed rows are in "
+                f"{join(staging, 'ledger')} (status 'failed', detail has the error)"
+            )
+        seconds = time.monotonic() - started
+        _write_run_files(staging, config, earlier, runner, beam_args, seconds, config_text)
+        keep = set()
+        if earlier:
+            keep = merge_indexes(staging, output)
+        try:
+            commit(staging, output, replaced_trees=_top_level(output), keep=keep)
+        except OSError as error:
+            raise RunError(f"committing the output to {output} failed: {error}. Rerun to finish the commit") from error
     if report:
         write_run_report(output)
     return RunSummary(output=output, counts=counts, seconds=seconds)

@@ -13,20 +13,18 @@ lock whose process is gone (same host) or older than ``STALE_AFTER_S`` (another 
 import contextlib
 import json
 import os
-import signal
 import socket
 import time
 from collections.abc import Iterator
 
 from apache_beam.io.filesystems import FileSystems
 
-from transforms._io import join, write_atomic
+from transforms._io import fault_point, join, write_atomic
 
 LOCK = "_lock"
 STAGING = "_staging"
 JOURNAL = "_commit.json"
 STALE_AFTER_S = 24 * 3600
-KILL_HOOK = "UNISHARD_KILL_AT"
 
 
 class OutputBusy(RuntimeError):
@@ -144,13 +142,6 @@ def _remove_tree(root: str) -> None:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _kill_hook(point: str, step: int = 0) -> None:
-    """Fault injection for the crash tests: ``UNISHARD_KILL_AT=commit:3`` SIGKILLs this process at that point."""
-    wanted = os.environ.get(KILL_HOOK, "")
-    if wanted and wanted == f"{point}:{step}":
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
 def commit(staging: str, output: str, replaced_trees: tuple[str, ...], keep: set[str] = frozenset()) -> None:
     """Make a staged run final: write the journal (the commit point), then apply it.
 
@@ -170,7 +161,7 @@ def commit(staging: str, output: str, replaced_trees: tuple[str, ...], keep: set
     )
     journal = {"staged": staged, "replaced": replaced}
     write_atomic(join(staging, JOURNAL), json.dumps(journal, indent=1, sort_keys=True).encode())
-    _kill_hook("commit", 0)
+    fault_point("commit:0")
     apply_journal(staging, output)
 
 
@@ -184,7 +175,7 @@ def apply_journal(staging: str, output: str) -> None:
         source = join(staging, relative)
         if FileSystems.exists(source):
             _move(source, join(output, relative))
-        _kill_hook("commit", step)
+        fault_point(f"commit:{step}")
     _remove_tree(staging)
 
 

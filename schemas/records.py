@@ -187,8 +187,9 @@ class DuplicateCluster:
         return len(self.keys)
 
     def links(self) -> list[tuple[str, str]]:
-        """``(first key, member key)`` for every other member: a star joining the whole cluster."""
-        return [(self.keys[0], key) for key in self.keys[1:] if key != self.keys[0]]
+        """``(first kept key, kept key)`` for every other member not removed: a star joining what was kept."""
+        kept = [key for key, removed in zip(self.keys, self.removed, strict=True) if not removed]
+        return [(kept[0], key) for key in kept[1:] if key != kept[0]]
 
 
 @dataclasses.dataclass(frozen=True)

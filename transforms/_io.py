@@ -6,11 +6,25 @@ so the same code writes local folders and object stores.
 
 import contextlib
 import os
+import signal
 import uuid
 from collections.abc import Iterator
 from typing import BinaryIO
 
 from apache_beam.io.filesystems import FileSystems
+
+KILL_HOOK = "UNISHARD_KILL_AT"
+
+
+def fault_point(point: str) -> None:
+    """Crash-test instrumentation: SIGKILL this process when ``$UNISHARD_KILL_AT`` names ``point``.
+
+    Points are ``read:<file name>`` (ingest about to read a file), ``write:<file name>`` (a finished temporary file
+    about to be renamed) and ``commit:<step>`` (the launcher's commit). Unset, this does nothing.
+    """
+    wanted = os.environ.get(KILL_HOOK)
+    if wanted and wanted == point:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def join(*parts: str) -> str:
@@ -31,6 +45,7 @@ def atomic_writer(path: str) -> Iterator[BinaryIO]:
     try:
         with FileSystems.create(temporary, mime_type="application/octet-stream", compression_type="uncompressed") as f:
             yield f
+        fault_point(f"write:{os.path.basename(path)}")
         if "://" in path:
             if FileSystems.exists(path):
                 FileSystems.delete([path])

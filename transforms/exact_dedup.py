@@ -4,7 +4,9 @@ Input element type: ``Fingerprint`` (no image bytes). Outputs: ``survivors`` (fi
 rows). Identical bytes always have identical pixels, so one grouping by pixel hash finds both kinds; the reason
 says which: ``exact_duplicate`` (same bytes) or ``pixel_duplicate`` (a lossless re-encode of the same pixels).
 The survivor is the member with the most original pixels, then the smallest source; every loser's ledger row names
-the survivor. Config section: ``exact_dedup``. Metrics: ``exact_dedup/duplicates``.
+the survivor. In incremental runs, samples shipped by earlier runs take part (``Fingerprint.shipped``): they always
+survive and are never emitted again, so a new copy of a shipped image is rejected naming it.
+Config section: ``exact_dedup``. Metrics: ``exact_dedup/duplicates``.
 """
 
 from collections.abc import Iterable, Iterator
@@ -47,8 +49,8 @@ class DeduplicateExact(beam.PTransform):
 
 
 def survivor_order(fp: Fingerprint) -> tuple:
-    """Sort key putting the preferred survivor first: most pixels, then smallest source, then key."""
-    return (-fp.pixels, fp.source, fp.key)
+    """Sort key putting the preferred survivor first: already shipped, most pixels, smallest source, then key."""
+    return (not fp.shipped, -fp.pixels, fp.source, fp.key)
 
 
 def decide(members: Iterable[Fingerprint]) -> tuple[Fingerprint, list[tuple[Fingerprint, str]]]:
@@ -68,8 +70,11 @@ class _DecideFn(beam.DoFn):
 
     def process(self, element: tuple[str, Iterable[Fingerprint]]) -> Iterator:
         survivor, losers = decide(element[1])
-        yield survivor
+        if not survivor.shipped:
+            yield survivor
         for fp, reason in losers:
+            if fp.shipped:
+                continue
             self._duplicates.inc()
             yield pvalue.TaggedOutput(
                 REJECTED,

@@ -12,7 +12,6 @@ Metrics: ``ingest/items``, ``ingest/read_retries``.
 import csv
 import io
 import json
-import logging
 import os
 import posixpath
 import tarfile
@@ -28,8 +27,9 @@ from apache_beam.io.filesystems import FileSystems
 from schemas import reasons
 from schemas.config import IngestConfig, InputSpec
 from schemas.documents import TextRow
-from schemas.records import InputItem, RejectItem, rejected
+from schemas.records import InputItem, RejectItem
 from transforms._common import StageFn, apply_stage
+from transforms._io import fault_point
 from transforms.import_interleaved import KINDS as INTERLEAVED_KINDS
 from transforms.import_interleaved import ListInterleavedFn
 
@@ -274,6 +274,7 @@ def read_bytes(path: str, attempts: int = READ_ATTEMPTS) -> tuple[bytes, int]:
     Raises:
         RejectItem: ``missing_file`` when the file does not exist, ``unreadable_input`` after ``attempts`` failures.
     """
+    fault_point(f"read:{posixpath.basename(path)}")
     for attempt in range(1, attempts + 1):
         try:
             with FileSystems.open(path, compression_type="uncompressed") as handle:
@@ -308,7 +309,9 @@ def read_sidecar(stem: str, extensions: list[str]) -> dict[str, Any]:
             loaded = json.loads(data)
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise RejectItem(
-                reasons.MALFORMED_SIDECAR, f"sidecar {path} is not valid JSON ({error}); fix or remove it", sidecar=path
+                reasons.MALFORMED_SIDECAR,
+                f"sidecar {path} is not valid JSON ({error}); fix or remove it",
+                sidecar=path,
             ) from None
         if not isinstance(loaded, dict):
             raise RejectItem(reasons.MALFORMED_SIDECAR, f"sidecar {path} must hold a JSON object", sidecar=path)

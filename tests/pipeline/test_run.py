@@ -89,6 +89,6 @@ def test_output_is_byte_identical_with_two_worker_processes(tmp_path, run, photo
     )
     single_files, multi_files = single.file_bytes(), multi.file_bytes()
     assert sorted(single_files) == sorted(multi_files)
-    assert len(single.shard_paths()) == 3
+    assert len(single.shard_paths()) > 1
     different = [name for name in single_files if single_files[name] != multi_files[name]]
     assert different == []
