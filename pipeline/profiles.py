@@ -209,6 +209,8 @@ def resolve_options(options: PipelineOptions) -> str:
         stage, hint, value = _split_hint(entry)
         if stage not in stages:
             raise ProfileError(f"--stage_resource_hint {entry}: {stage!r} is not a stage (a config section name)")
+        if not value:
+            continue
         try:
             resources.parse_resource_hints({hint: value})
         except ValueError as error:
@@ -220,13 +222,16 @@ def resolve_options(options: PipelineOptions) -> str:
 
 
 def stage_hints(options: PipelineOptions, stage: str) -> dict[str, str]:
-    """The resource hints given for ``stage`` by ``--stage_resource_hint STAGE:HINT=VALUE`` (the last one wins)."""
+    """The resource hints given for ``stage`` by ``--stage_resource_hint STAGE:HINT=VALUE``.
+
+    The last entry for a hint wins; an empty value (``embed:accelerator=``) removes a hint a profile set.
+    """
     hints = {}
     for entry in options.view_as(UnishardOptions).stage_resource_hints or []:
         name, hint, value = _split_hint(entry)
         if name == stage:
             hints[hint] = value
-    return hints
+    return {hint: value for hint, value in hints.items() if value}
 
 
 def _split_hint(entry: str) -> tuple[str, str, str]:

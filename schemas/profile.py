@@ -15,6 +15,7 @@ A profile is a TOML file, shipped in ``runners/`` or anywhere on disk::
 
     [config.embed]                 # "how" keys of the job config only: see HOW_KEYS
     batch_size = 64
+    [config.clip]
     device = "cuda"
 
     [resource_hints.embed]         # Beam resource hints for one stage, named by its config section
@@ -39,10 +40,15 @@ HOW_KEYS = frozenset(
         "max_batch_size",
         "max_batch_duration_secs",
         "device",
-        "num_threads",
+        "threads",
     }
 )
-"""Config keys (the last part of ``section.key``) a profile may set: they change speed and placement, not results."""
+"""Config keys (the last part of ``section.key``) a profile may set: speed and placement, never a decision.
+
+They become part of the resolved config in ``OUT/_run/config.json``. A model's float results can differ in the last
+bits between devices, batch sizes or thread counts (``transforms/clip_model.py``), so compare the outputs of runs
+whose resolved configs are equal.
+"""
 
 UNISHARD_FLAGS = frozenset({"config", "input", "output", "set", "profile"})
 """unishard's own command-line flags, which say what a job reads and keeps: never accepted under ``[beam]``."""

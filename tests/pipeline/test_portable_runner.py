@@ -132,7 +132,9 @@ def job(tmp_path_factory):
     config = root / "job.toml"
     config.write_text(
         f'[run]\noutput = "out"\n[[ingest.inputs]]\npath = "{images}"\n'
-        "[shards]\nsamples_per_shard = 3\nledger_rows_per_part = 4\n",
+        "[shards]\nsamples_per_shard = 3\nledger_rows_per_part = 4\n"
+        # The seeded random small CLIP: offline, and identical in every worker process.
+        "[clip]\nsmoke = true\n",
         encoding="utf-8",
     )
     return config

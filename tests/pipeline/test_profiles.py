@@ -36,6 +36,7 @@ from pipeline.profiles import (
     stage_hints,
     with_stage_hints,
 )
+from schemas.config import load_config
 from schemas.profile import ProfileError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -161,11 +162,13 @@ def test_how_keys_become_overrides_before_the_users_own(tmp_path):
     path = write_profile(
         tmp_path,
         '[profile]\nengine = "x"\ndescription = "y"\n[beam]\nrunner = "FnApiRunner"\n'
-        '[config.embed]\nbatch_size = 64\ndevice = "cuda"\n',
+        '[config.embed]\nbatch_size = 64\n[config.clip]\ndevice = "cuda"\nthreads = 2\n',
     )
-    args, overrides = apply_profile(path, [], ["embed.device=cpu"])
+    args, overrides = apply_profile(path, [], ["clip.device=cpu"])
     assert args == ["--runner=FnApiRunner"]
-    assert overrides == ["embed.batch_size=64", 'embed.device="cuda"', "embed.device=cpu"]
+    assert overrides == ['clip.device="cuda"', "clip.threads=2", "embed.batch_size=64", "clip.device=cpu"]
+    config = load_config(None, overrides)
+    assert (config.embed.batch_size, config.clip.device, config.clip.threads) == (64, "cpu", 2)
 
 
 def test_a_missing_required_option_is_named():
@@ -201,6 +204,14 @@ def test_stage_hints_reach_every_part_of_a_composite_and_still_run_locally():
     assert not any(name.startswith("Create") for name in hinted)
 
 
+def test_an_empty_command_line_hint_removes_the_profiles():
+    args, _ = apply_profile("dataflow", [*USER_ARGS["dataflow"], "--stage_resource_hint=embed:accelerator="], [])
+    options = PipelineOptions(args)
+    resolve_options(options)
+    assert "accelerator" in load_profile("dataflow").resource_hints["embed"]
+    assert "accelerator" not in stage_hints(options, "embed")
+
+
 def test_an_unknown_stage_in_a_command_line_hint_is_refused():
     with pytest.raises(ProfileError, match="'embedd' is not a stage"):
         resolve_options(PipelineOptions(["--stage_resource_hint=embedd:min_ram=1GB"]))
@@ -216,5 +227,10 @@ def test_beam_stages_the_project_from_pyproject_for_setup_file(tmp_path):
     tarball = beam_runner_api_pb2.ArtifactFilePayload.FromString(by_name["workflow.tar.gz"].type_payload).path
     with tarfile.open(tarball) as archive:
         names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
-    assert {"pipeline/launch.py", "schemas/config.py", "transforms/ingest.py"} <= names
-    assert {f"runners/{name}.toml" for name in USER_ARGS} <= names
+    on_disk = {
+        str(path.relative_to(ROOT))
+        for package in ("pipeline", "schemas", "transforms", "runners")
+        for path in (ROOT / package).rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts
+    }
+    assert sorted(on_disk - names) == []
