@@ -9,6 +9,9 @@ import apache_beam as beam
 from schemas.config import UnishardConfig
 from schemas.records import DuplicateCluster, fingerprint
 from transforms.apply_rejections import DropRejected
+from transforms.caption import Caption
+from transforms.clip_filter import ClipFilter
+from transforms.clip_model import clip_model_id
 from transforms.decontaminate import Decontaminate
 from transforms.eval_set import BuildEvalSet
 from transforms.embed import EmbedImages
@@ -45,10 +48,12 @@ def build(pipeline: beam.Pipeline, config: UnishardConfig, output: str, earlier:
     embedded = unique | "Embed" >> EmbedImages(config.embed, config.clip)
     semantic = embedded.samples | "SemanticDedup" >> SemanticDeduplicate(config.semantic_dedup, output)
     distinct = embedded.samples | "DropSemanticDuplicates" >> DropRejected(semantic.rejected)
+    captioned = distinct | "Caption" >> Caption(config.caption, config.clip)
+    filtered = captioned.samples | "ClipFilter" >> ClipFilter(config.clip_filter, clip_model_id(config.clip))
     clusters = (near.clusters, semantic.clusters) | "DuplicateClusters" >> beam.Flatten()
     links = clusters | "DuplicateLinks" >> beam.FlatMap(DuplicateCluster.links)
     shipped_splits = pipeline | "ShippedSplits" >> ReadShippedSplits(earlier)
-    split = distinct | "Split" >> AssignSplits(config.split, output, links=links, shipped=shipped_splits)
+    split = filtered.kept | "Split" >> AssignSplits(config.split, output, links=links, shipped=shipped_splits)
     _ = split.samples | "EvalSet" >> BuildEvalSet(
         config.eval_set, output, split_names(config.split), config.near_dedup, config.semantic_dedup
     )
@@ -63,6 +68,8 @@ def build(pipeline: beam.Pipeline, config: UnishardConfig, output: str, earlier:
         near.rejected,
         embedded.rejected,
         semantic.rejected,
+        captioned.rejected,
+        filtered.rejected,
         written.kept,
     ) | "AllLedgerRows" >> beam.Flatten()
     _ = ledger | "WriteLedger" >> WriteLedger(output, config.shards.ledger_rows_per_part)
