@@ -150,11 +150,7 @@ class _Finish(beam.PTransform):
             | "Route" >> beam.FlatMapTuple(_route).with_outputs(GOOD, main="residue")
         )
         residue = (bad, routed.residue) | "Residue" >> beam.Flatten()
-        solved = (
-            residue
-            | "GatherResidue" >> beam.combiners.ToList()
-            | "UnionFind" >> beam.ParDo(_UnionFindFn())
-        )
+        solved = residue | "GatherResidue" >> beam.combiners.ToList() | "UnionFind" >> beam.ParDo(_UnionFindFn())
         settled = (
             {"solved": solved, "child": routed[GOOD] | "ByParent" >> beam.MapTuple(lambda a, b: (b, a))}
             | "JoinStars" >> beam.CoGroupByKey()

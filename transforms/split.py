@@ -2,8 +2,9 @@
 
 Input element type: ``Sample``; optionally ``links``, a PCollection of ``(key_a, key_b)`` pairs the deduplication
 stages found (exact, near or semantic duplicates, clusters kept whole in ``report_only`` mode included), and
-``previous``, ``(key, split)`` pairs of an earlier run's kept ledger rows. Outputs: ``samples`` with ``Sample.split``
-set, and ``assignments`` (``(key, split)``) for views built beside the pairs (documents). No sample is dropped, so
+``shipped``, ``(key, domain, metadata, split)`` of the samples an earlier run already wrote (``ReadShippedSplits``
+reads them from its shard sidecars). Outputs: ``samples`` with ``Sample.split`` set, and ``assignments``
+(``(key, split)`` of this run's samples) for views built beside the pairs (documents). No sample is dropped, so
 no reason code is emitted. Config section: ``split``. Metrics: ``split/<name>`` samples per split,
 ``split/residual_edges``. Side output: ``splits/splits.json`` (``SplitReport``).
 
@@ -16,7 +17,8 @@ How a split is decided:
 2. **Anchor.** A group's anchor is its smallest node: a metadata token when it has one (a product id does not change
    when new photos of it arrive), else its smallest sample key. The group's place in ``[0, 1)`` is a hash of the
    salt and the anchor, cut into ranges by ``fractions`` (held-out splits from 0, by name, train last).
-3. **Pins.** A group with a member pinned by ``previous`` (incremental runs keep what shipped) or by the metadata
+3. **Pins.** A group with a member pinned by ``shipped`` (incremental runs keep what shipped: a new photo of a
+   shipped product joins the product's split) or by the metadata
    field ``pin_field`` (a manifest's own split column) goes where its pins say; pins that disagree go to the pinned
    held-out split first by name (``test`` before ``validation``, train last), and the conflict is reported: the
    group was split across runs before.
@@ -26,7 +28,7 @@ How a split is decided:
    ``max_heldout_share`` of its groups, or leave train none, is reported as too small and left to hashing.
 
 Everything but the minimum top-ups is a pure function of the group, so an incremental run that adds inputs keeps
-every earlier assignment whose group did not change; pinning with ``previous`` keeps the top-ups too.
+every earlier assignment whose group did not change; pinning with ``shipped`` keeps the top-ups too.
 """
 
 import dataclasses
@@ -44,6 +46,7 @@ from schemas.config import SplitConfig
 from schemas.records import Sample
 from transforms._components import ConnectedComponents, components
 from transforms._io import join, write_atomic
+from transforms.incremental import EarlierRun
 
 STAGE = "split"
 REPORT_PATH = ("splits", "splits.json")
@@ -63,6 +66,7 @@ class SplitMember:
     key: str
     stratum: str
     pin: str = ""
+    shipped: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,13 +100,13 @@ class AssignSplits(beam.PTransform):
         config: SplitConfig,
         output: str,
         links: beam.PCollection | None = None,
-        previous: beam.PCollection | None = None,
+        shipped: beam.PCollection | None = None,
     ):
         super().__init__()
         self._config = config
         self._output = output
         self._links = links
-        self._previous = previous
+        self._shipped = shipped
 
     def expand(self, samples: beam.PCollection) -> SplitOutputs:
         config = self._config
@@ -110,9 +114,11 @@ class AssignSplits(beam.PTransform):
             return SplitOutputs(samples, samples | "KeepAll" >> beam.Map(lambda s: (s.key, s.split)))
         empty = samples.pipeline | "NoPairs" >> beam.Create([])
         links = self._links if self._links is not None else empty
-        previous = self._previous if self._previous is not None else empty
+        shipped = self._shipped if self._shipped is not None else samples.pipeline | "NoShipped" >> beam.Create([])
         edges = (
             samples | "TokenEdges" >> beam.FlatMap(lambda s: token_edges(s.key, s.metadata, config.group_by)),
+            shipped
+            | "ShippedEdges" >> beam.FlatMapTuple(lambda key, _, meta, __: token_edges(key, meta, config.group_by)),
             links | "LinkEdges" >> beam.MapTuple(lambda a, b: (key_node(a), key_node(b))),
         ) | "AllEdges" >> beam.Flatten()
         placed = (
@@ -120,7 +126,8 @@ class AssignSplits(beam.PTransform):
                 "member": samples
                 | "Members" >> beam.Map(lambda s: (key_node(s.key), member_of(s.key, s.domain, s.metadata, config))),
                 "label": edges | "Components" >> ConnectedComponents(config.rounds),
-                "previous": previous | "PreviousByNode" >> beam.MapTuple(lambda key, split: (key_node(key), split)),
+                "shipped": shipped
+                | "ShippedMembers" >> beam.Map(lambda row: (key_node(row[0]), shipped_member(*row, config))),
             }
             | "JoinLabels" >> beam.CoGroupByKey()
             | "Place" >> beam.FlatMap(_place, config=config)
@@ -151,7 +158,11 @@ class AssignSplits(beam.PTransform):
             | "JoinSplits" >> beam.CoGroupByKey()
             | "Assign" >> beam.FlatMapTuple(_assign)
         )
-        assignments = assigned | "KeySplit" >> beam.Map(lambda pair: (pair[0].key, pair[1]))
+        assignments = (
+            assigned
+            | "New" >> beam.Filter(lambda pair: not pair[0].shipped)
+            | "KeySplit" >> beam.Map(lambda pair: (pair[0].key, pair[1]))
+        )
         split_samples = (
             {"sample": samples | "SampleByKey" >> beam.Map(lambda s: (s.key, s)), "split": assignments}
             | "JoinSamples" >> beam.CoGroupByKey()
@@ -182,6 +193,30 @@ class AssignSplits(beam.PTransform):
             )
         )
         return SplitOutputs(split_samples, assignments)
+
+
+class ReadShippedSplits(beam.PTransform):
+    """``(key, domain, metadata, split)`` of every sample an earlier run wrote, read from its ``pairs`` sidecars;
+    nothing when there is no earlier run with shards."""
+
+    def __init__(self, earlier: EarlierRun | None):
+        super().__init__()
+        self._earlier = earlier
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
+        if self._earlier is None or not self._earlier.has_shards:
+            return pbegin | "NoShipped" >> beam.Create([])
+        pattern = join(self._earlier.output, "shards", "pairs", "*", "*.parquet")
+        return (
+            pbegin
+            | "ReadSidecars" >> beam.io.ReadFromParquet(pattern, columns=["key", "domain", "metadata", "split"])
+            | "Shipped" >> beam.Map(lambda row: (row["key"], row["domain"], json.loads(row["metadata"]), row["split"]))
+        )
+
+
+def split_names(config: SplitConfig) -> tuple[str, ...]:
+    """The splits samples can end in: the configured ones, or ``all`` when splitting is off."""
+    return tuple(config.fractions) if config.enabled else ("all",)
 
 
 def key_node(key: str) -> str:
@@ -226,6 +261,12 @@ def member_of(key: str, domain: str, metadata: Mapping[str, Any], config: SplitC
     pin = str(metadata.get(config.pin_field) or "").strip().lower()
     stratum = stratum_of(domain, metadata, config.stratify_by)
     return SplitMember(key, stratum, pin if pin in config.fractions else "")
+
+
+def shipped_member(key: str, domain: str, metadata: Mapping[str, Any], split: str, config: SplitConfig) -> SplitMember:
+    """A sample an earlier run wrote, pinned where it shipped (if that split still exists)."""
+    member = member_of(key, domain, metadata, config)
+    return dataclasses.replace(member, pin=split if split in config.fractions else member.pin, shipped=True)
 
 
 def unit_of(anchor: str, salt: str) -> float:
@@ -285,23 +326,30 @@ def plan_splits(
     samples: Iterable[tuple[str, str, Mapping[str, Any]]],
     links: Iterable[tuple[str, str]],
     config: SplitConfig,
-    previous: Mapping[str, str] | None = None,
+    shipped: Iterable[tuple[str, str, Mapping[str, Any], str]] = (),
 ) -> tuple[dict[str, str], dict[str, StratumDecision]]:
-    """In-memory mirror of ``AssignSplits`` from ``(key, domain, metadata)`` triples: the key -> split map and the
-    stratum decisions. Built from the same functions; tests use it as the reference."""
-    samples, previous = list(samples), previous or {}
+    """In-memory mirror of ``AssignSplits`` from ``(key, domain, metadata)`` triples (and shipped quadruples): the
+    key -> split map of ``samples`` and the stratum decisions. Built from the same functions; tests use it as the
+    reference for the Beam transform and for properties over many random inputs."""
+    samples, shipped = list(samples), list(shipped)
     edges = [e for key, _, metadata in samples for e in token_edges(key, metadata, config.group_by)]
+    edges += [e for key, _, metadata, _ in shipped for e in token_edges(key, metadata, config.group_by)]
     edges += [(key_node(a), key_node(b)) for a, b in links]
     labels, _ = components(edges, config.rounds)
-    placed: dict[str, list[SplitMember]] = {}
+    by_node: dict[str, dict[str, list]] = {}
     for key, domain, metadata in samples:
-        pin = str(metadata.get(config.pin_field) or "").strip().lower()
-        member = SplitMember(
-            key, stratum_of(domain, metadata, config.stratify_by), pin if pin in config.fractions else ""
+        by_node.setdefault(key_node(key), {"member": [], "shipped": []})["member"].append(
+            member_of(key, domain, metadata, config)
         )
-        if previous.get(key) in config.fractions:
-            member = dataclasses.replace(member, pin=previous[key])
-        placed.setdefault(labels.get(key_node(key), key_node(key)), []).append(member)
+    for row in shipped:
+        by_node.setdefault(key_node(row[0]), {"member": [], "shipped": []})["shipped"].append(
+            shipped_member(*row, config)
+        )
+    placed: dict[str, list[SplitMember]] = {}
+    for node, joined in sorted(by_node.items()):
+        joined["label"] = [labels[node]] if node in labels else []
+        for anchor, member in _place((node, joined), config):
+            placed.setdefault(anchor, []).append(member)
     sizes = Counter(m.stratum for members in placed.values() for m in members)
     groups = []
     for anchor, members in placed.items():
@@ -309,23 +357,26 @@ def plan_splits(
         groups.append(decide_group(anchor, summary, sizes, config))
     final = {g.anchor: g.split for g in groups}
     decisions = {}
+    need = max(1, config.min_groups * len(heldout_order(config)))
     for stratum in sorted({g.stratum for g in groups}):
         mine = [g for g in groups if g.stratum == stratum]
-        need = config.min_groups * len(heldout_order(config))
         candidates = sorted((g.unit, g.anchor) for g in mine if g.split == config.train and not g.pinned)[:need]
         decision = decide_stratum(stratum, Counter(g.split for g in mine), candidates, config)
         final.update(dict(decision.moved))
         decisions[stratum] = decision
-    return {m.key: final[anchor] for anchor, members in placed.items() for m in members}, decisions
+    split_of = {m.key: final[anchor] for anchor, members in placed.items() for m in members if not m.shipped}
+    return split_of, decisions
 
 
 def _place(element: tuple[str, dict], config: SplitConfig) -> Iterator[tuple[str, SplitMember]]:
+    """Give a node's members their group anchor; a shipped copy of a key pins the new sample and is not counted."""
     node, joined = element
     labels = list(joined["label"])
-    previous = [split for split in joined["previous"] if split in config.fractions]
-    for member in joined["member"]:
-        if previous:
-            member = dataclasses.replace(member, pin=min(previous))
+    shipped = list(joined["shipped"])
+    pins = sorted(member.pin for member in shipped if member.pin)
+    for member in list(joined["member"]) or shipped:
+        if pins:
+            member = dataclasses.replace(member, pin=pins[0])
         yield (labels[0] if labels else node), member
 
 
