@@ -13,12 +13,13 @@ import sys
 from pathlib import Path
 
 from pipeline import inspect_shards as inspect_tool
+from pipeline import models as models_tool
 from pipeline import report as report_tool
 from pipeline import validate as validate_tool
 from schemas.config import ConfigError, InputSpec, UnishardConfig, load_config
 
 _LOG = logging.getLogger("unishard")
-_TOOLS = {"report": report_tool, "validate": validate_tool, "inspect": inspect_tool}
+_TOOLS = {"report": report_tool, "validate": validate_tool, "inspect": inspect_tool, "models": models_tool}
 
 
 def _run_parser(sub: argparse._SubParsersAction) -> None:
@@ -35,6 +36,11 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--output", help="output folder (overrides run.output)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    run.add_argument(
+        "--smoke-models",
+        action="store_true",
+        help="run every model stage on small random models (offline checks; outputs not meaningful)",
+    )
     run.add_argument(
         "--rebuild",
         action="store_true",
@@ -79,6 +85,8 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
 
     path = args.config_flag or args.config_path
     overrides = list(args.set)
+    if args.smoke_models:
+        overrides.append("clip.smoke=true")
     if args.profile:
         from pipeline.profiles import apply_profile
 

@@ -22,6 +22,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, PortableOption
 from apache_beam.runners.runner import PipelineState
 
 from pipeline.assemble import build
+from pipeline.models import check_models, models_record
 from pipeline.profiles import resolve_options
 from pipeline.progress import tracked
 from pipeline.report import write_run_report
@@ -218,6 +219,7 @@ def _write_run_files(
         ("versions.json", versions()),
         (STATE, state),
         ("run.json", run_info),
+        ("models.json", models_record(config)),
     ):
         write_atomic(join(run_dir, name), json.dumps(data, indent=2, sort_keys=True).encode() + b"\n")
 
@@ -241,6 +243,7 @@ def run(
         RunError: Inputs missing, the job failed, or too many items failed.
     """
     check_inputs(config)
+    check_models(config)
     output = config.run.output
     check_writable(output)
     options = PipelineOptions(beam_args)

@@ -98,12 +98,13 @@ def _offline() -> None:
 
 def how_to_provide(name: str, pretrained: str | None, section: str) -> str:
     fetch = f"unishard models fetch {name}" + (f" --pretrained {pretrained}" if pretrained else "")
+    cache_key = "clip.cache_dir"  # one cache folder serves every model of a run
     return (
-        "to provide it:\n"
-        f"  - on a machine with internet access run `{fetch} --cache-dir DIR`, copy DIR to this machine and add "
-        f"`--set {section}.cache_dir=DIR`;\n"
-        f"  - or point to a weights file for the {name} architecture: `--set {section}.checkpoint=PATH`;\n"
-        "  - or check the pipeline offline with random weights (outputs not meaningful): `--smoke-models`."
+        "  to provide it:\n"
+        f"    - on a machine with internet access run `{fetch} --cache-dir DIR`, copy DIR to this machine and add "
+        f"`--set {cache_key}=DIR`;\n"
+        f"    - or point to a weights file for the {name} architecture: `--set {section}.checkpoint=PATH`;\n"
+        "    - or check the pipeline offline with random weights (outputs not meaningful): `--smoke-models`."
     )
 
 
