@@ -121,8 +121,7 @@ def blur_faces(image: Image.Image, regions: list[Box], strength: float) -> Image
             continue
         crop = result.crop((left, top, left + width, top + height))
         radius = max(2.0, strength * max(width, height))
-        # Two passes: one wide blur leaves the eyes' dark band readable; a second removes it.
-        blurred = crop.filter(ImageFilter.GaussianBlur(radius)).filter(ImageFilter.GaussianBlur(radius))
+        blurred = crop.filter(ImageFilter.GaussianBlur(radius))
         result.paste(blurred, (left, top))
     return result
 
@@ -163,7 +162,7 @@ class _FacesFn(StageFn):
         if boxes and action == "reject":
             raise RejectItem(
                 reasons.FACE_PRESENT,
-                f"{len(boxes)} face(s) found and faces.domains/default_action is 'reject' for domain {sample.domain!r}",
+                f"{len(boxes)} face(s) found; the faces action for domain {sample.domain!r} is 'reject'",
                 boxes=record["boxes"],
             )
         if not boxes or action == "keep":

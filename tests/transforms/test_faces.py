@@ -1,0 +1,112 @@
+"""Faces: the Haar cascade finds the astronaut's face; blurring changes that region and nothing else."""
+
+import io
+import json
+
+import apache_beam as beam
+import numpy as np
+import pytest
+import skimage.data
+from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+from PIL import Image
+
+from schemas.config import FacesConfig, NormaliseConfig
+from schemas.records import ImageInfo, Sample
+from transforms.faces import BlurFaces, blur_faces, blur_region, detect_faces, load_detector
+from transforms.normalise import encode
+
+# Where the astronaut's face is in skimage's 512x512 picture (eyes to chin), by eye.
+FACE_CENTRE = (225, 115)
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> Image.Image:
+    return Image.fromarray(skimage.data.astronaut())
+
+
+def _outside(array: np.ndarray, regions: list) -> np.ndarray:
+    mask = np.ones(array.shape[:2], bool)
+    for left, top, width, height in regions:
+        mask[top : top + height, left : left + width] = False
+    return array[mask]
+
+
+def _inside(array: np.ndarray, region) -> np.ndarray:
+    left, top, width, height = region
+    return array[top : top + height, left : left + width]
+
+
+def test_detects_the_astronaut_face_and_nothing_on_a_texture(astronaut, photo):
+    detector = load_detector()
+    (box,) = detect_faces(astronaut, detector, FacesConfig())
+    x, y, w, h = box
+    assert x < FACE_CENTRE[0] < x + w and y < FACE_CENTRE[1] < y + h
+    assert 60 <= w <= 160
+    assert detect_faces(photo(seed=3), detector, FacesConfig()) == []
+
+
+def test_blur_changes_the_face_region_and_nothing_else(astronaut):
+    config = FacesConfig()
+    boxes = detect_faces(astronaut, load_detector(), config)
+    regions = [blur_region(box, astronaut.size, config.margin) for box in boxes]
+    before, after = np.asarray(astronaut), np.asarray(blur_faces(astronaut, regions, config.strength))
+    np.testing.assert_array_equal(_outside(before, regions), _outside(after, regions))
+    changed = np.abs(_inside(before, regions[0]).astype(int) - _inside(after, regions[0]).astype(int))
+    assert changed.mean() > 10
+    assert detect_faces(Image.fromarray(after), load_detector(), config) == []
+
+
+def _sample(source: str, image: Image.Image, domain: str, normalise: NormaliseConfig) -> Sample:
+    data = encode(image, normalise)
+    info = ImageInfo(image.width, image.height, "PNG", "RGB", len(data))
+    return Sample(source.encode().hex(), source, "", domain, {}, data, normalise.format, "", "", info, info)
+
+
+def _decoded(sample: Sample) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(sample.image)).convert("RGB"))
+
+
+def test_blurs_rejects_or_keeps_per_domain_and_reencodes_only_changed_images(astronaut, photo):
+    normalise = NormaliseConfig(format="png")
+    config = FacesConfig(default_action="blur", domains={"factory": "reject", "archive": "keep"})
+    inputs = [("marketing-face", "marketing"), ("factory-face", "factory"), ("archive-face", "archive")]
+    inputs.append(("marketing-noface", "marketing"))
+
+    def build(name_domain: tuple[str, str]) -> Sample:
+        # Built inside the pipeline: Create would pickle and bz2-compress the image bytes, which is slow.
+        name, domain = name_domain
+        image = photo(seed=3) if name.endswith("noface") else Image.fromarray(skimage.data.astronaut())
+        return _sample(name, image, domain, normalise)
+
+    def check(outputs: list[Sample]) -> None:
+        original = np.asarray(skimage.data.astronaut())
+        unchanged = {name: build((name, domain)).image for name, domain in inputs[2:]}
+        by_source = {s.source: s for s in outputs}
+        assert sorted(by_source) == ["archive-face", "marketing-face", "marketing-noface"]
+        blurred = by_source["marketing-face"]
+        faces = blurred.annotations["faces"]
+        assert faces["action"] == "blurred" and faces["count"] == 1
+        assert faces["detector"] == "opencv_haar_frontalface_default"
+        after = _decoded(blurred)
+        np.testing.assert_array_equal(_outside(original, faces["blurred"]), _outside(after, faces["blurred"]))
+        assert (
+            np.abs(_inside(original, faces["blurred"][0]).astype(int) - _inside(after, faces["blurred"][0])).mean()
+            > 10
+        )
+        assert blurred.normalised.bytes == len(blurred.image) and blurred.notes == ("blurred 1 face(s)",)
+        assert by_source["archive-face"].annotations["faces"]["action"] == "kept"
+        assert by_source["marketing-noface"].annotations["faces"] == {
+            "detector": "opencv_haar_frontalface_default",
+            "count": 0,
+            "boxes": [],
+            "action": "none",
+        }
+        for source, data in unchanged.items():
+            assert by_source[source].image == data, f"{source} was re-encoded without a change"
+
+    with BeamTestPipeline() as p:
+        out = p | beam.Create(inputs) | beam.Map(build) | BlurFaces(config, normalise)
+        assert_that(out.samples | beam.combiners.ToList(), lambda lists: check(lists[0]), label="Kept")
+        reasons = out.rejected | beam.Map(lambda row: (row.source, row.reason, len(json.loads(row.detail)["boxes"])))
+        assert_that(reasons, equal_to([("factory-face", "face_present", 1)]), label="Rejected")

@@ -1,0 +1,131 @@
+"""Safety: private metadata fields removed, unsafe text and unsafe images rejected with reason codes."""
+
+import dataclasses
+import json
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from schemas.config import SafetyConfig
+from schemas.records import ImageInfo, Sample
+from tests.helpers import write_sidecar
+from transforms.safety import FilterUnsafe, remove_private, unsafe_matcher, unsafe_text
+
+E = np.eye(8, dtype=np.float32)
+
+
+class FakeClip:
+    model_id = "fake_clip"
+
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        return np.stack([E[0] if text.startswith("unsafe") else E[1] for text in texts])
+
+
+def _sample(source: str, text: str = "a steel sheet", embedding: np.ndarray | None = None, **metadata) -> Sample:
+    info = ImageInfo(64, 64, "JPEG", "RGB", 10)
+    return Sample(
+        key=source.encode().hex(),
+        source=source,
+        path="",
+        domain="factory",
+        metadata=metadata,
+        image=b"",
+        image_ext="jpg",
+        sha256="",
+        pixel_sha256="",
+        original=info,
+        normalised=info,
+        text=text,
+        embedding=None if embedding is None else (embedding / np.linalg.norm(embedding)).astype(np.float16).tobytes(),
+        annotations={"embedding_model": "fake_clip"} if embedding is not None else {},
+    )
+
+
+def test_private_fields_are_removed_case_insensitively_and_named():
+    metadata, removed = remove_private(
+        {"Operator": "Jane Roe", "line": "line-1", "email": "x@y"}, ["operator", "EMAIL"]
+    )
+    assert metadata == {"line": "line-1"}
+    assert removed == ["Operator", "email"]
+
+
+def test_lexicon_matches_whole_words_and_phrases_only():
+    matcher = unsafe_matcher(SafetyConfig())
+    assert unsafe_text([("text", "Nude heels, a wire stripper and a screw")], matcher) == {}
+    assert unsafe_text([("text", "Pornography!"), ("metadata.title", "classic tee")], matcher) == {
+        "text": ["pornography"]
+    }
+    assert unsafe_text([("text", "no child porn here")], matcher) == {"text": ["child porn"]}
+    custom = unsafe_matcher(SafetyConfig(extra_terms=["Scrap Metal"], allowed_terms=["porn"]))
+    assert unsafe_text([("text", "porn and scrap   metal")], custom) == {"text": ["scrap metal"]}
+
+
+def test_packaged_lexicon_states_its_source_and_licence():
+    from transforms._lexicon import packaged_text
+
+    header = packaged_text("unsafe_terms.txt")[:800]
+    assert "Source:" in header and "Licence: Apache-2.0" in header
+
+
+def _summary(sample: Sample) -> tuple:
+    scores = {name: round(value, 3) for name, value in sample.scores.items()}
+    return sample.source, dict(sample.metadata), scores, dict(sample.annotations).get("safety")
+
+
+def _image_detail(row) -> tuple:
+    detail = json.loads(row.detail)
+    return row.source, detail["threshold"], detail["score"] > 0.99
+
+
+def test_rejects_unsafe_images_and_text_with_reasons_and_scores_the_rest():
+    config = SafetyConfig(
+        unsafe_prompts=["unsafe a", "unsafe b"], safe_prompts=["safe a", "safe b"], image_threshold=0.5
+    )
+    other_model = dataclasses.replace(_sample("other-model", embedding=E[1]), annotations={"embedding_model": "b"})
+    samples = [
+        _sample("clean", embedding=E[1] + 0.1 * E[0], operator="Jane Roe", line="line-1"),
+        _sample("explicit", embedding=E[0] + 0.1 * E[1]),
+        _sample("rude-title", title="what the fuck"),
+        _sample("rude-operator", operator="a shit name"),  # a private field is removed before the text check
+        _sample("unscored"),
+        other_model,
+    ]
+    with BeamTestPipeline() as p:
+        out = p | beam.Create(samples) | FilterUnsafe(config, model=FakeClip())
+        reasons = out.rejected | "Reasons" >> beam.Map(lambda row: (row.source, row.status, row.reason))
+        expected = [
+            ("explicit", "rejected", "unsafe_image"),
+            ("rude-title", "rejected", "unsafe_text"),
+            ("other-model", "failed", "exception"),
+        ]
+        assert_that(reasons, equal_to(expected), label="Reasons")
+        images = out.rejected | "Images" >> beam.Filter(lambda row: row.reason == "unsafe_image")
+        assert_that(images | "Detail" >> beam.Map(_image_detail), equal_to([("explicit", 0.5, True)]), label="Detail")
+        kept = [
+            ("clean", {"line": "line-1"}, {"unsafe_fake_clip": 0.0}, {"removed_fields": ["operator"]}),
+            ("rude-operator", {}, {}, {"removed_fields": ["operator"], "image": "not_scored"}),
+            ("unscored", {}, {}, {"image": "not_scored"}),
+        ]
+        assert_that(out.samples | "Summary" >> beam.Map(_summary), equal_to(kept), label="Kept")
+
+
+def test_private_fields_never_reach_the_shards(run, photo, tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    for seed in range(2):
+        path = images / f"inspection{seed}.jpg"
+        photo(seed=seed).save(path, quality=90)
+        write_sidecar(path, label="scratch", line="line-1", operator="Jane Roe", Inspector="J. Doe")
+    bad = images / "rude.jpg"
+    photo(seed=5).save(bad, quality=90)
+    write_sidecar(bad, label="a bullshit label", line="line-2")
+    out = run([images], faces={"enabled": False})
+    assert out.ledger_by_name()["rude.jpg"]["reason"] == "unsafe_text"
+    records = [json.loads(sample["json"]) for sample in out.samples()]
+    assert len(records) == 2
+    for record in records:
+        assert record["metadata"] == {"label": "scratch", "line": "line-1"}
+        assert record["annotations"]["safety"]["removed_fields"] == ["Inspector", "operator"]
+        assert "Jane Roe" not in json.dumps(record)
