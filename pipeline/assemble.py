@@ -9,6 +9,7 @@ import apache_beam as beam
 from schemas.config import UnishardConfig
 from schemas.records import DuplicateCluster, fingerprint
 from transforms.apply_rejections import DropRejected
+from transforms.audit import AuditBias, WriteAudit
 from transforms.caption import Caption
 from transforms.clip_filter import ClipFilter
 from transforms.clip_model import clip_model_id
@@ -16,11 +17,13 @@ from transforms.decontaminate import Decontaminate
 from transforms.eval_set import BuildEvalSet
 from transforms.embed import EmbedImages
 from transforms.exact_dedup import DeduplicateExact
+from transforms.faces import BlurFaces
 from transforms.incremental import EarlierRun, SkipKnown
 from transforms.ingest import ReadInputs
 from transforms.ledger import WriteLedger
 from transforms.near_dedup import NearDeduplicate
 from transforms.normalise import Normalise
+from transforms.safety import FilterUnsafe
 from transforms.semantic_dedup import SemanticDeduplicate
 from transforms.split import AssignSplits, ReadShippedSplits, split_names
 from transforms.text import ChooseText
@@ -50,10 +53,15 @@ def build(pipeline: beam.Pipeline, config: UnishardConfig, output: str, earlier:
     distinct = embedded.samples | "DropSemanticDuplicates" >> DropRejected(semantic.rejected)
     captioned = distinct | "Caption" >> Caption(config.caption, config.clip)
     filtered = captioned.samples | "ClipFilter" >> ClipFilter(config.clip_filter, clip_model_id(config.clip))
+    faced = filtered.kept | "Faces" >> BlurFaces(config.faces, config.normalise)
+    safe = faced.samples | "Safety" >> FilterUnsafe(config.safety, config.clip)
+    audited = safe.samples | "Audit" >> AuditBias(
+        config.audit, config.clip, inputs=ingested.items, population=embedded.samples
+    )
     clusters = (near.clusters, semantic.clusters) | "DuplicateClusters" >> beam.Flatten()
     links = clusters | "DuplicateLinks" >> beam.FlatMap(DuplicateCluster.links)
     shipped_splits = pipeline | "ShippedSplits" >> ReadShippedSplits(earlier)
-    split = filtered.kept | "Split" >> AssignSplits(config.split, output, links=links, shipped=shipped_splits)
+    split = audited.samples | "Split" >> AssignSplits(config.split, output, links=links, shipped=shipped_splits)
     _ = split.samples | "EvalSet" >> BuildEvalSet(
         config.eval_set, output, split_names(config.split), config.near_dedup, config.semantic_dedup
     )
@@ -70,6 +78,9 @@ def build(pipeline: beam.Pipeline, config: UnishardConfig, output: str, earlier:
         semantic.rejected,
         captioned.rejected,
         filtered.rejected,
+        faced.rejected,
+        safe.rejected,
         written.kept,
     ) | "AllLedgerRows" >> beam.Flatten()
     _ = ledger | "WriteLedger" >> WriteLedger(output, config.shards.ledger_rows_per_part)
+    _ = audited.measures | "WriteAudit" >> WriteAudit(config.audit, output, ledger, audited.ranked)

@@ -37,6 +37,11 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--output", help="output folder (overrides run.output)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     run.add_argument(
+        "--fail-on-audit",
+        action="store_true",
+        help="exit non-zero when the bias audit crosses a bound of the `audit` config (sets audit.fail_on_bounds)",
+    )
+    run.add_argument(
         "--smoke-models",
         action="store_true",
         help="run every model stage on small random models (offline checks; outputs not meaningful)",
@@ -87,6 +92,8 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
     overrides = list(args.set)
     if args.smoke_models:
         overrides.append("clip.smoke=true")
+    if args.fail_on_audit:
+        overrides.append("audit.fail_on_bounds=true")
     if args.profile:
         from pipeline.profiles import apply_profile
 

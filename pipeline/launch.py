@@ -30,6 +30,7 @@ from pipeline.state import STAGING, commit, files_under, output_lock, recover
 from schemas.config import UnishardConfig
 from schemas.profile import HOW_KEYS
 from transforms._io import join, write_atomic
+from transforms.audit import crossed_bounds
 from transforms.incremental import EarlierRun
 from transforms.ingest import input_kind
 from transforms.write_shards import canonical_json
@@ -279,4 +280,9 @@ def run(
             raise RunError(f"committing the output to {output} failed: {error}. Rerun to finish the commit") from error
     if report:
         write_run_report(output)
+    if config.audit.fail_on_bounds and (crossed := crossed_bounds(output)):
+        raise RunError(
+            f"the audit crossed {len(crossed)} bound(s) and audit.fail_on_bounds (--fail-on-audit) is set; the output "
+            f"was committed, see {join(output, 'audit', 'audit.json')}:\n  " + "\n  ".join(crossed)
+        )
     return RunSummary(output=output, counts=counts, seconds=seconds)
