@@ -123,6 +123,8 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Importing Beam may already have configured the root logger at WARNING (a module-level logging.warning).
+    logging.getLogger().setLevel(logging.INFO)
     parser = _parser()
     args, unknown = parser.parse_known_args(argv)
     try:
