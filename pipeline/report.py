@@ -148,9 +148,13 @@ def run_info(output: str) -> RunInfo:
         return loaded if isinstance(loaded, dict) else {}
 
     config, versions, run = load("config.json"), load("versions.json"), load("run.json")
-    models = [*_models_from(run.get("models")), *find_models(config)]
+    recorded = load("models.json")
+    models = [*_models_from(run.get("models")), *_models_from(_model_entries(recorded))]
+    models = models or find_models(config)
     smoke = (
-        bool(run.get("smoke_models"))
+        bool(recorded.get("smoke"))
+        or recorded.get("meaningful") is False
+        or bool(run.get("smoke_models"))
         or any(_truthy_smoke(k, v) for k, v in _walk(config))
         or any(_truthy_smoke(k, v) for k, v in _walk(run))
     )
@@ -165,6 +169,11 @@ def run_info(output: str) -> RunInfo:
         versions={str(k): str(v) for k, v in versions.items()},
         config=config,
     )
+
+
+def _model_entries(recorded: dict) -> dict:
+    """The model sections of ``_run/models.json`` (``{"clip": {...}, "captioner": null, "smoke": true, ...}``)."""
+    return {k: v for k, v in recorded.items() if isinstance(v, dict)}
 
 
 def _walk(node: Any, prefix: str = "") -> Iterable[tuple[str, Any]]:
@@ -547,8 +556,10 @@ def _warnings(run: RunInfo, funnel: Funnel, validation: Validation, audit: Any) 
     if not validation.ok:
         warnings.append(f"Shard validation found {len(validation.all_problems())} problems; see the shard table.")
     if isinstance(audit, dict):
+        from pipeline.report_audit import warning_text
+
         for warning in audit.get("warnings", []) or []:
-            warnings.append(f"Audit: {warning if isinstance(warning, str) else json.dumps(warning, sort_keys=True)}")
+            warnings.append(f"Audit: {warning_text(warning)}")
     return warnings
 
 

@@ -438,12 +438,16 @@ def _rejected(report: Report, thumbnails: dict[str, str]) -> str:
     groups = report.galleries.rejected
     if not groups:
         return _section("rejected", "Rejected and failed items", '<p class="empty">Nothing was dropped.</p>')
-    body = "".join(
-        f'<details class="group" open><summary><span class="status {_e(g.status)}">{_e(g.status)}</span> '
-        f'<b>{_e(g.stage)}</b> · <code>{_e(g.reason or "–")}</code> <span class="count">{_plural(g.count, "item")}'
-        f"{' · showing ' + str(len(g.items)) if len(g.items) < g.count else ''}</span></summary>"
-        f'<div class="gallery">{"".join(_card(item, thumbnails) for item in g.items)}</div></details>'
-        for g in groups
+    body = (
+        '<div class="groups">'
+        + "".join(
+            f'<details class="group" open><summary><span class="status {_e(g.status)}">{_e(g.status)}</span> '
+            f'<b>{_e(g.stage)}</b> · <code>{_e(g.reason or "–")}</code> <span class="count">{_plural(g.count, "item")}'
+            f"{' · showing ' + str(len(g.items)) if len(g.items) < g.count else ''}</span></summary>"
+            f'<div class="gallery">{"".join(_card(item, thumbnails) for item in g.items)}</div></details>'
+            for g in groups
+        )
+        + "</div>"
     )
     return _section(
         "rejected",
@@ -471,7 +475,7 @@ def _duplicates(report: Report, thumbnails: dict[str, str]) -> str:
     clusters = report.galleries.clusters
     if not clusters:
         return _section("duplicates", "Duplicate groups", '<p class="empty">No duplicate groups were found.</p>')
-    body = "".join(_cluster(cluster, thumbnails) for cluster in clusters)
+    body = '<div class="clusters">' + "".join(_cluster(cluster, thumbnails) for cluster in clusters) + "</div>"
     return _section(
         "duplicates",
         "Duplicate groups",
@@ -545,16 +549,9 @@ def render_value(value: Any, depth: int = 0) -> str:
 def _audit(report: Report) -> str:
     if report.audit is None:
         return ""
-    audit = dict(report.audit)
-    warnings = audit.pop("warnings", None)
-    body = ""
-    if warnings:
-        items = "".join(
-            f"<li>{_e(w) if isinstance(w, str) else _e(json.dumps(w, sort_keys=True))}</li>" for w in warnings
-        )
-        body += f'<div class="warnings inline"><strong>Audit warnings</strong><ul>{items}</ul></div>'
-    body += render_value(audit)
-    return _section("audit", "Safety and bias audit", body, "From audit/audit.json.")
+    from pipeline.report_audit import render_audit
+
+    return _section("audit", "Safety and bias audit", render_audit(report.audit), "From audit/audit.json.")
 
 
 def _shard_row(shard: ShardCheck, output: str) -> str:
@@ -702,10 +699,12 @@ repeating-conic-gradient(#f2f4f7 0% 25%,#fff 0% 50%) 50%/16px 16px}
 .badge{display:inline-block;font-size:11px;font-weight:600;padding:2px 8px;border-radius:999px;background:#eef2f7}
 .item .badge{position:absolute;top:6px;left:6px}.badge.survivor,.badge.good{background:#e7f4e8;color:var(--good)}
 .badge.dropped,.badge.bad{background:#fdecea;color:var(--bad)}.badge.muted{color:var(--muted)}
-details.group{border-top:1px solid var(--line);padding:10px 0}details.group summary{cursor:pointer;margin-bottom:10px}
+.groups,.clusters{display:flex;flex-wrap:wrap;gap:14px;align-items:flex-start}
+details.group,.cluster{border:1px solid var(--line);border-radius:8px;padding:10px 12px;background:#fcfcfd;
+max-width:100%}details.group summary{cursor:pointer;margin-bottom:10px}
+.groups .gallery,.cluster .crow{display:flex;flex-wrap:wrap;gap:10px}.groups .item,.cluster .item{width:150px}
 .count{color:var(--muted);margin-left:6px}
-.cluster{border-top:1px solid var(--line);padding:12px 0}.chead{margin-bottom:8px;color:#344054}
-.crow{display:grid;grid-template-columns:repeat(auto-fill,minmax(150px,1fr));gap:10px;align-items:start}
+.chead{margin-bottom:8px;color:#344054}
 .crow>.item:first-child{border:2px solid #54a24b}
 .arrow{display:none}.more{align-self:center;color:var(--muted);font-weight:600}
 .problems{color:var(--bad);margin:6px 0 0;padding-left:18px;font-size:12px}
@@ -713,6 +712,13 @@ details.group{border-top:1px solid var(--line);padding:10px 0}details.group summ
 details.config pre{background:#0f172a;color:#e2e8f0;padding:14px;border-radius:8px;overflow:auto;max-height:420px}
 details.config summary{cursor:pointer;margin-top:14px;font-weight:600}
 .nested{margin-left:4px}
+.auditgrid{display:grid;grid-template-columns:repeat(auto-fill,minmax(520px,1fr));gap:14px}
+.auditblock h4{margin:8px 0 6px}.grid tr.flag td{background:#fff4f3}.grid tr.flag td:first-child{
+box-shadow:inset 3px 0 0 var(--bad)}
+.rate{position:relative;height:12px;background:#f0f2f5;border-radius:3px;min-width:120px}
+.rate .fill{position:absolute;left:0;top:0;bottom:0;border-radius:3px}
+.rate .tick{position:absolute;top:-3px;bottom:-3px;width:2px;background:#111827}
+.tile.small .value{font-size:18px;overflow-wrap:anywhere}
 .foot{text-align:center;color:var(--muted);font-size:12px;padding:10px 0 30px}
 @media (max-width:700px){.frow{grid-template-columns:90px 1fr 90px}.charts{grid-template-columns:1fr}}
 """

@@ -5,18 +5,29 @@ too-small image, an image with no text, an exact copy and a lossless re-encode (
 points at a missing file.
 """
 
+import html
 import shutil
 from pathlib import Path
 
 from tests.helpers import Output, make_photo, run_job, write_sidecar
 
-# The text stage strips tags and then unescapes entities, so this reaches the shard text as a live-looking
-# ``<script>`` element; the raw title (with its entities) stays in the sample's metadata.
+
+def _escape(text: str, times: int) -> str:
+    for _ in range(times):
+        text = html.escape(text, quote=False)
+    return text
+
+
+# Text cleaning strips tags and then unescapes entities, once per pass (the text stage, the caption stage...). Each
+# payload is escaped once more than the one before it, so whichever number of passes the pipeline makes, one of them
+# reaches the shard text as a live-looking ``<script>`` element.
 HOSTILE = (
-    "&lt;script&gt;window.__pwned = 1&lt;/script&gt; &lt;img src=x onerror=&quot;window.__pwned = 2&quot;&gt; "
-    "A mug &amp; a saucer"
+    " ".join(
+        _escape(f'<script>window.__pwned = {level}</script><img src=x onerror="window.__pwned = {level}">', level)
+        for level in range(1, 5)
+    )
+    + " A mug &amp; a saucer"
 )
-HOSTILE_TEXT = '<script>window.__pwned = 1</script> <img src=x onerror="window.__pwned = 2"> A mug & a saucer'
 HOSTILE_NAME = "<svg onload=window.__pwned=3>.jpg"
 _CACHE: dict[str, Output] = {}
 
