@@ -371,15 +371,16 @@ def load_clip(config: ClipModelConfig, cache: bool = True) -> ClipModel:
 class LookupClipModel:
     """A deterministic stand-in for ``ClipModel``: texts from a lookup table, images from their mean colour.
 
-    A text in ``texts`` gets its vector; any other text a pseudo-random one seeded by its SHA-256. An image's vector
-    is its mean RGB (in 0..1, centred on 0.5) in the first three dimensions, plus a small constant, so solid red,
-    green and blue pictures are near the axes. Every output row is L2-normalised. ``image_encodes`` counts images.
+    A text in ``texts`` gets its vector (zero-padded to ``dim``); any other text a pseudo-random one seeded by its
+    SHA-256. An image's vector is its mean RGB (in 0..1, centred on 0.5) in the first three dimensions, plus a small
+    constant, so solid red, green and blue pictures are near the axes. Every output row is L2-normalised.
+    ``image_encodes`` and ``text_encodes`` count the inputs encoded by this instance.
     """
 
     def __init__(self, texts: dict[str, Sequence[float]] | None = None, dim: int = 8, model_id: str = "clip_lookup"):
         self.model_id = model_id
         self.embed_dim = dim
-        self._texts = {text: _unit(np.resize(np.asarray(v, np.float32), dim)) for text, v in (texts or {}).items()}
+        self._texts = {text: _unit(_padded(v, dim)) for text, v in (texts or {}).items()}
         self.image_encodes = 0
         self.text_encodes = 0
 
@@ -402,6 +403,12 @@ class LookupClipModel:
 def _unit(vector: np.ndarray) -> np.ndarray:
     norm = float(np.linalg.norm(vector))
     return (vector / norm if norm > 0 else vector).astype(np.float32)
+
+
+def _padded(values: Sequence[float], dim: int) -> np.ndarray:
+    vector = np.zeros(dim, np.float32)
+    vector[: min(dim, len(values))] = np.asarray(values, np.float32)[:dim]
+    return vector
 
 
 def _hashed(text: str, dim: int) -> np.ndarray:
