@@ -20,7 +20,7 @@ def photo():
 def run(tmp_path):
     """Run the real pipeline on the DirectRunner: ``run(inputs, **config_sections) -> Output``."""
 
-    def _run(inputs, *, beam_args=(), output=None, **sections):
-        return run_job(inputs, output or tmp_path / "out", beam_args=list(beam_args), **sections)
+    def _run(inputs, *, beam_args=(), output=None, rebuild=False, **sections):
+        return run_job(inputs, output or tmp_path / "out", beam_args=list(beam_args), rebuild=rebuild, **sections)
 
     return _run

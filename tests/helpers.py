@@ -84,7 +84,7 @@ class Output:
         }
 
 
-def run_job(inputs: list, output: Path, beam_args: list[str] = (), **sections: dict) -> Output:
+def run_job(inputs: list, output: Path, beam_args: list[str] = (), rebuild: bool = False, **sections: dict) -> Output:
     """Run the real pipeline on ``inputs`` (paths or ``InputSpec`` dicts) with config sections as keyword dicts."""
     specs = [spec if isinstance(spec, dict) else {"path": str(spec)} for spec in inputs]
     data: dict[str, Any] = {key: dict(value) for key, value in sections.items()}
@@ -92,5 +92,5 @@ def run_job(inputs: list, output: Path, beam_args: list[str] = (), **sections: d
     data.setdefault("run", {})["output"] = str(output)
     data.setdefault("clip", {}).setdefault("smoke", True)  # offline: random small CLIP, never downloads
     config = UnishardConfig.model_validate(data)
-    summary = run(config, list(beam_args) or ["--runner=DirectRunner"])
+    summary = run(config, list(beam_args) or ["--runner=DirectRunner"], rebuild=rebuild)
     return Output(path=Path(output), summary=summary)

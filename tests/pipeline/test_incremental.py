@@ -1,0 +1,146 @@
+"""Incremental runs, retries of failed items, config-change refusal, the output lock and write failures."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+
+from pipeline.launch import RunError
+from pipeline.state import OutputBusy
+from schemas import reasons
+from tests.helpers import write_sidecar
+
+
+def _add_photos(folder, photo, seeds):
+    folder.mkdir(exist_ok=True)
+    for seed in seeds:
+        path = folder / f"photo{seed:02d}.jpg"
+        photo(220, 160, seed=seed).save(path, quality=90)
+        write_sidecar(path, title=f"photo {seed}", domain="factory")
+
+
+def _kept(out):
+    return {(json.loads(sample["json"])["key"], sample["txt"].decode()) for sample in out.samples()}
+
+
+def test_incremental_run_processes_only_new_content_and_matches_a_full_run(tmp_path, run, photo):
+    inputs = tmp_path / "in"
+    _add_photos(inputs, photo, range(6))
+    first = run([inputs], output=tmp_path / "out")
+    old_shards = {path: path.read_bytes() for path in first.shard_paths()}
+
+    _add_photos(inputs, photo, range(6, 10))
+    shutil.copy(inputs / "photo01.jpg", inputs / "renamed.jpg")  # known content under a new name
+    write_sidecar(inputs / "renamed.jpg", title="photo 1 again", domain="factory")
+    second = run([inputs], output=tmp_path / "out")
+    full = run([inputs], output=tmp_path / "full")
+
+    assert {path: path.read_bytes() for path in old_shards} == old_shards  # earlier shards untouched
+    assert len(second.shard_paths()) > len(old_shards)
+    assert _kept(second) == _kept(full)
+    rows = second.ledger_by_name()
+    assert len(second.ledger) == len(full.ledger) == 11
+    assert rows["renamed.jpg"]["reason"] == reasons.EXACT_DUPLICATE
+    assert json.loads(rows["renamed.jpg"]["detail"])["survivor_key"] == rows["photo01.jpg"]["key"]
+    carried = {name: row for name, row in first.ledger_by_name().items()}
+    assert all(rows[name] == row for name, row in carried.items())  # earlier rows carried unchanged
+    index = json.loads(next((tmp_path / "out" / "shards" / "pairs").glob("*/index.json")).read_text())
+    assert all(
+        (tmp_path / "out" / "shards" / "pairs" / index["name"].split("/")[1] / e["url"]).exists()
+        for e in index["shardlist"]
+    )
+
+
+def test_new_copies_and_near_duplicates_of_shipped_images_are_rejected_naming_them(tmp_path, run, photo):
+    inputs = tmp_path / "in"
+    _add_photos(inputs, photo, range(3))
+    first = run([inputs], output=tmp_path / "out")
+    shipped = {name: row["key"] for name, row in first.ledger_by_name().items()}
+    shutil.copy(inputs / "photo00.jpg", inputs / "z-copy.jpg")
+    photo(220, 160, seed=1).resize((440, 320)).save(inputs / "z-bigger.png")  # a full run would prefer it
+    for name in ("z-copy.jpg", "z-bigger.png"):
+        write_sidecar(inputs / name, title=f"new {name}", domain="factory")
+    second = run([inputs], output=tmp_path / "out")
+    rows = second.ledger_by_name()
+    assert rows["z-copy.jpg"]["reason"] == reasons.EXACT_DUPLICATE
+    assert json.loads(rows["z-copy.jpg"]["detail"])["survivor_key"] == shipped["photo00.jpg"]
+    assert rows["z-bigger.png"]["reason"] == reasons.NEAR_DUPLICATE
+    assert json.loads(rows["z-bigger.png"]["detail"])["survivor_key"] == shipped["photo01.jpg"]
+    assert rows["photo01.jpg"]["status"] == "kept"
+    assert len(second.ledger) == 5
+
+
+def test_failed_items_are_retried_on_the_next_run(tmp_path, run, photo, monkeypatch):
+    import transforms.text
+
+    inputs = tmp_path / "in"
+    _add_photos(inputs, photo, range(4))
+    original = transforms.text.choose_text
+
+    def flaky(metadata, fields, max_chars):
+        if metadata.get("title") == "photo 2":
+            raise TimeoutError("caption service timed out")
+        return original(metadata, fields, max_chars)
+
+    monkeypatch.setattr(transforms.text, "choose_text", flaky)
+    first = run([inputs], output=tmp_path / "out", run={"max_failure_ratio": 0.5})
+    assert first.ledger_by_name()["photo02.jpg"]["status"] == "failed"
+    monkeypatch.setattr(transforms.text, "choose_text", original)
+    second = run([inputs], output=tmp_path / "out", run={"max_failure_ratio": 0.5})
+    assert second.ledger_by_name()["photo02.jpg"]["status"] == "kept"
+    assert len(second.samples()) == 4
+
+
+def test_a_kept_affecting_config_change_needs_rebuild(tmp_path, run, photo):
+    inputs = tmp_path / "in"
+    _add_photos(inputs, photo, range(2))
+    run([inputs], output=tmp_path / "out")
+    with pytest.raises(RunError, match="--rebuild"):
+        run([inputs], output=tmp_path / "out", normalise={"max_side": 128})
+    rebuilt = run([inputs], output=tmp_path / "out", normalise={"max_side": 128}, rebuild=True)
+    assert all(json.loads(s["json"])["image"]["width"] <= 128 for s in rebuilt.samples())
+
+
+def test_a_live_lock_refuses_and_a_stale_lock_is_taken_over(tmp_path, run, photo):
+    inputs = tmp_path / "in"
+    _add_photos(inputs, photo, range(2))
+    out = tmp_path / "out"
+    out.mkdir()
+    lock = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
+    (out / "_lock").write_text(json.dumps(lock))
+    with pytest.raises(OutputBusy, match="being written by another unishard run"):
+        run([inputs], output=out)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (out / "_lock").write_text(json.dumps({**lock, "pid": dead.pid}))
+    assert len(run([inputs], output=out).samples()) == 2
+    assert not (out / "_lock").exists()
+
+
+def test_an_unwritable_output_fails_before_any_work_with_a_clear_message(tmp_path, run, photo):
+    inputs = tmp_path / "in"
+    _add_photos(inputs, photo, range(1))
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the output folder should be")
+    with pytest.raises(RunError, match="cannot write to the output folder"):
+        run([inputs], output=blocker / "out")
+
+
+def test_a_write_failure_mid_run_fails_the_run_and_leaves_no_final_output(tmp_path, run, photo, monkeypatch):
+    import transforms.write_shards
+
+    inputs = tmp_path / "in"
+    _add_photos(inputs, photo, range(3))
+
+    def disk_full(path, samples):
+        raise OSError(28, "No space left on device", path)
+
+    monkeypatch.setattr(transforms.write_shards, "write_shard", disk_full)
+    with pytest.raises(RunError, match="No space left on device"):
+        run([inputs], output=tmp_path / "out")
+    final = [p for p in (tmp_path / "out").rglob("*") if p.is_file() and "_staging" not in p.parts]
+    assert final == []
