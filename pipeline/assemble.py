@@ -4,6 +4,8 @@ Image bytes cross two shuffles: ``DropDuplicates`` (decisions made on light fing
 ``WriteShards`` (samples grouped into their shard). Everything else moves fingerprints or ledger rows.
 """
 
+import functools
+
 import apache_beam as beam
 
 from schemas.config import UnishardConfig
@@ -12,8 +14,9 @@ from transforms.apply_rejections import DropRejected
 from transforms.audit import AuditBias, WriteAudit
 from transforms.caption import Caption
 from transforms.clip_filter import ClipFilter
-from transforms.clip_model import clip_model_id
+from transforms.clip_model import clip_model_id, load_clip
 from transforms.decontaminate import Decontaminate
+from transforms.documents import AssembleDocuments
 from transforms.eval_set import BuildEvalSet
 from transforms.embed import EmbedImages
 from transforms.exact_dedup import DeduplicateExact
@@ -27,12 +30,14 @@ from transforms.safety import FilterUnsafe
 from transforms.semantic_dedup import SemanticDeduplicate
 from transforms.split import AssignSplits, ReadShippedSplits, split_names
 from transforms.text import ChooseText
+from transforms.write_documents import WriteDocumentLedger, WriteDocuments
+from transforms.write_edits import WriteEditPairs
 from transforms.write_shards import WriteShards
 
 
 def build(pipeline: beam.Pipeline, config: UnishardConfig, output: str, earlier: EarlierRun | None = None) -> None:
     """Add every stage of a unishard run to ``pipeline``, writing under ``output``; ``earlier`` makes it incremental."""
-    ingested = pipeline | "Ingest" >> ReadInputs(config.ingest)
+    ingested = pipeline | "Ingest" >> ReadInputs(config.ingest, config.documents.id_field)
     known = ingested.items | "SkipKnown" >> SkipKnown(earlier)
     normalised = known.new | "Normalise" >> Normalise(config.normalise, config.near_dedup.hash_names())
     texted = normalised.samples | "Text" >> ChooseText(config.text)
@@ -61,11 +66,15 @@ def build(pipeline: beam.Pipeline, config: UnishardConfig, output: str, earlier:
     clusters = (near.clusters, semantic.clusters) | "DuplicateClusters" >> beam.Flatten()
     links = clusters | "DuplicateLinks" >> beam.FlatMap(DuplicateCluster.links)
     shipped_splits = pipeline | "ShippedSplits" >> ReadShippedSplits(earlier)
-    split = audited.samples | "Split" >> AssignSplits(config.split, output, links=links, shipped=shipped_splits)
+    documents = audited.samples | "Documents" >> AssembleDocuments(
+        config.documents, ingested.texts, known.new, functools.partial(load_clip, config.clip), ingested.rejected
+    )
+    split = documents.samples | "Split" >> AssignSplits(config.split, output, links=links, shipped=shipped_splits)
     _ = split.samples | "EvalSet" >> BuildEvalSet(
         config.eval_set, output, split_names(config.split), config.near_dedup, config.semantic_dedup
     )
-    written = split.samples | "WriteShards" >> WriteShards(config.shards, output, generation=earlier.generation if earlier else 0)
+    generation, views = (earlier.generation if earlier else 0), config.views
+    written = split.samples | "WriteShards" >> WriteShards(views.shards(config.shards), output, generation=generation)
     ledger = (
         ingested.rejected,
         known.carried,
@@ -84,3 +93,9 @@ def build(pipeline: beam.Pipeline, config: UnishardConfig, output: str, earlier:
     ) | "AllLedgerRows" >> beam.Flatten()
     _ = ledger | "WriteLedger" >> WriteLedger(output, config.shards.ledger_rows_per_part)
     _ = audited.measures | "WriteAudit" >> WriteAudit(config.audit, output, ledger, audited.ranked)
+    docs = split.samples | "WriteDocuments" >> WriteDocuments(
+        views.docs, views.shards(config.shards, views.docs), output, documents.documents, generation
+    )
+    _ = split.samples | "WriteEdits" >> WriteEditPairs(views.edit, views.shards(config.shards, views.edit), output, generation)
+    doc_rows = (documents.rejected, docs.ledger) | "AllDocumentRows" >> beam.Flatten()
+    _ = doc_rows | "WriteDocumentLedger" >> WriteDocumentLedger(output, config.shards.ledger_rows_per_part, ledger)

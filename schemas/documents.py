@@ -43,7 +43,7 @@ class TextRow:
     """A row that holds a text segment of a document instead of an image (a manifest row without a path).
 
     Attributes:
-        source: ``MANIFEST#ROW`` or ``FILE#LINE/textNNNN``; text rows are not items of the item ledger.
+        source: ``MANIFEST#ROW`` or ``FILE#LINE:textNNNN``; text rows are not items of the item ledger.
         domain: Data domain.
         metadata: The row's values (document id, position, text and anything else).
     """

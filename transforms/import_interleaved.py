@@ -9,7 +9,8 @@ Formats:
 
 - **MMC4** (``text_list``, ``image_info[] {image_name, matched_text_index, matched_sim, raw_url}``): sentence ``i``
   sits at position ``2i + 1`` and an image matched to sentence ``j`` at ``2j``, before its sentence, as OpenFlamingo
-  reads MMC4; ``matched_sim`` is kept as ``placement_similarity``.
+  reads MMC4; ``matched_sim`` is kept as ``placement_similarity`` and the matched sentence becomes the image's
+  ``caption`` (MMC4's image-text pairing).
 - **OBELICS** (``texts``/``images`` parallel lists with nulls, optional ``metadata`` list and ``general_metadata``,
   either may be JSON text): position ``i`` holds whichever of ``texts[i]`` and ``images[i]`` is set.
 
@@ -17,10 +18,10 @@ Image references: MMC4 and OBELICS ship URLs, and nothing is downloaded here, so
 A reference resolves to the first existing file among ``ROOT/NAME`` for each root (``InputSpec.roots``, default:
 the JSONL's folder), where ``NAME`` is MMC4's ``image_name``, an OBELICS relative path (or ``file://`` path), or the
 last path segment of an OBELICS URL (how ``img2dataset``-style mirrors keep names). A reference that resolves to no
-file is rejected with ``unresolvable_image`` (detail: the reference, its URL and the paths tried); a path escaping
-every root with ``outside_root``; a line that is not a document with ``malformed_document``.
+file is rejected with ``unresolvable_image`` (detail: the reference, the paths tried and the ``doc_id``); a path
+escaping every root with ``outside_root``; a line that is not a document with ``malformed_document``.
 
-Item sources are ``FILE#LINE/imageNNNN`` (text rows: ``FILE#LINE/textNNNN``); a document's id is ``NAME#LINE``
+Item sources are ``FILE#LINE:imageNNNN`` (text rows: ``FILE#LINE:textNNNN``); a document's id is ``NAME#LINE``
 (``NAME`` the file's base name) unless the line carries ``doc_id`` or ``id``. Metric: ``import_interleaved/rejected``.
 """
 
@@ -98,6 +99,8 @@ def parse_mmc4(line: Mapping[str, Any], fallback_id: str) -> ParsedDocument:
         if not isinstance(matched, int) or not 0 <= matched < max(1, len(texts)):
             raise ValueError(f"matched_text_index {matched!r} does not index text_list ({len(texts)} sentences)")
         extra = {k: info[k] for k in ("image_name", "raw_url", "face_detections") if info.get(k) is not None}
+        if 0 <= matched < len(texts) and texts[matched] not in (None, ""):
+            extra["caption"] = str(texts[matched])
         if info.get("matched_sim") is not None:
             extra |= {"placement_similarity": float(info["matched_sim"]), "placement_method": "mmc4"}
         images.append((2 * matched, str(info.get("image_name") or info["raw_url"]), extra))
@@ -214,12 +217,17 @@ class ListInterleavedFn(StageFn):
             common = {**document.metadata, DOC_ID: document.doc_id}
             for index, (position, sentence) in enumerate(document.texts):
                 metadata = {**common, POSITION: position, "text": sentence}
-                yield TextRow(f"{line_source}/text{index:04d}", domain, metadata)
+                yield TextRow(f"{line_source}:text{index:04d}", domain, metadata)
             for index, (position, reference, extra) in enumerate(document.images):
                 metadata = {**common, **extra, POSITION: position}
-                source = f"{line_source}/image{index:04d}"
+                source = f"{line_source}:image{index:04d}"
                 yield from super().process(ImageRef(spec, source, domain, reference, metadata))
 
     def apply(self, ref: ImageRef) -> Iterator[InputItem]:
-        path = resolve_image(ref.reference, ref.spec.path, ref.spec.roots)
+        try:
+            path = resolve_image(ref.reference, ref.spec.path, ref.spec.roots)
+        except RejectItem as reject:
+            # The document id lets the documents stage list the image among those that left its document.
+            reject.detail = {**reject.detail, DOC_ID: ref.metadata[DOC_ID]}
+            raise
         yield InputItem(source=ref.source, path=path, domain=ref.domain, metadata=ref.metadata)

@@ -1,0 +1,417 @@
+"""Documents: assemble curated images and text rows into interleaved documents (product pages, inspection records).
+
+Inputs: curated samples (``Sample``, after the model and safety stages), text rows (``TextRow`` from ingest:
+manifest rows without an image, imported MMC4/OBELICS texts) and the ingested items (``InputItem``, to know which
+images a document had before curation). Outputs (``DocumentsOutputs``): ``samples``, every sample unchanged except
+``annotations["document_id"]`` for those in a document (splits keep a document in one split by it); ``documents``,
+the kept ``Document`` records (no image bytes); ``rejected``, ``DocumentLedgerRow``s of dropped documents.
+
+A sample's document is its ``documents.id_field`` metadata value, else the first matching ``documents.groups``
+rule (one document per SKU or inspection record). Segments are ordered by ``documents.position_field``; ties put
+text rows before images, then sources in order. Images without a position are placed MMC4's way
+(``transforms/placement.py``) when the document has text rows and the images have embeddings; otherwise they follow
+the positioned segments in source order and ``placement`` says why. Images removed by curation leave their
+document (the text stays) and are listed with the stage and reason from the item ledger by ``WriteDocumentLedger``.
+
+Reason codes (document ledger): ``document_too_few_images``, ``document_too_little_text``; images leaving a
+document: ``image_unplaced``, ``image_below_min_similarity``. Config section: ``documents``.
+Metrics: ``documents/documents``, ``documents/rejected``, ``documents/placed_images``.
+"""
+
+import dataclasses
+import json
+import logging
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, NamedTuple
+
+import apache_beam as beam
+from apache_beam import pvalue
+
+from schemas import reasons
+from schemas.config import DocumentsConfig
+from schemas.documents import (
+    DOCUMENT_ANNOTATION,
+    Document,
+    DocumentImage,
+    DocumentLedgerRow,
+    LeftImage,
+    Segment,
+    TextRow,
+    document_key,
+)
+from schemas.records import InputItem, LedgerRow, Sample, detail_json
+from schemas.shard import ImageFacts
+from transforms import placement
+from transforms.text import clean_text
+
+STAGE = "documents"
+REJECTED = "rejected"
+MAX_TEXT_CHARS = 100_000
+_LOG = logging.getLogger(__name__)
+
+
+class DocumentsOutputs(NamedTuple):
+    samples: beam.PCollection
+    documents: beam.PCollection
+    rejected: beam.PCollection
+
+
+class AssembleDocuments(beam.PTransform):
+    """Group samples and text rows into ordered documents; drop documents left too thin by curation."""
+
+    def __init__(
+        self,
+        config: DocumentsConfig,
+        texts: beam.PCollection,
+        items: beam.PCollection,
+        text_encoder: Callable[[], placement.TextEncoder] | None = None,
+        dropped: beam.PCollection | None = None,
+    ):
+        """Args:
+        config: The ``documents`` section.
+        texts: ``TextRow`` records.
+        items: The ingested ``InputItem``s, for the images each document had before curation.
+        text_encoder: Builds the CLIP text encoder for placement, once per worker (``load_clip`` bound to its
+            config, or a fake in tests); ``None`` leaves unpositioned images in source order.
+        dropped: Item ledger rows of items dropped before they were read; those whose detail names a ``doc_id``
+            (unresolvable import images) are listed among the images that left their document.
+        """
+        super().__init__()
+        self._config = config
+        self._texts = texts
+        self._items = items
+        self._text_encoder = text_encoder
+        self._dropped = dropped
+
+    def expand(self, samples: beam.PCollection) -> DocumentsOutputs:
+        if not self._config.enabled:
+            empty = samples.pipeline | "NoDocuments" >> beam.Create([])
+            return DocumentsOutputs(samples=samples, documents=empty, rejected=empty)
+        config = self._config
+        stamped = samples | "Stamp" >> beam.Map(stamp, config=config)
+        refs = [self._items | "Refs" >> beam.FlatMap(_ref_member, config=config)]
+        if self._dropped is not None:
+            refs.append(self._dropped | "DroppedRefs" >> beam.FlatMap(_dropped_ref))
+        decided = (
+            {
+                "images": stamped | "Members" >> beam.FlatMap(_image_member, config=config),
+                "texts": self._texts | "TextSegments" >> beam.FlatMap(_text_member, config=config),
+                "refs": refs | "AllRefs" >> beam.Flatten(),
+            }
+            | "ByDocument" >> beam.CoGroupByKey()
+            | "Assemble" >> beam.ParDo(_AssembleFn(config, self._text_encoder)).with_outputs(REJECTED, main="kept")
+        )
+        return DocumentsOutputs(samples=stamped, documents=decided.kept, rejected=decided[REJECTED])
+
+
+@dataclasses.dataclass(frozen=True)
+class TextPiece:
+    """A text row as a document sees it."""
+
+    source: str
+    domain: str
+    position: float | None
+    text: str
+    metadata: Mapping[str, Any]
+
+
+def document_id(metadata: Mapping[str, Any], domain: str, config: DocumentsConfig) -> tuple[str, str] | None:
+    """The ``(doc_id, origin)`` of an item from its metadata and the grouping rules, or ``None``."""
+    value = metadata.get(config.id_field)
+    if value not in (None, ""):
+        return str(value), config.id_field
+    for rule in config.groups:
+        if rule.domain is not None and rule.domain != domain:
+            continue
+        values = [metadata.get(field) for field in rule.fields]
+        if all(value not in (None, "") for value in values):
+            return rule.prefix + "+".join(str(value) for value in values), "group:" + "+".join(rule.fields)
+    return None
+
+
+def position_of(metadata: Mapping[str, Any], field: str) -> float | None:
+    """The numeric position of a segment, or ``None`` when absent or not a finite number."""
+    value = metadata.get(field)
+    if value in (None, "") or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def stamp(sample: Sample, config: DocumentsConfig) -> Sample:
+    """Return ``sample`` with ``annotations["document_id"]`` set when it belongs to a document."""
+    found = document_id(sample.metadata, sample.domain, config)
+    if found is None:
+        return sample
+    return dataclasses.replace(sample, annotations={**sample.annotations, DOCUMENT_ANNOTATION: found[0]})
+
+
+def document_image(sample: Sample, config: DocumentsConfig) -> DocumentImage:
+    """The light view of a sample inside a document (no image bytes)."""
+    return DocumentImage(
+        key=sample.key,
+        source=sample.source,
+        domain=sample.domain,
+        position=position_of(sample.metadata, config.position_field),
+        caption=sample.text,
+        caption_source=sample.text_source,
+        image_ext=sample.image_ext,
+        sha256=sample.sha256,
+        image=ImageFacts(**vars(sample.normalised)),
+        original=ImageFacts(**vars(sample.original)),
+        scores=dict(sample.scores),
+        metadata=dict(sample.metadata),
+        embedding=sample.embedding,
+        embedding_model=str(sample.annotations.get("embedding_model", "")),
+    )
+
+
+def _image_member(sample: Sample, config: DocumentsConfig) -> Iterator[tuple[str, DocumentImage]]:
+    found = document_id(sample.metadata, sample.domain, config)
+    if found is not None:
+        yield found[0], (found[1], document_image(sample, config))
+
+
+def _text_member(row: TextRow, config: DocumentsConfig) -> Iterator[tuple[str, TextPiece]]:
+    value = row.metadata.get(config.id_field)
+    if value in (None, ""):
+        return
+    text = _first_text(row.metadata, config.text_fields)
+    position = position_of(row.metadata, config.position_field)
+    yield str(value), TextPiece(row.source, row.domain, position, text, dict(row.metadata))
+
+
+def _ref_member(item: InputItem, config: DocumentsConfig) -> Iterator[tuple[str, tuple[str, str]]]:
+    found = document_id(item.metadata, item.domain, config)
+    if found is not None:
+        yield found[0], (item.source, item.domain)
+
+
+def _dropped_ref(row: LedgerRow) -> Iterator[tuple[str, tuple[str, str]]]:
+    doc_id = json.loads(row.detail).get("doc_id")
+    if doc_id not in (None, ""):
+        yield str(doc_id), (row.source, row.domain)
+
+
+def _first_text(metadata: Mapping[str, Any], fields: list[str]) -> str:
+    for field in fields:
+        if text := clean_text(metadata.get(field) or "", MAX_TEXT_CHARS):
+            return text
+    return ""
+
+
+def _order(position: float | None, rank: int, source: str, sub: int = 0) -> tuple:
+    return (position is None, position if position is not None else 0.0, rank, source, sub)
+
+
+def _image_segments(image: DocumentImage, config: DocumentsConfig, similarity: float | None = None) -> list[Segment]:
+    segments = [Segment("image", image=image, similarity=similarity)]
+    if note := _first_text(image.metadata, config.image_text_fields):
+        segments.append(Segment("text", text=note))
+    return segments
+
+
+def _placed(
+    unpositioned: list[DocumentImage],
+    texts: list[TextPiece],
+    config: DocumentsConfig,
+    encoder_of: Callable[[], placement.TextEncoder | None],
+) -> tuple[list[tuple[tuple, Segment]] | None, list[LeftImage], dict[str, Any]]:
+    """Place images without a position into the document's sentences; ``None`` when placement cannot run."""
+    why = ""
+    models = {image.embedding_model for image in unpositioned}
+    if not config.placement.enabled:
+        why = "documents.placement.enabled is false"
+    elif not any(piece.text for piece in texts):
+        why = "the document has no text rows to place images into"
+    elif any(image.embedding is None for image in unpositioned) or len(models) != 1:
+        why = "the images have no embedding from one model (no embed stage ran)"
+    if not why:
+        encoder = encoder_of()
+        if encoder is None:
+            why = "no text encoder is configured"
+        elif encoder.model_id != next(iter(models)):
+            why = f"the text encoder {encoder.model_id!r} is not the image embedding model {next(iter(models))!r}"
+    if why:
+        return None, [], {"unpositioned": f"appended in source order: {why}"}
+    sentences: list[tuple[tuple, str]] = []
+    for piece in texts:
+        for index, sentence in enumerate(placement.split_sentences(piece.text)):
+            sentences.append((_order(piece.position, 0, piece.source, 2 * index + 1), sentence))
+    assignments = placement.place(
+        [image.embedding for image in unpositioned],
+        [s for _, s in sentences],
+        encoder,
+        config.placement.min_similarity,
+    )
+    entries = [(order, Segment("text", text=sentence)) for order, sentence in sentences]
+    left = []
+    for assignment, image in zip(assignments, unpositioned, strict=True):
+        if assignment.sentence is None:
+            left.append(LeftImage(image.source, image.key, placement.STAGE, assignment.reason))
+            continue
+        # Before its sentence, as OpenFlamingo reads MMC4; the image's own note follows it.
+        *where, sub = sentences[assignment.sentence][0]
+        for offset, segment in enumerate(_image_segments(image, config, assignment.similarity)):
+            entries.append(((*where, sub - 1, offset), segment))
+    detail = {
+        "method": placement.METHOD,
+        "model": encoder.model_id,
+        "min_similarity": config.placement.min_similarity,
+        "sentences": len(sentences),
+    }
+    return entries, left, detail
+
+
+def assemble(
+    doc_id: str,
+    origins: Iterable[str],
+    images: Iterable[DocumentImage],
+    texts: Iterable[TextPiece],
+    refs: Iterable[tuple[str, str]],
+    config: DocumentsConfig,
+    encoder_of: Callable[[], placement.TextEncoder | None] = lambda: None,
+) -> Document | DocumentLedgerRow:
+    """Build one document from its curated images, text rows and pre-curation ``(source, domain)`` image refs.
+
+    Returns:
+        The ``Document``, or the rejected ``DocumentLedgerRow`` when too few images or too little text remain.
+    """
+    images = sorted(images, key=lambda image: (_order(image.position, 1, image.source), image.key))
+    texts = sorted(texts, key=lambda piece: _order(piece.position, 0, piece.source))
+    refs = sorted(set(refs))
+    kept_sources = {image.source for image in images}
+    left = [LeftImage(source, None, "", "") for source, _ in refs if source not in kept_sources]
+    positioned = [image for image in images if image.position is not None]
+    unpositioned = [image for image in images if image.position is None]
+    placed = None
+    placement_detail: dict[str, Any] = {"method": "position"}
+    if unpositioned:
+        placed, placement_left, extra = _placed(unpositioned, texts, config, encoder_of)
+        left += placement_left
+        placement_detail.update(extra)
+    entries: list[tuple[tuple, Segment]] = []
+    if placed is None:
+        entries += [(_order(piece.position, 0, piece.source), Segment("text", text=piece.text)) for piece in texts]
+        positioned += unpositioned
+    else:
+        entries += placed
+        placement_detail = {**placement_detail, "method": "position+" + placement.METHOD}
+    for image in positioned:
+        for offset, segment in enumerate(_image_segments(image, config)):
+            entries.append((_order(image.position, 1, image.source, offset), segment))
+    segments = _deduplicated([segment for _, segment in sorted(entries, key=lambda entry: entry[0])])
+    members = [*images, *texts]
+    domain = (images or texts)[0].domain if members else (refs[0][1] if refs else "")
+    metadata = {}
+    for field in config.document_fields:
+        value = next((m.metadata[field] for m in members if m.metadata.get(field) not in (None, "")), None)
+        if value is not None:
+            metadata[field] = value
+    document = Document(
+        doc_id=doc_id,
+        key=document_key(doc_id),
+        domain=domain,
+        origin="+".join(sorted(set(origins))) or ("text" if texts else "unknown"),
+        segments=tuple(segments),
+        metadata=metadata,
+        placement=placement_detail,
+        left=tuple(left),
+    )
+    image_count = len(document.images)
+    if image_count < config.min_images:
+        return rejected_document(
+            document, reasons.DOCUMENT_TOO_FEW_IMAGES, images=image_count, min_images=config.min_images
+        )
+    if document.text_chars < config.min_text_chars:
+        return rejected_document(
+            document,
+            reasons.DOCUMENT_TOO_LITTLE_TEXT,
+            text_chars=document.text_chars,
+            min_text_chars=config.min_text_chars,
+        )
+    return document
+
+
+def _deduplicated(segments: list[Segment]) -> list[Segment]:
+    """Drop empty texts and a text equal to the previous text (one note repeated for each camera view)."""
+    result: list[Segment] = []
+    previous = None
+    for segment in segments:
+        if segment.kind == "text":
+            if not segment.text or segment.text == previous:
+                continue
+            previous = segment.text
+        result.append(segment)
+    return result
+
+
+def left_detail(left: Iterable[LeftImage]) -> list[dict[str, Any]]:
+    return [dataclasses.asdict(image) for image in left]
+
+
+def rejected_document(document: Document, reason: str, **detail: Any) -> DocumentLedgerRow:
+    """The document ledger row of a document dropped by ``reason``."""
+    return DocumentLedgerRow(
+        doc_id=document.doc_id,
+        key=document.key,
+        status=reasons.REJECTED,
+        stage=STAGE,
+        reason=reason,
+        detail=detail_json(**detail, images_left=left_detail(document.left)),
+        domain=document.domain,
+        images=len(document.images),
+        texts=sum(1 for segment in document.segments if segment.kind == "text"),
+    )
+
+
+class _AssembleFn(beam.DoFn):
+    def __init__(self, config: DocumentsConfig, text_encoder: Callable[[], placement.TextEncoder] | None):
+        self._config = config
+        self._factory = text_encoder
+        self._documents = beam.metrics.Metrics.counter(STAGE, "documents")
+        self._rejected = beam.metrics.Metrics.counter(STAGE, "rejected")
+        self._placed = beam.metrics.Metrics.counter(STAGE, "placed_images")
+
+    def setup(self):
+        from apache_beam.utils.shared import Shared
+
+        self._shared = Shared()
+        self._encoder = None
+
+    def _encoder_of(self) -> placement.TextEncoder | None:
+        # Loaded on first need: most runs place nothing and never pay for a text model.
+        if self._encoder is None and self._factory is not None:
+            self._encoder = self._shared.acquire(self._factory)
+        return self._encoder
+
+    def process(self, element: tuple[str, dict]) -> Iterator:
+        doc_id, grouped = element
+        images = list(grouped["images"])
+        try:
+            result = assemble(
+                doc_id,
+                [origin for origin, _ in images],
+                [image for _, image in images],
+                grouped["texts"],
+                grouped["refs"],
+                self._config,
+                self._encoder_of,
+            )
+        except Exception as error:  # noqa: BLE001 - one bad document becomes a failed ledger row, never a crashed run
+            _LOG.warning("documents failed on %s: %s: %s", doc_id, type(error).__name__, error)
+            detail = detail_json(error_type=type(error).__name__, error=str(error))
+            row = DocumentLedgerRow(doc_id, document_key(doc_id), reasons.FAILED, STAGE, reasons.EXCEPTION, detail)
+            yield pvalue.TaggedOutput(REJECTED, row)
+            return
+        if isinstance(result, DocumentLedgerRow):
+            self._rejected.inc()
+            yield pvalue.TaggedOutput(REJECTED, result)
+            return
+        self._documents.inc()
+        self._placed.inc(sum(1 for s in result.segments if s.similarity is not None))
+        yield result
