@@ -2,15 +2,16 @@
 
 Input element type: ``Sample``; optionally ``links``, a PCollection of ``(key_a, key_b)`` pairs the deduplication
 stages found (exact, near or semantic duplicates, clusters kept whole in ``report_only`` mode included), and
-``shipped``, ``(key, domain, metadata, split)`` of the samples an earlier run already wrote (``ReadShippedSplits``
-reads them from its shard sidecars). Outputs: ``samples`` with ``Sample.split`` set, and ``assignments``
-(``(key, split)`` of this run's samples) for views built beside the pairs (documents). No sample is dropped, so
-no reason code is emitted. Config section: ``split``. Metrics: ``split/<name>`` samples per split,
+``shipped``, ``(key, domain, metadata, split, document)`` of the samples an earlier run already wrote
+(``ReadShippedSplits`` reads them from its shard sidecars). Outputs: ``samples`` with ``Sample.split`` set, and
+``assignments`` (``(key, split)`` of this run's samples) for views built beside the pairs. No sample is dropped,
+so no reason code is emitted. Config section: ``split``. Metrics: ``split/<name>`` samples per split,
 ``split/residual_edges``. Side output: ``splits/splits.json`` (``SplitReport``).
 
 How a split is decided:
 
-1. **Groups.** A sample is a node ``1:<key>``; each configured metadata key (``group_by``: ``doc_id``, ``sku``,
+1. **Groups.** A sample is a node ``1:<key>``; its interleaved document (``annotations["document_id"]``, set by
+   the documents stage) and each configured metadata key (``group_by``: ``doc_id``, ``sku``,
    ``line+date``) is a node ``0:<fields>=<values>`` joined to every sample holding that value; duplicate links join
    two samples. Connected components (``transforms._components``, light string records only) merge them
    transitively, so a chain of duplicates or shared documents is one group.
@@ -43,6 +44,7 @@ import pydantic
 from apache_beam import pvalue
 
 from schemas.config import SplitConfig
+from schemas.documents import DOCUMENT_ANNOTATION
 from schemas.records import Sample
 from transforms._components import ConnectedComponents, components
 from transforms._io import join, write_atomic
@@ -116,9 +118,9 @@ class AssignSplits(beam.PTransform):
         links = self._links if self._links is not None else empty
         shipped = self._shipped if self._shipped is not None else samples.pipeline | "NoShipped" >> beam.Create([])
         edges = (
-            samples | "TokenEdges" >> beam.FlatMap(lambda s: token_edges(s.key, s.metadata, config.group_by)),
+            samples | "TokenEdges" >> beam.FlatMap(lambda s: token_edges(s.key, s.metadata, config, document_of(s))),
             shipped
-            | "ShippedEdges" >> beam.FlatMapTuple(lambda key, _, meta, __: token_edges(key, meta, config.group_by)),
+            | "ShippedEdges" >> beam.FlatMapTuple(lambda key, _, meta, __, doc: token_edges(key, meta, config, doc)),
             links | "LinkEdges" >> beam.MapTuple(lambda a, b: (key_node(a), key_node(b))),
         ) | "AllEdges" >> beam.Flatten()
         placed = (
@@ -127,7 +129,7 @@ class AssignSplits(beam.PTransform):
                 | "Members" >> beam.Map(lambda s: (key_node(s.key), member_of(s.key, s.domain, s.metadata, config))),
                 "label": edges | "Components" >> ConnectedComponents(config.rounds),
                 "shipped": shipped
-                | "ShippedMembers" >> beam.Map(lambda row: (key_node(row[0]), shipped_member(*row, config))),
+                | "ShippedMembers" >> beam.Map(lambda row: (key_node(row[0]), shipped_member(*row[:4], config))),
             }
             | "JoinLabels" >> beam.CoGroupByKey()
             | "Place" >> beam.FlatMap(_place, config=config)
@@ -196,8 +198,8 @@ class AssignSplits(beam.PTransform):
 
 
 class ReadShippedSplits(beam.PTransform):
-    """``(key, domain, metadata, split)`` of every sample an earlier run wrote, read from its ``pairs`` sidecars;
-    nothing when there is no earlier run with shards."""
+    """``(key, domain, metadata, split, document)`` of every sample an earlier run wrote, read from its ``pairs``
+    sidecars; nothing when there is no earlier run with shards."""
 
     def __init__(self, earlier: EarlierRun | None):
         super().__init__()
@@ -209,9 +211,17 @@ class ReadShippedSplits(beam.PTransform):
         pattern = join(self._earlier.output, "shards", "pairs", "*", "*.parquet")
         return (
             pbegin
-            | "ReadSidecars" >> beam.io.ReadFromParquet(pattern, columns=["key", "domain", "metadata", "split"])
-            | "Shipped" >> beam.Map(lambda row: (row["key"], row["domain"], json.loads(row["metadata"]), row["split"]))
+            | "ReadSidecars"
+            >> beam.io.ReadFromParquet(pattern, columns=["key", "domain", "metadata", "split", "annotations"])
+            | "Shipped" >> beam.Map(shipped_row)
         )
+
+
+def shipped_row(row: Mapping[str, Any]) -> tuple[str, str, dict, str, str]:
+    """``(key, domain, metadata, split, document)`` of one ``pairs`` sidecar row."""
+    annotations = json.loads(row["annotations"] or "{}")
+    document = str(annotations.get(DOCUMENT_ANNOTATION) or "")
+    return row["key"], row["domain"], json.loads(row["metadata"] or "{}"), row["split"], document
 
 
 def split_names(config: SplitConfig) -> tuple[str, ...]:
@@ -227,9 +237,15 @@ def token_node(spec: str, values: list[Any]) -> str:
     return f"0:{spec}={json.dumps(values, sort_keys=True, ensure_ascii=False, default=str)}"
 
 
-def group_tokens(metadata: Mapping[str, Any], group_by: Iterable[str]) -> list[str]:
-    """The group nodes of a sample: one per ``group_by`` spec whose fields all hold a non-empty value."""
-    tokens = []
+def document_of(sample: Sample) -> str:
+    """The interleaved document the documents stage put the sample in (``""`` when none)."""
+    return str(sample.annotations.get(DOCUMENT_ANNOTATION) or "")
+
+
+def group_tokens(metadata: Mapping[str, Any], group_by: Iterable[str], document: str = "") -> list[str]:
+    """The group nodes of a sample: its document, if any, and one per ``group_by`` spec whose fields all hold a
+    non-empty value."""
+    tokens = [token_node(DOCUMENT_ANNOTATION, [document])] if document else []
     for spec in group_by:
         values = [metadata.get(field) for field in spec.split("+")]
         if all(value not in (None, "", [], {}) for value in values):
@@ -237,8 +253,10 @@ def group_tokens(metadata: Mapping[str, Any], group_by: Iterable[str]) -> list[s
     return tokens
 
 
-def token_edges(key: str, metadata: Mapping[str, Any], group_by: Iterable[str]) -> list[tuple[str, str]]:
-    return [(key_node(key), token) for token in group_tokens(metadata, group_by)]
+def token_edges(
+    key: str, metadata: Mapping[str, Any], config: SplitConfig, document: str = ""
+) -> list[tuple[str, str]]:
+    return [(key_node(key), token) for token in group_tokens(metadata, config.group_by, document)]
 
 
 def stratum_of(domain: str, metadata: Mapping[str, Any], stratify_by: Iterable[str]) -> str:
@@ -326,24 +344,24 @@ def plan_splits(
     samples: Iterable[tuple[str, str, Mapping[str, Any]]],
     links: Iterable[tuple[str, str]],
     config: SplitConfig,
-    shipped: Iterable[tuple[str, str, Mapping[str, Any], str]] = (),
+    shipped: Iterable[tuple] = (),
 ) -> tuple[dict[str, str], dict[str, StratumDecision]]:
-    """In-memory mirror of ``AssignSplits`` from ``(key, domain, metadata)`` triples (and shipped quadruples): the
-    key -> split map of ``samples`` and the stratum decisions. Built from the same functions; tests use it as the
-    reference for the Beam transform and for properties over many random inputs."""
+    """In-memory mirror of ``AssignSplits`` from ``(key, domain, metadata[, document])`` (and shipped
+    ``(key, domain, metadata, split[, document])``): the key -> split map of ``samples`` and the stratum decisions.
+    Built from the same functions; tests use it as the reference for the Beam transform and for properties."""
     samples, shipped = list(samples), list(shipped)
-    edges = [e for key, _, metadata in samples for e in token_edges(key, metadata, config.group_by)]
-    edges += [e for key, _, metadata, _ in shipped for e in token_edges(key, metadata, config.group_by)]
+    edges = [e for key, _, metadata, *doc in samples for e in token_edges(key, metadata, config, *doc)]
+    edges += [e for key, _, metadata, _, *doc in shipped for e in token_edges(key, metadata, config, *doc)]
     edges += [(key_node(a), key_node(b)) for a, b in links]
     labels, _ = components(edges, config.rounds)
     by_node: dict[str, dict[str, list]] = {}
-    for key, domain, metadata in samples:
+    for key, domain, metadata, *_ in samples:
         by_node.setdefault(key_node(key), {"member": [], "shipped": []})["member"].append(
             member_of(key, domain, metadata, config)
         )
     for row in shipped:
         by_node.setdefault(key_node(row[0]), {"member": [], "shipped": []})["shipped"].append(
-            shipped_member(*row, config)
+            shipped_member(*row[:4], config)
         )
     placed: dict[str, list[SplitMember]] = {}
     for node, joined in sorted(by_node.items()):

@@ -171,9 +171,12 @@ def test_split_is_off_without_a_section_and_on_with_any_key():
         SplitConfig(fractions={"all": 1.0})
 
 
-def _sample(key: str, domain: str, metadata: dict) -> Sample:
+def _sample(key: str, domain: str, metadata: dict, document: str = "") -> Sample:
     info = ImageInfo(8, 8, "JPEG", "RGB", 10)
-    return Sample(key, f"src-{key}", "", domain, metadata, b"img", "jpg", key, key, info, info)
+    annotations = {"document_id": document} if document else {}
+    return Sample(
+        key, f"src-{key}", "", domain, metadata, b"img", "jpg", key, key, info, info, annotations=annotations
+    )
 
 
 @pytest.fixture(scope="module")
@@ -187,10 +190,11 @@ def beam_run(tmp_path_factory):
             metadata["label"] = rng.choice(["none", "none", "scratch", "dent"])
         if index % 25 == 0:
             metadata["split"] = "test"
-        samples.append((_key(index), rng.choice(["factory", "marketing"]), metadata))
+        document = "page-1" if index in (3, 33) else ""  # one interleaved document from the documents stage
+        samples.append((_key(index), rng.choice(["factory", "marketing"]), metadata, document))
     links = [(_key(rng.randrange(60)), _key(rng.randrange(60))) for _ in range(10)]
     links += [(_key(i), _key(i + 1)) for i in range(40, 55)]  # a long chain: one round leaves a residue to finish
-    shipped = [(_key(500 + i), "factory", {"doc_id": f"d{i}", "label": "dent"}, "validation") for i in range(3)]
+    shipped = [(_key(500 + i), "factory", {"doc_id": f"d{i}", "label": "dent"}, "validation", "") for i in range(3)]
     config = SPLIT.model_copy(update={"group_by": ["doc_id"], "rounds": 1})
     output = str(tmp_path_factory.mktemp("split"))
     pipeline = BeamTestPipeline()
@@ -219,7 +223,8 @@ def beam_run(tmp_path_factory):
 
 def test_beam_assignment_equals_the_in_memory_plan_and_honours_pins(beam_run):
     samples, expected, _, _ = beam_run
-    for key, _, metadata in samples:
+    assert expected[_key(3)] == expected[_key(33)]
+    for key, _, metadata, _ in samples:
         if metadata.get("split") == "test":
             assert expected[key] == "test"
     for index in range(40, 56):
@@ -256,9 +261,11 @@ def pipeline_run(tmp_path_factory):
             path.write_bytes(jpeg_bytes(make_photo(96, 80, seed=10 * doc + view), quality=90))
             domain = "factory" if doc % 2 else "marketing"
             write_sidecar(path, title=f"item {doc} view {view}", doc_id=f"DOC-{doc}", domain=domain)
+    edited = make_photo(96, 80, seed=0)
+    edited.putpixel((5, 5), (255, 0, 0))
     copy = images / "copy-of-doc0.jpg"
-    copy.write_bytes(jpeg_bytes(make_photo(96, 80, seed=0), quality=60))
-    write_sidecar(copy, title="a re-encode of doc 0", doc_id="DOC-99", domain="marketing")
+    copy.write_bytes(jpeg_bytes(edited, quality=90))
+    write_sidecar(copy, title="doc 0 with one pixel changed", doc_id="DOC-99", domain="marketing")
     write_sidecar(images / "doc3-0.jpg", title="pinned", doc_id="DOC-3", domain="factory", split="test")
     return run_job(
         [images],
@@ -266,6 +273,8 @@ def pipeline_run(tmp_path_factory):
         split={"fractions": {"train": 0.6, "validation": 0.2, "test": 0.2}},
         near_dedup={"report_only": True},
         eval_set={"enabled": False},
+        faces={"enabled": False},
+        audit={"enabled": False},
     )
 
 
