@@ -1,17 +1,22 @@
 """Bias audit: metric math against hand-computed values, and the audit transforms recovering planted skews."""
 
+import io
 import json
 import math
 
 import apache_beam as beam
 import numpy as np
 import pytest
+import skimage.data
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that
+from PIL import Image
 
+from pipeline.launch import RunError
 from schemas.audit import AuditReport
 from schemas.config import AuditConfig
 from schemas.records import ImageInfo, LedgerRow, Sample
+from tests.helpers import Output, jpeg_bytes, make_photo, run_job, write_sidecar
 from transforms import audit_metrics
 from transforms.audit import AuditBias, Lexicon, WriteAudit, caption_measures
 
@@ -107,7 +112,8 @@ def _labels_only_if_configured(write_labels: bool):
     return check
 
 
-def _run_audit(tmp_path, config: AuditConfig) -> AuditReport:
+def _run_audits(tmp_path, configs: dict[str, AuditConfig]) -> dict[str, AuditReport]:
+    """Audit the planted population once per config, all in one pipeline; reports by name."""
     population = _population()
     kept = [s for s in population if s.source not in REJECTED]
     ledger = [
@@ -117,16 +123,29 @@ def _run_audit(tmp_path, config: AuditConfig) -> AuditReport:
     ]  # fmt: skip
     with BeamTestPipeline() as p:
         pop = p | "Population" >> beam.Create(population)
-        audited = (p | "Kept" >> beam.Create(kept)) | "Audit" >> AuditBias(config, model=FAKE, population=pop)
+        samples = p | "Kept" >> beam.Create(kept)
         rows = p | "Ledger" >> beam.Create(ledger)
-        _ = audited.measures | "WriteAudit" >> WriteAudit(config, str(tmp_path), rows, audited.ranked)
-        assert_that(audited.samples, _labels_only_if_configured(config.write_labels), label="Labels")
-    return AuditReport.model_validate_json((tmp_path / "audit" / "audit.json").read_text())
+        for name, config in configs.items():
+            audited = samples | f"Audit{name}" >> AuditBias(config, model=FAKE, population=pop)
+            write = WriteAudit(config, str(tmp_path / name), rows, audited.ranked)
+            _ = audited.measures | f"WriteAudit{name}" >> write
+            check = _labels_only_if_configured(config.write_labels)
+            assert_that(audited.samples, check, label=f"Labels{name}")
+    return {
+        name: AuditReport.model_validate_json((tmp_path / name / "audit" / "audit.json").read_text())
+        for name in configs
+    }
 
 
 @pytest.fixture(scope="module")
-def planted(tmp_path_factory) -> AuditReport:
-    return _run_audit(tmp_path_factory.mktemp("audit"), _config())
+def audits(tmp_path_factory) -> dict[str, AuditReport]:
+    configs = {"default": _config(), "labelled": _config(write_labels=True)}
+    return _run_audits(tmp_path_factory.mktemp("audit"), configs)
+
+
+@pytest.fixture(scope="module")
+def planted(audits) -> AuditReport:
+    return audits["default"]
 
 
 def test_skew_max_and_min_against_hand_computed_values():
@@ -223,13 +242,98 @@ def test_abstains_below_the_margin_and_counts_people(planted):
     assert report.people.attributes == {"gender_presentation": {"abstain": 4, "feminine": 4, "masculine": 7}}
 
 
-def test_no_per_image_labels_leave_the_audit_by_default(planted, tmp_path):
-    report = planted  # its run asserted that no sample carries perceived labels
-    assert report.labels_in_shards is False
+def test_no_per_image_labels_leave_the_audit_by_default(audits):
+    # The pipeline asserted that no sample carries perceived labels by default, and every sample does when
+    # audit.write_labels is set.
+    report, labelled = audits["default"], audits["labelled"]
+    assert report.labels_in_shards is False and labelled.labels_in_shards is True
     text = report.model_dump_json()
     assert "s00" not in text and "0" * 31 + "1" not in text  # no source or key of any item
-    labelled = _run_audit(tmp_path, _config(write_labels=True))  # its run asserted that every sample is labelled
-    assert labelled.labels_in_shards is True
-    # The same measurements from a second run: the report does not depend on arrival order.
     assert labelled.model_copy(update={"labels_in_shards": False}) == report
-    assert json.loads(report.model_dump_json())["schema_version"] == 1
+    assert json.loads(text)["schema_version"] == 1
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory):
+    """One real run: a camera whose images are all truncated, an unsafe label, an operator name, a face."""
+    root = tmp_path_factory.mktemp("planted")
+    factory, marketing = root / "factory", root / "marketing"
+    factory.mkdir()
+    marketing.mkdir()
+    for seed in range(6):
+        path = factory / f"cam-a-{seed}.jpg"
+        make_photo(seed=seed).save(path, quality=90)
+        write_sidecar(path, label="scratch" if seed % 2 else "none", camera="cam-a", operator="Jane Roe")
+    for seed in range(10, 15):
+        path = factory / f"cam-b-{seed}.jpg"
+        path.write_bytes(jpeg_bytes(make_photo(seed=seed))[:3000])
+        write_sidecar(path, label="scratch", camera="cam-b")
+    rude = factory / "cam-a-rude.jpg"
+    make_photo(seed=20).save(rude, quality=90)
+    write_sidecar(rude, label="shit happens", camera="cam-a")
+    face = marketing / "astronaut.jpg"
+    Image.fromarray(skimage.data.astronaut()).save(face, quality=95)
+    write_sidecar(face, title="Astronaut portrait poster", category="posters")
+    inputs = [{"path": str(factory), "domain": "factory"}, {"path": str(marketing), "domain": "marketing"}]
+    output = root / "out"
+    with pytest.raises(RunError, match="the audit crossed") as raised:
+        run_job(inputs, output, audit={"fail_on_bounds": True})
+    return Output(path=output, summary=None), str(raised.value)
+
+
+def test_a_run_measures_slices_and_flags_a_vanished_camera(pipeline_run):
+    out, message = pipeline_run
+    report = AuditReport.model_validate_json((out.path / "audit" / "audit.json").read_text())
+    assert report.items == {"kept": 7, "rejected": 6}
+    cameras = {g.value: g for r in report.representation if r.dimension == "camera" for g in r.groups}
+    assert (cameras["cam-b"].before, cameras["cam-b"].after) == (5, 0)
+    assert (cameras["cam-a"].before, cameras["cam-a"].after) == (7, 6)
+    normalise = {r.value: r for r in report.exclusion if r.dimension == "camera" and r.stage == "normalise"}
+    assert normalise["cam-b"].rate == 1.0 and normalise["cam-b"].overall_rate == pytest.approx(5 / 12, abs=1e-6)
+    warnings = {(w.code, w.message.split(":")[0]) for w in report.warnings}
+    assert ("vanished", "camera=cam-b") in warnings
+    assert "camera=cam-b" in message  # --fail-on-audit names the crossed bound
+    labels = {c.value: (c.before, c.after, c.long_tail) for c in report.defect_classes}
+    assert labels["scratch"] == (8, 3, True)
+    assert report.people.with_faces == 1
+
+
+def test_a_run_blurs_faces_drops_private_fields_and_unsafe_text_and_writes_no_labels(pipeline_run):
+    out, _ = pipeline_run
+    assert out.ledger_by_name()["cam-a-rude.jpg"]["reason"] == "unsafe_text"
+    records = {json.loads(s["json"])["path"].rsplit("/", 1)[-1]: (json.loads(s["json"]), s) for s in out.samples()}
+    assert len(records) == 7
+    for record, _ in records.values():
+        assert "audit" not in record["annotations"], "perceived labels in a shard without audit.write_labels"
+        assert "operator" not in record["metadata"] and "Jane Roe" not in json.dumps(record)
+    record, sample = records["astronaut.jpg"]
+    faces = record["annotations"]["faces"]
+    assert faces["action"] == "blurred" and faces["count"] == 1
+    shard = np.asarray(Image.open(io.BytesIO(sample["jpg"])).convert("RGB")).astype(int)
+    original = np.asarray(Image.fromarray(skimage.data.astronaut())).astype(int)
+    (region,) = faces["blurred"]
+    inside = np.abs(_crop(shard, region) - _crop(original, region)).mean()
+    mask = np.ones(shard.shape[:2], bool)
+    left, top, width, height = region
+    mask[top : top + height, left : left + width] = False
+    outside = np.abs(shard[mask] - original[mask]).mean()
+    assert inside > 10 and outside < 3  # outside the face only JPEG re-encoding noise
+
+
+def _crop(array: np.ndarray, region) -> np.ndarray:
+    left, top, width, height = region
+    return array[top : top + height, left : left + width]
+
+
+def test_fail_on_audit_flag_sets_the_config_bound(monkeypatch):
+    from pipeline import cli, launch
+
+    seen = {}
+
+    def fake_run(config, beam_args, text="", **options):
+        seen["fail"] = config.audit.fail_on_bounds
+        raise RunError("the audit crossed 1 bound(s)")
+
+    monkeypatch.setattr(launch, "run", fake_run)
+    assert cli.main(["run", "--input", "in", "--output", "out", "--fail-on-audit"]) == 1
+    assert seen == {"fail": True}

@@ -10,7 +10,6 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from schemas.config import SafetyConfig
 from schemas.records import ImageInfo, Sample
-from tests.helpers import write_sidecar
 from transforms.safety import FilterUnsafe, remove_private, unsafe_matcher, unsafe_text
 
 E = np.eye(8, dtype=np.float32)
@@ -109,23 +108,3 @@ def test_rejects_unsafe_images_and_text_with_reasons_and_scores_the_rest():
             ("unscored", {}, {}, {"image": "not_scored"}),
         ]
         assert_that(out.samples | "Summary" >> beam.Map(_summary), equal_to(kept), label="Kept")
-
-
-def test_private_fields_never_reach_the_shards(run, photo, tmp_path):
-    images = tmp_path / "images"
-    images.mkdir()
-    for seed in range(2):
-        path = images / f"inspection{seed}.jpg"
-        photo(seed=seed).save(path, quality=90)
-        write_sidecar(path, label="scratch", line="line-1", operator="Jane Roe", Inspector="J. Doe")
-    bad = images / "rude.jpg"
-    photo(seed=5).save(bad, quality=90)
-    write_sidecar(bad, label="a bullshit label", line="line-2")
-    out = run([images], faces={"enabled": False})
-    assert out.ledger_by_name()["rude.jpg"]["reason"] == "unsafe_text"
-    records = [json.loads(sample["json"]) for sample in out.samples()]
-    assert len(records) == 2
-    for record in records:
-        assert record["metadata"] == {"label": "scratch", "line": "line-1"}
-        assert record["annotations"]["safety"]["removed_fields"] == ["Inspector", "operator"]
-        assert "Jane Roe" not in json.dumps(record)
