@@ -11,7 +11,7 @@ import apache_beam as beam
 from schemas.config import UnishardConfig
 from schemas.records import DuplicateCluster, fingerprint
 from transforms.apply_rejections import DropRejected
-from transforms.audit import AuditBias, WriteAudit
+from transforms.audit import AuditBias
 from transforms.caption import Caption
 from transforms.clip_filter import ClipFilter
 from transforms.clip_model import clip_model_id, load_clip
@@ -30,6 +30,7 @@ from transforms.safety import FilterUnsafe
 from transforms.semantic_dedup import SemanticDeduplicate
 from transforms.split import AssignSplits, ReadShippedSplits, split_names
 from transforms.text import ChooseText
+from transforms.write_audit import WriteAudit
 from transforms.write_documents import WriteDocumentLedger, WriteDocuments
 from transforms.write_edits import WriteEditPairs
 from transforms.write_shards import WriteShards

@@ -30,9 +30,9 @@ from pipeline.state import STAGING, commit, files_under, output_lock, recover
 from schemas.config import UnishardConfig
 from schemas.profile import HOW_KEYS
 from transforms._io import join, write_atomic
-from transforms.audit import crossed_bounds
 from transforms.incremental import EarlierRun
 from transforms.ingest import input_kind
+from transforms.write_audit import crossed_bounds
 from transforms.write_shards import canonical_json
 
 _LOG = logging.getLogger("unishard")

@@ -18,7 +18,8 @@ from schemas.config import AuditConfig
 from schemas.records import ImageInfo, LedgerRow, Sample
 from tests.helpers import Output, jpeg_bytes, make_photo, run_job, write_sidecar
 from transforms import audit_metrics
-from transforms.audit import AuditBias, Lexicon, WriteAudit, caption_measures
+from transforms.audit import AuditBias, Lexicon, caption_measures
+from transforms.write_audit import WriteAudit
 
 DIM = 16
 E = np.eye(DIM, dtype=np.float32)

@@ -1,0 +1,180 @@
+"""Evaluation set: answers come from the metadata, images match the shards, and a leak into train fails the run."""
+
+import dataclasses
+import io
+import json
+from pathlib import Path
+
+import apache_beam as beam
+import numpy as np
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
+from PIL import Image, ImageDraw
+
+from pipeline.launch import RunError
+from schemas.config import EvalQuestion, EvalSetConfig, NearDedupConfig, SemanticDedupConfig
+from schemas.records import ImageInfo, Sample
+from tests.helpers import jpeg_bytes, make_photo, run_job, write_sidecar
+from transforms.eval_set import BuildEvalSet, ProbeIndex, items_of, probe_of, with_choices
+from transforms.hashing import perceptual_hashes
+
+NEAR = NearDedupConfig()
+SEMANTIC = SemanticDedupConfig()
+HASHES = NEAR.hash_names()
+
+
+def _sample(key: str, image: Image.Image, split: str, metadata: dict, *, text: str = "", embedding=None, model=""):
+    data = jpeg_bytes(image, quality=90)
+    decoded = Image.open(io.BytesIO(data)).convert("RGB")
+    info = ImageInfo(decoded.width, decoded.height, "JPEG", "RGB", len(data))
+    return Sample(
+        key=key,
+        source=f"/data/{key}.jpg",
+        path=f"/data/{key}.jpg",
+        domain=metadata.get("domain", "factory"),
+        metadata=metadata,
+        image=data,
+        image_ext="jpg",
+        sha256=f"sha-{key}",
+        pixel_sha256=f"px-{key}",
+        original=info,
+        normalised=info,
+        text=text,
+        text_source="title" if text else "",
+        hashes=perceptual_hashes(decoded, HASHES),
+        embedding=None if embedding is None else np.asarray(embedding, np.float16).tobytes(),
+        annotations={"embedding_model": model} if model else {},
+        split=split,
+    )
+
+
+def _shirt(colour: tuple[int, int, int]) -> Image.Image:
+    """One product drawn in two colours: grayscale hashes cannot tell them apart, the colour signature can."""
+    image = Image.new("RGB", (128, 128), (236, 236, 232))
+    ImageDraw.Draw(image).polygon([(40, 30), (88, 30), (110, 55), (95, 65), (92, 120), (36, 120), (33, 65), (18, 55)],
+                                  fill=colour)  # fmt: skip
+    return image
+
+
+def test_answers_come_from_the_named_metadata_field_and_questions_respect_domains():
+    questions = EvalSetConfig().questions
+    factory = _sample("a1", make_photo(64, 64, 1), "test", {"label": "scratches", "domain": "factory", "color": ""})
+    marketing = _sample(
+        "b2",
+        make_photo(64, 64, 2),
+        "test",
+        {"label": "ignored here", "category": "apparel", "color": " dark  green ", "domain": "marketing"},
+        text="Classic t-shirt in green",
+    )
+    (understanding,) = items_of(factory, questions, generation=True)
+    assert (understanding.answer, understanding.answer_field) == ("scratches", "label")
+    assert understanding.image == "images/a1.jpg"
+    items = items_of(marketing, questions, generation=True)
+    answers = {item.answer_field: item.answer for item in items if hasattr(item, "answer")}
+    assert answers == {"category": "apparel", "color": "dark green"}
+    (generation,) = [item for item in items if hasattr(item, "prompt")]
+    assert (generation.prompt, generation.prompt_field, generation.reference_image) == (
+        "Classic t-shirt in green",
+        "title",
+        "images/b2.jpg",
+    )
+
+
+def test_choices_list_every_answer_given_to_the_same_question():
+    question = [EvalQuestion(field="label", question="Which defect?")]
+    samples = [_sample(k, make_photo(48, 48, i), "test", {"label": v}) for i, (k, v) in enumerate(
+        [("c1", "dent"), ("c2", "none"), ("c3", "dent")])]  # fmt: skip
+    items = with_choices(item for s in samples for item in items_of(s, question, generation=False))
+    assert [item.id for item in items] == ["c1-label", "c2-label", "c3-label"]
+    assert all(item.choices == ["dent", "none"] for item in items)
+
+
+def test_leak_check_uses_dedup_evidence_and_keeps_colour_variants_apart():
+    base = make_photo(128, 96, seed=3)
+    edited = base.copy()
+    edited.putpixel((4, 4), (255, 0, 0))
+    eval_image = _sample("e0", base, "test", {}, embedding=[1, 0, 0, 0], model="clip_vit_b_32")
+    black, green = _sample("s0", _shirt((20, 20, 24)), "test", {}), _sample("t2", _shirt((40, 140, 60)), "train", {})
+    assert (int(black.hashes["phash"], 16) ^ int(green.hashes["phash"], 16)).bit_count() <= NEAR.max_distance
+    index = ProbeIndex([probe_of(eval_image, SEMANTIC), probe_of(black, SEMANTIC)], NEAR, SEMANTIC.threshold)
+    train = [
+        _sample("t1", edited, "train", {}),
+        green,
+        _sample("t3", make_photo(128, 96, seed=4), "train", {}),
+        _sample("t4", make_photo(128, 96, seed=5), "train", {}, embedding=[0.99, 0.05, 0, 0], model="clip_vit_b_32"),
+        _sample("t5", make_photo(128, 96, seed=6), "train", {}, embedding=[1, 0, 0, 0], model="clip_smoke"),
+        dataclasses.replace(_sample("t6", make_photo(128, 96, seed=7), "train", {}), sha256="sha-e0"),
+    ]
+    leaks = {leak.train_key: leak for leak in index.leaks([probe_of(s, SEMANTIC) for s in train])}
+    assert set(leaks) == {"t1", "t4", "t6"}
+    assert (leaks["t1"].kind, leaks["t1"].evidence) == ("near", "phash")
+    assert leaks["t1"].measure <= NEAR.max_distance
+    assert (leaks["t4"].kind, leaks["t4"].evidence) == ("semantic", "clip_vit_b_32")
+    assert leaks["t6"].kind == "exact"
+    assert all(leak.eval_key == "e0" for leak in leaks.values())
+
+
+def test_eval_set_files_hold_the_test_images_with_metadata_answers(tmp_path):
+    samples = [
+        _sample("d1", make_photo(64, 64, 11), "test", {"label": "dent", "domain": "factory"}, text="a dented panel"),
+        _sample("d2", make_photo(64, 64, 12), "test", {"category": "mugs", "domain": "marketing"}, text="a mug"),
+        _sample("d3", make_photo(64, 64, 13), "train", {"label": "none", "domain": "factory"}, text="clean"),
+        _sample("d4", make_photo(64, 64, 14), "validation", {"label": "dent", "domain": "factory"}, text="dent"),
+    ]
+    with BeamTestPipeline() as pipeline:
+        _ = (
+            pipeline
+            | beam.Create(samples)
+            | BuildEvalSet(EvalSetConfig(), str(tmp_path), ("train", "validation", "test"), NEAR, SEMANTIC)
+        )
+    folder = tmp_path / "eval"
+    understanding = [json.loads(line) for line in (folder / "understanding.jsonl").read_text().splitlines()]
+    generation = [json.loads(line) for line in (folder / "generation.jsonl").read_text().splitlines()]
+    by_key = {s.key: s for s in samples}
+    assert {item["key"] for item in understanding + generation} == {"d1", "d2"}
+    for item in understanding:
+        assert by_key[item["key"]].metadata[item["answer_field"]] == item["answer"]
+        assert (folder / item["image"]).read_bytes() == by_key[item["key"]].image
+    assert {(item["key"], item["prompt"]) for item in generation} == {("d1", "a dented panel"), ("d2", "a mug")}
+    summary = json.loads((folder / "eval_set.json").read_text())
+    assert summary["images"] == 2
+    assert summary["leak_check"]["compared_samples"] == 1
+    assert summary["leak_check"]["leaks"] == 0
+    assert not (folder / "leaks.json").exists()
+
+
+def test_a_planted_leak_fails_the_run_naming_the_pair(tmp_path):
+    """The same photo in two domains, deduplicated per domain only: dedup never compares them, so splitting cannot
+    group them; one is pinned to test, its copy to train, and the run must fail naming both."""
+    images = tmp_path / "images"
+    images.mkdir()
+    base = make_photo(128, 96, seed=21)
+    copy = base.copy()
+    copy.putpixel((3, 3), (0, 255, 0))
+    for name, image, domain, split in (
+        ("held.jpg", base, "marketing", "test"),
+        ("reused.jpg", copy, "factory", "train"),
+    ):
+        path = images / name
+        path.write_bytes(jpeg_bytes(image, quality=92))
+        write_sidecar(path, title=f"photo {name}", domain=domain, split=split, label="none")
+    for seed in range(3):
+        path = images / f"other{seed}.jpg"
+        path.write_bytes(jpeg_bytes(make_photo(128, 96, seed=40 + seed), quality=90))
+        write_sidecar(path, title=f"other {seed}", domain="factory", split="train")
+    with pytest.raises(RunError) as failure:
+        run_job(
+            [images],
+            tmp_path / "out",
+            split={"fractions": {"train": 0.8, "validation": 0.1, "test": 0.1}, "min_groups": 0},
+            near_dedup={"scope": ["domain"]},
+            faces={"enabled": False},
+            audit={"enabled": False},
+        )
+    message = str(failure.value)
+    assert "EvalLeakError" in message
+    assert "held.jpg" in message and "reused.jpg" in message
+    assert "near by phash" in message
+    assert not (tmp_path / "out" / "eval").exists()
+    assert not (tmp_path / "out" / "shards").exists()
+    assert Path(tmp_path / "out").exists()
