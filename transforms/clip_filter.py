@@ -6,8 +6,10 @@ image embedding and the chosen caption, in ``scores[<model id>]`` (e.g. ``clip_v
 
 - ``threshold``: keep a sample scoring at least the threshold (LAION-5B used 0.28 with ViT-B/32);
 - ``keep_fraction``: per group (``group_by``: ``domain``, ``all`` or ``metadata.FIELD``) the threshold is the score
-  quantile that keeps that share, from Beam's ``ApproximateQuantiles`` (exact while a group holds fewer scores than
-  ``num_quantiles``); web-calibrated thresholds do not transfer to factory captions, a share per group does.
+  quantile that keeps that share, from Beam's ``ApproximateQuantiles`` (exact while a group's scores fit its buffer,
+  tens of thousands; beyond, approximate within 1/``num_quantiles`` of the share, and the collapse order of its
+  buffers can move the threshold by one quantile between runners); web-calibrated thresholds do not transfer to
+  factory captions, a share per group does.
 
 With neither, scores stay on the samples and nothing is removed. A sample without a score (no caption, with
 ``caption.required = false``) is kept and counted. Reason code: ``low_clip_score``; the detail carries the score,
@@ -54,11 +56,16 @@ class ClipFilter(beam.PTransform):
             return ClipFilterOutputs(kept=samples, rejected=samples.pipeline | "NoRejections" >> beam.Create([]))
         thresholds = None
         if config.keep_fraction is not None:
+            scores = samples | "ScoreByGroup" >> beam.FlatMap(_group_score, config.group_by, self._model_id)
+            per_group = {
+                "quantiles": scores | "Quantiles" >> beam.ApproximateQuantiles.PerKey(config.num_quantiles),
+                "count": scores | "Count" >> beam.combiners.Count.PerKey(),
+            }
             thresholds = beam.pvalue.AsDict(
-                samples
-                | "ScoreByGroup" >> beam.FlatMap(_group_score, config.group_by, self._model_id)
-                | "Quantiles" >> beam.ApproximateQuantiles.PerKey(config.num_quantiles)
-                | "Thresholds" >> beam.MapTuple(lambda group, q: (group, threshold_for(q, config)))
+                per_group
+                | "Join" >> beam.CoGroupByKey()
+                | "Thresholds"
+                >> beam.MapTuple(lambda group, g: (group, threshold_for(*g["quantiles"], *g["count"], config)))
             )
         decided = samples | "Decide" >> beam.ParDo(_DecideFn(config, self._model_id), thresholds).with_outputs(
             REJECTED, main="kept"
@@ -76,17 +83,19 @@ def group_of(sample: Sample, group_by: str) -> str:
     return "" if value is None else str(value)
 
 
-def threshold_for(quantiles: list[float], config: ClipFilterConfig) -> float:
-    """The lowest score kept in a group whose score quantiles (or every score, when fewer) are ``quantiles``.
+def threshold_for(quantiles: list[float], count: int, config: ClipFilterConfig) -> float:
+    """The lowest score kept in a group of ``count`` scores whose ``ApproximateQuantiles`` are ``quantiles``.
 
-    With every score at hand the top ``ceil(keep_fraction * n)`` are kept; otherwise the quantile at
-    ``1 - keep_fraction``, rounded towards keeping more.
+    The top ``ceil(keep_fraction * count)`` scores are kept: the threshold is the score of rank
+    ``count - ceil(keep_fraction * count)``. ``ApproximateQuantiles`` puts the score of rank
+    ``floor((i * count - 1) / (num_quantiles - 1))`` at index ``i`` (exactly, while the group fits its buffer), so
+    the index of that rank is computed from it.
     """
-    fraction, count = config.keep_fraction, len(quantiles)
-    if count < config.num_quantiles:
-        keep = max(1, math.ceil(fraction * count - 1e-9))
-        return float(quantiles[count - keep])
-    return float(quantiles[math.floor((1.0 - fraction) * (count - 1) + 1e-9)])
+    lowest_kept = count - max(1, math.ceil(config.keep_fraction * count - 1e-9))
+    if lowest_kept <= 0:
+        return float(quantiles[0])
+    index = math.ceil((lowest_kept * (len(quantiles) - 1) + 1) / count)
+    return float(quantiles[min(max(index, 1), len(quantiles) - 1)])
 
 
 def decide(score: float, threshold: float) -> bool:
