@@ -2,7 +2,8 @@
 
 Run it before ``unishard run examples/demo.toml``. Everything is created offline: ``skimage.data`` reads the photos
 from its wheel, and the rest is drawn with Pillow. The set has both domains (marketing product shots, factory surface
-inspections), several images per product page, and planted problems: an exact copy, a lossless re-encode, a
+inspections), several images per product page (plus text rows, manifest rows without an image path holding the
+page's title and description, so each page is an interleaved document), and planted problems: an exact copy, a lossless re-encode, a
 truncated JPEG, an empty file, a text file named ``.jpg``, a manifest row pointing at a missing file, and one
 escaping the data folder.
 """
@@ -93,6 +94,9 @@ def build(target: Path) -> Path:
             rows.append({"path": f"marketing/{sku.lower()}-{role}.jpg", "domain": "marketing", "sku": sku,
                          "title": title, "category": category, "color": colour, "description": description,
                          "doc_id": sku, "position": position + 1, "image_role": role})
+        # The product page's text rows (no image path): the title before the photos, the description after them.
+        rows += [{"path": "", "domain": "marketing", "doc_id": sku, "position": 0, "text": title},
+                 {"path": "", "domain": "marketing", "doc_id": sku, "position": 3, "text": description}]
     for colour, rgb in SHIRT_COLOURS.items():
         for position, view in enumerate(("front", "back")):
             path = f"marketing/shirt-{colour}-{view}.png"
@@ -100,7 +104,12 @@ def build(target: Path) -> Path:
             rows.append({"path": path, "domain": "marketing", "sku": f"SHIRT-{colour.upper()}",
                          "title": f"Classic cotton t-shirt in {colour}", "category": "apparel", "color": colour,
                          "description": f"A {colour} crew-neck cotton t-shirt, {view} view, on a plain background.",
-                         "doc_id": f"SHIRT-{colour.upper()}", "position": position + 1, "image_role": view})
+                         "doc_id": f"SHIRT-{colour.upper()}", "position": position + 1, "image_role": view,
+                         "model": "TSHIRT-CLASSIC"})
+        rows += [{"path": "", "domain": "marketing", "doc_id": f"SHIRT-{colour.upper()}", "position": 0,
+                  "text": f"Classic cotton t-shirt in {colour}"},
+                 {"path": "", "domain": "marketing", "doc_id": f"SHIRT-{colour.upper()}", "position": 3,
+                  "text": "Crew neck, regular fit, 100% cotton. Machine wash at 30 degrees."}]
     # Planted marketing problems: an exact copy, a lossless re-encode, a missing file and a root escape.
     shutil.copy(target / "marketing" / "mug-01-main.jpg", target / "marketing" / "mug-01-copy.jpg")
     _save(Image.open(target / "marketing" / "shirt-green-front.png"), target / "marketing" / "shirt-green-front.webp",
