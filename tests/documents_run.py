@@ -1,9 +1,10 @@
 """One real pipeline run shared by the document, view and loading tests (a run costs tens of seconds).
 
 The data: a product manifest whose rows (images and text rows) are listed out of order, with an exact duplicate, a
-broken image, a text-only document and two mugs in two colours (an ``edit`` pair); an MMC4 import with one local
-image and one that only exists as a URL; a product page whose images have no position (placed by CLIP similarity);
-and factory inspection tiles grouped into a record by a ``documents.groups`` rule, each with its note.
+broken image, a text-only document, a row with neither image nor document, and two mugs in two colours (an ``edit``
+pair); an MMC4 import with one local image, one that only exists as a URL, and a line that is not JSON; a product
+page whose images have no position (placed by CLIP similarity); and factory inspection tiles grouped into a record
+by a ``documents.groups`` rule, each with its note.
 """
 
 import atexit
@@ -30,6 +31,7 @@ MANIFEST = [
     ",PAGE-1,0,A garden in spring. Tulips in a row. A shed at the back.,,,,,",
     "g1.jpg,PAGE-1,,,Garden,PAGE-1,garden,green,photo",
     "g2.jpg,PAGE-1,,,Garden,PAGE-1,garden,green,photo",
+    ",,,A row with neither an image nor a document.,,,,,",
 ]
 
 
@@ -53,7 +55,7 @@ def write_data(root: Path) -> list[dict]:
     (root / "dup.jpg").write_bytes((root / "p0.jpg").read_bytes())
     (root / "broken.jpg").write_bytes(b"not an image")
     (root / "products.csv").write_text("\n".join(MANIFEST) + "\n", encoding="utf-8")
-    (root / "mmc4.jsonl").write_text(json.dumps(_mmc4_line()) + "\n", encoding="utf-8")
+    (root / "mmc4.jsonl").write_text(json.dumps(_mmc4_line()) + "\n{not a document\n", encoding="utf-8")
     for seed in (10, 11):
         path = root / "factory" / f"tile{seed}.jpg"
         make_photo(seed=seed).save(path, quality=90)

@@ -203,9 +203,12 @@ def test_run_says_at_which_stage_and_why_each_image_left_its_document(out):
 
 def test_run_keeps_one_item_ledger_row_per_image_and_none_for_text_rows(out):
     sources = [Path(row["source"]).name for row in out.ledger]
-    # 7 manifest images, 2 MMC4 images, 2 tiles; the 8 text rows and 2 MMC4 sentences are not items.
-    assert len(sources) == len(set(sources)) == 11
-    assert not any(row["reason"] == reasons.MALFORMED_MANIFEST_ROW for row in out.ledger)
+    # 7 manifest images, a row with neither image nor document, 2 MMC4 images, a bad MMC4 line, 2 tiles; the 8 text
+    # rows and 2 MMC4 sentences are not items.
+    assert len(sources) == len(set(sources)) == 13
+    assert [row["source"] for row in out.ledger if row["reason"] == reasons.MALFORMED_MANIFEST_ROW] == [
+        str(out.path.parent / "data" / "products.csv#14")
+    ]
 
 
 def test_run_places_unpositioned_images_with_the_real_model_and_records_similarity(out):

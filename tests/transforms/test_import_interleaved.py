@@ -3,16 +3,12 @@
 import json
 from pathlib import Path
 
-import apache_beam as beam
 import pytest
-from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
-from apache_beam.testing.util import assert_that, equal_to
 
 from schemas import reasons
-from schemas.config import IngestConfig, InputSpec
 from schemas.records import RejectItem
+from tests.documents_run import documents_run
 from transforms.import_interleaved import parse_mmc4, parse_obelics, resolve_image
-from transforms.ingest import ReadInputs
 
 REAL_MMC4 = Path("/work/shared/corpora/interleaved/mmc4_readme_example.jsonl")
 
@@ -94,66 +90,28 @@ def test_resolution_rejects_missing_urls_and_escapes_with_reasons(tmp_path):
     assert escape.value.reason == reasons.OUTSIDE_ROOT
 
 
-def _name(source: str) -> str:
-    return Path(source).name.split(":")[0]
+@pytest.fixture(scope="module")
+def out():
+    return documents_run()
 
 
-def _check_ingest(specs: list[InputSpec], expected: dict[str, list]) -> None:
-    """Run ingest alone and compare its items, text rows and rejections, as (name, ...) tuples, to ``expected``.
-
-    Sources are ``FILE#LINE:imageNNNN`` or ``MANIFEST#ROW``; ``_name`` keeps ``FILE#LINE`` or ``MANIFEST#ROW``.
-    """
-    plain = {
-        "items": lambda i: (_name(i.source), i.metadata["doc_id"], i.metadata["position"]),
-        "texts": lambda t: (_name(t.source), t.metadata["position"], t.metadata["text"]),
-        "rejected": lambda r: (_name(r.source), r.stage, r.reason),
-    }
-    with BeamTestPipeline() as pipeline:
-        out = pipeline | ReadInputs(IngestConfig(inputs=specs), text_rows_field="doc_id")
-        for name, fn in plain.items():
-            values = getattr(out, name) | f"Plain{name}" >> beam.Map(fn)
-            assert_that(values, equal_to(expected[name]), label=f"Check{name}")
-
-
-def test_imports_hand_text_rows_over_and_reject_unresolvable_images(tmp_path, photo):
-    photo(seed=1).save(tmp_path / "a.jpg")
-    with open(tmp_path / "mmc4.jsonl", "w", encoding="utf-8") as handle:
-        handle.write(json.dumps(_mmc4_line(["a.jpg", "missing.jpg"])) + "\n")
-        handle.write("{not json\n")
-    obelics = {"texts": ["Hello.", None], "images": [None, "a.jpg"], "doc_id": "page-7"}
-    (tmp_path / "obelics.jsonl").write_text(json.dumps(obelics) + "\n", encoding="utf-8")
-    specs = [
-        InputSpec(path=str(tmp_path / "mmc4.jsonl"), kind="mmc4", domain="web"),
-        InputSpec(path=str(tmp_path / "obelics.jsonl"), kind="obelics", domain="web"),
-    ]
-    expected = {
-        "items": [("mmc4.jsonl#1", "mmc4.jsonl#1", 4), ("obelics.jsonl#1", "page-7", 1)],
-        "texts": [
-            ("mmc4.jsonl#1", 1, "Lock the door with the tab."),
-            ("mmc4.jsonl#1", 3, "Press the master switch."),
-            ("mmc4.jsonl#1", 5, "All doors lock at once."),
-            ("obelics.jsonl#1", 0, "Hello."),
-        ],
-        "rejected": [
-            ("mmc4.jsonl#1", "import_interleaved", reasons.UNRESOLVABLE_IMAGE),
-            ("mmc4.jsonl#2", "import_interleaved", reasons.MALFORMED_DOCUMENT),
-        ],
-    }
-    _check_ingest(specs, expected)
-
-
-def test_manifest_rows_without_a_path_are_text_rows_not_ledger_items(tmp_path, photo):
-    photo(seed=2).save(tmp_path / "p.jpg")
-    (tmp_path / "m.csv").write_text(
-        "path,doc_id,position,text,title\np.jpg,SKU-1,2,,Mug\n,SKU-1,1,A mug for coffee.,\n,,,orphan text,\n",
-        encoding="utf-8",
+def test_imports_and_text_rows_reach_the_ledger_only_as_image_items_or_rejections(out):
+    by_name = {Path(row["source"]).name: row for row in out.ledger}
+    assert (by_name["mmc4.jsonl#1:image0000"]["status"], by_name["mmc4.jsonl#1:image0000"]["domain"]) == (
+        "kept",
+        "web",
     )
-    expected = {
-        "items": [("m.csv#1", "SKU-1", "2")],
-        "texts": [("m.csv#2", "1", "A mug for coffee.")],
-        "rejected": [("m.csv#3", "ingest", reasons.MALFORMED_MANIFEST_ROW)],
-    }
-    _check_ingest([InputSpec(path=str(tmp_path / "m.csv"))], expected)
+    missing = by_name["mmc4.jsonl#1:image0001"]
+    assert (missing["stage"], missing["reason"]) == ("import_interleaved", reasons.UNRESOLVABLE_IMAGE)
+    assert json.loads(missing["detail"])["doc_id"] == "mmc4.jsonl#1"
+    assert (by_name["mmc4.jsonl#2"]["stage"], by_name["mmc4.jsonl#2"]["reason"]) == (
+        "import_interleaved",
+        reasons.MALFORMED_DOCUMENT,
+    )
+    # A row with no image and no document stays a malformed row; rows with a document are text rows, no items.
+    manifest_rows = sorted(int(name.split("#")[1]) for name in by_name if name.startswith("products.csv#"))
+    assert manifest_rows == [1, 3, 4, 6, 8, 12, 13, 14]
+    assert by_name["products.csv#14"]["reason"] == reasons.MALFORMED_MANIFEST_ROW
 
 
 @pytest.mark.skipif(not REAL_MMC4.exists(), reason="the shared MMC4 example is not on this machine")
