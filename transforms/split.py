@@ -3,8 +3,9 @@
 Input element type: ``Sample``; optionally ``links``, a PCollection of ``(key_a, key_b)`` pairs the deduplication
 stages found (exact, near or semantic duplicates, clusters kept whole in ``report_only`` mode included), and
 ``shipped``, ``(key, domain, metadata, split, document)`` of the samples an earlier run already wrote
-(``ReadShippedSplits`` reads them from its shard sidecars). Outputs: ``samples`` with ``Sample.split`` set, and
-``assignments`` (``(key, split)`` of this run's samples) for views built beside the pairs. No sample is dropped,
+(``ReadShippedSplits`` reads them from its shard sidecars). Outputs: ``samples`` with ``Sample.split`` set,
+``assignments`` (``(key, split)`` of this run's samples) for views built beside the pairs, and ``tokens`` (``(group
+token node, split)``, to place samples removed before splitting: ``would_be_split``). No sample is dropped,
 so no reason code is emitted. Config section: ``split``. Metrics: ``split/<name>`` samples per split,
 ``split/residual_edges``. Side output: ``splits/splits.json`` (``SplitReport``).
 
@@ -54,11 +55,13 @@ STAGE = "split"
 REPORT_PATH = ("splits", "splits.json")
 REPORT_SCHEMA_VERSION = 1
 _UNIT_BITS = 60
+TOKEN_PREFIX = "0:"
 
 
 class SplitOutputs(NamedTuple):
     samples: beam.PCollection
     assignments: beam.PCollection
+    tokens: beam.PCollection
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,7 +116,8 @@ class AssignSplits(beam.PTransform):
     def expand(self, samples: beam.PCollection) -> SplitOutputs:
         config = self._config
         if not config.enabled:
-            return SplitOutputs(samples, samples | "KeepAll" >> beam.Map(lambda s: (s.key, s.split)))
+            none = samples.pipeline | "NoTokens" >> beam.Create([])
+            return SplitOutputs(samples, samples | "KeepAll" >> beam.Map(lambda s: (s.key, s.split)), none)
         empty = samples.pipeline | "NoPairs" >> beam.Create([])
         links = self._links if self._links is not None else empty
         shipped = self._shipped if self._shipped is not None else samples.pipeline | "NoShipped" >> beam.Create([])
@@ -123,11 +127,12 @@ class AssignSplits(beam.PTransform):
             | "ShippedEdges" >> beam.FlatMapTuple(lambda key, _, meta, __, doc: token_edges(key, meta, config, doc)),
             links | "LinkEdges" >> beam.MapTuple(lambda a, b: (key_node(a), key_node(b))),
         ) | "AllEdges" >> beam.Flatten()
+        labels = edges | "Components" >> ConnectedComponents(config.rounds)
         placed = (
             {
                 "member": samples
                 | "Members" >> beam.Map(lambda s: (key_node(s.key), member_of(s.key, s.domain, s.metadata, config))),
-                "label": edges | "Components" >> ConnectedComponents(config.rounds),
+                "label": labels,
                 "shipped": shipped
                 | "ShippedMembers" >> beam.Map(lambda row: (key_node(row[0]), shipped_member(*row[:4], config))),
             }
@@ -165,6 +170,16 @@ class AssignSplits(beam.PTransform):
             | "New" >> beam.Filter(lambda pair: not pair[0].shipped)
             | "KeySplit" >> beam.Map(lambda pair: (pair[0].key, pair[1]))
         )
+        tokens = (
+            {
+                "node": labels
+                | "TokenNodes" >> beam.Filter(lambda pair: pair[0].startswith(TOKEN_PREFIX))
+                | "ByAnchor" >> beam.MapTuple(lambda node, anchor: (anchor, node)),
+                "split": final,
+            }
+            | "JoinTokens" >> beam.CoGroupByKey()
+            | "TokenSplit" >> beam.FlatMapTuple(lambda _, j: [(n, s) for s in list(j["split"])[:1] for n in j["node"]])
+        )
         split_samples = (
             {"sample": samples | "SampleByKey" >> beam.Map(lambda s: (s.key, s)), "split": assignments}
             | "JoinSamples" >> beam.CoGroupByKey()
@@ -194,7 +209,7 @@ class AssignSplits(beam.PTransform):
                 output=self._output,
             )
         )
-        return SplitOutputs(split_samples, assignments)
+        return SplitOutputs(split_samples, assignments, tokens)
 
 
 class ReadShippedSplits(beam.PTransform):
@@ -234,7 +249,7 @@ def key_node(key: str) -> str:
 
 
 def token_node(spec: str, values: list[Any]) -> str:
-    return f"0:{spec}={json.dumps(values, sort_keys=True, ensure_ascii=False, default=str)}"
+    return f"{TOKEN_PREFIX}{spec}={json.dumps(values, sort_keys=True, ensure_ascii=False, default=str)}"
 
 
 def document_of(sample: Sample) -> str:
@@ -300,6 +315,18 @@ def hashed_split(unit: float, config: SplitConfig) -> str:
         if unit < edge:
             return name
     return config.train
+
+
+def would_be_split(key: str, tokens: Iterable[str], found: Iterable[str], config: SplitConfig) -> str:
+    """The split a sample that never reached splitting (removed earlier) would have joined: the split of a group it
+    shares a token with (the first by precedence), else the hashed split of the group it would have anchored."""
+    if not config.enabled:
+        return "all"
+    found = set(found)
+    for name in [*heldout_order(config), config.train]:
+        if name in found:
+            return name
+    return hashed_split(unit_of(min([*tokens, key_node(key)]), config.salt), config)
 
 
 def decide_group(anchor: str, summary: tuple, sizes: Mapping[str, int], config: SplitConfig) -> SplitGroup:

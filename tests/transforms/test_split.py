@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from schemas.config import SplitConfig
 from schemas.records import ImageInfo, Sample
-from tests.helpers import jpeg_bytes, run_job, write_sidecar
+from tests.helpers import jpeg_bytes, make_photo, run_job, write_sidecar
 from transforms._components import components, union_find
 from transforms.split import AssignSplits, key_node, plan_splits, stratum_of, unit_of
 
@@ -248,39 +248,52 @@ def test_report_gives_fractions_per_stratum_and_names_small_strata(beam_run):
 
 @pytest.fixture(scope="module")
 def pipeline_run(tmp_path_factory):
-    """The real pipeline on two domains: documents of several images, a re-encoded near duplicate in another
-    document (near dedup in report_only mode keeps both and links them), and a manifest-style split pin."""
-    from tests.helpers import make_photo
-
+    """The real pipeline on two domains: documents of several images, a near duplicate in another document (near
+    dedup in report_only mode keeps both and links them), a manifest-style split pin, and two inputs that copy
+    external eval images (one in a product document that ships, one alone), removed by decontamination."""
     root = tmp_path_factory.mktemp("split_e2e")
-    images = root / "images"
+    images, excluded = root / "images", root / "benchmark"
     images.mkdir()
+    excluded.mkdir()
     for doc in range(10):
         for view in range(1 + doc % 2):
             path = images / f"doc{doc}-{view}.jpg"
             path.write_bytes(jpeg_bytes(make_photo(96, 80, seed=10 * doc + view), quality=90))
-            domain = "factory" if doc % 2 else "marketing"
-            write_sidecar(path, title=f"item {doc} view {view}", doc_id=f"DOC-{doc}", domain=domain)
+            label = {"label": "dent" if doc % 4 == 1 else "none"} if doc % 2 else {"category": f"cat-{doc % 3}"}
+            write_sidecar(path, title=f"item {doc} view {view}", doc_id=f"DOC-{doc}", domain=_domain(doc), **label)
     edited = make_photo(96, 80, seed=0)
     edited.putpixel((5, 5), (255, 0, 0))
     copy = images / "copy-of-doc0.jpg"
     copy.write_bytes(jpeg_bytes(edited, quality=90))
-    write_sidecar(copy, title="doc 0 with one pixel changed", doc_id="DOC-99", domain="marketing")
-    write_sidecar(images / "doc3-0.jpg", title="pinned", doc_id="DOC-3", domain="factory", split="test")
+    write_sidecar(copy, title="doc 0 with one pixel changed", doc_id="DOC-99", domain="marketing", category="cat-0")
+    write_sidecar(images / "doc3-0.jpg", title="pinned", doc_id="DOC-3", domain="factory", split="test", label="dent")
+    for name, seed, doc in (("in-doc2", 190, {"doc_id": "DOC-2"}), ("alone", 191, {})):
+        data = jpeg_bytes(make_photo(96, 80, seed=seed), quality=90)
+        (excluded / f"bench-{name}.jpg").write_bytes(data)
+        (images / f"{name}.jpg").write_bytes(data)
+        write_sidecar(images / f"{name}.jpg", title=f"contaminated {name}", domain="marketing", **doc)
     return run_job(
         [images],
         root / "out",
         split={"fractions": {"train": 0.6, "validation": 0.2, "test": 0.2}},
         near_dedup={"report_only": True},
-        eval_set={"enabled": False},
+        decontaminate={"exclude": [str(excluded)]},
         faces={"enabled": False},
         audit={"enabled": False},
     )
 
 
+def _domain(doc: int) -> str:
+    return "factory" if doc % 2 else "marketing"
+
+
+def _records(out) -> dict[str, dict]:
+    return {json.loads(s["json"])["key"]: {**json.loads(s["json"]), "url": s["__url__"]} for s in out.samples()}
+
+
 def test_each_split_has_its_own_shards_index_and_stats_and_ledger_rows_name_the_split(pipeline_run):
     out = pipeline_run
-    samples = out.samples()
+    records = _records(out)
     folders = {path.parent.name for path in out.shard_paths()}
     assert folders == {"train", "validation", "test"}
     for folder in folders:
@@ -288,13 +301,45 @@ def test_each_split_has_its_own_shards_index_and_stats_and_ledger_rows_name_the_
         assert (base / "index.json").exists()
         assert list(base.glob("*_stats.json"))
     kept = {row["key"]: row for row in out.ledger if row["status"] == "kept"}
-    assert len(kept) == len(samples) >= 14
+    assert set(kept) == set(records) and len(records) >= 14
     by_doc: dict = {}
-    for sample in samples:
-        record = json.loads(sample["json"])
-        assert kept[record["key"]]["split"] == record["split"] == sample["__url__"].split("/")[-2]
+    for key, record in records.items():
+        assert kept[key]["split"] == record["split"] == record["url"].split("/")[-2]
         by_doc.setdefault(record["metadata"]["doc_id"], set()).add(record["split"])
     assert all(len(splits) == 1 for splits in by_doc.values())
     assert by_doc["DOC-3"] == {"test"}
     assert by_doc["DOC-99"] == by_doc["DOC-0"]
-    assert (out.path / "splits" / "splits.json").exists()
+    report = json.loads((out.path / "splits" / "splits.json").read_text())
+    assert {entry["stratum"] for entry in report["strata"]} == {"factory", "marketing"}
+    assert all(entry["splits"]["test"]["groups"] >= 1 for entry in report["strata"])
+
+
+def test_eval_set_of_the_run_holds_test_images_with_answers_from_their_metadata(pipeline_run):
+    out = pipeline_run
+    records = _records(out)
+    folder = out.path / "eval"
+    understanding = [json.loads(line) for line in (folder / "understanding.jsonl").read_text().splitlines()]
+    generation = [json.loads(line) for line in (folder / "generation.jsonl").read_text().splitlines()]
+    assert understanding and generation
+    shard_images = {}
+    for sample in out.samples():
+        shard_images[sample["__key__"]] = sample["jpg"]
+    for item in understanding:
+        assert records[item["key"]]["split"] == "test"
+        assert records[item["key"]]["metadata"][item["answer_field"]] == item["answer"]
+        assert (folder / item["image"]).read_bytes() == shard_images[item["key"]]
+    assert {item["key"] for item in generation} == {k for k, r in records.items() if r["split"] == "test"}
+    assert json.loads((folder / "eval_set.json").read_text())["leak_check"]["leaks"] == 0
+
+
+def test_external_eval_items_found_in_the_pool_are_reported_with_the_split_they_would_have_joined(pipeline_run):
+    out = pipeline_run
+    by_name = out.ledger_by_name()
+    assert by_name["in-doc2.jpg"]["reason"] == by_name["alone.jpg"]["reason"] == "eval_contamination"
+    audit = json.loads((out.path / "eval" / "contamination.json").read_text())
+    assert audit["eval_items_found"] == 2
+    found = {Path(item["eval_source"]).name: item["found"][0] for item in audit["items"]}
+    doc2_split = {r["split"] for r in _records(out).values() if r["metadata"]["doc_id"] == "DOC-2"}
+    assert {found["bench-in-doc2.jpg"]["would_be_split"]} == doc2_split
+    assert found["bench-alone.jpg"]["would_be_split"] in ("train", "validation", "test")
+    assert sum(audit["by_split"].values()) == 2
