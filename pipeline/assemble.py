@@ -17,9 +17,8 @@ from transforms.clip_filter import ClipFilter
 from transforms.clip_model import clip_model_id, load_clip
 from transforms.decontaminate import Decontaminate
 from transforms.documents import AssembleDocuments
-from transforms.eval_set import BuildEvalSet
-from transforms.eval_set import AuditContamination, BuildEvalSet
 from transforms.embed import EmbedImages
+from transforms.eval_set import AuditContamination, BuildEvalSet
 from transforms.exact_dedup import DeduplicateExact
 from transforms.faces import BlurFaces
 from transforms.incremental import EarlierRun, SkipKnown
@@ -74,9 +73,9 @@ def build(pipeline: beam.Pipeline, config: UnishardConfig, output: str, earlier:
     split = documents.samples | "Split" >> AssignSplits(config.split, output, links=links, shipped=shipped_splits)
     _ = split.samples | "EvalSet" >> BuildEvalSet(
         config.eval_set, output, split_names(config.split), config.near_dedup, config.semantic_dedup
+    )
     _ = clean.rejected | "ContaminationAudit" >> AuditContamination(
         config.decontaminate, config.split, output, exact.survivors, split.tokens
-    )
     )
     generation, views = (earlier.generation if earlier else 0), config.views
     written = split.samples | "WriteShards" >> WriteShards(views.shards(config.shards), output, generation=generation)
