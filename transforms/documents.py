@@ -1,10 +1,11 @@
 """Documents: assemble curated images and text rows into interleaved documents (product pages, inspection records).
 
-Inputs: curated samples (``Sample``, after the model and safety stages), text rows (``TextRow`` from ingest:
-manifest rows without an image, imported MMC4/OBELICS texts) and the ingested items (``InputItem``, to know which
-images a document had before curation). Outputs (``DocumentsOutputs``): ``samples``, every sample unchanged except
-``annotations["document_id"]`` for those in a document (splits keep a document in one split by it); ``documents``,
-the kept ``Document`` records (no image bytes); ``rejected``, ``DocumentLedgerRow``s of dropped documents.
+Inputs: curated samples (``Sample``, after the model and safety stages), text rows (``TextRow`` from ingest: manifest
+rows without an image, imported MMC4/OBELICS texts), the ingested items (``InputItem``, to know which images a
+document had before curation) and ingest's rejections (an unresolvable import image names its document). Outputs
+(``DocumentsOutputs``): ``samples``, every sample unchanged except ``annotations["document_id"]`` for those in a
+document (splits keep a document in one split by it); ``documents``, the kept ``Document`` records (no image bytes);
+``rejected``, ``DocumentLedgerRow``s of dropped documents.
 
 A sample's document is its ``documents.id_field`` metadata value, else the first matching ``documents.groups``
 rule (one document per SKU or inspection record). Segments are ordered by ``documents.position_field``; ties put
@@ -27,6 +28,7 @@ from typing import Any, NamedTuple
 
 import apache_beam as beam
 from apache_beam import pvalue
+from apache_beam.utils.shared import Shared
 
 from schemas import reasons
 from schemas.config import DocumentsConfig
@@ -376,11 +378,10 @@ class _AssembleFn(beam.DoFn):
         self._documents = beam.metrics.Metrics.counter(STAGE, "documents")
         self._rejected = beam.metrics.Metrics.counter(STAGE, "rejected")
         self._placed = beam.metrics.Metrics.counter(STAGE, "placed_images")
+        # One handle made here and pickled with the DoFn: every instance in a worker process shares the model.
+        self._shared = Shared()
 
     def setup(self):
-        from apache_beam.utils.shared import Shared
-
-        self._shared = Shared()
         self._encoder = None
 
     def _encoder_of(self) -> placement.TextEncoder | None:

@@ -12,6 +12,7 @@ from PIL import Image
 from schemas import documents as schema
 from schemas.documents import DocumentRecord, EditRecord, UnsupportedDocumentVersion, parse_document
 from tests.documents_run import documents_run
+from transforms.write_documents import document_problems
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +79,18 @@ def test_docs_keys_splits_shards_and_sidecars_agree(out):
     for sample in docs.values():
         record = parse_document(json.loads(sample["json"]))
         assert {pair_keys[meta.key] for meta in record.image_metadata if meta} == {record.split}
+
+
+def test_document_problems_accepts_written_samples_and_names_tampering(out):
+    sample = _by_doc(out)["SKU-A"]
+    members = {name: value for name, value in sample.items() if not name.startswith("__")}
+    assert document_problems(members) == []
+    assert document_problems({**members, "0.jpg": b"other bytes"}) == [
+        "image member 0.jpg does not match its image_sha256"
+    ]
+    assert document_problems({k: v for k, v in members.items() if k != "1.jpg"}) == ["image member 1.jpg is missing"]
+    assert "not name" in document_problems({**members, "2.jpg": b"x"})[0]
+    assert "does not parse" in document_problems({**members, "json": b"{}"})[0]
 
 
 def test_kept_document_ledger_rows_name_their_docs_shard(out):
