@@ -39,7 +39,7 @@ from transforms.write_shards import WriteShards
 def build(pipeline: beam.Pipeline, config: UnishardConfig, output: str, earlier: EarlierRun | None = None) -> None:
     """Add every stage of a unishard run to ``pipeline``, writing under ``output``; ``earlier`` makes it incremental."""
     ingested = pipeline | "Ingest" >> ReadInputs(config.ingest, config.documents.id_field)
-    known = ingested.items | "SkipKnown" >> SkipKnown(earlier)
+    known = ingested.items | "SkipKnown" >> SkipKnown(earlier, output)
     normalised = known.new | "Normalise" >> Normalise(config.normalise, config.near_dedup.hash_names())
     texted = normalised.samples | "Text" >> ChooseText(config.text)
     fingerprints = (

@@ -17,25 +17,27 @@ import uuid
 from dataclasses import dataclass
 
 import apache_beam as beam
+import grpc
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, PortableOptions, StandardOptions
-from apache_beam.runners.runner import PipelineState
+from apache_beam.runners.runner import PipelineResult, PipelineState
 
 from pipeline.assemble import build
 from pipeline.models import check_models, models_record
 from pipeline.profiles import resolve_options
 from pipeline.progress import tracked
 from pipeline.report import write_run_report
-from pipeline.state import STAGING, commit, files_under, output_lock, recover
+from pipeline.state import STAGING, commit, discard, files_under, output_lock, recover
 from schemas.config import UnishardConfig
 from schemas.profile import HOW_KEYS
 from transforms._io import join, write_atomic
-from transforms.incremental import EarlierRun
+from transforms.incremental import INCREMENT, EarlierRun
 from transforms.ingest import input_kind
 from transforms.write_audit import crossed_bounds
 from transforms.write_shards import canonical_json
 
 _LOG = logging.getLogger("unishard")
+POLL_SECONDS = 10
 STATE = "state.json"
 VERSIONED_PACKAGES = ("unishard", "apache-beam", "pyarrow", "pillow", "imagehash", "webdataset", "pydantic", "numpy")
 
@@ -84,6 +86,28 @@ def _short(error: BaseException, keep: int = 25) -> str:
     return "\n".join(lines if len(lines) <= keep else [*lines[:5], "  ...", *lines[5 - keep :]])
 
 
+def _deadline_exceeded(error: BaseException) -> bool:
+    return isinstance(error, grpc.RpcError) and error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def poll_state(result: PipelineResult, runner: str) -> str:
+    """Follow a job by polling its state until it ends; return the final state.
+
+    Beam's portable runners (PortableRunner, FlinkRunner, SparkRunner) give the job's state and message streams the
+    ``--job_server_timeout`` deadline, so the driver loses them after that long while the job runs on.
+    """
+    _LOG.info("unishard: the job's state stream reached --job_server_timeout; polling the job state instead")
+    seen = None
+    while True:
+        state = result.state
+        if state != seen:
+            _LOG.info("unishard: job on %s: state %s", runner, state)
+            seen = state
+        if PipelineState.is_terminal(state):
+            return state
+        time.sleep(POLL_SECONDS)
+
+
 def run_job(pipeline: beam.Pipeline, runner: str, staging: str) -> None:
     """Submit the job, report its state, and wait for it to finish; a failed or cancelled job raises ``RunError``.
 
@@ -103,7 +127,12 @@ def run_job(pipeline: beam.Pipeline, runner: str, staging: str) -> None:
                 "options (--job_endpoint, --flink_master, --spark_master_url, --project, --region)"
             ) from error
         _LOG.info("unishard: job submitted to %s; state %s", runner, result.state)
-        state = result.wait_until_finish()
+        try:
+            state = result.wait_until_finish()
+        except Exception as error:
+            if not _deadline_exceeded(error):
+                raise
+            state = poll_state(result, runner)
     except KeyboardInterrupt:
         with contextlib.suppress(Exception):
             if result is not None and not PipelineState.is_terminal(result.state):
@@ -270,6 +299,10 @@ def run(
                 f"{join(staging, 'ledger')} (status 'failed', detail has the error)"
             )
         seconds = time.monotonic() - started
+        if earlier and _read_json(join(staging, "_run", INCREMENT))["new_items"] == 0:
+            _LOG.info("unishard: no new or failed items since the last run; %s is unchanged", output)
+            discard(staging)
+            return RunSummary(output=output, counts=counts, seconds=seconds)
         _write_run_files(staging, config, earlier, runner, beam_args, seconds, config_text)
         keep = set()
         if earlier:

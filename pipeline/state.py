@@ -176,7 +176,15 @@ def apply_journal(staging: str, output: str) -> None:
         if FileSystems.exists(source):
             _move(source, join(output, relative))
         fault_point(f"commit:{step}")
+    discard(staging)
+
+
+def discard(staging: str) -> None:
+    """Delete a staging folder (and the staging root once it is empty)."""
     _remove_tree(staging)
+    if not _is_remote(staging):
+        with contextlib.suppress(OSError):
+            os.rmdir(os.path.dirname(staging.rstrip("/")))
 
 
 def recover(output: str) -> list[str]:

@@ -7,7 +7,8 @@ Outputs: ``new`` (items to process), ``carried`` (ledger rows kept from the earl
 Identity is the content key (SHA-256 of the bytes), so a renamed file is not processed again. Per content key:
 an item whose source had the same key before keeps its earlier row, unless that row was ``failed`` (retried);
 an item with a new source but known content is an exact duplicate of the shipped sample (or repeats the earlier
-verdict when nothing was shipped); other items are new. Earlier kept rows whose source left the input are carried,
+verdict when nothing was shipped); other items are new. ``_run/increment.json`` counts the new items: an
+incremental run with none changes nothing. Earlier kept rows whose source left the input are carried,
 because their samples are still in the shards. Items are keyed by content here: in incremental mode image bytes
 cross one extra shuffle. Reason codes: ``exact_duplicate``. Metrics: ``incremental/new``, ``incremental/carried``.
 """
@@ -22,9 +23,11 @@ from apache_beam import pvalue
 
 from schemas import reasons
 from schemas.records import Fingerprint, InputItem, LedgerRow, detail_json
+from transforms._io import join, write_atomic
 from transforms.normalise import content_key
 
 STAGE = "incremental"
+INCREMENT = "increment.json"
 CARRIED = "carried"
 
 
@@ -46,9 +49,10 @@ class EarlierRun:
 class SkipKnown(beam.PTransform):
     """Split items into new content and rows carried over from ``earlier``; without one, every item is new."""
 
-    def __init__(self, earlier: EarlierRun | None):
+    def __init__(self, earlier: EarlierRun | None, output: str):
         super().__init__()
         self._earlier = earlier
+        self._output = output
 
     def expand(self, items: beam.PCollection):
         pipeline = items.pipeline
@@ -77,7 +81,16 @@ class SkipKnown(beam.PTransform):
                 | "ReadShippedSidecars" >> beam.io.ReadFromParquet(f"{previous}/shards/pairs/*/*.parquet")
                 | "ShippedFingerprints" >> beam.Map(shipped_fingerprint)
             )
+        _ = (
+            decided.new
+            | "CountNew" >> beam.combiners.Count.Globally()
+            | "WriteIncrement" >> beam.Map(_write_increment, output=self._output)
+        )
         return IncrementalOutputs(new=decided.new, carried=decided[CARRIED], shipped=shipped)
+
+
+def _write_increment(new_items: int, output: str) -> None:
+    write_atomic(join(output, "_run", INCREMENT), json.dumps({"new_items": new_items}).encode() + b"\n")
 
 
 def shipped_fingerprint(row: dict) -> Fingerprint:
