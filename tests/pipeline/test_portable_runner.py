@@ -6,6 +6,7 @@ virtual environment comes first on PATH because the pool starts workers with the
 """
 
 import dataclasses
+import logging
 import os
 import re
 import shutil
@@ -16,9 +17,15 @@ import sys
 import time
 from pathlib import Path
 
+import apache_beam as beam
+import grpc
 import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.runners.runner import PipelineState
 
 from pipeline import cli
+from pipeline.launch import RunError, run_job
+from pipeline.profiles import resolve_options
 from tests.helpers import Output, jpeg_bytes, make_photo, write_sidecar
 
 pytestmark = pytest.mark.slow
@@ -160,7 +167,9 @@ def portable_run(job, services, direct_output):
     output = job.parent / "out"
     command = [str(VENV_BIN / "unishard"), "run", str(job), "--profile", "portable"]
     command += [f"--job_endpoint={services.job_endpoint}", f"--environment_config={services.pool_address}"]
-    command += ["--job_server_timeout=30"]
+    # Short enough to fail fast without a service, and shorter than the job: Beam then drops the job's state
+    # stream and the driver follows the job by polling.
+    command += ["--job_server_timeout=10"]
     done = subprocess.run(
         command, env=services.env, cwd=job.parent, capture_output=True, text=True, timeout=JOB_TIMEOUT_S
     )
@@ -186,22 +195,76 @@ def test_portable_job_ran_in_pool_workers_and_reported_its_state(services, porta
     assert "items: 9 kept, 3 rejected, 0 failed" in done.stdout
 
 
-def test_a_missing_job_service_fails_fast_with_a_clear_message(job, tmp_path, capsys):
+def _failing_pipeline(args: list[str]) -> beam.Pipeline:
+    options = PipelineOptions(args)
+    pipeline = beam.Pipeline(runner=resolve_options(options), options=options)
+    _ = pipeline | beam.Create([1, 2]) | "Explode" >> beam.Map(_explode)
+    return pipeline
+
+
+def _explode(value: int) -> int:
+    raise ValueError(f"cannot handle {value}")
+
+
+def test_a_missing_job_service_fails_fast_with_a_clear_message():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         free_port = probe.getsockname()[1]
-    code = cli.main(
-        ["run", str(job), "--output", str(tmp_path / "out"), "--profile", "portable"]
-        + [f"--job_endpoint=localhost:{free_port}", "--environment_config=localhost:1", "--job_server_timeout=2"]
-    )
-    assert code == 1
-    assert f"could not submit the job to PortableRunner at localhost:{free_port}" in capsys.readouterr().err
+    args = ["--runner=PortableRunner", f"--job_endpoint=localhost:{free_port}", "--job_server_timeout=2"]
+    args += ["--environment_type=EXTERNAL", "--environment_config=localhost:1"]
+    with pytest.raises(RunError, match=f"could not submit the job to PortableRunner at localhost:{free_port}"):
+        run_job(_failing_pipeline(args), "PortableRunner", "STAGING")
 
 
-def test_a_failing_job_exits_non_zero_and_commits_nothing(job, tmp_path, capsys):
-    output = tmp_path / "out"
-    output.mkdir()
-    (output / "_staging").write_text("a file where the staging folder goes", encoding="utf-8")
-    assert cli.main(["run", str(job), "--output", str(output), "--profile", "direct"]) == 1
-    assert "the Beam job failed on FnApiRunner" in capsys.readouterr().err
-    assert sorted(path.name for path in output.iterdir()) == ["_staging"]
+def test_a_failing_job_raises_a_run_error_naming_the_error_and_the_staging_folder():
+    with pytest.raises(RunError) as error:
+        run_job(_failing_pipeline([]), "FnApiRunner", "/out/_staging/abc")
+    message = str(error.value)
+    assert message.startswith("the Beam job failed on FnApiRunner: ")
+    assert "cannot handle" in message
+    assert "Explode" in message
+    assert "Nothing was committed; the partial output is in /out/_staging/abc" in message
+
+
+class _StreamDeadline(grpc.RpcError):
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class _LongJob:
+    """A portable job result whose state stream hit its deadline while the job ran on, then finished."""
+
+    def __init__(self, states: list[str]):
+        self._states = iter(states)
+
+    @property
+    def state(self) -> str:
+        return next(self._states)
+
+    def wait_until_finish(self) -> str:
+        raise _StreamDeadline()
+
+
+class _Submitted:
+    def __init__(self, result: _LongJob):
+        self.result = result
+        self.options = PipelineOptions([])
+
+    def run(self) -> _LongJob:
+        return self.result
+
+
+def test_a_job_outliving_the_job_server_timeout_is_followed_by_polling(caplog, monkeypatch):
+    monkeypatch.setattr("pipeline.launch.POLL_SECONDS", 0)
+    job = _LongJob([PipelineState.RUNNING, PipelineState.RUNNING, PipelineState.RUNNING, PipelineState.DONE])
+    with caplog.at_level(logging.INFO, logger="unishard"):
+        run_job(_Submitted(job), "PortableRunner", "STAGING")
+    assert "polling the job state instead" in caplog.text
+    assert "state DONE" in caplog.text
+
+
+def test_a_job_failing_after_the_stream_deadline_raises_a_run_error(monkeypatch):
+    monkeypatch.setattr("pipeline.launch.POLL_SECONDS", 0)
+    job = _LongJob([PipelineState.RUNNING, PipelineState.RUNNING, PipelineState.FAILED])
+    with pytest.raises(RunError, match="ended in state FAILED"):
+        run_job(_Submitted(job), "FlinkRunner", "STAGING")
