@@ -289,7 +289,8 @@ class _WriteShardFn(beam.DoFn):
         self._samples.inc(len(samples))
         yield stats
         for sample in samples:
-            detail = detail_json(view=self._view, shard=f"{self._view}/{split}/{name}.tar")
+            retried = {"read_attempts": sample.metadata["read_attempts"]} if "read_attempts" in sample.metadata else {}
+            detail = detail_json(view=self._view, shard=f"{self._view}/{split}/{name}.tar", **retried)
             row = LedgerRow(sample.source, sample.key, reasons.KEPT, STAGE, "", detail, sample.domain, split)
             yield pvalue.TaggedOutput(KEPT, row)
 

@@ -110,3 +110,31 @@ def test_every_manifest_row_file_and_tar_member_ends_in_the_ledger(run, manifest
         "f1.jpg": "factory",
         "input.tar#s0": "marketing",
     }
+
+
+def test_transient_read_errors_are_retried_and_the_attempts_recorded(tmp_path, run, monkeypatch):
+    from apache_beam.io.filesystems import FileSystems
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for name, seed in (("flaky.jpg", 1), ("dead.jpg", 2), ("fine.jpg", 3)):
+        make_photo(200, 160, seed=seed).save(images / name)
+        (images / name.replace(".jpg", ".txt")).write_text(f"photo {name}")
+    failures = {"flaky.jpg": 2, "dead.jpg": 99}
+    real_open = FileSystems.open
+
+    def unreliable_open(path, *args, **kwargs):
+        name = path.rsplit("/", 1)[-1]
+        if failures.get(name, 0) > 0:
+            failures[name] -= 1
+            raise OSError(5, "Input/output error (simulated network blip)", path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(FileSystems, "open", staticmethod(unreliable_open))
+    monkeypatch.setattr("transforms.ingest.time.sleep", lambda seconds: None)
+    rows = run([images]).ledger_by_name()
+    assert rows["flaky.jpg"]["status"] == "kept"
+    assert json.loads(rows["flaky.jpg"]["detail"])["read_attempts"] == 3
+    assert rows["dead.jpg"]["reason"] == reasons.UNREADABLE_INPUT
+    assert json.loads(rows["dead.jpg"]["detail"])["attempts"] == 3
+    assert "read_attempts" not in json.loads(rows["fine.jpg"]["detail"])
