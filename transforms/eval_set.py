@@ -5,8 +5,8 @@ written: the eval images stay in their split's shards too. Config section: ``eva
 ``eval_set/images``, ``eval_set/leaks``. Files under ``output/eval/``:
 
 - ``understanding.jsonl``: an image with a question whose answer is a trusted metadata value (``questions``: the
-  defect class, the product category, the colour), with the field the answer came from and the sorted answers seen
-  for that question as ``choices``;
+  defect class, the product category, the colour), with the field the answer came from and, as ``choices``, every
+  answer that question has anywhere in the data (none when there are more than ``MAX_CHOICES``: an open question);
 - ``generation.jsonl``: the sample's text as a prompt with its reference image and the field the text came from;
 - ``images/<key>.<ext>``: the referenced images, byte-identical to the shards';
 - ``eval_set.json``: counts and what the leak check compared; ``leaks.json`` when it found leaks.
@@ -53,6 +53,7 @@ from transforms.split import group_tokens, would_be_split
 STAGE = "eval_set"
 FOLDER = "eval"
 SCHEMA_VERSION = 1
+MAX_CHOICES = 20
 
 
 class EvalLeakError(RuntimeError):
@@ -195,6 +196,13 @@ class BuildEvalSet(beam.PTransform):
         )
         compared = checked | "CountChecked" >> beam.combiners.Count.Globally()
         items = selected | "Items" >> beam.ParDo(_WriteItemsFn(config, self._output))
+        vocabulary = (
+            samples
+            | "Answers" >> beam.FlatMap(answers_of, config.questions)
+            | "DistinctAnswers" >> beam.Distinct()
+            | "Sample" >> beam.combiners.Sample.FixedSizePerKey(MAX_CHOICES + 1)
+            | "Vocabulary" >> beam.combiners.ToDict()
+        )
         return (
             items
             | "AllItems" >> beam.combiners.ToList()
@@ -203,6 +211,7 @@ class BuildEvalSet(beam.PTransform):
                 _write_set,
                 leaks=pvalue.AsList(leaks),
                 compared=pvalue.AsSingleton(compared),
+                vocabulary=pvalue.AsSingleton(vocabulary),
                 config=config,
                 near=near,
                 min_cosine=min_cosine,
@@ -260,15 +269,32 @@ def items_of(sample: Sample, questions: Iterable[EvalQuestion], generation: bool
     return items
 
 
-def with_choices(items: Iterable[UnderstandingItem]) -> list[UnderstandingItem]:
-    """Give each item the sorted answers of its question across the set (the options a multiple-choice eval uses)."""
+def answers_of(sample: Sample, questions: Iterable[EvalQuestion]) -> list[tuple[tuple[str, str], str]]:
+    """``((question, field), answer)`` for every question the sample's metadata answers."""
+    return [
+        ((q.question, q.field), answer)
+        for q in questions
+        if not q.domains or sample.domain in q.domains
+        if (answer := answer_text(sample.metadata.get(q.field)))
+    ]
+
+
+def with_choices(
+    items: Iterable[UnderstandingItem], vocabulary: Mapping[tuple[str, str], list[str]] | None = None
+) -> list[UnderstandingItem]:
+    """Give each item the options of a multiple-choice eval: every answer its question has across the data set
+    (``vocabulary``; the eval items' own answers when absent), or none when there are more than ``MAX_CHOICES``
+    (an open question)."""
     items = list(items)
     answers: dict[tuple[str, str], set[str]] = {}
     for item in items:
         answers.setdefault((item.question, item.answer_field), set()).add(item.answer)
+    for question, values in (vocabulary or {}).items():
+        answers.setdefault(question, set()).update(values)
     return [
-        item.model_copy(update={"choices": sorted(answers[(item.question, item.answer_field)])})
+        item.model_copy(update={"choices": sorted(choices) if len(choices) <= MAX_CHOICES else []})
         for item in sorted(items, key=lambda item: item.id)
+        for choices in [answers[(item.question, item.answer_field)]]
     ]
 
 
@@ -402,6 +428,7 @@ def _write_set(
     items: list[_Model],
     leaks: list[Leak],
     compared: int,
+    vocabulary: dict,
     config: EvalSetConfig,
     near: NearDedupConfig,
     min_cosine: float,
@@ -413,7 +440,7 @@ def _write_set(
         write_atomic(join(folder, "leaks.json"), _jsonl(leaks))
         if config.fail_on_leak:
             raise EvalLeakError(describe(leaks))
-    understanding = with_choices(i for i in items if isinstance(i, UnderstandingItem))
+    understanding = with_choices((i for i in items if isinstance(i, UnderstandingItem)), vocabulary)
     generation = sorted((i for i in items if isinstance(i, GenerationItem)), key=lambda item: item.id)
     write_atomic(join(folder, "understanding.jsonl"), _jsonl(understanding))
     write_atomic(join(folder, "generation.jsonl"), _jsonl(generation))

@@ -87,6 +87,10 @@ def test_choices_list_every_answer_given_to_the_same_question():
     items = with_choices(item for s in samples for item in items_of(s, question, generation=False))
     assert [item.id for item in items] == ["c1-label", "c2-label", "c3-label"]
     assert all(item.choices == ["dent", "none"] for item in items)
+    vocabulary = {("Which defect?", "label"): ["crack", "dent"]}
+    assert with_choices(items, vocabulary)[0].choices == ["crack", "dent", "none"]
+    many = {("Which defect?", "label"): [f"class-{i}" for i in range(30)]}
+    assert with_choices(items, many)[0].choices == []  # an open question
 
 
 def test_leak_check_uses_dedup_evidence_and_keeps_colour_variants_apart():
@@ -135,6 +139,8 @@ def test_eval_set_files_hold_the_test_images_with_metadata_answers(tmp_path):
     for item in understanding:
         assert by_key[item["key"]].metadata[item["answer_field"]] == item["answer"]
         assert (folder / item["image"]).read_bytes() == by_key[item["key"]].image
+    labels = [item for item in understanding if item["answer_field"] == "label"]
+    assert labels and all(item["choices"] == ["dent", "none"] for item in labels)  # answers from every split
     assert {(item["key"], item["prompt"]) for item in generation} == {("d1", "a dented panel"), ("d2", "a mug")}
     summary = json.loads((folder / "eval_set.json").read_text())
     assert summary["images"] == 2
