@@ -211,6 +211,9 @@ def _order(position: float | None, rank: int, source: str, sub: int = 0) -> tupl
 
 
 def _image_segments(image: DocumentImage, config: DocumentsConfig, similarity: float | None = None) -> list[Segment]:
+    if similarity is None and isinstance(image.metadata.get("placement_similarity"), int | float):
+        # Placed before unishard saw it (MMC4's matched_sim): the similarity travels with the image.
+        similarity = float(image.metadata["placement_similarity"])
     segments = [Segment("image", image=image, similarity=similarity)]
     if note := _first_text(image.metadata, config.image_text_fields):
         segments.append(Segment("text", text=note))
@@ -356,13 +359,13 @@ def left_detail(left: Iterable[LeftImage]) -> list[dict[str, Any]]:
     return [dataclasses.asdict(image) for image in left]
 
 
-def rejected_document(document: Document, reason: str, **detail: Any) -> DocumentLedgerRow:
-    """The document ledger row of a document dropped by ``reason``."""
+def rejected_document(document: Document, reason: str, stage: str = STAGE, **detail: Any) -> DocumentLedgerRow:
+    """The document ledger row of a document dropped by ``reason`` at ``stage``."""
     return DocumentLedgerRow(
         doc_id=document.doc_id,
         key=document.key,
         status=reasons.REJECTED,
-        stage=STAGE,
+        stage=stage,
         reason=reason,
         detail=detail_json(**detail, images_left=left_detail(document.left)),
         domain=document.domain,

@@ -152,10 +152,14 @@ class _PlaceFn(beam.DoFn):
         _, grouped = element
         splits = dict(grouped["splits"])
         for document in grouped["documents"]:
-            yield from _with_split(document, splits, self._view)
+            yield from place_in_split(document, splits, self._view)
 
 
-def _with_split(document: Document, splits: dict[str, str], view: ViewConfig) -> Iterator:
+def place_in_split(document: Document, splits: dict[str, str], view: ViewConfig) -> Iterator:
+    """Yield ``document`` with the split of its images (``splits``: image key -> split), or its rejected row.
+
+    Images absent from ``splits`` (dropped after the documents stage) leave the document.
+    """
     present = [segment for segment in document.segments if segment.image is None or segment.image.key in splits]
     missing = [
         LeftImage(s.image.source, s.image.key, "", "")
@@ -165,12 +169,14 @@ def _with_split(document: Document, splits: dict[str, str], view: ViewConfig) ->
     document = dataclasses.replace(document, segments=tuple(present), left=document.left + tuple(missing))
     found = sorted({splits[image.key] for image in document.images})
     if not found:
-        yield pvalue.TaggedOutput(REJECTED, rejected_document(document, reasons.DOCUMENT_TOO_FEW_IMAGES, images=0))
+        yield pvalue.TaggedOutput(
+            REJECTED, rejected_document(document, reasons.DOCUMENT_TOO_FEW_IMAGES, STAGE, images=0)
+        )
     elif len(found) > 1:
-        row = rejected_document(document, reasons.DOCUMENT_SPLIT_CONFLICT, splits=found)
+        row = rejected_document(document, reasons.DOCUMENT_SPLIT_CONFLICT, STAGE, splits=found)
         yield pvalue.TaggedOutput(REJECTED, row)
     elif not sampled(document.key, view.share):
-        row = rejected_document(document, reasons.DOCUMENT_NOT_SAMPLED, share=view.share)
+        row = rejected_document(document, reasons.DOCUMENT_NOT_SAMPLED, STAGE, share=view.share)
         yield pvalue.TaggedOutput(REJECTED, dataclasses.replace(row, split=found[0]))
     else:
         yield dataclasses.replace(document, split=found[0])

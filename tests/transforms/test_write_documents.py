@@ -10,9 +10,20 @@ import pytest
 from PIL import Image
 
 from schemas import documents as schema
-from schemas.documents import DocumentRecord, EditRecord, UnsupportedDocumentVersion, parse_document
+from schemas import reasons
+from schemas.config import ViewConfig
+from schemas.documents import (
+    Document,
+    DocumentImage,
+    DocumentRecord,
+    EditRecord,
+    Segment,
+    UnsupportedDocumentVersion,
+    parse_document,
+)
+from schemas.shard import ImageFacts
 from tests.documents_run import documents_run
-from transforms.write_documents import document_problems
+from transforms.write_documents import document_problems, place_in_split, sampled
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +67,7 @@ def test_mmc4_import_keeps_its_order_and_similarity(out):
     record = parse_document(json.loads(_by_doc(out)["mmc4.jsonl#1"]["json"]))
     assert record.sequence() == [("text", "Open the hood."), ("image", "0.jpg"), ("text", "Check the oil level.")]
     meta = record.image_metadata[1]
-    assert meta.metadata["placement_similarity"] == pytest.approx(0.31)
+    assert meta.metadata["placement_similarity"] == meta.placement_similarity == pytest.approx(0.31)
     assert meta.metadata["caption"] == "Check the oil level."
 
 
@@ -119,6 +130,37 @@ def test_edit_view_pairs_one_product_in_two_colours_within_a_split(out):
 
 def test_pairs_view_honours_loader_workers_too(out):
     assert len(out.shard_paths("pairs")) >= 2
+
+
+def _two_image_document() -> Document:
+    facts = ImageFacts(width=8, height=8, format="JPEG", mode="RGB", bytes=10)
+    images = [
+        DocumentImage(key, f"src-{key}", "d", 1.0, "c", "", "jpg", "0" * 64, facts, facts) for key in ("aa", "bb")
+    ]
+    segments = (Segment("text", text="t"), Segment("image", image=images[0]), Segment("image", image=images[1]))
+    return Document("D", schema.document_key("D"), "d", "doc_id", segments)
+
+
+def test_a_document_whose_images_went_to_two_splits_is_not_written():
+    [row] = place_in_split(_two_image_document(), {"aa": "train", "bb": "test"}, ViewConfig())
+    assert (row.tag, row.value.reason, row.value.stage) == (
+        "rejected",
+        reasons.DOCUMENT_SPLIT_CONFLICT,
+        "write_documents",
+    )
+    assert json.loads(row.value.detail)["splits"] == ["test", "train"]
+
+
+def test_a_document_takes_its_images_split_and_loses_images_dropped_after_assembly():
+    [document] = place_in_split(_two_image_document(), {"bb": "test"}, ViewConfig())
+    assert document.split == "test" and [i.key for i in document.images] == ["bb"]
+    assert [(left.source, left.key) for left in document.left] == [("src-aa", "aa")]
+
+
+def test_the_docs_share_keeps_a_stable_part_of_the_key_space():
+    [row] = place_in_split(_two_image_document(), {"aa": "train", "bb": "train"}, ViewConfig(share=1e-9))
+    assert row.value.reason == reasons.DOCUMENT_NOT_SAMPLED and row.value.split == "train"
+    assert sampled("0" * 32, 0.01) and not sampled("f" * 32, 0.99) and sampled("f" * 32, 1.0)
 
 
 def test_document_json_reader_upgrades_an_older_version(monkeypatch):
