@@ -172,7 +172,7 @@ class LogDisplay:
     def __init__(self, every: float = 15.0, logger: logging.Logger = _LOG):
         self._every = every
         self._logger = logger
-        self._last = 0.0
+        self._last = -every
         self._line = ""
 
     def update(self, snapshot: Snapshot) -> None:

@@ -319,7 +319,8 @@ def histogram_svg(dist: Distribution, colours: _Colours, width: int = 520, heigh
     bins = len(dist.edges) - 1
     order = _series_order(dist)
     totals = [sum(dist.series[name][i] for name in order) for i in range(bins)]
-    y_max = _nice(max(totals) if totals else 1)
+    y_step = max(1.0, _nice((max(totals) if totals else 1) / 4))
+    y_max = 4 * y_step
     bin_w = plot_w / bins
     parts = [
         f'<svg class="hist" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
@@ -329,7 +330,7 @@ def histogram_svg(dist: Distribution, colours: _Colours, width: int = 520, heigh
         value = y_max * tick / 4
         y = top + plot_h - plot_h * tick / 4
         parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" class="gridline"/>')
-        label = f"{value:,.0f}" if y_max >= 4 else f"{value:.2g}"
+        label = f"{value:,.0f}"
         parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" class="ytick">{label}</text>')
     for i in range(bins):
         x = left + i * bin_w
@@ -401,7 +402,7 @@ def _thumb(item: GalleryItem, thumbnails: dict[str, str]) -> str:
         uri = thumbnails.get(f"kept:{item.key}") if item.status == "kept" else None
         uri = uri or thumbnails.get(f"source:{item.source}")
     if uri and uri.startswith("data:image/jpeg;base64,"):
-        return f'<img src="{uri}" alt="" loading="lazy">'
+        return f'<img src="{uri}" alt="">'
     return '<div class="noimg">no preview</div>'
 
 

@@ -294,7 +294,8 @@ def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
         out.write(f"unishard: {output}: {len(validation.shards)} shards, {samples} samples, all valid\n")
         return 0
     bad = sum(1 for shard in validation.shards if not shard.ok)
-    out.write(f"unishard: {output}: {len(problems)} problems in {bad} of {len(validation.shards)} shards\n")
+    noun = "problem" if len(problems) == 1 else "problems"
+    out.write(f"unishard: {output}: {len(problems)} {noun}; {bad} of {len(validation.shards)} shards damaged\n")
     for problem in problems:
         out.write(f"  {problem}\n")
     return 1

@@ -9,6 +9,8 @@ import html
 import shutil
 from pathlib import Path
 
+from pipeline import progress
+from pipeline.progress import LogDisplay, Snapshot
 from tests.helpers import Output, make_photo, run_job, write_sidecar
 
 
@@ -67,10 +69,40 @@ def make_inputs(root: Path) -> list[dict]:
     ]
 
 
+class RecordingDisplay(LogDisplay):
+    """The launcher's progress display, keeping every snapshot it is shown."""
+
+    def __init__(self):
+        super().__init__()
+        self.snapshots: list[Snapshot] = []
+
+    def update(self, snapshot: Snapshot) -> None:
+        self.snapshots.append(snapshot)
+        super().update(snapshot)
+
+    def finish(self, snapshot: Snapshot) -> None:
+        self.snapshots.append(snapshot)
+        super().finish(snapshot)
+
+
 def planted_run(tmp_path_factory) -> Output:
-    """Run the pipeline once on the planted inputs (cached for the session); shards hold 3 samples each."""
+    """Run the pipeline once on the planted inputs (cached for the session); shards hold 3 samples each.
+
+    The progress snapshots the launcher showed are kept in ``planted_progress()``.
+    """
     if "run" not in _CACHE:
         root = tmp_path_factory.mktemp("planted")
         inputs = make_inputs(root / "inputs")
-        _CACHE["run"] = run_job(inputs, root / "out", shards={"samples_per_shard": 3})
+        display = RecordingDisplay()
+        original = progress.default_display
+        progress.default_display = lambda: display
+        try:
+            _CACHE["run"] = run_job(inputs, root / "out", shards={"samples_per_shard": 3})
+        finally:
+            progress.default_display = original
+        _CACHE["progress"] = display
     return _CACHE["run"]
+
+
+def planted_progress() -> RecordingDisplay:
+    return _CACHE["progress"]

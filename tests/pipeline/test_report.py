@@ -1,0 +1,244 @@
+"""The report of a real run with planted rejections, duplicates and a hostile caption and file name."""
+
+import html
+import json
+import re
+import shutil
+from html.parser import HTMLParser
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.cli import main
+from pipeline.report import _Thumbnails, run_info, write_report
+from pipeline.report_charts import REJECTED_SERIES, distributions
+from pipeline.report_html import _Colours, histogram_svg
+from schemas.report import Report
+from tests.pipeline.planted import HOSTILE_NAME, planted_run
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    return planted_run(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def report(planted) -> Report:
+    return Report.model_validate_json((planted.path / "report" / "report.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def page(planted) -> str:
+    return (planted.path / "report" / "index.html").read_text(encoding="utf-8")
+
+
+def test_run_writes_a_report_whose_json_validates_against_the_model(planted, report):
+    assert (planted.path / "report" / "index.html").stat().st_size > 10_000
+    assert report.funnel.items == len(planted.ledger) == 19
+    assert report.run.runner and report.run.wall_seconds is not None
+    assert report.run.versions["apache-beam"]
+    assert report.validation is not None and report.validation.ok and all(s.checked for s in report.validation.shards)
+
+
+def test_funnel_counts_every_item_per_stage_reason_and_domain(planted, report):
+    ledger = planted.ledger
+    expected = {}
+    for row in ledger:
+        if row["status"] != "kept":
+            expected[(row["stage"], row["reason"])] = expected.get((row["stage"], row["reason"]), 0) + 1
+    assert {(r.stage, r.reason): r.count for r in report.funnel.reasons} == expected
+    assert expected[("exact_dedup", "exact_duplicate")] == 2
+    stages = [step.stage for step in report.funnel.steps]
+    assert stages.index("ingest") < stages.index("normalise") < stages.index("text") < stages.index("exact_dedup")
+    assert report.funnel.steps[0].entered == 19 and report.funnel.steps[-1].remaining == report.funnel.kept == 12
+    for before, after in zip(report.funnel.steps, report.funnel.steps[1:], strict=False):
+        assert after.entered == before.remaining
+    domains = {d.domain: (d.items, d.kept) for d in report.funnel.domains}
+    assert domains == {"marketing": (12, 8), "factory": (7, 4)}
+
+
+class _Tags(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+
+def test_hostile_caption_and_file_name_render_as_text(page, report):
+    parser = _Tags()
+    parser.feed(page)
+    assert "script" not in {tag for tag, _ in parser.tags}
+    assert not [(tag, name) for tag, attrs in parser.tags for name in attrs if name.startswith("on")]
+    assert all(attrs["src"].startswith("data:image/jpeg;base64,") for tag, attrs in parser.tags if tag == "img")
+    assert "<script" not in page.lower()
+    hostile = next(item.text for item in report.galleries.kept if "<script>window.__pwned" in item.text)
+    assert html.escape(hostile) in page
+    assert "&lt;svg onload=window.__pwned=3&gt;.jpg" in page
+    assert "Content-Security-Policy" in page and "default-src &#x27;none&#x27;" not in page
+    assert "default-src 'none'" in page
+    for attribute in re.findall(r'\s(?:src|href)="([^"]*)"', page):
+        assert attribute.startswith(("data:image/jpeg;base64,", "#")), attribute
+
+
+def test_galleries_show_kept_samples_rejections_and_duplicate_groups(report):
+    kept = report.galleries.kept
+    assert len(kept) == 12 and all(item.has_thumbnail and item.text for item in kept)
+    assert any("<script>window.__pwned" in item.text for item in kept)
+    assert any(item.source.endswith(HOSTILE_NAME) for item in kept)
+    groups = {(g.stage, g.reason): g for g in report.galleries.rejected}
+    assert set(groups) == {
+        ("ingest", "missing_file"),
+        ("normalise", "not_an_image"),
+        ("normalise", "too_small"),
+        ("text", "no_text"),
+        ("exact_dedup", "exact_duplicate"),
+        ("exact_dedup", "pixel_duplicate"),
+    }
+    thumbs = {item.source.rsplit("/", 1)[-1]: item.has_thumbnail for g in groups.values() for item in g.items}
+    assert thumbs["broken.jpg"] is False and thumbs["extra.csv#2"] is False
+    assert thumbs["silent.jpg"] and thumbs["tiny.jpg"] and thumbs["product1.jpg"] and thumbs["banner.png"]
+    clusters = {c.survivor.source.rsplit("/", 1)[-1]: c for c in report.galleries.clusters}
+    assert set(clusters) == {"product1-copy.jpg", "banner-again.png", "extra.csv#1"}
+    copy = clusters["product1-copy.jpg"]
+    assert copy.size == 2 and copy.reasons == ["exact_duplicate"] and copy.survivor.status == "kept"
+    assert copy.survivor.has_thumbnail and copy.members[0].has_thumbnail
+    assert copy.members[0].source.endswith("/product1.jpg")
+    assert clusters["banner-again.png"].reasons == ["pixel_duplicate"]
+
+
+def test_thumbnails_of_manifest_rows_are_read_through_the_manifest(planted):
+    thumbs = _Thumbnails(str(planted.path), run_info(str(planted.path)).config)
+    manifest = next(
+        s["path"] for s in run_info(str(planted.path)).config["ingest"]["inputs"] if s["path"].endswith("csv")
+    )
+    assert thumbs.from_source(f"{manifest}#1", None)
+    assert not thumbs.from_source(f"{manifest}#2", None)
+    assert thumbs.uris[f"source:{manifest}#1"].startswith("data:image/jpeg;base64,")
+
+
+def test_distributions_cover_the_kept_samples_per_domain(report):
+    charts = {d.name: d for d in report.distributions}
+    assert {"caption_length", "resolution", "aspect_ratio", "file_size"} <= set(charts)
+    assert [name for name in charts if name.startswith("score_clip")], "the smoke CLIP score is charted"
+    for chart in charts.values():
+        assert {name: sum(counts) for name, counts in chart.series.items()} == {"factory": 4, "marketing": 8}
+        assert len(chart.edges) == len(next(iter(chart.series.values()))) + 1
+    assert charts["aspect_ratio"].stats["factory"].median == pytest.approx(0.5)
+
+
+def test_clip_scores_are_charted_with_rejected_scores_and_the_threshold():
+    sidecar = pa.table(
+        {
+            "key": ["a", "b", "c"],
+            "domain": ["factory", "marketing", "marketing"],
+            "scores": [json.dumps({"clip_vit_b_32_laion2b": v}) for v in (0.31, 0.35, 0.29)],
+        }
+    )
+    detail = json.dumps({"score": 0.12, "threshold": 0.28})
+    ledger = pa.table(
+        {
+            "status": ["rejected", "kept"],
+            "stage": ["clip_filter", "write_shards"],
+            "detail": [detail, "{}"],
+            "domain": ["factory", "factory"],
+        }
+    )
+    (chart,) = distributions(sidecar, ledger, {"clip_filter": {"threshold": 0.28}})
+    assert chart.name == "score_clip_vit_b_32_laion2b"
+    assert sum(chart.series[REJECTED_SERIES]) == 1 and sum(chart.series["marketing"]) == 2
+    assert [t.value for t in chart.thresholds] == [0.28]
+    svg = histogram_svg(chart, _Colours(list(chart.series)))
+    assert 'class="threshold"' in svg and "threshold 0.28" in svg
+
+
+def test_run_facts_models_smoke_warning_and_audit_come_from_the_run(report, page):
+    assert [(m.section, m.name, m.precision) for m in report.run.models] == [("clip", "clip_smoke_tiny_vit", "fp32")]
+    assert report.run.smoke_models and "NOT meaningful" in report.warnings[0]
+    assert report.audit is not None and report.audit["items"] == {"kept": 12, "rejected": 7}
+    assert "How much each filter removes from each group" in page and "Representation before and after" in page
+
+
+def _copy_without_optional_parts(planted, out):
+    shutil.copytree(planted.path, out)
+    for folder in ("audit", "dedup", "report"):
+        shutil.rmtree(out / folder, ignore_errors=True)
+    (out / "_run" / "models.json").unlink()
+    config = json.loads((out / "_run" / "config.json").read_text())
+    config["clip"]["smoke"] = False
+    (out / "_run" / "config.json").write_text(json.dumps(config))
+
+
+def test_sections_that_do_not_exist_are_left_out(planted, tmp_path):
+    out = tmp_path / "out"
+    _copy_without_optional_parts(planted, out)
+    report = write_report(str(out))
+    page = (out / "report" / "index.html").read_text(encoding="utf-8")
+    assert report.audit is None and report.warnings == [] and not report.run.smoke_models
+    assert "Safety and bias audit" not in page and 'href="#audit"' not in page
+    assert len(report.galleries.clusters) == 3, "exact duplicate groups still come from the ledger"
+
+
+def test_dedup_cluster_files_and_audit_warnings_are_shown_escaped(planted, tmp_path):
+    out = tmp_path / "out"
+    _copy_without_optional_parts(planted, out)
+    (out / "audit").mkdir()
+    audit = {
+        "warnings": [{"code": "disproportionate_exclusion", "message": "clip_filter removes line-2 <b>3.1x</b>"}],
+        "exclusion": [
+            {
+                "stage": "clip_filter",
+                "dimension": "line",
+                "value": "<i>line-2</i>",
+                "items": 10,
+                "excluded": 6,
+                "rate": 0.6,
+                "overall_rate": 0.2,
+                "ratio": 3.0,
+            },
+        ],
+        "future_metric": {"a": 1, "b": 2},
+    }
+    (out / "audit" / "audit.json").write_text(json.dumps(audit))
+    (out / "dedup").mkdir()
+    kept = [row for row in planted.ledger if row["status"] == "kept"][:3]
+    rows = [
+        {
+            "cluster_id": f"near_dedup-{kept[0]['key']}",
+            "stage": "near_dedup",
+            "metric": "phash_hamming",
+            "size": 3,
+            "key": row["key"],
+            "source": row["source"],
+            "survivor_key": kept[0]["key"],
+            "distance": float(2 * i),
+            "removed": False,
+            "report_only": True,
+        }
+        for i, row in enumerate(kept)
+    ]
+    pq.write_table(pa.Table.from_pylist(rows), out / "dedup" / "near_dedup.parquet")
+
+    report = write_report(str(out))
+    page = (out / "report" / "index.html").read_text(encoding="utf-8")
+    assert report.warnings == ["Audit: clip_filter removes line-2 <b>3.1x</b> [disproportionate_exclusion]"]
+    assert "clip_filter removes line-2 &lt;b&gt;3.1x&lt;/b&gt;" in page and "<b>3.1x" not in page
+    assert "&lt;i&gt;line-2&lt;/i&gt;" in page and 'class="flag"' in page and "future_metric" in page
+    near = report.galleries.clusters[0]
+    assert near.size == 3 and near.reasons == ["near_dedup"] and near.survivor.key == kept[0]["key"]
+    assert near.survivor.has_thumbnail and len(near.members) == 2
+    assert all("kept (report only)" in m.note and "phash_hamming" in m.note for m in near.members)
+
+
+def test_report_is_deterministic_and_the_cli_writes_it(planted, tmp_path, capsys):
+    out = tmp_path / "out"
+    shutil.copytree(planted.path, out)
+    shutil.rmtree(out / "report")
+    assert main(["report", str(out)]) == 0
+    assert "19 items, 12 kept, 7 rejected, 0 failed; 4 shards (valid)" in capsys.readouterr().out
+    first = {p.name: p.read_bytes() for p in (out / "report").iterdir()}
+    assert main(["report", str(out)]) == 0
+    assert {p.name: p.read_bytes() for p in (out / "report").iterdir()} == first
+    assert main(["report", str(tmp_path / "nothing")]) == 2

@@ -1,0 +1,167 @@
+"""``unishard validate`` on a real run's shards, and on copies damaged in every way a shard set goes bad."""
+
+import io
+import json
+import shutil
+import tarfile
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.cli import main
+from pipeline.validate import check_shard, validate_output
+from tests.pipeline.planted import planted_run
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    return planted_run(tmp_path_factory)
+
+
+@pytest.fixture
+def copy(planted, tmp_path) -> Path:
+    out = tmp_path / "out"
+    shutil.copytree(planted.path, out)
+    return out
+
+
+def _biggest_shard(out: Path) -> Path:
+    return max(sorted((out / "shards").rglob("*.tar")), key=lambda p: (len(_members(p)), p.name))
+
+
+def _members(path: Path) -> list[tuple[tarfile.TarInfo, bytes]]:
+    with tarfile.open(path) as tar:
+        return [(m, tar.extractfile(m).read()) for m in tar.getmembers()]
+
+
+def _rewrite(path: Path, members: list[tuple[tarfile.TarInfo, bytes]]) -> None:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for info, data in members:
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    path.write_bytes(buffer.getvalue())
+
+
+def truncate_mid_member(out: Path) -> Path:
+    shard = _biggest_shard(out)
+    data = shard.read_bytes()
+    shard.write_bytes(data[: len(data) // 2 + 100])
+    return shard
+
+
+def truncate_at_member_boundary(out: Path) -> Path:
+    shard = _biggest_shard(out)
+    with tarfile.open(shard) as tar:
+        last = tar.getmembers()[-1]
+    end = last.offset_data + (last.size + 511) // 512 * 512
+    shard.write_bytes(shard.read_bytes()[:end])
+    return shard
+
+
+def drop_txt_member(out: Path) -> Path:
+    shard = _biggest_shard(out)
+    members = _members(shard)
+    first_txt = next(info.name for info, _ in members if info.name.endswith(".txt"))
+    _rewrite(shard, [(info, data) for info, data in members if info.name != first_txt])
+    return shard
+
+
+def tamper_image(out: Path) -> Path:
+    shard = _biggest_shard(out)
+    with tarfile.open(shard) as tar:
+        image = next(m for m in tar.getmembers() if m.name.endswith((".jpg", ".png", ".webp")))
+    data = bytearray(shard.read_bytes())
+    middle = image.offset_data + image.size // 2
+    data[middle : middle + 8] = bytes(b ^ 0xFF for b in data[middle : middle + 8])
+    shard.write_bytes(bytes(data))
+    return shard
+
+
+def drop_sidecar_row(out: Path) -> Path:
+    shard = _biggest_shard(out)
+    sidecar = shard.with_suffix(".parquet")
+    table = pq.read_table(sidecar)
+    pq.write_table(table.slice(1), sidecar)
+    return shard
+
+
+def change_sidecar_text(out: Path) -> Path:
+    shard = _biggest_shard(out)
+    sidecar = shard.with_suffix(".parquet")
+    rows = pq.read_table(sidecar).to_pylist()
+    rows[0]["text"] = "something else"
+    pq.write_table(pq.read_table(sidecar).from_pylist(rows, schema=pq.read_schema(sidecar)), sidecar)
+    return shard
+
+
+def uppercase_key(out: Path) -> Path:
+    shard = _biggest_shard(out)
+    members = _members(shard)
+    key = members[0][0].name.split(".", 1)[0]
+    for info, _ in members:
+        if info.name.startswith(key + "."):
+            info.name = key.upper() + info.name[len(key) :]
+    _rewrite(shard, members)
+    return shard
+
+
+def wrong_index_count(out: Path) -> Path:
+    shard = _biggest_shard(out)
+    index_path = shard.parent / "index.json"
+    index = json.loads(index_path.read_text())
+    entry = next(e for e in index["shardlist"] if e["url"] == shard.name)
+    entry["nsamples"] += 1
+    index_path.write_text(json.dumps(index))
+    return shard
+
+
+CORRUPTIONS = {
+    "truncated in a member": (truncate_mid_member, "truncated or corrupted"),
+    "end-of-archive cut off": (truncate_at_member_boundary, "no clean end-of-archive marker"),
+    "missing member": (drop_txt_member, "has no txt member"),
+    "tampered image": (tamper_image, "image bytes do not match image_sha256"),
+    "sidecar row missing": (drop_sidecar_row, "sidecar has no row for tar samples"),
+    "sidecar text differs": (change_sidecar_text, "text differs from the tar's json"),
+    "key not lowercase hex": (uppercase_key, "is not lowercase hex"),
+    "index count wrong": (wrong_index_count, "index.json says"),
+}
+
+
+def test_a_sound_run_validates_and_the_cli_exits_zero(planted, capsys):
+    validation = validate_output(str(planted.path))
+    assert validation.ok, validation.all_problems()
+    assert sum(shard.samples for shard in validation.shards) == 12
+    assert main(["validate", str(planted.path)]) == 0
+    assert "4 shards, 12 samples, all valid" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", sorted(CORRUPTIONS))
+def test_damaged_shards_are_caught_with_a_clear_message(name, copy, capsys):
+    damage, expected = CORRUPTIONS[name]
+    shard = damage(copy)
+    validation = validate_output(str(copy))
+    problems = validation.all_problems()
+    assert not validation.ok
+    assert any(expected in problem and shard.name in problem for problem in problems), problems
+    assert all(s.ok for s in validation.shards if s.path != str(shard)), "only the damaged shard is reported"
+    assert main(["validate", str(copy)]) == 1
+    printed = capsys.readouterr().out
+    assert expected in printed and shard.name in printed
+
+
+def test_a_deleted_shard_breaks_the_index_and_the_ledger_count(copy):
+    shard = _biggest_shard(copy)
+    samples = len({info.name.split(".")[0] for info, _ in _members(shard)})
+    shard.unlink()
+    problems = validate_output(str(copy)).all_problems()
+    assert any(f"lists {shard.name}, which does not exist" in p for p in problems), problems
+    assert any(f"the ledger counts 12 kept items but the pairs shards hold {12 - samples}" in p for p in problems)
+
+
+def test_garbage_is_not_a_shard(tmp_path):
+    path = tmp_path / "shard-000000.tar"
+    path.write_bytes(b"\x00garbage" * 100)
+    check = check_shard(str(path), "pairs", "all")
+    assert check.problems and "truncated or corrupted" in check.problems[0]
