@@ -466,7 +466,9 @@ class PlacementConfig(Section):
 class DocumentsConfig(Section):
     """Interleaved documents (``transforms/documents.py``): text and image segments in order, after curation."""
 
-    enabled: bool = True
+    enabled: bool = pydantic.Field(
+        True, description="Assemble documents; when false, text rows (manifest rows without a path) are unused."
+    )
     id_field: str = pydantic.Field("doc_id", description="Metadata field holding a sample's or text row's document.")
     position_field: str = pydantic.Field("position", description="Metadata field ordering a document's segments.")
     text_fields: list[str] = pydantic.Field(
