@@ -13,9 +13,11 @@ builds a small randomly initialised model of the same family (a tiny ViT CLIP, s
 for offline checks; its id contains ``smoke`` and its scores mean nothing.
 
 Determinism: row results of a CPU forward pass depend on the batch size (different GEMM kernels), so every forward
-pass has a fixed size and partial batches are padded; results never depend on how Beam batched the elements. int8
-dynamic quantization computes activation scales per batch, so the quantized image tower encodes one image per pass.
-bf16 results also depend on the thread count: set ``clip.threads`` when bf16 outputs must match across machines.
+pass has a fixed size and partial batches are padded; results never depend on how Beam batched the elements.
+PyTorch's int8 dynamic quantization scales activations per tensor, so an image's result would depend on its batch
+companions; ``int8-dynamic`` here quantizes each activation row (token) with its own scale instead
+(``transforms/_int8_rows.py``), which keeps batching and is exactly batch-independent (integer accumulation). bf16
+results also depend on the thread count: set ``clip.threads`` when bf16 outputs must match across machines.
 
 ``LookupClipModel`` is a deterministic stand-in with the same interface for tests.
 """
@@ -241,7 +243,7 @@ class ClipModel:
         model_id: Name of the model in score fields (``clip_vit_b_32_laion2b``).
         precision: ``fp32``, ``bf16`` or ``int8-dynamic`` (image tower only; text stays fp32).
         device: ``cpu`` or ``cuda``.
-        image_batch: Images per forward pass (1 under int8, whose activation scales span the batch).
+        image_batch: Images per forward pass (partial passes are padded to it).
     """
 
     def __init__(
@@ -265,12 +267,9 @@ class ClipModel:
         self._dtype = torch.bfloat16 if precision == "bf16" else torch.float32
         model = model.to(device=device, dtype=self._dtype).eval()
         if precision == "int8-dynamic":
-            import warnings
+            from transforms._int8_rows import quantize_rows
 
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # torch.ao.quantization is deprecated for torchao, still supported
-                model.visual = torch.ao.quantization.quantize_dynamic(model.visual, {torch.nn.Linear}, torch.qint8)
-            image_batch = 1
+            model.visual = quantize_rows(model.visual)
         self._model = model
         self.image_batch = image_batch
         self.text_batch = text_batch
@@ -286,7 +285,7 @@ class ClipModel:
 
     def encode_pixels(self, pixels: Any, batch_size: int | None = None) -> np.ndarray:
         """Unit-norm embeddings of preprocessed images, in passes of exactly ``batch_size`` (padded with zeros)."""
-        size = 1 if self.image_batch == 1 else batch_size or self.image_batch
+        size = batch_size or self.image_batch
         return self._fixed_passes(pixels, size, self._model.encode_image)
 
     def encode_images(self, images: Sequence[Any], batch_size: int | None = None) -> np.ndarray:

@@ -38,6 +38,12 @@ def test_smoke_model_rows_are_unit_vectors_independent_of_batch_company(photos, 
     assert model.precision == precision
 
 
+def test_int8_rows_stay_close_to_fp32(photos):
+    fp32 = load_clip(SMOKE).encode_images(photos)
+    int8 = load_clip(ClipModelConfig(smoke=True, precision="int8-dynamic")).encode_images(photos)
+    assert float(np.min(np.sum(fp32 * int8, axis=1))) > 0.99
+
+
 def test_smoke_model_is_the_same_in_every_load_and_cached_per_config(photos):
     first, second = load_clip(SMOKE, cache=False), load_clip(SMOKE, cache=False)
     assert np.array_equal(first.encode_images(photos[:2]), second.encode_images(photos[:2]))
