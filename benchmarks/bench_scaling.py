@@ -1,23 +1,29 @@
 """Measure the per-image costs that size a large run (``docs/scaling.md`` is derived from this script's output).
 
-On N generated ~1 MP JPEGs (or photos derived from ``--corpus DIR``) it reports, as JSON lines:
+Inputs are N images taken as they are from ``--corpus`` folders (spread evenly over them), or N distinct generated
+~1 MP photos. It reports, as JSON lines:
 
-* ``stage_cpu``: CPU seconds per image of each per-item stage run in this process (read, normalise, text,
-  fingerprint), against the yardstick of a plain PIL decode (draft mode), resize, re-encode of the same files
-  measured in the same run;
-* ``shuffle``: bytes and elements entering every GroupByKey of the real pipeline (Beam's sampled PCollection byte
+* ``stage_cpu``: CPU seconds per image of the per-item stages run in this process (read, normalise, text,
+  fingerprint), against the yardstick of a plain PIL read, draft decode, orient, resize and re-encode of the same
+  files to the same size, measured in the same run;
+* ``shuffle``: elements and bytes entering every GroupByKey of the real pipeline (Beam's sampled PCollection byte
   sizes from an in-process FnApiRunner run), per input image;
-* ``output``: bytes per kept sample of shards, Parquet sidecars and ledger;
-* ``end_to_end``: wall seconds, images/s and peak resident memory of ``unishard run --profile direct-multiprocess``;
-* ``model``: the CLIP ViT-B-32 image and text towers (random weights: same compute, nothing downloaded) in CPU
-  seconds per image and per caption with one torch thread, FLOPs per image, and weight bytes.
+* ``output``: bytes per kept sample of shards and Parquet sidecars, and per input of the ledger;
+* ``end_to_end``: ``unishard run --profile direct-multiprocess`` on 10 images (the fixed cost of imports, worker
+  processes and models) and on all N: marginal CPU seconds per image (whole process tree), marginal images/s, peak
+  resident memory. Model stages run the small random CLIP (``clip.smoke``) here;
+* ``model``: the CLIP ViT-B-32 image and text towers (random weights: the same compute, nothing downloaded) in CPU
+  seconds per image and per caption on one torch thread, GFLOPs per image, and weight size.
 
-    python benchmarks/bench_scaling.py --images 200 --workers 2
+    python benchmarks/bench_scaling.py --images 400 --workers 2 \
+        --corpus ../shared/corpora/marketing --corpus ../shared/corpora/factory
 """
 
 import argparse
+import io
 import json
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -27,7 +33,49 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._measure import run_measured  # noqa: E402
-from benchmarks.bench_ingest import _plain_one, make_inputs  # noqa: E402
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+SMALL_RUN = 10
+
+
+def make_inputs(folder: Path, count: int, corpora: list[Path]) -> None:
+    """``count`` input images: files from the corpora as they are (spread evenly over them), or distinct ~1 MP
+    synthetic photos (one seed each, so no two are near-duplicates) with a sidecar title."""
+    folder.mkdir(parents=True)
+    if corpora:
+        per_corpus = -(-count // len(corpora))
+        chosen = []
+        for corpus in corpora:
+            files = sorted(p for p in corpus.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            chosen += files[:: max(1, len(files) // per_corpus)][:per_corpus]
+        for index, path in enumerate(chosen[:count]):
+            (folder / f"img{index:06d}{path.suffix.lower()}").symlink_to(path.resolve())
+            (folder / f"img{index:06d}.json").write_text(json.dumps({"title": f"{path.parent.name} {path.stem}"}))
+        return
+    from tests.helpers import make_photo
+
+    for index in range(count):
+        path = folder / f"img{index:06d}.jpg"
+        make_photo(1152, 864, seed=index).save(path, quality=90)
+        path.with_suffix(".json").write_text(json.dumps({"title": f"benchmark image {index}"}))
+
+
+def plain_pil(path: str, max_side: int) -> bytes:
+    """The yardstick: read, decode in draft mode, orient, resize, re-encode, with nothing else."""
+    from PIL import Image, ImageOps
+
+    with open(path, "rb") as handle:
+        image = Image.open(io.BytesIO(handle.read()))
+    image.draft("RGB", (max_side, max_side))
+    image = ImageOps.exif_transpose(image.convert("RGB"))
+    image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def image_paths(inputs: Path) -> list[Path]:
+    return sorted(p for p in inputs.iterdir() if p.suffix in IMAGE_SUFFIXES)
 
 
 def emit(kind: str, **values) -> None:
@@ -37,7 +85,7 @@ def emit(kind: str, **values) -> None:
 def stage_cpu(inputs: Path) -> None:
     """CPU seconds per image of each per-item stage, one process, against a plain PIL yardstick."""
     from schemas.config import UnishardConfig
-    from schemas.records import InputItem, fingerprint
+    from schemas.records import InputItem, Sample, fingerprint
     from transforms.ingest import _ReadFn
     from transforms.normalise import _NormaliseFn
     from transforms.text import _ChooseTextFn
@@ -46,18 +94,23 @@ def stage_cpu(inputs: Path) -> None:
     read, text = _ReadFn(config.ingest), _ChooseTextFn(config.text)
     normalise = _NormaliseFn(config.normalise, config.near_dedup.hash_names())
     normalise.setup()
-    paths = sorted(inputs.glob("*.jpg"))
+    paths = image_paths(inputs)
     spent = dict.fromkeys(("read", "normalise", "text", "fingerprint", "yardstick_plain_pil"), 0.0)
     input_bytes = 0
     for path in paths:
         item = InputItem(str(path), str(path), "unknown", sidecar=str(path.with_suffix("")))
         clock = time.process_time()
         (item,) = read.apply(item)
+        if not isinstance(item, InputItem):
+            continue
         spent["read"] += time.process_time() - clock
         input_bytes += len(item.data)
         clock = time.process_time()
-        (sample,) = normalise.apply(item)
+        outputs = list(normalise.process(item))
         spent["normalise"] += time.process_time() - clock
+        if not isinstance(outputs[0], Sample):
+            continue
+        (sample,) = outputs
         clock = time.process_time()
         (sample,) = text.apply(sample)
         spent["text"] += time.process_time() - clock
@@ -65,7 +118,7 @@ def stage_cpu(inputs: Path) -> None:
         fingerprint(sample)
         spent["fingerprint"] += time.process_time() - clock
         clock = time.process_time()
-        _plain_one(str(path))
+        plain_pil(str(path), config.normalise.max_side)
         spent["yardstick_plain_pil"] += time.process_time() - clock
     per_image = {name: round(seconds / len(paths), 5) for name, seconds in spent.items()}
     ours = per_image["read"] + per_image["normalise"] + per_image["text"] + per_image["fingerprint"]
@@ -90,7 +143,7 @@ def shuffle_and_output(inputs: Path, work: Path) -> None:
     from pipeline.assemble import build
     from schemas.config import UnishardConfig
 
-    images = len(list(inputs.glob("*.jpg")))
+    images = len(image_paths(inputs))
     output = work / "shuffle-out"
     config = UnishardConfig.model_validate(
         {
@@ -113,6 +166,8 @@ def shuffle_and_output(inputs: Path, work: Path) -> None:
             counts[pcoll] = monitoring_infos.extract_metric_result_map_value(info)
         elif info.urn == monitoring_infos.SAMPLED_BYTE_SIZE_URN:
             sizes[pcoll] = monitoring_infos.extract_metric_result_map_value(info).mean
+    tars = list(output.rglob("*.tar"))
+    kept = sum(pq.read_metadata(path.with_suffix(".parquet")).num_rows for path in tars)
     components = pipeline.to_runner_api().components
     total = 0.0
     for transform in sorted(components.transforms.values(), key=lambda t: t.unique_name):
@@ -122,16 +177,21 @@ def shuffle_and_output(inputs: Path, work: Path) -> None:
         elements = counts.get(pcoll, 0)
         volume = elements * (sizes.get(pcoll) or 0)
         total += volume
-        emit(
-            "shuffle",
-            step=transform.unique_name,
-            elements=elements,
-            bytes_per_element=round(sizes.get(pcoll) or 0),
-            bytes_per_input_image=round(volume / images),
-        )
-    emit("shuffle_total", images=images, bytes_per_input_image=round(total / images), in_process_wall_s=round(wall, 2))
-    tars = list(output.rglob("*.tar"))
-    kept = sum(pq.read_metadata(path.with_suffix(".parquet")).num_rows for path in tars)
+        if elements:
+            emit(
+                "shuffle",
+                step=transform.unique_name,
+                elements=elements,
+                bytes_per_element=round(sizes.get(pcoll) or 0),
+                bytes_per_input_image=round(volume / images),
+            )
+    emit(
+        "shuffle_total",
+        images=images,
+        kept=kept,
+        bytes_per_input_image=round(total / images),
+        in_process_wall_s=round(wall, 2),
+    )
     ledger = list((output / "ledger").glob("*.parquet"))
     emit(
         "output",
@@ -142,25 +202,38 @@ def shuffle_and_output(inputs: Path, work: Path) -> None:
     )
 
 
-def end_to_end(inputs: Path, work: Path, workers: int) -> None:
-    command = [sys.executable, "-m", "pipeline", "run", "--input", f"files:{inputs}", "--output", str(work / "e2e")]
-    command += [
-        "--set",
-        "text.fields=['title']",
-        "--set",
-        "clip.smoke=true",
-        "--profile",
-        "direct-multiprocess",
-        f"--direct_num_workers={workers}",
-    ]
+def _run_cli(inputs: Path, output: Path, workers: int) -> tuple[float, float, int]:
+    command = [sys.executable, "-m", "pipeline", "run", "--input", f"files:{inputs}", "--output", str(output)]
+    command += ["--set", "text.fields=['title']", "--set", "clip.smoke=true", "--no-progress", "--no-report"]
+    command += ["--profile", "direct-multiprocess", f"--direct_num_workers={workers}"]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     seconds, peak, _ = run_measured(command, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    images = len(list(inputs.glob("*.jpg")))
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return seconds, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), peak
+
+
+def end_to_end(inputs: Path, work: Path, workers: int) -> None:
+    """The CLI on a handful of images (the fixed cost: imports, workers, model) and on all; the difference is the
+    marginal cost per image."""
+    small = work / "inputs-small"
+    small.mkdir()
+    paths = image_paths(inputs)
+    for path in paths[:SMALL_RUN]:
+        (small / path.name).symlink_to(path.resolve())
+        (small / path.with_suffix(".json").name).symlink_to(path.with_suffix(".json").resolve())
+    small_s, small_cpu, _ = _run_cli(small, work / "e2e-small", workers)
+    seconds, cpu, peak = _run_cli(inputs, work / "e2e", workers)
+    extra = len(paths) - SMALL_RUN
     emit(
         "end_to_end",
-        images=images,
+        images=len(paths),
         workers=workers,
         wall_s=round(seconds, 2),
-        images_per_s=round(images / seconds, 2),
+        cpu_s=round(cpu, 2),
+        fixed_wall_s=round(small_s, 2),
+        fixed_cpu_s=round(small_cpu, 2),
+        marginal_cpu_s_per_image=round((cpu - small_cpu) / extra, 4),
+        marginal_images_per_s=round(extra / max(1e-9, seconds - small_s), 2),
         peak_rss_mb=round(peak / 2**20),
     )
 
@@ -206,7 +279,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--workers", type=int, default=os.cpu_count())
-    parser.add_argument("--corpus", type=Path, help="a folder of real photos to derive the inputs from")
+    parser.add_argument(
+        "--corpus", type=Path, action="append", default=[], help="a folder of real images to use (repeatable)"
+    )
     parser.add_argument("--model-batches", type=int, default=4, help="batches of 16 for the model timing; 0 skips")
     args = parser.parse_args()
     emit("machine", cpus=os.cpu_count(), load_average_1m=round(os.getloadavg()[0], 2))

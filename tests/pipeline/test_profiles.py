@@ -26,6 +26,7 @@ from apache_beam.runners.runner import create_runner
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline import cli
+from pipeline.launch import run_job
 from pipeline.profiles import (
     PROFILE_DIR,
     apply_profile,
@@ -104,15 +105,19 @@ def test_local_profiles_and_the_default_never_try_prism():
         assert load_profile(name).beam["runner"] == "FnApiRunner"
 
 
-def test_default_run_logs_no_prism_attempt(tmp_path, run, photo, caplog):
-    images = tmp_path / "images"
-    images.mkdir()
-    photo(seed=1).save(images / "one.jpg")
-    (images / "one.txt").write_text("a photo", encoding="utf-8")
+@pytest.mark.parametrize("args", [[], ["--runner=DirectRunner"], ["--profile", "direct-multiprocess"]])
+def test_default_and_direct_runs_log_no_prism_attempt(args, caplog):
+    if args[:1] == ["--profile"]:
+        args, _ = apply_profile(args[1], ["--direct_num_workers=1"], [])
+    options = PipelineOptions(args)
+    runner = resolve_options(options)
+    pipeline = beam.Pipeline(options=options)
+    _ = pipeline | beam.Create([1, 2, 3]) | "Square" >> beam.Map(lambda x: x * x)
     with caplog.at_level(logging.INFO):
-        out = run([images])
-    assert out.summary.counts["by_status"] == {"kept": 1}
-    assert not [record for record in caplog.records if re.search(PRISM_ATTEMPT, record.getMessage())]
+        run_job(pipeline, runner, "STAGING")
+    assert runner == "FnApiRunner"
+    assert "job finished on FnApiRunner; state DONE" in caplog.text
+    assert not re.search(PRISM_ATTEMPT, caplog.text)
 
 
 def test_command_line_flags_override_the_profile():
