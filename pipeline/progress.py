@@ -9,6 +9,7 @@ sits beside the staging folder and is removed when the job ends.
 """
 
 import contextlib
+import fnmatch
 import logging
 import shutil
 import sys
@@ -24,7 +25,8 @@ from apache_beam.io.filesystems import FileSystems
 from transforms.progress import CountProgress, point_name, read_counts
 
 _LOG = logging.getLogger("unishard")
-TOTAL_LABELS = ("Ingest/FlattenListed",)
+# Items listed, plus manifest rows rejected while listing (they never reach the listing's Flatten).
+TOTAL_LABELS = ("Ingest/FlattenListed", "Ingest/Input*ManifestDropped")
 DONE_LABEL = "WriteLedger"
 TOTAL_POINT = "ingest.listed"
 
@@ -73,20 +75,21 @@ def attach(pipeline: beam.Pipeline, folder: str) -> list[Point]:
             counted[id(pcoll)] = point_name(applied.full_label)
             _ = pcoll | f"Progress{point_name(applied.full_label)}" >> CountProgress(folder, applied.full_label)
         points.append(Point(applied.full_label, counted[id(pcoll)]))
-    listed = _find(top, TOTAL_LABELS)
-    if listed is not None:
-        _ = listed | "ProgressListed" >> CountProgress(folder, TOTAL_POINT)
+    for index, listed in enumerate(_find(top, TOTAL_LABELS)):
+        _ = listed | f"ProgressListed{index}" >> CountProgress(folder, TOTAL_POINT)
     return points
 
 
-def _find(applied_list: list, labels: tuple[str, ...]) -> beam.PCollection | None:
+def _find(applied_list: list, patterns: tuple[str, ...]) -> list[beam.PCollection]:
+    """The single outputs of every nested step whose full label matches one of ``patterns``, in label order."""
+    found = []
     stack = list(applied_list)
     while stack:
         applied = stack.pop()
-        if applied.full_label in labels and len(applied.outputs) == 1:
-            return next(iter(applied.outputs.values()))
+        if any(fnmatch.fnmatchcase(applied.full_label, p) for p in patterns) and len(applied.outputs) == 1:
+            found.append((applied.full_label, next(iter(applied.outputs.values()))))
         stack.extend(applied.parts)
-    return None
+    return [pcoll for _, pcoll in sorted(found, key=lambda item: item[0])]
 
 
 class Tracker:
@@ -139,28 +142,53 @@ def describe(snapshot: Snapshot) -> str:
     rate_value = snapshot.done / snapshot.elapsed if snapshot.finished and snapshot.elapsed > 0 else snapshot.rate
     rate = f" · {rate_value:,.1f} items/s" if rate_value is not None else ""
     accounted = f" · {snapshot.done:,}{of_total} accounted" if snapshot.done or total else ""
-    verb = "done" if snapshot.finished else f"step {snapshot.stage_index}/{snapshot.stage_count} {snapshot.stage}"
-    if not snapshot.finished and not snapshot.count:
+    if snapshot.finished:
+        return f"[{clock}] done: {snapshot.done:,} items accounted in the ledger{rate}"
+    verb = f"step {snapshot.stage_index}/{snapshot.stage_count} {snapshot.stage}"
+    if not snapshot.count:
         return f"[{clock}] listing inputs: {total or 0:,} items found"
     return f"[{clock}] {verb}: {snapshot.count:,}{of_total} items{share}{rate}{accounted}"
 
 
-class TerminalDisplay:
-    """Redraw one status line in place on a terminal."""
+class TerminalDisplay(logging.Filter):
+    """Redraw one status line in place on a terminal.
+
+    While it shows, it also filters the root logger's handlers: each log record first clears the status line, so
+    log output never runs into it; the next poll draws the line again below the record.
+    """
 
     interval = 0.5
 
     def __init__(self, stream=None):
+        super().__init__()
         self._stream = stream or sys.stderr
+        self._handlers: list[logging.Handler] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        with contextlib.suppress(Exception):
+            self._stream.write("\r\x1b[K")
+        return True
 
     def update(self, snapshot: Snapshot) -> None:
+        if not self._handlers:
+            self._handlers = list(logging.getLogger().handlers)
+            for handler in self._handlers:
+                handler.addFilter(self)
         width = shutil.get_terminal_size((100, 20)).columns - 1
         self._stream.write("\r\x1b[K" + describe(snapshot)[:width])
         self._stream.flush()
 
     def finish(self, snapshot: Snapshot) -> None:
-        self.update(snapshot)
-        self._stream.write("\n")
+        self.close()
+        self._stream.write("\r\x1b[K" + describe(snapshot) + "\n")
+        self._stream.flush()
+
+    def close(self) -> None:
+        """Stop filtering log records and leave the cursor on a fresh line."""
+        for handler in self._handlers:
+            handler.removeFilter(self)
+        self._handlers = []
+        self._stream.write("\r\x1b[K")
         self._stream.flush()
 
 
@@ -218,6 +246,8 @@ class Monitor:
             self.last = self._tracker.poll(finished=finished)
             if finished:
                 self._display.finish(self.last)
+            elif hasattr(self._display, "close"):
+                self._display.close()
         except Exception as error:  # noqa: BLE001
             _LOG.debug("progress poll failed: %s", error)
         return self.last

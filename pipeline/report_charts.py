@@ -90,7 +90,8 @@ def _clip_chart(name: str, values: list, domains: list[str], ledger: pa.Table, c
         if (score := _number(detail.get("score"))) is not None:
             rejected.append(score)
         if (threshold := _number(detail.get("threshold"))) is not None:
-            thresholds.add((threshold, (row["domain"] or "") if detail.get("group") or detail.get("domain") else ""))
+            group = detail.get("group") if isinstance(detail.get("group"), str) else ""
+            thresholds.add((threshold, group))
     section = config.get("clip_filter", {}) if isinstance(config.get("clip_filter"), dict) else {}
     if (configured := _number(section.get("threshold"))) is not None:
         thresholds.add((configured, ""))

@@ -72,7 +72,7 @@ def test_terminal_display_redraws_one_line_and_logs_are_plain_and_spaced(caplog)
     display.update(first)
     display.finish(Snapshot(2.0, 10, (("Normalise", 10),), "Normalise", 1, 1, 10, None, finished=True))
     assert stream.getvalue().startswith("\r\x1b[K[0:01] step 1/1 Normalise: 3/10")
-    assert stream.getvalue().endswith("done: 10/10 items (100.0%) · 5.0 items/s · 10/10 accounted\n")
+    assert stream.getvalue().endswith("[0:02] done: 10 items accounted in the ledger · 5.0 items/s\n")
 
     caplog.set_level(logging.INFO, logger="unishard")
     logs = LogDisplay(every=10.0)
