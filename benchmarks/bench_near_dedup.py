@@ -1,0 +1,430 @@
+"""Near-duplicate benchmark: precision and recall per transform kind against imagededup's pHash, and scaling.
+
+Quality. Base images are real: product photos (every colour and view of each product) and promo banners from
+``../shared/corpora/marketing``, steel surfaces (NEU) and magnetic tiles from ``../shared/corpora/factory``, and the
+photos and textures scikit-image ships. Each base gets one copy per transform kind: ``jpeg`` (quality 30-95),
+``resize`` (0.3-0.9x), ``crop`` (up to 5% off each edge), ``brightness`` and ``contrast`` (+-5 to 15%), ``overlay``
+(a price tag and a watermark), ``format`` (PNG or lossless WebP) and ``blur`` (Gaussian, radius 0.5-1.5). Distinct images that must
+not match are mixed in, the hard ones included: the same product in another colour (wsh10 shorts differ only in the
+liner colour) or from another view, other crops of the same steel class, two non-overlapping crops of one skimage
+texture. Every image goes through unishard's own normalise and hashes, then the real ``NearDeduplicate`` transform on
+the DirectRunner for several ``max_distance`` values, and imagededup's ``PHash.find_duplicates`` at its default
+threshold (10) on the same files in the same run. A pair is predicted duplicate by unishard when both images end in
+one removal group (same survivor), by imagededup when it lists them. Precision counts pairs; recall is per transform
+copy: was it matched to its base.
+
+Scale. Synthetic fingerprints (random pHash, 10% planted near copies within 4 bits, random colour signatures) run
+through ``NearDeduplicate`` in a fresh process per size; wall time and peak RSS of the process tree are measured and
+their ratio between sizes reported (near-linear means a time ratio close to the size ratio).
+
+Run (imagededup is installed for this benchmark only, it is not a unishard dependency)::
+
+    .venv/bin/pip install imagededup
+    .venv/bin/python benchmarks/bench_near_dedup.py [--per-source 40] [--distances 6,8,10,12] [--scale 10000,100000]
+"""
+
+import argparse
+import csv
+import dataclasses
+import hashlib
+import io
+import itertools
+import json
+import os
+import pickle
+import random
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+CORPORA = ROOT.parent / "shared" / "corpora"
+KINDS = ("jpeg", "resize", "crop", "brightness", "contrast", "overlay", "format", "blur")
+NON_CROP = tuple(kind for kind in KINDS if kind != "crop")
+DEFAULT_K = 8
+
+
+@dataclasses.dataclass
+class Item:
+    name: str
+    group: str
+    kind: str
+    data: bytes
+    label: str = ""
+    facts: dict = dataclasses.field(default_factory=dict)
+
+
+def _encode(image: Image.Image, fmt: str = "JPEG", **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def _font(size: int) -> ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:
+        return ImageFont.load_default()
+
+
+def transform(image: Image.Image, kind: str, rng: random.Random) -> bytes:
+    """One copy of ``image`` changed as ``kind`` says, encoded."""
+    w, h = image.size
+    if kind == "jpeg":
+        return _encode(image, quality=rng.randint(30, 95))
+    if kind == "resize":
+        scale = rng.uniform(0.3, 0.9)
+        return _encode(image.resize((max(8, round(w * scale)), max(8, round(h * scale))), Image.Resampling.LANCZOS))
+    if kind == "crop":
+        left, top, right, bottom = (rng.uniform(0, 0.05) for _ in range(4))
+        box = (round(w * left), round(h * top), round(w * (1 - right)), round(h * (1 - bottom)))
+        return _encode(image.crop(box))
+    if kind == "brightness":
+        return _encode(ImageEnhance.Brightness(image).enhance(rng.choice([-1, 1]) * rng.uniform(0.05, 0.15) + 1))
+    if kind == "contrast":
+        return _encode(ImageEnhance.Contrast(image).enhance(rng.choice([-1, 1]) * rng.uniform(0.05, 0.15) + 1))
+    if kind == "overlay":
+        marked = image.copy()
+        draw = ImageDraw.Draw(marked, "RGBA")
+        size = max(10, h // 20)
+        draw.text((w * 0.05, h * 0.05), f"NEW ${rng.randint(5, 99)}.99", fill=(0, 0, 0, 255), font=_font(size))
+        draw.text((w * 0.5, h * 0.9), "(c) unishard", fill=(255, 255, 255, 140), font=_font(size))
+        return _encode(marked)
+    if kind == "format":
+        return _encode(image, "PNG") if rng.random() < 0.5 else _encode(image, "WEBP", lossless=True)
+    if kind == "blur":
+        return _encode(image.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 1.5))))
+    raise ValueError(kind)
+
+
+def _skimage_bases() -> list[tuple[str, Image.Image, dict]]:
+    import skimage.data
+
+    bases = []
+    for name in ("astronaut", "coffee", "chelsea", "rocket", "camera", "coins", "moon", "page", "text", "clock"):
+        array = getattr(skimage.data, name)()
+        bases.append((f"skimage/{name}", Image.fromarray(array).convert("RGB"), {"source": "skimage"}))
+    for name in ("brick", "gravel", "grass"):
+        texture = Image.fromarray(getattr(skimage.data, name)()).convert("RGB")
+        half = texture.width // 2
+        for index in range(2):
+            crop = texture.crop((index * half, 0, index * half + half, texture.height // 2))
+            bases.append((f"skimage/{name}-{index}", crop, {"texture": name, "source": "skimage"}))
+    return bases
+
+
+def corpus_bases(per_source: int, rng: random.Random) -> list[tuple[str, Image.Image, dict]]:
+    """Real base images with the facts the hard-negative tallies need (sku, colour, view, steel class)."""
+    bases = _skimage_bases()
+    with open(CORPORA / "marketing" / "metadata.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    coloured = defaultdict(list)
+    for row in rows:
+        if row["kind"] == "product_photo" and row["color"]:
+            coloured[row["sku"]].append(row)
+    skus = sorted(sku for sku, found in coloured.items() if len({r["color"] for r in found}) > 1)
+    chosen = rng.sample(skus, min(len(skus), per_source // 2))
+    for sku in sorted(chosen):
+        for row in coloured[sku]:
+            view = row["path"].rsplit("_", 1)[-1].removesuffix(".jpg")
+            facts = {"sku": sku, "colour": row["color"], "view": view, "source": "products"}
+            bases.append((f"marketing/{row['path']}", Image.open(CORPORA / "marketing" / row["path"]), facts))
+    banners = sorted(row["path"] for row in rows if row["kind"] == "promo_banner")
+    for path in rng.sample(banners, min(len(banners), per_source // 2)):
+        bases.append((f"marketing/{path}", Image.open(CORPORA / "marketing" / path), {"source": "banners"}))
+    with open(CORPORA / "factory" / "labels.csv", newline="", encoding="utf-8") as handle:
+        labels = list(csv.DictReader(handle))
+    for folder, count in (("neu_det", per_source), ("magnetic_tile", per_source // 2)):
+        found = sorted((row["path"], row["label"]) for row in labels if row["path"].startswith(folder))
+        for path, label in rng.sample(found, min(len(found), count)):
+            facts = {"steel": label if folder == "neu_det" else "", "label": label, "source": folder}
+            bases.append((f"factory/{path}", Image.open(CORPORA / "factory" / path), facts))
+    return [(name, image.convert("RGB"), facts) for name, image, facts in bases]
+
+
+def build_items(per_source: int, seed: int) -> list[Item]:
+    rng = random.Random(seed)
+    items: list[Item] = []
+    groups: dict[bytes, str] = {}
+    for name, image, facts in corpus_bases(per_source, rng):
+        image.thumbnail((1024, 1024))
+        data = _encode(image, quality=95)
+        group = groups.setdefault(hashlib.sha256(np.asarray(image).tobytes()).digest(), name)
+        label = facts.get("label", "")
+        items.append(Item(name, group, "base", data, label, facts))
+        for kind in KINDS:
+            items.append(Item(f"{name}~{kind}", group, kind, transform(image, kind, rng), label, facts))
+    return items
+
+
+def fingerprints(items: list[Item]) -> list:
+    from schemas.config import NormaliseConfig
+    from schemas.records import Fingerprint
+    from transforms.hashing import perceptual_hashes
+    from transforms.normalise import content_key, normalise_image
+
+    config = NormaliseConfig()
+    found = []
+    for item in items:
+        key, sha = content_key(item.data)
+        image, original, _ = normalise_image(item.data, config)
+        found.append(
+            Fingerprint(
+                key=key,
+                source=item.name,
+                sha256=sha,
+                pixel_sha256=sha,
+                pixels=original.width * original.height,
+                file_size=len(item.data),
+                richness=1,
+                domain="bench",
+                metadata={"label": item.label},
+                hashes=perceptual_hashes(image, ["phash", "colour"]),
+            )
+        )
+    return found
+
+
+def unishard_pairs(fps: list, **overrides) -> set[frozenset]:
+    """Pairs in one removal group after the real ``NearDeduplicate`` on the DirectRunner."""
+    import apache_beam as beam
+    import pyarrow.parquet as pq
+
+    from schemas.config import NearDedupConfig
+    from transforms.near_dedup import NearDeduplicate
+
+    config = NearDedupConfig(**overrides)
+    with tempfile.TemporaryDirectory() as out:
+        with beam.Pipeline(runner="DirectRunner") as pipeline:
+            _ = pipeline | beam.Create(fps) | NearDeduplicate(config, out)
+        rows = pq.read_table(Path(out) / "dedup" / "near_dedup.parquet").to_pylist()
+    groups = defaultdict(list)
+    for row in rows:
+        groups[(row["cluster_id"], row["survivor_key"])].append(row["source"])
+    return {frozenset(pair) for members in groups.values() for pair in itertools.combinations(members, 2)}
+
+
+def imagededup_pairs(items: list[Item]) -> tuple[set[frozenset], float]:
+    from imagededup.methods import PHash
+
+    with tempfile.TemporaryDirectory() as folder:
+        names = {}
+        for index, item in enumerate(items):
+            path = Path(folder) / f"{index:06d}.img"
+            path.write_bytes(item.data)
+            names[path.name] = item.name
+        started = time.perf_counter()
+        found = PHash(verbose=False).find_duplicates(image_dir=Path(folder), max_distance_threshold=10)
+        seconds = time.perf_counter() - started
+    pairs = {frozenset((names[a], names[b])) for a, others in found.items() for b in others if a != b}
+    return pairs, seconds
+
+
+def score(items: list[Item], pairs: set[frozenset]) -> dict:
+    by_name = {item.name: item for item in items}
+    true = sum(1 for pair in pairs if len({by_name[n].group for n in pair}) == 1)
+    result = {"pairs": len(pairs), "precision": true / len(pairs) if pairs else 1.0}
+    non_crop = [pair for pair in pairs if all(by_name[n].kind != "crop" for n in pair)]
+    non_crop_true = sum(1 for pair in non_crop if len({by_name[n].group for n in pair}) == 1)
+    result["precision_non_crop"] = non_crop_true / len(non_crop) if non_crop else 1.0
+    bases = {item.group: item.name for item in items if item.kind == "base" and item.name == item.group}
+    for kind in KINDS:
+        copies = [item for item in items if item.kind == kind]
+        hits = sum(1 for item in copies if frozenset((item.name, bases[item.group])) in pairs)
+        involved = [pair for pair in pairs if any(by_name[n].kind == kind for n in pair)]
+        correct = sum(1 for pair in involved if len({by_name[n].group for n in pair}) == 1)
+        result[kind] = {"recall": hits / len(copies), "precision": correct / len(involved) if involved else 1.0}
+    copies = [item for item in items if item.kind in NON_CROP]
+    hits = sum(1 for item in copies if frozenset((item.name, bases[item.group])) in pairs)
+    result["recall_non_crop"] = hits / len(copies)
+    result["hard_negatives"] = hard_negatives(items, pairs)
+    return result
+
+
+def hard_negatives(items: list[Item], pairs: set[frozenset]) -> dict:
+    """Distinct-but-similar base pairs merged: colour variants, other views, same steel class, texture crops."""
+    bases = [item for item in items if item.kind == "base" and item.name == item.group]
+    tallies = defaultdict(lambda: [0, 0])
+    for a, b in itertools.combinations(bases, 2):
+        fa, fb = a.facts, b.facts
+        if fa.get("sku") and fa.get("sku") == fb.get("sku"):
+            kind = "colour_variant" if fa["view"] == fb["view"] and fa["colour"] != fb["colour"] else "other_view"
+        elif fa.get("steel") and fa.get("steel") == fb.get("steel"):
+            kind = "same_steel_class"
+        elif fa.get("texture") and fa.get("texture") == fb.get("texture"):
+            kind = "texture_crop"
+        else:
+            continue
+        tallies[kind][1] += 1
+        tallies[kind][0] += frozenset((a.name, b.name)) in pairs
+    return {kind: f"{merged}/{total}" for kind, (merged, total) in sorted(tallies.items())}
+
+
+def explain(items: list[Item], fps: list, pairs: set[frozenset]) -> None:
+    """Print each false-positive pair with its pHash and colour distances."""
+    from transforms.hashing import colour_distance, decode_colour
+
+    group = {item.name: item.group for item in items}
+    hashes = {fp.source: fp.hashes for fp in fps}
+    print("\nfalse positives:")
+    for pair in sorted(sorted(pair) for pair in pairs if len({group[name] for name in pair}) > 1):
+        a, b = (hashes[name] for name in pair)
+        bits = (int(a["phash"], 16) ^ int(b["phash"], 16)).bit_count()
+        colour = float(colour_distance(decode_colour(a["colour"]), decode_colour(b["colour"])))
+        print(f"  {bits:2d} bits {colour:5.1f} colour  {pair[0]}  {pair[1]}")
+
+
+def synthetic(start: int, stop: int) -> list:
+    """Fingerprints ``start`` to ``stop``: random pHash and colour, every tenth a near copy (<= 4 bits) of the one
+    before it. ``start`` is a multiple of 10, so chunks generated apart agree with the whole."""
+    from schemas.records import Fingerprint
+
+    rng = np.random.default_rng(start)
+    found, previous = [], (0, "")
+    for index in range(start, stop):
+        if index % 10 == 9:
+            value, colour = previous
+            for bit in rng.choice(64, size=int(rng.integers(0, 5)), replace=False):
+                value ^= 1 << int(bit)
+        else:
+            value, colour = int(rng.integers(0, 2**63)) * 2 + int(rng.integers(0, 2)), rng.bytes(192).hex()
+        previous = value, colour
+        found.append(
+            Fingerprint(
+                key=f"{index:032x}",
+                source=f"s{index:09d}",
+                sha256="",
+                pixel_sha256="",
+                pixels=1000 + index % 7,
+                file_size=1000,
+                richness=1,
+                domain="bench",
+                hashes={"phash": f"{value:016x}", "colour": colour},
+            )
+        )
+    return found
+
+
+def scale_child(count: int) -> None:
+    """Run ``NearDeduplicate`` over ``count`` synthetic fingerprints (in a fresh process: the parent measures it).
+
+    The fingerprints are generated inside the pipeline, in chunks, as a real run reads them from files: the driver
+    never holds them.
+    """
+    import apache_beam as beam
+
+    from schemas.config import NearDedupConfig
+    from transforms.near_dedup import NearDeduplicate
+
+    chunk = 1000
+    with tempfile.TemporaryDirectory() as out:
+        started = time.perf_counter()
+        with beam.Pipeline(runner="DirectRunner") as pipeline:
+            _ = (
+                pipeline
+                | beam.Create(list(range(0, count, chunk)))
+                | beam.Reshuffle()
+                | beam.FlatMap(lambda first: synthetic(first, min(first + chunk, count)))
+                | NearDeduplicate(NearDedupConfig(), out)
+            )
+        summary = json.loads((Path(out) / "dedup" / "near_dedup.json").read_text())
+    print(json.dumps({"seconds_in_pipeline": time.perf_counter() - started, "removed": summary["images_removed"]}))
+
+
+def run_scale(sizes: list[int]) -> list[dict]:
+    from benchmarks._measure import run_measured
+
+    results = []
+    for count in sizes:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        seconds, peak, output = run_measured([sys.executable, __file__, "--scale-child", str(count)], env=env)
+        inner = json.loads(output.strip().splitlines()[-1])
+        results.append({"hashes": count, "seconds": round(seconds, 1), "peak_rss_mb": round(peak / 2**20), **inner})
+    return results
+
+
+def quality(args: argparse.Namespace) -> dict:
+    """Precision and recall of unishard at each ``max_distance`` and of imagededup, on the same images."""
+    started = time.perf_counter()
+    if args.cache and Path(args.cache).exists():
+        items, fps, hash_seconds = pickle.loads(Path(args.cache).read_bytes())
+    else:
+        items = build_items(args.per_source, args.seed)
+        started = time.perf_counter()
+        fps = fingerprints(items)
+        hash_seconds = time.perf_counter() - started
+        if args.cache:
+            Path(args.cache).write_bytes(pickle.dumps((items, fps, hash_seconds)))
+    bases = sum(item.kind == "base" for item in items)
+    print(f"{len(items)} images: {bases} bases x (1 + {len(KINDS)} transforms)")
+    figures: dict = {"images": len(items), "bases": bases}
+    methods = {}
+    for k in [int(v) for v in args.distances.split(",") if v]:
+        started = time.perf_counter()
+        methods[f"unishard k={k}"] = (unishard_pairs(fps, max_distance=k), time.perf_counter() - started)
+    methods[f"unishard k={DEFAULT_K} no colour"] = (
+        unishard_pairs(fps, max_distance=DEFAULT_K, max_colour_distance=None),
+        0.0,
+    )
+    methods["imagededup phash t=10"] = imagededup_pairs(items)
+    header = f"{'method':28s} {'prec':>6s} {'prec*':>6s} {'rec*':>6s} " + " ".join(f"{k[:6]:>13s}" for k in KINDS)
+    print(f"\nrecall/precision per kind; * = over non-crop transforms; unishard hashing {hash_seconds:.0f}s")
+    print(header)
+    for name, (pairs, seconds) in methods.items():
+        result = score(items, pairs)
+        result["seconds"] = round(seconds, 1)
+        figures[name] = result
+        cells = " ".join(f"{result[k]['recall']:.3f}/{result[k]['precision']:.3f}" for k in KINDS)
+        print(
+            f"{name:28s} {result['precision']:6.3f} {result['precision_non_crop']:6.3f} "
+            f"{result['recall_non_crop']:6.3f} {cells}"
+        )
+    if args.explain and f"unishard k={DEFAULT_K}" in methods:
+        explain(items, fps, methods[f"unishard k={DEFAULT_K}"][0])
+    print("\nhard negatives merged (pairs of distinct bases):")
+    for name in methods:
+        print(f"  {name:28s} {figures[name]['hard_negatives']}")
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--per-source", type=int, default=40, help="bases drawn per corpus folder")
+    parser.add_argument("--distances", default="6,8,10,12", help="max_distance values to run")
+    parser.add_argument("--scale", default="10000,100000", help="synthetic sizes; empty to skip")
+    parser.add_argument("--scale-only", action="store_true", help="skip the quality part")
+    parser.add_argument("--seed", type=int, default=20240601)
+    parser.add_argument("--json", help="also write the figures here")
+    parser.add_argument("--cache", help="pickle of the images and fingerprints, reused when it exists")
+    parser.add_argument("--explain", action="store_true", help="list the false-positive pairs of the default k")
+    parser.add_argument("--scale-child", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.scale_child:
+        scale_child(args.scale_child)
+        return
+    figures = {} if args.scale_only else quality(args)
+    sizes = [int(v) for v in args.scale.split(",") if v]
+    if sizes:
+        scale = run_scale(sizes)
+        figures["scale"] = scale
+        print("\nscale (synthetic hashes, DirectRunner, fresh process each):")
+        for row in scale:
+            print(f"  {row['hashes']:>8d} hashes: {row['seconds']:7.1f}s  peak RSS {row['peak_rss_mb']} MB")
+        if len(scale) > 1:
+            first, last = scale[0], scale[-1]
+            print(
+                f"  x{last['hashes'] / first['hashes']:.0f} hashes -> time x{last['seconds'] / first['seconds']:.2f}, "
+                f"peak RSS x{last['peak_rss_mb'] / first['peak_rss_mb']:.2f}"
+            )
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,289 @@
+"""Near-duplicate deduplication: banding completeness, verification, survivors, scopes, label rules, giant buckets,
+and the ledger end to end (with decontamination in the same run)."""
+
+import io
+import json
+import random
+from collections import defaultdict
+from pathlib import Path
+
+import apache_beam as beam
+import pyarrow.parquet as pq
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image, ImageDraw, ImageEnhance
+
+from schemas import reasons
+from schemas.config import NearDedupConfig
+from schemas.records import Fingerprint
+from tests.helpers import make_photo, run_job, write_sidecar
+from transforms._duplicates import Edge, Member, decide_cluster
+from transforms.hashing import colour_distance, colour_signature, decode_colour, perceptual_hashes
+from transforms.near_dedup import (
+    HashFeatures,
+    Limits,
+    NearDeduplicate,
+    band_layout,
+    band_values,
+    bucket_pairs,
+    near_distance,
+)
+
+
+def _flip(value: int, bits: list[int]) -> int:
+    for bit in bits:
+        value ^= 1 << bit
+    return value
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    value=st.integers(0, 2**64 - 1),
+    k=st.integers(0, 16),
+    data=st.data(),
+)
+def test_two_hashes_within_k_bits_always_share_a_band(value, k, data):
+    bits = data.draw(st.lists(st.integers(0, 63), max_size=k, unique=True))
+    layout = band_layout(k)
+    assert sum(width for _, width in layout) == 64
+    shared = [a == b for a, b in zip(band_values(value, layout), band_values(_flip(value, bits), layout), strict=True)]
+    assert any(shared)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10**6), k=st.integers(0, 12))
+def test_band_buckets_find_exactly_the_pairs_within_k(seed, k):
+    rng = random.Random(seed)
+    values = [rng.getrandbits(64) for _ in range(30)]
+    values += [_flip(rng.choice(values), rng.sample(range(64), rng.randint(0, k + 2))) for _ in range(30)]
+    members = [
+        Member(f"s{i:03d}", f"k{i:03d}", "d", "", "", (i,), features=HashFeatures(v)) for i, v in enumerate(values)
+    ]
+    layout = band_layout(k)
+    buckets = defaultdict(list)
+    for member in members:
+        for band, value in enumerate(band_values(member.features.phash, layout)):
+            buckets[(band, value)].append(member)
+    found = set()
+    for bucket in buckets.values():
+        for i, j in bucket_pairs(bucket, Limits(k), max_bucket=1000):
+            found.add(frozenset((bucket[i].source, bucket[j].source)))
+    expected = {
+        frozenset((a.source, b.source))
+        for index, a in enumerate(members)
+        for b in members[index + 1 :]
+        if (a.features.phash ^ b.features.phash).bit_count() <= k
+    }
+    assert found == expected
+
+
+def _garment(colour: tuple[int, int, int], shift: int = 0) -> Image.Image:
+    image = Image.new("RGB", (240, 280), (236, 236, 232))
+    draw = ImageDraw.Draw(image)
+    draw.polygon([(70 + shift, 60), (170 + shift, 60), (210, 100), (175, 250), (65, 250), (30, 100)], fill=colour)
+    return image
+
+
+def test_colour_variants_share_a_phash_but_not_a_colour_signature():
+    green, red = _garment((40, 140, 60)), _garment((200, 60, 60))
+    hashes = [perceptual_hashes(image, ["phash", "colour"]) for image in (green, red)]
+    bits = (int(hashes[0]["phash"], 16) ^ int(hashes[1]["phash"], 16)).bit_count()
+    assert bits <= NearDedupConfig().max_distance
+    apart = colour_distance(decode_colour(hashes[0]["colour"]), decode_colour(hashes[1]["colour"]))
+    assert apart > 3 * NearDedupConfig().max_colour_distance
+    brighter = ImageEnhance.Brightness(green).enhance(1.1)
+    close = colour_distance(decode_colour(colour_signature(green)), decode_colour(colour_signature(brighter)))
+    assert close < NearDedupConfig().max_colour_distance
+
+
+def _member(source: str, pixels: int, value: int, labels: str = "", key: str = "") -> Member:
+    return Member(
+        source, key or source.replace("s", "k"), "d", "", labels, (-pixels, source), False, HashFeatures(value)
+    )
+
+
+def test_survivor_choice_does_not_depend_on_edge_order():
+    members = [_member(f"s{i}", pixels, 0b1 << i) for i, pixels in enumerate([100, 400, 400, 50])]
+    edges = [
+        Edge(members[0], members[1], True),
+        Edge(members[1], members[2], True),
+        Edge(members[2], members[3], True),
+    ]
+    outcomes = set()
+    for _ in range(10):
+        random.shuffle(edges)
+        flipped = [Edge(e.b, e.a, e.same_label) if random.random() < 0.5 else e for e in edges]
+        cluster, losers = decide_cluster("near_dedup", flipped, False, near_distance, "phash_hamming")
+        outcomes.add((cluster, tuple((m.source, s.source, d) for m, s, d, _ in losers)))
+    assert len(outcomes) == 1
+    cluster, losers = outcomes.pop()
+    assert set(cluster.survivors) == {"k1"}
+    assert [source for source, *_ in losers] == ["s0", "s2", "s3"]
+    assert cluster.size == 4 and sum(cluster.removed) == 3
+
+
+def test_members_with_different_labels_are_all_kept_in_one_cluster():
+    a = _member("s1", 100, 0, labels='["defect"]')
+    b = _member("s2", 400, 1, labels='["none"]')
+    c = _member("s3", 50, 3, labels='["defect"]')
+    cluster, losers = decide_cluster("near_dedup", [Edge(a, b, False), Edge(b, c, False)], False, near_distance)
+    assert cluster.size == 3 and not any(cluster.removed) and losers == []
+    cluster, losers = decide_cluster("near_dedup", [Edge(a, b, False), Edge(a, c, True)], False, near_distance)
+    assert [(m.source, s.source) for m, s, _, _ in losers] == [("s3", "s1")]
+    assert cluster.links() == [("k1", "k2")]
+
+
+def _fp(source: str, phash: int, pixels: int = 1000, **metadata) -> Fingerprint:
+    hashes = {"phash": f"{phash:016x}"}
+    return Fingerprint(source.replace("/", "_"), source, source, source, pixels, 10, 1, "factory", metadata, hashes)
+
+
+def _run_near(fps: list[Fingerprint], out: Path, options: list[str] = (), **config) -> dict:
+    """Run ``NearDeduplicate`` on the DirectRunner; return its files and its rejected rows."""
+    out.mkdir(parents=True, exist_ok=True)
+    with beam.Pipeline(options=PipelineOptions(list(options) or ["--runner=DirectRunner"])) as pipeline:
+        result = pipeline | beam.Create(fps) | NearDeduplicate(NearDedupConfig(**config), str(out))
+        _ = (
+            result.rejected
+            | beam.Map(lambda row: json.dumps(vars(row), sort_keys=True))
+            | beam.combiners.ToList()
+            | beam.Map(lambda rows: (out / "rejected.json").write_text(json.dumps(sorted(rows))))
+        )
+    return {path.name: path.read_bytes() for path in sorted(out.rglob("*")) if path.is_file()}
+
+
+@pytest.fixture(scope="module")
+def line_fingerprints():
+    """Four shots per production line (within 3 bits), a defect shot, two lines' twins, and blank frames."""
+    rng = random.Random(5)
+    fps = []
+    for line in ("line-1", "line-2", "line-3"):
+        base = rng.getrandbits(64)
+        for shot in range(4):
+            value = _flip(base, rng.sample(range(64), shot))
+            fps.append(_fp(f"{line}/shot{shot}", value, pixels=1000 + 10 * shot, line=line, label="none"))
+    fps.append(_fp("line-1/defect", int(fps[0].hashes["phash"], 16), line="line-1", label="crack"))
+    fps += [_fp(f"twin/{line}", 0x9E3779B97F4A7C15, line=line, label="none") for line in ("line-1", "line-2")]
+    fps += [_fp(f"blank/{index:02d}", 0, line="line-3", label="none") for index in range(10)]
+    return fps
+
+
+@pytest.fixture(scope="module")
+def global_run(line_fingerprints, tmp_path_factory):
+    return _run_near(line_fingerprints, tmp_path_factory.mktemp("global"), max_bucket=8)
+
+
+def test_same_clusters_and_survivors_whatever_order_and_worker_count(tmp_path, line_fingerprints, global_run):
+    shuffled = list(line_fingerprints)
+    random.Random(1).shuffle(shuffled)
+    threaded = ["--runner=DirectRunner", "--direct_num_workers=2", "--direct_running_mode=multi_threading"]
+    assert _run_near(shuffled, tmp_path, threaded, max_bucket=8) == global_run
+
+
+def test_losers_are_rejected_naming_survivor_and_distance(global_run, line_fingerprints):
+    rejected = {row["source"]: row for row in map(json.loads, json.loads(global_run["rejected.json"]))}
+    assert {row["reason"] for row in rejected.values()} == {reasons.NEAR_DUPLICATE}
+    lines = ("line-1", "line-2", "line-3")
+    expected = {f"{line}/shot{shot}" for line in lines for shot in range(3)} | {"twin/line-2"}
+    assert set(rejected) == expected | {f"blank/{index:02d}" for index in range(1, 10)}
+    detail = json.loads(rejected["line-1/shot0"]["detail"])
+    assert detail["survivor_source"] == "line-1/shot3" and detail["survivor_key"] == "line-1_shot3"
+    phash = {fp.source: int(fp.hashes["phash"], 16) for fp in line_fingerprints}
+    assert detail["distance"] == (phash["line-1/shot0"] ^ phash["line-1/shot3"]).bit_count() <= 6
+    assert {"colour_distance", "cluster_id"} <= set(detail)
+
+
+def test_giant_buckets_are_capped_reported_and_identical_hashes_still_merge(global_run):
+    summary = json.loads(global_run["near_dedup.json"])
+    assert len(summary["capped_buckets"]) == 9 and {b["size"] for b in summary["capped_buckets"]} == {10}
+    assert summary["largest"][0]["size"] == 10 and summary["largest"][0]["removed"] == 9
+
+
+def test_scoped_report_only_never_crosses_scopes_removes_nothing_and_keeps_labels_apart(tmp_path, line_fingerprints):
+    files = _run_near(line_fingerprints, tmp_path, scope=["line"], report_only=True)
+    assert json.loads(files["rejected.json"]) == []
+    rows = pq.read_table(tmp_path / "dedup" / "near_dedup.parquet").to_pylist()
+    line_of = {fp.source: fp.metadata["line"] for fp in line_fingerprints}
+    lines_of = defaultdict(set)
+    for row in rows:
+        lines_of[row["cluster_id"]].add(line_of[row["source"]])
+    assert len(lines_of) == 4 and all(len(lines) == 1 for lines in lines_of.values())
+    by_source = {row["source"]: row for row in rows}
+    assert "twin/line-1" not in by_source and not any(row["removed"] for row in rows)
+    assert by_source["line-1/defect"]["survivor_key"] == "line-1_defect"
+    assert by_source["line-1/shot0"]["survivor_key"] == "line-1_shot3"
+    assert json.loads(files["near_dedup.json"])["images_removed"] == 0
+
+
+def _jpeg(image: Image.Image, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", **options)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory):
+    """One real run: a re-export, a colour variant, a defect and its template, and an eval copy to exclude."""
+    root = tmp_path_factory.mktemp("near")
+    images, evals = root / "images", root / "eval"
+    images.mkdir()
+    evals.mkdir()
+    original = make_photo(320, 240, seed=1)
+    original.save(images / "a-original.jpg", quality=95)
+    (images / "b-reexport.jpg").write_bytes(_jpeg(original.resize((224, 168)), quality=60))
+    _garment((40, 140, 60)).save(images / "c-green.png")
+    _garment((200, 60, 60)).save(images / "d-red.png")
+    make_photo(320, 240, seed=2).save(images / "e-template.jpg", quality=92)
+    defect = make_photo(320, 240, seed=2)
+    ImageDraw.Draw(defect).line((150, 100, 170, 110), fill=(20, 20, 20), width=2)
+    defect.save(images / "f-defect.jpg", quality=92)
+    make_photo(320, 240, seed=3).save(images / "g-benchmark-item.jpg", quality=90)
+    make_photo(320, 240, seed=4).save(images / "h-other.jpg", quality=90)
+    (images / "i-broken.jpg").write_bytes(b"not an image")
+    for path in images.iterdir():
+        label = {"e-template": "none", "f-defect": "scratch"}.get(path.stem, "")
+        write_sidecar(path, title=f"picture {path.stem}", label=label)
+    make_photo(320, 240, seed=3).resize((300, 225)).save(evals / "eval-0001.jpg", quality=80)
+    return run_job(
+        [images],
+        root / "out",
+        decontaminate={"exclude": [str(evals)]},
+        # Stages that do not touch deduplication are off: this run is about the fingerprint-level decisions.
+        **{stage: {"enabled": False} for stage in ("faces", "audit", "documents", "eval_set")},
+        views={"docs": {"enabled": False}, "edit": {"enabled": False}},
+        safety={"image_check": False},
+    )
+
+
+def test_ledger_accounts_for_every_input_with_near_duplicates_named(pipeline_run):
+    rows = pipeline_run.ledger_by_name()
+    assert len(pipeline_run.ledger) == 9 == len(rows)
+    kept = {row["key"] for row in pipeline_run.ledger if row["status"] == "kept"}
+    assert {sample["__key__"] for sample in pipeline_run.samples()} == kept
+    reexport = rows["b-reexport.jpg"]
+    assert (reexport["status"], reexport["stage"], reexport["reason"]) == ("rejected", "near_dedup", "near_duplicate")
+    detail = json.loads(reexport["detail"])
+    assert detail["survivor_key"] == rows["a-original.jpg"]["key"]
+    assert 0 <= detail["distance"] <= NearDedupConfig().max_distance
+    for name in ("a-original.jpg", "c-green.png", "d-red.png", "e-template.jpg", "f-defect.jpg", "h-other.jpg"):
+        assert rows[name]["status"] == "kept", name
+    contaminated = rows["g-benchmark-item.jpg"]
+    assert (contaminated["stage"], contaminated["reason"]) == ("decontaminate", "eval_contamination")
+    assert json.loads(contaminated["detail"])["eval_source"].endswith("eval-0001.jpg")
+
+
+def test_duplicate_clusters_are_written_as_data_counted_in_images(pipeline_run):
+    rows = pq.read_table(pipeline_run.path / "dedup" / "near_dedup.parquet").to_pylist()
+    by_source = {Path(row["source"]).name: row for row in rows}
+    assert by_source["b-reexport.jpg"]["removed"] and not by_source["a-original.jpg"]["removed"]
+    if "f-defect.jpg" in by_source:
+        assert not by_source["f-defect.jpg"]["removed"] and not by_source["e-template.jpg"]["removed"]
+    assert "c-green.png" not in by_source or by_source["c-green.png"]["cluster_id"] != by_source.get(
+        "d-red.png", {}
+    ).get("cluster_id")
+    summary = json.loads((pipeline_run.path / "dedup" / "near_dedup.json").read_text())
+    assert summary["images_in_clusters"] == len(rows) and summary["images_removed"] == 1
+    contamination = json.loads((pipeline_run.path / "dedup" / "decontaminate.json").read_text())
+    assert contamination["contaminated_samples"] == 1 and contamination["eval_items"] == 1
