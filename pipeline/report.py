@@ -2,19 +2,14 @@
 
 Reads only committed outputs: ``_run/*.json`` (config, versions, runner, wall time), the ledger (funnel, rejected
 items, duplicate groups), the Parquet sidecars of the ``pairs`` view (distributions, kept samples), the tars (kept
-thumbnails), ``dedup/clusters.parquet`` and ``audit/audit.json`` when present, and the shards themselves (validation).
+thumbnails), ``dedup/<stage>.parquet`` and ``audit/audit.json`` when present, and the shards themselves (validation).
 Rejected thumbnails are read back from the item's source while it is still readable; images rejected by a safety
 stage are never shown. Every choice of items is a pure function of keys and sources, so two reports of the same
 output differ only in wall time.
 """
 
 import argparse
-import base64
-import hashlib
-import io
-import json
 import logging
-import os
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterable
@@ -24,26 +19,22 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
+from pipeline.report_galleries import Thumbnails, cluster_galleries, kept_gallery, rejected_galleries, stage_rank
 from pipeline.validate import (
     PAIRS_VIEW,
     exists,
     list_files,
-    read_bytes,
     read_json,
-    read_samples,
     shard_parts,
     validate_output,
 )
 from schemas.report import (
     DomainCount,
-    DuplicateCluster,
     Funnel,
     FunnelStep,
     Galleries,
-    GalleryItem,
     ModelInfo,
     ReasonCount,
-    RejectedGallery,
     Report,
     RunInfo,
     ShardCheck,
@@ -52,35 +43,6 @@ from schemas.report import (
 from transforms._io import join, write_atomic
 
 _LOG = logging.getLogger("unishard")
-
-STAGE_ORDER = (
-    "ingest",
-    "normalise",
-    "text",
-    "exact_dedup",
-    "near_dedup",
-    "decontaminate",
-    "decontamination",
-    "semantic_dedup",
-    "embed",
-    "caption",
-    "clip_filter",
-    "safety",
-    "audit",
-    "documents",
-    "split",
-    "write_shards",
-)
-DUPLICATE_REASONS = ("exact_duplicate", "pixel_duplicate", "near_duplicate", "semantic_duplicate")
-WITHHELD_STAGES = ("safety",)
-WITHHELD_WORDS = ("unsafe", "nsfw", "face", "private", "person")
-KEPT_SAMPLES = 24
-REJECTED_PER_REASON = 8
-CLUSTERS_SHOWN = 8
-MEMBERS_SHOWN = 6
-THUMB_SIDE = 220
-MAX_SOURCE_BYTES = 64 * 1024 * 1024
-MAX_THUMB_PIXELS = 80_000_000
 
 
 def write_report(output: str, *, validate: bool = True, seed: int = 0) -> Report:
@@ -114,7 +76,7 @@ def build_report(output: str, *, validate: bool = True, seed: int = 0) -> tuple[
     run = run_info(output)
     ledger = read_ledger(output)
     sidecar = read_sidecars(output)
-    thumbs = _Thumbnails(output, run.config)
+    thumbs = Thumbnails(output, run.config)
     validation = validate_output(output) if validate else unchecked_shards(output)
     galleries = Galleries(
         kept=kept_gallery(sidecar, thumbs, seed),
@@ -269,13 +231,6 @@ def read_sidecars(output: str) -> pa.Table:
     return pa.concat_tables(tables, promote_options="default").sort_by("key")
 
 
-def stage_rank(stage: str) -> tuple[int, str]:
-    """Position of a stage in the dataflow; unknown stages go just before shard writing."""
-    if stage in STAGE_ORDER:
-        return STAGE_ORDER.index(stage), ""
-    return STAGE_ORDER.index("write_shards") - 1, stage
-
-
 def build_funnel(ledger: pa.Table) -> Funnel:
     """Items per stage (entered, rejected, failed, remaining), per reason and per domain, from the ledger."""
     rows = ledger.select(["status", "stage", "reason", "domain"]).to_pylist()
@@ -326,203 +281,6 @@ def build_funnel(ledger: pa.Table) -> Funnel:
     )
 
 
-def pick(values: Iterable[str], count: int, seed: int) -> list[str]:
-    """A deterministic pseudo-random choice of ``count`` values: the smallest seeded hashes."""
-    return sorted(values, key=lambda v: hashlib.sha256(f"{seed}:{v}".encode()).hexdigest())[:count]
-
-
-def detail_of(row: dict) -> dict:
-    try:
-        detail = json.loads(row.get("detail") or "{}")
-    except ValueError:
-        return {}
-    return detail if isinstance(detail, dict) else {}
-
-
-def _note(detail: dict) -> str:
-    if "message" in detail:
-        return str(detail["message"])
-    survivor = detail.get("survivor_source") or detail.get("survivor_key") or detail.get("survivor")
-    if isinstance(survivor, str):
-        extra = ", ".join(f"{k} {detail[k]}" for k in ("distance", "similarity") if k in detail)
-        return f"duplicate of {survivor.rsplit('/', 1)[-1]}" + (f" ({extra})" if extra else "")
-    return ", ".join(f"{k}={v}" for k, v in sorted(detail.items()) if not isinstance(v, (dict, list)))
-
-
-def _kept_item(row: dict, thumbs: "_Thumbnails") -> GalleryItem:
-    has = thumbs.from_shard(row["key"], row["shard"])
-    return GalleryItem(
-        key=row["key"],
-        source=row.get("source", ""),
-        domain=row.get("domain", ""),
-        status="kept",
-        text=row.get("text", "") or "",
-        width=row.get("original_width"),
-        height=row.get("original_height"),
-        has_thumbnail=has,
-    )
-
-
-def kept_gallery(sidecar: pa.Table, thumbs: "_Thumbnails", seed: int) -> list[GalleryItem]:
-    if not sidecar.num_rows:
-        return []
-    rows = {row["key"]: row for row in sidecar.to_pylist()}
-    chosen = sorted(pick(rows, KEPT_SAMPLES, seed), key=lambda k: (rows[k].get("domain", ""), k))
-    thumbs.prefetch_shards([rows[k] for k in chosen])
-    return [_kept_item(rows[key], thumbs) for key in chosen]
-
-
-def _withheld(stage: str, reason: str) -> bool:
-    return stage in WITHHELD_STAGES or any(word in reason for word in WITHHELD_WORDS)
-
-
-def _dropped_item(row: dict, thumbs: "_Thumbnails") -> GalleryItem:
-    detail = detail_of(row)
-    withheld = _withheld(row["stage"], row["reason"] or "")
-    return GalleryItem(
-        key=row["key"],
-        source=row["source"],
-        domain=row["domain"] or "",
-        status=row["status"],
-        note=("preview withheld (safety) · " if withheld else "") + _note(detail),
-        has_thumbnail=False if withheld else thumbs.from_source(row["source"], row["key"]),
-    )
-
-
-def rejected_galleries(ledger: pa.Table, thumbs: "_Thumbnails", seed: int) -> list[RejectedGallery]:
-    """Up to ``REJECTED_PER_REASON`` items for every (status, stage, reason), largest groups first."""
-    groups: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
-    for row in ledger.filter(pa.compute.not_equal(ledger["status"], "kept")).to_pylist():
-        groups[(row["status"], row["stage"], row["reason"] or "")].append(row)
-    galleries = []
-    for (status, stage, reason), rows in sorted(groups.items(), key=lambda i: (stage_rank(i[0][1]), -len(i[1]), i[0])):
-        by_source = {row["source"]: row for row in rows}
-        chosen = sorted(pick(by_source, REJECTED_PER_REASON, seed))
-        items = [_dropped_item(by_source[source], thumbs) for source in chosen]
-        galleries.append(RejectedGallery(status=status, stage=stage, reason=reason, count=len(rows), items=items))
-    return galleries
-
-
-def _clusters_from_files(output: str) -> tuple[list[dict], set[str]]:
-    """Duplicate groups from ``dedup/<stage>.parquet`` (one row per member), and the stages those files cover.
-
-    A group is ``{cluster_id, size, survivor, reasons, members: [(key, source, note)]}``; its survivor is the key
-    most of its members survive in favour of (a group with label rules can have several).
-    """
-    rows = []
-    for path in list_files(join(output, "dedup"), ".parquet"):
-        with FileSystems.open(path) as handle:
-            table = pq.read_table(handle)
-        if {"cluster_id", "key"} <= set(table.column_names):
-            rows.extend(table.to_pylist())
-    grouped: dict[str, list[dict]] = defaultdict(list)
-    for row in rows:
-        grouped[str(row["cluster_id"])].append(row)
-    clusters = []
-    for cluster_id, members in grouped.items():
-        survivors = Counter(m.get("survivor_key") or m["key"] for m in members)
-        survivor = min(survivors, key=lambda k: (-survivors[k], str(k)))
-        stage = str(members[0].get("stage") or "dedup")
-        metric = str(members[0].get("metric") or "distance")
-        notes = []
-        for member in members:
-            if member["key"] == survivor:
-                continue
-            if member.get("removed") is False:
-                state = "kept (report only)" if member.get("report_only") else "kept"
-            else:
-                state = "removed"
-            distance = member.get("distance")
-            shown = f"{metric} {distance:.3g}" if isinstance(distance, (int, float)) else ""
-            notes.append(
-                (member["key"], member.get("source") or "", f"{stage} · {state}" + (f" · {shown}" if shown else ""))
-            )
-        clusters.append(
-            {
-                "cluster_id": cluster_id,
-                "size": len(members),
-                "survivor": survivor,
-                "reasons": [stage],
-                "members": notes,
-            }
-        )
-    return clusters, {str(row.get("stage")) for row in rows}
-
-
-def _clusters_from_ledger(ledger: pa.Table, covered: set[str]) -> list[dict]:
-    """Duplicate groups from ledger rows naming a survivor, for dedup stages that write no cluster file."""
-    duplicates = ledger.filter(pa.compute.is_in(ledger["reason"], pa.array(DUPLICATE_REASONS)))
-    clusters: dict[str, dict] = {}
-    for row in duplicates.to_pylist():
-        detail = detail_of(row)
-        survivor = detail.get("survivor_key") or detail.get("survivor")
-        if not isinstance(survivor, str) or row["stage"] in covered:
-            continue
-        cluster = clusters.setdefault(
-            f"{row['stage']}-{survivor}",
-            {
-                "cluster_id": f"{row['stage']}-{survivor}",
-                "size": 1,
-                "survivor": survivor,
-                "reasons": [],
-                "members": [],
-            },
-        )
-        cluster["size"] += 1
-        if row["reason"] not in cluster["reasons"]:
-            cluster["reasons"].append(row["reason"])
-        cluster["members"].append((row["key"], row["source"], _note(detail) or row["reason"]))
-    return list(clusters.values())
-
-
-def cluster_galleries(output: str, ledger: pa.Table, sidecar: pa.Table, thumbs: "_Thumbnails") -> dict[str, Any]:
-    """The largest duplicate groups (in images), each with its survivor: from ``dedup/`` files and the ledger."""
-    from_files, covered = _clusters_from_files(output)
-    clusters = [c for c in [*from_files, *_clusters_from_ledger(ledger, covered)] if c["members"]]
-    clusters.sort(key=lambda c: (-c["size"], str(c["cluster_id"])))
-    kept = {row["key"]: row for row in sidecar.to_pylist()} if sidecar.num_rows else {}
-    by_key: dict[str, dict] = {}
-    by_source: dict[str, dict] = {}
-    for row in ledger.to_pylist() if clusters else []:
-        by_source[row["source"]] = row
-        if row["key"] and (row["key"] not in by_key or row["status"] == "kept"):
-            by_key[row["key"]] = row
-    shown = []
-    for cluster in clusters[:CLUSTERS_SHOWN]:
-        survivor_key = cluster["survivor"]
-        if survivor_key in kept:
-            thumbs.prefetch_shards([kept[survivor_key]])
-            survivor = _kept_item(kept[survivor_key], thumbs)
-        elif survivor_key in by_key:
-            survivor = _dropped_item(by_key[survivor_key], thumbs)
-        else:
-            survivor = GalleryItem(key=survivor_key, source="", note="not in the ledger")
-        members = []
-        for key, source, note in sorted(cluster["members"], key=lambda m: (str(m[1]), str(m[0])))[:MEMBERS_SHOWN]:
-            row = by_source.get(source) or by_key.get(key) or {"source": source, "key": key}
-            source = row.get("source") or source
-            members.append(
-                GalleryItem(
-                    key=key,
-                    source=source,
-                    domain=row.get("domain") or "",
-                    status=row.get("status") or "",
-                    note=note,
-                    has_thumbnail=thumbs.from_source(source, key) if source else False,
-                )
-            )
-        shown.append(
-            DuplicateCluster(
-                cluster_id=str(cluster["cluster_id"]),
-                size=cluster["size"],
-                reasons=sorted(cluster["reasons"]),
-                survivor=survivor,
-                members=members,
-            )
-        )
-    return {"clusters": shown, "cluster_count": len(clusters)}
-
-
 def unchecked_shards(output: str) -> Validation:
     """The shard table from ``_stats.json`` files alone, without reading the tars."""
     checks = []
@@ -561,113 +319,6 @@ def _warnings(run: RunInfo, funnel: Funnel, validation: Validation, audit: Any) 
         for warning in audit.get("warnings", []) or []:
             warnings.append(f"Audit: {warning_text(warning)}")
     return warnings
-
-
-class _Thumbnails:
-    """Small inline JPEG thumbnails by gallery id (``key`` for kept images, ``source`` otherwise)."""
-
-    def __init__(self, output: str, config: dict):
-        self._output = output
-        self._config = config
-        self._shard_cache: dict[str, dict[str, bytes]] = {}
-        self._manifests: dict[str, list[dict]] = {}
-        self.uris: dict[str, str] = {}
-
-    def prefetch_shards(self, rows: list[dict]) -> None:
-        """Read the images of ``rows`` from their shards, one pass per shard."""
-        wanted: dict[str, set[str]] = defaultdict(set)
-        for row in rows:
-            if row["key"] not in self._shard_cache:
-                wanted[row["shard"]].add(row["key"])
-        for shard, keys in sorted(wanted.items()):
-            try:
-                for key, members in read_samples(shard, keys).items():
-                    image = next((v for ext, v in sorted(members.items()) if ext not in ("json", "txt")), b"")
-                    self._shard_cache[key] = image
-            except Exception as error:  # noqa: BLE001 - a broken shard only loses its thumbnails
-                _LOG.warning("report: cannot read thumbnails from %s: %s", shard, error)
-
-    def from_shard(self, key: str, shard: str) -> bool:
-        ident = f"kept:{key}"
-        if ident not in self.uris:
-            if key not in self._shard_cache:
-                self.prefetch_shards([{"key": key, "shard": shard}])
-            uri = thumbnail_uri(self._shard_cache.get(key, b""))
-            if uri:
-                self.uris[ident] = uri
-        return ident in self.uris
-
-    def from_source(self, source: str, key: str | None) -> bool:
-        ident = f"source:{source}"
-        if ident not in self.uris:
-            try:
-                data = self._source_bytes(source)
-            except Exception:  # noqa: BLE001 - an unreadable source simply has no thumbnail
-                data = b""
-            uri = thumbnail_uri(data)
-            if uri:
-                self.uris[ident] = uri
-        return ident in self.uris
-
-    def _source_bytes(self, source: str) -> bytes:
-        if "#" not in source or exists(source):
-            return _read_capped(source)
-        container, _, item = source.rpartition("#")
-        lowered = container.lower()
-        if lowered.endswith(".tar"):
-            members = read_samples(container, {item.rpartition("/")[2]})
-            images = [v for m in members.values() for ext, v in sorted(m.items()) if ext not in ("json", "txt")]
-            return images[0] if images else b""
-        if lowered.endswith((".csv", ".jsonl", ".parquet")) and item.isdigit():
-            return _read_capped(self._manifest_path(container, int(item)))
-        return b""
-
-    def _manifest_path(self, manifest: str, number: int) -> str:
-        from transforms.ingest import _manifest_rows, resolve_manifest_path
-
-        spec = next(
-            (s for s in self._config.get("ingest", {}).get("inputs", []) if s.get("path") == manifest),
-            {"path_column": "path", "roots": []},
-        )
-        if manifest not in self._manifests:
-            self._manifests[manifest] = list(_manifest_rows(manifest))
-        rows = self._manifests[manifest]
-        value = rows[number - 1].get(spec.get("path_column", "path")) if 0 < number <= len(rows) else None
-        return resolve_manifest_path(str(value), manifest, spec.get("roots", [])) if value else ""
-
-
-def _read_capped(path: str) -> bytes:
-    if not path or not exists(path):
-        return b""
-    if "://" not in path and os.path.getsize(path) > MAX_SOURCE_BYTES:
-        return b""
-    return read_bytes(path)
-
-
-def thumbnail_uri(data: bytes) -> str:
-    """A ``data:image/jpeg`` URI of a small thumbnail of ``data``, or ``""`` when it is not a readable image."""
-    if not data:
-        return ""
-    from PIL import Image, ImageOps
-
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            if image.width * image.height > MAX_THUMB_PIXELS:
-                return ""
-            image.draft("RGB", (THUMB_SIDE * 2, THUMB_SIDE * 2))
-            image = ImageOps.exif_transpose(image)
-            if image.mode not in ("RGB", "L"):
-                background = Image.new("RGB", image.size, (255, 255, 255))
-                rgba = image.convert("RGBA")
-                background.paste(rgba, mask=rgba.getchannel("A"))
-                image = background
-            image = image.convert("RGB")
-            image.thumbnail((THUMB_SIDE, THUMB_SIDE))
-            buffer = io.BytesIO()
-            image.save(buffer, format="JPEG", quality=72, optimize=True)
-    except Exception:  # noqa: BLE001 - anything Pillow cannot turn into a thumbnail gets none
-        return ""
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def summary_line(report: Report) -> str:

@@ -11,8 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.cli import main
-from pipeline.report import _Thumbnails, run_info, write_report
+from pipeline.report import run_info, write_report
 from pipeline.report_charts import REJECTED_SERIES, distributions
+from pipeline.report_galleries import Thumbnails
 from pipeline.report_html import _Colours, histogram_svg
 from schemas.report import Report
 from tests.pipeline.planted import HOSTILE_NAME, planted_run
@@ -110,7 +111,7 @@ def test_galleries_show_kept_samples_rejections_and_duplicate_groups(report):
 
 
 def test_thumbnails_of_manifest_rows_are_read_through_the_manifest(planted):
-    thumbs = _Thumbnails(str(planted.path), run_info(str(planted.path)).config)
+    thumbs = Thumbnails(str(planted.path), run_info(str(planted.path)).config)
     manifest = next(
         s["path"] for s in run_info(str(planted.path)).config["ingest"]["inputs"] if s["path"].endswith("csv")
     )
