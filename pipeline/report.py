@@ -218,12 +218,29 @@ def read_ledger(output: str) -> pa.Table:
     return table.sort_by("source")
 
 
+SIDECAR_COLUMNS = (
+    "key",
+    "source",
+    "domain",
+    "text",
+    "width",
+    "height",
+    "image_bytes",
+    "original_width",
+    "original_height",
+    "original_bytes",
+    "scores",
+)
+
+
 def read_sidecars(output: str) -> pa.Table:
-    """Every sidecar row of the pairs view, with the shard it belongs to in a ``shard`` column, sorted by key."""
+    """The sidecar columns the report uses, for every sample of the pairs view, plus its tar in ``shard``."""
     tables = []
     for path in list_files(join(output, "shards", PAIRS_VIEW), ".parquet"):
         with FileSystems.open(path) as handle:
-            table = pq.read_table(handle)
+            parquet = pq.ParquetFile(handle)
+            names = [name for name in SIDECAR_COLUMNS if name in parquet.schema_arrow.names]
+            table = parquet.read(columns=names)
         tar = path[: -len(".parquet")] + ".tar"
         tables.append(table.append_column("shard", pa.array([tar] * table.num_rows, pa.string())))
     if not tables:
@@ -233,17 +250,26 @@ def read_sidecars(output: str) -> pa.Table:
 
 def build_funnel(ledger: pa.Table) -> Funnel:
     """Items per stage (entered, rejected, failed, remaining), per reason and per domain, from the ledger."""
-    rows = ledger.select(["status", "stage", "reason", "domain"]).to_pylist()
-    tally = Counter((r["status"], r["stage"], r["reason"] or "") for r in rows)
+    grouped = (
+        ledger.select(["status", "stage", "reason", "domain", "source"])
+        .group_by(["status", "stage", "reason", "domain"])
+        .aggregate([("source", "count")])
+        .to_pylist()
+    )
+    tally: Counter = Counter()
     domains: dict[str, Counter] = defaultdict(Counter)
-    for row in rows:
-        domains[row["domain"] or ""][row["status"]] += 1
-    by_status = Counter(r["status"] for r in rows)
+    by_status: Counter = Counter()
+    for row in grouped:
+        count = row["source_count"]
+        tally[(row["status"], row["stage"], row["reason"] or "")] += count
+        domains[row["domain"] or ""][row["status"]] += count
+        by_status[row["status"]] += count
+    items = sum(by_status.values())
     removed: dict[str, Counter] = defaultdict(Counter)
     for (status, stage, _), count in tally.items():
         if status != "kept":
             removed[stage][status] += count
-    steps, remaining = [], len(rows)
+    steps, remaining = [], items
     for stage in sorted(removed, key=stage_rank):
         rejected, failed = removed[stage]["rejected"], removed[stage]["failed"]
         steps.append(
@@ -262,7 +288,7 @@ def build_funnel(ledger: pa.Table) -> Funnel:
         if status != "kept"
     ]
     return Funnel(
-        items=len(rows),
+        items=items,
         kept=by_status["kept"],
         rejected=by_status["rejected"],
         failed=by_status["failed"],

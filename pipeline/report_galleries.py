@@ -103,10 +103,22 @@ def _kept_item(row: dict, thumbs: "Thumbnails") -> GalleryItem:
 def kept_gallery(sidecar: pa.Table, thumbs: "Thumbnails", seed: int) -> list[GalleryItem]:
     if not sidecar.num_rows:
         return []
-    rows = {row["key"]: row for row in sidecar.to_pylist()}
-    chosen = sorted(pick(rows, KEPT_SAMPLES, seed), key=lambda k: (rows[k].get("domain", ""), k))
-    thumbs.prefetch_shards([rows[k] for k in chosen])
-    return [_kept_item(rows[key], thumbs) for key in chosen]
+    chosen = pick(sidecar.column("key").to_pylist(), KEPT_SAMPLES, seed)
+    rows = rows_where(sidecar, "key", chosen)
+    ordered = sorted(rows.values(), key=lambda row: (row.get("domain", ""), row["key"]))
+    thumbs.prefetch_shards(ordered)
+    return [_kept_item(row, thumbs) for row in ordered]
+
+
+def rows_where(table: pa.Table, column: str, values: Iterable[str]) -> dict[str, dict]:
+    """The rows of ``table`` whose ``column`` is one of ``values``, by that value (the first row of each)."""
+    wanted = sorted({v for v in values if v is not None})
+    if not wanted or not table.num_rows:
+        return {}
+    found: dict[str, dict] = {}
+    for row in table.filter(pa.compute.is_in(table[column], pa.array(wanted, pa.string()))).to_pylist():
+        found.setdefault(row[column], row)
+    return found
 
 
 def _withheld(stage: str, reason: str) -> bool:
@@ -127,16 +139,19 @@ def _dropped_item(row: dict, thumbs: "Thumbnails") -> GalleryItem:
 
 
 def rejected_galleries(ledger: pa.Table, thumbs: "Thumbnails", seed: int) -> list[RejectedGallery]:
-    """Up to ``REJECTED_PER_REASON`` items for every (status, stage, reason), largest groups first."""
-    groups: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
-    for row in ledger.filter(pa.compute.not_equal(ledger["status"], "kept")).to_pylist():
-        groups[(row["status"], row["stage"], row["reason"] or "")].append(row)
+    """Up to ``REJECTED_PER_REASON`` items for every (status, stage, reason), in dataflow order."""
+    dropped = ledger.filter(pa.compute.not_equal(ledger["status"], "kept"))
+    groups: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+    columns = [dropped.column(name).to_pylist() for name in ("status", "stage", "reason", "source")]
+    for status, stage, reason, source in zip(*columns, strict=True):
+        groups[(status, stage, reason or "")].append(source)
+    chosen = {group: sorted(pick(sources, REJECTED_PER_REASON, seed)) for group, sources in groups.items()}
+    rows = rows_where(dropped, "source", (source for sources in chosen.values() for source in sources))
     galleries = []
-    for (status, stage, reason), rows in sorted(groups.items(), key=lambda i: (stage_rank(i[0][1]), -len(i[1]), i[0])):
-        by_source = {row["source"]: row for row in rows}
-        chosen = sorted(pick(by_source, REJECTED_PER_REASON, seed))
-        items = [_dropped_item(by_source[source], thumbs) for source in chosen]
-        galleries.append(RejectedGallery(status=status, stage=stage, reason=reason, count=len(rows), items=items))
+    for group, sources in sorted(groups.items(), key=lambda i: (stage_rank(i[0][1]), -len(i[1]), i[0])):
+        status, stage, reason = group
+        items = [_dropped_item(rows[source], thumbs) for source in chosen[group]]
+        galleries.append(RejectedGallery(status=status, stage=stage, reason=reason, count=len(sources), items=items))
     return galleries
 
 
@@ -217,15 +232,17 @@ def cluster_galleries(output: str, ledger: pa.Table, sidecar: pa.Table, thumbs: 
     from_files, covered = _clusters_from_files(output)
     clusters = [c for c in [*from_files, *_clusters_from_ledger(ledger, covered)] if c["members"]]
     clusters.sort(key=lambda c: (-c["size"], str(c["cluster_id"])))
-    kept = {row["key"]: row for row in sidecar.to_pylist()} if sidecar.num_rows else {}
+    shown_clusters = clusters[:CLUSTERS_SHOWN]
+    keys = {c["survivor"] for c in shown_clusters} | {m[0] for c in shown_clusters for m in c["members"]}
+    kept = rows_where(sidecar, "key", keys)
+    by_source = rows_where(ledger, "source", (m[1] for c in shown_clusters for m in c["members"]))
     by_key: dict[str, dict] = {}
-    by_source: dict[str, dict] = {}
-    for row in ledger.to_pylist() if clusters else []:
-        by_source[row["source"]] = row
-        if row["key"] and (row["key"] not in by_key or row["status"] == "kept"):
+    matching = ledger.filter(pa.compute.is_in(ledger["key"], pa.array(sorted(k for k in keys if k), pa.string())))
+    for row in matching.to_pylist() if keys else []:
+        if row["key"] not in by_key or row["status"] == "kept":
             by_key[row["key"]] = row
     shown = []
-    for cluster in clusters[:CLUSTERS_SHOWN]:
+    for cluster in shown_clusters:
         survivor_key = cluster["survivor"]
         if survivor_key in kept:
             thumbs.prefetch_shards([kept[survivor_key]])
