@@ -65,7 +65,16 @@ def test_tracker_reads_the_folder_and_picks_the_current_stage(tmp_path):
     )
 
 
-def test_terminal_display_redraws_one_line_and_logs_are_plain_and_spaced(caplog):
+class _Lines(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
+def test_terminal_display_redraws_one_line_and_logs_are_plain_and_spaced():
     stream = io.StringIO()
     display = TerminalDisplay(stream)
     first = Snapshot(1.0, 10, (("Normalise", 3),), "Normalise", 1, 1, 0, None)
@@ -74,11 +83,16 @@ def test_terminal_display_redraws_one_line_and_logs_are_plain_and_spaced(caplog)
     assert stream.getvalue().startswith("\r\x1b[K[0:01] step 1/1 Normalise: 3/10")
     assert stream.getvalue().endswith("[0:02] done: 10 items accounted in the ledger · 5.0 items/s\n")
 
-    caplog.set_level(logging.INFO, logger="unishard")
-    logs = LogDisplay(every=10.0)
+    logger = logging.getLogger("unishard.test_progress")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    handler = _Lines()
+    logger.addHandler(handler)
+    logs = LogDisplay(every=10.0, logger=logger)
     for second in (0.5, 1.0, 5.0, 11.0):
         logs.update(Snapshot(second, 10, (("Normalise", int(second)),), "Normalise", 1, 1, 0, None))
-    lines = [r.getMessage() for r in caplog.records]
+    logger.removeHandler(handler)
+    lines = handler.lines
     assert len(lines) == 2 and not any("\x1b" in line or "\r" in line for line in lines)
     assert "Normalise: 0/10" not in lines[0] and "Normalise: 11/10 items" in lines[1]
 
