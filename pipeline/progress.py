@@ -29,6 +29,7 @@ _LOG = logging.getLogger("unishard")
 TOTAL_LABELS = ("Ingest/FlattenListed", "Ingest/Input*ManifestDropped")
 DONE_LABEL = "WriteLedger"
 TOTAL_POINT = "ingest.listed"
+REMOTE_POLL = 10.0
 
 
 @dataclass(frozen=True)
@@ -260,7 +261,8 @@ def tracked(pipeline: beam.Pipeline, folder: str, display=None, enabled: bool = 
         yield None
         return
     points = attach(pipeline, folder)
-    monitor = Monitor(Tracker(folder, points), display or default_display())
+    interval = REMOTE_POLL if "://" in folder else None
+    monitor = Monitor(Tracker(folder, points), display or default_display(), interval)
     monitor.start()
     finished = False
     try:
