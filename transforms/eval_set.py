@@ -12,26 +12,23 @@ written: the eval images stay in their split's shards too. Config section: ``eva
 - ``eval_set.json``: counts and what the leak check compared; ``leaks.json`` when it found leaks.
 
 At most ``max_images`` images of the ``split`` split are used, chosen by a hash of the key (deterministic, and stable
-as data grows). The leak check compares every sample of the ``check_against`` splits with every eval image using
-deduplication's own evidence and thresholds: the same original bytes or normalised pixels (``sha256``,
-``pixel_sha256``); near dedup's verification (``near_dedup.max_distance`` pHash bits, its second hash and colour
-signature, through ``transforms.near_dedup.close_pairs``); and, when both carry an embedding, cosine at or above
-``semantic_dedup.threshold``. The eval images (at most ``max_images``) are a side input; training samples stream past
-them in batches. A leak writes ``leaks.json`` and, with ``fail_on_leak``, fails the run with ``EvalLeakError`` naming
-each pair. Group-aware splitting links dedup's clusters, so this is a safety net: it fires when deduplication and
-splitting disagree (dedup scoped per domain or disabled, or a group key missing).
+as data grows). Every sample of the ``check_against`` splits is compared with every eval image using deduplication's
+own evidence and thresholds (``transforms/_leaks.py``: bytes, pixels, pHash with colour signature, embeddings). A
+leak writes ``leaks.json`` and, with ``fail_on_leak``, fails the run with ``EvalLeakError`` naming each pair.
+Group-aware splitting links dedup's clusters, so this is a safety net: it fires when deduplication and splitting
+disagree (dedup scoped per domain or disabled, a group key missing).
+
+``AuditContamination`` writes ``eval/contamination.json`` for ``decontaminate.exclude``: the external eval items
+found in the input pool, each match with the split it would have joined.
 """
 
-import dataclasses
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any, Literal
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 import apache_beam as beam
-import numpy as np
-import pydantic
 from apache_beam import pvalue
 
 from schemas import reasons
@@ -44,92 +41,14 @@ from schemas.config import (
     SplitConfig,
 )
 from schemas.records import Sample
+from schemas.splits import EVAL_SCHEMA_VERSION, GenerationItem, Leak, Model, UnderstandingItem
 from transforms._io import join, write_atomic
-from transforms.hashing import COLOUR, PHASH, hash_int
-from transforms.near_dedup import HashArrays, HashFeatures, Limits, close_pairs
-from transforms.semantic_dedup import EMBEDDING_MODEL, skip_reason, vector
+from transforms._leaks import EvalLeakError, FindLeaksFn, ProbeIndex, describe, probe_of
 from transforms.split import group_tokens, would_be_split
 
 STAGE = "eval_set"
 FOLDER = "eval"
-SCHEMA_VERSION = 1
 MAX_CHOICES = 20
-
-
-class EvalLeakError(RuntimeError):
-    """An evaluation image has an exact, near or semantic duplicate in a training split."""
-
-
-class _Model(pydantic.BaseModel):
-    model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
-
-
-class UnderstandingItem(_Model):
-    """One line of ``understanding.jsonl``."""
-
-    schema_version: int = SCHEMA_VERSION
-    id: str
-    key: str
-    source: str
-    domain: str
-    image: str
-    question: str
-    answer: str
-    answer_field: str = pydantic.Field(description="The metadata field the answer was read from.")
-    choices: list[str] = []
-
-
-class GenerationItem(_Model):
-    """One line of ``generation.jsonl``."""
-
-    schema_version: int = SCHEMA_VERSION
-    id: str
-    key: str
-    source: str
-    domain: str
-    prompt: str
-    prompt_field: str = pydantic.Field(description="Where the prompt came from: a metadata field or a model id.")
-    reference_image: str
-
-
-class Leak(_Model):
-    eval_key: str
-    eval_source: str
-    train_key: str
-    train_source: str
-    train_split: str
-    kind: Literal["exact", "pixel", "near", "semantic"]
-    evidence: str
-    measure: float
-
-
-@dataclasses.dataclass(frozen=True)
-class Probe:
-    """What the leak check compares: an image's content hashes, perceptual hashes and embedding; no pixels."""
-
-    key: str
-    source: str
-    sha256: str
-    pixel_sha256: str
-    hashes: Mapping[str, str]
-    embedding: bytes | None = None
-    embedding_model: str = ""
-    split: str = ""
-
-
-def probe_of(sample: Sample, semantic: SemanticDedupConfig) -> Probe:
-    """The probe of a sample; its embedding only where semantic dedup would compare it (enabled, not a smoke model)."""
-    compared = semantic.enabled and skip_reason(sample, semantic) is None
-    return Probe(
-        sample.key,
-        sample.source,
-        sample.sha256,
-        sample.pixel_sha256,
-        dict(sample.hashes),
-        sample.embedding if compared else None,
-        str(sample.annotations.get(EMBEDDING_MODEL, "")) if compared else "",
-        sample.split,
-    )
 
 
 class BuildEvalSet(beam.PTransform):
@@ -192,7 +111,7 @@ class BuildEvalSet(beam.PTransform):
             checked
             | "CheckedProbes" >> beam.Map(probe_of, semantic)
             | "Batch" >> beam.BatchElements(min_batch_size=64, max_batch_size=1024)
-            | "FindLeaks" >> beam.ParDo(_FindLeaksFn(), index=pvalue.AsSingleton(index))
+            | "FindLeaks" >> beam.ParDo(FindLeaksFn(), index=pvalue.AsSingleton(index))
         )
         compared = checked | "CountChecked" >> beam.combiners.Count.Globally()
         items = selected | "Items" >> beam.ParDo(_WriteItemsFn(config, self._output))
@@ -233,10 +152,10 @@ def answer_text(value: Any) -> str:
     return " ".join(str(value).split())
 
 
-def items_of(sample: Sample, questions: Iterable[EvalQuestion], generation: bool) -> list[_Model]:
+def items_of(sample: Sample, questions: Iterable[EvalQuestion], generation: bool) -> list[Model]:
     """The understanding items the sample's metadata answers, and its generation item."""
     image = f"images/{sample.key}.{sample.image_ext}"
-    items: list[_Model] = []
+    items: list[Model] = []
     for question in questions:
         if question.domains and sample.domain not in question.domains:
             continue
@@ -298,95 +217,6 @@ def with_choices(
     ]
 
 
-class ProbeIndex:
-    """The eval images' evidence, arranged to compare a batch of training samples against all of them at once."""
-
-    def __init__(self, probes: Iterable[Probe], near: NearDedupConfig, min_cosine: float):
-        self.probes = sorted(probes, key=lambda p: p.key)
-        self.second_hash = near.second_hash
-        self.colour = near.max_colour_distance is not None
-        self.limits = Limits(near.max_distance, near.second_max_distance if near.second_hash else None)
-        self.limits = self.limits._replace(colour=near.max_colour_distance)
-        self.min_cosine = min_cosine
-        self.by_sha: dict[str, list[int]] = {}
-        self.by_pixels: dict[str, list[int]] = {}
-        for i, probe in enumerate(self.probes):
-            self.by_sha.setdefault(probe.sha256, []).append(i)
-            self.by_pixels.setdefault(probe.pixel_sha256, []).append(i)
-        hashed = [(i, f) for i, p in enumerate(self.probes) if (f := self.features(p)) is not None]
-        self.hashed = np.array([i for i, _ in hashed], dtype=np.int64)
-        self.arrays = HashArrays.of([f for _, f in hashed])
-        by_model: dict[str, list[int]] = {}
-        for i, probe in enumerate(self.probes):
-            if probe.embedding is not None:
-                by_model.setdefault(probe.embedding_model, []).append(i)
-        self.vectors = {
-            model: (np.array(rows), np.stack([vector(self.probes[i].embedding) for i in rows]))
-            for model, rows in by_model.items()
-        }
-
-    def features(self, probe: Probe) -> HashFeatures | None:
-        """The features near dedup compares, read from the probe's hashes exactly as near dedup reads them."""
-        if PHASH not in probe.hashes:
-            return None
-        second = probe.hashes.get(self.second_hash) if self.second_hash else None
-        colour = probe.hashes.get(COLOUR) if self.colour else None
-        return HashFeatures(hash_int(probe.hashes[PHASH]), hash_int(second) if second else None, colour)
-
-    def leaks(self, batch: Sequence[Probe]) -> list[Leak]:
-        """Every (eval image, training sample) pair that deduplication would call duplicates, strongest evidence
-        first per pair: identical bytes, identical pixels, near (pHash bits), semantic (embedding cosine)."""
-        found: dict[tuple[int, int], tuple[tuple, str, str, float]] = {}
-
-        def note(row: int, col: int, kind: str, evidence: str, measure: float, order: float) -> None:
-            rank = (("exact", "pixel", "near", "semantic").index(kind), order)
-            if (row, col) not in found or rank < found[row, col][0]:
-                found[row, col] = (rank, kind, evidence, measure)
-
-        for row, probe in enumerate(batch):
-            for col in self.by_sha.get(probe.sha256, []):
-                note(row, col, "exact", "sha256", 0.0, 0.0)
-            for col in self.by_pixels.get(probe.pixel_sha256, []):
-                note(row, col, "pixel", "pixel_sha256", 0.0, 0.0)
-        rows = [(row, f) for row, probe in enumerate(batch) if (f := self.features(probe)) is not None]
-        if rows and len(self.hashed):
-            i, j, bits, _ = close_pairs(HashArrays.of([f for _, f in rows]), self.arrays, self.limits, upper=False)
-            for a, b, d in zip(i.tolist(), j.tolist(), bits.tolist(), strict=True):
-                note(rows[a][0], int(self.hashed[b]), "near", PHASH, float(d), float(d))
-        for model, (indices, vectors) in sorted(self.vectors.items()):
-            embedded = [row for row, p in enumerate(batch) if p.embedding is not None and p.embedding_model == model]
-            if not embedded:
-                continue
-            cosines = np.stack([vector(batch[row].embedding) for row in embedded]) @ vectors.T
-            for a, b in zip(*np.nonzero(cosines >= self.min_cosine), strict=True):
-                cosine = round(float(cosines[a, b]), 6)
-                note(embedded[a], int(indices[b]), "semantic", model or "embedding", cosine, -cosine)
-        return [
-            Leak(
-                eval_key=self.probes[col].key,
-                eval_source=self.probes[col].source,
-                train_key=batch[row].key,
-                train_source=batch[row].source,
-                train_split=batch[row].split,
-                kind=kind,
-                evidence=evidence,
-                measure=measure,
-            )  # fmt: skip
-            for (row, col), (_, kind, evidence, measure) in sorted(found.items())
-            if self.probes[col].key != batch[row].key
-        ]
-
-
-class _FindLeaksFn(beam.DoFn):
-    def __init__(self):
-        self._leaks = beam.metrics.Metrics.counter(STAGE, "leaks")
-
-    def process(self, batch: list[Probe], index: ProbeIndex) -> Iterator[Leak]:
-        for leak in index.leaks(batch):
-            self._leaks.inc()
-            yield leak
-
-
 class _WriteItemsFn(beam.DoFn):
     """Write each chosen sample's image under ``eval/images/`` and emit its items."""
 
@@ -395,7 +225,7 @@ class _WriteItemsFn(beam.DoFn):
         self._output = output
         self._images = beam.metrics.Metrics.counter(STAGE, "images")
 
-    def process(self, sample: Sample) -> Iterator[_Model]:
+    def process(self, sample: Sample) -> Iterator[Model]:
         items = items_of(sample, self._config.questions, self._config.generation)
         if items:
             write_atomic(join(self._output, FOLDER, "images", f"{sample.key}.{sample.image_ext}"), sample.image)
@@ -403,29 +233,14 @@ class _WriteItemsFn(beam.DoFn):
             yield from items
 
 
-def _jsonl(items: Iterable[_Model]) -> bytes:
+def _jsonl(items: Iterable[Model]) -> bytes:
     return b"".join(
         json.dumps(i.model_dump(mode="json"), sort_keys=True, ensure_ascii=False).encode() + b"\n" for i in items
     )
 
 
-def describe(leaks: list[Leak], limit: int = 10) -> str:
-    """A message naming the leaking pairs, for the run's error."""
-    lines = [f"{len(leaks)} evaluation leak(s): eval images duplicated in {sorted({x.train_split for x in leaks})}"]
-    for leak in leaks[:limit]:
-        lines.append(
-            f"  eval {leak.eval_key} ({leak.eval_source}) ~ {leak.train_split} {leak.train_key} "
-            f"({leak.train_source}): {leak.kind} by {leak.evidence}"
-            + (f" = {leak.measure:g}" if leak.kind in ("near", "semantic") else "")
-        )
-    if len(leaks) > limit:
-        lines.append(f"  ... and {len(leaks) - limit} more in eval/leaks.json")
-    lines.append("group them (split.group_by) or link them as duplicates so they share a split, or drop one")
-    return "\n".join(lines)
-
-
 def _write_set(
-    items: list[_Model],
+    items: list[Model],
     leaks: list[Leak],
     compared: int,
     vocabulary: dict,
@@ -445,7 +260,7 @@ def _write_set(
     write_atomic(join(folder, "understanding.jsonl"), _jsonl(understanding))
     write_atomic(join(folder, "generation.jsonl"), _jsonl(generation))
     summary = {
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": EVAL_SCHEMA_VERSION,
         "split": config.split,
         "images": len({i.key for i in items}),
         "understanding_items": len(understanding),
@@ -559,7 +374,7 @@ def audit_summary(found: Iterable[dict]) -> dict:
         )
     by_split = Counter(m["would_be_split"] for matches in items.values() for m in matches)
     return {
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": EVAL_SCHEMA_VERSION,
         "eval_items_found": len(items),
         "matches": sum(by_split.values()),
         "by_split": dict(sorted(by_split.items())),

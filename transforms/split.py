@@ -41,19 +41,18 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 import apache_beam as beam
-import pydantic
 from apache_beam import pvalue
 
 from schemas.config import SplitConfig
 from schemas.documents import DOCUMENT_ANNOTATION
 from schemas.records import Sample
+from schemas.splits import SplitReport, StratumReport, StratumSplit
 from transforms._components import ConnectedComponents, components
 from transforms._io import join, write_atomic
 from transforms.incremental import EarlierRun
 
 STAGE = "split"
 REPORT_PATH = ("splits", "splits.json")
-REPORT_SCHEMA_VERSION = 1
 _UNIT_BITS = 60
 TOKEN_PREFIX = "0:"
 
@@ -502,42 +501,6 @@ class _SetSplitFn(beam.DoFn):
         for sample in joined["sample"]:
             self._counters[split].inc()
             yield dataclasses.replace(sample, split=split)
-
-
-class StratumSplit(pydantic.BaseModel):
-    model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
-
-    samples: int
-    groups: int
-    sample_fraction: float
-    group_fraction: float
-
-
-class StratumReport(pydantic.BaseModel):
-    model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
-
-    stratum: str
-    samples: int
-    groups: int
-    status: str = pydantic.Field(description="ok, too_small (left to hashing) or unmet (minimums not reachable).")
-    moved: dict[str, int]
-    splits: dict[str, StratumSplit]
-
-
-class SplitReport(pydantic.BaseModel):
-    """``splits/splits.json``: what was asked, what each stratum got, and what could not be done."""
-
-    model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
-
-    schema_version: int = REPORT_SCHEMA_VERSION
-    config: dict[str, Any]
-    totals: dict[str, dict[str, int]]
-    strata: list[StratumReport]
-    too_small: list[str]
-    unmet: list[str]
-    pin_conflicts: int
-    pin_conflict_examples: list[dict[str, Any]]
-    largest_groups: list[dict[str, Any]]
 
 
 def build_report(

@@ -15,7 +15,8 @@ from pipeline.launch import RunError
 from schemas.config import EvalQuestion, EvalSetConfig, NearDedupConfig, SemanticDedupConfig
 from schemas.records import ImageInfo, Sample
 from tests.helpers import jpeg_bytes, make_photo, run_job, write_sidecar
-from transforms.eval_set import BuildEvalSet, ProbeIndex, items_of, probe_of, with_choices
+from transforms._leaks import ProbeIndex, probe_of
+from transforms.eval_set import BuildEvalSet, items_of, with_choices
 from transforms.hashing import perceptual_hashes
 
 NEAR = NearDedupConfig()
