@@ -3,7 +3,8 @@
 For every ``OUT/shards/<view>/<split>/shard-NNNNNN.tar``: the tar reads to its end-of-archive marker (a truncated or
 corrupted shard is caught), every key is lowercase hex without a dot, a sample's members are adjacent and complete
 (``json`` always; in the ``pairs`` view also ``txt`` and the image the JSON names), the JSON validates against
-``SampleRecord`` and its ``image_sha256`` matches the image bytes, the Parquet sidecar has exactly one row per sample
+``SampleRecord`` and its ``image_sha256`` matches the image bytes (in the other views, every ``{member,
+image_sha256}`` object in the JSON is checked against that member), the Parquet sidecar has exactly one row per sample
 with the same key, text and image hash, and ``_stats.json`` and ``index.json`` agree with the tar. The pairs view's
 sample count must equal the ledger's kept count in ``_run/counts.json``.
 """
@@ -212,7 +213,15 @@ def _check_sample(key: str, members: dict[str, bytes], view: str) -> list[str]:
     if not isinstance(record, dict):
         return [f"sample {key}: json member is not an object"]
     if view != PAIRS_VIEW:
-        return [] if record.get("key", key) == key else [f"sample {key}: json names key {record.get('key')!r}"]
+        problems = [] if record.get("key", key) == key else [f"sample {key}: json names key {record.get('key')!r}"]
+        for member, digest in _image_references(record):
+            if member not in members:
+                problems.append(f"sample {key} has no member {member!r} that its json names")
+            elif hashlib.sha256(members[member]).hexdigest() != digest:
+                problems.append(
+                    f"sample {key}: {member} bytes do not match image_sha256 in its json (tampered or corrupted)"
+                )
+        return problems
     try:
         parsed = SampleRecord.model_validate(record)
     except ValueError as error:
@@ -233,6 +242,20 @@ def _check_sample(key: str, members: dict[str, bytes], view: str) -> list[str]:
     if extra:
         problems.append(f"sample {key} has unexpected members {extra}")
     return problems
+
+
+def _image_references(node: Any) -> list[tuple[str, str]]:
+    """``(member, image_sha256)`` of every object in a JSON value naming both (the docs and edit views' images)."""
+    found = []
+    if isinstance(node, dict):
+        if isinstance(node.get("member"), str) and isinstance(node.get("image_sha256"), str):
+            found.append((node["member"], node["image_sha256"]))
+        for value in node.values():
+            found.extend(_image_references(value))
+    elif isinstance(node, list):
+        for value in node:
+            found.extend(_image_references(value))
+    return found
 
 
 def _check_sidecar(path: str, samples: dict[str, dict[str, bytes]], view: str) -> list[str]:

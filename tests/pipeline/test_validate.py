@@ -165,3 +165,25 @@ def test_garbage_is_not_a_shard(tmp_path):
     path.write_bytes(b"\x00garbage" * 100)
     check = check_shard(str(path), "pairs", "all")
     assert check.problems and "truncated or corrupted" in check.problems[0]
+
+
+def test_other_views_check_every_image_their_json_names(tmp_path):
+    import hashlib
+
+    key = "ab" * 16
+    record = {
+        "key": key,
+        "images": [
+            {"member": "0.jpg", "image_sha256": hashlib.sha256(b"first").hexdigest()},
+            {"member": "1.jpg", "image_sha256": hashlib.sha256(b"second").hexdigest()},
+        ],
+    }
+    path = tmp_path / "shard-000000.tar"
+    members = [
+        (tarfile.TarInfo(f"{key}.json"), json.dumps(record).encode()),
+        (tarfile.TarInfo(f"{key}.0.jpg"), b"tampered"),
+    ]
+    _rewrite(path, members)
+    problems = check_shard(str(path), "docs", "train").problems
+    assert any("0.jpg bytes do not match image_sha256" in p for p in problems), problems
+    assert any("has no member '1.jpg'" in p for p in problems), problems
