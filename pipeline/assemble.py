@@ -72,7 +72,7 @@ def build(pipeline: beam.Pipeline, config: UnishardConfig, output: str, earlier:
     )
     split = documents.samples | "Split" >> AssignSplits(config.split, output, links=links, shipped=shipped_splits)
     _ = split.samples | "EvalSet" >> BuildEvalSet(
-        config.eval_set, output, split_names(config.split), config.near_dedup, config.semantic_dedup
+        config.eval_set, output, split_names(config.split), config.near_dedup, config.semantic_dedup, earlier
     )
     _ = clean.rejected | "ContaminationAudit" >> AuditContamination(
         config.decontaminate, config.split, output, exact.survivors, split.tokens

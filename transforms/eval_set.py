@@ -30,6 +30,7 @@ from typing import Any
 
 import apache_beam as beam
 from apache_beam import pvalue
+from apache_beam.io.filesystems import FileSystems
 
 from schemas import reasons
 from schemas.config import (
@@ -43,7 +44,8 @@ from schemas.config import (
 from schemas.records import Sample
 from schemas.splits import EVAL_SCHEMA_VERSION, GenerationItem, Leak, Model, UnderstandingItem
 from transforms._io import join, write_atomic
-from transforms._leaks import EvalLeakError, FindLeaksFn, ProbeIndex, describe, probe_of
+from transforms._leaks import EvalLeakError, FindLeaksFn, Probe, ProbeIndex, describe, probe_of
+from transforms.incremental import EarlierRun
 from transforms.split import group_tokens, would_be_split
 
 STAGE = "eval_set"
@@ -61,6 +63,7 @@ class BuildEvalSet(beam.PTransform):
         splits: Iterable[str],
         near: NearDedupConfig,
         semantic: SemanticDedupConfig,
+        earlier: EarlierRun | None = None,
         salt: str = "unishard-eval-v1",
     ):
         """Args:
@@ -69,6 +72,8 @@ class BuildEvalSet(beam.PTransform):
         splits: The splits samples can carry; without ``config.split`` among them there is no set to build.
         near: Near dedup's section: its hashes and thresholds define a near-duplicate leak.
         semantic: Semantic dedup's section: its threshold defines a semantic leak when embeddings exist.
+        earlier: The earlier run of an incremental run: its eval items are carried over (the set is chosen again
+            from old and new test images by the same hash), and its shipped samples join the leak check.
         salt: Hash salt of the image choice.
         """
         super().__init__()
@@ -78,6 +83,7 @@ class BuildEvalSet(beam.PTransform):
         self._min_cosine = semantic.threshold
         self._output = output
         self._active = config.enabled and config.split in set(splits)
+        self._earlier = earlier.output if earlier is not None and earlier.has_shards else None
         self._salt = salt
 
     def expand(self, samples: beam.PCollection) -> beam.PCollection:
@@ -88,33 +94,66 @@ class BuildEvalSet(beam.PTransform):
             self._semantic,
             self._min_cosine,
         )
+        pipeline = samples.pipeline
         if not self._active:
-            return samples.pipeline | "NoEvalSet" >> beam.Create([])
+            return pipeline | "NoEvalSet" >> beam.Create([])
+        carried = pipeline | "NoEarlierItems" >> beam.Create([])
+        shipped = pipeline | "NoShippedProbes" >> beam.Create([])
+        if self._earlier is not None:
+            carried = (
+                pipeline | "EarlierRun" >> beam.Create([self._earlier]) | "EarlierItems" >> beam.FlatMap(earlier_items)
+            )
+            shipped = (
+                pipeline
+                | "ReadSidecars" >> beam.io.ReadFromParquet(join(self._earlier, "shards", "pairs", "*", "*.parquet"))
+                | "ShippedProbes" >> beam.Map(shipped_probe)
+            )
         chosen = (
-            samples
-            | "InEvalSplit" >> beam.Filter(lambda s: s.split == config.split)
-            | "Rank" >> beam.Map(lambda s: (_rank(s.key, salt), s.key))
+            (
+                samples
+                | "InEvalSplit" >> beam.Filter(lambda s: s.split == config.split)
+                | "Rank" >> beam.Map(lambda s: (_rank(s.key, salt), s.key)),
+                carried
+                | "RankCarried" >> beam.Map(lambda item: (_rank(item.key, salt), item.key))
+                | "DistinctCarried" >> beam.Distinct(),
+            )
+            | "AllRanked" >> beam.Flatten()
             | "FirstImages" >> beam.combiners.Top.Smallest(config.max_images)
             | "ChosenKeys" >> beam.Map(lambda ranked: frozenset(key for _, key in ranked))
         )
-        selected = samples | "Select" >> beam.Filter(
-            lambda s, keys: s.split == config.split and s.key in keys, keys=pvalue.AsSingleton(chosen)
-        )
+        keys = pvalue.AsSingleton(chosen)
+        selected = samples | "Select" >> beam.Filter(lambda s, keys: s.split == config.split and s.key in keys, keys)
         index = (
-            selected
-            | "Probe" >> beam.Map(probe_of, semantic)
+            (
+                selected | "Probe" >> beam.Map(probe_of, semantic),
+                shipped
+                | "ShippedEval" >> beam.Filter(lambda p, keys: p.split == config.split and p.key in keys, keys),
+            )
+            | "EvalProbes" >> beam.Flatten()
             | "AllProbes" >> beam.combiners.ToList()
             | "Index" >> beam.Map(lambda probes: ProbeIndex(probes, near, min_cosine))
         )
-        checked = samples | "Checked" >> beam.Filter(lambda s: s.split in config.check_against)
+        checked = (
+            samples
+            | "Checked" >> beam.Filter(lambda s: s.split in config.check_against)
+            | "CheckedProbes" >> beam.Map(probe_of, semantic),
+            shipped | "ShippedChecked" >> beam.Filter(lambda p: p.split in config.check_against),
+        ) | "AllChecked" >> beam.Flatten()
         leaks = (
             checked
-            | "CheckedProbes" >> beam.Map(probe_of, semantic)
             | "Batch" >> beam.BatchElements(min_batch_size=64, max_batch_size=1024)
             | "FindLeaks" >> beam.ParDo(FindLeaksFn(), index=pvalue.AsSingleton(index))
         )
         compared = checked | "CountChecked" >> beam.combiners.Count.Globally()
         items = selected | "Items" >> beam.ParDo(_WriteItemsFn(config, self._output))
+        if self._earlier is not None:
+            kept = (
+                carried
+                | "StillChosen" >> beam.Filter(lambda item, keys: item.key in keys, keys)
+                | "CarriedByKey" >> beam.GroupBy(lambda item: item.key)
+                | "CopyImages" >> beam.FlatMap(_copy_image, earlier=self._earlier, output=self._output)
+            )
+            items = (items, kept) | "WithCarried" >> beam.Flatten()
         vocabulary = (
             samples
             | "Answers" >> beam.FlatMap(answers_of, config.questions)
@@ -137,6 +176,31 @@ class BuildEvalSet(beam.PTransform):
                 output=self._output,
             )
         )
+
+
+def earlier_items(earlier: str) -> Iterator[Model]:
+    """The items of an earlier run's evaluation set (none when it wrote none)."""
+    for name, model in (("understanding.jsonl", UnderstandingItem), ("generation.jsonl", GenerationItem)):
+        path = join(earlier, FOLDER, name)
+        if FileSystems.exists(path):
+            with FileSystems.open(path) as handle:
+                for line in handle.read().decode("utf-8").splitlines():
+                    if line.strip():
+                        yield model.model_validate_json(line)
+
+
+def shipped_probe(row: Mapping[str, Any]) -> Probe:
+    """The probe of a sample an earlier run wrote, from its ``pairs`` sidecar row (no embedding is stored there)."""
+    hashes = json.loads(row["hashes"] or "{}")
+    return Probe(row["key"], row["source"], row["sha256"], row["pixel_sha256"], hashes, None, "", row["split"])
+
+
+def _copy_image(element: tuple[str, Iterable[Model]], earlier: str, output: str) -> Iterator[Model]:
+    items = list(element[1])
+    image = items[0].image if isinstance(items[0], UnderstandingItem) else items[0].reference_image
+    with FileSystems.open(join(earlier, FOLDER, image)) as handle:
+        write_atomic(join(output, FOLDER, image), handle.read())
+    yield from items
 
 
 def _rank(key: str, salt: str) -> str:

@@ -18,6 +18,8 @@ from tests.helpers import jpeg_bytes, make_photo, run_job, write_sidecar
 from transforms._leaks import ProbeIndex, probe_of
 from transforms.eval_set import BuildEvalSet, items_of, with_choices
 from transforms.hashing import perceptual_hashes
+from transforms.incremental import EarlierRun
+from transforms.write_shards import SIDECAR_SCHEMA, parquet_bytes, sample_record, sidecar_row
 
 NEAR = NearDedupConfig()
 SEMANTIC = SemanticDedupConfig()
@@ -185,3 +187,53 @@ def test_a_planted_leak_fails_the_run_naming_the_pair(tmp_path):
     assert not (tmp_path / "out" / "eval").exists()
     assert not (tmp_path / "out" / "shards").exists()
     assert Path(tmp_path / "out").exists()
+
+
+def _ship(output: Path, samples: list[Sample]) -> None:
+    """Lay out what an earlier run left: pairs sidecars of its samples, and its eval set from its test split."""
+    for split in {s.split for s in samples}:
+        rows = [sidecar_row(sample_record(s)) for s in samples if s.split == split]
+        folder = output / "shards" / "pairs" / split
+        folder.mkdir(parents=True)
+        (folder / "shard-000000.parquet").write_bytes(parquet_bytes(rows, SIDECAR_SCHEMA))
+    folder = output / "eval"
+    (folder / "images").mkdir(parents=True)
+    lines = {"understanding.jsonl": [], "generation.jsonl": []}
+    for sample in (s for s in samples if s.split == "test"):
+        (folder / "images" / f"{sample.key}.jpg").write_bytes(sample.image)
+        for item in items_of(sample, EvalSetConfig().questions, generation=True):
+            name = "understanding.jsonl" if hasattr(item, "answer") else "generation.jsonl"
+            lines[name].append(item.model_dump_json())
+    for name, content in lines.items():
+        (folder / name).write_text("".join(line + "\n" for line in content))
+
+
+def test_an_incremental_run_carries_the_earlier_eval_set_and_checks_shipped_train(tmp_path):
+    earlier = tmp_path / "earlier"
+    old_test = _sample("f1", make_photo(64, 64, 31), "test", {"label": "dent"}, text="old dent")
+    base = make_photo(96, 80, seed=33)
+    _ship(earlier, [old_test, _sample("f2", base, "train", {"label": "none"}, text="old clean")])
+    run = EarlierRun(output=str(earlier), generation=1, has_shards=True)
+    new_test = _sample("g1", make_photo(64, 64, 32), "test", {"label": "scratch"}, text="new scratch")
+    out = tmp_path / "out"
+    with BeamTestPipeline() as pipeline:
+        _ = (
+            pipeline
+            | beam.Create([new_test])
+            | BuildEvalSet(EvalSetConfig(), str(out), ("train", "validation", "test"), NEAR, SEMANTIC, run)
+        )
+    understanding = [json.loads(line) for line in (out / "eval" / "understanding.jsonl").read_text().splitlines()]
+    assert {(item["key"], item["answer"]) for item in understanding} == {("f1", "dent"), ("g1", "scratch")}
+    assert (out / "eval" / "images" / "f1.jpg").read_bytes() == old_test.image
+    assert json.loads((out / "eval" / "eval_set.json").read_text())["leak_check"]["compared_samples"] == 1
+
+    edited = base.copy()
+    edited.putpixel((2, 2), (9, 9, 9))
+    leaking = _sample("g2", edited, "test", {"label": "none"}, text="a copy of shipped train")
+    with pytest.raises(Exception, match="g2.*~ train f2"):
+        with BeamTestPipeline() as pipeline:
+            _ = (
+                pipeline
+                | beam.Create([leaking])
+                | BuildEvalSet(EvalSetConfig(), str(tmp_path / "x"), ("train", "test"), NEAR, SEMANTIC, run)
+            )
