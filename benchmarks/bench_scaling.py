@@ -13,10 +13,12 @@ Inputs are N images taken as they are from ``--corpus`` folders (spread evenly o
   processes and models) and on all N: marginal CPU seconds per image (whole process tree), marginal images/s, peak
   resident memory. Model stages run the small random CLIP (``clip.smoke``) here;
 * ``model``: the CLIP ViT-B-32 image and text towers (random weights: the same compute, nothing downloaded) in CPU
-  seconds per image and per caption on one torch thread, GFLOPs per image, and weight size.
+  seconds per image and per caption on one torch thread (or GPU wall seconds with ``--device cuda``), GFLOPs per
+  image, and weight size.
 
     python benchmarks/bench_scaling.py --images 400 --workers 2 \
         --corpus ../shared/corpora/marketing --corpus ../shared/corpora/factory
+    python benchmarks/bench_scaling.py --parts model --device cuda --model-batches 20    # on a GPU worker
 """
 
 import argparse
@@ -238,41 +240,82 @@ def end_to_end(inputs: Path, work: Path, workers: int) -> None:
     )
 
 
-def model(batches: int) -> None:
-    """CLIP ViT-B-32 towers with random weights: CPU seconds per image and per caption on one thread."""
+def model(batches: int, device: str) -> None:
+    """CLIP ViT-B-32 towers with random weights: seconds per image and per caption, at batch 16.
+
+    On CPU: CPU seconds on one torch thread (multiply by cores for a worker's throughput). On ``cuda``: wall seconds
+    of one GPU, synchronised, at fp32 and bf16 autocast.
+    """
     import open_clip
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    torch.set_num_threads(1)
     torch.manual_seed(0)
-    clip = open_clip.create_model("ViT-B-32", pretrained=None).eval()
+    cpu = device == "cpu"
+    if cpu:
+        torch.set_num_threads(1)
+    clip = open_clip.create_model("ViT-B-32", pretrained=None).eval().to(device)
     tokenizer = open_clip.get_tokenizer("ViT-B-32")
-    images = torch.rand(16, 3, 224, 224)
-    texts = tokenizer([f"a photo of product number {i} on a white background" for i in range(64)])
+    batch = 16 if cpu else 256
+    images = torch.rand(batch, 3, 224, 224, device=device)
+    texts = tokenizer([f"a photo of product number {i} on a white background" for i in range(64)]).to(device)
+
+    def clock() -> float:
+        if not cpu:
+            torch.cuda.synchronize()
+        return time.process_time() if cpu else time.perf_counter()
+
     with torch.inference_mode():
         clip.encode_image(images[:2])
         with FlopCounterMode(display=False) as flops:
             clip.encode_image(images[:1])
         image_flops = flops.get_total_flops()
-        clock = time.process_time()
-        for _ in range(batches):
-            clip.encode_image(images)
-        per_image = (time.process_time() - clock) / (16 * batches)
-        clock = time.process_time()
-        clip.encode_text(texts)
-        per_caption = (time.process_time() - clock) / 64
+        with FlopCounterMode(display=False) as flops:
+            clip.encode_text(texts[:1])
+        text_flops = flops.get_total_flops()
+        results = {}
+        for precision in ["fp32"] if cpu else ["fp32", "bf16"]:
+            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                clip.encode_image(images)
+                started = clock()
+                for _ in range(batches):
+                    clip.encode_image(images)
+                per_image = (clock() - started) / (batch * batches)
+                started = clock()
+                clip.encode_text(texts)
+                per_caption = (clock() - started) / 64
+            results[precision] = {"s_per_image": round(per_image, 6), "s_per_caption": round(per_caption, 6)}
     weights = sum(p.numel() * p.element_size() for p in clip.parameters())
     emit(
         "model",
         model="ViT-B-32 (random weights)",
-        batch=16,
-        torch_threads=1,
-        cpu_s_per_image=round(per_image, 4),
-        cpu_s_per_caption=round(per_caption, 4),
+        device=device if cpu else torch.cuda.get_device_name(),
+        batch=batch,
+        clock="CPU seconds, 1 torch thread" if cpu else "wall seconds, 1 GPU",
+        results=results,
         gflops_per_image=round(image_flops / 1e9, 2),
+        gflops_per_caption=round(text_flops / 1e9, 2),
         weight_mb_fp32=round(weights / 2**20),
+        cpu_s_per_image_to_tensor=round(_preprocess_cost(open_clip, clip), 5),
     )
+
+
+def _preprocess_cost(open_clip, clip, count: int = 32) -> float:
+    """CPU seconds per image to turn a normalised 1024 px JPEG into the model's input tensor (decode, resize, crop,
+    normalise): the work a GPU worker's CPUs do to feed the GPU."""
+    from PIL import Image
+
+    from tests.helpers import jpeg_bytes, make_photo
+
+    preprocess = open_clip.image_transform(clip.visual.image_size, is_train=False)
+    encoded = [jpeg_bytes(make_photo(1024, 768, seed=seed), quality=90) for seed in range(4)]
+    started = time.process_time()
+    for index in range(count):
+        preprocess(Image.open(io.BytesIO(encoded[index % len(encoded)])).convert("RGB"))
+    return (time.process_time() - started) / count
+
+
+PARTS = ("stage_cpu", "shuffle", "end_to_end", "model")
 
 
 def main() -> None:
@@ -282,18 +325,25 @@ def main() -> None:
     parser.add_argument(
         "--corpus", type=Path, action="append", default=[], help="a folder of real images to use (repeatable)"
     )
-    parser.add_argument("--model-batches", type=int, default=4, help="batches of 16 for the model timing; 0 skips")
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
+    parser.add_argument("--model-batches", type=int, default=4, help="batches for the model timing")
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda to time the model on a GPU worker")
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
     emit("machine", cpus=os.cpu_count(), load_average_1m=round(os.getloadavg()[0], 2))
-    with tempfile.TemporaryDirectory(prefix="unishard-scaling-") as tmp:
-        work = Path(tmp)
-        inputs = work / "inputs"
-        make_inputs(inputs, args.images, args.corpus)
-        stage_cpu(inputs)
-        shuffle_and_output(inputs, work)
-        end_to_end(inputs, work, args.workers)
-    if args.model_batches:
-        model(args.model_batches)
+    if parts - {"model"}:
+        with tempfile.TemporaryDirectory(prefix="unishard-scaling-") as tmp:
+            work = Path(tmp)
+            inputs = work / "inputs"
+            make_inputs(inputs, args.images, args.corpus)
+            if "stage_cpu" in parts:
+                stage_cpu(inputs)
+            if "shuffle" in parts:
+                shuffle_and_output(inputs, work)
+            if "end_to_end" in parts:
+                end_to_end(inputs, work, args.workers)
+    if "model" in parts:
+        model(args.model_batches, args.device)
 
 
 if __name__ == "__main__":
