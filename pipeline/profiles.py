@@ -247,7 +247,7 @@ def with_stage_hints(transform: beam.PTransform, pipeline: beam.Pipeline, stage:
 
     Use in ``pipeline/assemble.py`` around a model stage::
 
-        embedded = unique | "Embed" >> with_stage_hints(Embed(config.embed), pipeline, "embed")
+        embedded = unique | "Embed" >> with_stage_hints(EmbedImages(config.embed, config.clip), pipeline, "embed")
 
     Runners that do not understand a hint ignore it; Dataflow places the stage on workers that satisfy it.
     """
