@@ -114,10 +114,16 @@ def build(target: Path) -> Path:
     shutil.copy(target / "marketing" / "mug-01-main.jpg", target / "marketing" / "mug-01-copy.jpg")
     _save(Image.open(target / "marketing" / "shirt-green-front.png"), target / "marketing" / "shirt-green-front.webp",
           lossless=True)
+    # A near duplicate: the poster re-exported for the web, smaller and more compressed (near_dedup removes it).
+    poster = Image.open(target / "marketing" / "poster-01-main.jpg")
+    _save(poster.resize((poster.width * 3 // 5, poster.height * 3 // 5)), target / "marketing" / "poster-01-web.jpg",
+          quality=70)
     rows += [
         {"path": "marketing/mug-01-copy.jpg", "domain": "marketing", "sku": "MUG-01", "title": "Morning coffee cup"},
         {"path": "marketing/shirt-green-front.webp", "domain": "marketing", "sku": "SHIRT-GREEN",
          "title": "Classic cotton t-shirt in green"},
+        {"path": "marketing/poster-01-web.jpg", "domain": "marketing", "sku": "POSTER-01",
+         "title": "Astronaut portrait poster", "image_role": "main"},
         {"path": "marketing/discontinued.jpg", "domain": "marketing", "title": "A product whose photo was deleted"},
         {"path": "../../secrets/passwd.jpg", "domain": "marketing", "title": "A path escaping the data folder"},
     ]
@@ -158,6 +164,8 @@ def build(target: Path) -> Path:
     (target / "factory" / "clock-rotated.json").write_text(
         json.dumps({"domain": "factory", "label": "none", "line": "line-2", "camera": "cam-c",
                     "inspection_note": "Gauge photo from the line-2 handheld camera."}))
+    # A holdout evaluation image outside the inputs; its copy in the pool (gravel-2) is rejected by decontamination.
+    _save(Image.open(target / "factory" / "gravel-2.jpg"), target / "eval" / "holdout-gravel-2.jpg", quality=75)
     return target
 
 

@@ -66,7 +66,7 @@ class HashFeatures(NamedTuple):
 
     phash: int
     second: int | None = None
-    colour: bytes | None = None
+    colour: bytes | str | None = None
 
 
 class Limits(NamedTuple):
@@ -172,14 +172,16 @@ class HashArrays(NamedTuple):
 
     @classmethod
     def of(cls, features: Sequence[HashFeatures]) -> "HashArrays":
-        size = next((len(f.colour) for f in features if f.colour), 3)
-        has_colour = np.array([bool(f.colour) and len(f.colour) == size for f in features], dtype=bool)
+        """Arrays of ``features``; a colour signature may be raw bytes or its hex text."""
+        raws = [bytes.fromhex(f.colour) if isinstance(f.colour, str) else f.colour for f in features]
+        size = next((len(raw) for raw in raws if raw), 3)
+        has_colour = np.array([bool(raw) and len(raw) == size for raw in raws], dtype=bool)
         blank = bytes(size)
         return cls(
             phash=np.array([f.phash for f in features], dtype=np.uint64),
             second=np.array([f.second or 0 for f in features], dtype=np.uint64),
             has_second=np.array([f.second is not None for f in features], dtype=bool),
-            colour=decode_colours([f.colour if ok else blank for f, ok in zip(features, has_colour, strict=True)]),
+            colour=decode_colours([raw if ok else blank for raw, ok in zip(raws, has_colour, strict=True)]),
             has_colour=has_colour,
         )
 
