@@ -56,7 +56,11 @@ def build(pipeline: beam.Pipeline, config: UnishardConfig, output: str, earlier:
     unique = texted.samples | "DropDuplicates" >> DropRejected(rejections)
     embedded = unique | "Embed" >> EmbedImages(config.embed, config.clip)
     semantic = embedded.samples | "SemanticDedup" >> SemanticDeduplicate(config.semantic_dedup, output)
-    distinct = embedded.samples | "DropSemanticDuplicates" >> DropRejected(semantic.rejected)
+    distinct = (
+        embedded.samples | "DropSemanticDuplicates" >> DropRejected(semantic.rejected)
+        if config.semantic_dedup.enabled
+        else embedded.samples
+    )
     captioned = distinct | "Caption" >> Caption(config.caption, config.clip)
     filtered = captioned.samples | "ClipFilter" >> ClipFilter(config.clip_filter, clip_model_id(config.clip))
     faced = filtered.kept | "Faces" >> BlurFaces(config.faces, config.normalise)
