@@ -30,7 +30,8 @@ class RowScaledInt8Linear(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         rows = x.reshape(-1, shape[-1])
-        scale = rows.abs().amax(dim=1, keepdim=True).clamp_min(1e-30)
+        low, high = torch.aminmax(rows, dim=1, keepdim=True)  # several times faster than abs().amax() on CPU
+        scale = torch.maximum(high, low.neg()).clamp_min(1e-30)
         scaled = torch.empty((rows.shape[0] + 2, rows.shape[1]), dtype=rows.dtype)
         torch.div(rows, scale, out=scaled[:-2])
         scaled[-2:] = self.bounds
