@@ -11,10 +11,9 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from PIL import Image, ImageDraw
 
-from pipeline.launch import RunError
 from schemas.config import EvalQuestion, EvalSetConfig, NearDedupConfig, SemanticDedupConfig
 from schemas.records import ImageInfo, Sample
-from tests.helpers import jpeg_bytes, make_photo, run_job, write_sidecar
+from tests.helpers import jpeg_bytes, make_photo
 from transforms._leaks import ProbeIndex, probe_of
 from transforms.eval_set import BuildEvalSet, items_of, with_choices
 from transforms.hashing import perceptual_hashes
@@ -153,40 +152,28 @@ def test_eval_set_files_hold_the_test_images_with_metadata_answers(tmp_path):
 
 
 def test_a_planted_leak_fails_the_run_naming_the_pair(tmp_path):
-    """The same photo in two domains, deduplicated per domain only: dedup never compares them, so splitting cannot
-    group them; one is pinned to test, its copy to train, and the run must fail naming both."""
-    images = tmp_path / "images"
-    images.mkdir()
+    """A test image whose one-pixel edit sits in train (dedup never linked them): the run fails and names both.
+    The real pipeline writes the same pair to ``eval/leaks.json`` (``tests/transforms/test_split.py``)."""
     base = make_photo(128, 96, seed=21)
     copy = base.copy()
     copy.putpixel((3, 3), (0, 255, 0))
-    for name, image, domain, split in (
-        ("held.jpg", base, "marketing", "test"),
-        ("reused.jpg", copy, "factory", "train"),
-    ):
-        path = images / name
-        path.write_bytes(jpeg_bytes(image, quality=92))
-        write_sidecar(path, title=f"photo {name}", domain=domain, split=split, label="none")
-    for seed in range(3):
-        path = images / f"other{seed}.jpg"
-        path.write_bytes(jpeg_bytes(make_photo(128, 96, seed=40 + seed), quality=90))
-        write_sidecar(path, title=f"other {seed}", domain="factory", split="train")
-    with pytest.raises(RunError) as failure:
-        run_job(
-            [images],
-            tmp_path / "out",
-            split={"fractions": {"train": 0.8, "validation": 0.1, "test": 0.1}, "min_groups": 0},
-            near_dedup={"scope": ["domain"]},
-            faces={"enabled": False},
-            audit={"enabled": False},
-        )
-    message = str(failure.value)
-    assert "EvalLeakError" in message
-    assert "held.jpg" in message and "reused.jpg" in message
-    assert "near by phash" in message
-    assert not (tmp_path / "out" / "eval").exists()
-    assert not (tmp_path / "out" / "shards").exists()
-    assert Path(tmp_path / "out").exists()
+    samples = [
+        _sample("held", base, "test", {"label": "none"}, text="held out"),
+        _sample("reused", copy, "train", {"label": "none"}, text="reused"),
+        _sample("other", make_photo(128, 96, seed=22), "train", {"label": "none"}, text="other"),
+    ]
+    with pytest.raises(
+        Exception, match=r"(?s)1 evaluation leak.*eval held \(/data/held.jpg\) ~ train reused"
+    ) as failure:
+        with BeamTestPipeline() as pipeline:
+            _ = (
+                pipeline
+                | beam.Create(samples)
+                | BuildEvalSet(EvalSetConfig(), str(tmp_path), ("train", "test"), NEAR, SEMANTIC)
+            )
+    assert "EvalLeakError" in repr(failure.value) or "EvalLeakError" in str(failure.value)
+    assert (tmp_path / "eval" / "leaks.json").exists()
+    assert not (tmp_path / "eval" / "understanding.jsonl").exists()
 
 
 def _ship(output: Path, samples: list[Sample]) -> None:

@@ -249,8 +249,9 @@ def test_report_gives_fractions_per_stratum_and_names_small_strata(beam_run):
 @pytest.fixture(scope="module")
 def pipeline_run(tmp_path_factory):
     """The real pipeline on two domains: documents of several images, a near duplicate in another document (near
-    dedup in report_only mode keeps both and links them), a manifest-style split pin, and two inputs that copy
-    external eval images (one in a product document that ships, one alone), removed by decontamination."""
+    dedup in report_only mode keeps both and links them), a manifest-style split pin, two inputs that copy external
+    eval images (one in a product document that ships, one alone), removed by decontamination, and a planted leak:
+    one photo in both domains, pinned to test and train, which near dedup (scoped per domain) never compares."""
     root = tmp_path_factory.mktemp("split_e2e")
     images, excluded = root / "images", root / "benchmark"
     images.mkdir()
@@ -267,6 +268,12 @@ def pipeline_run(tmp_path_factory):
     copy.write_bytes(jpeg_bytes(edited, quality=90))
     write_sidecar(copy, title="doc 0 with one pixel changed", doc_id="DOC-99", domain="marketing", category="cat-0")
     write_sidecar(images / "doc3-0.jpg", title="pinned", doc_id="DOC-3", domain="factory", split="test", label="dent")
+    leaked = make_photo(96, 80, seed=192)
+    (images / "held.jpg").write_bytes(jpeg_bytes(leaked, quality=90))
+    write_sidecar(images / "held.jpg", title="held out", doc_id="DOC-H", domain="marketing", split="test")
+    leaked.putpixel((3, 3), (0, 255, 0))
+    (images / "reused.jpg").write_bytes(jpeg_bytes(leaked, quality=90))
+    write_sidecar(images / "reused.jpg", title="reused", doc_id="DOC-R", domain="factory", split="train", label="none")
     for name, seed, doc in (("in-doc2", 190, {"doc_id": "DOC-2"}), ("alone", 191, {})):
         data = jpeg_bytes(make_photo(96, 80, seed=seed), quality=90)
         (excluded / f"bench-{name}.jpg").write_bytes(data)
@@ -276,8 +283,9 @@ def pipeline_run(tmp_path_factory):
         [images],
         root / "out",
         split={"fractions": {"train": 0.6, "validation": 0.2, "test": 0.2}},
-        near_dedup={"report_only": True},
+        near_dedup={"report_only": True, "scope": ["domain"]},
         decontaminate={"exclude": [str(excluded)]},
+        eval_set={"fail_on_leak": False},
         faces={"enabled": False},
         audit={"enabled": False},
     )
@@ -301,7 +309,7 @@ def test_each_split_has_its_own_shards_index_and_stats_and_ledger_rows_name_the_
         assert (base / "index.json").exists()
         assert list(base.glob("*_stats.json"))
     kept = {row["key"]: row for row in out.ledger if row["status"] == "kept"}
-    assert set(kept) == set(records) and len(records) >= 14
+    assert set(kept) == set(records) and len(records) >= 16
     by_doc: dict = {}
     for key, record in records.items():
         assert kept[key]["split"] == record["split"] == record["url"].split("/")[-2]
@@ -329,7 +337,14 @@ def test_eval_set_of_the_run_holds_test_images_with_answers_from_their_metadata(
         assert records[item["key"]]["metadata"][item["answer_field"]] == item["answer"]
         assert (folder / item["image"]).read_bytes() == shard_images[item["key"]]
     assert {item["key"] for item in generation} == {k for k, r in records.items() if r["split"] == "test"}
-    assert json.loads((folder / "eval_set.json").read_text())["leak_check"]["leaks"] == 0
+
+
+def test_a_planted_leak_is_named_with_both_images(pipeline_run):
+    folder = pipeline_run.path / "eval"
+    (leak,) = [json.loads(line) for line in (folder / "leaks.json").read_text().splitlines()]
+    assert (Path(leak["eval_source"]).name, Path(leak["train_source"]).name) == ("held.jpg", "reused.jpg")
+    assert (leak["kind"], leak["evidence"], leak["train_split"]) == ("near", "phash", "train")
+    assert json.loads((folder / "eval_set.json").read_text())["leak_check"]["leaks"] == 1
 
 
 def test_external_eval_items_found_in_the_pool_are_reported_with_the_split_they_would_have_joined(pipeline_run):
