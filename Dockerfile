@@ -26,7 +26,10 @@ ARG BEAM_EXTRAS=""
 # unishard extras, comma-separated (see pyproject.toml).
 ARG UNISHARD_EXTRAS=""
 # e.g. https://download.pytorch.org/whl/cpu: CPU-only torch wheels, a much smaller image for clusters without GPUs.
+# The versions must match the pins in pyproject.toml.
 ARG TORCH_INDEX_URL=""
+ARG TORCH_VERSION=2.14.1
+ARG TORCHVISION_VERSION=0.29.1
 
 ENV HF_HUB_OFFLINE=1 \
     TOKENIZERS_PARALLELISM=false \
@@ -40,7 +43,9 @@ COPY pipeline/ pipeline/
 COPY schemas/ schemas/
 COPY transforms/ transforms/
 COPY runners/ runners/
-RUN if [ -n "$TORCH_INDEX_URL" ]; then pip install --index-url "$TORCH_INDEX_URL" torch torchvision; fi \
+RUN if [ -n "$TORCH_INDEX_URL" ]; then \
+        pip install --index-url "$TORCH_INDEX_URL" "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION"; \
+    fi \
  && pip install ".${UNISHARD_EXTRAS:+[$UNISHARD_EXTRAS]}" \
         ${BEAM_EXTRAS:+"apache-beam[$BEAM_EXTRAS]==$BEAM_VERSION"} \
  && python -c "import apache_beam, pipeline.assemble, schemas.config, transforms.ingest; \

@@ -3,6 +3,7 @@ refused, stage resource hints reach the transforms, and the local default never 
 
 import logging
 import re
+import sys
 import tarfile
 from pathlib import Path
 
@@ -239,3 +240,14 @@ def test_beam_stages_the_project_from_pyproject_for_setup_file(tmp_path):
         if path.is_file() and "__pycache__" not in path.parts
     }
     assert sorted(on_disk - names) == []
+
+
+def test_worker_image_is_beams_sdk_image_for_this_beam_and_python():
+    dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    assert f"ARG BEAM_VERSION={beam.__version__}\n" in dockerfile
+    python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert f"FROM apache/beam_python{python}_sdk:${{BEAM_VERSION}}" in dockerfile
+    pins = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    for package, arg in (("torch", "TORCH_VERSION"), ("torchvision", "TORCHVISION_VERSION")):
+        version = re.search(rf"ARG {arg}=(\S+)", dockerfile).group(1)
+        assert f'"{package}=={version}"' in pins
