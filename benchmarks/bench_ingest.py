@@ -1,6 +1,9 @@
 """Benchmark the non-model path of ``unishard run`` against a plain multiprocessing script doing the same work.
 
-Both sides get the same ~1 MP JPEGs (generated, or ``--corpus DIR`` for real photos) and the same worker count.
+The non-model path is unishard's own stages from ingest to the ledger (ingest, normalise, text, exact dedup, the
+duplicate join, shard writing, ledger) assembled as in ``pipeline/assemble.py`` and run by Beam with the same options
+``unishard run`` passes; the model, audit, document and split stages are left out. Both sides get the same ~1 MP
+JPEGs (generated, or ``--corpus DIR`` for real photos) and the same worker count.
 Per image both read the file, hash it, decode with JPEG draft mode, apply EXIF orientation, resize, re-encode and
 write it into tar shards. Reported: images/s of each and their ratio (target >= 0.8), and unishard's peak resident
 memory (whole process tree) at N and 10 N images (target growth < 1.3x).
@@ -77,6 +80,52 @@ def plain(inputs: str, output: str, workers: int) -> None:
                 tar.addfile(info, io.BytesIO(data))
 
 
+def unishard(inputs: str, output: str, workers: int) -> None:
+    """unishard's non-model stages on the DirectRunner with ``workers`` worker processes."""
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from schemas.config import UnishardConfig
+    from schemas.records import fingerprint
+    from transforms.apply_rejections import DropRejected
+    from transforms.exact_dedup import DeduplicateExact
+    from transforms.ingest import ReadInputs
+    from transforms.ledger import WriteLedger
+    from transforms.normalise import Normalise
+    from transforms.text import ChooseText
+    from transforms.write_shards import WriteShards
+
+    config = UnishardConfig.model_validate(
+        {
+            "ingest": {"inputs": [{"path": inputs, "kind": "files"}]},
+            "normalise": {"max_side": MAX_SIDE},
+            "text": {"fields": ["title"]},
+        }
+    )
+    options = PipelineOptions(
+        ["--runner=DirectRunner", "--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
+    )
+    with beam.Pipeline(options=options) as pipeline:
+        ingested = pipeline | "Ingest" >> ReadInputs(config.ingest)
+        normalised = ingested.items | "Normalise" >> Normalise(config.normalise, config.near_dedup.hash_names())
+        texted = normalised.samples | "Text" >> ChooseText(config.text)
+        exact = (
+            texted.samples
+            | "Fingerprint" >> beam.Map(fingerprint)
+            | "ExactDedup" >> DeduplicateExact(config.exact_dedup)
+        )
+        unique = texted.samples | "DropDuplicates" >> DropRejected(exact.rejected)
+        written = unique | "WriteShards" >> WriteShards(config.shards, output)
+        ledger = (
+            ingested.rejected,
+            normalised.rejected,
+            texted.rejected,
+            exact.rejected,
+            written.kept,
+        ) | beam.Flatten()
+        _ = ledger | "WriteLedger" >> WriteLedger(output, config.shards.ledger_rows_per_part)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=200, help="N; memory is also measured at 10 N")
@@ -96,13 +145,7 @@ def main() -> None:
             plain_s, plain_rss, _ = run_measured(
                 [python, __file__, "--plain", str(inputs), str(root / f"plain{count}"), str(args.workers)]
             )
-            command = [
-                python, "-m", "pipeline", "run", "--input", f"files:{inputs}", "--output", str(root / f"out{count}"),
-                "--set", f"normalise.max_side={MAX_SIDE}", "--set", "text.fields=['title']",
-                "--runner=DirectRunner", "--direct_running_mode=multi_processing",
-                f"--direct_num_workers={args.workers}",
-            ]  # fmt: skip
-            command += os.environ.get("UNISHARD_BENCH_ARGS", "").split()
+            command = [python, __file__, "--unishard", str(inputs), str(root / f"out{count}"), str(args.workers)]
             ours_s, ours_rss, _ = run_measured(command, env={**os.environ, "HF_HUB_OFFLINE": "1"})
             results[count] = {
                 "plain_images_per_s": round(count / plain_s, 2),
@@ -118,7 +161,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 5 and sys.argv[1] == "--plain":
-        plain(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    if len(sys.argv) == 5 and sys.argv[1] in ("--plain", "--unishard"):
+        (plain if sys.argv[1] == "--plain" else unishard)(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     else:
         main()
