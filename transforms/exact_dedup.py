@@ -3,9 +3,10 @@
 Input element type: ``Fingerprint`` (no image bytes). Outputs: ``survivors`` (fingerprints), ``rejected`` (ledger
 rows). Identical bytes always have identical pixels, so one grouping by pixel hash finds both kinds; the reason
 says which: ``exact_duplicate`` (same bytes) or ``pixel_duplicate`` (a lossless re-encode of the same pixels).
-The survivor is the member with the most original pixels, then the smallest source; every loser's ledger row names
-the survivor. In incremental runs, samples shipped by earlier runs take part (``Fingerprint.shipped``): they always
-survive and are never emitted again, so a new copy of a shipped image is rejected naming it.
+The survivor is the member with the most original pixels, then the richest metadata, then the smallest source;
+every loser's ledger row names the survivor. In incremental runs, samples shipped by earlier runs take part
+(``Fingerprint.shipped``): they always survive and are never emitted again, so a new copy of a shipped image is
+rejected naming it.
 Config section: ``exact_dedup``. Metrics: ``exact_dedup/duplicates``.
 """
 
@@ -49,8 +50,11 @@ class DeduplicateExact(beam.PTransform):
 
 
 def survivor_order(fp: Fingerprint) -> tuple:
-    """Sort key putting the preferred survivor first: already shipped, most pixels, smallest source, then key."""
-    return (not fp.shipped, -fp.pixels, fp.source, fp.key)
+    """Sort key putting the preferred survivor first: already shipped, most pixels, richest metadata, smallest source.
+
+    Metadata richness matters because a bare copy (no document, no title) must not win over the catalogued original.
+    """
+    return (not fp.shipped, -fp.pixels, -fp.richness, fp.source, fp.key)
 
 
 def decide(members: Iterable[Fingerprint]) -> tuple[Fingerprint, list[tuple[Fingerprint, str]]]:

@@ -9,8 +9,8 @@ from schemas.records import Fingerprint
 from transforms.exact_dedup import decide
 
 
-def _fp(source: str, pixels: int, sha: str = "s") -> Fingerprint:
-    return Fingerprint(source[-4:], source, sha, "p", pixels, 10, 0, "d")
+def _fp(source: str, pixels: int, sha: str = "s", richness: int = 0) -> Fingerprint:
+    return Fingerprint(source[-4:], source, sha, "p", pixels, 10, richness, "d")
 
 
 def test_survivor_is_highest_resolution_then_smallest_source_whatever_the_order():
@@ -23,6 +23,11 @@ def test_survivor_is_highest_resolution_then_smallest_source_whatever_the_order(
             ("a.jpg", reasons.PIXEL_DUPLICATE),
             ("b.jpg", reasons.PIXEL_DUPLICATE),
         ]
+
+
+def test_richer_metadata_wins_over_a_bare_copy_of_equal_resolution():
+    survivor, _ = decide([_fp("a-copy.jpg", 100), _fp("b-catalogued.jpg", 100, richness=5)])
+    assert survivor.source == "b-catalogued.jpg"
 
 
 def test_copies_and_lossless_reencodes_are_rejected_naming_their_survivor(tmp_path, run, photo):
