@@ -223,7 +223,7 @@ def end_to_end(inputs: Path, work: Path, workers: int) -> None:
     for path in paths[:SMALL_RUN]:
         (small / path.name).symlink_to(path.resolve())
         (small / path.with_suffix(".json").name).symlink_to(path.with_suffix(".json").resolve())
-    small_s, small_cpu, _ = _run_cli(small, work / "e2e-small", workers)
+    small_s, small_cpu, small_peak = _run_cli(small, work / "e2e-small", workers)
     seconds, cpu, peak = _run_cli(inputs, work / "e2e", workers)
     extra = len(paths) - SMALL_RUN
     emit(
@@ -237,6 +237,8 @@ def end_to_end(inputs: Path, work: Path, workers: int) -> None:
         marginal_cpu_s_per_image=round((cpu - small_cpu) / extra, 4),
         marginal_images_per_s=round(extra / max(1e-9, seconds - small_s), 2),
         peak_rss_mb=round(peak / 2**20),
+        fixed_peak_rss_mb=round(small_peak / 2**20),
+        marginal_peak_rss_kb_per_image=round((peak - small_peak) / extra / 1024),
     )
 
 
