@@ -1,13 +1,15 @@
 """The whole dataflow on one screen: one labelled step per stage.
 
-Image bytes cross two shuffles: ``DropDuplicates`` (decisions made on light fingerprints meet the samples) and
-``WriteShards`` (samples grouped into their shard). Everything else moves fingerprints or ledger rows.
+Every decision (deduplication, splits, documents) is made on light records; image bytes cross only the joins that
+apply decisions (``DropDuplicates``, ``DropSemanticDuplicates``, ``Split``), the shard grouping of each view, and in
+incremental runs ``SkipKnown``. README's Architecture section lists them with what each moves.
 """
 
 import functools
 
 import apache_beam as beam
 
+from pipeline.profiles import with_stage_hints
 from schemas.config import UnishardConfig
 from schemas.records import DuplicateCluster, fingerprint
 from transforms.apply_rejections import DropRejected
@@ -37,7 +39,7 @@ from transforms.write_shards import WriteShards
 
 
 def build(pipeline: beam.Pipeline, config: UnishardConfig, output: str, earlier: EarlierRun | None = None) -> None:
-    """Add every stage of a unishard run to ``pipeline``, writing under ``output``; ``earlier`` makes it incremental."""
+    """Add every stage of a run to ``pipeline``, writing under ``output``; ``earlier`` makes the run incremental."""
     ingested = pipeline | "Ingest" >> ReadInputs(config.ingest, config.documents.id_field)
     known = ingested.items | "SkipKnown" >> SkipKnown(earlier, output)
     normalised = known.new | "Normalise" >> Normalise(config.normalise, config.near_dedup.hash_names())
@@ -54,14 +56,16 @@ def build(pipeline: beam.Pipeline, config: UnishardConfig, output: str, earlier:
     near = comparable | "NearDedup" >> NearDeduplicate(config.near_dedup, output)
     rejections = (exact.rejected, clean.rejected, near.rejected) | "FingerprintRejections" >> beam.Flatten()
     unique = texted.samples | "DropDuplicates" >> DropRejected(rejections)
-    embedded = unique | "Embed" >> EmbedImages(config.embed, config.clip)
+    embed = with_stage_hints(EmbedImages(config.embed, config.clip), pipeline, "embed")
+    embedded = unique | "Embed" >> embed
     semantic = embedded.samples | "SemanticDedup" >> SemanticDeduplicate(config.semantic_dedup, output)
     distinct = (
         embedded.samples | "DropSemanticDuplicates" >> DropRejected(semantic.rejected)
         if config.semantic_dedup.enabled
         else embedded.samples
     )
-    captioned = distinct | "Caption" >> Caption(config.caption, config.clip)
+    caption = with_stage_hints(Caption(config.caption, config.clip), pipeline, "caption")
+    captioned = distinct | "Caption" >> caption
     filtered = captioned.samples | "ClipFilter" >> ClipFilter(config.clip_filter, clip_model_id(config.clip))
     faced = filtered.kept | "Faces" >> BlurFaces(config.faces, config.normalise)
     safe = faced.samples | "Safety" >> FilterUnsafe(config.safety, config.clip)
@@ -104,6 +108,8 @@ def build(pipeline: beam.Pipeline, config: UnishardConfig, output: str, earlier:
     docs = split.samples | "WriteDocuments" >> WriteDocuments(
         views.docs, views.shards(config.shards, views.docs), output, documents.documents, generation
     )
-    _ = split.samples | "WriteEdits" >> WriteEditPairs(views.edit, views.shards(config.shards, views.edit), output, generation)
+    _ = split.samples | "WriteEdits" >> WriteEditPairs(
+        views.edit, views.shards(config.shards, views.edit), output, generation
+    )
     doc_rows = (documents.rejected, docs.ledger) | "AllDocumentRows" >> beam.Flatten()
     _ = doc_rows | "WriteDocumentLedger" >> WriteDocumentLedger(output, config.shards.ledger_rows_per_part, ledger)
