@@ -57,7 +57,7 @@ def check_inputs(config: UnishardConfig) -> None:
     """Fail before any work when an input matches nothing (a typo in a path is the usual cause)."""
     if not config.ingest.inputs:
         raise RunError("no inputs: give --input PATH or add [[ingest.inputs]] to the config")
-    for spec in config.ingest.inputs:
+    for spec in [*config.ingest.inputs, *config.decontaminate.exclude]:
         pattern = spec.path
         if input_kind(spec) == "files" and "://" not in pattern and os.path.isdir(pattern):
             pattern = os.path.join(pattern, "**")

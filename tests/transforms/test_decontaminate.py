@@ -10,8 +10,9 @@ import apache_beam as beam
 import pytest
 from PIL import Image, ImageDraw
 
+from pipeline.launch import RunError, check_inputs
 from schemas import reasons
-from schemas.config import DecontaminateConfig, NormaliseConfig, load_config
+from schemas.config import DecontaminateConfig, NormaliseConfig, UnishardConfig, load_config
 from schemas.records import Fingerprint
 from tests.helpers import make_photo
 from transforms.decontaminate import Decontaminate, Match, bucket_matches, data_point
@@ -121,3 +122,14 @@ def test_exclude_accepts_plain_paths_resolved_against_the_config_file(tmp_path):
         str((tmp_path / "eval").resolve()),
         str((tmp_path / "holdout.csv").resolve()),
     ]
+
+
+def test_an_exclude_path_matching_nothing_fails_before_any_work(files, tmp_path):
+    config = UnishardConfig.model_validate(
+        {
+            "ingest": {"inputs": [{"path": str(files["data"])}]},
+            "decontaminate": {"exclude": [str(tmp_path / "no-such-eval-set")]},
+        }
+    )
+    with pytest.raises(RunError, match="no-such-eval-set"):
+        check_inputs(config)
