@@ -132,7 +132,9 @@ class DecontaminateConfig(Section):
     @pydantic.field_validator("exclude", mode="before")
     @classmethod
     def _paths_as_specs(cls, value: Any) -> Any:
-        return [{"path": item} if isinstance(item, str) else item for item in value] if isinstance(value, list) else value
+        return (
+            [{"path": item} if isinstance(item, str) else item for item in value] if isinstance(value, list) else value
+        )
 
 
 class SemanticDedupConfig(DuplicateRules):
@@ -179,7 +181,8 @@ class SplitConfig(Section):
     enabled: bool = True
     fractions: dict[str, float] = pydantic.Field(
         default_factory=lambda: {"train": 0.98, "validation": 0.01, "test": 0.01},
-        description="Target share of groups per split; held-out splits take the hash range from 0 by name, train last.",
+        description="Target share of groups per split; held-out splits take the hash range from 0 by name, train "
+        "last.",
     )
     train: str = pydantic.Field("train", description="The training split; every other split is held out.")
     group_by: list[str] = pydantic.Field(
@@ -297,7 +300,10 @@ class SafetyConfig(Section):
         ]
     )
     image_threshold: float = pydantic.Field(
-        0.5, ge=0.0, le=1.0, description="Reject when the zero-shot probability mass on unsafe prompts is at least this."
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="Reject when the zero-shot probability mass on unsafe prompts is at least this.",
     )
     logit_scale: float = pydantic.Field(100.0, gt=0.0, description="CLIP's logit scale for the zero-shot softmax.")
     text_check: bool = pydantic.Field(True, description="Reject samples whose text contains a lexicon term.")

@@ -226,7 +226,9 @@ def detail_json(**fields: Any) -> str:
     return json.dumps(fields, sort_keys=True, ensure_ascii=False, default=str)
 
 
-def rejected(stage: str, reason: str, source: str, key: str | None = None, domain: str = "", **detail: Any) -> LedgerRow:
+def rejected(
+    stage: str, reason: str, source: str, key: str | None = None, domain: str = "", **detail: Any
+) -> LedgerRow:
     """Build the ledger row of an item a stage rejected on purpose."""
     return LedgerRow(source, key, reasons.REJECTED, stage, reason, detail_json(**detail), domain)
 

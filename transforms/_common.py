@@ -59,4 +59,3 @@ def apply_stage(pcoll: beam.PCollection, label: str, fn: StageFn) -> tuple[Any, 
     result = pcoll | label >> beam.ParDo(fn).with_outputs(REJECTED, FAILED, main="main")
     dropped = (result[REJECTED], result[FAILED]) | f"{label}Dropped" >> beam.Flatten()
     return result.main, dropped
-

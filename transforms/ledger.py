@@ -72,7 +72,7 @@ def _assign_part(row: LedgerRow, total: int, per_part: int) -> tuple[int, Ledger
 def _write_part(element: tuple[int, Iterable[LedgerRow]], output: str) -> str:
     part, rows = element
     ordered = sorted(rows, key=lambda row: row.source)
-    for before, after in zip(ordered, ordered[1:]):
+    for before, after in zip(ordered, ordered[1:], strict=False):
         if before.source == after.source:
             raise RuntimeError(
                 f"ledger invariant broken: {before.source} has two rows ({before.stage}/{before.status} and "

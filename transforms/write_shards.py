@@ -63,7 +63,8 @@ class WriteShards(beam.PTransform):
             samples
             | "Assign" >> beam.Map(_assign, totals=beam.pvalue.AsSingleton(totals), config=self._config)
             | "GroupShard" >> beam.GroupByKey()
-            | "Write" >> beam.ParDo(_WriteShardFn(self._output, self._view, self._generation)).with_outputs(KEPT, main="shards")
+            | "Write"
+            >> beam.ParDo(_WriteShardFn(self._output, self._view, self._generation)).with_outputs(KEPT, main="shards")
         )
         _ = (
             written.shards

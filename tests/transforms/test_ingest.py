@@ -47,8 +47,7 @@ def manifest_inputs(tmp_path):
         ",marketing,No path,MUG-4\n"
     )
     (data / "m.jsonl").write_text(
-        json.dumps({"path": "img/p1.jpg", "domain": "factory", "label": "scratch", "line": "L1"})
-        + "\n{not json\n"
+        json.dumps({"path": "img/p1.jpg", "domain": "factory", "label": "scratch", "line": "L1"}) + "\n{not json\n"
     )
     pq.write_table(
         pa.Table.from_pylist([{"path": "img/p2.jpg", "domain": "factory", "label": "dent"}]), data / "m.parquet"
@@ -101,7 +100,9 @@ def test_every_manifest_row_file_and_tar_member_ends_in_the_ledger(run, manifest
     assert texts["f1.jpg"] == "From a text sidecar"
     assert texts["input.tar#s0"] == "A caption from a tar"
     assert texts["m.jsonl#1"] == "scratch"
-    domains = {json.loads(s["json"])["source"].rsplit("/", 1)[-1]: json.loads(s["json"])["domain"] for s in out.samples()}
+    domains = {
+        json.loads(s["json"])["source"].rsplit("/", 1)[-1]: json.loads(s["json"])["domain"] for s in out.samples()
+    }
     assert domains == {
         "m.csv#1": "marketing",
         "m.jsonl#1": "factory",

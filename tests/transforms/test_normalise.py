@@ -53,7 +53,12 @@ def test_rejects_decompression_bomb_from_its_header_without_decoding():
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
     header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
-    bomb = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0\0\0\0")) + chunk(b"IEND", b"")
+    bomb = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0\0\0\0"))
+        + chunk(b"IEND", b"")
+    )
     assert _reason(bomb) == reasons.DECOMPRESSION_BOMB
 
 
@@ -99,7 +104,9 @@ def test_composites_palette_transparency_on_the_background():
     palette = Image.new("P", (40, 40), 0)
     palette.putpalette([255, 0, 0, 0, 0, 255] + [0] * 762)
     palette.paste(1, (0, 0, 20, 40))
-    image, _, notes = normalise_image(_png(palette, transparency=0), NormaliseConfig(min_side=16, background=(0, 255, 0)))
+    image, _, notes = normalise_image(
+        _png(palette, transparency=0), NormaliseConfig(min_side=16, background=(0, 255, 0))
+    )
     assert image.getpixel((30, 20)) == (0, 255, 0)
     assert image.getpixel((5, 20)) == (0, 0, 255)
     assert "alpha composited on background" in notes

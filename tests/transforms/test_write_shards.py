@@ -25,7 +25,9 @@ def written(tmp_path_factory):
     for seed in range(23):
         path = images / f"img{seed:02d}.jpg"
         make_photo(160 + seed, 120, seed=seed).save(path, quality=85)
-        write_sidecar(path, title=f"caption {seed}", domain="factory" if seed % 2 else "marketing", line=f"L{seed % 3}")
+        write_sidecar(
+            path, title=f"caption {seed}", domain="factory" if seed % 2 else "marketing", line=f"L{seed % 3}"
+        )
     return run_job([images], root / "out", shards={"samples_per_shard": 5})
 
 
