@@ -14,6 +14,7 @@ from schemas.config import UnishardConfig
 from schemas.records import DuplicateCluster, fingerprint
 from transforms.apply_rejections import DropRejected
 from transforms.audit import AuditBias
+from transforms.books import CheckBooks
 from transforms.caption import Caption
 from transforms.clip_filter import ClipFilter
 from transforms.clip_model import clip_model_id, load_clip
@@ -104,6 +105,11 @@ def build(pipeline: beam.Pipeline, config: UnishardConfig, output: str, earlier:
         written.kept,
     ) | "AllLedgerRows" >> beam.Flatten()
     _ = ledger | "WriteLedger" >> WriteLedger(output, config.shards.ledger_rows_per_part)
+    listed = (
+        ingested.items | "ListedItems" >> beam.Map(lambda item: item.source),
+        ingested.rejected | "ListedRejected" >> beam.Map(lambda row: row.source),
+    ) | "Listed" >> beam.Flatten()
+    _ = ledger | "CheckBooks" >> CheckBooks(output, listed, known.carried)
     _ = audited.measures | "WriteAudit" >> WriteAudit(config.audit, output, ledger, audited.ranked)
     docs = split.samples | "WriteDocuments" >> WriteDocuments(
         views.docs, views.shards(config.shards, views.docs), output, documents.documents, generation

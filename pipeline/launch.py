@@ -28,9 +28,11 @@ from pipeline.profiles import resolve_options
 from pipeline.progress import tracked
 from pipeline.report import write_run_report
 from pipeline.state import STAGING, commit, discard, files_under, output_lock, recover
+from schemas import reasons
 from schemas.config import UnishardConfig
 from schemas.profile import HOW_KEYS
 from transforms._io import join, write_atomic
+from transforms.books import BOOK_PROBLEMS, BOOKS, PROBLEMS
 from transforms.incremental import INCREMENT, EarlierRun
 from transforms.ingest import input_kind
 from transforms.write_audit import crossed_bounds
@@ -149,6 +151,46 @@ def run_job(pipeline: beam.Pipeline, runner: str, staging: str) -> None:
     _LOG.info("unishard: job finished on %s; state %s", runner, state)
     if state not in (PipelineState.DONE, None):
         raise RunError(f"the Beam job ended in state {state}; see the runner's log above for the failing step")
+
+
+def shard_samples(folder: str) -> int:
+    """The samples the ``pairs`` shards under ``folder`` hold, as their ``_stats.json`` files count them."""
+    matched = FileSystems.match([join(folder, "shards", "pairs", "*", "*_stats.json")])[0].metadata_list
+    return sum(int(_read_json(found.path)["samples"]) for found in matched)
+
+
+def check_books(staging: str, counts: dict) -> None:
+    """Refuse to commit a run whose books do not add up (``transforms.books``); the message names the losses.
+
+    Every listed input must have exactly one ledger row, and the kept rows of this run must equal the samples in
+    its shards. A difference means the run lost or invented items, whatever the cause (a stage, the runner).
+    """
+    books_path = join(staging, "_run", BOOKS)
+    if not FileSystems.exists(books_path):
+        raise RunError(f"the job wrote no {books_path}: the ledger cannot be checked; nothing was committed")
+    books = _read_json(books_path)
+    problems = []
+    if books["ledger_rows"] != counts["items"] or any(books[name] for name in PROBLEMS):
+        problems.append(
+            f"ingest listed {books['listed']} items and {books['carried']} ledger rows were carried from the earlier "
+            f"run; the ledger has {books['ledger_rows']} rows ({counts['items']} counted) for "
+            f"{books['sources_in_ledger']} sources"
+        )
+    for name in PROBLEMS:
+        if books[name]:
+            shown = "\n    ".join(books["examples"][name])
+            problems.append(f"{books[name]} sources {BOOK_PROBLEMS[name]}, among them:\n    {shown}")
+    kept_now = counts["by_status"].get(reasons.KEPT, 0) - books["carried_kept"]
+    samples = shard_samples(staging)
+    if kept_now != samples:
+        problems.append(f"the ledger has {kept_now} kept rows from this run, but its shards hold {samples} samples")
+    if problems:
+        raise RunError(
+            "the run's books do not add up; nothing was committed:\n  "
+            + "\n  ".join(problems)
+            + f"\nThe staged output is in {staging}. This is a bug (in a stage or in the runner): please report it "
+            "with the command line and the runner's log"
+        )
 
 
 def check_writable(output: str) -> None:
@@ -291,6 +333,7 @@ def run(
         with tracked(pipeline, staging + ".progress", enabled=progress):
             run_job(pipeline, runner, staging)
         counts = _read_json(join(staging, "_run", "counts.json"))
+        check_books(staging, counts)
         failed = counts["by_status"].get("failed", 0)
         if counts["items"] and failed / counts["items"] > config.run.max_failure_ratio:
             raise RunError(

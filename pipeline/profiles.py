@@ -218,7 +218,26 @@ def resolve_options(options: PipelineOptions) -> str:
     standard = options.view_as(StandardOptions)
     if standard.runner is None or standard.runner.lower() in _PRISM_FIRST:
         standard.runner = LOCAL_RUNNER
+    close_flush_race()
     return standard.runner
+
+
+def close_flush_race() -> None:
+    """Stop the FnApiRunner's data channel from dropping elements it sends to SDK worker processes.
+
+    With worker processes or threads (``--direct_running_mode=multi_processing`` or ``multi_threading``), the
+    FnApiRunner sends each bundle's input through a gRPC data channel whose output stream Beam 2.77 flushes from a
+    timer thread every ``DATA_BUFFER_TIME_LIMIT_MS`` (1 s). The flush reads the buffer, sends it, then clears it,
+    without holding the lock the writing thread would need: bytes written between the read and the clear are
+    discarded, so whole elements vanish without an error (measured: 355 of 4,000 images lost in one run, 84 in the
+    next; a Flatten into a GroupByKey of 4,000 200 KB elements kept 2,227 to 3,948 of them). The runner writes each
+    input in full and then closes the stream, so the timer has nothing to add: a limit of 0 makes the stream flush
+    by size only, on the writing thread. Worker processes read the limit from their own options (0 by default).
+    ``tests/pipeline/test_multiprocess.py`` holds the regression tests.
+    """
+    from apache_beam.runners.portability.fn_api_runner import worker_handlers
+
+    worker_handlers.DATA_BUFFER_TIME_LIMIT_MS = 0
 
 
 def stage_hints(options: PipelineOptions, stage: str) -> dict[str, str]:

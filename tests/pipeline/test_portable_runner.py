@@ -91,7 +91,7 @@ def services(tmp_path_factory):
     python = str(VENV_BIN / "python")
     processes = {
         "job service": _start(
-            [python, "-m", "apache_beam.runners.portability.local_job_service_main", "--port=0"]
+            [python, "-m", "pipeline.job_service", "--port=0"]
             + [f"--port_file={port_file}"],
             logs["job service"],
             env,
