@@ -17,10 +17,12 @@ from collections.abc import Iterable
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.validate import exists, list_files, read_bytes, read_samples
+from schemas import reasons
 from schemas.report import DuplicateCluster, GalleryItem, RejectedGallery
 from transforms._io import join
 
@@ -116,7 +118,7 @@ def rows_where(table: pa.Table, column: str, values: Iterable[str]) -> dict[str,
     if not wanted or not table.num_rows:
         return {}
     found: dict[str, dict] = {}
-    for row in table.filter(pa.compute.is_in(table[column], pa.array(wanted, pa.string()))).to_pylist():
+    for row in table.filter(pc.is_in(table[column], pa.array(wanted, pa.string()))).to_pylist():
         found.setdefault(row[column], row)
     return found
 
@@ -128,19 +130,21 @@ def _withheld(stage: str, reason: str) -> bool:
 def _dropped_item(row: dict, thumbs: "Thumbnails") -> GalleryItem:
     detail = detail_of(row)
     withheld = _withheld(row["stage"], row["reason"] or "")
+    # A path outside its roots is never read, not even for a preview.
+    unread = withheld or row["reason"] == reasons.OUTSIDE_ROOT
     return GalleryItem(
         key=row["key"],
         source=row["source"],
         domain=row["domain"] or "",
         status=row["status"],
         note=("preview withheld (safety) · " if withheld else "") + _note(detail),
-        has_thumbnail=False if withheld else thumbs.from_source(row["source"], row["key"]),
+        has_thumbnail=False if unread else thumbs.from_source(row["source"], row["key"]),
     )
 
 
 def rejected_galleries(ledger: pa.Table, thumbs: "Thumbnails", seed: int) -> list[RejectedGallery]:
     """Up to ``REJECTED_PER_REASON`` items for every (status, stage, reason), in dataflow order."""
-    dropped = ledger.filter(pa.compute.not_equal(ledger["status"], "kept"))
+    dropped = ledger.filter(pc.not_equal(ledger["status"], "kept"))
     groups: dict[tuple[str, str, str], list[str]] = defaultdict(list)
     columns = [dropped.column(name).to_pylist() for name in ("status", "stage", "reason", "source")]
     for status, stage, reason, source in zip(*columns, strict=True):
@@ -203,7 +207,7 @@ def _clusters_from_files(output: str) -> tuple[list[dict], set[str]]:
 
 def _clusters_from_ledger(ledger: pa.Table, covered: set[str]) -> list[dict]:
     """Duplicate groups from ledger rows naming a survivor, for dedup stages that write no cluster file."""
-    duplicates = ledger.filter(pa.compute.is_in(ledger["reason"], pa.array(DUPLICATE_REASONS)))
+    duplicates = ledger.filter(pc.is_in(ledger["reason"], pa.array(DUPLICATE_REASONS)))
     clusters: dict[str, dict] = {}
     for row in duplicates.to_pylist():
         detail = detail_of(row)
@@ -237,7 +241,7 @@ def cluster_galleries(output: str, ledger: pa.Table, sidecar: pa.Table, thumbs: 
     kept = rows_where(sidecar, "key", keys)
     by_source = rows_where(ledger, "source", (m[1] for c in shown_clusters for m in c["members"]))
     by_key: dict[str, dict] = {}
-    matching = ledger.filter(pa.compute.is_in(ledger["key"], pa.array(sorted(k for k in keys if k), pa.string())))
+    matching = ledger.filter(pc.is_in(ledger["key"], pa.array(sorted(k for k in keys if k), pa.string())))
     for row in matching.to_pylist() if keys else []:
         if row["key"] not in by_key or row["status"] == "kept":
             by_key[row["key"]] = row
@@ -347,7 +351,10 @@ class Thumbnails:
             self._manifests[manifest] = list(_manifest_rows(manifest))
         rows = self._manifests[manifest]
         value = rows[number - 1].get(spec.get("path_column", "path")) if 0 < number <= len(rows) else None
-        return resolve_manifest_path(str(value), manifest, spec.get("roots", [])) if value else ""
+        if not value:
+            return ""
+        follow = bool(self._config.get("ingest", {}).get("follow_symlinks", False))
+        return resolve_manifest_path(str(value), manifest, spec.get("roots", []), follow)
 
 
 def _read_capped(path: str) -> bytes:

@@ -32,15 +32,23 @@ class InputSpec(Section):
     path_column: str = "path"
     roots: list[str] = pydantic.Field(
         default_factory=list,
-        description="Folders a manifest's paths may point into; default: the manifest's own folder.",
+        description="Folders the input's images and sidecars must lie in (manifest rows, image references, matched "
+        "files); default: the manifest's or document file's own folder, or the folder a file pattern lists.",
     )
 
 
 class IngestConfig(Section):
+    """How inputs are listed and read (``transforms/ingest.py``)."""
+
     inputs: list[InputSpec] = pydantic.Field(default_factory=list)
     default_domain: str = "unknown"
     domain_column: str = "domain"
     sidecar_extensions: list[str] = pydantic.Field(default_factory=lambda: [".json", ".txt"])
+    follow_symlinks: bool = pydantic.Field(
+        False,
+        description="Let symbolic links lead out of an input's roots. Off, a local path is checked where it really "
+        "resolves, and one that leaves its roots through a link is rejected as outside_root and never read.",
+    )
 
 
 class NormaliseConfig(Section):

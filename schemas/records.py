@@ -28,6 +28,8 @@ class InputItem:
         metadata: Metadata columns, sidecar fields and manifest values (JSON-compatible).
         data: Image bytes carried inline (WebDataset inputs); ``None`` when they are read from ``path``.
         sidecar: Path of a same-stem ``.json`` or ``.txt`` sidecar to merge into the metadata, if any.
+        roots: Folders ``path`` and the sidecar must lead into when they are read (``ingest.follow_symlinks``
+            decides whether symbolic links may lead out); empty when nothing is read from a path.
     """
 
     source: str
@@ -36,6 +38,7 @@ class InputItem:
     metadata: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     data: bytes | None = None
     sidecar: str | None = None
+    roots: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)

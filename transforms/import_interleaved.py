@@ -19,7 +19,10 @@ A reference resolves to the first existing file among ``ROOT/NAME`` for each roo
 the JSONL's folder), where ``NAME`` is MMC4's ``image_name``, an OBELICS relative path (or ``file://`` path), or the
 last path segment of an OBELICS URL (how ``img2dataset``-style mirrors keep names). A reference that resolves to no
 file is rejected with ``unresolvable_image`` (detail: the reference, the paths tried and the ``doc_id``); a path
-escaping every root with ``outside_root``; a line that is not a document with ``malformed_document``.
+leading out of every root with ``outside_root``: by its name (``..``, an absolute path, a percent-encoded ``..`` in a
+URL's last segment or a ``file://`` path), or, unless ``ingest.follow_symlinks``, through a symbolic link (the found
+file is checked where it really resolves, ``transforms._confine``); a line that is not a document with
+``malformed_document``.
 
 Item sources are ``FILE#LINE:imageNNNN`` (text rows: ``FILE#LINE:textNNNN``); a document's id is ``NAME#LINE``
 (``NAME`` the file's base name) unless the line carries ``doc_id`` or ``id``. Metric: ``import_interleaved/rejected``.
@@ -41,6 +44,7 @@ from schemas.config import IngestConfig, InputSpec
 from schemas.documents import TextRow
 from schemas.records import InputItem, RejectItem, rejected
 from transforms._common import REJECTED, StageFn
+from transforms._confine import confine, normalise, outside_root, within
 
 STAGE = "import_interleaved"
 KINDS = ("mmc4", "obelics")
@@ -147,33 +151,40 @@ def _local_name(reference: str) -> tuple[str, bool]:
     return reference, False
 
 
-def resolve_image(reference: str, document_file: str, roots: list[str]) -> str:
+def document_roots(document_file: str, roots: list[str]) -> tuple[str, ...]:
+    """The roots of a document file's images: the input's ``roots``, else the file's own folder."""
+    folder = os.path.dirname(document_file) if "://" not in document_file else document_file.rsplit("/", 1)[0]
+    return tuple(roots) or (folder,)
+
+
+def resolve_image(reference: str, document_file: str, roots: list[str], follow_symlinks: bool = False) -> str:
     """Find the local file of an image reference under ``roots`` (default: the document file's folder).
 
+    The first existing candidate wins, and must then lead into its root where it really resolves (symbolic links
+    resolved unless ``follow_symlinks``); a root the name itself leaves is not tried.
+
     Raises:
-        RejectItem: ``outside_root`` for a path escaping every root, ``unresolvable_image`` when no file exists.
+        RejectItem: ``outside_root`` for a path leading out of every root (by its name, or through a link),
+            ``unresolvable_image`` when no file exists.
     """
-    folder = os.path.dirname(document_file) if "://" not in document_file else document_file.rsplit("/", 1)[0]
-    allowed = [root.rstrip("/") for root in (roots or [folder])]
+    allowed = [normalise(root) for root in document_roots(document_file, roots)]
     name, from_url = _local_name(reference)
     if not name:
         raise RejectItem(
             reasons.UNRESOLVABLE_IMAGE, f"image reference {reference!r} names no file", reference=reference
         )
+    what = f"image reference {reference!r}"
     tried = []
     for root in allowed:
-        candidate = name if os.path.isabs(name) else posixpath.normpath(posixpath.join(root, name))
-        if not (candidate == root or candidate.startswith(root + "/")):
+        candidate = normalise(name if os.path.isabs(name) or "://" in name else posixpath.join(root, name))
+        if not within(candidate, root):
             continue
         tried.append(candidate)
         if FileSystems.exists(candidate):
-            return candidate
+            return confine(candidate, [root], follow_symlinks, what, reference=reference)
     if not tried:
-        raise RejectItem(
-            reasons.OUTSIDE_ROOT,
-            f"image reference {reference!r} resolves outside the allowed roots {allowed}; it is never read",
-            reference=reference,
-        )
+        escaped = normalise(name if os.path.isabs(name) or "://" in name else posixpath.join(allowed[0], name))
+        raise outside_root(what, escaped, allowed, follow_symlinks, reference=reference)
     hint = "download it (unishard does not fetch URLs) and put it" if from_url else "put the file"
     raise RejectItem(
         reasons.UNRESOLVABLE_IMAGE,
@@ -225,9 +236,10 @@ class ListInterleavedFn(StageFn):
 
     def apply(self, ref: ImageRef) -> Iterator[InputItem]:
         try:
-            path = resolve_image(ref.reference, ref.spec.path, ref.spec.roots)
+            path = resolve_image(ref.reference, ref.spec.path, ref.spec.roots, self._config.follow_symlinks)
         except RejectItem as reject:
             # The document id lets the documents stage list the image among those that left its document.
             reject.detail = {**reject.detail, DOC_ID: ref.metadata[DOC_ID]}
             raise
-        yield InputItem(source=ref.source, path=path, domain=ref.domain, metadata=ref.metadata)
+        roots = document_roots(ref.spec.path, ref.spec.roots)
+        yield InputItem(source=ref.source, path=path, domain=ref.domain, metadata=ref.metadata, roots=roots)

@@ -4,8 +4,14 @@ Input: the ``ingest`` config section (a list of ``InputSpec``). Output element t
 filled and sidecar metadata merged. The listing runs on workers (a manifest or a pattern is expanded by one worker
 and reshuffled), so the launcher never holds the input listing.
 
-Reason codes: ``outside_root`` (a manifest path escaping its roots; never read), ``malformed_manifest_row``,
-``missing_file``, ``malformed_sidecar``, ``unreadable_input`` (a read that kept failing after retries).
+Reason codes: ``outside_root`` (a manifest row, matched file or sidecar leading out of its input's roots; never
+read), ``malformed_manifest_row``, ``missing_file``, ``malformed_sidecar``, ``unreadable_input`` (a read that kept
+failing after retries).
+
+Roots: a manifest's rows must lead into the input's ``roots`` (default: the manifest's folder), a file pattern's
+matches and their sidecars into its ``roots`` (default: the folder the pattern lists). Local paths are checked where
+they really resolve, symbolic links included, unless ``follow_symlinks`` (``transforms._confine``); the listing
+checks a manifest row before the item exists, and the read checks every path again just before reading it.
 Metrics: ``ingest/items``, ``ingest/read_retries``.
 """
 
@@ -14,6 +20,7 @@ import io
 import json
 import os
 import posixpath
+import re
 import tarfile
 import time
 from collections.abc import Iterable, Iterator
@@ -29,6 +36,7 @@ from schemas.config import IngestConfig, InputSpec
 from schemas.documents import TextRow
 from schemas.records import InputItem, RejectItem
 from transforms._common import StageFn, apply_stage
+from transforms._confine import confine, from_file_url
 from transforms._io import fault_point
 from transforms.import_interleaved import KINDS as INTERLEAVED_KINDS
 from transforms.import_interleaved import ListInterleavedFn
@@ -128,36 +136,44 @@ def _files_pattern(spec: InputSpec) -> str:
     return spec.path
 
 
+def pattern_roots(spec: InputSpec) -> tuple[str, ...]:
+    """The roots of a file pattern's matches: the input's ``roots``, else the folder before its first wildcard."""
+    if spec.roots:
+        return tuple(spec.roots)
+    head = re.split(r"[*?[]", _files_pattern(spec), maxsplit=1)[0]
+    return (posixpath.dirname(head) if "://" in head else os.path.dirname(head),)
+
+
 def _file_item(metadata: FileMetadata, spec: InputSpec, config: IngestConfig) -> Iterator[InputItem]:
     path = metadata.path
     stem, suffix = posixpath.splitext(path)
     if suffix.lower() in config.sidecar_extensions:
         return
-    yield InputItem(source=path, path=path, domain=spec.domain or config.default_domain, sidecar=stem)
+    domain = spec.domain or config.default_domain
+    yield InputItem(source=path, path=path, domain=domain, sidecar=stem, roots=pattern_roots(spec))
 
 
-def resolve_manifest_path(value: str, manifest: str, roots: list[str]) -> str:
-    """Resolve a manifest's ``path`` value against the manifest's folder and check it stays inside ``roots``.
+def manifest_roots(manifest: str, roots: list[str]) -> tuple[str, ...]:
+    """The roots of a manifest's rows: the input's ``roots``, else the manifest's own folder."""
+    return tuple(roots) or (posixpath.dirname(manifest) if "://" in manifest else os.path.dirname(manifest),)
+
+
+def resolve_manifest_path(value: str, manifest: str, roots: list[str], follow_symlinks: bool = False) -> str:
+    """Resolve a manifest's ``path`` value against the manifest's folder and check it leads into ``roots``.
+
+    A ``file://`` value is a local path (``transforms._confine``); symbolic links are resolved for the check
+    unless ``follow_symlinks``. Returns the normalised path, not the link's target.
 
     Raises:
-        RejectItem: ``outside_root`` when the resolved path leaves every root (it is never read).
+        RejectItem: ``outside_root`` when the path leads out of every root (it is never read).
     """
     base = posixpath.dirname(manifest) if "://" in manifest else os.path.dirname(manifest)
-    if "://" in value or "://" in base:
-        resolved = value if "://" in value else posixpath.normpath(posixpath.join(base, value)).replace(":/", "://", 1)
+    local = from_file_url(value)
+    if "://" in local:
+        joined = local
     else:
-        resolved = os.path.normpath(os.path.join(base, value))
-    allowed = roots or [base]
-    for root in allowed:
-        root = root.rstrip("/")
-        if resolved == root or resolved.startswith(root + "/"):
-            return resolved
-    raise RejectItem(
-        reasons.OUTSIDE_ROOT,
-        f"path {value!r} in {manifest} resolves to {resolved}, outside the allowed roots {allowed}; "
-        "move the file under a root or add its folder to the input's roots",
-        path=resolved,
-    )
+        joined = posixpath.join(base, local) if "://" in base else os.path.join(base, local)
+    return confine(joined, manifest_roots(manifest, roots), follow_symlinks, f"path {value!r} in {manifest}")
 
 
 def _manifest_rows(path: str) -> Iterator[dict[str, Any]]:
@@ -212,10 +228,11 @@ class _ListManifestFn(StageFn):
                 reasons.MALFORMED_MANIFEST_ROW,
                 f"{spec.path} row {row.number} has no {spec.path_column!r} value; every row needs an image path",
             )
-        path = resolve_manifest_path(str(value), spec.path, spec.roots)
+        path = resolve_manifest_path(str(value), spec.path, spec.roots, self._config.follow_symlinks)
         metadata = {k: v for k, v in values.items() if k != spec.path_column and v not in (None, "")}
         domain = str(metadata.pop(self._config.domain_column, "") or spec.domain or self._config.default_domain)
-        yield InputItem(source=row.source, path=path, domain=domain, metadata=metadata)
+        roots = manifest_roots(spec.path, spec.roots)
+        yield InputItem(source=row.source, path=path, domain=domain, metadata=metadata, roots=roots)
 
 
 class _ManifestRow(NamedTuple):
@@ -292,16 +309,27 @@ def read_bytes(path: str, attempts: int = READ_ATTEMPTS) -> tuple[bytes, int]:
     raise RejectItem(reasons.MISSING_FILE, f"{path} does not exist; fix the manifest row or restore the file")
 
 
-def read_sidecar(stem: str, extensions: list[str]) -> dict[str, Any]:
+def read_sidecar(
+    stem: str, extensions: list[str], roots: tuple[str, ...] = (), follow_symlinks: bool = False
+) -> dict[str, Any]:
     """Read the same-stem sidecar of an image: a ``.json`` object or a ``.txt`` caption.
 
+    Args:
+        stem: The image's path without its extension.
+        extensions: Sidecar extensions, tried in order; the first existing file is the sidecar.
+        roots: Folders the sidecar must lead into (none: unchecked).
+        follow_symlinks: Let symbolic links lead out of ``roots``.
+
     Raises:
-        RejectItem: ``malformed_sidecar`` when the JSON sidecar cannot be parsed.
+        RejectItem: ``outside_root`` when the sidecar leads out of ``roots`` (it is never read),
+            ``malformed_sidecar`` when the JSON sidecar cannot be parsed.
     """
     for ext in extensions:
         path = stem + ext
         if not FileSystems.exists(path):
             continue
+        if roots:
+            confine(path, roots, follow_symlinks, f"sidecar {path}")
         data, _ = read_bytes(path)
         if ext == ".txt":
             return {"caption": data.decode("utf-8", errors="replace").strip()}
@@ -320,7 +348,7 @@ def read_sidecar(stem: str, extensions: list[str]) -> dict[str, Any]:
 
 
 class _ReadFn(StageFn):
-    """Read an item's bytes (unless inline) and merge its sidecar metadata."""
+    """Read an item's bytes (unless inline) and merge its sidecar metadata, each only if it leads into the roots."""
 
     stage = STAGE
 
@@ -332,8 +360,13 @@ class _ReadFn(StageFn):
         metadata = dict(item.metadata)
         if "__sidecar_error__" in metadata:
             raise RejectItem(reasons.MALFORMED_SIDECAR, f"{item.source}: {metadata['__sidecar_error__']}")
+        follow = self._config.follow_symlinks
+        if item.roots and item.data is None:
+            # Checked just before the read even when the listing checked it: a link can change in between.
+            what = item.path if item.path == item.source else f"path {item.path} of {item.source}"
+            confine(item.path, item.roots, follow, what)
         if item.sidecar is not None:
-            metadata.update(read_sidecar(item.sidecar, self._config.sidecar_extensions))
+            metadata.update(read_sidecar(item.sidecar, self._config.sidecar_extensions, item.roots, follow))
         domain = str(metadata.pop(self._config.domain_column, "") or item.domain)
         if item.data is not None:
             data, attempts = item.data, 0

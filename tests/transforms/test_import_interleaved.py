@@ -1,16 +1,22 @@
 """Importing MMC4 and OBELICS-style JSONL: parsing, image resolution and the ingest hand-over of text rows."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
+from apache_beam import pvalue
 
 from schemas import reasons
-from schemas.records import RejectItem
+from schemas.config import IngestConfig, InputSpec
+from schemas.records import InputItem, RejectItem
 from tests.documents_run import documents_run
-from transforms.import_interleaved import parse_mmc4, parse_obelics, resolve_image
+from transforms.import_interleaved import ListInterleavedFn, parse_mmc4, parse_obelics, resolve_image
 
-REAL_MMC4 = Path("/work/shared/corpora/interleaved/mmc4_readme_example.jsonl")
+# CI checks out ../shared beside the repository: the real MMC4 README document lives there, never in the repo.
+SHARED = Path(__file__).resolve().parents[2].parent / "shared"
+REAL_MMC4 = SHARED / "corpora" / "interleaved" / "mmc4_readme_example.jsonl"
+OPT_IN = "ingest.follow_symlinks = true"
 
 
 def _mmc4_line(names: list[str]) -> dict:
@@ -90,6 +96,91 @@ def test_resolution_rejects_missing_urls_and_escapes_with_reasons(tmp_path):
     assert escape.value.reason == reasons.OUTSIDE_ROOT
 
 
+@pytest.fixture
+def linked(tmp_path):
+    """A document folder ``docs/`` with links into and out of it, and a photo (with its folder) outside it."""
+    docs, outside = tmp_path / "docs", tmp_path / "outside"
+    docs.mkdir()
+    outside.mkdir()
+    (docs / "p0.jpg").write_bytes(b"inside")
+    (outside / "secret.jpg").write_bytes(b"secret")
+    (tmp_path / "secret.jpg").write_bytes(b"secret beside the folder")
+    (docs / "link-in.jpg").symlink_to("p0.jpg")
+    (docs / "link-out.jpg").symlink_to(outside / "secret.jpg")
+    (docs / "linked").symlink_to(outside, target_is_directory=True)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("reference", "resolves_to"),
+    [
+        ("link-out.jpg", "outside/secret.jpg"),  # a file link leading out
+        ("linked/secret.jpg", "outside/secret.jpg"),  # a folder link on the way
+        ("https://cdn.example.com/p/link-out.jpg", "outside/secret.jpg"),  # a URL's last segment, then a link
+        ("{root}/docs/../outside/secret.jpg", "outside/secret.jpg"),  # an absolute path with ..
+        ("{root}/docs/../secret.jpg", "secret.jpg"),
+        ("file://{root}/outside/secret.jpg", "outside/secret.jpg"),  # a file:// URL
+        ("file://{root}/docs/%2e%2e/secret.jpg", "secret.jpg"),  # a file:// URL's percent-encoded ..
+        ("https://cdn.example.com/p/%2e%2e%2fsecret.jpg", "secret.jpg"),  # an encoded ../ in the last segment
+        ("../outside/secret.jpg", "outside/secret.jpg"),
+    ],
+)
+def test_references_leading_out_of_the_root_by_name_or_link_are_rejected(linked, reference, resolves_to):
+    with pytest.raises(RejectItem) as caught:
+        resolve_image(reference.format(root=linked), str(linked / "docs" / "d.jsonl"), [])
+    assert caught.value.reason == reasons.OUTSIDE_ROOT
+    detail = caught.value.detail
+    assert detail["resolved"] == os.path.realpath(linked / resolves_to)
+    assert detail["reference"] == reference.format(root=linked) and detail["resolved"] in detail["message"]
+    assert (OPT_IN in detail["message"]) == ("link" in reference)
+
+
+def test_references_through_links_are_kept_when_they_stay_inside_or_links_are_followed(linked):
+    document = str(linked / "docs" / "d.jsonl")
+    assert resolve_image("link-in.jpg", document, []) == str(linked / "docs" / "link-in.jpg")
+    assert resolve_image("link-out.jpg", document, [], follow_symlinks=True) == str(linked / "docs" / "link-out.jpg")
+    followed = resolve_image("linked/secret.jpg", document, [], follow_symlinks=True)
+    assert followed == str(linked / "docs" / "linked" / "secret.jpg")
+    with pytest.raises(RejectItem) as caught:  # following links never lets a name itself leave
+        resolve_image(f"{linked}/docs/../secret.jpg", document, [], follow_symlinks=True)
+    assert caught.value.reason == reasons.OUTSIDE_ROOT
+
+
+def test_a_percent_encoded_dot_dot_in_a_plain_reference_is_a_folder_name(linked):
+    with pytest.raises(RejectItem) as caught:
+        resolve_image("%2e%2e/secret.jpg", str(linked / "docs" / "d.jsonl"), [])
+    assert caught.value.reason == reasons.UNRESOLVABLE_IMAGE
+    assert caught.value.detail["tried"] == [str(linked / "docs" / "%2e%2e" / "secret.jpg")]
+
+
+def _listed(linked, follow_symlinks: bool) -> tuple[dict, dict]:
+    """The items and rejections ``ListInterleavedFn`` emits for one OBELICS document of four images."""
+    document = linked / "docs" / "d.jsonl"
+    images = ["p0.jpg", "link-in.jpg", "link-out.jpg", "linked/secret.jpg"]
+    document.write_text(json.dumps({"texts": [None] * 4, "images": images}) + "\n")
+    spec = InputSpec(path=str(document), kind="obelics")
+    fn = ListInterleavedFn(IngestConfig(inputs=[spec], follow_symlinks=follow_symlinks))
+    items, dropped = {}, {}
+    for output in fn.process(spec):
+        if isinstance(output, pvalue.TaggedOutput):
+            dropped[output.value.source.rsplit(":", 1)[1]] = output.value
+        elif isinstance(output, InputItem):
+            items[output.source.rsplit(":", 1)[1]] = output
+    return items, dropped
+
+
+def test_the_importer_rejects_links_out_of_the_root_unless_they_are_followed(linked):
+    items, dropped = _listed(linked, follow_symlinks=False)
+    assert sorted(items) == ["image0000", "image0001"]
+    assert {name: (row.stage, row.reason) for name, row in dropped.items()} == {
+        "image0002": ("import_interleaved", reasons.OUTSIDE_ROOT),
+        "image0003": ("import_interleaved", reasons.OUTSIDE_ROOT),
+    }
+    assert all(item.roots == (str(linked / "docs"),) for item in items.values())  # ingest checks again on read
+    items, dropped = _listed(linked, follow_symlinks=True)
+    assert sorted(items) == ["image0000", "image0001", "image0002", "image0003"] and dropped == {}
+
+
 @pytest.fixture(scope="module")
 def out():
     return documents_run()
@@ -114,8 +205,8 @@ def test_imports_and_text_rows_reach_the_ledger_only_as_image_items_or_rejection
     assert by_name["products.csv#14"]["reason"] == reasons.MALFORMED_MANIFEST_ROW
 
 
-@pytest.mark.skipif(not REAL_MMC4.exists(), reason="the shared MMC4 example is not on this machine")
 def test_the_real_mmc4_readme_document_parses_and_its_url_images_are_unresolvable():
+    assert REAL_MMC4.is_file(), f"{REAL_MMC4} is missing: check out the shared corpora beside the repository"
     line = json.loads(REAL_MMC4.read_text(encoding="utf-8").splitlines()[0])
     parsed = parse_mmc4(line, "mmc4_readme_example.jsonl#1")
     assert len(parsed.texts) == 3

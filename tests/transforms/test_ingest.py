@@ -2,16 +2,22 @@
 
 import io
 import json
+import os
+import pickle
 import tarfile
 
+import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from schemas import reasons
+from schemas.config import IngestConfig
 from schemas.records import RejectItem
 from tests.helpers import jpeg_bytes, make_photo, write_sidecar
-from transforms.ingest import resolve_manifest_path
+from transforms.ingest import ReadInputs, resolve_manifest_path
+
+OPT_IN = "ingest.follow_symlinks = true"
 
 
 def test_manifest_paths_resolve_relative_to_the_manifest(tmp_path):
@@ -24,6 +30,169 @@ def test_manifest_paths_escaping_the_root_are_rejected_unread(tmp_path, value):
     with pytest.raises(RejectItem) as caught:
         resolve_manifest_path(value, str(tmp_path / "data" / "m.csv"), [])
     assert caught.value.reason == reasons.OUTSIDE_ROOT
+    assert caught.value.detail["resolved"] == os.path.realpath(os.path.join(tmp_path / "data", value))
+
+
+@pytest.fixture
+def linked(tmp_path):
+    """A manifest folder and a file folder holding symbolic links into and out of them, and a photo outside both.
+
+    ``data/img/link-in.jpg`` -> ``p0.jpg`` beside it, ``data/img/link-out.jpg`` -> ``outside/secret.jpg``,
+    ``data/linked`` -> ``outside/`` (a folder), ``files/link-out.jpg`` -> the secret, ``files/own.json`` -> the
+    secret's sidecar (the sidecar of ``files/own.jpg``).
+    """
+    data, outside, files = tmp_path / "data", tmp_path / "outside", tmp_path / "files"
+    (data / "img").mkdir(parents=True)
+    outside.mkdir()
+    files.mkdir()
+    make_photo(200, 160, seed=0).save(data / "img" / "p0.jpg")
+    make_photo(200, 160, seed=1).save(outside / "secret.jpg")
+    write_sidecar(outside / "secret.jpg", title="outside the roots")
+    (data / "img" / "link-in.jpg").symlink_to("p0.jpg")
+    (data / "img" / "link-out.jpg").symlink_to(outside / "secret.jpg")
+    (data / "linked").symlink_to(outside, target_is_directory=True)
+    make_photo(200, 160, seed=2).save(files / "own.jpg")
+    (files / "own.json").symlink_to(outside / "secret.json")
+    (files / "link-out.jpg").symlink_to(outside / "secret.jpg")
+    make_photo(200, 160, seed=3).save(files / "plain.jpg")
+    write_sidecar(files / "plain.jpg", title="plain")
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "img/link-out.jpg",  # a file link leading out
+        "linked/secret.jpg",  # a folder link on the way
+        "{root}/data/img/../../outside/secret.jpg",  # an absolute path with ..
+        "file://{root}/outside/secret.jpg",  # a file:// URL
+        "file://{root}/data/%2e%2e/outside/secret.jpg",  # a file:// URL's percent-encoded ..
+        "{root}/data/img/link-out.jpg",  # an absolute path through a link
+    ],
+)
+def test_manifest_paths_leading_out_of_the_root_by_name_or_link_are_rejected(linked, value):
+    manifest = str(linked / "data" / "m.csv")
+    with pytest.raises(RejectItem) as caught:
+        resolve_manifest_path(value.format(root=linked), manifest, [])
+    assert caught.value.reason == reasons.OUTSIDE_ROOT
+    detail = caught.value.detail
+    assert detail["resolved"] == os.path.realpath(linked / "outside" / "secret.jpg")
+    assert value.format(root=linked) in detail["message"] and detail["resolved"] in detail["message"]
+    through_link = "link-out" in value or "linked" in value
+    assert (OPT_IN in detail["message"]) == through_link
+
+
+def test_manifest_paths_through_links_are_kept_when_they_stay_inside_or_links_are_followed(linked):
+    manifest = str(linked / "data" / "m.csv")
+    inside = str(linked / "data" / "img" / "link-in.jpg")
+    assert resolve_manifest_path("img/link-in.jpg", manifest, []) == inside
+    assert resolve_manifest_path(f"file://{linked}/data/img/p0.jpg", manifest, []) == str(
+        linked / "data" / "img" / "p0.jpg"
+    )
+    assert resolve_manifest_path("img/link-out.jpg", manifest, [], follow_symlinks=True) == str(
+        linked / "data" / "img" / "link-out.jpg"
+    )
+    assert resolve_manifest_path("linked/secret.jpg", manifest, [], follow_symlinks=True) == str(
+        linked / "data" / "linked" / "secret.jpg"
+    )
+    with pytest.raises(RejectItem) as caught:  # following links never lets a name itself leave
+        resolve_manifest_path("../outside/secret.jpg", manifest, [], follow_symlinks=True)
+    assert caught.value.reason == reasons.OUTSIDE_ROOT and OPT_IN not in caught.value.detail["message"]
+
+
+def test_a_percent_encoded_dot_dot_in_a_plain_path_is_a_folder_name_not_a_parent(linked):
+    resolved = resolve_manifest_path("%2e%2e/outside/secret.jpg", str(linked / "data" / "m.csv"), [])
+    assert resolved == str(linked / "data" / "%2e%2e" / "outside" / "secret.jpg")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("img/a.jpg", "gs://bucket/data/img/a.jpg"),
+        ("gs://bucket/data/img/a.jpg", "gs://bucket/data/img/a.jpg"),
+        ("../secret.jpg", None),
+        ("gs://bucket/data/../secret.jpg", None),
+        ("gs://other/data/a.jpg", None),
+    ],
+)
+def test_remote_manifest_paths_keep_the_normalised_prefix_check(value, expected):
+    if expected:
+        assert resolve_manifest_path(value, "gs://bucket/data/m.csv", []) == expected
+        return
+    with pytest.raises(RejectItem) as caught:
+        resolve_manifest_path(value, "gs://bucket/data/m.csv", [])
+    assert caught.value.reason == reasons.OUTSIDE_ROOT
+
+
+def _save(rows: list, path: str) -> None:
+    with open(path, "wb") as handle:
+        pickle.dump(rows, handle)
+
+
+def read_inputs(inputs: list[dict], out, **config) -> tuple[dict, dict]:
+    """Run ``ReadInputs`` alone on the DirectRunner: the read items and the rejections, by source base name."""
+    ingest = IngestConfig.model_validate({"inputs": inputs, **config})
+    with beam.Pipeline(runner="DirectRunner") as pipeline:
+        result = pipeline | ReadInputs(ingest)
+        for name, pcoll in (("items", result.items), ("rejected", result.rejected)):
+            _ = pcoll | f"List{name}" >> beam.combiners.ToList() | f"Save{name}" >> beam.Map(_save, str(out / name))
+    loaded = {name: pickle.loads((out / name).read_bytes()) for name in ("items", "rejected")}
+    return tuple({os.path.basename(row.source): row for row in loaded[name]} for name in ("items", "rejected"))
+
+
+@pytest.fixture
+def opened(monkeypatch):
+    """Every path ingest opens, recorded."""
+    from apache_beam.io.filesystems import FileSystems
+
+    paths, real_open = [], FileSystems.open
+
+    def recording_open(path, *args, **kwargs):
+        paths.append(path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(FileSystems, "open", staticmethod(recording_open))
+    return paths
+
+
+def test_links_out_of_the_roots_are_rejected_and_never_read(linked, opened):
+    manifest = linked / "data" / "m.csv"
+    manifest.write_text(
+        "path\nimg/p0.jpg\nimg/link-in.jpg\nimg/link-out.jpg\nlinked/secret.jpg\n%2e%2e/outside/secret.jpg\n"
+    )
+    items, dropped = read_inputs([{"path": str(manifest)}, {"path": str(linked / "files")}], linked)
+    assert set(items) == {"m.csv#1", "m.csv#2", "plain.jpg"}
+    assert items["m.csv#2"].data == (linked / "data" / "img" / "p0.jpg").read_bytes()
+    assert items["plain.jpg"].metadata["title"] == "plain"
+    secret, secret_sidecar = (os.path.realpath(linked / "outside" / name) for name in ("secret.jpg", "secret.json"))
+    expected = {
+        "m.csv#3": (reasons.OUTSIDE_ROOT, secret),
+        "m.csv#4": (reasons.OUTSIDE_ROOT, secret),
+        "m.csv#5": (reasons.MISSING_FILE, None),  # the literal folder "%2e%2e", never decoded to ..
+        "link-out.jpg": (reasons.OUTSIDE_ROOT, secret),
+        "own.jpg": (reasons.OUTSIDE_ROOT, secret_sidecar),  # its sidecar is the link
+    }
+    assert {name: (row.stage, row.reason) for name, row in dropped.items()} == {
+        name: ("ingest", reason) for name, (reason, _) in expected.items()
+    }
+    for name, (reason, resolved) in expected.items():
+        detail = json.loads(dropped[name].detail)
+        if reason == reasons.OUTSIDE_ROOT:
+            assert detail["resolved"] == resolved and resolved in detail["message"] and OPT_IN in detail["message"]
+    outside = os.path.realpath(linked / "outside")
+    assert opened and not [path for path in opened if os.path.realpath(path).startswith(outside + os.sep)]
+
+
+def test_following_symlinks_is_an_opt_in_that_reads_them(linked, opened):
+    manifest = linked / "data" / "m.csv"
+    manifest.write_text("path\nimg/link-out.jpg\nlinked/secret.jpg\n")
+    inputs = [{"path": str(manifest)}, {"path": str(linked / "files")}]
+    items, dropped = read_inputs(inputs, linked, follow_symlinks=True)
+    assert dropped == {}
+    assert set(items) == {"m.csv#1", "m.csv#2", "link-out.jpg", "own.jpg", "plain.jpg"}
+    secret = (linked / "outside" / "secret.jpg").read_bytes()
+    assert items["m.csv#1"].data == items["m.csv#2"].data == items["link-out.jpg"].data == secret
+    assert items["own.jpg"].metadata["title"] == "outside the roots"
 
 
 def test_configured_roots_allow_other_folders(tmp_path):
