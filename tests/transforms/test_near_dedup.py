@@ -277,13 +277,20 @@ def test_ledger_accounts_for_every_input_with_near_duplicates_named(pipeline_run
 def test_duplicate_clusters_are_written_as_data_counted_in_images(pipeline_run):
     rows = pq.read_table(pipeline_run.path / "dedup" / "near_dedup.parquet").to_pylist()
     by_source = {Path(row["source"]).name: row for row in rows}
-    assert by_source["b-reexport.jpg"]["removed"] and not by_source["a-original.jpg"]["removed"]
-    if "f-defect.jpg" in by_source:
-        assert not by_source["f-defect.jpg"]["removed"] and not by_source["e-template.jpg"]["removed"]
-    assert "c-green.png" not in by_source or by_source["c-green.png"]["cluster_id"] != by_source.get(
-        "d-red.png", {}
-    ).get("cluster_id")
+    # The construction: a re-export of a-original, a defect drawn on e-template (labels differ), two colour variants.
+    assert sorted(by_source) == ["a-original.jpg", "b-reexport.jpg", "e-template.jpg", "f-defect.jpg"]
+    assert {name: row["removed"] for name, row in by_source.items()} == {
+        "a-original.jpg": False,
+        "b-reexport.jpg": True,
+        "e-template.jpg": False,  # the label rule keeps both: a defect is not a duplicate of its template
+        "f-defect.jpg": False,
+    }
+    clusters = {name: row["cluster_id"] for name, row in by_source.items()}
+    assert clusters["a-original.jpg"] == clusters["b-reexport.jpg"] != clusters["e-template.jpg"]
+    assert clusters["e-template.jpg"] == clusters["f-defect.jpg"]
+    # The colour variants share a pHash but not a colour signature, so they form no cluster at all.
+    assert "c-green.png" not in by_source and "d-red.png" not in by_source
     summary = json.loads((pipeline_run.path / "dedup" / "near_dedup.json").read_text())
-    assert summary["images_in_clusters"] == len(rows) and summary["images_removed"] == 1
+    assert summary["images_in_clusters"] == len(rows) == 4 and summary["images_removed"] == 1
     contamination = json.loads((pipeline_run.path / "dedup" / "decontaminate.json").read_text())
     assert contamination["contaminated_samples"] == 1 and contamination["eval_items"] == 1
