@@ -51,6 +51,12 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="reprocess everything instead of only what an earlier run into the same output has not seen",
     )
+    run.add_argument(
+        "--force",
+        action="store_true",
+        help="write into an output folder that holds files unishard did not write (refused otherwise); unishard "
+        "writes beside them and never deletes or replaces them, and stops before committing if it would",
+    )
     run.add_argument("--no-report", action="store_true", help="do not write OUT/report/ at the end")
     run.add_argument("--no-progress", action="store_true", help="do not show live progress")
     run.add_argument(
@@ -86,6 +92,7 @@ def parse_input(spec: str) -> InputSpec:
 
 def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
     from pipeline.launch import RunError, run
+    from pipeline.output_folder import ForeignOutput
     from pipeline.state import OutputBusy
 
     path = args.config_flag or args.config_path
@@ -107,8 +114,17 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
     text = Path(path).read_text(encoding="utf-8") if path else ""
     try:
         summary = run(
-            config, beam_args, text, report=not args.no_report, progress=not args.no_progress, rebuild=args.rebuild
+            config,
+            beam_args,
+            text,
+            report=not args.no_report,
+            progress=not args.no_progress,
+            rebuild=args.rebuild,
+            force=args.force,
         )
+    except ForeignOutput as error:
+        print(f"unishard: {error}", file=sys.stderr)
+        return 2
     except (RunError, OutputBusy) as error:
         print(f"unishard: {error}", file=sys.stderr)
         return 1

@@ -24,9 +24,10 @@ from apache_beam.runners.runner import PipelineResult, PipelineState
 
 from pipeline.assemble import build
 from pipeline.models import check_models, models_record
+from pipeline.output_folder import ForeignFiles, check_output_folder
 from pipeline.profiles import resolve_options
 from pipeline.progress import tracked
-from pipeline.report import write_run_report
+from pipeline.report import REPORT_FILES, write_run_report
 from pipeline.state import STAGING, commit, discard, files_under, output_lock, recover
 from schemas import reasons
 from schemas.config import UnishardConfig
@@ -255,16 +256,6 @@ def merge_indexes(staging: str, output: str) -> set[str]:
     return {join("shards", path) for path in kept}
 
 
-def _top_level(output: str) -> tuple[str, ...]:
-    if "://" in output or not os.path.isdir(output):
-        return ()
-    return tuple(
-        sorted(
-            name for name in os.listdir(output) if os.path.isdir(os.path.join(output, name)) and name not in (STAGING,)
-        )
-    )
-
-
 def _write_run_files(
     staging: str,
     config: UnishardConfig,
@@ -304,19 +295,23 @@ def run(
     report: bool = True,
     progress: bool = True,
     rebuild: bool = False,
+    force: bool = False,
 ) -> RunSummary:
     """Run the pipeline described by ``config`` with Beam options from ``beam_args``; return the counts.
 
     ``progress`` shows live progress while the job runs; ``report`` writes ``OUT/report/`` after the commit. When
     ``OUT`` holds an earlier run with the same kept-affecting config, only new content is processed (incremental);
-    ``rebuild`` reprocesses everything.
+    ``rebuild`` reprocesses everything. ``OUT`` must be unishard's (``pipeline.output_folder``) unless ``force``;
+    files unishard did not write are never deleted or replaced, forced or not.
 
     Raises:
-        RunError: Inputs missing, the job failed, or too many items failed.
+        ForeignOutput: ``OUT`` holds files unishard did not write and ``force`` is not set (before any work).
+        RunError: Inputs missing, the job failed, too many items failed, or the commit would replace a foreign file.
     """
     check_inputs(config)
     check_models(config)
     output = config.run.output
+    check_output_folder(output, force)
     check_writable(output)
     options = PipelineOptions(beam_args)
     runner = resolve_options(options)
@@ -351,7 +346,9 @@ def run(
         if earlier:
             keep = merge_indexes(staging, output)
         try:
-            commit(staging, output, replaced_trees=_top_level(output), keep=keep)
+            commit(staging, output, keep=keep, reserved=REPORT_FILES)
+        except ForeignFiles as error:
+            raise RunError(f"{error}. The staged output is in {staging}") from None
         except OSError as error:
             raise RunError(f"committing the output to {output} failed: {error}. Rerun to finish the commit") from error
     if report:

@@ -6,6 +6,9 @@ thumbnails), ``dedup/<stage>.parquet`` and ``audit/audit.json`` when present, an
 Rejected thumbnails are read back from the item's source while it is still readable; images rejected by a safety
 stage are never shown. Every choice of items is a pure function of keys and sources, so two reports of the same
 output differ only in wall time.
+
+It writes nothing but ``OUT/report/report.json`` and ``OUT/report/index.html`` (``REPORT_FILES``), and refuses to
+write over either when unishard did not write it or it lies behind a symbolic link (``pipeline.output_folder``).
 """
 
 import argparse
@@ -19,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
+from pipeline.output_folder import ForeignFiles, describe, foreign_files, written_files
 from pipeline.report_galleries import Thumbnails, cluster_galleries, kept_gallery, rejected_galleries, stage_rank
 from pipeline.validate import (
     PAIRS_VIEW,
@@ -43,16 +47,27 @@ from schemas.report import (
 from transforms._io import join, write_atomic
 
 _LOG = logging.getLogger("unishard")
+REPORT_FILES = ("report/report.json", "report/index.html")
 
 
 def write_report(output: str, *, validate: bool = True, seed: int = 0) -> Report:
-    """Build the report of the committed run in ``output`` and write ``report/report.json`` and ``index.html``."""
+    """Build the report of the committed run in ``output`` and write ``report/report.json`` and ``index.html``.
+
+    Raises:
+        ForeignFiles: One of them is a file unishard did not write, or lies behind a symbolic link; nothing is written.
+    """
     from pipeline.report_html import render
 
+    problems = foreign_files(output, written_files(output) or set(), list(REPORT_FILES))
+    if problems:
+        raise ForeignFiles(
+            f"the report would write over files in {output} that unishard did not write:{describe(problems)}\n"
+            "Move them out of the way and rerun `unishard report`; nothing was written"
+        )
     report, thumbnails = build_report(output, validate=validate, seed=seed)
-    folder = join(output, "report")
-    write_atomic(join(folder, "report.json"), report.model_dump_json(indent=2).encode() + b"\n")
-    write_atomic(join(folder, "index.html"), render(report, thumbnails).encode("utf-8"))
+    json_path, html_path = (join(output, relative) for relative in REPORT_FILES)
+    write_atomic(json_path, report.model_dump_json(indent=2).encode() + b"\n")
+    write_atomic(html_path, render(report, thumbnails).encode("utf-8"))
     return report
 
 
@@ -371,6 +386,10 @@ def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
     if not exists(join(output, "_run")) and not exists(join(output, "ledger")):
         print(f"unishard: {output} has no _run/ or ledger/: not a unishard output folder", file=sys.stderr)
         return 2
-    report = write_report(output, validate=not args.no_validate)
+    try:
+        report = write_report(output, validate=not args.no_validate)
+    except ForeignFiles as error:
+        print(f"unishard: {error}", file=sys.stderr)
+        return 2
     out.write(f"unishard: {join(output, 'report', 'index.html')}: {summary_line(report)}\n")
     return 0

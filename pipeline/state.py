@@ -6,25 +6,43 @@ exists, a killed run left nothing but its staging folder, which the next run del
 finishes the commit (moves are idempotent: a file already moved is simply gone from staging). Every file reaches its
 final name by a rename, so no partial file is ever visible there.
 
+A commit deletes and replaces only files unishard wrote (``pipeline.output_folder``): the journal's ``replaced`` are
+files the previous commit listed in ``_run/files.json``, and the commit writes the new list first of all.
+
 ``OUT/_lock`` holds the pid, host and start time of the run writing the folder. A second run refuses to start; a
 lock whose process is gone (same host) or older than ``STALE_AFTER_S`` (another host) is taken over.
 """
 
 import contextlib
 import json
+import logging
 import os
+import re
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from apache_beam.io.filesystems import FileSystems
 
+from pipeline.output_folder import (
+    MANIFEST,
+    ForeignFiles,
+    describe,
+    files_under,
+    foreign_files,
+    link_on_the_way,
+    manifest_bytes,
+    written_files,
+)
 from transforms._io import fault_point, join, write_atomic
+
+_LOG = logging.getLogger("unishard")
 
 LOCK = "_lock"
 STAGING = "_staging"
 JOURNAL = "_commit.json"
 STALE_AFTER_S = 24 * 3600
+RUN_FOLDER = re.compile(r"[0-9a-f]{32}(\.progress)?")
 
 
 class OutputBusy(RuntimeError):
@@ -96,23 +114,6 @@ def _stale(holder: dict) -> bool:
     return time.time() - float(holder.get("started", 0)) > STALE_AFTER_S
 
 
-def files_under(root: str) -> list[str]:
-    """Every committed-name file below ``root`` (temporary ``.tmp-`` files excluded), as relative paths."""
-    if not _is_remote(root):
-        if not os.path.isdir(root):
-            return []
-        return sorted(
-            os.path.relpath(os.path.join(folder, name), root)
-            for folder, _, names in os.walk(root)
-            for name in names
-            if ".tmp-" not in name
-        )
-    prefix = root.rstrip("/") + "/"
-    return sorted(
-        m.path[len(prefix) :] for m in FileSystems.match([prefix + "**"])[0].metadata_list if ".tmp-" not in m.path
-    )
-
-
 def _move(source: str, target: str) -> None:
     if _is_remote(target):
         if FileSystems.exists(target):
@@ -123,43 +124,61 @@ def _move(source: str, target: str) -> None:
         os.replace(source, target)
 
 
-def _delete(path: str) -> None:
+def _delete(output: str, relative: str) -> None:
+    """Delete ``output/relative``, never through a symbolic link nor a link itself (the commit refused those)."""
+    path = join(output, relative)
     if _is_remote(path):
         if FileSystems.exists(path):
             FileSystems.delete([path])
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(path)
+        return
+    link = link_on_the_way(output, relative)
+    if link:
+        _LOG.warning("unishard: left %s in place: %s is a symbolic link", path, link)
+        return
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(path)
 
 
 def _remove_tree(root: str) -> None:
+    """Delete a staging folder; a symbolic link in its place is left alone, its target never touched."""
     if _is_remote(root):
         if FileSystems.exists(root):
             FileSystems.delete([root])
-    else:
+    elif not os.path.islink(root):
         import shutil
 
+        # rmtree unlinks the links inside a tree without following them.
         shutil.rmtree(root, ignore_errors=True)
 
 
-def commit(staging: str, output: str, replaced_trees: tuple[str, ...], keep: set[str] = frozenset()) -> None:
+def commit(staging: str, output: str, keep: Iterable[str] = (), reserved: Iterable[str] = ()) -> None:
     """Make a staged run final: write the journal (the commit point), then apply it.
+
+    The old files replaced are those the previous commit listed that the run neither stages nor keeps. The new list
+    (``_run/files.json``) is the staged files, the kept ones and ``reserved``; it is the first file moved.
 
     Args:
         staging: The run's staging folder.
         output: The output folder.
-        replaced_trees: Top-level folders of ``output`` whose old files the run replaces (``shards``, ``ledger``...).
-        keep: Relative paths of old files to keep even though they are under a replaced tree (incremental runs keep
-            earlier shards).
+        keep: Relative paths of old files to keep (incremental runs keep earlier shards); only listed ones are kept.
+        reserved: Relative paths written after the commit (the report), claimed so that the next commit replaces them.
+
+    Raises:
+        ForeignFiles: The commit would delete or write over a file unishard did not write, or through a symbolic
+            link; nothing was committed and the staging folder is left as it is.
     """
-    staged = [path for path in files_under(staging) if path != JOURNAL]
-    replaced = sorted(
-        relative
-        for tree in replaced_trees
-        for relative in (os.path.join(tree, name) for name in files_under(join(output, tree)))
-        if relative not in keep and relative not in staged
-    )
-    journal = {"staged": staged, "replaced": replaced}
+    before, keep, reserved = written_files(output) or set(), set(keep), list(reserved)
+    staged = [path for path in files_under(staging) if path not in (JOURNAL, MANIFEST)]
+    replaced = sorted(before - {*staged, *keep, MANIFEST})
+    problems = foreign_files(output, before, [*replaced, *staged, *reserved, MANIFEST])
+    if problems:
+        raise ForeignFiles(
+            f"the commit would delete or write over files in {output} that unishard did not write:"
+            + describe(problems)
+            + "\nMove them out of the way (or give another --output) and rerun; nothing was committed"
+        )
+    write_atomic(join(staging, MANIFEST), manifest_bytes({*staged, *(before & keep), *reserved}))
+    journal = {"staged": [MANIFEST, *staged], "replaced": replaced}
     write_atomic(join(staging, JOURNAL), json.dumps(journal, indent=1, sort_keys=True).encode())
     fault_point("commit:0")
     apply_journal(staging, output)
@@ -170,7 +189,7 @@ def apply_journal(staging: str, output: str) -> None:
     with FileSystems.open(join(staging, JOURNAL)) as handle:
         journal = json.loads(handle.read())
     for relative in journal["replaced"]:
-        _delete(join(output, relative))
+        _delete(output, relative)
     for step, relative in enumerate(journal["staged"], start=1):
         source = join(staging, relative)
         if FileSystems.exists(source):
@@ -188,13 +207,18 @@ def discard(staging: str) -> None:
 
 
 def recover(output: str) -> list[str]:
-    """Finish every committed-but-unfinished run and delete every abandoned staging folder; return what was done."""
+    """Finish every committed-but-unfinished run and delete every abandoned staging folder; return what was done.
+
+    Only entries named as unishard names its staging folders are touched.
+    """
     done = []
     root = join(output, STAGING)
-    if _is_remote(root) or not os.path.isdir(root):
+    if _is_remote(root) or os.path.islink(root) or not os.path.isdir(root):
         return done
     for name in sorted(os.listdir(root)):
         staging = join(root, name)
+        if not RUN_FOLDER.fullmatch(name) or os.path.islink(staging):
+            continue
         if FileSystems.exists(join(staging, JOURNAL)):
             apply_journal(staging, output)
             done.append(f"finished the commit of interrupted run {name}")

@@ -6,7 +6,9 @@ corrupted shard is caught), every key is lowercase hex without a dot, a sample's
 ``SampleRecord`` and its ``image_sha256`` matches the image bytes (in the other views, every ``{member,
 image_sha256}`` object in the JSON is checked against that member), the Parquet sidecar has exactly one row per sample
 with the same key, text and image hash, and ``_stats.json`` and ``index.json`` agree with the tar. The pairs view's
-sample count must equal the ledger's kept count in ``_run/counts.json``.
+sample count must equal the ledger's kept count in ``_run/counts.json``. A file under ``OUT/shards/`` that unishard
+did not write (``pipeline.output_folder``) is named, one line each: a reader globbing the folder would pick it up.
+It reads only; it writes and deletes nothing.
 """
 
 import argparse
@@ -21,6 +23,7 @@ from typing import Any, TextIO
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
+from pipeline.output_folder import strays
 from schemas.report import ShardCheck, Validation
 from schemas.shard import SampleRecord
 from transforms._io import join
@@ -76,6 +79,9 @@ def validate_output(output: str) -> Validation:
             problems.append(f"the ledger counts {kept} kept items but the {PAIRS_VIEW} shards hold {written} samples")
     elif not tars:
         problems.append(f"{output} holds no shards and no _run/counts.json: not a unishard output folder")
+    problems.extend(
+        f"{relative}: not written by unishard (left in place; move it out of shards/)" for relative in strays(output)
+    )
     return Validation(output=output, shards=checks, problems=problems)
 
 
