@@ -1,7 +1,8 @@
 """``unishard inspect SHARD.tar [KEY] [--extract DIR]``: look inside one shard from a terminal.
 
 Without a key it lists the samples (key, members, domain, text); with a key it prints that sample's JSON and text.
-``--extract DIR`` writes the images (of the key, or of every sample) to ``DIR/KEY.EXT``. Shard text is untrusted:
+``--extract DIR`` writes the images (of the key, or of every sample) to ``DIR/KEY.EXT``, never over an existing file
+or through a symbolic link (one holding other bytes is skipped with a message). Shard text is untrusted:
 control and bidirectional-override characters are shown as escapes so a caption cannot drive the terminal.
 """
 
@@ -106,7 +107,7 @@ def show_sample(key: str, members: dict[str, bytes], out: TextIO) -> None:
 
 
 def extract(samples: dict[str, dict[str, bytes]], keys: list[str], folder: str, out: TextIO) -> int:
-    """Write the image members of ``keys`` to ``folder``; members with unsafe names are skipped."""
+    """Write the image members of ``keys`` to ``folder``; unsafe names and names already taken are skipped."""
     os.makedirs(folder, exist_ok=True)
     written = 0
     for key in keys:
@@ -117,11 +118,27 @@ def extract(samples: dict[str, dict[str, bytes]], keys: list[str], folder: str, 
                 out.write(f"skipped {printable(key)}.{printable(ext)}: not a safe file name\n")
                 continue
             target = os.path.join(folder, f"{key}.{ext}")
-            with open(target, "wb") as handle:
-                handle.write(data)
+            try:
+                with open(target, "xb") as handle:
+                    handle.write(data)
+            except FileExistsError:
+                if os.path.islink(target) or not _holds(target, data):
+                    out.write(f"skipped {target}: a different file is already there\n")
+                    continue
+                out.write(f"kept {target}: already extracted\n")
+                written += 1
+                continue
             out.write(f"wrote {target}\n")
             written += 1
     return written
+
+
+def _holds(path: str, data: bytes) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read() == data
+    except OSError:
+        return False
 
 
 def main(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:

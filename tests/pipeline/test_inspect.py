@@ -48,6 +48,26 @@ def test_extracts_every_image_without_a_key(shard, tmp_path, capsys):
     assert {path.name.split(".")[0] for path in tmp_path.iterdir()} == keys
 
 
+def test_extract_never_writes_over_a_file_already_there_or_through_a_link(shard, tmp_path, capsys):
+    key = pq.read_table(shard.with_suffix(".parquet")).to_pylist()[0]["key"]
+    folder = tmp_path / "images"
+    assert main(["inspect", str(shard), key, "--extract", str(folder)]) == 0
+    (image,) = folder.iterdir()
+    image.write_bytes(b"mine")
+    theirs = tmp_path / "theirs.jpg"
+    theirs.write_bytes(b"theirs")
+    capsys.readouterr()
+
+    assert main(["inspect", str(shard), key, "--extract", str(folder)]) == 0
+    assert f"skipped {image}" in capsys.readouterr().out
+    image.unlink()
+    image.symlink_to(theirs)
+    assert main(["inspect", str(shard), key, "--extract", str(folder)]) == 0
+
+    assert f"skipped {image}" in capsys.readouterr().out
+    assert theirs.read_bytes() == b"theirs" and image.is_symlink()
+
+
 def test_unknown_key_and_broken_shard_fail_with_a_message(shard, tmp_path, capsys):
     assert main(["inspect", str(shard), "0" * 32]) == 1
     assert "is not in" in capsys.readouterr().err
