@@ -1,8 +1,9 @@
 """Split: no group straddles two splits, assignments survive added inputs, stratum minimums are met or reported."""
 
 import json
+import math
 import random
-from collections import Counter
+from collections import Counter, defaultdict, deque
 from pathlib import Path
 
 import apache_beam as beam
@@ -10,14 +11,14 @@ import pytest
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from schemas.config import SplitConfig
 from schemas.records import ImageInfo, Sample
 from tests.helpers import jpeg_bytes, make_photo, run_job, write_sidecar
-from transforms._components import components, union_find
-from transforms.split import AssignSplits, key_node, plan_splits, stratum_of, unit_of
+from transforms._components import components
+from transforms.split import AssignSplits, key_node, plan_splits, unit_of
 
 FAST = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SPLIT = SplitConfig(
@@ -33,8 +34,9 @@ def _key(index: int) -> str:
 
 
 @st.composite
-def datasets(draw, most: int = 60):
-    """Random samples with overlapping documents, SKUs, line+date keys and labels, plus duplicate chains."""
+def datasets(draw, most: int = 60, pins: bool = False):
+    """Random samples with overlapping documents, SKUs, line+date keys and labels, plus duplicate chains; with
+    ``pins``, some samples name the split they must go to (the ``split`` metadata field)."""
     n = draw(st.integers(1, most))
     samples = []
     for index in range(n):
@@ -44,6 +46,8 @@ def datasets(draw, most: int = 60):
                 metadata[field] = f"{field}-{draw(st.integers(0, choices))}"
         if draw(st.integers(0, 3)) == 0:
             metadata["label"] = draw(st.sampled_from(["scratch", "dent", "none"]))
+        if pins and draw(st.integers(0, 2)) == 0:
+            metadata["split"] = draw(st.sampled_from(["train", "validation", "test"]))
         samples.append((_key(index), draw(st.sampled_from(["factory", "marketing"])), metadata))
     links = []
     for _ in range(draw(st.integers(0, 3))):  # duplicate chains: k0 ~ k1 ~ k2 ...
@@ -52,18 +56,47 @@ def datasets(draw, most: int = 60):
     return samples, links
 
 
+def bfs_labels(edges) -> dict[str, str]:
+    """Every node of a non-loop edge, labelled by the smallest node of its component: breadth-first search over an
+    adjacency dict, sharing nothing with ``transforms._components``."""
+    around = defaultdict(set)
+    for a, b in edges:
+        if a != b:
+            around[a].add(b)
+            around[b].add(a)
+    labels: dict[str, str] = {}
+    for start in around:
+        if start in labels:
+            continue
+        seen, queue = {start}, deque([start])
+        while queue:
+            for neighbour in around[queue.popleft()] - seen:
+                seen.add(neighbour)
+                queue.append(neighbour)
+        labels.update(dict.fromkeys(seen, min(seen)))
+    return labels
+
+
 def oracle_groups(samples, links, config):
-    """Groups by plain union-find over the same relations, independent of the Beam method."""
+    """Groups by breadth-first search over the same relations, independent of the code under test."""
     edges = [(_key_node(key), f"{spec}={[m.get(f) for f in spec.split('+')]}")
              for key, _, m in samples for spec in config.group_by
              if all(m.get(f) for f in spec.split("+"))]  # fmt: skip
     edges += [(_key_node(a), _key_node(b)) for a, b in links]
-    labels = union_find(edges)
+    labels = bfs_labels(edges)
     return {key: labels.get(_key_node(key), _key_node(key)) for key, _, _ in samples}
 
 
 def _key_node(key: str) -> str:
     return "k" + key
+
+
+def _stratum(domain: str, metadata: dict) -> str:
+    """The documented stratum for ``stratify_by = ["label"]``: the domain, plus the label when there is one."""
+    return f"{domain}/label={metadata['label']}" if metadata.get("label") else domain
+
+
+PRECEDENCE = ["test", "validation", "train"]  # held-out splits by name, then train: who wins a pin conflict
 
 
 @FAST
@@ -73,9 +106,9 @@ def _key_node(key: str) -> str:
     ),
     rounds=st.integers(0, 4),
 )
-def test_components_equal_union_find_whatever_the_round_count(edges, rounds):
+def test_components_equal_breadth_first_search_whatever_the_round_count(edges, rounds):
     labels, _ = components(edges, rounds)
-    assert labels == union_find([(a, b) for a, b in edges if a != b])
+    assert labels == bfs_labels(edges)
 
 
 @FAST
@@ -100,33 +133,65 @@ def test_no_document_sku_line_date_or_duplicate_chain_spans_two_splits(data, rou
     assert all(len(splits) == 1 for splits in per_group.values())
 
 
+def _pinned_stratum() -> list:
+    """Five groups of one stratum: four pinned to test, one to train."""
+    return [(_key(i), "factory", {"doc_id": f"d{i}", "split": "test" if i < 4 else "train"}) for i in range(5)]
+
+
 @FAST
-@given(data=datasets(most=80), min_groups=st.integers(0, 3))
+@given(data=datasets(most=80, pins=True), min_groups=st.integers(0, 3))
+@example(data=(_pinned_stratum(), []), min_groups=1)
 def test_stratum_minimums_are_met_or_the_stratum_is_named(data, min_groups):
     samples, links = data
     config = SPLIT.model_copy(update={"min_groups": min_groups})
     split_of, decisions = plan_splits(samples, links, config)
     groups = oracle_groups(samples, links, config)
-    strata = {key: stratum_of(domain, metadata, config.stratify_by) for key, domain, metadata in samples}
+    strata = {key: _stratum(domain, metadata) for key, domain, metadata in samples}
     sizes = Counter(strata.values())
-    primary: dict = {}
-    for key, group in groups.items():
+    primary: dict = {}  # a group's stratum: the rarest of its members'
+    pins: dict = defaultdict(set)
+    for key, _, metadata in samples:
+        group = groups[key]
         primary[group] = min(primary.get(group, strata[key]), strata[key], key=lambda s: (sizes[s], s))
+        if metadata.get("split"):
+            pins[group].add(metadata["split"])
     group_split = {group: split_of[key] for key, group in groups.items()}
+    for group, pinned in pins.items():
+        assert group_split[group] == min(pinned, key=PRECEDENCE.index)
     counts = Counter((primary[group], split) for group, split in group_split.items())
-    assert set(decisions) == set(primary.values())
+    total = Counter(primary.values())
+    free_train = Counter(primary[g] for g, split in group_split.items() if split == "train" and g not in pins)
+    assert set(decisions) == set(total)
+    need = 2 * min_groups  # validation and test each get min_groups
     for stratum, decision in decisions.items():
         assert {s: n for s, n in decision.by_split if n} == {s: n for (t, s), n in counts.items() if t == stratum}
-        if decision.status == "ok":
-            assert counts[(stratum, "validation")] >= min_groups
-            assert counts[(stratum, "test")] >= min_groups
+        assert decision.groups == total[stratum]
+        short = [s for s in ("validation", "test") if counts[(stratum, s)] < min_groups]
+        if need and (need > 0.5 * total[stratum] or total[stratum] - need < 1):
+            assert decision.status == "too_small"
+        elif short:
+            # Only unpinned train groups move, so the minimum is unmet only when none is left to move.
+            assert (decision.status, free_train[stratum]) == ("unmet", 0)
         else:
-            assert decision.status in ("too_small", "unmet")
-            assert (
-                decision.status == "unmet"
-                or 2 * min_groups > 0.5 * decision.groups
-                or decision.groups <= 2 * min_groups
-            )
+            assert decision.status == "ok"
+
+
+def test_a_stratum_whose_train_groups_are_all_pinned_reports_its_minimum_unmet():
+    # Holding out 2 of 5 groups is allowed (not too small); validation gets none, and no train group may move.
+    split_of, decisions = plan_splits(_pinned_stratum(), [], SPLIT)
+    assert sorted(split_of.values()) == ["test", "test", "test", "test", "train"]
+    assert (decisions["factory"].status, decisions["factory"].groups) == ("unmet", 5)
+
+
+@pytest.mark.parametrize("salt", ["unishard-split-v1", "another salt"])
+def test_hashing_gives_each_split_its_fraction_of_groups(salt):
+    samples = [(_key(index), "factory", {"doc_id": f"doc-{index}"}) for index in range(3000)]
+    config = SPLIT.model_copy(update={"min_groups": 0, "group_by": ["doc_id"], "salt": salt})
+    split_of, _ = plan_splits(samples, [], config)
+    counts = Counter(split_of.values())
+    for name, fraction in config.fractions.items():
+        sigma = math.sqrt(fraction * (1 - fraction) / len(samples))
+        assert abs(counts[name] / len(samples) - fraction) < 4.5 * sigma, (name, counts)
 
 
 @FAST
@@ -179,12 +244,15 @@ def _sample(key: str, domain: str, metadata: dict, document: str = "") -> Sample
     )
 
 
+SAMPLES = 600  # enough groups (about 280) for the split fractions to be checked
+
+
 @pytest.fixture(scope="module")
 def beam_run(tmp_path_factory):
     """One DirectRunner run of AssignSplits on a random data set with links, shipped samples and pins."""
     rng = random.Random(5)
     samples = []
-    for index in range(60):
+    for index in range(SAMPLES):
         metadata = {"doc_id": f"d{rng.randrange(50)}"} if rng.random() < 0.6 else {}
         if rng.random() < 0.5:
             metadata["label"] = rng.choice(["none", "none", "scratch", "dent"])
@@ -192,9 +260,11 @@ def beam_run(tmp_path_factory):
             metadata["split"] = "test"
         document = "page-1" if index in (3, 33) else ""  # one interleaved document from the documents stage
         samples.append((_key(index), rng.choice(["factory", "marketing"]), metadata, document))
-    links = [(_key(rng.randrange(60)), _key(rng.randrange(60))) for _ in range(10)]
+    links = [(_key(rng.randrange(SAMPLES)), _key(rng.randrange(SAMPLES))) for _ in range(10)]
     links += [(_key(i), _key(i + 1)) for i in range(40, 55)]  # a long chain: one round leaves a residue to finish
-    shipped = [(_key(500 + i), "factory", {"doc_id": f"d{i}", "label": "dent"}, "validation", "") for i in range(3)]
+    shipped = [
+        (_key(SAMPLES + i), "factory", {"doc_id": f"d{i}", "label": "dent"}, "validation", "") for i in range(3)
+    ]
     config = SPLIT.model_copy(update={"group_by": ["doc_id"], "rounds": 1})
     output = str(tmp_path_factory.mktemp("split"))
     pipeline = BeamTestPipeline()
@@ -209,31 +279,66 @@ def beam_run(tmp_path_factory):
         )
     )
     expected, decisions = plan_splits(samples, links, config, shipped=shipped)
+    # The Beam graph and its in-memory mirror agree; the properties below are checked on Beam's own output.
     assert_that(result.assignments, equal_to(sorted(expected.items())), label="AssignmentsMatchPlan")
     assert_that(
         result.samples | beam.Map(lambda s: (s.key, s.split)), equal_to(sorted(expected.items())), label="Samples"
+    )
+    saved = Path(output) / "assignments.json"
+    _ = (
+        result.assignments
+        | "ListAssignments" >> beam.combiners.ToList()
+        | "SaveAssignments" >> beam.Map(lambda rows: saved.write_text(json.dumps(sorted(rows))))
     )
     outcome = pipeline.run()
     outcome.wait_until_finish()
     residual = outcome.metrics().query(MetricsFilter().with_name("residual_edges"))["counters"]
     assert residual and residual[0].committed > 0
     report = json.loads((Path(output) / "splits" / "splits.json").read_text())
-    return samples, expected, decisions, report
+    assigned = [tuple(row) for row in json.loads(saved.read_text())]
+    return samples, expected, decisions, report, (assigned, links, shipped)
 
 
-def test_beam_assignment_equals_the_in_memory_plan_and_honours_pins(beam_run):
-    samples, expected, _, _ = beam_run
-    assert expected[_key(3)] == expected[_key(33)]
+def test_beam_assignment_keeps_groups_whole_honours_pins_and_fractions(beam_run):
+    samples, _, _, _, (assigned, links, shipped) = beam_run
+    assert sorted(key for key, _ in assigned) == sorted(key for key, *_ in samples)  # every sample exactly once
+    split_of = dict(assigned)
+    assert set(split_of.values()) == {"train", "validation", "test"}
+    # Groups by breadth-first search: documents, doc_id values (of this run and of shipped samples) and links.
+    edges = [(f"k:{key}", f"doc_id:{m['doc_id']}") for key, _, m, _ in samples if m.get("doc_id")]
+    edges += [(f"k:{key}", f"document:{document}") for key, _, _, document in samples if document]
+    edges += [(f"k:{key}", f"doc_id:{m['doc_id']}") for key, _, m, _, _ in shipped]
+    edges += [(f"k:{a}", f"k:{b}") for a, b in links]
+    labels = bfs_labels(edges)
+    group_of = {key: labels.get(f"k:{key}", f"k:{key}") for key, *_ in samples}
+    pins = defaultdict(set)
     for key, _, metadata, _ in samples:
-        if metadata.get("split") == "test":
-            assert expected[key] == "test"
-    for index in range(40, 56):
-        assert expected[_key(index)] == expected[_key(40)]
-    assert {s for s in expected.values()} == {"train", "validation", "test"}
+        if metadata.get("split"):
+            pins[group_of[key]].add(metadata["split"])
+    for key, _, _, split, _ in shipped:
+        if f"k:{key}" in labels:
+            pins[labels[f"k:{key}"]].add(split)
+    splits_of_group = defaultdict(set)
+    for key, group in group_of.items():
+        splits_of_group[group].add(split_of[key])
+    assert all(len(splits) == 1 for splits in splits_of_group.values())  # no group straddles two splits
+    assert {split_of[_key(3)], split_of[_key(33)]} == {split_of[_key(3)]}  # one interleaved document
+    assert len({split_of[_key(index)] for index in range(40, 56)}) == 1  # the long duplicate chain
+    assert pins, "the data set has pinned groups"
+    for group, pinned in pins.items():
+        if group in splits_of_group:
+            assert splits_of_group[group] == {min(pinned, key=PRECEDENCE.index)}, group
+    # Train's share of the unpinned groups: hashing gives 0.7 (within 4 sigma); top-ups only move groups out of
+    # train, at most min_groups per held-out split and stratum.
+    free = [next(iter(splits)) for group, splits in splits_of_group.items() if group not in pins]
+    strata = {_stratum(domain, metadata) for _, domain, metadata, _ in samples}
+    moved_at_most = SPLIT.min_groups * 2 * len(strata)
+    slack = 4 * math.sqrt(0.7 * 0.3 * len(free))
+    assert 0.7 * len(free) - slack - moved_at_most <= free.count("train") <= 0.7 * len(free) + slack
 
 
 def test_report_gives_fractions_per_stratum_and_names_small_strata(beam_run):
-    samples, expected, decisions, report = beam_run
+    samples, expected, decisions, report, _ = beam_run
     assert report["config"]["fractions"] == {"train": 0.7, "validation": 0.15, "test": 0.15}
     assert sum(t["samples"] for t in report["totals"].values()) == len(samples) + 3
     strata = {entry["stratum"]: entry for entry in report["strata"]}
