@@ -1,8 +1,9 @@
 """The whole dataflow on one screen: one labelled step per stage.
 
-Every decision (deduplication, splits, documents) is made on light records; image bytes cross only the joins that
-apply decisions (``DropDuplicates``, ``DropSemanticDuplicates``, ``Split``), the shard grouping of each view, and in
-incremental runs ``SkipKnown``. README's Architecture section lists them with what each moves.
+Every decision (deduplication, splits, documents) is made on light records, and so is everything else: normalise
+writes each image once into the run's image store and samples carry its path (``transforms.image_store``), so no
+image bytes cross a shuffle except the items keyed by content in incremental runs (``SkipKnown``). README's
+Architecture section lists the shuffles with what each moves.
 """
 
 import functools
@@ -24,6 +25,7 @@ from transforms.embed import EmbedImages
 from transforms.eval_set import AuditContamination, BuildEvalSet
 from transforms.exact_dedup import DeduplicateExact
 from transforms.faces import BlurFaces
+from transforms.image_store import store_folder
 from transforms.incremental import EarlierRun, SkipKnown
 from transforms.ingest import ReadInputs
 from transforms.ledger import WriteLedger
@@ -43,7 +45,9 @@ def build(pipeline: beam.Pipeline, config: UnishardConfig, output: str, earlier:
     """Add every stage of a run to ``pipeline``, writing under ``output``; ``earlier`` makes the run incremental."""
     ingested = pipeline | "Ingest" >> ReadInputs(config.ingest, config.documents.id_field)
     known = ingested.items | "SkipKnown" >> SkipKnown(earlier, output)
-    normalised = known.new | "Normalise" >> Normalise(config.normalise, config.near_dedup.hash_names())
+    normalised = known.new | "Normalise" >> Normalise(
+        config.normalise, config.near_dedup.hash_names(), store_folder(output)
+    )
     texted = normalised.samples | "Text" >> ChooseText(config.text)
     fingerprints = (
         texted.samples | "Fingerprint" >> beam.Map(fingerprint),

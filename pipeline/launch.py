@@ -34,6 +34,7 @@ from schemas.config import UnishardConfig
 from schemas.profile import HOW_KEYS
 from transforms._io import join, write_atomic
 from transforms.books import BOOK_PROBLEMS, BOOKS, PROBLEMS
+from transforms.image_store import store_folder
 from transforms.incremental import INCREMENT, EarlierRun
 from transforms.ingest import input_kind
 from transforms.write_audit import crossed_bounds
@@ -325,8 +326,11 @@ def run(
         started = time.monotonic()
         pipeline = beam.Pipeline(options=options)
         build(pipeline, config, staging, earlier)
-        with tracked(pipeline, staging + ".progress", enabled=progress):
-            run_job(pipeline, runner, staging)
+        try:
+            with tracked(pipeline, staging + ".progress", enabled=progress):
+                run_job(pipeline, runner, staging)
+        finally:
+            discard(store_folder(staging))  # the shards hold the images now; a failed run needs none of them
         counts = _read_json(join(staging, "_run", "counts.json"))
         check_books(staging, counts)
         failed = counts["by_status"].get("failed", 0)

@@ -28,8 +28,6 @@ class InputItem:
         metadata: Metadata columns, sidecar fields and manifest values (JSON-compatible).
         data: Image bytes carried inline (WebDataset inputs); ``None`` when they are read from ``path``.
         sidecar: Path of a same-stem ``.json`` or ``.txt`` sidecar to merge into the metadata, if any.
-        roots: Folders ``path`` and the sidecar must lead into when they are read (``ingest.follow_symlinks``
-            decides whether symbolic links may lead out); empty when nothing is read from a path.
     """
 
     source: str
@@ -38,7 +36,6 @@ class InputItem:
     metadata: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     data: bytes | None = None
     sidecar: str | None = None
-    roots: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,8 +60,9 @@ class Sample:
         path: The image location it was read from.
         domain: Data domain.
         metadata: All metadata of the input item (private fields removed by the stages that own them).
-        image: Normalised image bytes, EXIF-free.
-        image_ext: Extension of ``image`` in the shard (``jpg``, ``png`` or ``webp``).
+        image: Normalised image bytes, EXIF-free, when carried inline; empty once ``normalise`` stored them in the
+            run's image store (``image_ref``). Read them with ``transforms.image_store.read_image``.
+        image_ext: Extension of the image in the shard (``jpg``, ``png`` or ``webp``).
         sha256: SHA-256 of the original bytes.
         pixel_sha256: SHA-256 of the normalised pixels, equal for lossless re-encodes of the same picture.
         original: Facts about the input encoding.
@@ -77,6 +75,8 @@ class Sample:
         annotations: JSON-compatible results of later stages (caption provenance, face boxes, duplicates).
         embedding: Float16 image embedding bytes, when a model stage computed one.
         split: The split the sample is written to.
+        image_ref: Path of the normalised image in the run's image store (named by its SHA-256), or empty when
+            ``image`` carries the bytes.
     """
 
     key: str
@@ -98,6 +98,7 @@ class Sample:
     annotations: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     embedding: bytes | None = None
     split: str = "all"
+    image_ref: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,6 +173,10 @@ class DuplicateCluster:
         distances: For each member, its distance to that survivor (0 for survivors).
         removed: For each member, whether the stage rejected it (all false in ``report_only`` mode).
         report_only: The stage only reported this cluster.
+        methods: For each member, what matched it on its way to its survivor (near dedup: ``phash``,
+            ``keypoints``; empty for survivors); empty when the stage records none.
+        evidence: For each member, that match's evidence as JSON text (``{"distance": 5}``, ``{"inliers": 48,
+            "colour_distance": 3.1}``), aligned with ``methods``.
     """
 
     cluster_id: str
@@ -184,6 +189,8 @@ class DuplicateCluster:
     distances: tuple[float, ...]
     removed: tuple[bool, ...]
     report_only: bool = False
+    methods: tuple[str, ...] = ()
+    evidence: tuple[str, ...] = ()
 
     @property
     def size(self) -> int:

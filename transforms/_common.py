@@ -12,6 +12,7 @@ import apache_beam as beam
 from apache_beam import pvalue
 
 from schemas.records import RejectItem, failed, rejected
+from transforms.image_store import StagingError
 
 REJECTED = "rejected"
 FAILED = "failed"
@@ -46,6 +47,8 @@ class StageFn(beam.DoFn):
                 REJECTED, rejected(self.stage, reject.reason, element.source, key, element.domain, **reject.detail)
             )
             return
+        except StagingError:
+            raise  # the run's own storage failed: no item can be trusted, so the run stops
         except Exception as error:  # noqa: BLE001 - any per-item error becomes a ledger row, never a crashed run
             self._failed.inc()
             _LOG.warning("%s failed on %s: %s: %s", self.stage, element.source, type(error).__name__, error)

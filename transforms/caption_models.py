@@ -18,6 +18,7 @@ from apache_beam.ml.inference.base import ModelHandler
 from schemas.config import CaptionerConfig, ClipModelConfig, OcrConfig
 from transforms.caption import Candidate, CaptionRequest
 from transforms.clip_model import build_open_clip, resolve_device, slug, tag_family
+from transforms.image_store import read_image
 
 STAGE = "caption"
 SMOKE_COCA = {
@@ -123,14 +124,14 @@ class CocaCaptionHandler(ModelHandler[CaptionRequest, CaptionRequest, Any]):
     ) -> Iterable[CaptionRequest]:
         from PIL import Image
 
-        texts = model.caption([Image.open(io.BytesIO(request.sample.image)) for request in batch])
+        texts = model.caption([Image.open(io.BytesIO(read_image(request.sample))) for request in batch])
         self._captions.inc(len(batch))
         source = f"captioner:{model.model_id}"
         pairs = zip(batch, texts, strict=True)
         return [request.adding([Candidate(text, source)] if text else []) for request, text in pairs]
 
     def get_num_bytes(self, batch: Sequence[CaptionRequest]) -> int:
-        return sum(len(request.sample.image) for request in batch)
+        return sum(request.sample.normalised.bytes for request in batch)
 
     def get_metrics_namespace(self) -> str:
         return STAGE
@@ -180,13 +181,13 @@ class RapidOcrHandler(ModelHandler[CaptionRequest, CaptionRequest, Any]):
     ) -> Iterable[CaptionRequest]:
         from PIL import Image
 
-        texts = model.read([Image.open(io.BytesIO(request.sample.image)) for request in batch])
+        texts = model.read([Image.open(io.BytesIO(read_image(request.sample))) for request in batch])
         source = f"ocr:{model.model_id}"
         pairs = zip(batch, texts, strict=True)
         return [request.adding([Candidate(text, source)] if text else []) for request, text in pairs]
 
     def get_num_bytes(self, batch: Sequence[CaptionRequest]) -> int:
-        return sum(len(request.sample.image) for request in batch)
+        return sum(request.sample.normalised.bytes for request in batch)
 
     def get_metrics_namespace(self) -> str:
         return STAGE

@@ -25,6 +25,7 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInf
 
 from schemas.config import ClipModelConfig, EmbedConfig
 from schemas.records import Sample, failed
+from transforms.image_store import read_image
 
 STAGE = "embed"
 EMBEDDING_MODEL = "embedding_model"
@@ -136,7 +137,7 @@ class OpenClipEmbedHandler(ModelHandler[Sample, PredictionResult, Any]):
     ) -> Iterable[PredictionResult]:
         from PIL import Image
 
-        images = [Image.open(io.BytesIO(sample.image)) for sample in batch]
+        images = [Image.open(io.BytesIO(read_image(sample))) for sample in batch]
         vectors = model.encode_images(images, self._batch_size)
         self._encodes.inc(len(batch))
         return [
@@ -144,7 +145,7 @@ class OpenClipEmbedHandler(ModelHandler[Sample, PredictionResult, Any]):
         ]
 
     def get_num_bytes(self, batch: Sequence[Sample]) -> int:
-        return sum(len(sample.image) for sample in batch)
+        return sum(sample.normalised.bytes for sample in batch)
 
     def get_metrics_namespace(self) -> str:
         return STAGE

@@ -45,6 +45,7 @@ from schemas.records import Sample
 from schemas.splits import EVAL_SCHEMA_VERSION, GenerationItem, Leak, Model, UnderstandingItem
 from transforms._io import join, write_atomic
 from transforms._leaks import EvalLeakError, FindLeaksFn, Probe, ProbeIndex, describe, probe_of
+from transforms.image_store import read_image
 from transforms.incremental import EarlierRun
 from transforms.split import group_tokens, would_be_split
 
@@ -292,7 +293,7 @@ class _WriteItemsFn(beam.DoFn):
     def process(self, sample: Sample) -> Iterator[Model]:
         items = items_of(sample, self._config.questions, self._config.generation)
         if items:
-            write_atomic(join(self._output, FOLDER, "images", f"{sample.key}.{sample.image_ext}"), sample.image)
+            write_atomic(join(self._output, FOLDER, "images", f"{sample.key}.{sample.image_ext}"), read_image(sample))
             self._images.inc()
             yield from items
 

@@ -28,6 +28,7 @@ from schemas import reasons
 from schemas.config import FacesConfig, NormaliseConfig
 from schemas.records import ImageInfo, RejectItem, Sample
 from transforms._common import StageFn, apply_stage
+from transforms.image_store import read_image, replace_image
 from transforms.normalise import encode
 
 STAGE = "faces"
@@ -127,7 +128,7 @@ def blur_faces(image: Image.Image, regions: list[Box], strength: float) -> Image
 
 
 def decode(sample: Sample) -> Image.Image:
-    image = Image.open(io.BytesIO(sample.image))
+    image = Image.open(io.BytesIO(read_image(sample)))
     image.load()
     return image.convert("RGB")
 
@@ -178,9 +179,9 @@ class _FacesFn(StageFn):
         self._blurred.inc()
         record.update(action="blurred", blurred=[list(r) for r in regions])
         facts = ImageInfo(image.width, image.height, _PIL_FORMATS[sample.image_ext], "RGB", len(encoded))
-        yield dataclasses.replace(
+        yield replace_image(
             sample,
-            image=encoded,
+            encoded,
             normalised=facts,
             notes=(*sample.notes, f"blurred {len(boxes)} face(s)"),
             annotations={**sample.annotations, "faces": record},

@@ -1,7 +1,9 @@
 """Normalise: decode each image once, convert it to 8-bit sRGB, orient, resize, strip metadata and re-encode.
 
-Input element type: ``InputItem`` with bytes. Output: ``Sample`` (key, normalised bytes, original and normalised
-facts, content hashes, perceptual hashes). The format is detected from the content, never from the extension.
+Input element type: ``InputItem`` with bytes. Output: ``Sample`` (key, original and normalised facts, content
+hashes, perceptual hashes, and the normalised image: written once into the run's image store, ``image_ref``, when
+the transform is given one, inline otherwise; see ``transforms.image_store``). The format is detected from the
+content, never from the extension.
 
 Reason codes: ``empty_file``, ``not_an_image``, ``truncated``, ``decompression_bomb``, ``unsupported_image``,
 ``too_small``. Config section: ``normalise``. Metrics: ``normalise/rejected``, ``normalise/failed``.
@@ -22,6 +24,7 @@ from schemas.config import NormaliseConfig
 from schemas.records import ImageInfo, InputItem, RejectItem, Sample
 from transforms._common import StageFn, apply_stage
 from transforms.hashing import perceptual_hashes
+from transforms.image_store import store_image
 
 STAGE = "normalise"
 KEY_HEX_CHARS = 32
@@ -46,13 +49,14 @@ class NormaliseOutputs(NamedTuple):
 class Normalise(beam.PTransform):
     """Decode, convert, orient, resize and re-encode every item; reject what is not a usable image."""
 
-    def __init__(self, config: NormaliseConfig, hashes: list[str] = ("phash",)):
+    def __init__(self, config: NormaliseConfig, hashes: list[str] = ("phash",), images: str | None = None):
         super().__init__()
         self._config = config
         self._hashes = list(hashes)
+        self._images = images
 
     def expand(self, items: beam.PCollection):
-        samples, dropped = apply_stage(items, "Decode", _NormaliseFn(self._config, self._hashes))
+        samples, dropped = apply_stage(items, "Decode", _NormaliseFn(self._config, self._hashes, self._images))
         return NormaliseOutputs(samples=samples, rejected=dropped)
 
 
@@ -225,10 +229,11 @@ def encode(image: Image.Image, config: NormaliseConfig) -> bytes:
 class _NormaliseFn(StageFn):
     stage = STAGE
 
-    def __init__(self, config: NormaliseConfig, hashes: list[str]):
+    def __init__(self, config: NormaliseConfig, hashes: list[str], images: str | None = None):
         super().__init__()
         self._config = config
         self._hashes = hashes
+        self._images = images
 
     def setup(self):
         ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -240,13 +245,14 @@ class _NormaliseFn(StageFn):
         image, original, notes = normalise_image(data, self._config)
         encoded = encode(image, self._config)
         pixels = hashlib.sha256(f"{image.width}x{image.height}:".encode() + image.tobytes()).hexdigest()
+        reference = store_image(self._images, encoded, self._config.format) if self._images else ""
         yield Sample(
             key=key,
             source=item.source,
             path=item.path,
             domain=item.domain,
             metadata=dict(item.metadata),
-            image=encoded,
+            image=b"" if reference else encoded,
             image_ext=self._config.format,
             sha256=sha256,
             pixel_sha256=pixels,
@@ -254,4 +260,5 @@ class _NormaliseFn(StageFn):
             normalised=ImageInfo(image.width, image.height, _PIL_FORMATS[self._config.format], "RGB", len(encoded)),
             notes=tuple(notes),
             hashes=perceptual_hashes(image, self._hashes),
+            image_ref=reference,
         )

@@ -47,6 +47,7 @@ from schemas.records import LedgerRow, Sample, detail_json
 from schemas.shard import ShardStats
 from transforms._io import join, write_atomic
 from transforms.documents import left_detail, rejected_document
+from transforms.image_store import image_sha256, read_image
 from transforms.ledger import part_of
 from transforms.write_shards import (
     canonical_json,
@@ -219,7 +220,7 @@ def document_record(document: Document, images: dict[str, Sample]) -> tuple[Docu
             continue
         sample = images[segment.image.key]
         member = f"{len(files)}.{sample.image_ext}"
-        files.append((member, sample.image))
+        files.append((member, read_image(sample)))
         texts.append(None)
         members.append(member)
         metadata.append(_image_metadata(segment, member, sample))
@@ -247,7 +248,7 @@ def _image_metadata(segment: Segment, member: str, sample: Sample) -> ImageMetad
         caption=sample.text,
         caption_source=sample.text_source,
         sha256=image.sha256,
-        image_sha256=hashlib.sha256(sample.image).hexdigest(),
+        image_sha256=image_sha256(sample),
         image=image.image,
         original=image.original,
         scores=dict(sample.scores),

@@ -29,6 +29,7 @@ from schemas.documents import EditImage, EditRecord
 from schemas.records import Sample
 from schemas.shard import ImageFacts, ShardStats
 from transforms._io import join, write_atomic
+from transforms.image_store import image_sha256, read_image
 from transforms.text import clean_text
 from transforms.write_documents import sampled
 from transforms.write_shards import (
@@ -58,7 +59,7 @@ class EditPair(NamedTuple):
 
     @property
     def image_bytes(self) -> int:
-        return len(self.source.image) + len(self.target.image)
+        return self.source.normalised.bytes + self.target.normalised.bytes
 
 
 class WriteEditPairs(beam.PTransform):
@@ -169,7 +170,7 @@ def _edit_image(sample: Sample, member: str) -> EditImage:
         key=sample.key,
         source=sample.source,
         caption=sample.text,
-        image_sha256=hashlib.sha256(sample.image).hexdigest(),
+        image_sha256=image_sha256(sample),
         image=ImageFacts(**vars(sample.normalised)),
         metadata=dict(sample.metadata),
     )
@@ -235,8 +236,8 @@ class _WriteEditsFn(beam.DoFn):
             record = edit_record(pair)
             tar_members += [
                 (f"{pair.key}.json", canonical_json(record.model_dump(mode="json"))),
-                (f"{pair.key}.{record.source.member}", pair.source.image),
-                (f"{pair.key}.{record.target.member}", pair.target.image),
+                (f"{pair.key}.{record.source.member}", read_image(pair.source)),
+                (f"{pair.key}.{record.target.member}", read_image(pair.target)),
                 (f"{pair.key}.txt", pair.instruction.encode("utf-8")),
             ]
         size = write_tar(join(folder, f"{name}.tar"), tar_members)

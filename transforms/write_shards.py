@@ -11,7 +11,6 @@ produce the same shards. Members are sorted by key and tar headers carry fixed m
 samples are never written. Metrics: ``write_shards/samples``, ``write_shards/shards``.
 """
 
-import hashlib
 import io
 import json
 import math
@@ -30,6 +29,7 @@ from schemas.records import LedgerRow, Sample, detail_json
 from schemas.shard import ImageFacts, SampleRecord, ShardEntry, ShardIndex, ShardStats
 from transforms._io import atomic_writer, join, write_atomic
 from transforms.embed import embedding_matrix, npy_bytes
+from transforms.image_store import image_sha256, read_image
 
 STAGE = "write_shards"
 KEPT = "kept"
@@ -55,7 +55,7 @@ class WriteShards(beam.PTransform):
     def expand(self, samples: beam.PCollection):
         totals = (
             samples
-            | "Size" >> beam.Map(lambda s: (s.split, (1, len(s.image))))
+            | "Size" >> beam.Map(lambda s: (s.split, (1, s.normalised.bytes)))
             | "SumPerSplit" >> beam.CombinePerKey(lambda pairs: tuple(map(sum, zip(*pairs, strict=True))) or (0, 0))
             | "AsDictTotals" >> beam.combiners.ToDict()
         )
@@ -117,7 +117,7 @@ def sample_record(sample: Sample) -> SampleRecord:
         image_member=f"{sample.key}.{sample.image_ext}",
         sha256=sample.sha256,
         pixel_sha256=sample.pixel_sha256,
-        image_sha256=hashlib.sha256(sample.image).hexdigest(),
+        image_sha256=image_sha256(sample),
         original=ImageFacts(**vars(sample.original)),
         image=ImageFacts(**vars(sample.normalised)),
         notes=list(sample.notes),
@@ -232,7 +232,7 @@ def write_shard(path: str, samples: list[Sample]) -> tuple[int, list[SampleRecor
             records.append(record)
             files = {
                 "json": canonical_json(record.model_dump(mode="json")),
-                sample.image_ext: sample.image,
+                sample.image_ext: read_image(sample),
                 "txt": sample.text.encode("utf-8"),
             }
             for ext in sorted(files):
@@ -280,7 +280,7 @@ class _WriteShardFn(beam.DoFn):
             split=split,
             samples=len(samples),
             bytes=size,
-            image_bytes=sum(len(s.image) for s in samples),
+            image_bytes=sum(s.normalised.bytes for s in samples),
             domains=dict(sorted(domains.items())),
             first_key=samples[0].key,
             last_key=samples[-1].key,
