@@ -28,6 +28,8 @@ class InputItem:
         metadata: Metadata columns, sidecar fields and manifest values (JSON-compatible).
         data: Image bytes carried inline (WebDataset inputs); ``None`` when they are read from ``path``.
         sidecar: Path of a same-stem ``.json`` or ``.txt`` sidecar to merge into the metadata, if any.
+        roots: Folders ``path`` and the sidecar must lead into when they are read (``ingest.follow_symlinks``
+            decides whether symbolic links may lead out); empty when nothing is read from a path.
     """
 
     source: str
@@ -36,6 +38,7 @@ class InputItem:
     metadata: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     data: bytes | None = None
     sidecar: str | None = None
+    roots: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,10 +176,6 @@ class DuplicateCluster:
         distances: For each member, its distance to that survivor (0 for survivors).
         removed: For each member, whether the stage rejected it (all false in ``report_only`` mode).
         report_only: The stage only reported this cluster.
-        methods: For each member, what matched it on its way to its survivor (near dedup: ``phash``,
-            ``keypoints``; empty for survivors); empty when the stage records none.
-        evidence: For each member, that match's evidence as JSON text (``{"distance": 5}``, ``{"inliers": 48,
-            "colour_distance": 3.1}``), aligned with ``methods``.
     """
 
     cluster_id: str
@@ -189,8 +188,6 @@ class DuplicateCluster:
     distances: tuple[float, ...]
     removed: tuple[bool, ...]
     report_only: bool = False
-    methods: tuple[str, ...] = ()
-    evidence: tuple[str, ...] = ()
 
     @property
     def size(self) -> int:
