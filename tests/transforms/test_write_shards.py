@@ -3,6 +3,7 @@
 import json
 import re
 import tarfile
+from fractions import Fraction
 
 import pyarrow.parquet as pq
 import pytest
@@ -92,12 +93,55 @@ def test_shards_read_back_through_a_torch_dataloader_with_two_workers(written):
     assert sorted(keys) == sorted(row["key"] for row in written.ledger if row["status"] == "kept")
 
 
+def _position(key: str) -> Fraction:
+    """Where a key lies in the key space ``[0, 1)``: its first 60 bits (15 hex digits), as the module defines it."""
+    return Fraction(int(key[:15], 16), 16**15)
+
+
+def test_each_shard_covers_its_own_contiguous_key_range_named_in_its_stats(written):
+    folders = {path.parent for path in written.shard_paths()}
+    assert folders
+    for folder in folders:
+        # 23 samples at 5 per shard: ceil(23 / 5) = 5 key ranges of a fifth of the key space each.
+        shards, previous_last = 5, None
+        for path in sorted(folder.glob("shard-*.tar")):
+            slot = int(path.stem.rsplit("-", 1)[1])
+            with tarfile.open(path) as tar:
+                keys = sorted({member.name.split(".", 1)[0] for member in tar.getmembers()})
+            stats = json.loads((folder / f"{path.stem}_stats.json").read_text())
+            assert (stats["first_key"], stats["last_key"]) == (keys[0], keys[-1])
+            assert all(Fraction(slot, shards) <= _position(key) < Fraction(slot + 1, shards) for key in keys)
+            assert previous_last is None or previous_last < keys[0]  # shards in key order, ranges disjoint
+            previous_last = keys[-1]
+
+
+@pytest.mark.parametrize(
+    ("key", "shards", "slot"),
+    [
+        ("0" * 32, 4, 0),
+        ("f" * 32, 4, 3),
+        ("3" + "f" * 31, 4, 0),  # just below a quarter
+        ("4" + "0" * 31, 4, 1),  # exactly a quarter starts the second range
+        ("c" + "0" * 31, 4, 3),
+        ("7" + "f" * 31, 2, 0),
+        ("8" + "0" * 31, 2, 1),
+        ("5" * 15 + "0" * 17, 3, 0),  # 0x555555555555555 / 16**15 is just below 1/3
+        ("5" * 14 + "6" + "0" * 17, 3, 1),  # and the next 60-bit position is just above it
+        ("a" * 15 + "0" * 17, 3, 1),  # just below 2/3
+        ("a" * 14 + "b" + "0" * 17, 3, 2),
+        ("0" * 31 + "1", 1000, 0),
+    ],
+)
+def test_shard_slot_of_hand_picked_keys_follows_the_equal_key_ranges(key, shards, slot):
+    assert shard_of(key, shards) == slot
+
+
 @given(st.lists(st.text("0123456789abcdef", min_size=32, max_size=32), min_size=1, max_size=50), st.integers(1, 40))
-def test_shard_slot_is_a_pure_function_of_the_key_within_range(keys, shards):
-    for key in keys:
-        slot = shard_of(key, shards)
-        assert 0 <= slot < shards
-        assert slot == shard_of(key, shards)
+def test_shard_slots_are_ordered_like_the_keys_and_each_key_lies_in_its_slots_range(keys, shards):
+    slots = [shard_of(key, shards) for key in sorted(keys)]
+    assert slots == sorted(slots)
+    for key, slot in zip(sorted(keys), slots, strict=True):
+        assert Fraction(slot, shards) <= _position(key) < Fraction(slot + 1, shards)
 
 
 def test_shard_count_honours_both_size_targets_and_the_minimum():
