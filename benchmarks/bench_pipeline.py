@@ -1,0 +1,137 @@
+"""The command a user runs against a plain script: whole-pipeline throughput and memory, as ratios.
+
+Times ``unishard run`` (the whole default pipeline: every stage, the report, ``--smoke-models``, 2 worker
+processes, ``--set normalise.max_side=512``) and, alternating with it in the same run, the plain multiprocessing
+yardstick ``../shared/bench/plain_shards.py`` (read, hash, draft-decode, orient, resize, pHash, encode, tar) on the
+same files with the same worker count. Reports, as JSON lines, each pair's images/s ratio
+(unishard / yardstick), their median, and the peak resident memory of unishard's whole process tree.
+
+Inputs: N photos taken from ``--corpus`` folders (real images; when N exceeds what the folders hold, mirrored and
+rotated copies are added, which no duplicate test merges), or with ``--distinct`` the generated ~1 MP photos of
+``../shared/bench/make_distinct.py``.
+
+    python benchmarks/bench_pipeline.py --images 3000 --pairs 3 \
+        --corpus ../shared/corpora/factory --corpus ../shared/corpora/marketing
+    python benchmarks/bench_pipeline.py --distinct --images 2000 --pairs 1 --memory-only
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from PIL import Image, ImageOps
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks._measure import run_measured  # noqa: E402
+
+SHARED = ROOT.parent / "shared"
+YARDSTICK = SHARED / "bench" / "plain_shards.py"
+SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+VARIANTS = (None, Image.Transpose.FLIP_LEFT_RIGHT, Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_270)
+
+
+def emit(kind: str, **values) -> None:
+    print(json.dumps({"kind": kind, **values}), flush=True)
+
+
+def make_inputs(folder: Path, count: int, corpora: list[Path], distinct: bool) -> list[Path]:
+    folder.mkdir(parents=True)
+    if distinct:
+        subprocess.run(
+            [sys.executable, str(SHARED / "bench" / "make_distinct.py"), str(folder), str(count)], check=True
+        )
+        return sorted(folder.glob("*.jpg"))
+    found = sorted(p for corpus in corpora for p in corpus.rglob("*") if p.suffix.lower() in SUFFIXES)
+    if not found:
+        raise SystemExit("no images under --corpus; give a folder of photos or use --distinct")
+    paths = []
+    for index in range(count):
+        variant, source = VARIANTS[(index // len(found)) % len(VARIANTS)], found[index % len(found)]
+        with Image.open(source) as image:
+            image = ImageOps.exif_transpose(image).convert("RGB")
+            if variant is not None:
+                image = image.transpose(variant)
+            path = folder / f"photo{index:06d}.jpg"
+            image.save(path, quality=95)
+        paths.append(path)
+    return paths
+
+
+def run_yardstick(paths: list[Path], work: Path, workers: int) -> float:
+    listing = work / "files.txt"
+    listing.write_text("\n".join(str(p) for p in paths) + "\n")
+    out = work / "plain-out"
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, str(YARDSTICK), str(out), str(workers), f"@{listing}"], check=True, capture_output=True
+    )
+    seconds = time.perf_counter() - started
+    subprocess.run(["rm", "-rf", str(out)], check=True)
+    return seconds
+
+
+def run_unishard(inputs: Path, work: Path, workers: int, extra: list[str]) -> tuple[float, int, str]:
+    out = work / "unishard-out"
+    command = [sys.executable, "-m", "pipeline", "run", "--input", str(inputs), "--output", str(out)]
+    command += ["--smoke-models", "--set", "normalise.max_side=512", "--no-progress", *extra]
+    command += ["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
+    seconds, peak, output = run_measured(command, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    if "items:" not in output and "kept" not in output:
+        print(output[-4000:], file=sys.stderr)
+        raise SystemExit("unishard run failed (its output is above)")
+    subprocess.run(["rm", "-rf", str(out)], check=True)
+    return seconds, peak, output.strip().splitlines()[-1] if output.strip() else ""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=1000)
+    parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--corpus", type=Path, action="append", default=[])
+    parser.add_argument("--distinct", action="store_true", help="generated ~1 MP photos instead of --corpus")
+    parser.add_argument("--memory-only", action="store_true", help="skip the yardstick; report unishard's peak")
+    parser.add_argument("--set", action="append", default=[], help="extra --set for unishard (repeatable)")
+    args = parser.parse_args()
+    extra = [flag for value in args.set for flag in ("--set", value)]
+    emit("machine", cpus=os.cpu_count(), load_average_1m=round(os.getloadavg()[0], 2))
+    with tempfile.TemporaryDirectory(prefix="unishard-bench-") as tmp:
+        work = Path(tmp)
+        paths = make_inputs(work / "inputs", args.images, args.corpus, args.distinct)
+        ratios, peaks = [], []
+        for index in range(args.pairs):
+            plain = None if args.memory_only else run_yardstick(paths, work, args.workers)
+            seconds, peak, summary = run_unishard(work / "inputs", work, args.workers, extra)
+            peaks.append(peak)
+            ratio = None if plain is None else round(plain / seconds, 3)
+            if ratio is not None:
+                ratios.append(ratio)
+            emit(
+                "pair",
+                index=index,
+                images=len(paths),
+                yardstick_s=None if plain is None else round(plain, 2),
+                unishard_s=round(seconds, 2),
+                ratio=ratio,
+                peak_rss_mb=round(peak / 2**20),
+                summary=summary,
+            )
+        emit(
+            "result",
+            images=len(paths),
+            workers=args.workers,
+            median_ratio=statistics.median(ratios) if ratios else None,
+            peak_rss_mb=round(max(peaks) / 2**20),
+        )
+
+
+if __name__ == "__main__":
+    main()
