@@ -1,6 +1,5 @@
 """Decontamination against eval images: exact and near copies rejected naming the eval item, the rest kept."""
 
-import hashlib
 import io
 import json
 import pickle
@@ -13,34 +12,13 @@ from PIL import Image, ImageDraw
 from pipeline.launch import RunError, check_inputs
 from schemas import reasons
 from schemas.config import DecontaminateConfig, NormaliseConfig, UnishardConfig, load_config
-from schemas.records import Fingerprint
+from schemas.records import InputItem, fingerprint
 from tests.helpers import make_photo
 from transforms.decontaminate import Decontaminate, Match, bucket_matches, data_point
-from transforms.hashing import perceptual_hashes
 from transforms.near_dedup import Limits
-from transforms.normalise import content_key, normalise_image
+from transforms.normalise import Normalise
 
 HASHES = ["phash", "colour"]
-
-
-def fingerprint_of(path: Path) -> Fingerprint:
-    """The fingerprint the pipeline computes for a file, through the same normalise and hashing code."""
-    data = path.read_bytes()
-    key, sha256 = content_key(data)
-    image, original, _ = normalise_image(data, NormaliseConfig())
-    pixels = hashlib.sha256(f"{image.width}x{image.height}:".encode() + image.tobytes()).hexdigest()
-    return Fingerprint(
-        key,
-        str(path),
-        sha256,
-        pixels,
-        original.width * original.height,
-        len(data),
-        1,
-        "marketing",
-        {},
-        perceptual_hashes(image, HASHES),
-    )
 
 
 def _garment(colour: tuple[int, int, int]) -> Image.Image:
@@ -64,6 +42,14 @@ def files(tmp_path_factory):
     make_photo(320, 240, seed=13).save(data / "c-clean.jpg", quality=92)
     _garment((40, 140, 60)).save(data / "d-green.png")
     _garment((200, 60, 60)).save(evals / "eval-red.png")
+    # The same pixels in two PNG encodings (different bytes), and a picture with one pixel changed.
+    make_photo(320, 240, seed=14).save(data / "e-pixel.png", compress_level=1)
+    make_photo(320, 240, seed=14).save(evals / "eval-e.png", compress_level=9)
+    assert (data / "e-pixel.png").read_bytes() != (evals / "eval-e.png").read_bytes()
+    changed = make_photo(320, 240, seed=15)
+    changed.putpixel((100, 100), tuple(255 - v for v in changed.getpixel((100, 100))))
+    changed.save(data / "f-one-pixel.png")
+    make_photo(320, 240, seed=15).save(evals / "eval-f.png")
     (evals / "eval-broken.jpg").write_bytes(b"not an image")
     return {"data": data, "eval": evals, "out": root / "out"}
 
@@ -75,24 +61,40 @@ def _save(rows: list, path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def decided(files):
-    fps = [fingerprint_of(path) for path in sorted(files["data"].iterdir())]
+    """The data files normalised and fingerprinted by the pipeline's own stages, then decontaminated."""
+    items = [
+        InputItem(str(path), str(path), "marketing", data=path.read_bytes())
+        for path in sorted(files["data"].iterdir())
+    ]
     config = DecontaminateConfig(exclude=[str(files["eval"])])
     out = files["out"]
     with beam.Pipeline(runner="DirectRunner") as pipeline:
-        result = pipeline | beam.Create(fps) | Decontaminate(config, NormaliseConfig(), HASHES, str(out))
-        for name, pcoll in (("survivors", result.survivors), ("rejected", result.rejected)):
+        fps = (
+            pipeline | beam.Create(items) | Normalise(NormaliseConfig(), HASHES)
+        ).samples | "Fingerprint" >> beam.Map(fingerprint)
+        result = fps | Decontaminate(config, NormaliseConfig(), HASHES, str(out))
+        outputs = (("fingerprints", fps), ("survivors", result.survivors), ("rejected", result.rejected))
+        for name, pcoll in outputs:
             _ = pcoll | f"List{name}" >> beam.combiners.ToList() | f"Save{name}" >> beam.Map(_save, out / name)
-    return {name: pickle.loads((out / name).read_bytes()) for name in ("survivors", "rejected")}
+    return {name: pickle.loads((out / name).read_bytes()) for name, _ in outputs}
 
 
 def test_exact_and_near_copies_of_eval_items_are_rejected_naming_the_eval_item(decided):
     rows = {Path(row.source).name: row for row in decided["rejected"]}
-    assert set(rows) == {"a-exact.jpg", "b-near.jpg"}
+    assert set(rows) == {"a-exact.jpg", "b-near.jpg", "e-pixel.png", "f-one-pixel.png"}
     for row in rows.values():
         assert (row.status, row.stage, row.reason) == ("rejected", "decontaminate", reasons.EVAL_CONTAMINATION)
     exact, near = json.loads(rows["a-exact.jpg"].detail), json.loads(rows["b-near.jpg"].detail)
     assert exact["match"] == "exact" and exact["distance"] == 0 and exact["eval_source"].endswith("eval-a.jpg")
     assert near["match"] == "near" and near["eval_source"].endswith("eval-b.jpg") and near["eval_key"]
+
+
+def test_the_pixel_hash_matches_two_encodings_of_the_same_pixels_and_not_one_changed_pixel(decided):
+    rows = {Path(row.source).name: json.loads(row.detail) for row in decided["rejected"]}
+    # Different bytes, same pixels: a pixel match. One pixel changed: only the perceptual hash still matches.
+    assert (rows["e-pixel.png"]["match"], rows["e-pixel.png"]["distance"]) == ("pixel", 0)
+    assert rows["e-pixel.png"]["eval_source"].endswith("eval-e.png")
+    assert rows["f-one-pixel.png"]["match"] == "near" and rows["f-one-pixel.png"]["eval_source"].endswith("eval-f.png")
 
 
 def test_clean_samples_and_colour_variants_of_eval_items_pass(decided):
@@ -101,13 +103,13 @@ def test_clean_samples_and_colour_variants_of_eval_items_pass(decided):
 
 def test_summary_counts_eval_items_read_unreadable_and_matched(decided, files):
     summary = json.loads((files["out"] / "dedup" / "decontaminate.json").read_text())
-    assert summary["eval_items"] == 3 and summary["eval_items_unreadable"] == 1
-    assert summary["contaminated_samples"] == 2 and summary["eval_items_matched"] == 2
-    assert summary["by_match"] == {"exact": 1, "pixel": 0, "near": 1}
+    assert summary["eval_items"] == 5 and summary["eval_items_unreadable"] == 1
+    assert summary["contaminated_samples"] == 4 and summary["eval_items_matched"] == 4
+    assert summary["by_match"] == {"exact": 1, "pixel": 1, "near": 2}
 
 
-def test_closest_eval_item_is_named_when_several_match(files):
-    data = fingerprint_of(files["data"] / "a-exact.jpg")
+def test_closest_eval_item_is_named_when_several_match(decided):
+    data = next(fp for fp in decided["fingerprints"] if fp.source.endswith("a-exact.jpg"))
     point = next(data_point(data))
     far = point._replace(is_eval=True, source="z-eval", sha256="x", pixel_sha256="y")
     same = point._replace(is_eval=True, source="a-eval")
