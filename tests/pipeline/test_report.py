@@ -1,5 +1,6 @@
 """The report of a real run with planted rejections, duplicates and a hostile caption and file name."""
 
+import csv
 import html
 import json
 import re
@@ -13,9 +14,12 @@ import pytest
 from pipeline.cli import main
 from pipeline.report import run_info, write_report
 from pipeline.report_charts import REJECTED_SERIES, distributions
-from pipeline.report_galleries import Thumbnails
+from pipeline.report_galleries import Thumbnails, rejected_galleries
 from pipeline.report_html import _Colours, histogram_svg
+from schemas import reasons
+from schemas.config import AuditConfig
 from schemas.report import Report
+from tests.helpers import make_photo, run_job, write_sidecar
 from tests.pipeline.planted import HOSTILE_NAME, planted_run
 
 
@@ -118,6 +122,26 @@ def test_thumbnails_of_manifest_rows_are_read_through_the_manifest(planted):
     assert thumbs.from_source(f"{manifest}#1", None)
     assert not thumbs.from_source(f"{manifest}#2", None)
     assert thumbs.uris[f"source:{manifest}#1"].startswith("data:image/jpeg;base64,")
+
+
+def test_previews_are_never_read_through_a_link_out_of_the_roots(tmp_path):
+    data, outside = tmp_path / "data", tmp_path / "outside"
+    data.mkdir()
+    outside.mkdir()
+    make_photo(64, 64, seed=1).save(outside / "secret.jpg")
+    (data / "link.jpg").symlink_to(outside / "secret.jpg")
+    manifest = data / "m.csv"
+    manifest.write_text("path\nlink.jpg\n")
+    config = {"ingest": {"inputs": [{"path": str(manifest)}]}}
+    assert not Thumbnails(str(tmp_path / "out"), config).from_source(f"{manifest}#1", None)
+    config["ingest"]["follow_symlinks"] = True
+    assert Thumbnails(str(tmp_path / "out"), config).from_source(f"{manifest}#1", None)
+    # A matched file rejected as outside_root exists under its own name, yet no preview reads it.
+    row = {"key": None, "stage": "ingest", "domain": "d", "detail": "{}", "source": str(data / "link.jpg")}
+    for reason, previewed in ((reasons.OUTSIDE_ROOT, False), (reasons.MISSING_FILE, True)):
+        ledger = pa.Table.from_pylist([{**row, "status": "rejected", "reason": reason}])
+        (gallery,) = rejected_galleries(ledger, Thumbnails(str(tmp_path / "out"), {}), seed=0)
+        assert gallery.items[0].has_thumbnail is previewed, reason
 
 
 def test_distributions_cover_the_kept_samples_per_domain(report):
@@ -243,3 +267,77 @@ def test_report_is_deterministic_and_the_cli_writes_it(planted, tmp_path, capsys
     assert main(["report", str(out)]) == 0
     assert {p.name: p.read_bytes() for p in (out / "report").iterdir()} == first
     assert main(["report", str(tmp_path / "nothing")]) == 2
+
+
+# Hostile strings, one per way untrusted text reaches the page; each must appear there only as text.
+HOSTILE_DOMAIN = '<script>alert("domain")</script>'
+HOSTILE_KEY = '"><img src=x onerror=alert("key")>'
+HOSTILE_VALUE = "<script>alert('value')</script>"
+HOSTILE_DETAIL = '"><img src=x onerror=alert("detail")>'
+HOSTILE_CONFIG = "<script>alert(1)</script>"  # no quotes: the configuration is shown as JSON, which escapes them
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory):
+    """A real run whose domain, metadata key and value, a rejection's detail and a config value are hostile."""
+    root = tmp_path_factory.mktemp("hostile")
+    images = root / "images"
+    images.mkdir()
+    for seed in range(4):
+        path = images / f"photo{seed}.jpg"
+        make_photo(200, 160, seed=seed).save(path, quality=90)
+        write_sidecar(path, title=f"photo {seed}", **{HOSTILE_KEY: HOSTILE_VALUE if seed % 2 else "plain"})
+    manifest = root / "rows.csv"
+    with manifest.open("w", newline="") as handle:
+        csv.writer(handle).writerows([["path", "title"], [f"missing-{HOSTILE_DETAIL}.jpg", "gone"]])
+    inputs = [{"path": str(images), "domain": HOSTILE_DOMAIN}, {"path": str(manifest), "domain": "plain"}]
+    out = run_job(
+        inputs,
+        root / "out",
+        text={"fields": ["title", HOSTILE_CONFIG]},
+        audit={"slices": [*AuditConfig().slices, HOSTILE_KEY]},
+        **{stage: {"enabled": False} for stage in ("faces", "documents", "eval_set")},
+    )
+    return out.path / "report" / "index.html"
+
+
+class _Page(HTMLParser):
+    """Tags with their attributes, and the text inside and outside the resolved configuration."""
+
+    def __init__(self):
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+        self.text, self.config_text = [], []
+        self._config_depth = 0
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        if tag == "details" and "config" in (dict(attrs).get("class") or ""):
+            self._config_depth = 1
+        elif tag == "details" and self._config_depth:
+            self._config_depth += 1
+
+    def handle_endtag(self, tag):
+        if tag == "details" and self._config_depth:
+            self._config_depth -= 1
+
+    def handle_data(self, data):
+        (self.config_text if self._config_depth else self.text).append(data)
+
+
+def test_hostile_domains_metadata_keys_details_and_config_values_render_only_as_text(hostile):
+    page = hostile.read_text(encoding="utf-8")
+    parsed = _Page()
+    parsed.feed(page)
+    assert "script" not in {tag for tag, _ in parsed.tags}
+    assert not [(tag, name) for tag, attrs in parsed.tags for name in attrs if name.startswith("on")]
+    for attribute in re.findall(r'\s(?:src|href)="([^"]*)"', page):
+        assert attribute.startswith(("data:image/jpeg;base64,", "#")), attribute
+    text, config_text = "".join(parsed.text), "".join(parsed.config_text)
+    attributes = [value or "" for _, attrs in parsed.tags for value in attrs.values()]
+    for payload in (HOSTILE_DOMAIN, HOSTILE_KEY, HOSTILE_VALUE, HOSTILE_DETAIL, HOSTILE_CONFIG):
+        assert payload not in page, payload
+    # Each reached the page, as text where it belongs (not only in the configuration dump).
+    assert HOSTILE_DOMAIN in text and HOSTILE_KEY in text and HOSTILE_VALUE in text and HOSTILE_DETAIL in text
+    assert any(HOSTILE_DETAIL in value for value in attributes)  # the note's title attribute
+    assert HOSTILE_CONFIG in config_text and json.dumps(HOSTILE_KEY)[1:-1] in config_text
