@@ -13,6 +13,7 @@ rotated copies are added, which no duplicate test merges), or with ``--distinct`
     python benchmarks/bench_pipeline.py --images 3000 --pairs 3 \
         --corpus ../shared/corpora/factory --corpus ../shared/corpora/marketing
     python benchmarks/bench_pipeline.py --distinct --images 2000 --pairs 1 --memory-only
+    python benchmarks/bench_pipeline.py --repo /tmp/old-main ...     # the same measurement of an older checkout
 """
 
 import argparse
@@ -100,7 +101,11 @@ def main() -> None:
     parser.add_argument("--distinct", action="store_true", help="generated ~1 MP photos instead of --corpus")
     parser.add_argument("--memory-only", action="store_true", help="skip the yardstick; report unishard's peak")
     parser.add_argument("--set", action="append", default=[], help="extra --set for unishard (repeatable)")
+    parser.add_argument(
+        "--repo", type=Path, default=ROOT, help="run unishard from this checkout (e.g. a worktree of an older commit)"
+    )
     args = parser.parse_args()
+    os.chdir(args.repo)
     extra = [flag for value in args.set for flag in ("--set", value)]
     emit("machine", cpus=os.cpu_count(), load_average_1m=round(os.getloadavg()[0], 2))
     with tempfile.TemporaryDirectory(prefix="unishard-bench-") as tmp:
