@@ -42,7 +42,8 @@ LOCK = "_lock"
 STAGING = "_staging"
 JOURNAL = "_commit.json"
 STALE_AFTER_S = 24 * 3600
-RUN_FOLDER = re.compile(r"[0-9a-f]{32}(\.progress)?")
+# A run id, and its siblings: the progress records and the image store (transforms.image_store.STORE_SUFFIX).
+RUN_FOLDER = re.compile(r"[0-9a-f]{32}(\.progress|\.images)?")
 
 
 class OutputBusy(RuntimeError):

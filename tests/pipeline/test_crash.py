@@ -2,8 +2,9 @@
 the same command gives output byte-identical to an uninterrupted run.
 
 The kill is a real SIGKILL of the real ``unishard run`` process, delivered by the process itself at a named point
-(``UNISHARD_KILL_AT``), so each phase is hit exactly: while ingest reads, while a shard is written, and before
-and in the middle of the final commit.
+(``UNISHARD_KILL_AT``), so each phase is hit exactly: while ingest reads, while a shard or the ledger is written,
+before and in the middle of the final commit, in the middle of the next run's recovery of that commit, and in a
+worker process rather than the driver.
 """
 
 import os
@@ -15,7 +16,7 @@ import pytest
 
 from tests.helpers import RUN_SPECIFIC, write_sidecar
 
-POINTS = ["read:photo3.jpg", "write:shard-000000.tar", "commit:0", "commit:4"]
+POINTS = ["read:photo3.jpg", "write:shard-000000.tar", "write:part-00000.parquet", "commit:0", "commit:4"]
 
 
 @pytest.fixture(scope="module")
@@ -69,3 +70,46 @@ def test_a_killed_run_reruns_to_identical_output(job, point):
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert _files(output) == reference
     assert not (output / "_staging").exists()
+
+
+def test_a_run_killed_while_recovering_a_killed_commit_still_reruns_to_identical_output(job):
+    root, command, reference = job
+    output = root / "killed-twice"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    first = subprocess.run(
+        command(output), capture_output=True, text=True, env={**env, "UNISHARD_KILL_AT": "commit:4"}
+    )
+    assert first.returncode == -signal.SIGKILL, first.stderr[-2000:]
+    # The next run finishes the interrupted commit first (the same numbered steps): kill it half-way through that.
+    second = subprocess.run(
+        command(output), capture_output=True, text=True, env={**env, "UNISHARD_KILL_AT": "commit:2"}
+    )
+    assert second.returncode == -signal.SIGKILL, second.stderr[-2000:]
+    assert all(".tmp-" not in name for name in _files(output))
+
+    rerun = subprocess.run(command(output), capture_output=True, text=True, env=env)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert _files(output) == reference
+    assert not (output / "_staging").exists()
+
+
+@pytest.mark.slow
+def test_a_killed_worker_process_fails_the_run_and_the_rerun_is_identical(job):
+    root, command, reference = job
+    output = root / "killed-worker"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    workers = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+    # Shards are written by the SDK worker processes: the kill takes one of them, not the driver.
+    killed = subprocess.run(
+        command(output) + workers,
+        capture_output=True,
+        text=True,
+        env={**env, "UNISHARD_KILL_AT": "write:shard-000000.tar"},
+    )
+    assert killed.returncode == 1, killed.stderr[-3000:]
+    assert "Nothing was committed" in killed.stderr
+    assert not any(name.startswith(("shards/", "ledger/")) for name in _files(output))
+
+    rerun = subprocess.run(command(output) + workers, capture_output=True, text=True, env=env)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert _files(output) == reference
