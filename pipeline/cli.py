@@ -4,22 +4,28 @@
 runs a job; flags unishard does not know (``--runner``, ``--direct_num_workers``...) go to Beam's PipelineOptions.
 ``unishard report OUT`` writes ``OUT/report/``, ``unishard validate OUT`` checks every shard, ``unishard inspect
 SHARD.tar [KEY] [--extract DIR]`` looks inside one shard. ``unishard config --schema`` prints the config's JSON schema.
+``-v``, ``-vv`` or ``--log-level LEVEL``, anywhere on the line, show more of the logging (``pipeline/console.py``).
 """
 
 import argparse
+import importlib
 import json
 import logging
 import sys
+import time
 from pathlib import Path
+from types import ModuleType
 
-from pipeline import inspect_shards as inspect_tool
-from pipeline import models as models_tool
-from pipeline import report as report_tool
-from pipeline import validate as validate_tool
+from pipeline import console
 from schemas.config import ConfigError, InputSpec, UnishardConfig, load_config
 
 _LOG = logging.getLogger("unishard")
-_TOOLS = {"report": report_tool, "validate": validate_tool, "inspect": inspect_tool, "models": models_tool}
+# Imported only after console.configure: they import Beam, which logs while it is imported.
+_TOOLS = {"report": "report", "validate": "validate", "inspect": "inspect_shards", "models": "models"}
+
+
+def _tools() -> dict[str, ModuleType]:
+    return {name: importlib.import_module(f"pipeline.{module}") for name, module in _TOOLS.items()}
 
 
 def _run_parser(sub: argparse._SubParsersAction) -> None:
@@ -69,9 +75,18 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unishard", description=__doc__, allow_abbrev=False)
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        help="also show INFO lines of Beam and other libraries (-vv: everything); anywhere on the command line",
+    )
+    parser.add_argument(
+        "--log-level", choices=console.LOG_LEVELS, help="one log level for every library; anywhere on the command line"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     _run_parser(sub)
-    for tool in _TOOLS.values():
+    for tool in _tools().values():
         tool.add_parser(sub)
     config = sub.add_parser("config", help="show the configuration schema")
     config.add_argument("--schema", action="store_true", help="print the config's JSON schema")
@@ -105,6 +120,7 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
         from pipeline.profiles import apply_profile
 
         beam_args, overrides = apply_profile(args.profile, beam_args, overrides)
+    beam_args = console.beam_log_args(beam_args, args.log_level)
     if args.output:
         overrides.append(f"run.output={json.dumps(str(Path(args.output).resolve()))}")
     config = load_config(path, overrides)
@@ -112,6 +128,7 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
         inputs = [*config.ingest.inputs, *map(parse_input, args.input)]
         config = config.model_copy(update={"ingest": config.ingest.model_copy(update={"inputs": inputs})})
     text = Path(path).read_text(encoding="utf-8") if path else ""
+    started = time.time()
     try:
         summary = run(
             config,
@@ -128,21 +145,21 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
     except (RunError, OutputBusy) as error:
         print(f"unishard: {error}", file=sys.stderr)
         return 1
-    by_status = summary.counts["by_status"]
-    print(
-        f"unishard: {summary.counts['items']} items: {by_status.get('kept', 0)} kept, "
-        f"{by_status.get('rejected', 0)} rejected, {by_status.get('failed', 0)} failed "
-        f"in {summary.seconds:.1f}s -> {summary.output}"
-    )
+    report = console.report_written_since(summary.output, started)
+    print("\n".join(console.summary_lines(summary.output, summary.counts, summary.seconds, report)))
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # Importing Beam may already have configured the root logger at WARNING (a module-level logging.warning).
-    logging.getLogger().setLevel(logging.INFO)
+    try:
+        argv, level = console.split_verbosity(sys.argv[1:] if argv is None else list(argv))
+    except ValueError as error:
+        print(f"unishard: {error}", file=sys.stderr)
+        return 2
+    console.configure(level)
     parser = _parser()
     args, unknown = parser.parse_known_args(argv)
+    args.log_level = level
     try:
         if args.command == "config" and not unknown:
             print(json.dumps(UnishardConfig.model_json_schema(), indent=2))
@@ -150,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             return _run(args, unknown)
         if args.command in _TOOLS and not unknown:
-            return _TOOLS[args.command].main(args)
+            return _tools()[args.command].main(args)
     except ConfigError as error:
         print(f"unishard: {error}", file=sys.stderr)
         return 2

@@ -23,11 +23,12 @@ from apache_beam.options.pipeline_options import PipelineOptions, PortableOption
 from apache_beam.runners.runner import PipelineResult, PipelineState
 
 from pipeline.assemble import build
-from pipeline.models import check_models, models_record
+from pipeline.models import check_models, models_line, models_record
 from pipeline.output_folder import ForeignFiles, check_output_folder
 from pipeline.profiles import resolve_options
 from pipeline.progress import tracked
 from pipeline.report import REPORT_FILES, write_run_report
+from pipeline.sdk_worker import local_runner
 from pipeline.state import STAGING, commit, discard, files_under, output_lock, recover
 from schemas import reasons
 from schemas.config import UnishardConfig
@@ -112,6 +113,11 @@ def poll_state(result: PipelineResult, runner: str) -> str:
         time.sleep(POLL_SECONDS)
 
 
+def _chatter(runner: str) -> int:
+    """The level of job state lines: INFO where the job runs elsewhere (a cluster), DEBUG (``-v``) for a local one."""
+    return logging.DEBUG if runner in StandardOptions.LOCAL_RUNNERS else logging.INFO
+
+
 def run_job(pipeline: beam.Pipeline, runner: str, staging: str) -> None:
     """Submit the job, report its state, and wait for it to finish; a failed or cancelled job raises ``RunError``.
 
@@ -130,7 +136,7 @@ def run_job(pipeline: beam.Pipeline, runner: str, staging: str) -> None:
                 "Check that the runner's service is up and answers within --job_server_timeout, and its address "
                 "options (--job_endpoint, --flink_master, --spark_master_url, --project, --region)"
             ) from error
-        _LOG.info("unishard: job submitted to %s; state %s", runner, result.state)
+        _LOG.log(_chatter(runner), "unishard: job submitted to %s; state %s", runner, result.state)
         try:
             state = result.wait_until_finish()
         except Exception as error:
@@ -150,7 +156,7 @@ def run_job(pipeline: beam.Pipeline, runner: str, staging: str) -> None:
             f"the Beam job failed on {runner}: {_short(error)}\nNothing was committed; the partial output is in "
             f"{staging}. The runner's log above names the failing step"
         ) from error
-    _LOG.info("unishard: job finished on %s; state %s", runner, state)
+    _LOG.log(_chatter(runner), "unishard: job finished on %s; state %s", runner, state)
     if state not in (PipelineState.DONE, None):
         raise RunError(f"the Beam job ended in state {state}; see the runner's log above for the failing step")
 
@@ -322,9 +328,10 @@ def run(
         earlier = earlier_run(output, config, rebuild)
         staging = join(output, STAGING, uuid.uuid4().hex)
         mode = f"incremental run (generation {earlier.generation})" if earlier else "full run"
-        _LOG.info("unishard: %s on %s into %s", mode, runner, output)
+        inputs = f"{len(config.ingest.inputs)} input{'s' if len(config.ingest.inputs) != 1 else ''}"
+        _LOG.info("unishard: %s of %s on %s into %s; models: %s", mode, inputs, runner, output, models_line(config))
         started = time.monotonic()
-        pipeline = beam.Pipeline(options=options)
+        pipeline = beam.Pipeline(runner=local_runner(runner, options), options=options)
         build(pipeline, config, staging, earlier)
         try:
             with tracked(pipeline, staging + ".progress", enabled=progress):

@@ -132,16 +132,23 @@ class Tracker:
         )
 
 
-def describe(snapshot: Snapshot) -> str:
-    """One line: ``[0:04] step 3/8 Normalise: 340/1,000 items (34.0%) · 85.2 items/s · 12/1,000 accounted``."""
-    minutes, seconds = divmod(int(snapshot.elapsed), 60)
+def _clock(seconds: float) -> str:
+    minutes, seconds = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
-    clock = f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+
+
+def describe(snapshot: Snapshot) -> str:
+    """One line: ``[0:04] step 3/8 Normalise: 340/1,000 items (34.0%) · 85.2 items/s · step ETA 0:07 · 12/1,000
+    accounted``; the ETA is the current step's, at its recent rate (a later step may be slower)."""
+    clock = _clock(snapshot.elapsed)
     total = snapshot.total
     of_total = f"/{total:,}" if total else ""
     share = f" ({100 * snapshot.share:.1f}%)" if total else ""
     rate_value = snapshot.done / snapshot.elapsed if snapshot.finished and snapshot.elapsed > 0 else snapshot.rate
     rate = f" · {rate_value:,.1f} items/s" if rate_value is not None else ""
+    if total and snapshot.rate and snapshot.rate > 0 and snapshot.count < total and not snapshot.finished:
+        rate += f" · step ETA {_clock((total - snapshot.count) / snapshot.rate)}"
     accounted = f" · {snapshot.done:,}{of_total} accounted" if snapshot.done or total else ""
     if snapshot.finished:
         return f"[{clock}] done: {snapshot.done:,} items accounted in the ledger{rate}"

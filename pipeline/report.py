@@ -80,7 +80,7 @@ def write_run_report(output: str) -> Report | None:
             "unishard: the run finished but writing its report failed; retry with `unishard report %s`", output
         )
         return None
-    _LOG.info("unishard: report %s (%s)", join(output, "report", "index.html"), summary_line(report))
+    _LOG.debug("unishard: report %s (%s)", join(output, "report", "index.html"), summary_line(report))
     return report
 
 

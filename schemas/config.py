@@ -581,14 +581,16 @@ ClipPrecision = Literal["fp32", "bf16", "int8-dynamic"]
 class ClipModelConfig(Section):
     """The open_clip image/text model shared by every model stage (``transforms/clip_model.py``).
 
-    Weights come from one of: ``name`` + ``pretrained`` tag (found in ``cache_dir``, filled on a connected machine by
-    ``unishard models fetch``), a ``checkpoint`` file for the ``name`` architecture, or ``name = "local-dir:PATH"``
-    (a folder with ``open_clip_config.json`` and weights). Nothing is ever downloaded during a run. ``smoke = true``
+    Weights come from one of: ``name`` + ``pretrained`` tag, or ``name = "hf-hub:ORG/NAME"`` (a hub repository with
+    ``open_clip_config.json`` and weights), found in ``cache_dir`` or the hub cache, where the launcher downloads them
+    before a run unless ``HF_HUB_OFFLINE`` is set (``unishard models fetch`` fills a folder for offline machines); a
+    ``checkpoint`` file for the ``name`` architecture; or ``name = "local-dir:PATH"`` (a folder with
+    ``open_clip_config.json`` and weights). Workers never download. ``smoke = true``
     (``--smoke-models``) builds a small randomly initialised model of the same family instead: for offline checks
     and CI only, its outputs are not meaningful.
     """
 
-    name: str = pydantic.Field("ViT-B-32", description="open_clip architecture, or local-dir:PATH.")
+    name: str = pydantic.Field("ViT-B-32", description="open_clip architecture, hf-hub:ORG/NAME or local-dir:PATH.")
     pretrained: str | None = pydantic.Field("laion2b_s34b_b79k", description="open_clip pretrained tag.")
     checkpoint: str | None = pydantic.Field(None, description="Local weights file for `name`; overrides pretrained.")
     cache_dir: str | None = pydantic.Field(

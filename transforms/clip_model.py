@@ -5,10 +5,11 @@
 float32 L2-normalised rows. Loaded models are cached per process and per config, so the embed stage, the caption
 reranker and the zero-shot stages of one worker hold one copy, shared between threads.
 
-Weights never download during a run. ``locate_weights`` finds them on local disk (a pretrained tag in the cache
-folder, a checkpoint file, or a ``local-dir:`` folder) and raises ``ModelUnavailable`` with a message saying where it
-looked and how to provide them; the launcher calls it before reading any data. ``HF_HUB_OFFLINE=1`` is set before
-open_clip is imported, so anything that would reach the hub fails at once instead of retrying. ``smoke = true``
+Workers never download weights. ``locate_weights`` finds them on local disk (a pretrained tag or an ``hf-hub:ORG/NAME``
+repository in the hub cache or ``cache_dir``, a checkpoint file, or a ``local-dir:`` folder) and raises
+``ModelUnavailable`` with a message saying where it looked and how to provide them. The launcher calls it before
+reading any data, after fetching what is missing from the hub (``pipeline/models_fetch.py``; ``hub_files`` says which
+repository and files), then calls ``forbid_downloads``; workers call it again before loading. ``smoke = true``
 builds a small randomly initialised model of the same family (a tiny ViT CLIP, seeded, identical in every process)
 for offline checks; its id contains ``smoke`` and its scores mean nothing.
 
@@ -26,8 +27,10 @@ import hashlib
 import logging
 import os
 import re
+import sys
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +59,9 @@ SMOKE_CLIP = {
     "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
 }
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
+HF_HUB_PREFIX = "hf-hub:"
+HF_CONFIG_FILE = "open_clip_config.json"
+HF_WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 _TRAINING_SIZE = re.compile(r"^([sbe]\d+[a-z]?|\d+[kmb]?)$")
 
 
@@ -86,6 +92,8 @@ def clip_model_id(config: ClipModelConfig, prefix: str = "clip") -> str:
         return f"{prefix}_smoke_tiny_vit"
     if config.name.startswith("local-dir:"):
         return f"{prefix}_{slug(Path(config.name[len('local-dir:') :]).name)}"
+    if config.name.startswith(HF_HUB_PREFIX):
+        return f"{prefix}_{slug(config.name.rsplit('/', 1)[-1])}"
     if config.checkpoint:
         return f"{prefix}_{slug(config.name)}_{slug(Path(config.checkpoint).stem)}"
     if config.pretrained:
@@ -93,9 +101,56 @@ def clip_model_id(config: ClipModelConfig, prefix: str = "clip") -> str:
     return f"{prefix}_{slug(config.name)}"
 
 
-def _offline() -> None:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+def forbid_downloads() -> None:
+    """Make the hub library refuse the network in this process and in the worker processes it starts."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    constants = sys.modules.get("huggingface_hub.constants")
+    if constants is not None:
+        constants.HF_HUB_OFFLINE = True
+
+
+@dataclass(frozen=True)
+class HubFiles:
+    """Where a model's weights live on the Hugging Face hub.
+
+    Attributes:
+        repo: The hub repository, ``ORG/NAME``.
+        required: Files that must all be there (``open_clip_config.json`` for an ``hf-hub:`` model).
+        weights: Candidate weights files, preferred first; the first one the repository holds is used.
+    """
+
+    repo: str
+    required: tuple[str, ...]
+    weights: tuple[str, ...]
+
+
+def hub_files(name: str, pretrained: str | None, section: str = "clip") -> HubFiles | None:
+    """The hub repository and files of ``name`` (``hf-hub:ORG/NAME``, or an open_clip name with a pretrained tag).
+
+    ``None`` for a tag whose weights are a plain URL rather than a hub repository. Reads no disk and no network.
+
+    Raises:
+        ModelUnavailable: ``pretrained`` is not a tag open_clip knows for ``name``; the message lists the known tags.
+    """
+    if name.startswith(HF_HUB_PREFIX):
+        return HubFiles(repo=name[len(HF_HUB_PREFIX) :], required=(HF_CONFIG_FILE,), weights=HF_WEIGHT_FILES)
+    from open_clip import pretrained as oc_pretrained
+
+    cfg = oc_pretrained.get_pretrained_cfg(name, pretrained)
+    if not cfg:
+        tags = oc_pretrained.list_pretrained_tags_by_model(name)
+        raise ModelUnavailable(
+            f"{section}: {pretrained!r} is not a pretrained tag of open_clip model {name!r}; known tags: "
+            f"{', '.join(tags) or 'none (is the model name right?)'}"
+        )
+    if not cfg.get("hf_hub"):
+        return None
+    repo, filename = os.path.split(cfg["hf_hub"])
+    names = [filename] if filename else list(HF_WEIGHT_FILES)
+    if filename.endswith((".bin", ".pth")):
+        names.insert(0, filename[:-4] + ".safetensors")
+    return HubFiles(repo=repo, required=(), weights=tuple(names))
 
 
 def how_to_provide(name: str, pretrained: str | None, section: str) -> str:
@@ -115,11 +170,13 @@ def locate_weights(
 ) -> str | None:
     """The local weights file of a model, or ``None`` for a ``local-dir:`` folder (open_clip reads it itself).
 
-    Only local disk is read. Raises:
+    An ``hf-hub:`` model's weights file lies beside its ``open_clip_config.json`` in the cache. Only local disk is
+    read. Raises:
         ModelUnavailable: The weights are not there; the message names the model, the places looked in and how to
             provide the weights.
     """
-    what = f"model {name}" + (f" (pretrained {pretrained})" if pretrained and not checkpoint else "")
+    tagged = pretrained and not checkpoint and not name.startswith((HF_HUB_PREFIX, "local-dir:"))
+    what = f"model {name}" + (f" (pretrained {pretrained})" if tagged else "")
     if name.startswith("local-dir:"):
         folder = Path(name[len("local-dir:") :])
         weights = [p for p in folder.glob("*") if p.suffix in _WEIGHT_SUFFIXES] if folder.is_dir() else []
@@ -128,6 +185,14 @@ def locate_weights(
         raise ModelUnavailable(
             f"{section}: {what} is not available: {folder} must be a folder holding open_clip_config.json and a "
             f"weights file (.safetensors, .bin or .pth).\n{how_to_provide(name, None, section)}"
+        )
+    if name.startswith(HF_HUB_PREFIX):
+        path, looked = _cached_pretrained(name, None, cache_dir, section)
+        if path:
+            return path
+        raise ModelUnavailable(
+            f"{section}: {what} is not available on this machine.\n"
+            f"  looked in: {looked}\n{how_to_provide(name, None, section)}"
         )
     if checkpoint:
         if Path(checkpoint).is_file():
@@ -141,50 +206,33 @@ def locate_weights(
     if path:
         return path
     raise ModelUnavailable(
-        f"{section}: {what} is not available on this machine (nothing is downloaded during a run).\n"
+        f"{section}: {what} is not available on this machine.\n"
         f"  looked in: {looked}\n{how_to_provide(name, pretrained, section)}"
     )
 
 
-def _cached_pretrained(name: str, tag: str, cache_dir: str | None, section: str) -> tuple[str | None, str]:
-    _offline()
-    from open_clip import pretrained as oc_pretrained
-
-    cfg = oc_pretrained.get_pretrained_cfg(name, tag)
-    if not cfg:
-        tags = oc_pretrained.list_pretrained_tags_by_model(name)
-        raise ModelUnavailable(
-            f"{section}: {tag!r} is not a pretrained tag of open_clip model {name!r}; known tags: "
-            f"{', '.join(tags) or 'none (is the model name right?)'}"
-        )
-    if cfg.get("hf_hub"):
+def _cached_pretrained(name: str, tag: str | None, cache_dir: str | None, section: str) -> tuple[str | None, str]:
+    files = hub_files(name, tag, section)
+    if files:
         from huggingface_hub import constants as hub_constants
         from huggingface_hub import try_to_load_from_cache
 
-        repo, filename = os.path.split(cfg["hf_hub"])
-        names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
-        if filename.endswith((".bin", ".pth")):
-            names.insert(0, filename[:-4] + ".safetensors")
-        for candidate in names:
-            found = try_to_load_from_cache(repo, candidate, cache_dir=cache_dir)
+        looked = f"{cache_dir or hub_constants.HF_HUB_CACHE} (hub repo {files.repo}, files "
+        looked += " and ".join([*files.required, " or ".join(files.weights)]) + ")"
+        cached = [try_to_load_from_cache(files.repo, required, cache_dir=cache_dir) for required in files.required]
+        if not all(isinstance(found, str) for found in cached):
+            return None, looked
+        for candidate in files.weights:
+            found = try_to_load_from_cache(files.repo, candidate, cache_dir=cache_dir)
             if isinstance(found, str):
                 return found, ""
-        return None, f"{cache_dir or hub_constants.HF_HUB_CACHE} (hub repo {repo}, files {' or '.join(names)})"
+        return None, looked
+    from open_clip import pretrained as oc_pretrained
+
+    cfg = oc_pretrained.get_pretrained_cfg(name, tag)
     folder = cache_dir or os.path.expanduser("~/.cache/clip")
     target = os.path.join(folder, os.path.basename(cfg.get("url", "")))
     return (target if os.path.isfile(target) else None), target
-
-
-def fetch_weights(name: str, pretrained: str, cache_dir: str | None) -> str:
-    """Download the weights of a pretrained tag into ``cache_dir`` (the one step that uses the network)."""
-    import huggingface_hub.constants
-    from open_clip import pretrained as oc_pretrained
-
-    huggingface_hub.constants.HF_HUB_OFFLINE = False
-    cfg = oc_pretrained.get_pretrained_cfg(name, pretrained)
-    if not cfg:
-        raise ModelUnavailable(f"{pretrained!r} is not a pretrained tag of open_clip model {name!r}")
-    return oc_pretrained.download_pretrained(cfg, cache_dir=cache_dir)
 
 
 def build_open_clip(
@@ -199,7 +247,7 @@ def build_open_clip(
 
     With ``smoke_cfg`` the model is built from that architecture dict with seeded random weights.
     """
-    _offline()
+    forbid_downloads()
     import open_clip
     import torch
 
@@ -212,6 +260,8 @@ def build_open_clip(
         preprocess = open_clip.image_transform(size, is_train=False)
         return model.eval(), preprocess, open_clip.get_tokenizer("ViT-B-32")
     weights = locate_weights(name, pretrained, checkpoint, cache_dir, section)
+    if name.startswith(HF_HUB_PREFIX):
+        name, weights = f"local-dir:{Path(weights).parent}", None
     options: dict[str, Any] = {}
     if weights and pretrained and not checkpoint:
         from open_clip import pretrained as oc_pretrained

@@ -114,7 +114,7 @@ def test_default_and_direct_runs_log_no_prism_attempt(args, caplog):
     runner = resolve_options(options)
     pipeline = beam.Pipeline(options=options)
     _ = pipeline | beam.Create([1, 2, 3]) | "Square" >> beam.Map(lambda x: x * x)
-    with caplog.at_level(logging.INFO):
+    with caplog.at_level(logging.INFO), caplog.at_level(logging.DEBUG, logger="unishard"):
         run_job(pipeline, runner, "STAGING")
     assert runner == "FnApiRunner"
     assert "job finished on FnApiRunner; state DONE" in caplog.text

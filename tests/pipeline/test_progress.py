@@ -43,7 +43,9 @@ def test_snapshot_names_the_furthest_stage_and_its_share_of_the_total():
         done=12,
         rate=85.25,
     )
-    assert describe(snapshot) == "[1:04] step 2/4 Text: 300/1,000 items (30.0%) · 85.2 items/s · 12/1,000 accounted"
+    assert describe(snapshot) == (
+        "[1:04] step 2/4 Text: 300/1,000 items (30.0%) · 85.2 items/s · step ETA 0:08 · 12/1,000 accounted"
+    )
     listing = Snapshot(0.0, 250, (("Normalise", 0),), "Normalise", 1, 1, 0, None)
     assert describe(listing) == "[0:00] listing inputs: 250 items found"
 

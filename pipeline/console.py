@@ -1,0 +1,186 @@
+"""What the command line shows: logging set up before Beam is imported, Beam's worker log level, the closing summary.
+
+A normal ``unishard run`` prints one header line (inputs, runner, models), a live progress line
+(``pipeline/progress.py``) and a closing summary (kept, rejected, failed, the top rejection reasons, shards and their
+validation, the report). ``configure`` installs one stderr handler on the root logger that lets through, by default,
+unishard's own messages (the ``unishard`` logger at INFO, our modules' warnings) and errors of every library, nothing
+else: no Beam, open_clip or hub INFO lines and no third-party warnings. ``-v`` shows INFO lines of every library and
+unishard's debug lines, ``-vv`` everything, ``--log-level LEVEL`` one level for all. Beam's warning that apitools is
+missing (logged when Beam's GCP I/O is imported) is never shown; its per-transform type-hint warnings only at DEBUG.
+``beam_log_args`` passes a chosen level on to the SDK workers (``--default_sdk_harness_log_level``), unless the
+command line sets theirs; local worker processes start with this console's logging (``pipeline/sdk_worker.py``).
+"""
+
+import logging
+import sys
+from collections import Counter
+from collections.abc import Mapping
+
+OWN_LOGGERS = ("unishard", "pipeline", "transforms", "schemas", "runners")
+NEVER_SHOWN = ("apitools not found",)
+DEBUG_ONLY = ("This output type hint will be ignored", "This input type hint will be ignored")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+WORKER_LOG_OPTION = "--default_sdk_harness_log_level"
+TOP_REASONS = 5
+
+
+class _Stderr(logging.StreamHandler):
+    """A handler writing to the ``sys.stderr`` of the moment, so a swapped stream (pytest's capture) works."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+class _Thresholds(logging.Filter):
+    """Let a record through when it reaches the level set for its kind of logger: ours, unishard's console, others."""
+
+    def __init__(self, console: int, own: int, others: int):
+        super().__init__()
+        self.console, self.own, self.others = console, own, others
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        name = record.name.split(".", 1)[0]
+        if name == "unishard":
+            threshold = self.console
+        else:
+            threshold = self.own if name in OWN_LOGGERS else self.others
+        if record.levelno < threshold:
+            return False
+        if name not in OWN_LOGGERS:
+            message = str(record.msg)
+            if message.startswith(NEVER_SHOWN) or (self.others > logging.DEBUG and message.startswith(DEBUG_ONLY)):
+                return False
+        return True
+
+
+class _Format(logging.Formatter):
+    """unishard's console lines as they are (they start with ``unishard:``); anything else with level and logger."""
+
+    def __init__(self):
+        super().__init__("%(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.name == "unishard" and record.levelno <= logging.INFO and not record.exc_info:
+            return record.getMessage()
+        return super().format(record)
+
+
+def split_verbosity(argv: list[str]) -> tuple[list[str], int | None]:
+    """Take ``-v``, ``-vv`` and ``--log-level LEVEL`` out of ``argv``, wherever they are.
+
+    Returns:
+        The other arguments, and the level asked for (``None``: the default console).
+
+    Raises:
+        ValueError: ``--log-level`` without a known level.
+    """
+    rest, verbose, level, args = [], 0, None, iter(argv)
+    for arg in args:
+        if arg in ("-v", "--verbose", "-vv"):
+            verbose += 2 if arg == "-vv" else 1
+        elif arg == "--log-level" or arg.startswith("--log-level="):
+            value = arg.partition("=")[2] if "=" in arg else next(args, "")
+            if value.upper() not in LOG_LEVELS:
+                raise ValueError(f"--log-level takes one of {', '.join(LOG_LEVELS)}, not {value!r}")
+            level = getattr(logging, value.upper())
+        else:
+            rest.append(arg)
+    if level is None and verbose:
+        level = logging.INFO if verbose == 1 else logging.DEBUG
+    return rest, level
+
+
+def configure(level: int | None = None) -> None:
+    """Set up the console's logging; call it before importing Beam. ``level``: ``None`` for the default console."""
+    if level is None:
+        console, own, others = logging.INFO, logging.WARNING, logging.ERROR
+    elif level == logging.INFO:
+        console, own, others = logging.DEBUG, logging.INFO, logging.INFO
+    else:
+        console = own = others = level
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, _Stderr)]:
+        root.removeHandler(handler)
+    handler = _Stderr()
+    handler.addFilter(_Thresholds(console, own, others))
+    handler.setFormatter(_Format())
+    root.addHandler(handler)
+    root.setLevel(min(own, others))
+    logging.getLogger("unishard").setLevel(console)
+    logging.captureWarnings(True)
+
+
+def beam_log_args(beam_args: list[str], level: int | None) -> list[str]:
+    """``beam_args`` with the SDK workers' log level set to ``level``, unless ``beam_args`` set it or ``level`` is
+    ``None`` (then local worker processes show what this console shows, ``pipeline/sdk_worker.py``, and a
+    cluster's workers keep their runner's default in their own logs)."""
+    if level is None or any(arg.startswith(WORKER_LOG_OPTION) for arg in beam_args):
+        return beam_args
+    return [*beam_args, f"{WORKER_LOG_OPTION}={logging.getLevelName(level)}"]
+
+
+def report_written_since(output: str, started: float) -> str | None:
+    """The path of ``OUT/report/report.json`` if it was written after ``started`` (a time.time()), else ``None``."""
+    from apache_beam.io.filesystems import FileSystems
+
+    path = FileSystems.join(output, "report", "report.json")
+    try:
+        found = FileSystems.match([path])[0].metadata_list
+    except Exception:  # noqa: BLE001 - the summary says the report was not written; the run itself succeeded
+        return None
+    return path if found and found[0].last_updated_in_seconds >= started - 1 else None
+
+
+def summary_lines(output: str, counts: Mapping, seconds: float, report: str | None) -> list[str]:
+    """The closing summary of a run: counts, top reasons, shards and their validation, the report.
+
+    ``report`` is the path of the ``report.json`` this run wrote, ``None`` when it wrote none.
+    """
+    kept, rejected, failed = (counts["by_status"].get(status, 0) for status in ("kept", "rejected", "failed"))
+    lines = [
+        f"unishard: {counts['items']} items: {kept} kept, {rejected} rejected, {failed} failed in {seconds:.1f}s "
+        f"-> {output}"
+    ]
+    for status in ("rejected", "failed"):
+        reasons = Counter()
+        for key, count in counts.get("by_reason", {}).items():
+            if key.startswith(status + "/"):
+                reasons[key.rsplit("/", 1)[-1]] += count
+        if reasons:
+            top = sorted(reasons.items(), key=lambda item: (-item[1], item[0]))
+            shown = ", ".join(f"{reason} {count}" for reason, count in top[:TOP_REASONS])
+            more = f" (+{len(top) - TOP_REASONS} more reasons)" if len(top) > TOP_REASONS else ""
+            lines.append(f"  {status}: {shown}{more}")
+    lines.extend(_report_lines(report))
+    return lines
+
+
+def _report_lines(path: str | None) -> list[str]:
+    from schemas.report import Report
+
+    if path is None:
+        return ["  report: not written by this run; `unishard report OUT` writes it and validates the shards"]
+    html = path.removesuffix("report.json") + "index.html"
+    from apache_beam.io.filesystems import FileSystems
+
+    try:
+        with FileSystems.open(path) as handle:
+            report = Report.model_validate_json(handle.read())
+    except (OSError, ValueError):
+        return [f"  report: {html} (its report.json could not be read back)"]
+    validation = report.validation
+    shards = validation.shards if validation else []
+    views = Counter(shard.view for shard in shards)
+    where = f" ({', '.join(f'{view} {count}' for view, count in views.items())})" if views else ""
+    if not validation or not any(shard.checked for shard in shards):
+        verdict = "not validated"
+    elif validation.ok:
+        verdict = "all valid"
+    else:
+        verdict = f"{len(validation.all_problems())} problems: see `unishard validate OUT`"
+    return [f"  shards: {len(shards)}{where}, {verdict}", f"  report: {html}"]

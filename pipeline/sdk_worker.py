@@ -1,0 +1,73 @@
+"""Worker processes of the local multi-process runner, started with unishard's console logging.
+
+Beam's FnApiRunner (``--direct_running_mode=multi_processing``) starts each SDK worker as ``python -m
+apache_beam.runners.worker.sdk_worker_main`` and hands it no pipeline options: ``--default_sdk_harness_log_level``
+never reaches it, and every worker prints Beam's import-time apitools warning and its INFO lines on the console.
+``local_runner`` returns an FnApiRunner whose workers start as ``python -m pipeline.sdk_worker`` and receive the
+worker log options (``WORKER_OPTIONS``). Run as a program, this module sets up logging with ``pipeline.console`` at
+the level those options name, before Beam is imported, then runs Beam's worker unchanged.
+"""
+
+import json
+import logging
+import os
+import sys
+from typing import Any
+
+from pipeline import console
+
+WORKER_OPTIONS = ("default_sdk_harness_log_level", "sdk_harness_log_level_overrides")
+COMMAND = "-m pipeline.sdk_worker"
+
+
+def local_runner(runner: str, options: Any) -> Any:
+    """The runner for ``beam.Pipeline(runner=...)``: the FnApiRunner above for worker processes, else ``None``.
+
+    ``None`` lets Beam create ``runner`` from the options as usual.
+    """
+    from apache_beam.options.pipeline_options import DirectOptions
+    from apache_beam.portability.api import beam_provision_api_pb2
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+    from apache_beam.runners.portability.fn_api_runner.fn_runner import ExtendedProvisionInfo
+    from apache_beam.transforms import environments
+    from google.protobuf import struct_pb2
+
+    if runner != "FnApiRunner" or options.view_as(DirectOptions).direct_running_mode != "multi_processing":
+        return None
+
+    class _FnApiRunner(FnApiRunner):
+        """Starts ``COMMAND`` wherever the FnApiRunner would start Beam's worker module."""
+
+        @property
+        def _default_environment(self) -> Any:
+            return self._environment
+
+        @_default_environment.setter
+        def _default_environment(self, environment: Any) -> None:
+            if isinstance(environment, environments.SubprocessSDKEnvironment):
+                command = f"{sys.executable} {COMMAND}"
+                environment = environments.SubprocessSDKEnvironment.from_command_string(command_string=command)
+            self._environment = environment
+
+    given = options.get_all_options(drop_default=True)
+    worker_options = struct_pb2.Struct()
+    worker_options.update({name: given[name] for name in WORKER_OPTIONS if name in given})
+    info = beam_provision_api_pb2.ProvisionInfo(retrieval_token="unused", pipeline_options=worker_options)
+    return _FnApiRunner(provision_info=ExtendedProvisionInfo(info))
+
+
+def _worker_level() -> int | None:
+    options = json.loads(os.environ.get("PIPELINE_OPTIONS") or "{}")
+    level = options.get("options", options).get("default_sdk_harness_log_level")
+    return getattr(logging, str(level).upper(), None) if level else None
+
+
+def main() -> None:
+    console.configure(_worker_level())
+    from apache_beam.runners.worker import sdk_worker_main
+
+    sdk_worker_main.main(sys.argv)
+
+
+if __name__ == "__main__":
+    main()

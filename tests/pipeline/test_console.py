@@ -1,0 +1,211 @@
+"""The console: what a run prints, what the logging lets through, the closing summary, errors on stderr.
+
+The end-to-end test runs the real CLI in a subprocess with its stderr on a pseudo-terminal, as a user sees it, and
+compares the lines left on the screen (the live progress line redraws itself in place) with the exact expected
+lines, timings and paths masked.
+"""
+
+import json
+import logging
+import os
+import pty
+import re
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from pipeline import console
+from tests.helpers import make_photo, write_sidecar
+
+UNISHARD = Path(sys.executable).with_name("unishard")
+TIMEOUT_S = 600
+
+
+def _screen(raw: bytes) -> list[str]:
+    """The lines a terminal shows after ``raw``: each line as its last redraw left it."""
+    text = raw.decode("utf-8", "replace").replace("\r\n", "\n")
+    lines = [line.rsplit("\r", 1)[-1].replace("\x1b[K", "") for line in text.split("\n")]
+    return [line for line in lines if line]
+
+
+def _on_terminal(command: list[str], cwd: Path) -> tuple[int, list[str], list[str]]:
+    """Run ``command`` with stderr on a pseudo-terminal; return its exit code, stdout lines and stderr screen."""
+    master, slave = pty.openpty()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
+    process = subprocess.Popen(
+        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=slave, stdin=subprocess.DEVNULL
+    )
+    os.close(slave)
+    chunks: list[bytes] = []
+
+    def read() -> None:
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the last writer closed the terminal
+                return
+            if not chunk:
+                return
+            chunks.append(chunk)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    stdout = process.communicate(timeout=TIMEOUT_S)[0].decode()
+    reader.join(timeout=30)
+    os.close(master)
+    return process.returncode, stdout.splitlines(), _screen(b"".join(chunks))
+
+
+def _mask(lines: list[str], paths: dict[str, str]) -> list[str]:
+    masked = []
+    for line in lines:
+        for path, name in paths.items():
+            line = line.replace(path, name)
+        line = re.sub(r"^\[\d+:\d\d\]", "[T]", line)
+        line = re.sub(r"\d+\.\d items/s", "R items/s", line)
+        masked.append(re.sub(r" in \d+\.\ds ", " in Ts ", line))
+    return masked
+
+
+def test_a_run_shows_a_header_its_progress_and_a_summary_and_nothing_else(tmp_path):
+    inputs = tmp_path / "photos"
+    inputs.mkdir()
+    for seed in range(4):
+        make_photo(120, 96, seed=seed).save(inputs / f"photo-{seed}.jpg")
+        write_sidecar(inputs / f"photo-{seed}.jpg", title=f"a test photo number {seed}")
+    (inputs / "copy.jpg").write_bytes((inputs / "photo-0.jpg").read_bytes())
+    write_sidecar(inputs / "copy.jpg", title="the same photo again")
+    (inputs / "notes.jpg").write_bytes(b"not an image")
+    output = tmp_path / "out"
+    command = [str(UNISHARD), "run", "--input", str(inputs), "--output", str(output), "--smoke-models"]
+
+    code, stdout, screen = _on_terminal(command, tmp_path)
+
+    assert code == 0, screen[-40:]
+    paths = {str(output): "OUT"}
+    assert _mask(screen, paths) == [
+        "unishard: full run of 1 input on FnApiRunner into OUT; models: clip_smoke_tiny_vit (fp32, random weights: "
+        "outputs not meaningful)",
+        "[T] done: 6 items accounted in the ledger · R items/s",
+    ]
+    assert _mask(stdout, paths) == [
+        "unishard: 6 items: 4 kept, 2 rejected, 0 failed in Ts -> OUT",
+        "  rejected: exact_duplicate 1, not_an_image 1",
+        "  shards: 1 (pairs 1), all valid",
+        "  report: OUT/report/index.html",
+    ]
+
+
+def test_an_error_goes_to_stderr_alone_with_a_non_zero_exit(tmp_path):
+    missing = tmp_path / "no-such-folder"
+    done = subprocess.run(
+        [str(UNISHARD), "run", "--input", str(missing), "--output", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr.splitlines() == [f"unishard: input {str(missing)!r} matches no file; check the path or pattern"]
+
+
+def test_config_schema_prints_only_the_schema():
+    done = subprocess.run([str(UNISHARD), "config", "--schema"], capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert done.returncode == 0 and done.stderr == ""
+    assert "clip" in json.loads(done.stdout)["properties"]
+
+
+def _record(name: str, level: int, message: str) -> logging.LogRecord:
+    return logging.LogRecord(name, level, __file__, 1, message, None, None)
+
+
+@pytest.mark.parametrize(
+    "level, shown",
+    [
+        (None, {"unishard info", "own warning", "beam error"}),
+        (logging.INFO, {"unishard debug", "unishard info", "own info", "own warning", "beam info", "beam error"}),
+        (
+            logging.DEBUG,
+            {
+                "unishard debug",
+                "unishard info",
+                "own info",
+                "own warning",
+                "beam info",
+                "beam error",
+                "This output type hint will be ignored and not used",
+            },
+        ),
+        (logging.ERROR, {"beam error"}),
+    ],
+)
+def test_the_console_lets_through_by_level_and_kind_of_logger(level, shown):
+    root, ours = logging.getLogger(), logging.getLogger("unishard")
+    saved = (list(root.handlers), root.level, ours.level)
+    console.configure(level)
+    try:
+        handler = next(h for h in logging.getLogger().handlers if isinstance(h, console._Stderr))
+        records = [
+            _record("unishard", logging.DEBUG, "unishard debug"),
+            _record("unishard", logging.INFO, "unishard info"),
+            _record("transforms.clip_model", logging.INFO, "own info"),
+            _record("transforms.documents", logging.WARNING, "own warning"),
+            _record("apache_beam.runners.worker.statecache", logging.INFO, "beam info"),
+            _record("apache_beam.runners", logging.ERROR, "beam error"),
+            _record("root", logging.WARNING, "apitools not found, and bigquery client libraries are not available"),
+            _record("root", logging.WARNING, "This output type hint will be ignored and not used"),
+        ]
+        assert {record.msg for record in records if handler.filter(record)} == shown
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        ours.setLevel(saved[2])
+        logging.captureWarnings(False)
+
+
+def test_verbosity_flags_come_out_of_the_arguments_wherever_they_are():
+    assert console.split_verbosity(["run", "x.toml", "-v", "--runner=FnApiRunner"]) == (
+        ["run", "x.toml", "--runner=FnApiRunner"],
+        logging.INFO,
+    )
+    assert console.split_verbosity(["-vv", "run"]) == (["run"], logging.DEBUG)
+    assert console.split_verbosity(["run", "--log-level", "warning"]) == (["run"], logging.WARNING)
+    assert console.split_verbosity(["run", "--log-level=ERROR", "-v"]) == (["run"], logging.ERROR)
+    assert console.split_verbosity(["run"]) == (["run"], None)
+    with pytest.raises(ValueError, match="--log-level takes one of DEBUG, INFO, WARNING, ERROR, not 'loud'"):
+        console.split_verbosity(["--log-level", "loud"])
+
+
+def test_workers_get_a_chosen_log_level_unless_the_command_line_sets_theirs():
+    assert console.beam_log_args(["--runner=FnApiRunner"], None) == ["--runner=FnApiRunner"]
+    assert console.beam_log_args([], logging.INFO) == ["--default_sdk_harness_log_level=INFO"]
+    given = ["--default_sdk_harness_log_level=DEBUG"]
+    assert console.beam_log_args(given, logging.ERROR) == given
+
+
+def test_summary_names_top_reasons_shards_validation_and_report(tmp_path):
+    counts = {
+        "items": 20,
+        "by_status": {"kept": 12, "rejected": 7, "failed": 1},
+        "by_reason": {
+            "kept/write_shards": 12,
+            "rejected/exact_dedup/exact_duplicate": 3,
+            "rejected/normalise/truncated": 1,
+            "rejected/ingest/missing_file": 1,
+            "rejected/clip_filter/low_clip_score": 1,
+            "rejected/near_dedup/near_duplicate": 1,
+            "rejected/safety/unsafe_text": 1,
+            "failed/normalise/error": 1,
+        },
+    }
+    assert console.summary_lines("/o", counts, 3.14, None) == [
+        "unishard: 20 items: 12 kept, 7 rejected, 1 failed in 3.1s -> /o",
+        "  rejected: exact_duplicate 3, low_clip_score 1, missing_file 1, near_duplicate 1, truncated 1 "
+        "(+1 more reasons)",
+        "  failed: error 1",
+        "  report: not written by this run; `unishard report OUT` writes it and validates the shards",
+    ]
