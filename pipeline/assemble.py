@@ -109,11 +109,7 @@ def build(pipeline: beam.Pipeline, config: UnishardConfig, output: str, earlier:
         written.kept,
     ) | "AllLedgerRows" >> beam.Flatten()
     _ = ledger | "WriteLedger" >> WriteLedger(output, config.shards.ledger_rows_per_part)
-    listed = (
-        ingested.items | "ListedItems" >> beam.Map(lambda item: item.source),
-        ingested.rejected | "ListedRejected" >> beam.Map(lambda row: row.source),
-    ) | "Listed" >> beam.Flatten()
-    _ = ledger | "CheckBooks" >> CheckBooks(output, listed, known.carried)
+    _ = ledger | "CheckBooks" >> CheckBooks(output, ingested, known.carried)
     _ = audited.measures | "WriteAudit" >> WriteAudit(config.audit, output, ledger, audited.ranked)
     docs = split.samples | "WriteDocuments" >> WriteDocuments(
         views.docs, views.shards(config.shards, views.docs), output, documents.documents, generation

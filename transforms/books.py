@@ -15,6 +15,7 @@ The check joins light ``(source, tag)`` pairs only. Config section: none (always
 
 import json
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 import apache_beam as beam
 
@@ -40,19 +41,22 @@ class CheckBooks(beam.PTransform):
 
     Args:
         output: The run's output (staging) folder.
-        listed: Sources (``str``) that ingest listed; the same source may appear more than once.
+        ingested: Ingest's outputs: the ``items`` it read and the ``rejected`` rows of items it could not (both
+            listed inputs; a source listed twice counts once).
         carried: ``LedgerRow`` s an incremental run carried over from the earlier ledger.
     """
 
-    def __init__(self, output: str, listed: beam.PCollection, carried: beam.PCollection):
+    def __init__(self, output: str, ingested: Any, carried: beam.PCollection):
         super().__init__()
         self._output = output
-        self._listed = listed
+        self._items = ingested.items
+        self._rejected = ingested.rejected
         self._carried = carried
 
     def expand(self, ledger: beam.PCollection) -> beam.PCollection:
         tagged = (
-            self._listed | "TagListed" >> beam.Map(lambda source: (source, _LISTED)),
+            self._items | "TagItems" >> beam.Map(lambda item: (item.source, _LISTED)),
+            self._rejected | "TagRejected" >> beam.Map(lambda row: (row.source, _LISTED)),
             self._carried | "TagCarried" >> beam.Map(_tag_carried),
             ledger | "TagLedger" >> beam.Map(lambda row: (row.source, _LEDGER)),
         ) | "AllSources" >> beam.Flatten()
