@@ -80,10 +80,12 @@ def run_yardstick(paths: list[Path], work: Path, workers: int) -> float:
 
 
 def run_unishard(inputs: Path, work: Path, workers: int, extra: list[str]) -> tuple[float, int, str]:
+    """``unishard run`` with ``workers`` worker processes (0: the default profile, in one process)."""
     out = work / "unishard-out"
     command = [sys.executable, "-m", "pipeline", "run", "--input", str(inputs), "--output", str(out)]
     command += ["--smoke-models", "--set", "normalise.max_side=512", "--no-progress", *extra]
-    command += ["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
+    if workers:
+        command += ["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
     seconds, peak, output = run_measured(command, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     if "items:" not in output and "kept" not in output:
         print(output[-4000:], file=sys.stderr)
@@ -96,7 +98,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--pairs", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="worker processes; 0 runs the default profile")
     parser.add_argument("--corpus", type=Path, action="append", default=[])
     parser.add_argument("--distinct", action="store_true", help="generated ~1 MP photos instead of --corpus")
     parser.add_argument("--memory-only", action="store_true", help="skip the yardstick; report unishard's peak")
@@ -113,7 +115,7 @@ def main() -> None:
         paths = make_inputs(work / "inputs", args.images, args.corpus, args.distinct)
         ratios, peaks = [], []
         for index in range(args.pairs):
-            plain = None if args.memory_only else run_yardstick(paths, work, args.workers)
+            plain = None if args.memory_only else run_yardstick(paths, work, args.workers or 1)
             seconds, peak, summary = run_unishard(work / "inputs", work, args.workers, extra)
             peaks.append(peak)
             ratio = None if plain is None else round(plain / seconds, 3)
