@@ -31,6 +31,7 @@ from transforms.ingest import ReadInputs
 from transforms.ledger import WriteLedger
 from transforms.near_dedup import NearDeduplicate
 from transforms.normalise import Normalise
+from transforms.quality import FilterLowQuality
 from transforms.safety import FilterUnsafe
 from transforms.semantic_dedup import SemanticDeduplicate
 from transforms.split import AssignSplits, ReadShippedSplits, split_names
@@ -49,8 +50,9 @@ def build(pipeline: beam.Pipeline, config: UnishardConfig, output: str, earlier:
         config.normalise, config.near_dedup.hash_names(), store_folder(output)
     )
     texted = normalised.samples | "Text" >> ChooseText(config.text)
+    checked = texted.samples | "Quality" >> FilterLowQuality(config.quality)
     fingerprints = (
-        texted.samples | "Fingerprint" >> beam.Map(fingerprint),
+        checked.kept | "Fingerprint" >> beam.Map(fingerprint),
         known.shipped,
     ) | "WithShipped" >> beam.Flatten()
     exact = fingerprints | "ExactDedup" >> DeduplicateExact(config.exact_dedup)
@@ -60,7 +62,7 @@ def build(pipeline: beam.Pipeline, config: UnishardConfig, output: str, earlier:
     comparable = (clean.survivors, known.shipped) | "WithShippedNear" >> beam.Flatten()
     near = comparable | "NearDedup" >> NearDeduplicate(config.near_dedup, output)
     rejections = (exact.rejected, clean.rejected, near.rejected) | "FingerprintRejections" >> beam.Flatten()
-    unique = texted.samples | "DropDuplicates" >> DropRejected(rejections)
+    unique = checked.kept | "DropDuplicates" >> DropRejected(rejections)
     embed = with_stage_hints(EmbedImages(config.embed, config.clip), pipeline, "embed")
     embedded = unique | "Embed" >> embed
     semantic = embedded.samples | "SemanticDedup" >> SemanticDeduplicate(config.semantic_dedup, output)
@@ -97,6 +99,7 @@ def build(pipeline: beam.Pipeline, config: UnishardConfig, output: str, earlier:
         known.carried,
         normalised.rejected,
         texted.rejected,
+        checked.rejected,
         exact.rejected,
         clean.rejected,
         near.rejected,

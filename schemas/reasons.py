@@ -31,6 +31,13 @@ EVAL_CONTAMINATION = "eval_contamination"
 NO_CAPTION = "no_caption"
 LOW_CLIP_SCORE = "low_clip_score"
 
+# Image quality, measured without model weights (in the order a sample failing several gets its code).
+TEXT_HEAVY = "text_heavy"
+UNDEREXPOSED = "underexposed"
+OVEREXPOSED = "overexposed"
+LOW_CONTRAST = "low_contrast"
+BLURRY = "blurry"
+
 # Safety and privacy.
 FACE_PRESENT = "face_present"
 UNSAFE_IMAGE = "unsafe_image"

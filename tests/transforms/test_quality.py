@@ -1,0 +1,356 @@
+"""Quality: measures that follow from how an image was made, group outlier bounds, report_only, and a real run."""
+
+import io
+import json
+import math
+import random
+from collections import defaultdict
+
+import apache_beam as beam
+import numpy as np
+import pydantic
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont
+
+from schemas.config import QualityConfig, QualityRule
+from tests.helpers import make_photo, write_sidecar
+from tests.transforms.model_samples import make_sample
+from transforms._text_regions import DETECTOR
+from transforms.quality import (
+    BINS,
+    CHECKS,
+    FilterLowQuality,
+    Measures,
+    _HistogramFn,
+    analysis_pixels,
+    failures,
+    group_stats,
+    measure,
+)
+
+_COLLECTED: dict[str, list] = defaultdict(list)
+
+
+def _encoded(image: Image.Image) -> bytes:
+    """Lossless bytes of ``image`` (TIFF for float pixels, which PNG cannot hold)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="TIFF" if image.mode == "F" else "PNG")
+    return buffer.getvalue()
+
+
+def measured(image: Image.Image, side: int = 256) -> Measures:
+    return measure(analysis_pixels(_encoded(image), side))
+
+
+def reasons_of(image: Image.Image, config: QualityConfig | None = None) -> list[str]:
+    return [item["reason"] for item in failures(measured(image), config or QualityConfig())]
+
+
+def scene(width: int = 480, height: int = 360, seed: int = 0) -> Image.Image:
+    """An in-focus picture: a smooth photo with sharp-edged shapes and lines of many colours over it."""
+    image = make_photo(width, height, seed=seed)
+    draw = ImageDraw.Draw(image)
+    rng = random.Random(seed)
+    for _ in range(40):
+        x, y = rng.randrange(width), rng.randrange(height)
+        w, h = rng.randrange(8, width // 4), rng.randrange(8, height // 4)
+        colour = tuple(rng.randrange(30, 225) for _ in range(3))
+        if rng.random() < 0.5:
+            draw.rectangle((x, y, x + w, y + h), fill=colour)
+        else:
+            draw.line((x, y, x + w, y + h), fill=colour, width=rng.randrange(1, 4))
+    return image
+
+
+def product_shot(size: tuple[int, int] = (480, 600), seed: int = 3) -> Image.Image:
+    """A textured, shaded object on a pure white studio background, as a marketing product photo."""
+    canvas = Image.new("RGB", size, (255, 255, 255))
+    width, height = size
+    item = scene(width // 2, height * 2 // 3, seed=seed)
+    mask = Image.new("L", item.size, 0)
+    ImageDraw.Draw(mask).ellipse((0, 0, item.width - 1, item.height - 1), fill=255)
+    canvas.paste(item, (width // 4, height // 6), mask)
+    return canvas
+
+
+def banner(image: Image.Image, share: float = 0.4) -> Image.Image:
+    """A dark band over ``share`` of the frame with two lines of white capitals filling it."""
+    result = image.copy()
+    draw = ImageDraw.Draw(result)
+    band = round(image.height * share)
+    top = (image.height - band) // 2
+    draw.rectangle((0, top, image.width, top + band), fill=(25, 30, 120))
+    font = ImageFont.load_default(size=round(band * 0.3))
+    for index, text in enumerate(("SUMMER SALE", "UP TO 50% OFF")):
+        left, upper, right, lower = draw.textbbox((0, 0), text, font=font, stroke_width=2)
+        x = (image.width - (right - left)) / 2 - left
+        y = top + band / 2 * index + (band / 2 - (lower - upper)) / 2 - upper
+        draw.text((x, y), text, font=font, fill=(255, 255, 255), stroke_width=2, stroke_fill=(255, 255, 255))
+    return result
+
+
+def _with_alpha(image: Image.Image) -> Image.Image:
+    rgba = image.convert("RGBA")
+    rgba.putalpha(Image.linear_gradient("L").resize(image.size))
+    return rgba
+
+
+def label_scan(size: tuple[int, int] = (400, 300)) -> Image.Image:
+    """A scanned label: black lines of text on white paper, edge to edge."""
+    image = Image.new("L", size, 250)
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=22)
+    rng = random.Random(1)
+    for row in range(10):
+        words = " ".join(
+            rng.choice(["LOT", "A-113", "SERIAL", "0042", "BATCH", "QC", "PASS", "2024"]) for _ in range(5)
+        )
+        draw.text((12, 8 + row * 29), words, font=font, fill=15)
+    return image
+
+
+def test_a_blurred_copy_scores_lower_sharpness_than_its_original():
+    original = scene(seed=5)
+    sharp = measured(original).sharpness_lapvar
+    blurred = measured(original.filter(ImageFilter.GaussianBlur(4.8))).sharpness_lapvar
+    assert blurred < sharp / 10
+    assert "blurry" in reasons_of(original.filter(ImageFilter.GaussianBlur(4.8)))
+
+
+def test_sharpness_does_not_depend_on_contrast_or_on_the_image_size():
+    grain = np.random.default_rng(6).normal(0.0, 6.0, (360, 480, 3))
+    original = Image.fromarray(np.clip(np.asarray(scene(seed=6)) + grain, 0, 255).astype(np.uint8))
+    sharp = measured(original).sharpness_lapvar
+    assert measured(ImageEnhance.Contrast(original).enhance(0.5)).sharpness_lapvar == pytest.approx(sharp, rel=0.3)
+    assert measured(original.resize((960, 720), Image.Resampling.LANCZOS)).sharpness_lapvar == pytest.approx(
+        sharp, rel=0.3
+    )
+
+
+def test_brightness_times_two_and_a_half_clips_a_large_share_of_highlights():
+    original = scene(seed=7)
+    bright = ImageEnhance.Brightness(original).enhance(2.5)
+    assert measured(original).highlights_clipped < 0.05
+    assert measured(bright).highlights_clipped > 0.3
+    assert reasons_of(bright)[0] == "overexposed"
+
+
+def test_a_white_background_product_shot_is_not_overexposed():
+    shot = product_shot()
+    measures = measured(shot)
+    assert measures.subject_share < 0.6
+    assert measures.highlights_clipped < 0.1
+    assert "overexposed" not in reasons_of(shot)
+    assert reasons_of(ImageEnhance.Brightness(shot).enhance(2.5))[:1] == ["overexposed"]
+
+
+def test_brightness_times_a_fifth_is_underexposed_and_a_two_tone_scan_is_not_overexposed():
+    dark = ImageEnhance.Brightness(scene(320, 240, seed=8)).enhance(0.2)
+    assert measured(dark).brightness_p99 < 0.25
+    assert reasons_of(dark)[0] == "underexposed"
+    scan = Image.new("L", (320, 240), 255)
+    ImageDraw.Draw(scan).rectangle((0, 0, 319, 110), fill=0)
+    assert "overexposed" not in reasons_of(scan)
+
+
+def test_a_banner_over_forty_percent_of_the_frame_is_text_heavy_and_the_detail_names_the_detector():
+    photo = scene(seed=9)
+    assert measured(photo).text_coverage == 0.0
+    covered = banner(photo)
+    assert 0.15 <= measured(covered).text_coverage <= 0.4
+    assert reasons_of(covered)[0] == "text_heavy"
+    detail = failures(measured(covered), QualityConfig())[0]
+    assert detail["measure"] == "quality_text_coverage" and detail["threshold"] == 0.15
+
+
+@pytest.mark.parametrize(
+    "name, image, reason",
+    [
+        ("1x1", Image.new("RGB", (1, 1), (90, 120, 200)), "low_contrast"),
+        ("uniform white", Image.new("RGB", (64, 48), (255, 255, 255)), "overexposed"),
+        ("uniform black", Image.new("L", (64, 48), 0), "underexposed"),
+        ("uniform grey", Image.new("RGB", (64, 48), (128, 128, 128)), "low_contrast"),
+        ("palette", scene(200, 150, seed=1).convert("P", palette=Image.Palette.ADAPTIVE), None),
+        ("alpha", _with_alpha(scene(200, 150, seed=2)), None),
+        ("16-bit", Image.fromarray(np.asarray(scene(200, 150).convert("L")).astype(np.uint16) * 257), None),
+        ("float", Image.fromarray(np.asarray(scene(200, 150).convert("L"), np.float32) * 3.5), None),
+        ("label scan", label_scan(), "text_heavy"),
+    ],
+)
+def test_degenerate_and_unusual_images_are_measured_finite_with_a_clear_reason_or_kept(name, image, reason):
+    measures = measured(image)
+    assert all(math.isfinite(value) and value >= 0 for value in measures), measures
+    assert all(value <= 1 for name, value in measures._asdict().items() if name != "sharpness_lapvar")
+    found = reasons_of(image)
+    assert (found[0] if found else None) == reason, (name, found, measures)
+    assert all(math.isfinite(value) for value in measures.scores().values())
+
+
+def test_group_median_and_mad_come_from_the_histogram_to_bin_width():
+    config = QualityConfig(low_contrast=QualityRule(deviations=3.0), blurry=QualityRule(deviations=2.0))
+    rng = np.random.default_rng(0)
+    contrast = rng.uniform(0.05, 0.3, 101)
+    sharpness = rng.lognormal(-1.0, 0.5, 101)
+    counts = np.zeros((2, BINS), np.int64)
+    for row, (code, values) in enumerate((("low_contrast", contrast), ("blurry", sharpness))):
+        check = CHECKS[code]
+        scaled = np.log10(values)
+        counts[row] = np.bincount(
+            ((scaled - check.lower) / (check.upper - check.lower) * BINS).astype(int), minlength=BINS
+        )
+    stats = group_stats(counts, config)
+    for code, values in (("low_contrast", contrast), ("blurry", sharpness)):
+        check = CHECKS[code]
+        width = (check.upper - check.lower) / BINS
+        scaled = np.log10(values)
+        median, mad, count = stats[code]
+        assert count == 101
+        assert median == pytest.approx(np.median(scaled), abs=width)
+        assert mad == pytest.approx(np.median(np.abs(scaled - np.median(scaled))), abs=2 * width)
+
+
+def test_group_histograms_do_not_depend_on_how_samples_are_bundled():
+    combine = _HistogramFn(2)
+    inputs = [(random.Random(i).randrange(BINS), random.Random(-i).randrange(BINS)) for i in range(500)]
+    outputs = []
+    for seed in range(3):
+        shuffled = inputs[:]
+        random.Random(seed).shuffle(shuffled)
+        parts = [shuffled[i :: seed + 2] for i in range(seed + 2)]
+        accumulators = []
+        for part in parts:
+            accumulator = combine.create_accumulator()
+            for item in part:
+                accumulator = combine.add_input(accumulator, item)
+            accumulators.append(accumulator)
+        outputs.append(combine.extract_output(combine.merge_accumulators(reversed(accumulators))))
+    assert all(np.array_equal(outputs[0], other) for other in outputs[1:])
+
+
+def test_config_refuses_a_group_field_that_is_not_a_name_and_unknown_keys():
+    with pytest.raises(pydantic.ValidationError):
+        QualityConfig(group_by=["domain", "metadata.line"])
+    with pytest.raises(pydantic.ValidationError):
+        QualityConfig.model_validate({"blurry": {"threshhold": 0.1}})
+
+
+class _Collect(beam.DoFn):
+    def __init__(self, tag: str):
+        self._tag = tag
+
+    def process(self, element):
+        _COLLECTED[self._tag].append(element)
+
+
+def texture(rms: float, seed: int, size: tuple[int, int] = (96, 72)) -> Image.Image:
+    """Grey grain around mid-grey whose standard deviation is ``rms`` of the range: a known contrast."""
+    field = np.asarray(
+        Image.fromarray(np.random.default_rng(seed).normal(128, 40, size[::-1]).clip(0, 255).astype(np.uint8)).filter(
+            ImageFilter.GaussianBlur(1)
+        )
+    ).astype(np.float64)
+    field = (field - field.mean()) / field.std()
+    return Image.fromarray(np.clip(128 + rms * 255 * field, 0, 255).astype(np.uint8)).convert("RGB")
+
+
+def _group_samples() -> list:
+    """30 vivid factory textures, one flattened to a quarter of their contrast, and 30 natively dull marketing ones."""
+    samples = []
+    for index in range(30):
+        vivid = texture(0.18 + 0.01 * (index % 5), index)
+        samples.append(make_sample(vivid, f"vivid-{index}", "factory", text="x"))
+        dull = texture(0.045 + 0.0025 * (index % 5), 100 + index)
+        samples.append(make_sample(dull, f"dull-{index}", "marketing", text="x"))
+    samples.append(make_sample(texture(0.05, 7), "flattened", "factory", text="x"))
+    return samples
+
+
+@pytest.fixture(scope="module")
+def grouped():
+    """The stage with only a per-domain contrast outlier bound (no absolute threshold), filtering and report_only."""
+    only_contrast = {
+        "enabled": True,
+        "group_by": ["domain"],
+        "min_group": 20,
+        "low_contrast": {"deviations": 3.0},
+        **{code: {"enabled": False} for code in ("text_heavy", "underexposed", "overexposed", "blurry")},
+    }
+    rules = {
+        "filter": QualityConfig.model_validate(only_contrast),
+        "report": QualityConfig.model_validate({**only_contrast, "report_only": True}),
+    }
+    _COLLECTED.clear()
+    with BeamTestPipeline() as pipeline:
+        created = pipeline | beam.Create(_group_samples())
+        for name, config in rules.items():
+            result = created | f"Quality{name}" >> FilterLowQuality(config)
+            _ = result.kept | f"Kept{name}" >> beam.ParDo(_Collect(f"{name}/kept"))
+            _ = result.rejected | f"Rejected{name}" >> beam.ParDo(_Collect(f"{name}/rejected"))
+    return {name: (_COLLECTED[f"{name}/kept"], _COLLECTED[f"{name}/rejected"]) for name in rules}
+
+
+def _name(source: str) -> str:
+    return source.rsplit("/", 1)[-1].removesuffix(".jpg")
+
+
+def test_contrast_outlier_bound_is_per_domain(grouped):
+    kept, rejected = grouped["filter"]
+    assert [(_name(row.source), row.stage, row.reason) for row in rejected] == [
+        ("flattened", "quality", "low_contrast")
+    ]
+    detail = json.loads(rejected[0].detail)
+    assert detail["rule"] == "deviations" and detail["group"] == ["factory"] and detail["count"] == 31
+    assert detail["value"] < detail["threshold"] < detail["median"]
+    assert detail["measure"] == "quality_contrast_rms"
+    assert {_name(s.source) for s in kept} >= {f"dull-{i}" for i in range(30)}
+    assert all(s.annotations["quality"]["flags"] == [] for s in kept)
+
+
+def test_report_only_flags_without_removing(grouped):
+    kept, rejected = grouped["report"]
+    assert rejected == []
+    assert len(kept) == 61
+    flags = {_name(s.source): s.annotations["quality"]["flags"] for s in kept}
+    assert flags["flattened"] == ["low_contrast"]
+    assert sum(1 for value in flags.values() if value) == 1
+    assert all(s.annotations["quality"]["text_detector"] == DETECTOR for s in kept)
+
+
+def test_a_real_run_rejects_degraded_images_with_their_reasons_and_writes_measures_into_the_shards(tmp_path, run):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    images = {
+        "clean0": scene(seed=20),
+        "clean1": scene(seed=21),
+        "product": product_shot(),
+        "blurred": scene(seed=22).filter(ImageFilter.GaussianBlur(4.8)),
+        "dark": ImageEnhance.Brightness(scene(seed=23)).enhance(0.2),
+        "bright": ImageEnhance.Brightness(scene(seed=24)).enhance(2.5),
+        "banner": banner(scene(seed=25)),
+    }
+    for name, image in images.items():
+        path = folder / f"{name}.jpg"
+        image.save(path, quality=92)
+        write_sidecar(path, title=f"picture {name}", domain="marketing")
+    out = run([folder], quality={"enabled": True}, semantic_dedup={"enabled": False}, faces={"enabled": False})
+
+    rows = out.ledger_by_name()
+    expected = {"blurred": "blurry", "dark": "underexposed", "bright": "overexposed", "banner": "text_heavy"}
+    for name, reason in expected.items():
+        row = rows[f"{name}.jpg"]
+        assert (row["status"], row["stage"], row["reason"]) == ("rejected", "quality", reason), row
+        detail = json.loads(row["detail"])
+        assert detail["rule"] == "threshold" and math.isfinite(detail["value"]) and "threshold" in detail
+    assert json.loads(rows["banner.jpg"]["detail"])["detector"] == DETECTOR
+    samples = out.samples()
+    assert len(samples) == 3
+    for sample in samples:
+        record = json.loads(sample["json"])
+        scores = {name: value for name, value in record["scores"].items() if name.startswith("quality_")}
+        assert set(scores) == {f"quality_{name}" for name in Measures._fields}
+        assert all(math.isfinite(value) for value in scores.values())
+        assert record["annotations"]["quality"]["flags"] == []
+    audit = json.loads((out.path / "audit" / "audit.json").read_text())
+    excluded = {(row["stage"], row["dimension"], row["value"]): row["excluded"] for row in audit["exclusion"]}
+    assert excluded[("quality", "domain", "marketing")] == 4
