@@ -91,7 +91,8 @@ def run_unishard(inputs: Path, work: Path, workers: int, extra: list[str]) -> tu
         print(output[-4000:], file=sys.stderr)
         raise SystemExit("unishard run failed (its output is above)")
     subprocess.run(["rm", "-rf", str(out)], check=True)
-    return seconds, peak, output.strip().splitlines()[-1] if output.strip() else ""
+    summary = [line for line in output.splitlines() if line.startswith("unishard:") and " items:" in line]
+    return seconds, peak, summary[-1] if summary else ""
 
 
 def main() -> None:

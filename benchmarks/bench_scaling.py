@@ -149,7 +149,7 @@ def shuffle_and_output(inputs: Path, work: Path) -> None:
     output = work / "shuffle-out"
     config = UnishardConfig.model_validate(
         {
-            "ingest": {"inputs": [{"path": str(inputs)}]},
+            "ingest": {"inputs": [{"path": str(inputs)}], "follow_symlinks": True},  # inputs link to the corpora
             "text": {"fields": ["title"]},
             "run": {"output": str(output)},
             "clip": {"smoke": True},
