@@ -31,6 +31,21 @@ def make_photo(width: int = 320, height: int = 240, seed: int = 0) -> Image.Imag
     return Image.fromarray((array * 255).astype(np.uint8), "RGB")
 
 
+def noise_images(folder: Path, count: int, size: tuple[int, int] = (256, 192), suffix: str = "jpg", seed: int = 0):
+    """Write ``count`` random-noise pictures into ``folder`` (created); return their paths.
+
+    Noise makes every picture distinct by every duplicate test, and any 48-byte slice of one file unique to it.
+    """
+    folder.mkdir(parents=True)
+    paths = []
+    for index in range(count):
+        pixels = np.random.default_rng(seed + index).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+        path = folder / f"img{index:05d}.{suffix}"
+        Image.fromarray(pixels).save(path, **({"quality": 90} if suffix == "jpg" else {}))
+        paths.append(path)
+    return paths
+
+
 def jpeg_bytes(image: Image.Image, **options: Any) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", **options)

@@ -6,24 +6,11 @@ records every buffer the FnApiRunner fills at a stage boundary (grouped and mate
 and looks for the images of the shards, and of the inputs, in them.
 """
 
-from pathlib import Path
-
-import numpy as np
 from apache_beam.runners.portability.fn_api_runner import execution
-from PIL import Image
+
+from tests.helpers import noise_images
 
 NO_TEXT = {"text": {"required": False}, "caption": {"required": False}}
-
-
-def _noise_images(folder: Path, count: int) -> list[Path]:
-    folder.mkdir(parents=True)
-    paths = []
-    for index in range(count):
-        pixels = np.random.default_rng(100 + index).integers(0, 256, (96, 128, 3), dtype=np.uint8)
-        path = folder / f"noise{index}.png"
-        Image.fromarray(pixels).save(path)
-        paths.append(path)
-    return paths
 
 
 def _probes(data: bytes) -> list[bytes]:
@@ -32,7 +19,7 @@ def _probes(data: bytes) -> list[bytes]:
 
 
 def test_no_stage_boundary_carries_image_bytes(tmp_path, run, monkeypatch):
-    inputs = _noise_images(tmp_path / "in", 5)
+    inputs = noise_images(tmp_path / "in", 5, size=(128, 96), suffix="png", seed=100)
     crossed: list[bytes] = []
     for buffer in (execution.GroupingBuffer, execution.ListBuffer):
         original = buffer.append
@@ -56,7 +43,7 @@ def test_no_stage_boundary_carries_image_bytes(tmp_path, run, monkeypatch):
 
 
 def test_the_image_store_is_gone_after_the_run(tmp_path, run):
-    _noise_images(tmp_path / "in", 2)
+    noise_images(tmp_path / "in", 2, size=(128, 96), suffix="png", seed=100)
     out = run([tmp_path / "in"], output=tmp_path / "out", **NO_TEXT)
     assert len(out.samples()) == 2
     assert not list((tmp_path / "out").glob("_staging*/*.images"))

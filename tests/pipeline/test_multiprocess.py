@@ -7,30 +7,16 @@ outlasts the timer's period, so at test sizes it is provoked by shortening Beam'
 """
 
 import hashlib
-from pathlib import Path
 
-import numpy as np
 import pytest
 from apache_beam.runners.portability.fn_api_runner import worker_handlers
-from PIL import Image
 
 import transforms.apply_rejections
 from pipeline.launch import RunError
+from tests.helpers import noise_images
 
 TWO_PROCESSES = ["--runner=DirectRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=2"]
 NO_TEXT = {"text": {"required": False}, "caption": {"required": False}}
-
-
-def _distinct_images(folder: Path, count: int, size: tuple[int, int] = (256, 192)) -> list[Path]:
-    """``count`` distinct noise JPEGs (about 40 KB at the default size): no two are duplicates of any kind."""
-    folder.mkdir(parents=True)
-    paths = []
-    for index in range(count):
-        pixels = np.random.default_rng(index).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
-        path = folder / f"img{index:05d}.jpg"
-        Image.fromarray(pixels).save(path, quality=90)
-        paths.append(path)
-    return paths
 
 
 def _digest(files: dict[str, bytes]) -> str:
@@ -41,7 +27,7 @@ def _digest(files: dict[str, bytes]) -> str:
 
 
 def test_a_lost_item_fails_the_run_naming_it_and_commits_nothing(tmp_path, run, monkeypatch):
-    images = _distinct_images(tmp_path / "in", 6, size=(64, 48))
+    images = noise_images(tmp_path / "in", 6, size=(64, 48))
     lost = str(images[3])
     keep_all = transforms.apply_rejections._survivors
 
@@ -63,7 +49,7 @@ def test_a_lost_item_fails_the_run_naming_it_and_commits_nothing(tmp_path, run, 
 def test_two_worker_processes_account_for_every_input_even_when_beam_flushes_every_millisecond(
     tmp_path, run, monkeypatch
 ):
-    images = _distinct_images(tmp_path / "in", 2000)
+    images = noise_images(tmp_path / "in", 2000)
     monkeypatch.setattr(worker_handlers, "DATA_BUFFER_TIME_LIMIT_MS", 1)
     multi = run([tmp_path / "in"], output=tmp_path / "multi", beam_args=TWO_PROCESSES, **NO_TEXT)
     single = run([tmp_path / "in"], output=tmp_path / "single", **NO_TEXT)
