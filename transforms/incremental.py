@@ -9,8 +9,10 @@ an item whose source had the same key before keeps its earlier row, unless that 
 an item with a new source but known content is an exact duplicate of the shipped sample (or repeats the earlier
 verdict when nothing was shipped); other items are new. ``_run/increment.json`` counts the new items: an
 incremental run with none changes nothing. Earlier kept rows whose source left the input are carried,
-because their samples are still in the shards. Items are keyed by content here: in incremental mode image bytes
-cross one extra shuffle. Reason codes: ``exact_duplicate``. Metrics: ``incremental/new``, ``incremental/carried``.
+because their samples are still in the shards. A shipped source whose file now holds other content stops the run
+(``ChangedContent``, naming the file and ``--rebuild``): its old sample would stay in an earlier shard with no
+input behind it. Items are keyed by content here: in incremental mode image bytes cross one extra shuffle.
+Reason codes: ``exact_duplicate``. Metrics: ``incremental/new``, ``incremental/carried``.
 """
 
 import dataclasses
@@ -66,11 +68,17 @@ class SkipKnown(beam.PTransform):
             | "EarlierRows" >> beam.Map(lambda row: LedgerRow(**row))
             | "EarlierByKey" >> beam.Map(lambda row: (row.key or "", row))
         )
-        decided = (
+        keyed = items | "ByContent" >> beam.Map(lambda item: (content_key(item.data or b"")[0], item))
+        _ = (
             {
-                "items": items | "ByContent" >> beam.Map(lambda item: (content_key(item.data or b"")[0], item)),
-                "earlier": earlier,
+                "now": keyed | "SourceKeys" >> beam.Map(lambda pair: (pair[1].source, pair[0])),
+                "kept": earlier | "KeptSourceKeys" >> beam.FlatMap(_kept_source_key),
             }
+            | "JoinSources" >> beam.CoGroupByKey()
+            | "RefuseChanged" >> beam.Map(refuse_changed_content, output=previous)
+        )
+        decided = (
+            {"items": keyed, "earlier": earlier}
             | "JoinEarlier" >> beam.CoGroupByKey()
             | "Decide" >> beam.ParDo(_DecideFn()).with_outputs(CARRIED, main="new")
         )
@@ -87,6 +95,32 @@ class SkipKnown(beam.PTransform):
             | "WriteIncrement" >> beam.Map(_write_increment, output=self._output)
         )
         return IncrementalOutputs(new=decided.new, carried=decided[CARRIED], shipped=shipped)
+
+
+class ChangedContent(RuntimeError):
+    """A shipped sample's file now holds other content: an incremental run cannot replace it."""
+
+
+def _kept_source_key(pair: tuple[str, LedgerRow]) -> Iterator[tuple[str, str]]:
+    key, row = pair
+    if row.status == reasons.KEPT:
+        yield row.source, key
+
+
+def refuse_changed_content(element: tuple[str, dict[str, Iterable[str]]], output: str) -> None:
+    """Stop the run when a source an earlier run shipped now has different content.
+
+    Its old sample sits in an earlier shard, which incremental runs never rewrite, and the ledger has one row per
+    source: keeping both would put a sample in the shards that no input accounts for, so the run refuses.
+    """
+    source, keys = element
+    now, kept = set(keys["now"]), set(keys["kept"])
+    if now and kept and not now & kept:
+        raise ChangedContent(
+            f"{source} changed content since it was written to {output} (key {min(kept)} is now {min(now)}); an "
+            "incremental run cannot replace a shipped sample. Rerun with --rebuild to reprocess everything, or "
+            "restore the file, or give the new content another name"
+        )
 
 
 def _write_increment(new_items: int, output: str) -> None:

@@ -105,6 +105,24 @@ def test_a_kept_affecting_config_change_needs_rebuild(tmp_path, run, photo):
     assert all(json.loads(s["json"])["image"]["width"] <= 128 for s in rebuilt.samples())
 
 
+def test_a_shipped_file_with_new_content_stops_the_run_naming_it_and_rebuild_replaces_it(tmp_path, run, photo):
+    inputs = tmp_path / "in"
+    _add_photos(inputs, photo, range(3))
+    first = run([inputs], output=tmp_path / "out")
+    before, old_key = first.file_bytes(), first.ledger_by_name()["photo01.jpg"]["key"]
+    changed = inputs / "photo01.jpg"
+    photo(220, 160, seed=77).save(changed, quality=90)  # same name, other picture
+    with pytest.raises(RunError) as raised:
+        run([inputs], output=tmp_path / "out")
+    assert str(changed) in str(raised.value) and "--rebuild" in str(raised.value)
+    assert first.file_bytes() == before  # nothing committed
+    rebuilt = run([inputs], output=tmp_path / "out", rebuild=True)
+    rows = rebuilt.ledger_by_name()
+    assert len(rows) == 3 and rows["photo01.jpg"]["status"] == reasons.KEPT
+    assert rows["photo01.jpg"]["key"] != old_key
+    assert len(rebuilt.samples()) == 3
+
+
 def test_a_live_lock_refuses_and_a_stale_lock_is_taken_over(tmp_path, run, photo):
     inputs = tmp_path / "in"
     _add_photos(inputs, photo, range(2))
