@@ -85,7 +85,9 @@ def main() -> None:
     parser.add_argument("--modes", default="in_process,multi_processing,portable")
     args = parser.parse_args()
     os.chdir(ROOT)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    # The worker pool starts SDK workers with the first `python` on PATH: this environment's.
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PATH": path}
     with tempfile.TemporaryDirectory(prefix="unishard-determinism-") as tmp:
         work = Path(tmp)
         make_images(work / "inputs", args.images)
