@@ -1,17 +1,28 @@
-"""Near-duplicate benchmark: precision and recall per transform kind against imagededup's pHash, and scaling.
+"""Near-duplicate benchmark: precision and recall per transform kind against imagededup's pHash, split leaks, CPU
+per image, and scaling.
 
 Quality. Base images are real: product photos (every colour and view of each product) and promo banners from
 ``../shared/corpora/marketing``, steel surfaces (NEU) and magnetic tiles from ``../shared/corpora/factory``, and the
 photos and textures scikit-image ships. Each base gets one copy per transform kind: ``jpeg`` (quality 30-95),
-``resize`` (0.3-0.9x), ``crop`` (up to 5% off each edge), ``brightness`` and ``contrast`` (+-5 to 15%), ``overlay`` (a
-price tag and a watermark), ``format`` (PNG or lossless WebP) and ``blur`` (Gaussian, radius 0.5-1.5). Distinct images
-that must not match are mixed in, the hard ones included: the same product in another colour (wsh10 shorts differ only
-in the liner colour) or from another view, other crops of the same steel class, two non-overlapping crops of one
-skimage texture. Every image goes through unishard's own normalise and hashes, then the real ``NearDeduplicate``
-transform on the DirectRunner for several ``max_distance`` values, and imagededup's ``PHash.find_duplicates`` at its
-default threshold (10) on the same files in the same run. A pair is predicted duplicate by unishard when both images
-end in one removal group (same survivor), by imagededup when it lists them. Precision counts pairs; recall is per
-transform copy: was it matched to its base.
+``resize`` (0.3-0.9x), ``crop`` (5-30% off each side, drawn per side), ``brightness`` and ``contrast`` (+-5 to 15%),
+``overlay`` (a price tag and a watermark), ``logo`` (a coloured badge with letters, 12-22% of the shorter side, in a
+corner), ``format`` (PNG or lossless WebP) and ``blur`` (Gaussian, radius 0.5-1.5). Distinct images that must not
+match are mixed in, the hard ones included: the same product in another colour (wsh10 shorts differ only in the liner
+colour) or from another view, other crops of the same steel class, two non-overlapping crops of one skimage texture.
+Every image goes through unishard's own normalise and hashes, then the real ``NearDeduplicate`` transform on the
+DirectRunner (with the normalised images, for its keypoint verification) for several ``max_distance`` values and
+with the geometric path off (``subwindow_max_distance`` unset: the stage as it was), and imagededup's
+``PHash.find_duplicates`` at its default threshold (10) on the same files when imagededup is installed. A pair is
+predicted duplicate by unishard when both images end in one removal group (same survivor), by imagededup when it
+lists them. Precision counts pairs; recall is per transform copy: was it matched to its base.
+
+Splits. The default configuration runs once more in ``report_only`` mode with its clusters linked into the real
+``AssignSplits`` (``fractions = {train = 0.5, validation = 0.25, test = 0.25}``, grouped by nothing else): a true group
+(a base and its copies) whose members land in two splits is a leak.
+
+CPU per image. Process CPU time of the near-dup work per image: the hashes it needs in normalise (``phash`` and
+``colour`` before; plus ``subwindow`` after) and the ``NearDeduplicate`` pipeline (the keypoint verification, which
+reads and features the candidates' images, included), both measured in this process.
 
 Scale. Synthetic fingerprints (random pHash, 10% planted near copies within 4 bits, random colour signatures) run
 through ``NearDeduplicate`` in a fresh process per size; wall time and peak RSS of the process tree are measured and
@@ -19,7 +30,7 @@ their ratio between sizes reported (near-linear means a time ratio close to the 
 
 Run (imagededup is installed for this benchmark only, it is not a unishard dependency)::
 
-    .venv/bin/pip install imagededup
+    .venv/bin/pip install imagededup   # optional: the comparison row is skipped without it
     .venv/bin/python benchmarks/bench_near_dedup.py [--per-source 40] [--distances 6,8,10,12] [--scale 10000,100000]
 """
 
@@ -36,7 +47,7 @@ import random
 import sys
 import tempfile
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -45,9 +56,10 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 CORPORA = ROOT.parent / "shared" / "corpora"
-KINDS = ("jpeg", "resize", "crop", "brightness", "contrast", "overlay", "format", "blur")
+KINDS = ("jpeg", "resize", "crop", "brightness", "contrast", "overlay", "logo", "format", "blur")
 NON_CROP = tuple(kind for kind in KINDS if kind != "crop")
 DEFAULT_K = 8
+SPLIT_FRACTIONS = {"train": 0.5, "validation": 0.25, "test": 0.25}
 # Bases that are the same object although their files differ, found by looking at the pairs the methods agreed on:
 # one magnetic tile photographed at three exposures. They form one ground-truth group.
 SAME_OBJECT = (
@@ -88,7 +100,7 @@ def transform(image: Image.Image, kind: str, rng: random.Random) -> bytes:
         scale = rng.uniform(0.3, 0.9)
         return _encode(image.resize((max(8, round(w * scale)), max(8, round(h * scale))), Image.Resampling.LANCZOS))
     if kind == "crop":
-        left, top, right, bottom = (rng.uniform(0, 0.05) for _ in range(4))
+        left, top, right, bottom = (rng.uniform(0.05, 0.3) for _ in range(4))
         box = (round(w * left), round(h * top), round(w * (1 - right)), round(h * (1 - bottom)))
         return _encode(image.crop(box))
     if kind == "brightness":
@@ -102,11 +114,34 @@ def transform(image: Image.Image, kind: str, rng: random.Random) -> bytes:
         draw.text((w * 0.05, h * 0.05), f"NEW ${rng.randint(5, 99)}.99", fill=(0, 0, 0, 255), font=_font(size))
         draw.text((w * 0.5, h * 0.9), "(c) unishard", fill=(255, 255, 255, 140), font=_font(size))
         return _encode(marked)
+    if kind == "logo":
+        return _encode(with_logo(image, rng))
     if kind == "format":
         return _encode(image, "PNG") if rng.random() < 0.5 else _encode(image, "WEBP", lossless=True)
     if kind == "blur":
         return _encode(image.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 1.5))))
     raise ValueError(kind)
+
+
+def with_logo(image: Image.Image, rng: random.Random) -> Image.Image:
+    """``image`` with a badge (a coloured disc or rounded box with two letters) pasted in a random corner."""
+    w, h = image.size
+    side = max(12, round(min(w, h) * rng.uniform(0.12, 0.22)))
+    badge = Image.new("RGBA", (side, side), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(badge)
+    colour = (*(rng.randint(0, 255) for _ in range(3)), rng.randint(200, 255))
+    if rng.random() < 0.5:
+        draw.ellipse((0, 0, side - 1, side - 1), fill=colour)
+    else:
+        draw.rounded_rectangle((0, 0, side - 1, side - 1), radius=side // 5, fill=colour)
+    letters = "".join(rng.choice("ABCDEFGHKMNPRSTUXZ") for _ in range(2))
+    draw.text((side * 0.18, side * 0.25), letters, fill=(255, 255, 255, 255), font=_font(max(8, side // 2)))
+    margin = round(min(w, h) * 0.03)
+    x = margin if rng.random() < 0.5 else w - side - margin
+    y = margin if rng.random() < 0.5 else h - side - margin
+    marked = image.convert("RGBA")
+    marked.alpha_composite(badge, (max(0, x), max(0, y)))
+    return marked.convert("RGB")
 
 
 def _skimage_bases() -> list[tuple[str, Image.Image, dict]]:
@@ -175,17 +210,31 @@ def build_items(per_source: int, seed: int) -> list[Item]:
     return items
 
 
-def fingerprints(items: list[Item]) -> list:
+def fingerprints(items: list[Item], store: Path) -> tuple[list, list, dict]:
+    """Fingerprints and samples (normalised images written under ``store``) of every item, and the hashing CPU.
+
+    Returns:
+        Fingerprints, samples, and CPU seconds spent on the ``phash`` + ``colour`` hashes and on ``subwindow``.
+    """
+    import dataclasses as dc
+
     from schemas.config import NormaliseConfig
-    from schemas.records import Fingerprint
+    from schemas.records import Fingerprint, ImageInfo, Sample
     from transforms.hashing import perceptual_hashes
-    from transforms.normalise import content_key, normalise_image
+    from transforms.normalise import content_key, encode, normalise_image
 
     config = NormaliseConfig()
-    found = []
-    for item in items:
+    found, samples, cpu = [], [], {"phash+colour": 0.0, "subwindow": 0.0}
+    inline = "image_ref" not in {field.name for field in dc.fields(Sample)}
+    for index, item in enumerate(items):
         key, sha = content_key(item.data)
         image, original, _ = normalise_image(item.data, config)
+        started = time.process_time()
+        hashes = perceptual_hashes(image, ["phash", "colour"])
+        cpu["phash+colour"] += time.process_time() - started
+        started = time.process_time()
+        hashes.update(perceptual_hashes(image, ["subwindow"]))
+        cpu["subwindow"] += time.process_time() - started
         found.append(
             Fingerprint(
                 key=key,
@@ -197,29 +246,86 @@ def fingerprints(items: list[Item]) -> list:
                 richness=1,
                 domain="bench",
                 metadata={"label": item.label},
-                hashes=perceptual_hashes(image, ["phash", "colour"]),
+                hashes=hashes,
             )
         )
-    return found
+        encoded = encode(image, config)
+        path = store / f"{index:06d}.jpg"
+        path.write_bytes(encoded)
+        info = ImageInfo(image.width, image.height, "JPEG", "RGB", len(encoded))
+        stored = {"image": encoded} if inline else {"image": b"", "image_ref": str(path)}
+        samples.append(
+            Sample(
+                key,
+                item.name,
+                "",
+                "bench",
+                {"label": item.label},
+                image_ext="jpg",
+                sha256=sha,
+                pixel_sha256=sha,
+                original=original,
+                normalised=info,
+                hashes=hashes,
+                **stored,
+            )
+        )
+    return found, samples, cpu
 
 
-def unishard_pairs(fps: list, **overrides) -> set[frozenset]:
-    """Pairs in one removal group after the real ``NearDeduplicate`` on the DirectRunner."""
+def unishard_run(fps: list, samples: list, splits: bool = False, **overrides) -> tuple[set[frozenset], dict]:
+    """Pairs in one removal group after the real ``NearDeduplicate`` on the DirectRunner, and what else it measured.
+
+    With ``splits``, the clusters (``report_only``) go into the real ``AssignSplits``; the extras then hold each
+    source's split. The extras always hold the process CPU seconds of the run and the methods that matched.
+    """
     import apache_beam as beam
     import pyarrow.parquet as pq
 
-    from schemas.config import NearDedupConfig
+    from schemas.config import NearDedupConfig, SplitConfig
+    from schemas.records import DuplicateCluster
     from transforms.near_dedup import NearDeduplicate
+    from transforms.split import AssignSplits
 
-    config = NearDedupConfig(**overrides)
+    config = NearDedupConfig(**({"report_only": True} if splits else {}), **overrides)
+    extras: dict = {}
     with tempfile.TemporaryDirectory() as out:
+        started = time.process_time()
         with beam.Pipeline(runner="DirectRunner") as pipeline:
-            _ = pipeline | beam.Create(fps) | NearDeduplicate(config, out)
+            fp_pcoll = pipeline | "Fingerprints" >> beam.Create(fps)
+            sample_pcoll = pipeline | "Samples" >> beam.Create(samples)
+            near = fp_pcoll | NearDeduplicate(config, out, samples=sample_pcoll)
+            if splits:
+                links = near.clusters | beam.FlatMap(DuplicateCluster.links)
+                split_config = SplitConfig(fractions=SPLIT_FRACTIONS, group_by=[], min_groups=0)
+                assigned = sample_pcoll | AssignSplits(split_config, out, links=links)
+                _ = (
+                    assigned.samples
+                    | beam.Map(lambda sample: f"{sample.source}\t{sample.split}")
+                    | beam.io.WriteToText(str(Path(out) / "splits" / "assigned"))
+                )
+        extras["cpu_seconds"] = time.process_time() - started
         rows = pq.read_table(Path(out) / "dedup" / "near_dedup.parquet").to_pylist()
+        if splits:
+            lines = [
+                line for path in (Path(out) / "splits").glob("assigned*") for line in path.read_text().splitlines()
+            ]
+            extras["splits"] = dict(line.split("\t") for line in lines)
+    extras["methods"] = dict(sorted(Counter(row["method"] for row in rows if row["method"]).items()))
     groups = defaultdict(list)
     for row in rows:
         groups[(row["cluster_id"], row["survivor_key"])].append(row["source"])
-    return {frozenset(pair) for members in groups.values() for pair in itertools.combinations(members, 2)}
+    pairs = {frozenset(pair) for members in groups.values() for pair in itertools.combinations(members, 2)}
+    return pairs, extras
+
+
+def split_leaks(items: list[Item], assigned: dict[str, str]) -> dict:
+    """True groups (a base and its copies) whose members landed in more than one split."""
+    splits_of = defaultdict(set)
+    for item in items:
+        splits_of[item.group].add(assigned[item.name])
+    leaking = sorted(group for group, found in splits_of.items() if len(found) > 1)
+    return {"groups": len(splits_of), "leaking_groups": len(leaking), "examples": leaking[:10]}
 
 
 def imagededup_pairs(items: list[Item]) -> tuple[set[frozenset], float]:
@@ -259,6 +365,8 @@ def score(items: list[Item], pairs: set[frozenset]) -> dict:
     copies = [item for item in items if item.kind in NON_CROP]
     hits = sum(1 for item in copies if frozenset((item.name, base_of(item))) in pairs)
     result["recall_non_crop"] = hits / len(copies)
+    copies = [item for item in items if item.kind in KINDS]
+    result["recall"] = sum(1 for item in copies if frozenset((item.name, base_of(item))) in pairs) / len(copies)
     result["hard_negatives"] = hard_negatives(items, pairs)
     return result
 
@@ -374,51 +482,75 @@ def run_scale(sizes: list[int]) -> list[dict]:
 
 
 def quality(args: argparse.Namespace) -> dict:
-    """Precision and recall of unishard at each ``max_distance`` and of imagededup, on the same images."""
-    started = time.perf_counter()
+    """Precision, recall, split leaks and CPU of unishard (each ``max_distance``) and imagededup on one image set."""
+    store = Path(args.store or tempfile.mkdtemp(prefix="bench-near-"))
+    store.mkdir(parents=True, exist_ok=True)
     if args.cache and Path(args.cache).exists():
-        items, fps, hash_seconds = pickle.loads(Path(args.cache).read_bytes())
-        same = {f"{b}~{kind}": a for a, b in SAME_OBJECT for kind in ("base", *KINDS)}
-        for item in items:
-            item.group = same.get(item.name if item.kind != "base" else f"{item.name}~base", item.group)
+        items, fps, samples, hash_cpu = pickle.loads(Path(args.cache).read_bytes())
     else:
         items = build_items(args.per_source, args.seed)
-        started = time.perf_counter()
-        fps = fingerprints(items)
-        hash_seconds = time.perf_counter() - started
+        fps, samples, hash_cpu = fingerprints(items, store)
         if args.cache:
-            Path(args.cache).write_bytes(pickle.dumps((items, fps, hash_seconds)))
+            Path(args.cache).write_bytes(pickle.dumps((items, fps, samples, hash_cpu)))
     bases = sum(item.kind == "base" for item in items)
     print(f"{len(items)} images: {bases} bases x (1 + {len(KINDS)} transforms)")
     figures: dict = {"images": len(items), "bases": bases}
-    methods = {}
+    methods, extras = {}, {}
     for k in [int(v) for v in args.distances.split(",") if v]:
-        started = time.perf_counter()
-        methods[f"unishard k={k}"] = (unishard_pairs(fps, max_distance=k), time.perf_counter() - started)
-    methods[f"unishard k={DEFAULT_K} no colour"] = (
-        unishard_pairs(fps, max_distance=DEFAULT_K, max_colour_distance=None),
-        0.0,
+        methods[f"unishard k={k}"], extras[f"unishard k={k}"] = unishard_run(fps, samples, max_distance=k)
+    before = f"unishard k={DEFAULT_K} no geometry"
+    methods[before], extras[before] = unishard_run(fps, samples, subwindow_max_distance=None)
+    methods[f"unishard k={DEFAULT_K} no colour/geometry"], _ = unishard_run(
+        fps, samples, max_colour_distance=None, subwindow_max_distance=None
     )
-    methods["imagededup phash t=10"] = imagededup_pairs(items)
-    header = f"{'method':28s} {'prec':>6s} {'prec*':>6s} {'rec*':>6s} " + " ".join(f"{k[:6]:>13s}" for k in KINDS)
-    print(f"\nrecall/precision per kind; * = over non-crop transforms; unishard hashing {hash_seconds:.0f}s")
+    try:
+        methods["imagededup phash t=10"], _ = imagededup_pairs(items)
+    except ImportError:
+        print("imagededup is not installed: its row is skipped")
+    header = f"{'method':28s} {'prec':>6s} {'rec':>6s} {'rec*':>6s} " + " ".join(f"{k[:6]:>13s}" for k in KINDS)
+    print("\nrecall/precision per kind; * = over non-crop transforms")
     print(header)
-    for name, (pairs, seconds) in methods.items():
+    for name, pairs in methods.items():
         result = score(items, pairs)
-        result["seconds"] = round(seconds, 1)
+        result.update({key: value for key, value in extras.get(name, {}).items() if key != "splits"})
         figures[name] = result
         cells = " ".join(f"{result[k]['recall']:.3f}/{result[k]['precision']:.3f}" for k in KINDS)
         print(
-            f"{name:28s} {result['precision']:6.3f} {result['precision_non_crop']:6.3f} "
-            f"{result['recall_non_crop']:6.3f} {cells}"
+            f"{name:28s} {result['precision']:6.3f} {result['recall']:6.3f} {result['recall_non_crop']:6.3f} {cells}"
         )
     if args.explain:
-        for name, (pairs, _) in methods.items():
+        for name, pairs in methods.items():
             print(f"\nfalse positives of {name}:")
             explain(items, fps, pairs)
     print("\nhard negatives merged (pairs of distinct bases):")
     for name in methods:
         print(f"  {name:28s} {figures[name]['hard_negatives']}")
+    print("\nmethods that matched (cluster members):")
+    for name, found in extras.items():
+        print(f"  {name:28s} {found['methods']}")
+    leaks = {}
+    for name, overrides in ((before, {"subwindow_max_distance": None}), (f"unishard k={DEFAULT_K}", {})):
+        _, found = unishard_run(fps, samples, splits=True, **overrides)
+        leaks[name] = split_leaks(items, found["splits"])
+    figures["split_leaks"] = leaks
+    print(f"\nsplit leaks (report_only, fractions {SPLIT_FRACTIONS}):")
+    for name, found in leaks.items():
+        print(f"  {name:28s} {found['leaking_groups']} of {found['groups']} true groups in two splits")
+    count = len(items)
+    after = f"unishard k={DEFAULT_K}"
+    cpu = {
+        "before_ms_per_image": 1000 * (hash_cpu["phash+colour"] + extras[before]["cpu_seconds"]) / count,
+        "after_ms_per_image": 1000
+        * (hash_cpu["phash+colour"] + hash_cpu["subwindow"] + extras[after]["cpu_seconds"])
+        / count,
+        "hashes_before_ms": 1000 * hash_cpu["phash+colour"] / count,
+        "subwindow_hash_ms": 1000 * hash_cpu["subwindow"] / count,
+        "pipeline_before_ms": 1000 * extras[before]["cpu_seconds"] / count,
+        "pipeline_after_ms": 1000 * extras[after]["cpu_seconds"] / count,
+    }
+    figures["cpu_per_image"] = {name: round(value, 1) for name, value in cpu.items()}
+    print(f"\nnear-dup CPU per image (ms): {figures['cpu_per_image']}")
+    print(f"  after / before: {cpu['after_ms_per_image'] / cpu['before_ms_per_image']:.2f}")
     return figures
 
 
@@ -431,6 +563,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=20240601)
     parser.add_argument("--json", help="also write the figures here")
     parser.add_argument("--cache", help="pickle of the images and fingerprints, reused when it exists")
+    parser.add_argument("--store", help="folder for the normalised images (keep it with --cache); default: a temp dir")
     parser.add_argument("--explain", action="store_true", help="list the false-positive pairs of the default k")
     parser.add_argument("--scale-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()

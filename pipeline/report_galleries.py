@@ -83,9 +83,20 @@ def _note(detail: dict) -> str:
         return str(detail["message"])
     survivor = detail.get("survivor_source") or detail.get("survivor_key") or detail.get("survivor")
     if isinstance(survivor, str):
-        extra = ", ".join(f"{k} {detail[k]}" for k in ("distance", "similarity") if k in detail)
+        extra = ", ".join(f"{k} {detail[k]}" for k in ("method", "distance", "similarity", "inliers") if k in detail)
         return f"duplicate of {survivor.rsplit('/', 1)[-1]}" + (f" ({extra})" if extra else "")
     return ", ".join(f"{k}={v}" for k, v in sorted(detail.items()) if not isinstance(v, (dict, list)))
+
+
+def _evidence(text: str | None) -> str:
+    """A cluster member's match evidence (JSON text) as ``name value`` pairs, empty values left out."""
+    try:
+        evidence = json.loads(text) if text else {}
+    except ValueError:
+        return ""
+    if not isinstance(evidence, dict):
+        return ""
+    return ", ".join(f"{k} {v}" for k, v in sorted(evidence.items()) if v not in (None, 0))
 
 
 def _kept_item(row: dict, thumbs: "Thumbnails") -> GalleryItem:
@@ -190,6 +201,9 @@ def _clusters_from_files(output: str) -> tuple[list[dict], set[str]]:
                 state = "removed"
             distance = member.get("distance")
             shown = f"{metric} {distance:.3g}" if isinstance(distance, (int, float)) else ""
+            if member.get("method"):
+                # The match that joined it (pHash, or keypoints for a crop or overlay) and its evidence.
+                shown = " · ".join(filter(None, [member["method"], _evidence(member.get("evidence")), shown]))
             notes.append(
                 (member["key"], member.get("source") or "", f"{stage} · {state}" + (f" · {shown}" if shown else ""))
             )

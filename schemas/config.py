@@ -118,10 +118,35 @@ class NearDedupConfig(DuplicateRules):
         description="Largest colour-signature distance (CIELAB, after brightness and contrast compensation); keeps "
         "colour variants of one product apart. Unset to turn the check and its hash off.",
     )
+    subwindow_max_distance: int | None = pydantic.Field(
+        8,
+        ge=0,
+        le=31,
+        description="Largest pHash distance between two keypoint-anchored windows that makes a crop or overlay "
+        "candidate; candidates are kept only when keypoints verify them. Unset to turn off the geometric "
+        "path and its 'subwindow' hash.",
+    )
+    subwindow_min_windows: int = pydantic.Field(
+        1, ge=1, description="Windows two images must share (within subwindow_max_distance) to be a candidate."
+    )
+    candidate_distance: int = pydantic.Field(
+        10,
+        ge=0,
+        le=31,
+        description="Whole-image pHash distance up to which a pair the pHash test rejects is still verified on "
+        "keypoints (a crop of a few percent, an overlay).",
+    )
+    min_inliers: int = pydantic.Field(
+        15, ge=4, description="Keypoint matches consistent with one similarity transform that accept a candidate pair."
+    )
+    keypoints: int = pydantic.Field(
+        500, ge=16, le=5000, description="ORB keypoints per candidate image (on the image scaled to 512 pixels)."
+    )
 
     def hash_names(self) -> list[str]:
         """The hashes normalise must compute for this section (and for decontamination)."""
         names = ["phash"] + ([self.second_hash] if self.second_hash else [])
+        names += ["subwindow"] if self.subwindow_max_distance is not None else []
         return names + (["colour"] if self.max_colour_distance is not None else [])
 
 

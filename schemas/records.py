@@ -176,6 +176,10 @@ class DuplicateCluster:
         distances: For each member, its distance to that survivor (0 for survivors).
         removed: For each member, whether the stage rejected it (all false in ``report_only`` mode).
         report_only: The stage only reported this cluster.
+        methods: For each member, what matched it on its way to its survivor (near dedup: ``phash``,
+            ``keypoints``; empty for survivors); empty when the stage records none.
+        evidence: For each member, that match's evidence as JSON text (``{"distance": 5}``, ``{"inliers": 48,
+            "colour_distance": 3.1}``), aligned with ``methods``.
     """
 
     cluster_id: str
@@ -188,6 +192,8 @@ class DuplicateCluster:
     distances: tuple[float, ...]
     removed: tuple[bool, ...]
     report_only: bool = False
+    methods: tuple[str, ...] = ()
+    evidence: tuple[str, ...] = ()
 
     @property
     def size(self) -> int:

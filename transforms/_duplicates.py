@@ -45,6 +45,8 @@ CLUSTER_SCHEMA = pa.schema(
         ("distance", pa.float64()),
         ("removed", pa.bool_()),
         ("report_only", pa.bool_()),
+        ("method", pa.string()),
+        ("evidence", pa.string()),
     ]
 )
 
@@ -75,9 +77,13 @@ class Member:
 
 
 class Edge(NamedTuple):
+    """A verified pair; ``method`` names the test that matched it and ``evidence`` its ``(name, value)`` figures."""
+
     a: Member
     b: Member
     same_label: bool
+    method: str = ""
+    evidence: tuple[tuple[str, Any], ...] = ()
 
 
 class Decided(NamedTuple):
@@ -132,7 +138,7 @@ class _UnionFind:
         return True
 
 
-def forest_edges(members: Sequence[Member], pairs: Iterable[tuple[int, int]]) -> Iterator[Edge]:
+def forest_edges(members: Sequence[Member], pairs: Iterable[tuple[int, int]], method: str = "") -> Iterator[Edge]:
     """Reduce verified pairs (indices into ``members``) to the edges that keep both kinds of component intact."""
     every, same = _UnionFind(len(members)), _UnionFind(len(members))
     for i, j in pairs:
@@ -141,7 +147,7 @@ def forest_edges(members: Sequence[Member], pairs: Iterable[tuple[int, int]]) ->
         joins_every = every.union(i, j)
         joins_same = same_label and same.union(i, j)
         if joins_every or joins_same:
-            yield Edge(a, b, same_label)
+            yield Edge(a, b, same_label, method)
 
 
 class ClusterDuplicates(beam.PTransform):
@@ -215,16 +221,23 @@ def decide_cluster(
         if root not in best or member.rank < best[root].rank:
             best[root] = member
     cluster_id = f"{stage}-{members[0].key}"
-    survivors, distances, removed, losers = [], [], [], []
+    towards = _edges_towards_survivors(edges, [best[root] for root in sorted(set(best))])
+    survivors, distances, removed, losers, methods, evidence = [], [], [], [], [], []
     for position, member in enumerate(members):
         survivor = best[groups.find(position)]
         value, detail = (0.0, {}) if survivor is member else distance(member, survivor)
+        match = {} if survivor is member else _match_detail(member, towards.get(member.source), distance)
         remove = survivor is not member and not report_only and not member.shipped
         survivors.append(survivor.key)
         distances.append(float(value))
         removed.append(remove)
+        methods.append(match.get("method", ""))
+        evidence.append(json.dumps(match.get("evidence", {}), sort_keys=True) if match else "")
         if remove:
-            losers.append((member, survivor, value, {**detail, "cluster_id": cluster_id}))
+            extra = {"method": match["method"], **match["evidence"]} if match.get("method") else {}
+            if match.get("via") and match["via"] != survivor.key:
+                extra["matched_key"] = match["via"]
+            losers.append((member, survivor, value, {**detail, **extra, "cluster_id": cluster_id}))
     cluster = DuplicateCluster(
         cluster_id=cluster_id,
         stage=stage,
@@ -236,8 +249,47 @@ def decide_cluster(
         distances=tuple(distances),
         removed=tuple(removed),
         report_only=report_only,
+        methods=tuple(methods) if any(methods) else (),
+        evidence=tuple(evidence) if any(methods) else (),
     )
     return cluster, losers
+
+
+def _edges_towards_survivors(edges: list[Edge], survivors: list[Member]) -> dict[str, tuple[Edge, Member]]:
+    """For each member, the same-label edge that leads one step towards its survivor, and the member it leads to.
+
+    A breadth-first search from every survivor over the same-label edges (neighbours in key order), so the path and
+    its first step are the same whatever order the edges arrived in.
+    """
+    around: dict[str, list[tuple[Member, Edge]]] = {}
+    for edge in edges:
+        if edge.same_label:
+            around.setdefault(edge.a.source, []).append((edge.b, edge))
+            around.setdefault(edge.b.source, []).append((edge.a, edge))
+    for neighbours in around.values():
+        neighbours.sort(key=lambda pair: (pair[0].key, pair[0].source, pair[1].method, pair[1].evidence))
+    towards: dict[str, tuple[Edge, Member]] = {}
+    frontier = sorted(survivors, key=lambda member: (member.key, member.source))
+    seen = {member.source for member in frontier}
+    while frontier:
+        following = []
+        for member in frontier:
+            for neighbour, edge in around.get(member.source, []):
+                if neighbour.source not in seen:
+                    seen.add(neighbour.source)
+                    towards[neighbour.source] = (edge, member)
+                    following.append(neighbour)
+        frontier = following
+    return towards
+
+
+def _match_detail(member: Member, step: tuple[Edge, Member] | None, distance: Callable) -> dict:
+    """What matched ``member`` on its way to its survivor: the method and evidence of its first step there."""
+    if step is None:
+        return {}
+    edge, towards = step
+    evidence = dict(edge.evidence) if edge.evidence else {"distance": distance(member, towards)[1].get("distance")}
+    return {"method": edge.method, "evidence": evidence, "via": towards.key}
 
 
 class _DecideClusterFn(beam.DoFn):
@@ -304,8 +356,17 @@ def cluster_rows(clusters: Iterable[DuplicateCluster]) -> list[dict]:
     """One row per member, clusters in id order, members in key order."""
     rows = []
     for cluster in sorted(clusters, key=lambda c: c.cluster_id):
-        for key, source, survivor, distance, removed in zip(
-            cluster.keys, cluster.sources, cluster.survivors, cluster.distances, cluster.removed, strict=True
+        methods = cluster.methods or ("",) * cluster.size
+        evidence = cluster.evidence or ("",) * cluster.size
+        for key, source, survivor, distance, removed, method, proof in zip(
+            cluster.keys,
+            cluster.sources,
+            cluster.survivors,
+            cluster.distances,
+            cluster.removed,
+            methods,
+            evidence,
+            strict=True,
         ):
             rows.append(
                 {
@@ -320,6 +381,8 @@ def cluster_rows(clusters: Iterable[DuplicateCluster]) -> list[dict]:
                     "distance": distance,
                     "removed": removed,
                     "report_only": cluster.report_only,
+                    "method": method,
+                    "evidence": proof,
                 }
             )
     return rows

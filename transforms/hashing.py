@@ -13,14 +13,31 @@ compares two signatures after fitting away a global brightness and contrast chan
 chroma ``ab' = g ab`` with ``a`` and ``g`` held within [0.8, 1.25]) and returns the largest remaining per-cell
 difference (lightness counted at half weight), so a re-exported or slightly brightened photo stays close while a
 recoloured product region, however small, does not.
+
+A whole-image pHash moves 10-30 bits when a crop takes 5-30% off a side, and a sub-window at a fixed place moves as
+much when its box is off by 2%, so ``subwindow`` hashes windows anchored on the content instead: the pHash of a
+square window of four times the keypoint size around each of the strongest ORB keypoints (on the image scaled to
+384 pixels, windows at least 8% of the shorter side, wholly inside, not flat), up to 48 distinct windows (at most
+384 bytes, 768 hex digits; empty for an image too small or too flat to have one). A window inside a crop's kept
+area is the same window of the original: ``transforms.near_dedup`` buckets these hashes to find crop and overlay
+candidates, which it then verifies geometrically.
 """
 
+import cv2
 import imagehash
 import numpy as np
+import scipy.fft
 from PIL import Image
 
 PHASH = "phash"
 COLOUR = "colour"
+SUBWINDOW = "subwindow"
+WINDOW_SIDE = 384
+MAX_WINDOWS = 48
+_WINDOW_SCALE = 4.0
+_MIN_WINDOW = 0.08
+_MIN_WINDOW_STD = 6.0
+_DISTINCT_BITS = 4
 COLOUR_GRID = 12
 _CELL_PIXELS = 4
 _GAIN_RANGE = (0.8, 1.25)
@@ -49,11 +66,55 @@ def colour_signature(image: Image.Image) -> str:
     return np.clip(np.rint(quantised), 0, 255).astype(np.uint8).tobytes().hex()
 
 
+def window_phash(window: np.ndarray) -> int:
+    """imagehash's pHash of a grayscale array (32x32 DCT, 8x8 low frequencies against their median) as an int."""
+    small = cv2.resize(window, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float64)
+    low = scipy.fft.dct(scipy.fft.dct(small, axis=0), axis=1)[:8, :8]
+    bits = (low > np.median(low)).ravel()
+    return int.from_bytes(np.packbits(bits).tobytes(), "big")
+
+
+def subwindow_hashes(image: Image.Image) -> str:
+    """pHashes of up to ``MAX_WINDOWS`` keypoint-anchored windows, concatenated as 16 hex digits each."""
+    gray = np.asarray(image.convert("L"))
+    scale = min(1.0, WINDOW_SIDE / max(gray.shape))
+    if scale < 1.0:
+        size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
+        gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+    height, width = gray.shape
+    if min(height, width) < 32:
+        return ""
+    detector = cv2.ORB_create(nfeatures=4 * MAX_WINDOWS, edgeThreshold=8, patchSize=15)
+    keypoints = sorted(detector.detect(gray, None), key=lambda k: (-k.response, k.pt[1], k.pt[0]))
+    found: list[int] = []
+    for keypoint in keypoints:
+        x, y = keypoint.pt
+        side = keypoint.size * _WINDOW_SCALE
+        inside = side / 2 <= min(x, y, width - x, height - y)
+        if side < _MIN_WINDOW * min(height, width) or not inside:
+            continue
+        window = cv2.getRectSubPix(gray, (round(side), round(side)), (x, y))
+        if float(window.std()) < _MIN_WINDOW_STD:
+            continue
+        value = window_phash(window)
+        if all((value ^ other).bit_count() >= _DISTINCT_BITS for other in found):
+            found.append(value)
+            if len(found) == MAX_WINDOWS:
+                break
+    return "".join(f"{value:016x}" for value in found)
+
+
+def window_values(text: str) -> list[int]:
+    """The window hashes of a ``subwindow`` hex string."""
+    return [int(text[start : start + 16], 16) for start in range(0, len(text), 16)]
+
+
 HASHERS = {
     PHASH: imagehash.phash,
     "dhash": imagehash.dhash,
     "whash": imagehash.whash,
     COLOUR: colour_signature,
+    SUBWINDOW: subwindow_hashes,
 }
 
 
@@ -87,7 +148,7 @@ def decode_colours(raws: list[bytes]) -> np.ndarray:
 
 
 def _residual(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Largest per-cell difference left when ``y`` is explained as a brightness and contrast change of ``x``."""
+    """Per-cell differences left when ``y`` is explained as a brightness and contrast change of ``x``."""
     low, high = _GAIN_RANGE
     xl, yl = x[..., 0], y[..., 0]
     x_mean, y_mean = xl.mean(-1, keepdims=True), yl.mean(-1, keepdims=True)
@@ -100,9 +161,14 @@ def _residual(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     chroma_gain = (xab * yab).sum((-1, -2))[..., None, None] / np.maximum(energy, 1e-6)
     chroma_gain = np.clip(np.where(energy > 1e-6, chroma_gain, 1.0), low, high)
     chroma = yab - chroma_gain * xab
-    return np.sqrt((_LIGHTNESS_WEIGHT * lightness) ** 2 + (chroma**2).sum(-1)).max(-1)
+    return np.sqrt((_LIGHTNESS_WEIGHT * lightness) ** 2 + (chroma**2).sum(-1))
+
+
+def colour_residuals(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Symmetric per-cell colour differences after brightness and contrast compensation, ``(..., cells)``."""
+    return np.maximum(_residual(x, y), _residual(y, x))
 
 
 def colour_distance(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Symmetric colour-signature distance; ``x`` and ``y`` are ``(..., cells, 3)`` arrays from ``decode_colour``."""
-    return np.maximum(_residual(x, y), _residual(y, x))
+    return colour_residuals(x, y).max(-1)

@@ -1,13 +1,17 @@
 """Near-duplicate deduplication: banding completeness, verification, survivors, scopes, label rules, giant buckets,
-and the ledger end to end (with decontamination in the same run)."""
+crops and overlays verified on keypoints, and the ledger and splits end to end (with decontamination in the same
+run)."""
 
+import dataclasses
 import io
+import itertools
 import json
 import random
 from collections import defaultdict
 from pathlib import Path
 
 import apache_beam as beam
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -16,11 +20,19 @@ from hypothesis import strategies as st
 from PIL import Image, ImageDraw, ImageEnhance
 
 from schemas import reasons
-from schemas.config import NearDedupConfig
-from schemas.records import Fingerprint
+from schemas.config import NearDedupConfig, NormaliseConfig
+from schemas.records import Fingerprint, ImageInfo, Sample, fingerprint
 from tests.helpers import make_photo, run_job, write_sidecar
 from transforms._duplicates import Edge, Member, decide_cluster
-from transforms.hashing import colour_distance, colour_signature, decode_colour, perceptual_hashes
+from transforms._keypoints import extract, match, overlay_patch
+from transforms.hashing import (
+    colour_distance,
+    colour_signature,
+    decode_colour,
+    perceptual_hashes,
+    subwindow_hashes,
+    window_values,
+)
 from transforms.near_dedup import (
     HashFeatures,
     Limits,
@@ -30,6 +42,7 @@ from transforms.near_dedup import (
     bucket_pairs,
     near_distance,
 )
+from transforms.normalise import content_key, encode, normalise_image
 
 
 def _flip(value: int, bits: list[int]) -> int:
@@ -294,3 +307,190 @@ def test_duplicate_clusters_are_written_as_data_counted_in_images(pipeline_run):
     assert summary["images_in_clusters"] == len(rows) == 4 and summary["images_removed"] == 1
     contamination = json.loads((pipeline_run.path / "dedup" / "decontaminate.json").read_text())
     assert contamination["contaminated_samples"] == 1 and contamination["eval_items"] == 1
+
+
+def _scene(seed: int, width: int = 480, height: int = 360) -> Image.Image:
+    """A generated photo with structure keypoints can hold on to: shapes of random colours on a light ground."""
+    rng = random.Random(seed)
+    image = Image.new("RGB", (width, height), tuple(rng.randint(150, 255) for _ in range(3)))
+    draw = ImageDraw.Draw(image)
+    for _ in range(40):
+        x, y, size = rng.randint(0, width), rng.randint(0, height), rng.randint(8, 60)
+        colour = tuple(rng.randint(0, 255) for _ in range(3))
+        if rng.random() < 0.5:
+            draw.rectangle((x, y, x + size, y + rng.randint(8, 60)), fill=colour)
+        else:
+            draw.ellipse((x, y, x + size, y + size), fill=colour, outline=(0, 0, 0))
+    return image
+
+
+def _crop(image: Image.Image, share: float) -> Image.Image:
+    w, h = image.size
+    return image.crop((round(w * share), round(h * share), round(w * (1 - share)), round(h * (1 - share))))
+
+
+def _recoloured(image: Image.Image) -> Image.Image:
+    """The same picture with its colour channels rotated: every shape in another colour, the same structure."""
+    return Image.fromarray(np.asarray(image)[:, :, [2, 0, 1]])
+
+
+def _texture(seed: int) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (300, 300, 3), dtype=np.uint8))
+
+
+def _features(image: Image.Image):
+    return extract(_jpeg(image, quality=92), NearDedupConfig().keypoints)
+
+
+def test_a_crop_of_a_fifth_per_side_matches_its_original_on_keypoints():
+    original, crop = _scene(1), _crop(_scene(1), 0.2)
+    found, inliers = match(_features(crop), _features(original), NearDedupConfig().min_inliers, 8.0)
+    assert found is not None and found.inliers == inliers >= NearDedupConfig().min_inliers
+    assert found.colour_distance <= NearDedupConfig().max_colour_distance and found.overlay_cells == 0
+    windows = window_values(subwindow_hashes(original))
+    assert min((a ^ b).bit_count() for a in window_values(subwindow_hashes(crop)) for b in windows) <= 8
+
+
+def test_a_colour_variant_matches_keypoints_but_stays_apart_on_colour():
+    original, variant = _features(_scene(1)), _features(_recoloured(_scene(1)))
+    found, inliers = match(original, variant, NearDedupConfig().min_inliers, 8.0)
+    assert found is None and inliers >= NearDedupConfig().min_inliers
+
+
+def test_tiny_flat_and_unrelated_images_never_match_and_never_crash():
+    tiny, flat = Image.new("RGB", (16, 16), (90, 90, 90)), Image.new("RGB", (400, 300), (120, 130, 140))
+    assert subwindow_hashes(tiny) == "" and subwindow_hashes(flat) == ""
+    features = [_features(image) for image in (tiny, flat, _scene(1), _texture(1), _texture(2))]
+    assert len(features[0].points) == 0 and len(features[1].points) == 0
+    for a, b in itertools.combinations(features, 2):
+        assert match(a, b, NearDedupConfig().min_inliers, 8.0)[0] is None
+
+
+def test_an_edge_patch_counts_as_an_overlay_but_a_central_recolour_or_a_band_does_not():
+    grid = np.zeros((12, 12))
+    grid[0:3, 9:12] = 30.0
+    assert overlay_patch(grid, 8.0)
+    grid[11, 0:2] = 30.0
+    assert overlay_patch(grid, 8.0)
+    grid = np.zeros((12, 12))
+    grid[4:7, 4:7] = 30.0
+    assert not overlay_patch(grid, 8.0)
+    grid[0:2, 0:2] = 30.0
+    assert not overlay_patch(grid, 8.0)
+    band = np.zeros((12, 12))
+    band[0, [5, 6, 8, 9, 10]], band[0, 7] = 12.0, 6.0
+    assert not overlay_patch(band, 8.0)
+
+
+def _sample_and_fingerprint(name: str, image: Image.Image, label: str = "") -> tuple[Sample, Fingerprint]:
+    config = NormaliseConfig(min_side=8)  # the 16x16 thumbnail must reach near dedup
+    data = _jpeg(image, quality=95)
+    normalised, original, _ = normalise_image(data, config)
+    key, sha = content_key(data)
+    hashes = perceptual_hashes(normalised, NearDedupConfig().hash_names())
+    encoded = encode(normalised, config)
+    info = ImageInfo(normalised.width, normalised.height, "JPEG", "RGB", len(encoded))
+    metadata = {"label": label}
+    sample = Sample(key, name, "", "factory", metadata, encoded, "jpg", sha, sha, original, info, hashes=hashes)
+    return sample, fingerprint(sample)
+
+
+@pytest.fixture(scope="module")
+def geometric_run(tmp_path_factory):
+    """A scene, its 20%-per-side crop, its recoloured twin, a thumbnail, a blank frame and two random textures."""
+    images = {
+        "scene": _scene(1),
+        "scene-crop": _crop(_scene(1), 0.2),
+        "scene-recoloured": _recoloured(_scene(1)),
+        "thumbnail": _scene(1).resize((16, 16)),
+        "blank": Image.new("RGB", (400, 300), (250, 250, 250)),
+        "texture-1": _texture(1),
+        "texture-2": _texture(2),
+    }
+    pairs = [_sample_and_fingerprint(name, image) for name, image in images.items()]
+    out = tmp_path_factory.mktemp("geometric")
+    with beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner"])) as pipeline:
+        samples = pipeline | "Samples" >> beam.Create([sample for sample, _ in pairs])
+        result = (
+            pipeline
+            | "Fingerprints" >> beam.Create([fp for _, fp in pairs])
+            | NearDeduplicate(NearDedupConfig(max_bucket=4), str(out), samples=samples)
+        )
+        _ = (
+            result.rejected
+            | beam.Map(lambda row: json.dumps(vars(row), sort_keys=True))
+            | beam.combiners.ToList()
+            | beam.Map(lambda rows: (out / "rejected.json").write_text(json.dumps(sorted(rows))))
+        )
+    rejected = {row["source"]: row for row in map(json.loads, json.loads((out / "rejected.json").read_text()))}
+    return {p.source: p for _, p in pairs}, rejected, out
+
+
+def test_crop_is_removed_naming_its_survivor_the_method_and_the_inliers(geometric_run):
+    fingerprints, rejected, _ = geometric_run
+    assert set(rejected) == {"scene-crop"}
+    row = rejected["scene-crop"]
+    assert (row["stage"], row["reason"]) == ("near_dedup", reasons.NEAR_DUPLICATE)
+    detail = json.loads(row["detail"])
+    assert detail["survivor_source"] == "scene" and detail["survivor_key"] == fingerprints["scene"].key
+    assert detail["method"] in ("keypoints", "subwindow") and detail["inliers"] >= NearDedupConfig().min_inliers
+
+
+def test_clusters_file_shows_method_and_evidence_and_keeps_the_rest_apart(geometric_run):
+    fingerprints, _, out = geometric_run
+    rows = pq.read_table(out / "dedup" / "near_dedup.parquet").to_pylist()
+    assert {row["source"] for row in rows} == {"scene", "scene-crop"}
+    crop = next(row for row in rows if row["source"] == "scene-crop")
+    assert crop["removed"] and crop["method"] == "keypoints" and json.loads(crop["evidence"])["inliers"] >= 15
+    assert next(row for row in rows if row["source"] == "scene")["method"] == ""
+
+
+def test_one_window_shared_by_many_images_is_capped_and_reported(tmp_path):
+    window = 0x9E3779B97F4A7C15
+    fps = [
+        dataclasses.replace(fp, hashes={**fp.hashes, "subwindow": f"{window:016x}"})
+        for fp in (_fp(f"many/{index}", random.Random(index).getrandbits(64)) for index in range(5))
+    ]
+    out = tmp_path / "capped"
+    out.mkdir()
+    with beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner"])) as pipeline:
+        samples = pipeline | "Samples" >> beam.Create([])
+        _ = pipeline | beam.Create(fps) | NearDeduplicate(NearDedupConfig(max_bucket=4), str(out), samples=samples)
+    capped = json.loads((out / "dedup" / "near_dedup.json").read_text())["capped_buckets"]
+    windows = [bucket for bucket in capped if str(bucket["band"]).startswith("subwindow")]
+    assert len(windows) == 4 and {bucket["size"] for bucket in windows} == {5}
+    assert {bucket["compared"] for bucket in windows} == {"none"}
+
+
+@pytest.fixture(scope="module")
+def split_run(tmp_path_factory):
+    """A real run in report_only mode with splits on: a scene, its 20%-per-side crop and six unrelated photos."""
+    root = tmp_path_factory.mktemp("crop-splits")
+    images = root / "images"
+    images.mkdir()
+    _scene(7).save(images / "scene.jpg", quality=95)
+    _crop(_scene(7), 0.2).save(images / "scene-crop.jpg", quality=95)
+    for seed in range(6):
+        _scene(100 + seed).save(images / f"other-{seed}.jpg", quality=95)
+    for path in images.iterdir():
+        write_sidecar(path, title=f"picture {path.stem}")
+    return run_job(
+        [images],
+        root / "out",
+        near_dedup={"report_only": True},
+        split={"fractions": {"train": 0.5, "validation": 0.25, "test": 0.25}},
+        **{stage: {"enabled": False} for stage in ("faces", "audit", "documents", "eval_set", "semantic_dedup")},
+        views={"docs": {"enabled": False}, "edit": {"enabled": False}},
+        safety={"image_check": False},
+    )
+
+
+def test_a_crop_and_its_original_land_in_one_split(split_run):
+    rows = split_run.ledger_by_name()
+    assert all(row["status"] == "kept" for row in rows.values()) and len(rows) == 8
+    assert rows["scene.jpg"]["split"] == rows["scene-crop.jpg"]["split"]
+    clusters = pq.read_table(split_run.path / "dedup" / "near_dedup.parquet").to_pylist()
+    by_name = {Path(row["source"]).name: row for row in clusters}
+    assert by_name["scene-crop.jpg"]["cluster_id"] == by_name["scene.jpg"]["cluster_id"]
+    assert by_name["scene-crop.jpg"]["method"] == "keypoints" and not by_name["scene-crop.jpg"]["removed"]
