@@ -60,7 +60,7 @@ def build(pipeline: beam.Pipeline, config: UnishardConfig, output: str, earlier:
         config.decontaminate, config.normalise, config.near_dedup.hash_names(), output
     )
     comparable = (clean.survivors, known.shipped) | "WithShippedNear" >> beam.Flatten()
-    near = comparable | "NearDedup" >> NearDeduplicate(config.near_dedup, output, samples=texted.samples)
+    near = comparable | "NearDedup" >> NearDeduplicate(config.near_dedup, output, samples=checked.kept)
     rejections = (exact.rejected, clean.rejected, near.rejected) | "FingerprintRejections" >> beam.Flatten()
     unique = checked.kept | "DropDuplicates" >> DropRejected(rejections)
     embed = with_stage_hints(EmbedImages(config.embed, config.clip), pipeline, "embed")
