@@ -83,13 +83,14 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=4000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--modes", default="in_process,multi_processing,portable")
+    parser.add_argument("--keep", type=Path, help="work in this folder and keep the outputs (to compare files)")
     args = parser.parse_args()
     os.chdir(ROOT)
     # The worker pool starts SDK workers with the first `python` on PATH: this environment's.
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PATH": path}
     with tempfile.TemporaryDirectory(prefix="unishard-determinism-") as tmp:
-        work = Path(tmp)
+        work = args.keep.resolve() if args.keep else Path(tmp)
         make_images(work / "inputs", args.images)
         modes = args.modes.split(",")
         if "in_process" in modes:
