@@ -7,6 +7,9 @@ wall time, ledger rows, kept samples and the SHA-256 over every output file exce
 the run happened (``_run/run.json``, ``_run/config.json``, ``report/``).
 
     python benchmarks/bench_determinism.py --images 4000 --workers 2
+
+Digests compare within one invocation only: each invocation generates its inputs in a new folder, and the sources
+(input paths) are part of the output (ledger, sample JSON, sidecars, the config hash in ``_run/state.json``).
 """
 
 import argparse
