@@ -91,8 +91,7 @@ def services(tmp_path_factory):
     python = str(VENV_BIN / "python")
     processes = {
         "job service": _start(
-            [python, "-m", "pipeline.job_service", "--port=0"]
-            + [f"--port_file={port_file}"],
+            [python, "-m", "pipeline.job_service", "--port=0"] + [f"--port_file={port_file}"],
             logs["job service"],
             env,
             work,
