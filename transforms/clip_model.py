@@ -186,28 +186,22 @@ def locate_weights(
             f"{section}: {what} is not available: {folder} must be a folder holding open_clip_config.json and a "
             f"weights file (.safetensors, .bin or .pth).\n{how_to_provide(name, None, section)}"
         )
-    if name.startswith(HF_HUB_PREFIX):
-        path, looked = _cached_pretrained(name, None, cache_dir, section)
-        if path:
-            return path
-        raise ModelUnavailable(
-            f"{section}: {what} is not available on this machine.\n"
-            f"  looked in: {looked}\n{how_to_provide(name, None, section)}"
-        )
-    if checkpoint:
+    hub_repo = name.startswith(HF_HUB_PREFIX)  # the repository is the name: no tag, no checkpoint
+    if checkpoint and not hub_repo:
         if Path(checkpoint).is_file():
             return checkpoint
         raise ModelUnavailable(
             f"{section}: weights file {checkpoint} for {what} does not exist.\n{how_to_provide(name, None, section)}"
         )
-    if not pretrained:
+    tag = None if hub_repo else pretrained
+    if not hub_repo and not tag:
         raise ModelUnavailable(f"{section}: {what} has no weights configured.\n{how_to_provide(name, None, section)}")
-    path, looked = _cached_pretrained(name, pretrained, cache_dir, section)
+    path, looked = _cached_pretrained(name, tag, cache_dir, section)
     if path:
         return path
     raise ModelUnavailable(
         f"{section}: {what} is not available on this machine.\n"
-        f"  looked in: {looked}\n{how_to_provide(name, pretrained, section)}"
+        f"  looked in: {looked}\n{how_to_provide(name, tag, section)}"
     )
 
 
