@@ -6,7 +6,12 @@ records every buffer the FnApiRunner fills at a stage boundary (grouped and mate
 and looks for the images of the shards, and of the inputs, in them.
 """
 
+import errno
+
+import pytest
 from apache_beam.runners.portability.fn_api_runner import execution
+
+from pipeline.launch import RunError
 
 from tests.helpers import noise_images
 
@@ -48,3 +53,25 @@ def test_the_image_store_is_gone_after_the_run(tmp_path, run):
     assert len(out.samples()) == 2
     assert not list((tmp_path / "out").glob("_staging*/*.images"))
     assert not (tmp_path / "out" / "_staging").exists()
+
+
+def test_an_image_store_that_cannot_be_written_fails_the_run_naming_the_path(tmp_path, run, monkeypatch):
+    import transforms.image_store
+
+    noise_images(tmp_path / "in", 3, size=(128, 96), suffix="png", seed=100)
+    refused = []
+
+    def disk_full(path, data):
+        refused.append(path)
+        raise OSError(errno.ENOSPC, "No space left on device", path)
+
+    monkeypatch.setattr(transforms.image_store, "write_atomic", disk_full)
+    with pytest.raises(RunError) as raised:
+        run([tmp_path / "in"], output=tmp_path / "out", **NO_TEXT)
+
+    message = str(raised.value)
+    assert "No space left on device" in message
+    assert any(path in message for path in refused), message  # the image it could not write
+    assert "nothing was committed" in message.lower() or "Nothing was committed" in message
+    final = [p for p in (tmp_path / "out").rglob("*") if p.is_file() and "_staging" not in p.parts]
+    assert final == []
