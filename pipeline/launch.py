@@ -25,7 +25,7 @@ from apache_beam.runners.runner import PipelineResult, PipelineState
 from pipeline.assemble import build
 from pipeline.models import check_models, models_line, models_record
 from pipeline.output_folder import ForeignFiles, check_output_folder
-from pipeline.profiles import resolve_options
+from pipeline.profiles import PARALLEL_FROM, resolve_options, sized_by_user, use_the_cores
 from pipeline.progress import tracked
 from pipeline.report import REPORT_FILES, write_run_report
 from pipeline.sdk_worker import local_runner
@@ -37,7 +37,7 @@ from transforms._io import join, write_atomic
 from transforms.books import BOOK_PROBLEMS, BOOKS, PROBLEMS
 from transforms.image_store import store_folder
 from transforms.incremental import INCREMENT, EarlierRun
-from transforms.ingest import input_kind
+from transforms.ingest import count_items, input_kind
 from transforms.write_audit import crossed_bounds
 from transforms.write_shards import canonical_json
 
@@ -322,6 +322,15 @@ def run(
     check_writable(output)
     options = PipelineOptions(beam_args)
     runner = resolve_options(options)
+    if not sized_by_user(beam_args):
+        listed = sum(count_items(spec, PARALLEL_FROM) for spec in config.ingest.inputs)
+        if workers := use_the_cores(options, beam_args, listed, os.cpu_count()):
+            _LOG.info(
+                "unishard: %d or more inputs: %d worker processes, one per core (--direct_num_workers=1 runs in one "
+                "process)",
+                PARALLEL_FROM,
+                workers,
+            )
     with output_lock(output):
         for message in recover(output):
             _LOG.info("unishard: %s", message)

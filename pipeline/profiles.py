@@ -18,6 +18,7 @@ from pathlib import Path
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import (
+    DirectOptions,
     PipelineOptions,
     StandardOptions,
     _BeamArgumentParser,
@@ -33,6 +34,8 @@ _LOG = logging.getLogger("unishard")
 
 PROFILE_DIR = Path(runners.__file__).parent
 LOCAL_RUNNER = "FnApiRunner"
+# Listed items from which a local run nobody sized uses one worker process per core (``use_the_cores``).
+PARALLEL_FROM = 500
 # Beam's DirectRunner (SwitchingDirectRunner) first tries Prism, which downloads a binary from GitHub at submit time
 # and, when that fails, falls back to the FnApiRunner anyway.
 _PRISM_FIRST = frozenset({"direct", "directrunner", "switchingdirectrunner"})
@@ -220,6 +223,29 @@ def resolve_options(options: PipelineOptions) -> str:
         standard.runner = LOCAL_RUNNER
     close_flush_race()
     return standard.runner
+
+
+def sized_by_user(beam_args: list[str]) -> bool:
+    """Whether the command line or a profile chose how the local runner runs (``--direct_running_mode`` or
+    ``--direct_num_workers``)."""
+    return bool(_given(beam_args) & {"direct_running_mode", "direct_num_workers"})
+
+
+def use_the_cores(options: PipelineOptions, beam_args: list[str], items: int, cpus: int | None) -> int:
+    """Give a local run that nobody sized one worker process per core once it is large enough; return the count.
+
+    A run on the local FnApiRunner without ``--direct_running_mode``, ``--direct_num_workers`` or a profile runs
+    in one process below ``PARALLEL_FROM`` listed items (starting worker processes costs seconds that a small run
+    does not win back) and on ``cpus`` worker processes from there (the output is byte-identical either way).
+    Returns 0 when the options were left as they were.
+    """
+    standard = options.view_as(StandardOptions)
+    if standard.runner != LOCAL_RUNNER or sized_by_user(beam_args) or items < PARALLEL_FROM or (cpus or 1) < 2:
+        return 0
+    direct = options.view_as(DirectOptions)
+    direct.direct_running_mode = "multi_processing"
+    direct.direct_num_workers = cpus
+    return cpus
 
 
 def close_flush_race() -> None:

@@ -355,14 +355,14 @@ class Thumbnails:
         return b""
 
     def _manifest_path(self, manifest: str, number: int) -> str:
-        from transforms.ingest import _manifest_rows, resolve_manifest_path
+        from transforms.ingest import manifest_rows, resolve_manifest_path
 
         spec = next(
             (s for s in self._config.get("ingest", {}).get("inputs", []) if s.get("path") == manifest),
             {"path_column": "path", "roots": []},
         )
         if manifest not in self._manifests:
-            self._manifests[manifest] = list(_manifest_rows(manifest))
+            self._manifests[manifest] = list(manifest_rows(manifest))
         rows = self._manifests[manifest]
         value = rows[number - 1].get(spec.get("path_column", "path")) if 0 < number <= len(rows) else None
         if not value:

@@ -17,6 +17,7 @@ Metrics: ``ingest/items``, ``ingest/read_retries``.
 
 import csv
 import io
+import itertools
 import json
 import os
 import posixpath
@@ -176,7 +177,9 @@ def resolve_manifest_path(value: str, manifest: str, roots: list[str], follow_sy
     return confine(joined, manifest_roots(manifest, roots), follow_symlinks, f"path {value!r} in {manifest}")
 
 
-def _manifest_rows(path: str) -> Iterator[dict[str, Any]]:
+def manifest_rows(path: str) -> Iterator[dict[str, Any]]:
+    """The rows of a CSV, JSON Lines or Parquet manifest as dicts; a JSON line that is not an object yields
+    ``{"__error__": why}``."""
     lowered = path.lower()
     if lowered.endswith(".parquet"):
         import pyarrow.parquet as pq
@@ -210,7 +213,7 @@ class _ListManifestFn(StageFn):
 
     def process(self, spec: InputSpec) -> Iterable[Any]:
         # One manifest yields many items; a bad row must reject that row, not the manifest.
-        for number, row in enumerate(_manifest_rows(spec.path), start=1):
+        for number, row in enumerate(manifest_rows(spec.path), start=1):
             yield from super().process(_ManifestRow(spec, number, row))
 
     def apply(self, row: "_ManifestRow") -> Iterator[InputItem]:
@@ -247,6 +250,31 @@ class _ManifestRow(NamedTuple):
     @property
     def domain(self) -> str:
         return self.spec.domain or ""
+
+
+def count_items(spec: InputSpec, limit: int) -> int:
+    """How many items ``spec`` lists, counted up to ``limit``: a cheap look before a run, not the run's listing.
+
+    Files count as matched (sidecars too), manifests and interleaved documents by rows (a document holds at least
+    one image), WebDataset tars by sample keys.
+    """
+    kind = input_kind(spec)
+    try:
+        if kind in ("manifest", *INTERLEAVED_KINDS):
+            return sum(1 for _ in itertools.islice(manifest_rows(spec.path), limit))
+        matched = FileSystems.match([_files_pattern(spec)], limits=[limit])[0].metadata_list
+        if kind == "files":
+            return len(matched)
+        keys: set[str] = set()
+        for found in matched:
+            with FileSystems.open(found.path) as handle, tarfile.open(fileobj=handle, mode="r|*") as tar:
+                for member in tar:
+                    keys.add(f"{found.path}#{member.name.partition('.')[0]}")
+                    if len(keys) >= limit:
+                        return limit
+        return len(keys)
+    except (OSError, ValueError, tarfile.TarError, UnicodeDecodeError):
+        return 0  # the run itself reads this input and names what is wrong with it
 
 
 def _tar_items(metadata: FileMetadata, spec: InputSpec, config: IngestConfig) -> Iterator[InputItem]:

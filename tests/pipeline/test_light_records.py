@@ -12,7 +12,6 @@ import pytest
 from apache_beam.runners.portability.fn_api_runner import execution
 
 from pipeline.launch import RunError
-
 from tests.helpers import noise_images
 
 NO_TEXT = {"text": {"required": False}, "caption": {"required": False}}

@@ -52,7 +52,8 @@ def test_two_worker_processes_account_for_every_input_even_when_beam_flushes_eve
     images = noise_images(tmp_path / "in", 2000)
     monkeypatch.setattr(worker_handlers, "DATA_BUFFER_TIME_LIMIT_MS", 1)
     multi = run([tmp_path / "in"], output=tmp_path / "multi", beam_args=TWO_PROCESSES, **NO_TEXT)
-    single = run([tmp_path / "in"], output=tmp_path / "single", **NO_TEXT)
+    one = ["--runner=DirectRunner", "--direct_num_workers=1"]  # 2,000 inputs would get one process per core
+    single = run([tmp_path / "in"], output=tmp_path / "single", beam_args=one, **NO_TEXT)
 
     sources = [row["source"] for row in multi.ledger]
     assert sorted(sources) == sorted(str(path) for path in images)

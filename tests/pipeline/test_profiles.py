@@ -36,10 +36,13 @@ from pipeline.profiles import (
     merge_args,
     resolve_options,
     stage_hints,
+    use_the_cores,
     with_stage_hints,
 )
 from schemas.config import load_config
 from schemas.profile import ProfileError
+from tests.helpers import noise_images
+from tests.helpers import run_job as run_unishard
 
 ROOT = Path(__file__).resolve().parents[2]
 PRISM_ATTEMPT = r"PrismRunner|[Dd]ownloading prism|prism binary"
@@ -251,3 +254,50 @@ def test_worker_image_is_beams_sdk_image_for_this_beam_and_python():
     for package, arg in (("torch", "TORCH_VERSION"), ("torchvision", "TORCHVISION_VERSION")):
         version = re.search(rf"ARG {arg}=(\S+)", dockerfile).group(1)
         assert f'"{package}=={version}"' in pins
+
+
+@pytest.mark.parametrize(
+    ("args", "items", "cpus", "expected"),
+    [
+        (["--runner=DirectRunner"], 499, 8, 0),  # small: in one process
+        (["--runner=DirectRunner"], 500, 8, 8),  # one worker process per core
+        ([], 5000, 2, 2),  # no --runner at all is the local runner too
+        (["--runner=DirectRunner"], 5000, 1, 0),  # one core: nothing to spread over
+        (["--runner=DirectRunner", "--direct_num_workers=1"], 5000, 8, 0),  # told otherwise
+        (["--runner=DirectRunner", "--direct_running_mode=in_memory"], 5000, 8, 0),
+        (["--runner=PortableRunner", "--job_endpoint=localhost:8099"], 5000, 8, 0),  # not a local run
+    ],
+)
+def test_a_large_local_run_nobody_sized_uses_one_worker_process_per_core(args, items, cpus, expected):
+    options = PipelineOptions(args)
+    resolve_options(options)
+    assert use_the_cores(options, args, items, cpus) == expected
+    direct = options.view_as(DirectOptions)
+    if expected:
+        assert (direct.direct_running_mode, direct.direct_num_workers) == ("multi_processing", cpus)
+    else:
+        assert direct.direct_running_mode != "multi_processing"
+
+
+def test_the_direct_profile_keeps_a_large_run_in_one_process():
+    args, _ = apply_profile("direct", ["--runner=DirectRunner"], [])
+    options = PipelineOptions(args)
+    resolve_options(options)
+    assert use_the_cores(options, args, 100_000, 8) == 0
+
+
+def test_a_default_run_above_the_size_uses_worker_processes_with_the_same_output(tmp_path, monkeypatch, caplog):
+    import pipeline.launch
+    import pipeline.profiles
+
+    for module in (pipeline.launch, pipeline.profiles):
+        monkeypatch.setattr(module, "PARALLEL_FROM", 3)
+    monkeypatch.setattr(pipeline.launch.os, "cpu_count", lambda: 2)
+    inputs = noise_images(tmp_path / "in", 4, size=(96, 64), suffix="png", seed=7)
+    sections = {"text": {"required": False}, "caption": {"required": False}}
+    with caplog.at_level(logging.INFO, logger="unishard"):
+        default = run_unishard([tmp_path / "in"], tmp_path / "default", **sections)
+    assert "3 or more inputs: 2 worker processes, one per core" in caplog.text
+    one = run_unishard([tmp_path / "in"], tmp_path / "one", beam_args=["--direct_num_workers=1"], **sections)
+    assert len(default.samples()) == len(inputs)
+    assert default.file_bytes() == one.file_bytes()

@@ -308,3 +308,29 @@ def test_transient_read_errors_are_retried_and_the_attempts_recorded(tmp_path, r
     assert rows["dead.jpg"]["reason"] == reasons.UNREADABLE_INPUT
     assert json.loads(rows["dead.jpg"]["detail"])["attempts"] == 3
     assert "read_attempts" not in json.loads(rows["fine.jpg"]["detail"])
+
+
+def test_count_items_counts_files_manifest_rows_and_tar_samples_up_to_the_limit(tmp_path):
+    from schemas.config import InputSpec
+    from transforms.ingest import count_items
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for index in range(5):
+        (folder / f"p{index}.jpg").write_bytes(b"x")
+    manifest = tmp_path / "rows.csv"
+    manifest.write_text("path,title\n" + "".join(f"p{i}.jpg,t{i}\n" for i in range(7)))
+    tar_path = tmp_path / "shard.tar"
+    with tarfile.open(tar_path, "w") as tar:
+        for key in ("a", "b", "c"):
+            for ext in ("jpg", "json"):
+                info = tarfile.TarInfo(f"{key}.{ext}")
+                info.size = 2
+                tar.addfile(info, io.BytesIO(b"{}"))
+
+    assert count_items(InputSpec(path=str(folder)), 100) == 5
+    assert count_items(InputSpec(path=str(folder)), 3) == 3
+    assert count_items(InputSpec(path=str(manifest)), 100) == 7
+    assert count_items(InputSpec(path=str(manifest)), 4) == 4
+    assert count_items(InputSpec(path=str(tar_path)), 100) == 3
+    assert count_items(InputSpec(path=str(tmp_path / "missing.csv")), 100) == 0
