@@ -2,8 +2,8 @@
 
 Every decision (deduplication, splits, documents) is made on light records, and so is everything else: normalise
 writes each image once into the run's image store and samples carry its path (``transforms.image_store``), so no
-image bytes cross a shuffle except the items keyed by content in incremental runs (``SkipKnown``). README's
-Architecture section lists the shuffles with what each moves.
+image bytes cross a shuffle (ingest lists tar members by offset; incremental runs decide on content keys and read
+the new items again). README's Architecture section lists the shuffles with what each moves.
 """
 
 import functools

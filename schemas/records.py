@@ -23,13 +23,15 @@ class InputItem:
     Attributes:
         source: Unique identity of the item in this run: the image path for file patterns, ``MANIFEST#ROW`` for a
             manifest row, ``TAR#MEMBER`` for a WebDataset member. The ledger has exactly one row per source.
-        path: Where the image bytes live (empty when ``data`` carries them inline).
+        path: Where the image bytes live (empty when ``data`` carries them inline: a compressed tar's members).
         domain: Data domain such as ``factory`` or ``marketing``.
         metadata: Metadata columns, sidecar fields and manifest values (JSON-compatible).
-        data: Image bytes carried inline (WebDataset inputs); ``None`` when they are read from ``path``.
+        data: Image bytes carried inline (members of a compressed tar); ``None`` when they are read from ``path``.
         sidecar: Path of a same-stem ``.json`` or ``.txt`` sidecar to merge into the metadata, if any.
         roots: Folders ``path`` and the sidecar must lead into when they are read (``ingest.follow_symlinks``
             decides whether symbolic links may lead out); empty when nothing is read from a path.
+        member: ``(offset, size)`` of the image bytes inside ``path`` (a member of an uncompressed tar), read there
+            by ingest, so the listing carries no bytes; ``None`` for a whole file.
     """
 
     source: str
@@ -39,6 +41,7 @@ class InputItem:
     data: bytes | None = None
     sidecar: str | None = None
     roots: tuple[str, ...] = ()
+    member: tuple[int, int] | None = None
 
 
 @dataclasses.dataclass(frozen=True)

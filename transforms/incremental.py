@@ -11,7 +11,9 @@ verdict when nothing was shipped); other items are new. ``_run/increment.json`` 
 incremental run with none changes nothing. Earlier kept rows whose source left the input are carried,
 because their samples are still in the shards. A shipped source whose file now holds other content stops the run
 (``ChangedContent``, naming the file and ``--rebuild``): its old sample would stay in an earlier shard with no
-input behind it. Items are keyed by content here: in incremental mode image bytes cross one extra shuffle.
+input behind it. The decision joins light records (content key, source, no bytes); the new items' bytes are then
+read again from their files (``ingest.read_again``), so image bytes cross no shuffle here either; a file gone
+between the two reads gets ingest's ``missing_file`` row (in ``carried``, with the other rows decided here).
 Reason codes: ``exact_duplicate``. Metrics: ``incremental/new``, ``incremental/carried``.
 """
 
@@ -25,7 +27,10 @@ from apache_beam import pvalue
 
 from schemas import reasons
 from schemas.records import Fingerprint, InputItem, LedgerRow, detail_json
+from transforms._common import StageFn, apply_stage
 from transforms._io import join, write_atomic
+from transforms.ingest import STAGE as INGEST
+from transforms.ingest import read_again
 from transforms.normalise import content_key
 
 STAGE = "incremental"
@@ -68,7 +73,7 @@ class SkipKnown(beam.PTransform):
             | "EarlierRows" >> beam.Map(lambda row: LedgerRow(**row))
             | "EarlierByKey" >> beam.Map(lambda row: (row.key or "", row))
         )
-        keyed = items | "ByContent" >> beam.Map(lambda item: (content_key(item.data or b"")[0], item))
+        keyed = items | "ByContent" >> beam.Map(_light_by_content)
         _ = (
             {
                 "now": keyed | "SourceKeys" >> beam.Map(lambda pair: (pair[1].source, pair[0])),
@@ -82,6 +87,7 @@ class SkipKnown(beam.PTransform):
             | "JoinEarlier" >> beam.CoGroupByKey()
             | "Decide" >> beam.ParDo(_DecideFn()).with_outputs(CARRIED, main="new")
         )
+        new, unreadable = apply_stage(decided.new, "ReadNewAgain", _ReadAgainFn())
         shipped = pipeline | "NoShipped" >> beam.Create([])
         if self._earlier.has_shards:
             shipped = (
@@ -94,7 +100,25 @@ class SkipKnown(beam.PTransform):
             | "CountNew" >> beam.combiners.Count.Globally()
             | "WriteIncrement" >> beam.Map(_write_increment, output=self._output)
         )
-        return IncrementalOutputs(new=decided.new, carried=decided[CARRIED], shipped=shipped)
+        carried = (decided[CARRIED], unreadable) | "CarriedOrUnreadable" >> beam.Flatten()
+        return IncrementalOutputs(new=new, carried=carried, shipped=shipped)
+
+
+def _light_by_content(item: InputItem) -> tuple[str, InputItem]:
+    """``(content key, the item without its bytes)``: the decision needs sources, not pixels.
+
+    Items whose bytes have no file to be read again from (members of a compressed tar) keep them.
+    """
+    return content_key(item.data or b"")[0], dataclasses.replace(item, data=None) if item.path else item
+
+
+class _ReadAgainFn(StageFn):
+    """Read a new item's bytes again (``ingest.read_again``); a file gone since the first read is rejected."""
+
+    stage = INGEST
+
+    def apply(self, item: InputItem) -> Iterator[InputItem]:
+        yield read_again(item)
 
 
 class ChangedContent(RuntimeError):

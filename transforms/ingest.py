@@ -16,6 +16,7 @@ Metrics: ``ingest/items``, ``ingest/read_retries``.
 """
 
 import csv
+import dataclasses
 import io
 import itertools
 import json
@@ -44,6 +45,7 @@ from transforms.import_interleaved import ListInterleavedFn
 
 STAGE = "ingest"
 MANIFEST_SUFFIXES = (".csv", ".jsonl", ".parquet")
+TEXT_MEMBERS = ("json", "txt", "cls")  # the WebDataset members that are not the image
 READ_ATTEMPTS = 3
 
 
@@ -278,16 +280,30 @@ def count_items(spec: InputSpec, limit: int) -> int:
 
 
 def _tar_items(metadata: FileMetadata, spec: InputSpec, config: IngestConfig) -> Iterator[InputItem]:
-    """Yield one item per sample of a WebDataset tar: the first image member plus its json/txt members."""
-    groups: dict[str, dict[str, bytes]] = {}
-    with FileSystems.open(metadata.path) as handle, tarfile.open(fileobj=handle, mode="r|*") as tar:
+    """Yield one item per sample of a WebDataset tar: the first image member plus its json/txt members.
+
+    Text members are read here; an image member of an uncompressed tar is located (``InputItem.member``) and read
+    by ``_ReadFn`` after the items are spread over workers, so no image bytes cross that shuffle. A compressed tar
+    cannot be read at an offset: its image bytes travel inline.
+    """
+    groups: dict[str, dict[str, bytes | tuple[int, int]]] = {}
+    with (
+        FileSystems.open(metadata.path, compression_type="uncompressed") as handle,
+        tarfile.open(fileobj=handle, mode="r|*") as tar,
+    ):
+        seekable = getattr(tar.fileobj, "comptype", "") == "tar"
         for member in tar:
             if not member.isfile():
                 continue
             base = posixpath.basename(member.name)
             key, _, ext = base.partition(".")
+            ext = ext.lower()
             prefix = posixpath.dirname(member.name)
-            groups.setdefault(posixpath.join(prefix, key), {})[ext.lower()] = tar.extractfile(member).read()
+            if seekable and ext not in TEXT_MEMBERS:
+                value = (member.offset_data, member.size)
+            else:
+                value = tar.extractfile(member).read()
+            groups.setdefault(posixpath.join(prefix, key), {})[ext] = value
     for key in sorted(groups):
         members = groups[key]
         metadata_values: dict[str, Any] = {}
@@ -299,14 +315,16 @@ def _tar_items(metadata: FileMetadata, spec: InputSpec, config: IngestConfig) ->
                 metadata_values["__sidecar_error__"] = "the sample's .json member is not valid JSON"
         if "txt" in members:
             metadata_values.setdefault("caption", members["txt"].decode("utf-8", errors="replace").strip())
-        image_ext = next((ext for ext in sorted(members) if ext not in ("json", "txt", "cls")), None)
+        image_ext = next((ext for ext in sorted(members) if ext not in TEXT_MEMBERS), None)
         domain = str(metadata_values.pop(config.domain_column, "") or spec.domain or config.default_domain)
+        image = members.get(image_ext, b"") if image_ext else b""
         yield InputItem(
             source=f"{metadata.path}#{key}",
-            path=metadata.path,
+            path="" if isinstance(image, bytes) else metadata.path,
             domain=domain,
             metadata=metadata_values,
-            data=members.get(image_ext, b"") if image_ext else b"",
+            data=None if isinstance(image, tuple) else image,
+            member=image if isinstance(image, tuple) else None,
         )
 
 
@@ -335,6 +353,40 @@ def read_bytes(path: str, attempts: int = READ_ATTEMPTS) -> tuple[bytes, int]:
                 ) from error
             time.sleep(0.1 * 2**attempt)
     raise RejectItem(reasons.MISSING_FILE, f"{path} does not exist; fix the manifest row or restore the file")
+
+
+def read_member(path: str, offset: int, size: int) -> bytes:
+    """Read ``size`` bytes at ``offset`` of ``path`` (a tar member's data).
+
+    Raises:
+        RejectItem: ``unreadable_input`` when the file is shorter than the member or cannot be read.
+    """
+    fault_point(f"read:{posixpath.basename(path)}")
+    try:
+        with FileSystems.open(path, compression_type="uncompressed") as handle:
+            handle.seek(offset)
+            data = handle.read(size)
+    except OSError as error:
+        raise RejectItem(
+            reasons.UNREADABLE_INPUT, f"reading {size} bytes at {offset} of {path} failed: {error}"
+        ) from error
+    if len(data) != size:
+        raise RejectItem(
+            reasons.UNREADABLE_INPUT, f"{path} ends before its member at {offset} (+{size} bytes): did it change?"
+        )
+    return data
+
+
+def read_again(item: InputItem) -> InputItem:
+    """``item`` with its bytes read again from where ``ReadInputs`` read them (inline bytes stay as they are).
+
+    Raises:
+        RejectItem: ``missing_file`` or ``unreadable_input`` when the file went away or cannot be read.
+    """
+    if item.data is not None or not item.path:
+        return item
+    data = read_member(item.path, *item.member) if item.member is not None else read_bytes(item.path)[0]
+    return dataclasses.replace(item, data=data)
 
 
 def read_sidecar(
@@ -398,8 +450,10 @@ class _ReadFn(StageFn):
         domain = str(metadata.pop(self._config.domain_column, "") or item.domain)
         if item.data is not None:
             data, attempts = item.data, 0
+        elif item.member is not None:
+            data, attempts = read_member(item.path, *item.member), 1
         else:
             data, attempts = read_bytes(item.path)
         if attempts > 1:
             metadata["read_attempts"] = attempts
-        yield InputItem(item.source, item.path, domain, metadata, data, None)
+        yield InputItem(item.source, item.path, domain, metadata, data, None, member=item.member)

@@ -7,6 +7,8 @@ and looks for the images of the shards, and of the inputs, in them.
 """
 
 import errno
+import json
+import tarfile
 
 import pytest
 from apache_beam.runners.portability.fn_api_runner import execution
@@ -22,17 +24,23 @@ def _probes(data: bytes) -> list[bytes]:
     return [data[offset : offset + 48] for offset in (len(data) // 4, len(data) // 2, 3 * len(data) // 4)]
 
 
-def test_no_stage_boundary_carries_image_bytes(tmp_path, run, monkeypatch):
-    inputs = noise_images(tmp_path / "in", 5, size=(128, 96), suffix="png", seed=100)
-    crossed: list[bytes] = []
+@pytest.fixture
+def crossed(monkeypatch) -> list[bytes]:
+    """Every buffer the FnApiRunner fills at a stage boundary (grouped and materialised alike) from now on."""
+    seen: list[bytes] = []
     for buffer in (execution.GroupingBuffer, execution.ListBuffer):
         original = buffer.append
 
         def spy(self, data, original=original):
-            crossed.append(bytes(data))
+            seen.append(bytes(data))
             return original(self, data)
 
         monkeypatch.setattr(buffer, "append", spy)
+    return seen
+
+
+def test_no_stage_boundary_carries_image_bytes(tmp_path, run, crossed):
+    inputs = noise_images(tmp_path / "in", 5, size=(128, 96), suffix="png", seed=100)
     out = run([tmp_path / "in"], output=tmp_path / "out", **NO_TEXT)
 
     samples = out.samples()
@@ -43,6 +51,26 @@ def test_no_stage_boundary_carries_image_bytes(tmp_path, run, monkeypatch):
     for sample in samples:
         assert not any(probe in everything for probe in _probes(sample["jpg"])), sample["__key__"]
     for path in inputs:
+        assert not any(probe in everything for probe in _probes(path.read_bytes())), path.name
+
+
+def test_tar_members_and_incremental_runs_carry_no_image_bytes_across_a_boundary(tmp_path, run, crossed):
+    first = noise_images(tmp_path / "in", 3, size=(128, 96), suffix="png", seed=200)
+    members = noise_images(tmp_path / "members", 3, size=(128, 96), suffix="png", seed=300)
+    with tarfile.open(tmp_path / "shard.tar", "w") as tar:
+        for path in members:
+            tar.add(path, arcname=path.name)
+    run([tmp_path / "in", tmp_path / "shard.tar"], output=tmp_path / "out", **NO_TEXT)
+    later = [
+        path.rename(tmp_path / "in" / f"later-{path.name}")
+        for path in noise_images(tmp_path / "later", 2, size=(128, 96), suffix="png", seed=400)
+    ]
+    out = run([tmp_path / "in", tmp_path / "shard.tar"], output=tmp_path / "out", **NO_TEXT)
+
+    assert len(out.samples()) == len(first) + len(later) + len(members)
+    assert json.loads((tmp_path / "out" / "_run" / "state.json").read_text())["generation"] == 1  # incremental
+    everything = b"".join(crossed)
+    for path in [*first, *later, *members]:
         assert not any(probe in everything for probe in _probes(path.read_bytes())), path.name
 
 
