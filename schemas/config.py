@@ -804,7 +804,8 @@ class QualityConfig(Section):
     )
     text_heavy: QualityRule = QualityRule(threshold=0.15)
     underexposed: QualityRule = QualityRule(threshold=0.25)
-    overexposed: OverexposedRule = OverexposedRule(threshold=0.3)
+    overexposed: OverexposedRule = OverexposedRule(threshold=0.35, deviations=4.0)
+    tinted_highlights: QualityRule = QualityRule(threshold=0.1)
     low_contrast: QualityRule = QualityRule(threshold=0.02, deviations=3.0)
     blurry: QualityRule = QualityRule(threshold=0.03)
 

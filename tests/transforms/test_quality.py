@@ -13,7 +13,7 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont
 
-from schemas.config import QualityConfig, QualityRule
+from schemas.config import OverexposedRule, QualityConfig, QualityRule
 from tests.helpers import make_photo, write_sidecar
 from tests.transforms.model_samples import make_sample
 from transforms._text_regions import DETECTOR
@@ -188,7 +188,11 @@ def test_degenerate_and_unusual_images_are_measured_finite_with_a_clear_reason_o
 
 
 def test_group_median_and_mad_come_from_the_histogram_to_bin_width():
-    config = QualityConfig(low_contrast=QualityRule(deviations=3.0), blurry=QualityRule(deviations=2.0))
+    config = QualityConfig(
+        overexposed=OverexposedRule(threshold=0.35),
+        low_contrast=QualityRule(deviations=3.0),
+        blurry=QualityRule(deviations=2.0),
+    )
     rng = np.random.default_rng(0)
     contrast = rng.uniform(0.05, 0.3, 101)
     sharpness = rng.lognormal(-1.0, 0.5, 101)
@@ -274,7 +278,10 @@ def grouped():
         "group_by": ["domain"],
         "min_group": 20,
         "low_contrast": {"deviations": 3.0},
-        **{code: {"enabled": False} for code in ("text_heavy", "underexposed", "overexposed", "blurry")},
+        **{
+            code: {"enabled": False}
+            for code in ("text_heavy", "underexposed", "overexposed", "tinted_highlights", "blurry")
+        },
     }
     rules = {
         "filter": QualityConfig.model_validate(only_contrast),
