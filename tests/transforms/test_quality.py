@@ -4,6 +4,7 @@ import io
 import json
 import math
 import random
+import re
 from collections import defaultdict
 
 import apache_beam as beam
@@ -340,7 +341,7 @@ def test_a_real_run_rejects_degraded_images_with_their_reasons_and_writes_measur
         path = folder / f"{name}.jpg"
         image.save(path, quality=92)
         write_sidecar(path, title=f"picture {name}", domain="marketing")
-    out = run([folder], quality={"enabled": True}, semantic_dedup={"enabled": False}, faces={"enabled": False})
+    out = run([folder], semantic_dedup={"enabled": False}, faces={"enabled": False})  # quality on by default
 
     rows = out.ledger_by_name()
     expected = {"blurred": "blurry", "dark": "underexposed", "bright": "overexposed", "banner": "text_heavy"}
@@ -361,3 +362,37 @@ def test_a_real_run_rejects_degraded_images_with_their_reasons_and_writes_measur
     audit = json.loads((out.path / "audit" / "audit.json").read_text())
     excluded = {(row["stage"], row["dimension"], row["value"]): row["excluded"] for row in audit["exclusion"]}
     assert excluded[("quality", "domain", "marketing")] == 4
+
+    # The report: a histogram per measure, kept values beside each rejected one, the configured thresholds; and a
+    # gallery per reason. Expected values come from the images made here and the shards read back above.
+    report = json.loads((out.path / "report" / "report.json").read_text(encoding="utf-8"))
+    charts = {chart["name"]: chart for chart in report["distributions"]}
+    assert {f"quality_{name}" for name in Measures._fields} <= set(charts)
+    measured_by = {
+        "text_heavy": ("quality_text_coverage", 0.15),
+        "underexposed": ("quality_brightness_p99", 0.25),
+        "overexposed": ("quality_highlights_clipped", 0.35),
+        "blurry": ("quality_sharpness_lapvar", 0.03),
+    }
+    kept_p99 = sorted(json.loads(sample["json"])["scores"]["quality_brightness_p99"] for sample in samples)
+    for reason, (name, threshold) in measured_by.items():
+        chart = charts[name]
+        counts = {name: sum(values) for name, values in chart["series"].items()}
+        assert counts == {"marketing": 3, "marketing · rejected by quality": 1}, (name, counts)
+        assert threshold in [mark["value"] for mark in chart["thresholds"]], (name, chart["thresholds"])
+        rejected_value = chart["stats"]["marketing · rejected by quality"]["max"]
+        assert rejected_value == pytest.approx(json.loads(rows[f"{_dropped_by(reason)}.jpg"]["detail"])["value"])
+        assert math.isfinite(rejected_value)
+    assert charts["quality_brightness_p99"]["stats"]["marketing"]["median"] == pytest.approx(kept_p99[1])
+    galleries = {(g["stage"], g["reason"]): g for g in report["galleries"]["rejected"]}
+    for reason in measured_by:
+        gallery = galleries[("quality", reason)]
+        assert gallery["count"] == 1 and gallery["items"][0]["source"].endswith(f"{_dropped_by(reason)}.jpg")
+        assert gallery["items"][0]["has_thumbnail"]
+    page = (out.path / "report" / "index.html").read_text(encoding="utf-8")
+    assert "Quality · highlights clipped" in page and not re.search(r"\bnan\b", page, re.IGNORECASE)
+    assert not re.search(r"\b(NaN|-?Infinity)\b", (out.path / "report" / "report.json").read_text(encoding="utf-8"))
+
+
+def _dropped_by(reason: str) -> str:
+    return {"text_heavy": "banner", "underexposed": "dark", "overexposed": "bright", "blurry": "blurred"}[reason]
