@@ -785,11 +785,7 @@ class QualityConfig(Section):
     bound tells them apart); sharpness 0.03 (blurred copies at most 0.023, 4 clean product shots 0.025-0.040).
     """
 
-    enabled: bool = pydantic.Field(
-        False,
-        description="Measure and filter; off, the stage passes samples on untouched. Off by default: smooth synthetic "
-        "pictures (the test suite's, the demo's generated ones) measure as blurry.",
-    )
+    enabled: bool = pydantic.Field(True, description="Measure and filter; off, the stage passes samples on untouched.")
     report_only: bool = pydantic.Field(
         False, description="Flag failing samples in annotations.quality.flags but remove nothing."
     )

@@ -377,7 +377,7 @@ def test_a_real_run_rejects_degraded_images_with_their_reasons_and_writes_measur
     kept_p99 = sorted(json.loads(sample["json"])["scores"]["quality_brightness_p99"] for sample in samples)
     for reason, (name, threshold) in measured_by.items():
         chart = charts[name]
-        counts = {name: sum(values) for name, values in chart["series"].items()}
+        counts = {series: sum(values) for series, values in chart["series"].items()}
         assert counts == {"marketing": 3, "marketing · rejected by quality": 1}, (name, counts)
         assert threshold in [mark["value"] for mark in chart["thresholds"]], (name, chart["thresholds"])
         rejected_value = chart["stats"]["marketing · rejected by quality"]["max"]
