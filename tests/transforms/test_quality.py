@@ -6,6 +6,7 @@ import math
 import random
 import re
 from collections import defaultdict
+from pathlib import Path
 
 import apache_beam as beam
 import numpy as np
@@ -396,3 +397,35 @@ def test_a_real_run_rejects_degraded_images_with_their_reasons_and_writes_measur
 
 def _dropped_by(reason: str) -> str:
     return {"text_heavy": "banner", "underexposed": "dark", "overexposed": "bright", "blurry": "blurred"}[reason]
+
+
+def test_bad_inputs_through_a_real_run_get_a_clear_reason_or_finite_measures_and_no_nan_in_the_report(tmp_path, run):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    grey16 = np.asarray(scene(200, 150, seed=30).convert("L")).astype(np.uint16) * 257
+    images = {
+        "tiny.png": Image.new("RGB", (1, 1), (90, 120, 200)),
+        "uniform.png": Image.new("RGB", (64, 48), (128, 128, 128)),
+        "palette.png": scene(200, 150, seed=31).convert("P", palette=Image.Palette.ADAPTIVE),
+        "deep.png": Image.fromarray(grey16),
+        "label.png": label_scan(),
+        "photo.png": scene(seed=32),
+    }
+    for name, image in images.items():
+        image.save(folder / name)
+        write_sidecar(folder / name, title=f"bad input {name}", domain="factory")
+    out = run([folder], semantic_dedup={"enabled": False}, faces={"enabled": False}, normalise={"min_side": 1})
+
+    rows = out.ledger_by_name()
+    expected = {"tiny.png": "low_contrast", "uniform.png": "low_contrast", "label.png": "text_heavy"}
+    for name, reason in expected.items():
+        assert (rows[name]["stage"], rows[name]["reason"]) == ("quality", reason), rows[name]
+        assert math.isfinite(json.loads(rows[name]["detail"])["value"])
+    kept = {Path(json.loads(s["json"])["source"]).name: json.loads(s["json"]) for s in out.samples()}
+    assert {"palette.png", "deep.png", "photo.png"} <= set(kept)
+    for record in kept.values():
+        scores = [value for key, value in record["scores"].items() if key.startswith("quality_")]
+        assert len(scores) == len(Measures._fields) and all(math.isfinite(value) for value in scores)
+    report = (out.path / "report" / "report.json").read_text(encoding="utf-8")
+    assert not re.search(r"\b(NaN|-?Infinity)\b", report)
+    assert not re.search(r"\bnan\b", (out.path / "report" / "index.html").read_text(encoding="utf-8"), re.IGNORECASE)
