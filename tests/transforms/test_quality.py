@@ -138,6 +138,18 @@ def test_brightness_times_two_and_a_half_clips_a_large_share_of_highlights():
     assert reasons_of(bright)[0] == "overexposed"
 
 
+def test_a_light_colour_pushed_to_the_ceiling_is_tinted_and_a_vivid_one_is_not():
+    grain = np.random.default_rng(11).normal(0.0, 6.0, (240, 320, 1))
+    skin = Image.fromarray(np.clip(np.full((240, 320, 3), (205, 160, 130), float) + grain, 0, 255).astype(np.uint8))
+    vivid = Image.fromarray(np.clip(np.full((240, 320, 3), (255, 30, 40), float) + grain, 0, 255).astype(np.uint8))
+    assert measured(skin).highlights_tinted == 0.0
+    washed = measured(ImageEnhance.Brightness(skin).enhance(1.6))
+    # R and (with the grain, mostly) G clip: about (255, 255, 208), a flat pale yellow; B keeps 208 >= 150.
+    assert washed.highlights_tinted > 0.9 and washed.highlights_clipped > 0.5
+    assert measured(ImageEnhance.Brightness(skin).enhance(1.3)).highlights_tinted > 0.4  # only R clips (255, 208, 169)
+    assert measured(vivid).highlights_tinted == 0.0 and "overexposed" not in reasons_of(vivid)
+
+
 def test_a_white_background_product_shot_is_not_overexposed():
     shot = product_shot()
     measures = measured(shot)
