@@ -425,7 +425,8 @@ def test_bad_inputs_through_a_real_run_get_a_clear_reason_or_finite_measures_and
     }
     for name, image in images.items():
         image.save(folder / name)
-        write_sidecar(folder / name, title=f"bad input {name}", domain="factory")
+        camera = "line-1" if name in ("tiny.png", "uniform.png", "label.png") else "line-2"
+        write_sidecar(folder / name, title=f"bad input {name}", domain="factory", camera=camera)
     out = run([folder], semantic_dedup={"enabled": False}, faces={"enabled": False}, normalise={"min_side": 1})
 
     rows = out.ledger_by_name()
@@ -438,6 +439,10 @@ def test_bad_inputs_through_a_real_run_get_a_clear_reason_or_finite_measures_and
     for record in kept.values():
         scores = [value for key, value in record["scores"].items() if key.startswith("quality_")]
         assert len(scores) == len(Measures._fields) and all(math.isfinite(value) for value in scores)
+    # The audit's exclusion table says which camera the quality stage took images from.
+    audit = json.loads((out.path / "audit" / "audit.json").read_text(encoding="utf-8"))
+    excluded = {(row["stage"], row["dimension"], row["value"]): row["excluded"] for row in audit["exclusion"]}
+    assert excluded[("quality", "camera", "line-1")] == 3 and excluded.get(("quality", "camera", "line-2"), 0) == 0
     report = (out.path / "report" / "report.json").read_text(encoding="utf-8")
     assert not re.search(r"\b(NaN|-?Infinity)\b", report)
     assert not re.search(r"\bnan\b", (out.path / "report" / "index.html").read_text(encoding="utf-8"), re.IGNORECASE)
