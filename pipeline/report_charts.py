@@ -2,7 +2,12 @@
 
 CLIP scores come from the ``scores`` column (every field whose name starts with ``clip``), plus the scores of items a
 CLIP filter rejected (from the ledger detail), drawn as their own series with the thresholds the filter used
-(ledger detail ``threshold``, or ``clip_filter.threshold`` in the config). Sizes and file sizes use log-spaced bins.
+(ledger detail ``threshold``, or ``clip_filter.threshold`` in the config). Each quality measure (``quality_*``
+scores) gets a histogram per domain: the kept samples, plus the measured value of each sample the quality stage
+rejected (ledger detail ``measure`` and ``value``) as a ``<domain> · rejected by quality`` series, with every
+threshold that applied: the absolute ones of the ``quality`` section of the config and the group outlier bounds named
+in the ledger details (a group none of whose samples failed its bound has none to show). Sizes and file sizes use
+log-spaced bins.
 """
 
 import json
@@ -17,6 +22,8 @@ from schemas.report import Distribution, SeriesStats, Threshold
 
 BINS = 24
 REJECTED_SERIES = "rejected by filter"
+QUALITY_REJECTED = "rejected by quality"
+QUALITY_STAGE = "quality"
 
 
 def distributions(sidecar: pa.Table, ledger: pa.Table, config: dict) -> list[Distribution]:
@@ -26,6 +33,7 @@ def distributions(sidecar: pa.Table, ledger: pa.Table, config: dict) -> list[Dis
     charts = []
     for name, values in _clip_scores(sidecar).items():
         charts.append(_clip_chart(name, values, domains, ledger, config))
+    charts.extend(_quality_charts(sidecar, ledger, config))
     if "text" in columns:
         lengths = [len(text or "") for text in _column(sidecar, "text", "")]
         charts.append(histogram("caption_length", "Caption length", lengths, domains, unit="characters"))
@@ -53,9 +61,9 @@ def _column(table: pa.Table, name: str, default: Any) -> list:
     return [default if value is None else value for value in table.column(name).to_pylist()]
 
 
-def _clip_scores(sidecar: pa.Table) -> dict[str, list[float | None]]:
+def _parsed_scores(sidecar: pa.Table) -> list[dict]:
     if "scores" not in sidecar.column_names:
-        return {}
+        return []
     parsed = []
     for text in _column(sidecar, "scores", "{}"):
         try:
@@ -63,8 +71,68 @@ def _clip_scores(sidecar: pa.Table) -> dict[str, list[float | None]]:
         except ValueError:
             scores = {}
         parsed.append(scores if isinstance(scores, dict) else {})
+    return parsed
+
+
+def _clip_scores(sidecar: pa.Table) -> dict[str, list[float | None]]:
+    parsed = _parsed_scores(sidecar)
     names = sorted({name for scores in parsed for name in scores if name.startswith("clip")})
     return {name: [_number(scores.get(name)) for scores in parsed] for name in names}
+
+
+def _quality_charts(sidecar: pa.Table, ledger: pa.Table, config: dict) -> list[Distribution | None]:
+    """One histogram per quality measure: kept and rejected values per domain, with every threshold that applied."""
+    from transforms.quality import CHECKS, Measures
+
+    parsed = _parsed_scores(sidecar) or [{}] * sidecar.num_rows
+    domains = _column(sidecar, "domain", "")
+    rejected: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    marks: dict[str, set[tuple[float, str]]] = defaultdict(set)
+    rows = ledger.filter(pa.compute.equal(ledger["stage"], QUALITY_STAGE)).select(["status", "detail", "domain"])
+    for row in rows.to_pylist():
+        detail = _detail(row["detail"])
+        measure, value = detail.get("measure"), _number(detail.get("value"))
+        if row["status"] != "rejected" or not isinstance(measure, str):
+            continue
+        if value is not None:
+            rejected[measure][f"{row['domain'] or 'unknown'} · {QUALITY_REJECTED}"].append(value)
+        threshold, check = _number(detail.get("threshold")), detail.get("check", "")
+        if threshold is not None and detail.get("rule") == "deviations":
+            group = detail.get("group")
+            names = ", ".join(str(v) for v in group if v) if isinstance(group, list) else ""
+            marks[measure].add((threshold, f"{check} {detail.get('deviations')} MADs ({names or 'all'})"))
+    section = config.get("quality") if isinstance(config.get("quality"), dict) else {}
+    for name, check in CHECKS.items():
+        rule = section.get(name) if isinstance(section.get(name), dict) else {}
+        if rule.get("enabled", True) and (threshold := _number(rule.get("threshold"))) is not None:
+            marks[f"quality_{check.measure}"].add((threshold, f"{name} threshold"))
+    charts = []
+    for field in Measures._fields:
+        measure = f"quality_{field}"
+        pairs = [(_number(s.get(measure)), d) for s, d in zip(parsed, domains, strict=True)]
+        pairs = [(v, d) for v, d in pairs if v is not None]
+        if not pairs and not rejected.get(measure):
+            continue
+        charts.append(
+            histogram(
+                measure,
+                f"Quality · {field.replace('_', ' ')}",
+                [v for v, _ in pairs],
+                [d for _, d in pairs],
+                extra=dict(sorted(rejected.get(measure, {}).items())),
+                thresholds=[Threshold(value=v, label=f"{label} {v:.3g}") for v, label in sorted(marks[measure])],
+                log=field == "sharpness_lapvar",
+            )
+        )
+    return charts
+
+
+def _detail(text: Any) -> dict:
+    try:
+        detail = json.loads(text or "{}") if isinstance(text, str) else {}
+    except ValueError:
+        return {}
+    return detail if isinstance(detail, dict) else {}
 
 
 def _number(value: Any) -> float | None:

@@ -32,6 +32,7 @@ STAGE_ORDER = (
     "ingest",
     "normalise",
     "text",
+    "quality",
     "exact_dedup",
     "near_dedup",
     "decontaminate",

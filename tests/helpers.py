@@ -15,7 +15,11 @@ from schemas.config import UnishardConfig
 
 
 def make_photo(width: int = 320, height: int = 240, seed: int = 0) -> Image.Image:
-    """A smooth random picture with structure (gradients plus blobs), distinct per seed, stable across runs."""
+    """A random picture with structure (gradients plus blobs) and a camera's fine grain, distinct per seed, stable.
+
+    The grain (grey, standard deviation 4 levels) is what makes it measure as in focus, as a photograph does: a
+    perfectly smooth field has no detail at all and the quality stage calls it blurry.
+    """
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
     channels = []
@@ -28,7 +32,8 @@ def make_photo(width: int = 320, height: int = 240, seed: int = 0) -> Image.Imag
         channels.append(field)
     array = np.stack(channels, axis=-1)
     array = (array - array.min()) / max(1e-6, float(array.max() - array.min()))
-    return Image.fromarray((array * 255).astype(np.uint8), "RGB")
+    grain = rng.normal(0.0, 4.0, (height, width, 1)).astype(np.float32)
+    return Image.fromarray(np.clip(array * 255 + grain, 0, 255).astype(np.uint8), "RGB")
 
 
 def noise_images(folder: Path, count: int, size: tuple[int, int] = (256, 192), suffix: str = "jpg", seed: int = 0):

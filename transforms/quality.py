@@ -9,6 +9,9 @@ JSON and Parquet sidecar and a threshold can be re-tuned offline:
   variance (contrast does not decide it; the fixed analysis size keeps image size from deciding it);
 - ``quality_highlights_clipped``: share of subject pixels whose two brightest channels are both >= 250 (a saturated
   colour clips one channel and is not counted);
+- ``quality_highlights_tinted``: share of subject pixels with one or two channels >= 250 and every channel >= 150: a
+  light colour (skin, a pastel garment) pushed against the ceiling, its hue washed toward white. A vivid colour
+  clips one channel with the others low and is not counted; an overexposed colour loses its hue this way first;
 - ``quality_shadows_clipped``: share of subject pixels with every channel <= 5;
 - ``quality_brightness_p99``: 99th percentile of the brightest channel over the whole frame (headroom);
 - ``quality_contrast_rms``: standard deviation of the subject's grey level (0-1);
@@ -20,12 +23,14 @@ The subject is the frame without its backdrop: near-uniform regions (grey range 
 ``UNIFORM_RANGE`` levels) that touch the border, removed only when they cover at least ``BACKDROP_BORDER`` of the
 border (a product shot's white or flat background; a blown-out sky along one edge stays in).
 
-Rules and their reason codes, checked in this order, the first failing one naming the rejection: ``text_heavy`` (a
-document's white paper is not a blown highlight), ``underexposed``, ``overexposed`` (never for two-tone images, see
+Rules (config fields) and their reason codes, checked in this order, the first failing one naming the rejection:
+``text_heavy`` (a document's white paper is not a blown highlight), ``underexposed``, ``overexposed`` (clipped
+highlights) and ``tinted_highlights`` (reason ``overexposed``; neither for two-tone images, see
 ``OverexposedRule.max_shadows``), ``low_contrast``, ``blurry``. Each rule has an absolute threshold and/or a robust
 outlier bound (median and MAD of its group, ``quality.group_by``) computed from fixed-bin histograms: integer counts
 that sum the same whatever the bundling, so decisions do not depend on the worker count. The detail names the
-measure, value, threshold, rule, group (and median, MAD, count for outlier bounds) and every failing rule;
+measure, value, threshold, rule (``threshold`` or ``deviations``), the config field in ``check``, group (and median,
+MAD, count for outlier bounds) and every failing rule's reason;
 ``text_heavy`` names the detector. ``report_only`` keeps every sample and lists its failing
 rules in ``annotations["quality"]["flags"]``. Config section: ``quality``. Metrics: ``quality/kept``,
 ``quality/rejected``, ``quality/flagged``, ``quality/failed``.
@@ -57,6 +62,7 @@ UNIFORM_RANGE = 4
 BACKDROP_BORDER = 0.6
 MIN_SUBJECT = 0.02
 CLIPPED_HIGH, CLIPPED_LOW = 250, 5
+TINTED_FLOOR = 150
 TEXT_SIDE = 192
 BINS = 2048
 MAD_SCALE = 1.4826
@@ -67,6 +73,7 @@ class Measures(NamedTuple):
 
     sharpness_lapvar: float
     highlights_clipped: float
+    highlights_tinted: float
     shadows_clipped: float
     brightness_p99: float
     contrast_rms: float
@@ -82,8 +89,10 @@ class Measures(NamedTuple):
 
 
 class Check(NamedTuple):
-    """How a rule reads its measure: which one, which side is bad, on which scale, and the histogram's range."""
+    """How a rule reads its measure: its reason code, which measure, which side is bad, on which scale, and the
+    histogram's range."""
 
+    reason: str
     measure: str
     low_is_bad: bool
     log: bool
@@ -91,12 +100,14 @@ class Check(NamedTuple):
     upper: float
 
 
+# Keyed by the rule's config field, in decision order.
 CHECKS = {
-    reasons.TEXT_HEAVY: Check("text_coverage", False, False, 0.0, 1.0),
-    reasons.UNDEREXPOSED: Check("brightness_p99", True, False, 0.0, 1.0),
-    reasons.OVEREXPOSED: Check("highlights_clipped", False, False, 0.0, 1.0),
-    reasons.LOW_CONTRAST: Check("contrast_rms", True, True, -4.0, 0.0),
-    reasons.BLURRY: Check("sharpness_lapvar", True, True, -5.0, 2.0),
+    "text_heavy": Check(reasons.TEXT_HEAVY, "text_coverage", False, False, 0.0, 1.0),
+    "underexposed": Check(reasons.UNDEREXPOSED, "brightness_p99", True, False, 0.0, 1.0),
+    "overexposed": Check(reasons.OVEREXPOSED, "highlights_clipped", False, False, 0.0, 1.0),
+    "tinted_highlights": Check(reasons.OVEREXPOSED, "highlights_tinted", False, False, 0.0, 1.0),
+    "low_contrast": Check(reasons.LOW_CONTRAST, "contrast_rms", True, True, -4.0, 0.0),
+    "blurry": Check(reasons.BLURRY, "sharpness_lapvar", True, True, -5.0, 2.0),
 }
 
 
@@ -192,8 +203,10 @@ def measure(rgb: np.ndarray) -> Measures:
     red, green, blue = cv2.split(rgb)
     brightest = cv2.max(cv2.max(red, green), blue)
     clipped = (red >= CLIPPED_HIGH).view(np.uint8) + (green >= CLIPPED_HIGH) + (blue >= CLIPPED_HIGH)
+    light = cv2.min(cv2.min(red, green), blue) >= TINTED_FLOOR
+    tinted = (clipped >= 1) & (clipped <= 2) & light
     if mask is not None:
-        clipped, shadows = clipped * mask, (brightest <= CLIPPED_LOW) & subject
+        clipped, shadows, tinted = clipped * mask, (brightest <= CLIPPED_LOW) & subject, tinted & subject
     else:
         shadows = brightest <= CLIPPED_LOW
     _, tone_std = cv2.meanStdDev(grey, mask=mask)
@@ -203,6 +216,7 @@ def measure(rgb: np.ndarray) -> Measures:
     return Measures(
         sharpness_lapvar=float(detail_std[0, 0]) ** 2 / max(variance, (1 / 255) ** 2),
         highlights_clipped=float(np.count_nonzero(clipped >= 2)) / pixels,
+        highlights_tinted=float(np.count_nonzero(tinted)) / pixels,
         shadows_clipped=float(np.count_nonzero(shadows)) / pixels,
         brightness_p99=float(np.searchsorted(histogram, 0.99 * histogram[-1])) / 255.0,
         contrast_rms=math.sqrt(variance),
@@ -220,13 +234,13 @@ def _at_most(grey: np.ndarray, side: int) -> np.ndarray:
 
 
 def rules(config: QualityConfig) -> dict[str, QualityRule]:
-    """The enabled rules by reason code, in decision order."""
-    return {code: getattr(config, code) for code in CHECKS if getattr(config, code).enabled}
+    """The enabled rules by config field, in decision order."""
+    return {name: getattr(config, name) for name in CHECKS if getattr(config, name).enabled}
 
 
 def relative_rules(config: QualityConfig) -> list[str]:
-    """Reason codes whose rule has an outlier bound, in decision order (the histogram rows)."""
-    return [code for code, rule in rules(config).items() if rule.deviations > 0]
+    """Config fields of the rules with an outlier bound, in decision order (the histogram rows)."""
+    return [name for name, rule in rules(config).items() if rule.deviations > 0]
 
 
 def group_key(sample: Sample, group_by: list[str]) -> str:
@@ -287,7 +301,7 @@ def failures(
     for code, rule in rules(config).items():
         check = CHECKS[code]
         value = values[check.measure]
-        if code == reasons.OVEREXPOSED and measures.shadows_clipped >= rule.max_shadows:
+        if check.reason == reasons.OVEREXPOSED and measures.shadows_clipped >= config.overexposed.max_shadows:
             continue
         limits = []
         if rule.threshold is not None:
@@ -299,7 +313,10 @@ def failures(
             limits.append((detail, bound(check, rule, median, mad)))
         for detail, limit in limits:
             if (value < limit) if check.low_is_bad else (value >= limit):
-                found.append({"reason": code, "measure": f"quality_{check.measure}", "value": value, **detail})
+                found.append(
+                    {"reason": check.reason, "check": code, "measure": f"quality_{check.measure}", "value": value}
+                )
+                found[-1].update(detail)
                 found[-1]["threshold"] = round(limit, 6)
                 break
     return found
@@ -364,7 +381,7 @@ class _DecideFn(beam.DoFn):
             first = failed[0]
             detail = {k: v for k, v in first.items() if k != "reason"}
             detail.update(group_by=config.group_by, group=json.loads(key), side=config.side)
-            detail["failed"] = [item["reason"] for item in failed]
+            detail["failed"] = list(dict.fromkeys(item["reason"] for item in failed))
             if first["reason"] == reasons.TEXT_HEAVY:
                 detail["detector"] = DETECTOR
             row = rejected(STAGE, first["reason"], sample.source, sample.key, sample.domain, **detail)
@@ -373,5 +390,6 @@ class _DecideFn(beam.DoFn):
         if failed:
             self._flagged.inc()
         self._kept.inc()
-        record = {"flags": [item["reason"] for item in failed], "side": config.side, "text_detector": DETECTOR}
+        flags = list(dict.fromkeys(item["reason"] for item in failed))
+        record = {"flags": flags, "side": config.side, "text_detector": DETECTOR}
         yield dataclasses.replace(sample, annotations={**sample.annotations, "quality": record})

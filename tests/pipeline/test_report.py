@@ -341,3 +341,48 @@ def test_hostile_domains_metadata_keys_details_and_config_values_render_only_as_
     assert HOSTILE_DOMAIN in text and HOSTILE_KEY in text and HOSTILE_VALUE in text and HOSTILE_DETAIL in text
     assert any(HOSTILE_DETAIL in value for value in attributes)  # the note's title attribute
     assert HOSTILE_CONFIG in config_text and json.dumps(HOSTILE_KEY)[1:-1] in config_text
+
+
+def test_quality_measures_are_charted_per_domain_with_rejected_values_and_every_threshold():
+    kept = {"a": ("factory", 0.02), "b": ("factory", 0.04), "c": ("marketing", 0.10)}
+    sidecar = pa.table(
+        {
+            "key": list(kept),
+            "domain": [domain for domain, _ in kept.values()],
+            "scores": [json.dumps({"quality_highlights_clipped": value}) for _, value in kept.values()],
+        }
+    )
+    bound = {"measure": "quality_highlights_clipped", "value": 0.31, "threshold": 0.25, "check": "overexposed"}
+    bound.update(rule="deviations", deviations=4.0, group=["factory", "<b>line 2</b>"])
+    absolute = {"measure": "quality_highlights_clipped", "value": 0.6, "threshold": 0.35, "check": "overexposed"}
+    absolute["rule"] = "threshold"
+    ledger = pa.table(
+        {
+            "status": ["rejected", "rejected", "rejected", "kept"],
+            "stage": ["quality", "quality", "clip_filter", "write_shards"],
+            "detail": [json.dumps(bound), json.dumps(absolute), json.dumps({"score": 0.1}), "{}"],
+            "domain": ["factory", "marketing", "factory", "factory"],
+        }
+    )
+    config = {
+        "quality": {"overexposed": {"threshold": 0.35}, "tinted_highlights": {"enabled": False, "threshold": 0.1}}
+    }
+    charts = {chart.name: chart for chart in distributions(sidecar, ledger, config)}
+    assert "quality_highlights_tinted" not in charts, "no sample carries it and no rejection names it"
+    chart = charts["quality_highlights_clipped"]
+    counts = {name: sum(values) for name, values in chart.series.items()}
+    assert counts == {
+        "factory": 2,
+        "marketing": 1,
+        "factory · rejected by quality": 1,
+        "marketing · rejected by quality": 1,
+    }
+    assert chart.stats["factory"].median == pytest.approx(0.03)
+    assert chart.stats["marketing · rejected by quality"].max == pytest.approx(0.6)
+    assert sorted((t.value, t.label) for t in chart.thresholds) == [
+        (0.25, "overexposed 4.0 MADs (factory, <b>line 2</b>) 0.25"),
+        (0.35, "overexposed threshold 0.35"),
+    ]
+    svg = histogram_svg(chart, _Colours(list(chart.series)))
+    assert "<b>line 2</b>" not in svg and html.escape("<b>line 2</b>") in svg
+    assert "overexposed threshold 0.35" in svg

@@ -264,7 +264,7 @@ def pipeline_run(tmp_path_factory):
         root / "out",
         decontaminate={"exclude": [str(evals)]},
         # Stages that do not touch deduplication are off: this run is about the fingerprint-level decisions.
-        **{stage: {"enabled": False} for stage in ("faces", "audit", "documents", "eval_set")},
+        **{stage: {"enabled": False} for stage in ("faces", "audit", "documents", "eval_set", "quality")},
         views={"docs": {"enabled": False}, "edit": {"enabled": False}},
         safety={"image_check": False},
     )

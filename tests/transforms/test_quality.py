@@ -4,7 +4,9 @@ import io
 import json
 import math
 import random
+import re
 from collections import defaultdict
+from pathlib import Path
 
 import apache_beam as beam
 import numpy as np
@@ -13,7 +15,7 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont
 
-from schemas.config import QualityConfig, QualityRule
+from schemas.config import OverexposedRule, QualityConfig, QualityRule
 from tests.helpers import make_photo, write_sidecar
 from tests.transforms.model_samples import make_sample
 from transforms._text_regions import DETECTOR
@@ -136,6 +138,18 @@ def test_brightness_times_two_and_a_half_clips_a_large_share_of_highlights():
     assert reasons_of(bright)[0] == "overexposed"
 
 
+def test_a_light_colour_pushed_to_the_ceiling_is_tinted_and_a_vivid_one_is_not():
+    grain = np.random.default_rng(11).normal(0.0, 6.0, (240, 320, 1))
+    skin = Image.fromarray(np.clip(np.full((240, 320, 3), (205, 160, 130), float) + grain, 0, 255).astype(np.uint8))
+    vivid = Image.fromarray(np.clip(np.full((240, 320, 3), (255, 30, 40), float) + grain, 0, 255).astype(np.uint8))
+    assert measured(skin).highlights_tinted == 0.0
+    washed = measured(ImageEnhance.Brightness(skin).enhance(1.6))
+    # R and (with the grain, mostly) G clip: about (255, 255, 208), a flat pale yellow; B keeps 208 >= 150.
+    assert washed.highlights_tinted > 0.9 and washed.highlights_clipped > 0.5
+    assert measured(ImageEnhance.Brightness(skin).enhance(1.3)).highlights_tinted > 0.4  # only R clips (255, 208, 169)
+    assert measured(vivid).highlights_tinted == 0.0 and "overexposed" not in reasons_of(vivid)
+
+
 def test_a_white_background_product_shot_is_not_overexposed():
     shot = product_shot()
     measures = measured(shot)
@@ -188,7 +202,11 @@ def test_degenerate_and_unusual_images_are_measured_finite_with_a_clear_reason_o
 
 
 def test_group_median_and_mad_come_from_the_histogram_to_bin_width():
-    config = QualityConfig(low_contrast=QualityRule(deviations=3.0), blurry=QualityRule(deviations=2.0))
+    config = QualityConfig(
+        overexposed=OverexposedRule(threshold=0.35),
+        low_contrast=QualityRule(deviations=3.0),
+        blurry=QualityRule(deviations=2.0),
+    )
     rng = np.random.default_rng(0)
     contrast = rng.uniform(0.05, 0.3, 101)
     sharpness = rng.lognormal(-1.0, 0.5, 101)
@@ -274,7 +292,10 @@ def grouped():
         "group_by": ["domain"],
         "min_group": 20,
         "low_contrast": {"deviations": 3.0},
-        **{code: {"enabled": False} for code in ("text_heavy", "underexposed", "overexposed", "blurry")},
+        **{
+            code: {"enabled": False}
+            for code in ("text_heavy", "underexposed", "overexposed", "tinted_highlights", "blurry")
+        },
     }
     rules = {
         "filter": QualityConfig.model_validate(only_contrast),
@@ -333,7 +354,7 @@ def test_a_real_run_rejects_degraded_images_with_their_reasons_and_writes_measur
         path = folder / f"{name}.jpg"
         image.save(path, quality=92)
         write_sidecar(path, title=f"picture {name}", domain="marketing")
-    out = run([folder], quality={"enabled": True}, semantic_dedup={"enabled": False}, faces={"enabled": False})
+    out = run([folder], semantic_dedup={"enabled": False}, faces={"enabled": False})  # quality on by default
 
     rows = out.ledger_by_name()
     expected = {"blurred": "blurry", "dark": "underexposed", "bright": "overexposed", "banner": "text_heavy"}
@@ -354,3 +375,74 @@ def test_a_real_run_rejects_degraded_images_with_their_reasons_and_writes_measur
     audit = json.loads((out.path / "audit" / "audit.json").read_text())
     excluded = {(row["stage"], row["dimension"], row["value"]): row["excluded"] for row in audit["exclusion"]}
     assert excluded[("quality", "domain", "marketing")] == 4
+
+    # The report: a histogram per measure, kept values beside each rejected one, the configured thresholds; and a
+    # gallery per reason. Expected values come from the images made here and the shards read back above.
+    report = json.loads((out.path / "report" / "report.json").read_text(encoding="utf-8"))
+    charts = {chart["name"]: chart for chart in report["distributions"]}
+    assert {f"quality_{name}" for name in Measures._fields} <= set(charts)
+    measured_by = {
+        "text_heavy": ("quality_text_coverage", 0.15),
+        "underexposed": ("quality_brightness_p99", 0.25),
+        "overexposed": ("quality_highlights_clipped", 0.35),
+        "blurry": ("quality_sharpness_lapvar", 0.03),
+    }
+    kept_p99 = sorted(json.loads(sample["json"])["scores"]["quality_brightness_p99"] for sample in samples)
+    for reason, (name, threshold) in measured_by.items():
+        chart = charts[name]
+        counts = {series: sum(values) for series, values in chart["series"].items()}
+        assert counts == {"marketing": 3, "marketing · rejected by quality": 1}, (name, counts)
+        assert threshold in [mark["value"] for mark in chart["thresholds"]], (name, chart["thresholds"])
+        rejected_value = chart["stats"]["marketing · rejected by quality"]["max"]
+        assert rejected_value == pytest.approx(json.loads(rows[f"{_dropped_by(reason)}.jpg"]["detail"])["value"])
+        assert math.isfinite(rejected_value)
+    assert charts["quality_brightness_p99"]["stats"]["marketing"]["median"] == pytest.approx(kept_p99[1])
+    galleries = {(g["stage"], g["reason"]): g for g in report["galleries"]["rejected"]}
+    for reason in measured_by:
+        gallery = galleries[("quality", reason)]
+        assert gallery["count"] == 1 and gallery["items"][0]["source"].endswith(f"{_dropped_by(reason)}.jpg")
+        assert gallery["items"][0]["has_thumbnail"]
+    page = (out.path / "report" / "index.html").read_text(encoding="utf-8")
+    assert "Quality · highlights clipped" in page and not re.search(r"\bnan\b", page, re.IGNORECASE)
+    assert not re.search(r"\b(NaN|-?Infinity)\b", (out.path / "report" / "report.json").read_text(encoding="utf-8"))
+
+
+def _dropped_by(reason: str) -> str:
+    return {"text_heavy": "banner", "underexposed": "dark", "overexposed": "bright", "blurry": "blurred"}[reason]
+
+
+def test_bad_inputs_through_a_real_run_get_a_clear_reason_or_finite_measures_and_no_nan_in_the_report(tmp_path, run):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    grey16 = np.asarray(scene(200, 150, seed=30).convert("L")).astype(np.uint16) * 257
+    images = {
+        "tiny.png": Image.new("RGB", (1, 1), (90, 120, 200)),
+        "uniform.png": Image.new("RGB", (64, 48), (128, 128, 128)),
+        "palette.png": scene(200, 150, seed=31).convert("P", palette=Image.Palette.ADAPTIVE),
+        "deep.png": Image.fromarray(grey16),
+        "label.png": label_scan(),
+        "photo.png": scene(seed=32),
+    }
+    for name, image in images.items():
+        image.save(folder / name)
+        camera = "line-1" if name in ("tiny.png", "uniform.png", "label.png") else "line-2"
+        write_sidecar(folder / name, title=f"bad input {name}", domain="factory", camera=camera)
+    out = run([folder], semantic_dedup={"enabled": False}, faces={"enabled": False}, normalise={"min_side": 1})
+
+    rows = out.ledger_by_name()
+    expected = {"tiny.png": "low_contrast", "uniform.png": "low_contrast", "label.png": "text_heavy"}
+    for name, reason in expected.items():
+        assert (rows[name]["stage"], rows[name]["reason"]) == ("quality", reason), rows[name]
+        assert math.isfinite(json.loads(rows[name]["detail"])["value"])
+    kept = {Path(json.loads(s["json"])["source"]).name: json.loads(s["json"]) for s in out.samples()}
+    assert {"palette.png", "deep.png", "photo.png"} <= set(kept)
+    for record in kept.values():
+        scores = [value for key, value in record["scores"].items() if key.startswith("quality_")]
+        assert len(scores) == len(Measures._fields) and all(math.isfinite(value) for value in scores)
+    # The audit's exclusion table says which camera the quality stage took images from.
+    audit = json.loads((out.path / "audit" / "audit.json").read_text(encoding="utf-8"))
+    excluded = {(row["stage"], row["dimension"], row["value"]): row["excluded"] for row in audit["exclusion"]}
+    assert excluded[("quality", "camera", "line-1")] == 3 and excluded.get(("quality", "camera", "line-2"), 0) == 0
+    report = (out.path / "report" / "report.json").read_text(encoding="utf-8")
+    assert not re.search(r"\b(NaN|-?Infinity)\b", report)
+    assert not re.search(r"\bnan\b", (out.path / "report" / "index.html").read_text(encoding="utf-8"), re.IGNORECASE)
