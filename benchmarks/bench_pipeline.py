@@ -13,6 +13,7 @@ rotated copies are added, which no duplicate test merges), or with ``--distinct`
     python benchmarks/bench_pipeline.py --images 3000 --pairs 3 \
         --corpus ../shared/corpora/factory --corpus ../shared/corpora/marketing
     python benchmarks/bench_pipeline.py --distinct --images 2000 --pairs 1 --memory-only
+    python benchmarks/bench_pipeline.py --ready /tmp/distinct --images 20000 --pairs 1 --memory-only --workers 0
     python benchmarks/bench_pipeline.py --repo /tmp/old-main ...     # the same measurement of an older checkout
 """
 
@@ -43,8 +44,17 @@ def emit(kind: str, **values) -> None:
     print(json.dumps({"kind": kind, **values}), flush=True)
 
 
-def make_inputs(folder: Path, count: int, corpora: list[Path], distinct: bool) -> list[Path]:
+def make_inputs(
+    folder: Path, count: int, corpora: list[Path], distinct: bool, ready: Path | None = None
+) -> list[Path]:
     folder.mkdir(parents=True)
+    if ready is not None:
+        found = sorted(p for p in ready.iterdir() if p.suffix.lower() in SUFFIXES)[:count]
+        if len(found) < count:
+            raise SystemExit(f"--ready {ready} holds {len(found)} images, fewer than --images {count}")
+        for path in found:
+            os.link(path, folder / path.name)  # hard links: the same files, no copies, no symbolic links to refuse
+        return sorted(folder.iterdir())
     if distinct:
         subprocess.run(
             [sys.executable, str(SHARED / "bench" / "make_distinct.py"), str(folder), str(count)], check=True
@@ -99,9 +109,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--pairs", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=2, help="worker processes; 0 runs the default profile")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="worker processes; 0 passes no Beam flags (the default: one process per core from 500 inputs)",
+    )
     parser.add_argument("--corpus", type=Path, action="append", default=[])
     parser.add_argument("--distinct", action="store_true", help="generated ~1 MP photos instead of --corpus")
+    parser.add_argument(
+        "--ready", type=Path, help="take the first --images photos of this folder (same filesystem as the temp dir)"
+    )
     parser.add_argument("--memory-only", action="store_true", help="skip the yardstick; report unishard's peak")
     parser.add_argument("--set", action="append", default=[], help="extra --set for unishard (repeatable)")
     parser.add_argument(
@@ -113,7 +131,7 @@ def main() -> None:
     emit("machine", cpus=os.cpu_count(), load_average_1m=round(os.getloadavg()[0], 2))
     with tempfile.TemporaryDirectory(prefix="unishard-bench-") as tmp:
         work = Path(tmp)
-        paths = make_inputs(work / "inputs", args.images, args.corpus, args.distinct)
+        paths = make_inputs(work / "inputs", args.images, args.corpus, args.distinct, args.ready)
         ratios, peaks = [], []
         for index in range(args.pairs):
             plain = None if args.memory_only else run_yardstick(paths, work, args.workers or 1)

@@ -87,34 +87,34 @@ def emit(kind: str, **values) -> None:
 def stage_cpu(inputs: Path) -> None:
     """CPU seconds per image of each per-item stage, one process, against a plain PIL yardstick."""
     from schemas.config import UnishardConfig
-    from schemas.records import InputItem, Sample, fingerprint
-    from transforms.ingest import _ReadFn
-    from transforms.normalise import _NormaliseFn
-    from transforms.text import _ChooseTextFn
+    from schemas.records import InputItem, RejectItem, fingerprint
+    from transforms.ingest import read_bytes, read_sidecar
+    from transforms.normalise import normalise_item
+    from transforms.text import with_text
 
-    config = UnishardConfig.model_validate({"text": {"fields": ["title"]}})
-    read, text = _ReadFn(config.ingest), _ChooseTextFn(config.text)
-    normalise = _NormaliseFn(config.normalise, config.near_dedup.hash_names())
-    normalise.setup()
+    config = UnishardConfig.model_validate({"text": {"fields": ["title"], "required": False}})
+    hashes = config.near_dedup.hash_names()
     paths = image_paths(inputs)
     spent = dict.fromkeys(("read", "normalise", "text", "fingerprint", "yardstick_plain_pil"), 0.0)
     input_bytes = 0
     for path in paths:
-        item = InputItem(str(path), str(path), "unknown", sidecar=str(path.with_suffix("")))
         clock = time.process_time()
-        (item,) = read.apply(item)
-        if not isinstance(item, InputItem):
+        try:
+            metadata = read_sidecar(str(path.with_suffix("")), config.ingest.sidecar_extensions)
+            data, _ = read_bytes(str(path))
+        except RejectItem:
             continue
+        item = InputItem(str(path), str(path), "unknown", metadata, data)
         spent["read"] += time.process_time() - clock
         input_bytes += len(item.data)
         clock = time.process_time()
-        outputs = list(normalise.process(item))
-        spent["normalise"] += time.process_time() - clock
-        if not isinstance(outputs[0], Sample):
+        try:
+            sample = normalise_item(item, config.normalise, hashes)
+        except RejectItem:
             continue
-        (sample,) = outputs
+        spent["normalise"] += time.process_time() - clock
         clock = time.process_time()
-        (sample,) = text.apply(sample)
+        sample = with_text(sample, config.text)
         spent["text"] += time.process_time() - clock
         clock = time.process_time()
         fingerprint(sample)

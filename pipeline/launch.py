@@ -35,6 +35,7 @@ from schemas.config import UnishardConfig
 from schemas.profile import HOW_KEYS
 from transforms._io import join, write_atomic
 from transforms.books import BOOK_PROBLEMS, BOOKS, PROBLEMS
+from transforms.clip_model import ModelUnavailable
 from transforms.image_store import store_folder
 from transforms.incremental import INCREMENT, EarlierRun
 from transforms.ingest import count_items, input_kind
@@ -316,7 +317,10 @@ def run(
         RunError: Inputs missing, the job failed, too many items failed, or the commit would replace a foreign file.
     """
     check_inputs(config)
-    check_models(config)
+    try:
+        check_models(config)
+    except ModelUnavailable as error:
+        raise RunError(str(error)) from None
     output = config.run.output
     check_output_folder(output, force)
     check_writable(output)

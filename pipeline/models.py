@@ -55,17 +55,16 @@ def preflight(config: UnishardConfig) -> None:
 
 
 def check_models(config: UnishardConfig) -> None:
-    """Fetch missing weights, then ``preflight``, on the launcher: a missing model is a ``RunError`` before any data.
+    """Fetch missing weights, then ``preflight``, on the launcher, before any data is read.
 
     From then on this process and the workers it starts never download.
-    """
-    from pipeline.launch import RunError
 
+    Raises:
+        ModelUnavailable: A model is missing and could not be fetched; the message says how to provide it.
+    """
     try:
         fetch_missing(config)
         preflight(config)
-    except ModelUnavailable as error:
-        raise RunError(str(error)) from None
     finally:
         forbid_downloads()
 

@@ -10,7 +10,7 @@ import json
 from collections import defaultdict
 from typing import Any
 
-from pipeline.report_html import REJECTED_COLOUR, _bar, _e, _int, _scalar, render_value
+from pipeline.report_format import REJECTED_COLOUR, bar, escape, integer, render_value, scalar
 
 FLAG_RATIO = 2.0
 KNOWN = ("warnings", "people", "exclusion", "representation", "defect_classes", "items", "measured", "model_id")
@@ -58,14 +58,14 @@ def _exclusion(rows: list) -> str:
             ratio = _number(row.get("ratio"))
             flagged = ratio is not None and ratio >= FLAG_RATIO
             body.append(
-                f'<tr class="{"flag" if flagged else ""}"><td>{_e(row.get("dimension", ""))}</td>'
-                f'<td>{_e(row.get("value", ""))}</td><td class="num">{_scalar(row.get("items"))}</td>'
-                f'<td class="num">{_scalar(row.get("excluded"))}</td><td class="num">{_pct(row.get("rate"))}</td>'
+                f'<tr class="{"flag" if flagged else ""}"><td>{escape(row.get("dimension", ""))}</td>'
+                f'<td>{escape(row.get("value", ""))}</td><td class="num">{scalar(row.get("items"))}</td>'
+                f'<td class="num">{scalar(row.get("excluded"))}</td><td class="num">{_pct(row.get("rate"))}</td>'
                 f'<td class="ratebar">{_rate_bar(_number(row.get("rate")), _number(row.get("overall_rate")), flagged)}'
-                f'</td><td class="num">{_e(_ratio(ratio))}</td></tr>'
+                f'</td><td class="num">{escape(_ratio(ratio))}</td></tr>'
             )
         blocks.append(
-            f'<div class="auditblock"><h4>{_e(stage)}</h4><table class="grid"><thead><tr><th>Dimension</th>'
+            f'<div class="auditblock"><h4>{escape(stage)}</h4><table class="grid"><thead><tr><th>Dimension</th>'
             '<th>Group</th><th class="num">Items</th><th class="num">Removed</th><th class="num">Rate</th>'
             '<th>Rate (tick: overall)</th><th class="num">× overall</th></tr></thead>'
             f"<tbody>{''.join(body)}</tbody></table></div>"
@@ -89,17 +89,17 @@ def _representation(rows: list) -> str:
             continue
         body = []
         for group in (g for g in entry.get("groups", []) if isinstance(g, dict)):
-            share = _bar([(_number(group.get("share_after")) or 0.0, "#4c78a8", "")])
+            share = bar([(_number(group.get("share_after")) or 0.0, "#4c78a8", "")])
             body.append(
-                f'<tr><td>{_e(group.get("value", ""))}</td><td class="num">{_scalar(group.get("before"))}</td>'
-                f'<td class="num">{_scalar(group.get("after"))}</td><td class="num">{_pct(group.get("share_before"))}'
+                f'<tr><td>{escape(group.get("value", ""))}</td><td class="num">{scalar(group.get("before"))}</td>'
+                f'<td class="num">{scalar(group.get("after"))}</td><td class="num">{_pct(group.get("share_before"))}'
                 f'</td><td class="num">{_pct(group.get("share_after"))}</td><td class="spark">{share}</td>'
                 f'<td class="num">{_pct(group.get("reference"))}</td>'
-                f'<td class="num">{_e(_ratio(group.get("ratio_after")))}</td></tr>'
+                f'<td class="num">{escape(_ratio(group.get("ratio_after")))}</td></tr>'
             )
         blocks.append(
-            f'<div class="auditblock"><h4>{_e(entry.get("dimension", ""))} '
-            f'<span class="count">{_scalar(entry.get("measured"))} measured</span></h4><table class="grid"><thead>'
+            f'<div class="auditblock"><h4>{escape(entry.get("dimension", ""))} '
+            f'<span class="count">{scalar(entry.get("measured"))} measured</span></h4><table class="grid"><thead>'
             '<tr><th>Group</th><th class="num">Before</th><th class="num">After</th><th class="num">Share before</th>'
             '<th class="num">Share after</th><th></th><th class="num">Reference</th><th class="num">After ÷ ref.</th>'
             f"</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
@@ -113,9 +113,9 @@ def _defects(rows: list) -> str:
         before, after = _number(row.get("before")) or 0.0, _number(row.get("after")) or 0.0
         tail = '<span class="badge">long tail</span>' if row.get("long_tail") else ""
         body.append(
-            f"<tr><td>{_e(row.get('column', ''))}</td><td>{_e(row.get('value', ''))}</td>"
-            f'<td class="num">{_scalar(row.get("before"))}</td><td class="num">{_scalar(row.get("after"))}</td>'
-            f'<td class="spark">{_bar([(after / max(1.0, before), "#54a24b", "")])}</td><td>{tail}</td></tr>'
+            f"<tr><td>{escape(row.get('column', ''))}</td><td>{escape(row.get('value', ''))}</td>"
+            f'<td class="num">{scalar(row.get("before"))}</td><td class="num">{scalar(row.get("after"))}</td>'
+            f'<td class="spark">{bar([(after / max(1.0, before), "#54a24b", "")])}</td><td>{tail}</td></tr>'
         )
     return (
         '<h3>Defect classes and slices before and after filtering</h3><table class="grid"><thead><tr><th>Column</th>'
@@ -132,15 +132,15 @@ def _facts(audit: dict) -> str:
     for group in ("items", "measured"):
         if isinstance(audit.get(group), dict):
             tiles.extend(
-                (f"{group} · {k}", _int(v) if isinstance(v, int) else str(v)) for k, v in audit[group].items()
+                (f"{group} · {k}", integer(v) if isinstance(v, int) else str(v)) for k, v in audit[group].items()
             )
     people = audit.get("people")
     if isinstance(people, dict):
         for key in ("images", "with_person", "with_faces", "faces"):
             if isinstance(people.get(key), int):
-                tiles.append((f"people · {key.replace('_', ' ')}", _int(people[key])))
+                tiles.append((f"people · {key.replace('_', ' ')}", integer(people[key])))
     html = "".join(
-        f'<div class="tile small"><div class="label">{_e(k)}</div><div class="value">{_e(v)}</div></div>'
+        f'<div class="tile small"><div class="label">{escape(k)}</div><div class="value">{escape(v)}</div></div>'
         for k, v in tiles
     )
     return f'<div class="tiles">{html}</div>'
@@ -151,7 +151,7 @@ def render_audit(audit: dict) -> str:
     parts = []
     warnings = audit.get("warnings") or []
     if warnings:
-        items = "".join(f"<li>{_e(warning_text(w))}</li>" for w in warnings)
+        items = "".join(f"<li>{escape(warning_text(w))}</li>" for w in warnings)
         parts.append(f'<div class="warnings inline"><strong>Audit warnings</strong><ul>{items}</ul></div>')
     parts.append(_facts(audit))
     if isinstance(audit.get("exclusion"), list) and audit["exclusion"]:
@@ -168,8 +168,8 @@ def render_audit(audit: dict) -> str:
     if scalars:
         parts.append(f"<h3>Other facts</h3>{render_value(scalars, 1)}")
     for key, value in ((k, v) for k, v in rest.items() if k not in scalars):
-        parts.append(f'<div class="nested"><h3>{_e(key)}</h3>{render_value(value, 1)}</div>')
+        parts.append(f'<div class="nested"><h3>{escape(key)}</h3>{render_value(value, 1)}</div>')
     empty = [k for k, v in audit.items() if k not in KNOWN and v in ([], {})]
     if empty:
-        parts.append(f'<p class="sub">Nothing to show for: {_e(", ".join(empty))}.</p>')
+        parts.append(f'<p class="sub">Nothing to show for: {escape(", ".join(empty))}.</p>')
     return "".join(parts)

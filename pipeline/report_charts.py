@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from schemas.report import Distribution, SeriesStats, Threshold
 
@@ -88,7 +89,7 @@ def _quality_charts(sidecar: pa.Table, ledger: pa.Table, config: dict) -> list[D
     domains = _column(sidecar, "domain", "")
     rejected: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     marks: dict[str, set[tuple[float, str]]] = defaultdict(set)
-    rows = ledger.filter(pa.compute.equal(ledger["stage"], QUALITY_STAGE)).select(["status", "detail", "domain"])
+    rows = ledger.filter(pc.equal(ledger["stage"], QUALITY_STAGE)).select(["status", "detail", "domain"])
     for row in rows.to_pylist():
         detail = _detail(row["detail"])
         measure, value = detail.get("measure"), _number(detail.get("value"))
@@ -141,9 +142,7 @@ def _number(value: Any) -> float | None:
 
 def _clip_chart(name: str, values: list, domains: list[str], ledger: pa.Table, config: dict) -> Distribution | None:
     rejected, thresholds = [], set()
-    for row in (
-        ledger.filter(pa.compute.equal(ledger["status"], "rejected")).select(["stage", "detail", "domain"]).to_pylist()
-    ):
+    for row in ledger.filter(pc.equal(ledger["status"], "rejected")).select(["stage", "detail", "domain"]).to_pylist():
         if "clip" not in (row["stage"] or ""):
             continue
         try:

@@ -5,26 +5,16 @@ Everything shown comes from untrusted input (file names, captions, metadata, aud
 and only ``data:`` images, so a missed escape still could not run code or fetch anything.
 """
 
-import html
 import json
 import math
 import posixpath
-from typing import Any
 
 from pipeline.report_charts import REJECTED_SERIES
+from pipeline.report_format import REJECTED_COLOUR, bar, escape, integer
 from schemas.report import Distribution, DuplicateCluster, GalleryItem, Report, ShardCheck
 
 PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#b279a2", "#72b7b2", "#eeca3b", "#9d755d", "#ff9da6", "#439894")
-REJECTED_COLOUR = "#e45756"
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
-
-
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _int(value: int) -> str:
-    return f"{value:,}"
 
 
 def _plural(count: int, word: str) -> str:
@@ -113,15 +103,15 @@ def render(report: Report, thumbnails: dict[str, str]) -> str:
             f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
             '<meta name="viewport" content="width=device-width, initial-scale=1">',
             '<meta name="referrer" content="no-referrer">',
-            f"<title>unishard report · {_e(report.run.output)}</title><style>{STYLE}</style></head><body>",
+            f"<title>unishard report · {escape(report.run.output)}</title><style>{STYLE}</style></head><body>",
             '<header class="top"><div class="brand">uni<b>shard</b></div>',
             '<div class="headline"><h1>Shard-quality report</h1>',
-            f'<div class="path" title="{_e(report.run.output)}">{_e(report.run.output)}</div></div>',
-            '<nav class="nav">' + "".join(f'<a href="#{i}">{_e(t)}</a>' for i, t in nav) + "</nav></header>",
+            f'<div class="path" title="{escape(report.run.output)}">{escape(report.run.output)}</div></div>',
+            '<nav class="nav">' + "".join(f'<a href="#{i}">{escape(t)}</a>' for i, t in nav) + "</nav></header>",
             '<main class="page">',
             *sections,
             "</main>",
-            f'<footer class="foot">unishard {_e(version)} · report schema v{report.schema_version} · '
+            f'<footer class="foot">unishard {escape(version)} · report schema v{report.schema_version} · '
             "this page runs no script and loads nothing from the network</footer>",
             "</body></html>\n",
         ]
@@ -130,13 +120,13 @@ def render(report: Report, thumbnails: dict[str, str]) -> str:
 
 def _section(ident: str, title: str, body: str, subtitle: str = "") -> str:
     sub = f'<p class="sub">{subtitle}</p>' if subtitle else ""
-    return f'<section id="{ident}" class="card"><h2>{_e(title)}</h2>{sub}{body}</section>'
+    return f'<section id="{ident}" class="card"><h2>{escape(title)}</h2>{sub}{body}</section>'
 
 
 def _warnings(report: Report) -> str:
     if not report.warnings:
         return ""
-    items = "".join(f"<li>{_e(w)}</li>" for w in report.warnings)
+    items = "".join(f"<li>{escape(w)}</li>" for w in report.warnings)
     return f'<div class="warnings" role="alert"><strong>Before you train on this</strong><ul>{items}</ul></div>'
 
 
@@ -155,17 +145,17 @@ def _summary(report: Report) -> str:
     shards = report.validation.shards if report.validation else []
     state, tone = _validation_state(report)
     tiles = [
-        ("Input items", _int(funnel.items), "", ""),
-        ("Kept", _int(funnel.kept), _pct(funnel.kept, funnel.items), "good"),
-        ("Rejected", _int(funnel.rejected), _pct(funnel.rejected, funnel.items), "warn" if funnel.rejected else ""),
-        ("Failed", _int(funnel.failed), _pct(funnel.failed, funnel.items), "bad" if funnel.failed else ""),
-        ("Shards", _int(len(shards)), human_bytes(sum(s.bytes for s in shards)), ""),
+        ("Input items", integer(funnel.items), "", ""),
+        ("Kept", integer(funnel.kept), _pct(funnel.kept, funnel.items), "good"),
+        ("Rejected", integer(funnel.rejected), _pct(funnel.rejected, funnel.items), "warn" if funnel.rejected else ""),
+        ("Failed", integer(funnel.failed), _pct(funnel.failed, funnel.items), "bad" if funnel.failed else ""),
+        ("Shards", integer(len(shards)), human_bytes(sum(s.bytes for s in shards)), ""),
         ("Validation", state, "", tone),
-        ("Wall time", _duration(report.run.wall_seconds), _e(report.run.runner), ""),
+        ("Wall time", _duration(report.run.wall_seconds), escape(report.run.runner), ""),
     ]
     body = '<div class="tiles">' + "".join(
-        f'<div class="tile {tone}"><div class="label">{_e(label)}</div><div class="value">{_e(value)}</div>'
-        f'<div class="hint">{_e(hint)}</div></div>'
+        f'<div class="tile {tone}"><div class="label">{escape(label)}</div><div class="value">{escape(value)}</div>'
+        f'<div class="hint">{escape(hint)}</div></div>'
         for label, value, hint, tone in tiles
     )
     body += "</div>"
@@ -173,8 +163,8 @@ def _summary(report: Report) -> str:
         body += (
             '<div class="models">'
             + "".join(
-                f'<span class="pill">{_e(m.section)}: {_e(m.name)}'
-                + (f" · {_e(m.precision)}" if m.precision else "")
+                f'<span class="pill">{escape(m.section)}: {escape(m.name)}'
+                + (f" · {escape(m.precision)}" if m.precision else "")
                 + "</span>"
                 for m in report.run.models
             )
@@ -184,52 +174,41 @@ def _summary(report: Report) -> str:
     return _section("summary", "Summary", body)
 
 
-def _bar(parts: list[tuple[float, str, str]]) -> str:
-    return (
-        '<div class="bar">'
-        + "".join(
-            f'<span class="seg" style="width:{100 * max(0.0, w):.3f}%;background:{c}" title="{_e(t)}"></span>'
-            for w, c, t in parts
-            if w > 0
-        )
-        + "</div>"
-    )
-
-
 def _funnel(report: Report, colours: _Colours) -> str:
     funnel = report.funnel
     total = max(1, funnel.items)
     rows = [
         f'<div class="frow"><div class="fname">input items</div>'
-        f"{_bar([(funnel.items / total, '#4c78a8', f'{funnel.items} items')])}"
-        f'<div class="fnum">{_int(funnel.items)}</div></div>'
+        f"{bar([(funnel.items / total, '#4c78a8', f'{funnel.items} items')])}"
+        f'<div class="fnum">{integer(funnel.items)}</div></div>'
     ]
     for step in funnel.steps:
         removed = step.rejected + step.failed
-        bar = _bar(
+        segments = bar(
             [
                 (step.remaining / total, "#4c78a8", f"{step.remaining} continue"),
                 (step.rejected / total, REJECTED_COLOUR, f"{step.rejected} rejected"),
                 (step.failed / total, "#7a1f1f", f"{step.failed} failed"),
             ]
         )
-        note = f"−{_int(removed)}" + (f" ({_int(step.failed)} failed)" if step.failed else "")
+        note = f"−{integer(removed)}" + (f" ({integer(step.failed)} failed)" if step.failed else "")
         rows.append(
-            f'<div class="frow"><div class="fname">{_e(step.stage)}</div>{bar}'
-            f'<div class="fnum"><span class="minus">{note}</span> {_int(step.remaining)}</div></div>'
+            f'<div class="frow"><div class="fname">{escape(step.stage)}</div>{segments}'
+            f'<div class="fnum"><span class="minus">{note}</span> {integer(step.remaining)}</div></div>'
         )
     rows.append(
         f'<div class="frow final"><div class="fname">kept</div>'
-        f"{_bar([(funnel.kept / total, '#54a24b', f'{funnel.kept} kept')])}"
-        f'<div class="fnum"><b>{_int(funnel.kept)}</b> · {_pct(funnel.kept, funnel.items)}</div></div>'
+        f"{bar([(funnel.kept / total, '#54a24b', f'{funnel.kept} kept')])}"
+        f'<div class="fnum"><b>{integer(funnel.kept)}</b> · {_pct(funnel.kept, funnel.items)}</div></div>'
     )
     body = '<div class="funnel" id="funnel-chart">' + "".join(rows) + "</div>"
     if funnel.reasons:
         reason_rows = "".join(
-            f"<tr><td>{_e(r.stage)}</td><td><code>{_e(r.reason or '–')}</code></td>"
-            f'<td><span class="status {_e(r.status)}">{_e(r.status)}</span></td><td class="num">{_int(r.count)}</td>'
+            f"<tr><td>{escape(r.stage)}</td><td><code>{escape(r.reason or '–')}</code></td>"
+            f'<td><span class="status {escape(r.status)}">{escape(r.status)}</span></td>'
+            f'<td class="num">{integer(r.count)}</td>'
             f'<td class="num">{_pct(r.count, funnel.items)}</td>'
-            f'<td class="spark">{_bar([(r.count / total, REJECTED_COLOUR, "")])}</td></tr>'
+            f'<td class="spark">{bar([(r.count / total, REJECTED_COLOUR, "")])}</td></tr>'
             for r in funnel.reasons
         )
         body += (
@@ -240,11 +219,11 @@ def _funnel(report: Report, colours: _Colours) -> str:
     if funnel.domains:
         domain_rows = "".join(
             f'<tr><td><span class="swatch" style="background:{colours(d.domain or "unknown")}"></span>'
-            f'{_e(d.domain or "unknown")}</td><td class="num">{_int(d.items)}</td>'
-            f'<td class="num">{_int(d.kept)}</td><td class="num">{_int(d.rejected)}</td>'
-            f'<td class="num">{_int(d.failed)}</td><td class="num">{_pct(d.kept, d.items)}</td>'
+            f'{escape(d.domain or "unknown")}</td><td class="num">{integer(d.items)}</td>'
+            f'<td class="num">{integer(d.kept)}</td><td class="num">{integer(d.rejected)}</td>'
+            f'<td class="num">{integer(d.failed)}</td><td class="num">{_pct(d.kept, d.items)}</td>'
             f'<td class="spark">'
-            + _bar(
+            + bar(
                 [
                     (d.kept / max(1, d.items), "#54a24b", f"{d.kept} kept"),
                     (d.rejected / max(1, d.items), REJECTED_COLOUR, f"{d.rejected} rejected"),
@@ -278,19 +257,19 @@ def _distributions(report: Report, colours: _Colours) -> str:
 
 def _chart_card(dist: Distribution, colours: _Colours) -> str:
     legend = "".join(
-        f'<span class="key"><span class="swatch" style="background:{colours(name)}"></span>{_e(name)}</span>'
+        f'<span class="key"><span class="swatch" style="background:{colours(name)}"></span>{escape(name)}</span>'
         for name in _series_order(dist)
     )
     stats_rows = "".join(
-        f'<tr><td>{_e(name)}</td><td class="num">{_int(s.count)}</td>'
-        f'<td class="num">{_e(fmt_value(s.median, dist.unit))}</td>'
-        f'<td class="num">{_e(fmt_value(s.mean, dist.unit))}</td>'
-        f'<td class="num">{_e(fmt_value(s.min, dist.unit))} – {_e(fmt_value(s.max, dist.unit))}</td></tr>'
+        f'<tr><td>{escape(name)}</td><td class="num">{integer(s.count)}</td>'
+        f'<td class="num">{escape(fmt_value(s.median, dist.unit))}</td>'
+        f'<td class="num">{escape(fmt_value(s.mean, dist.unit))}</td>'
+        f'<td class="num">{escape(fmt_value(s.min, dist.unit))} – {escape(fmt_value(s.max, dist.unit))}</td></tr>'
         for name, s in sorted(dist.stats.items())
     )
-    unit = f" ({_e(dist.unit)})" if dist.unit and dist.unit != "bytes" else ""
+    unit = f" ({escape(dist.unit)})" if dist.unit and dist.unit != "bytes" else ""
     return (
-        f'<figure class="chart" data-name="{_e(dist.name)}"><figcaption>{_e(dist.title)}{unit}'
+        f'<figure class="chart" data-name="{escape(dist.name)}"><figcaption>{escape(dist.title)}{unit}'
         f"{' · log scale' if dist.log_scale else ''}</figcaption>{histogram_svg(dist, colours)}"
         f'<div class="legend">{legend}</div><table class="mini"><thead><tr><th></th><th class="num">n</th>'
         '<th class="num">median</th><th class="num">mean</th><th class="num">range</th></tr></thead>'
@@ -324,7 +303,7 @@ def histogram_svg(dist: Distribution, colours: _Colours, width: int = 520, heigh
     bin_w = plot_w / bins
     parts = [
         f'<svg class="hist" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
-        f'aria-label="{_e(dist.title)}" xmlns="http://www.w3.org/2000/svg">'
+        f'aria-label="{escape(dist.title)}" xmlns="http://www.w3.org/2000/svg">'
     ]
     for tick in range(5):
         value = y_max * tick / 4
@@ -349,23 +328,23 @@ def histogram_svg(dist: Distribution, colours: _Colours, width: int = 520, heigh
             )
             tip.append(f"{name}: {count}")
         if rects:
-            parts.append(f'<g class="bin"><title>{_e(chr(10).join(tip))}</title>{"".join(rects)}</g>')
+            parts.append(f'<g class="bin"><title>{escape(chr(10).join(tip))}</title>{"".join(rects)}</g>')
     parts.append(f'<line x1="{left}" x2="{width - right}" y1="{top + plot_h}" y2="{top + plot_h}" class="axis"/>')
     for value in axis_ticks(dist.edges[0], dist.edges[-1], dist.log_scale):
         x = _position(dist, value, left, bin_w)
         if x is None:
             continue
         parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top + plot_h}" y2="{top + plot_h + 4}" class="axis"/>')
-        label = _e(fmt_value(value, dist.unit))
+        label = escape(fmt_value(value, dist.unit))
         parts.append(f'<text x="{x:.1f}" y="{top + plot_h + 17}" class="xtick">{label}</text>')
     for n, mark in enumerate(dist.thresholds):
         x = _position(dist, mark.value, left, bin_w)
         if x is None:
             continue
         parts.append(
-            f'<g class="threshold"><title>{_e(mark.label)}</title>'
+            f'<g class="threshold"><title>{escape(mark.label)}</title>'
             f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top - 4}" y2="{top + plot_h}"/>'
-            f'<text x="{x + 4:.1f}" y="{top + 8 + 12 * n}">{_e(mark.label)}</text></g>'
+            f'<text x="{x + 4:.1f}" y="{top + 8 + 12 * n}">{escape(mark.label)}</text></g>'
         )
     parts.append("</svg>")
     return "".join(parts)
@@ -409,15 +388,15 @@ def _thumb(item: GalleryItem, thumbnails: dict[str, str]) -> str:
 def _card(item: GalleryItem, thumbnails: dict[str, str], badge: str = "") -> str:
     name = posixpath.basename(item.source.rstrip("/")) or item.source
     size = f"{item.width}×{item.height}" if item.width and item.height else ""
-    text = f'<p class="caption" title="{_e(item.text)}">{_e(item.text)}</p>' if item.text else ""
-    note = f'<p class="note" title="{_e(item.note)}">{_e(item.note)}</p>' if item.note else ""
-    domain = f'<span class="pill">{_e(item.domain)}</span>' if item.domain else ""
-    badge_html = f'<span class="badge {_e(badge)}">{_e(badge)}</span>' if badge else ""
-    key = f'<code title="{_e(item.key)}">{_e((item.key or "")[:12])}</code>' if item.key else ""
+    text = f'<p class="caption" title="{escape(item.text)}">{escape(item.text)}</p>' if item.text else ""
+    note = f'<p class="note" title="{escape(item.note)}">{escape(item.note)}</p>' if item.note else ""
+    domain = f'<span class="pill">{escape(item.domain)}</span>' if item.domain else ""
+    badge_html = f'<span class="badge {escape(badge)}">{escape(badge)}</span>' if badge else ""
+    key = f'<code title="{escape(item.key)}">{escape((item.key or "")[:12])}</code>' if item.key else ""
     return (
         f'<figure class="item">{badge_html}<div class="thumb">{_thumb(item, thumbnails)}</div><figcaption>{text}{note}'
-        f'<p class="meta">{domain}<span>{_e(size)}</span>{key}</p>'
-        f'<p class="src" title="{_e(item.source)}">{_e(name)}</p></figcaption></figure>'
+        f'<p class="meta">{domain}<span>{escape(size)}</span>{key}</p>'
+        f'<p class="src" title="{escape(item.source)}">{escape(name)}</p></figcaption></figure>'
     )
 
 
@@ -430,7 +409,7 @@ def _kept(report: Report, thumbnails: dict[str, str]) -> str:
         "kept",
         "Kept samples",
         f'<div class="gallery">{cards}</div>',
-        f"A fixed pseudo-random sample of {len(items)} of {_int(report.funnel.kept)} kept items, with the text "
+        f"A fixed pseudo-random sample of {len(items)} of {integer(report.funnel.kept)} kept items, with the text "
         "written to their shards.",
     )
 
@@ -442,8 +421,9 @@ def _rejected(report: Report, thumbnails: dict[str, str]) -> str:
     body = (
         '<div class="groups">'
         + "".join(
-            f'<details class="group" open><summary><span class="status {_e(g.status)}">{_e(g.status)}</span> '
-            f'<b>{_e(g.stage)}</b> · <code>{_e(g.reason or "–")}</code> <span class="count">{_plural(g.count, "item")}'
+            f'<details class="group" open><summary><span class="status {escape(g.status)}">{escape(g.status)}</span> '
+            f"<b>{escape(g.stage)}</b> · <code>{escape(g.reason or '–')}</code> "
+            f'<span class="count">{_plural(g.count, "item")}'
             f"{' · showing ' + str(len(g.items)) if len(g.items) < g.count else ''}</span></summary>"
             f'<div class="gallery">{"".join(_card(item, thumbnails) for item in g.items)}</div></details>'
             for g in groups
@@ -462,11 +442,11 @@ def _rejected(report: Report, thumbnails: dict[str, str]) -> str:
 def _cluster(cluster: DuplicateCluster, thumbnails: dict[str, str]) -> str:
     members = "".join(_card(member, thumbnails, "dropped") for member in cluster.members)
     more = cluster.size - 1 - len(cluster.members)
-    more_html = f'<div class="more">+{_int(more)} more</div>' if more > 0 else ""
+    more_html = f'<div class="more">+{integer(more)} more</div>' if more > 0 else ""
     reasons = ", ".join(cluster.reasons)
     return (
-        f'<div class="cluster"><div class="chead"><b>{_int(cluster.size)} images</b> · {_e(reasons)}'
-        f' <code title="{_e(cluster.cluster_id)}">{_e(cluster.cluster_id[:16])}</code></div>'
+        f'<div class="cluster"><div class="chead"><b>{integer(cluster.size)} images</b> · {escape(reasons)}'
+        f' <code title="{escape(cluster.cluster_id)}">{escape(cluster.cluster_id[:16])}</code></div>'
         f'<div class="crow">{_card(cluster.survivor, thumbnails, "survivor")}<div class="arrow">⟵</div>'
         f"{members}{more_html}</div></div>"
     )
@@ -481,70 +461,9 @@ def _duplicates(report: Report, thumbnails: dict[str, str]) -> str:
         "duplicates",
         "Duplicate groups",
         body,
-        f"The {len(clusters)} largest of {_int(report.galleries.cluster_count)} groups, each with the survivor that "
-        "was kept in their place.",
+        f"The {len(clusters)} largest of {integer(report.galleries.cluster_count)} groups, each with the survivor "
+        "that was kept in their place.",
     )
-
-
-def _scalar(value: Any) -> str:
-    if isinstance(value, float):
-        return _e(f"{value:.4g}")
-    if isinstance(value, bool) or value is None:
-        return f"<code>{_e(json.dumps(value))}</code>"
-    if isinstance(value, int):
-        return _int(value)
-    return _e(value)
-
-
-def _is_scalar(value: Any) -> bool:
-    return value is None or isinstance(value, (str, int, float, bool))
-
-
-def _cell(value: Any) -> str:
-    return _scalar(value) if _is_scalar(value) else _e(json.dumps(value, sort_keys=True))
-
-
-def render_value(value: Any, depth: int = 0) -> str:
-    """Render any JSON value as tables: scalars, number maps as bar tables, lists of objects as grids."""
-    if _is_scalar(value):
-        return f"<p>{_scalar(value)}</p>"
-    if isinstance(value, list):
-        if not value:
-            return '<p class="empty">none</p>'
-        if all(_is_scalar(v) for v in value):
-            return "<p>" + ", ".join(_scalar(v) for v in value[:200]) + "</p>"
-        if all(isinstance(v, dict) for v in value):
-            columns: list[str] = []
-            for row in value:
-                columns.extend(k for k in row if k not in columns)
-            head = "".join(f"<th>{_e(c)}</th>" for c in columns)
-            rows = "".join(
-                "<tr>" + "".join(f"<td>{_cell(r.get(c))}</td>" for c in columns) + "</tr>" for r in value[:500]
-            )
-            return f'<table class="grid"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
-        return "".join(render_value(v, depth + 1) for v in value[:100])
-    if not isinstance(value, dict):
-        return f"<p>{_e(value)}</p>"
-    scalars = {k: v for k, v in value.items() if _is_scalar(v)}
-    nested = {k: v for k, v in value.items() if not _is_scalar(v)}
-    out = []
-    numbers = {k: v for k, v in scalars.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    if scalars and len(numbers) == len(scalars) and len(numbers) >= 2:
-        top = max((abs(v) for v in numbers.values()), default=1) or 1
-        rows = "".join(
-            f'<tr><td>{_e(k)}</td><td class="num">{_scalar(v)}</td>'
-            f'<td class="spark">{_bar([(abs(v) / top, "#4c78a8" if v >= 0 else REJECTED_COLOUR, "")])}</td></tr>'
-            for k, v in numbers.items()
-        )
-        out.append(f'<table class="grid kv">{rows}</table>')
-    elif scalars:
-        rows = "".join(f"<tr><th>{_e(k)}</th><td>{_scalar(v)}</td></tr>" for k, v in scalars.items())
-        out.append(f'<table class="grid kv">{rows}</table>')
-    for key, item in nested.items():
-        level = min(6, 3 + depth)
-        inner = render_value(item, depth + 1) if depth < 5 else f"<pre>{_e(json.dumps(item, indent=1))}</pre>"
-        out.append(f'<div class="nested"><h{level}>{_e(key)}</h{level}>{inner}</div>')
-    return "".join(out)
 
 
 def _audit(report: Report) -> str:
@@ -562,13 +481,13 @@ def _shard_row(shard: ShardCheck, output: str) -> str:
     elif shard.ok:
         status = '<span class="badge good">✓ valid</span>'
     else:
-        problems = "".join(f"<li>{_e(p)}</li>" for p in shard.problems)
+        problems = "".join(f"<li>{escape(p)}</li>" for p in shard.problems)
         status = f'<span class="badge bad">✗ {len(shard.problems)} problems</span><ul class="problems">{problems}</ul>'
-    domains = ", ".join(f"{_e(k)} {_int(v)}" for k, v in sorted(shard.domains.items()))
+    domains = ", ".join(f"{escape(k)} {integer(v)}" for k, v in sorted(shard.domains.items()))
     images = human_bytes(shard.image_bytes) if shard.image_bytes is not None else "–"
     return (
-        f"<tr><td><code>{_e(name)}</code></td><td>{_e(shard.view)}</td><td>{_e(shard.split)}</td>"
-        f'<td class="num">{_int(shard.samples)}</td><td class="num">{human_bytes(shard.bytes)}</td>'
+        f"<tr><td><code>{escape(name)}</code></td><td>{escape(shard.view)}</td><td>{escape(shard.split)}</td>"
+        f'<td class="num">{integer(shard.samples)}</td><td class="num">{human_bytes(shard.bytes)}</td>'
         f'<td class="num">{images}</td><td>{domains}</td><td>{status}</td></tr>'
     )
 
@@ -584,11 +503,12 @@ def _shards(report: Report) -> str:
             '<table class="grid shards"><thead><tr><th>Shard</th><th>View</th><th>Split</th><th class="num">Samples'
             '</th><th class="num">Bytes</th><th class="num">Images</th><th>Domains</th><th>Validation</th></tr>'
             f"</thead><tbody>{rows}</tbody><tfoot><tr><td>{len(validation.shards)} shards</td><td></td><td></td>"
-            f'<td class="num">{_int(total)}</td><td class="num">{human_bytes(sum(s.bytes for s in validation.shards))}'
+            f'<td class="num">{integer(total)}</td>'
+            f'<td class="num">{human_bytes(sum(s.bytes for s in validation.shards))}'
             "</td><td></td><td></td><td></td></tr></tfoot></table>"
         )
     if validation is not None and validation.problems:
-        body += '<ul class="problems">' + "".join(f"<li>{_e(p)}</li>" for p in validation.problems) + "</ul>"
+        body += '<ul class="problems">' + "".join(f"<li>{escape(p)}</li>" for p in validation.problems) + "</ul>"
     return _section("shards", "Shards", body, "Validation re-reads every tar, its sidecar, stats and index.")
 
 
@@ -602,12 +522,12 @@ def _run(report: Report) -> str:
         ("Config SHA-256", run.config_sha256 or "–"),
         ("Smoke models", "yes — results are not meaningful" if run.smoke_models else "no"),
     ]
-    body = '<table class="grid kv">' + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in facts)
+    body = '<table class="grid kv">' + "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in facts)
     body += "</table>"
     if run.models:
         rows = "".join(
-            f"<tr><td>{_e(m.section)}</td><td>{_e(m.name)}</td><td>{_e(m.precision or '–')}</td>"
-            f"<td>{_e(m.device or '–')}</td></tr>"
+            f"<tr><td>{escape(m.section)}</td><td>{escape(m.name)}</td><td>{escape(m.precision or '–')}</td>"
+            f"<td>{escape(m.device or '–')}</td></tr>"
             for m in run.models
         )
         body += (
@@ -617,13 +537,13 @@ def _run(report: Report) -> str:
     if run.versions:
         body += (
             '<h3>Versions</h3><div class="models">'
-            + "".join(f'<span class="pill">{_e(k)} {_e(v)}</span>' for k, v in sorted(run.versions.items()))
+            + "".join(f'<span class="pill">{escape(k)} {escape(v)}</span>' for k, v in sorted(run.versions.items()))
             + "</div>"
         )
     if run.config:
         body += (
             '<details class="config"><summary>Resolved configuration</summary>'
-            f"<pre>{_e(json.dumps(run.config, indent=2, sort_keys=True))}</pre></details>"
+            f"<pre>{escape(json.dumps(run.config, indent=2, sort_keys=True))}</pre></details>"
         )
     return _section("run", "Run", body)
 

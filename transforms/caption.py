@@ -32,51 +32,13 @@ from apache_beam.ml.inference.base import ModelHandler, RunInference
 
 from schemas import reasons
 from schemas.config import CaptionConfig, ClipModelConfig
-from schemas.records import RejectItem, Sample
+from schemas.records import Candidate, CaptionRequest, RejectItem, Sample
 from transforms._common import StageFn, apply_stage
 from transforms.embed import EMBEDDING_MODEL, decode_embedding, failed_rows
 from transforms.text import clean_text
 
 STAGE = "caption"
 ANNOTATION = "caption"
-
-
-@dataclasses.dataclass(frozen=True)
-class Candidate:
-    """One possible caption and where it came from.
-
-    Attributes:
-        text: The cleaned caption.
-        source: ``metadata.FIELD``, ``template:DOMAIN[i]``, ``captioner:MODEL`` or ``ocr:MODEL``.
-        template: The template text, for template candidates.
-    """
-
-    text: str
-    source: str
-    template: str = ""
-
-
-@dataclasses.dataclass(frozen=True)
-class CaptionRequest:
-    """A sample on its way through the caption stage with the candidates gathered so far."""
-
-    sample: Sample
-    candidates: tuple[Candidate, ...] = ()
-
-    @property
-    def source(self) -> str:
-        return self.sample.source
-
-    @property
-    def domain(self) -> str:
-        return self.sample.domain
-
-    @property
-    def key(self) -> str:
-        return self.sample.key
-
-    def adding(self, candidates: Iterable[Candidate]) -> "CaptionRequest":
-        return dataclasses.replace(self, candidates=(*self.candidates, *candidates))
 
 
 class CaptionOutputs(NamedTuple):

@@ -16,7 +16,7 @@ import apache_beam as beam
 from apache_beam.ml.inference.base import ModelHandler
 
 from schemas.config import CaptionerConfig, ClipModelConfig, OcrConfig
-from transforms.caption import Candidate, CaptionRequest
+from schemas.records import Candidate, CaptionRequest
 from transforms.clip_model import build_open_clip, resolve_device, slug, tag_family
 from transforms.image_store import read_image
 

@@ -226,6 +226,37 @@ def encode(image: Image.Image, config: NormaliseConfig) -> bytes:
     return buffer.getvalue()
 
 
+def normalise_item(item: InputItem, config: NormaliseConfig, hashes: list[str], images: str | None = None) -> Sample:
+    """The ``Sample`` of one read item: normalised, encoded, hashed, and stored in ``images`` when given.
+
+    Raises:
+        RejectItem: The bytes are not a usable image (the reason says why).
+        StagingError: The image store cannot be written.
+    """
+    data = item.data or b""
+    key, sha256 = content_key(data)
+    image, original, notes = normalise_image(data, config)
+    encoded = encode(image, config)
+    pixels = hashlib.sha256(f"{image.width}x{image.height}:".encode() + image.tobytes()).hexdigest()
+    reference = store_image(images, encoded, config.format) if images else ""
+    return Sample(
+        key=key,
+        source=item.source,
+        path=item.path,
+        domain=item.domain,
+        metadata=dict(item.metadata),
+        image=b"" if reference else encoded,
+        image_ext=config.format,
+        sha256=sha256,
+        pixel_sha256=pixels,
+        original=original,
+        normalised=ImageInfo(image.width, image.height, _PIL_FORMATS[config.format], "RGB", len(encoded)),
+        notes=tuple(notes),
+        hashes=perceptual_hashes(image, hashes),
+        image_ref=reference,
+    )
+
+
 class _NormaliseFn(StageFn):
     stage = STAGE
 
@@ -240,25 +271,4 @@ class _NormaliseFn(StageFn):
         Image.MAX_IMAGE_PIXELS = self._config.max_pixels
 
     def apply(self, item: InputItem) -> Iterator[Sample]:
-        data = item.data or b""
-        key, sha256 = content_key(data)
-        image, original, notes = normalise_image(data, self._config)
-        encoded = encode(image, self._config)
-        pixels = hashlib.sha256(f"{image.width}x{image.height}:".encode() + image.tobytes()).hexdigest()
-        reference = store_image(self._images, encoded, self._config.format) if self._images else ""
-        yield Sample(
-            key=key,
-            source=item.source,
-            path=item.path,
-            domain=item.domain,
-            metadata=dict(item.metadata),
-            image=b"" if reference else encoded,
-            image_ext=self._config.format,
-            sha256=sha256,
-            pixel_sha256=pixels,
-            original=original,
-            normalised=ImageInfo(image.width, image.height, _PIL_FORMATS[self._config.format], "RGB", len(encoded)),
-            notes=tuple(notes),
-            hashes=perceptual_hashes(image, self._hashes),
-            image_ref=reference,
-        )
+        yield normalise_item(item, self._config, self._hashes, self._images)

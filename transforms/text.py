@@ -58,6 +58,21 @@ def choose_text(metadata: dict[str, Any], fields: list[str], max_chars: int) -> 
     return "", ""
 
 
+def with_text(sample: Sample, config: TextConfig) -> Sample:
+    """``sample`` with its text chosen from the metadata fields of ``config``.
+
+    Raises:
+        RejectItem: ``no_text`` when no field has text and ``text.required`` is set.
+    """
+    text, field = choose_text(dict(sample.metadata), config.fields, config.max_chars)
+    if not text and config.required:
+        raise RejectItem(
+            reasons.NO_TEXT,
+            f"none of the text fields {config.fields} has text; add one to the metadata or set text.required=false",
+        )
+    return dataclasses.replace(sample, text=text, text_source=f"metadata.{field}" if field else "")
+
+
 class _ChooseTextFn(StageFn):
     stage = STAGE
 
@@ -66,11 +81,4 @@ class _ChooseTextFn(StageFn):
         self._config = config
 
     def apply(self, sample: Sample) -> Iterator[Sample]:
-        text, field = choose_text(dict(sample.metadata), self._config.fields, self._config.max_chars)
-        if not text and self._config.required:
-            raise RejectItem(
-                reasons.NO_TEXT,
-                f"none of the text fields {self._config.fields} has text; add one to the metadata or set "
-                "text.required=false",
-            )
-        yield dataclasses.replace(sample, text=text, text_source=f"metadata.{field}" if field else "")
+        yield with_text(sample, self._config)
