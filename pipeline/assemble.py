@@ -111,7 +111,6 @@ def build(pipeline: beam.Pipeline, config: UnishardConfig, output: str, earlier:
         safe.rejected,
         written.kept,
     ) | "AllLedgerRows" >> beam.Flatten()
-    _ = ledger | "WriteLedger" >> WriteLedger(output, config.shards.ledger_rows_per_part)
     _ = ledger | "CheckBooks" >> CheckBooks(output, ingested, known.carried)
     _ = audited.measures | "WriteAudit" >> WriteAudit(config.audit, output, ledger, audited.ranked)
     docs = split.samples | "WriteDocuments" >> WriteDocuments(
@@ -122,3 +121,4 @@ def build(pipeline: beam.Pipeline, config: UnishardConfig, output: str, earlier:
     )
     doc_rows = (documents.rejected, docs.ledger) | "AllDocumentRows" >> beam.Flatten()
     _ = doc_rows | "WriteDocumentLedger" >> WriteDocumentLedger(output, config.shards.ledger_rows_per_part, ledger)
+    _ = ledger | "WriteLedger" >> WriteLedger(output, config.shards.ledger_rows_per_part)

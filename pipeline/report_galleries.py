@@ -24,29 +24,11 @@ from apache_beam.io.filesystems import FileSystems
 from pipeline.validate import exists, list_files, read_bytes, read_samples
 from schemas import reasons
 from schemas.report import DuplicateCluster, GalleryItem, RejectedGallery
+from schemas.stages import STAGE_NAMES
 from transforms._io import join
 
 _LOG = logging.getLogger("unishard")
 
-STAGE_ORDER = (
-    "ingest",
-    "normalise",
-    "text",
-    "quality",
-    "exact_dedup",
-    "near_dedup",
-    "decontaminate",
-    "decontamination",
-    "semantic_dedup",
-    "embed",
-    "caption",
-    "clip_filter",
-    "safety",
-    "audit",
-    "documents",
-    "split",
-    "write_shards",
-)
 DUPLICATE_REASONS = ("exact_duplicate", "pixel_duplicate", "near_duplicate", "semantic_duplicate")
 WITHHELD_STAGES = ("safety",)
 WITHHELD_WORDS = ("unsafe", "nsfw", "face", "private", "person")
@@ -60,10 +42,10 @@ MAX_THUMB_PIXELS = 80_000_000
 
 
 def stage_rank(stage: str) -> tuple[int, str]:
-    """Position of a stage in the dataflow; unknown stages go just before shard writing."""
-    if stage in STAGE_ORDER:
-        return STAGE_ORDER.index(stage), ""
-    return STAGE_ORDER.index("write_shards") - 1, stage
+    """Position of a stage in the dataflow (``schemas.stages``); unknown stages go just before shard writing."""
+    if stage in STAGE_NAMES:
+        return STAGE_NAMES.index(stage), ""
+    return STAGE_NAMES.index("write_shards") - 1, stage
 
 
 def pick(values: Iterable[str], count: int, seed: int) -> list[str]:
