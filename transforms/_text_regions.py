@@ -27,6 +27,7 @@ MIN_GLYPH_PX = 6
 MAX_GLYPH_HEIGHT = 0.25
 MIN_FILL = 0.15
 MIN_CONTRAST = 0.2
+MAX_SPREAD = 0.35
 MAX_STROKE = 0.3
 MIN_RUNS = 1.2
 MAX_GAP = 0.35
@@ -57,7 +58,7 @@ def text_coverage(grey: np.ndarray) -> float:
 
 def _glyphs(grey: np.ndarray) -> np.ndarray:
     height, _ = grey.shape
-    integral = cv2.integral(grey)
+    integral, squares = cv2.integral2(grey)
     # OpenCV's mean-C adaptive threshold, both polarities from one local mean.
     local = cv2.boxFilter(grey, -1, (BLOCK_SIZE, BLOCK_SIZE), borderType=cv2.BORDER_REPLICATE | cv2.BORDER_ISOLATED)
     tones, local = grey.astype(np.int16), local.astype(np.int16)
@@ -73,11 +74,17 @@ def _glyphs(grey: np.ndarray) -> np.ndarray:
         owner = labels[member]
         distance = cv2.distanceTransform(binary, cv2.DIST_L2, 3)
         stroke = np.maximum(4 * np.bincount(owner, distance[member], minlength=count)[1:] / area - 2, 1.0)
-        inside = np.bincount(owner, grey[member], minlength=count)[1:]
-        box = integral[y + h, x + w] - integral[y, x + w] - integral[y + h, x] + integral[y, x]
+        ink = grey[member].astype(np.float64)
+        inside = np.bincount(owner, ink, minlength=count)[1:]
+        inside_squares = np.bincount(owner, ink * ink, minlength=count)[1:]
+        box = _box_sums(integral, x, y, w, h)
+        box_squares = _box_sums(squares, x, y, w, h)
+        rest = np.maximum(w * h - area, 1)
         tone = inside / area / 255.0
-        around = (box - inside) / np.maximum(w * h - area, 1) / 255.0
-        keep &= (stroke <= MAX_STROKE * h + 1) & (np.abs(tone - around) >= MIN_CONTRAST)
+        around = (box - inside) / rest / 255.0
+        spread = np.sqrt(np.maximum((box_squares - inside_squares) / rest / 255.0**2 - around**2, 0.0))
+        contrast = np.abs(tone - around)
+        keep &= (stroke <= MAX_STROKE * h + 1) & (contrast >= MIN_CONTRAST) & (spread <= MAX_SPREAD * contrast)
         units = np.ones(len(w))
         for index in np.nonzero(keep & (w > h))[0]:
             runs = _scanline_runs(labels[y[index] : y[index] + h[index], x[index] : x[index] + w[index]] == index + 1)
@@ -90,6 +97,10 @@ def _glyphs(grey: np.ndarray) -> np.ndarray:
         order = np.lexsort((glyphs[:, _X], glyphs[:, _Y], -glyphs[:, _W] * glyphs[:, _H]))
         glyphs = glyphs[order[:MAX_CANDIDATES]]
     return glyphs
+
+
+def _box_sums(integral: np.ndarray, x: np.ndarray, y: np.ndarray, w: np.ndarray, h: np.ndarray) -> np.ndarray:
+    return integral[y + h, x + w] - integral[y, x + w] - integral[y + h, x] + integral[y, x]
 
 
 def _scanline_runs(mask: np.ndarray) -> int:
