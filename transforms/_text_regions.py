@@ -12,14 +12,15 @@ standard deviation of the rest of its box at most ``MAX_SPREAD`` of that contras
 filled pads, discs and blobs are not glyphs. Printed and overlaid text is ink on paper, a band or a label: the rest
 of a glyph's box is that flat ground plus the letter's anti-aliased rim (banner and label glyphs: median 0.11-0.15,
 95th percentile 0.2-0.45 of the contrast), while a stone, a grass blade or a coin found by the local threshold sits
-among more of the same (median 0.44, 5th percentile 0.25); text written straight over a busy texture, without a
-band or an outline, is missed. A component wider than tall (letters of bold text touch) must cross a scanline at
-least ``MIN_RUNS`` times per height of width, which a word does and a trace or a wire does not. Glyphs
-of one line have similar heights, share a top or a bottom, have similar tone and stroke, and are at most ``MAX_GAP``
-heights apart; a line is at least ``MIN_LINE_ASPECT`` times as wide as tall and holds ``MIN_LINE_UNITS`` letters.
-Lines that overlap horizontally and are at most ``MAX_LINE_GAP`` line heights apart form a block; a block needs
-``MIN_BLOCK_UNITS`` letters. The constants come from the quality benchmark (``benchmarks/bench_quality.py``): they
-keep detector hits on PCB traces, coins, gravel and steel textures rare while finding banner text. v2 added the
+among more of the same (median 0.44, 5th percentile 0.25). The price: capitals written straight over a busy photo,
+without a band, are mostly missed, outlined or not (three lines over the astronaut: 0.35 in v1, 0 in v2; over the
+rocket's smooth sky they are still found, 0.21). A component wider than tall (letters of bold text touch) must
+cross a scanline at least ``MIN_RUNS`` times per height of width, which a word does and a trace or a wire does not.
+Glyphs of one line have similar heights, share a top or a bottom, have similar tone and stroke, and are at most
+``MAX_GAP`` heights apart; a line is at least ``MIN_LINE_ASPECT`` times as wide as tall and holds ``MIN_LINE_UNITS``
+letters. Lines that overlap horizontally and are at most ``MAX_LINE_GAP`` line heights apart form a block; a block
+needs ``MIN_BLOCK_UNITS`` letters. The constants come from the quality benchmark (``benchmarks/bench_quality.py``):
+they keep detector hits on PCB traces, coins, gravel and steel textures rare while finding banner text. v2 added the
 flat-background test: v1 measured 0.17-0.28 on the README demo's gravel and grass tiles.
 """
 
