@@ -178,6 +178,46 @@ def test_a_banner_over_forty_percent_of_the_frame_is_text_heavy_and_the_detail_n
     assert detail["measure"] == "quality_text_coverage" and detail["threshold"] == 0.15
 
 
+def pebbles(size: int = 256, seed: int = 0) -> Image.Image:
+    """Gravel: a few hundred shaded stones of random grey over grainy mortar, blurred a little, then grained."""
+    rng = np.random.default_rng(seed)
+    image = Image.fromarray(rng.normal(90, 25, (size, size)).clip(0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(image)
+    for _ in range(260):
+        x, y = rng.integers(0, size, 2)
+        radius, squash = int(rng.integers(4, 14)), rng.uniform(0.5, 1.0)
+        draw.ellipse(
+            (x - radius, y - radius * squash, x + radius, y + radius * squash), fill=int(rng.integers(120, 230))
+        )
+    grain = rng.normal(0, 18, (size, size))
+    pixels = np.asarray(image.filter(ImageFilter.GaussianBlur(1.0))) + grain
+    return Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).convert("RGB")
+
+
+def demo_tiles() -> list[Image.Image]:
+    """The README demo's factory tiles: 256 px crops of scikit-image's gravel and grass along their top edge."""
+    import skimage.data
+
+    tiles = []
+    for name in ("gravel", "grass"):
+        texture = Image.fromarray(getattr(skimage.data, name)()).convert("RGB")
+        step = (texture.width - 256) // 4
+        tiles += [texture.crop((index * step, 0, index * step + 256, 256)) for index in range(4)]
+    return tiles
+
+
+def test_textures_are_not_text_heavy_and_a_banner_over_the_same_texture_is():
+    # Stones and grass blades are blobs and strokes of glyph size, but their box around them is as busy as they are.
+    for texture in [pebbles(seed=seed) for seed in range(6)] + demo_tiles():
+        assert measured(texture).text_coverage < 0.05
+        assert "text_heavy" not in reasons_of(texture)
+    for seed in range(3):
+        # The two lines of text fill most of the band over 40% of the frame (stones at its edge may join the block).
+        covered = banner(pebbles(seed=seed))
+        assert measured(covered).text_coverage >= 0.2
+        assert reasons_of(covered)[0] == "text_heavy"
+
+
 @pytest.mark.parametrize(
     "name, image, reason",
     [
