@@ -27,9 +27,9 @@ from apache_beam import pvalue
 from schemas import reasons
 from schemas.config import ClipFilterConfig
 from schemas.records import Sample, rejected
+from transforms._common import REJECTED
 
 STAGE = "clip_filter"
-REJECTED = "rejected"
 
 
 class ClipFilterOutputs(NamedTuple):

@@ -26,6 +26,7 @@ from apache_beam import pvalue
 from schemas import reasons
 from schemas.config import DecontaminateConfig, IngestConfig, NormaliseConfig
 from schemas.records import Fingerprint, Sample, rejected
+from transforms._common import REJECTED
 from transforms._duplicates import parquet_bytes
 from transforms._io import join, write_atomic
 from transforms.hashing import PHASH, hash_int
@@ -34,7 +35,6 @@ from transforms.near_dedup import HashArrays, HashFeatures, Limits, band_layout,
 from transforms.normalise import Normalise
 
 STAGE = "decontaminate"
-REJECTED = "rejected"
 _MATCH_ORDER = {"exact": 0, "pixel": 1, "near": 2}
 
 MATCH_SCHEMA = pa.schema(

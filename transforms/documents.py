@@ -45,10 +45,10 @@ from schemas.documents import (
 from schemas.records import InputItem, LedgerRow, Sample, detail_json
 from schemas.shard import ImageFacts
 from transforms import placement
+from transforms._common import REJECTED
 from transforms.text import clean_text
 
 STAGE = "documents"
-REJECTED = "rejected"
 MAX_TEXT_CHARS = 100_000
 _LOG = logging.getLogger(__name__)
 

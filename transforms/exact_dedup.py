@@ -19,9 +19,9 @@ from apache_beam import pvalue
 from schemas import reasons
 from schemas.config import ExactDedupConfig
 from schemas.records import Fingerprint, rejected
+from transforms._common import REJECTED
 
 STAGE = "exact_dedup"
-REJECTED = "rejected"
 
 
 class DedupOutputs(NamedTuple):

@@ -52,12 +52,11 @@ from PIL import Image
 from schemas import reasons
 from schemas.config import QualityConfig, QualityRule
 from schemas.records import Sample, rejected
-from transforms._common import StageFn, apply_stage
+from transforms._common import REJECTED, StageFn, apply_stage
 from transforms._text_regions import DETECTOR, text_coverage
 from transforms.image_store import read_image
 
 STAGE = "quality"
-REJECTED = "rejected"
 UNIFORM_RANGE = 4
 BACKDROP_BORDER = 0.6
 MIN_SUBJECT = 0.02

@@ -45,6 +45,7 @@ from schemas.documents import (
 )
 from schemas.records import LedgerRow, Sample, detail_json
 from schemas.shard import ShardStats
+from transforms._common import REJECTED
 from transforms._io import join, write_atomic
 from transforms.documents import left_detail, rejected_document
 from transforms.image_store import image_sha256, read_image
@@ -64,7 +65,6 @@ from transforms.write_shards import (
 STAGE = "write_documents"
 VIEW = "docs"
 LEDGER_DIR = "ledger_documents"
-REJECTED = "rejected"
 _UNIT_BITS = 60
 
 
