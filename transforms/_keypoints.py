@@ -54,6 +54,7 @@ _CELL_COVERED = 0.999
 MAX_PATCH = 4
 MIN_OVERLAP = 0.5
 MAX_PATCHES = 2
+LOW_CONTRAST_FAST = 5
 
 
 class KeypointFeatures(NamedTuple):
@@ -99,6 +100,12 @@ def extract(data: bytes, count: int) -> KeypointFeatures:
     if min(width, height) >= 32:
         gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
         found, described = cv2.ORB_create(nfeatures=count).detectAndCompute(gray, None)
+        if len(found) < count // 2:
+            # A low-contrast picture (a steel surface, a pale product on white) has few corners at ORB's default
+            # FAST threshold; a lower one finds its structure.
+            found, described = cv2.ORB_create(nfeatures=count, fastThreshold=LOW_CONTRAST_FAST).detectAndCompute(
+                gray, None
+            )
         if described is not None and len(found):
             points = np.array([keypoint.pt for keypoint in found], np.float32)
             descriptors = described

@@ -99,6 +99,12 @@ PHASH_METHOD = "phash"
 CANDIDATES = "candidates"
 WINDOW_BANDS = ((0, 16), (16, 16), (32, 16), (48, 16))
 _BLOCK = 1024
+# A crop's cells must find their colour in the original within this multiple of max_colour_distance (the colour of a
+# cell of a crop is an average over a smaller area than a cell of its original), for this share of cells (the rest:
+# overlays, edges).
+CONTAINED_SLACK = 1.25
+CONTAINED_SHARE = 0.9
+_LIGHTNESS = 0.5
 
 
 class NearDedupOutputs(NamedTuple):
@@ -307,13 +313,27 @@ def worth_verifying(a: Member, b: Member, limits: Limits) -> bool:
     pair = HashArrays.of([a.features, b.features])
     if len(close_pairs(pair, pair, limits, upper=True)[0]):
         return False
-    if (a.features.phash ^ b.features.phash).bit_count() > limits.distance or limits.colour is None:
+    if limits.colour is None or not pair.has_colour.all():
         return True
-    if not pair.has_colour.all():
-        return True
+    if (a.features.phash ^ b.features.phash).bit_count() > limits.distance:
+        return colour_contained(pair.colour[0], pair.colour[1], CONTAINED_SLACK * limits.colour)
     residuals = colour_residuals(pair.colour[0], pair.colour[1])
     grid = round(len(residuals) ** 0.5)
     return grid * grid == len(residuals) and overlay_patch(residuals.reshape(grid, grid), limits.colour)
+
+
+def colour_contained(x: np.ndarray, y: np.ndarray, limit: float) -> bool:
+    """Whether the colours of one signature are found in the other: at least ``CONTAINED_SHARE`` of the cells of
+    ``x`` have a cell of ``y`` within ``limit`` (lightness at the signature's half weight), or the other way round.
+
+    Every cell of a crop averages a part of its original, so its colour is one the original's cells have (give or
+    take the blending at edges); an overlay changes the few cells it covers. A crop of a product in another colour
+    has the product's cells in colours the original lacks, so it never reaches keypoint matching.
+    """
+    weight = np.array([_LIGHTNESS, 1.0, 1.0], np.float32)
+    distances = np.sqrt((((x[:, None, :] - y[None, :, :]) * weight) ** 2).sum(-1))
+    within = distances <= limit
+    return bool(max(within.any(1).mean(), within.any(0).mean()) >= CONTAINED_SHARE)
 
 
 class HashArrays(NamedTuple):
