@@ -132,7 +132,7 @@ def _window_grids(pixels: np.ndarray, centres: np.ndarray, sides: np.ndarray) ->
 
 def subwindow_hashes(image: Image.Image) -> str:
     """pHashes of up to ``MAX_WINDOWS`` keypoint-anchored windows, concatenated as 16 hex digits each."""
-    gray = np.asarray(image.convert("L"))
+    gray = np.asarray(image if image.mode == "L" else image.convert("L"))
     scale = min(1.0, WINDOW_SIDE / max(gray.shape))
     if scale < 1.0:
         size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
@@ -190,8 +190,12 @@ HASHERS = {
 
 
 def perceptual_hashes(image: Image.Image, names: list[str]) -> dict[str, str]:
-    """Return the named hashes of an RGB image as hex strings."""
-    return {name: str(HASHERS[name](image)) for name in names}
+    """Return the named hashes of an RGB image as hex strings.
+
+    The grayscale hashes share one grayscale copy (imagehash converts to it first; converting again is a no-op).
+    """
+    gray = image.convert("L") if len(set(names) - {COLOUR}) > 1 else image
+    return {name: str(HASHERS[name](image if name == COLOUR else gray)) for name in names}
 
 
 def hash_int(text: str) -> int:

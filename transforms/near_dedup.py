@@ -310,13 +310,18 @@ def worth_verifying(a: Member, b: Member, limits: Limits) -> bool:
     differs beyond overlay patches (``transforms._keypoints.overlay_patch``): a colour variant, which keypoints
     would only match to reject on colour again.
     """
+    same_geometry = (a.features.phash ^ b.features.phash).bit_count() <= limits.distance
+    if not same_geometry and (limits.colour is None or not (a.features.colour and b.features.colour)):
+        return True
     pair = HashArrays.of([a.features, b.features])
+    if not pair.has_colour.all():
+        return not (same_geometry and len(close_pairs(pair, pair, limits, upper=True)[0]))
+    if not same_geometry:
+        return colour_contained(pair.colour[0], pair.colour[1], CONTAINED_SLACK * limits.colour)
     if len(close_pairs(pair, pair, limits, upper=True)[0]):
         return False
-    if limits.colour is None or not pair.has_colour.all():
+    if limits.colour is None:
         return True
-    if (a.features.phash ^ b.features.phash).bit_count() > limits.distance:
-        return colour_contained(pair.colour[0], pair.colour[1], CONTAINED_SLACK * limits.colour)
     residuals = colour_residuals(pair.colour[0], pair.colour[1])
     grid = round(len(residuals) ** 0.5)
     return grid * grid == len(residuals) and overlay_patch(residuals.reshape(grid, grid), limits.colour)
@@ -331,8 +336,9 @@ def colour_contained(x: np.ndarray, y: np.ndarray, limit: float) -> bool:
     has the product's cells in colours the original lacks, so it never reaches keypoint matching.
     """
     weight = np.array([_LIGHTNESS, 1.0, 1.0], np.float32)
-    distances = np.sqrt((((x[:, None, :] - y[None, :, :]) * weight) ** 2).sum(-1))
-    within = distances <= limit
+    x, y = x * weight, y * weight
+    squared = (x * x).sum(-1)[:, None] + (y * y).sum(-1)[None, :] - 2.0 * (x @ y.T)
+    within = squared <= limit * limit
     return bool(max(within.any(1).mean(), within.any(0).mean()) >= CONTAINED_SHARE)
 
 
