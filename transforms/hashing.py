@@ -10,15 +10,18 @@ signature is the mean CIELAB colour of a 12x12 grid of cells (432 bytes, 864 hex
 recoloured regions (a shorts liner) but let a caption overlay weigh more; 12 was the best of 8, 12 and 16 on
 ``benchmarks/bench_near_dedup.py``. ``colour_distance``
 compares two signatures after fitting away a global brightness and contrast change (lightness ``L' = a L + b`` and
-chroma ``ab' = g ab`` with ``a`` and ``g`` held within [0.8, 1.25]) and returns the largest remaining per-cell
-difference (lightness counted at half weight), so a re-exported or slightly brightened photo stays close while a
-recoloured product region, however small, does not.
+chroma ``ab' = g ab`` with ``a`` and ``g`` held within [0.8, 1.25]; fitted once more without the ``OVERLAY_SHARE``
+of cells that differ most, so a saturated logo cannot drag the chroma gain and make a whole product differ) and
+returns the largest remaining per-cell difference (lightness counted at half weight), so a re-exported or slightly
+brightened photo stays close while a recoloured product region, however small, does not.
 
 A whole-image pHash moves 10-30 bits when a crop takes 5-30% off a side, and a sub-window at a fixed place moves as
 much when its box is off by 2%, so ``subwindow`` hashes windows anchored on the content instead: the pHash of a
 square window of four times the keypoint size around each of the strongest ORB keypoints (on the image scaled to
-384 pixels, windows at least 8% of the shorter side, wholly inside, not flat), up to 48 distinct windows (at most
-384 bytes, 768 hex digits; empty for an image too small or too flat to have one). A window inside a crop's kept
+384 pixels, FAST threshold 5 when the default finds too few corners, as on a steel surface; windows at least 8% of
+the shorter side, wholly inside, not flat), up to 48 distinct windows (at most 384 bytes, 768 hex digits; empty for
+an image too small or too flat to have one). Each window is read at 32x32 out of the image shrunk once per window
+side (ORB sizes come in pyramid levels) and the DCTs run as one matrix product. A window inside a crop's kept
 area is the same window of the original: ``transforms.near_dedup`` buckets these hashes to find crop and overlay
 candidates, which it then verifies geometrically.
 """

@@ -28,10 +28,13 @@ How:
    ``subwindow_min_windows`` windows within ``subwindow_max_distance`` bits being a candidate; and pairs within
    ``candidate_distance`` bits of whole-image pHash that the test of step 2 rejects. The hashes close two kinds of
    candidate: pairs they accept, and pairs of one geometry whose colour differs beyond overlay patches (a colour
-   variant). Between two groups the hashes already joined, only the best-ranked few open pairs are verified. A
-   candidate is accepted only by ``transforms._keypoints``: ORB matches under one RANSAC similarity transform (at
-   least ``min_inliers``) and the colour of the overlap, so a colour variant stays and two patches of one texture
-   stay. Keypoints are computed only for the images of open candidate pairs.
+   variant); a pair of different geometry is verified only when the colours of one signature are found in the other
+   (``colour_contained``: a crop's cells average parts of its original; a crop of the product in another colour has
+   colours the original lacks). Between two groups the hashes already joined, only the best-ranked two open pairs
+   are verified. A candidate is accepted only by ``transforms._keypoints``: ORB matches under one RANSAC similarity
+   transform (at least ``min_inliers``, spread beyond one sixteenth of the frame) and the colour of the overlap, so a
+   colour variant stays and two patches of one texture stay. Keypoints are computed only for the images of open
+   candidate pairs.
 5. **Clusters and survivors** (``transforms._duplicates``): connected components of the verified pairs; within a
    component, members with equal ``keep_distinct`` labels form a removal group that keeps its best member by
    ``survivor_policy`` (resolution, file size, metadata richness, CLIP score, then key).
