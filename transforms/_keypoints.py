@@ -43,7 +43,7 @@ from PIL import Image
 
 from transforms._components import ConnectedComponents
 from transforms._duplicates import COMPONENT_ROUNDS, Edge, Member
-from transforms.hashing import COLOUR_GRID, colour_residuals
+from transforms.hashing import COLOUR_GRID, LOW_CONTRAST_FAST, colour_residuals
 from transforms.image_store import read_image
 
 KEYPOINTS = "keypoints"
@@ -58,7 +58,6 @@ _CELL_COVERED = 0.999
 MAX_PATCH = 4
 MIN_OVERLAP = 0.5
 MAX_PATCHES = 2
-LOW_CONTRAST_FAST = 5
 SPREAD_GRID = 4
 MIN_SPREAD = 2
 

@@ -45,6 +45,8 @@ _CELL_PIXELS = 4
 _GAIN_RANGE = (0.8, 1.25)
 _LIGHTNESS_WEIGHT = 0.5
 OVERLAY_SHARE = 0.12
+_FAST_THRESHOLD = 20
+LOW_CONTRAST_FAST = 5
 _SRGB_TO_XYZ = np.array(
     [[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750], [0.0193339, 0.1191920, 0.9503041]]
 )
@@ -143,13 +145,19 @@ def subwindow_hashes(image: Image.Image) -> str:
     height, width = gray.shape
     if min(height, width) < 32:
         return ""
-    detector = cv2.ORB_create(nfeatures=4 * MAX_WINDOWS, edgeThreshold=8, patchSize=15)
-    keypoints = detector.detect(gray, None)
-    if len(keypoints) < MAX_WINDOWS:
-        # Low contrast (a steel surface): a lower corner threshold finds the structure that is there.
-        detector = cv2.ORB_create(nfeatures=4 * MAX_WINDOWS, edgeThreshold=8, patchSize=15, fastThreshold=5)
-        keypoints = detector.detect(gray, None)
-    keypoints = sorted(keypoints, key=lambda k: (-k.response, k.pt[1], k.pt[0]))
+    found = _anchored_windows(gray, _FAST_THRESHOLD)
+    if len(found) < MAX_WINDOWS // 2:
+        # Low contrast (a steel surface, or one whose only strong corners are a caption at its edge): a lower corner
+        # threshold finds the structure that is there.
+        found = max(found, _anchored_windows(gray, LOW_CONTRAST_FAST), key=len)
+    return "".join(f"{value:016x}" for value in found)
+
+
+def _anchored_windows(gray: np.ndarray, fast_threshold: int) -> list[int]:
+    """Distinct window pHashes around the strongest ORB keypoints found at ``fast_threshold``."""
+    height, width = gray.shape
+    detector = cv2.ORB_create(nfeatures=4 * MAX_WINDOWS, edgeThreshold=8, patchSize=15, fastThreshold=fast_threshold)
+    keypoints = sorted(detector.detect(gray, None), key=lambda k: (-k.response, k.pt[1], k.pt[0]))
     centres = np.array([k.pt for k in keypoints], np.float64).reshape(-1, 2)
     sides = np.array([k.size * _WINDOW_SCALE for k in keypoints], np.float64)
     room = np.minimum(
@@ -158,7 +166,7 @@ def subwindow_hashes(image: Image.Image) -> str:
     usable = (sides >= _MIN_WINDOW * min(height, width)) & (sides / 2 <= room)
     centres, sides = centres[usable], sides[usable]
     if not len(sides):
-        return ""
+        return []
     pixels = gray.astype(np.float64)
     integral = cv2.integral(pixels, sdepth=cv2.CV_64F)
     squares = cv2.integral(pixels * pixels, sdepth=cv2.CV_64F)
@@ -168,14 +176,14 @@ def subwindow_hashes(image: Image.Image) -> str:
     textured = spread >= _MIN_WINDOW_STD
     centres, sides = centres[textured], sides[textured]
     if not len(sides):
-        return ""
+        return []
     found: list[int] = []
     for value in _phash_bits(_window_grids(pixels, centres, sides)):
         if all((value ^ other).bit_count() >= _DISTINCT_BITS for other in found):
             found.append(value)
             if len(found) == MAX_WINDOWS:
                 break
-    return "".join(f"{value:016x}" for value in found)
+    return found
 
 
 def window_values(text: str) -> list[int]:
