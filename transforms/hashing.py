@@ -80,12 +80,6 @@ def _dct_rows() -> np.ndarray:
 _DCT8 = _dct_rows()
 
 
-def window_phash(window: np.ndarray) -> int:
-    """imagehash's pHash of a grayscale array (32x32 DCT, 8x8 low frequencies against their median) as an int."""
-    small = cv2.resize(window, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float64)
-    return _phash_bits(small[None])[0]
-
-
 def _phash_bits(grids: np.ndarray) -> list[int]:
     """pHash of each ``(32, 32)`` grid of a ``(n, 32, 32)`` stack."""
     low = _DCT8 @ grids @ _DCT8.T
