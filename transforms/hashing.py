@@ -10,15 +10,18 @@ signature is the mean CIELAB colour of a 12x12 grid of cells (432 bytes, 864 hex
 recoloured regions (a shorts liner) but let a caption overlay weigh more; 12 was the best of 8, 12 and 16 on
 ``benchmarks/bench_near_dedup.py``. ``colour_distance``
 compares two signatures after fitting away a global brightness and contrast change (lightness ``L' = a L + b`` and
-chroma ``ab' = g ab`` with ``a`` and ``g`` held within [0.8, 1.25]) and returns the largest remaining per-cell
-difference (lightness counted at half weight), so a re-exported or slightly brightened photo stays close while a
-recoloured product region, however small, does not.
+chroma ``ab' = g ab`` with ``a`` and ``g`` held within [0.8, 1.25]; fitted once more without the ``OVERLAY_SHARE``
+of cells that differ most, so a saturated logo cannot drag the chroma gain and make a whole product differ) and
+returns the largest remaining per-cell difference (lightness counted at half weight), so a re-exported or slightly
+brightened photo stays close while a recoloured product region, however small, does not.
 
 A whole-image pHash moves 10-30 bits when a crop takes 5-30% off a side, and a sub-window at a fixed place moves as
 much when its box is off by 2%, so ``subwindow`` hashes windows anchored on the content instead: the pHash of a
 square window of four times the keypoint size around each of the strongest ORB keypoints (on the image scaled to
-384 pixels, windows at least 8% of the shorter side, wholly inside, not flat), up to 48 distinct windows (at most
-384 bytes, 768 hex digits; empty for an image too small or too flat to have one). A window inside a crop's kept
+384 pixels, FAST threshold 5 when the default finds too few corners, as on a steel surface; windows at least 8% of
+the shorter side, wholly inside, not flat), up to 48 distinct windows (at most 384 bytes, 768 hex digits; empty for
+an image too small or too flat to have one). Each window is read at 32x32 out of the image shrunk once per window
+side (ORB sizes come in pyramid levels) and the DCTs run as one matrix product. A window inside a crop's kept
 area is the same window of the original: ``transforms.near_dedup`` buckets these hashes to find crop and overlay
 candidates, which it then verifies geometrically.
 """
@@ -26,7 +29,6 @@ candidates, which it then verifies geometrically.
 import cv2
 import imagehash
 import numpy as np
-import scipy.fft
 from PIL import Image
 
 PHASH = "phash"
@@ -42,6 +44,9 @@ COLOUR_GRID = 12
 _CELL_PIXELS = 4
 _GAIN_RANGE = (0.8, 1.25)
 _LIGHTNESS_WEIGHT = 0.5
+OVERLAY_SHARE = 0.12
+_FAST_THRESHOLD = 20
+LOW_CONTRAST_FAST = 5
 _SRGB_TO_XYZ = np.array(
     [[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750], [0.0193339, 0.1191920, 0.9503041]]
 )
@@ -66,17 +71,67 @@ def colour_signature(image: Image.Image) -> str:
     return np.clip(np.rint(quantised), 0, 255).astype(np.uint8).tobytes().hex()
 
 
-def window_phash(window: np.ndarray) -> int:
-    """imagehash's pHash of a grayscale array (32x32 DCT, 8x8 low frequencies against their median) as an int."""
-    small = cv2.resize(window, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float64)
-    low = scipy.fft.dct(scipy.fft.dct(small, axis=0), axis=1)[:8, :8]
-    bits = (low > np.median(low)).ravel()
-    return int.from_bytes(np.packbits(bits).tobytes(), "big")
+def _dct_rows() -> np.ndarray:
+    """The first 8 rows of the 32-point DCT-II (unscaled: a common factor does not move a bit of the hash)."""
+    k, n = np.arange(8)[:, None], np.arange(32)[None, :]
+    return np.cos(np.pi * k * (2 * n + 1) / 64)
+
+
+_DCT8 = _dct_rows()
+
+
+def _phash_bits(grids: np.ndarray) -> list[int]:
+    """pHash of each ``(32, 32)`` grid of a ``(n, 32, 32)`` stack."""
+    low = _DCT8 @ grids @ _DCT8.T
+    bits = (low.reshape(len(grids), 64) > np.median(low.reshape(len(grids), 64), axis=1, keepdims=True)).astype(
+        np.uint8
+    )
+    return [int.from_bytes(row.tobytes(), "big") for row in np.packbits(bits, axis=1)]
+
+
+def _box_grids(integral: np.ndarray, centres: np.ndarray, sides: np.ndarray, cells: int) -> np.ndarray:
+    """Mean of each cell of a ``cells`` x ``cells`` grid over square windows, from a summed-area table.
+
+    The table is interpolated linearly between pixel corners, which is the exact area average of the pixels a
+    fractional cell covers (what ``cv2.INTER_AREA`` computes when it shrinks a window).
+    """
+    steps = np.linspace(-0.5, 0.5, cells + 1)
+    edges = centres[:, None, :] + sides[:, None, None] * steps[None, :, None]
+    xs, ys = edges[..., 0], edges[..., 1]
+    x0 = np.clip(np.floor(xs).astype(np.int64), 0, integral.shape[1] - 2)
+    y0 = np.clip(np.floor(ys).astype(np.int64), 0, integral.shape[0] - 2)
+    fx, fy = xs - x0, ys - y0
+    rows_y, rows_fy = y0[:, :, None], fy[:, :, None]
+    cols_x, cols_fx = x0[:, None, :], fx[:, None, :]
+    top = integral[rows_y, cols_x] * (1 - cols_fx) + integral[rows_y, cols_x + 1] * cols_fx
+    bottom = integral[rows_y + 1, cols_x] * (1 - cols_fx) + integral[rows_y + 1, cols_x + 1] * cols_fx
+    table = top * (1 - rows_fy) + bottom * rows_fy
+    sums = table[:, 1:, 1:] - table[:, :-1, 1:] - table[:, 1:, :-1] + table[:, :-1, :-1]
+    return sums / (sides[:, None, None] / cells) ** 2
+
+
+def _window_grids(pixels: np.ndarray, centres: np.ndarray, sides: np.ndarray) -> np.ndarray:
+    """Each square window shrunk to 32x32 (area average), as a ``(n, 32, 32)`` stack.
+
+    ORB keypoint sizes come in a few pyramid levels, so the image is shrunk once per distinct window side and each
+    window is read out of the shrunk image (bilinear at its fractional centre).
+    """
+    grids = np.empty((len(sides), 32, 32), np.float64)
+    height, width = pixels.shape
+    for side in np.unique(sides):
+        factor = 32.0 / side
+        size = (max(32, round(width * factor)), max(32, round(height * factor)))
+        shrunk = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA).astype(np.float32)
+        for index in np.flatnonzero(sides == side):
+            x, y = centres[index]
+            centre = (float(x * size[0] / width - 0.5 + 0.5), float(y * size[1] / height - 0.5 + 0.5))
+            grids[index] = cv2.getRectSubPix(shrunk, (32, 32), centre)
+    return grids
 
 
 def subwindow_hashes(image: Image.Image) -> str:
     """pHashes of up to ``MAX_WINDOWS`` keypoint-anchored windows, concatenated as 16 hex digits each."""
-    gray = np.asarray(image.convert("L"))
+    gray = np.asarray(image if image.mode == "L" else image.convert("L"))
     scale = min(1.0, WINDOW_SIDE / max(gray.shape))
     if scale < 1.0:
         size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
@@ -84,24 +139,45 @@ def subwindow_hashes(image: Image.Image) -> str:
     height, width = gray.shape
     if min(height, width) < 32:
         return ""
-    detector = cv2.ORB_create(nfeatures=4 * MAX_WINDOWS, edgeThreshold=8, patchSize=15)
+    found = _anchored_windows(gray, _FAST_THRESHOLD)
+    if len(found) < MAX_WINDOWS // 2:
+        # Low contrast (a steel surface, or one whose only strong corners are a caption at its edge): a lower corner
+        # threshold finds the structure that is there.
+        found = max(found, _anchored_windows(gray, LOW_CONTRAST_FAST), key=len)
+    return "".join(f"{value:016x}" for value in found)
+
+
+def _anchored_windows(gray: np.ndarray, fast_threshold: int) -> list[int]:
+    """Distinct window pHashes around the strongest ORB keypoints found at ``fast_threshold``."""
+    height, width = gray.shape
+    detector = cv2.ORB_create(nfeatures=4 * MAX_WINDOWS, edgeThreshold=8, patchSize=15, fastThreshold=fast_threshold)
     keypoints = sorted(detector.detect(gray, None), key=lambda k: (-k.response, k.pt[1], k.pt[0]))
+    centres = np.array([k.pt for k in keypoints], np.float64).reshape(-1, 2)
+    sides = np.array([k.size * _WINDOW_SCALE for k in keypoints], np.float64)
+    room = np.minimum(
+        np.minimum(centres[:, 0], centres[:, 1]), np.minimum(width - centres[:, 0], height - centres[:, 1])
+    )
+    usable = (sides >= _MIN_WINDOW * min(height, width)) & (sides / 2 <= room)
+    centres, sides = centres[usable], sides[usable]
+    if not len(sides):
+        return []
+    pixels = gray.astype(np.float64)
+    integral = cv2.integral(pixels, sdepth=cv2.CV_64F)
+    squares = cv2.integral(pixels * pixels, sdepth=cv2.CV_64F)
+    # The window's pixel spread, from its sum and sum of squares: a flat window's hash is noise.
+    mean = _box_grids(integral, centres, sides, 1)[:, 0, 0]
+    spread = np.sqrt(np.maximum(_box_grids(squares, centres, sides, 1)[:, 0, 0] - mean * mean, 0.0))
+    textured = spread >= _MIN_WINDOW_STD
+    centres, sides = centres[textured], sides[textured]
+    if not len(sides):
+        return []
     found: list[int] = []
-    for keypoint in keypoints:
-        x, y = keypoint.pt
-        side = keypoint.size * _WINDOW_SCALE
-        inside = side / 2 <= min(x, y, width - x, height - y)
-        if side < _MIN_WINDOW * min(height, width) or not inside:
-            continue
-        window = cv2.getRectSubPix(gray, (round(side), round(side)), (x, y))
-        if float(window.std()) < _MIN_WINDOW_STD:
-            continue
-        value = window_phash(window)
+    for value in _phash_bits(_window_grids(pixels, centres, sides)):
         if all((value ^ other).bit_count() >= _DISTINCT_BITS for other in found):
             found.append(value)
             if len(found) == MAX_WINDOWS:
                 break
-    return "".join(f"{value:016x}" for value in found)
+    return found
 
 
 def window_values(text: str) -> list[int]:
@@ -119,8 +195,12 @@ HASHERS = {
 
 
 def perceptual_hashes(image: Image.Image, names: list[str]) -> dict[str, str]:
-    """Return the named hashes of an RGB image as hex strings."""
-    return {name: str(HASHERS[name](image)) for name in names}
+    """Return the named hashes of an RGB image as hex strings.
+
+    The grayscale hashes share one grayscale copy (imagehash converts to it first; converting again is a no-op).
+    """
+    gray = image.convert("L") if len(set(names) - {COLOUR}) > 1 else image
+    return {name: str(HASHERS[name](image if name == COLOUR else gray)) for name in names}
 
 
 def hash_int(text: str) -> int:
@@ -147,26 +227,36 @@ def decode_colours(raws: list[bytes]) -> np.ndarray:
     return values * np.array([1 / 2.55, 1, 1], np.float32) - np.array([0, 128, 128], np.float32)
 
 
-def _residual(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Per-cell differences left when ``y`` is explained as a brightness and contrast change of ``x``."""
+def _residual(x: np.ndarray, y: np.ndarray, fit: np.ndarray | None = None) -> np.ndarray:
+    """Per-cell differences left when ``y`` is explained as a brightness and contrast change of ``x``, fitted on the
+    cells ``fit`` marks (all when ``None``)."""
     low, high = _GAIN_RANGE
+    weight = np.ones(x.shape[:-1], np.float32) if fit is None else fit.astype(np.float32)
+    total = np.maximum(weight.sum(-1, keepdims=True), 1e-6)
     xl, yl = x[..., 0], y[..., 0]
-    x_mean, y_mean = xl.mean(-1, keepdims=True), yl.mean(-1, keepdims=True)
-    spread = ((xl - x_mean) ** 2).mean(-1, keepdims=True)
-    covariance = ((xl - x_mean) * (yl - y_mean)).mean(-1, keepdims=True)
+    x_mean, y_mean = (weight * xl).sum(-1, keepdims=True) / total, (weight * yl).sum(-1, keepdims=True) / total
+    spread = (weight * (xl - x_mean) ** 2).sum(-1, keepdims=True) / total
+    covariance = (weight * (xl - x_mean) * (yl - y_mean)).sum(-1, keepdims=True) / total
     gain = np.clip(np.where(spread > 1e-6, covariance / np.maximum(spread, 1e-6), 1.0), low, high)
     lightness = yl - (gain * (xl - x_mean) + y_mean)
-    xab, yab = x[..., 1:], y[..., 1:]
+    xab, yab = x[..., 1:] * weight[..., None], y[..., 1:]
     energy = (xab * xab).sum((-1, -2))[..., None, None]
     chroma_gain = (xab * yab).sum((-1, -2))[..., None, None] / np.maximum(energy, 1e-6)
     chroma_gain = np.clip(np.where(energy > 1e-6, chroma_gain, 1.0), low, high)
-    chroma = yab - chroma_gain * xab
+    chroma = yab - chroma_gain * x[..., 1:]
     return np.sqrt((_LIGHTNESS_WEIGHT * lightness) ** 2 + (chroma**2).sum(-1))
 
 
 def colour_residuals(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Symmetric per-cell colour differences after brightness and contrast compensation, ``(..., cells)``."""
-    return np.maximum(_residual(x, y), _residual(y, x))
+    """Symmetric per-cell colour differences after brightness and contrast compensation, ``(..., cells)``.
+
+    The compensation is fitted twice: on every cell, then without the ``OVERLAY_SHARE`` of cells that differ most,
+    so a saturated logo or caption pasted on a copy cannot pull the fit off and make the rest of the picture differ
+    (the cells it covers still differ; whether that is an overlay is the caller's call).
+    """
+    first = np.maximum(_residual(x, y), _residual(y, x))
+    fit = first <= np.quantile(first, 1.0 - OVERLAY_SHARE, axis=-1, keepdims=True)
+    return np.maximum(_residual(x, y, fit), _residual(y, x, fit))
 
 
 def colour_distance(x: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -27,6 +27,7 @@ from transforms._duplicates import Edge, Member, decide_cluster
 from transforms._keypoints import extract, match, overlay_patch
 from transforms.hashing import (
     colour_distance,
+    colour_residuals,
     colour_signature,
     decode_colour,
     perceptual_hashes,
@@ -40,6 +41,7 @@ from transforms.near_dedup import (
     band_layout,
     band_values,
     bucket_pairs,
+    colour_contained,
     near_distance,
 )
 from transforms.normalise import content_key, encode, normalise_image
@@ -381,6 +383,62 @@ def test_an_edge_patch_counts_as_an_overlay_but_a_central_recolour_or_a_band_doe
     band = np.zeros((12, 12))
     band[0, [5, 6, 8, 9, 10]], band[0, 7] = 12.0, 6.0
     assert not overlay_patch(band, 8.0)
+
+
+def _lab_grid(product: tuple[float, float, float], background=(95.0, 0.0, 0.0)) -> np.ndarray:
+    """A 12x12 CIELAB signature: a product block in the middle of a plain background."""
+    grid = np.tile(np.array(background, np.float32), (12, 12, 1))
+    grid[3:10, 4:8] = product
+    return grid.reshape(-1, 3)
+
+
+def test_a_saturated_logo_does_not_pull_the_colour_fit_off_the_rest_of_the_picture():
+    original = _lab_grid((50.0, 40.0, 30.0))
+    logo = original.reshape(12, 12, 3).copy()
+    logo[0:3, 0:3] = (55.0, -70.0, 60.0)  # 9 of 144 cells: a green badge in a corner
+    residuals = colour_residuals(original, logo.reshape(-1, 3)).reshape(12, 12)
+    assert residuals[0:3, 0:3].min() > 50  # the badge itself differs by its whole colour
+    outside = np.ones((12, 12), bool)
+    outside[0:3, 0:3] = False
+    assert residuals[outside].max() < 1.0  # nothing else was changed
+    assert overlay_patch(residuals, 8.0)
+
+
+def test_a_recoloured_product_still_differs_with_the_robust_fit():
+    red, blue = _lab_grid((50.0, 60.0, 40.0)), _lab_grid((50.0, 10.0, -50.0))
+    residuals = colour_residuals(red, blue).reshape(12, 12)
+    assert residuals[3:10, 4:8].min() > 50 and not overlay_patch(residuals, 8.0)
+
+
+def test_a_crop_finds_its_colours_in_the_original_but_a_recoloured_crop_does_not():
+    original = _lab_grid((50.0, 60.0, 40.0)).reshape(12, 12, 3)
+    # A crop zooms into the product's corner: its cells are product or background colours of the original.
+    crop = np.concatenate([original[3:9, 4:8], original[3:9, 8:12]], axis=1)
+    crop = np.repeat(np.repeat(crop, 2, axis=0), 3, axis=1)[:12, :12]
+    assert colour_contained(crop.reshape(-1, 3), original.reshape(-1, 3), 10.0)
+    recoloured = crop.copy()
+    recoloured[recoloured[..., 1] > 30] = (50.0, 10.0, -50.0)
+    assert not colour_contained(recoloured.reshape(-1, 3), original.reshape(-1, 3), 10.0)
+
+
+def _low_contrast(seed: int, size: int = 200) -> Image.Image:
+    """A steel-like surface: blobs of +-10 grey levels around mid grey (few corners at ORB's default threshold)."""
+    rng = np.random.default_rng(seed)
+    noise = Image.fromarray(rng.integers(0, 256, (size // 4, size // 4), dtype=np.uint8)).resize(
+        (size, size), Image.Resampling.BICUBIC
+    )
+    values = 128 + (np.asarray(noise, np.float64) - 128) * 10 / 128
+    return Image.fromarray(np.clip(values, 0, 255).astype(np.uint8)).convert("RGB")
+
+
+def test_a_low_contrast_surface_gets_keypoints_its_crop_matches_and_another_patch_does_not():
+    surface, other = _low_contrast(3), _low_contrast(4)
+    crop = _crop(surface, 0.15)
+    min_inliers = NearDedupConfig().min_inliers
+    features = [_features(image) for image in (surface, crop, other)]
+    assert min(len(feature.points) for feature in features) >= 2 * min_inliers
+    assert match(features[1], features[0], min_inliers, 8.0)[0] is not None
+    assert match(features[2], features[0], min_inliers, 8.0)[0] is None
 
 
 def _sample_and_fingerprint(name: str, image: Image.Image, label: str = "") -> tuple[Sample, Fingerprint]:
