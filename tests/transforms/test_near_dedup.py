@@ -46,6 +46,9 @@ from transforms.near_dedup import (
 )
 from transforms.normalise import content_key, encode, normalise_image
 
+# The crop and overlay path is off by default (its cost grows faster than the image count); these tests turn it on.
+GEOMETRIC = NearDedupConfig(subwindow_max_distance=8)
+
 
 def _flip(value: int, bits: list[int]) -> int:
     for bit in bits:
@@ -446,7 +449,7 @@ def _sample_and_fingerprint(name: str, image: Image.Image, label: str = "") -> t
     data = _jpeg(image, quality=95)
     normalised, original, _ = normalise_image(data, config)
     key, sha = content_key(data)
-    hashes = perceptual_hashes(normalised, NearDedupConfig().hash_names())
+    hashes = perceptual_hashes(normalised, GEOMETRIC.hash_names())
     encoded = encode(normalised, config)
     info = ImageInfo(normalised.width, normalised.height, "JPEG", "RGB", len(encoded))
     metadata = {"label": label}
@@ -473,7 +476,7 @@ def geometric_run(tmp_path_factory):
         result = (
             pipeline
             | "Fingerprints" >> beam.Create([fp for _, fp in pairs])
-            | NearDeduplicate(NearDedupConfig(max_bucket=4), str(out), samples=samples)
+            | NearDeduplicate(GEOMETRIC.model_copy(update={"max_bucket": 4}), str(out), samples=samples)
         )
         _ = (
             result.rejected
@@ -514,7 +517,8 @@ def test_one_window_shared_by_many_images_is_capped_and_reported(tmp_path):
     out.mkdir()
     with beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner"])) as pipeline:
         samples = pipeline | "Samples" >> beam.Create([])
-        _ = pipeline | beam.Create(fps) | NearDeduplicate(NearDedupConfig(max_bucket=4), str(out), samples=samples)
+        capped_config = GEOMETRIC.model_copy(update={"max_bucket": 4})
+        _ = pipeline | beam.Create(fps) | NearDeduplicate(capped_config, str(out), samples=samples)
     capped = json.loads((out / "dedup" / "near_dedup.json").read_text())["capped_buckets"]
     windows = [bucket for bucket in capped if str(bucket["band"]).startswith("subwindow")]
     assert len(windows) == 4 and {bucket["size"] for bucket in windows} == {5}
@@ -536,7 +540,7 @@ def split_run(tmp_path_factory):
     return run_job(
         [images],
         root / "out",
-        near_dedup={"report_only": True},
+        near_dedup={"report_only": True, "subwindow_max_distance": 8},
         split={"fractions": {"train": 0.5, "validation": 0.25, "test": 0.25}},
         **{stage: {"enabled": False} for stage in ("faces", "audit", "documents", "eval_set", "semantic_dedup")},
         views={"docs": {"enabled": False}, "edit": {"enabled": False}},
