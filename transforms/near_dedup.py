@@ -22,7 +22,8 @@ How:
 3. **Giant buckets** (a band value shared by more than ``max_bucket`` fingerprints: blank or uniform images) are not
    compared pairwise: only identical hashes merge there (linear), and the bucket is reported under
    ``capped_buckets`` in ``dedup/near_dedup.json``.
-4. **Crops and overlays** (``subwindow_max_distance``): a crop moves the whole-image pHash by 10-30 bits, so two
+4. **Crops and overlays** (``subwindow_max_distance``, off by default: its candidate pairs grow faster than the image
+   count, see ``docs/scaling.md``; 8 is the benchmarked setting): a crop moves the whole-image pHash by 10-30 bits, so two
    more candidate sources are bucketed the same way: the ``subwindow`` hashes (``transforms.hashing``: pHashes of
    windows anchored on ORB keypoints, which a crop keeps) in 4 bands of 16 bits, a pair sharing at least
    ``subwindow_min_windows`` windows within ``subwindow_max_distance`` bits being a candidate; and pairs within
@@ -50,7 +51,7 @@ perceptual hash (recall 0.19).
 
 Crops and overlays, on the same benchmark with 5-30% crops per side and a logo copy added (``python
 benchmarks/bench_near_dedup.py --per-source 6 --distances 8 --scale ""``: 2,030 images, 203 bases, every colour
-variant): without the geometric path crop recall 0, logo 0.015, overall 0.771; with it (defaults) crop 0.882, logo
+variant): without the geometric path crop recall 0, logo 0.015, overall 0.771; with it (``subwindow_max_distance = 8``) crop 0.882, logo
 0.985, overlay 0.995, brightness 0.966, overall 0.981 (0.993 without crops), at unchanged pair precision (0.979: the
 two colour-variant pairs the pHash test itself merges, light grey-blue and white trousers 5.2 apart in colour, and
 every copy of each) and no texture, steel-class or other-view pair merged. With splits on in ``report_only`` mode, 22
