@@ -23,16 +23,16 @@ How:
    compared pairwise: only identical hashes merge there (linear), and the bucket is reported under
    ``capped_buckets`` in ``dedup/near_dedup.json``.
 4. **Crops and overlays** (``subwindow_max_distance``, off by default: its candidate pairs grow faster than the image
-   count, see ``docs/scaling.md``; 8 is the benchmarked setting): a crop moves the whole-image pHash by 10-30 bits, so two
-   more candidate sources are bucketed the same way: the ``subwindow`` hashes (``transforms.hashing``: pHashes of
+   count, see ``docs/scaling.md``; 8 is the benchmarked setting): a crop moves the whole-image pHash by 10-30 bits, so
+   two more candidate sources are bucketed the same way: the ``subwindow`` hashes (``transforms.hashing``: pHashes of
    windows anchored on ORB keypoints, which a crop keeps) in 4 bands of 16 bits, a pair sharing at least
    ``subwindow_min_windows`` windows within ``subwindow_max_distance`` bits being a candidate; and pairs within
    ``candidate_distance`` bits of whole-image pHash that the test of step 2 rejects. The hashes close two kinds of
    candidate: pairs they accept, and pairs of one geometry whose colour differs beyond overlay patches (a colour
    variant); a pair of different geometry is verified only when the colours of one signature are found in the other
    (``colour_contained``: a crop's cells average parts of its original; a crop of the product in another colour has
-   colours the original lacks). Between two groups the hashes already joined, only the best-ranked two open pairs
-   are verified. A candidate is accepted only by ``transforms._keypoints``: ORB matches under one RANSAC similarity
+   colours the original lacks). Between two groups the hashes already joined, only the best-ranked two open pairs are
+   verified. A candidate is accepted only by ``transforms._keypoints``: ORB matches under one RANSAC similarity
    transform (at least ``min_inliers``, spread beyond one sixteenth of the frame) and the colour of the overlap, so a
    colour variant stays and two patches of one texture stay. Keypoints are computed only for the images of open
    candidate pairs.
@@ -51,7 +51,8 @@ perceptual hash (recall 0.19).
 
 Crops and overlays, on the same benchmark with 5-30% crops per side and a logo copy added (``python
 benchmarks/bench_near_dedup.py --per-source 6 --distances 8 --scale ""``: 2,030 images, 203 bases, every colour
-variant): without the geometric path crop recall 0, logo 0.015, overall 0.771; with it (``subwindow_max_distance = 8``) crop 0.882, logo
+variant): without the geometric path crop recall 0, logo 0.015, overall 0.771; with it
+(``subwindow_max_distance = 8``) crop 0.882, logo
 0.985, overlay 0.995, brightness 0.966, overall 0.981 (0.993 without crops), at unchanged pair precision (0.979: the
 two colour-variant pairs the pHash test itself merges, light grey-blue and white trousers 5.2 apart in colour, and
 every copy of each) and no texture, steel-class or other-view pair merged. With splits on in ``report_only`` mode, 22
