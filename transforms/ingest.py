@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 
 import apache_beam as beam
 from apache_beam.io import fileio
-from apache_beam.io.filesystem import FileMetadata
+from apache_beam.io.filesystem import CompressionTypes, FileMetadata
 from apache_beam.io.filesystems import FileSystems
 
 from schemas import reasons
@@ -287,11 +287,16 @@ def _tar_items(metadata: FileMetadata, spec: InputSpec, config: IngestConfig) ->
     cannot be read at an offset: its image bytes travel inline.
     """
     groups: dict[str, dict[str, bytes | tuple[int, int]]] = {}
+    # A compression Beam knows by the file's extension (.gz, .zst...) is undone by Beam, as before; the members of
+    # such a tar, or of one tarfile finds compressed inside, cannot be read at an offset of the file.
+    compressed = CompressionTypes.detect_compression_type(metadata.path) != CompressionTypes.UNCOMPRESSED
     with (
-        FileSystems.open(metadata.path, compression_type="uncompressed") as handle,
+        FileSystems.open(
+            metadata.path, compression_type=CompressionTypes.AUTO if compressed else "uncompressed"
+        ) as handle,
         tarfile.open(fileobj=handle, mode="r|*") as tar,
     ):
-        seekable = getattr(tar.fileobj, "comptype", "") == "tar"
+        seekable = not compressed and getattr(tar.fileobj, "comptype", "") == "tar"
         for member in tar:
             if not member.isfile():
                 continue
