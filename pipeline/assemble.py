@@ -26,7 +26,7 @@ from transforms.eval_set import AuditContamination, BuildEvalSet
 from transforms.exact_dedup import DeduplicateExact
 from transforms.faces import BlurFaces
 from transforms.image_store import store_folder
-from transforms.incremental import EarlierRun, SkipKnown
+from transforms.incremental import EarlierRun, MarkReplaced, SkipKnown
 from transforms.ingest import ReadInputs
 from transforms.ledger import WriteLedger
 from transforms.near_dedup import NearDeduplicate
@@ -42,8 +42,18 @@ from transforms.write_edits import WriteEditPairs
 from transforms.write_shards import WriteShards
 
 
-def build(pipeline: beam.Pipeline, config: UnishardConfig, output: str, earlier: EarlierRun | None = None) -> None:
-    """Add every stage of a run to ``pipeline``, writing under ``output``; ``earlier`` makes the run incremental."""
+def build(
+    pipeline: beam.Pipeline,
+    config: UnishardConfig,
+    output: str,
+    earlier: EarlierRun | None = None,
+    previous: str | None = None,
+) -> None:
+    """Add every stage of a run to ``pipeline``, writing under ``output``; ``earlier`` makes the run incremental.
+
+    ``previous`` is the committed output a full run replaces: the ledger names the old key of every file whose
+    content changed since.
+    """
     ingested = pipeline | "Ingest" >> ReadInputs(config.ingest, config.documents.id_field)
     known = ingested.items | "SkipKnown" >> SkipKnown(earlier, output)
     normalised = known.new | "Normalise" >> Normalise(
@@ -95,22 +105,26 @@ def build(pipeline: beam.Pipeline, config: UnishardConfig, output: str, earlier:
     generation, views = (earlier.generation if earlier else 0), config.views
     written = split.samples | "WriteShards" >> WriteShards(views.shards(config.shards), output, generation=generation)
     ledger = (
-        ingested.rejected,
-        known.carried,
-        normalised.rejected,
-        texted.rejected,
-        checked.rejected,
-        exact.rejected,
-        clean.rejected,
-        near.rejected,
-        embedded.rejected,
-        semantic.rejected,
-        captioned.rejected,
-        filtered.rejected,
-        faced.rejected,
-        safe.rejected,
-        written.kept,
-    ) | "AllLedgerRows" >> beam.Flatten()
+        (
+            ingested.rejected,
+            known.carried,
+            normalised.rejected,
+            texted.rejected,
+            checked.rejected,
+            exact.rejected,
+            clean.rejected,
+            near.rejected,
+            embedded.rejected,
+            semantic.rejected,
+            captioned.rejected,
+            filtered.rejected,
+            faced.rejected,
+            safe.rejected,
+            written.kept,
+        )
+        | "AllLedgerRows" >> beam.Flatten()
+        | "MarkReplaced" >> MarkReplaced(None if earlier else previous)
+    )
     _ = ledger | "CheckBooks" >> CheckBooks(output, ingested, known.carried)
     _ = audited.measures | "WriteAudit" >> WriteAudit(config.audit, output, ledger, audited.ranked)
     docs = split.samples | "WriteDocuments" >> WriteDocuments(

@@ -9,11 +9,13 @@ an item whose source had the same key before keeps its earlier row, unless that 
 an item with a new source but known content is an exact duplicate of the shipped sample (or repeats the earlier
 verdict when nothing was shipped); other items are new. ``_run/increment.json`` counts the new items: an
 incremental run with none changes nothing. Earlier kept rows whose source left the input are carried,
-because their samples are still in the shards. A shipped source whose file now holds other content stops the run
-(``ChangedContent``, naming the file and ``--rebuild``): its old sample would stay in an earlier shard with no
-input behind it. The decision joins light records (content key, source, no bytes); the new items' bytes are then
-read again from their files (``ingest.read_again``), so image bytes cross no shuffle here either; a file gone
-between the two reads gets ingest's ``missing_file`` row (in ``carried``, with the other rows decided here).
+because their samples are still in the shards. A shipped source whose file now holds other content stops the
+incremental job (``ChangedContent``): its old sample sits in an earlier shard, which incremental runs never rewrite,
+so the launcher rebuilds the whole output instead, and ``MarkReplaced`` writes the old key into the new row's
+detail (``replaces_key``) of every source whose content changed since the committed output. The decision
+joins light records (content key, source, no bytes); the new items' bytes are then read again from their files
+(``ingest.read_again``), so image bytes cross no shuffle here either; a file gone between the two reads gets
+ingest's ``missing_file`` row (in ``carried``, with the other rows decided here).
 Reason codes: ``exact_duplicate``. Metrics: ``incremental/new``, ``incremental/carried``.
 """
 
@@ -36,6 +38,7 @@ from transforms.normalise import content_key
 STAGE = "incremental"
 INCREMENT = "increment.json"
 CARRIED = "carried"
+CHANGED = "changed content since it was written to"
 
 
 class IncrementalOutputs(NamedTuple):
@@ -122,7 +125,24 @@ class _ReadAgainFn(StageFn):
 
 
 class ChangedContent(RuntimeError):
-    """A shipped sample's file now holds other content: an incremental run cannot replace it."""
+    """A shipped sample's file now holds other content: an incremental run cannot replace it, a rebuild does.
+
+    The message carries ``CHANGED``, which survives every runner's wrapping of a failed job's error, so the launcher
+    recognises it (``changed_content``).
+    """
+
+
+def changed_content(error: BaseException) -> str | None:
+    """The ``ChangedContent`` sentence inside a failed job's error (a runner wraps it in its own), or ``None``."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        for line in str(error).splitlines():
+            if CHANGED in line:
+                line = line.split(f"{ChangedContent.__name__}: ", 1)[-1]
+                return line.split(" [while running", 1)[0].strip()
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def _kept_source_key(pair: tuple[str, LedgerRow]) -> Iterator[tuple[str, str]]:
@@ -132,19 +152,58 @@ def _kept_source_key(pair: tuple[str, LedgerRow]) -> Iterator[tuple[str, str]]:
 
 
 def refuse_changed_content(element: tuple[str, dict[str, Iterable[str]]], output: str) -> None:
-    """Stop the run when a source an earlier run shipped now has different content.
+    """Stop the incremental job when a source an earlier run shipped now has different content.
 
     Its old sample sits in an earlier shard, which incremental runs never rewrite, and the ledger has one row per
-    source: keeping both would put a sample in the shards that no input accounts for, so the run refuses.
+    source: keeping both would put a sample in the shards that no input accounts for, so the job stops and the
+    launcher rebuilds the output.
     """
     source, keys = element
     now, kept = set(keys["now"]), set(keys["kept"])
     if now and kept and not now & kept:
-        raise ChangedContent(
-            f"{source} changed content since it was written to {output} (key {min(kept)} is now {min(now)}); an "
-            "incremental run cannot replace a shipped sample. Rerun with --rebuild to reprocess everything, or "
-            "restore the file, or give the new content another name"
+        raise ChangedContent(f"{source} {CHANGED} {output} (key {min(kept)} is now {min(now)})")
+
+
+class MarkReplaced(beam.PTransform):
+    """Name the old key in the row of every source whose content changed since the committed output ``previous``.
+
+    A rebuild over an existing output replaces the old sample of such a source; its new row's detail says which
+    (``replaces_key``), whatever its new status. Without ``previous`` the rows pass unchanged.
+    """
+
+    def __init__(self, previous: str | None):
+        super().__init__()
+        self._previous = previous
+
+    def expand(self, rows: beam.PCollection) -> beam.PCollection:
+        if self._previous is None:
+            return rows
+        earlier = (
+            rows.pipeline
+            | "ReadEarlierLedger" >> beam.io.ReadFromParquet(join(self._previous, "ledger", "part-*.parquet"))
+            | "EarlierKept" >> beam.FlatMap(_kept_source)
         )
+        return (
+            {"rows": rows | "BySource" >> beam.Map(lambda row: (row.source, row)), "earlier": earlier}
+            | "JoinEarlier" >> beam.CoGroupByKey()
+            | "Mark" >> beam.FlatMap(_mark_replaced)
+        )
+
+
+def _kept_source(row: dict) -> Iterator[tuple[str, str]]:
+    if row["status"] == reasons.KEPT:
+        yield row["source"], row["key"]
+
+
+def _mark_replaced(element: tuple[str, dict[str, Iterable]]) -> Iterator[LedgerRow]:
+    _, grouped = element
+    old_keys = set(grouped["earlier"])
+    for row in grouped["rows"]:
+        replaced = sorted(old_keys - {row.key})
+        if replaced:
+            detail = {**json.loads(row.detail), "replaces_key": replaced[0]}
+            row = dataclasses.replace(row, detail=detail_json(**detail))
+        yield row
 
 
 def _write_increment(new_items: int, output: str) -> None:

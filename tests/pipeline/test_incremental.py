@@ -105,22 +105,30 @@ def test_a_kept_affecting_config_change_needs_rebuild(tmp_path, run, photo):
     assert all(json.loads(s["json"])["image"]["width"] <= 128 for s in rebuilt.samples())
 
 
-def test_a_shipped_file_with_new_content_stops_the_run_naming_it_and_rebuild_replaces_it(tmp_path, run, photo):
+def test_a_shipped_file_with_new_content_replaces_its_old_sample_everywhere(tmp_path, run, photo, caplog):
     inputs = tmp_path / "in"
     _add_photos(inputs, photo, range(3))
     first = run([inputs], output=tmp_path / "out")
-    before, old_key = first.file_bytes(), first.ledger_by_name()["photo01.jpg"]["key"]
+    old_key = first.ledger_by_name()["photo01.jpg"]["key"]
+    assert any(old_key.encode() in data for name, data in first.file_bytes().items() if name.startswith("shards/"))
     changed = inputs / "photo01.jpg"
     photo(220, 160, seed=77).save(changed, quality=90)  # same name, other picture
-    with pytest.raises(RunError) as raised:
-        run([inputs], output=tmp_path / "out")
-    assert str(changed) in str(raised.value) and "--rebuild" in str(raised.value)
-    assert first.file_bytes() == before  # nothing committed
-    rebuilt = run([inputs], output=tmp_path / "out", rebuild=True)
-    rows = rebuilt.ledger_by_name()
-    assert len(rows) == 3 and rows["photo01.jpg"]["status"] == reasons.KEPT
+    _add_photos(inputs, photo, [3])
+
+    second = run([inputs], output=tmp_path / "out")
+
+    assert f"{changed} changed content" in caplog.text and "rebuilt" in caplog.text
+    rows = second.ledger_by_name()
+    assert len(rows) == 4 and rows["photo01.jpg"]["status"] == reasons.KEPT
     assert rows["photo01.jpg"]["key"] != old_key
-    assert len(rebuilt.samples()) == 3
+    assert json.loads(rows["photo01.jpg"]["detail"])["replaces_key"] == old_key
+    assert all("replaces_key" not in json.loads(rows[name]["detail"]) for name in ("photo00.jpg", "photo02.jpg"))
+    samples = second.samples()
+    assert len(samples) == 4 and all(json.loads(s["json"])["key"] != old_key for s in samples)
+    # no file of any view, sidecar, index or side output holds the old sample any more; only the ledger names it
+    holding = sorted(name for name, data in second.file_bytes().items() if old_key.encode() in data)
+    assert holding and all(name.startswith("ledger/") for name in holding)
+    assert second.file_bytes().keys() == run([inputs], output=tmp_path / "full").file_bytes().keys()
 
 
 def test_a_live_lock_refuses_and_a_stale_lock_is_taken_over(tmp_path, run, photo):
