@@ -60,7 +60,7 @@ def build(
         config.normalise, config.near_dedup.hash_names(), store_folder(output)
     )
     texted = normalised.samples | "Text" >> ChooseText(config.text)
-    checked = texted.samples | "Quality" >> FilterLowQuality(config.quality)
+    checked = texted.samples | "Quality" >> FilterLowQuality(config.quality, output, earlier and earlier.output)
     fingerprints = (
         checked.kept | "Fingerprint" >> beam.Map(fingerprint),
         known.shipped,
@@ -70,12 +70,16 @@ def build(
         config.decontaminate, config.normalise, config.near_dedup.hash_names(), output
     )
     comparable = (clean.survivors, known.shipped) | "WithShippedNear" >> beam.Flatten()
-    near = comparable | "NearDedup" >> NearDeduplicate(config.near_dedup, output, samples=checked.kept)
+    near = comparable | "NearDedup" >> NearDeduplicate(
+        config.near_dedup, output, samples=checked.kept, earlier=earlier and earlier.output
+    )
     rejections = (exact.rejected, clean.rejected, near.rejected) | "FingerprintRejections" >> beam.Flatten()
     unique = checked.kept | "DropDuplicates" >> DropRejected(rejections)
     embed = with_stage_hints(EmbedImages(config.embed, config.clip), pipeline, "embed")
     embedded = unique | "Embed" >> embed
-    semantic = embedded.samples | "SemanticDedup" >> SemanticDeduplicate(config.semantic_dedup, output)
+    semantic = embedded.samples | "SemanticDedup" >> SemanticDeduplicate(
+        config.semantic_dedup, output, earlier and earlier.output
+    )
     distinct = (
         embedded.samples | "DropSemanticDuplicates" >> DropRejected(semantic.rejected)
         if config.semantic_dedup.enabled
@@ -126,7 +130,9 @@ def build(
         | "MarkReplaced" >> MarkReplaced(None if earlier else previous)
     )
     _ = ledger | "CheckBooks" >> CheckBooks(output, ingested, known.carried)
-    _ = audited.measures | "WriteAudit" >> WriteAudit(config.audit, output, ledger, audited.ranked)
+    _ = audited.measures | "WriteAudit" >> WriteAudit(
+        config.audit, output, ledger, audited.ranked, earlier and earlier.output, config.shards.ledger_rows_per_part
+    )
     docs = split.samples | "WriteDocuments" >> WriteDocuments(
         views.docs, views.shards(config.shards, views.docs), output, documents.documents, generation
     )

@@ -401,8 +401,8 @@ def run(
                 f"{join(staging, 'ledger')} (status 'failed', detail has the error)"
             )
         seconds = time.monotonic() - started
-        if earlier and _read_json(join(staging, "_run", INCREMENT))["new_items"] == 0:
-            _LOG.info("unishard: no new or failed items since the last run; %s is unchanged", output)
+        if earlier and not any(_read_json(join(staging, "_run", INCREMENT)).values()):
+            _LOG.info("unishard: no new, renamed, removed or failed items since the last run; %s is unchanged", output)
             discard(staging)
             return RunSummary(output=output, counts=counts, seconds=seconds)
         _write_run_files(staging, config, earlier, runner, beam_args, seconds, config_text)

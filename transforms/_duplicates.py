@@ -21,8 +21,10 @@ import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam import pvalue
+from apache_beam.io.filesystems import FileSystems
 
 from schemas.records import DuplicateCluster, rejected
+from transforms._cluster_merge import clusters_from_rows, merge_clusters, merge_summaries
 from transforms._components import ConnectedComponents
 from transforms._io import join, write_atomic
 
@@ -327,10 +329,13 @@ class WriteClusters(beam.PTransform):
     that was not compared pairwise, ``counts`` ``(name, n)`` pairs summed into the summary (samples skipped...).
     """
 
-    def __init__(self, output: str, stage: str):
+    def __init__(self, output: str, stage: str, earlier: str | None = None):
+        """``earlier``: the output an incremental run builds on; its clusters are merged in
+        (``transforms._cluster_merge``), so the files describe the whole output."""
         super().__init__()
         self._output = output
         self._stage = stage
+        self._earlier = earlier
 
     def expand(self, pcolls: tuple[beam.PCollection, ...]) -> beam.PCollection:
         clusters, capped, *counts = pcolls
@@ -348,6 +353,7 @@ class WriteClusters(beam.PTransform):
                 self._stage,
                 beam.pvalue.AsSingleton(all_capped),
                 beam.pvalue.AsDict(totals),
+                self._earlier,
             )
         )
 
@@ -422,7 +428,14 @@ def parquet_bytes(rows: list[dict], schema: pa.Schema) -> bytes:
     return buffer.getvalue().to_pybytes()
 
 
-def _write(clusters: list[DuplicateCluster], output: str, stage: str, capped: list[dict], counts: dict) -> str:
+def _write(
+    clusters: list[DuplicateCluster], output: str, stage: str, capped: list[dict], counts: dict, earlier: str | None
+) -> str:
+    if earlier is not None and FileSystems.exists(join(earlier, "dedup", f"{stage}.parquet")):
+        with FileSystems.open(join(earlier, "dedup", f"{stage}.parquet")) as handle:
+            clusters = merge_clusters(clusters_from_rows(pq.read_table(handle).to_pylist()), clusters)
+        with FileSystems.open(join(earlier, "dedup", f"{stage}.json")) as handle:
+            capped, counts = merge_summaries(json.loads(handle.read()), capped, counts)
     path = join(output, "dedup", f"{stage}.parquet")
     write_atomic(path, parquet_bytes(cluster_rows(clusters), CLUSTER_SCHEMA))
     summary = summarise_clusters(stage, clusters, capped, counts)

@@ -7,8 +7,9 @@ Outputs: ``new`` (items to process), ``carried`` (ledger rows kept from the earl
 Identity is the content key (SHA-256 of the bytes), so a renamed file is not processed again. Per content key:
 an item whose source had the same key before keeps its earlier row, unless that row was ``failed`` (retried);
 an item with a new source but known content is an exact duplicate of the shipped sample (or repeats the earlier
-verdict when nothing was shipped); other items are new. ``_run/increment.json`` counts the new items: an
-incremental run with none changes nothing. Earlier kept rows whose source left the input are carried,
+verdict when nothing was shipped); other items are new. ``_run/increment.json`` counts the new items and the
+rows decided here that differ from the earlier ledger (new names, dropped rows): an incremental run with neither
+changes nothing. Earlier kept rows whose source left the input are carried,
 because their samples are still in the shards. A shipped source whose file now holds other content stops the
 incremental job (``ChangedContent``): its old sample sits in an earlier shard, which incremental runs never rewrite,
 so the launcher rebuilds the whole output instead, and ``MarkReplaced`` writes the old key into the new row's
@@ -38,6 +39,7 @@ from transforms.normalise import content_key
 STAGE = "incremental"
 INCREMENT = "increment.json"
 CARRIED = "carried"
+CHANGES = "changes"
 CHANGED = "changed content since it was written to"
 
 
@@ -88,7 +90,7 @@ class SkipKnown(beam.PTransform):
         decided = (
             {"items": keyed, "earlier": earlier}
             | "JoinEarlier" >> beam.CoGroupByKey()
-            | "Decide" >> beam.ParDo(_DecideFn()).with_outputs(CARRIED, main="new")
+            | "Decide" >> beam.ParDo(_DecideFn()).with_outputs(CARRIED, CHANGES, main="new")
         )
         new, unreadable = apply_stage(decided.new, "ReadNewAgain", _ReadAgainFn())
         shipped = pipeline | "NoShipped" >> beam.Create([])
@@ -98,10 +100,12 @@ class SkipKnown(beam.PTransform):
                 | "ReadShippedSidecars" >> beam.io.ReadFromParquet(f"{previous}/shards/pairs/*/*.parquet")
                 | "ShippedFingerprints" >> beam.Map(shipped_fingerprint)
             )
+        changes = decided[CHANGES] | "SumChanges" >> beam.CombineGlobally(sum)
         _ = (
             decided.new
             | "CountNew" >> beam.combiners.Count.Globally()
-            | "WriteIncrement" >> beam.Map(_write_increment, output=self._output)
+            | "WriteIncrement"
+            >> beam.Map(_write_increment, changed_rows=beam.pvalue.AsSingleton(changes), output=self._output)
         )
         carried = (decided[CARRIED], unreadable) | "CarriedOrUnreadable" >> beam.Flatten()
         return IncrementalOutputs(new=new, carried=carried, shipped=shipped)
@@ -206,8 +210,9 @@ def _mark_replaced(element: tuple[str, dict[str, Iterable]]) -> Iterator[LedgerR
         yield row
 
 
-def _write_increment(new_items: int, output: str) -> None:
-    write_atomic(join(output, "_run", INCREMENT), json.dumps({"new_items": new_items}).encode() + b"\n")
+def _write_increment(new_items: int, changed_rows: int, output: str) -> None:
+    increment = {"new_items": new_items, "changed_rows": changed_rows}
+    write_atomic(join(output, "_run", INCREMENT), json.dumps(increment, sort_keys=True).encode() + b"\n")
 
 
 def shipped_fingerprint(row: dict) -> Fingerprint:
@@ -270,9 +275,19 @@ class _DecideFn(beam.DoFn):
 
     def process(self, element: tuple[str, dict[str, Iterable]]) -> Iterator:
         key, grouped = element
-        new, rows = decide(key, list(grouped["items"]), list(grouped["earlier"]))
+        earlier = list(grouped["earlier"])
+        new, rows = decide(key, list(grouped["items"]), earlier)
         self._new.inc(len(new))
         self._carried.inc(len(rows))
         yield from new
         for row in rows:
             yield pvalue.TaggedOutput(CARRIED, row)
+        if changed := ledger_changes(new, rows, earlier):
+            yield pvalue.TaggedOutput(CHANGES, changed)
+
+
+def ledger_changes(new: list[InputItem], rows: list[LedgerRow], earlier: list[LedgerRow]) -> int:
+    """Rows a decision changes without processing anything: rows it derived (a new name for known content) and
+    earlier rows it drops (their source left the input and shipped nothing)."""
+    staying = {row.source for row in rows} | {item.source for item in new}
+    return sum(row not in earlier for row in rows) + sum(row.source not in staying for row in earlier)

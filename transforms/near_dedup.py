@@ -150,11 +150,18 @@ class Limits(NamedTuple):
 class NearDeduplicate(beam.PTransform):
     """Cluster near-duplicate fingerprints and reject all but one survivor per removal group."""
 
-    def __init__(self, config: NearDedupConfig, output: str | None = None, samples: beam.PCollection | None = None):
+    def __init__(
+        self,
+        config: NearDedupConfig,
+        output: str | None = None,
+        samples: beam.PCollection | None = None,
+        earlier: str | None = None,
+    ):
         super().__init__()
         self._config = config
         self._output = output
         self._samples = samples
+        self._earlier = earlier
 
     def expand(self, fingerprints: beam.PCollection) -> NearDedupOutputs:
         config = self._config
@@ -215,7 +222,7 @@ class NearDeduplicate(beam.PTransform):
             STAGE, reasons.NEAR_DUPLICATE, METRIC, config.report_only, near_distance
         )
         if self._output is not None:
-            _ = (decided.clusters, capped) | "WriteClusters" >> WriteClusters(self._output, STAGE)
+            _ = (decided.clusters, capped) | "WriteClusters" >> WriteClusters(self._output, STAGE, self._earlier)
         return NearDedupOutputs(rejected=decided.rejected, clusters=decided.clusters)
 
 

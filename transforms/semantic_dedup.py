@@ -53,10 +53,11 @@ class SemanticDedupOutputs(NamedTuple):
 class SemanticDeduplicate(beam.PTransform):
     """Cluster samples by embedding cosine and reject all but one survivor per removal group."""
 
-    def __init__(self, config: SemanticDedupConfig, output: str | None = None):
+    def __init__(self, config: SemanticDedupConfig, output: str | None = None, earlier: str | None = None):
         super().__init__()
         self._config = config
         self._output = output
+        self._earlier = earlier
 
     def expand(self, samples: beam.PCollection) -> SemanticDedupOutputs:
         config = self._config
@@ -77,7 +78,7 @@ class SemanticDeduplicate(beam.PTransform):
         )
         if self._output is not None:
             _ = (decided.clusters, verified[CAPPED], members[SKIPPED]) | "WriteClusters" >> WriteClusters(
-                self._output, STAGE
+                self._output, STAGE, self._earlier
             )
         return SemanticDedupOutputs(rejected=decided.rejected, clusters=decided.clusters)
 
