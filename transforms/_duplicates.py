@@ -27,6 +27,7 @@ from schemas.records import DuplicateCluster, rejected
 from transforms._cluster_merge import clusters_from_rows, merge_clusters, merge_summaries
 from transforms._components import ConnectedComponents
 from transforms._io import join, write_atomic
+from transforms._parts import parquet_bytes
 
 REJECTED = "rejected"
 CAPPED = "capped"
@@ -419,13 +420,6 @@ def summarise_clusters(
         ],
         "capped_buckets": sorted(capped, key=lambda item: json.dumps(item, sort_keys=True)),
     }
-
-
-def parquet_bytes(rows: list[dict], schema: pa.Schema) -> bytes:
-    """Rows as Parquet, deterministically (the writer options of the shard sidecars)."""
-    buffer = pa.BufferOutputStream()
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema), buffer, compression="zstd", write_statistics=True)
-    return buffer.getvalue().to_pybytes()
 
 
 def _write(

@@ -45,9 +45,9 @@ from schemas.records import Sample
 from schemas.splits import EVAL_SCHEMA_VERSION, GenerationItem, Leak, Model, UnderstandingItem
 from transforms._io import join, write_atomic
 from transforms._leaks import EvalLeakError, FindLeaksFn, Probe, ProbeIndex, describe, probe_of
+from transforms._split_rules import group_tokens, would_be_split
 from transforms.image_store import read_image
 from transforms.incremental import EarlierRun
-from transforms.split import group_tokens, would_be_split
 
 STAGE = "eval_set"
 FOLDER = "eval"

@@ -19,7 +19,6 @@ shipped content is not measured again).
 """
 
 import json
-import math
 from collections.abc import Iterable, Iterator, Mapping
 
 import apache_beam as beam
@@ -32,10 +31,9 @@ from schemas.audit import AuditItem, AuditReport
 from schemas.config import AuditConfig
 from schemas.records import LedgerRow
 from transforms._io import join, write_atomic
+from transforms._parts import WriteParts
 from transforms.audit import PERSON
 from transforms.audit_metrics import build_report
-from transforms.ledger import part_of
-from transforms.write_shards import parquet_bytes
 
 STAGE = "write_audit"
 AUDIT_FILE = ("audit", "audit.json")
@@ -99,17 +97,8 @@ class WriteAudit(beam.PTransform):
             | "JoinOutcome" >> beam.CoGroupByKey()
             | "Contributions" >> beam.ParDo(_CountFn(self._config)).with_outputs(NOT_KEPT, main="counts")
         )
-        not_kept = counted[NOT_KEPT]
-        total = not_kept | "CountNotKept" >> beam.combiners.Count.Globally()
-        _ = (
-            not_kept
-            | "ItemPart"
-            >> beam.Map(
-                lambda item, total: (part_of(item[0], max(1, math.ceil(total / self._rows_per_part))), item),
-                total=beam.pvalue.AsSingleton(total),
-            )
-            | "GroupItemPart" >> beam.GroupByKey()
-            | "WriteItemPart" >> beam.Map(_write_item_part, output=self._output)
+        _ = counted[NOT_KEPT] | "WriteItems" >> WriteParts(
+            self._output, join(*ITEMS_FOLDER), ITEMS_SCHEMA, _source, _item_rows, "audit items", self._rows_per_part
         )
         counts = (
             (counted.counts, earlier_totals)
@@ -232,14 +221,13 @@ def _write_report(counts: list, rankings: list, config: AuditConfig, output: str
     return path
 
 
-def _write_item_part(element: tuple[int, Iterable[tuple[str, list]]], output: str) -> None:
-    part, items = element
-    rows = [
-        {"source": source, "count_key": json.dumps(key, ensure_ascii=False), "value": value}
-        for source, counted in sorted(items)
-        for key, value in counted
-    ]
-    write_atomic(join(output, *ITEMS_FOLDER, f"part-{part:05d}.parquet"), parquet_bytes(rows, ITEMS_SCHEMA))
+def _source(item: tuple[str, list]) -> str:
+    return item[0]
+
+
+def _item_rows(item: tuple[str, list[tuple[tuple, int]]]) -> list[dict]:
+    source, counted = item
+    return [{"source": source, "count_key": json.dumps(key, ensure_ascii=False), "value": n} for key, n in counted]
 
 
 def _count(row: dict) -> tuple[str, tuple[tuple, int]]:

@@ -21,9 +21,8 @@ Metrics: ``write_documents/documents``, ``write_documents/shards``.
 import dataclasses
 import hashlib
 import json
-import math
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import apache_beam as beam
@@ -47,12 +46,11 @@ from schemas.records import LedgerRow, Sample, detail_json
 from schemas.shard import ShardStats
 from transforms._common import REJECTED
 from transforms._io import join, write_atomic
+from transforms._parts import WriteParts, parquet_bytes
 from transforms.documents import left_detail, rejected_document
 from transforms.image_store import image_sha256, read_image
-from transforms.ledger import part_of
 from transforms.write_shards import (
     canonical_json,
-    parquet_bytes,
     shard_count,
     shard_dir,
     shard_name,
@@ -425,12 +423,8 @@ class WriteDocumentLedger(beam.PTransform):
             | "JoinLeft" >> beam.CoGroupByKey()
             | "Complete" >> beam.FlatMap(_complete)
         )
-        total = completed | "Count" >> beam.combiners.Count.Globally()
-        _ = (
-            completed
-            | "Part" >> beam.Map(_assign_part, total=beam.pvalue.AsSingleton(total), per_part=self._rows_per_part)
-            | "GroupPart" >> beam.GroupByKey()
-            | "WritePart" >> beam.Map(_write_part, output=self._output)
+        _ = completed | "Parts" >> WriteParts(
+            self._output, LEDGER_DIR, LEDGER_SCHEMA, _doc_id, _as_row, "document ledger", self._rows_per_part
         )
         return (
             completed
@@ -467,22 +461,12 @@ def _complete(element: tuple[str, dict]) -> Iterator[DocumentLedgerRow]:
         yield dataclasses.replace(row, detail=detail_json(**detail))
 
 
-def _assign_part(row: DocumentLedgerRow, total: int, per_part: int) -> tuple[int, DocumentLedgerRow]:
-    return part_of(row.doc_id, max(1, math.ceil(total / per_part))), row
+def _doc_id(row: DocumentLedgerRow) -> str:
+    return row.doc_id
 
 
-def _write_part(element: tuple[int, Iterable[DocumentLedgerRow]], output: str) -> str:
-    part, rows = element
-    ordered = sorted(rows, key=lambda row: row.doc_id)
-    for before, after in zip(ordered, ordered[1:], strict=False):
-        if before.doc_id == after.doc_id:
-            raise RuntimeError(
-                f"document ledger invariant broken: {before.doc_id!r} has two rows ({before.stage}/{before.status} "
-                f"and {after.stage}/{after.status}); this is a unishard bug, please report it with the input"
-            )
-    path = join(output, LEDGER_DIR, f"part-{part:05d}.parquet")
-    write_atomic(path, parquet_bytes([vars(row) for row in ordered], LEDGER_SCHEMA))
-    return path
+def _as_row(row: DocumentLedgerRow) -> list[dict]:
+    return [vars(row)]
 
 
 def _write_counts(tallies: list[tuple[str, int]], output: str) -> dict:

@@ -29,12 +29,12 @@ from schemas.documents import EditImage, EditRecord
 from schemas.records import Sample
 from schemas.shard import ImageFacts, ShardStats
 from transforms._io import join, write_atomic
+from transforms._parts import parquet_bytes
 from transforms.image_store import image_sha256, read_image
 from transforms.text import clean_text
 from transforms.write_documents import sampled
 from transforms.write_shards import (
     canonical_json,
-    parquet_bytes,
     shard_count,
     shard_dir,
     shard_name,
