@@ -1,0 +1,63 @@
+"""Compact, deterministic pickling for the records that cross shuffles.
+
+Beam encodes an element of a PCollection without a type hint (most of ours) with its ``FastPrimitivesCoder``, which
+pickles anything that is not a primitive. A dataclass pickles with its field names and class path, and a sample's
+hex hashes as text: most of a record's bytes. A record class that defines ``__reduce__`` with ``packed`` pickles as
+a reference to its restore function and one bytes value instead, on every runner (nothing to register: the worker
+imports the restore function by name, as it imports the class today):
+
+* fields by position, in declaration order (both ends run the same code);
+* lowercase hex text (content keys, SHA-256s, perceptual hashes) as the bytes it spells, half the size;
+* no pickle memo, so equal values give equal bytes whatever objects they share (deterministic, as a Beam key coder
+  must be).
+
+Decoding gives back an equal record: the same field values with the same types and the same dict order.
+"""
+
+import io
+import pickle
+from collections.abc import Mapping
+from typing import Any
+
+PROTOCOL = 5
+
+
+def packed(values: tuple) -> bytes:
+    """``values`` pickled without the memo (fast mode), so the bytes depend on the values only."""
+    buffer = io.BytesIO()
+    pickler = pickle.Pickler(buffer, protocol=PROTOCOL)
+    # Fast mode drops the memo: two equal strings pickle the same whether or not they are one object. Records are
+    # trees of primitives, so the recursion fast mode cannot handle never occurs.
+    pickler.fast = True
+    pickler.dump(values)
+    return buffer.getvalue()
+
+
+def unpacked(blob: bytes) -> tuple:
+    return pickle.loads(blob)
+
+
+def hex_bytes(value: Any) -> Any:
+    """Lowercase hex text as the bytes it spells; anything else (other text, ``None``) unchanged."""
+    if isinstance(value, str) and len(value) % 2 == 0:
+        try:
+            raw = bytes.fromhex(value)
+        except ValueError:
+            return value
+        if raw.hex() == value:
+            return raw
+    return value
+
+
+def hex_text(value: Any) -> Any:
+    """The inverse of ``hex_bytes``: bytes back to lowercase hex text."""
+    return value.hex() if isinstance(value, bytes) else value
+
+
+def hex_map_bytes(mapping: Mapping[str, str]) -> dict:
+    """A mapping of hex texts (``Sample.hashes``) with its values as bytes, in the same order."""
+    return {name: hex_bytes(value) for name, value in mapping.items()}
+
+
+def hex_map_text(mapping: Mapping[str, Any]) -> dict:
+    return {name: hex_text(value) for name, value in mapping.items()}
