@@ -9,32 +9,42 @@ imports the restore function by name, as it imports the class today):
 * fields by position, in declaration order (both ends run the same code);
 * lowercase hex text (content keys, SHA-256s, perceptual hashes) as the bytes it spells, half the size;
 * no pickle memo, so equal values give equal bytes whatever objects they share (deterministic, as a Beam key coder
-  must be).
+  must be);
+* zlib at level 1 over the whole when it is shorter (about 40% off a sample record).
 
 Decoding gives back an equal record: the same field values with the same types and the same dict order.
 """
 
 import io
 import pickle
+import zlib
 from collections.abc import Mapping
 from typing import Any
 
 PROTOCOL = 5
+_WORTH_COMPRESSING = 128
 
 
 def packed(values: tuple) -> bytes:
-    """``values`` pickled without the memo (fast mode), so the bytes depend on the values only."""
+    """``values`` pickled without the memo (fast mode), so the bytes depend on the values only; zlib-compressed
+    (level 1) when that is shorter: captions repeated across a sample's annotations, flat colour signatures."""
     buffer = io.BytesIO()
     pickler = pickle.Pickler(buffer, protocol=PROTOCOL)
     # Fast mode drops the memo: two equal strings pickle the same whether or not they are one object. Records are
     # trees of primitives, so the recursion fast mode cannot handle never occurs.
     pickler.fast = True
     pickler.dump(values)
-    return buffer.getvalue()
+    data = buffer.getvalue()
+    if len(data) > _WORTH_COMPRESSING:
+        compressed = zlib.compress(data, 1)
+        if len(compressed) < len(data):
+            return compressed
+    return data
 
 
 def unpacked(blob: bytes) -> tuple:
-    return pickle.loads(blob)
+    """The values of ``packed``: a pickle begins with its protocol opcode, a zlib stream never does."""
+    return pickle.loads(blob if blob[:1] == pickle.PROTO else zlib.decompress(blob))
 
 
 def hex_bytes(value: Any) -> Any:
