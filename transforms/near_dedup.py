@@ -92,6 +92,7 @@ from schemas.records import Fingerprint
 from transforms._duplicates import (
     CAPPED,
     ClusterDuplicates,
+    Edge,
     Member,
     WriteClusters,
     field_values,
@@ -532,6 +533,38 @@ def loose_pairs(
             yield a, b
 
 
+def open_group(
+    entries: Sequence[tuple[bytes, bytes, int]], capped: bool, reach: int
+) -> tuple[tuple[bytes, bool, int | None], list[bytes]] | None:
+    """The open members of a band bucket (entries of ``band_entries``), or ``None`` when no pair can be open.
+
+    Returns:
+        The group ``(digest of the member ids, capped, colour size)`` and the sorted member ids. The colour size is
+        the whole bucket's (``colour_size``); when two sizes tie, every member is open, so that the group knows the
+        source order that decides the tie.
+    """
+    phashes = np.frombuffer(b"".join(entry[1] for entry in entries), dtype=">u8").astype(np.uint64)
+    wanted = open_members(phashes, capped, reach)
+    if not wanted.any():
+        return None
+    size = colour_size([entry[2] for entry in entries])
+    if size is None:
+        wanted[:] = True
+    ids = sorted(entry[0] for entry, open_ in zip(entries, wanted.tolist(), strict=True) if open_)
+    return (hashlib.blake2b(b"".join(ids), digest_size=16).digest(), capped, size), ids
+
+
+def group_edges(
+    members: Iterable[Member], limits: Limits, capped: bool, size: int | None, loose: int | None = None
+) -> tuple[list[Edge], list[tuple[str, str]]]:
+    """The forest edges of an open group and its keypoint candidates (``loose`` set, not ``capped``): the same as
+    those of the whole bucket it came from, as members outside it are in no pair."""
+    members = sorted(members, key=lambda member: member.source)
+    edges = list(forest_edges(members, verified_pairs(members, limits, capped, size), PHASH_METHOD))
+    candidates = list(loose_pairs(members, limits, loose, size)) if loose is not None and not capped else []
+    return edges, candidates
+
+
 def near_distance(member: Member, survivor: Member) -> tuple[float, dict]:
     """pHash bits between a member and its survivor, with the colour distance for the ledger detail."""
     a, b = member.features, survivor.features
@@ -566,18 +599,11 @@ class _OpenBucketFn(beam.DoFn):
             yield pvalue.TaggedOutput(
                 CAPPED, {"scope": scope, "band": band, "value": value, "size": len(entries), "compared": "identical"}
             )
-        phashes = np.frombuffer(b"".join(entry[1] for entry in entries), dtype=">u8").astype(np.uint64)
-        wanted = open_members(phashes, capped, self._reach)
-        if not wanted.any():
-            return
-        size = colour_size([entry[2] for entry in entries])
-        if size is None:
-            wanted[:] = True
-        ids = sorted(entry[0] for entry, open_ in zip(entries, wanted.tolist(), strict=True) if open_)
-        digest = hashlib.blake2b(b"".join(ids), digest_size=16).digest()
-        group = (digest, capped, size)
-        for member in ids:
-            yield member, group
+        opened = open_group(entries, capped, self._reach)
+        if opened is not None:
+            group, ids = opened
+            for member in ids:
+                yield member, group
 
 
 class _VerifyBucketFn(beam.DoFn):
@@ -587,17 +613,13 @@ class _VerifyBucketFn(beam.DoFn):
 
     def process(self, element: tuple[tuple, Iterable[tuple[int, Member]]]) -> Iterator:
         (_, capped, size), entries = element
-        entries = sorted(entries, key=lambda entry: entry[1].source)
-        members = [member for _, member in entries]
-        buckets = entries[0][0]
-        edges = list(forest_edges(members, verified_pairs(members, self._limits, capped, size), PHASH_METHOD))
+        entries = list(entries)
+        members, buckets = [member for _, member in entries], entries[0][0]
+        edges, loose = group_edges(members, self._limits, capped, size, self._loose)
         for _ in range(buckets):
             yield from edges
-        if self._loose is not None and not capped:
-            pairs = list(loose_pairs(members, self._limits, self._loose, size))
-            for _ in range(buckets):
-                for pair in pairs:
-                    yield pvalue.TaggedOutput(CANDIDATES, pair)
+            for pair in loose:
+                yield pvalue.TaggedOutput(CANDIDATES, pair)
 
 
 class _PairWindowsFn(beam.DoFn):
