@@ -1,7 +1,8 @@
 """Typed records that flow through the pipeline's PCollections.
 
 Records are frozen dataclasses; stages return updated copies with ``dataclasses.replace``. Mapping fields hold
-JSON-compatible values only, so every record can be written into a shard's JSON and Parquet sidecar as it is.
+JSON-compatible values only, so every record can be written into a shard's JSON and Parquet sidecar as it is. The
+records that cross shuffles pickle compactly (``schemas.compact``): Beam's coder pickles them, having no type hint.
 
 The flow is ``InputItem`` (ingest) -> ``Sample`` (normalise and later stages) -> shards, with a ``LedgerRow`` for
 every item that leaves the flow (rejected or failed) and for every item written (kept). Deduplication works on
@@ -43,6 +44,29 @@ class InputItem:
     sidecar: str | None = None
     roots: tuple[str, ...] = ()
     member: tuple[int, int] | None = None
+
+    def __reduce__(self) -> tuple:
+        # Compact pickling (schemas.compact); the path, the sidecar stem and the roots mostly begin the source.
+        path = None if self.path == self.source else self.path
+        within = tuple(_prefix_length(root, self.source) for root in self.roots)
+        values = (self.source, path, self.domain, self.metadata, self.data, _prefix_length(self.sidecar, self.source))
+        return _input_item, (packed((*values, within, self.member)),)
+
+
+def _prefix_length(text: str | None, source: str) -> str | int | None:
+    """``text`` as its length when it begins ``source``, so the source alone spells it."""
+    return len(text) if text and source.startswith(text) else text
+
+
+def _prefix_text(value: str | int | None, source: str) -> str | None:
+    return source[:value] if isinstance(value, int) else value
+
+
+def _input_item(blob: bytes) -> InputItem:
+    source, path, domain, metadata, data, sidecar, roots, member = unpacked(blob)
+    path = source if path is None else path
+    roots = tuple(_prefix_text(root, source) for root in roots)
+    return InputItem(source, path, domain, metadata, data, _prefix_text(sidecar, source), roots, member)
 
 
 @dataclasses.dataclass(frozen=True)

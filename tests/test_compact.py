@@ -10,7 +10,7 @@ from apache_beam.coders import coders
 
 from schemas import compact
 from schemas.audit import AuditItem
-from schemas.records import ImageInfo, LedgerRow, Sample, fingerprint
+from schemas.records import ImageInfo, InputItem, LedgerRow, Sample, fingerprint
 from transforms._duplicates import Member
 from transforms.near_dedup import HashFeatures
 
@@ -54,6 +54,9 @@ def _field_types(record) -> dict:
 
 
 RECORDS = [
+    InputItem("/data/in/a.jpg", "/data/in/a.jpg", "d", sidecar="/data/in/a", roots=("/data/in", "/elsewhere")),
+    InputItem("m.csv#3", "", "d", {"title": "x"}, b"\x00inline", None, (), (512, 100)),
+    InputItem("s", "/data/p.jpg", "d", sidecar="/data/p", roots=("",)),
     _sample(),
     _sample(path="/elsewhere/img.jpg", image=b"\x00\x01inline", embedding=None, image_ref=""),
     _sample(key="ABC", sha256="abc", pixel_sha256="", hashes={}, image_ref="/out/images/not-a-digest.jpg"),
