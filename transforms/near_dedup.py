@@ -16,9 +16,15 @@ How:
    within ``k`` bits differ in at most ``k`` bands, so they agree exactly on at least one (pigeonhole): grouping by
    ``(scope, band, band value)`` with a Beam ``GroupByKey`` finds every pair within ``k`` and never compares
    fingerprints that share no band. The scope (``scope`` fields) is part of the key, so nothing crosses scopes.
-2. **Verification** inside a bucket, vectorised: pHash Hamming distance <= ``k``; the optional second hash within
-   ``second_max_distance``; the colour signature within ``max_colour_distance`` (see ``transforms.hashing``), so a
-   product in another colour is never merged.
+   A bucket entry is 16 bytes of member id, the pHash and the colour signature's length (46 bytes, where a whole
+   member was 784), and a bucket only finds its *open* members: those with a pHash within ``k`` (or
+   ``candidate_distance``) of another's, identical ones in a giant bucket. Most buckets have none.
+2. **Verification** of the open members of a bucket, joined with their members by id (``JoinMembers``) and grouped
+   again (``GroupOpen``, once for all the buckets that hold the same open members, as copies share most bands),
+   vectorised: pHash Hamming distance <= ``k``; the optional second hash within ``second_max_distance``; the colour
+   signature within ``max_colour_distance`` (see ``transforms.hashing``), so a product in another colour is never
+   merged. Members outside the open ones are in no pair, so the edges are those of the whole bucket, in the same
+   order (``tests/transforms/test_near_dedup.py`` checks it on random buckets).
 3. **Giant buckets** (a band value shared by more than ``max_bucket`` fingerprints: blank or uniform images) are not
    compared pairwise: only identical hashes merge there (linear), and the bucket is reported under
    ``capped_buckets`` in ``dedup/near_dedup.json``.
