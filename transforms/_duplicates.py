@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from apache_beam import pvalue
 from apache_beam.io.filesystems import FileSystems
 
+from schemas.compact import hex_bytes, hex_text, packed, unpacked
 from schemas.records import DuplicateCluster, rejected
 from transforms._cluster_merge import clusters_from_rows, merge_clusters, merge_summaries
 from transforms._components import ConnectedComponents
@@ -77,6 +78,19 @@ class Member:
     rank: tuple
     shipped: bool = False
     features: Any = None
+
+    def __reduce__(self) -> tuple:
+        # Compact pickling (schemas.compact); the rank ends with the key and source, as survivor_rank builds it.
+        tail = self.rank[-2:] == (self.key, self.source)
+        rank = self.rank[:-2] if tail else self.rank
+        values = (self.source, hex_bytes(self.key), self.domain, self.scope, self.labels, rank, tail, self.shipped)
+        return _member, (packed((*values, self.features)),)
+
+
+def _member(blob: bytes) -> Member:
+    source, key, domain, scope, labels, rank, tail, shipped, features = unpacked(blob)
+    key = hex_text(key)
+    return Member(source, key, domain, scope, labels, (*rank, key, source) if tail else rank, shipped, features)
 
 
 class Edge(NamedTuple):
