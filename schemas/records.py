@@ -262,7 +262,7 @@ def _fingerprint(blob: bytes) -> Fingerprint:
 
 def fingerprint(sample: Sample) -> Fingerprint:
     """Return the light view of ``sample`` used by deduplication."""
-    richness = sum(1 for value in sample.metadata.values() if value not in (None, "", [], {}))
+    richness = sum(1 for value in sample.metadata.values() if not blank(value))
     return Fingerprint(
         key=sample.key,
         source=sample.source,
@@ -362,6 +362,12 @@ class LedgerRow:
 def _ledger_row(blob: bytes) -> LedgerRow:
     source, key, *rest = unpacked(blob)
     return LedgerRow(source, hex_text(key), *rest)
+
+
+def blank(value: Any) -> bool:
+    """Whether a metadata or text value says nothing: ``None``, ``""``, ``[]`` or ``{}`` (``0`` and ``False`` say
+    something). The one test of emptiness every stage uses."""
+    return value is None or (isinstance(value, str | list | dict) and not value)
 
 
 def detail_json(**fields: Any) -> str:

@@ -33,7 +33,7 @@ from typing import Any
 
 from schemas.config import SplitConfig
 from schemas.documents import DOCUMENT_ANNOTATION
-from schemas.records import Sample
+from schemas.records import Sample, blank
 from schemas.splits import SplitReport, StratumReport, StratumSplit
 from transforms._components import components
 
@@ -93,7 +93,7 @@ def group_tokens(metadata: Mapping[str, Any], group_by: Iterable[str], document:
     tokens = [token_node(DOCUMENT_ANNOTATION, [document])] if document else []
     for spec in group_by:
         values = [metadata.get(field) for field in spec.split("+")]
-        if all(value not in (None, "", [], {}) for value in values):
+        if all(not blank(value) for value in values):
             tokens.append(token_node(spec, values))
     return tokens
 
@@ -108,7 +108,7 @@ def stratum_of(domain: str, metadata: Mapping[str, Any], stratify_by: Iterable[s
     """``domain`` alone, or ``domain/field=value`` for the first ``stratify_by`` field with a value."""
     for field in stratify_by:
         value = metadata.get(field)
-        if value not in (None, "", [], {}):
+        if not blank(value):
             return f"{domain}/{field}={value}"
     return domain
 

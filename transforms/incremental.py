@@ -29,7 +29,7 @@ import apache_beam as beam
 from apache_beam import pvalue
 
 from schemas import reasons
-from schemas.records import Fingerprint, InputItem, LedgerRow, detail_json
+from schemas.records import Fingerprint, InputItem, LedgerRow, blank, detail_json
 from transforms._common import StageFn, apply_stage
 from transforms._io import join, write_atomic
 from transforms.ingest import STAGE as INGEST
@@ -225,7 +225,7 @@ def shipped_fingerprint(row: dict) -> Fingerprint:
         pixel_sha256=row["pixel_sha256"],
         pixels=row["original_width"] * row["original_height"],
         file_size=row["original_bytes"],
-        richness=sum(1 for value in metadata.values() if value not in (None, "", [], {})),
+        richness=sum(1 for value in metadata.values() if not blank(value)),
         domain=row["domain"],
         metadata=metadata,
         hashes=json.loads(row["hashes"]),

@@ -27,7 +27,7 @@ from apache_beam import pvalue
 
 from schemas import reasons
 from schemas.config import SemanticDedupConfig
-from schemas.records import Sample
+from schemas.records import Sample, blank
 from transforms._duplicates import (
     CAPPED,
     ClusterDuplicates,
@@ -94,7 +94,7 @@ def skip_reason(sample: Sample, config: SemanticDedupConfig) -> str | None:
 
 def semantic_member(sample: Sample, config: SemanticDedupConfig) -> Member:
     """The light member of a sample with an embedding."""
-    richness = sum(1 for value in sample.metadata.values() if value not in (None, "", [], {}))
+    richness = sum(1 for value in sample.metadata.values() if not blank(value))
     return Member(
         source=sample.source,
         key=sample.key,

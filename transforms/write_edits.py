@@ -26,7 +26,7 @@ import pyarrow as pa
 
 from schemas.config import EditRule, EditViewConfig, ShardsConfig
 from schemas.documents import EditImage, EditRecord
-from schemas.records import Sample
+from schemas.records import Sample, blank
 from schemas.shard import ImageFacts, ShardStats
 from transforms._io import join, write_atomic
 from transforms._parts import parquet_bytes
@@ -105,7 +105,7 @@ class WriteEditPairs(beam.PTransform):
 
 def _value(sample: Sample, field: str) -> str:
     value = sample.metadata.get(field)
-    return "" if value in (None, "") else clean_text(value)
+    return "" if blank(value) else clean_text(value)
 
 
 def rule_groups(sample: Sample, rules: list[EditRule]) -> Iterator[tuple[str, Sample]]:
