@@ -19,7 +19,6 @@ Metrics: ``write_documents/documents``, ``write_documents/shards``.
 """
 
 import dataclasses
-import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterator
@@ -40,7 +39,6 @@ from schemas.documents import (
     LeftImage,
     Segment,
     document_key,
-    parse_document,
 )
 from schemas.records import LedgerRow, Sample, detail_json
 from schemas.shard import ShardStats
@@ -254,30 +252,6 @@ def _image_metadata(segment: Segment, member: str, sample: Sample) -> ImageMetad
         placement_similarity=segment.similarity,
         metadata=dict(image.metadata),
     )
-
-
-def document_problems(members: dict[str, bytes]) -> list[str]:
-    """What is wrong with one ``docs`` sample, given its tar members by suffix (``json``, ``0.jpg``...).
-
-    For shard validation: the JSON must parse as a supported ``DocumentRecord`` version, every image it names must be
-    a member whose SHA-256 matches, and no other member may exist. An empty list means the sample is sound.
-    """
-    if "json" not in members:
-        return ["no json member"]
-    try:
-        record = parse_document(json.loads(members["json"]))
-    except ValueError as error:  # pydantic.ValidationError and json.JSONDecodeError are ValueErrors
-        return [f"json does not parse as a document: {error}"]
-    problems = []
-    named = {meta.member: meta for meta in record.image_metadata if meta is not None}
-    for member, meta in named.items():
-        if member not in members:
-            problems.append(f"image member {member} is missing")
-        elif hashlib.sha256(members[member]).hexdigest() != meta.image_sha256:
-            problems.append(f"image member {member} does not match its image_sha256")
-    if extra := sorted(set(members) - set(named) - {"json"}):
-        problems.append(f"members the JSON does not name: {extra}")
-    return problems
 
 
 SIDECAR_SCHEMA = pa.schema(
