@@ -19,10 +19,11 @@ from transforms.books import CheckBooks
 from transforms.caption import Caption
 from transforms.clip_filter import ClipFilter
 from transforms.clip_model import clip_model_id, load_clip
+from transforms.contamination import AuditContamination
 from transforms.decontaminate import Decontaminate
 from transforms.documents import AssembleDocuments
 from transforms.embed import EmbedImages
-from transforms.eval_set import AuditContamination, BuildEvalSet
+from transforms.eval_set import BuildEvalSet
 from transforms.exact_dedup import DeduplicateExact
 from transforms.faces import BlurFaces
 from transforms.image_store import store_folder

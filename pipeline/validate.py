@@ -5,10 +5,11 @@ corrupted shard is caught), every key is lowercase hex without a dot, a sample's
 (``json`` always; in the ``pairs`` view also ``txt`` and the image the JSON names), the JSON validates against
 ``SampleRecord`` and its ``image_sha256`` matches the image bytes (in the ``docs`` view, the JSON parses as a
 ``DocumentRecord`` whose images are exactly the other members, each matching its hash; in the other views, every
-``{member, image_sha256}`` object in the JSON is checked against that member), the Parquet sidecar has exactly one row per sample
-with the same key, text and image hash, and ``_stats.json`` and ``index.json`` agree with the tar. The pairs view's
-sample count must equal the ledger's kept count in ``_run/counts.json``. A file under ``OUT/shards/`` that unishard
-did not write (``pipeline.output_folder``) is named, one line each: a reader globbing the folder would pick it up.
+``{member, image_sha256}`` object in the JSON is checked against that member), the Parquet sidecar has exactly one
+row per sample with the same key, text and image hash, and ``_stats.json`` and ``index.json`` agree with the tar. The
+pairs view's sample count must equal the ledger's kept count in ``_run/counts.json``. A file under ``OUT/shards/``
+that unishard did not write (``pipeline.output_folder``) is named, one line each: a reader globbing the folder would
+pick it up.
 It reads only; it writes and deletes nothing.
 """
 
