@@ -23,7 +23,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline.validate import exists, list_files, read_bytes, read_samples
 from schemas import reasons
-from schemas.report import DuplicateCluster, GalleryItem, RejectedGallery
+from schemas.report import ClusterGallery, GalleryItem, RejectedGallery
 from schemas.stages import STAGE_NAMES
 from transforms._io import join
 
@@ -267,7 +267,7 @@ def cluster_galleries(output: str, ledger: pa.Table, sidecar: pa.Table, thumbs: 
                 )
             )
         shown.append(
-            DuplicateCluster(
+            ClusterGallery(
                 cluster_id=str(cluster["cluster_id"]),
                 size=cluster["size"],
                 reasons=sorted(cluster["reasons"]),

@@ -11,7 +11,7 @@ import posixpath
 
 from pipeline.report_charts import REJECTED_SERIES
 from pipeline.report_format import REJECTED_COLOUR, bar, escape, integer
-from schemas.report import Distribution, DuplicateCluster, GalleryItem, Report, ShardCheck
+from schemas.report import ClusterGallery, Distribution, GalleryItem, Report, ShardCheck
 
 PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#b279a2", "#72b7b2", "#eeca3b", "#9d755d", "#ff9da6", "#439894")
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
@@ -439,7 +439,7 @@ def _rejected(report: Report, thumbnails: dict[str, str]) -> str:
     )
 
 
-def _cluster(cluster: DuplicateCluster, thumbnails: dict[str, str]) -> str:
+def _cluster(cluster: ClusterGallery, thumbnails: dict[str, str]) -> str:
     members = "".join(_card(member, thumbnails, "dropped") for member in cluster.members)
     more = cluster.size - 1 - len(cluster.members)
     more_html = f'<div class="more">+{integer(more)} more</div>' if more > 0 else ""

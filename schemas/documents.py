@@ -22,7 +22,7 @@ from typing import Any, Literal
 import pydantic
 
 from schemas import reasons
-from schemas.shard import ImageFacts
+from schemas.records import ImageInfo
 
 DOCUMENT_SCHEMA_VERSION = 1
 SUPPORTED_DOCUMENT_VERSIONS = (1,)
@@ -65,8 +65,8 @@ class DocumentImage:
     caption_source: str
     image_ext: str
     sha256: str
-    image: ImageFacts
-    original: ImageFacts
+    image: ImageInfo
+    original: ImageInfo
     scores: Mapping[str, float] = dataclasses.field(default_factory=dict)
     metadata: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     embedding: bytes | None = None
@@ -179,8 +179,8 @@ class ImageMetadata(Model):
     caption_source: str
     sha256: str = pydantic.Field(description="SHA-256 of the original file.")
     image_sha256: str = pydantic.Field(description="SHA-256 of the member's bytes, for validation.")
-    image: ImageFacts
-    original: ImageFacts
+    image: ImageInfo
+    original: ImageInfo
     scores: dict[str, float] = {}
     position: float | None = None
     placement_similarity: float | None = None
@@ -270,7 +270,7 @@ class EditImage(Model):
     source: str
     caption: str
     image_sha256: str
-    image: ImageFacts
+    image: ImageInfo
     metadata: dict[str, Any] = {}
 
 

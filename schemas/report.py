@@ -120,7 +120,7 @@ class RejectedGallery(Model):
     items: list[GalleryItem]
 
 
-class DuplicateCluster(Model):
+class ClusterGallery(Model):
     """A duplicate group: the survivor and the members it replaced (``size`` counts images, survivor included)."""
 
     cluster_id: str
@@ -133,7 +133,7 @@ class DuplicateCluster(Model):
 class Galleries(Model):
     kept: list[GalleryItem] = []
     rejected: list[RejectedGallery] = []
-    clusters: list[DuplicateCluster] = []
+    clusters: list[ClusterGallery] = []
     cluster_count: int = 0
 
 

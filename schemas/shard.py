@@ -8,6 +8,8 @@ from typing import Any
 
 import pydantic
 
+from schemas.records import ImageInfo
+
 SAMPLE_SCHEMA_VERSION = 1
 SUPPORTED_SAMPLE_VERSIONS = (1,)
 WIDS_KIND = "wids-shard-index-v1"
@@ -15,15 +17,6 @@ WIDS_KIND = "wids-shard-index-v1"
 
 class Model(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
-
-
-class ImageFacts(Model):
-    width: int
-    height: int
-    format: str
-    mode: str
-    bytes: int
-    frames: int = 1
 
 
 class SampleRecord(Model):
@@ -41,8 +34,8 @@ class SampleRecord(Model):
     sha256: str
     pixel_sha256: str
     image_sha256: str = pydantic.Field(description="SHA-256 of the image member's bytes, for validation.")
-    original: ImageFacts
-    image: ImageFacts
+    original: ImageInfo
+    image: ImageInfo
     notes: list[str] = []
     hashes: dict[str, str] = {}
     scores: dict[str, float] = {}

@@ -43,7 +43,6 @@ from schemas.documents import (
     document_key,
 )
 from schemas.records import InputItem, LedgerRow, Sample, blank, detail_json
-from schemas.shard import ImageFacts
 from transforms import placement
 from transforms._common import REJECTED
 from transforms.text import clean_text
@@ -163,8 +162,8 @@ def document_image(sample: Sample, config: DocumentsConfig) -> DocumentImage:
         caption_source=sample.text_source,
         image_ext=sample.image_ext,
         sha256=sample.sha256,
-        image=ImageFacts(**vars(sample.normalised)),
-        original=ImageFacts(**vars(sample.original)),
+        image=sample.normalised,
+        original=sample.original,
         scores=dict(sample.scores),
         metadata=dict(sample.metadata),
         embedding=sample.embedding,

@@ -27,7 +27,7 @@ import pyarrow as pa
 from schemas.config import EditRule, EditViewConfig, ShardsConfig
 from schemas.documents import EditImage, EditRecord
 from schemas.records import Sample, blank
-from schemas.shard import ImageFacts, ShardStats
+from schemas.shard import ShardStats
 from transforms._io import join, write_atomic
 from transforms._parts import parquet_bytes
 from transforms.image_store import image_sha256, read_image
@@ -171,7 +171,7 @@ def _edit_image(sample: Sample, member: str) -> EditImage:
         source=sample.source,
         caption=sample.text,
         image_sha256=image_sha256(sample),
-        image=ImageFacts(**vars(sample.normalised)),
+        image=sample.normalised,
         metadata=dict(sample.metadata),
     )
 

@@ -25,7 +25,7 @@ from apache_beam import pvalue
 from schemas import reasons
 from schemas.config import ShardsConfig
 from schemas.records import LedgerRow, Sample, detail_json
-from schemas.shard import ImageFacts, SampleRecord, ShardEntry, ShardIndex, ShardStats
+from schemas.shard import SampleRecord, ShardEntry, ShardIndex, ShardStats
 from transforms._io import atomic_writer, join, write_atomic
 from transforms._parts import parquet_bytes
 from transforms.embed import embedding_matrix, npy_bytes
@@ -118,8 +118,8 @@ def sample_record(sample: Sample) -> SampleRecord:
         sha256=sample.sha256,
         pixel_sha256=sample.pixel_sha256,
         image_sha256=image_sha256(sample),
-        original=ImageFacts(**vars(sample.original)),
-        image=ImageFacts(**vars(sample.normalised)),
+        original=sample.original,
+        image=sample.normalised,
         notes=list(sample.notes),
         hashes=dict(sample.hashes),
         scores=dict(sample.scores),

@@ -10,11 +10,11 @@ import pytest
 from schemas import reasons
 from schemas.config import DocumentsConfig, GroupRule
 from schemas.documents import DOCUMENT_ANNOTATION, Document, DocumentImage, DocumentLedgerRow, document_key
-from schemas.shard import ImageFacts
+from schemas.records import ImageInfo
 from tests.documents_run import documents_run
 from transforms.documents import TextPiece, assemble, document_id, position_of
 
-FACTS = ImageFacts(width=64, height=48, format="JPEG", mode="RGB", bytes=1000)
+FACTS = ImageInfo(width=64, height=48, format="JPEG", mode="RGB", bytes=1000)
 CONFIG = DocumentsConfig()
 
 

@@ -22,7 +22,7 @@ from schemas.documents import (
     UnsupportedDocumentVersion,
     parse_document,
 )
-from schemas.shard import ImageFacts
+from schemas.records import ImageInfo
 from tests.documents_run import documents_run
 from transforms.write_documents import place_in_split, sampled
 
@@ -134,7 +134,7 @@ def test_pairs_view_honours_loader_workers_too(out):
 
 
 def _two_image_document() -> Document:
-    facts = ImageFacts(width=8, height=8, format="JPEG", mode="RGB", bytes=10)
+    facts = ImageInfo(width=8, height=8, format="JPEG", mode="RGB", bytes=10)
     images = [
         DocumentImage(key, f"src-{key}", "d", 1.0, "c", "", "jpg", "0" * 64, facts, facts) for key in ("aa", "bb")
     ]
