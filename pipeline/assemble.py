@@ -104,8 +104,8 @@ def build(
     _ = split.samples | "EvalSet" >> BuildEvalSet(
         config.eval_set, output, split_names(config.split), config.near_dedup, config.semantic_dedup, earlier
     )
-    _ = clean.rejected | "ContaminationAudit" >> AuditContamination(
-        config.decontaminate, config.split, output, exact.survivors, split.tokens
+    _ = clean.found | "ContaminationAudit" >> AuditContamination(
+        config.decontaminate, config.split, output, split.tokens
     )
     generation, views = (earlier.generation if earlier else 0), config.views
     written = split.samples | "WriteShards" >> WriteShards(views.shards(config.shards), output, generation=generation)

@@ -1,10 +1,10 @@
 """Contamination audit: which external eval items (``decontaminate.exclude``) were in the input pool, and where.
 
-Input element type: ``LedgerRow`` (decontamination's rejections, reason ``eval_contamination``, whose detail names
-the eval item), with decontamination's input fingerprints and the ``(token node, split)`` output of
-``AssignSplits``. Nothing is dropped and no ledger row is written. Output file: ``OUT/eval/contamination.json``,
-each eval item found with its matches and the split each would have joined (``would_be_split``). Config sections:
-``decontaminate`` (active when ``exclude`` lists items) and ``split``.
+Input element type: ``Contaminated`` (decontamination's ``found`` output: each removed sample with the eval item
+it copies), with the ``(token node, split)`` output of ``AssignSplits``. Nothing is dropped and no ledger row is
+written. Output file: ``OUT/eval/contamination.json``, each eval item found with its matches and the split each
+would have joined (``would_be_split``). Config sections: ``decontaminate`` (active when ``exclude`` lists items)
+and ``split``.
 """
 
 import json
@@ -13,11 +13,11 @@ from collections.abc import Iterable, Iterator
 
 import apache_beam as beam
 
-from schemas import reasons
 from schemas.config import DecontaminateConfig, SplitConfig
 from schemas.splits import EVAL_SCHEMA_VERSION
 from transforms._io import join, write_atomic
 from transforms._split_rules import group_tokens, would_be_split
+from transforms.decontaminate import Contaminated
 from transforms.eval_set import FOLDER
 
 STAGE = "contamination"
@@ -27,42 +27,24 @@ class AuditContamination(beam.PTransform):
     """Write ``eval/contamination.json``: the external eval items (``decontaminate.exclude``) found in the input
     pool, each match with the split it would have gone to had decontamination not removed it.
 
-    Applied to ledger rows (decontamination's rejections, reason ``eval_contamination``, whose detail names the eval
-    item); ``fingerprints`` are decontamination's input (their metadata gives each match's group tokens) and
-    ``tokens`` the ``(token node, split)`` output of ``AssignSplits``. A match shares the split of a group it shares
-    a token with (a product or document that did reach the shards), else the hashed split of its own group: so the
-    report says whether a public benchmark image sat in what would have been train, validation or test.
+    Applied to decontamination's ``found`` records (``Contaminated``: the sample, its metadata and the eval item it
+    copies); ``tokens`` is the ``(token node, split)`` output of ``AssignSplits``. A match shares the split of a group
+    it shares a token with (a product or document that did reach the shards), else the hashed split of its own group:
+    so the report says whether a public benchmark image sat in what would have been train, validation or test.
     """
 
-    def __init__(
-        self,
-        config: DecontaminateConfig,
-        split: SplitConfig,
-        output: str,
-        fingerprints: beam.PCollection,
-        tokens: beam.PCollection,
-    ):
+    def __init__(self, config: DecontaminateConfig, split: SplitConfig, output: str, tokens: beam.PCollection):
         super().__init__()
         self._active = bool(config.exclude)
         self._split = split
         self._output = output
-        self._fingerprints = fingerprints
         self._tokens = tokens
 
-    def expand(self, rows: beam.PCollection) -> beam.PCollection:
+    def expand(self, contaminated: beam.PCollection) -> beam.PCollection:
         split = self._split
         if not self._active:
-            return rows.pipeline | "NoAudit" >> beam.Create([])
-        found = (
-            {
-                "row": rows
-                | "Contaminated" >> beam.Filter(lambda row: row.reason == reasons.EVAL_CONTAMINATION)
-                | "RowBySource" >> beam.Map(lambda row: (row.source, row)),
-                "fingerprint": self._fingerprints | "FingerprintBySource" >> beam.Map(lambda fp: (fp.source, fp)),
-            }
-            | "JoinFingerprints" >> beam.CoGroupByKey()
-            | "Found" >> beam.FlatMap(_found, split=split)
-        )
+            return contaminated.pipeline | "NoAudit" >> beam.Create([])
+        found = contaminated | "Found" >> beam.Map(_found, split=split)
         hits = (
             {
                 "found": found | "ByToken" >> beam.FlatMap(lambda f: [(token, f["source"]) for token in f["tokens"]]),
@@ -80,21 +62,16 @@ class AuditContamination(beam.PTransform):
         )
 
 
-def _found(element: tuple[str, dict], split: SplitConfig) -> Iterator[dict]:
-    source, joined = element
-    rows, fingerprints = list(joined["row"]), list(joined["fingerprint"])
-    for row in rows:
-        detail = json.loads(row.detail)
-        metadata = fingerprints[0].metadata if fingerprints else {}
-        yield {
-            "source": source,
-            "key": row.key or "",
-            "eval_source": detail.get("eval_source", ""),
-            "eval_key": detail.get("eval_key", ""),
-            "match": detail.get("match", ""),
-            "distance": detail.get("distance"),
-            "tokens": sorted(group_tokens(metadata, split.group_by)),
-        }
+def _found(item: Contaminated, split: SplitConfig) -> dict:
+    return {
+        "source": item.source,
+        "key": item.key or "",
+        "eval_source": item.match.eval_source,
+        "eval_key": item.match.eval_key,
+        "match": item.match.match,
+        "distance": item.match.distance,
+        "tokens": sorted(group_tokens(item.metadata, split.group_by)),
+    }
 
 
 def _would_be(element: tuple[str, dict], split: SplitConfig) -> Iterator[dict]:

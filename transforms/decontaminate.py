@@ -35,6 +35,7 @@ from transforms.near_dedup import HashArrays, HashFeatures, Limits, band_layout,
 from transforms.normalise import Normalise
 
 STAGE = "decontaminate"
+FOUND = "found"
 _MATCH_ORDER = {"exact": 0, "pixel": 1, "near": 2}
 
 MATCH_SCHEMA = pa.schema(
@@ -53,6 +54,7 @@ MATCH_SCHEMA = pa.schema(
 class DecontaminateOutputs(NamedTuple):
     survivors: beam.PCollection
     rejected: beam.PCollection
+    found: beam.PCollection  # ``Contaminated``: the typed fact behind each rejection, for the contamination audit
 
 
 class Point(NamedTuple):
@@ -95,7 +97,7 @@ class Decontaminate(beam.PTransform):
         config = self._config
         if not config.exclude:
             empty = fingerprints.pipeline | "NoRejections" >> beam.Create([])
-            return DecontaminateOutputs(survivors=fingerprints, rejected=empty)
+            return DecontaminateOutputs(survivors=fingerprints, rejected=empty, found=empty)
         excluded = fingerprints.pipeline | "ReadExcluded" >> ReadInputs(IngestConfig(inputs=config.exclude))
         decoded = excluded.items | "NormaliseExcluded" >> Normalise(self._normalise, self._hashes)
         limits = Limits(config.max_distance, colour=config.max_colour_distance)
@@ -114,7 +116,7 @@ class Decontaminate(beam.PTransform):
         decided = (
             {"fingerprint": fingerprints | "BySource" >> beam.Map(lambda fp: (fp.source, fp)), "match": best}
             | "JoinMatches" >> beam.CoGroupByKey()
-            | "Decide" >> beam.ParDo(_DecideFn()).with_outputs(REJECTED, main="survivors")
+            | "Decide" >> beam.ParDo(_DecideFn()).with_outputs(REJECTED, FOUND, main="survivors")
         )
         if self._output is not None:
             eval_count = decoded.samples | "CountEval" >> beam.combiners.Count.Globally()
@@ -124,14 +126,14 @@ class Decontaminate(beam.PTransform):
                 | "CountUnreadable" >> beam.combiners.Count.Globally()
             )
             _ = (
-                decided[REJECTED]
-                | "AllRejected" >> beam.combiners.ToList()
+                decided[FOUND]
+                | "AllFound" >> beam.combiners.ToList()
                 | "Write"
                 >> beam.Map(
                     _write, self._output, beam.pvalue.AsSingleton(eval_count), beam.pvalue.AsSingleton(unreadable)
                 )
             )
-        return DecontaminateOutputs(survivors=decided.survivors, rejected=decided[REJECTED])
+        return DecontaminateOutputs(survivors=decided.survivors, rejected=decided[REJECTED], found=decided[FOUND])
 
 
 def _features(hashes: dict) -> HashFeatures:
@@ -172,6 +174,15 @@ def bucket_matches(element: tuple[tuple[int, int], Iterable[Point]], limits: Lim
         yield item.source, Match(found.source, found.key, kind, int(d), None if c != c else round(c, 2))
 
 
+class Contaminated(NamedTuple):
+    """A sample removed as a copy of an eval item: the fact its ledger row's detail tells a person, typed."""
+
+    source: str
+    key: str
+    metadata: dict
+    match: Match
+
+
 class _DecideFn(beam.DoFn):
     def __init__(self):
         self._contaminated = beam.metrics.Metrics.counter(STAGE, "contaminated")
@@ -188,11 +199,12 @@ class _DecideFn(beam.DoFn):
                 REJECTED,
                 rejected(STAGE, reasons.EVAL_CONTAMINATION, fp.source, fp.key, fp.domain, **matches[0]._asdict()),
             )
+            yield pvalue.TaggedOutput(FOUND, Contaminated(fp.source, fp.key, dict(fp.metadata), matches[0]))
 
 
-def _write(rows: list, output: str, eval_items: int, unreadable: int) -> str:
+def _write(found: list["Contaminated"], output: str, eval_items: int, unreadable: int) -> str:
     matches = sorted(
-        ({"source": row.source, "key": row.key, **json.loads(row.detail)} for row in rows), key=lambda r: r["source"]
+        ({"source": item.source, "key": item.key, **item.match._asdict()} for item in found), key=lambda r: r["source"]
     )
     path = join(output, "dedup", f"{STAGE}.parquet")
     write_atomic(path, parquet_bytes(matches, MATCH_SCHEMA))
