@@ -4,7 +4,9 @@ Times ``unishard run`` (the whole default pipeline: every stage, the report, ``-
 processes, ``--set normalise.max_side=512``) and, alternating with it in the same run, the plain multiprocessing
 yardstick ``../shared/bench/plain_shards.py`` (read, hash, draft-decode, orient, resize, pHash, encode, tar) on the
 same files with the same worker count. Reports, as JSON lines, each pair's images/s ratio
-(unishard / yardstick), their median, and the peak resident memory of unishard's whole process tree.
+(unishard / yardstick), their median, and the peak resident memory of unishard's whole process tree. Each pair
+also gives the CPU seconds (user + system) of each command's whole process tree and their ratio, which a machine
+shared with other work changes less than the wall-clock ratio.
 
 Inputs: N photos taken from ``--corpus`` folders (real images; when N exceeds what the folders hold, mirrored and
 rotated copies are added, which no duplicate test merges), or with ``--distinct`` the generated ~1 MP photos of
@@ -20,6 +22,7 @@ rotated copies are added, which no duplicate test merges), or with ``--distinct`
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -76,33 +79,41 @@ def make_inputs(
     return paths
 
 
-def run_yardstick(paths: list[Path], work: Path, workers: int) -> float:
+def children_cpu() -> float:
+    """CPU seconds (user + system) of every finished child process of this one, and their children."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_yardstick(paths: list[Path], work: Path, workers: int) -> tuple[float, float]:
     listing = work / "files.txt"
     listing.write_text("\n".join(str(p) for p in paths) + "\n")
     out = work / "plain-out"
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), children_cpu()
     subprocess.run(
         [sys.executable, str(YARDSTICK), str(out), str(workers), f"@{listing}"], check=True, capture_output=True
     )
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, children_cpu() - cpu
     subprocess.run(["rm", "-rf", str(out)], check=True)
-    return seconds
+    return seconds, cpu
 
 
-def run_unishard(inputs: Path, work: Path, workers: int, extra: list[str]) -> tuple[float, int, str]:
+def run_unishard(inputs: Path, work: Path, workers: int, extra: list[str]) -> tuple[float, float, int, str]:
     """``unishard run`` with ``workers`` worker processes (0: the default profile, one per core from 500 inputs)."""
     out = work / "unishard-out"
     command = [sys.executable, "-m", "pipeline", "run", "--input", str(inputs), "--output", str(out)]
     command += ["--smoke-models", "--set", "normalise.max_side=512", "--no-progress", *extra]
     if workers:
         command += ["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
+    cpu = children_cpu()
     seconds, peak, output = run_measured(command, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    cpu = children_cpu() - cpu
     if "items:" not in output and "kept" not in output:
         print(output[-4000:], file=sys.stderr)
         raise SystemExit("unishard run failed (its output is above)")
     subprocess.run(["rm", "-rf", str(out)], check=True)
     summary = [line for line in output.splitlines() if line.startswith("unishard:") and " items:" in line]
-    return seconds, peak, summary[-1] if summary else ""
+    return seconds, cpu, peak, summary[-1] if summary else ""
 
 
 def main() -> None:
@@ -134,8 +145,8 @@ def main() -> None:
         paths = make_inputs(work / "inputs", args.images, args.corpus, args.distinct, args.ready)
         ratios, peaks = [], []
         for index in range(args.pairs):
-            plain = None if args.memory_only else run_yardstick(paths, work, args.workers or 1)
-            seconds, peak, summary = run_unishard(work / "inputs", work, args.workers, extra)
+            plain, plain_cpu = (None, None) if args.memory_only else run_yardstick(paths, work, args.workers or 1)
+            seconds, cpu, peak, summary = run_unishard(work / "inputs", work, args.workers, extra)
             peaks.append(peak)
             ratio = None if plain is None else round(plain / seconds, 3)
             if ratio is not None:
@@ -147,7 +158,11 @@ def main() -> None:
                 yardstick_s=None if plain is None else round(plain, 2),
                 unishard_s=round(seconds, 2),
                 ratio=ratio,
+                yardstick_cpu_s=None if plain_cpu is None else round(plain_cpu, 1),
+                unishard_cpu_s=round(cpu, 1),
+                cpu_ratio=None if plain_cpu is None else round(plain_cpu / cpu, 3),
                 peak_rss_mb=round(peak / 2**20),
+                load_average_1m=round(os.getloadavg()[0], 2),
                 summary=summary,
             )
         emit(

@@ -105,7 +105,29 @@ def parse_input(spec: str) -> InputSpec:
     return InputSpec(path=spec if "://" in spec else str(Path(spec).resolve()), kind=kind, domain=domain)
 
 
+def _without_model_manager() -> None:
+    """Import Beam's RunInference without its ModelManager, whose module imports torch: 3 s of every run's start-up.
+
+    ``apache_beam.ml.inference.base`` imports ``model_manager`` only for ``RunInference(use_model_manager=True)``,
+    which no stage uses, and treats a failed import as "no ModelManager" (and no ``resource`` module, which it uses
+    for a memory metric: put back here). The launcher builds the graph and, with worker processes, runs no model;
+    a stage that loads one imports torch where it runs.
+    """
+    import resource
+
+    blocked = "apache_beam.ml.inference.model_manager"
+    if blocked in sys.modules:
+        return
+    sys.modules[blocked] = None
+    try:
+        from apache_beam.ml.inference import base
+    finally:
+        del sys.modules[blocked]
+    base.resource = resource
+
+
 def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
+    _without_model_manager()
     from pipeline.launch import RunError, run
     from pipeline.output_folder import ForeignOutput
     from pipeline.state import OutputBusy

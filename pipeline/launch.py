@@ -19,13 +19,13 @@ from dataclasses import dataclass
 import apache_beam as beam
 import grpc
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions, PortableOptions, StandardOptions
+from apache_beam.options.pipeline_options import PortableOptions, StandardOptions
 from apache_beam.runners.runner import PipelineResult, PipelineState
 
 from pipeline.assemble import build
 from pipeline.models import check_models, models_line, models_record
 from pipeline.output_folder import ForeignFiles, check_output_folder
-from pipeline.profiles import PARALLEL_FROM, resolve_options, sized_by_user, use_the_cores
+from pipeline.profiles import PARALLEL_FROM, RunOptions, resolve_options, sized_by_user, use_the_cores
 from pipeline.progress import tracked
 from pipeline.report import REPORT_FILES, write_run_report
 from pipeline.sdk_worker import local_runner
@@ -303,7 +303,7 @@ def _write_run_files(
 
 def _run_pipeline(
     config: UnishardConfig,
-    options: PipelineOptions,
+    options: RunOptions,
     runner: str,
     earlier: EarlierRun | None,
     previous: str | None,
@@ -361,7 +361,7 @@ def run(
     output = config.run.output
     check_output_folder(output, force)
     check_writable(output)
-    options = PipelineOptions(beam_args)
+    options = RunOptions(beam_args)
     runner = resolve_options(options)
     if not sized_by_user(beam_args):
         listed = sum(count_items(spec, PARALLEL_FROM) for spec in config.ingest.inputs)

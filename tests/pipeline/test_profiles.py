@@ -1,8 +1,11 @@
 """Runner profiles: every shipped profile gives options Beam itself accepts, the command line wins, "what" keys are
 refused, stage resource hints reach the transforms, and the local default never tries Prism."""
 
+import copy
 import logging
+import pickle
 import re
+import subprocess
 import sys
 import tarfile
 from pathlib import Path
@@ -17,6 +20,7 @@ from apache_beam.options.pipeline_options import (
     PortableOptions,
     SetupOptions,
     SparkRunnerOptions,
+    TypeOptions,
     WorkerOptions,
 )
 from apache_beam.options.pipeline_options_validator import PipelineOptionsValidator
@@ -30,6 +34,7 @@ from pipeline import cli
 from pipeline.launch import run_job
 from pipeline.profiles import (
     PROFILE_DIR,
+    RunOptions,
     apply_profile,
     available_profiles,
     load_profile,
@@ -301,3 +306,31 @@ def test_a_default_run_above_the_size_uses_worker_processes_with_the_same_output
     one = run_unishard([tmp_path / "in"], tmp_path / "one", beam_args=["--direct_num_workers=1"], **sections)
     assert len(default.samples()) == len(inputs)
     assert default.file_bytes() == one.file_bytes()
+
+
+def test_run_options_make_each_view_once_and_views_share_the_values():
+    options = RunOptions(["--direct_num_workers=3", "--no_pipeline_type_check"])
+    assert options.view_as(TypeOptions) is options.view_as(TypeOptions)
+    assert options.view_as(TypeOptions).pipeline_type_check is False
+    options.view_as(DirectOptions).direct_num_workers = 5
+    assert options.view_as(DirectOptions).direct_num_workers == 5
+    assert options.get_all_options()["direct_num_workers"] == 5
+    copied = copy.deepcopy(options)
+    assert "_views" not in pickle.loads(pickle.dumps(options)).__dict__
+    assert copied.view_as(DirectOptions).direct_num_workers == 5
+    copied.view_as(DirectOptions).direct_num_workers = 7
+    assert options.view_as(DirectOptions).direct_num_workers == 5
+
+
+def test_the_launcher_builds_a_run_without_importing_torch():
+    script = (
+        "import sys\n"
+        "from pipeline import cli\n"
+        "cli._without_model_manager()\n"
+        "import pipeline.launch\n"
+        "from apache_beam.ml.inference import base\n"
+        "assert base.RunInference and base.resource is not None\n"
+        "print('torch' in sys.modules)\n"
+    )
+    found = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert found.stdout.strip() == "False"
