@@ -130,6 +130,12 @@ class NearDedupConfig(DuplicateRules):
     subwindow_min_windows: int = pydantic.Field(
         1, ge=1, description="Windows two images must share (within subwindow_max_distance) to be a candidate."
     )
+    subwindow_candidates: int = pydantic.Field(
+        8,
+        ge=1,
+        description="Crop and overlay candidate pairs each image keeps for keypoint verification (most shared "
+        "windows first): bounds the pairs verified to this many per image, so the work grows with the image count.",
+    )
     candidate_distance: int = pydantic.Field(
         10,
         ge=0,

@@ -124,6 +124,10 @@ _BLOCK = 1024
 CONTAINED_SLACK = 1.25
 CONTAINED_SHARE = 0.9
 _LIGHTNESS = 0.5
+# Window pairs per entry of a window bucket, and the weight of a whole-image pHash within candidate_distance when an
+# image's candidates are ranked (transforms._keypoints.VerifyCandidates keeps the best few per image).
+WINDOW_NEIGHBOURS = 8
+LOOSE_WINDOWS = 4
 
 
 class NearDedupOutputs(NamedTuple):
@@ -184,7 +188,9 @@ class NearDeduplicate(beam.PTransform):
                 | "GroupWindow" >> beam.GroupByKey()
                 | "PairWindows"
                 >> beam.ParDo(
-                    _PairWindowsFn(config.subwindow_max_distance, config.max_bucket, config.max_distance)
+                    _PairWindowsFn(
+                        config.subwindow_max_distance, config.max_bucket, config.max_distance, WINDOW_NEIGHBOURS
+                    )
                 ).with_outputs(CAPPED, main="pairs")
             )
             capped = (capped, windows[CAPPED]) | "AllCapped" >> beam.Flatten()
@@ -193,12 +199,13 @@ class NearDeduplicate(beam.PTransform):
                 windows.pairs
                 | "CountSharedWindows" >> beam.CombinePerKey(CountDistinct())
                 | "EnoughWindows" >> beam.Filter(lambda counted: counted[1] >= config.subwindow_min_windows)
-                | "WindowPair" >> beam.Keys()
+                | "WindowEvidence" >> beam.MapTuple(lambda pair, count: (pair, Evidence(windows=count)))
             )
-            candidates = (verified[CANDIDATES], shared) | "Candidates" >> beam.Flatten()
+            loose = verified[CANDIDATES] | "LooseEvidence" >> beam.Map(lambda pair: (pair, Evidence(loose=True)))
             matched = (
-                candidates
-                | "DistinctCandidates" >> beam.Distinct()
+                (loose, shared)
+                | "Candidates" >> beam.Flatten()
+                | "CandidateEvidence" >> beam.CombinePerKey(merge_evidence)
                 | "Keypoints"
                 >> VerifyCandidates(
                     members,
@@ -208,6 +215,7 @@ class NearDeduplicate(beam.PTransform):
                     config.min_inliers,
                     config.keypoints,
                     config.max_colour_distance,
+                    config.subwindow_candidates,
                 )
             )
             edges = (edges, matched) | "AllEdges" >> beam.Flatten()
@@ -286,23 +294,57 @@ def window_entries(
 
 
 def window_pairs(
-    entries: Sequence[tuple[str, str, str]], max_distance: int, phash_distance: int
+    entries: Sequence[tuple[str, str, str]], max_distance: int, phash_distance: int, neighbours: int | None = None
 ) -> Iterator[tuple[tuple[str, str], str]]:
     """Source pairs (smaller first) of a window bucket whose window hashes are within ``max_distance`` bits, each
     with the smaller source's window (so a pair can be counted once per window it shares, whatever the band).
 
     Pairs whose whole-image pHashes are within ``phash_distance`` bits are left out: they share a pHash band, where
-    the whole-image test and its candidates already decide them (most pairs of copies of one picture).
+    the whole-image test and its candidates already decide them (most pairs of copies of one picture). With
+    ``neighbours``, each entry pairs only with its ``neighbours`` nearest windows of other sources (nearest first,
+    then by source), a pair being kept when either side picks it: a window that many images share by chance (the
+    corner of a shape on a smooth ground) makes at most ``neighbours`` pairs per entry instead of a pair per two
+    entries, so the pairs grow with the number of windows, not its square.
     """
-    values = np.array([hash_int(window) for _, window, _ in entries], dtype=np.uint64)
-    phashes = np.array([hash_int(phash) for _, _, phash in entries], dtype=np.uint64)
+    ordered = sorted(entries)
+    values = np.array([hash_int(window) for _, window, _ in ordered], dtype=np.uint64)
+    phashes = np.array([hash_int(phash) for _, _, phash in ordered], dtype=np.uint64)
+    sources = np.array([source for source, _, _ in ordered])
+    found: set[tuple[int, int]] = set()
     for start in range(0, len(values), _BLOCK):
-        close = popcount(values[start : start + _BLOCK, None] ^ values[None, :]) <= max_distance
+        distances = popcount(values[start : start + _BLOCK, None] ^ values[None, :]).astype(np.int64)
+        close = distances <= max_distance
         close &= popcount(phashes[start : start + _BLOCK, None] ^ phashes[None, :]) > phash_distance
+        close &= sources[start : start + _BLOCK, None] != sources[None, :]
+        if neighbours is not None and len(values) > neighbours:
+            # Nearest first, ties by position (entries are sorted by source): a stable choice.
+            order = np.argsort(np.where(close, distances, HASH_BITS + 1), axis=1, kind="stable")[:, :neighbours]
+            picked = np.zeros_like(close)
+            np.put_along_axis(picked, order, True, axis=1)
+            close &= picked
         for i, j in zip(*np.nonzero(close), strict=True):
-            a, b = entries[start + i], entries[j]
-            if a[0] < b[0]:
-                yield (a[0], b[0]), a[1]
+            found.add((min(start + i, j), max(start + i, j)))
+    for i, j in sorted(found):
+        a, b = ordered[i], ordered[j]
+        yield ((a[0], b[0]), a[1]) if a[0] < b[0] else ((b[0], a[0]), b[1])
+
+
+class Evidence(NamedTuple):
+    """Why a pair is a crop or overlay candidate: the windows it shares, and whether its whole-image pHashes are
+    within ``candidate_distance`` (``loose``)."""
+
+    windows: int = 0
+    loose: bool = False
+
+    def score(self) -> int:
+        """Strength as a candidate: windows shared, a pHash this close counting as ``LOOSE_WINDOWS`` of them."""
+        return self.windows + (LOOSE_WINDOWS if self.loose else 0)
+
+
+def merge_evidence(found: Iterable[Evidence]) -> Evidence:
+    """One pair's evidence from both candidate sources."""
+    found = list(found)
+    return Evidence(max((e.windows for e in found), default=0), any(e.loose for e in found))
 
 
 class CountDistinct(beam.CombineFn):
@@ -497,10 +539,11 @@ class _VerifyBucketFn(beam.DoFn):
 
 
 class _PairWindowsFn(beam.DoFn):
-    def __init__(self, max_distance: int, max_bucket: int, phash_distance: int):
+    def __init__(self, max_distance: int, max_bucket: int, phash_distance: int, neighbours: int | None = None):
         self._max_distance = max_distance
         self._max_bucket = max_bucket
         self._phash_distance = phash_distance
+        self._neighbours = neighbours
         self._capped = beam.metrics.Metrics.counter(STAGE, "capped_buckets")
 
     def process(self, element: tuple[tuple[str, int, int], Iterable[tuple[str, str, str]]]) -> Iterator:
@@ -513,4 +556,4 @@ class _PairWindowsFn(beam.DoFn):
             report = {"scope": scope, "band": f"subwindow-{band}", "value": value, "size": len(entries)}
             yield pvalue.TaggedOutput(CAPPED, {**report, "compared": "none"})
             return
-        yield from window_pairs(entries, self._max_distance, self._phash_distance)
+        yield from window_pairs(entries, self._max_distance, self._phash_distance, self._neighbours)
