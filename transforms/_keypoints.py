@@ -351,7 +351,8 @@ class VerifyCandidates(beam.PTransform):
         if self._per_image is not None:
             open_pairs = (
                 open_pairs
-                | "OpenBySources" >> beam.Map(lambda open_pair: ((open_pair[0].source, open_pair[1].source), open_pair))
+                | "OpenBySources"
+                >> beam.Map(lambda open_pair: ((open_pair[0].source, open_pair[1].source), open_pair))
                 | "FewOpenPairsPerImage" >> KeepBestPerImage(self._per_image, _open_rank)
                 | "OpenPair" >> beam.Values()
             )
