@@ -292,8 +292,9 @@ class VerifyCandidates(beam.PTransform):
 
     The candidates are bounded per image, so that what is joined, featured and matched grows with the number of
     images, not with the pairs that share structure (photos of one studio, shapes on smooth grounds): each image
-    keeps its ``PRE_FACTOR * per_image`` strongest candidates (by ``score()`` of their evidence, then source) before
-    the hash tests, and its ``per_image`` strongest open pairs (then nearest whole-image pHash) after them; a pair
+    keeps its ``PRE_FACTOR * per_image`` strongest candidates (by ``score()`` of their evidence, then the nearest
+    whole-image pHash ``distance``, then source) before the hash tests, and its ``per_image`` strongest open pairs
+    after them; a pair
     stays when either of its images keeps it, so at most ``per_image`` pairs per image are verified in all. Only
     pairs that could join two groups the hashes did not join are verified: pairs inside one component of the
     ``known`` edges are dropped, and between two components at most ``ATTEMPTS`` pairs are tried (best-ranked
@@ -429,12 +430,11 @@ def _either(values: Iterable):
 
 
 def _candidate_rank(evidence) -> tuple:
-    return (-evidence.score(),)
+    return -evidence.score(), evidence.distance
 
 
 def _open_rank(open_pair: tuple[Member, Member, object]) -> tuple:
-    a, b, evidence = open_pair
-    return (-evidence.score(), (a.features.phash ^ b.features.phash).bit_count())
+    return _candidate_rank(open_pair[2])
 
 
 def _keyed_by_first(pair: tuple[str, str], evidence) -> tuple[str, tuple]:

@@ -197,11 +197,12 @@ class NearDeduplicate(beam.PTransform):
         if geometric and self._samples is not None:
             shared = (
                 windows.pairs
-                | "CountSharedWindows" >> beam.CombinePerKey(CountDistinct())
-                | "EnoughWindows" >> beam.Filter(lambda counted: counted[1] >= config.subwindow_min_windows)
-                | "WindowEvidence" >> beam.MapTuple(lambda pair, count: (pair, Evidence(windows=count)))
+                | "CountSharedWindows" >> beam.CombinePerKey(SharedWindows())
+                | "EnoughWindows" >> beam.Filter(lambda counted: counted[1].windows >= config.subwindow_min_windows)
             )
-            loose = verified[CANDIDATES] | "LooseEvidence" >> beam.Map(lambda pair: (pair, Evidence(loose=True)))
+            loose = verified[CANDIDATES] | "LooseEvidence" >> beam.MapTuple(
+                lambda pair, distance: (pair, Evidence(loose=True, distance=distance))
+            )
             matched = (
                 (loose, shared)
                 | "Candidates" >> beam.Flatten()
@@ -295,9 +296,10 @@ def window_entries(
 
 def window_pairs(
     entries: Sequence[tuple[str, str, str]], max_distance: int, phash_distance: int, neighbours: int | None = None
-) -> Iterator[tuple[tuple[str, str], str]]:
+) -> Iterator[tuple[tuple[str, str], tuple[str, int]]]:
     """Source pairs (smaller first) of a window bucket whose window hashes are within ``max_distance`` bits, each
-    with the smaller source's window (so a pair can be counted once per window it shares, whatever the band).
+    with the smaller source's window (so a pair can be counted once per window it shares, whatever the band) and
+    the pair's whole-image pHash distance.
 
     Pairs whose whole-image pHashes are within ``phash_distance`` bits are left out: they share a pHash band, where
     the whole-image test and its candidates already decide them (most pairs of copies of one picture). With
@@ -326,15 +328,17 @@ def window_pairs(
             found.add((min(start + i, j), max(start + i, j)))
     for i, j in sorted(found):
         a, b = ordered[i], ordered[j]
-        yield ((a[0], b[0]), a[1]) if a[0] < b[0] else ((b[0], a[0]), b[1])
+        distance = int(phashes[i] ^ phashes[j]).bit_count()
+        yield ((a[0], b[0]), (a[1], distance)) if a[0] < b[0] else ((b[0], a[0]), (b[1], distance))
 
 
 class Evidence(NamedTuple):
-    """Why a pair is a crop or overlay candidate: the windows it shares, and whether its whole-image pHashes are
-    within ``candidate_distance`` (``loose``)."""
+    """Why a pair is a crop or overlay candidate: the windows it shares, whether its whole-image pHashes are within
+    ``candidate_distance`` (``loose``), and their distance in bits."""
 
     windows: int = 0
     loose: bool = False
+    distance: int = HASH_BITS
 
     def score(self) -> int:
         """Strength as a candidate: windows shared, a pHash this close counting as ``LOOSE_WINDOWS`` of them."""
@@ -344,24 +348,30 @@ class Evidence(NamedTuple):
 def merge_evidence(found: Iterable[Evidence]) -> Evidence:
     """One pair's evidence from both candidate sources."""
     found = list(found)
-    return Evidence(max((e.windows for e in found), default=0), any(e.loose for e in found))
+    return Evidence(
+        max((e.windows for e in found), default=0),
+        any(e.loose for e in found),
+        min((e.distance for e in found), default=HASH_BITS),
+    )
 
 
-class CountDistinct(beam.CombineFn):
-    """How many distinct values a key has."""
+class SharedWindows(beam.CombineFn):
+    """The ``Evidence`` of a window pair: how many distinct windows it shares (from ``(window, pHash distance)``)."""
 
-    def create_accumulator(self) -> set:
-        return set()
+    def create_accumulator(self) -> tuple[set, int]:
+        return set(), HASH_BITS
 
-    def add_input(self, seen: set, value) -> set:
-        seen.add(value)
-        return seen
+    def add_input(self, accumulator: tuple[set, int], value: tuple[str, int]) -> tuple[set, int]:
+        seen, distance = accumulator
+        seen.add(value[0])
+        return seen, min(distance, value[1])
 
-    def merge_accumulators(self, accumulators: Iterable[set]) -> set:
-        return set().union(*accumulators)
+    def merge_accumulators(self, accumulators: Iterable[tuple[set, int]]) -> tuple[set, int]:
+        accumulators = list(accumulators)
+        return set().union(*(seen for seen, _ in accumulators)), min(distance for _, distance in accumulators)
 
-    def extract_output(self, seen: set) -> int:
-        return len(seen)
+    def extract_output(self, accumulator: tuple[set, int]) -> Evidence:
+        return Evidence(windows=len(accumulator[0]), distance=accumulator[1])
 
 
 def worth_verifying(a: Member, b: Member, limits: Limits) -> bool:
@@ -494,15 +504,16 @@ def bucket_pairs(members: Sequence[Member], limits: Limits, max_bucket: int) -> 
     yield from zip(i.tolist(), j.tolist(), strict=True)
 
 
-def loose_pairs(members: Sequence[Member], limits: Limits, distance: int) -> Iterator[tuple[str, str]]:
-    """Source pairs within ``distance`` pHash bits that ``limits`` rejects: candidates for keypoint verification."""
+def loose_pairs(members: Sequence[Member], limits: Limits, distance: int) -> Iterator[tuple[tuple[str, str], int]]:
+    """Source pairs within ``distance`` pHash bits that ``limits`` rejects (candidates for keypoint verification),
+    with their distance."""
     arrays = HashArrays.of([member.features for member in members])
     accepted = set(zip(*close_pairs(arrays, arrays, limits, upper=True)[:2], strict=True))
-    i, j, _, _ = close_pairs(arrays, arrays, Limits(distance), upper=True)
-    for pair in zip(i.tolist(), j.tolist(), strict=True):
+    i, j, d, _ = close_pairs(arrays, arrays, Limits(distance), upper=True)
+    for pair, bits in zip(zip(i.tolist(), j.tolist(), strict=True), d.tolist(), strict=True):
         if pair not in accepted:
             a, b = sorted((members[pair[0]].source, members[pair[1]].source))
-            yield a, b
+            yield (a, b), bits
 
 
 def near_distance(member: Member, survivor: Member) -> tuple[float, dict]:
