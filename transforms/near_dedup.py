@@ -389,11 +389,13 @@ def worth_verifying(a: Member, b: Member, limits: Limits) -> bool:
         return not (same_geometry and len(close_pairs(pair, pair, limits, upper=True)[0]))
     if not same_geometry:
         return colour_contained(pair.colour[0], pair.colour[1], CONTAINED_SLACK * limits.colour)
-    if len(close_pairs(pair, pair, limits, upper=True)[0]):
-        return False
     if limits.colour is None:
-        return True
+        return not len(close_pairs(pair, pair, limits, upper=True)[0])
+    # Same geometry: colour within the limit is a pair the test accepts or, failing the second hash, one no overlay
+    # explains either; the residuals are computed once for both questions.
     residuals = colour_residuals(pair.colour[0], pair.colour[1])
+    if residuals.max() <= limits.colour:
+        return False
     grid = round(len(residuals) ** 0.5)
     return grid * grid == len(residuals) and overlay_patch(residuals.reshape(grid, grid), limits.colour)
 
