@@ -294,11 +294,10 @@ class VerifyCandidates(beam.PTransform):
     images, not with the pairs that share structure (photos of one studio, shapes on smooth grounds): each image
     keeps its ``PRE_FACTOR * per_image`` strongest candidates (by ``score()`` of their evidence, then the nearest
     whole-image pHash ``distance``, then source) before the hash tests, and its ``per_image`` strongest open pairs
-    after them; a pair
-    stays when either of its images keeps it, so at most ``per_image`` pairs per image are verified in all. Only
-    pairs that could join two groups the hashes did not join are verified: pairs inside one component of the
-    ``known`` edges are dropped, and between two components at most ``ATTEMPTS`` pairs are tried (best-ranked
-    members first), since one match joins them.
+    after them; a pair stays when either of its images keeps it, so at most ``per_image`` times the images are
+    verified in all. Only pairs that could join two groups the hashes did not join are verified: pairs inside one
+    component of the ``known`` edges are dropped, and between two components at most ``ATTEMPTS`` pairs are tried
+    (best-ranked members first), since one match joins them.
 
     Args:
         members: The ``Member`` of every fingerprint, to build edges from.
