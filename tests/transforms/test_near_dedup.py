@@ -47,7 +47,7 @@ from transforms.near_dedup import (
 )
 from transforms.normalise import content_key, encode, normalise_image
 
-# The crop and overlay path is off by default (its cost grows faster than the image count); these tests turn it on.
+# The crop and overlay path is off by default (it costs several times the stage's CPU); these tests turn it on.
 GEOMETRIC = NearDedupConfig(subwindow_max_distance=8)
 
 
