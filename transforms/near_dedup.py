@@ -58,11 +58,13 @@ perceptual hash (recall 0.19).
 Crops and overlays, on the same benchmark with 5-30% crops per side and a logo copy added (``python
 benchmarks/bench_near_dedup.py --per-source 6 --distances 8 --scale ""``: 2,030 images, 203 bases, every colour
 variant): without the geometric path crop recall 0, logo 0.015, overall 0.771; with it
-(``subwindow_max_distance = 8``) crop 0.882, logo
-0.985, overlay 0.995, brightness 0.966, overall 0.981 (0.993 without crops), at unchanged pair precision (0.979: the
-two colour-variant pairs the pHash test itself merges, light grey-blue and white trousers 5.2 apart in colour, and
-every copy of each) and no texture, steel-class or other-view pair merged. With splits on in ``report_only`` mode, 22
-of 203 true groups still straddle two splits (169 without it): every leak is a copy no test matched (a crop whose
+(``subwindow_max_distance = 8``, ``subwindow_candidates = 8``) crop 0.877, logo 0.970, overlay 0.995, brightness
+0.966, overall 0.979 (0.991 without crops), at unchanged pair precision (0.979: the two colour-variant pairs the pHash
+test itself merges, light grey-blue and white trousers 5.2 apart in colour, and every copy of each) and no texture,
+steel-class or other-view pair merged; without the per-image bound (``subwindow_candidates`` very large) crop 0.882,
+logo 0.985, overall 0.981 at twice the keypoint matches. With splits on in ``report_only`` mode, 25 of 203 true groups
+still straddle two splits (169 without the path, 22 without the bound): every leak is a copy no test matched (a crop
+whose
 windows share nothing with its group's, a brightened product on white whose clipped background the colour fit cannot
 explain, a steel surface too flat for windows), since the split stage links every cluster member, keypoint ones
 included. Thresholds from the same images: ``min_inliers = 15`` (crops of 5-30%: 10th percentile 30 inliers; 600 random
@@ -71,15 +73,15 @@ windows within 8 bits (179 of 203 crops share one with their original or are wit
 windows an image, at 1.7 times the shuffle), ``candidate_distance = 10``, colour containment within 1.25
 ``max_colour_distance`` for 90% of the cells (every crop, overlay and logo copy passes at 0.93 or more; it removes
 about 60% of window candidates). Cost, process CPU per image on the 2-core machine shared with other work: the
-``subwindow`` hash adds 6.7 ms to normalise (5.0 for pHash and colour), and the stage's pipeline goes from 9.3 to 60 ms
-on the DirectRunner: 71.6 ms against 14.3 in all (5.0 times; the first version of this path: 93.9 against 12.1, 7.8
-times). Most of it is keypoint matching of open pairs (about 10,500 here, 9 of 10 between different products of one
-studio shoot or sharing a caption, which only the colour check tells apart) and extraction for the ~1,400 images in
-them. The target of the issue, at most twice the pre-crop cost, is not met. Scale (``--scale-only --scale 2000,10000``
-and ``--scale 100000``: synthetic fingerprints with 45 window hashes each, so the window buckets and candidate joins
-run but no image is matched): 10,000 fingerprints in 48 s at 835 MB peak RSS, 100,000 in 594 s at 7.0 GB (x10
-fingerprints: time x12.5, memory x8.4) on the DirectRunner, every planted copy found; the 100,000 run shared the 2
-cores with the quality run above.
+``subwindow`` hash adds 6.7 ms to normalise (5.0 for pHash and colour), and the stage's pipeline goes from 7.1 to 31.7
+ms on the DirectRunner: 43.4 ms against 12.1 in all (3.6 times; 71.6 against 14.3, 5.0 times, before the per-image
+bound: 2,417 pairs matched on keypoints instead of 5,546, most between different products of one studio shoot or
+sharing a caption, which only the colour check tells apart, and 1,217 images featured). The target of the issue, at
+most twice the pre-crop cost, is not met, which is why the path is off by default. Scale (``--scale-only --scale
+2000,10000`` and ``--scale 100000``: synthetic fingerprints with 45 window hashes each, so the window buckets and
+candidate joins run but no image is matched): 10,000 fingerprints in 48 s at 835 MB peak RSS, 100,000 in 594 s at 7.0
+GB (x10 fingerprints: time x12.5, memory x8.4) on the DirectRunner, every planted copy found; the 100,000 run shared
+the 2 cores with the quality run above.
 """
 
 import functools
