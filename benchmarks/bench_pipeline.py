@@ -90,7 +90,7 @@ def run_yardstick(paths: list[Path], work: Path, workers: int) -> float:
 
 
 def run_unishard(inputs: Path, work: Path, workers: int, extra: list[str]) -> tuple[float, int, str]:
-    """``unishard run`` with ``workers`` worker processes (0: the default profile, in one process)."""
+    """``unishard run`` with ``workers`` worker processes (0: the default profile, one per core from 500 inputs)."""
     out = work / "unishard-out"
     command = [sys.executable, "-m", "pipeline", "run", "--input", str(inputs), "--output", str(out)]
     command += ["--smoke-models", "--set", "normalise.max_side=512", "--no-progress", *extra]

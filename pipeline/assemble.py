@@ -19,14 +19,15 @@ from transforms.books import CheckBooks
 from transforms.caption import Caption
 from transforms.clip_filter import ClipFilter
 from transforms.clip_model import clip_model_id, load_clip
+from transforms.contamination import AuditContamination
 from transforms.decontaminate import Decontaminate
 from transforms.documents import AssembleDocuments
 from transforms.embed import EmbedImages
-from transforms.eval_set import AuditContamination, BuildEvalSet
+from transforms.eval_set import BuildEvalSet
 from transforms.exact_dedup import DeduplicateExact
 from transforms.faces import BlurFaces
 from transforms.image_store import store_folder
-from transforms.incremental import EarlierRun, SkipKnown
+from transforms.incremental import EarlierRun, MarkReplaced, SkipKnown
 from transforms.ingest import ReadInputs
 from transforms.ledger import WriteLedger
 from transforms.near_dedup import NearDeduplicate
@@ -42,15 +43,25 @@ from transforms.write_edits import WriteEditPairs
 from transforms.write_shards import WriteShards
 
 
-def build(pipeline: beam.Pipeline, config: UnishardConfig, output: str, earlier: EarlierRun | None = None) -> None:
-    """Add every stage of a run to ``pipeline``, writing under ``output``; ``earlier`` makes the run incremental."""
+def build(
+    pipeline: beam.Pipeline,
+    config: UnishardConfig,
+    output: str,
+    earlier: EarlierRun | None = None,
+    previous: str | None = None,
+) -> None:
+    """Add every stage of a run to ``pipeline``, writing under ``output``; ``earlier`` makes the run incremental.
+
+    ``previous`` is the committed output a full run replaces: the ledger names the old key of every file whose
+    content changed since.
+    """
     ingested = pipeline | "Ingest" >> ReadInputs(config.ingest, config.documents.id_field)
     known = ingested.items | "SkipKnown" >> SkipKnown(earlier, output)
     normalised = known.new | "Normalise" >> Normalise(
         config.normalise, config.near_dedup.hash_names(), store_folder(output)
     )
     texted = normalised.samples | "Text" >> ChooseText(config.text)
-    checked = texted.samples | "Quality" >> FilterLowQuality(config.quality)
+    checked = texted.samples | "Quality" >> FilterLowQuality(config.quality, output, earlier and earlier.output)
     fingerprints = (
         checked.kept | "Fingerprint" >> beam.Map(fingerprint),
         known.shipped,
@@ -60,12 +71,16 @@ def build(pipeline: beam.Pipeline, config: UnishardConfig, output: str, earlier:
         config.decontaminate, config.normalise, config.near_dedup.hash_names(), output
     )
     comparable = (clean.survivors, known.shipped) | "WithShippedNear" >> beam.Flatten()
-    near = comparable | "NearDedup" >> NearDeduplicate(config.near_dedup, output, samples=checked.kept)
+    near = comparable | "NearDedup" >> NearDeduplicate(
+        config.near_dedup, output, samples=checked.kept, earlier=earlier and earlier.output
+    )
     rejections = (exact.rejected, clean.rejected, near.rejected) | "FingerprintRejections" >> beam.Flatten()
     unique = checked.kept | "DropDuplicates" >> DropRejected(rejections)
     embed = with_stage_hints(EmbedImages(config.embed, config.clip), pipeline, "embed")
     embedded = unique | "Embed" >> embed
-    semantic = embedded.samples | "SemanticDedup" >> SemanticDeduplicate(config.semantic_dedup, output)
+    semantic = embedded.samples | "SemanticDedup" >> SemanticDeduplicate(
+        config.semantic_dedup, output, earlier and earlier.output
+    )
     distinct = (
         embedded.samples | "DropSemanticDuplicates" >> DropRejected(semantic.rejected)
         if config.semantic_dedup.enabled
@@ -95,24 +110,30 @@ def build(pipeline: beam.Pipeline, config: UnishardConfig, output: str, earlier:
     generation, views = (earlier.generation if earlier else 0), config.views
     written = split.samples | "WriteShards" >> WriteShards(views.shards(config.shards), output, generation=generation)
     ledger = (
-        ingested.rejected,
-        known.carried,
-        normalised.rejected,
-        texted.rejected,
-        checked.rejected,
-        exact.rejected,
-        clean.rejected,
-        near.rejected,
-        embedded.rejected,
-        semantic.rejected,
-        captioned.rejected,
-        filtered.rejected,
-        faced.rejected,
-        safe.rejected,
-        written.kept,
-    ) | "AllLedgerRows" >> beam.Flatten()
+        (
+            ingested.rejected,
+            known.carried,
+            normalised.rejected,
+            texted.rejected,
+            checked.rejected,
+            exact.rejected,
+            clean.rejected,
+            near.rejected,
+            embedded.rejected,
+            semantic.rejected,
+            captioned.rejected,
+            filtered.rejected,
+            faced.rejected,
+            safe.rejected,
+            written.kept,
+        )
+        | "AllLedgerRows" >> beam.Flatten()
+        | "MarkReplaced" >> MarkReplaced(None if earlier else previous)
+    )
     _ = ledger | "CheckBooks" >> CheckBooks(output, ingested, known.carried)
-    _ = audited.measures | "WriteAudit" >> WriteAudit(config.audit, output, ledger, audited.ranked)
+    _ = audited.measures | "WriteAudit" >> WriteAudit(
+        config.audit, output, ledger, audited.ranked, earlier and earlier.output, config.shards.ledger_rows_per_part
+    )
     docs = split.samples | "WriteDocuments" >> WriteDocuments(
         views.docs, views.shards(config.shards, views.docs), output, documents.documents, generation
     )

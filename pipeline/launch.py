@@ -37,7 +37,7 @@ from transforms._io import join, write_atomic
 from transforms.books import BOOK_PROBLEMS, BOOKS, PROBLEMS
 from transforms.clip_model import ModelUnavailable
 from transforms.image_store import store_folder
-from transforms.incremental import INCREMENT, EarlierRun
+from transforms.incremental import INCREMENT, EarlierRun, changed_content
 from transforms.ingest import count_items, input_kind
 from transforms.write_audit import crossed_bounds
 from transforms.write_shards import canonical_json
@@ -49,7 +49,13 @@ VERSIONED_PACKAGES = ("unishard", "apache-beam", "pyarrow", "pillow", "imagehash
 
 
 class RunError(RuntimeError):
-    """A run that cannot start or did not finish; the message says what to do."""
+    """A run that cannot start or did not finish; the message says what to do.
+
+    Attributes:
+        staging: The staging folder of a job that failed (``None`` before any job ran).
+    """
+
+    staging: str | None = None
 
 
 @dataclass(frozen=True)
@@ -295,6 +301,37 @@ def _write_run_files(
         write_atomic(join(run_dir, name), json.dumps(data, indent=2, sort_keys=True).encode() + b"\n")
 
 
+def _run_pipeline(
+    config: UnishardConfig,
+    options: PipelineOptions,
+    runner: str,
+    earlier: EarlierRun | None,
+    previous: str | None,
+    progress: bool,
+) -> str:
+    """Build and run the pipeline into a new staging folder under the output; return the folder.
+
+    Raises:
+        RunError: The job failed; its ``staging`` attribute names the folder with the partial output.
+    """
+    output = config.run.output
+    staging = join(output, STAGING, uuid.uuid4().hex)
+    mode = f"incremental run (generation {earlier.generation})" if earlier else "full run"
+    inputs = f"{len(config.ingest.inputs)} input{'s' if len(config.ingest.inputs) != 1 else ''}"
+    _LOG.info("unishard: %s of %s on %s into %s; models: %s", mode, inputs, runner, output, models_line(config))
+    pipeline = beam.Pipeline(runner=local_runner(runner, options), options=options)
+    build(pipeline, config, staging, earlier, previous)
+    try:
+        with tracked(pipeline, staging + ".progress", enabled=progress):
+            run_job(pipeline, runner, staging)
+    except RunError as error:
+        error.staging = staging
+        raise
+    finally:
+        discard(store_folder(staging))  # the shards hold the images now; a failed run needs none of them
+    return staging
+
+
 def run(
     config: UnishardConfig,
     beam_args: list[str],
@@ -339,18 +376,21 @@ def run(
         for message in recover(output):
             _LOG.info("unishard: %s", message)
         earlier = earlier_run(output, config, rebuild)
-        staging = join(output, STAGING, uuid.uuid4().hex)
-        mode = f"incremental run (generation {earlier.generation})" if earlier else "full run"
-        inputs = f"{len(config.ingest.inputs)} input{'s' if len(config.ingest.inputs) != 1 else ''}"
-        _LOG.info("unishard: %s of %s on %s into %s; models: %s", mode, inputs, runner, output, models_line(config))
+        previous = output if FileSystems.exists(join(output, "_run", STATE)) else None
         started = time.monotonic()
-        pipeline = beam.Pipeline(runner=local_runner(runner, options), options=options)
-        build(pipeline, config, staging, earlier)
         try:
-            with tracked(pipeline, staging + ".progress", enabled=progress):
-                run_job(pipeline, runner, staging)
-        finally:
-            discard(store_folder(staging))  # the shards hold the images now; a failed run needs none of them
+            staging = _run_pipeline(config, options, runner, earlier, previous, progress)
+        except RunError as error:
+            if earlier is None or not (changed := changed_content(error)):
+                raise
+            _LOG.warning(
+                "unishard: %s; an incremental run cannot take an old sample out of its shard, so the whole output is "
+                "rebuilt and the new content replaces it (the ledger's detail names the old key as replaces_key)",
+                changed,
+            )
+            discard(error.staging)
+            earlier = None
+            staging = _run_pipeline(config, options, runner, None, previous, progress)
         counts = _read_json(join(staging, "_run", "counts.json"))
         check_books(staging, counts)
         failed = counts["by_status"].get("failed", 0)
@@ -361,8 +401,8 @@ def run(
                 f"{join(staging, 'ledger')} (status 'failed', detail has the error)"
             )
         seconds = time.monotonic() - started
-        if earlier and _read_json(join(staging, "_run", INCREMENT))["new_items"] == 0:
-            _LOG.info("unishard: no new or failed items since the last run; %s is unchanged", output)
+        if earlier and not any(_read_json(join(staging, "_run", INCREMENT)).values()):
+            _LOG.info("unishard: no new, renamed, removed or failed items since the last run; %s is unchanged", output)
             discard(staging)
             return RunSummary(output=output, counts=counts, seconds=seconds)
         _write_run_files(staging, config, earlier, runner, beam_args, seconds, config_text)

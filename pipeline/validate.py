@@ -3,11 +3,13 @@
 For every ``OUT/shards/<view>/<split>/shard-NNNNNN.tar``: the tar reads to its end-of-archive marker (a truncated or
 corrupted shard is caught), every key is lowercase hex without a dot, a sample's members are adjacent and complete
 (``json`` always; in the ``pairs`` view also ``txt`` and the image the JSON names), the JSON validates against
-``SampleRecord`` and its ``image_sha256`` matches the image bytes (in the other views, every ``{member,
-image_sha256}`` object in the JSON is checked against that member), the Parquet sidecar has exactly one row per sample
-with the same key, text and image hash, and ``_stats.json`` and ``index.json`` agree with the tar. The pairs view's
-sample count must equal the ledger's kept count in ``_run/counts.json``. A file under ``OUT/shards/`` that unishard
-did not write (``pipeline.output_folder``) is named, one line each: a reader globbing the folder would pick it up.
+``SampleRecord`` and its ``image_sha256`` matches the image bytes (in the ``docs`` view, the JSON parses as a
+``DocumentRecord`` whose images are exactly the other members, each matching its hash; in the other views, every
+``{member, image_sha256}`` object in the JSON is checked against that member), the Parquet sidecar has exactly one
+row per sample with the same key, text and image hash, and ``_stats.json`` and ``index.json`` agree with the tar. The
+pairs view's sample count must equal the ledger's kept count in ``_run/counts.json``. A file under ``OUT/shards/``
+that unishard did not write (``pipeline.output_folder``) is named, one line each: a reader globbing the folder would
+pick it up.
 It reads only; it writes and deletes nothing.
 """
 
@@ -24,12 +26,14 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.output_folder import strays
+from schemas.documents import parse_document
 from schemas.report import ShardCheck, Validation
 from schemas.shard import SampleRecord
 from transforms._io import join
 
 KEY_PATTERN = re.compile(r"[0-9a-f]+")
 PAIRS_VIEW = "pairs"
+DOCS_VIEW = "docs"
 _BLOCK = 512
 
 
@@ -218,6 +222,9 @@ def _check_sample(key: str, members: dict[str, bytes], view: str) -> list[str]:
         return [f"sample {key}: json member is not valid JSON ({error})"]
     if not isinstance(record, dict):
         return [f"sample {key}: json member is not an object"]
+    if view == DOCS_VIEW:
+        found = [] if record.get("key", key) == key else [f"sample {key}: json names key {record.get('key')!r}"]
+        return found + [f"sample {key}: {problem}" for problem in document_problems(members)]
     if view != PAIRS_VIEW:
         problems = [] if record.get("key", key) == key else [f"sample {key}: json names key {record.get('key')!r}"]
         for member, digest in _image_references(record):
@@ -247,6 +254,30 @@ def _check_sample(key: str, members: dict[str, bytes], view: str) -> list[str]:
     extra = sorted(set(members) - {"json", "txt", image_ext})
     if extra:
         problems.append(f"sample {key} has unexpected members {extra}")
+    return problems
+
+
+def document_problems(members: dict[str, bytes]) -> list[str]:
+    """What is wrong with one ``docs`` sample, given its tar members by suffix (``json``, ``0.jpg``...).
+
+    The JSON must parse as a supported ``DocumentRecord`` version, every image it names must be
+    a member whose SHA-256 matches, and no other member may exist. An empty list means the sample is sound.
+    """
+    if "json" not in members:
+        return ["no json member"]
+    try:
+        record = parse_document(json.loads(members["json"]))
+    except ValueError as error:  # pydantic.ValidationError and json.JSONDecodeError are ValueErrors
+        return [f"json does not parse as a document: {error}"]
+    problems = []
+    named = {meta.member: meta for meta in record.image_metadata if meta is not None}
+    for member, meta in named.items():
+        if member not in members:
+            problems.append(f"image member {member} is missing")
+        elif hashlib.sha256(members[member]).hexdigest() != meta.image_sha256:
+            problems.append(f"image member {member} does not match its image_sha256")
+    if extra := sorted(set(members) - set(named) - {"json"}):
+        problems.append(f"members the JSON does not name: {extra}")
     return problems
 
 

@@ -1,7 +1,8 @@
 """Typed records that flow through the pipeline's PCollections.
 
 Records are frozen dataclasses; stages return updated copies with ``dataclasses.replace``. Mapping fields hold
-JSON-compatible values only, so every record can be written into a shard's JSON and Parquet sidecar as it is.
+JSON-compatible values only, so every record can be written into a shard's JSON and Parquet sidecar as it is. The
+records that cross shuffles pickle compactly (``schemas.compact``): Beam's coder pickles them, having no type hint.
 
 The flow is ``InputItem`` (ingest) -> ``Sample`` (normalise and later stages) -> shards, with a ``LedgerRow`` for
 every item that leaves the flow (rejected or failed) and for every item written (kept). Deduplication works on
@@ -14,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from schemas import reasons
+from schemas.compact import hex_bytes, hex_map_bytes, hex_map_text, hex_text, packed, unpacked
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +45,29 @@ class InputItem:
     roots: tuple[str, ...] = ()
     member: tuple[int, int] | None = None
 
+    def __reduce__(self) -> tuple:
+        # Compact pickling (schemas.compact); the path, the sidecar stem and the roots mostly begin the source.
+        path = None if self.path == self.source else self.path
+        within = tuple(_prefix_length(root, self.source) for root in self.roots)
+        values = (self.source, path, self.domain, self.metadata, self.data, _prefix_length(self.sidecar, self.source))
+        return _input_item, (packed((*values, within, self.member)),)
+
+
+def _prefix_length(text: str | None, source: str) -> str | int | None:
+    """``text`` as its length when it begins ``source``, so the source alone spells it."""
+    return len(text) if text and source.startswith(text) else text
+
+
+def _prefix_text(value: str | int | None, source: str) -> str | None:
+    return source[:value] if isinstance(value, int) else value
+
+
+def _input_item(blob: bytes) -> InputItem:
+    source, path, domain, metadata, data, sidecar, roots, member = unpacked(blob)
+    path = source if path is None else path
+    roots = tuple(_prefix_text(root, source) for root in roots)
+    return InputItem(source, path, domain, metadata, data, _prefix_text(sidecar, source), roots, member)
+
 
 @dataclasses.dataclass(frozen=True)
 class ImageInfo:
@@ -54,6 +79,9 @@ class ImageInfo:
     mode: str
     bytes: int
     frames: int = 1
+
+    def as_tuple(self) -> tuple[int, int, str, str, int, int]:
+        return self.width, self.height, self.format, self.mode, self.bytes, self.frames
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,6 +134,72 @@ class Sample:
     split: str = "all"
     image_ref: str = ""
 
+    def __reduce__(self) -> tuple:
+        # Positional and hex as bytes (schemas.compact); the path is usually the source, the image reference a
+        # folder and a SHA-256 name.
+        values = (
+            hex_bytes(self.key),
+            self.source,
+            None if self.path == self.source else self.path,
+            self.domain,
+            self.metadata,
+            self.image,
+            self.image_ext,
+            hex_bytes(self.sha256),
+            hex_bytes(self.pixel_sha256),
+            self.original.as_tuple(),
+            self.normalised.as_tuple(),
+            self.text,
+            self.text_source,
+            self.notes,
+            hex_map_bytes(self.hashes),
+            self.scores,
+            self.annotations,
+            self.embedding,
+            self.split,
+            _ref_parts(self.image_ref),
+        )
+        return _sample, (packed(values),)
+
+
+def _ref_parts(ref: str) -> str | tuple[str, bytes, str]:
+    """An image store reference ``FOLDER/SHA256.EXT`` as ``(FOLDER/, digest bytes, EXT)``; other text unchanged."""
+    folder, _, name = ref.rpartition("/")
+    stem, dot, ext = name.partition(".")
+    digest = hex_bytes(stem)
+    return (folder + "/", digest, ext) if dot and isinstance(digest, bytes) and "." not in ext else ref
+
+
+def _ref_text(parts: str | tuple[str, bytes, str]) -> str:
+    return parts if isinstance(parts, str) else f"{parts[0]}{parts[1].hex()}.{parts[2]}"
+
+
+def _sample(blob: bytes) -> Sample:
+    key, source, path, domain, metadata, image, ext, sha, pixel_sha, original, normalised, *rest = unpacked(blob)
+    text, text_source, notes, hashes, scores, annotations, embedding, split, ref = rest
+    return Sample(
+        hex_text(key),
+        source,
+        source if path is None else path,
+        domain,
+        metadata,
+        image,
+        ext,
+        hex_text(sha),
+        hex_text(pixel_sha),
+        ImageInfo(*original),
+        ImageInfo(*normalised),
+        text,
+        text_source,
+        notes,
+        hex_map_text(hashes),
+        scores,
+        annotations,
+        embedding,
+        split,
+        _ref_text(ref),
+    )
+
 
 @dataclasses.dataclass(frozen=True)
 class Fingerprint:
@@ -141,10 +235,34 @@ class Fingerprint:
     scores: Mapping[str, float] = dataclasses.field(default_factory=dict)
     shipped: bool = False
 
+    def __reduce__(self) -> tuple:
+        values = (
+            hex_bytes(self.key),
+            self.source,
+            hex_bytes(self.sha256),
+            hex_bytes(self.pixel_sha256),
+            self.pixels,
+            self.file_size,
+            self.richness,
+            self.domain,
+            self.metadata,
+            hex_map_bytes(self.hashes),
+            self.scores,
+            self.shipped,
+        )
+        return _fingerprint, (packed(values),)
+
+
+def _fingerprint(blob: bytes) -> Fingerprint:
+    key, source, sha, pixel_sha, *middle, hashes, scores, shipped = unpacked(blob)
+    return Fingerprint(
+        hex_text(key), source, hex_text(sha), hex_text(pixel_sha), *middle, hex_map_text(hashes), scores, shipped
+    )
+
 
 def fingerprint(sample: Sample) -> Fingerprint:
     """Return the light view of ``sample`` used by deduplication."""
-    richness = sum(1 for value in sample.metadata.values() if value not in (None, "", [], {}))
+    richness = sum(1 for value in sample.metadata.values() if not blank(value))
     return Fingerprint(
         key=sample.key,
         source=sample.source,
@@ -235,6 +353,21 @@ class LedgerRow:
     def __post_init__(self):
         if self.status not in reasons.STATUSES:
             raise ValueError(f"ledger status must be one of {reasons.STATUSES}, got {self.status!r}")
+
+    def __reduce__(self) -> tuple:
+        values = (self.source, hex_bytes(self.key), self.status, self.stage, self.reason, self.detail, self.domain)
+        return _ledger_row, (packed((*values, self.split)),)
+
+
+def _ledger_row(blob: bytes) -> LedgerRow:
+    source, key, *rest = unpacked(blob)
+    return LedgerRow(source, hex_text(key), *rest)
+
+
+def blank(value: Any) -> bool:
+    """Whether a metadata or text value says nothing: ``None``, ``""``, ``[]`` or ``{}`` (``0`` and ``False`` say
+    something). The one test of emptiness every stage uses."""
+    return value is None or (isinstance(value, str | list | dict) and not value)
 
 
 def detail_json(**fields: Any) -> str:

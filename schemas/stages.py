@@ -36,6 +36,7 @@ STAGES = (
     Stage("documents", "Documents"),
     Stage("split", "Split"),
     Stage("eval_set", "EvalSet"),
+    Stage("contamination", "ContaminationAudit"),
     Stage("write_shards", "WriteShards"),
     Stage("write_documents", "WriteDocuments"),
     Stage("write_edits", "WriteEdits"),

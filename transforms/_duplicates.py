@@ -21,10 +21,14 @@ import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam import pvalue
+from apache_beam.io.filesystems import FileSystems
 
+from schemas.compact import hex_bytes, hex_text, packed, unpacked
 from schemas.records import DuplicateCluster, rejected
+from transforms._cluster_merge import clusters_from_rows, merge_clusters, merge_summaries
 from transforms._components import ConnectedComponents
 from transforms._io import join, write_atomic
+from transforms._parts import parquet_bytes
 
 REJECTED = "rejected"
 CAPPED = "capped"
@@ -74,6 +78,19 @@ class Member:
     rank: tuple
     shipped: bool = False
     features: Any = None
+
+    def __reduce__(self) -> tuple:
+        # Compact pickling (schemas.compact); the rank ends with the key and source, as survivor_rank builds it.
+        tail = self.rank[-2:] == (self.key, self.source)
+        rank = self.rank[:-2] if tail else self.rank
+        values = (self.source, hex_bytes(self.key), self.domain, self.scope, self.labels, rank, tail, self.shipped)
+        return _member, (packed((*values, self.features)),)
+
+
+def _member(blob: bytes) -> Member:
+    source, key, domain, scope, labels, rank, tail, shipped, features = unpacked(blob)
+    key = hex_text(key)
+    return Member(source, key, domain, scope, labels, (*rank, key, source) if tail else rank, shipped, features)
 
 
 class Edge(NamedTuple):
@@ -327,10 +344,13 @@ class WriteClusters(beam.PTransform):
     that was not compared pairwise, ``counts`` ``(name, n)`` pairs summed into the summary (samples skipped...).
     """
 
-    def __init__(self, output: str, stage: str):
+    def __init__(self, output: str, stage: str, earlier: str | None = None):
+        """``earlier``: the output an incremental run builds on; its clusters are merged in
+        (``transforms._cluster_merge``), so the files describe the whole output."""
         super().__init__()
         self._output = output
         self._stage = stage
+        self._earlier = earlier
 
     def expand(self, pcolls: tuple[beam.PCollection, ...]) -> beam.PCollection:
         clusters, capped, *counts = pcolls
@@ -348,6 +368,7 @@ class WriteClusters(beam.PTransform):
                 self._stage,
                 beam.pvalue.AsSingleton(all_capped),
                 beam.pvalue.AsDict(totals),
+                self._earlier,
             )
         )
 
@@ -415,14 +436,14 @@ def summarise_clusters(
     }
 
 
-def parquet_bytes(rows: list[dict], schema: pa.Schema) -> bytes:
-    """Rows as Parquet, deterministically (the writer options of the shard sidecars)."""
-    buffer = pa.BufferOutputStream()
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema), buffer, compression="zstd", write_statistics=True)
-    return buffer.getvalue().to_pybytes()
-
-
-def _write(clusters: list[DuplicateCluster], output: str, stage: str, capped: list[dict], counts: dict) -> str:
+def _write(
+    clusters: list[DuplicateCluster], output: str, stage: str, capped: list[dict], counts: dict, earlier: str | None
+) -> str:
+    if earlier is not None and FileSystems.exists(join(earlier, "dedup", f"{stage}.parquet")):
+        with FileSystems.open(join(earlier, "dedup", f"{stage}.parquet")) as handle:
+            clusters = merge_clusters(clusters_from_rows(pq.read_table(handle).to_pylist()), clusters)
+        with FileSystems.open(join(earlier, "dedup", f"{stage}.json")) as handle:
+            capped, counts = merge_summaries(json.loads(handle.read()), capped, counts)
     path = join(output, "dedup", f"{stage}.parquet")
     write_atomic(path, parquet_bytes(cluster_rows(clusters), CLUSTER_SCHEMA))
     summary = summarise_clusters(stage, clusters, capped, counts)

@@ -26,7 +26,7 @@ from apache_beam.utils.shared import Shared
 
 from schemas.audit import ABSTAIN, AuditItem
 from schemas.config import AuditConfig
-from schemas.records import InputItem, Sample
+from schemas.records import InputItem, Sample, blank
 from transforms._lexicon import TermMatcher, load_json_lexicon
 from transforms._zero_shot import TextEncoder, acquire_bank, classify, decode_embedding, model_loader, probabilities
 
@@ -129,7 +129,7 @@ def slice_groups(domain: str, metadata: Mapping[str, Any], config: AuditConfig) 
     for column in config.slices:
         value = metadata.get(column)
         values = value if isinstance(value, (list, tuple)) else [value]
-        values = tuple(sorted({str(v) for v in values if v not in (None, "")}))
+        values = tuple(sorted({str(v) for v in values if not blank(v)}))
         if values:
             groups[column] = values
     return groups

@@ -32,7 +32,7 @@ from apache_beam.ml.inference.base import ModelHandler, RunInference
 
 from schemas import reasons
 from schemas.config import CaptionConfig, ClipModelConfig
-from schemas.records import Candidate, CaptionRequest, RejectItem, Sample
+from schemas.records import Candidate, CaptionRequest, RejectItem, Sample, blank
 from transforms._common import StageFn, apply_stage
 from transforms.embed import EMBEDDING_MODEL, decode_embedding, failed_rows
 from transforms.text import clean_text
@@ -104,7 +104,7 @@ def render(template: str, metadata: Mapping[str, Any], max_chars: int) -> str:
     """The template filled with the cleaned metadata values, or ``""`` when a field it names has no text."""
     values = {}
     for field in template_fields(template):
-        value = clean_text(metadata[field], max_chars) if metadata.get(field) not in (None, "", [], {}) else ""
+        value = clean_text(metadata[field], max_chars) if not blank(metadata.get(field)) else ""
         if not value:
             return ""
         values[field] = value

@@ -42,7 +42,7 @@ from schemas.documents import (
     TextRow,
     document_key,
 )
-from schemas.records import InputItem, LedgerRow, Sample, detail_json
+from schemas.records import InputItem, LedgerRow, Sample, blank, detail_json
 from schemas.shard import ImageFacts
 from transforms import placement
 from transforms._common import REJECTED
@@ -121,13 +121,13 @@ class TextPiece:
 def document_id(metadata: Mapping[str, Any], domain: str, config: DocumentsConfig) -> tuple[str, str] | None:
     """The ``(doc_id, origin)`` of an item from its metadata and the grouping rules, or ``None``."""
     value = metadata.get(config.id_field)
-    if value not in (None, ""):
+    if not blank(value):
         return str(value), config.id_field
     for rule in config.groups:
         if rule.domain is not None and rule.domain != domain:
             continue
         values = [metadata.get(field) for field in rule.fields]
-        if all(value not in (None, "") for value in values):
+        if all(not blank(value) for value in values):
             return rule.prefix + "+".join(str(value) for value in values), "group:" + "+".join(rule.fields)
     return None
 
@@ -135,7 +135,7 @@ def document_id(metadata: Mapping[str, Any], domain: str, config: DocumentsConfi
 def position_of(metadata: Mapping[str, Any], field: str) -> float | None:
     """The numeric position of a segment, or ``None`` when absent or not a finite number."""
     value = metadata.get(field)
-    if value in (None, "") or isinstance(value, bool):
+    if blank(value) or isinstance(value, bool):
         return None
     try:
         number = float(value)
@@ -180,7 +180,7 @@ def _image_member(sample: Sample, config: DocumentsConfig) -> Iterator[tuple[str
 
 def _text_member(row: TextRow, config: DocumentsConfig) -> Iterator[tuple[str, TextPiece]]:
     value = row.metadata.get(config.id_field)
-    if value in (None, ""):
+    if blank(value):
         return
     text = _first_text(row.metadata, config.text_fields)
     position = position_of(row.metadata, config.position_field)
@@ -195,7 +195,7 @@ def _ref_member(item: InputItem, config: DocumentsConfig) -> Iterator[tuple[str,
 
 def _dropped_ref(row: LedgerRow) -> Iterator[tuple[str, tuple[str, str]]]:
     doc_id = json.loads(row.detail).get("doc_id")
-    if doc_id not in (None, ""):
+    if not blank(doc_id):
         yield str(doc_id), (row.source, row.domain)
 
 
@@ -314,7 +314,7 @@ def assemble(
     domain = (images or texts)[0].domain if members else (refs[0][1] if refs else "")
     metadata = {}
     for field in config.document_fields:
-        value = next((m.metadata[field] for m in members if m.metadata.get(field) not in (None, "")), None)
+        value = next((m.metadata[field] for m in members if not blank(m.metadata.get(field))), None)
         if value is not None:
             metadata[field] = value
     document = Document(

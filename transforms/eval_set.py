@@ -18,8 +18,7 @@ leak writes ``leaks.json`` and, with ``fail_on_leak``, fails the run with ``Eval
 Group-aware splitting links dedup's clusters, so this is a safety net: it fires when deduplication and splitting
 disagree (dedup scoped per domain or disabled, a group key missing).
 
-``AuditContamination`` writes ``eval/contamination.json`` for ``decontaminate.exclude``: the external eval items
-found in the input pool, each match with the split it would have joined.
+The contamination audit of ``decontaminate.exclude`` items is ``transforms/contamination.py``.
 """
 
 import hashlib
@@ -32,14 +31,11 @@ import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.io.filesystems import FileSystems
 
-from schemas import reasons
 from schemas.config import (
-    DecontaminateConfig,
     EvalQuestion,
     EvalSetConfig,
     NearDedupConfig,
     SemanticDedupConfig,
-    SplitConfig,
 )
 from schemas.records import Sample
 from schemas.splits import EVAL_SCHEMA_VERSION, GenerationItem, Leak, Model, UnderstandingItem
@@ -47,7 +43,6 @@ from transforms._io import join, write_atomic
 from transforms._leaks import EvalLeakError, FindLeaksFn, Probe, ProbeIndex, describe, probe_of
 from transforms.image_store import read_image
 from transforms.incremental import EarlierRun
-from transforms.split import group_tokens, would_be_split
 
 STAGE = "eval_set"
 FOLDER = "eval"
@@ -345,118 +340,4 @@ def _write_set(
         },
     }
     write_atomic(join(folder, "eval_set.json"), json.dumps(summary, indent=2, sort_keys=True).encode() + b"\n")
-    return summary
-
-
-class AuditContamination(beam.PTransform):
-    """Write ``eval/contamination.json``: the external eval items (``decontaminate.exclude``) found in the input
-    pool, each match with the split it would have gone to had decontamination not removed it.
-
-    Applied to ledger rows (decontamination's rejections, reason ``eval_contamination``, whose detail names the eval
-    item); ``fingerprints`` are decontamination's input (their metadata gives each match's group tokens) and
-    ``tokens`` the ``(token node, split)`` output of ``AssignSplits``. A match shares the split of a group it shares
-    a token with (a product or document that did reach the shards), else the hashed split of its own group: so the
-    report says whether a public benchmark image sat in what would have been train, validation or test.
-    """
-
-    def __init__(
-        self,
-        config: DecontaminateConfig,
-        split: SplitConfig,
-        output: str,
-        fingerprints: beam.PCollection,
-        tokens: beam.PCollection,
-    ):
-        super().__init__()
-        self._active = bool(config.exclude)
-        self._split = split
-        self._output = output
-        self._fingerprints = fingerprints
-        self._tokens = tokens
-
-    def expand(self, rows: beam.PCollection) -> beam.PCollection:
-        split = self._split
-        if not self._active:
-            return rows.pipeline | "NoAudit" >> beam.Create([])
-        found = (
-            {
-                "row": rows
-                | "Contaminated" >> beam.Filter(lambda row: row.reason == reasons.EVAL_CONTAMINATION)
-                | "RowBySource" >> beam.Map(lambda row: (row.source, row)),
-                "fingerprint": self._fingerprints | "FingerprintBySource" >> beam.Map(lambda fp: (fp.source, fp)),
-            }
-            | "JoinFingerprints" >> beam.CoGroupByKey()
-            | "Found" >> beam.FlatMap(_found, split=split)
-        )
-        hits = (
-            {
-                "found": found | "ByToken" >> beam.FlatMap(lambda f: [(token, f["source"]) for token in f["tokens"]]),
-                "split": self._tokens,
-            }
-            | "JoinTokens" >> beam.CoGroupByKey()
-            | "Hits" >> beam.FlatMapTuple(lambda _, j: [(source, s) for s in j["split"] for source in j["found"]])
-        )
-        return (
-            {"found": found | "FoundBySource" >> beam.Map(lambda f: (f["source"], f)), "hit": hits}
-            | "JoinHits" >> beam.CoGroupByKey()
-            | "WouldBe" >> beam.FlatMap(_would_be, split=split)
-            | "AllFound" >> beam.combiners.ToList()
-            | "WriteAudit" >> beam.Map(_write_audit, output=self._output)
-        )
-
-
-def _found(element: tuple[str, dict], split: SplitConfig) -> Iterator[dict]:
-    source, joined = element
-    rows, fingerprints = list(joined["row"]), list(joined["fingerprint"])
-    for row in rows:
-        detail = json.loads(row.detail)
-        metadata = fingerprints[0].metadata if fingerprints else {}
-        yield {
-            "source": source,
-            "key": row.key or "",
-            "eval_source": detail.get("eval_source", ""),
-            "eval_key": detail.get("eval_key", ""),
-            "match": detail.get("match", ""),
-            "distance": detail.get("distance"),
-            "tokens": sorted(group_tokens(metadata, split.group_by)),
-        }
-
-
-def _would_be(element: tuple[str, dict], split: SplitConfig) -> Iterator[dict]:
-    _, joined = element
-    hits = list(joined["hit"])
-    for found in joined["found"]:
-        match = {k: v for k, v in found.items() if k != "tokens"}
-        yield {**match, "would_be_split": would_be_split(found["key"], found["tokens"], hits, split)}
-
-
-def audit_summary(found: Iterable[dict]) -> dict:
-    """Matches grouped by eval item, with counts by the split each match would have gone to."""
-    items: dict[tuple[str, str], list[dict]] = {}
-    for match in sorted(found, key=lambda m: (m["eval_source"], m["source"])):
-        items.setdefault((match["eval_source"], match["eval_key"]), []).append(
-            {k: v for k, v in match.items() if k not in ("eval_source", "eval_key")}
-        )
-    by_split = Counter(m["would_be_split"] for matches in items.values() for m in matches)
-    return {
-        "schema_version": EVAL_SCHEMA_VERSION,
-        "eval_items_found": len(items),
-        "matches": sum(by_split.values()),
-        "by_split": dict(sorted(by_split.items())),
-        "items": [
-            {
-                "eval_source": source,
-                "eval_key": key,
-                "found": matches,
-                "by_split": dict(sorted(Counter(m["would_be_split"] for m in matches).items())),
-            }  # fmt: skip
-            for (source, key), matches in items.items()
-        ],
-    }
-
-
-def _write_audit(found: list[dict], output: str) -> dict:
-    summary = audit_summary(found)
-    path = join(output, FOLDER, "contamination.json")
-    write_atomic(path, json.dumps(summary, indent=2, sort_keys=True).encode() + b"\n")
     return summary

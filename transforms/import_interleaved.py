@@ -42,7 +42,7 @@ from apache_beam.io.filesystems import FileSystems
 from schemas import reasons
 from schemas.config import IngestConfig, InputSpec
 from schemas.documents import TextRow
-from schemas.records import InputItem, RejectItem, rejected
+from schemas.records import InputItem, RejectItem, blank, rejected
 from transforms._common import REJECTED, StageFn
 from transforms._confine import confine, normalise, outside_root, within
 
@@ -80,7 +80,7 @@ def _json_value(value: Any) -> Any:
 
 def _doc_id(line: Mapping[str, Any], fallback: str) -> str:
     for field in ("doc_id", "id"):
-        if line.get(field) not in (None, ""):
+        if not blank(line.get(field)):
             return str(line[field])
     return fallback
 
@@ -103,12 +103,12 @@ def parse_mmc4(line: Mapping[str, Any], fallback_id: str) -> ParsedDocument:
         if not isinstance(matched, int) or not 0 <= matched < max(1, len(texts)):
             raise ValueError(f"matched_text_index {matched!r} does not index text_list ({len(texts)} sentences)")
         extra = {k: info[k] for k in ("image_name", "raw_url", "face_detections") if info.get(k) is not None}
-        if 0 <= matched < len(texts) and texts[matched] not in (None, ""):
+        if 0 <= matched < len(texts) and not blank(texts[matched]):
             extra["caption"] = str(texts[matched])
         if info.get("matched_sim") is not None:
             extra |= {"placement_similarity": float(info["matched_sim"]), "placement_method": "mmc4"}
         images.append((2 * matched, str(info.get("image_name") or info["raw_url"]), extra))
-    sentences = [(2 * index + 1, str(text)) for index, text in enumerate(texts) if text not in (None, "")]
+    sentences = [(2 * index + 1, str(text)) for index, text in enumerate(texts) if not blank(text)]
     return ParsedDocument(_doc_id(line, fallback_id), sentences, images, metadata)
 
 

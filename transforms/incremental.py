@@ -7,13 +7,16 @@ Outputs: ``new`` (items to process), ``carried`` (ledger rows kept from the earl
 Identity is the content key (SHA-256 of the bytes), so a renamed file is not processed again. Per content key:
 an item whose source had the same key before keeps its earlier row, unless that row was ``failed`` (retried);
 an item with a new source but known content is an exact duplicate of the shipped sample (or repeats the earlier
-verdict when nothing was shipped); other items are new. ``_run/increment.json`` counts the new items: an
-incremental run with none changes nothing. Earlier kept rows whose source left the input are carried,
-because their samples are still in the shards. A shipped source whose file now holds other content stops the run
-(``ChangedContent``, naming the file and ``--rebuild``): its old sample would stay in an earlier shard with no
-input behind it. The decision joins light records (content key, source, no bytes); the new items' bytes are then
-read again from their files (``ingest.read_again``), so image bytes cross no shuffle here either; a file gone
-between the two reads gets ingest's ``missing_file`` row (in ``carried``, with the other rows decided here).
+verdict when nothing was shipped); other items are new. ``_run/increment.json`` counts the new items and the
+rows decided here that differ from the earlier ledger (new names, dropped rows): an incremental run with neither
+changes nothing. Earlier kept rows whose source left the input are carried,
+because their samples are still in the shards. A shipped source whose file now holds other content stops the
+incremental job (``ChangedContent``): its old sample sits in an earlier shard, which incremental runs never rewrite,
+so the launcher rebuilds the whole output instead, and ``MarkReplaced`` writes the old key into the new row's
+detail (``replaces_key``) of every source whose content changed since the committed output. The decision
+joins light records (content key, source, no bytes); the new items' bytes are then read again from their files
+(``ingest.read_again``), so image bytes cross no shuffle here either; a file gone between the two reads gets
+ingest's ``missing_file`` row (in ``carried``, with the other rows decided here).
 Reason codes: ``exact_duplicate``. Metrics: ``incremental/new``, ``incremental/carried``.
 """
 
@@ -26,7 +29,7 @@ import apache_beam as beam
 from apache_beam import pvalue
 
 from schemas import reasons
-from schemas.records import Fingerprint, InputItem, LedgerRow, detail_json
+from schemas.records import Fingerprint, InputItem, LedgerRow, blank, detail_json
 from transforms._common import StageFn, apply_stage
 from transforms._io import join, write_atomic
 from transforms.ingest import STAGE as INGEST
@@ -36,6 +39,8 @@ from transforms.normalise import content_key
 STAGE = "incremental"
 INCREMENT = "increment.json"
 CARRIED = "carried"
+CHANGES = "changes"
+CHANGED = "changed content since it was written to"
 
 
 class IncrementalOutputs(NamedTuple):
@@ -85,7 +90,7 @@ class SkipKnown(beam.PTransform):
         decided = (
             {"items": keyed, "earlier": earlier}
             | "JoinEarlier" >> beam.CoGroupByKey()
-            | "Decide" >> beam.ParDo(_DecideFn()).with_outputs(CARRIED, main="new")
+            | "Decide" >> beam.ParDo(_DecideFn()).with_outputs(CARRIED, CHANGES, main="new")
         )
         new, unreadable = apply_stage(decided.new, "ReadNewAgain", _ReadAgainFn())
         shipped = pipeline | "NoShipped" >> beam.Create([])
@@ -95,10 +100,12 @@ class SkipKnown(beam.PTransform):
                 | "ReadShippedSidecars" >> beam.io.ReadFromParquet(f"{previous}/shards/pairs/*/*.parquet")
                 | "ShippedFingerprints" >> beam.Map(shipped_fingerprint)
             )
+        changes = decided[CHANGES] | "SumChanges" >> beam.CombineGlobally(sum)
         _ = (
             decided.new
             | "CountNew" >> beam.combiners.Count.Globally()
-            | "WriteIncrement" >> beam.Map(_write_increment, output=self._output)
+            | "WriteIncrement"
+            >> beam.Map(_write_increment, changed_rows=beam.pvalue.AsSingleton(changes), output=self._output)
         )
         carried = (decided[CARRIED], unreadable) | "CarriedOrUnreadable" >> beam.Flatten()
         return IncrementalOutputs(new=new, carried=carried, shipped=shipped)
@@ -122,7 +129,24 @@ class _ReadAgainFn(StageFn):
 
 
 class ChangedContent(RuntimeError):
-    """A shipped sample's file now holds other content: an incremental run cannot replace it."""
+    """A shipped sample's file now holds other content: an incremental run cannot replace it, a rebuild does.
+
+    The message carries ``CHANGED``, which survives every runner's wrapping of a failed job's error, so the launcher
+    recognises it (``changed_content``).
+    """
+
+
+def changed_content(error: BaseException) -> str | None:
+    """The ``ChangedContent`` sentence inside a failed job's error (a runner wraps it in its own), or ``None``."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        for line in str(error).splitlines():
+            if CHANGED in line:
+                line = line.split(f"{ChangedContent.__name__}: ", 1)[-1]
+                return line.split(" [while running", 1)[0].strip()
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def _kept_source_key(pair: tuple[str, LedgerRow]) -> Iterator[tuple[str, str]]:
@@ -132,23 +156,63 @@ def _kept_source_key(pair: tuple[str, LedgerRow]) -> Iterator[tuple[str, str]]:
 
 
 def refuse_changed_content(element: tuple[str, dict[str, Iterable[str]]], output: str) -> None:
-    """Stop the run when a source an earlier run shipped now has different content.
+    """Stop the incremental job when a source an earlier run shipped now has different content.
 
     Its old sample sits in an earlier shard, which incremental runs never rewrite, and the ledger has one row per
-    source: keeping both would put a sample in the shards that no input accounts for, so the run refuses.
+    source: keeping both would put a sample in the shards that no input accounts for, so the job stops and the
+    launcher rebuilds the output.
     """
     source, keys = element
     now, kept = set(keys["now"]), set(keys["kept"])
     if now and kept and not now & kept:
-        raise ChangedContent(
-            f"{source} changed content since it was written to {output} (key {min(kept)} is now {min(now)}); an "
-            "incremental run cannot replace a shipped sample. Rerun with --rebuild to reprocess everything, or "
-            "restore the file, or give the new content another name"
+        raise ChangedContent(f"{source} {CHANGED} {output} (key {min(kept)} is now {min(now)})")
+
+
+class MarkReplaced(beam.PTransform):
+    """Name the old key in the row of every source whose content changed since the committed output ``previous``.
+
+    A rebuild over an existing output replaces the old sample of such a source; its new row's detail says which
+    (``replaces_key``), whatever its new status. Without ``previous`` the rows pass unchanged.
+    """
+
+    def __init__(self, previous: str | None):
+        super().__init__()
+        self._previous = previous
+
+    def expand(self, rows: beam.PCollection) -> beam.PCollection:
+        if self._previous is None:
+            return rows
+        earlier = (
+            rows.pipeline
+            | "ReadEarlierLedger" >> beam.io.ReadFromParquet(join(self._previous, "ledger", "part-*.parquet"))
+            | "EarlierKept" >> beam.FlatMap(_kept_source)
+        )
+        return (
+            {"rows": rows | "BySource" >> beam.Map(lambda row: (row.source, row)), "earlier": earlier}
+            | "JoinEarlier" >> beam.CoGroupByKey()
+            | "Mark" >> beam.FlatMap(_mark_replaced)
         )
 
 
-def _write_increment(new_items: int, output: str) -> None:
-    write_atomic(join(output, "_run", INCREMENT), json.dumps({"new_items": new_items}).encode() + b"\n")
+def _kept_source(row: dict) -> Iterator[tuple[str, str]]:
+    if row["status"] == reasons.KEPT:
+        yield row["source"], row["key"]
+
+
+def _mark_replaced(element: tuple[str, dict[str, Iterable]]) -> Iterator[LedgerRow]:
+    _, grouped = element
+    old_keys = set(grouped["earlier"])
+    for row in grouped["rows"]:
+        replaced = sorted(old_keys - {row.key})
+        if replaced:
+            detail = {**json.loads(row.detail), "replaces_key": replaced[0]}
+            row = dataclasses.replace(row, detail=detail_json(**detail))
+        yield row
+
+
+def _write_increment(new_items: int, changed_rows: int, output: str) -> None:
+    increment = {"new_items": new_items, "changed_rows": changed_rows}
+    write_atomic(join(output, "_run", INCREMENT), json.dumps(increment, sort_keys=True).encode() + b"\n")
 
 
 def shipped_fingerprint(row: dict) -> Fingerprint:
@@ -161,7 +225,7 @@ def shipped_fingerprint(row: dict) -> Fingerprint:
         pixel_sha256=row["pixel_sha256"],
         pixels=row["original_width"] * row["original_height"],
         file_size=row["original_bytes"],
-        richness=sum(1 for value in metadata.values() if value not in (None, "", [], {})),
+        richness=sum(1 for value in metadata.values() if not blank(value)),
         domain=row["domain"],
         metadata=metadata,
         hashes=json.loads(row["hashes"]),
@@ -211,9 +275,19 @@ class _DecideFn(beam.DoFn):
 
     def process(self, element: tuple[str, dict[str, Iterable]]) -> Iterator:
         key, grouped = element
-        new, rows = decide(key, list(grouped["items"]), list(grouped["earlier"]))
+        earlier = list(grouped["earlier"])
+        new, rows = decide(key, list(grouped["items"]), earlier)
         self._new.inc(len(new))
         self._carried.inc(len(rows))
         yield from new
         for row in rows:
             yield pvalue.TaggedOutput(CARRIED, row)
+        if changed := ledger_changes(new, rows, earlier):
+            yield pvalue.TaggedOutput(CHANGES, changed)
+
+
+def ledger_changes(new: list[InputItem], rows: list[LedgerRow], earlier: list[LedgerRow]) -> int:
+    """Rows a decision changes without processing anything: rows it derived (a new name for known content) and
+    earlier rows it drops (their source left the input and shipped nothing)."""
+    staying = {row.source for row in rows} | {item.source for item in new}
+    return sum(row not in earlier for row in rows) + sum(row.source not in staying for row in earlier)

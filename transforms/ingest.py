@@ -36,7 +36,7 @@ from apache_beam.io.filesystems import FileSystems
 from schemas import reasons
 from schemas.config import IngestConfig, InputSpec
 from schemas.documents import TextRow
-from schemas.records import InputItem, RejectItem
+from schemas.records import InputItem, RejectItem, blank
 from transforms._common import StageFn, apply_stage
 from transforms._confine import confine, from_file_url
 from transforms._io import fault_point
@@ -223,8 +223,8 @@ class _ListManifestFn(StageFn):
         if "__error__" in values:
             raise RejectItem(reasons.MALFORMED_MANIFEST_ROW, f"{spec.path}: {values['__error__']}")
         value = values.get(spec.path_column)
-        if not value and self._text_rows_field and values.get(self._text_rows_field) not in (None, ""):
-            metadata = {k: v for k, v in values.items() if k != spec.path_column and v not in (None, "")}
+        if not value and self._text_rows_field and not blank(values.get(self._text_rows_field)):
+            metadata = {k: v for k, v in values.items() if k != spec.path_column and not blank(v)}
             domain = str(metadata.pop(self._config.domain_column, "") or spec.domain or self._config.default_domain)
             yield TextRow(source=row.source, domain=domain, metadata=metadata)
             return
@@ -234,7 +234,7 @@ class _ListManifestFn(StageFn):
                 f"{spec.path} row {row.number} has no {spec.path_column!r} value; every row needs an image path",
             )
         path = resolve_manifest_path(str(value), spec.path, spec.roots, self._config.follow_symlinks)
-        metadata = {k: v for k, v in values.items() if k != spec.path_column and v not in (None, "")}
+        metadata = {k: v for k, v in values.items() if k != spec.path_column and not blank(v)}
         domain = str(metadata.pop(self._config.domain_column, "") or spec.domain or self._config.default_domain)
         roots = manifest_roots(spec.path, spec.roots)
         yield InputItem(source=row.source, path=path, domain=domain, metadata=metadata, roots=roots)

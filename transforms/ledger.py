@@ -7,9 +7,7 @@ reason and domain). The launcher reads ``counts.json`` to enforce the failure ra
 never the only record. A source seen twice is a bug in a stage; the writer raises instead of hiding it.
 """
 
-import hashlib
 import json
-import math
 from collections import Counter
 from collections.abc import Iterable
 
@@ -18,7 +16,7 @@ import pyarrow as pa
 
 from schemas.records import LedgerRow
 from transforms._io import join, write_atomic
-from transforms.write_shards import parquet_bytes
+from transforms._parts import WriteParts
 
 STAGE = "ledger"
 
@@ -45,12 +43,8 @@ class WriteLedger(beam.PTransform):
         self._rows_per_part = rows_per_part
 
     def expand(self, rows: beam.PCollection) -> beam.PCollection:
-        total = rows | "Count" >> beam.combiners.Count.Globally()
-        _ = (
-            rows
-            | "Part" >> beam.Map(_assign_part, total=beam.pvalue.AsSingleton(total), per_part=self._rows_per_part)
-            | "GroupPart" >> beam.GroupByKey()
-            | "WritePart" >> beam.Map(_write_part, output=self._output)
+        _ = rows | "Parts" >> WriteParts(
+            self._output, "ledger", LEDGER_SCHEMA, _source, _as_row, "ledger", self._rows_per_part
         )
         return (
             rows
@@ -61,26 +55,12 @@ class WriteLedger(beam.PTransform):
         )
 
 
-def part_of(source: str, parts: int) -> int:
-    return int(hashlib.sha256(source.encode("utf-8")).hexdigest()[:15], 16) % parts
+def _source(row: LedgerRow) -> str:
+    return row.source
 
 
-def _assign_part(row: LedgerRow, total: int, per_part: int) -> tuple[int, LedgerRow]:
-    return part_of(row.source, max(1, math.ceil(total / per_part))), row
-
-
-def _write_part(element: tuple[int, Iterable[LedgerRow]], output: str) -> str:
-    part, rows = element
-    ordered = sorted(rows, key=lambda row: row.source)
-    for before, after in zip(ordered, ordered[1:], strict=False):
-        if before.source == after.source:
-            raise RuntimeError(
-                f"ledger invariant broken: {before.source} has two rows ({before.stage}/{before.status} and "
-                f"{after.stage}/{after.status}); this is a unishard bug, please report it with the input"
-            )
-    path = join(output, "ledger", f"part-{part:05d}.parquet")
-    write_atomic(path, parquet_bytes([vars(row) for row in ordered], LEDGER_SCHEMA))
-    return path
+def _as_row(row: LedgerRow) -> list[dict]:
+    return [vars(row)]
 
 
 def summarise(tallies: Iterable[tuple[tuple[str, str, str, str], int]]) -> dict:

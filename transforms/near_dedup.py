@@ -16,9 +16,15 @@ How:
    within ``k`` bits differ in at most ``k`` bands, so they agree exactly on at least one (pigeonhole): grouping by
    ``(scope, band, band value)`` with a Beam ``GroupByKey`` finds every pair within ``k`` and never compares
    fingerprints that share no band. The scope (``scope`` fields) is part of the key, so nothing crosses scopes.
-2. **Verification** inside a bucket, vectorised: pHash Hamming distance <= ``k``; the optional second hash within
-   ``second_max_distance``; the colour signature within ``max_colour_distance`` (see ``transforms.hashing``), so a
-   product in another colour is never merged.
+   A bucket entry is 16 bytes of member id, the pHash and the colour signature's length (46 bytes, where a whole
+   member was 784), and a bucket only finds its *open* members: those with a pHash within ``k`` (or
+   ``candidate_distance``) of another's, identical ones in a giant bucket. Most buckets have none.
+2. **Verification** of the open members of a bucket, joined with their members by id (``JoinMembers``) and grouped
+   again (``GroupOpen``, once for all the buckets that hold the same open members, as copies share most bands),
+   vectorised: pHash Hamming distance <= ``k``; the optional second hash within ``second_max_distance``; the colour
+   signature within ``max_colour_distance`` (see ``transforms.hashing``), so a product in another colour is never
+   merged. Members outside the open ones are in no pair, so the edges are those of the whole bucket, in the same
+   order (``tests/transforms/test_near_dedup.py`` checks it on random buckets).
 3. **Giant buckets** (a band value shared by more than ``max_bucket`` fingerprints: blank or uniform images) are not
    compared pairwise: only identical hashes merge there (linear), and the bucket is reported under
    ``capped_buckets`` in ``dedup/near_dedup.json``.
@@ -85,6 +91,7 @@ the 2 cores with the quality run above.
 """
 
 import functools
+import hashlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple
@@ -99,6 +106,7 @@ from schemas.records import Fingerprint
 from transforms._duplicates import (
     CAPPED,
     ClusterDuplicates,
+    Edge,
     Member,
     WriteClusters,
     field_values,
@@ -162,11 +170,18 @@ class Limits(NamedTuple):
 class NearDeduplicate(beam.PTransform):
     """Cluster near-duplicate fingerprints and reject all but one survivor per removal group."""
 
-    def __init__(self, config: NearDedupConfig, output: str | None = None, samples: beam.PCollection | None = None):
+    def __init__(
+        self,
+        config: NearDedupConfig,
+        output: str | None = None,
+        samples: beam.PCollection | None = None,
+        earlier: str | None = None,
+    ):
         super().__init__()
         self._config = config
         self._output = output
         self._samples = samples
+        self._earlier = earlier
 
     def expand(self, fingerprints: beam.PCollection) -> NearDedupOutputs:
         config = self._config
@@ -179,16 +194,23 @@ class NearDeduplicate(beam.PTransform):
         geometric = config.subwindow_max_distance is not None
         loose = config.candidate_distance if geometric and self._samples is not None else None
         members = fingerprints | "Member" >> beam.FlatMap(near_member, config)
-        verified = (
+        opened = (
             members
             | "Bands" >> beam.FlatMap(band_entries, band_layout(config.max_distance))
             | "GroupBand" >> beam.GroupByKey()
-            | "Verify"
-            >> beam.ParDo(_VerifyBucketFn(limits, config.max_bucket, loose)).with_outputs(
-                CAPPED, CANDIDATES, main="edges"
+            | "OpenBuckets"
+            >> beam.ParDo(_OpenBucketFn(config.max_bucket, max(config.max_distance, loose or 0))).with_outputs(
+                CAPPED, main="wanted"
             )
         )
-        edges, capped = verified.edges, verified[CAPPED]
+        verified = (
+            {"member": members | "MemberById" >> beam.Map(lambda m: (member_id(m.source), m)), "group": opened.wanted}
+            | "JoinMembers" >> beam.CoGroupByKey()
+            | "MembersByGroup" >> beam.FlatMapTuple(members_by_group)
+            | "GroupOpen" >> beam.GroupByKey()
+            | "Verify" >> beam.ParDo(_VerifyBucketFn(limits, loose)).with_outputs(CANDIDATES, main="edges")
+        )
+        edges, capped = verified.edges, opened[CAPPED]
         if geometric:
             windows = (
                 fingerprints
@@ -208,11 +230,11 @@ class NearDeduplicate(beam.PTransform):
                 | "CountSharedWindows" >> beam.CombinePerKey(SharedWindows())
                 | "EnoughWindows" >> beam.Filter(lambda counted: counted[1].windows >= config.subwindow_min_windows)
             )
-            loose = verified[CANDIDATES] | "LooseEvidence" >> beam.MapTuple(
+            near_misses = verified[CANDIDATES] | "LooseEvidence" >> beam.MapTuple(
                 lambda pair, distance: (pair, Evidence(loose=True, distance=distance))
             )
             matched = (
-                (loose, shared)
+                (near_misses, shared)
                 | "Candidates" >> beam.Flatten()
                 | "CandidateEvidence" >> beam.CombinePerKey(merge_evidence)
                 | "Keypoints"
@@ -232,7 +254,7 @@ class NearDeduplicate(beam.PTransform):
             STAGE, reasons.NEAR_DUPLICATE, METRIC, config.report_only, near_distance
         )
         if self._output is not None:
-            _ = (decided.clusters, capped) | "WriteClusters" >> WriteClusters(self._output, STAGE)
+            _ = (decided.clusters, capped) | "WriteClusters" >> WriteClusters(self._output, STAGE, self._earlier)
         return NearDedupOutputs(rejected=decided.rejected, clusters=decided.clusters)
 
 
@@ -283,10 +305,59 @@ def band_values(value: int, layout: Sequence[tuple[int, int]]) -> list[int]:
     return [(value >> shift) & ((1 << width) - 1) for shift, width in layout]
 
 
-def band_entries(member: Member, layout: Sequence[tuple[int, int]]) -> Iterator[tuple[tuple[str, int, int], Member]]:
-    """``((scope, band, band value), member)`` for every band."""
+def band_entries(
+    member: Member, layout: Sequence[tuple[int, int]]
+) -> Iterator[tuple[tuple[str, int, int], tuple[bytes, bytes, int]]]:
+    """``((scope, band, band value), (member id, pHash, colour signature length))`` for every band: what a bucket
+    needs to find its open pairs (the pHash as 8 bytes: a 64-bit value does not fit Beam's signed integer coder)."""
+    entry = (member_id(member.source), member.features.phash.to_bytes(8, "big"), colour_length(member.features.colour))
     for band, value in enumerate(band_values(member.features.phash, layout)):
-        yield (member.scope, band, value), member
+        yield (member.scope, band, value), entry
+
+
+def member_id(source: str) -> bytes:
+    """A member's id in buckets: 16 bytes of a hash of its source (unique per item), shorter than most sources."""
+    return hashlib.blake2b(source.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+def colour_length(colour: bytes | str | None) -> int:
+    """Bytes of a colour signature (raw or hex), 0 for none."""
+    if not colour:
+        return 0
+    return len(colour) // 2 if isinstance(colour, str) else len(colour)
+
+
+def colour_size(lengths: Sequence[int]) -> int | None:
+    """The signature size a bucket compares on colour (``HashArrays.of``): the most common of its non-empty
+    signatures, 3 when none; ``None`` when two sizes tie, as the first in source order wins then."""
+    counts = Counter(length for length in lengths if length).most_common(2)
+    if not counts:
+        return 3
+    if len(counts) > 1 and counts[0][1] == counts[1][1]:
+        return None
+    return counts[0][0]
+
+
+def open_members(phashes: np.ndarray, capped: bool, reach: int) -> np.ndarray:
+    """Which members of a bucket can be in a pair its verification accepts (or leaves to keypoints): a pHash
+    within ``reach`` bits of another member's, or equal to one in a capped bucket."""
+    if capped:
+        _, inverse, counts = np.unique(phashes, return_inverse=True, return_counts=True)
+        return counts[inverse] > 1
+    found = np.zeros(len(phashes), dtype=bool)
+    for start in range(0, len(phashes), _BLOCK):
+        close = popcount(phashes[start : start + _BLOCK, None] ^ phashes[None, :]) <= reach
+        close[np.arange(len(close)), np.arange(start, start + len(close))] = False
+        found[start : start + _BLOCK] |= close.any(1)
+    return found
+
+
+def members_by_group(_: bytes, joined: dict) -> Iterator[tuple[tuple, tuple[int, Member]]]:
+    """Each member joined to the open groups that want it, with how many buckets hold that same group."""
+    wanted = Counter(joined["group"])
+    for member in joined["member"]:
+        for group, count in wanted.items():
+            yield group, (count, member)
 
 
 def window_entries(
@@ -433,11 +504,13 @@ class HashArrays(NamedTuple):
     has_colour: np.ndarray
 
     @classmethod
-    def of(cls, features: Sequence[HashFeatures]) -> "HashArrays":
-        """Arrays of ``features``; a colour signature may be raw bytes or its hex text."""
+    def of(cls, features: Sequence[HashFeatures], size: int | None = None) -> "HashArrays":
+        """Arrays of ``features``; a colour signature may be raw bytes or its hex text. ``size`` is the signature
+        size compared (the most common one among ``features`` when not given)."""
         raws = [bytes.fromhex(f.colour) if isinstance(f.colour, str) else f.colour for f in features]
         # Signatures of another grid size (an earlier run's shipped samples) are not compared on colour.
-        size = Counter(len(raw) for raw in raws if raw).most_common(1)[0][0] if any(raws) else 3
+        if size is None:
+            size = Counter(len(raw) for raw in raws if raw).most_common(1)[0][0] if any(raws) else 3
         has_colour = np.array([bool(raw) and len(raw) == size for raw in raws], dtype=bool)
         blank = bytes(size)
         return cls(
@@ -506,24 +579,66 @@ def identical_pairs(rows: HashArrays, limits: Limits) -> Iterator[tuple[int, int
 
 def bucket_pairs(members: Sequence[Member], limits: Limits, max_bucket: int) -> Iterator[tuple[int, int]]:
     """Verified pairs of one bucket, as indices into ``members``."""
-    arrays = HashArrays.of([member.features for member in members])
-    if len(members) > max_bucket:
+    return verified_pairs(members, limits, len(members) > max_bucket)
+
+
+def verified_pairs(
+    members: Sequence[Member], limits: Limits, capped: bool, size: int | None = None
+) -> Iterator[tuple[int, int]]:
+    """Verified pairs of the open members of a bucket (in source order), as indices into ``members``: pairwise, or
+    only identical pHashes in a ``capped`` bucket. ``size``: the colour signature size of the whole bucket."""
+    arrays = HashArrays.of([member.features for member in members], size)
+    if capped:
         yield from identical_pairs(arrays, limits)
         return
     i, j, _, _ = close_pairs(arrays, arrays, limits, upper=True)
     yield from zip(i.tolist(), j.tolist(), strict=True)
 
 
-def loose_pairs(members: Sequence[Member], limits: Limits, distance: int) -> Iterator[tuple[tuple[str, str], int]]:
+def loose_pairs(
+    members: Sequence[Member], limits: Limits, distance: int, size: int | None = None
+) -> Iterator[tuple[tuple[str, str], int]]:
     """Source pairs within ``distance`` pHash bits that ``limits`` rejects (candidates for keypoint verification),
     with their distance."""
-    arrays = HashArrays.of([member.features for member in members])
+    arrays = HashArrays.of([member.features for member in members], size)
     accepted = set(zip(*close_pairs(arrays, arrays, limits, upper=True)[:2], strict=True))
     i, j, d, _ = close_pairs(arrays, arrays, Limits(distance), upper=True)
     for pair, bits in zip(zip(i.tolist(), j.tolist(), strict=True), d.tolist(), strict=True):
         if pair not in accepted:
             a, b = sorted((members[pair[0]].source, members[pair[1]].source))
             yield (a, b), bits
+
+
+def open_group(
+    entries: Sequence[tuple[bytes, bytes, int]], capped: bool, reach: int
+) -> tuple[tuple[bytes, bool, int | None], list[bytes]] | None:
+    """The open members of a band bucket (entries of ``band_entries``), or ``None`` when no pair can be open.
+
+    Returns:
+        The group ``(digest of the member ids, capped, colour size)`` and the sorted member ids. The colour size is
+        the whole bucket's (``colour_size``); when two sizes tie, every member is open, so that the group knows the
+        source order that decides the tie.
+    """
+    phashes = np.frombuffer(b"".join(entry[1] for entry in entries), dtype=">u8").astype(np.uint64)
+    wanted = open_members(phashes, capped, reach)
+    if not wanted.any():
+        return None
+    size = colour_size([entry[2] for entry in entries])
+    if size is None:
+        wanted[:] = True
+    ids = sorted(entry[0] for entry, open_ in zip(entries, wanted.tolist(), strict=True) if open_)
+    return (hashlib.blake2b(b"".join(ids), digest_size=16).digest(), capped, size), ids
+
+
+def group_edges(
+    members: Iterable[Member], limits: Limits, capped: bool, size: int | None, loose: int | None = None
+) -> tuple[list[Edge], list[tuple[tuple[str, str], int]]]:
+    """The forest edges of an open group and its keypoint candidates (``loose`` set, not ``capped``; each with its
+    pHash distance): the same as those of the whole bucket it came from, as members outside it are in no pair."""
+    members = sorted(members, key=lambda member: member.source)
+    edges = list(forest_edges(members, verified_pairs(members, limits, capped, size), PHASH_METHOD))
+    candidates = list(loose_pairs(members, limits, loose, size)) if loose is not None and not capped else []
+    return edges, candidates
 
 
 def near_distance(member: Member, survivor: Member) -> tuple[float, dict]:
@@ -536,26 +651,50 @@ def near_distance(member: Member, survivor: Member) -> tuple[float, dict]:
     return float(bits), {"distance": bits, "colour_distance": colour}
 
 
-class _VerifyBucketFn(beam.DoFn):
-    def __init__(self, limits: Limits, max_bucket: int, loose: int | None = None):
-        self._limits = limits
+class _OpenBucketFn(beam.DoFn):
+    """A band bucket to the groups of its open members: ``(member id, (group, capped, colour size))`` for each.
+
+    A group is the set of open members (those that can be in a pair, ``open_members``) in source order: they alone
+    make the bucket's verified pairs, in the same order as among all its members. Buckets holding the same group
+    (a pair of copies shares most bands) are verified once, the group's edges emitted once for each of them.
+    """
+
+    def __init__(self, max_bucket: int, reach: int):
         self._max_bucket = max_bucket
-        self._loose = loose
+        self._reach = reach
         self._capped = beam.metrics.Metrics.counter(STAGE, "capped_buckets")
 
-    def process(self, element: tuple[tuple[str, int, int], Iterable[Member]]) -> Iterator:
-        (scope, band, value), members = element
-        members = sorted(members, key=lambda member: member.source)
-        if len(members) < 2:
+    def process(self, element: tuple[tuple[str, int, int], Iterable[tuple[bytes, bytes, int]]]) -> Iterator:
+        (scope, band, value), entries = element
+        entries = list(entries)
+        if len(entries) < 2:
             return
-        if len(members) > self._max_bucket:
+        capped = len(entries) > self._max_bucket
+        if capped:
             self._capped.inc()
             yield pvalue.TaggedOutput(
-                CAPPED, {"scope": scope, "band": band, "value": value, "size": len(members), "compared": "identical"}
+                CAPPED, {"scope": scope, "band": band, "value": value, "size": len(entries), "compared": "identical"}
             )
-        yield from forest_edges(members, bucket_pairs(members, self._limits, self._max_bucket), PHASH_METHOD)
-        if self._loose is not None and len(members) <= self._max_bucket:
-            for pair in loose_pairs(members, self._limits, self._loose):
+        opened = open_group(entries, capped, self._reach)
+        if opened is not None:
+            group, ids = opened
+            for member in ids:
+                yield member, group
+
+
+class _VerifyBucketFn(beam.DoFn):
+    def __init__(self, limits: Limits, loose: int | None = None):
+        self._limits = limits
+        self._loose = loose
+
+    def process(self, element: tuple[tuple, Iterable[tuple[int, Member]]]) -> Iterator:
+        (_, capped, size), entries = element
+        entries = list(entries)
+        members, buckets = [member for _, member in entries], entries[0][0]
+        edges, loose = group_edges(members, self._limits, capped, size, self._loose)
+        for _ in range(buckets):
+            yield from edges
+            for pair in loose:
                 yield pvalue.TaggedOutput(CANDIDATES, pair)
 
 

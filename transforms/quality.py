@@ -32,7 +32,9 @@ that sum the same whatever the bundling, so decisions do not depend on the worke
 measure, value, threshold, rule (``threshold`` or ``deviations``), the config field in ``check``, group (and median,
 MAD, count for outlier bounds) and every failing rule's reason;
 ``text_heavy`` names the detector. ``report_only`` keeps every sample and lists its failing
-rules in ``annotations["quality"]["flags"]``. Config section: ``quality``. Metrics: ``quality/kept``,
+rules in ``annotations["quality"]["flags"]``. The histograms are written to ``OUT/quality/histograms.json``; an
+incremental run adds the earlier run's, so its bounds come from every image the output has measured, not only the
+new ones. Config section: ``quality``. Metrics: ``quality/kept``,
 ``quality/rejected``, ``quality/flagged``, ``quality/failed``.
 """
 
@@ -47,12 +49,14 @@ import apache_beam as beam
 import cv2
 import numpy as np
 from apache_beam import pvalue
+from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 
 from schemas import reasons
 from schemas.config import QualityConfig, QualityRule
 from schemas.records import Sample, rejected
 from transforms._common import REJECTED, StageFn, apply_stage
+from transforms._io import join, write_atomic
 from transforms._text_regions import DETECTOR, text_coverage
 from transforms.image_store import read_image
 
@@ -65,6 +69,7 @@ TINTED_FLOOR = 150
 TEXT_SIDE = 192
 BINS = 2048
 MAD_SCALE = 1.4826
+HISTOGRAMS = ("quality", "histograms.json")
 
 
 class Measures(NamedTuple):
@@ -118,9 +123,13 @@ class QualityOutputs(NamedTuple):
 class FilterLowQuality(beam.PTransform):
     """Measure every sample, then reject (or, with ``report_only``, flag) those failing a quality rule."""
 
-    def __init__(self, config: QualityConfig):
+    def __init__(self, config: QualityConfig, output: str | None = None, earlier: str | None = None):
+        """``output``: where ``quality/histograms.json`` goes (nowhere when ``None``); ``earlier``: the output of
+        the run an incremental run builds on, whose histograms count too."""
         super().__init__()
         self._config = config
+        self._output = output
+        self._earlier = earlier
 
     def expand(self, samples: beam.PCollection) -> QualityOutputs:
         config = self._config
@@ -129,11 +138,28 @@ class FilterLowQuality(beam.PTransform):
         measured, failed = apply_stage(samples, "Measure", _MeasureFn(config.side))
         stats = None
         if relative_rules(config):
-            stats = beam.pvalue.AsDict(
+            histograms = (
                 measured
                 | "Bins" >> beam.Map(lambda sample: (group_key(sample, config.group_by), bins_of(sample, config)))
                 | "Histograms" >> beam.CombinePerKey(_HistogramFn(len(relative_rules(config))))
-                | "GroupStats" >> beam.MapTuple(lambda key, counts: (key, group_stats(counts, config)))
+            )
+            if self._earlier is not None:
+                earlier = (
+                    samples.pipeline
+                    | "EarlierOutput" >> beam.Create([self._earlier])
+                    | "EarlierHistograms" >> beam.FlatMap(read_histograms, config=config)
+                )
+                histograms = (
+                    (histograms, earlier) | "WithEarlier" >> beam.Flatten() | "AddUp" >> beam.CombinePerKey(sum)
+                )
+            if self._output is not None:
+                _ = (
+                    histograms
+                    | "AllHistograms" >> beam.combiners.ToList()
+                    | "WriteHistograms" >> beam.Map(write_histograms, output=self._output, config=config)
+                )
+            stats = beam.pvalue.AsDict(
+                histograms | "GroupStats" >> beam.MapTuple(lambda key, counts: (key, group_stats(counts, config)))
             )
         decided = measured | "Decide" >> beam.ParDo(_DecideFn(config), stats).with_outputs(REJECTED, main="kept")
         dropped = (failed, decided[REJECTED]) | "Rejected" >> beam.Flatten()
@@ -240,6 +266,36 @@ def rules(config: QualityConfig) -> dict[str, QualityRule]:
 def relative_rules(config: QualityConfig) -> list[str]:
     """Config fields of the rules with an outlier bound, in decision order (the histogram rows)."""
     return [name for name, rule in rules(config).items() if rule.deviations > 0]
+
+
+def write_histograms(histograms: list[tuple[str, np.ndarray]], output: str, config: QualityConfig) -> None:
+    """Write every group's histogram rows sparsely (``[bin, count]`` pairs per rule) as canonical JSON."""
+    groups = {
+        key: {
+            rule: [[int(b), int(row[b])] for b in np.flatnonzero(row)]
+            for rule, row in zip(relative_rules(config), counts, strict=True)
+        }
+        for key, counts in histograms
+    }
+    data = {"bins": BINS, "group_by": config.group_by, "groups": groups}
+    write_atomic(join(output, *HISTOGRAMS), json.dumps(data, sort_keys=True, ensure_ascii=False).encode() + b"\n")
+
+
+def read_histograms(output: str, config: QualityConfig) -> Iterator[tuple[str, np.ndarray]]:
+    """The histograms an earlier run wrote into ``output``, for the rules ``config`` has (none if it wrote none)."""
+    path = join(output, *HISTOGRAMS)
+    if not FileSystems.exists(path):
+        return
+    with FileSystems.open(path) as handle:
+        data = json.loads(handle.read())
+    if data["bins"] != BINS or data["group_by"] != config.group_by:
+        return
+    for key, rows in sorted(data["groups"].items()):
+        counts = np.zeros((len(relative_rules(config)), BINS), np.int64)
+        for index, rule in enumerate(relative_rules(config)):
+            for b, count in rows.get(rule, []):
+                counts[index, b] = count
+        yield key, counts
 
 
 def group_key(sample: Sample, group_by: list[str]) -> str:

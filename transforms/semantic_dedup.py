@@ -27,7 +27,7 @@ from apache_beam import pvalue
 
 from schemas import reasons
 from schemas.config import SemanticDedupConfig
-from schemas.records import Sample
+from schemas.records import Sample, blank
 from transforms._duplicates import (
     CAPPED,
     ClusterDuplicates,
@@ -53,10 +53,11 @@ class SemanticDedupOutputs(NamedTuple):
 class SemanticDeduplicate(beam.PTransform):
     """Cluster samples by embedding cosine and reject all but one survivor per removal group."""
 
-    def __init__(self, config: SemanticDedupConfig, output: str | None = None):
+    def __init__(self, config: SemanticDedupConfig, output: str | None = None, earlier: str | None = None):
         super().__init__()
         self._config = config
         self._output = output
+        self._earlier = earlier
 
     def expand(self, samples: beam.PCollection) -> SemanticDedupOutputs:
         config = self._config
@@ -77,7 +78,7 @@ class SemanticDeduplicate(beam.PTransform):
         )
         if self._output is not None:
             _ = (decided.clusters, verified[CAPPED], members[SKIPPED]) | "WriteClusters" >> WriteClusters(
-                self._output, STAGE
+                self._output, STAGE, self._earlier
             )
         return SemanticDedupOutputs(rejected=decided.rejected, clusters=decided.clusters)
 
@@ -93,7 +94,7 @@ def skip_reason(sample: Sample, config: SemanticDedupConfig) -> str | None:
 
 def semantic_member(sample: Sample, config: SemanticDedupConfig) -> Member:
     """The light member of a sample with an embedding."""
-    richness = sum(1 for value in sample.metadata.values() if value not in (None, "", [], {}))
+    richness = sum(1 for value in sample.metadata.values() if not blank(value))
     return Member(
         source=sample.source,
         key=sample.key,

@@ -15,7 +15,7 @@ import apache_beam as beam
 
 from schemas import reasons
 from schemas.config import TextConfig
-from schemas.records import RejectItem, Sample
+from schemas.records import RejectItem, Sample, blank
 from transforms._common import StageFn, apply_stage
 
 STAGE = "text"
@@ -43,7 +43,7 @@ class ChooseText(beam.PTransform):
 def clean_text(value: Any, max_chars: int = 2000) -> str:
     """Turn a metadata value into plain text: strip HTML, unescape entities, collapse whitespace, bound length."""
     if isinstance(value, (list, tuple)):
-        value = ", ".join(str(part) for part in value if part not in (None, ""))
+        value = ", ".join(str(part) for part in value if not blank(part))
     text = _SPACE.sub(" ", html.unescape(_TAG.sub(" ", str(value)))).strip()
     if len(text) > max_chars:
         text = text[:max_chars].rsplit(" ", 1)[0]

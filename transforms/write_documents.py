@@ -19,11 +19,9 @@ Metrics: ``write_documents/documents``, ``write_documents/shards``.
 """
 
 import dataclasses
-import hashlib
 import json
-import math
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import apache_beam as beam
@@ -41,18 +39,16 @@ from schemas.documents import (
     LeftImage,
     Segment,
     document_key,
-    parse_document,
 )
 from schemas.records import LedgerRow, Sample, detail_json
 from schemas.shard import ShardStats
 from transforms._common import REJECTED
 from transforms._io import join, write_atomic
+from transforms._parts import WriteParts, parquet_bytes
 from transforms.documents import left_detail, rejected_document
 from transforms.image_store import image_sha256, read_image
-from transforms.ledger import part_of
 from transforms.write_shards import (
     canonical_json,
-    parquet_bytes,
     shard_count,
     shard_dir,
     shard_name,
@@ -258,30 +254,6 @@ def _image_metadata(segment: Segment, member: str, sample: Sample) -> ImageMetad
     )
 
 
-def document_problems(members: dict[str, bytes]) -> list[str]:
-    """What is wrong with one ``docs`` sample, given its tar members by suffix (``json``, ``0.jpg``...).
-
-    For shard validation: the JSON must parse as a supported ``DocumentRecord`` version, every image it names must be
-    a member whose SHA-256 matches, and no other member may exist. An empty list means the sample is sound.
-    """
-    if "json" not in members:
-        return ["no json member"]
-    try:
-        record = parse_document(json.loads(members["json"]))
-    except ValueError as error:  # pydantic.ValidationError and json.JSONDecodeError are ValueErrors
-        return [f"json does not parse as a document: {error}"]
-    problems = []
-    named = {meta.member: meta for meta in record.image_metadata if meta is not None}
-    for member, meta in named.items():
-        if member not in members:
-            problems.append(f"image member {member} is missing")
-        elif hashlib.sha256(members[member]).hexdigest() != meta.image_sha256:
-            problems.append(f"image member {member} does not match its image_sha256")
-    if extra := sorted(set(members) - set(named) - {"json"}):
-        problems.append(f"members the JSON does not name: {extra}")
-    return problems
-
-
 SIDECAR_SCHEMA = pa.schema(
     [
         ("key", pa.string()),
@@ -425,12 +397,8 @@ class WriteDocumentLedger(beam.PTransform):
             | "JoinLeft" >> beam.CoGroupByKey()
             | "Complete" >> beam.FlatMap(_complete)
         )
-        total = completed | "Count" >> beam.combiners.Count.Globally()
-        _ = (
-            completed
-            | "Part" >> beam.Map(_assign_part, total=beam.pvalue.AsSingleton(total), per_part=self._rows_per_part)
-            | "GroupPart" >> beam.GroupByKey()
-            | "WritePart" >> beam.Map(_write_part, output=self._output)
+        _ = completed | "Parts" >> WriteParts(
+            self._output, LEDGER_DIR, LEDGER_SCHEMA, _doc_id, _as_row, "document ledger", self._rows_per_part
         )
         return (
             completed
@@ -467,22 +435,12 @@ def _complete(element: tuple[str, dict]) -> Iterator[DocumentLedgerRow]:
         yield dataclasses.replace(row, detail=detail_json(**detail))
 
 
-def _assign_part(row: DocumentLedgerRow, total: int, per_part: int) -> tuple[int, DocumentLedgerRow]:
-    return part_of(row.doc_id, max(1, math.ceil(total / per_part))), row
+def _doc_id(row: DocumentLedgerRow) -> str:
+    return row.doc_id
 
 
-def _write_part(element: tuple[int, Iterable[DocumentLedgerRow]], output: str) -> str:
-    part, rows = element
-    ordered = sorted(rows, key=lambda row: row.doc_id)
-    for before, after in zip(ordered, ordered[1:], strict=False):
-        if before.doc_id == after.doc_id:
-            raise RuntimeError(
-                f"document ledger invariant broken: {before.doc_id!r} has two rows ({before.stage}/{before.status} "
-                f"and {after.stage}/{after.status}); this is a unishard bug, please report it with the input"
-            )
-    path = join(output, LEDGER_DIR, f"part-{part:05d}.parquet")
-    write_atomic(path, parquet_bytes([vars(row) for row in ordered], LEDGER_SCHEMA))
-    return path
+def _as_row(row: DocumentLedgerRow) -> list[dict]:
+    return [vars(row)]
 
 
 def _write_counts(tallies: list[tuple[str, int]], output: str) -> dict:

@@ -26,15 +26,15 @@ import pyarrow as pa
 
 from schemas.config import EditRule, EditViewConfig, ShardsConfig
 from schemas.documents import EditImage, EditRecord
-from schemas.records import Sample
+from schemas.records import Sample, blank
 from schemas.shard import ImageFacts, ShardStats
 from transforms._io import join, write_atomic
+from transforms._parts import parquet_bytes
 from transforms.image_store import image_sha256, read_image
 from transforms.text import clean_text
 from transforms.write_documents import sampled
 from transforms.write_shards import (
     canonical_json,
-    parquet_bytes,
     shard_count,
     shard_dir,
     shard_name,
@@ -105,7 +105,7 @@ class WriteEditPairs(beam.PTransform):
 
 def _value(sample: Sample, field: str) -> str:
     value = sample.metadata.get(field)
-    return "" if value in (None, "") else clean_text(value)
+    return "" if blank(value) else clean_text(value)
 
 
 def rule_groups(sample: Sample, rules: list[EditRule]) -> Iterator[tuple[str, Sample]]:

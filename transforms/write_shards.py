@@ -20,7 +20,6 @@ from typing import NamedTuple
 
 import apache_beam as beam
 import pyarrow as pa
-import pyarrow.parquet as pq
 from apache_beam import pvalue
 
 from schemas import reasons
@@ -28,6 +27,7 @@ from schemas.config import ShardsConfig
 from schemas.records import LedgerRow, Sample, detail_json
 from schemas.shard import ImageFacts, SampleRecord, ShardEntry, ShardIndex, ShardStats
 from transforms._io import atomic_writer, join, write_atomic
+from transforms._parts import parquet_bytes
 from transforms.embed import embedding_matrix, npy_bytes
 from transforms.image_store import image_sha256, read_image
 
@@ -199,13 +199,6 @@ def sidecar_row(record: SampleRecord) -> dict:
         "annotations": canonical_json(record.annotations).decode(),
         "metadata": canonical_json(record.metadata).decode(),
     }
-
-
-def parquet_bytes(rows: list[dict], schema: pa.Schema) -> bytes:
-    """Serialise rows to Parquet deterministically (no pandas metadata, fixed writer options)."""
-    buffer = pa.BufferOutputStream()
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema), buffer, compression="zstd", write_statistics=True)
-    return buffer.getvalue().to_pybytes()
 
 
 def write_tar(path: str, members: Iterable[tuple[str, bytes]]) -> int:

@@ -6,7 +6,9 @@ import shutil
 import socket
 import subprocess
 import time
+from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from pipeline.launch import RunError
@@ -55,6 +57,52 @@ def test_incremental_run_processes_only_new_content_and_matches_a_full_run(tmp_p
     )
 
 
+def _copy(folder, photo, seed, name, size):
+    path = folder / name
+    photo(320, 240, seed=seed).resize(size).save(path, quality=80)
+    write_sidecar(path, title=f"copy of {seed}", domain="factory")
+
+
+def test_an_incremental_run_s_side_outputs_describe_the_whole_output(tmp_path, run, photo):
+    inputs, later = tmp_path / "in", tmp_path / "later"
+    for seed in range(10):
+        folder = later if seed >= 6 else inputs
+        folder.mkdir(exist_ok=True)
+        photo(320, 240, seed=seed).save(folder / f"photo{seed:02d}.jpg", quality=90)
+        write_sidecar(
+            folder / f"photo{seed:02d}.jpg", title=f"photo {seed}", domain=("factory", "marketing")[seed % 2]
+        )
+    _copy(inputs, photo, 0, "a-copy1.jpg", (240, 180))
+    quality = {"report_only": True}  # measured and written, nothing removed: every copy reaches near dedup
+    run([inputs], output=tmp_path / "out", quality=quality)
+    for path in later.iterdir():
+        path.rename(inputs / path.name)
+    _copy(inputs, photo, 0, "a-copy2.jpg", (200, 150))
+    _copy(inputs, photo, 7, "b-copy.jpg", (240, 180))
+
+    second = run([inputs], output=tmp_path / "out", quality=quality)
+    full = run([inputs], output=tmp_path / "full", quality=quality)
+
+    ours, theirs = second.file_bytes(), full.file_bytes()
+    side = sorted(name for name in theirs if name.startswith(("audit/", "quality/", "dedup/")))
+    assert "audit/audit.json" in side and "quality/histograms.json" in side and "audit/rankings.json" in side
+    assert [name for name in side if ours.get(name) != theirs[name]] == ["dedup/near_dedup.parquet"]
+    audit = json.loads(ours["audit/audit.json"])
+    assert audit["measured"]["input"] == 13 and audit["items"] == {"kept": 10, "rejected": 3}
+
+    def clusters(out):  # evidence differs by design: a later copy matched the survivor, not the earlier copy
+        rows = pq.read_table(out.path / "dedup" / "near_dedup.parquet").to_pylist()
+        return {(Path(row["source"]).name, row["cluster_id"], row["survivor_key"], row["removed"]) for row in rows}
+
+    keys = second.ledger_by_name()
+    assert clusters(second) == clusters(full)
+    assert {(name, survivor) for name, _, survivor, removed in clusters(second) if removed} == {
+        ("a-copy1.jpg", keys["photo00.jpg"]["key"]),
+        ("a-copy2.jpg", keys["photo00.jpg"]["key"]),
+        ("b-copy.jpg", keys["photo07.jpg"]["key"]),
+    }
+
+
 def test_new_copies_and_near_duplicates_of_shipped_images_are_rejected_naming_them(tmp_path, run, photo):
     inputs = tmp_path / "in"
     _add_photos(inputs, photo, range(3))
@@ -72,6 +120,30 @@ def test_new_copies_and_near_duplicates_of_shipped_images_are_rejected_naming_th
     assert json.loads(rows["z-bigger.png"]["detail"])["survivor_key"] == shipped["photo01.jpg"]
     assert rows["photo01.jpg"]["status"] == "kept"
     assert len(second.ledger) == 5
+
+
+def test_a_renamed_or_deleted_file_alone_still_updates_the_ledger(tmp_path, run, photo):
+    inputs = tmp_path / "in"
+    _add_photos(inputs, photo, range(3))
+    (inputs / "broken.jpg").write_bytes(b"\xff\xd8 not really a JPEG")
+    first = run([inputs], output=tmp_path / "out")
+    assert set(first.ledger_by_name()) == {"photo00.jpg", "photo01.jpg", "photo02.jpg", "broken.jpg"}
+
+    (inputs / "photo01.jpg").rename(inputs / "moved.jpg")
+    (inputs / "photo01.json").rename(inputs / "moved.json")
+    (inputs / "broken.jpg").unlink()
+    second = run([inputs], output=tmp_path / "out")
+
+    rows = second.ledger_by_name()
+    # the moved file's sample is still in its shard under the old name; the new name is its exact duplicate
+    assert set(rows) == {"photo00.jpg", "photo01.jpg", "photo02.jpg", "moved.jpg"}
+    assert rows["moved.jpg"]["reason"] == reasons.EXACT_DUPLICATE
+    assert json.loads(rows["moved.jpg"]["detail"])["survivor_key"] == rows["photo01.jpg"]["key"]
+    assert len(second.samples()) == 3
+    # the audit counts what the ledger holds: the deleted file's earlier counts were taken out
+    audit = json.loads((tmp_path / "out" / "audit" / "audit.json").read_text())
+    assert audit["items"] == {"kept": 3, "rejected": 1}
+    assert audit["measured"]["input"] == 4
 
 
 def test_failed_items_are_retried_on_the_next_run(tmp_path, run, photo, monkeypatch):
@@ -93,6 +165,8 @@ def test_failed_items_are_retried_on_the_next_run(tmp_path, run, photo, monkeypa
     second = run([inputs], output=tmp_path / "out", run={"max_failure_ratio": 0.5})
     assert second.ledger_by_name()["photo02.jpg"]["status"] == "kept"
     assert len(second.samples()) == 4
+    audit = json.loads((tmp_path / "out" / "audit" / "audit.json").read_text())
+    assert audit["items"] == {"kept": 4}  # the retried item's failed count was taken out
 
 
 def test_a_kept_affecting_config_change_needs_rebuild(tmp_path, run, photo):
@@ -105,22 +179,30 @@ def test_a_kept_affecting_config_change_needs_rebuild(tmp_path, run, photo):
     assert all(json.loads(s["json"])["image"]["width"] <= 128 for s in rebuilt.samples())
 
 
-def test_a_shipped_file_with_new_content_stops_the_run_naming_it_and_rebuild_replaces_it(tmp_path, run, photo):
+def test_a_shipped_file_with_new_content_replaces_its_old_sample_everywhere(tmp_path, run, photo, caplog):
     inputs = tmp_path / "in"
     _add_photos(inputs, photo, range(3))
     first = run([inputs], output=tmp_path / "out")
-    before, old_key = first.file_bytes(), first.ledger_by_name()["photo01.jpg"]["key"]
+    old_key = first.ledger_by_name()["photo01.jpg"]["key"]
+    assert any(old_key.encode() in data for name, data in first.file_bytes().items() if name.startswith("shards/"))
     changed = inputs / "photo01.jpg"
     photo(220, 160, seed=77).save(changed, quality=90)  # same name, other picture
-    with pytest.raises(RunError) as raised:
-        run([inputs], output=tmp_path / "out")
-    assert str(changed) in str(raised.value) and "--rebuild" in str(raised.value)
-    assert first.file_bytes() == before  # nothing committed
-    rebuilt = run([inputs], output=tmp_path / "out", rebuild=True)
-    rows = rebuilt.ledger_by_name()
-    assert len(rows) == 3 and rows["photo01.jpg"]["status"] == reasons.KEPT
+    _add_photos(inputs, photo, [3])
+
+    second = run([inputs], output=tmp_path / "out")
+
+    assert f"{changed} changed content" in caplog.text and "rebuilt" in caplog.text
+    rows = second.ledger_by_name()
+    assert len(rows) == 4 and rows["photo01.jpg"]["status"] == reasons.KEPT
     assert rows["photo01.jpg"]["key"] != old_key
-    assert len(rebuilt.samples()) == 3
+    assert json.loads(rows["photo01.jpg"]["detail"])["replaces_key"] == old_key
+    assert all("replaces_key" not in json.loads(rows[name]["detail"]) for name in ("photo00.jpg", "photo02.jpg"))
+    samples = second.samples()
+    assert len(samples) == 4 and all(json.loads(s["json"])["key"] != old_key for s in samples)
+    # no file of any view, sidecar, index or side output holds the old sample any more; only the ledger names it
+    holding = sorted(name for name, data in second.file_bytes().items() if old_key.encode() in data)
+    assert holding and all(name.startswith("ledger/") for name in holding)
+    assert second.file_bytes().keys() == run([inputs], output=tmp_path / "full").file_bytes().keys()
 
 
 def test_a_live_lock_refuses_and_a_stale_lock_is_taken_over(tmp_path, run, photo):

@@ -184,6 +184,9 @@ def test_other_views_check_every_image_their_json_names(tmp_path):
         (tarfile.TarInfo(f"{key}.0.jpg"), b"tampered"),
     ]
     _rewrite(path, members)
-    problems = check_shard(str(path), "docs", "train").problems
+    problems = check_shard(str(path), "edit", "train").problems
     assert any("0.jpg bytes do not match image_sha256" in p for p in problems), problems
     assert any("has no member '1.jpg'" in p for p in problems), problems
+    # the docs view holds documents: a JSON that is not a DocumentRecord is named as such
+    problems = check_shard(str(path), "docs", "train").problems
+    assert any(f"sample {key}: json does not parse as a document" in p for p in problems), problems

@@ -15,10 +15,11 @@ from schemas.config import EvalQuestion, EvalSetConfig, NearDedupConfig, Semanti
 from schemas.records import ImageInfo, Sample
 from tests.helpers import jpeg_bytes, make_photo
 from transforms._leaks import ProbeIndex, probe_of
+from transforms._parts import parquet_bytes
 from transforms.eval_set import BuildEvalSet, items_of, with_choices
 from transforms.hashing import perceptual_hashes
 from transforms.incremental import EarlierRun
-from transforms.write_shards import SIDECAR_SCHEMA, parquet_bytes, sample_record, sidecar_row
+from transforms.write_shards import SIDECAR_SCHEMA, sample_record, sidecar_row
 
 NEAR = NearDedupConfig()
 SEMANTIC = SemanticDedupConfig()

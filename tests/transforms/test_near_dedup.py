@@ -23,7 +23,7 @@ from schemas import reasons
 from schemas.config import NearDedupConfig, NormaliseConfig
 from schemas.records import Fingerprint, ImageInfo, Sample, fingerprint
 from tests.helpers import make_photo, run_job, write_sidecar
-from transforms._duplicates import Edge, Member, decide_cluster
+from transforms._duplicates import Edge, Member, decide_cluster, forest_edges
 from transforms._keypoints import KeepBestPerImage, extract, match, overlay_patch
 from transforms.hashing import (
     colour_distance,
@@ -38,11 +38,16 @@ from transforms.near_dedup import (
     HashFeatures,
     Limits,
     NearDeduplicate,
+    band_entries,
     band_layout,
     band_values,
     bucket_pairs,
     colour_contained,
+    group_edges,
+    loose_pairs,
+    member_id,
     near_distance,
+    open_group,
     window_pairs,
 )
 from transforms.normalise import content_key, encode, normalise_image
@@ -96,6 +101,60 @@ def test_band_buckets_find_exactly_the_pairs_within_k(seed, k):
         if (a.features.phash ^ b.features.phash).bit_count() <= k
     }
     assert found == expected
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10**6), k=st.integers(2, 10), max_bucket=st.sampled_from([3, 6, 1000]))
+def test_open_groups_give_the_edges_and_candidates_of_whole_buckets(seed, k, max_bucket):
+    """Buckets carry ids and pHashes only; verifying the open members joined with their features gives exactly the
+    edges (in order) and keypoint candidates of verifying the whole bucket, capped buckets and colour sizes that
+    tie included."""
+    rng = random.Random(seed)
+    bases = [(rng.getrandbits(64), bytes(rng.randrange(256) for _ in range(48))) for _ in range(8)]
+    members = []
+    for index in range(40):
+        phash, colour = rng.choice(bases)
+        phash = _flip(phash, rng.sample(range(64), rng.choice([0, 0, 1, k // 2, k, k + 1, k + 3])))
+        if rng.random() < 0.5:
+            colour = bytes(min(255, max(0, c + rng.randint(-3, 3))) for c in colour)
+        colour = rng.choice([colour, colour, colour, colour[:27], None])
+        labels = rng.choice(["", "", '["a"]'])
+        members.append(
+            Member(
+                f"s{rng.getrandbits(20):07d}-{index}",
+                f"k{index}",
+                "d",
+                "",
+                labels,
+                (index,),
+                False,
+                HashFeatures(phash, None, colour),
+            )
+        )
+    limits, loose, layout = Limits(k, None, 8.0), k + 2, band_layout(k)
+    by_id = {member_id(member.source): member for member in members}
+    buckets = defaultdict(list)
+    for member in members:
+        for bucket, entry in band_entries(member, layout):
+            buckets[bucket].append((member, entry))
+    for bucket in buckets.values():
+        whole = sorted((member for member, _ in bucket), key=lambda member: member.source)
+        if len(whole) < 2:
+            continue
+        capped = len(whole) > max_bucket
+        expected = [
+            (e.a.source, e.b.source, e.same_label)
+            for e in forest_edges(whole, bucket_pairs(whole, limits, max_bucket), "phash")
+        ]
+        expected_loose = [] if capped else list(loose_pairs(whole, limits, loose))
+        opened = open_group([entry for _, entry in bucket], capped, max(k, loose))
+        if opened is None:
+            assert (expected, expected_loose) == ([], [])
+            continue
+        (_, group_capped, size), ids = opened
+        edges, candidates = group_edges([by_id[i] for i in ids], limits, group_capped, size, loose)
+        assert [(e.a.source, e.b.source, e.same_label) for e in edges] == expected
+        assert candidates == expected_loose
 
 
 def _garment(colour: tuple[int, int, int], shift: int = 0) -> Image.Image:

@@ -18,7 +18,8 @@ from schemas.config import SplitConfig
 from schemas.records import ImageInfo, Sample
 from tests.helpers import jpeg_bytes, make_photo, run_job, write_sidecar
 from transforms._components import components
-from transforms.split import AssignSplits, key_node, plan_splits, unit_of
+from transforms._split_rules import key_node, plan_splits, unit_of
+from transforms.split import AssignSplits
 
 FAST = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SPLIT = SplitConfig(

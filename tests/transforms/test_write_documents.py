@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from pipeline.validate import document_problems
 from schemas import documents as schema
 from schemas import reasons
 from schemas.config import ViewConfig
@@ -23,7 +24,7 @@ from schemas.documents import (
 )
 from schemas.shard import ImageFacts
 from tests.documents_run import documents_run
-from transforms.write_documents import document_problems, place_in_split, sampled
+from transforms.write_documents import place_in_split, sampled
 
 
 @pytest.fixture(scope="module")
