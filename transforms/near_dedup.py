@@ -79,8 +79,8 @@ windows within 8 bits (179 of 203 crops share one with their original or are wit
 windows an image, at 1.7 times the shuffle), ``candidate_distance = 10``, colour containment within 1.25
 ``max_colour_distance`` for 90% of the cells (every crop, overlay and logo copy passes at 0.93 or more; it removes
 about 60% of window candidates). Cost, process CPU per image on the 2-core machine shared with other work: the
-``subwindow`` hash adds 6.7 ms to normalise (5.0 for pHash and colour), and the stage's pipeline goes from 7.1 to 31.7
-ms on the DirectRunner: 43.4 ms against 12.1 in all (3.6 times; 71.6 against 14.3, 5.0 times, before the per-image
+``subwindow`` hash adds 6.7 ms to normalise (5.0 for pHash and colour), and the stage's pipeline goes from 7.2 to 30.9
+ms on the DirectRunner: 42.6 ms against 12.2 in all (3.5 times; 71.6 against 14.3, 5.0 times, before the per-image
 bound: 2,417 pairs matched on keypoints instead of 5,546, most between different products of one studio shoot or
 sharing a caption, which only the colour check tells apart, and 1,217 images featured). The target of the issue, at
 most twice the pre-crop cost, is not met, which is why the path is off by default. Scale (``--scale-only --scale
