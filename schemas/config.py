@@ -124,11 +124,17 @@ class NearDedupConfig(DuplicateRules):
         le=31,
         description="Largest pHash distance between two keypoint-anchored windows that makes a crop or overlay "
         "candidate; candidates are kept only when keypoints verify them (8 is the benchmarked value). Unset "
-        "(the default) turns off the geometric path and its 'subwindow' hash: its candidate pairs grow faster "
-        "than the image count, and a run of 8,000 distinct photos outgrew 12 GB with it on (docs/scaling.md).",
+        "(the default) turns off the geometric path and its 'subwindow' hash: its candidates are bounded per image "
+        "(subwindow_candidates), but it costs several times the stage's CPU (transforms/near_dedup.py).",
     )
     subwindow_min_windows: int = pydantic.Field(
         1, ge=1, description="Windows two images must share (within subwindow_max_distance) to be a candidate."
+    )
+    subwindow_candidates: int = pydantic.Field(
+        8,
+        ge=1,
+        description="Crop and overlay candidate pairs each image keeps for keypoint verification (most shared "
+        "windows first): bounds the pairs verified to this many per image, so the work grows with the image count.",
     )
     candidate_distance: int = pydantic.Field(
         10,

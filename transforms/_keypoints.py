@@ -48,6 +48,7 @@ from transforms.image_store import read_image
 
 KEYPOINTS = "keypoints"
 ATTEMPTS = 2
+PRE_FACTOR = 4
 WORKING_SIDE = 512
 THUMB_SIDE = 128
 THUMB_QUALITY = 95
@@ -289,9 +290,14 @@ def match(
 class VerifyCandidates(beam.PTransform):
     """Turn candidate source pairs into ``keypoints`` edges, reading only the images of pairs worth verifying.
 
-    Only pairs that could join two groups the hashes did not join are verified: pairs inside one component of the
-    ``known`` edges are dropped, and between two components at most ``ATTEMPTS`` pairs are tried (best-ranked
-    members first), since one match joins them.
+    The candidates are bounded per image, so that what is joined, featured and matched grows with the number of
+    images, not with the pairs that share structure (photos of one studio, shapes on smooth grounds): each image
+    keeps its ``PRE_FACTOR * per_image`` strongest candidates (by ``score()`` of their evidence, then the nearest
+    whole-image pHash ``distance``, then source) before the hash tests, and its ``per_image`` strongest open pairs
+    after them; a pair stays when either of its images keeps it, so at most ``per_image`` times the images are
+    verified in all. Only pairs that could join two groups the hashes did not join are verified: pairs inside one
+    component of the ``known`` edges are dropped, and between two components at most ``ATTEMPTS`` pairs are tried
+    (best-ranked members first), since one match joins them.
 
     Args:
         members: The ``Member`` of every fingerprint, to build edges from.
@@ -299,17 +305,36 @@ class VerifyCandidates(beam.PTransform):
         worth: ``(member, member) -> bool``: whether the hashes leave the pair open (not already accepted, not a
             colour variant of the same geometry); only those pairs are featured and matched.
         known: The ``Edge`` records the hash test accepted.
+        per_image: Open candidate pairs each image keeps (``None``: all).
+
+    Input: ``((source, source), evidence)`` pairs, smaller source first, one per pair; ``evidence.score()`` ranks
+    them.
     """
 
-    def __init__(self, members, samples, worth, known, min_inliers: int, count: int, max_colour: float | None):
+    def __init__(
+        self,
+        members,
+        samples,
+        worth,
+        known,
+        min_inliers: int,
+        count: int,
+        max_colour: float | None,
+        per_image: int | None = None,
+    ):
         super().__init__()
         self._members, self._samples, self._worth, self._known = members, samples, worth, known
         self._min_inliers, self._count, self._max_colour = min_inliers, count, max_colour
+        self._per_image = per_image
 
     def expand(self, candidates: beam.PCollection) -> beam.PCollection:
         by_source = self._members | "MemberBySource" >> beam.Map(lambda member: (member.source, member))
+        if self._per_image is not None:
+            candidates = candidates | "FewCandidatesPerImage" >> KeepBestPerImage(
+                PRE_FACTOR * self._per_image, _candidate_rank
+            )
         halfway = (
-            {"member": by_source, "pair": candidates}
+            {"member": by_source, "pair": candidates | "ByFirstSource" >> beam.MapTuple(_keyed_by_first)}
             | "JoinFirstMember" >> beam.CoGroupByKey()
             | "TowardsSecondMember" >> beam.FlatMapTuple(_towards_second)
         )
@@ -323,6 +348,15 @@ class VerifyCandidates(beam.PTransform):
             | "JoinSecondMember" >> beam.CoGroupByKey()
             | "OpenPairs" >> beam.ParDo(_OpenPairsFn(self._worth))
         )
+        if self._per_image is not None:
+            open_pairs = (
+                open_pairs
+                | "OpenBySources"
+                >> beam.Map(lambda open_pair: ((open_pair[0].source, open_pair[1].source), open_pair))
+                | "FewOpenPairsPerImage" >> KeepBestPerImage(self._per_image, _open_rank)
+                | "OpenPair" >> beam.Values()
+            )
+        open_pairs = open_pairs | "WithoutEvidence" >> beam.Map(lambda open_pair: open_pair[:2])
         first_labelled = (
             {"label": labels, "pair": open_pairs | "OpenByFirst" >> beam.Map(lambda pair: (pair[0].source, pair))}
             | "JoinFirstLabel" >> beam.CoGroupByKey()
@@ -359,12 +393,59 @@ class VerifyCandidates(beam.PTransform):
         )
 
 
-def _towards_second(source: str, joined: dict) -> Iterator[tuple[str, Member]]:
+class KeepBestPerImage(beam.PTransform):
+    """Keep the pairs that one of their two images ranks among its best ``count``.
+
+    Input and output: ``((source, source), value)``; ``rank(value)`` is a sort key, smallest best; ties go to the
+    other source's name, so the choice does not depend on order or workers. At most ``count`` pairs per image come
+    out (the image's own choice) plus those its partners chose: ``count`` times the images at most in all, kept
+    in a per-image combiner (Beam's ``Top``), never a whole group.
+    """
+
+    def __init__(self, count: int, rank):
+        super().__init__()
+        self._count, self._rank = count, rank
+
+    def expand(self, pairs: beam.PCollection) -> beam.PCollection:
+        rank = self._rank
+        return (
+            pairs
+            | "BothImages" >> beam.FlatMapTuple(lambda pair, value: _both_ends(pair, value, rank))
+            | "BestPerImage" >> beam.combiners.Top.SmallestPerKey(self._count)
+            | "Chosen" >> beam.FlatMapTuple(lambda _, chosen: [((a, b), value) for _, (a, b), value in chosen])
+            | "OncePerPair" >> beam.CombinePerKey(_either)
+        )
+
+
+def _both_ends(pair: tuple[str, str], value, rank) -> Iterator[tuple[str, tuple]]:
+    a, b = pair
+    yield a, ((rank(value), b), pair, value)
+    yield b, ((rank(value), a), pair, value)
+
+
+def _either(values: Iterable):
+    """One of the (equal) values of a pair chosen by both its images."""
+    return next(iter(values))
+
+
+def _candidate_rank(evidence) -> tuple:
+    return -evidence.score(), evidence.distance
+
+
+def _open_rank(open_pair: tuple[Member, Member, object]) -> tuple:
+    return _candidate_rank(open_pair[2])
+
+
+def _keyed_by_first(pair: tuple[str, str], evidence) -> tuple[str, tuple]:
+    return pair[0], (pair[1], evidence)
+
+
+def _towards_second(source: str, joined: dict) -> Iterator[tuple[str, tuple]]:
     members = list(joined["member"])
     if not members:
         return
-    for other in sorted(joined["pair"]):
-        yield other, members[0]
+    for other, evidence in sorted(joined["pair"], key=lambda pair: pair[0]):
+        yield other, (members[0], evidence)
 
 
 def _label_first(source: str, joined: dict) -> Iterator[tuple[str, tuple]]:
@@ -397,16 +478,16 @@ class _OpenPairsFn(beam.DoFn):
         self._worth = worth
         self._candidates = beam.metrics.Metrics.counter("near_dedup", "candidate_pairs")
 
-    def process(self, element: tuple[str, dict]) -> Iterator[tuple[Member, Member]]:
+    def process(self, element: tuple[str, dict]) -> Iterator[tuple[Member, Member, object]]:
         _, joined = element
         members = list(joined["member"])
         if not members:
             return
         second = members[0]
-        for first in sorted(joined["pair"], key=lambda member: member.source):
+        for first, evidence in sorted(joined["pair"], key=lambda pair: pair[0].source):
             if first.scope == second.scope and self._worth(first, second):
                 self._candidates.inc()
-                yield first, second
+                yield first, second, evidence
 
 
 class _ExtractFn(beam.DoFn):

@@ -28,8 +28,8 @@ How:
 3. **Giant buckets** (a band value shared by more than ``max_bucket`` fingerprints: blank or uniform images) are not
    compared pairwise: only identical hashes merge there (linear), and the bucket is reported under
    ``capped_buckets`` in ``dedup/near_dedup.json``.
-4. **Crops and overlays** (``subwindow_max_distance``, off by default: its candidate pairs grow faster than the image
-   count, see ``docs/scaling.md``; 8 is the benchmarked setting): a crop moves the whole-image pHash by 10-30 bits, so
+4. **Crops and overlays** (``subwindow_max_distance``, off by default: it costs several times the stage's CPU, see
+   below; 8 is the benchmarked setting): a crop moves the whole-image pHash by 10-30 bits, so
    two more candidate sources are bucketed the same way: the ``subwindow`` hashes (``transforms.hashing``: pHashes of
    windows anchored on ORB keypoints, which a crop keeps) in 4 bands of 16 bits, a pair sharing at least
    ``subwindow_min_windows`` windows within ``subwindow_max_distance`` bits being a candidate; and pairs within
@@ -41,7 +41,13 @@ How:
    verified. A candidate is accepted only by ``transforms._keypoints``: ORB matches under one RANSAC similarity
    transform (at least ``min_inliers``, spread beyond one sixteenth of the frame) and the colour of the overlap, so a
    colour variant stays and two patches of one texture stay. Keypoints are computed only for the images of open
-   candidate pairs.
+   candidate pairs. The candidates are bounded per image, so that pairs, joins and keypoint work grow with the image
+   count even where many photos share structure (one studio's shots, shapes on a smooth ground, where the pairs had
+   grown with its square): in a window bucket each entry pairs only with its ``WINDOW_NEIGHBOURS`` nearest windows;
+   each image keeps its strongest candidates (most shared windows, a pHash within ``candidate_distance`` counting as
+   ``LOOSE_WINDOWS`` of them, then the nearest pHash, then the source), 4 x ``subwindow_candidates`` before the colour
+   tests and ``subwindow_candidates`` open pairs after them, a pair staying when either image keeps it
+   (``transforms._keypoints.KeepBestPerImage``).
 5. **Clusters and survivors** (``transforms._duplicates``): connected components of the verified pairs; within a
    component, members with equal ``keep_distinct`` labels form a removal group that keeps its best member by
    ``survivor_policy`` (resolution, file size, metadata richness, CLIP score, then key).
@@ -58,11 +64,13 @@ perceptual hash (recall 0.19).
 Crops and overlays, on the same benchmark with 5-30% crops per side and a logo copy added (``python
 benchmarks/bench_near_dedup.py --per-source 6 --distances 8 --scale ""``: 2,030 images, 203 bases, every colour
 variant): without the geometric path crop recall 0, logo 0.015, overall 0.771; with it
-(``subwindow_max_distance = 8``) crop 0.882, logo
-0.985, overlay 0.995, brightness 0.966, overall 0.981 (0.993 without crops), at unchanged pair precision (0.979: the
-two colour-variant pairs the pHash test itself merges, light grey-blue and white trousers 5.2 apart in colour, and
-every copy of each) and no texture, steel-class or other-view pair merged. With splits on in ``report_only`` mode, 22
-of 203 true groups still straddle two splits (169 without it): every leak is a copy no test matched (a crop whose
+(``subwindow_max_distance = 8``, ``subwindow_candidates = 8``) crop 0.877, logo 0.970, overlay 0.995, brightness
+0.966, overall 0.979 (0.991 without crops), at unchanged pair precision (0.979: the two colour-variant pairs the pHash
+test itself merges, light grey-blue and white trousers 5.2 apart in colour, and every copy of each) and no texture,
+steel-class or other-view pair merged; without the per-image bound (``subwindow_candidates`` very large) crop 0.882,
+logo 0.985, overall 0.981 at twice the keypoint matches. With splits on in ``report_only`` mode, 25 of 203 true groups
+still straddle two splits (169 without the path, 22 without the bound): every leak is a copy no test matched (a crop
+whose
 windows share nothing with its group's, a brightened product on white whose clipped background the colour fit cannot
 explain, a steel surface too flat for windows), since the split stage links every cluster member, keypoint ones
 included. Thresholds from the same images: ``min_inliers = 15`` (crops of 5-30%: 10th percentile 30 inliers; 600 random
@@ -71,15 +79,17 @@ windows within 8 bits (179 of 203 crops share one with their original or are wit
 windows an image, at 1.7 times the shuffle), ``candidate_distance = 10``, colour containment within 1.25
 ``max_colour_distance`` for 90% of the cells (every crop, overlay and logo copy passes at 0.93 or more; it removes
 about 60% of window candidates). Cost, process CPU per image on the 2-core machine shared with other work: the
-``subwindow`` hash adds 6.7 ms to normalise (5.0 for pHash and colour), and the stage's pipeline goes from 9.3 to 60 ms
-on the DirectRunner: 71.6 ms against 14.3 in all (5.0 times; the first version of this path: 93.9 against 12.1, 7.8
-times). Most of it is keypoint matching of open pairs (about 10,500 here, 9 of 10 between different products of one
-studio shoot or sharing a caption, which only the colour check tells apart) and extraction for the ~1,400 images in
-them. The target of the issue, at most twice the pre-crop cost, is not met. Scale (``--scale-only --scale 2000,10000``
-and ``--scale 100000``: synthetic fingerprints with 45 window hashes each, so the window buckets and candidate joins
-run but no image is matched): 10,000 fingerprints in 48 s at 835 MB peak RSS, 100,000 in 594 s at 7.0 GB (x10
-fingerprints: time x12.5, memory x8.4) on the DirectRunner, every planted copy found; the 100,000 run shared the 2
-cores with the quality run above.
+``subwindow`` hash adds 6.7 ms to normalise (5.0 for pHash and colour), and the stage's pipeline goes from 7.2 to 30.9
+ms on the DirectRunner: 42.6 ms against 12.2 in all (3.5 times; 71.6 against 14.3, 5.0 times, before the per-image
+bound: 2,417 pairs matched on keypoints instead of 5,546, most between different products of one studio shoot or
+sharing a caption, which only the colour check tells apart, and 1,217 images featured). The target of the issue, at
+most twice the pre-crop cost, is not met, which is why the path is off by default. Scale (``--scale-only --scale
+2000,10000`` and ``--scale 100000``: synthetic fingerprints with 45 window hashes each, so the window buckets and
+candidate joins run but no image is matched): before the per-image bound, 10,000 fingerprints in 48 s at 835 MB peak
+RSS, 100,000 in 594 s at 7.0 GB (x10 fingerprints: time x12.5, memory x8.4) on the DirectRunner, every planted copy
+found; the 100,000 run shared the 2 cores with the quality run above. With it, 2,000 in 13 s at 329 MB and 10,000 in 35
+s at 749 MB (100,000 not rerun). Real photos that share structure, in a whole run: ``docs/scaling.md`` (2,000 and 8,000
+distinct photos, x1.42 memory).
 """
 
 import functools
@@ -132,6 +142,10 @@ _BLOCK = 1024
 CONTAINED_SLACK = 1.25
 CONTAINED_SHARE = 0.9
 _LIGHTNESS = 0.5
+# Window pairs per entry of a window bucket, and the weight of a whole-image pHash within candidate_distance when an
+# image's candidates are ranked (transforms._keypoints.VerifyCandidates keeps the best few per image).
+WINDOW_NEIGHBOURS = 8
+LOOSE_WINDOWS = 4
 
 
 class NearDedupOutputs(NamedTuple):
@@ -206,21 +220,25 @@ class NearDeduplicate(beam.PTransform):
                 | "GroupWindow" >> beam.GroupByKey()
                 | "PairWindows"
                 >> beam.ParDo(
-                    _PairWindowsFn(config.subwindow_max_distance, config.max_bucket, config.max_distance)
+                    _PairWindowsFn(
+                        config.subwindow_max_distance, config.max_bucket, config.max_distance, WINDOW_NEIGHBOURS
+                    )
                 ).with_outputs(CAPPED, main="pairs")
             )
             capped = (capped, windows[CAPPED]) | "AllCapped" >> beam.Flatten()
         if geometric and self._samples is not None:
             shared = (
                 windows.pairs
-                | "CountSharedWindows" >> beam.CombinePerKey(CountDistinct())
-                | "EnoughWindows" >> beam.Filter(lambda counted: counted[1] >= config.subwindow_min_windows)
-                | "WindowPair" >> beam.Keys()
+                | "CountSharedWindows" >> beam.CombinePerKey(SharedWindows())
+                | "EnoughWindows" >> beam.Filter(lambda counted: counted[1].windows >= config.subwindow_min_windows)
             )
-            candidates = (verified[CANDIDATES], shared) | "Candidates" >> beam.Flatten()
+            near_misses = verified[CANDIDATES] | "LooseEvidence" >> beam.MapTuple(
+                lambda pair, distance: (pair, Evidence(loose=True, distance=distance))
+            )
             matched = (
-                candidates
-                | "DistinctCandidates" >> beam.Distinct()
+                (near_misses, shared)
+                | "Candidates" >> beam.Flatten()
+                | "CandidateEvidence" >> beam.CombinePerKey(merge_evidence)
                 | "Keypoints"
                 >> VerifyCandidates(
                     members,
@@ -230,6 +248,7 @@ class NearDeduplicate(beam.PTransform):
                     config.min_inliers,
                     config.keypoints,
                     config.max_colour_distance,
+                    config.subwindow_candidates,
                 )
             )
             edges = (edges, matched) | "AllEdges" >> beam.Flatten()
@@ -357,40 +376,83 @@ def window_entries(
 
 
 def window_pairs(
-    entries: Sequence[tuple[str, str, str]], max_distance: int, phash_distance: int
-) -> Iterator[tuple[tuple[str, str], str]]:
+    entries: Sequence[tuple[str, str, str]], max_distance: int, phash_distance: int, neighbours: int | None = None
+) -> Iterator[tuple[tuple[str, str], tuple[str, int]]]:
     """Source pairs (smaller first) of a window bucket whose window hashes are within ``max_distance`` bits, each
-    with the smaller source's window (so a pair can be counted once per window it shares, whatever the band).
+    with the smaller source's window (so a pair can be counted once per window it shares, whatever the band) and
+    the pair's whole-image pHash distance.
 
     Pairs whose whole-image pHashes are within ``phash_distance`` bits are left out: they share a pHash band, where
-    the whole-image test and its candidates already decide them (most pairs of copies of one picture).
+    the whole-image test and its candidates already decide them (most pairs of copies of one picture). With
+    ``neighbours``, each entry pairs only with its ``neighbours`` nearest windows of other sources (nearest first,
+    then by source), a pair being kept when either side picks it: a window that many images share by chance (the
+    corner of a shape on a smooth ground) makes at most ``neighbours`` pairs per entry instead of a pair per two
+    entries, so the pairs grow with the number of windows, not its square.
     """
-    values = np.array([hash_int(window) for _, window, _ in entries], dtype=np.uint64)
-    phashes = np.array([hash_int(phash) for _, _, phash in entries], dtype=np.uint64)
+    ordered = sorted(entries)
+    values = np.array([hash_int(window) for _, window, _ in ordered], dtype=np.uint64)
+    phashes = np.array([hash_int(phash) for _, _, phash in ordered], dtype=np.uint64)
+    sources = np.array([source for source, _, _ in ordered])
+    found: set[tuple[int, int]] = set()
     for start in range(0, len(values), _BLOCK):
-        close = popcount(values[start : start + _BLOCK, None] ^ values[None, :]) <= max_distance
+        distances = popcount(values[start : start + _BLOCK, None] ^ values[None, :]).astype(np.int64)
+        close = distances <= max_distance
         close &= popcount(phashes[start : start + _BLOCK, None] ^ phashes[None, :]) > phash_distance
+        close &= sources[start : start + _BLOCK, None] != sources[None, :]
+        if neighbours is not None and len(values) > neighbours:
+            # Nearest first, ties by position (entries are sorted by source): a stable choice.
+            order = np.argsort(np.where(close, distances, HASH_BITS + 1), axis=1, kind="stable")[:, :neighbours]
+            picked = np.zeros_like(close)
+            np.put_along_axis(picked, order, True, axis=1)
+            close &= picked
         for i, j in zip(*np.nonzero(close), strict=True):
-            a, b = entries[start + i], entries[j]
-            if a[0] < b[0]:
-                yield (a[0], b[0]), a[1]
+            found.add((min(start + i, j), max(start + i, j)))
+    for i, j in sorted(found):
+        a, b = ordered[i], ordered[j]
+        distance = int(phashes[i] ^ phashes[j]).bit_count()
+        yield ((a[0], b[0]), (a[1], distance)) if a[0] < b[0] else ((b[0], a[0]), (b[1], distance))
 
 
-class CountDistinct(beam.CombineFn):
-    """How many distinct values a key has."""
+class Evidence(NamedTuple):
+    """Why a pair is a crop or overlay candidate: the windows it shares, whether its whole-image pHashes are within
+    ``candidate_distance`` (``loose``), and their distance in bits."""
 
-    def create_accumulator(self) -> set:
-        return set()
+    windows: int = 0
+    loose: bool = False
+    distance: int = HASH_BITS
 
-    def add_input(self, seen: set, value) -> set:
-        seen.add(value)
-        return seen
+    def score(self) -> int:
+        """Strength as a candidate: windows shared, a pHash this close counting as ``LOOSE_WINDOWS`` of them."""
+        return self.windows + (LOOSE_WINDOWS if self.loose else 0)
 
-    def merge_accumulators(self, accumulators: Iterable[set]) -> set:
-        return set().union(*accumulators)
 
-    def extract_output(self, seen: set) -> int:
-        return len(seen)
+def merge_evidence(found: Iterable[Evidence]) -> Evidence:
+    """One pair's evidence from both candidate sources."""
+    found = list(found)
+    return Evidence(
+        max((e.windows for e in found), default=0),
+        any(e.loose for e in found),
+        min((e.distance for e in found), default=HASH_BITS),
+    )
+
+
+class SharedWindows(beam.CombineFn):
+    """The ``Evidence`` of a window pair: how many distinct windows it shares (from ``(window, pHash distance)``)."""
+
+    def create_accumulator(self) -> tuple[set, int]:
+        return set(), HASH_BITS
+
+    def add_input(self, accumulator: tuple[set, int], value: tuple[str, int]) -> tuple[set, int]:
+        seen, distance = accumulator
+        seen.add(value[0])
+        return seen, min(distance, value[1])
+
+    def merge_accumulators(self, accumulators: Iterable[tuple[set, int]]) -> tuple[set, int]:
+        accumulators = list(accumulators)
+        return set().union(*(seen for seen, _ in accumulators)), min(distance for _, distance in accumulators)
+
+    def extract_output(self, accumulator: tuple[set, int]) -> Evidence:
+        return Evidence(windows=len(accumulator[0]), distance=accumulator[1])
 
 
 def worth_verifying(a: Member, b: Member, limits: Limits) -> bool:
@@ -408,11 +470,13 @@ def worth_verifying(a: Member, b: Member, limits: Limits) -> bool:
         return not (same_geometry and len(close_pairs(pair, pair, limits, upper=True)[0]))
     if not same_geometry:
         return colour_contained(pair.colour[0], pair.colour[1], CONTAINED_SLACK * limits.colour)
-    if len(close_pairs(pair, pair, limits, upper=True)[0]):
-        return False
     if limits.colour is None:
-        return True
+        return not len(close_pairs(pair, pair, limits, upper=True)[0])
+    # Same geometry: colour within the limit is a pair the test accepts or, failing the second hash, one no overlay
+    # explains either; the residuals are computed once for both questions.
     residuals = colour_residuals(pair.colour[0], pair.colour[1])
+    if residuals.max() <= limits.colour:
+        return False
     grid = round(len(residuals) ** 0.5)
     return grid * grid == len(residuals) and overlay_patch(residuals.reshape(grid, grid), limits.colour)
 
@@ -535,15 +599,16 @@ def verified_pairs(
 
 def loose_pairs(
     members: Sequence[Member], limits: Limits, distance: int, size: int | None = None
-) -> Iterator[tuple[str, str]]:
-    """Source pairs within ``distance`` pHash bits that ``limits`` rejects: candidates for keypoint verification."""
+) -> Iterator[tuple[tuple[str, str], int]]:
+    """Source pairs within ``distance`` pHash bits that ``limits`` rejects (candidates for keypoint verification),
+    with their distance."""
     arrays = HashArrays.of([member.features for member in members], size)
     accepted = set(zip(*close_pairs(arrays, arrays, limits, upper=True)[:2], strict=True))
-    i, j, _, _ = close_pairs(arrays, arrays, Limits(distance), upper=True)
-    for pair in zip(i.tolist(), j.tolist(), strict=True):
+    i, j, d, _ = close_pairs(arrays, arrays, Limits(distance), upper=True)
+    for pair, bits in zip(zip(i.tolist(), j.tolist(), strict=True), d.tolist(), strict=True):
         if pair not in accepted:
             a, b = sorted((members[pair[0]].source, members[pair[1]].source))
-            yield a, b
+            yield (a, b), bits
 
 
 def open_group(
@@ -569,9 +634,9 @@ def open_group(
 
 def group_edges(
     members: Iterable[Member], limits: Limits, capped: bool, size: int | None, loose: int | None = None
-) -> tuple[list[Edge], list[tuple[str, str]]]:
-    """The forest edges of an open group and its keypoint candidates (``loose`` set, not ``capped``): the same as
-    those of the whole bucket it came from, as members outside it are in no pair."""
+) -> tuple[list[Edge], list[tuple[tuple[str, str], int]]]:
+    """The forest edges of an open group and its keypoint candidates (``loose`` set, not ``capped``; each with its
+    pHash distance): the same as those of the whole bucket it came from, as members outside it are in no pair."""
     members = sorted(members, key=lambda member: member.source)
     edges = list(forest_edges(members, verified_pairs(members, limits, capped, size), PHASH_METHOD))
     candidates = list(loose_pairs(members, limits, loose, size)) if loose is not None and not capped else []
@@ -636,10 +701,11 @@ class _VerifyBucketFn(beam.DoFn):
 
 
 class _PairWindowsFn(beam.DoFn):
-    def __init__(self, max_distance: int, max_bucket: int, phash_distance: int):
+    def __init__(self, max_distance: int, max_bucket: int, phash_distance: int, neighbours: int | None = None):
         self._max_distance = max_distance
         self._max_bucket = max_bucket
         self._phash_distance = phash_distance
+        self._neighbours = neighbours
         self._capped = beam.metrics.Metrics.counter(STAGE, "capped_buckets")
 
     def process(self, element: tuple[tuple[str, int, int], Iterable[tuple[str, str, str]]]) -> Iterator:
@@ -652,4 +718,4 @@ class _PairWindowsFn(beam.DoFn):
             report = {"scope": scope, "band": f"subwindow-{band}", "value": value, "size": len(entries)}
             yield pvalue.TaggedOutput(CAPPED, {**report, "compared": "none"})
             return
-        yield from window_pairs(entries, self._max_distance, self._phash_distance)
+        yield from window_pairs(entries, self._max_distance, self._phash_distance, self._neighbours)

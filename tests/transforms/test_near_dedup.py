@@ -24,7 +24,7 @@ from schemas.config import NearDedupConfig, NormaliseConfig
 from schemas.records import Fingerprint, ImageInfo, Sample, fingerprint
 from tests.helpers import make_photo, run_job, write_sidecar
 from transforms._duplicates import Edge, Member, decide_cluster, forest_edges
-from transforms._keypoints import extract, match, overlay_patch
+from transforms._keypoints import KeepBestPerImage, extract, match, overlay_patch
 from transforms.hashing import (
     colour_distance,
     colour_residuals,
@@ -48,10 +48,11 @@ from transforms.near_dedup import (
     member_id,
     near_distance,
     open_group,
+    window_pairs,
 )
 from transforms.normalise import content_key, encode, normalise_image
 
-# The crop and overlay path is off by default (its cost grows faster than the image count); these tests turn it on.
+# The crop and overlay path is off by default (it costs several times the stage's CPU); these tests turn it on.
 GEOMETRIC = NearDedupConfig(subwindow_max_distance=8)
 
 
@@ -582,6 +583,93 @@ def test_one_window_shared_by_many_images_is_capped_and_reported(tmp_path):
     windows = [bucket for bucket in capped if str(bucket["band"]).startswith("subwindow")]
     assert len(windows) == 4 and {bucket["size"] for bucket in windows} == {5}
     assert {bucket["compared"] for bucket in windows} == {"none"}
+
+
+def test_a_window_many_images_share_pairs_each_entry_with_its_nearest_few_whatever_the_order():
+    rng = random.Random(3)
+    window = 0x9E3779B97F4A7C15
+    entries = [
+        (
+            f"many/{index:03d}",
+            f"{window ^ (1 << rng.randrange(64)) if index % 3 else window:016x}",
+            f"{rng.getrandbits(64):016x}",
+        )
+        for index in range(60)
+    ]
+    pairs = list(window_pairs(entries, 8, 8, neighbours=4))
+    assert pairs == list(window_pairs(list(reversed(entries)), 8, 8, neighbours=4))
+    assert len(pairs) <= 60 * 4 < len(list(window_pairs(entries, 8, 8)))
+    assert all(a < b for (a, b), _ in pairs)
+    degree = defaultdict(int)
+    for a, b in (pair for pair, _ in pairs):
+        degree[a] += 1
+        degree[b] += 1
+    assert set(degree) == {source for source, _, _ in entries}
+
+
+def _best_per_image_reference(pairs: dict, count: int) -> set:
+    chosen = set()
+    for image in {source for pair in pairs for source in pair}:
+        mine = sorted(
+            (rank, other) for pair, rank in pairs.items() for other in pair if image in pair and other != image
+        )
+        chosen |= {tuple(sorted((image, other))) for _, other in mine[:count]}
+    return chosen
+
+
+@pytest.mark.parametrize("order", [1, -1])
+def test_each_image_keeps_its_best_candidates_and_the_pairs_stay_linear_in_the_images(order):
+    from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
+    from apache_beam.testing.util import assert_that, equal_to
+
+    images = [f"img/{index:02d}" for index in range(30)]
+    # Every image a candidate of every other: the shape that grew with the square of the image count.
+    pairs = {(a, b): random.Random(a + b).randrange(5) for a, b in itertools.combinations(images, 2)}
+    expected = _best_per_image_reference(pairs, 3)
+    assert len(expected) <= 3 * len(images)
+    with BeamTestPipeline() as pipeline:
+        kept = (
+            pipeline
+            | beam.Create(sorted(pairs.items())[::order])
+            | KeepBestPerImage(3, lambda rank: (rank,))
+            | beam.Keys()
+        )
+        assert_that(kept, equal_to(sorted(expected)), label="best pairs of each image")
+
+
+def test_lookalikes_sharing_a_window_with_a_scene_neither_crash_nor_crowd_out_its_crop(tmp_path):
+    scene, crop = (
+        _sample_and_fingerprint("scene", _scene(1)),
+        _sample_and_fingerprint("scene-crop", _crop(_scene(1), 0.2)),
+    )
+    shared = window_values(scene[1].hashes["subwindow"])[0]
+    rng = random.Random(5)
+    lookalikes = [
+        dataclasses.replace(
+            _fp(f"lookalike/{index:02d}", rng.getrandbits(64)),
+            hashes={"phash": f"{rng.getrandbits(64):016x}", "subwindow": f"{shared:016x}"},
+        )
+        for index in range(40)
+    ]
+    with beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner"])) as pipeline:
+        samples = pipeline | "Samples" >> beam.Create([scene[0], crop[0]])
+        config = GEOMETRIC.model_copy(update={"subwindow_candidates": 2})
+        result = (
+            pipeline
+            | "Fingerprints" >> beam.Create([scene[1], crop[1], *lookalikes])
+            | NearDeduplicate(config, str(tmp_path), samples=samples)
+        )
+        _ = (
+            result.rejected
+            | beam.Map(lambda row: json.dumps(vars(row), sort_keys=True))
+            | beam.combiners.ToList()
+            | beam.Map(lambda rows: (tmp_path / "rejected.json").write_text(json.dumps(sorted(rows))))
+        )
+    rejected = [json.loads(row) for row in json.loads((tmp_path / "rejected.json").read_text())]
+    assert [row["source"] for row in rejected] == ["scene-crop"]
+    detail = json.loads(rejected[0]["detail"])
+    assert (detail["survivor_source"], detail["method"]) == ("scene", "keypoints")
+    assert detail["inliers"] >= NearDedupConfig().min_inliers
 
 
 @pytest.fixture(scope="module")
