@@ -2,15 +2,30 @@
 
 A config is a TOML file. Unknown keys are errors (a typo never silently falls back to a default). Relative paths in
 ``ingest.inputs`` and ``run.output`` resolve against the config file's folder. ``--set section.key=value`` overrides
-are applied to the raw TOML before validation, so they are checked the same way.
+are applied to the raw TOML before validation, so they are checked the same way. The default prompt sets and
+caption templates are data (``schemas/data/prompts.json``), not code.
 """
 
+import copy
+import functools
+import json
 import re
 import tomllib
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 import pydantic
+
+
+def default_prompts(section: str, name: str) -> Any:
+    """A default prompt set or template list of ``section``, from ``schemas/data/prompts.json`` (a fresh copy)."""
+    return copy.deepcopy(_prompts()[section][name])
+
+
+@functools.cache
+def _prompts() -> dict:
+    return json.loads(resources.files("schemas").joinpath("data", "prompts.json").read_text(encoding="utf-8"))
 
 
 class Section(pydantic.BaseModel):
@@ -321,24 +336,8 @@ class SafetyConfig(Section):
     """Unsafe images (CLIP zero-shot), unsafe text (lexicons) and private metadata fields."""
 
     image_check: bool = pydantic.Field(True, description="Score images against the prompt sets (needs embeddings).")
-    unsafe_prompts: list[str] = pydantic.Field(
-        default_factory=lambda: [
-            "an explicit photo of a nude person",
-            "a pornographic image",
-            "a sexually explicit photo",
-            "a photo of graphic violence with blood",
-            "a photo of a gory injury",
-        ]
-    )
-    safe_prompts: list[str] = pydantic.Field(
-        default_factory=lambda: [
-            "a product photo",
-            "a photo of an object",
-            "a photo of a clothed person",
-            "a close-up photo of an industrial surface",
-            "an ordinary everyday photo",
-        ]
-    )
+    unsafe_prompts: list[str] = pydantic.Field(default_factory=lambda: default_prompts("safety", "unsafe_prompts"))
+    safe_prompts: list[str] = pydantic.Field(default_factory=lambda: default_prompts("safety", "safe_prompts"))
     image_threshold: float = pydantic.Field(
         0.5,
         ge=0.0,
@@ -364,26 +363,6 @@ class SafetyConfig(Section):
     )  # fmt: skip
 
 
-def _default_attributes() -> dict[str, dict[str, list[str]]]:
-    return {
-        "gender_presentation": {
-            "feminine": ["a photo of a woman", "a photo of a girl", "a photo of a female person"],
-            "masculine": ["a photo of a man", "a photo of a boy", "a photo of a male person"],
-        },
-        "age_group": {
-            "child": ["a photo of a child", "a photo of a kid"],
-            "young_adult": ["a photo of a young adult", "a photo of a person in their twenties"],
-            "middle_aged": ["a photo of a middle-aged person", "a photo of a person in their fifties"],
-            "older_adult": ["a photo of an elderly person", "a photo of a senior citizen"],
-        },
-        "skin_tone": {
-            "lighter": ["a photo of a person with light skin", "a photo of a person with fair skin"],
-            "medium": ["a photo of a person with medium skin", "a photo of a person with olive skin"],
-            "darker": ["a photo of a person with dark skin", "a photo of a person with deep brown skin"],
-        },
-    }
-
-
 AUDIT_BUILTIN_DIMENSIONS = ("domain", "person", "caption_gender", "occupation", "identity")
 
 
@@ -391,23 +370,15 @@ class AuditConfig(Section):
     """Bias and representation audit: a measurement written to ``audit/audit.json``; it removes no sample."""
 
     enabled: bool = True
-    person_prompts: list[str] = pydantic.Field(
-        default_factory=lambda: ["a photo of a person", "a photo of a man", "a photo of a woman", "a photo of people"]
-    )
+    person_prompts: list[str] = pydantic.Field(default_factory=lambda: default_prompts("audit", "person_prompts"))
     non_person_prompts: list[str] = pydantic.Field(
-        default_factory=lambda: [
-            "a photo of an object",
-            "a product photo",
-            "a photo of a landscape",
-            "a close-up photo of a surface",
-            "a photo of a machine",
-        ]
+        default_factory=lambda: default_prompts("audit", "non_person_prompts")
     )
     person_threshold: float = pydantic.Field(
         0.5, ge=0.0, le=1.0, description="Zero-shot P(person) at or above which an image shows people (or a face)."
     )
     attributes: dict[str, dict[str, list[str]]] = pydantic.Field(
-        default_factory=_default_attributes,
+        default_factory=lambda: default_prompts("audit", "attributes"),
         description="Perceived attributes of people: attribute -> group -> prompt ensemble.",
     )
     margin: float = pydantic.Field(
@@ -442,15 +413,7 @@ class AuditConfig(Section):
     reference: dict[str, dict[str, float]] = pydantic.Field(
         default_factory=dict, description="Reference distribution per attribute; default: uniform over its groups."
     )
-    neutral_queries: list[str] = pydantic.Field(
-        default_factory=lambda: [
-            "a photo of a person at work",
-            "a photo of a doctor",
-            "a photo of an engineer",
-            "a photo of a chief executive",
-            "a photo of a factory worker",
-        ]
-    )
+    neutral_queries: list[str] = pydantic.Field(default_factory=lambda: default_prompts("audit", "neutral_queries"))
     ndkl_k: int = pydantic.Field(20, gt=0, description="Retrieval depth of NDKL@k.")
     min_count: int = pydantic.Field(5, ge=1, description="Groups with fewer items are reported but never flagged.")
     smoothing: float = pydantic.Field(0.0, ge=0.0, description="Additive smoothing of P(attribute | concept).")
@@ -680,22 +643,7 @@ class CaptionConfig(Section):
     template renders only when every field it names has text.
     """
 
-    templates: dict[str, list[str]] = pydantic.Field(
-        default_factory=lambda: {
-            "factory": [
-                "{material} surface on {line}, camera {camera}, defect class: {label}",
-                "a close-up photo of {material} with defect class {label}",
-                "{inspection_note}",
-            ],
-            "marketing": [
-                "{title}",
-                "{title}, {category}, {color}",
-                "{description}",
-                "a photo of a {color} {category} product: {title}",
-            ],
-            "default": ["{caption}", "{alt_text}", "{title}", "{description}"],
-        }
-    )
+    templates: dict[str, list[str]] = pydantic.Field(default_factory=lambda: default_prompts("caption", "templates"))
     include_text: bool = pydantic.Field(True, description="The text stage's chosen text is also a candidate.")
     min_chars: int = pydantic.Field(3, ge=1, description="Shorter candidates are not usable.")
     max_chars: int = pydantic.Field(300, gt=0, description="Longer candidates are cut at a word boundary.")
