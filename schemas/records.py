@@ -325,6 +325,15 @@ class DuplicateCluster:
         kept = [key for key, removed in zip(self.keys, self.removed, strict=True) if not removed]
         return [(kept[0], key) for key in kept[1:] if key != kept[0]]
 
+    def members(self) -> list[dict[str, Any]]:
+        """One dict per member: ``key``, ``source``, ``survivor_key``, ``distance``, ``removed``, ``method`` and
+        ``evidence`` (empty strings when the stage records no method)."""
+        methods = self.methods or ("",) * self.size
+        evidence = self.evidence or ("",) * self.size
+        columns = (self.keys, self.sources, self.survivors, self.distances, self.removed, methods, evidence)
+        names = ("key", "source", "survivor_key", "distance", "removed", "method", "evidence")
+        return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+
 
 @dataclasses.dataclass(frozen=True)
 class LedgerRow:

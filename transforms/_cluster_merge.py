@@ -43,32 +43,6 @@ def _cluster(cluster_id: str, rows: list[Mapping]) -> DuplicateCluster:
     )
 
 
-def _member_rows(cluster: DuplicateCluster) -> dict[str, dict]:
-    methods = cluster.methods or ("",) * cluster.size
-    evidence = cluster.evidence or ("",) * cluster.size
-    return {
-        key: {
-            "key": key,
-            "source": source,
-            "survivor_key": survivor,
-            "distance": distance,
-            "removed": removed,
-            "method": method,
-            "evidence": proof,
-        }
-        for key, source, survivor, distance, removed, method, proof in zip(
-            cluster.keys,
-            cluster.sources,
-            cluster.survivors,
-            cluster.distances,
-            cluster.removed,
-            methods,
-            evidence,
-            strict=True,
-        )
-    }
-
-
 def merge_clusters(earlier: list[DuplicateCluster], new: list[DuplicateCluster]) -> list[DuplicateCluster]:
     """Earlier and new clusters, those sharing a member merged (a shared member keeps its new row).
 
@@ -102,7 +76,7 @@ def _merge(group: list[DuplicateCluster]) -> DuplicateCluster:
         return group[0]
     rows: dict[str, dict] = {}
     for cluster in group:  # earlier clusters first, so a new row replaces an earlier one
-        rows.update(_member_rows(cluster))
+        rows.update((member["key"], member) for member in cluster.members())
     first = group[0]
     keyed = sorted(rows.values(), key=lambda row: (row["key"], row["source"]))
     has_methods = any(row["method"] for row in keyed)

@@ -375,38 +375,19 @@ class WriteClusters(beam.PTransform):
 
 def cluster_rows(clusters: Iterable[DuplicateCluster]) -> list[dict]:
     """One row per member, clusters in id order, members in key order."""
-    rows = []
-    for cluster in sorted(clusters, key=lambda c: c.cluster_id):
-        methods = cluster.methods or ("",) * cluster.size
-        evidence = cluster.evidence or ("",) * cluster.size
-        for key, source, survivor, distance, removed, method, proof in zip(
-            cluster.keys,
-            cluster.sources,
-            cluster.survivors,
-            cluster.distances,
-            cluster.removed,
-            methods,
-            evidence,
-            strict=True,
-        ):
-            rows.append(
-                {
-                    "cluster_id": cluster.cluster_id,
-                    "stage": cluster.stage,
-                    "scope": cluster.scope,
-                    "metric": cluster.metric,
-                    "size": cluster.size,
-                    "key": key,
-                    "source": source,
-                    "survivor_key": survivor,
-                    "distance": distance,
-                    "removed": removed,
-                    "report_only": cluster.report_only,
-                    "method": method,
-                    "evidence": proof,
-                }
-            )
-    return rows
+    return [
+        {
+            "cluster_id": cluster.cluster_id,
+            "stage": cluster.stage,
+            "scope": cluster.scope,
+            "metric": cluster.metric,
+            "size": cluster.size,
+            "report_only": cluster.report_only,
+            **member,
+        }
+        for cluster in sorted(clusters, key=lambda c: c.cluster_id)
+        for member in cluster.members()
+    ]
 
 
 def summarise_clusters(
