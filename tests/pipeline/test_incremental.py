@@ -244,3 +244,18 @@ def test_a_write_failure_mid_run_fails_the_run_and_leaves_no_final_output(tmp_pa
         run([inputs], output=tmp_path / "out")
     final = [p for p in (tmp_path / "out").rglob("*") if p.is_file() and "_staging" not in p.parts]
     assert final == []
+
+
+def test_a_changed_file_is_recognised_inside_any_runner_s_wrapping_of_the_error():
+    from transforms.incremental import ChangedContent, changed_content
+
+    sentence = "/in/a.jpg changed content since it was written to /out (key 1a is now 2b)"
+    remote = RuntimeError(
+        f"Traceback (most recent call last):\n  ...\ntransforms.incremental.ChangedContent: {sentence} "
+        "[while running 'SkipKnown/RefuseChanged']\n"
+    )
+    wrapped = RunError("the Beam job failed")
+    wrapped.__cause__ = remote
+    assert changed_content(wrapped) == sentence
+    assert changed_content(ChangedContent(sentence)) == sentence
+    assert changed_content(RunError("the Beam job failed: out of disk")) is None
