@@ -11,6 +11,7 @@ import argparse
 import importlib
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -195,3 +196,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     parser.error(f"unknown arguments: {' '.join(unknown)}")
     return 2
+
+
+def entry() -> None:
+    """The ``unishard`` command (and ``python -m pipeline``): ``main``, then exit with its status.
+
+    The read-only tools (``report``, ``validate``, ``inspect``, ``models``) leave without the interpreter's teardown:
+    a native thread left by pyarrow or gRPC could abort it ("terminate called without an active exception", exit
+    -6) after the tool had printed a clean result. Their output is flushed first; they hold nothing else to finish.
+    """
+    code = main()
+    command = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), "")
+    if command in _TOOLS:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+        os._exit(code)
+    sys.exit(code)

@@ -27,7 +27,8 @@ LEGACY_NAMES = re.compile(
     r"_run/[^/]+\.json"
     r"|shards/[^/]+/[^/]+/(shard-[0-9a-z-]+(\.tar|\.parquet|\.npy|_stats\.json)|index\.json)"
     r"|ledger(_documents)?/part-\d+\.parquet"
-    r"|(dedup|audit|splits)/[^/]+\.(json|parquet)"
+    r"|(dedup|audit|splits|quality)/[^/]+\.(json|parquet)"
+    r"|audit/items/part-\d+\.parquet"
     r"|eval/([^/]+\.jsonl?|images/[0-9a-f]+\.[0-9a-z]+)"
     r"|report/(report\.json|index\.html)"
 )
