@@ -376,7 +376,8 @@ def run(
         for message in recover(output):
             _LOG.info("unishard: %s", message)
         earlier = earlier_run(output, config, rebuild)
-        previous = output if FileSystems.exists(join(output, "_run", STATE)) else None
+        ledger = FileSystems.match([join(output, "ledger", "part-*.parquet")])[0].metadata_list
+        previous = output if ledger and FileSystems.exists(join(output, "_run", STATE)) else None
         started = time.monotonic()
         try:
             staging = _run_pipeline(config, options, runner, earlier, previous, progress)
