@@ -27,7 +27,7 @@ from transforms.eval_set import BuildEvalSet
 from transforms.exact_dedup import DeduplicateExact
 from transforms.faces import BlurFaces
 from transforms.image_store import store_folder
-from transforms.incremental import EarlierRun, MarkReplaced, SkipKnown
+from transforms.incremental import CountChanges, EarlierRun, MarkReplaced, SkipKnown
 from transforms.ingest import ReadInputs
 from transforms.ledger import WriteLedger
 from transforms.near_dedup import NearDeduplicate
@@ -131,6 +131,7 @@ def build(
         | "MarkReplaced" >> MarkReplaced(None if earlier else previous)
     )
     _ = ledger | "CheckBooks" >> CheckBooks(output, ingested, known.carried)
+    _ = ledger | "LedgerChanges" >> CountChanges(earlier, output)
     _ = audited.measures | "WriteAudit" >> WriteAudit(
         config.audit, output, ledger, audited.ranked, earlier and earlier.output, config.shards.ledger_rows_per_part
     )

@@ -37,7 +37,7 @@ from transforms._io import join, write_atomic
 from transforms.books import BOOK_PROBLEMS, BOOKS, PROBLEMS
 from transforms.clip_model import ModelUnavailable
 from transforms.image_store import store_folder
-from transforms.incremental import INCREMENT, EarlierRun, changed_content
+from transforms.incremental import CHANGES, EarlierRun, changed_content
 from transforms.ingest import count_items, input_kind
 from transforms.write_audit import crossed_bounds
 from transforms.write_shards import canonical_json
@@ -402,7 +402,9 @@ def run(
                 f"{join(staging, 'ledger')} (status 'failed', detail has the error)"
             )
         seconds = time.monotonic() - started
-        if earlier and not any(_read_json(join(staging, "_run", INCREMENT)).values()):
+        if earlier and _read_json(join(staging, "_run", CHANGES))["changed_rows"] == 0:
+            # every ledger row as before (an undecodable file read again and rejected again is no change):
+            # the shards and side outputs would be too, so nothing is committed
             _LOG.info("unishard: no new, renamed, removed or failed items since the last run; %s is unchanged", output)
             discard(staging)
             return RunSummary(output=output, counts=counts, seconds=seconds)

@@ -4,19 +4,20 @@ Input: the items read by ingest (``InputItem`` with bytes) and the earlier run's
 Outputs: ``new`` (items to process), ``carried`` (ledger rows kept from the earlier run or derived from it) and
 ``shipped`` (``Fingerprint`` records of samples already in shards, for deduplication across runs).
 
-Identity is the content key (SHA-256 of the bytes), so a renamed file is not processed again. Per content key:
-an item whose source had the same key before keeps its earlier row, unless that row was ``failed`` (retried);
-an item with a new source but known content is an exact duplicate of the shipped sample (or repeats the earlier
-verdict when nothing was shipped); other items are new. ``_run/increment.json`` counts the new items and the
-rows decided here that differ from the earlier ledger (new names, dropped rows): an incremental run with neither
-changes nothing. Earlier kept rows whose source left the input are carried,
-because their samples are still in the shards. A shipped source whose file now holds other content stops the
-incremental job (``ChangedContent``): its old sample sits in an earlier shard, which incremental runs never rewrite,
-so the launcher rebuilds the whole output instead, and ``MarkReplaced`` writes the old key into the new row's
-detail (``replaces_key``) of every source whose content changed since the committed output. The decision
-joins light records (content key, source, no bytes); the new items' bytes are then read again from their files
-(``ingest.read_again``), so image bytes cross no shuffle here either; a file gone between the two reads gets
-ingest's ``missing_file`` row (in ``carried``, with the other rows decided here).
+Identity is the content key (SHA-256 of the bytes), so a renamed file is not processed again. Per content key: an
+item whose source had the same key before keeps its earlier row, unless that row was ``failed`` (retried); an item
+with a new source but known content is an exact duplicate of the shipped sample (or repeats the earlier verdict when
+nothing was shipped); other items are new (``_run/increment.json`` counts them). ``CountChanges``
+(``_run/changes.json``) counts the final ledger rows that differ from the earlier ledger (new samples, new names,
+deleted files, retried items whose verdict changed): with none, nothing in the output would change, and the launcher
+commits nothing (an undecodable file is read again each run, and rejected again the same way). Earlier kept rows
+whose source left the input are carried, because their samples are still in the shards. A shipped source whose file
+now holds other content stops the incremental job (``ChangedContent``): its old sample sits in an earlier shard,
+which incremental runs never rewrite, so the launcher rebuilds the whole output instead, and ``MarkReplaced`` writes
+the old key into the new row's detail (``replaces_key``) of every source whose content changed since the committed
+output. The decision joins light records (content key, source, no bytes); the new items' bytes are then read again
+from their files (``ingest.read_again``), so image bytes cross no shuffle here either; a file gone between the two
+reads gets ingest's ``missing_file`` row (in ``carried``, with the other rows decided here).
 Reason codes: ``exact_duplicate``. Metrics: ``incremental/new``, ``incremental/carried``.
 """
 
@@ -39,7 +40,7 @@ from transforms.normalise import content_key
 STAGE = "incremental"
 INCREMENT = "increment.json"
 CARRIED = "carried"
-CHANGES = "changes"
+CHANGES = "changes.json"
 CHANGED = "changed content since it was written to"
 
 
@@ -90,7 +91,7 @@ class SkipKnown(beam.PTransform):
         decided = (
             {"items": keyed, "earlier": earlier}
             | "JoinEarlier" >> beam.CoGroupByKey()
-            | "Decide" >> beam.ParDo(_DecideFn()).with_outputs(CARRIED, CHANGES, main="new")
+            | "Decide" >> beam.ParDo(_DecideFn()).with_outputs(CARRIED, main="new")
         )
         new, unreadable = apply_stage(decided.new, "ReadNewAgain", _ReadAgainFn())
         shipped = pipeline | "NoShipped" >> beam.Create([])
@@ -100,12 +101,10 @@ class SkipKnown(beam.PTransform):
                 | "ReadShippedSidecars" >> beam.io.ReadFromParquet(f"{previous}/shards/pairs/*/*.parquet")
                 | "ShippedFingerprints" >> beam.Map(shipped_fingerprint)
             )
-        changes = decided[CHANGES] | "SumChanges" >> beam.CombineGlobally(sum)
         _ = (
             decided.new
             | "CountNew" >> beam.combiners.Count.Globally()
-            | "WriteIncrement"
-            >> beam.Map(_write_increment, changed_rows=beam.pvalue.AsSingleton(changes), output=self._output)
+            | "WriteIncrement" >> beam.Map(_write_increment, output=self._output)
         )
         carried = (decided[CARRIED], unreadable) | "CarriedOrUnreadable" >> beam.Flatten()
         return IncrementalOutputs(new=new, carried=carried, shipped=shipped)
@@ -210,9 +209,39 @@ def _mark_replaced(element: tuple[str, dict[str, Iterable]]) -> Iterator[LedgerR
         yield row
 
 
-def _write_increment(new_items: int, changed_rows: int, output: str) -> None:
-    increment = {"new_items": new_items, "changed_rows": changed_rows}
-    write_atomic(join(output, "_run", INCREMENT), json.dumps(increment, sort_keys=True).encode() + b"\n")
+def _write_increment(new_items: int, output: str) -> None:
+    write_atomic(join(output, "_run", INCREMENT), json.dumps({"new_items": new_items}).encode() + b"\n")
+
+
+class CountChanges(beam.PTransform):
+    """Write ``_run/changes.json``: how many sources' ledger rows differ from the earlier run's ledger (a new name for
+    known content, a file deleted, a verdict that changed). With no new items and no changed row, an incremental
+    run changes nothing and the launcher commits nothing."""
+
+    def __init__(self, earlier: EarlierRun | None, output: str):
+        super().__init__()
+        self._earlier = earlier
+        self._output = output
+
+    def expand(self, rows: beam.PCollection) -> beam.PCollection:
+        if self._earlier is None:
+            return rows.pipeline | "NotIncremental" >> beam.Create([])
+        earlier = (
+            rows.pipeline
+            | "ReadEarlierLedger" >> beam.io.ReadFromParquet(join(self._earlier.output, "ledger", "part-*.parquet"))
+            | "EarlierBySource" >> beam.Map(lambda row: (row["source"], LedgerRow(**row)))
+        )
+        return (
+            {"now": rows | "BySource" >> beam.Map(lambda row: (row.source, row)), "earlier": earlier}
+            | "JoinEarlier" >> beam.CoGroupByKey()
+            | "Differs" >> beam.Map(lambda element: int(list(element[1]["now"]) != list(element[1]["earlier"])))
+            | "Sum" >> beam.CombineGlobally(sum)
+            | "WriteChanges" >> beam.Map(_write_changes, output=self._output)
+        )
+
+
+def _write_changes(changed_rows: int, output: str) -> None:
+    write_atomic(join(output, "_run", CHANGES), json.dumps({"changed_rows": changed_rows}).encode() + b"\n")
 
 
 def shipped_fingerprint(row: dict) -> Fingerprint:
@@ -275,19 +304,9 @@ class _DecideFn(beam.DoFn):
 
     def process(self, element: tuple[str, dict[str, Iterable]]) -> Iterator:
         key, grouped = element
-        earlier = list(grouped["earlier"])
-        new, rows = decide(key, list(grouped["items"]), earlier)
+        new, rows = decide(key, list(grouped["items"]), list(grouped["earlier"]))
         self._new.inc(len(new))
         self._carried.inc(len(rows))
         yield from new
         for row in rows:
             yield pvalue.TaggedOutput(CARRIED, row)
-        if changed := ledger_changes(new, rows, earlier):
-            yield pvalue.TaggedOutput(CHANGES, changed)
-
-
-def ledger_changes(new: list[InputItem], rows: list[LedgerRow], earlier: list[LedgerRow]) -> int:
-    """Rows a decision changes without processing anything: rows it derived (a new name for known content) and
-    earlier rows it drops (their source left the input and shipped nothing)."""
-    staying = {row.source for row in rows} | {item.source for item in new}
-    return sum(row not in earlier for row in rows) + sum(row.source not in staying for row in earlier)

@@ -1,6 +1,7 @@
 """Incremental runs, retries of failed items, config-change refusal, the output lock and write failures."""
 
 import json
+import logging
 import os
 import shutil
 import socket
@@ -120,6 +121,22 @@ def test_new_copies_and_near_duplicates_of_shipped_images_are_rejected_naming_th
     assert json.loads(rows["z-bigger.png"]["detail"])["survivor_key"] == shipped["photo01.jpg"]
     assert rows["photo01.jpg"]["status"] == "kept"
     assert len(second.ledger) == 5
+
+
+def test_a_rerun_with_nothing_new_commits_nothing_even_with_unreadable_inputs(tmp_path, run, photo, caplog):
+    inputs = tmp_path / "in"
+    _add_photos(inputs, photo, range(2))
+    (inputs / "empty.jpg").write_bytes(b"")
+    (inputs / "notes.jpg").write_text("not an image", encoding="utf-8")
+    first = run([inputs], output=tmp_path / "out")
+    before = first.file_bytes()
+    assert {row["status"] for name, row in first.ledger_by_name().items() if name != "empty.jpg"} >= {"rejected"}
+
+    caplog.set_level(logging.INFO, logger="unishard")
+    run([inputs], output=tmp_path / "out")
+
+    assert "is unchanged" in caplog.text
+    assert first.file_bytes() == before  # _run/state.json included: no new generation was committed
 
 
 def test_a_renamed_or_deleted_file_alone_still_updates_the_ledger(tmp_path, run, photo):
