@@ -184,18 +184,14 @@ class MarkReplaced(beam.PTransform):
         earlier = (
             rows.pipeline
             | "ReadEarlierLedger" >> beam.io.ReadFromParquet(join(self._previous, "ledger", "part-*.parquet"))
-            | "EarlierKept" >> beam.FlatMap(_kept_source)
+            | "EarlierByKey" >> beam.Map(lambda row: (row["key"] or "", LedgerRow(**row)))
+            | "EarlierKept" >> beam.FlatMap(_kept_source_key)
         )
         return (
             {"rows": rows | "BySource" >> beam.Map(lambda row: (row.source, row)), "earlier": earlier}
             | "JoinEarlier" >> beam.CoGroupByKey()
             | "Mark" >> beam.FlatMap(_mark_replaced)
         )
-
-
-def _kept_source(row: dict) -> Iterator[tuple[str, str]]:
-    if row["status"] == reasons.KEPT:
-        yield row["source"], row["key"]
 
 
 def _mark_replaced(element: tuple[str, dict[str, Iterable]]) -> Iterator[LedgerRow]:
