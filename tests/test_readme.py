@@ -7,18 +7,44 @@ the files ``git`` would commit; the installed ``unishard`` (this environment, ma
 from it with ``HF_HUB_OFFLINE=1``.
 """
 
+import hashlib
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
+import warnings
+from importlib import metadata
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import RUN_SPECIFIC
+
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 TIMEOUT_S = 900
+DEMO_RUN = "unishard run examples/demo.toml --smoke-models"
+# The demo output's bytes, file by file, as a commit that changed them on purpose recorded them. A refactor must not
+# change a byte; a change of output on purpose refreshes this file (UNISHARD_UPDATE_DIGEST=1 with this test) and says
+# why in its commit message.
+DEMO_DIGEST = ROOT / "tests" / "data" / "demo_digest.json"
+# JPEG encoding, random model weights and Parquet bytes follow these libraries' versions: the recorded digest holds
+# for the environment it was recorded in (the one .ci/run installs).
+DIGEST_PACKAGES = (
+    "apache-beam",
+    "imagehash",
+    "numpy",
+    "open_clip_torch",
+    "opencv-python-headless",
+    "pillow",
+    "pyarrow",
+    "scikit-image",
+    "scipy",
+    "torch",
+)
 SKIPPED = {
     "pip install ": "installs the package: the test runs in the environment that line made (.ci/run runs it)",
     "python -m pytest": "the test suite itself",
@@ -61,7 +87,7 @@ def planned(commands: list[tuple[str, str]]) -> list[tuple[str, str, str | None]
 def test_the_readme_commands_are_found_and_only_the_listed_ones_skipped():
     plan = planned(readme_commands(README.read_text(encoding="utf-8")))
     run = [command for _, command, skipped in plan if skipped is None]
-    assert run[:2] == ["python examples/make_demo.py", "unishard run examples/demo.toml --smoke-models"]
+    assert run[:2] == ["python examples/make_demo.py", DEMO_RUN]
     assert any(language == "python" and "examples/out/demo/ledger" in command for language, command, _ in plan)
     assert {command.split()[0] for _, command, skipped in plan if skipped} <= {"pip", "python"}
 
@@ -80,11 +106,20 @@ def _fresh_copy(target: Path) -> None:
             shutil.copy2(source, target / name)
 
 
-def test_every_readme_command_runs_as_written(tmp_path):
+@pytest.fixture
+def checkout():
+    """A fresh copy of the checkout at a fixed path: outputs name their sources by absolute path, and the demo
+    digest holds for one path."""
     if shutil.which("git") is None or not (ROOT / ".git").exists():
         pytest.skip("needs a git checkout to copy")
-    checkout = tmp_path / "unishard"
-    _fresh_copy(checkout)
+    path = Path(tempfile.gettempdir()) / "unishard-readme-check" / "unishard"
+    shutil.rmtree(path.parent, ignore_errors=True)
+    _fresh_copy(path)
+    yield path
+    shutil.rmtree(path.parent, ignore_errors=True)
+
+
+def test_every_readme_command_runs_as_written(checkout):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     ran = []
@@ -107,6 +142,48 @@ def test_every_readme_command_runs_as_written(tmp_path):
             )
         assert done.returncode == 0, f"README command failed: {command}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
         ran.append((command, done.stdout))
+        if command == DEMO_RUN:
+            demo_digest = _file_digests(checkout / "examples" / "out" / "demo")
+            run_at = str(checkout)
     outputs = dict(ran)
     assert "kept" in outputs[next(c for c in outputs if "examples/out/demo/ledger" in c)]
-    assert re.search(r"\d+ items: \d+ kept", outputs["unishard run examples/demo.toml --smoke-models"])
+    assert re.search(r"\d+ items: \d+ kept", outputs[DEMO_RUN])
+    _compare_with_recorded(demo_digest, run_at)
+
+
+def _file_digests(output: Path) -> dict[str, str]:
+    """SHA-256 of every output file but those recording where and when the run happened, by relative path."""
+    return {
+        str(path.relative_to(output)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(output.rglob("*"))
+        if path.is_file() and not str(path.relative_to(output)).startswith(RUN_SPECIFIC)
+    }
+
+
+def _environment(run_at: str) -> dict[str, str]:
+    return {"checkout": run_at} | {name: metadata.version(name) for name in DIGEST_PACKAGES}
+
+
+def _compare_with_recorded(digests: dict[str, str], run_at: str) -> None:
+    here = _environment(run_at)
+    if os.environ.get("UNISHARD_UPDATE_DIGEST") == "1":
+        DEMO_DIGEST.parent.mkdir(exist_ok=True)
+        recorded = {"environment": here, "files": digests}
+        DEMO_DIGEST.write_text(json.dumps(recorded, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        return
+    recorded = json.loads(DEMO_DIGEST.read_text(encoding="utf-8"))
+    if recorded["environment"] != here:
+        differ = {name: (recorded["environment"].get(name), version) for name, version in here.items()}
+        differ = {name: pair for name, pair in differ.items() if pair[0] != pair[1]}
+        warnings.warn(
+            f"demo digest not compared: recorded with other library versions (recorded, here): {differ}", stacklevel=2
+        )
+        return
+    changed = sorted(name for name in digests.keys() & recorded["files"] if digests[name] != recorded["files"][name])
+    added = sorted(digests.keys() - recorded["files"])
+    missing = sorted(recorded["files"].keys() - digests)
+    assert not (changed or added or missing), (
+        f"the demo's output differs from {DEMO_DIGEST.relative_to(ROOT)}: changed {changed}, new {added}, "
+        f"missing {missing}. A refactor must not change output bytes; if this change of output is intended, "
+        "rerun this test with UNISHARD_UPDATE_DIGEST=1 and say why in the commit message."
+    )
