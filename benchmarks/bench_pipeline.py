@@ -17,6 +17,14 @@ rotated copies are added, which no duplicate test merges), or with ``--distinct`
     python benchmarks/bench_pipeline.py --distinct --images 2000 --pairs 1 --memory-only
     python benchmarks/bench_pipeline.py --ready /tmp/distinct --images 20000 --pairs 1 --memory-only --workers 0
     python benchmarks/bench_pipeline.py --repo /tmp/old-main ...     # the same measurement of an older checkout
+    python benchmarks/bench_pipeline.py --vit --images 600 --pairs 2 --corpus ../shared/corpora/marketing
+
+With ``--vit`` the model path is measured instead: unishard runs a real-size ViT-B-32 (random weights saved with
+open_clip, passed as ``--set clip.checkpoint=PATH``; semantic dedup and the zero-shot image safety check are off,
+since random weights make every photo a semantic duplicate and most of them unsafe), and the yardstick is
+``benchmarks/plain_clip.py``: the same per-image work in a plain multiprocessing loop with the same model, worker
+count, torch threads and batch size (``embed.batch_size``), including the image encode and the text encodes of the
+caption candidates unishard encoded (read from its output).
 """
 
 import argparse
@@ -39,6 +47,9 @@ from benchmarks._measure import run_measured  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 YARDSTICK = SHARED / "bench" / "plain_shards.py"
+PLAIN_CLIP = ROOT / "benchmarks" / "plain_clip.py"
+EMBED_BATCH = 16  # embed.batch_size's default; --vit passes it to both sides
+VIT_SET = ("semantic_dedup.enabled=false", "safety.image_check=false", f"embed.batch_size={EMBED_BATCH}")
 SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 VARIANTS = (None, Image.Transpose.FLIP_LEFT_RIGHT, Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_270)
 
@@ -98,11 +109,39 @@ def run_yardstick(paths: list[Path], work: Path, workers: int) -> tuple[float, f
     return seconds, cpu
 
 
-def run_unishard(inputs: Path, work: Path, workers: int, extra: list[str]) -> tuple[float, float, int, str]:
-    """``unishard run`` with ``workers`` worker processes (0: the default profile, one per core from 500 inputs)."""
+def run_plain_clip(paths: list[Path], work: Path, workers: int, weights: str, texts: Path) -> tuple[float, float]:
+    listing = work / "files.txt"
+    listing.write_text("\n".join(str(p) for p in paths) + "\n")
+    out = work / "plain-out"
+    batch = str(EMBED_BATCH)
+    started, cpu = time.perf_counter(), children_cpu()
+    command = [sys.executable, str(PLAIN_CLIP), str(out), str(workers), batch, weights, str(texts), f"@{listing}"]
+    subprocess.run(command, check=True, capture_output=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    seconds, cpu = time.perf_counter() - started, children_cpu() - cpu
+    subprocess.run(["rm", "-rf", str(out)], check=True)
+    return seconds, cpu
+
+
+def caption_texts(output: Path) -> dict[str, list[str]]:
+    """The caption candidates unishard encoded, by input file name, from the pairs view's Parquet sidecars."""
+    import pyarrow.parquet as pq
+
+    texts = {}
+    for part in sorted((output / "shards" / "pairs").rglob("*.parquet")):
+        for row in pq.read_table(part, columns=["source", "annotations"]).to_pylist():
+            candidates = json.loads(row["annotations"] or "{}").get("caption", {}).get("candidates", [])
+            texts[Path(row["source"]).name] = [candidate["text"] for candidate in candidates]
+    return texts
+
+
+def run_unishard(
+    inputs: Path, work: Path, workers: int, extra: list[str], smoke: bool = True, texts: Path | None = None
+) -> tuple[float, float, int, str]:
+    """``unishard run`` with ``workers`` worker processes (0: the default profile, one per core from 500 inputs);
+    with ``texts``, the caption candidates it encoded are written there as JSON."""
     out = work / "unishard-out"
     command = [sys.executable, "-m", "pipeline", "run", "--input", str(inputs), "--output", str(out)]
-    command += ["--smoke-models", "--set", "normalise.max_side=512", "--no-progress", *extra]
+    command += [*(["--smoke-models"] if smoke else []), "--set", "normalise.max_side=512", "--no-progress", *extra]
     if workers:
         command += ["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
     cpu = children_cpu()
@@ -111,6 +150,8 @@ def run_unishard(inputs: Path, work: Path, workers: int, extra: list[str]) -> tu
     if "items:" not in output and "kept" not in output:
         print(output[-4000:], file=sys.stderr)
         raise SystemExit("unishard run failed (its output is above)")
+    if texts is not None:
+        texts.write_text(json.dumps(caption_texts(out)), encoding="utf-8")
     subprocess.run(["rm", "-rf", str(out)], check=True)
     summary = [line for line in output.splitlines() if line.startswith("unishard:") and " items:" in line]
     return seconds, cpu, peak, summary[-1] if summary else ""
@@ -132,6 +173,7 @@ def main() -> None:
         "--ready", type=Path, help="take the first --images photos of this folder (same filesystem as the temp dir)"
     )
     parser.add_argument("--memory-only", action="store_true", help="skip the yardstick; report unishard's peak")
+    parser.add_argument("--vit", action="store_true", help="a random real-size ViT-B-32 against plain_clip.py")
     parser.add_argument("--set", action="append", default=[], help="extra --set for unishard (repeatable)")
     parser.add_argument(
         "--repo", type=Path, default=ROOT, help="run unishard from this checkout (e.g. a worktree of an older commit)"
@@ -143,10 +185,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="unishard-bench-") as tmp:
         work = Path(tmp)
         paths = make_inputs(work / "inputs", args.images, args.corpus, args.distinct, args.ready)
+        if args.vit:
+            from benchmarks.bench_model_stage import random_vit_b_32
+
+            weights = random_vit_b_32(work)
+            extra += [flag for value in (*VIT_SET, f"clip.checkpoint={weights}") for flag in ("--set", value)]
         ratios, peaks = [], []
         for index in range(args.pairs):
-            plain, plain_cpu = (None, None) if args.memory_only else run_yardstick(paths, work, args.workers or 1)
-            seconds, cpu, peak, summary = run_unishard(work / "inputs", work, args.workers, extra)
+            if args.vit:  # unishard first: the yardstick encodes the caption candidates unishard encoded
+                texts = work / "texts.json"
+                seconds, cpu, peak, summary = run_unishard(work / "inputs", work, args.workers, extra, False, texts)
+                plain, plain_cpu = run_plain_clip(paths, work, args.workers or 1, weights, texts)
+            else:
+                plain, plain_cpu = (None, None) if args.memory_only else run_yardstick(paths, work, args.workers or 1)
+                seconds, cpu, peak, summary = run_unishard(work / "inputs", work, args.workers, extra)
             peaks.append(peak)
             ratio = None if plain is None else round(plain / seconds, 3)
             if ratio is not None:
@@ -169,6 +221,7 @@ def main() -> None:
             "result",
             images=len(paths),
             workers=args.workers,
+            yardstick="plain_clip.py (ViT-B-32)" if args.vit else "plain_shards.py",
             median_ratio=statistics.median(ratios) if ratios else None,
             peak_rss_mb=round(max(peaks) / 2**20),
         )
