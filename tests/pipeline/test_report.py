@@ -13,9 +13,10 @@ import pytest
 
 from pipeline.cli import main
 from pipeline.report import run_info, write_report
-from pipeline.report_charts import REJECTED_SERIES, distributions
-from pipeline.report_galleries import Thumbnails, rejected_galleries
-from pipeline.report_html import _Colours, histogram_svg
+from pipeline.report.charts import REJECTED_SERIES, distributions
+from pipeline.report.galleries import rejected_galleries
+from pipeline.report.histogram import Colours, histogram_svg
+from pipeline.report.thumbnails import Thumbnails
 from schemas import reasons
 from schemas.config import AuditConfig
 from schemas.report import Report
@@ -175,7 +176,7 @@ def test_clip_scores_are_charted_with_rejected_scores_and_the_threshold():
     assert chart.name == "score_clip_vit_b_32_laion2b"
     assert sum(chart.series[REJECTED_SERIES]) == 1 and sum(chart.series["marketing"]) == 2
     assert [t.value for t in chart.thresholds] == [0.28]
-    svg = histogram_svg(chart, _Colours(list(chart.series)))
+    svg = histogram_svg(chart, Colours(list(chart.series)))
     assert 'class="threshold"' in svg and "threshold 0.28" in svg
 
 
@@ -383,6 +384,6 @@ def test_quality_measures_are_charted_per_domain_with_rejected_values_and_every_
         (0.25, "overexposed 4.0 MADs (factory, <b>line 2</b>) 0.25"),
         (0.35, "overexposed threshold 0.35"),
     ]
-    svg = histogram_svg(chart, _Colours(list(chart.series)))
+    svg = histogram_svg(chart, Colours(list(chart.series)))
     assert "<b>line 2</b>" not in svg and html.escape("<b>line 2</b>") in svg
     assert "overexposed threshold 0.35" in svg
