@@ -1,5 +1,6 @@
-"""The shard-quality report: ``OUT/report/report.json`` (``schemas.report.Report``) and a self-contained
-``OUT/report/index.html``, built from a committed output alone.
+"""The shard-quality report: ``OUT/report/report.json`` and a self-contained ``OUT/report/index.html``.
+
+Both are built from a committed output alone; ``report.json`` is ``schemas.report.Report``.
 
 ``unishard run`` writes it at the end (``write_run_report``, never fatal); ``unishard report OUT`` writes it again
 (``add_parser``, ``main``). Two reports of the same output differ only in wall time.

@@ -37,6 +37,7 @@ def _card(item: GalleryItem, thumbnails: dict[str, str], badge: str = "") -> str
 
 
 def kept_section(report: Report, thumbnails: dict[str, str]) -> str:
+    """The kept samples' gallery: each card with the text written to its shard."""
     items = report.galleries.kept
     if not items:
         return section("kept", "Kept samples", '<p class="empty">No kept samples.</p>')
@@ -51,6 +52,7 @@ def kept_section(report: Report, thumbnails: dict[str, str]) -> str:
 
 
 def rejected_section(report: Report, thumbnails: dict[str, str]) -> str:
+    """One open group per (status, stage, reason) with its count and the cards chosen for it, in dataflow order."""
     groups = report.galleries.rejected
     if not groups:
         return section("rejected", "Rejected and failed items", '<p class="empty">Nothing was dropped.</p>')
@@ -89,6 +91,7 @@ def _cluster(cluster: ClusterGallery, thumbnails: dict[str, str]) -> str:
 
 
 def duplicates_section(report: Report, thumbnails: dict[str, str]) -> str:
+    """The largest duplicate groups: each survivor's card, then its members' cards and how many more there are."""
     clusters = report.galleries.clusters
     if not clusters:
         return section("duplicates", "Duplicate groups", '<p class="empty">No duplicate groups were found.</p>')

@@ -1,5 +1,8 @@
-"""What the report reads from a committed output besides ``_run/``: the ledger, the pairs view's sidecars, the funnel
-the ledger adds up to, and the shard table from stats files alone.
+"""What the report reads from a committed output besides ``_run/``: ledger, sidecars, funnel and shard table.
+
+``read_ledger`` reads every ledger row, ``read_sidecars`` the columns the report uses from the pairs view's sidecars,
+``build_funnel`` adds the ledger up per stage, reason and domain, and ``unchecked_shards`` lists the shards from their
+``_stats.json`` files alone (for ``--no-validate``). ``stage_rank`` orders stages as the dataflow runs them.
 
 Every reader returns rows in a fixed order (the ledger by source, the sidecars by key), so what is built from them
 does not depend on the order the files were listed in. An output without ledger parts or sidecars gives empty tables

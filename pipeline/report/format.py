@@ -42,8 +42,11 @@ def human_bytes(value: float) -> str:
 
 
 def fmt_value(value: float, unit: str = "") -> str:
-    """A measured value for an axis or a table: bytes as ``human_bytes``, characters whole, else 3 significant digits
-    (whole numbers with separators from 100 up)."""
+    """A measured value for an axis or a table, in its ``unit``.
+
+    Bytes as ``human_bytes``, characters as a whole number, anything else to 3 significant digits (whole numbers with
+    thousands separators from 100 up).
+    """
     if unit == "bytes":
         return human_bytes(value)
     if unit == "characters":

@@ -41,6 +41,7 @@ def pick(values: Iterable[str], count: int, seed: int) -> list[str]:
 
 
 def detail_of(row: dict) -> dict:
+    """The ledger row's ``detail`` JSON object; empty when it is missing, not JSON, or not an object."""
     try:
         detail = json.loads(row.get("detail") or "{}")
     except ValueError:
@@ -84,6 +85,7 @@ def _kept_item(row: dict, thumbs: Thumbnails) -> GalleryItem:
 
 
 def kept_gallery(sidecar: pa.Table, thumbs: Thumbnails, seed: int) -> list[GalleryItem]:
+    """``KEPT_SAMPLES`` kept samples chosen by ``pick``, ordered by domain and key, with their shard thumbnails."""
     if not sidecar.num_rows:
         return []
     chosen = pick(sidecar.column("key").to_pylist(), KEPT_SAMPLES, seed)

@@ -33,6 +33,7 @@ def _validation_state(report: Report) -> tuple[str, str]:
 
 
 def summary_section(report: Report) -> str:
+    """Tiles for items, kept, rejected, failed, shards, validation and wall time; then the models, as pills."""
     funnel, items = report.funnel, report.funnel.items
     shards = report.validation.shards if report.validation else []
     state, tone = _validation_state(report)
@@ -67,6 +68,12 @@ def summary_section(report: Report) -> str:
 
 
 def funnel_section(report: Report, colours: Colours) -> str:
+    """A bar per stage that dropped items (what continues, is rejected, fails), the reason table and per domain.
+
+    Args:
+        report: The report.
+        colours: The page's series colours, for the domain swatches (the same as in the charts).
+    """
     funnel = report.funnel
     total = max(1, funnel.items)
     rows = [
@@ -136,6 +143,7 @@ def funnel_section(report: Report, colours: Colours) -> str:
 
 
 def distributions_section(report: Report, colours: Colours) -> str:
+    """A card per distribution: its histogram, legend and per-series statistics (n, median, mean, range)."""
     if not report.distributions:
         return section("distributions", "Distributions", '<p class="empty">No kept samples to describe.</p>')
     charts = "".join(_chart_card(d, colours) for d in report.distributions)
@@ -188,6 +196,7 @@ def _shard_row(shard: ShardCheck, output: str) -> str:
 
 
 def shards_section(report: Report) -> str:
+    """One row per shard (path relative to the output, view, split, samples, sizes, domains, validation state)."""
     validation = report.validation
     if validation is None or not validation.shards:
         body = '<p class="empty">No shards were written.</p>'
@@ -208,6 +217,7 @@ def shards_section(report: Report) -> str:
 
 
 def run_section(report: Report) -> str:
+    """The run's facts, models, package versions and resolved configuration (folded, as indented JSON)."""
     run = report.run
     facts = [
         ("Output", run.output),

@@ -24,7 +24,12 @@ MAX_THUMB_PIXELS = 80_000_000
 
 
 class Thumbnails:
-    """Small inline JPEG thumbnails by gallery id (``key`` for kept images, ``source`` otherwise)."""
+    """The thumbnails of one report, made on demand and kept in ``uris``.
+
+    Attributes:
+        uris: ``data:image/jpeg;base64`` URIs by gallery id: ``kept:<key>`` for a kept sample (from its shard),
+            ``source:<source>`` for any other item (from its source). An item without a thumbnail has no entry.
+    """
 
     def __init__(self, output: str, config: dict):
         self._output = output
@@ -48,6 +53,7 @@ class Thumbnails:
                 _LOG.warning("report: cannot read thumbnails from %s: %s", shard, error)
 
     def from_shard(self, key: str, shard: str) -> bool:
+        """Make the thumbnail ``kept:<key>`` from the sample's image in ``shard``; whether there is one now."""
         ident = f"kept:{key}"
         if ident not in self.uris:
             if key not in self._shard_cache:
@@ -58,6 +64,7 @@ class Thumbnails:
         return ident in self.uris
 
     def from_source(self, source: str, key: str | None) -> bool:
+        """Make the thumbnail ``source:<source>`` from the item's source; whether there is one now."""
         ident = f"source:{source}"
         if ident not in self.uris:
             try:
