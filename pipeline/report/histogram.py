@@ -1,9 +1,9 @@
 """The distributions' charts: a stacked histogram per ``Distribution`` as inline SVG, and the colour of each series.
 
-``histogram_svg`` draws one bar per bin stacked by series (domains first in name order, the filter's rejected series
-last), a 1-2-5 count axis, value ticks (log-spaced when ``log_scale``), a ``<title>`` tooltip per bin with its range
-and counts, and a dashed marker with its label at every threshold. Series names, units and threshold labels come from
-the data and are escaped; numbers and colours are formatted here.
+``histogram_svg`` draws one bar per bin stacked by series (in name order, the filter's rejected series last), a
+1-2-5 count axis, value ticks (log-spaced when ``log_scale``), a ``<title>`` tooltip per bin with its range and
+counts, and a dashed marker with its label at every threshold. Series names, units and threshold labels come from the
+data and are escaped; numbers and colours are formatted here.
 """
 
 import math
