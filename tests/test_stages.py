@@ -3,7 +3,7 @@
 import re
 from pathlib import Path
 
-from pipeline.report_galleries import stage_rank
+from pipeline.report.data import stage_rank
 from schemas.stages import STAGE_NAMES, STAGES
 
 ROOT = Path(__file__).resolve().parent.parent

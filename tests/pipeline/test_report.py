@@ -5,7 +5,11 @@ import html
 import json
 import re
 import shutil
+import tomllib
+from fnmatch import fnmatch
 from html.parser import HTMLParser
+from pathlib import Path
+from string import Template
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -13,9 +17,11 @@ import pytest
 
 from pipeline.cli import main
 from pipeline.report import run_info, write_report
-from pipeline.report_charts import REJECTED_SERIES, distributions
-from pipeline.report_galleries import Thumbnails, rejected_galleries
-from pipeline.report_html import _Colours, histogram_svg
+from pipeline.report.charts import REJECTED_SERIES, distributions
+from pipeline.report.galleries import rejected_galleries
+from pipeline.report.histogram import Colours, histogram_svg
+from pipeline.report.page import PAGE_TEMPLATE, STYLESHEET, fill, package_text
+from pipeline.report.thumbnails import Thumbnails
 from schemas import reasons
 from schemas.config import AuditConfig
 from schemas.report import Report
@@ -175,7 +181,7 @@ def test_clip_scores_are_charted_with_rejected_scores_and_the_threshold():
     assert chart.name == "score_clip_vit_b_32_laion2b"
     assert sum(chart.series[REJECTED_SERIES]) == 1 and sum(chart.series["marketing"]) == 2
     assert [t.value for t in chart.thresholds] == [0.28]
-    svg = histogram_svg(chart, _Colours(list(chart.series)))
+    svg = histogram_svg(chart, Colours(list(chart.series)))
     assert 'class="threshold"' in svg and "threshold 0.28" in svg
 
 
@@ -383,6 +389,35 @@ def test_quality_measures_are_charted_per_domain_with_rejected_values_and_every_
         (0.25, "overexposed 4.0 MADs (factory, <b>line 2</b>) 0.25"),
         (0.35, "overexposed threshold 0.35"),
     ]
-    svg = histogram_svg(chart, _Colours(list(chart.series)))
+    svg = histogram_svg(chart, Colours(list(chart.series)))
     assert "<b>line 2</b>" not in svg and html.escape("<b>line 2</b>") in svg
     assert "overexposed threshold 0.35" in svg
+
+
+def test_the_page_skeleton_escapes_every_text_value_and_inserts_only_the_markup_given_as_such():
+    template = Template('<p title="$text">$text</p>$markup')
+    page = fill(template, text={"text": '<script>"x"</script>'}, markup={"markup": "<b>ok</b>"})
+    escaped = "&lt;script&gt;&quot;x&quot;&lt;/script&gt;"
+    assert page == f'<p title="{escaped}">{escaped}</p><b>ok</b>'
+    with pytest.raises(KeyError):
+        fill(template, text={"text": "x"}, markup={})
+    with pytest.raises(ValueError, match="both"):
+        fill(template, text={"text": "x", "markup": "y"}, markup={"markup": "z"})
+
+
+def test_the_page_skeleton_and_stylesheet_are_package_data_a_wheel_ships():
+    root = Path(__file__).resolve().parents[2]
+    setuptools = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    assert "pipeline.report" in setuptools["packages"]
+    patterns = setuptools["package-data"]["pipeline.report"]
+    data = sorted(p.name for p in (root / "pipeline" / "report").iterdir() if p.is_file() and p.suffix != ".py")
+    assert {PAGE_TEMPLATE, STYLESHEET} <= set(data)
+    assert [name for name in data if not any(fnmatch(name, pattern) for pattern in patterns)] == []
+    assert set(Template(package_text(PAGE_TEMPLATE)).get_identifiers()) == {
+        "output",
+        "version",
+        "schema_version",
+        "style",
+        "nav",
+        "sections",
+    }

@@ -1,17 +1,15 @@
 """The report's galleries: a fixed sample of kept items, rejected items per reason, the largest duplicate groups.
 
-Thumbnails are small inline JPEGs: kept images are read from their shards (one pass per shard), rejected ones from
-their source while it is still readable (a file, a manifest row resolved like ingest does, a WebDataset member).
-Images rejected by a safety stage are never shown. Every choice is a pure function of keys and sources (smallest
-seeded hashes), so the galleries do not depend on the order the ledger was read in.
+``kept_gallery`` picks ``KEPT_SAMPLES`` kept samples of the pairs view, ``rejected_galleries`` up to
+``REJECTED_PER_REASON`` items of every (status, stage, reason), ``cluster_galleries`` the ``CLUSTERS_SHOWN`` largest
+duplicate groups (from ``dedup/<stage>.parquet``, else from ledger rows naming a survivor), each with its survivor
+and up to ``MEMBERS_SHOWN`` members. Thumbnails come from ``pipeline.report.thumbnails``; images rejected by a safety
+stage, and paths rejected as ``outside_root``, are never read. Every choice is a pure function of keys and sources
+(smallest seeded hashes), so the galleries do not depend on the order the ledger was read in.
 """
 
-import base64
 import hashlib
-import io
 import json
-import logging
-import os
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from typing import Any
@@ -21,13 +19,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.validate import exists, list_files, read_bytes, read_samples
+from pipeline.report.data import stage_rank
+from pipeline.report.thumbnails import Thumbnails
+from pipeline.validate import list_files
 from schemas import reasons
 from schemas.report import ClusterGallery, GalleryItem, RejectedGallery
-from schemas.stages import STAGE_NAMES
 from transforms._io import join
-
-_LOG = logging.getLogger("unishard")
 
 DUPLICATE_REASONS = ("exact_duplicate", "pixel_duplicate", "near_duplicate", "semantic_duplicate")
 WITHHELD_STAGES = ("safety",)
@@ -36,16 +33,6 @@ KEPT_SAMPLES = 24
 REJECTED_PER_REASON = 8
 CLUSTERS_SHOWN = 8
 MEMBERS_SHOWN = 6
-THUMB_SIDE = 220
-MAX_SOURCE_BYTES = 64 * 1024 * 1024
-MAX_THUMB_PIXELS = 80_000_000
-
-
-def stage_rank(stage: str) -> tuple[int, str]:
-    """Position of a stage in the dataflow (``schemas.stages``); unknown stages go just before shard writing."""
-    if stage in STAGE_NAMES:
-        return STAGE_NAMES.index(stage), ""
-    return STAGE_NAMES.index("write_shards") - 1, stage
 
 
 def pick(values: Iterable[str], count: int, seed: int) -> list[str]:
@@ -54,6 +41,7 @@ def pick(values: Iterable[str], count: int, seed: int) -> list[str]:
 
 
 def detail_of(row: dict) -> dict:
+    """The ledger row's ``detail`` JSON object; empty when it is missing, not JSON, or not an object."""
     try:
         detail = json.loads(row.get("detail") or "{}")
     except ValueError:
@@ -82,7 +70,7 @@ def _evidence(text: str | None) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted(evidence.items()) if v not in (None, 0))
 
 
-def _kept_item(row: dict, thumbs: "Thumbnails") -> GalleryItem:
+def _kept_item(row: dict, thumbs: Thumbnails) -> GalleryItem:
     has = thumbs.from_shard(row["key"], row["shard"])
     return GalleryItem(
         key=row["key"],
@@ -96,7 +84,8 @@ def _kept_item(row: dict, thumbs: "Thumbnails") -> GalleryItem:
     )
 
 
-def kept_gallery(sidecar: pa.Table, thumbs: "Thumbnails", seed: int) -> list[GalleryItem]:
+def kept_gallery(sidecar: pa.Table, thumbs: Thumbnails, seed: int) -> list[GalleryItem]:
+    """``KEPT_SAMPLES`` kept samples chosen by ``pick``, ordered by domain and key, with their shard thumbnails."""
     if not sidecar.num_rows:
         return []
     chosen = pick(sidecar.column("key").to_pylist(), KEPT_SAMPLES, seed)
@@ -121,7 +110,7 @@ def _withheld(stage: str, reason: str) -> bool:
     return stage in WITHHELD_STAGES or any(word in reason for word in WITHHELD_WORDS)
 
 
-def _dropped_item(row: dict, thumbs: "Thumbnails") -> GalleryItem:
+def _dropped_item(row: dict, thumbs: Thumbnails) -> GalleryItem:
     detail = detail_of(row)
     withheld = _withheld(row["stage"], row["reason"] or "")
     # A path outside its roots is never read, not even for a preview.
@@ -136,7 +125,7 @@ def _dropped_item(row: dict, thumbs: "Thumbnails") -> GalleryItem:
     )
 
 
-def rejected_galleries(ledger: pa.Table, thumbs: "Thumbnails", seed: int) -> list[RejectedGallery]:
+def rejected_galleries(ledger: pa.Table, thumbs: Thumbnails, seed: int) -> list[RejectedGallery]:
     """Up to ``REJECTED_PER_REASON`` items for every (status, stage, reason), in dataflow order."""
     dropped = ledger.filter(pc.not_equal(ledger["status"], "kept"))
     groups: dict[tuple[str, str, str], list[str]] = defaultdict(list)
@@ -228,7 +217,7 @@ def _clusters_from_ledger(ledger: pa.Table, covered: set[str]) -> list[dict]:
     return list(clusters.values())
 
 
-def cluster_galleries(output: str, ledger: pa.Table, sidecar: pa.Table, thumbs: "Thumbnails") -> dict[str, Any]:
+def cluster_galleries(output: str, ledger: pa.Table, sidecar: pa.Table, thumbs: Thumbnails) -> dict[str, Any]:
     """The largest duplicate groups (in images), each with its survivor: from ``dedup/`` files and the ledger."""
     from_files, covered = _clusters_from_files(output)
     clusters = [c for c in [*from_files, *_clusters_from_ledger(ledger, covered)] if c["members"]]
@@ -276,113 +265,3 @@ def cluster_galleries(output: str, ledger: pa.Table, sidecar: pa.Table, thumbs: 
             )
         )
     return {"clusters": shown, "cluster_count": len(clusters)}
-
-
-class Thumbnails:
-    """Small inline JPEG thumbnails by gallery id (``key`` for kept images, ``source`` otherwise)."""
-
-    def __init__(self, output: str, config: dict):
-        self._output = output
-        self._config = config
-        self._shard_cache: dict[str, dict[str, bytes]] = {}
-        self._manifests: dict[str, list[dict]] = {}
-        self.uris: dict[str, str] = {}
-
-    def prefetch_shards(self, rows: list[dict]) -> None:
-        """Read the images of ``rows`` from their shards, one pass per shard."""
-        wanted: dict[str, set[str]] = defaultdict(set)
-        for row in rows:
-            if row["key"] not in self._shard_cache:
-                wanted[row["shard"]].add(row["key"])
-        for shard, keys in sorted(wanted.items()):
-            try:
-                for key, members in read_samples(shard, keys).items():
-                    image = next((v for ext, v in sorted(members.items()) if ext not in ("json", "txt")), b"")
-                    self._shard_cache[key] = image
-            except Exception as error:  # noqa: BLE001 - a broken shard only loses its thumbnails
-                _LOG.warning("report: cannot read thumbnails from %s: %s", shard, error)
-
-    def from_shard(self, key: str, shard: str) -> bool:
-        ident = f"kept:{key}"
-        if ident not in self.uris:
-            if key not in self._shard_cache:
-                self.prefetch_shards([{"key": key, "shard": shard}])
-            uri = thumbnail_uri(self._shard_cache.get(key, b""))
-            if uri:
-                self.uris[ident] = uri
-        return ident in self.uris
-
-    def from_source(self, source: str, key: str | None) -> bool:
-        ident = f"source:{source}"
-        if ident not in self.uris:
-            try:
-                data = self._source_bytes(source)
-            except Exception:  # noqa: BLE001 - an unreadable source simply has no thumbnail
-                data = b""
-            uri = thumbnail_uri(data)
-            if uri:
-                self.uris[ident] = uri
-        return ident in self.uris
-
-    def _source_bytes(self, source: str) -> bytes:
-        if "#" not in source or exists(source):
-            return _read_capped(source)
-        container, _, item = source.rpartition("#")
-        lowered = container.lower()
-        if lowered.endswith(".tar"):
-            members = read_samples(container, {item.rpartition("/")[2]})
-            images = [v for m in members.values() for ext, v in sorted(m.items()) if ext not in ("json", "txt")]
-            return images[0] if images else b""
-        if lowered.endswith((".csv", ".jsonl", ".parquet")) and item.isdigit():
-            return _read_capped(self._manifest_path(container, int(item)))
-        return b""
-
-    def _manifest_path(self, manifest: str, number: int) -> str:
-        from transforms.ingest import manifest_rows, resolve_manifest_path
-
-        spec = next(
-            (s for s in self._config.get("ingest", {}).get("inputs", []) if s.get("path") == manifest),
-            {"path_column": "path", "roots": []},
-        )
-        if manifest not in self._manifests:
-            self._manifests[manifest] = list(manifest_rows(manifest))
-        rows = self._manifests[manifest]
-        value = rows[number - 1].get(spec.get("path_column", "path")) if 0 < number <= len(rows) else None
-        if not value:
-            return ""
-        follow = bool(self._config.get("ingest", {}).get("follow_symlinks", False))
-        return resolve_manifest_path(str(value), manifest, spec.get("roots", []), follow)
-
-
-def _read_capped(path: str) -> bytes:
-    if not path or not exists(path):
-        return b""
-    if "://" not in path and os.path.getsize(path) > MAX_SOURCE_BYTES:
-        return b""
-    return read_bytes(path)
-
-
-def thumbnail_uri(data: bytes) -> str:
-    """A ``data:image/jpeg`` URI of a small thumbnail of ``data``, or ``""`` when it is not a readable image."""
-    if not data:
-        return ""
-    from PIL import Image, ImageOps
-
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            if image.width * image.height > MAX_THUMB_PIXELS:
-                return ""
-            image.draft("RGB", (THUMB_SIDE * 2, THUMB_SIDE * 2))
-            image = ImageOps.exif_transpose(image)
-            if image.mode not in ("RGB", "L"):
-                background = Image.new("RGB", image.size, (255, 255, 255))
-                rgba = image.convert("RGBA")
-                background.paste(rgba, mask=rgba.getchannel("A"))
-                image = background
-            image = image.convert("RGB")
-            image.thumbnail((THUMB_SIDE, THUMB_SIDE))
-            buffer = io.BytesIO()
-            image.save(buffer, format="JPEG", quality=72, optimize=True)
-    except Exception:  # noqa: BLE001 - anything Pillow cannot turn into a thumbnail gets none
-        return ""
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")

@@ -1,6 +1,8 @@
-"""HTML building blocks shared by the report's sections: escaping, numbers, bars and any JSON value as tables.
+"""HTML building blocks shared by the report's sections: escaping, numbers, bars, sections, any JSON value as tables.
 
-Every value that reaches the page goes through ``escape`` (or a function here that calls it).
+Every value that reaches the page goes through ``escape`` (or a function here that calls it). The number formatters
+(``integer``, ``percent``, ``plural``, ``human_bytes``, ``fmt_value``, ``duration``) return plain text built only
+from numbers and fixed words; callers that put a unit or a name beside them escape that.
 """
 
 import html
@@ -18,6 +20,68 @@ def escape(value: Any) -> str:
 def integer(value: int) -> str:
     """An integer with thousands separators."""
     return f"{value:,}"
+
+
+def plural(count: int, word: str) -> str:
+    """``count`` with thousands separators and ``word``, with an ``s`` unless it is one."""
+    return f"{count:,} {word}" + ("" if count == 1 else "s")
+
+
+def percent(part: int, whole: int) -> str:
+    """``part`` as a share of ``whole`` to one decimal (``12.5%``); a dash when ``whole`` is zero."""
+    return f"{100 * part / whole:.1f}%" if whole else "–"
+
+
+def human_bytes(value: float) -> str:
+    """A byte count in B, KB, MB, GB or TB (powers of 1024), whole bytes and one decimal above."""
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(value) < 1024 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TB"
+
+
+def fmt_value(value: float, unit: str = "") -> str:
+    """A measured value for an axis or a table, in its ``unit``.
+
+    Bytes as ``human_bytes``, characters as a whole number, anything else to 3 significant digits (whole numbers with
+    thousands separators from 100 up).
+    """
+    if unit == "bytes":
+        return human_bytes(value)
+    if unit == "characters":
+        return f"{value:.0f}"
+    if value == 0:
+        return "0"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.3g}"
+
+
+def duration(seconds: float | None) -> str:
+    """A wall time as ``1h 02m 03.4s``, ``2m 03.4s`` or ``3.4s``; a dash when unknown."""
+    if seconds is None:
+        return "–"
+    minutes, secs = divmod(float(seconds), 60)
+    hours, minutes = divmod(int(minutes), 60)
+    return (
+        f"{hours}h {minutes:02d}m {secs:04.1f}s"
+        if hours
+        else (f"{minutes}m {secs:04.1f}s" if minutes else f"{secs:.1f}s")
+    )
+
+
+def section(ident: str, title: str, body: str, subtitle: str = "") -> str:
+    """One card of the page: ``<section id=ident>`` with an escaped ``title``.
+
+    Args:
+        ident: The element id the navigation links to (a fixed word, not escaped).
+        title: Plain text.
+        body: HTML, escaped by the caller.
+        subtitle: HTML (escaped by the caller) for the grey line under the title; none when empty.
+    """
+    sub = f'<p class="sub">{subtitle}</p>' if subtitle else ""
+    return f'<section id="{ident}" class="card"><h2>{escape(title)}</h2>{sub}{body}</section>'
 
 
 def bar(parts: list[tuple[float, str, str]]) -> str:
@@ -45,10 +109,12 @@ def scalar(value: Any) -> str:
 
 
 def is_scalar(value: Any) -> bool:
+    """Whether ``value`` is a JSON scalar (null, string, number or boolean)."""
     return value is None or isinstance(value, (str, int, float, bool))
 
 
 def cell(value: Any) -> str:
+    """One table cell: a scalar as ``scalar`` does, anything else as escaped compact JSON."""
     return scalar(value) if is_scalar(value) else escape(json.dumps(value, sort_keys=True))
 
 

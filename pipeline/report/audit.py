@@ -10,7 +10,7 @@ import json
 from collections import defaultdict
 from typing import Any
 
-from pipeline.report_format import REJECTED_COLOUR, bar, escape, integer, render_value, scalar
+from pipeline.report.format import REJECTED_COLOUR, bar, escape, integer, render_value, scalar
 
 FLAG_RATIO = 2.0
 KNOWN = ("warnings", "people", "exclusion", "representation", "defect_classes", "items", "measured", "model_id")
