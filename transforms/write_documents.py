@@ -7,8 +7,8 @@ went to two splits, ``document_not_sampled`` outside ``views.docs.share``), and 
 
 Layout: ``OUT/shards/docs/<split>/shard-NNNNNN.tar`` with ``KEY.json`` (``DocumentRecord``: OBELICS-style
 ``texts``/``images`` parallel lists, schema version, per-image metadata) and ``KEY.0.jpg``, ``KEY.1.jpg``... in
-reading order; a Parquet sidecar (one row per document), ``_stats.json`` and ``index.json``, written with the tar,
-sidecar, statistics and index helpers of ``transforms/write_shards.py``. ``KEY`` is ``document_key(doc_id)``.
+reading order; a Parquet sidecar (one row per document), ``_stats.json`` and ``index.json``, written by
+``transforms/shard_writer.py`` as for every view. ``KEY`` is ``document_key(doc_id)``.
 Shard membership is a pure function of the document key (shard count from the split's document count and bytes,
 at least ``views.loader_workers * views.nodes``); image bytes cross one shuffle, straight into their shard.
 
@@ -41,27 +41,26 @@ from schemas.documents import (
     document_key,
 )
 from schemas.records import LedgerRow, Sample, detail_json
-from schemas.shard import ShardStats
 from transforms._common import REJECTED
 from transforms._io import join, write_atomic
-from transforms._parts import WriteParts, parquet_bytes
+from transforms._parts import WriteParts
 from transforms.documents import left_detail, rejected_document
 from transforms.image_store import image_sha256, read_image
-from transforms.write_shards import (
+from transforms.shard_writer import (
+    ShardItem,
     canonical_json,
-    shard_count,
+    sampled,
     shard_dir,
     shard_name,
-    shard_of,
-    write_index,
-    write_stats,
-    write_tar,
+    slot_of,
+    split_totals,
+    write_indexes,
+    write_shard,
 )
 
 STAGE = "write_documents"
 VIEW = "docs"
 LEDGER_DIR = "ledger_documents"
-_UNIT_BITS = 60
 
 
 class DocumentWriteOutputs(NamedTuple):
@@ -103,12 +102,7 @@ class WriteDocuments(beam.PTransform):
             kept = documents | "KeptUnwritten" >> beam.Map(_kept_row, shard="")
             ledger = (kept, placed[REJECTED]) | "AllRows" >> beam.Flatten()
             return DocumentWriteOutputs(ledger=ledger, shards=samples.pipeline | "NoShards" >> beam.Create([]))
-        totals = beam.pvalue.AsSingleton(
-            documents
-            | "Size" >> beam.Map(lambda d: (d.split, (1, d.image_bytes)))
-            | "SumPerSplit" >> beam.CombinePerKey(lambda pairs: tuple(map(sum, zip(*pairs, strict=True))) or (0, 0))
-            | "AsDictTotals" >> beam.combiners.ToDict()
-        )
+        totals = split_totals(documents, lambda document: (document.split, document.image_bytes))
         config = self._shards
         written = (
             {
@@ -118,19 +112,9 @@ class WriteDocuments(beam.PTransform):
             | "GroupShard" >> beam.CoGroupByKey()
             | "Write" >> beam.ParDo(_WriteDocsFn(self._output, self._generation)).with_outputs(REJECTED, main="shards")
         )
-        _ = (
-            written.shards
-            | "BySplit" >> beam.Map(lambda stats: (stats.split, stats))
-            | "GroupSplit" >> beam.GroupByKey()
-            | "WriteIndex" >> beam.Map(write_index, output=self._output, view=VIEW)
-        )
+        _ = write_indexes(written.shards, self._output, VIEW)
         ledger = (written[REJECTED], placed[REJECTED]) | "AllRows" >> beam.Flatten()
         return DocumentWriteOutputs(ledger=ledger, shards=written.shards)
-
-
-def sampled(key: str, share: float) -> bool:
-    """Whether a key falls in the first ``share`` of the key space (a view's share, stable across runs)."""
-    return share >= 1.0 or int(key[:15], 16) < share * (1 << _UNIT_BITS)
 
 
 def _split_of_image(sample: Sample) -> Iterator[tuple[str, tuple[str, str]]]:
@@ -179,17 +163,9 @@ def place_in_split(document: Document, splits: dict[str, str], view: ViewConfig)
         yield dataclasses.replace(document, split=found[0])
 
 
-def _slot(split: str, key: str, totals: dict, config: ShardsConfig) -> tuple[str, int] | None:
-    if split not in totals:
-        return None
-    count, image_bytes = totals[split]
-    return split, shard_of(key, shard_count(count, image_bytes, config))
-
-
 def _slot_document(document: Document, totals: dict, config: ShardsConfig) -> Iterator:
-    slot = _slot(document.split, document.key, totals, config)
-    if slot is not None:
-        yield slot, document
+    if document.split in totals:
+        yield slot_of(document.split, document.key, totals, config), document
 
 
 def _slot_image(sample: Sample, totals: dict, config: ShardsConfig) -> Iterator:
@@ -197,9 +173,8 @@ def _slot_image(sample: Sample, totals: dict, config: ShardsConfig) -> Iterator:
     doc_id = sample.annotations.get(DOCUMENT_ANNOTATION)
     if doc_id is None:
         return
-    slot = _slot(sample.split, document_key(str(doc_id)), totals, config)
-    if slot is not None:
-        yield slot, sample
+    if sample.split in totals:
+        yield slot_of(sample.split, document_key(str(doc_id)), totals, config), sample
 
 
 def document_record(document: Document, images: dict[str, Sample]) -> tuple[DocumentRecord, list[tuple[str, bytes]]]:
@@ -294,6 +269,14 @@ def sidecar_row(document: Document) -> dict[str, Any]:
     }
 
 
+def document_item(document: Document, images: dict[str, Sample]) -> ShardItem:
+    """What a document writes: ``KEY.json``, then ``KEY.0.jpg``, ``KEY.1.jpg``... in reading order; its sidecar row."""
+    record, files = document_record(document, images)
+    members = [(f"{document.key}.json", canonical_json(record.model_dump(mode="json")))]
+    members += [(f"{document.key}.{member}", data) for member, data in files]
+    return ShardItem(document.key, document.domain, document.image_bytes, members, sidecar_row(document))
+
+
 def _kept_row(document: Document, shard: str) -> DocumentLedgerRow:
     detail = {"view": VIEW, "shard": shard} if shard else {"view": None}
     return DocumentLedgerRow(
@@ -325,31 +308,11 @@ class _WriteDocsFn(beam.DoFn):
         images = {sample.key: sample for sample in grouped["images"]}
         name = shard_name(slot, self._generation)
         folder = shard_dir(self._output, VIEW, split)
-        tar_members: list[tuple[str, bytes]] = []
-        written: list[Document] = []
-        for document in documents:
-            record, files = document_record(document, images)
-            tar_members.append((f"{document.key}.json", canonical_json(record.model_dump(mode="json"))))
-            tar_members += [(f"{document.key}.{member}", data) for member, data in files]
-            written.append(document)
-        size = write_tar(join(folder, f"{name}.tar"), tar_members)
-        write_atomic(join(folder, f"{name}.parquet"), parquet_bytes([sidecar_row(d) for d in written], SIDECAR_SCHEMA))
-        stats = ShardStats(
-            shard=f"{name}.tar",
-            view=VIEW,
-            split=split,
-            samples=len(written),
-            bytes=size,
-            image_bytes=sum(d.image_bytes for d in written),
-            domains=dict(sorted(Counter(d.domain for d in written).items())),
-            first_key=written[0].key,
-            last_key=written[-1].key,
-        )
-        write_stats(folder, stats)
+        stats = write_shard(folder, name, VIEW, split, documents, lambda d: document_item(d, images), SIDECAR_SCHEMA)
         self._shards.inc()
-        self._documents.inc(len(written))
+        self._documents.inc(len(documents))
         yield stats
-        for document in written:
+        for document in documents:
             yield pvalue.TaggedOutput(REJECTED, _kept_row(document, f"{VIEW}/{split}/{name}.tar"))
 
 
