@@ -28,8 +28,8 @@ DOCUMENT_SCHEMA_VERSION = 1
 SUPPORTED_DOCUMENT_VERSIONS = (1,)
 EDIT_SCHEMA_VERSION = 1
 
-# ``Sample.annotations[DOCUMENT_ANNOTATION]``: the id of the document a sample belongs to, set by the documents stage
-# for every sample that has one (from its metadata or a grouping rule); splits keep a document in one split by it.
+# The name ``Sample.document_id`` (the id of the document a sample belongs to) has in a shard's ``annotations`` and
+# in the split stage's group tokens.
 DOCUMENT_ANNOTATION = "document_id"
 
 

@@ -3,7 +3,7 @@
 Inputs: curated samples (``Sample``, after the model and safety stages), text rows (``TextRow`` from ingest: manifest
 rows without an image, imported MMC4/OBELICS texts), the ingested items (``InputItem``, to know which images a
 document had before curation) and ingest's rejections (an unresolvable import image names its document). Outputs
-(``DocumentsOutputs``): ``samples``, every sample unchanged except ``annotations["document_id"]`` for those in a
+(``DocumentsOutputs``): ``samples``, every sample unchanged except ``document_id`` for those in a
 document (splits keep a document in one split by it); ``documents``, the kept ``Document`` records (no image bytes);
 ``rejected``, ``DocumentLedgerRow``s of dropped documents.
 
@@ -33,7 +33,6 @@ from apache_beam.utils.shared import Shared
 from schemas import reasons
 from schemas.config import DocumentsConfig
 from schemas.documents import (
-    DOCUMENT_ANNOTATION,
     Document,
     DocumentImage,
     DocumentLedgerRow,
@@ -144,11 +143,11 @@ def position_of(metadata: Mapping[str, Any], field: str) -> float | None:
 
 
 def stamp(sample: Sample, config: DocumentsConfig) -> Sample:
-    """Return ``sample`` with ``annotations["document_id"]`` set when it belongs to a document."""
+    """Return ``sample`` with ``document_id`` set when it belongs to a document."""
     found = document_id(sample.metadata, sample.domain, config)
     if found is None:
         return sample
-    return dataclasses.replace(sample, annotations={**sample.annotations, DOCUMENT_ANNOTATION: found[0]})
+    return dataclasses.replace(sample, document_id=found[0])
 
 
 def document_image(sample: Sample, config: DocumentsConfig) -> DocumentImage:

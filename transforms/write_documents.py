@@ -1,7 +1,7 @@
 """Write the ``docs`` view: one WebDataset sample per interleaved document, and the document ledger.
 
 Inputs: ``Document`` records from ``transforms/documents.py`` (no bytes) and the split samples (``Sample``, with
-``annotations["document_id"]``), which carry the image bytes. Outputs (``DocumentWriteOutputs``): ``ledger``,
+``document_id``), which carry the image bytes. Outputs (``DocumentWriteOutputs``): ``ledger``,
 ``DocumentLedgerRow``s (kept: the shard written; rejected: ``document_split_conflict`` when a document's images
 went to two splits, ``document_not_sampled`` outside ``views.docs.share``), and ``shards`` (``ShardStats``).
 
@@ -31,7 +31,6 @@ from apache_beam import pvalue
 from schemas import reasons
 from schemas.config import ShardsConfig, ViewConfig
 from schemas.documents import (
-    DOCUMENT_ANNOTATION,
     Document,
     DocumentLedgerRow,
     DocumentRecord,
@@ -118,9 +117,8 @@ class WriteDocuments(beam.PTransform):
 
 
 def _split_of_image(sample: Sample) -> Iterator[tuple[str, tuple[str, str]]]:
-    doc_id = sample.annotations.get(DOCUMENT_ANNOTATION)
-    if doc_id is not None:
-        yield str(doc_id), (sample.key, sample.split)
+    if sample.document_id:
+        yield sample.document_id, (sample.key, sample.split)
 
 
 class _PlaceFn(beam.DoFn):
@@ -170,11 +168,8 @@ def _slot_document(document: Document, totals: dict, config: ShardsConfig) -> It
 
 def _slot_image(sample: Sample, totals: dict, config: ShardsConfig) -> Iterator:
     # Routed by its document's key: the images meet their document in its shard, with no other shuffle.
-    doc_id = sample.annotations.get(DOCUMENT_ANNOTATION)
-    if doc_id is None:
-        return
-    if sample.split in totals:
-        yield slot_of(sample.split, document_key(str(doc_id)), totals, config), sample
+    if sample.document_id and sample.split in totals:
+        yield slot_of(sample.split, document_key(sample.document_id), totals, config), sample
 
 
 def document_record(document: Document, images: dict[str, Sample]) -> tuple[DocumentRecord, list[tuple[str, bytes]]]:

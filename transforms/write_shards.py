@@ -22,6 +22,7 @@ from apache_beam import pvalue
 
 from schemas import reasons
 from schemas.config import ShardsConfig
+from schemas.documents import DOCUMENT_ANNOTATION
 from schemas.records import LedgerRow, Sample, detail_json
 from schemas.shard import SampleRecord
 from transforms.embed import embedding_matrix, npy_bytes
@@ -92,7 +93,7 @@ def sample_record(sample: Sample) -> SampleRecord:
         notes=list(sample.notes),
         hashes=dict(sample.hashes),
         scores=dict(sample.scores),
-        annotations=dict(sample.annotations),
+        annotations=shard_annotations(sample),
         metadata=dict(sample.metadata),
     )
 
@@ -125,6 +126,13 @@ SIDECAR_SCHEMA = pa.schema(
         ("metadata", pa.string()),
     ]
 )
+
+
+def shard_annotations(sample: Sample) -> dict:
+    """The ``annotations`` of a sample's JSON: its own, and its document id under ``document_id`` when it has one."""
+    if not sample.document_id:
+        return dict(sample.annotations)
+    return {**sample.annotations, DOCUMENT_ANNOTATION: sample.document_id}
 
 
 def sidecar_row(record: SampleRecord) -> dict:
