@@ -354,6 +354,9 @@ class LedgerRow:
         detail: JSON text with what a person needs: the survivor of a duplicate, the error, the shard written.
         domain: Data domain, for per-domain funnels.
         split: The split a kept item was written to (empty otherwise).
+        document_id: The interleaved document an item dropped before it was read belonged to (an imported image
+            that resolved to no file), so the documents stage lists it among the images that left; empty otherwise.
+            Not a ledger column (``detail`` names it for people).
     """
 
     source: str
@@ -364,6 +367,7 @@ class LedgerRow:
     detail: str = "{}"
     domain: str = ""
     split: str = ""
+    document_id: str = ""
 
     def __post_init__(self):
         if self.status not in reasons.STATUSES:
@@ -371,7 +375,7 @@ class LedgerRow:
 
     def __reduce__(self) -> tuple:
         values = (self.source, hex_bytes(self.key), self.status, self.stage, self.reason, self.detail, self.domain)
-        return _ledger_row, (packed((*values, self.split)),)
+        return _ledger_row, (packed((*values, self.split, self.document_id)),)
 
 
 def _ledger_row(blob: bytes) -> LedgerRow:

@@ -20,7 +20,6 @@ Metrics: ``documents/documents``, ``documents/rejected``, ``documents/placed_ima
 """
 
 import dataclasses
-import json
 import logging
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -41,7 +40,7 @@ from schemas.documents import (
     TextRow,
     document_key,
 )
-from schemas.records import InputItem, LedgerRow, Sample, blank, detail_json
+from schemas.records import InputItem, LedgerRow, Sample, blank
 from transforms import placement
 from transforms._common import REJECTED
 from transforms.text import clean_text
@@ -74,7 +73,7 @@ class AssembleDocuments(beam.PTransform):
         items: The ingested ``InputItem``s, for the images each document had before curation.
         text_encoder: Builds the CLIP text encoder for placement, once per worker (``load_clip`` bound to its
             config, or a fake in tests); ``None`` leaves unpositioned images in source order.
-        dropped: Item ledger rows of items dropped before they were read; those whose detail names a ``doc_id``
+        dropped: Item ledger rows of items dropped before they were read; those with a ``document_id``
             (unresolvable import images) are listed among the images that left their document.
         """
         super().__init__()
@@ -192,9 +191,8 @@ def _ref_member(item: InputItem, config: DocumentsConfig) -> Iterator[tuple[str,
 
 
 def _dropped_ref(row: LedgerRow) -> Iterator[tuple[str, tuple[str, str]]]:
-    doc_id = json.loads(row.detail).get("doc_id")
-    if not blank(doc_id):
-        yield str(doc_id), (row.source, row.domain)
+    if row.document_id:
+        yield row.document_id, (row.source, row.domain)
 
 
 def _first_text(metadata: Mapping[str, Any], fields: list[str]) -> str:
@@ -353,10 +351,6 @@ def _deduplicated(segments: list[Segment]) -> list[Segment]:
     return result
 
 
-def left_detail(left: Iterable[LeftImage]) -> list[dict[str, Any]]:
-    return [dataclasses.asdict(image) for image in left]
-
-
 def rejected_document(document: Document, reason: str, stage: str = STAGE, **detail: Any) -> DocumentLedgerRow:
     """The document ledger row of a document dropped by ``reason`` at ``stage``."""
     return DocumentLedgerRow(
@@ -365,10 +359,11 @@ def rejected_document(document: Document, reason: str, stage: str = STAGE, **det
         status=reasons.REJECTED,
         stage=stage,
         reason=reason,
-        detail=detail_json(**detail, images_left=left_detail(document.left)),
+        notes=detail,
         domain=document.domain,
         images=len(document.images),
         texts=sum(1 for segment in document.segments if segment.kind == "text"),
+        left=document.left,
     )
 
 
@@ -406,8 +401,10 @@ class _AssembleFn(beam.DoFn):
             )
         except Exception as error:  # noqa: BLE001 - one bad document becomes a failed ledger row, never a crashed run
             _LOG.warning("documents failed on %s: %s: %s", doc_id, type(error).__name__, error)
-            detail = detail_json(error_type=type(error).__name__, error=str(error))
-            row = DocumentLedgerRow(doc_id, document_key(doc_id), reasons.FAILED, STAGE, reasons.EXCEPTION, detail)
+            notes = {"error_type": type(error).__name__, "error": str(error)}
+            row = DocumentLedgerRow(
+                doc_id, document_key(doc_id), reasons.FAILED, STAGE, reasons.EXCEPTION, notes, left=None
+            )
             yield pvalue.TaggedOutput(REJECTED, row)
             return
         if isinstance(result, DocumentLedgerRow):

@@ -21,7 +21,7 @@ Metrics: ``write_documents/documents``, ``write_documents/shards``.
 import dataclasses
 import json
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
 import apache_beam as beam
@@ -39,11 +39,11 @@ from schemas.documents import (
     Segment,
     document_key,
 )
-from schemas.records import LedgerRow, Sample, detail_json
+from schemas.records import LedgerRow, Sample
 from transforms._common import REJECTED
 from transforms._io import join, write_atomic
 from transforms._parts import WriteParts
-from transforms.documents import left_detail, rejected_document
+from transforms.documents import rejected_document
 from transforms.image_store import image_sha256, read_image
 from transforms.shard_writer import (
     ShardItem,
@@ -273,18 +273,18 @@ def document_item(document: Document, images: dict[str, Sample]) -> ShardItem:
 
 
 def _kept_row(document: Document, shard: str) -> DocumentLedgerRow:
-    detail = {"view": VIEW, "shard": shard} if shard else {"view": None}
     return DocumentLedgerRow(
         doc_id=document.doc_id,
         key=document.key,
         status=reasons.KEPT,
         stage=STAGE,
         reason="",
-        detail=detail_json(**detail, images_left=left_detail(document.left)),
+        notes={"view": VIEW, "shard": shard} if shard else {"view": None},
         domain=document.domain,
         split=document.split,
         images=len(document.images),
         texts=sum(1 for segment in document.segments if segment.kind == "text"),
+        left=document.left,
     )
 
 
@@ -368,9 +368,9 @@ class WriteDocumentLedger(beam.PTransform):
 
 
 def _left_sources(row: DocumentLedgerRow) -> Iterator[tuple[str, str]]:
-    for image in json.loads(row.detail).get("images_left", []):
-        if not image["reason"]:
-            yield image["source"], row.doc_id
+    for image in row.left or ():
+        if not image.reason:
+            yield image.source, row.doc_id
 
 
 def _explain(element: tuple[str, dict]) -> Iterator[tuple[str, tuple[str, str | None, str, str]]]:
@@ -386,11 +386,17 @@ def _complete(element: tuple[str, dict]) -> Iterator[DocumentLedgerRow]:
     rows = list(grouped["rows"])
     found = {source: (key, stage, reason) for source, key, stage, reason in grouped["left"]}
     for row in rows:
-        detail = json.loads(row.detail)
-        for image in detail.get("images_left", []):
-            if not image["reason"] and image["source"] in found:
-                image["key"], image["stage"], image["reason"] = found[image["source"]]
-        yield dataclasses.replace(row, detail=detail_json(**detail))
+        yield row if row.left is None else dataclasses.replace(row, left=tuple(explained(row.left, found)))
+
+
+def explained(left: Iterable[LeftImage], found: dict[str, tuple[str | None, str, str]]) -> Iterator[LeftImage]:
+    """``left`` with the key, stage and reason ``found`` (by source, from the item ledger) of each image that
+    left with no reason yet."""
+    for image in left:
+        if not image.reason and image.source in found:
+            yield LeftImage(image.source, *found[image.source])
+        else:
+            yield image
 
 
 def _doc_id(row: DocumentLedgerRow) -> str:
@@ -398,7 +404,7 @@ def _doc_id(row: DocumentLedgerRow) -> str:
 
 
 def _as_row(row: DocumentLedgerRow) -> list[dict]:
-    return [vars(row)]
+    return [{name: getattr(row, name) for name in LEDGER_SCHEMA.names}]
 
 
 def _write_counts(tallies: list[tuple[str, int]], output: str) -> dict:

@@ -86,6 +86,7 @@ def test_a_document_whose_images_all_left_is_dropped_with_a_reason():
     row = assemble("D", [], [], [_text("m#0", 0, "Title")], [("m#1", "marketing")], CONFIG)
     assert isinstance(row, DocumentLedgerRow)
     assert (row.status, row.reason, row.domain) == ("rejected", reasons.DOCUMENT_TOO_FEW_IMAGES, "marketing")
+    assert [(image.source, image.key, image.reason) for image in row.left] == [("m#1", None, "")]
     assert json.loads(row.detail)["images_left"][0]["source"] == "m#1"
 
 
