@@ -175,33 +175,6 @@ def _doc_ledger(out) -> dict[str, dict]:
     return {row["doc_id"]: row for row in pq.read_table(out.path / "ledger_documents").to_pylist()}
 
 
-def _left(row: dict) -> dict[str, tuple]:
-    images = json.loads(row["detail"])["images_left"]
-    return {Path(image["source"]).name: (image["stage"], image["reason"]) for image in images}
-
-
-def test_run_writes_one_document_ledger_row_per_document_with_reasons(out):
-    ledger = _doc_ledger(out)
-    assert sorted(ledger) == ["PAGE-1", "SKU-A", "SKU-B", "SKU-C", "TEXT-ONLY", "inspection:R-1", "mmc4.jsonl#1"]
-    kept = {doc_id: row["images"] for doc_id, row in ledger.items() if row["status"] == "kept"}
-    assert kept == {"PAGE-1": 2, "SKU-A": 2, "SKU-C": 1, "inspection:R-1": 2, "mmc4.jsonl#1": 1}
-    for doc_id in ("SKU-B", "TEXT-ONLY"):
-        assert (ledger[doc_id]["status"], ledger[doc_id]["reason"]) == ("rejected", reasons.DOCUMENT_TOO_FEW_IMAGES)
-    counts = json.loads((out.path / "_run" / "document_counts.json").read_text())
-    assert counts["documents"] == 7
-    assert counts["by_reason"]["rejected/documents/document_too_few_images"] == 2
-
-
-def test_run_says_at_which_stage_and_why_each_image_left_its_document(out):
-    ledger = _doc_ledger(out)
-    assert _left(ledger["SKU-A"]) == {"products.csv#4": ("exact_dedup", reasons.EXACT_DUPLICATE)}
-    assert _left(ledger["SKU-B"]) == {"products.csv#6": ("normalise", reasons.NOT_AN_IMAGE)}
-    assert _left(ledger["mmc4.jsonl#1"]) == {
-        "mmc4.jsonl#1:image0001": ("import_interleaved", reasons.UNRESOLVABLE_IMAGE)
-    }
-    assert _left(ledger["PAGE-1"]) == {}
-
-
 def test_run_keeps_one_item_ledger_row_per_image_and_none_for_text_rows(out):
     sources = [Path(row["source"]).name for row in out.ledger]
     # 7 manifest images, a row with neither image nor document, 2 MMC4 images, a bad MMC4 line, 2 tiles; the 8 text

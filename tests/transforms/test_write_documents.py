@@ -16,17 +16,15 @@ from schemas.config import ViewConfig
 from schemas.documents import (
     Document,
     DocumentImage,
-    DocumentLedgerRow,
     DocumentRecord,
     EditRecord,
-    LeftImage,
     Segment,
     UnsupportedDocumentVersion,
     parse_document,
 )
 from schemas.records import ImageInfo
 from tests.documents_run import documents_run
-from transforms.write_documents import explained, place_in_split
+from transforms.write_documents import place_in_split
 
 
 @pytest.fixture(scope="module")
@@ -191,31 +189,3 @@ def test_document_json_reader_upgrades_an_older_version(monkeypatch):
     assert isinstance(record, DocumentRecord) and record.origin == "unknown" and record.sequence() == [("text", "hi")]
     with pytest.raises(UnsupportedDocumentVersion, match="99"):
         parse_document({**old, "schema_version": 99})
-
-
-def test_images_that_left_take_their_stage_and_reason_from_the_item_ledger_by_source():
-    left = (LeftImage("a.jpg", None, "", ""), LeftImage("b.jpg", "bb", "placement", "image_unplaced"))
-    found = {"a.jpg": ("aa", "clip_filter", reasons.LOW_CLIP_SCORE), "b.jpg": ("bb", "other", "other")}
-    assert list(explained(left, found)) == [
-        LeftImage("a.jpg", "aa", "clip_filter", reasons.LOW_CLIP_SCORE),
-        LeftImage("b.jpg", "bb", "placement", "image_unplaced"),
-    ]
-
-
-def test_the_ledger_detail_is_rendered_for_people_from_the_typed_row():
-    kept = DocumentLedgerRow(
-        "D",
-        "k",
-        "kept",
-        "write_documents",
-        "",
-        {"view": "docs", "shard": "docs/train/shard-000000.tar"},
-        left=(LeftImage("a.jpg", "aa", "clip_filter", "low_clip_score"),),
-    )
-    assert json.loads(kept.detail) == {
-        "images_left": [{"key": "aa", "reason": "low_clip_score", "source": "a.jpg", "stage": "clip_filter"}],
-        "shard": "docs/train/shard-000000.tar",
-        "view": "docs",
-    }
-    failed = DocumentLedgerRow("D", "k", "failed", "documents", "exception", {"error": "x"}, left=None)
-    assert failed.detail == '{"error": "x"}'
