@@ -12,7 +12,8 @@ from schemas.config import DocumentsConfig, GroupRule
 from schemas.documents import DOCUMENT_ANNOTATION, Document, DocumentImage, DocumentLedgerRow, document_key
 from schemas.records import ImageInfo
 from tests.documents_run import documents_run
-from transforms.documents import TextPiece, assemble, document_id, position_of
+from transforms.document_order import TextPiece
+from transforms.documents import assemble, document_id
 
 FACTS = ImageInfo(width=64, height=48, format="JPEG", mode="RGB", bytes=1000)
 CONFIG = DocumentsConfig()
@@ -157,13 +158,6 @@ def test_document_ids_come_from_the_id_field_then_the_grouping_rules():
     assert document_id({"sku": "A"}, "marketing", config) == ("A", "group:sku")
     assert document_id({"sku": "A"}, "factory", config) is None
     assert document_id({"record": "R1"}, "factory", config) == ("R1", "group:record")
-    assert [position_of({"position": v}, "position") for v in ("2", 3, "x", None, "nan")] == [
-        2.0,
-        3.0,
-        None,
-        None,
-        None,
-    ]
 
 
 @pytest.fixture(scope="module")
