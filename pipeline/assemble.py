@@ -21,6 +21,7 @@ from transforms.clip_filter import ClipFilter
 from transforms.clip_model import clip_model_id, load_clip
 from transforms.contamination import AuditContamination
 from transforms.decontaminate import Decontaminate
+from transforms.document_ledger import WriteDocumentLedger
 from transforms.documents import AssembleDocuments
 from transforms.embed import EmbedImages
 from transforms.eval_set import BuildEvalSet
@@ -38,7 +39,7 @@ from transforms.semantic_dedup import SemanticDeduplicate
 from transforms.split import AssignSplits, ReadShippedSplits, split_names
 from transforms.text import ChooseText
 from transforms.write_audit import WriteAudit
-from transforms.write_documents import WriteDocumentLedger, WriteDocuments
+from transforms.write_documents import WriteDocuments
 from transforms.write_edits import WriteEditPairs
 from transforms.write_shards import WriteShards
 

@@ -22,14 +22,14 @@ from typing import Any, Literal
 import pydantic
 
 from schemas import reasons
-from schemas.records import ImageInfo
+from schemas.records import ImageInfo, detail_json
 
 DOCUMENT_SCHEMA_VERSION = 1
 SUPPORTED_DOCUMENT_VERSIONS = (1,)
 EDIT_SCHEMA_VERSION = 1
 
-# ``Sample.annotations[DOCUMENT_ANNOTATION]``: the id of the document a sample belongs to, set by the documents stage
-# for every sample that has one (from its metadata or a grouping rule); splits keep a document in one split by it.
+# The name ``Sample.document_id`` (the id of the document a sample belongs to) has in a shard's ``annotations`` and
+# in the split stage's group tokens.
 DOCUMENT_ANNOTATION = "document_id"
 
 
@@ -142,11 +142,14 @@ class DocumentLedgerRow:
         status: ``kept``, ``rejected`` or ``failed``.
         stage: ``documents`` or ``write_documents``.
         reason: A code from ``schemas.reasons`` (empty for kept rows).
-        detail: JSON text: the images that left (source, key, stage, reason), the shard written.
+        notes: What a person needs to know about the decision besides the images that left: the shard written,
+            the rule and its threshold, the error (JSON-compatible values).
         domain: Data domain.
         split: The split a kept document was written to.
         images: Images in the document as written (kept) or when it was dropped.
         texts: Text segments.
+        left: The images that left the document, with the stage and reason once known; ``None`` where the row
+            does not list them (a document whose assembly failed).
     """
 
     doc_id: str
@@ -154,15 +157,24 @@ class DocumentLedgerRow:
     status: str
     stage: str
     reason: str
-    detail: str = "{}"
+    notes: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     domain: str = ""
     split: str = ""
     images: int = 0
     texts: int = 0
+    left: tuple[LeftImage, ...] | None = ()
 
     def __post_init__(self):
         if self.status not in reasons.STATUSES:
             raise ValueError(f"document ledger status must be one of {reasons.STATUSES}, got {self.status!r}")
+
+    @property
+    def detail(self) -> str:
+        """The ledger's ``detail`` column, JSON text for people: ``notes`` and ``images_left`` (source, key, stage,
+        reason of each image that left)."""
+        if self.left is None:
+            return detail_json(**self.notes)
+        return detail_json(**self.notes, images_left=[dataclasses.asdict(image) for image in self.left])
 
 
 class Model(pydantic.BaseModel):

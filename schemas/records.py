@@ -111,6 +111,9 @@ class Sample:
         split: The split the sample is written to.
         image_ref: Path of the normalised image in the run's image store (named by its SHA-256), or empty when
             ``image`` carries the bytes.
+        document_id: The id of the interleaved document the sample belongs to, set by the documents stage (empty
+            when none); splits keep a document in one split by it. Shard JSON shows it as
+            ``annotations["document_id"]``.
     """
 
     key: str
@@ -133,6 +136,7 @@ class Sample:
     embedding: bytes | None = None
     split: str = "all"
     image_ref: str = ""
+    document_id: str = ""
 
     def __reduce__(self) -> tuple:
         # Positional and hex as bytes (schemas.compact); the path is usually the source, the image reference a
@@ -158,6 +162,7 @@ class Sample:
             self.embedding,
             self.split,
             _ref_parts(self.image_ref),
+            self.document_id,
         )
         return _sample, (packed(values),)
 
@@ -176,7 +181,7 @@ def _ref_text(parts: str | tuple[str, bytes, str]) -> str:
 
 def _sample(blob: bytes) -> Sample:
     key, source, path, domain, metadata, image, ext, sha, pixel_sha, original, normalised, *rest = unpacked(blob)
-    text, text_source, notes, hashes, scores, annotations, embedding, split, ref = rest
+    text, text_source, notes, hashes, scores, annotations, embedding, split, ref, document_id = rest
     return Sample(
         hex_text(key),
         source,
@@ -198,6 +203,7 @@ def _sample(blob: bytes) -> Sample:
         embedding,
         split,
         _ref_text(ref),
+        document_id,
     )
 
 
@@ -348,6 +354,9 @@ class LedgerRow:
         detail: JSON text with what a person needs: the survivor of a duplicate, the error, the shard written.
         domain: Data domain, for per-domain funnels.
         split: The split a kept item was written to (empty otherwise).
+        document_id: The interleaved document an item dropped before it was read belonged to (an imported image
+            that resolved to no file), so the documents stage lists it among the images that left; empty otherwise.
+            Not a ledger column (``detail`` names it for people).
     """
 
     source: str
@@ -358,6 +367,7 @@ class LedgerRow:
     detail: str = "{}"
     domain: str = ""
     split: str = ""
+    document_id: str = ""
 
     def __post_init__(self):
         if self.status not in reasons.STATUSES:
@@ -365,7 +375,7 @@ class LedgerRow:
 
     def __reduce__(self) -> tuple:
         values = (self.source, hex_bytes(self.key), self.status, self.stage, self.reason, self.detail, self.domain)
-        return _ledger_row, (packed((*values, self.split)),)
+        return _ledger_row, (packed((*values, self.split, self.document_id)),)
 
 
 def _ledger_row(blob: bytes) -> LedgerRow:

@@ -41,6 +41,7 @@ def _sample(**changes) -> Sample:
         embedding=bytes(range(64)),
         split="train",
         image_ref=f"/out/_staging/images/{HEX}.jpg",
+        document_id="SKU-A",
     )
     return dataclasses.replace(sample, **changes)
 
@@ -58,7 +59,7 @@ RECORDS = [
     InputItem("m.csv#3", "", "d", {"title": "x"}, b"\x00inline", None, (), (512, 100)),
     InputItem("s", "/data/p.jpg", "d", sidecar="/data/p", roots=("",)),
     _sample(),
-    _sample(path="/elsewhere/img.jpg", image=b"\x00\x01inline", embedding=None, image_ref=""),
+    _sample(path="/elsewhere/img.jpg", image=b"\x00\x01inline", embedding=None, image_ref="", document_id=""),
     _sample(key="ABC", sha256="abc", pixel_sha256="", hashes={}, image_ref="/out/images/not-a-digest.jpg"),
     fingerprint(_sample()),
     dataclasses.replace(fingerprint(_sample()), shipped=True, scores={}),

@@ -2,7 +2,7 @@
 
 ``transforms.split`` runs them in Beam; ``plan_splits`` runs the same functions in memory, as the reference the
 tests check the Beam transform against. How a split is decided:
-1. **Groups.** A sample is a node ``1:<key>``; its interleaved document (``annotations["document_id"]``, set by
+1. **Groups.** A sample is a node ``1:<key>``; its interleaved document (``Sample.document_id``, set by
    the documents stage) and each configured metadata key (``group_by``: ``doc_id``, ``sku``,
    ``line+date``) is a node ``0:<fields>=<values>`` joined to every sample holding that value; duplicate links join
    two samples. Connected components (``transforms._components``, light string records only) merge them
@@ -84,7 +84,7 @@ def token_node(spec: str, values: list[Any]) -> str:
 
 def document_of(sample: Sample) -> str:
     """The interleaved document the documents stage put the sample in (``""`` when none)."""
-    return str(sample.annotations.get(DOCUMENT_ANNOTATION) or "")
+    return sample.document_id
 
 
 def group_tokens(metadata: Mapping[str, Any], group_by: Iterable[str], document: str = "") -> list[str]:

@@ -3,16 +3,15 @@
 Inputs: curated samples (``Sample``, after the model and safety stages), text rows (``TextRow`` from ingest: manifest
 rows without an image, imported MMC4/OBELICS texts), the ingested items (``InputItem``, to know which images a
 document had before curation) and ingest's rejections (an unresolvable import image names its document). Outputs
-(``DocumentsOutputs``): ``samples``, every sample unchanged except ``annotations["document_id"]`` for those in a
+(``DocumentsOutputs``): ``samples``, every sample unchanged except ``document_id`` for those in a
 document (splits keep a document in one split by it); ``documents``, the kept ``Document`` records (no image bytes);
 ``rejected``, ``DocumentLedgerRow``s of dropped documents.
 
 A sample's document is its ``documents.id_field`` metadata value, else the first matching ``documents.groups``
-rule (one document per SKU or inspection record). Segments are ordered by ``documents.position_field``; ties put
-text rows before images, then sources in order. Images without a position are placed MMC4's way
-(``transforms/placement.py``) when the document has text rows and the images have embeddings; otherwise they follow
-the positioned segments in source order and ``placement`` says why. Images removed by curation leave their
-document (the text stays) and are listed with the stage and reason from the item ledger by ``WriteDocumentLedger``.
+rule (one document per SKU or inspection record). Segments are ordered by ``documents.position_field``, and images
+without a position placed MMC4's way or appended in source order (``transforms/document_order.py``). Images removed
+by curation leave their document (the text stays) and are listed with the stage and reason from the item ledger by
+``WriteDocumentLedger`` (``transforms/document_ledger.py``).
 
 Reason codes (document ledger): ``document_too_few_images``, ``document_too_little_text``; images leaving a
 document: ``image_unplaced``, ``image_below_min_similarity``. Config section: ``documents``.
@@ -20,9 +19,7 @@ Metrics: ``documents/documents``, ``documents/rejected``, ``documents/placed_ima
 """
 
 import dataclasses
-import json
 import logging
-import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
@@ -32,23 +29,21 @@ from apache_beam.utils.shared import Shared
 
 from schemas import reasons
 from schemas.config import DocumentsConfig
-from schemas.documents import (
-    DOCUMENT_ANNOTATION,
-    Document,
-    DocumentImage,
-    DocumentLedgerRow,
-    LeftImage,
-    Segment,
-    TextRow,
-    document_key,
-)
-from schemas.records import InputItem, LedgerRow, Sample, blank, detail_json
+from schemas.documents import Document, DocumentImage, DocumentLedgerRow, LeftImage, Segment, TextRow, document_key
+from schemas.records import InputItem, LedgerRow, Sample, blank
 from transforms import placement
 from transforms._common import REJECTED
-from transforms.text import clean_text
+from transforms.document_order import (
+    TextPiece,
+    deduplicated,
+    first_text,
+    image_segments,
+    order,
+    place_unpositioned,
+    position_of,
+)
 
 STAGE = "documents"
-MAX_TEXT_CHARS = 100_000
 _LOG = logging.getLogger(__name__)
 
 
@@ -75,7 +70,7 @@ class AssembleDocuments(beam.PTransform):
         items: The ingested ``InputItem``s, for the images each document had before curation.
         text_encoder: Builds the CLIP text encoder for placement, once per worker (``load_clip`` bound to its
             config, or a fake in tests); ``None`` leaves unpositioned images in source order.
-        dropped: Item ledger rows of items dropped before they were read; those whose detail names a ``doc_id``
+        dropped: Item ledger rows of items dropped before they were read; those with a ``document_id``
             (unresolvable import images) are listed among the images that left their document.
         """
         super().__init__()
@@ -106,17 +101,6 @@ class AssembleDocuments(beam.PTransform):
         return DocumentsOutputs(samples=stamped, documents=decided.kept, rejected=decided[REJECTED])
 
 
-@dataclasses.dataclass(frozen=True)
-class TextPiece:
-    """A text row as a document sees it."""
-
-    source: str
-    domain: str
-    position: float | None
-    text: str
-    metadata: Mapping[str, Any]
-
-
 def document_id(metadata: Mapping[str, Any], domain: str, config: DocumentsConfig) -> tuple[str, str] | None:
     """The ``(doc_id, origin)`` of an item from its metadata and the grouping rules, or ``None``."""
     value = metadata.get(config.id_field)
@@ -131,24 +115,12 @@ def document_id(metadata: Mapping[str, Any], domain: str, config: DocumentsConfi
     return None
 
 
-def position_of(metadata: Mapping[str, Any], field: str) -> float | None:
-    """The numeric position of a segment, or ``None`` when absent or not a finite number."""
-    value = metadata.get(field)
-    if blank(value) or isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
 def stamp(sample: Sample, config: DocumentsConfig) -> Sample:
-    """Return ``sample`` with ``annotations["document_id"]`` set when it belongs to a document."""
+    """Return ``sample`` with ``document_id`` set when it belongs to a document."""
     found = document_id(sample.metadata, sample.domain, config)
     if found is None:
         return sample
-    return dataclasses.replace(sample, annotations={**sample.annotations, DOCUMENT_ANNOTATION: found[0]})
+    return dataclasses.replace(sample, document_id=found[0])
 
 
 def document_image(sample: Sample, config: DocumentsConfig) -> DocumentImage:
@@ -181,7 +153,7 @@ def _text_member(row: TextRow, config: DocumentsConfig) -> Iterator[tuple[str, T
     value = row.metadata.get(config.id_field)
     if blank(value):
         return
-    text = _first_text(row.metadata, config.text_fields)
+    text = first_text(row.metadata, config.text_fields)
     position = position_of(row.metadata, config.position_field)
     yield str(value), TextPiece(row.source, row.domain, position, text, dict(row.metadata))
 
@@ -193,82 +165,8 @@ def _ref_member(item: InputItem, config: DocumentsConfig) -> Iterator[tuple[str,
 
 
 def _dropped_ref(row: LedgerRow) -> Iterator[tuple[str, tuple[str, str]]]:
-    doc_id = json.loads(row.detail).get("doc_id")
-    if not blank(doc_id):
-        yield str(doc_id), (row.source, row.domain)
-
-
-def _first_text(metadata: Mapping[str, Any], fields: list[str]) -> str:
-    for field in fields:
-        if text := clean_text(metadata.get(field) or "", MAX_TEXT_CHARS):
-            return text
-    return ""
-
-
-def _order(position: float | None, rank: int, source: str, sub: int = 0) -> tuple:
-    return (position is None, position if position is not None else 0.0, rank, source, sub)
-
-
-def _image_segments(image: DocumentImage, config: DocumentsConfig, similarity: float | None = None) -> list[Segment]:
-    if similarity is None and isinstance(image.metadata.get("placement_similarity"), int | float):
-        # Placed before unishard saw it (MMC4's matched_sim): the similarity travels with the image.
-        similarity = float(image.metadata["placement_similarity"])
-    segments = [Segment("image", image=image, similarity=similarity)]
-    if note := _first_text(image.metadata, config.image_text_fields):
-        segments.append(Segment("text", text=note))
-    return segments
-
-
-def _placed(
-    unpositioned: list[DocumentImage],
-    texts: list[TextPiece],
-    config: DocumentsConfig,
-    encoder_of: Callable[[], placement.TextEncoder | None],
-) -> tuple[list[tuple[tuple, Segment]] | None, list[LeftImage], dict[str, Any]]:
-    """Place images without a position into the document's sentences; ``None`` when placement cannot run."""
-    why = ""
-    models = {image.embedding_model for image in unpositioned}
-    if not config.placement.enabled:
-        why = "documents.placement.enabled is false"
-    elif not any(piece.text for piece in texts):
-        why = "the document has no text rows to place images into"
-    elif any(image.embedding is None for image in unpositioned) or len(models) != 1:
-        why = "the images have no embedding from one model (no embed stage ran)"
-    if not why:
-        encoder = encoder_of()
-        if encoder is None:
-            why = "no text encoder is configured"
-        elif encoder.model_id != next(iter(models)):
-            why = f"the text encoder {encoder.model_id!r} is not the image embedding model {next(iter(models))!r}"
-    if why:
-        return None, [], {"unpositioned": f"appended in source order: {why}"}
-    sentences: list[tuple[tuple, str]] = []
-    for piece in texts:
-        for index, sentence in enumerate(placement.split_sentences(piece.text)):
-            sentences.append((_order(piece.position, 0, piece.source, 2 * index + 1), sentence))
-    assignments = placement.place(
-        [image.embedding for image in unpositioned],
-        [s for _, s in sentences],
-        encoder,
-        config.placement.min_similarity,
-    )
-    entries = [(order, Segment("text", text=sentence)) for order, sentence in sentences]
-    left = []
-    for assignment, image in zip(assignments, unpositioned, strict=True):
-        if assignment.sentence is None:
-            left.append(LeftImage(image.source, image.key, placement.STAGE, assignment.reason))
-            continue
-        # Before its sentence, as OpenFlamingo reads MMC4; the image's own note follows it.
-        *where, sub = sentences[assignment.sentence][0]
-        for offset, segment in enumerate(_image_segments(image, config, assignment.similarity)):
-            entries.append(((*where, sub - 1, offset), segment))
-    detail = {
-        "method": placement.METHOD,
-        "model": encoder.model_id,
-        "min_similarity": config.placement.min_similarity,
-        "sentences": len(sentences),
-    }
-    return entries, left, detail
+    if row.document_id:
+        yield row.document_id, (row.source, row.domain)
 
 
 def assemble(
@@ -285,8 +183,8 @@ def assemble(
     Returns:
         The ``Document``, or the rejected ``DocumentLedgerRow`` when too few images or too little text remain.
     """
-    images = sorted(images, key=lambda image: (_order(image.position, 1, image.source), image.key))
-    texts = sorted(texts, key=lambda piece: _order(piece.position, 0, piece.source))
+    images = sorted(images, key=lambda image: (order(image.position, 1, image.source), image.key))
+    texts = sorted(texts, key=lambda piece: order(piece.position, 0, piece.source))
     refs = sorted(set(refs))
     kept_sources = {image.source for image in images}
     left = [LeftImage(source, None, "", "") for source, _ in refs if source not in kept_sources]
@@ -295,20 +193,20 @@ def assemble(
     placed = None
     placement_detail: dict[str, Any] = {"method": "position"}
     if unpositioned:
-        placed, placement_left, extra = _placed(unpositioned, texts, config, encoder_of)
+        placed, placement_left, extra = place_unpositioned(unpositioned, texts, config, encoder_of)
         left += placement_left
         placement_detail.update(extra)
     entries: list[tuple[tuple, Segment]] = []
     if placed is None:
-        entries += [(_order(piece.position, 0, piece.source), Segment("text", text=piece.text)) for piece in texts]
+        entries += [(order(piece.position, 0, piece.source), Segment("text", text=piece.text)) for piece in texts]
         positioned += unpositioned
     else:
         entries += placed
         placement_detail = {**placement_detail, "method": "position+" + placement.METHOD}
     for image in positioned:
-        for offset, segment in enumerate(_image_segments(image, config)):
-            entries.append((_order(image.position, 1, image.source, offset), segment))
-    segments = _deduplicated([segment for _, segment in sorted(entries, key=lambda entry: entry[0])])
+        for offset, segment in enumerate(image_segments(image, config)):
+            entries.append((order(image.position, 1, image.source, offset), segment))
+    segments = deduplicated([segment for _, segment in sorted(entries, key=lambda entry: entry[0])])
     members = [*images, *texts]
     domain = (images or texts)[0].domain if members else (refs[0][1] if refs else "")
     metadata = {}
@@ -341,23 +239,6 @@ def assemble(
     return document
 
 
-def _deduplicated(segments: list[Segment]) -> list[Segment]:
-    """Drop empty texts and a text equal to the previous text (one note repeated for each camera view)."""
-    result: list[Segment] = []
-    previous = None
-    for segment in segments:
-        if segment.kind == "text":
-            if not segment.text or segment.text == previous:
-                continue
-            previous = segment.text
-        result.append(segment)
-    return result
-
-
-def left_detail(left: Iterable[LeftImage]) -> list[dict[str, Any]]:
-    return [dataclasses.asdict(image) for image in left]
-
-
 def rejected_document(document: Document, reason: str, stage: str = STAGE, **detail: Any) -> DocumentLedgerRow:
     """The document ledger row of a document dropped by ``reason`` at ``stage``."""
     return DocumentLedgerRow(
@@ -366,10 +247,11 @@ def rejected_document(document: Document, reason: str, stage: str = STAGE, **det
         status=reasons.REJECTED,
         stage=stage,
         reason=reason,
-        detail=detail_json(**detail, images_left=left_detail(document.left)),
+        notes=detail,
         domain=document.domain,
         images=len(document.images),
         texts=sum(1 for segment in document.segments if segment.kind == "text"),
+        left=document.left,
     )
 
 
@@ -407,8 +289,10 @@ class _AssembleFn(beam.DoFn):
             )
         except Exception as error:  # noqa: BLE001 - one bad document becomes a failed ledger row, never a crashed run
             _LOG.warning("documents failed on %s: %s: %s", doc_id, type(error).__name__, error)
-            detail = detail_json(error_type=type(error).__name__, error=str(error))
-            row = DocumentLedgerRow(doc_id, document_key(doc_id), reasons.FAILED, STAGE, reasons.EXCEPTION, detail)
+            notes = {"error_type": type(error).__name__, "error": str(error)}
+            row = DocumentLedgerRow(
+                doc_id, document_key(doc_id), reasons.FAILED, STAGE, reasons.EXCEPTION, notes, left=None
+            )
             yield pvalue.TaggedOutput(REJECTED, row)
             return
         if isinstance(result, DocumentLedgerRow):

@@ -28,6 +28,7 @@ Item sources are ``FILE#LINE:imageNNNN`` (text rows: ``FILE#LINE:textNNNN``); a 
 (``NAME`` the file's base name) unless the line carries ``doc_id`` or ``id``. Metric: ``import_interleaved/rejected``.
 """
 
+import dataclasses
 import io
 import json
 import os
@@ -201,6 +202,14 @@ def _lines(path: str) -> Iterator[tuple[int, str]]:
                 yield number, line
 
 
+def with_document(output: Any, doc_id: str) -> Any:
+    """``output`` with a rejected image's ledger row naming its document (``LedgerRow.document_id``), so the
+    documents stage lists the image among those that left its document."""
+    if isinstance(output, pvalue.TaggedOutput) and output.tag == REJECTED:
+        return pvalue.TaggedOutput(REJECTED, dataclasses.replace(output.value, document_id=doc_id))
+    return output
+
+
 class ListInterleavedFn(StageFn):
     """Expand one MMC4 or OBELICS JSONL file into image items and text rows; a bad line or image rejects only it."""
 
@@ -232,13 +241,13 @@ class ListInterleavedFn(StageFn):
             for index, (position, reference, extra) in enumerate(document.images):
                 metadata = {**common, **extra, POSITION: position}
                 source = f"{line_source}:image{index:04d}"
-                yield from super().process(ImageRef(spec, source, domain, reference, metadata))
+                for output in super().process(ImageRef(spec, source, domain, reference, metadata)):
+                    yield with_document(output, metadata[DOC_ID])
 
     def apply(self, ref: ImageRef) -> Iterator[InputItem]:
         try:
             path = resolve_image(ref.reference, ref.spec.path, ref.spec.roots, self._config.follow_symlinks)
         except RejectItem as reject:
-            # The document id lets the documents stage list the image among those that left its document.
             reject.detail = {**reject.detail, DOC_ID: ref.metadata[DOC_ID]}
             raise
         roots = document_roots(ref.spec.path, ref.spec.roots)

@@ -60,7 +60,7 @@ def _source(row: LedgerRow) -> str:
 
 
 def _as_row(row: LedgerRow) -> list[dict]:
-    return [vars(row)]
+    return [{name: getattr(row, name) for name in LEDGER_SCHEMA.names}]
 
 
 def summarise(tallies: Iterable[tuple[tuple[str, str, str, str], int]]) -> dict:

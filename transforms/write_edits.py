@@ -9,15 +9,14 @@ one of its images lacks is skipped. Edit samples are derived, not input items: t
 item and the edit view reports its counts in its shard statistics.
 
 Layout: ``OUT/shards/edit/<split>/shard-NNNNNN.tar`` with ``KEY.source.jpg``, ``KEY.target.jpg``, ``KEY.txt``
-(the instruction) and ``KEY.json`` (``EditRecord``); Parquet sidecar, ``_stats.json`` and ``index.json`` as every
-view. ``KEY`` is the SHA-256 of the rule name and both image keys. Config sections: ``views`` (``edit``),
-``shards``. Metrics: ``write_edits/pairs``.
+(the instruction) and ``KEY.json`` (``EditRecord``); Parquet sidecar, ``_stats.json`` and ``index.json`` written
+by ``transforms/shard_writer.py`` as for every view. ``KEY`` is the SHA-256 of the rule name and both image keys.
+Config sections: ``views`` (``edit``), ``shards``. Metrics: ``write_edits/pairs``.
 """
 
 import hashlib
 import json
 import re
-from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
@@ -28,21 +27,19 @@ from schemas.config import EditRule, EditViewConfig, ShardsConfig
 from schemas.documents import EditImage, EditRecord
 from schemas.records import Sample, blank
 from schemas.shard import ShardStats
-from transforms._io import join, write_atomic
-from transforms._parts import parquet_bytes
 from transforms.image_store import image_sha256, read_image
-from transforms.text import clean_text
-from transforms.write_documents import sampled
-from transforms.write_shards import (
+from transforms.shard_writer import (
+    ShardItem,
     canonical_json,
-    shard_count,
+    sampled,
     shard_dir,
     shard_name,
-    shard_of,
-    write_index,
-    write_stats,
-    write_tar,
+    slot_of,
+    split_totals,
+    write_indexes,
+    write_shard,
 )
+from transforms.text import clean_text
 
 STAGE = "write_edits"
 VIEW = "edit"
@@ -82,24 +79,14 @@ class WriteEditPairs(beam.PTransform):
             | "GroupCandidates" >> beam.GroupByKey()
             | "Pair" >> beam.FlatMap(_pairs_of_group, rules={rule.name: rule for rule in view.rules}, share=view.share)
         )
-        totals = beam.pvalue.AsSingleton(
-            pairs
-            | "Size" >> beam.Map(lambda p: (p.split, (1, p.image_bytes)))
-            | "SumPerSplit" >> beam.CombinePerKey(lambda pairs: tuple(map(sum, zip(*pairs, strict=True))) or (0, 0))
-            | "AsDictTotals" >> beam.combiners.ToDict()
-        )
+        totals = split_totals(pairs, lambda pair: (pair.split, pair.image_bytes))
         stats = (
             pairs
             | "Assign" >> beam.Map(_assign, totals=totals, config=self._shards)
             | "GroupShard" >> beam.GroupByKey()
             | "Write" >> beam.ParDo(_WriteEditsFn(self._output, self._generation))
         )
-        _ = (
-            stats
-            | "BySplit" >> beam.Map(lambda s: (s.split, s))
-            | "GroupSplit" >> beam.GroupByKey()
-            | "WriteIndex" >> beam.Map(write_index, output=self._output, view=VIEW)
-        )
+        _ = write_indexes(stats, self._output, VIEW)
         return stats
 
 
@@ -160,8 +147,7 @@ def _pairs_of_group(element: tuple[str, Iterable[Sample]], rules: dict[str, Edit
 
 
 def _assign(pair: EditPair, totals: dict, config: ShardsConfig) -> tuple[tuple[str, int], EditPair]:
-    count, image_bytes = totals[pair.split]
-    return (pair.split, shard_of(pair.key, shard_count(count, image_bytes, config))), pair
+    return slot_of(pair.split, pair.key, totals, config), pair
 
 
 def _edit_image(sample: Sample, member: str) -> EditImage:
@@ -218,6 +204,18 @@ def sidecar_row(pair: EditPair) -> dict[str, Any]:
     }
 
 
+def pair_item(pair: EditPair) -> ShardItem:
+    """What a pair writes: ``KEY.json``, ``KEY.source.<ext>``, ``KEY.target.<ext>``, ``KEY.txt``, its sidecar row."""
+    record = edit_record(pair)
+    members = [
+        (f"{pair.key}.json", canonical_json(record.model_dump(mode="json"))),
+        (f"{pair.key}.{record.source.member}", read_image(pair.source)),
+        (f"{pair.key}.{record.target.member}", read_image(pair.target)),
+        (f"{pair.key}.txt", pair.instruction.encode("utf-8")),
+    ]
+    return ShardItem(pair.key, pair.source.domain, pair.image_bytes, members, sidecar_row(pair))
+
+
 class _WriteEditsFn(beam.DoFn):
     def __init__(self, output: str, generation: int):
         self._output = output
@@ -229,30 +227,7 @@ class _WriteEditsFn(beam.DoFn):
         pairs = sorted(members, key=lambda pair: pair.key)
         if not pairs:
             return
-        name = shard_name(slot, self._generation)
         folder = shard_dir(self._output, VIEW, split)
-        tar_members: list[tuple[str, bytes]] = []
-        for pair in pairs:
-            record = edit_record(pair)
-            tar_members += [
-                (f"{pair.key}.json", canonical_json(record.model_dump(mode="json"))),
-                (f"{pair.key}.{record.source.member}", read_image(pair.source)),
-                (f"{pair.key}.{record.target.member}", read_image(pair.target)),
-                (f"{pair.key}.txt", pair.instruction.encode("utf-8")),
-            ]
-        size = write_tar(join(folder, f"{name}.tar"), tar_members)
-        write_atomic(join(folder, f"{name}.parquet"), parquet_bytes([sidecar_row(p) for p in pairs], SIDECAR_SCHEMA))
-        stats = ShardStats(
-            shard=f"{name}.tar",
-            view=VIEW,
-            split=split,
-            samples=len(pairs),
-            bytes=size,
-            image_bytes=sum(pair.image_bytes for pair in pairs),
-            domains=dict(sorted(Counter(pair.source.domain for pair in pairs).items())),
-            first_key=pairs[0].key,
-            last_key=pairs[-1].key,
-        )
-        write_stats(folder, stats)
+        stats = write_shard(folder, shard_name(slot, self._generation), VIEW, split, pairs, pair_item, SIDECAR_SCHEMA)
         self._pairs.inc(len(pairs))
         yield stats

@@ -248,15 +248,15 @@ def test_an_unwritable_output_fails_before_any_work_with_a_clear_message(tmp_pat
 
 
 def test_a_write_failure_mid_run_fails_the_run_and_leaves_no_final_output(tmp_path, run, photo, monkeypatch):
-    import transforms.write_shards
+    import transforms.shard_writer
 
     inputs = tmp_path / "in"
     _add_photos(inputs, photo, range(3))
 
-    def disk_full(path, samples):
+    def disk_full(path, members):
         raise OSError(28, "No space left on device", path)
 
-    monkeypatch.setattr(transforms.write_shards, "write_shard", disk_full)
+    monkeypatch.setattr(transforms.shard_writer, "write_tar", disk_full)
     with pytest.raises(RunError, match="No space left on device"):
         run([inputs], output=tmp_path / "out")
     final = [p for p in (tmp_path / "out").rglob("*") if p.is_file() and "_staging" not in p.parts]

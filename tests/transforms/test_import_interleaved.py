@@ -9,9 +9,9 @@ from apache_beam import pvalue
 
 from schemas import reasons
 from schemas.config import IngestConfig, InputSpec
-from schemas.records import InputItem, RejectItem
+from schemas.records import InputItem, LedgerRow, RejectItem
 from tests.documents_run import documents_run
-from transforms.import_interleaved import ListInterleavedFn, parse_mmc4, parse_obelics, resolve_image
+from transforms.import_interleaved import ListInterleavedFn, parse_mmc4, parse_obelics, resolve_image, with_document
 
 # CI checks out ../shared beside the repository: the real MMC4 README document lives there, never in the repo.
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
@@ -215,3 +215,11 @@ def test_the_real_mmc4_readme_document_parses_and_its_url_images_are_unresolvabl
         with pytest.raises(RejectItem) as caught:
             resolve_image(name, str(REAL_MMC4), [])
         assert caught.value.reason == reasons.UNRESOLVABLE_IMAGE
+
+
+def test_a_rejected_image_s_ledger_row_names_its_document_as_a_typed_field():
+    row = LedgerRow("f.jsonl#1:image0000", None, "rejected", "import_interleaved", reasons.UNRESOLVABLE_IMAGE)
+    tagged = with_document(pvalue.TaggedOutput("rejected", row), "f.jsonl#1")
+    assert tagged.value.document_id == "f.jsonl#1" and tagged.value.detail == row.detail
+    item = InputItem("f.jsonl#1:image0001", "/in/a.jpg", "d")
+    assert with_document(item, "f.jsonl#1") is item

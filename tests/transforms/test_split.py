@@ -239,10 +239,7 @@ def test_split_is_off_without_a_section_and_on_with_any_key():
 
 def _sample(key: str, domain: str, metadata: dict, document: str = "") -> Sample:
     info = ImageInfo(8, 8, "JPEG", "RGB", 10)
-    annotations = {"document_id": document} if document else {}
-    return Sample(
-        key, f"src-{key}", "", domain, metadata, b"img", "jpg", key, key, info, info, annotations=annotations
-    )
+    return Sample(key, f"src-{key}", "", domain, metadata, b"img", "jpg", key, key, info, info, document_id=document)
 
 
 SAMPLES = 600  # enough groups (about 280) for the split fractions to be checked

@@ -7,11 +7,6 @@ from fractions import Fraction
 
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
-from schemas.config import ShardsConfig
-from transforms.write_shards import shard_count, shard_of
 
 KEY = re.compile(r"^[0-9a-f]{32}$")
 
@@ -113,39 +108,3 @@ def test_each_shard_covers_its_own_contiguous_key_range_named_in_its_stats(writt
             assert all(Fraction(slot, shards) <= _position(key) < Fraction(slot + 1, shards) for key in keys)
             assert previous_last is None or previous_last < keys[0]  # shards in key order, ranges disjoint
             previous_last = keys[-1]
-
-
-@pytest.mark.parametrize(
-    ("key", "shards", "slot"),
-    [
-        ("0" * 32, 4, 0),
-        ("f" * 32, 4, 3),
-        ("3" + "f" * 31, 4, 0),  # just below a quarter
-        ("4" + "0" * 31, 4, 1),  # exactly a quarter starts the second range
-        ("c" + "0" * 31, 4, 3),
-        ("7" + "f" * 31, 2, 0),
-        ("8" + "0" * 31, 2, 1),
-        ("5" * 15 + "0" * 17, 3, 0),  # 0x555555555555555 / 16**15 is just below 1/3
-        ("5" * 14 + "6" + "0" * 17, 3, 1),  # and the next 60-bit position is just above it
-        ("a" * 15 + "0" * 17, 3, 1),  # just below 2/3
-        ("a" * 14 + "b" + "0" * 17, 3, 2),
-        ("0" * 31 + "1", 1000, 0),
-    ],
-)
-def test_shard_slot_of_hand_picked_keys_follows_the_equal_key_ranges(key, shards, slot):
-    assert shard_of(key, shards) == slot
-
-
-@given(st.lists(st.text("0123456789abcdef", min_size=32, max_size=32), min_size=1, max_size=50), st.integers(1, 40))
-def test_shard_slots_are_ordered_like_the_keys_and_each_key_lies_in_its_slots_range(keys, shards):
-    slots = [shard_of(key, shards) for key in sorted(keys)]
-    assert slots == sorted(slots)
-    for key, slot in zip(sorted(keys), slots, strict=True):
-        assert Fraction(slot, shards) <= _position(key) < Fraction(slot + 1, shards)
-
-
-def test_shard_count_honours_both_size_targets_and_the_minimum():
-    config = ShardsConfig(samples_per_shard=100, bytes_per_shard=1000, min_shards=2)
-    assert shard_count(1, 10, config) == 2
-    assert shard_count(1000, 10, config) == 10
-    assert shard_count(10, 50_000, config) == 50

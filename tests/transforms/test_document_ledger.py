@@ -1,0 +1,76 @@
+"""The document ledger: images that left take their stage and reason from the item ledger; detail is for people."""
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from schemas import reasons
+from schemas.documents import DocumentLedgerRow, LeftImage
+from tests.documents_run import documents_run
+from transforms.document_ledger import explained
+
+
+def test_images_that_left_take_their_stage_and_reason_from_the_item_ledger_by_source():
+    left = (LeftImage("a.jpg", None, "", ""), LeftImage("b.jpg", "bb", "placement", "image_unplaced"))
+    found = {"a.jpg": ("aa", "clip_filter", reasons.LOW_CLIP_SCORE), "b.jpg": ("bb", "other", "other")}
+    assert list(explained(left, found)) == [
+        LeftImage("a.jpg", "aa", "clip_filter", reasons.LOW_CLIP_SCORE),
+        LeftImage("b.jpg", "bb", "placement", "image_unplaced"),
+    ]
+
+
+def test_the_ledger_detail_is_rendered_for_people_from_the_typed_row():
+    kept = DocumentLedgerRow(
+        "D",
+        "k",
+        "kept",
+        "write_documents",
+        "",
+        {"view": "docs", "shard": "docs/train/shard-000000.tar"},
+        left=(LeftImage("a.jpg", "aa", "clip_filter", "low_clip_score"),),
+    )
+    assert json.loads(kept.detail) == {
+        "images_left": [{"key": "aa", "reason": "low_clip_score", "source": "a.jpg", "stage": "clip_filter"}],
+        "shard": "docs/train/shard-000000.tar",
+        "view": "docs",
+    }
+    failed = DocumentLedgerRow("D", "k", "failed", "documents", "exception", {"error": "x"}, left=None)
+    assert failed.detail == '{"error": "x"}'
+
+
+@pytest.fixture(scope="module")
+def out():
+    return documents_run()
+
+
+def _doc_ledger(out) -> dict[str, dict]:
+    return {row["doc_id"]: row for row in pq.read_table(out.path / "ledger_documents").to_pylist()}
+
+
+def _left(row: dict) -> dict[str, tuple]:
+    images = json.loads(row["detail"])["images_left"]
+    return {Path(image["source"]).name: (image["stage"], image["reason"]) for image in images}
+
+
+def test_run_writes_one_document_ledger_row_per_document_with_reasons(out):
+    ledger = _doc_ledger(out)
+    assert sorted(ledger) == ["PAGE-1", "SKU-A", "SKU-B", "SKU-C", "TEXT-ONLY", "inspection:R-1", "mmc4.jsonl#1"]
+    kept = {doc_id: row["images"] for doc_id, row in ledger.items() if row["status"] == "kept"}
+    assert kept == {"PAGE-1": 2, "SKU-A": 2, "SKU-C": 1, "inspection:R-1": 2, "mmc4.jsonl#1": 1}
+    for doc_id in ("SKU-B", "TEXT-ONLY"):
+        assert (ledger[doc_id]["status"], ledger[doc_id]["reason"]) == ("rejected", reasons.DOCUMENT_TOO_FEW_IMAGES)
+    counts = json.loads((out.path / "_run" / "document_counts.json").read_text())
+    assert counts["documents"] == 7
+    assert counts["by_reason"]["rejected/documents/document_too_few_images"] == 2
+
+
+def test_run_says_at_which_stage_and_why_each_image_left_its_document(out):
+    ledger = _doc_ledger(out)
+    assert _left(ledger["SKU-A"]) == {"products.csv#4": ("exact_dedup", reasons.EXACT_DUPLICATE)}
+    assert _left(ledger["SKU-B"]) == {"products.csv#6": ("normalise", reasons.NOT_AN_IMAGE)}
+    assert _left(ledger["mmc4.jsonl#1"]) == {
+        "mmc4.jsonl#1:image0001": ("import_interleaved", reasons.UNRESOLVABLE_IMAGE)
+    }
+    assert _left(ledger["PAGE-1"]) == {}
