@@ -57,7 +57,7 @@ def build(
     content changed since.
     """
     ingested = pipeline | "Ingest" >> ReadInputs(config.ingest, config.documents.id_field)
-    known = ingested.items | "SkipKnown" >> SkipKnown(earlier, output)
+    known = ingested.items | "SkipKnown" >> SkipKnown(earlier, output, config.documents)
     normalised = known.new | "Normalise" >> Normalise(
         config.normalise, config.near_dedup.hash_names(), store_folder(output)
     )

@@ -15,10 +15,12 @@ whose source left the input are carried, because their samples are still in the 
 now holds other content stops the incremental job (``ChangedContent``): its old sample sits in an earlier shard,
 which incremental runs never rewrite, so the launcher rebuilds the whole output instead, and ``MarkReplaced`` writes
 the old key into the new row's detail (``replaces_key``) of every source whose content changed since the committed
-output. The decision joins light records (content key, source, no bytes); the new items' bytes are then read again
-from their files (``ingest.read_again``), so image bytes cross no shuffle here either; a file gone between the two
-reads gets ingest's ``missing_file`` row (in ``carried``, with the other rows decided here).
-Reason codes: ``exact_duplicate``. Metrics: ``incremental/new``, ``incremental/carried``.
+output. A new item of a document the earlier run already decided (its id in ``OUT/ledger_documents/``) stops the job
+the same way: the document is in an earlier docs shard (or was rejected without the new image), and only a rebuild
+assembles it again with every image it has. The decision joins light records (content key, source, no bytes); the
+new items' bytes are then read again from their files (``ingest.read_again``), so image bytes cross no shuffle here
+either; a file gone between the two reads gets ingest's ``missing_file`` row (in ``carried``, with the other rows
+decided here). Reason codes: ``exact_duplicate``. Metrics: ``incremental/new``, ``incremental/carried``.
 """
 
 import dataclasses
@@ -28,11 +30,15 @@ from typing import NamedTuple
 
 import apache_beam as beam
 from apache_beam import pvalue
+from apache_beam.io.filesystems import FileSystems
 
 from schemas import reasons
+from schemas.config import DocumentsConfig
 from schemas.records import Fingerprint, InputItem, LedgerRow, blank, detail_json
 from transforms._common import StageFn, apply_stage
 from transforms._io import join, write_atomic
+from transforms.document_ledger import LEDGER_DIR as DOCUMENT_LEDGER
+from transforms.documents import document_id
 from transforms.ingest import STAGE as INGEST
 from transforms.ingest import read_again
 from transforms.normalise import content_key
@@ -60,12 +66,16 @@ class EarlierRun:
 
 
 class SkipKnown(beam.PTransform):
-    """Split items into new content and rows carried over from ``earlier``; without one, every item is new."""
+    """Split items into new content and rows carried over from ``earlier``; without one, every item is new.
 
-    def __init__(self, earlier: EarlierRun | None, output: str):
+    ``documents``: the run's grouping rules, to stop the job when a new item joins a document ``earlier`` decided.
+    """
+
+    def __init__(self, earlier: EarlierRun | None, output: str, documents: DocumentsConfig | None = None):
         super().__init__()
         self._earlier = earlier
         self._output = output
+        self._documents = documents
 
     def expand(self, items: beam.PCollection):
         pipeline = items.pipeline
@@ -93,6 +103,18 @@ class SkipKnown(beam.PTransform):
             | "JoinEarlier" >> beam.CoGroupByKey()
             | "Decide" >> beam.ParDo(_DecideFn()).with_outputs(CARRIED, main="new")
         )
+        documents = f"{previous}/{DOCUMENT_LEDGER}/part-*.parquet"
+        if self._documents is not None and self._documents.enabled and FileSystems.match([documents])[0].metadata_list:
+            _ = (
+                {
+                    "new": decided.new | "NewDocumentItems" >> beam.FlatMap(_document_source, self._documents),
+                    "earlier": pipeline
+                    | "ReadEarlierDocuments" >> beam.io.ReadFromParquet(documents, columns=["doc_id"])
+                    | "EarlierDocumentIds" >> beam.Map(lambda row: (row["doc_id"], True)),
+                }
+                | "JoinDocuments" >> beam.CoGroupByKey()
+                | "RefuseGrownDocuments" >> beam.Map(refuse_grown_document, output=previous)
+            )
         new, unreadable = apply_stage(decided.new, "ReadNewAgain", _ReadAgainFn())
         shipped = pipeline | "NoShipped" >> beam.Create([])
         if self._earlier.has_shards:
@@ -165,6 +187,24 @@ def refuse_changed_content(element: tuple[str, dict[str, Iterable[str]]], output
     now, kept = set(keys["now"]), set(keys["kept"])
     if now and kept and not now & kept:
         raise ChangedContent(f"{source} {CHANGED} {output} (key {min(kept)} is now {min(now)})")
+
+
+def _document_source(item: InputItem, config: DocumentsConfig) -> Iterator[tuple[str, str]]:
+    found = document_id(item.metadata, item.domain, config)
+    if found is not None:
+        yield found[0], item.source
+
+
+def refuse_grown_document(element: tuple[str, dict[str, Iterable]], output: str) -> None:
+    """Stop the incremental job when a new item belongs to a document an earlier run already decided.
+
+    That document sits in an earlier docs shard (or its ledger row says why it was dropped without the new image);
+    incremental runs never rewrite shards, so the launcher rebuilds the output and assembles it with every image.
+    """
+    doc_id, found = element
+    sources, earlier = sorted(found["new"]), list(found["earlier"])
+    if sources and earlier:
+        raise ChangedContent(f"document {doc_id} {CHANGED} {output} (new member {sources[0]})")
 
 
 class MarkReplaced(beam.PTransform):

@@ -276,3 +276,59 @@ def test_a_changed_file_is_recognised_inside_any_runner_s_wrapping_of_the_error(
     assert changed_content(wrapped) == sentence
     assert changed_content(ChangedContent(sentence)) == sentence
     assert changed_content(RunError("the Beam job failed: out of disk")) is None
+
+
+# Each image's title is its text segment, so a page of images alone makes a document.
+PAGES = {"documents": {"image_text_fields": ["title"]}}
+
+
+def test_an_image_added_to_a_shipped_document_rebuilds_the_document_with_every_image(tmp_path, run, photo, caplog):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+
+    def page_photo(seed, doc_id):
+        path = inputs / f"page{seed:02d}.jpg"
+        photo(220, 160, seed=seed).save(path, quality=90)
+        write_sidecar(path, title=f"view {seed} of {doc_id}", doc_id=doc_id, domain="marketing")
+
+    for seed, doc_id in ((0, "PAGE-1"), (1, "PAGE-1"), (2, "PAGE-2")):
+        page_photo(seed, doc_id)
+    first = run([inputs], output=tmp_path / "out", **PAGES)
+    assert {json.loads(s["json"])["doc_id"]: sum(k.endswith(".jpg") for k in s) for s in first.samples("docs")} == {
+        "PAGE-1": 2,
+        "PAGE-2": 1,
+    }
+    page_photo(3, "PAGE-1")  # a third view of a shipped page
+    page_photo(4, "PAGE-3")  # and a new page
+
+    second = run([inputs], output=tmp_path / "out", **PAGES)
+
+    assert "document PAGE-1 changed content" in caplog.text and "rebuilt" in caplog.text
+    documents = {json.loads(s["json"])["doc_id"]: s for s in second.samples("docs")}
+    assert {doc_id: sum(k.endswith(".jpg") for k in s) for doc_id, s in documents.items()} == {
+        "PAGE-1": 3,
+        "PAGE-2": 1,
+        "PAGE-3": 1,
+    }
+    full = run([inputs], output=tmp_path / "full", **PAGES)
+    views = ("shards/", "ledger", "ledger_documents/")
+    assert {k: v for k, v in second.file_bytes().items() if k.startswith(views)} == {
+        k: v for k, v in full.file_bytes().items() if k.startswith(views)
+    }
+
+
+def test_a_new_document_in_an_incremental_run_needs_no_rebuild(tmp_path, run, photo, caplog):
+    inputs = tmp_path / "in"
+    _add_photos(inputs, photo, range(2))
+    first = run([inputs], output=tmp_path / "out", **PAGES)
+    path = inputs / "page.jpg"
+    photo(220, 160, seed=9).save(path, quality=90)
+    write_sidecar(path, title="a new page", doc_id="PAGE-9", domain="marketing")
+
+    second = run([inputs], output=tmp_path / "out", **PAGES)
+
+    assert "rebuilt" not in caplog.text
+    assert {path: path.read_bytes() for path in first.shard_paths()} == {
+        path: path.read_bytes() for path in first.shard_paths() if path.exists()
+    }
+    assert [json.loads(s["json"])["doc_id"] for s in second.samples("docs")] == ["PAGE-9"]
