@@ -85,7 +85,7 @@ def unishard(inputs: str, output: str, workers: int) -> None:
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from schemas.config import UnishardConfig
+    from schemas.config.unishard import UnishardConfig
     from schemas.records import fingerprint
     from transforms.apply_rejections import DropRejected
     from transforms.exact_dedup import DeduplicateExact

@@ -226,7 +226,8 @@ def fingerprints(items: list[Item], store: Path) -> tuple[list, list, dict]:
     """
     import dataclasses as dc
 
-    from schemas.config import NearDedupConfig, NormaliseConfig
+    from schemas.config.near_dedup import NearDedupConfig
+    from schemas.config.normalise import NormaliseConfig
     from schemas.records import Fingerprint, ImageInfo, Sample
     from transforms.hashing import perceptual_hashes
     from transforms.normalise import content_key, encode, normalise_image
@@ -292,7 +293,8 @@ def unishard_run(fps: list, samples: list, splits: bool = False, **overrides) ->
     import apache_beam as beam
     import pyarrow.parquet as pq
 
-    from schemas.config import NearDedupConfig, SplitConfig
+    from schemas.config.near_dedup import NearDedupConfig
+    from schemas.config.split import SplitConfig
     from schemas.records import DuplicateCluster
     from transforms.near_dedup import NearDeduplicate
     from transforms.split import AssignSplits
@@ -470,7 +472,7 @@ def scale_child(count: int) -> None:
     """
     import apache_beam as beam
 
-    from schemas.config import NearDedupConfig
+    from schemas.config.near_dedup import NearDedupConfig
     from transforms.near_dedup import NearDeduplicate
 
     chunk = 1000

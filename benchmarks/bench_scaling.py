@@ -86,7 +86,7 @@ def emit(kind: str, **values) -> None:
 
 def stage_cpu(inputs: Path) -> None:
     """CPU seconds per image of each per-item stage, one process, against a plain PIL yardstick."""
-    from schemas.config import UnishardConfig
+    from schemas.config.unishard import UnishardConfig
     from schemas.records import InputItem, RejectItem, fingerprint
     from transforms.ingest import read_bytes, read_sidecar
     from transforms.normalise import normalise_item
@@ -143,7 +143,7 @@ def shuffle_and_output(inputs: Path, work: Path) -> None:
     from apache_beam.portability import common_urns
 
     from pipeline.assemble import build
-    from schemas.config import UnishardConfig
+    from schemas.config.unishard import UnishardConfig
 
     images = len(image_paths(inputs))
     output = work / "shuffle-out"

@@ -11,7 +11,7 @@ import functools
 import apache_beam as beam
 
 from pipeline.profiles import with_stage_hints
-from schemas.config import UnishardConfig
+from schemas.config.unishard import UnishardConfig
 from schemas.records import DuplicateCluster, fingerprint
 from transforms.apply_rejections import DropRejected
 from transforms.audit import AuditBias

@@ -25,7 +25,7 @@ from apache_beam import pvalue
 from apache_beam.utils.shared import Shared
 
 from schemas.audit import ABSTAIN, AuditItem
-from schemas.config import AuditConfig
+from schemas.config.audit import AuditConfig
 from schemas.records import InputItem, Sample, blank
 from transforms._lexicon import TermMatcher, load_json_lexicon
 from transforms._zero_shot import TextEncoder, acquire_bank, classify, decode_embedding, model_loader, probabilities

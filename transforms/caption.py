@@ -31,7 +31,8 @@ import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, RunInference
 
 from schemas import reasons
-from schemas.config import CaptionConfig, ClipModelConfig
+from schemas.config.caption import CaptionConfig
+from schemas.config.clip_model import ClipModelConfig
 from schemas.records import Candidate, CaptionRequest, RejectItem, Sample, blank
 from transforms._common import StageFn, apply_stage
 from transforms.embed import EMBEDDING_MODEL, decode_embedding, failed_rows

@@ -25,7 +25,7 @@ import apache_beam as beam
 from apache_beam import pvalue
 
 from schemas import reasons
-from schemas.config import ClipFilterConfig
+from schemas.config.clip_filter import ClipFilterConfig
 from schemas.records import Sample, rejected
 from transforms._common import REJECTED
 

@@ -24,7 +24,9 @@ import pyarrow as pa
 from apache_beam import pvalue
 
 from schemas import reasons
-from schemas.config import DecontaminateConfig, IngestConfig, NormaliseConfig
+from schemas.config.decontaminate import DecontaminateConfig
+from schemas.config.ingest import IngestConfig
+from schemas.config.normalise import NormaliseConfig
 from schemas.records import Fingerprint, Sample, rejected
 from transforms._common import REJECTED
 from transforms._io import join, write_atomic

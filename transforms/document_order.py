@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from schemas.config import DocumentsConfig
+from schemas.config.documents import DocumentsConfig
 from schemas.documents import DocumentImage, LeftImage, Segment
 from schemas.records import blank
 from transforms import placement

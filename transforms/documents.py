@@ -28,7 +28,7 @@ from apache_beam import pvalue
 from apache_beam.utils.shared import Shared
 
 from schemas import reasons
-from schemas.config import DocumentsConfig
+from schemas.config.documents import DocumentsConfig
 from schemas.documents import Document, DocumentImage, DocumentLedgerRow, LeftImage, Segment, TextRow, document_key
 from schemas.records import InputItem, LedgerRow, Sample, blank
 from transforms import placement

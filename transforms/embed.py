@@ -23,7 +23,8 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
 
-from schemas.config import ClipModelConfig, EmbedConfig
+from schemas.config.clip_model import ClipModelConfig
+from schemas.config.embed import EmbedConfig
 from schemas.records import Sample, failed
 from transforms.image_store import read_image
 

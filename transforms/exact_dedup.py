@@ -17,7 +17,7 @@ import apache_beam as beam
 from apache_beam import pvalue
 
 from schemas import reasons
-from schemas.config import ExactDedupConfig
+from schemas.config.exact_dedup import ExactDedupConfig
 from schemas.records import Fingerprint, rejected
 from transforms._common import REJECTED
 

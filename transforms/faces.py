@@ -25,7 +25,8 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from schemas import reasons
-from schemas.config import FacesConfig, NormaliseConfig
+from schemas.config.faces import FacesConfig
+from schemas.config.normalise import NormaliseConfig
 from schemas.records import ImageInfo, RejectItem, Sample
 from transforms._common import StageFn, apply_stage
 from transforms.image_store import read_image, replace_image

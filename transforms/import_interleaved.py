@@ -41,7 +41,7 @@ from apache_beam import pvalue
 from apache_beam.io.filesystems import FileSystems
 
 from schemas import reasons
-from schemas.config import IngestConfig, InputSpec
+from schemas.config.ingest import IngestConfig, InputSpec
 from schemas.documents import TextRow
 from schemas.records import InputItem, RejectItem, blank, rejected
 from transforms._common import REJECTED, StageFn

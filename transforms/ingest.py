@@ -34,7 +34,7 @@ from apache_beam.io.filesystem import CompressionTypes, FileMetadata
 from apache_beam.io.filesystems import FileSystems
 
 from schemas import reasons
-from schemas.config import IngestConfig, InputSpec
+from schemas.config.ingest import IngestConfig, InputSpec
 from schemas.documents import TextRow
 from schemas.records import InputItem, RejectItem, blank
 from transforms._common import StageFn, apply_stage

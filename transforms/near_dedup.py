@@ -103,7 +103,7 @@ import numpy as np
 from apache_beam import pvalue
 
 from schemas import reasons
-from schemas.config import NearDedupConfig
+from schemas.config.near_dedup import NearDedupConfig
 from schemas.records import Fingerprint
 from transforms._duplicates import (
     CAPPED,

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image, ImageCms, ImageFile, UnidentifiedImageError
 
 from schemas import reasons
-from schemas.config import NormaliseConfig
+from schemas.config.normalise import NormaliseConfig
 from schemas.records import ImageInfo, InputItem, RejectItem, Sample
 from transforms._common import StageFn, apply_stage
 from transforms.hashing import perceptual_hashes

@@ -53,7 +53,7 @@ from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 
 from schemas import reasons
-from schemas.config import QualityConfig, QualityRule
+from schemas.config.quality import QualityConfig, QualityRule
 from schemas.records import Sample, rejected
 from transforms._common import REJECTED, StageFn, apply_stage
 from transforms._io import join, write_atomic

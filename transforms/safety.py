@@ -30,7 +30,7 @@ import numpy as np
 from apache_beam.utils.shared import Shared
 
 from schemas import reasons
-from schemas.config import SafetyConfig
+from schemas.config.safety import SafetyConfig
 from schemas.records import RejectItem, Sample
 from transforms._common import StageFn, apply_stage
 from transforms._lexicon import TermMatcher, load_term_files, words

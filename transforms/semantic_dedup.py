@@ -26,7 +26,7 @@ import numpy as np
 from apache_beam import pvalue
 
 from schemas import reasons
-from schemas.config import SemanticDedupConfig
+from schemas.config.semantic_dedup import SemanticDedupConfig
 from schemas.records import Sample, blank
 from transforms._duplicates import (
     CAPPED,

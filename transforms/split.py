@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 import apache_beam as beam
 from apache_beam import pvalue
 
-from schemas.config import SplitConfig
+from schemas.config.split import SplitConfig
 from schemas.documents import DOCUMENT_ANNOTATION
 from schemas.records import Sample
 from transforms._components import ConnectedComponents

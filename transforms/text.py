@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import apache_beam as beam
 
 from schemas import reasons
-from schemas.config import TextConfig
+from schemas.config.text import TextConfig
 from schemas.records import RejectItem, Sample, blank
 from transforms._common import StageFn, apply_stage
 

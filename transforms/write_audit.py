@@ -28,7 +28,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from schemas import reasons
 from schemas.audit import AuditItem, AuditReport
-from schemas.config import AuditConfig
+from schemas.config.audit import AuditConfig
 from schemas.records import LedgerRow
 from transforms._io import join, write_atomic
 from transforms._parts import WriteParts

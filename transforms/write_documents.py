@@ -25,7 +25,8 @@ import apache_beam as beam
 from apache_beam import pvalue
 
 from schemas import reasons
-from schemas.config import ShardsConfig, ViewConfig
+from schemas.config.shards import ShardsConfig
+from schemas.config.views import ViewConfig
 from schemas.documents import Document, DocumentLedgerRow, LeftImage, document_key
 from schemas.records import Sample
 from transforms._common import REJECTED

@@ -23,7 +23,8 @@ from typing import Any, NamedTuple
 import apache_beam as beam
 import pyarrow as pa
 
-from schemas.config import EditRule, EditViewConfig, ShardsConfig
+from schemas.config.shards import ShardsConfig
+from schemas.config.views import EditRule, EditViewConfig
 from schemas.documents import EditImage, EditRecord
 from schemas.records import Sample, blank
 from schemas.shard import ShardStats

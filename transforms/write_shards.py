@@ -21,7 +21,7 @@ import pyarrow as pa
 from apache_beam import pvalue
 
 from schemas import reasons
-from schemas.config import ShardsConfig
+from schemas.config.shards import ShardsConfig
 from schemas.documents import DOCUMENT_ANNOTATION
 from schemas.records import LedgerRow, Sample, detail_json
 from schemas.shard import SampleRecord

@@ -14,7 +14,7 @@ from PIL import Image
 
 from pipeline.launch import RunError
 from schemas.audit import AuditReport
-from schemas.config import AuditConfig
+from schemas.config.audit import AuditConfig
 from schemas.records import ImageInfo, LedgerRow, Sample
 from tests.helpers import Output, jpeg_bytes, make_photo, run_job, write_sidecar
 from transforms import audit_metrics

@@ -1,6 +1,6 @@
 """Ordering a document's segments: positions, texts before images at one position, notes, repeats, placement."""
 
-from schemas.config import DocumentsConfig
+from schemas.config.documents import DocumentsConfig
 from schemas.documents import DocumentImage, Segment
 from schemas.records import ImageInfo
 from transforms.document_order import (

@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from schemas import reasons
-from schemas.config import DocumentsConfig, GroupRule
+from schemas.config.documents import DocumentsConfig, GroupRule
 from schemas.documents import DOCUMENT_ANNOTATION, Document, DocumentImage, DocumentLedgerRow, document_key
 from schemas.records import ImageInfo
 from tests.documents_run import documents_run

@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 from PIL import Image, ImageDraw, ImageEnhance
 
 from schemas import reasons
-from schemas.config import NearDedupConfig, NormaliseConfig
+from schemas.config.near_dedup import NearDedupConfig
+from schemas.config.normalise import NormaliseConfig
 from schemas.records import Fingerprint, ImageInfo, Sample, fingerprint
 from tests.helpers import make_photo, run_job, write_sidecar
 from transforms._duplicates import Edge, Member, decide_cluster, forest_edges

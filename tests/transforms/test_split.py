@@ -14,7 +14,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from schemas.config import SplitConfig
+from schemas.config.split import SplitConfig
 from schemas.records import ImageInfo, Sample
 from tests.helpers import jpeg_bytes, make_photo, run_job, write_sidecar
 from transforms._components import components

@@ -12,7 +12,7 @@ from PIL import Image
 from pipeline.validate import document_problems
 from schemas import documents as schema
 from schemas import reasons
-from schemas.config import ViewConfig
+from schemas.config.views import ViewConfig
 from schemas.documents import (
     Document,
     DocumentImage,
