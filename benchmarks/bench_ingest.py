@@ -86,7 +86,7 @@ def unishard(inputs: str, output: str, workers: int) -> None:
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from schemas.config.unishard import UnishardConfig
-    from schemas.records import fingerprint
+    from schemas.records.dedup import fingerprint
     from transforms.apply_rejections import DropRejected
     from transforms.exact_dedup import DeduplicateExact
     from transforms.ingest import ReadInputs

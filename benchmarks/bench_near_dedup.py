@@ -228,7 +228,8 @@ def fingerprints(items: list[Item], store: Path) -> tuple[list, list, dict]:
 
     from schemas.config.near_dedup import NearDedupConfig
     from schemas.config.normalise import NormaliseConfig
-    from schemas.records import Fingerprint, ImageInfo, Sample
+    from schemas.records.dedup import Fingerprint
+    from schemas.records.samples import ImageInfo, Sample
     from transforms.hashing import perceptual_hashes
     from transforms.normalise import content_key, encode, normalise_image
 
@@ -295,7 +296,7 @@ def unishard_run(fps: list, samples: list, splits: bool = False, **overrides) ->
 
     from schemas.config.near_dedup import NearDedupConfig
     from schemas.config.split import SplitConfig
-    from schemas.records import DuplicateCluster
+    from schemas.records.dedup import DuplicateCluster
     from transforms.near_dedup import NearDeduplicate
     from transforms.split import AssignSplits
 
@@ -424,7 +425,7 @@ def synthetic(start: int, stop: int) -> list:
     """Fingerprints ``start`` to ``stop``: random pHash, colour and ``SYNTHETIC_WINDOWS`` window hashes (as many as
     a real photo has), every tenth a near copy (<= 4 bits) of the one before it that keeps half its windows. ``start``
     is a multiple of 10, so chunks generated apart agree with the whole."""
-    from schemas.records import Fingerprint
+    from schemas.records.dedup import Fingerprint
     from transforms.hashing import COLOUR_GRID
 
     rng = np.random.default_rng(start)

@@ -12,7 +12,7 @@ import apache_beam as beam
 
 from pipeline.profiles import with_stage_hints
 from schemas.config.unishard import UnishardConfig
-from schemas.records import DuplicateCluster, fingerprint
+from schemas.records.dedup import DuplicateCluster, fingerprint
 from transforms.apply_rejections import DropRejected
 from transforms.audit import AuditBias
 from transforms.books import CheckBooks

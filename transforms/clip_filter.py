@@ -26,7 +26,8 @@ from apache_beam import pvalue
 
 from schemas import reasons
 from schemas.config.clip_filter import ClipFilterConfig
-from schemas.records import Sample, rejected
+from schemas.records.ledger import rejected
+from schemas.records.samples import Sample
 from transforms._common import REJECTED
 
 STAGE = "clip_filter"

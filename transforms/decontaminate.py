@@ -27,7 +27,9 @@ from schemas import reasons
 from schemas.config.decontaminate import DecontaminateConfig
 from schemas.config.ingest import IngestConfig
 from schemas.config.normalise import NormaliseConfig
-from schemas.records import Fingerprint, Sample, rejected
+from schemas.records.dedup import Fingerprint
+from schemas.records.ledger import rejected
+from schemas.records.samples import Sample
 from transforms._common import REJECTED
 from transforms._io import join, write_atomic
 from transforms._parts import parquet_bytes

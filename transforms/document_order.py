@@ -15,7 +15,7 @@ from typing import Any
 
 from schemas.config.documents import DocumentsConfig
 from schemas.documents import DocumentImage, LeftImage, Segment
-from schemas.records import blank
+from schemas.records.values import blank
 from transforms import placement
 from transforms.text import clean_text
 

@@ -25,7 +25,8 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInf
 
 from schemas.config.clip_model import ClipModelConfig
 from schemas.config.embed import EmbedConfig
-from schemas.records import Sample, failed
+from schemas.records.ledger import failed
+from schemas.records.samples import Sample
 from transforms.image_store import read_image
 
 STAGE = "embed"

@@ -30,7 +30,10 @@ import apache_beam as beam
 from apache_beam import pvalue
 
 from schemas import reasons
-from schemas.records import Fingerprint, InputItem, LedgerRow, blank, detail_json
+from schemas.records.dedup import Fingerprint
+from schemas.records.inputs import InputItem
+from schemas.records.ledger import LedgerRow, detail_json
+from schemas.records.values import blank
 from transforms._common import StageFn, apply_stage
 from transforms._io import join, write_atomic
 from transforms.ingest import STAGE as INGEST

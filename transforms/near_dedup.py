@@ -104,7 +104,7 @@ from apache_beam import pvalue
 
 from schemas import reasons
 from schemas.config.near_dedup import NearDedupConfig
-from schemas.records import Fingerprint
+from schemas.records.dedup import Fingerprint
 from transforms._duplicates import (
     CAPPED,
     ClusterDuplicates,

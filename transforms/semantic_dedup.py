@@ -27,7 +27,8 @@ from apache_beam import pvalue
 
 from schemas import reasons
 from schemas.config.semantic_dedup import SemanticDedupConfig
-from schemas.records import Sample, blank
+from schemas.records.samples import Sample
+from schemas.records.values import blank
 from transforms._duplicates import (
     CAPPED,
     ClusterDuplicates,

@@ -26,7 +26,8 @@ import pyarrow as pa
 from schemas.config.shards import ShardsConfig
 from schemas.config.views import EditRule, EditViewConfig
 from schemas.documents import EditImage, EditRecord
-from schemas.records import Sample, blank
+from schemas.records.samples import Sample
+from schemas.records.values import blank
 from schemas.shard import ShardStats
 from transforms.image_store import image_sha256, read_image
 from transforms.shard_writer import (

@@ -15,7 +15,8 @@ from schemas.config.decontaminate import DecontaminateConfig
 from schemas.config.load import load_config
 from schemas.config.normalise import NormaliseConfig
 from schemas.config.unishard import UnishardConfig
-from schemas.records import InputItem, fingerprint
+from schemas.records.dedup import fingerprint
+from schemas.records.inputs import InputItem
 from tests.helpers import make_photo
 from transforms.decontaminate import Decontaminate, Match, bucket_matches, data_point
 from transforms.near_dedup import Limits

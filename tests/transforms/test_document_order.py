@@ -2,7 +2,7 @@
 
 from schemas.config.documents import DocumentsConfig
 from schemas.documents import DocumentImage, Segment
-from schemas.records import ImageInfo
+from schemas.records.samples import ImageInfo
 from transforms.document_order import (
     MAX_TEXT_CHARS,
     TextPiece,

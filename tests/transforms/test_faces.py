@@ -13,7 +13,7 @@ from PIL import Image
 
 from schemas.config.faces import FacesConfig
 from schemas.config.normalise import NormaliseConfig
-from schemas.records import ImageInfo, Sample
+from schemas.records.samples import ImageInfo, Sample
 from transforms.faces import BlurFaces, blur_faces, blur_region, detect_faces, load_detector
 from transforms.normalise import encode
 

@@ -13,7 +13,7 @@ import pytest
 
 from schemas import reasons
 from schemas.config.ingest import IngestConfig
-from schemas.records import RejectItem
+from schemas.records.ledger import RejectItem
 from tests.helpers import jpeg_bytes, make_photo, write_sidecar
 from transforms.ingest import ReadInputs, resolve_manifest_path
 

@@ -22,7 +22,7 @@ from schemas.documents import (
     UnsupportedDocumentVersion,
     parse_document,
 )
-from schemas.records import ImageInfo
+from schemas.records.samples import ImageInfo
 from tests.documents_run import documents_run
 from transforms.write_documents import place_in_split
 
