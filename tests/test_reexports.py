@@ -7,6 +7,7 @@ written against the single modules that came before imports from the package, an
 
 import ast
 import importlib
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,10 @@ def _defined(path: Path) -> list[str]:
     return [name for name in names if not name.startswith("_")]
 
 
-@pytest.mark.parametrize("package_name", ["schemas.config", "schemas.records"])
+PACKAGES = ["schemas.config", "schemas.records"]
+
+
+@pytest.mark.parametrize("package_name", PACKAGES)
 def test_the_package_re_exports_every_public_name_of_its_modules(package_name):
     package = importlib.import_module(package_name)
     missing, different = [], []
@@ -78,3 +82,9 @@ def test_the_names_the_single_records_module_had_are_still_there():
         fingerprint,
         rejected,
     )
+
+
+def test_a_wheel_ships_both_packages():
+    root = Path(__file__).resolve().parent.parent
+    setuptools = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    assert set(PACKAGES) <= set(setuptools["packages"])
