@@ -30,7 +30,8 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from schemas.config import FacesConfig, NormaliseConfig  # noqa: E402
+from schemas.config.faces import FacesConfig  # noqa: E402
+from schemas.config.normalise import NormaliseConfig  # noqa: E402
 from transforms.faces import detect_faces, load_detector  # noqa: E402
 from transforms.normalise import normalise_image  # noqa: E402
 

@@ -85,8 +85,8 @@ def unishard(inputs: str, output: str, workers: int) -> None:
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from schemas.config import UnishardConfig
-    from schemas.records import fingerprint
+    from schemas.config.unishard import UnishardConfig
+    from schemas.records.dedup import fingerprint
     from transforms.apply_rejections import DropRejected
     from transforms.exact_dedup import DeduplicateExact
     from transforms.ingest import ReadInputs

@@ -96,7 +96,7 @@ def time_stage(count: int, clip, batch_size: int) -> float:
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from benchmarks import bench_model_stage
-    from schemas.config import EmbedConfig
+    from schemas.config.embed import EmbedConfig
     from transforms.embed import EmbedImages
 
     pipeline = beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner", "--direct_num_workers=1"]))
@@ -110,7 +110,7 @@ def time_stage(count: int, clip, batch_size: int) -> float:
 
 def time_whole_run(folder: Path, photos: list[tuple[str, bytes]], clip: dict, batch_size: int) -> tuple[float, dict]:
     from pipeline.launch import run
-    from schemas.config import UnishardConfig
+    from schemas.config.unishard import UnishardConfig
 
     inputs = folder / "inputs"
     if not inputs.exists():
@@ -148,7 +148,7 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, default=CORPUS)
     args = parser.parse_args()
 
-    from schemas.config import ClipModelConfig
+    from schemas.config.clip_model import ClipModelConfig
     from tests.transforms.model_samples import make_sample
     from transforms.clip_model import load_clip
 

@@ -226,8 +226,10 @@ def fingerprints(items: list[Item], store: Path) -> tuple[list, list, dict]:
     """
     import dataclasses as dc
 
-    from schemas.config import NearDedupConfig, NormaliseConfig
-    from schemas.records import Fingerprint, ImageInfo, Sample
+    from schemas.config.near_dedup import NearDedupConfig
+    from schemas.config.normalise import NormaliseConfig
+    from schemas.records.dedup import Fingerprint
+    from schemas.records.samples import ImageInfo, Sample
     from transforms.hashing import perceptual_hashes
     from transforms.normalise import content_key, encode, normalise_image
 
@@ -292,8 +294,9 @@ def unishard_run(fps: list, samples: list, splits: bool = False, **overrides) ->
     import apache_beam as beam
     import pyarrow.parquet as pq
 
-    from schemas.config import NearDedupConfig, SplitConfig
-    from schemas.records import DuplicateCluster
+    from schemas.config.near_dedup import NearDedupConfig
+    from schemas.config.split import SplitConfig
+    from schemas.records.dedup import DuplicateCluster
     from transforms.near_dedup import NearDeduplicate
     from transforms.split import AssignSplits
 
@@ -422,7 +425,7 @@ def synthetic(start: int, stop: int) -> list:
     """Fingerprints ``start`` to ``stop``: random pHash, colour and ``SYNTHETIC_WINDOWS`` window hashes (as many as
     a real photo has), every tenth a near copy (<= 4 bits) of the one before it that keeps half its windows. ``start``
     is a multiple of 10, so chunks generated apart agree with the whole."""
-    from schemas.records import Fingerprint
+    from schemas.records.dedup import Fingerprint
     from transforms.hashing import COLOUR_GRID
 
     rng = np.random.default_rng(start)
@@ -470,7 +473,7 @@ def scale_child(count: int) -> None:
     """
     import apache_beam as beam
 
-    from schemas.config import NearDedupConfig
+    from schemas.config.near_dedup import NearDedupConfig
     from transforms.near_dedup import NearDeduplicate
 
     chunk = 1000

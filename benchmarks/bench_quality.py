@@ -276,7 +276,9 @@ def cost(count: int, rounds: int, seed: int) -> dict:
     """Median over rounds of (quality CPU) / (normalise + hashing CPU) per image, on ~1 MP JPEGs."""
     import cv2
 
-    from schemas.config import NearDedupConfig, NormaliseConfig, QualityConfig
+    from schemas.config.near_dedup import NearDedupConfig
+    from schemas.config.normalise import NormaliseConfig
+    from schemas.config.quality import QualityConfig
     from transforms.hashing import perceptual_hashes
     from transforms.normalise import content_key, encode, normalise_image
     from transforms.quality import analysis_pixels, measure

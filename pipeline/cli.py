@@ -18,7 +18,9 @@ from pathlib import Path
 from types import ModuleType
 
 from pipeline import console
-from schemas.config import ConfigError, InputSpec, UnishardConfig, load_config
+from schemas.config.ingest import InputSpec
+from schemas.config.load import ConfigError, load_config
+from schemas.config.unishard import UnishardConfig
 
 _LOG = logging.getLogger("unishard")
 # Imported only after console.configure: they import Beam, which logs while it is imported.

@@ -31,7 +31,7 @@ from pipeline.report import REPORT_FILES, write_run_report
 from pipeline.sdk_worker import local_runner
 from pipeline.state import STAGING, commit, discard, files_under, output_lock, recover
 from schemas import reasons
-from schemas.config import UnishardConfig
+from schemas.config.unishard import UnishardConfig
 from schemas.profile import HOW_KEYS
 from transforms._io import join, write_atomic
 from transforms.books import BOOK_PROBLEMS, BOOKS, PROBLEMS

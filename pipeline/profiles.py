@@ -27,7 +27,7 @@ from apache_beam.options.pipeline_options import (
 from apache_beam.transforms import resources
 
 import runners
-from schemas.config import UnishardConfig
+from schemas.config.unishard import UnishardConfig
 from schemas.profile import ProfileError, RunnerProfile, parse_profile
 
 _LOG = logging.getLogger("unishard")

@@ -22,7 +22,8 @@ from typing import Any, Literal
 import pydantic
 
 from schemas import reasons
-from schemas.records import ImageInfo, detail_json
+from schemas.records.ledger import detail_json
+from schemas.records.samples import ImageInfo
 
 DOCUMENT_SCHEMA_VERSION = 1
 SUPPORTED_DOCUMENT_VERSIONS = (1,)

@@ -31,7 +31,7 @@ from typing import Any
 
 import pydantic
 
-from schemas.config import ConfigError
+from schemas.config.load import ConfigError
 
 HOW_KEYS = frozenset(
     {

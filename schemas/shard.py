@@ -8,7 +8,7 @@ from typing import Any
 
 import pydantic
 
-from schemas.records import ImageInfo
+from schemas.records.samples import ImageInfo
 
 SAMPLE_SCHEMA_VERSION = 1
 SUPPORTED_SAMPLE_VERSIONS = (1,)

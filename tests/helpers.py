@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from pipeline.launch import RunSummary, run
-from schemas.config import UnishardConfig
+from schemas.config.unishard import UnishardConfig
 
 
 def make_photo(width: int = 320, height: int = 240, seed: int = 0) -> Image.Image:

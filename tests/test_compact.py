@@ -10,7 +10,10 @@ from apache_beam.coders import coders
 
 from schemas import compact
 from schemas.audit import AuditItem
-from schemas.records import ImageInfo, InputItem, LedgerRow, Sample, fingerprint
+from schemas.records.dedup import fingerprint
+from schemas.records.inputs import InputItem
+from schemas.records.ledger import LedgerRow
+from schemas.records.samples import ImageInfo, Sample
 from transforms._duplicates import Member
 from transforms.near_dedup import HashFeatures
 

@@ -9,7 +9,7 @@ the whole output, as a run over all of it would. Pure functions on ``DuplicateCl
 import json
 from collections.abc import Iterable, Mapping
 
-from schemas.records import DuplicateCluster
+from schemas.records.dedup import DuplicateCluster
 
 # Summary fields ``summarise_clusters`` derives from the clusters; every other numeric field is a count to add up.
 DERIVED = {"stage", "clusters", "images_in_clusters", "images_removed", "cluster_sizes", "largest", "capped_buckets"}

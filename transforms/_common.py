@@ -11,7 +11,7 @@ from typing import Any
 import apache_beam as beam
 from apache_beam import pvalue
 
-from schemas.records import RejectItem, failed, rejected
+from schemas.records.ledger import RejectItem, failed, rejected
 from transforms.image_store import StagingError
 
 REJECTED = "rejected"

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from schemas import reasons
-from schemas.records import RejectItem
+from schemas.records.ledger import RejectItem
 
 OPT_IN = "ingest.follow_symlinks = true"
 

@@ -24,7 +24,8 @@ from apache_beam import pvalue
 from apache_beam.io.filesystems import FileSystems
 
 from schemas.compact import hex_bytes, hex_text, packed, unpacked
-from schemas.records import DuplicateCluster, rejected
+from schemas.records.dedup import DuplicateCluster
+from schemas.records.ledger import rejected
 from transforms._cluster_merge import clusters_from_rows, merge_clusters, merge_summaries
 from transforms._components import ConnectedComponents
 from transforms._io import join, write_atomic

@@ -14,8 +14,9 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 import apache_beam as beam
 import numpy as np
 
-from schemas.config import NearDedupConfig, SemanticDedupConfig
-from schemas.records import Sample
+from schemas.config.near_dedup import NearDedupConfig
+from schemas.config.semantic_dedup import SemanticDedupConfig
+from schemas.records.samples import Sample
 from schemas.splits import Leak
 from transforms.hashing import COLOUR, PHASH, hash_int
 from transforms.near_dedup import HashArrays, HashFeatures, Limits, close_pairs

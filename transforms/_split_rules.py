@@ -31,9 +31,10 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from schemas.config import SplitConfig
+from schemas.config.split import SplitConfig
 from schemas.documents import DOCUMENT_ANNOTATION
-from schemas.records import Sample, blank
+from schemas.records.samples import Sample
+from schemas.records.values import blank
 from schemas.splits import SplitReport, StratumReport, StratumSplit
 from transforms._components import components
 

@@ -25,8 +25,10 @@ from apache_beam import pvalue
 from apache_beam.utils.shared import Shared
 
 from schemas.audit import ABSTAIN, AuditItem
-from schemas.config import AuditConfig
-from schemas.records import InputItem, Sample, blank
+from schemas.config.audit import AuditConfig
+from schemas.records.inputs import InputItem
+from schemas.records.samples import Sample
+from schemas.records.values import blank
 from transforms._lexicon import TermMatcher, load_json_lexicon
 from transforms._zero_shot import TextEncoder, acquire_bank, classify, decode_embedding, model_loader, probabilities
 

@@ -36,7 +36,7 @@ from schemas.audit import (
     Pmi,
     Representation,
 )
-from schemas.config import AuditConfig
+from schemas.config.audit import AuditConfig
 
 GENDER_GROUPS = ("feminine", "masculine")
 _DIGITS = 6

@@ -20,7 +20,7 @@ from typing import Any
 import apache_beam as beam
 
 from schemas import reasons
-from schemas.records import LedgerRow
+from schemas.records.ledger import LedgerRow
 from transforms._io import join, write_atomic
 
 STAGE = "books"

@@ -31,8 +31,12 @@ import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, RunInference
 
 from schemas import reasons
-from schemas.config import CaptionConfig, ClipModelConfig
-from schemas.records import Candidate, CaptionRequest, RejectItem, Sample, blank
+from schemas.config.caption import CaptionConfig
+from schemas.config.clip_model import ClipModelConfig
+from schemas.records.caption import Candidate, CaptionRequest
+from schemas.records.ledger import RejectItem
+from schemas.records.samples import Sample
+from schemas.records.values import blank
 from transforms._common import StageFn, apply_stage
 from transforms.embed import EMBEDDING_MODEL, decode_embedding, failed_rows
 from transforms.text import clean_text

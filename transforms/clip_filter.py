@@ -25,8 +25,9 @@ import apache_beam as beam
 from apache_beam import pvalue
 
 from schemas import reasons
-from schemas.config import ClipFilterConfig
-from schemas.records import Sample, rejected
+from schemas.config.clip_filter import ClipFilterConfig
+from schemas.records.ledger import rejected
+from schemas.records.samples import Sample
 from transforms._common import REJECTED
 
 STAGE = "clip_filter"

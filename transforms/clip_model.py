@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from schemas.config import ClipModelConfig
+from schemas.config.clip_model import ClipModelConfig
 
 __all__ = [
     "ClipModel",

@@ -13,7 +13,8 @@ from collections.abc import Iterable, Iterator
 
 import apache_beam as beam
 
-from schemas.config import DecontaminateConfig, SplitConfig
+from schemas.config.decontaminate import DecontaminateConfig
+from schemas.config.split import SplitConfig
 from schemas.splits import EVAL_SCHEMA_VERSION
 from transforms._io import join, write_atomic
 from transforms._split_rules import group_tokens, would_be_split

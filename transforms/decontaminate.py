@@ -24,8 +24,12 @@ import pyarrow as pa
 from apache_beam import pvalue
 
 from schemas import reasons
-from schemas.config import DecontaminateConfig, IngestConfig, NormaliseConfig
-from schemas.records import Fingerprint, Sample, rejected
+from schemas.config.decontaminate import DecontaminateConfig
+from schemas.config.ingest import IngestConfig
+from schemas.config.normalise import NormaliseConfig
+from schemas.records.dedup import Fingerprint
+from schemas.records.ledger import rejected
+from schemas.records.samples import Sample
 from transforms._common import REJECTED
 from transforms._io import join, write_atomic
 from transforms._parts import parquet_bytes

@@ -19,7 +19,7 @@ import apache_beam as beam
 import pyarrow as pa
 
 from schemas.documents import DocumentLedgerRow, LeftImage
-from schemas.records import LedgerRow
+from schemas.records.ledger import LedgerRow
 from transforms._io import join, write_atomic
 from transforms._parts import WriteParts
 

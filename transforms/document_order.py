@@ -13,9 +13,9 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from schemas.config import DocumentsConfig
+from schemas.config.documents import DocumentsConfig
 from schemas.documents import DocumentImage, LeftImage, Segment
-from schemas.records import blank
+from schemas.records.values import blank
 from transforms import placement
 from transforms.text import clean_text
 

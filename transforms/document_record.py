@@ -12,7 +12,7 @@ from typing import Any
 import pyarrow as pa
 
 from schemas.documents import Document, DocumentRecord, ImageMetadata, Segment
-from schemas.records import Sample
+from schemas.records.samples import Sample
 from transforms.image_store import image_sha256, read_image
 from transforms.shard_writer import ShardItem, canonical_json
 

@@ -28,9 +28,12 @@ from apache_beam import pvalue
 from apache_beam.utils.shared import Shared
 
 from schemas import reasons
-from schemas.config import DocumentsConfig
+from schemas.config.documents import DocumentsConfig
 from schemas.documents import Document, DocumentImage, DocumentLedgerRow, LeftImage, Segment, TextRow, document_key
-from schemas.records import InputItem, LedgerRow, Sample, blank
+from schemas.records.inputs import InputItem
+from schemas.records.ledger import LedgerRow
+from schemas.records.samples import Sample
+from schemas.records.values import blank
 from transforms import placement
 from transforms._common import REJECTED
 from transforms.document_order import (

@@ -23,8 +23,10 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
 
-from schemas.config import ClipModelConfig, EmbedConfig
-from schemas.records import Sample, failed
+from schemas.config.clip_model import ClipModelConfig
+from schemas.config.embed import EmbedConfig
+from schemas.records.ledger import failed
+from schemas.records.samples import Sample
 from transforms.image_store import read_image
 
 STAGE = "embed"

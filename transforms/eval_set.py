@@ -31,13 +31,10 @@ import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.io.filesystems import FileSystems
 
-from schemas.config import (
-    EvalQuestion,
-    EvalSetConfig,
-    NearDedupConfig,
-    SemanticDedupConfig,
-)
-from schemas.records import Sample
+from schemas.config.eval_set import EvalQuestion, EvalSetConfig
+from schemas.config.near_dedup import NearDedupConfig
+from schemas.config.semantic_dedup import SemanticDedupConfig
+from schemas.records.samples import Sample
 from schemas.splits import EVAL_SCHEMA_VERSION, GenerationItem, Leak, Model, UnderstandingItem
 from transforms._io import join, write_atomic
 from transforms._leaks import EvalLeakError, FindLeaksFn, Probe, ProbeIndex, describe, probe_of

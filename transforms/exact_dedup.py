@@ -17,8 +17,9 @@ import apache_beam as beam
 from apache_beam import pvalue
 
 from schemas import reasons
-from schemas.config import ExactDedupConfig
-from schemas.records import Fingerprint, rejected
+from schemas.config.exact_dedup import ExactDedupConfig
+from schemas.records.dedup import Fingerprint
+from schemas.records.ledger import rejected
 from transforms._common import REJECTED
 
 STAGE = "exact_dedup"

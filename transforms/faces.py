@@ -25,8 +25,10 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from schemas import reasons
-from schemas.config import FacesConfig, NormaliseConfig
-from schemas.records import ImageInfo, RejectItem, Sample
+from schemas.config.faces import FacesConfig
+from schemas.config.normalise import NormaliseConfig
+from schemas.records.ledger import RejectItem
+from schemas.records.samples import ImageInfo, Sample
 from transforms._common import StageFn, apply_stage
 from transforms.image_store import read_image, replace_image
 from transforms.normalise import encode

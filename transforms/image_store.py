@@ -20,7 +20,7 @@ import hashlib
 
 from apache_beam.io.filesystems import FileSystems
 
-from schemas.records import Sample
+from schemas.records.samples import Sample
 from transforms._io import join, write_atomic
 
 STORE_SUFFIX = ".images"

@@ -41,9 +41,11 @@ from apache_beam import pvalue
 from apache_beam.io.filesystems import FileSystems
 
 from schemas import reasons
-from schemas.config import IngestConfig, InputSpec
+from schemas.config.ingest import IngestConfig, InputSpec
 from schemas.documents import TextRow
-from schemas.records import InputItem, RejectItem, blank, rejected
+from schemas.records.inputs import InputItem
+from schemas.records.ledger import RejectItem, rejected
+from schemas.records.values import blank
 from transforms._common import REJECTED, StageFn
 from transforms._confine import confine, normalise, outside_root, within
 

@@ -33,8 +33,11 @@ from apache_beam import pvalue
 from apache_beam.io.filesystems import FileSystems
 
 from schemas import reasons
-from schemas.config import DocumentsConfig
-from schemas.records import Fingerprint, InputItem, LedgerRow, blank, detail_json
+from schemas.config.documents import DocumentsConfig
+from schemas.records.dedup import Fingerprint
+from schemas.records.inputs import InputItem
+from schemas.records.ledger import LedgerRow, detail_json
+from schemas.records.values import blank
 from transforms._common import StageFn, apply_stage
 from transforms._io import join, write_atomic
 from transforms.document_ledger import LEDGER_DIR as DOCUMENT_LEDGER

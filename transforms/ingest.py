@@ -34,9 +34,11 @@ from apache_beam.io.filesystem import CompressionTypes, FileMetadata
 from apache_beam.io.filesystems import FileSystems
 
 from schemas import reasons
-from schemas.config import IngestConfig, InputSpec
+from schemas.config.ingest import IngestConfig, InputSpec
 from schemas.documents import TextRow
-from schemas.records import InputItem, RejectItem, blank
+from schemas.records.inputs import InputItem
+from schemas.records.ledger import RejectItem
+from schemas.records.values import blank
 from transforms._common import StageFn, apply_stage
 from transforms._confine import confine, from_file_url
 from transforms._io import fault_point

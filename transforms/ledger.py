@@ -14,7 +14,7 @@ from collections.abc import Iterable
 import apache_beam as beam
 import pyarrow as pa
 
-from schemas.records import LedgerRow
+from schemas.records.ledger import LedgerRow
 from transforms._io import join, write_atomic
 from transforms._parts import WriteParts
 

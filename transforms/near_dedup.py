@@ -103,8 +103,8 @@ import numpy as np
 from apache_beam import pvalue
 
 from schemas import reasons
-from schemas.config import NearDedupConfig
-from schemas.records import Fingerprint
+from schemas.config.near_dedup import NearDedupConfig
+from schemas.records.dedup import Fingerprint
 from transforms._duplicates import (
     CAPPED,
     ClusterDuplicates,

@@ -20,8 +20,10 @@ import numpy as np
 from PIL import Image, ImageCms, ImageFile, UnidentifiedImageError
 
 from schemas import reasons
-from schemas.config import NormaliseConfig
-from schemas.records import ImageInfo, InputItem, RejectItem, Sample
+from schemas.config.normalise import NormaliseConfig
+from schemas.records.inputs import InputItem
+from schemas.records.ledger import RejectItem
+from schemas.records.samples import ImageInfo, Sample
 from transforms._common import StageFn, apply_stage
 from transforms.hashing import perceptual_hashes
 from transforms.image_store import store_image

@@ -53,8 +53,9 @@ from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 
 from schemas import reasons
-from schemas.config import QualityConfig, QualityRule
-from schemas.records import Sample, rejected
+from schemas.config.quality import QualityConfig, QualityRule
+from schemas.records.ledger import rejected
+from schemas.records.samples import Sample
 from transforms._common import REJECTED, StageFn, apply_stage
 from transforms._io import join, write_atomic
 from transforms._text_regions import DETECTOR, text_coverage

@@ -30,8 +30,9 @@ import numpy as np
 from apache_beam.utils.shared import Shared
 
 from schemas import reasons
-from schemas.config import SafetyConfig
-from schemas.records import RejectItem, Sample
+from schemas.config.safety import SafetyConfig
+from schemas.records.ledger import RejectItem
+from schemas.records.samples import Sample
 from transforms._common import StageFn, apply_stage
 from transforms._lexicon import TermMatcher, load_term_files, words
 from transforms._zero_shot import TextEncoder, acquire_bank, decode_embedding, model_loader, probabilities

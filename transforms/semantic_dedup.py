@@ -26,8 +26,9 @@ import numpy as np
 from apache_beam import pvalue
 
 from schemas import reasons
-from schemas.config import SemanticDedupConfig
-from schemas.records import Sample, blank
+from schemas.config.semantic_dedup import SemanticDedupConfig
+from schemas.records.samples import Sample
+from schemas.records.values import blank
 from transforms._duplicates import (
     CAPPED,
     ClusterDuplicates,

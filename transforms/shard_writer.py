@@ -26,7 +26,7 @@ from typing import Any, NamedTuple, TypeVar
 import apache_beam as beam
 import pyarrow as pa
 
-from schemas.config import ShardsConfig
+from schemas.config.shards import ShardsConfig
 from schemas.shard import ShardEntry, ShardIndex, ShardStats
 from transforms._io import atomic_writer, join, write_atomic
 from transforms._parts import parquet_bytes

@@ -22,9 +22,9 @@ from typing import Any, NamedTuple
 import apache_beam as beam
 from apache_beam import pvalue
 
-from schemas.config import SplitConfig
+from schemas.config.split import SplitConfig
 from schemas.documents import DOCUMENT_ANNOTATION
-from schemas.records import Sample
+from schemas.records.samples import Sample
 from transforms._components import ConnectedComponents
 from transforms._io import join, write_atomic
 from transforms._split_rules import (

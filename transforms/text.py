@@ -14,8 +14,10 @@ from typing import Any, NamedTuple
 import apache_beam as beam
 
 from schemas import reasons
-from schemas.config import TextConfig
-from schemas.records import RejectItem, Sample, blank
+from schemas.config.text import TextConfig
+from schemas.records.ledger import RejectItem
+from schemas.records.samples import Sample
+from schemas.records.values import blank
 from transforms._common import StageFn, apply_stage
 
 STAGE = "text"

@@ -28,8 +28,8 @@ from apache_beam.io.filesystems import FileSystems
 
 from schemas import reasons
 from schemas.audit import AuditItem, AuditReport
-from schemas.config import AuditConfig
-from schemas.records import LedgerRow
+from schemas.config.audit import AuditConfig
+from schemas.records.ledger import LedgerRow
 from transforms._io import join, write_atomic
 from transforms._parts import WriteParts
 from transforms.audit import PERSON

@@ -25,9 +25,10 @@ import apache_beam as beam
 from apache_beam import pvalue
 
 from schemas import reasons
-from schemas.config import ShardsConfig, ViewConfig
+from schemas.config.shards import ShardsConfig
+from schemas.config.views import ViewConfig
 from schemas.documents import Document, DocumentLedgerRow, LeftImage, document_key
-from schemas.records import Sample
+from schemas.records.samples import Sample
 from transforms._common import REJECTED
 from transforms.document_record import SIDECAR_SCHEMA, document_item
 from transforms.documents import rejected_document

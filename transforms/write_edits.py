@@ -23,9 +23,11 @@ from typing import Any, NamedTuple
 import apache_beam as beam
 import pyarrow as pa
 
-from schemas.config import EditRule, EditViewConfig, ShardsConfig
+from schemas.config.shards import ShardsConfig
+from schemas.config.views import EditRule, EditViewConfig
 from schemas.documents import EditImage, EditRecord
-from schemas.records import Sample, blank
+from schemas.records.samples import Sample
+from schemas.records.values import blank
 from schemas.shard import ShardStats
 from transforms.image_store import image_sha256, read_image
 from transforms.shard_writer import (

@@ -21,9 +21,10 @@ import pyarrow as pa
 from apache_beam import pvalue
 
 from schemas import reasons
-from schemas.config import ShardsConfig
+from schemas.config.shards import ShardsConfig
 from schemas.documents import DOCUMENT_ANNOTATION
-from schemas.records import LedgerRow, Sample, detail_json
+from schemas.records.ledger import LedgerRow, detail_json
+from schemas.records.samples import Sample
 from schemas.shard import SampleRecord
 from transforms.embed import embedding_matrix, npy_bytes
 from transforms.image_store import image_sha256, read_image

@@ -23,7 +23,7 @@ from pipeline.report.histogram import Colours, histogram_svg
 from pipeline.report.page import PAGE_TEMPLATE, STYLESHEET, fill, package_text
 from pipeline.report.thumbnails import Thumbnails
 from schemas import reasons
-from schemas.config import AuditConfig
+from schemas.config.audit import AuditConfig
 from schemas.report import Report
 from tests.helpers import make_photo, run_job, write_sidecar
 from tests.pipeline.planted import HOSTILE_NAME, planted_run

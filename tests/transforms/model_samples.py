@@ -6,7 +6,7 @@ from typing import Any
 
 from PIL import Image
 
-from schemas.records import ImageInfo, Sample
+from schemas.records.samples import ImageInfo, Sample
 from tests.helpers import jpeg_bytes
 
 COLOURS = {"red": (230, 20, 20), "green": (20, 200, 30), "blue": (25, 30, 220), "grey": (128, 128, 128)}

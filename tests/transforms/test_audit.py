@@ -14,8 +14,9 @@ from PIL import Image
 
 from pipeline.launch import RunError
 from schemas.audit import AuditReport
-from schemas.config import AuditConfig
-from schemas.records import ImageInfo, LedgerRow, Sample
+from schemas.config.audit import AuditConfig
+from schemas.records.ledger import LedgerRow
+from schemas.records.samples import ImageInfo, Sample
 from tests.helpers import Output, jpeg_bytes, make_photo, run_job, write_sidecar
 from transforms import audit_metrics
 from transforms.audit import AuditBias, Lexicon, caption_measures

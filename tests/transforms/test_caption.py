@@ -12,7 +12,8 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from PIL import Image, ImageDraw, ImageFont
 
-from schemas.config import CaptionConfig, CaptionerConfig, ClipModelConfig, OcrConfig
+from schemas.config.caption import CaptionConfig, CaptionerConfig, OcrConfig
+from schemas.config.clip_model import ClipModelConfig
 from tests.helpers import make_photo
 from tests.transforms.model_samples import make_sample, solid
 from transforms.caption import (

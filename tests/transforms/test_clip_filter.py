@@ -7,7 +7,8 @@ import apache_beam as beam
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 
-from schemas.config import ClipFilterConfig, load_config
+from schemas.config.clip_filter import ClipFilterConfig
+from schemas.config.load import load_config
 from tests.transforms.model_samples import make_sample, solid
 from transforms.clip_filter import ClipFilter, threshold_for
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from pipeline.launch import RunError
-from schemas.config import ClipModelConfig, load_config
+from schemas.config.clip_model import ClipModelConfig
+from schemas.config.load import load_config
 from tests.helpers import make_photo, run_job, write_sidecar
 from transforms.clip_model import (
     SMOKE_CLIP,

@@ -1,6 +1,6 @@
 """Duplicate clusters over runs: an incremental run's clusters merged with the earlier ones."""
 
-from schemas.records import DuplicateCluster
+from schemas.records.dedup import DuplicateCluster
 from transforms._cluster_merge import clusters_from_rows, merge_clusters, merge_summaries
 from transforms._duplicates import cluster_rows
 

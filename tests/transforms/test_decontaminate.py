@@ -11,8 +11,12 @@ from PIL import Image, ImageDraw
 
 from pipeline.launch import RunError, check_inputs
 from schemas import reasons
-from schemas.config import DecontaminateConfig, NormaliseConfig, UnishardConfig, load_config
-from schemas.records import InputItem, fingerprint
+from schemas.config.decontaminate import DecontaminateConfig
+from schemas.config.load import load_config
+from schemas.config.normalise import NormaliseConfig
+from schemas.config.unishard import UnishardConfig
+from schemas.records.dedup import fingerprint
+from schemas.records.inputs import InputItem
 from tests.helpers import make_photo
 from transforms.decontaminate import Decontaminate, Match, bucket_matches, data_point
 from transforms.near_dedup import Limits

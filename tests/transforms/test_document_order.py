@@ -1,8 +1,8 @@
 """Ordering a document's segments: positions, texts before images at one position, notes, repeats, placement."""
 
-from schemas.config import DocumentsConfig
+from schemas.config.documents import DocumentsConfig
 from schemas.documents import DocumentImage, Segment
-from schemas.records import ImageInfo
+from schemas.records.samples import ImageInfo
 from transforms.document_order import (
     MAX_TEXT_CHARS,
     TextPiece,

@@ -4,7 +4,7 @@ import hashlib
 import json
 
 from schemas.documents import Document, DocumentImage, LeftImage, Segment, document_key, parse_document
-from schemas.records import ImageInfo, Sample
+from schemas.records.samples import ImageInfo, Sample
 from transforms.document_record import SIDECAR_SCHEMA, document_item, document_record, sidecar_row
 
 FACTS = ImageInfo(width=8, height=6, format="JPEG", mode="RGB", bytes=3)

@@ -8,9 +8,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from schemas import reasons
-from schemas.config import DocumentsConfig, GroupRule
+from schemas.config.documents import DocumentsConfig, GroupRule
 from schemas.documents import DOCUMENT_ANNOTATION, Document, DocumentImage, DocumentLedgerRow, document_key
-from schemas.records import ImageInfo
+from schemas.records.samples import ImageInfo
 from tests.documents_run import documents_run
 from transforms.document_order import TextPiece
 from transforms.documents import assemble, document_id

@@ -11,7 +11,10 @@ from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 from PIL import Image
 
-from schemas.config import CaptionConfig, ClipFilterConfig, ClipModelConfig, EmbedConfig
+from schemas.config.caption import CaptionConfig
+from schemas.config.clip_filter import ClipFilterConfig
+from schemas.config.clip_model import ClipModelConfig
+from schemas.config.embed import EmbedConfig
 from tests.helpers import make_photo, write_sidecar
 from tests.transforms.model_samples import make_sample, solid
 from transforms.caption import Caption, OpenClipRerankHandler

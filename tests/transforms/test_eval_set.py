@@ -11,8 +11,10 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from PIL import Image, ImageDraw
 
-from schemas.config import EvalQuestion, EvalSetConfig, NearDedupConfig, SemanticDedupConfig
-from schemas.records import ImageInfo, Sample
+from schemas.config.eval_set import EvalQuestion, EvalSetConfig
+from schemas.config.near_dedup import NearDedupConfig
+from schemas.config.semantic_dedup import SemanticDedupConfig
+from schemas.records.samples import ImageInfo, Sample
 from tests.helpers import jpeg_bytes, make_photo
 from transforms._leaks import ProbeIndex, probe_of
 from transforms._parts import parquet_bytes

@@ -5,7 +5,7 @@ import random
 import shutil
 
 from schemas import reasons
-from schemas.records import Fingerprint
+from schemas.records.dedup import Fingerprint
 from transforms.exact_dedup import decide
 
 

@@ -11,8 +11,9 @@ from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 from PIL import Image
 
-from schemas.config import FacesConfig, NormaliseConfig
-from schemas.records import ImageInfo, Sample
+from schemas.config.faces import FacesConfig
+from schemas.config.normalise import NormaliseConfig
+from schemas.records.samples import ImageInfo, Sample
 from transforms.faces import BlurFaces, blur_faces, blur_region, detect_faces, load_detector
 from transforms.normalise import encode
 

@@ -8,8 +8,9 @@ import pytest
 from apache_beam import pvalue
 
 from schemas import reasons
-from schemas.config import IngestConfig, InputSpec
-from schemas.records import InputItem, LedgerRow, RejectItem
+from schemas.config.ingest import IngestConfig, InputSpec
+from schemas.records.inputs import InputItem
+from schemas.records.ledger import LedgerRow, RejectItem
 from tests.documents_run import documents_run
 from transforms.import_interleaved import ListInterleavedFn, parse_mmc4, parse_obelics, resolve_image, with_document
 

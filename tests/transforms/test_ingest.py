@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from schemas import reasons
-from schemas.config import IngestConfig
-from schemas.records import RejectItem
+from schemas.config.ingest import IngestConfig
+from schemas.records.ledger import RejectItem
 from tests.helpers import jpeg_bytes, make_photo, write_sidecar
 from transforms.ingest import ReadInputs, resolve_manifest_path
 
@@ -311,7 +311,7 @@ def test_transient_read_errors_are_retried_and_the_attempts_recorded(tmp_path, r
 
 
 def test_count_items_counts_files_manifest_rows_and_tar_samples_up_to_the_limit(tmp_path):
-    from schemas.config import InputSpec
+    from schemas.config.ingest import InputSpec
     from transforms.ingest import count_items
 
     folder = tmp_path / "photos"

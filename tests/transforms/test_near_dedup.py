@@ -20,8 +20,10 @@ from hypothesis import strategies as st
 from PIL import Image, ImageDraw, ImageEnhance
 
 from schemas import reasons
-from schemas.config import NearDedupConfig, NormaliseConfig
-from schemas.records import Fingerprint, ImageInfo, Sample, fingerprint
+from schemas.config.near_dedup import NearDedupConfig
+from schemas.config.normalise import NormaliseConfig
+from schemas.records.dedup import Fingerprint, fingerprint
+from schemas.records.samples import ImageInfo, Sample
 from tests.helpers import make_photo, run_job, write_sidecar
 from transforms._duplicates import Edge, Member, decide_cluster, forest_edges
 from transforms._keypoints import KeepBestPerImage, extract, match, overlay_patch

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from schemas import reasons
-from schemas.config import NormaliseConfig
-from schemas.records import RejectItem
+from schemas.config.normalise import NormaliseConfig
+from schemas.records.ledger import RejectItem
 from tests.helpers import jpeg_bytes, make_photo
 from transforms.normalise import encode, normalise_image
 

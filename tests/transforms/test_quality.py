@@ -15,7 +15,7 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont
 
-from schemas.config import OverexposedRule, QualityConfig, QualityRule
+from schemas.config.quality import OverexposedRule, QualityConfig, QualityRule
 from tests.helpers import make_photo, write_sidecar
 from tests.transforms.model_samples import make_sample
 from transforms._text_regions import DETECTOR

@@ -8,8 +8,8 @@ import numpy as np
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from schemas.config import SafetyConfig
-from schemas.records import ImageInfo, Sample
+from schemas.config.safety import SafetyConfig
+from schemas.records.samples import ImageInfo, Sample
 from transforms.safety import FilterUnsafe, remove_private, unsafe_matcher, unsafe_text
 
 E = np.eye(8, dtype=np.float32)

@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from schemas import reasons
-from schemas.config import SemanticDedupConfig
-from schemas.records import ImageInfo, Sample
+from schemas.config.semantic_dedup import SemanticDedupConfig
+from schemas.records.samples import ImageInfo, Sample
 from transforms.embed import encode_embedding
 from transforms.semantic_dedup import SemanticDeduplicate, hyperplanes, signatures, similar_pairs, vector
 

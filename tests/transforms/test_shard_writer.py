@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas.config import ShardsConfig
+from schemas.config.shards import ShardsConfig
 from transforms.shard_writer import (
     ShardItem,
     canonical_json,

@@ -14,8 +14,8 @@ from apache_beam.testing.util import assert_that, equal_to
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from schemas.config import SplitConfig
-from schemas.records import ImageInfo, Sample
+from schemas.config.split import SplitConfig
+from schemas.records.samples import ImageInfo, Sample
 from tests.helpers import jpeg_bytes, make_photo, run_job, write_sidecar
 from transforms._components import components
 from transforms._split_rules import key_node, plan_splits, unit_of

@@ -12,7 +12,7 @@ from PIL import Image
 from pipeline.validate import document_problems
 from schemas import documents as schema
 from schemas import reasons
-from schemas.config import ViewConfig
+from schemas.config.views import ViewConfig
 from schemas.documents import (
     Document,
     DocumentImage,
@@ -22,7 +22,7 @@ from schemas.documents import (
     UnsupportedDocumentVersion,
     parse_document,
 )
-from schemas.records import ImageInfo
+from schemas.records.samples import ImageInfo
 from tests.documents_run import documents_run
 from transforms.write_documents import place_in_split
 

@@ -1,0 +1,59 @@
+"""What every config section shares.
+
+``Section`` (frozen, unknown keys are errors), ``DuplicateRules`` (the scope, label rules and survivor policy near
+and semantic deduplication both extend), ``FIELD_NAME`` (the pattern of a metadata field name) and
+``default_prompts`` (the default prompt sets and caption templates: package data in ``schemas/data/prompts.json``,
+not code).
+"""
+
+import copy
+import functools
+import json
+from importlib import resources
+from typing import Any, Literal
+
+import pydantic
+
+FIELD_NAME = r"^[A-Za-z0-9_]+$"
+
+
+def default_prompts(section: str, name: str) -> Any:
+    """A default prompt set or template list of ``section``, from ``schemas/data/prompts.json`` (a fresh copy)."""
+    return copy.deepcopy(_prompts()[section][name])
+
+
+@functools.cache
+def _prompts() -> dict:
+    return json.loads(resources.files("schemas").joinpath("data", "prompts.json").read_text(encoding="utf-8"))
+
+
+class Section(pydantic.BaseModel):
+    """Base of every config section: frozen, and unknown keys are errors."""
+
+    model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
+
+
+SurvivorCriterion = Literal["resolution", "file_size", "richness", "clip_score"]
+
+
+class DuplicateRules(Section):
+    """What near and semantic deduplication share: scope, label rules, survivor policy and the bucket guard."""
+
+    enabled: bool = True
+    scope: list[str] = pydantic.Field(
+        default_factory=list,
+        description="Compare only samples with equal values of these fields ('domain' or metadata fields such as "
+        "line, camera, sku); empty compares globally.",
+    )
+    keep_distinct: list[str] = pydantic.Field(
+        default_factory=lambda: ["label"],
+        description="Metadata fields whose differing values keep both members (a defective board and its template).",
+    )
+    report_only: bool = pydantic.Field(False, description="Write the clusters but remove nothing.")
+    survivor_policy: list[SurvivorCriterion] = pydantic.Field(
+        default_factory=lambda: ["resolution", "file_size", "richness", "clip_score"],
+        description="Criteria in order, each preferring the larger value; the smallest key breaks ties.",
+    )
+    max_bucket: int = pydantic.Field(
+        5000, ge=2, description="A candidate bucket with more members is not compared pairwise; it is reported."
+    )

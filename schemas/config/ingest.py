@@ -1,0 +1,39 @@
+"""The ``[ingest]`` section and its input specs (``transforms/ingest.py``)."""
+
+from typing import Literal
+
+import pydantic
+
+from schemas.config.base import Section
+
+
+class InputSpec(Section):
+    """One input: a file pattern, a manifest, or WebDataset tars.
+
+    ``kind = "auto"`` picks ``manifest`` for ``.csv``/``.jsonl``/``.parquet``, ``webdataset`` for ``.tar``, and
+    ``files`` otherwise.
+    """
+
+    path: str
+    kind: Literal["auto", "files", "manifest", "webdataset", "mmc4", "obelics"] = "auto"
+    domain: str | None = None
+    path_column: str = "path"
+    roots: list[str] = pydantic.Field(
+        default_factory=list,
+        description="Folders the input's images and sidecars must lie in (manifest rows, image references, matched "
+        "files); default: the manifest's or document file's own folder, or the folder a file pattern lists.",
+    )
+
+
+class IngestConfig(Section):
+    """How inputs are listed and read (``transforms/ingest.py``)."""
+
+    inputs: list[InputSpec] = pydantic.Field(default_factory=list)
+    default_domain: str = "unknown"
+    domain_column: str = "domain"
+    sidecar_extensions: list[str] = pydantic.Field(default_factory=lambda: [".json", ".txt"])
+    follow_symlinks: bool = pydantic.Field(
+        False,
+        description="Let symbolic links lead out of an input's roots. Off, a local path is checked where it really "
+        "resolves, and one that leaves its roots through a link is rejected as outside_root and never read.",
+    )

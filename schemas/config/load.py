@@ -1,0 +1,95 @@
+"""Reading a config: the TOML file, ``--set section.key=value`` overrides, then one validation."""
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pydantic
+
+from schemas.config.unishard import UnishardConfig
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used; the message names the file and the key."""
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parse ``section.key=value``; the value is read as a TOML value, or kept as a string."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected section.key=value, e.g. --set normalise.max_side=512")
+    dotted, raw = text.split("=", 1)
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return dotted.strip().split("."), value
+
+
+def _apply_override(data: dict, dotted: list[str], value: Any) -> None:
+    node = data
+    for part in dotted[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {'.'.join(dotted)}: {part!r} is not a section")
+    node[dotted[-1]] = value
+
+
+def _resolve_paths(data: dict, base: Path) -> None:
+    for spec in data.get("ingest", {}).get("inputs", []):
+        if isinstance(spec, dict) and "path" in spec and "://" not in str(spec["path"]):
+            spec["path"] = str((base / spec["path"]).resolve())
+            spec["roots"] = [str((base / root).resolve()) for root in spec.get("roots", [])]
+    exclude = data.get("decontaminate", {}).get("exclude", [])
+    for index, spec in enumerate(exclude if isinstance(exclude, list) else []):
+        spec = {"path": spec} if isinstance(spec, str) else spec
+        if isinstance(spec, dict) and "path" in spec and "://" not in str(spec["path"]):
+            spec["path"] = str((base / spec["path"]).resolve())
+            spec["roots"] = [str((base / root).resolve()) for root in spec.get("roots", [])]
+        exclude[index] = spec
+    run = data.get("run", {})
+    if isinstance(run, dict) and "output" in run and "://" not in str(run["output"]):
+        run["output"] = str((base / run["output"]).resolve())
+
+
+def _describe(error: pydantic.ValidationError, origin: str) -> str:
+    lines = [f"{origin}: invalid configuration"]
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"])
+        if item["type"] == "extra_forbidden":
+            lines.append(f"  {where}: unknown key (see `unishard config --schema` for the keys that exist)")
+        else:
+            lines.append(f"  {where}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> UnishardConfig:
+    """Read, override and validate a config file.
+
+    Args:
+        path: A TOML file, or ``None`` for the defaults.
+        overrides: ``section.key=value`` strings, applied in order.
+
+    Raises:
+        ConfigError: The file is missing or malformed, or a key or value is invalid; the message names both.
+    """
+    data: dict = {}
+    origin = "defaults"
+    if path is not None:
+        path = Path(path)
+        origin = str(path)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"{path}: not valid TOML: {error}") from None
+        _resolve_paths(data, path.parent.resolve())
+    for text in overrides:
+        dotted, value = parse_override(text)
+        _apply_override(data, dotted, value)
+        if dotted[:2] == ["run", "output"] and "://" not in str(value):
+            data["run"]["output"] = str(Path(value).resolve())
+    try:
+        return UnishardConfig.model_validate(data)
+    except pydantic.ValidationError as error:
+        raise ConfigError(_describe(error, origin)) from None

@@ -1,0 +1,19 @@
+"""The ``[normalise]`` section (``transforms/normalise.py``)."""
+
+from typing import Literal
+
+import pydantic
+
+from schemas.config.base import Section
+
+
+class NormaliseConfig(Section):
+    max_pixels: int = pydantic.Field(
+        50_000_000, gt=0, description="Images whose header claims more pixels are rejected as decompression bombs."
+    )
+    max_side: int = pydantic.Field(1024, gt=0, description="Longer side after resizing; images are never upscaled.")
+    min_side: int = pydantic.Field(32, ge=1, description="Images whose shorter side is smaller are rejected.")
+    format: Literal["jpg", "png", "webp"] = "jpg"
+    quality: int = pydantic.Field(90, ge=1, le=100)
+    background: tuple[int, int, int] = (255, 255, 255)
+    draft: bool = pydantic.Field(True, description="Let JPEG decoding skip detail the resize would drop anyway.")

@@ -1,0 +1,50 @@
+"""The whole run configuration: one section per stage, each defined in its own module of this package."""
+
+from schemas.config.audit import AuditConfig
+from schemas.config.base import Section
+from schemas.config.caption import CaptionConfig
+from schemas.config.clip_filter import ClipFilterConfig
+from schemas.config.clip_model import ClipModelConfig
+from schemas.config.decontaminate import DecontaminateConfig
+from schemas.config.documents import DocumentsConfig
+from schemas.config.embed import EmbedConfig
+from schemas.config.eval_set import EvalSetConfig
+from schemas.config.exact_dedup import ExactDedupConfig
+from schemas.config.faces import FacesConfig
+from schemas.config.ingest import IngestConfig
+from schemas.config.near_dedup import NearDedupConfig
+from schemas.config.normalise import NormaliseConfig
+from schemas.config.quality import QualityConfig
+from schemas.config.run import RunConfig
+from schemas.config.safety import SafetyConfig
+from schemas.config.semantic_dedup import SemanticDedupConfig
+from schemas.config.shards import ShardsConfig
+from schemas.config.split import SplitConfig
+from schemas.config.text import TextConfig
+from schemas.config.views import ViewsConfig
+
+
+class UnishardConfig(Section):
+    """The whole run configuration, one section per stage."""
+
+    run: RunConfig = RunConfig()
+    ingest: IngestConfig = IngestConfig()
+    normalise: NormaliseConfig = NormaliseConfig()
+    exact_dedup: ExactDedupConfig = ExactDedupConfig()
+    decontaminate: DecontaminateConfig = DecontaminateConfig()
+    near_dedup: NearDedupConfig = NearDedupConfig()
+    semantic_dedup: SemanticDedupConfig = SemanticDedupConfig()
+    text: TextConfig = TextConfig()
+    quality: QualityConfig = QualityConfig()
+    clip: ClipModelConfig = ClipModelConfig()
+    embed: EmbedConfig = EmbedConfig()
+    caption: CaptionConfig = CaptionConfig()
+    clip_filter: ClipFilterConfig = ClipFilterConfig()
+    split: SplitConfig = SplitConfig()
+    eval_set: EvalSetConfig = EvalSetConfig()
+    documents: DocumentsConfig = DocumentsConfig()
+    views: ViewsConfig = ViewsConfig()
+    shards: ShardsConfig = ShardsConfig()
+    faces: FacesConfig = FacesConfig()
+    safety: SafetyConfig = SafetyConfig()
+    audit: AuditConfig = AuditConfig()

@@ -1,0 +1,38 @@
+"""Typed records that flow through the pipeline's PCollections.
+
+Records are frozen dataclasses; stages return updated copies with ``dataclasses.replace``. Mapping fields hold
+JSON-compatible values only, so every record can be written into a shard's JSON and Parquet sidecar as it is. The
+records that cross shuffles pickle compactly (``schemas.compact``): Beam's coder pickles them, having no type hint.
+
+The flow is ``InputItem`` (ingest) -> ``Sample`` (normalise and later stages) -> shards, with a ``LedgerRow`` for
+every item that leaves the flow (rejected or failed) and for every item written (kept). Deduplication works on
+``Fingerprint`` records, which carry no image bytes, so only the final decisions meet the heavy samples.
+
+One module per kind of record: ``inputs`` (``InputItem``), ``samples`` (``Sample``, ``ImageInfo``), ``dedup``
+(``Fingerprint``, ``DuplicateCluster``), ``ledger`` (``LedgerRow`` and its constructors, ``RejectItem``), ``caption``
+(``Candidate``, ``CaptionRequest``) and ``values`` (``blank``). Every public name is re-exported here.
+"""
+
+from schemas.records.caption import Candidate, CaptionRequest
+from schemas.records.dedup import DuplicateCluster, Fingerprint, fingerprint
+from schemas.records.inputs import InputItem
+from schemas.records.ledger import LedgerRow, RejectItem, detail_json, failed, rejected
+from schemas.records.samples import ImageInfo, Sample
+from schemas.records.values import blank
+
+__all__ = [
+    "Candidate",
+    "CaptionRequest",
+    "DuplicateCluster",
+    "Fingerprint",
+    "ImageInfo",
+    "InputItem",
+    "LedgerRow",
+    "RejectItem",
+    "Sample",
+    "blank",
+    "detail_json",
+    "failed",
+    "fingerprint",
+    "rejected",
+]
