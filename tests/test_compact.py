@@ -12,7 +12,7 @@ from schemas import compact
 from schemas.audit import AuditItem
 from schemas.records import ImageInfo, InputItem, LedgerRow, Sample, fingerprint
 from transforms._duplicates import Member
-from transforms.near_dedup import HashFeatures
+from transforms._hash_match import HashFeatures
 
 CODER = coders.FastPrimitivesCoder()
 HEX = "0123456789abcdef" * 4

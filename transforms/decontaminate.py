@@ -27,11 +27,19 @@ from schemas import reasons
 from schemas.config import DecontaminateConfig, IngestConfig, NormaliseConfig
 from schemas.records import Fingerprint, Sample, rejected
 from transforms._common import REJECTED
+from transforms._hash_match import (
+    HashArrays,
+    HashFeatures,
+    Limits,
+    band_layout,
+    band_values,
+    close_pairs,
+    colour_bytes,
+)
 from transforms._io import join, write_atomic
 from transforms._parts import parquet_bytes
 from transforms.hashing import PHASH, hash_int
 from transforms.ingest import ReadInputs
-from transforms.near_dedup import HashArrays, HashFeatures, Limits, band_layout, band_values, close_pairs, colour_bytes
 from transforms.normalise import Normalise
 
 STAGE = "decontaminate"

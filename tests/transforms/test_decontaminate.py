@@ -14,8 +14,8 @@ from schemas import reasons
 from schemas.config import DecontaminateConfig, NormaliseConfig, UnishardConfig, load_config
 from schemas.records import InputItem, fingerprint
 from tests.helpers import make_photo
+from transforms._hash_match import Limits
 from transforms.decontaminate import Decontaminate, Match, bucket_matches, data_point
-from transforms.near_dedup import Limits
 from transforms.normalise import Normalise
 
 HASHES = ["phash", "colour"]
