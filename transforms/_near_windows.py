@@ -59,7 +59,7 @@ CONTAINED_SLACK = 1.25
 CONTAINED_SHARE = 0.9
 _LIGHTNESS = 0.5
 # Window pairs per entry of a window bucket, and the weight of a whole-image pHash within candidate_distance when an
-# image's candidates are ranked (transforms._keypoints.VerifyCandidates keeps the best few per image).
+# image's candidates are ranked (transforms._verify_candidates.VerifyCandidates keeps the best few per image).
 WINDOW_NEIGHBOURS = 8
 LOOSE_WINDOWS = 4
 

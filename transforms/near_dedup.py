@@ -8,7 +8,7 @@ the run's ``Sample`` records, whose images are read (``read_image``) only for cr
 the survivor)) and ``clusters`` (``DuplicateCluster`` with each member's method and evidence, for the split stage
 and the report). Side files: ``dedup/near_dedup.parquet`` (columns ``method`` and ``evidence`` included) and
 ``dedup/near_dedup.json``. Config section: ``near_dedup``. Metrics: ``near_dedup/clusters``,
-``near_dedup/duplicates``, ``near_dedup/capped_buckets``, and those of ``transforms._keypoints``.
+``near_dedup/duplicates``, ``near_dedup/capped_buckets``, and those of ``transforms._verify_candidates``.
 
 How:
 
@@ -47,7 +47,7 @@ How:
    each image keeps its strongest candidates (most shared windows, a pHash within ``candidate_distance`` counting as
    ``LOOSE_WINDOWS`` of them, then the nearest pHash, then the source), 4 x ``subwindow_candidates`` before the colour
    tests and ``subwindow_candidates`` open pairs after them, a pair staying when either image keeps it
-   (``transforms._keypoints.KeepBestPerImage``).
+   (``transforms._best_per_image.KeepBestPerImage``).
 5. **Clusters and survivors** (``transforms._duplicates``): connected components of the verified pairs; within a
    component, members with equal ``keep_distinct`` labels form a removal group that keeps its best member by
    ``survivor_policy`` (resolution, file size, metadata richness, CLIP score, then key).
@@ -75,7 +75,6 @@ from schemas import reasons
 from schemas.config import NearDedupConfig
 from transforms._duplicates import CAPPED, ClusterDuplicates, Member, WriteClusters
 from transforms._hash_match import Limits, band_layout
-from transforms._keypoints import VerifyCandidates
 from transforms._near_buckets import (
     band_entries,
     group_edges,
@@ -94,6 +93,7 @@ from transforms._near_windows import (
     window_pairs,
     worth_verifying,
 )
+from transforms._verify_candidates import VerifyCandidates
 
 STAGE = "near_dedup"
 METRIC = "phash_hamming"

@@ -1,17 +1,13 @@
-"""Geometric verification: keypoints under one transform, overlap colour, overlays, low-contrast surfaces, and the
-per-image bound on candidates."""
+"""Geometric verification: keypoints under one transform, overlap colour, overlays, low-contrast surfaces."""
 
 import itertools
-import random
 
-import apache_beam as beam
 import numpy as np
-import pytest
 from PIL import Image
 
 from schemas.config import NearDedupConfig
 from tests.transforms import scenes
-from transforms._keypoints import KeepBestPerImage, extract, match, overlay_patch
+from transforms._keypoints import extract, match, overlay_patch
 from transforms.hashing import colour_residuals, subwindow_hashes, window_values
 
 
@@ -95,33 +91,3 @@ def test_a_low_contrast_surface_gets_keypoints_its_crop_matches_and_another_patc
     assert min(len(feature.points) for feature in features) >= 2 * min_inliers
     assert match(features[1], features[0], min_inliers, 8.0)[0] is not None
     assert match(features[2], features[0], min_inliers, 8.0)[0] is None
-
-
-def _best_per_image_reference(pairs: dict, count: int) -> set:
-    chosen = set()
-    for image in {source for pair in pairs for source in pair}:
-        mine = sorted(
-            (rank, other) for pair, rank in pairs.items() for other in pair if image in pair and other != image
-        )
-        chosen |= {tuple(sorted((image, other))) for _, other in mine[:count]}
-    return chosen
-
-
-@pytest.mark.parametrize("order", [1, -1])
-def test_each_image_keeps_its_best_candidates_and_the_pairs_stay_linear_in_the_images(order):
-    from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
-    from apache_beam.testing.util import assert_that, equal_to
-
-    images = [f"img/{index:02d}" for index in range(30)]
-    # Every image a candidate of every other: the shape that grew with the square of the image count.
-    pairs = {(a, b): random.Random(a + b).randrange(5) for a, b in itertools.combinations(images, 2)}
-    expected = _best_per_image_reference(pairs, 3)
-    assert len(expected) <= 3 * len(images)
-    with BeamTestPipeline() as pipeline:
-        kept = (
-            pipeline
-            | beam.Create(sorted(pairs.items())[::order])
-            | KeepBestPerImage(3, lambda rank: (rank,))
-            | beam.Keys()
-        )
-        assert_that(kept, equal_to(sorted(expected)), label="best pairs of each image")
