@@ -88,7 +88,7 @@ def stage_cpu(inputs: Path) -> None:
     """CPU seconds per image of each per-item stage, one process, against a plain PIL yardstick."""
     from schemas.config import UnishardConfig
     from schemas.records import InputItem, RejectItem, fingerprint
-    from transforms.ingest import read_bytes, read_sidecar
+    from transforms._reading import read_bytes, read_sidecar
     from transforms.normalise import normalise_item
     from transforms.text import with_text
 

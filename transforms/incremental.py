@@ -16,7 +16,7 @@ now holds other content stops the incremental job (``ChangedContent``): its old 
 which incremental runs never rewrite, so the launcher rebuilds the whole output instead, and ``MarkReplaced`` writes
 the old key into the new row's detail (``replaces_key``) of every source whose content changed since the committed
 output. The decision joins light records (content key, source, no bytes); the new items' bytes are then read again
-from their files (``ingest.read_again``), so image bytes cross no shuffle here either; a file gone between the two
+from their files (``_reading.read_again``), so image bytes cross no shuffle here either; a file gone between the two
 reads gets ingest's ``missing_file`` row (in ``carried``, with the other rows decided here).
 Reason codes: ``exact_duplicate``. Metrics: ``incremental/new``, ``incremental/carried``.
 """
@@ -33,8 +33,8 @@ from schemas import reasons
 from schemas.records import Fingerprint, InputItem, LedgerRow, blank, detail_json
 from transforms._common import StageFn, apply_stage
 from transforms._io import join, write_atomic
+from transforms._reading import read_again
 from transforms.ingest import STAGE as INGEST
-from transforms.ingest import read_again
 from transforms.normalise import content_key
 
 STAGE = "incremental"
@@ -119,7 +119,7 @@ def _light_by_content(item: InputItem) -> tuple[str, InputItem]:
 
 
 class _ReadAgainFn(StageFn):
-    """Read a new item's bytes again (``ingest.read_again``); a file gone since the first read is rejected."""
+    """Read a new item's bytes again (``_reading.read_again``); a file gone since the first read is rejected."""
 
     stage = INGEST
 
