@@ -36,9 +36,9 @@ from schemas.profile import HOW_KEYS
 from transforms._io import join, write_atomic
 from transforms._listing import count_items, input_kind
 from transforms.books import BOOK_PROBLEMS, BOOKS, PROBLEMS
-from transforms.clip_model import ModelUnavailable
 from transforms.image_store import store_folder
 from transforms.incremental import CHANGES, EarlierRun, changed_content
+from transforms.model_weights import ModelUnavailable
 from transforms.write_audit import crossed_bounds
 from transforms.write_shards import canonical_json
 

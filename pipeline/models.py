@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 from pipeline.models_fetch import FetchError, fetch, hub_offline
 from schemas.config import CaptionerConfig, ClipModelConfig, UnishardConfig
-from transforms.clip_model import (
+from transforms.model_weights import (
     HF_HUB_PREFIX,
     ModelUnavailable,
     clip_model_id,
