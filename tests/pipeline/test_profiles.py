@@ -31,7 +31,7 @@ from apache_beam.runners.runner import create_runner
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline import cli
-from pipeline.launch import run_job
+from pipeline.job import run_job
 from pipeline.profiles import (
     PROFILE_DIR,
     RunOptions,

@@ -9,7 +9,8 @@ import apache_beam as beam
 import pytest
 from PIL import Image, ImageDraw
 
-from pipeline.launch import RunError, check_inputs
+from pipeline.checks import check_inputs
+from pipeline.launch import RunError
 from schemas import reasons
 from schemas.config import DecontaminateConfig, NormaliseConfig, UnishardConfig, load_config
 from schemas.records import InputItem, fingerprint
