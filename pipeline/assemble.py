@@ -10,7 +10,7 @@ import functools
 
 import apache_beam as beam
 
-from pipeline.profiles import with_stage_hints
+from pipeline.stage_hints import with_stage_hints
 from schemas.config import UnishardConfig
 from schemas.records import DuplicateCluster, fingerprint
 from transforms.apply_rejections import DropRejected
