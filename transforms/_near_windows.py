@@ -33,9 +33,9 @@ apart, and 1,217 images featured). The target of the issue, at most twice the pr
 the path is off by default. Scale (``--scale-only --scale 2000,10000`` and ``--scale 100000``: synthetic fingerprints
 with 45 window hashes each, so the window buckets and candidate joins run but no image is matched): before the
 per-image bound, 10,000 fingerprints in 48 s at 835 MB peak RSS, 100,000 in 594 s at 7.0 GB (x10 fingerprints: time
-x12.5, memory x8.4) on the DirectRunner, every planted copy found; the 100,000 run shared the 2 cores with the quality
-run above. With it, 2,000 in 13 s at 329 MB and 10,000 in 35 s at 749 MB (100,000 not rerun). Real photos that share
-structure, in a whole run: ``docs/scaling.md`` (2,000 and 8,000 distinct photos, x1.42 memory).
+x12.5, memory x8.4) on the DirectRunner, every planted copy found; the 100,000 run shared the 2 cores with a quality
+benchmark run. With it, 2,000 in 13 s at 329 MB and 10,000 in 35 s at 749 MB (100,000 not rerun). Real photos that
+share structure, in a whole run: ``docs/scaling.md`` (2,000 and 8,000 distinct photos, x1.42 memory).
 """
 
 from collections.abc import Iterable, Iterator, Sequence
