@@ -10,15 +10,15 @@ import functools
 
 import apache_beam as beam
 
-from pipeline.profiles import with_stage_hints
-from schemas.config.unishard import UnishardConfig
-from schemas.records.dedup import DuplicateCluster, fingerprint
+from pipeline.stage_hints import with_stage_hints
+from schemas.config import UnishardConfig
+from schemas.records import DuplicateCluster, fingerprint
 from transforms.apply_rejections import DropRejected
 from transforms.audit import AuditBias
 from transforms.books import CheckBooks
 from transforms.caption import Caption
 from transforms.clip_filter import ClipFilter
-from transforms.clip_model import clip_model_id, load_clip
+from transforms.clip_model import load_clip
 from transforms.contamination import AuditContamination
 from transforms.decontaminate import Decontaminate
 from transforms.document_ledger import WriteDocumentLedger
@@ -31,6 +31,7 @@ from transforms.image_store import store_folder
 from transforms.incremental import CountChanges, EarlierRun, MarkReplaced, SkipKnown
 from transforms.ingest import ReadInputs
 from transforms.ledger import WriteLedger
+from transforms.model_weights import clip_model_id
 from transforms.near_dedup import NearDeduplicate
 from transforms.normalise import Normalise
 from transforms.quality import FilterLowQuality

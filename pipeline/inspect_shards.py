@@ -17,7 +17,7 @@ from typing import TextIO
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.validate import KEY_PATTERN
+from pipeline.tar_members import KEY_PATTERN
 
 _EXT = re.compile(r"[a-z0-9]+(\.[a-z0-9]+)*")
 TEXT_MEMBERS = ("json", "txt")

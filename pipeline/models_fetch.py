@@ -1,7 +1,7 @@
 """Fetch model weights from the Hugging Face hub into its cache: on the launcher, before any data is read.
 
-``fetch(name, pretrained, cache_dir, section)`` downloads what ``transforms.clip_model.hub_files`` names (an open_clip
-pretrained tag's repository, or an ``hf-hub:ORG/NAME`` repository with its ``open_clip_config.json``) into
+``fetch(name, pretrained, cache_dir, section)`` downloads what ``transforms.model_weights.hub_files`` names (an
+open_clip pretrained tag's repository, or an ``hf-hub:ORG/NAME`` repository with its ``open_clip_config.json``) into
 ``cache_dir`` or the hub cache (``HF_HOME``/``HF_HUB_CACHE``), with the hub library's progress bar, and returns the
 local weights file; workers then find it there with ``locate_weights``. It first asks the hub (``HF_ENDPOINT``) about
 every file without writing anything, so a wrong name, a private repository or an unreachable hub fails with a
@@ -18,7 +18,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from transforms.clip_model import HF_HUB_PREFIX, HubFiles, hub_files
+from transforms.model_weights import HF_HUB_PREFIX, HubFiles, hub_files
 
 _LOG = logging.getLogger("unishard")
 PROBE_TIMEOUT_S = 10.0

@@ -6,28 +6,22 @@ command line's: a flag given on the command line replaces the profile's, and for
 (``--experiments``, ``--resource_hints``, ``--stage_resource_hint``) an entry with the same key replaces the
 profile's entry. ``[config]`` keys become ``--set`` overrides placed before the user's own.
 
-Stage hints travel as ``--stage_resource_hint STAGE:HINT=VALUE`` (``UnishardOptions``), so a profile, the command
-line and ``run.json`` all speak the same flag. ``pipeline/assemble.py`` attaches them with ``with_stage_hints``.
+Stage hints travel as ``--stage_resource_hint STAGE:HINT=VALUE`` (``pipeline.beam_flags.UnishardOptions``), so a
+profile, the command line and ``run.json`` all speak the same flag. ``pipeline/assemble.py`` attaches them with
+``pipeline.stage_hints.with_stage_hints``. Reading and merging Beam flags: ``pipeline.beam_flags``.
 """
 
-import argparse
-import functools
 import logging
 import tomllib
 from pathlib import Path
 
-import apache_beam as beam
-from apache_beam.options.pipeline_options import (
-    DirectOptions,
-    PipelineOptions,
-    StandardOptions,
-    _BeamArgumentParser,
-    _CommaSeparatedListAction,
-)
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 from apache_beam.transforms import resources
 
 import runners
-from schemas.config.unishard import UnishardConfig
+from pipeline.beam_flags import REPEATABLE, UnishardOptions, beam_action, given_options, merge_args
+from pipeline.stage_hints import split_hint
+from schemas.config import UnishardConfig
 from schemas.profile import ProfileError, RunnerProfile, parse_profile
 
 _LOG = logging.getLogger("unishard")
@@ -39,24 +33,6 @@ PARALLEL_FROM = 500
 # Beam's DirectRunner (SwitchingDirectRunner) first tries Prism, which downloads a binary from GitHub at submit time
 # and, when that fails, falls back to the FnApiRunner anyway.
 _PRISM_FIRST = frozenset({"direct", "directrunner", "switchingdirectrunner"})
-# Flags that accumulate values (--experiments, --resource_hints...): merged entry by entry, not replaced whole.
-_REPEATABLE = (argparse._AppendAction, _CommaSeparatedListAction)
-
-
-class UnishardOptions(PipelineOptions):
-    """Beam options unishard adds: resource hints for one stage rather than the whole pipeline."""
-
-    @classmethod
-    def _add_argparse_args(cls, parser: _BeamArgumentParser) -> None:
-        parser.add_argument(
-            "--stage_resource_hint",
-            "--stage_resource_hints",
-            dest="stage_resource_hints",
-            action="append",
-            default=[],
-            help="A Beam resource hint for one stage, as STAGE:HINT=VALUE (STAGE is the stage's config section, "
-            "e.g. embed:accelerator=type:nvidia-l4;count:1;install-nvidia-driver). Repeatable.",
-        )
 
 
 class RunOptions(PipelineOptions):
@@ -115,31 +91,17 @@ def load_profile(spec: str) -> RunnerProfile:
     return profile
 
 
-@functools.cache
-def _beam_parser() -> _BeamArgumentParser:
-    """Every Beam pipeline option known in this process, as Beam itself collects them."""
-    parser = _BeamArgumentParser(allow_abbrev=False)
-    classes = {str(cls): cls for cls in PipelineOptions.__subclasses__()}
-    for cls in classes.values():
-        cls._add_argparse_args(parser)
-    return parser
-
-
-def _action(flag: str):
-    return _beam_parser()._option_string_actions.get(flag)
-
-
 def _check_beam_keys(profile: RunnerProfile) -> None:
     for key, value in profile.beam.items():
-        action = _action(f"--{key}")
+        action = beam_action(f"--{key}")
         if action is None:
             raise ProfileError(f"{profile.origin}: beam.{key}: not a Beam pipeline option")
         if action.nargs == 0 and not isinstance(value, bool):
             raise ProfileError(f"{profile.origin}: beam.{key}: a switch; write true or false")
-        if isinstance(value, list) and not isinstance(action, _REPEATABLE):
+        if isinstance(value, list) and not isinstance(action, REPEATABLE):
             raise ProfileError(f"{profile.origin}: beam.{key}: takes one value, not a list")
     for key in profile.profile.requires:
-        if _action(f"--{key}") is None:
+        if beam_action(f"--{key}") is None:
             raise ProfileError(f"{profile.origin}: profile.requires.{key}: not a Beam pipeline option")
 
 
@@ -172,39 +134,6 @@ def profile_args(profile: RunnerProfile) -> list[str]:
     return args
 
 
-def _groups(args: list[str]) -> list[tuple[tuple[str, str] | None, list[str]]]:
-    """Split command-line args into flags with their values, each with the key it overrides (None: unknown)."""
-    groups = []
-    index = 0
-    while index < len(args):
-        token = args[index]
-        flag, has_value, value = token.partition("=")
-        action = _action(flag) if token.startswith("--") else None
-        if action is None:
-            groups.append((None, [token]))
-            index += 1
-            continue
-        taken = [token]
-        if not has_value and action.nargs != 0 and index + 1 < len(args):
-            value = args[index + 1]
-            taken.append(value)
-        entry = value.partition("=")[0] if isinstance(action, _REPEATABLE) else ""
-        groups.append(((action.dest, entry), taken))
-        index += len(taken)
-    return groups
-
-
-def merge_args(profile_args: list[str], cli_args: list[str]) -> list[str]:
-    """The profile's flags that the command line does not override, then the command line's, in order."""
-    overridden = {key for key, _ in _groups(cli_args) if key is not None}
-    kept = [token for key, tokens in _groups(profile_args) if key not in overridden for token in tokens]
-    return kept + list(cli_args)
-
-
-def _given(args: list[str]) -> set[str]:
-    return {key[0] for key, _ in _groups(args) if key is not None}
-
-
 def apply_profile(spec: str, beam_args: list[str], overrides: list[str]) -> tuple[list[str], list[str]]:
     """Merge profile ``spec`` into the command line's Beam args and ``--set`` overrides (the command line wins).
 
@@ -213,9 +142,9 @@ def apply_profile(spec: str, beam_args: list[str], overrides: list[str]) -> tupl
     """
     profile = load_profile(spec)
     merged = merge_args(profile_args(profile), beam_args)
-    given = _given(merged)
+    given = given_options(merged)
     for option, what in profile.profile.requires.items():
-        if _action(f"--{option}").dest not in given:
+        if beam_action(f"--{option}").dest not in given:
             raise ProfileError(f"profile {profile.name} ({profile.origin}) needs --{option}: {what}")
     _LOG.info("unishard: profile %s (%s) for %s", profile.name, profile.origin, profile.profile.engine)
     return merged, [*profile.config_overrides(), *overrides]
@@ -230,7 +159,7 @@ def resolve_options(options: PipelineOptions) -> str:
     """
     stages = set(UnishardConfig.model_fields)
     for entry in options.view_as(UnishardOptions).stage_resource_hints or []:
-        stage, hint, value = _split_hint(entry)
+        stage, hint, value = split_hint(entry)
         if stage not in stages:
             raise ProfileError(f"--stage_resource_hint {entry}: {stage!r} is not a stage (a config section name)")
         if not value:
@@ -249,7 +178,7 @@ def resolve_options(options: PipelineOptions) -> str:
 def sized_by_user(beam_args: list[str]) -> bool:
     """Whether the command line or a profile chose how the local runner runs (``--direct_running_mode`` or
     ``--direct_num_workers``)."""
-    return bool(_given(beam_args) & {"direct_running_mode", "direct_num_workers"})
+    return bool(given_options(beam_args) & {"direct_running_mode", "direct_num_workers"})
 
 
 def use_the_cores(options: PipelineOptions, beam_args: list[str], items: int, cpus: int | None) -> int:
@@ -285,37 +214,3 @@ def close_flush_race() -> None:
     from apache_beam.runners.portability.fn_api_runner import worker_handlers
 
     worker_handlers.DATA_BUFFER_TIME_LIMIT_MS = 0
-
-
-def stage_hints(options: PipelineOptions, stage: str) -> dict[str, str]:
-    """The resource hints given for ``stage`` by ``--stage_resource_hint STAGE:HINT=VALUE``.
-
-    The last entry for a hint wins; an empty value (``embed:accelerator=``) removes a hint a profile set.
-    """
-    hints = {}
-    for entry in options.view_as(UnishardOptions).stage_resource_hints or []:
-        name, hint, value = _split_hint(entry)
-        if name == stage:
-            hints[hint] = value
-    return {hint: value for hint, value in hints.items() if value}
-
-
-def _split_hint(entry: str) -> tuple[str, str, str]:
-    stage, _, rest = entry.partition(":")
-    hint, equals, value = rest.partition("=")
-    if not (stage and hint and equals):
-        raise ProfileError(f"--stage_resource_hint {entry!r}: expected STAGE:HINT=VALUE, e.g. embed:min_ram=16GB")
-    return stage, hint, value
-
-
-def with_stage_hints(transform: beam.PTransform, pipeline: beam.Pipeline, stage: str) -> beam.PTransform:
-    """Attach the run's resource hints for ``stage`` to ``transform`` (a composite passes them to its parts).
-
-    Use in ``pipeline/assemble.py`` around a model stage::
-
-        embedded = unique | "Embed" >> with_stage_hints(EmbedImages(config.embed, config.clip), pipeline, "embed")
-
-    Runners that do not understand a hint ignore it; Dataflow places the stage on workers that satisfy it.
-    """
-    hints = stage_hints(pipeline.options, stage)
-    return transform.with_resource_hints(**hints) if hints else transform

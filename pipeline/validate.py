@@ -10,14 +10,13 @@ row per sample with the same key, text and image hash, and ``_stats.json`` and `
 pairs view's sample count must equal the ledger's kept count in ``_run/counts.json``. A file under ``OUT/shards/``
 that unishard did not write (``pipeline.output_folder``) is named, one line each: a reader globbing the folder would
 pick it up.
-It reads only; it writes and deletes nothing.
+It reads only; it writes and deletes nothing. The checks of one sample: ``pipeline.sample_checks``; of a tar's
+structure: ``pipeline.tar_members``.
 """
 
 import argparse
-import hashlib
 import json
 import os
-import re
 import sys
 import tarfile
 from typing import Any, TextIO
@@ -26,15 +25,10 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.output_folder import strays
-from schemas.documents import parse_document
+from pipeline.sample_checks import PAIRS_VIEW, sample_problems
+from pipeline.tar_members import read_members
 from schemas.report import ShardCheck, Validation
-from schemas.shard import SampleRecord
 from transforms._io import join
-
-KEY_PATTERN = re.compile(r"[0-9a-f]+")
-PAIRS_VIEW = "pairs"
-DOCS_VIEW = "docs"
-_BLOCK = 512
 
 
 def list_files(root: str, suffix: str = "") -> list[str]:
@@ -132,12 +126,12 @@ def check_shard(path: str, view: str = PAIRS_VIEW, split: str = "") -> ShardChec
     order: list[str] = []
     try:
         with FileSystems.open(path, compression_type="uncompressed") as handle:
-            size, tar_problems = _read_tar(handle, samples, order)
+            size, tar_problems = read_members(handle, samples, order)
     except OSError as error:
         return ShardCheck(path=path, view=view, split=split, samples=0, bytes=0, problems=[f"unreadable: {error}"])
     problems.extend(tar_problems)
     for key in order:
-        problems.extend(_check_sample(key, samples[key], view))
+        problems.extend(sample_problems(key, samples[key], view))
     problems.extend(_check_sidecar(path[: -len(".tar")] + ".parquet", samples, view))
     image_bytes = sum(
         len(v) for members in samples.values() for ext, v in members.items() if ext not in ("json", "txt")
@@ -166,133 +160,6 @@ def check_shard(path: str, view: str = PAIRS_VIEW, split: str = "") -> ShardChec
         domains=domains,
         problems=problems,
     )
-
-
-def _read_tar(handle, samples: dict[str, dict[str, bytes]], order: list[str]) -> tuple[int, list[str]]:
-    """Read every member of a seekable tar into ``samples``; return the file size and the problems found."""
-    size = handle.seek(0, os.SEEK_END)
-    handle.seek(0)
-    problems = []
-    last = None
-    end = 0
-    try:
-        with tarfile.open(fileobj=handle, mode="r:") as tar:
-            for member in tar:
-                name = member.name
-                if not member.isfile():
-                    problems.append(f"member {name!r} is not a regular file")
-                    continue
-                content = tar.extractfile(member).read()
-                if len(content) != member.size:
-                    raise tarfile.ReadError(f"unexpected end of data in member {name!r}")
-                if "/" in name:
-                    problems.append(f"member {name!r} is inside a folder")
-                key, dot, ext = name.rpartition("/")[2].partition(".")
-                if not dot or not ext:
-                    problems.append(f"member {name!r} has no extension")
-                    continue
-                if not KEY_PATTERN.fullmatch(key):
-                    problems.append(f"member {name!r}: key {key!r} is not lowercase hex")
-                if key != last and key in samples:
-                    problems.append(f"members of {key} are not adjacent (webdataset would split the sample)")
-                if ext in samples.setdefault(key, {}):
-                    problems.append(f"member {name!r} appears twice")
-                samples[key][ext] = content
-                if key != last:
-                    order.append(key)
-                last = key
-            end = tar.offset
-    except (tarfile.TarError, EOFError, OSError, ValueError) as error:
-        return size, [*problems, f"truncated or corrupted after {len(order)} samples: {error}"]
-    handle.seek(end)
-    tail = handle.read()
-    if size % _BLOCK or len(tail) < 2 * _BLOCK or tail.strip(b"\0"):
-        problems.append(
-            f"truncated or corrupted: no clean end-of-archive marker after {len(order)} samples ({size} bytes)"
-        )
-    return size, problems
-
-
-def _check_sample(key: str, members: dict[str, bytes], view: str) -> list[str]:
-    if "json" not in members:
-        return [f"sample {key} has no json member"]
-    try:
-        record = json.loads(members["json"])
-    except (ValueError, UnicodeDecodeError) as error:
-        return [f"sample {key}: json member is not valid JSON ({error})"]
-    if not isinstance(record, dict):
-        return [f"sample {key}: json member is not an object"]
-    if view == DOCS_VIEW:
-        found = [] if record.get("key", key) == key else [f"sample {key}: json names key {record.get('key')!r}"]
-        return found + [f"sample {key}: {problem}" for problem in document_problems(members)]
-    if view != PAIRS_VIEW:
-        problems = [] if record.get("key", key) == key else [f"sample {key}: json names key {record.get('key')!r}"]
-        for member, digest in _image_references(record):
-            if member not in members:
-                problems.append(f"sample {key} has no member {member!r} that its json names")
-            elif hashlib.sha256(members[member]).hexdigest() != digest:
-                problems.append(
-                    f"sample {key}: {member} bytes do not match image_sha256 in its json (tampered or corrupted)"
-                )
-        return problems
-    try:
-        parsed = SampleRecord.model_validate(record)
-    except ValueError as error:
-        return [f"sample {key}: json does not match the sample schema: {_first_line(error)}"]
-    problems = []
-    if parsed.key != key:
-        problems.append(f"sample {key}: json names key {parsed.key!r}")
-    if "txt" not in members:
-        problems.append(f"sample {key} has no txt member")
-    elif members["txt"] != parsed.text.encode("utf-8"):
-        problems.append(f"sample {key}: txt member differs from the json text")
-    image_ext = parsed.image_member.partition(".")[2]
-    if image_ext not in members:
-        problems.append(f"sample {key} has no image member {parsed.image_member!r}")
-    elif hashlib.sha256(members[image_ext]).hexdigest() != parsed.image_sha256:
-        problems.append(f"sample {key}: image bytes do not match image_sha256 in its json (tampered or corrupted)")
-    extra = sorted(set(members) - {"json", "txt", image_ext})
-    if extra:
-        problems.append(f"sample {key} has unexpected members {extra}")
-    return problems
-
-
-def document_problems(members: dict[str, bytes]) -> list[str]:
-    """What is wrong with one ``docs`` sample, given its tar members by suffix (``json``, ``0.jpg``...).
-
-    The JSON must parse as a supported ``DocumentRecord`` version, every image it names must be
-    a member whose SHA-256 matches, and no other member may exist. An empty list means the sample is sound.
-    """
-    if "json" not in members:
-        return ["no json member"]
-    try:
-        record = parse_document(json.loads(members["json"]))
-    except ValueError as error:  # pydantic.ValidationError and json.JSONDecodeError are ValueErrors
-        return [f"json does not parse as a document: {error}"]
-    problems = []
-    named = {meta.member: meta for meta in record.image_metadata if meta is not None}
-    for member, meta in named.items():
-        if member not in members:
-            problems.append(f"image member {member} is missing")
-        elif hashlib.sha256(members[member]).hexdigest() != meta.image_sha256:
-            problems.append(f"image member {member} does not match its image_sha256")
-    if extra := sorted(set(members) - set(named) - {"json"}):
-        problems.append(f"members the JSON does not name: {extra}")
-    return problems
-
-
-def _image_references(node: Any) -> list[tuple[str, str]]:
-    """``(member, image_sha256)`` of every object in a JSON value naming both (the docs and edit views' images)."""
-    found = []
-    if isinstance(node, dict):
-        if isinstance(node.get("member"), str) and isinstance(node.get("image_sha256"), str):
-            found.append((node["member"], node["image_sha256"]))
-        for value in node.values():
-            found.extend(_image_references(value))
-    elif isinstance(node, list):
-        for value in node:
-            found.extend(_image_references(value))
-    return found
 
 
 def _check_sidecar(path: str, samples: dict[str, dict[str, bytes]], view: str) -> list[str]:
@@ -332,10 +199,6 @@ def _check_sidecar(path: str, samples: dict[str, dict[str, bytes]], view: str) -
 def _few(values: list[str], limit: int = 5) -> str:
     shown = ", ".join(str(v) for v in values[:limit])
     return shown + (f" and {len(values) - limit} more" if len(values) > limit else "")
-
-
-def _first_line(error: Exception) -> str:
-    return " ".join(str(error).split("\n")[:3])
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

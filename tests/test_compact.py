@@ -15,7 +15,7 @@ from schemas.records.inputs import InputItem
 from schemas.records.ledger import LedgerRow
 from schemas.records.samples import ImageInfo, Sample
 from transforms._duplicates import Member
-from transforms.near_dedup import HashFeatures
+from transforms._hash_match import HashFeatures
 
 CODER = coders.FastPrimitivesCoder()
 HEX = "0123456789abcdef" * 4

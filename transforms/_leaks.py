@@ -1,7 +1,7 @@
 """The leak check behind the evaluation set: is an eval image duplicated in a training split?
 
 Deduplication's own evidence and thresholds decide: identical original bytes or normalised pixels; near dedup's
-verification (``transforms.near_dedup.close_pairs``: pHash distance, the optional second hash and the colour
+verification (``transforms._hash_match.close_pairs``: pHash distance, the optional second hash and the colour
 signature, so colour variants of a product are not duplicates); and embedding cosine at or above semantic dedup's
 threshold where both images carry an embedding of the same model that semantic dedup would compare (not a smoke
 model). ``ProbeIndex`` holds the eval images (a side input, at most ``eval_set.max_images``); training samples stream
@@ -18,8 +18,8 @@ from schemas.config.near_dedup import NearDedupConfig
 from schemas.config.semantic_dedup import SemanticDedupConfig
 from schemas.records.samples import Sample
 from schemas.splits import Leak
+from transforms._hash_match import HashArrays, HashFeatures, Limits, close_pairs
 from transforms.hashing import COLOUR, PHASH, hash_int
-from transforms.near_dedup import HashArrays, HashFeatures, Limits, close_pairs
 from transforms.semantic_dedup import EMBEDDING_MODEL, skip_reason, vector
 
 STAGE = "eval_set"

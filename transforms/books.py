@@ -9,7 +9,7 @@ incremental run carried from the earlier ledger, and every ledger row of the run
 - ``repeated``: a source with more than one ledger row.
 
 The launcher reads ``books.json`` before committing and refuses to commit when a problem is counted (see
-``pipeline.launch.check_books``); it also compares the kept rows with the samples counted in the shards' stats.
+``pipeline.checks.check_books``); it also compares the kept rows with the samples counted in the shards' stats.
 The check joins light ``(source, tag)`` pairs only. Config section: none (always on). Metrics: none.
 """
 

@@ -43,7 +43,7 @@ class ClipFilter(beam.PTransform):
 
     Args:
         config: The ``clip_filter`` section.
-        model_id: The score field to read, the id of the CLIP model (``transforms.clip_model.clip_model_id``).
+        model_id: The score field to read, the id of the CLIP model (``transforms.model_weights.clip_model_id``).
     """
 
     def __init__(self, config: ClipFilterConfig, model_id: str):

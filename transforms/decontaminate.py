@@ -31,11 +31,19 @@ from schemas.records.dedup import Fingerprint
 from schemas.records.ledger import rejected
 from schemas.records.samples import Sample
 from transforms._common import REJECTED
+from transforms._hash_match import (
+    HashArrays,
+    HashFeatures,
+    Limits,
+    band_layout,
+    band_values,
+    close_pairs,
+    colour_bytes,
+)
 from transforms._io import join, write_atomic
 from transforms._parts import parquet_bytes
 from transforms.hashing import PHASH, hash_int
 from transforms.ingest import ReadInputs
-from transforms.near_dedup import HashArrays, HashFeatures, Limits, band_layout, band_values, close_pairs, colour_bytes
 from transforms.normalise import Normalise
 
 STAGE = "decontaminate"

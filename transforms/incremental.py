@@ -18,7 +18,7 @@ the old key into the new row's detail (``replaces_key``) of every source whose c
 output. A new item of a document the earlier run already decided (its id in ``OUT/ledger_documents/``) stops the job
 the same way: the document is in an earlier docs shard (or was rejected without the new image), and only a rebuild
 assembles it again with every image it has. The decision joins light records (content key, source, no bytes); the
-new items' bytes are then read again from their files (``ingest.read_again``), so image bytes cross no shuffle here
+new items' bytes are then read again from their files (``_reading.read_again``), so image bytes cross no shuffle here
 either; a file gone between the two reads gets ingest's ``missing_file`` row (in ``carried``, with the other rows
 decided here). Reason codes: ``exact_duplicate``. Metrics: ``incremental/new``, ``incremental/carried``.
 """
@@ -40,10 +40,10 @@ from schemas.records.ledger import LedgerRow, detail_json
 from schemas.records.values import blank
 from transforms._common import StageFn, apply_stage
 from transforms._io import join, write_atomic
+from transforms._reading import read_again
 from transforms.document_ledger import LEDGER_DIR as DOCUMENT_LEDGER
 from transforms.documents import document_id
 from transforms.ingest import STAGE as INGEST
-from transforms.ingest import read_again
 from transforms.normalise import content_key
 
 STAGE = "incremental"
@@ -144,7 +144,7 @@ def _light_by_content(item: InputItem) -> tuple[str, InputItem]:
 
 
 class _ReadAgainFn(StageFn):
-    """Read a new item's bytes again (``ingest.read_again``); a file gone since the first read is rejected."""
+    """Read a new item's bytes again (``_reading.read_again``); a file gone since the first read is rejected."""
 
     stage = INGEST
 

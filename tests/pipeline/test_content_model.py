@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw
 
 import pipeline.launch
 import transforms.clip_model
-from transforms.clip_model import LookupClipModel
+from transforms.clip_lookup import LookupClipModel
 
 UNSAFE_PROMPT = "a forbidden magenta thing"
 # Image vectors are the mean colour centred on 0.5 (first three dimensions) plus 0.01 in the other five; each safe

@@ -24,7 +24,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineState
 
 from pipeline import cli
-from pipeline.launch import RunError, run_job
+from pipeline.job import RunError, run_job
 from pipeline.profiles import resolve_options
 from tests.helpers import Output, jpeg_bytes, make_photo, write_sidecar
 
@@ -254,7 +254,7 @@ class _Submitted:
 
 
 def test_a_job_outliving_the_job_server_timeout_is_followed_by_polling(caplog, monkeypatch):
-    monkeypatch.setattr("pipeline.launch.POLL_SECONDS", 0)
+    monkeypatch.setattr("pipeline.job.POLL_SECONDS", 0)
     job = _LongJob([PipelineState.RUNNING, PipelineState.RUNNING, PipelineState.RUNNING, PipelineState.DONE])
     with caplog.at_level(logging.INFO, logger="unishard"):
         run_job(_Submitted(job), "PortableRunner", "STAGING")
@@ -263,7 +263,7 @@ def test_a_job_outliving_the_job_server_timeout_is_followed_by_polling(caplog, m
 
 
 def test_a_job_failing_after_the_stream_deadline_raises_a_run_error(monkeypatch):
-    monkeypatch.setattr("pipeline.launch.POLL_SECONDS", 0)
+    monkeypatch.setattr("pipeline.job.POLL_SECONDS", 0)
     job = _LongJob([PipelineState.RUNNING, PipelineState.RUNNING, PipelineState.FAILED])
     with pytest.raises(RunError, match="ended in state FAILED"):
         run_job(_Submitted(job), "FlinkRunner", "STAGING")

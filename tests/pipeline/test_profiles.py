@@ -25,26 +25,22 @@ from apache_beam.options.pipeline_options import (
 )
 from apache_beam.options.pipeline_options_validator import PipelineOptionsValidator
 from apache_beam.portability.api import beam_runner_api_pb2
-from apache_beam.portability.common_urns import resource_hints
 from apache_beam.runners.portability.stager import Stager
 from apache_beam.runners.runner import create_runner
-from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline import cli
-from pipeline.launch import run_job
+from pipeline.job import run_job
 from pipeline.profiles import (
     PROFILE_DIR,
     RunOptions,
     apply_profile,
     available_profiles,
     load_profile,
-    merge_args,
     resolve_options,
-    stage_hints,
     use_the_cores,
-    with_stage_hints,
 )
-from schemas.config.load import load_config
+from pipeline.stage_hints import stage_hints
+from schemas.config import load_config
 from schemas.profile import ProfileError
 from tests.helpers import noise_images
 from tests.helpers import run_job as run_unishard
@@ -138,14 +134,6 @@ def test_command_line_flags_override_the_profile():
     assert args.count("--direct_num_workers=0") == 0
 
 
-def test_repeatable_flags_merge_by_key_and_the_command_line_wins():
-    profile = ["--stage_resource_hint=text:min_ram=1GB", "--stage_resource_hint=text:cpu_count=2", "--experiments=a"]
-    merged = merge_args(profile, ["--stage_resource_hint", "text:min_ram=4GB", "--experiments=b"])
-    options = PipelineOptions(merged)
-    assert stage_hints(options, "text") == {"cpu_count": "2", "min_ram": "4GB"}
-    assert options.view_as(beam.options.pipeline_options.DebugOptions).experiments == ["a", "b"]
-
-
 def test_profile_setting_a_threshold_is_refused_naming_file_and_key(tmp_path):
     path = write_profile(tmp_path, '[profile]\nengine = "x"\ndescription = "y"\n[config.normalise]\nmax_side = 64\n')
     with pytest.raises(ProfileError) as error:
@@ -194,28 +182,6 @@ def test_cli_refuses_a_bad_profile_with_exit_code_2(tmp_path, capsys):
     path = write_profile(tmp_path, '[profile]\nengine = "x"\ndescription = "y"\n[config.text]\nmax_chars = 5\n')
     assert cli.main(["run", "--profile", path, "--input", str(tmp_path)]) == 2
     assert "config.text.max_chars" in capsys.readouterr().err
-
-
-def test_stage_hints_reach_every_part_of_a_composite_and_still_run_locally():
-    class _Double(beam.PTransform):
-        def expand(self, pcoll):
-            return pcoll | "Times" >> beam.Map(lambda x: x * 2) | "Plus" >> beam.Map(lambda x: x + 0)
-
-    options = PipelineOptions(
-        ["--runner=FnApiRunner", "--stage_resource_hint=text:accelerator=type:nvidia-l4;count:1"]
-    )
-    resolve_options(options)
-    with beam.Pipeline(options=options) as pipeline:
-        doubled = pipeline | beam.Create([1, 2]) | "Text" >> with_stage_hints(_Double(), pipeline, "text")
-        assert_that(doubled, equal_to([2, 4]))
-    proto = pipeline.to_runner_api()
-    hinted = {
-        transform.unique_name
-        for transform in proto.components.transforms.values()
-        if resource_hints.ACCELERATOR.urn in proto.components.environments[transform.environment_id].resource_hints
-    }
-    assert {"Text/Times", "Text/Plus"} <= hinted
-    assert not any(name.startswith("Create") for name in hinted)
 
 
 def test_an_empty_command_line_hint_removes_the_profiles():

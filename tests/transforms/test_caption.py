@@ -27,7 +27,8 @@ from transforms.caption import (
     usable,
 )
 from transforms.caption_models import CocaCaptionHandler, RapidOcrHandler
-from transforms.clip_model import LookupClipModel, load_clip
+from transforms.clip_lookup import LookupClipModel
+from transforms.clip_model import load_clip
 from transforms.embed import encode_embedding
 
 SMOKE = ClipModelConfig(smoke=True)

@@ -1,4 +1,5 @@
-"""The shared CLIP model: smoke models, batch-independent outputs, model ids, and weights that are never downloaded."""
+"""The shared CLIP model: smoke models, batch-independent outputs, local-dir weights, and a run without weights
+stopping before reading any data (model ids and locating weights: ``test_model_weights.py``)."""
 
 import json
 
@@ -9,15 +10,8 @@ from pipeline.launch import RunError
 from schemas.config.clip_model import ClipModelConfig
 from schemas.config.load import load_config
 from tests.helpers import make_photo, run_job, write_sidecar
-from transforms.clip_model import (
-    SMOKE_CLIP,
-    LookupClipModel,
-    ModelUnavailable,
-    clip_model_id,
-    load_clip,
-    locate_weights,
-    tag_family,
-)
+from transforms.clip_model import SMOKE_CLIP, load_clip
+from transforms.model_weights import clip_model_id
 
 SMOKE = ClipModelConfig(smoke=True)
 
@@ -62,46 +56,6 @@ def test_text_embeddings_keep_input_order_and_repeat_exactly():
     assert model.encode_texts([]).shape == (0, model.embed_dim)
 
 
-@pytest.mark.parametrize(
-    "config, expected",
-    [
-        (ClipModelConfig(), "clip_vit_b_32_laion2b"),
-        (ClipModelConfig(name="ViT-L-14", pretrained="datacomp_xl_s13b_b90k"), "clip_vit_l_14_datacomp_xl"),
-        (ClipModelConfig(checkpoint="/models/line3-finetune.pt"), "clip_vit_b_32_line3_finetune"),
-        (ClipModelConfig(name="local-dir:/models/Plant-CLIP"), "clip_plant_clip"),
-        (ClipModelConfig(smoke=True), "clip_smoke_tiny_vit"),
-        (ClipModelConfig(model_id="clip_custom"), "clip_custom"),
-    ],
-)
-def test_model_id_names_architecture_and_weights(config, expected):
-    assert clip_model_id(config) == expected
-
-
-def test_tag_family_drops_training_sizes():
-    tags = ("laion2b_s34b_b79k", "openai", "laion400m_e32")
-    assert [tag_family(t) for t in tags] == ["laion2b", "openai", "laion400m"]
-
-
-def test_missing_pretrained_weights_message_names_model_place_and_remedies(tmp_path):
-    with pytest.raises(ModelUnavailable) as raised:
-        locate_weights("ViT-B-32", "laion2b_s34b_b79k", None, str(tmp_path / "cache"), "clip")
-    message = str(raised.value)
-    assert "ViT-B-32 (pretrained laion2b_s34b_b79k)" in message
-    assert f"looked in: {tmp_path / 'cache'}" in message and "laion/CLIP-ViT-B-32-laion2B-s34B-b79K" in message
-    assert "unishard models fetch ViT-B-32 --pretrained laion2b_s34b_b79k --cache-dir DIR" in message
-    assert "--set clip.cache_dir=DIR" in message
-    assert "--set clip.checkpoint=PATH" in message and "--smoke-models" in message
-
-
-def test_missing_checkpoint_unknown_tag_and_empty_local_dir_are_explained(tmp_path):
-    with pytest.raises(ModelUnavailable, match="weights file .*nope.pt for model ViT-B-32 does not exist"):
-        locate_weights("ViT-B-32", None, str(tmp_path / "nope.pt"), None)
-    with pytest.raises(ModelUnavailable, match="not a pretrained tag of open_clip model 'ViT-B-32'; known tags: "):
-        locate_weights("ViT-B-32", "laion9z", None, None)
-    with pytest.raises(ModelUnavailable, match="open_clip_config.json and a weights file"):
-        locate_weights(f"local-dir:{tmp_path}", None, None, None)
-
-
 def test_local_dir_model_loads_its_own_weights(tmp_path, photos):
     import torch
 
@@ -132,10 +86,3 @@ def test_smoke_models_flag_and_config_key_agree(tmp_path):
     assert config.clip.smoke and clip_model_id(config.clip) == "clip_smoke_tiny_vit"
     with pytest.raises(ValueError, match="int8-dynamic runs on CPU only"):
         ClipModelConfig(device="cuda", precision="int8-dynamic")
-
-
-def test_lookup_model_maps_texts_and_colours_deterministically(photos):
-    fake = LookupClipModel({"red": [1, 0, 0]}, dim=4)
-    assert np.allclose(fake.encode_texts(["red"])[0], [1, 0, 0, 0])
-    assert np.array_equal(fake.encode_texts(["other"]), LookupClipModel(dim=4).encode_texts(["other"]))
-    assert fake.encode_images(photos[:2]).shape == (2, 4) and fake.image_encodes == 2

@@ -9,7 +9,8 @@ import apache_beam as beam
 import pytest
 from PIL import Image, ImageDraw
 
-from pipeline.launch import RunError, check_inputs
+from pipeline.checks import check_inputs
+from pipeline.launch import RunError
 from schemas import reasons
 from schemas.config.decontaminate import DecontaminateConfig
 from schemas.config.load import load_config
@@ -18,8 +19,8 @@ from schemas.config.unishard import UnishardConfig
 from schemas.records.dedup import fingerprint
 from schemas.records.inputs import InputItem
 from tests.helpers import make_photo
+from transforms._hash_match import Limits
 from transforms.decontaminate import Decontaminate, Match, bucket_matches, data_point
-from transforms.near_dedup import Limits
 from transforms.normalise import Normalise
 
 HASHES = ["phash", "colour"]

@@ -19,7 +19,8 @@ from tests.helpers import make_photo, write_sidecar
 from tests.transforms.model_samples import make_sample, solid
 from transforms.caption import Caption, OpenClipRerankHandler
 from transforms.clip_filter import ClipFilter
-from transforms.clip_model import LookupClipModel, load_clip
+from transforms.clip_lookup import LookupClipModel
+from transforms.clip_model import load_clip
 from transforms.embed import EmbedImages, OpenClipEmbedHandler, decode_embedding
 
 SMOKE = ClipModelConfig(smoke=True)

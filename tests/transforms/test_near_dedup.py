@@ -1,22 +1,18 @@
-"""Near-duplicate deduplication: banding completeness, verification, survivors, scopes, label rules, giant buckets,
-crops and overlays verified on keypoints, and the ledger and splits end to end (with decontamination in the same
-run)."""
+"""Near-duplicate deduplication: survivors, scopes, label rules, giant buckets, crops and overlays verified on
+keypoints, and the ledger and splits end to end (with decontamination in the same run). Banding and verification:
+``test_hash_match.py`` and ``test_near_buckets.py``; window candidates: ``test_near_windows.py``; keypoints:
+``test_keypoints.py``."""
 
 import dataclasses
-import io
-import itertools
 import json
 import random
 from collections import defaultdict
 from pathlib import Path
 
 import apache_beam as beam
-import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from PIL import Image, ImageDraw, ImageEnhance
 
 from schemas import reasons
@@ -25,33 +21,12 @@ from schemas.config.normalise import NormaliseConfig
 from schemas.records.dedup import Fingerprint, fingerprint
 from schemas.records.samples import ImageInfo, Sample
 from tests.helpers import make_photo, run_job, write_sidecar
-from transforms._duplicates import Edge, Member, decide_cluster, forest_edges
-from transforms._keypoints import KeepBestPerImage, extract, match, overlay_patch
-from transforms.hashing import (
-    colour_distance,
-    colour_residuals,
-    colour_signature,
-    decode_colour,
-    perceptual_hashes,
-    subwindow_hashes,
-    window_values,
-)
-from transforms.near_dedup import (
-    HashFeatures,
-    Limits,
-    NearDeduplicate,
-    band_entries,
-    band_layout,
-    band_values,
-    bucket_pairs,
-    colour_contained,
-    group_edges,
-    loose_pairs,
-    member_id,
-    near_distance,
-    open_group,
-    window_pairs,
-)
+from tests.transforms import scenes
+from transforms._duplicates import Edge, Member, decide_cluster
+from transforms._hash_match import HashFeatures
+from transforms._near_buckets import near_distance
+from transforms.hashing import colour_distance, colour_signature, decode_colour, perceptual_hashes, window_values
+from transforms.near_dedup import NearDeduplicate
 from transforms.normalise import content_key, encode, normalise_image
 
 # The crop and overlay path is off by default (it costs several times the stage's CPU); these tests turn it on.
@@ -62,101 +37,6 @@ def _flip(value: int, bits: list[int]) -> int:
     for bit in bits:
         value ^= 1 << bit
     return value
-
-
-@settings(max_examples=300, deadline=None)
-@given(
-    value=st.integers(0, 2**64 - 1),
-    k=st.integers(0, 16),
-    data=st.data(),
-)
-def test_two_hashes_within_k_bits_always_share_a_band(value, k, data):
-    bits = data.draw(st.lists(st.integers(0, 63), max_size=k, unique=True))
-    layout = band_layout(k)
-    assert sum(width for _, width in layout) == 64
-    shared = [a == b for a, b in zip(band_values(value, layout), band_values(_flip(value, bits), layout), strict=True)]
-    assert any(shared)
-
-
-@settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 10**6), k=st.integers(0, 12))
-def test_band_buckets_find_exactly_the_pairs_within_k(seed, k):
-    rng = random.Random(seed)
-    values = [rng.getrandbits(64) for _ in range(30)]
-    values += [_flip(rng.choice(values), rng.sample(range(64), rng.randint(0, k + 2))) for _ in range(30)]
-    members = [
-        Member(f"s{i:03d}", f"k{i:03d}", "d", "", "", (i,), features=HashFeatures(v)) for i, v in enumerate(values)
-    ]
-    layout = band_layout(k)
-    buckets = defaultdict(list)
-    for member in members:
-        for band, value in enumerate(band_values(member.features.phash, layout)):
-            buckets[(band, value)].append(member)
-    found = set()
-    for bucket in buckets.values():
-        for i, j in bucket_pairs(bucket, Limits(k), max_bucket=1000):
-            found.add(frozenset((bucket[i].source, bucket[j].source)))
-    expected = {
-        frozenset((a.source, b.source))
-        for index, a in enumerate(members)
-        for b in members[index + 1 :]
-        if (a.features.phash ^ b.features.phash).bit_count() <= k
-    }
-    assert found == expected
-
-
-@settings(max_examples=60, deadline=None)
-@given(seed=st.integers(0, 10**6), k=st.integers(2, 10), max_bucket=st.sampled_from([3, 6, 1000]))
-def test_open_groups_give_the_edges_and_candidates_of_whole_buckets(seed, k, max_bucket):
-    """Buckets carry ids and pHashes only; verifying the open members joined with their features gives exactly the
-    edges (in order) and keypoint candidates of verifying the whole bucket, capped buckets and colour sizes that
-    tie included."""
-    rng = random.Random(seed)
-    bases = [(rng.getrandbits(64), bytes(rng.randrange(256) for _ in range(48))) for _ in range(8)]
-    members = []
-    for index in range(40):
-        phash, colour = rng.choice(bases)
-        phash = _flip(phash, rng.sample(range(64), rng.choice([0, 0, 1, k // 2, k, k + 1, k + 3])))
-        if rng.random() < 0.5:
-            colour = bytes(min(255, max(0, c + rng.randint(-3, 3))) for c in colour)
-        colour = rng.choice([colour, colour, colour, colour[:27], None])
-        labels = rng.choice(["", "", '["a"]'])
-        members.append(
-            Member(
-                f"s{rng.getrandbits(20):07d}-{index}",
-                f"k{index}",
-                "d",
-                "",
-                labels,
-                (index,),
-                False,
-                HashFeatures(phash, None, colour),
-            )
-        )
-    limits, loose, layout = Limits(k, None, 8.0), k + 2, band_layout(k)
-    by_id = {member_id(member.source): member for member in members}
-    buckets = defaultdict(list)
-    for member in members:
-        for bucket, entry in band_entries(member, layout):
-            buckets[bucket].append((member, entry))
-    for bucket in buckets.values():
-        whole = sorted((member for member, _ in bucket), key=lambda member: member.source)
-        if len(whole) < 2:
-            continue
-        capped = len(whole) > max_bucket
-        expected = [
-            (e.a.source, e.b.source, e.same_label)
-            for e in forest_edges(whole, bucket_pairs(whole, limits, max_bucket), "phash")
-        ]
-        expected_loose = [] if capped else list(loose_pairs(whole, limits, loose))
-        opened = open_group([entry for _, entry in bucket], capped, max(k, loose))
-        if opened is None:
-            assert (expected, expected_loose) == ([], [])
-            continue
-        (_, group_capped, size), ids = opened
-        edges, candidates = group_edges([by_id[i] for i in ids], limits, group_capped, size, loose)
-        assert [(e.a.source, e.b.source, e.same_label) for e in edges] == expected
-        assert candidates == expected_loose
 
 
 def _garment(colour: tuple[int, int, int], shift: int = 0) -> Image.Image:
@@ -297,12 +177,6 @@ def test_scoped_report_only_never_crosses_scopes_removes_nothing_and_keeps_label
     assert json.loads(files["near_dedup.json"])["images_removed"] == 0
 
 
-def _jpeg(image: Image.Image, **options) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", **options)
-    return buffer.getvalue()
-
-
 @pytest.fixture(scope="module")
 def pipeline_run(tmp_path_factory):
     """One real run: a re-export, a colour variant, a defect and its template, and an eval copy to exclude."""
@@ -312,7 +186,7 @@ def pipeline_run(tmp_path_factory):
     evals.mkdir()
     original = make_photo(320, 240, seed=1)
     original.save(images / "a-original.jpg", quality=95)
-    (images / "b-reexport.jpg").write_bytes(_jpeg(original.resize((224, 168)), quality=60))
+    (images / "b-reexport.jpg").write_bytes(scenes.jpeg(original.resize((224, 168)), quality=60))
     _garment((40, 140, 60)).save(images / "c-green.png")
     _garment((200, 60, 60)).save(images / "d-red.png")
     make_photo(320, 240, seed=2).save(images / "e-template.jpg", quality=92)
@@ -376,139 +250,9 @@ def test_duplicate_clusters_are_written_as_data_counted_in_images(pipeline_run):
     assert contamination["contaminated_samples"] == 1 and contamination["eval_items"] == 1
 
 
-def _scene(seed: int, width: int = 480, height: int = 360) -> Image.Image:
-    """A generated photo with structure keypoints can hold on to: shapes of random colours on a light ground."""
-    rng = random.Random(seed)
-    image = Image.new("RGB", (width, height), tuple(rng.randint(150, 255) for _ in range(3)))
-    draw = ImageDraw.Draw(image)
-    for _ in range(40):
-        x, y, size = rng.randint(0, width), rng.randint(0, height), rng.randint(8, 60)
-        colour = tuple(rng.randint(0, 255) for _ in range(3))
-        if rng.random() < 0.5:
-            draw.rectangle((x, y, x + size, y + rng.randint(8, 60)), fill=colour)
-        else:
-            draw.ellipse((x, y, x + size, y + size), fill=colour, outline=(0, 0, 0))
-    return image
-
-
-def _crop(image: Image.Image, share: float) -> Image.Image:
-    w, h = image.size
-    return image.crop((round(w * share), round(h * share), round(w * (1 - share)), round(h * (1 - share))))
-
-
-def _recoloured(image: Image.Image) -> Image.Image:
-    """The same picture with its colour channels rotated: every shape in another colour, the same structure."""
-    return Image.fromarray(np.asarray(image)[:, :, [2, 0, 1]])
-
-
-def _texture(seed: int) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    return Image.fromarray(rng.integers(0, 256, (300, 300, 3), dtype=np.uint8))
-
-
-def _features(image: Image.Image):
-    return extract(_jpeg(image, quality=92), NearDedupConfig().keypoints)
-
-
-def test_a_crop_of_a_fifth_per_side_matches_its_original_on_keypoints():
-    original, crop = _scene(1), _crop(_scene(1), 0.2)
-    found, inliers = match(_features(crop), _features(original), NearDedupConfig().min_inliers, 8.0)
-    assert found is not None and found.inliers == inliers >= NearDedupConfig().min_inliers
-    assert found.colour_distance <= NearDedupConfig().max_colour_distance and found.overlay_cells == 0
-    windows = window_values(subwindow_hashes(original))
-    assert min((a ^ b).bit_count() for a in window_values(subwindow_hashes(crop)) for b in windows) <= 8
-
-
-def test_a_colour_variant_matches_keypoints_but_stays_apart_on_colour():
-    original, variant = _features(_scene(1)), _features(_recoloured(_scene(1)))
-    found, inliers = match(original, variant, NearDedupConfig().min_inliers, 8.0)
-    assert found is None and inliers >= NearDedupConfig().min_inliers
-
-
-def test_tiny_flat_and_unrelated_images_never_match_and_never_crash():
-    tiny, flat = Image.new("RGB", (16, 16), (90, 90, 90)), Image.new("RGB", (400, 300), (120, 130, 140))
-    assert subwindow_hashes(tiny) == "" and subwindow_hashes(flat) == ""
-    features = [_features(image) for image in (tiny, flat, _scene(1), _texture(1), _texture(2))]
-    assert len(features[0].points) == 0 and len(features[1].points) == 0
-    for a, b in itertools.combinations(features, 2):
-        assert match(a, b, NearDedupConfig().min_inliers, 8.0)[0] is None
-
-
-def test_an_edge_patch_counts_as_an_overlay_but_a_central_recolour_or_a_band_does_not():
-    grid = np.zeros((12, 12))
-    grid[0:3, 9:12] = 30.0
-    assert overlay_patch(grid, 8.0)
-    grid[11, 0:2] = 30.0
-    assert overlay_patch(grid, 8.0)
-    grid = np.zeros((12, 12))
-    grid[4:7, 4:7] = 30.0
-    assert not overlay_patch(grid, 8.0)
-    grid[0:2, 0:2] = 30.0
-    assert not overlay_patch(grid, 8.0)
-    band = np.zeros((12, 12))
-    band[0, [5, 6, 8, 9, 10]], band[0, 7] = 12.0, 6.0
-    assert not overlay_patch(band, 8.0)
-
-
-def _lab_grid(product: tuple[float, float, float], background=(95.0, 0.0, 0.0)) -> np.ndarray:
-    """A 12x12 CIELAB signature: a product block in the middle of a plain background."""
-    grid = np.tile(np.array(background, np.float32), (12, 12, 1))
-    grid[3:10, 4:8] = product
-    return grid.reshape(-1, 3)
-
-
-def test_a_saturated_logo_does_not_pull_the_colour_fit_off_the_rest_of_the_picture():
-    original = _lab_grid((50.0, 40.0, 30.0))
-    logo = original.reshape(12, 12, 3).copy()
-    logo[0:3, 0:3] = (55.0, -70.0, 60.0)  # 9 of 144 cells: a green badge in a corner
-    residuals = colour_residuals(original, logo.reshape(-1, 3)).reshape(12, 12)
-    assert residuals[0:3, 0:3].min() > 50  # the badge itself differs by its whole colour
-    outside = np.ones((12, 12), bool)
-    outside[0:3, 0:3] = False
-    assert residuals[outside].max() < 1.0  # nothing else was changed
-    assert overlay_patch(residuals, 8.0)
-
-
-def test_a_recoloured_product_still_differs_with_the_robust_fit():
-    red, blue = _lab_grid((50.0, 60.0, 40.0)), _lab_grid((50.0, 10.0, -50.0))
-    residuals = colour_residuals(red, blue).reshape(12, 12)
-    assert residuals[3:10, 4:8].min() > 50 and not overlay_patch(residuals, 8.0)
-
-
-def test_a_crop_finds_its_colours_in_the_original_but_a_recoloured_crop_does_not():
-    original = _lab_grid((50.0, 60.0, 40.0)).reshape(12, 12, 3)
-    # A crop zooms into the product's corner: its cells are product or background colours of the original.
-    crop = np.concatenate([original[3:9, 4:8], original[3:9, 8:12]], axis=1)
-    crop = np.repeat(np.repeat(crop, 2, axis=0), 3, axis=1)[:12, :12]
-    assert colour_contained(crop.reshape(-1, 3), original.reshape(-1, 3), 10.0)
-    recoloured = crop.copy()
-    recoloured[recoloured[..., 1] > 30] = (50.0, 10.0, -50.0)
-    assert not colour_contained(recoloured.reshape(-1, 3), original.reshape(-1, 3), 10.0)
-
-
-def _low_contrast(seed: int, size: int = 200) -> Image.Image:
-    """A steel-like surface: blobs of +-10 grey levels around mid grey (few corners at ORB's default threshold)."""
-    rng = np.random.default_rng(seed)
-    noise = Image.fromarray(rng.integers(0, 256, (size // 4, size // 4), dtype=np.uint8)).resize(
-        (size, size), Image.Resampling.BICUBIC
-    )
-    values = 128 + (np.asarray(noise, np.float64) - 128) * 10 / 128
-    return Image.fromarray(np.clip(values, 0, 255).astype(np.uint8)).convert("RGB")
-
-
-def test_a_low_contrast_surface_gets_keypoints_its_crop_matches_and_another_patch_does_not():
-    surface, other = _low_contrast(3), _low_contrast(4)
-    crop = _crop(surface, 0.15)
-    min_inliers = NearDedupConfig().min_inliers
-    features = [_features(image) for image in (surface, crop, other)]
-    assert min(len(feature.points) for feature in features) >= 2 * min_inliers
-    assert match(features[1], features[0], min_inliers, 8.0)[0] is not None
-    assert match(features[2], features[0], min_inliers, 8.0)[0] is None
-
-
 def _sample_and_fingerprint(name: str, image: Image.Image, label: str = "") -> tuple[Sample, Fingerprint]:
     config = NormaliseConfig(min_side=8)  # the 16x16 thumbnail must reach near dedup
-    data = _jpeg(image, quality=95)
+    data = scenes.jpeg(image, quality=95)
     normalised, original, _ = normalise_image(data, config)
     key, sha = content_key(data)
     hashes = perceptual_hashes(normalised, GEOMETRIC.hash_names())
@@ -523,13 +267,13 @@ def _sample_and_fingerprint(name: str, image: Image.Image, label: str = "") -> t
 def geometric_run(tmp_path_factory):
     """A scene, its 20%-per-side crop, its recoloured twin, a thumbnail, a blank frame and two random textures."""
     images = {
-        "scene": _scene(1),
-        "scene-crop": _crop(_scene(1), 0.2),
-        "scene-recoloured": _recoloured(_scene(1)),
-        "thumbnail": _scene(1).resize((16, 16)),
+        "scene": scenes.scene(1),
+        "scene-crop": scenes.crop(scenes.scene(1), 0.2),
+        "scene-recoloured": scenes.recoloured(scenes.scene(1)),
+        "thumbnail": scenes.scene(1).resize((16, 16)),
         "blank": Image.new("RGB", (400, 300), (250, 250, 250)),
-        "texture-1": _texture(1),
-        "texture-2": _texture(2),
+        "texture-1": scenes.texture(1),
+        "texture-2": scenes.texture(2),
     }
     pairs = [_sample_and_fingerprint(name, image) for name, image in images.items()]
     out = tmp_path_factory.mktemp("geometric")
@@ -587,62 +331,10 @@ def test_one_window_shared_by_many_images_is_capped_and_reported(tmp_path):
     assert {bucket["compared"] for bucket in windows} == {"none"}
 
 
-def test_a_window_many_images_share_pairs_each_entry_with_its_nearest_few_whatever_the_order():
-    rng = random.Random(3)
-    window = 0x9E3779B97F4A7C15
-    entries = [
-        (
-            f"many/{index:03d}",
-            f"{window ^ (1 << rng.randrange(64)) if index % 3 else window:016x}",
-            f"{rng.getrandbits(64):016x}",
-        )
-        for index in range(60)
-    ]
-    pairs = list(window_pairs(entries, 8, 8, neighbours=4))
-    assert pairs == list(window_pairs(list(reversed(entries)), 8, 8, neighbours=4))
-    assert len(pairs) <= 60 * 4 < len(list(window_pairs(entries, 8, 8)))
-    assert all(a < b for (a, b), _ in pairs)
-    degree = defaultdict(int)
-    for a, b in (pair for pair, _ in pairs):
-        degree[a] += 1
-        degree[b] += 1
-    assert set(degree) == {source for source, _, _ in entries}
-
-
-def _best_per_image_reference(pairs: dict, count: int) -> set:
-    chosen = set()
-    for image in {source for pair in pairs for source in pair}:
-        mine = sorted(
-            (rank, other) for pair, rank in pairs.items() for other in pair if image in pair and other != image
-        )
-        chosen |= {tuple(sorted((image, other))) for _, other in mine[:count]}
-    return chosen
-
-
-@pytest.mark.parametrize("order", [1, -1])
-def test_each_image_keeps_its_best_candidates_and_the_pairs_stay_linear_in_the_images(order):
-    from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
-    from apache_beam.testing.util import assert_that, equal_to
-
-    images = [f"img/{index:02d}" for index in range(30)]
-    # Every image a candidate of every other: the shape that grew with the square of the image count.
-    pairs = {(a, b): random.Random(a + b).randrange(5) for a, b in itertools.combinations(images, 2)}
-    expected = _best_per_image_reference(pairs, 3)
-    assert len(expected) <= 3 * len(images)
-    with BeamTestPipeline() as pipeline:
-        kept = (
-            pipeline
-            | beam.Create(sorted(pairs.items())[::order])
-            | KeepBestPerImage(3, lambda rank: (rank,))
-            | beam.Keys()
-        )
-        assert_that(kept, equal_to(sorted(expected)), label="best pairs of each image")
-
-
 def test_lookalikes_sharing_a_window_with_a_scene_neither_crash_nor_crowd_out_its_crop(tmp_path):
     scene, crop = (
-        _sample_and_fingerprint("scene", _scene(1)),
-        _sample_and_fingerprint("scene-crop", _crop(_scene(1), 0.2)),
+        _sample_and_fingerprint("scene", scenes.scene(1)),
+        _sample_and_fingerprint("scene-crop", scenes.crop(scenes.scene(1), 0.2)),
     )
     shared = window_values(scene[1].hashes["subwindow"])[0]
     rng = random.Random(5)
@@ -680,10 +372,10 @@ def split_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("crop-splits")
     images = root / "images"
     images.mkdir()
-    _scene(7).save(images / "scene.jpg", quality=95)
-    _crop(_scene(7), 0.2).save(images / "scene-crop.jpg", quality=95)
+    scenes.scene(7).save(images / "scene.jpg", quality=95)
+    scenes.crop(scenes.scene(7), 0.2).save(images / "scene-crop.jpg", quality=95)
     for seed in range(6):
-        _scene(100 + seed).save(images / f"other-{seed}.jpg", quality=95)
+        scenes.scene(100 + seed).save(images / f"other-{seed}.jpg", quality=95)
     for path in images.iterdir():
         write_sidecar(path, title=f"picture {path.stem}")
     return run_job(

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from pipeline.validate import document_problems
+from pipeline.sample_checks import document_problems
 from schemas import documents as schema
 from schemas import reasons
 from schemas.config.views import ViewConfig

@@ -1,0 +1,77 @@
+"""Beam's command-line flags as unishard reads them: every option Beam knows in this process (unishard's own
+``UnishardOptions`` included), and merging two flag lists so that the second one wins.
+
+A flag given later replaces an earlier one; for repeatable flags (``--experiments``, ``--resource_hints``,
+``--stage_resource_hint``) an entry with the same key replaces the earlier entry. No file or network access.
+"""
+
+import argparse
+import functools
+
+from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser, _CommaSeparatedListAction
+
+# Flags that accumulate values (--experiments, --resource_hints...): merged entry by entry, not replaced whole.
+REPEATABLE = (argparse._AppendAction, _CommaSeparatedListAction)
+
+
+class UnishardOptions(PipelineOptions):
+    """Beam options unishard adds: resource hints for one stage rather than the whole pipeline."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser: _BeamArgumentParser) -> None:
+        parser.add_argument(
+            "--stage_resource_hint",
+            "--stage_resource_hints",
+            dest="stage_resource_hints",
+            action="append",
+            default=[],
+            help="A Beam resource hint for one stage, as STAGE:HINT=VALUE (STAGE is the stage's config section, "
+            "e.g. embed:accelerator=type:nvidia-l4;count:1;install-nvidia-driver). Repeatable.",
+        )
+
+
+@functools.cache
+def _beam_parser() -> _BeamArgumentParser:
+    """Every Beam pipeline option known in this process, as Beam itself collects them."""
+    parser = _BeamArgumentParser(allow_abbrev=False)
+    classes = {str(cls): cls for cls in PipelineOptions.__subclasses__()}
+    for cls in classes.values():
+        cls._add_argparse_args(parser)
+    return parser
+
+
+def beam_action(flag: str):
+    return _beam_parser()._option_string_actions.get(flag)
+
+
+def _groups(args: list[str]) -> list[tuple[tuple[str, str] | None, list[str]]]:
+    """Split command-line args into flags with their values, each with the key it overrides (None: unknown)."""
+    groups = []
+    index = 0
+    while index < len(args):
+        token = args[index]
+        flag, has_value, value = token.partition("=")
+        action = beam_action(flag) if token.startswith("--") else None
+        if action is None:
+            groups.append((None, [token]))
+            index += 1
+            continue
+        taken = [token]
+        if not has_value and action.nargs != 0 and index + 1 < len(args):
+            value = args[index + 1]
+            taken.append(value)
+        entry = value.partition("=")[0] if isinstance(action, REPEATABLE) else ""
+        groups.append(((action.dest, entry), taken))
+        index += len(taken)
+    return groups
+
+
+def merge_args(profile_args: list[str], cli_args: list[str]) -> list[str]:
+    """The profile's flags that the command line does not override, then the command line's, in order."""
+    overridden = {key for key, _ in _groups(cli_args) if key is not None}
+    kept = [token for key, tokens in _groups(profile_args) if key not in overridden for token in tokens]
+    return kept + list(cli_args)
+
+
+def given_options(args: list[str]) -> set[str]:
+    return {key[0] for key, _ in _groups(args) if key is not None}

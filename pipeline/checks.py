@@ -1,0 +1,86 @@
+"""The launcher's checks: inputs that match something and an output folder it can write, before any work; books
+that add up (``transforms.books``) before a commit. Each failure is a ``RunError`` saying what to do.
+"""
+
+import os
+import uuid
+
+from apache_beam.io.filesystems import FileSystems
+
+from pipeline.job import RunError
+from pipeline.run_state import read_json
+from schemas import reasons
+from schemas.config import UnishardConfig
+from transforms._io import join
+from transforms._listing import input_kind
+from transforms.books import BOOK_PROBLEMS, BOOKS, PROBLEMS
+
+
+def check_inputs(config: UnishardConfig) -> None:
+    """Fail before any work when an input matches nothing (a typo in a path is the usual cause)."""
+    if not config.ingest.inputs:
+        raise RunError("no inputs: give --input PATH or add [[ingest.inputs]] to the config")
+    for spec in [*config.ingest.inputs, *config.decontaminate.exclude]:
+        pattern = spec.path
+        if input_kind(spec) == "files" and "://" not in pattern and os.path.isdir(pattern):
+            pattern = os.path.join(pattern, "**")
+        matched = FileSystems.match([pattern], limits=[1])[0].metadata_list
+        if not matched:
+            raise RunError(f"input {spec.path!r} matches no file; check the path or pattern")
+
+
+def shard_samples(folder: str) -> int:
+    """The samples the ``pairs`` shards under ``folder`` hold, as their ``_stats.json`` files count them."""
+    matched = FileSystems.match([join(folder, "shards", "pairs", "*", "*_stats.json")])[0].metadata_list
+    return sum(int(read_json(found.path)["samples"]) for found in matched)
+
+
+def check_books(staging: str, counts: dict) -> None:
+    """Refuse to commit a run whose books do not add up (``transforms.books``); the message names the losses.
+
+    Every listed input must have exactly one ledger row, and the kept rows of this run must equal the samples in
+    its shards. A difference means the run lost or invented items, whatever the cause (a stage, the runner).
+    """
+    books_path = join(staging, "_run", BOOKS)
+    if not FileSystems.exists(books_path):
+        raise RunError(f"the job wrote no {books_path}: the ledger cannot be checked; nothing was committed")
+    books = read_json(books_path)
+    problems = []
+    if books["ledger_rows"] != counts["items"] or any(books[name] for name in PROBLEMS):
+        problems.append(
+            f"ingest listed {books['listed']} items and {books['carried']} ledger rows were carried from the earlier "
+            f"run; the ledger has {books['ledger_rows']} rows ({counts['items']} counted) for "
+            f"{books['sources_in_ledger']} sources"
+        )
+    for name in PROBLEMS:
+        if books[name]:
+            shown = "\n    ".join(books["examples"][name])
+            problems.append(f"{books[name]} sources {BOOK_PROBLEMS[name]}, among them:\n    {shown}")
+    kept_now = counts["by_status"].get(reasons.KEPT, 0) - books["carried_kept"]
+    samples = shard_samples(staging)
+    if kept_now != samples:
+        problems.append(f"the ledger has {kept_now} kept rows from this run, but its shards hold {samples} samples")
+    if problems:
+        raise RunError(
+            "the run's books do not add up; nothing was committed:\n  "
+            + "\n  ".join(problems)
+            + f"\nThe staged output is in {staging}. This is a bug (in a stage or in the runner): please report it "
+            "with the command line and the runner's log"
+        )
+
+
+def check_writable(output: str) -> None:
+    """Fail before any work when the output folder cannot be written, naming it and the reason."""
+    if "://" in output:
+        return
+    probe = os.path.join(output, f".unishard-write-test-{uuid.uuid4().hex}")
+    try:
+        os.makedirs(output, exist_ok=True)
+        with open(probe, "wb") as handle:
+            handle.write(b"ok")
+        os.remove(probe)
+    except OSError as error:
+        raise RunError(
+            f"cannot write to the output folder {output}: {error.strerror or error}. Choose another --output or "
+            "make it writable; nothing was written"
+        ) from None

@@ -1,0 +1,103 @@
+"""Submit a Beam job and follow it to its end: ``run_job`` raises ``RunError`` for a job that could not be submitted,
+failed or was cancelled, and cancels a cluster job on Ctrl-C.
+
+Beam's portable runners give the job's state stream the ``--job_server_timeout`` deadline; past it, ``poll_state``
+follows the job by polling every ``POLL_SECONDS``.
+"""
+
+import contextlib
+import logging
+import time
+
+import apache_beam as beam
+import grpc
+from apache_beam.options.pipeline_options import PortableOptions, StandardOptions
+from apache_beam.runners.runner import PipelineResult, PipelineState
+
+_LOG = logging.getLogger("unishard")
+POLL_SECONDS = 10
+
+
+class RunError(RuntimeError):
+    """A run that cannot start or did not finish; the message says what to do.
+
+    Attributes:
+        staging: The staging folder of a job that failed (``None`` before any job ran).
+    """
+
+    staging: str | None = None
+
+
+def _short(error: BaseException, keep: int = 25) -> str:
+    lines = f"{type(error).__name__}: {error}".strip().rstrip(":").splitlines()
+    return "\n".join(lines if len(lines) <= keep else [*lines[:5], "  ...", *lines[5 - keep :]])
+
+
+def _deadline_exceeded(error: BaseException) -> bool:
+    return isinstance(error, grpc.RpcError) and error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def poll_state(result: PipelineResult, runner: str) -> str:
+    """Follow a job by polling its state until it ends; return the final state.
+
+    Beam's portable runners (PortableRunner, FlinkRunner, SparkRunner) give the job's state and message streams the
+    ``--job_server_timeout`` deadline, so the driver loses them after that long while the job runs on.
+    """
+    _LOG.info("unishard: the job's state stream reached --job_server_timeout; polling the job state instead")
+    seen = None
+    while True:
+        state = result.state
+        if state != seen:
+            _LOG.info("unishard: job on %s: state %s", runner, state)
+            seen = state
+        if PipelineState.is_terminal(state):
+            return state
+        time.sleep(POLL_SECONDS)
+
+
+def _chatter(runner: str) -> int:
+    """The level of job state lines: INFO where the job runs elsewhere (a cluster), DEBUG (``-v``) for a local one."""
+    return logging.DEBUG if runner in StandardOptions.LOCAL_RUNNERS else logging.INFO
+
+
+def run_job(pipeline: beam.Pipeline, runner: str, staging: str) -> None:
+    """Submit the job, report its state, and wait for it to finish; a failed or cancelled job raises ``RunError``.
+
+    Ctrl-C cancels a job still running on a cluster, so it does not run on unattended.
+    """
+    result = None
+    try:
+        try:
+            result = pipeline.run()
+        except Exception as error:
+            if runner in StandardOptions.LOCAL_RUNNERS:
+                raise  # a local runner runs the whole job inside run()
+            endpoint = pipeline.options.view_as(PortableOptions).job_endpoint
+            raise RunError(
+                f"could not submit the job to {runner}{f' at {endpoint}' if endpoint else ''}: {_short(error)}\n"
+                "Check that the runner's service is up and answers within --job_server_timeout, and its address "
+                "options (--job_endpoint, --flink_master, --spark_master_url, --project, --region)"
+            ) from error
+        _LOG.log(_chatter(runner), "unishard: job submitted to %s; state %s", runner, result.state)
+        try:
+            state = result.wait_until_finish()
+        except Exception as error:
+            if not _deadline_exceeded(error):
+                raise
+            state = poll_state(result, runner)
+    except KeyboardInterrupt:
+        with contextlib.suppress(Exception):
+            if result is not None and not PipelineState.is_terminal(result.state):
+                _LOG.warning("unishard: interrupted; cancelling the job on %s", runner)
+                result.cancel()
+        raise
+    except RunError:
+        raise
+    except Exception as error:
+        raise RunError(
+            f"the Beam job failed on {runner}: {_short(error)}\nNothing was committed; the partial output is in "
+            f"{staging}. The runner's log above names the failing step"
+        ) from error
+    _LOG.log(_chatter(runner), "unishard: job finished on %s; state %s", runner, state)
+    if state not in (PipelineState.DONE, None):
+        raise RunError(f"the Beam job ended in state {state}; see the runner's log above for the failing step")

@@ -1,0 +1,117 @@
+"""What a run records in ``OUT/_run/`` and how the next run reads it.
+
+``write_run_files`` writes the resolved config, package versions, the run's state (generation and the fingerprint of
+every config value that changes what is kept, ``what_fingerprint``), run details and the models used. ``earlier_run``
+reads that state back to decide between an incremental and a full run; ``merge_indexes`` merges the shard indexes of
+an incremental run with the committed ones.
+"""
+
+import hashlib
+import importlib.metadata
+import json
+import platform
+
+from apache_beam.io.filesystems import FileSystems
+
+from pipeline.job import RunError
+from pipeline.models import models_record
+from pipeline.state import files_under
+from schemas.config import UnishardConfig
+from schemas.profile import HOW_KEYS
+from transforms._io import join, write_atomic
+from transforms.incremental import EarlierRun
+from transforms.write_shards import canonical_json
+
+STATE = "state.json"
+VERSIONED_PACKAGES = ("unishard", "apache-beam", "pyarrow", "pillow", "imagehash", "webdataset", "pydantic", "numpy")
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in VERSIONED_PACKAGES:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def read_json(path: str) -> dict:
+    with FileSystems.open(path) as handle:
+        return json.loads(handle.read())
+
+
+def what_fingerprint(config: UnishardConfig) -> str:
+    """SHA-256 of every config value that changes what a run keeps (not ``run.*`` and not profile "how" keys)."""
+
+    def strip(node):
+        if isinstance(node, dict):
+            return {key: strip(value) for key, value in node.items() if key not in HOW_KEYS}
+        return node
+
+    data = config.model_dump(mode="json")
+    data.pop("run", None)
+    return hashlib.sha256(json.dumps(strip(data), sort_keys=True).encode()).hexdigest()
+
+
+def earlier_run(output: str, config: UnishardConfig, rebuild: bool) -> EarlierRun | None:
+    """The earlier run to build on, or ``None`` for a full run; refuses a kept-affecting config change."""
+    state_path = join(output, "_run", STATE)
+    if rebuild or not FileSystems.exists(state_path):
+        return None
+    state = read_json(state_path)
+    if state.get("what_sha256") != what_fingerprint(config):
+        raise RunError(
+            f"{output} was written with a config that keeps different things (thresholds, models, rules differ "
+            f"from {join(output, '_run', 'config.json')}). An incremental run would mix both; rerun with --rebuild "
+            "to reprocess everything, or choose another --output"
+        )
+    has_shards = bool(FileSystems.match([join(output, "shards", "pairs", "*", "*.parquet")])[0].metadata_list)
+    return EarlierRun(output=output, generation=int(state["generation"]) + 1, has_shards=has_shards)
+
+
+def merge_indexes(staging: str, output: str) -> set[str]:
+    """Merge each staged shard index with the committed one; return the earlier shard files the commit keeps."""
+    kept = {path for path in files_under(join(output, "shards")) if not path.endswith("index.json")}
+    for relative in files_under(join(staging, "shards")):
+        if not relative.endswith("index.json") or not FileSystems.exists(join(output, "shards", relative)):
+            continue
+        old, new = read_json(join(output, "shards", relative)), read_json(join(staging, "shards", relative))
+        entries = {entry["url"]: entry for entry in [*old["shardlist"], *new["shardlist"]]}
+        new["shardlist"] = [entries[url] for url in sorted(entries)]
+        write_atomic(join(staging, "shards", relative), canonical_json(new) + b"\n")
+    for relative in files_under(join(output, "shards")):
+        if relative.endswith("index.json") and not FileSystems.exists(join(staging, "shards", relative)):
+            kept.add(relative)
+    return {join("shards", path) for path in kept}
+
+
+def write_run_files(
+    staging: str,
+    config: UnishardConfig,
+    earlier: EarlierRun | None,
+    runner: str,
+    beam_args: list[str],
+    seconds: float,
+    config_text: str,
+) -> None:
+    """Write ``_run/`` into the staging folder so it is committed together with the output it describes."""
+    run_dir = join(staging, "_run")
+    resolved = config.model_dump(mode="json")
+    state = {"generation": earlier.generation if earlier else 0, "what_sha256": what_fingerprint(config)}
+    run_info = {
+        "runner": runner,
+        "beam_args": beam_args,
+        "wall_seconds": round(seconds, 3),
+        "config_sha256": hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest(),
+        "source_config": config_text,
+        "incremental": earlier is not None,
+    }
+    for name, data in (
+        ("config.json", resolved),
+        ("versions.json", versions()),
+        (STATE, state),
+        ("run.json", run_info),
+        ("models.json", models_record(config)),
+    ):
+        write_atomic(join(run_dir, name), json.dumps(data, indent=2, sort_keys=True).encode() + b"\n")

@@ -1,0 +1,32 @@
+"""Beam flags: every option Beam knows (and unishard's own), and merging flag lists so the later one wins."""
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipeline.beam_flags import beam_action, given_options, merge_args
+from pipeline.stage_hints import stage_hints
+
+
+def test_beam_and_unishard_options_are_known_and_a_typo_is_not():
+    assert beam_action("--direct_num_workers").dest == "direct_num_workers"
+    assert beam_action("--stage_resource_hint").dest == "stage_resource_hints"
+    assert beam_action("--stage_resource_hints").dest == "stage_resource_hints"
+    assert beam_action("--direct_num_worker") is None
+
+
+def test_given_options_name_every_known_flag_in_either_spelling():
+    args = ["--runner", "FnApiRunner", "--direct_num_workers=2", "--no_such_flag=1", "positional"]
+    assert given_options(args) == {"runner", "direct_num_workers"}
+
+
+def test_a_later_flag_replaces_an_earlier_one_and_unknown_tokens_pass_through():
+    merged = merge_args(["--runner=FlinkRunner", "--parallelism", "2", "--own=x"], ["--runner", "FnApiRunner"])
+    assert merged == ["--parallelism", "2", "--own=x", "--runner", "FnApiRunner"]
+
+
+def test_repeatable_flags_merge_by_key_and_the_command_line_wins():
+    profile = ["--stage_resource_hint=text:min_ram=1GB", "--stage_resource_hint=text:cpu_count=2", "--experiments=a"]
+    merged = merge_args(profile, ["--stage_resource_hint", "text:min_ram=4GB", "--experiments=b"])
+    options = PipelineOptions(merged)
+    assert stage_hints(options, "text") == {"cpu_count": "2", "min_ram": "4GB"}
+    assert options.view_as(beam.options.pipeline_options.DebugOptions).experiments == ["a", "b"]

@@ -1,0 +1,71 @@
+"""The launcher's checks: inputs that match, an output it can write, and books that add up before a commit."""
+
+import json
+
+import pytest
+
+from pipeline.checks import check_books, check_inputs, check_writable, shard_samples
+from pipeline.job import RunError
+from schemas.config import load_config
+from transforms.books import BOOKS, PROBLEMS
+
+
+def test_no_inputs_or_an_input_matching_nothing_stops_the_run(tmp_path):
+    with pytest.raises(RunError, match="no inputs"):
+        check_inputs(load_config(None, []))
+    missing = load_config(None, [f"ingest.inputs=[{{path='{tmp_path / 'nope'}/*.jpg'}}]"])
+    with pytest.raises(RunError, match="matches no file"):
+        check_inputs(missing)
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    check_inputs(load_config(None, [f"ingest.inputs=[{{path='{tmp_path}'}}]"]))
+
+
+def test_an_output_that_cannot_be_written_is_named(tmp_path):
+    check_writable(str(tmp_path / "out"))
+    (tmp_path / "a-file").write_bytes(b"x")
+    blocked = tmp_path / "a-file" / "out"
+    with pytest.raises(RunError, match=f"cannot write to the output folder {blocked}"):
+        check_writable(str(blocked))
+
+
+def _books(staging, **changes) -> dict:
+    books = {
+        "listed": 3,
+        "carried": 0,
+        "carried_kept": 0,
+        "ledger_rows": 3,
+        "sources_in_ledger": 3,
+        "examples": {name: [] for name in PROBLEMS},
+        **{name: 0 for name in PROBLEMS},
+        **changes,
+    }
+    (staging / "_run").mkdir(parents=True, exist_ok=True)
+    (staging / "_run" / BOOKS).write_text(json.dumps(books))
+    return books
+
+
+def _stats(staging, split: str, samples: int) -> None:
+    folder = staging / "shards" / "pairs" / split
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "shard-000000_stats.json").write_text(json.dumps({"samples": samples}))
+
+
+def test_books_that_add_up_pass_and_kept_rows_must_match_the_shards(tmp_path):
+    counts = {"items": 3, "by_status": {"kept": 2, "rejected": 1}}
+    with pytest.raises(RunError, match="wrote no"):
+        check_books(str(tmp_path), counts)
+    _books(tmp_path)
+    _stats(tmp_path, "train", 1)
+    _stats(tmp_path, "test", 1)
+    assert shard_samples(str(tmp_path)) == 2
+    check_books(str(tmp_path), counts)
+    _stats(tmp_path, "test", 0)
+    with pytest.raises(RunError, match="the ledger has 2 kept rows from this run, but its shards hold 1 samples"):
+        check_books(str(tmp_path), counts)
+
+
+def test_a_ledger_short_of_the_listed_items_is_refused_naming_the_counts(tmp_path):
+    _books(tmp_path, ledger_rows=2)
+    _stats(tmp_path, "train", 2)
+    with pytest.raises(RunError, match="ingest listed 3 items .* the ledger has 2 rows"):
+        check_books(str(tmp_path), {"items": 3, "by_status": {"kept": 2}})

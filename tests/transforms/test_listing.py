@@ -1,0 +1,139 @@
+"""Listing inputs: kinds and roots, manifest paths checked against the roots, manifest rows in three formats, a
+tar's samples, and the count before a run."""
+
+import io
+import json
+import os
+import tarfile
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from apache_beam.io.filesystem import FileMetadata
+
+from schemas import reasons
+from schemas.config import IngestConfig, InputSpec
+from schemas.records import RejectItem
+from transforms._listing import (
+    count_items,
+    file_item,
+    input_kind,
+    manifest_rows,
+    pattern_roots,
+    resolve_manifest_path,
+    tar_items,
+)
+
+
+def test_manifest_paths_resolve_relative_to_the_manifest(tmp_path):
+    manifest = str(tmp_path / "data" / "m.csv")
+    assert resolve_manifest_path("img/a.jpg", manifest, []) == str(tmp_path / "data" / "img" / "a.jpg")
+
+
+@pytest.mark.parametrize("value", ["../outside.jpg", "img/../../outside.jpg", "/etc/passwd"])
+def test_manifest_paths_escaping_the_root_are_rejected_unread(tmp_path, value):
+    with pytest.raises(RejectItem) as caught:
+        resolve_manifest_path(value, str(tmp_path / "data" / "m.csv"), [])
+    assert caught.value.reason == reasons.OUTSIDE_ROOT
+    assert caught.value.detail["resolved"] == os.path.realpath(os.path.join(tmp_path / "data", value))
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("img/a.jpg", "gs://bucket/data/img/a.jpg"),
+        ("gs://bucket/data/img/a.jpg", "gs://bucket/data/img/a.jpg"),
+        ("../secret.jpg", None),
+        ("gs://bucket/data/../secret.jpg", None),
+        ("gs://other/data/a.jpg", None),
+    ],
+)
+def test_remote_manifest_paths_keep_the_normalised_prefix_check(value, expected):
+    if expected:
+        assert resolve_manifest_path(value, "gs://bucket/data/m.csv", []) == expected
+        return
+    with pytest.raises(RejectItem) as caught:
+        resolve_manifest_path(value, "gs://bucket/data/m.csv", [])
+    assert caught.value.reason == reasons.OUTSIDE_ROOT
+
+
+def test_count_items_counts_files_manifest_rows_and_tar_samples_up_to_the_limit(tmp_path):
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for index in range(5):
+        (folder / f"p{index}.jpg").write_bytes(b"x")
+    manifest = tmp_path / "rows.csv"
+    manifest.write_text("path,title\n" + "".join(f"p{i}.jpg,t{i}\n" for i in range(7)))
+    tar_path = tmp_path / "shard.tar"
+    with tarfile.open(tar_path, "w") as tar:
+        for key in ("a", "b", "c"):
+            for ext in ("jpg", "json"):
+                info = tarfile.TarInfo(f"{key}.{ext}")
+                info.size = 2
+                tar.addfile(info, io.BytesIO(b"{}"))
+
+    assert count_items(InputSpec(path=str(folder)), 100) == 5
+    assert count_items(InputSpec(path=str(folder)), 3) == 3
+    assert count_items(InputSpec(path=str(manifest)), 100) == 7
+    assert count_items(InputSpec(path=str(manifest)), 4) == 4
+    assert count_items(InputSpec(path=str(tar_path)), 100) == 3
+    assert count_items(InputSpec(path=str(tmp_path / "missing.csv")), 100) == 0
+
+
+def test_the_kind_comes_from_the_suffix_unless_given():
+    assert input_kind(InputSpec(path="/in/rows.CSV")) == "manifest"
+    assert input_kind(InputSpec(path="/in/rows.parquet")) == "manifest"
+    assert input_kind(InputSpec(path="/in/shard-0.tar")) == "webdataset"
+    assert input_kind(InputSpec(path="/in/photos/*.jpg")) == "files"
+    assert input_kind(InputSpec(path="/in/rows.csv", kind="files")) == "files"
+
+
+def test_a_pattern_roots_at_the_folder_before_its_first_wildcard(tmp_path):
+    assert pattern_roots(InputSpec(path="/in/photos/*/a?.jpg")) == ("/in/photos",)
+    assert pattern_roots(InputSpec(path="gs://bucket/photos/*.jpg")) == ("gs://bucket/photos",)
+    assert pattern_roots(InputSpec(path=str(tmp_path))) == (str(tmp_path),)
+    assert pattern_roots(InputSpec(path="/in/*.jpg", roots=["/in", "/shared"])) == ("/in", "/shared")
+
+
+def test_sidecars_are_not_items_and_an_image_knows_its_sidecar_stem():
+    config, spec = IngestConfig(), InputSpec(path="/in/*", domain="factory")
+    assert list(file_item(FileMetadata("/in/a.json", 10), spec, config)) == []
+    (item,) = file_item(FileMetadata("/in/a.jpg", 10), spec, config)
+    assert (item.source, item.sidecar, item.domain, item.roots) == ("/in/a.jpg", "/in/a", "factory", ("/in",))
+
+
+def test_manifest_rows_come_as_dicts_and_a_bad_json_line_as_an_error_row(tmp_path):
+    (tmp_path / "m.csv").write_text("path,title\na.jpg,first\nb.jpg,\n")
+    assert list(manifest_rows(str(tmp_path / "m.csv"))) == [
+        {"path": "a.jpg", "title": "first"},
+        {"path": "b.jpg", "title": ""},
+    ]
+    (tmp_path / "m.jsonl").write_text('{"path": "a.jpg"}\n\n[1, 2]\nnot json\n')
+    rows = list(manifest_rows(str(tmp_path / "m.jsonl")))
+    assert rows[0] == {"path": "a.jpg"}
+    assert rows[1] == {"__error__": "line 3 is not a JSON object"}
+    assert rows[2]["__error__"].startswith("line 4 is not valid JSON")
+    pq.write_table(pa.Table.from_pylist([{"path": "a.jpg", "n": 1}]), tmp_path / "m.parquet")
+    assert list(manifest_rows(str(tmp_path / "m.parquet"))) == [{"path": "a.jpg", "n": 1}]
+
+
+def _tar(path, members: dict[str, bytes]) -> None:
+    with tarfile.open(path, "w") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+def test_a_tar_sample_is_located_not_read_and_its_text_members_become_metadata(tmp_path):
+    path = str(tmp_path / "shard.tar")
+    meta = json.dumps({"title": "t", "domain": "marketing"}).encode()
+    _tar(path, {"s0.jpg": b"JPEGDATA", "s0.json": meta, "s0.txt": b" a caption ", "s1.json": b"{not json"})
+    first, second = tar_items(FileMetadata(path, os.path.getsize(path)), InputSpec(path=path), IngestConfig())
+    assert (first.source, first.domain, first.data, first.path) == (f"{path}#s0", "marketing", None, path)
+    assert first.metadata == {"title": "t", "caption": "a caption"}
+    with open(path, "rb") as handle:
+        handle.seek(first.member[0])
+        assert handle.read(first.member[1]) == b"JPEGDATA"
+    assert second.data == b"" and "__sidecar_error__" in second.metadata

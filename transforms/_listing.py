@@ -1,0 +1,190 @@
+"""Listing ingest's inputs: an input's kind, its roots, a manifest's rows, a folder's files, a tar's samples, and a
+cheap count before a run.
+
+``transforms.ingest.ReadInputs`` runs these on workers; the launcher only calls ``input_kind`` and ``count_items``.
+A manifest row's path is resolved and checked against the input's roots here (``resolve_manifest_path``, reason
+``outside_root``), before the item exists. No Beam pipeline (Beam's ``FileSystems`` for reading).
+"""
+
+import csv
+import io
+import itertools
+import json
+import os
+import posixpath
+import re
+import tarfile
+from collections.abc import Iterator
+from typing import Any
+
+from apache_beam.io.filesystem import CompressionTypes, FileMetadata
+from apache_beam.io.filesystems import FileSystems
+
+from schemas.config import IngestConfig, InputSpec
+from schemas.records import InputItem
+from transforms._confine import confine, from_file_url
+from transforms.import_interleaved import KINDS as INTERLEAVED_KINDS
+
+MANIFEST_SUFFIXES = (".csv", ".jsonl", ".parquet")
+TEXT_MEMBERS = ("json", "txt", "cls")  # the WebDataset members that are not the image
+
+
+def input_kind(spec: InputSpec) -> str:
+    """Resolve ``kind = "auto"`` from the path's suffix."""
+    if spec.kind != "auto":
+        return spec.kind
+    lowered = spec.path.lower()
+    if lowered.endswith(MANIFEST_SUFFIXES):
+        return "manifest"
+    if lowered.endswith(".tar"):
+        return "webdataset"
+    return "files"
+
+
+def files_pattern(spec: InputSpec) -> str:
+    if "://" not in spec.path and os.path.isdir(spec.path):
+        return os.path.join(spec.path, "**")
+    return spec.path
+
+
+def pattern_roots(spec: InputSpec) -> tuple[str, ...]:
+    """The roots of a file pattern's matches: the input's ``roots``, else the folder before its first wildcard."""
+    if spec.roots:
+        return tuple(spec.roots)
+    head = re.split(r"[*?[]", files_pattern(spec), maxsplit=1)[0]
+    return (posixpath.dirname(head) if "://" in head else os.path.dirname(head),)
+
+
+def file_item(metadata: FileMetadata, spec: InputSpec, config: IngestConfig) -> Iterator[InputItem]:
+    path = metadata.path
+    stem, suffix = posixpath.splitext(path)
+    if suffix.lower() in config.sidecar_extensions:
+        return
+    domain = spec.domain or config.default_domain
+    yield InputItem(source=path, path=path, domain=domain, sidecar=stem, roots=pattern_roots(spec))
+
+
+def manifest_roots(manifest: str, roots: list[str]) -> tuple[str, ...]:
+    """The roots of a manifest's rows: the input's ``roots``, else the manifest's own folder."""
+    return tuple(roots) or (posixpath.dirname(manifest) if "://" in manifest else os.path.dirname(manifest),)
+
+
+def resolve_manifest_path(value: str, manifest: str, roots: list[str], follow_symlinks: bool = False) -> str:
+    """Resolve a manifest's ``path`` value against the manifest's folder and check it leads into ``roots``.
+
+    A ``file://`` value is a local path (``transforms._confine``); symbolic links are resolved for the check
+    unless ``follow_symlinks``. Returns the normalised path, not the link's target.
+
+    Raises:
+        RejectItem: ``outside_root`` when the path leads out of every root (it is never read).
+    """
+    base = posixpath.dirname(manifest) if "://" in manifest else os.path.dirname(manifest)
+    local = from_file_url(value)
+    if "://" in local:
+        joined = local
+    else:
+        joined = posixpath.join(base, local) if "://" in base else os.path.join(base, local)
+    return confine(joined, manifest_roots(manifest, roots), follow_symlinks, f"path {value!r} in {manifest}")
+
+
+def manifest_rows(path: str) -> Iterator[dict[str, Any]]:
+    """The rows of a CSV, JSON Lines or Parquet manifest as dicts; a JSON line that is not an object yields
+    ``{"__error__": why}``."""
+    lowered = path.lower()
+    if lowered.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        with FileSystems.open(path) as handle:
+            for batch in pq.ParquetFile(handle).iter_batches():
+                yield from batch.to_pylist()
+    elif lowered.endswith(".jsonl"):
+        with FileSystems.open(path) as handle:
+            for number, line in enumerate(io.TextIOWrapper(handle, encoding="utf-8"), start=1):
+                if line.strip():
+                    try:
+                        row = json.loads(line)
+                    except json.JSONDecodeError as error:
+                        row = {"__error__": f"line {number} is not valid JSON: {error}"}
+                    yield row if isinstance(row, dict) else {"__error__": f"line {number} is not a JSON object"}
+    else:
+        with FileSystems.open(path) as handle:
+            yield from csv.DictReader(io.TextIOWrapper(handle, encoding="utf-8", newline=""))
+
+
+def count_items(spec: InputSpec, limit: int) -> int:
+    """How many items ``spec`` lists, counted up to ``limit``: a cheap look before a run, not the run's listing.
+
+    Files count as matched (sidecars too), manifests and interleaved documents by rows (a document holds at least
+    one image), WebDataset tars by sample keys.
+    """
+    kind = input_kind(spec)
+    try:
+        if kind in ("manifest", *INTERLEAVED_KINDS):
+            return sum(1 for _ in itertools.islice(manifest_rows(spec.path), limit))
+        matched = FileSystems.match([files_pattern(spec)], limits=[limit])[0].metadata_list
+        if kind == "files":
+            return len(matched)
+        keys: set[str] = set()
+        for found in matched:
+            with FileSystems.open(found.path) as handle, tarfile.open(fileobj=handle, mode="r|*") as tar:
+                for member in tar:
+                    keys.add(f"{found.path}#{member.name.partition('.')[0]}")
+                    if len(keys) >= limit:
+                        return limit
+        return len(keys)
+    except (OSError, ValueError, tarfile.TarError, UnicodeDecodeError):
+        return 0  # the run itself reads this input and names what is wrong with it
+
+
+def tar_items(metadata: FileMetadata, spec: InputSpec, config: IngestConfig) -> Iterator[InputItem]:
+    """Yield one item per sample of a WebDataset tar: the first image member plus its json/txt members.
+
+    Text members are read here; an image member of an uncompressed tar is located (``InputItem.member``) and read
+    by ``transforms.ingest.ReadInputs`` after the items are spread over workers, so no image bytes cross that
+    shuffle. A compressed tar cannot be read at an offset: its image bytes travel inline.
+    """
+    groups: dict[str, dict[str, bytes | tuple[int, int]]] = {}
+    # A compression Beam knows by the file's extension (.gz, .zst...) is undone by Beam, as before; the members of
+    # such a tar, or of one tarfile finds compressed inside, cannot be read at an offset of the file.
+    compressed = CompressionTypes.detect_compression_type(metadata.path) != CompressionTypes.UNCOMPRESSED
+    with (
+        FileSystems.open(
+            metadata.path, compression_type=CompressionTypes.AUTO if compressed else "uncompressed"
+        ) as handle,
+        tarfile.open(fileobj=handle, mode="r|*") as tar,
+    ):
+        seekable = not compressed and getattr(tar.fileobj, "comptype", "") == "tar"
+        for member in tar:
+            if not member.isfile():
+                continue
+            base = posixpath.basename(member.name)
+            key, _, ext = base.partition(".")
+            ext = ext.lower()
+            prefix = posixpath.dirname(member.name)
+            if seekable and ext not in TEXT_MEMBERS:
+                value = (member.offset_data, member.size)
+            else:
+                value = tar.extractfile(member).read()
+            groups.setdefault(posixpath.join(prefix, key), {})[ext] = value
+    for key in sorted(groups):
+        members = groups[key]
+        metadata_values: dict[str, Any] = {}
+        if "json" in members:
+            try:
+                loaded = json.loads(members["json"])
+                metadata_values.update(loaded if isinstance(loaded, dict) else {"json": loaded})
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                metadata_values["__sidecar_error__"] = "the sample's .json member is not valid JSON"
+        if "txt" in members:
+            metadata_values.setdefault("caption", members["txt"].decode("utf-8", errors="replace").strip())
+        image_ext = next((ext for ext in sorted(members) if ext not in TEXT_MEMBERS), None)
+        domain = str(metadata_values.pop(config.domain_column, "") or spec.domain or config.default_domain)
+        image = members.get(image_ext, b"") if image_ext else b""
+        yield InputItem(
+            source=f"{metadata.path}#{key}",
+            path="" if isinstance(image, bytes) else metadata.path,
+            domain=domain,
+            metadata=metadata_values,
+            data=None if isinstance(image, tuple) else image,
+            member=image if isinstance(image, tuple) else None,
+        )

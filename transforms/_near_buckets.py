@@ -1,0 +1,192 @@
+"""Near dedup's band buckets, pure: a fingerprint's light ``Member``, its bucket entries, a bucket's open members and
+the verified edges of an open group.
+
+A bucket entry (``band_entries``) is 16 bytes of member id (``member_id``), the pHash as 8 bytes and the colour
+signature's length: what ``open_group`` needs to find a bucket's *open* members, those with a pHash within reach of
+another's (``open_members``), identical ones in a capped bucket. The open members alone make the bucket's verified
+pairs, in the same order as among all its members, so ``group_edges`` on the open group gives the forest edges (and,
+with ``loose``, the keypoint candidates of ``loose_pairs``) of the whole bucket. ``near_distance`` is the ledger
+detail of a member and its survivor.
+"""
+
+import hashlib
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from schemas.config import NearDedupConfig
+from schemas.records import Fingerprint
+from transforms._duplicates import Edge, Member, field_values, forest_edges, survivor_rank
+from transforms._hash_match import (
+    BLOCK,
+    HashArrays,
+    HashFeatures,
+    Limits,
+    band_values,
+    close_pairs,
+    colour_bytes,
+    identical_pairs,
+)
+from transforms.hashing import PHASH, colour_distance, decode_colour, hash_int, popcount
+
+PHASH_METHOD = "phash"
+
+
+def near_member(fp: Fingerprint, config: NearDedupConfig) -> Iterator[Member]:
+    """The light member of a fingerprint that has a pHash (none otherwise)."""
+    if PHASH not in fp.hashes:
+        return
+    second = fp.hashes.get(config.second_hash) if config.second_hash else None
+    yield Member(
+        source=fp.source,
+        key=fp.key,
+        domain=fp.domain,
+        scope=field_values(config.scope, fp.domain, fp.metadata),
+        labels=field_values(config.keep_distinct, fp.domain, fp.metadata),
+        rank=survivor_rank(
+            config.survivor_policy,
+            key=fp.key,
+            source=fp.source,
+            pixels=fp.pixels,
+            file_size=fp.file_size,
+            richness=fp.richness,
+            scores=fp.scores,
+            shipped=fp.shipped,
+        ),
+        shipped=fp.shipped,
+        features=HashFeatures(
+            hash_int(fp.hashes[PHASH]),
+            hash_int(second) if second else None,
+            colour_bytes(fp.hashes, config.max_colour_distance is not None),
+        ),
+    )
+
+
+def band_entries(
+    member: Member, layout: Sequence[tuple[int, int]]
+) -> Iterator[tuple[tuple[str, int, int], tuple[bytes, bytes, int]]]:
+    """``((scope, band, band value), (member id, pHash, colour signature length))`` for every band: what a bucket
+    needs to find its open pairs (the pHash as 8 bytes: a 64-bit value does not fit Beam's signed integer coder)."""
+    entry = (member_id(member.source), member.features.phash.to_bytes(8, "big"), colour_length(member.features.colour))
+    for band, value in enumerate(band_values(member.features.phash, layout)):
+        yield (member.scope, band, value), entry
+
+
+def member_id(source: str) -> bytes:
+    """A member's id in buckets: 16 bytes of a hash of its source (unique per item), shorter than most sources."""
+    return hashlib.blake2b(source.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+def colour_length(colour: bytes | str | None) -> int:
+    """Bytes of a colour signature (raw or hex), 0 for none."""
+    if not colour:
+        return 0
+    return len(colour) // 2 if isinstance(colour, str) else len(colour)
+
+
+def colour_size(lengths: Sequence[int]) -> int | None:
+    """The signature size a bucket compares on colour (``HashArrays.of``): the most common of its non-empty
+    signatures, 3 when none; ``None`` when two sizes tie, as the first in source order wins then."""
+    counts = Counter(length for length in lengths if length).most_common(2)
+    if not counts:
+        return 3
+    if len(counts) > 1 and counts[0][1] == counts[1][1]:
+        return None
+    return counts[0][0]
+
+
+def open_members(phashes: np.ndarray, capped: bool, reach: int) -> np.ndarray:
+    """Which members of a bucket can be in a pair its verification accepts (or leaves to keypoints): a pHash
+    within ``reach`` bits of another member's, or equal to one in a capped bucket."""
+    if capped:
+        _, inverse, counts = np.unique(phashes, return_inverse=True, return_counts=True)
+        return counts[inverse] > 1
+    found = np.zeros(len(phashes), dtype=bool)
+    for start in range(0, len(phashes), BLOCK):
+        close = popcount(phashes[start : start + BLOCK, None] ^ phashes[None, :]) <= reach
+        close[np.arange(len(close)), np.arange(start, start + len(close))] = False
+        found[start : start + BLOCK] |= close.any(1)
+    return found
+
+
+def members_by_group(_: bytes, joined: dict) -> Iterator[tuple[tuple, tuple[int, Member]]]:
+    """Each member joined to the open groups that want it, with how many buckets hold that same group."""
+    wanted = Counter(joined["group"])
+    for member in joined["member"]:
+        for group, count in wanted.items():
+            yield group, (count, member)
+
+
+def bucket_pairs(members: Sequence[Member], limits: Limits, max_bucket: int) -> Iterator[tuple[int, int]]:
+    """Verified pairs of one bucket, as indices into ``members``."""
+    return verified_pairs(members, limits, len(members) > max_bucket)
+
+
+def verified_pairs(
+    members: Sequence[Member], limits: Limits, capped: bool, size: int | None = None
+) -> Iterator[tuple[int, int]]:
+    """Verified pairs of the open members of a bucket (in source order), as indices into ``members``: pairwise, or
+    only identical pHashes in a ``capped`` bucket. ``size``: the colour signature size of the whole bucket."""
+    arrays = HashArrays.of([member.features for member in members], size)
+    if capped:
+        yield from identical_pairs(arrays, limits)
+        return
+    i, j, _, _ = close_pairs(arrays, arrays, limits, upper=True)
+    yield from zip(i.tolist(), j.tolist(), strict=True)
+
+
+def loose_pairs(
+    members: Sequence[Member], limits: Limits, distance: int, size: int | None = None
+) -> Iterator[tuple[tuple[str, str], int]]:
+    """Source pairs within ``distance`` pHash bits that ``limits`` rejects (candidates for keypoint verification),
+    with their distance."""
+    arrays = HashArrays.of([member.features for member in members], size)
+    accepted = set(zip(*close_pairs(arrays, arrays, limits, upper=True)[:2], strict=True))
+    i, j, d, _ = close_pairs(arrays, arrays, Limits(distance), upper=True)
+    for pair, bits in zip(zip(i.tolist(), j.tolist(), strict=True), d.tolist(), strict=True):
+        if pair not in accepted:
+            a, b = sorted((members[pair[0]].source, members[pair[1]].source))
+            yield (a, b), bits
+
+
+def open_group(
+    entries: Sequence[tuple[bytes, bytes, int]], capped: bool, reach: int
+) -> tuple[tuple[bytes, bool, int | None], list[bytes]] | None:
+    """The open members of a band bucket (entries of ``band_entries``), or ``None`` when no pair can be open.
+
+    Returns:
+        The group ``(digest of the member ids, capped, colour size)`` and the sorted member ids. The colour size is
+        the whole bucket's (``colour_size``); when two sizes tie, every member is open, so that the group knows the
+        source order that decides the tie.
+    """
+    phashes = np.frombuffer(b"".join(entry[1] for entry in entries), dtype=">u8").astype(np.uint64)
+    wanted = open_members(phashes, capped, reach)
+    if not wanted.any():
+        return None
+    size = colour_size([entry[2] for entry in entries])
+    if size is None:
+        wanted[:] = True
+    ids = sorted(entry[0] for entry, open_ in zip(entries, wanted.tolist(), strict=True) if open_)
+    return (hashlib.blake2b(b"".join(ids), digest_size=16).digest(), capped, size), ids
+
+
+def group_edges(
+    members: Iterable[Member], limits: Limits, capped: bool, size: int | None, loose: int | None = None
+) -> tuple[list[Edge], list[tuple[tuple[str, str], int]]]:
+    """The forest edges of an open group and its keypoint candidates (``loose`` set, not ``capped``; each with its
+    pHash distance): the same as those of the whole bucket it came from, as members outside it are in no pair."""
+    members = sorted(members, key=lambda member: member.source)
+    edges = list(forest_edges(members, verified_pairs(members, limits, capped, size), PHASH_METHOD))
+    candidates = list(loose_pairs(members, limits, loose, size)) if loose is not None and not capped else []
+    return edges, candidates
+
+
+def near_distance(member: Member, survivor: Member) -> tuple[float, dict]:
+    """pHash bits between a member and its survivor, with the colour distance for the ledger detail."""
+    a, b = member.features, survivor.features
+    bits = int(a.phash ^ b.phash).bit_count()
+    colour = None
+    if a.colour and b.colour:
+        colour = round(float(colour_distance(decode_colour(a.colour), decode_colour(b.colour))), 2)
+    return float(bits), {"distance": bits, "colour_distance": colour}

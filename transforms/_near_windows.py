@@ -1,0 +1,198 @@
+"""Crop and overlay candidates of near dedup: window hashes in buckets, the evidence of a pair, the colour tests.
+
+A crop moves the whole-image pHash by 10-30 bits, so ``transforms.near_dedup`` (with ``subwindow_max_distance`` set)
+finds crop and overlay candidates another way: the ``subwindow`` hashes (``transforms.hashing``: pHashes of windows
+anchored on ORB keypoints, which a crop keeps) are bucketed in ``WINDOW_BANDS`` (``window_entries``), and within a
+bucket each entry pairs with its ``WINDOW_NEIGHBOURS`` nearest windows of other images (``window_pairs``). A pair's
+``Evidence`` is the windows it shares (``SharedWindows``) and whether its whole-image pHashes are within
+``candidate_distance``; ``worth_verifying`` leaves open only the pairs that keypoints must decide, and
+``colour_contained`` lets a pair of different geometry through only when one signature's colours are found in the
+other's.
+
+Crops and overlays, on the benchmark of ``transforms.near_dedup`` with 5-30% crops per side and a logo copy added
+(``python benchmarks/bench_near_dedup.py --per-source 6 --distances 8 --scale ""``: 2,030 images, 203 bases, every
+colour variant): without the geometric path crop recall 0, logo 0.015, overall 0.771; with it (``subwindow_max_distance
+= 8``, ``subwindow_candidates = 8``) crop 0.877, logo 0.970, overlay 0.995, brightness 0.966, overall 0.979 (0.991
+without crops), at unchanged pair precision (0.979: the two colour-variant pairs the pHash test itself merges, light
+grey-blue and white trousers 5.2 apart in colour, and every copy of each) and no texture, steel-class or other-view
+pair merged; without the per-image bound (``subwindow_candidates`` very large) crop 0.882, logo 0.985, overall 0.981 at
+twice the keypoint matches. With splits on in ``report_only`` mode, 25 of 203 true groups still straddle two splits
+(169 without the path, 22 without the bound): every leak is a copy no test matched (a crop whose windows share nothing
+with its group's, a brightened product on white whose clipped background the colour fit cannot explain, a steel surface
+too flat for windows), since the split stage links every cluster member, keypoint ones included. Thresholds from the
+same images: ``min_inliers = 15`` (crops of 5-30%: 10th percentile 30 inliers; 600 random pairs of bases: 99th
+percentile 57, pairs of one product in two colours up to 440, which the colour check decides), windows within 8 bits
+(179 of 203 crops share one with their original or are within ``candidate_distance``; 186 with 80 windows an image, at
+1.7 times the shuffle), ``candidate_distance = 10``, colour containment within 1.25 ``max_colour_distance`` for 90% of
+the cells (every crop, overlay and logo copy passes at 0.93 or more; it removes about 60% of window candidates). Cost,
+process CPU per image on the 2-core machine shared with other work: the ``subwindow`` hash adds 6.7 ms to normalise
+(5.0 for pHash and colour), and the stage's pipeline goes from 7.2 to 30.9 ms on the DirectRunner: 42.6 ms against 12.2
+in all (3.5 times; 71.6 against 14.3, 5.0 times, before the per-image bound: 2,417 pairs matched on keypoints instead
+of 5,546, most between different products of one studio shoot or sharing a caption, which only the colour check tells
+apart, and 1,217 images featured). The target of the issue, at most twice the pre-crop cost, is not met, which is why
+the path is off by default. Scale (``--scale-only --scale 2000,10000`` and ``--scale 100000``: synthetic fingerprints
+with 45 window hashes each, so the window buckets and candidate joins run but no image is matched): before the
+per-image bound, 10,000 fingerprints in 48 s at 835 MB peak RSS, 100,000 in 594 s at 7.0 GB (x10 fingerprints: time
+x12.5, memory x8.4) on the DirectRunner, every planted copy found; the 100,000 run shared the 2 cores with a quality
+benchmark run. With it, 2,000 in 13 s at 329 MB and 10,000 in 35 s at 749 MB (100,000 not rerun). Real photos that
+share structure, in a whole run: ``docs/scaling.md`` (2,000 and 8,000 distinct photos, x1.42 memory).
+"""
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import NamedTuple
+
+import apache_beam as beam
+import numpy as np
+
+from schemas.config import NearDedupConfig
+from schemas.records import Fingerprint
+from transforms._duplicates import Member, field_values
+from transforms._hash_match import BLOCK, HASH_BITS, HashArrays, Limits, band_values, close_pairs
+from transforms._keypoints import overlay_patch
+from transforms.hashing import PHASH, SUBWINDOW, colour_residuals, hash_int, popcount, window_values
+
+WINDOW_BANDS = ((0, 16), (16, 16), (32, 16), (48, 16))
+# A crop's cells must find their colour in the original within this multiple of max_colour_distance (the colour of a
+# cell of a crop is an average over a smaller area than a cell of its original), for this share of cells (the rest:
+# overlays, edges).
+CONTAINED_SLACK = 1.25
+CONTAINED_SHARE = 0.9
+_LIGHTNESS = 0.5
+# Window pairs per entry of a window bucket, and the weight of a whole-image pHash within candidate_distance when an
+# image's candidates are ranked (transforms._verify_candidates.VerifyCandidates keeps the best few per image).
+WINDOW_NEIGHBOURS = 8
+LOOSE_WINDOWS = 4
+
+
+def window_entries(
+    fp: Fingerprint, config: NearDedupConfig
+) -> Iterator[tuple[tuple[str, int, int], tuple[str, str, str]]]:
+    """``((scope, band, band value), (source, window hash, pHash))`` for every 16-bit band of every window hash (hex:
+    a 64-bit value does not fit Beam's signed integer coder)."""
+    if PHASH not in fp.hashes or not fp.hashes.get(SUBWINDOW):
+        return
+    scope = field_values(config.scope, fp.domain, fp.metadata)
+    for window in sorted(set(window_values(fp.hashes[SUBWINDOW]))):
+        for band, value in enumerate(band_values(window, WINDOW_BANDS)):
+            yield (scope, band, value), (fp.source, f"{window:016x}", fp.hashes[PHASH])
+
+
+def window_pairs(
+    entries: Sequence[tuple[str, str, str]], max_distance: int, phash_distance: int, neighbours: int | None = None
+) -> Iterator[tuple[tuple[str, str], tuple[str, int]]]:
+    """Source pairs (smaller first) of a window bucket whose window hashes are within ``max_distance`` bits, each
+    with the smaller source's window (so a pair can be counted once per window it shares, whatever the band) and
+    the pair's whole-image pHash distance.
+
+    Pairs whose whole-image pHashes are within ``phash_distance`` bits are left out: they share a pHash band, where
+    the whole-image test and its candidates already decide them (most pairs of copies of one picture). With
+    ``neighbours``, each entry pairs only with its ``neighbours`` nearest windows of other sources (nearest first,
+    then by source), a pair being kept when either side picks it: a window that many images share by chance (the
+    corner of a shape on a smooth ground) makes at most ``neighbours`` pairs per entry instead of a pair per two
+    entries, so the pairs grow with the number of windows, not its square.
+    """
+    ordered = sorted(entries)
+    values = np.array([hash_int(window) for _, window, _ in ordered], dtype=np.uint64)
+    phashes = np.array([hash_int(phash) for _, _, phash in ordered], dtype=np.uint64)
+    sources = np.array([source for source, _, _ in ordered])
+    found: set[tuple[int, int]] = set()
+    for start in range(0, len(values), BLOCK):
+        distances = popcount(values[start : start + BLOCK, None] ^ values[None, :]).astype(np.int64)
+        close = distances <= max_distance
+        close &= popcount(phashes[start : start + BLOCK, None] ^ phashes[None, :]) > phash_distance
+        close &= sources[start : start + BLOCK, None] != sources[None, :]
+        if neighbours is not None and len(values) > neighbours:
+            # Nearest first, ties by position (entries are sorted by source): a stable choice.
+            order = np.argsort(np.where(close, distances, HASH_BITS + 1), axis=1, kind="stable")[:, :neighbours]
+            picked = np.zeros_like(close)
+            np.put_along_axis(picked, order, True, axis=1)
+            close &= picked
+        for i, j in zip(*np.nonzero(close), strict=True):
+            found.add((min(start + i, j), max(start + i, j)))
+    for i, j in sorted(found):
+        a, b = ordered[i], ordered[j]
+        distance = int(phashes[i] ^ phashes[j]).bit_count()
+        yield ((a[0], b[0]), (a[1], distance)) if a[0] < b[0] else ((b[0], a[0]), (b[1], distance))
+
+
+class Evidence(NamedTuple):
+    """Why a pair is a crop or overlay candidate: the windows it shares, whether its whole-image pHashes are within
+    ``candidate_distance`` (``loose``), and their distance in bits."""
+
+    windows: int = 0
+    loose: bool = False
+    distance: int = HASH_BITS
+
+    def score(self) -> int:
+        """Strength as a candidate: windows shared, a pHash this close counting as ``LOOSE_WINDOWS`` of them."""
+        return self.windows + (LOOSE_WINDOWS if self.loose else 0)
+
+
+def merge_evidence(found: Iterable[Evidence]) -> Evidence:
+    """One pair's evidence from both candidate sources."""
+    found = list(found)
+    return Evidence(
+        max((e.windows for e in found), default=0),
+        any(e.loose for e in found),
+        min((e.distance for e in found), default=HASH_BITS),
+    )
+
+
+class SharedWindows(beam.CombineFn):
+    """The ``Evidence`` of a window pair: how many distinct windows it shares (from ``(window, pHash distance)``)."""
+
+    def create_accumulator(self) -> tuple[set, int]:
+        return set(), HASH_BITS
+
+    def add_input(self, accumulator: tuple[set, int], value: tuple[str, int]) -> tuple[set, int]:
+        seen, distance = accumulator
+        seen.add(value[0])
+        return seen, min(distance, value[1])
+
+    def merge_accumulators(self, accumulators: Iterable[tuple[set, int]]) -> tuple[set, int]:
+        accumulators = list(accumulators)
+        return set().union(*(seen for seen, _ in accumulators)), min(distance for _, distance in accumulators)
+
+    def extract_output(self, accumulator: tuple[set, int]) -> Evidence:
+        return Evidence(windows=len(accumulator[0]), distance=accumulator[1])
+
+
+def worth_verifying(a: Member, b: Member, limits: Limits) -> bool:
+    """Whether a candidate pair is left open by the whole-image test, so keypoints must decide it.
+
+    Closed: pairs the test accepts, and pairs of the same geometry (pHash within ``limits.distance``) whose colour
+    differs beyond overlay patches (``transforms._keypoints.overlay_patch``): a colour variant, which keypoints
+    would only match to reject on colour again.
+    """
+    same_geometry = (a.features.phash ^ b.features.phash).bit_count() <= limits.distance
+    if not same_geometry and (limits.colour is None or not (a.features.colour and b.features.colour)):
+        return True
+    pair = HashArrays.of([a.features, b.features])
+    if not pair.has_colour.all():
+        return not (same_geometry and len(close_pairs(pair, pair, limits, upper=True)[0]))
+    if not same_geometry:
+        return colour_contained(pair.colour[0], pair.colour[1], CONTAINED_SLACK * limits.colour)
+    if limits.colour is None:
+        return not len(close_pairs(pair, pair, limits, upper=True)[0])
+    # Same geometry: colour within the limit is a pair the test accepts or, failing the second hash, one no overlay
+    # explains either; the residuals are computed once for both questions.
+    residuals = colour_residuals(pair.colour[0], pair.colour[1])
+    if residuals.max() <= limits.colour:
+        return False
+    grid = round(len(residuals) ** 0.5)
+    return grid * grid == len(residuals) and overlay_patch(residuals.reshape(grid, grid), limits.colour)
+
+
+def colour_contained(x: np.ndarray, y: np.ndarray, limit: float) -> bool:
+    """Whether the colours of one signature are found in the other: at least ``CONTAINED_SHARE`` of the cells of
+    ``x`` have a cell of ``y`` within ``limit`` (lightness at the signature's half weight), or the other way round.
+
+    Every cell of a crop averages a part of its original, so its colour is one the original's cells have (give or
+    take the blending at edges); an overlay changes the few cells it covers. A crop of a product in another colour
+    has the product's cells in colours the original lacks, so it never reaches keypoint matching.
+    """
+    weight = np.array([_LIGHTNESS, 1.0, 1.0], np.float32)
+    x, y = x * weight, y * weight
+    squared = (x * x).sum(-1)[:, None] + (y * y).sum(-1)[None, :] - 2.0 * (x @ y.T)
+    within = squared <= limit * limit
+    return bool(max(within.any(1).mean(), within.any(0).mean()) >= CONTAINED_SHARE)

@@ -1,0 +1,122 @@
+"""Reading ingest's bytes: whole files with retries, tar members at an offset, sidecars, and a second read.
+
+Every read goes through Beam's ``FileSystems`` (local, ``gs://``, ``s3://``). Reason codes raised (as
+``RejectItem``): ``missing_file``, ``unreadable_input`` (a read that kept failing after ``READ_ATTEMPTS`` tries, or a
+tar shorter than its member), ``malformed_sidecar``, ``outside_root`` (a sidecar leading out of its roots; never
+read). No Beam pipeline: ``transforms.ingest`` and ``transforms.incremental`` call these from their DoFns.
+"""
+
+import dataclasses
+import json
+import posixpath
+import time
+from typing import Any
+
+from apache_beam.io.filesystems import FileSystems
+
+from schemas import reasons
+from schemas.records import InputItem, RejectItem
+from transforms._confine import confine
+from transforms._io import fault_point
+
+READ_ATTEMPTS = 3
+
+
+def read_bytes(path: str, attempts: int = READ_ATTEMPTS) -> tuple[bytes, int]:
+    """Read a whole file through Beam's filesystems, retrying transient errors.
+
+    Returns:
+        The bytes and the number of attempts it took.
+
+    Raises:
+        RejectItem: ``missing_file`` when the file does not exist, ``unreadable_input`` after ``attempts`` failures.
+    """
+    fault_point(f"read:{posixpath.basename(path)}")
+    for attempt in range(1, attempts + 1):
+        try:
+            with FileSystems.open(path, compression_type="uncompressed") as handle:
+                return handle.read(), attempt
+        except FileNotFoundError:
+            break
+        except OSError as error:
+            if not FileSystems.exists(path):
+                break
+            if attempt == attempts:
+                raise RejectItem(
+                    reasons.UNREADABLE_INPUT, f"reading {path} failed {attempts} times: {error}", attempts=attempts
+                ) from error
+            time.sleep(0.1 * 2**attempt)
+    raise RejectItem(reasons.MISSING_FILE, f"{path} does not exist; fix the manifest row or restore the file")
+
+
+def read_member(path: str, offset: int, size: int) -> bytes:
+    """Read ``size`` bytes at ``offset`` of ``path`` (a tar member's data).
+
+    Raises:
+        RejectItem: ``unreadable_input`` when the file is shorter than the member or cannot be read.
+    """
+    fault_point(f"read:{posixpath.basename(path)}")
+    try:
+        with FileSystems.open(path, compression_type="uncompressed") as handle:
+            handle.seek(offset)
+            data = handle.read(size)
+    except OSError as error:
+        raise RejectItem(
+            reasons.UNREADABLE_INPUT, f"reading {size} bytes at {offset} of {path} failed: {error}"
+        ) from error
+    if len(data) != size:
+        raise RejectItem(
+            reasons.UNREADABLE_INPUT, f"{path} ends before its member at {offset} (+{size} bytes): did it change?"
+        )
+    return data
+
+
+def read_again(item: InputItem) -> InputItem:
+    """``item`` with its bytes read again from where ``transforms.ingest.ReadInputs`` read them (inline bytes stay
+    as they are).
+
+    Raises:
+        RejectItem: ``missing_file`` or ``unreadable_input`` when the file went away or cannot be read.
+    """
+    if item.data is not None or not item.path:
+        return item
+    data = read_member(item.path, *item.member) if item.member is not None else read_bytes(item.path)[0]
+    return dataclasses.replace(item, data=data)
+
+
+def read_sidecar(
+    stem: str, extensions: list[str], roots: tuple[str, ...] = (), follow_symlinks: bool = False
+) -> dict[str, Any]:
+    """Read the same-stem sidecar of an image: a ``.json`` object or a ``.txt`` caption.
+
+    Args:
+        stem: The image's path without its extension.
+        extensions: Sidecar extensions, tried in order; the first existing file is the sidecar.
+        roots: Folders the sidecar must lead into (none: unchecked).
+        follow_symlinks: Let symbolic links lead out of ``roots``.
+
+    Raises:
+        RejectItem: ``outside_root`` when the sidecar leads out of ``roots`` (it is never read),
+            ``malformed_sidecar`` when the JSON sidecar cannot be parsed.
+    """
+    for ext in extensions:
+        path = stem + ext
+        if not FileSystems.exists(path):
+            continue
+        if roots:
+            confine(path, roots, follow_symlinks, f"sidecar {path}")
+        data, _ = read_bytes(path)
+        if ext == ".txt":
+            return {"caption": data.decode("utf-8", errors="replace").strip()}
+        try:
+            loaded = json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise RejectItem(
+                reasons.MALFORMED_SIDECAR,
+                f"sidecar {path} is not valid JSON ({error}); fix or remove it",
+                sidecar=path,
+            ) from None
+        if not isinstance(loaded, dict):
+            raise RejectItem(reasons.MALFORMED_SIDECAR, f"sidecar {path} must hold a JSON object", sidecar=path)
+        return loaded
+    return {}
