@@ -86,8 +86,10 @@ def emit(kind: str, **values) -> None:
 
 def stage_cpu(inputs: Path) -> None:
     """CPU seconds per image of each per-item stage, one process, against a plain PIL yardstick."""
-    from schemas.config import UnishardConfig
-    from schemas.records import InputItem, RejectItem, fingerprint
+    from schemas.config.unishard import UnishardConfig
+    from schemas.records.dedup import fingerprint
+    from schemas.records.inputs import InputItem
+    from schemas.records.ledger import RejectItem
     from transforms._reading import read_bytes, read_sidecar
     from transforms.normalise import normalise_item
     from transforms.text import with_text

@@ -11,8 +11,8 @@ import functools
 import apache_beam as beam
 
 from pipeline.stage_hints import with_stage_hints
-from schemas.config import UnishardConfig
-from schemas.records import DuplicateCluster, fingerprint
+from schemas.config.unishard import UnishardConfig
+from schemas.records.dedup import DuplicateCluster, fingerprint
 from transforms.apply_rejections import DropRejected
 from transforms.audit import AuditBias
 from transforms.books import CheckBooks

@@ -10,7 +10,7 @@ from apache_beam.io.filesystems import FileSystems
 from pipeline.job import RunError
 from pipeline.run_state import read_json
 from schemas import reasons
-from schemas.config import UnishardConfig
+from schemas.config.unishard import UnishardConfig
 from transforms._io import join
 from transforms._listing import input_kind
 from transforms.books import BOOK_PROBLEMS, BOOKS, PROBLEMS

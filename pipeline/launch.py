@@ -28,7 +28,7 @@ from pipeline.report import REPORT_FILES, write_run_report
 from pipeline.run_state import STATE, earlier_run, merge_indexes, read_json, write_run_files
 from pipeline.sdk_worker import local_runner
 from pipeline.state import STAGING, commit, discard, output_lock, recover
-from schemas.config import UnishardConfig
+from schemas.config.unishard import UnishardConfig
 from transforms._io import join
 from transforms._listing import count_items
 from transforms.image_store import store_folder

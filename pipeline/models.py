@@ -18,7 +18,9 @@ import sys
 from typing import Any, TextIO
 
 from pipeline.models_fetch import FetchError, fetch, hub_offline
-from schemas.config import CaptionerConfig, ClipModelConfig, UnishardConfig
+from schemas.config.caption import CaptionerConfig
+from schemas.config.clip_model import ClipModelConfig
+from schemas.config.unishard import UnishardConfig
 from transforms.model_weights import (
     HF_HUB_PREFIX,
     ModelUnavailable,

@@ -21,7 +21,7 @@ from apache_beam.transforms import resources
 import runners
 from pipeline.beam_flags import REPEATABLE, UnishardOptions, beam_action, given_options, merge_args
 from pipeline.stage_hints import split_hint
-from schemas.config import UnishardConfig
+from schemas.config.unishard import UnishardConfig
 from schemas.profile import ProfileError, RunnerProfile, parse_profile
 
 _LOG = logging.getLogger("unishard")

@@ -16,11 +16,11 @@ from apache_beam.io.filesystems import FileSystems
 from pipeline.job import RunError
 from pipeline.models import models_record
 from pipeline.state import files_under
-from schemas.config import UnishardConfig
+from schemas.config.unishard import UnishardConfig
 from schemas.profile import HOW_KEYS
 from transforms._io import join, write_atomic
 from transforms.incremental import EarlierRun
-from transforms.write_shards import canonical_json
+from transforms.shard_writer import canonical_json
 
 STATE = "state.json"
 VERSIONED_PACKAGES = ("unishard", "apache-beam", "pyarrow", "pillow", "imagehash", "webdataset", "pydantic", "numpy")

@@ -15,8 +15,8 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from schemas.config import NearDedupConfig
-from schemas.records import Fingerprint
+from schemas.config.near_dedup import NearDedupConfig
+from schemas.records.dedup import Fingerprint
 from transforms._duplicates import Edge, Member, field_values, forest_edges, survivor_rank
 from transforms._hash_match import (
     BLOCK,

@@ -44,8 +44,8 @@ from typing import NamedTuple
 import apache_beam as beam
 import numpy as np
 
-from schemas.config import NearDedupConfig
-from schemas.records import Fingerprint
+from schemas.config.near_dedup import NearDedupConfig
+from schemas.records.dedup import Fingerprint
 from transforms._duplicates import Member, field_values
 from transforms._hash_match import BLOCK, HASH_BITS, HashArrays, Limits, band_values, close_pairs
 from transforms._keypoints import overlay_patch

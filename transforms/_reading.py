@@ -15,7 +15,8 @@ from typing import Any
 from apache_beam.io.filesystems import FileSystems
 
 from schemas import reasons
-from schemas.records import InputItem, RejectItem
+from schemas.records.inputs import InputItem
+from schemas.records.ledger import RejectItem
 from transforms._confine import confine
 from transforms._io import fault_point
 

@@ -15,8 +15,9 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.ml.inference.base import ModelHandler
 
-from schemas.config import CaptionerConfig, ClipModelConfig, OcrConfig
-from schemas.records import Candidate, CaptionRequest
+from schemas.config.caption import CaptionerConfig, OcrConfig
+from schemas.config.clip_model import ClipModelConfig
+from schemas.records.caption import Candidate, CaptionRequest
 from transforms.clip_model import build_open_clip, resolve_device
 from transforms.image_store import read_image
 from transforms.model_weights import slug, tag_family

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from schemas.config import ClipModelConfig
+from schemas.config.clip_model import ClipModelConfig
 from transforms.model_weights import HF_HUB_PREFIX, clip_model_id, forbid_downloads, locate_weights
 
 _LOG = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from schemas.config import ClipModelConfig
+from schemas.config.clip_model import ClipModelConfig
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
 HF_HUB_PREFIX = "hf-hub:"

@@ -72,7 +72,7 @@ import apache_beam as beam
 from apache_beam import pvalue
 
 from schemas import reasons
-from schemas.config import NearDedupConfig
+from schemas.config.near_dedup import NearDedupConfig
 from transforms._duplicates import CAPPED, ClusterDuplicates, Member, WriteClusters
 from transforms._hash_match import Limits, band_layout
 from transforms._near_buckets import (

@@ -6,7 +6,7 @@ import pytest
 
 from pipeline.checks import check_books, check_inputs, check_writable, shard_samples
 from pipeline.job import RunError
-from schemas.config import load_config
+from schemas.config.load import load_config
 from transforms.books import BOOKS, PROBLEMS
 
 

@@ -40,7 +40,7 @@ from pipeline.profiles import (
     use_the_cores,
 )
 from pipeline.stage_hints import stage_hints
-from schemas.config import load_config
+from schemas.config.load import load_config
 from schemas.profile import ProfileError
 from tests.helpers import noise_images
 from tests.helpers import run_job as run_unishard

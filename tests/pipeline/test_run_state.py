@@ -6,7 +6,7 @@ import pytest
 
 from pipeline.job import RunError
 from pipeline.run_state import STATE, earlier_run, merge_indexes, read_json, what_fingerprint, write_run_files
-from schemas.config import load_config
+from schemas.config.load import load_config
 
 
 def test_the_fingerprint_ignores_run_and_how_keys_but_not_thresholds():

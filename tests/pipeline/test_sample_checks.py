@@ -4,7 +4,7 @@ import hashlib
 import json
 
 from pipeline.sample_checks import DOCS_VIEW, PAIRS_VIEW, document_problems, sample_problems
-from schemas.records import ImageInfo
+from schemas.records.samples import ImageInfo
 from schemas.shard import SampleRecord
 
 KEY = "ab" * 16

@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 from PIL import Image
 
-from schemas.config import NearDedupConfig
+from schemas.config.near_dedup import NearDedupConfig
 from tests.transforms import scenes
 from transforms._keypoints import extract, match, overlay_patch
 from transforms.hashing import colour_residuals, subwindow_hashes, window_values

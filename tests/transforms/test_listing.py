@@ -12,8 +12,8 @@ import pytest
 from apache_beam.io.filesystem import FileMetadata
 
 from schemas import reasons
-from schemas.config import IngestConfig, InputSpec
-from schemas.records import RejectItem
+from schemas.config.ingest import IngestConfig, InputSpec
+from schemas.records.ledger import RejectItem
 from transforms._listing import (
     count_items,
     file_item,

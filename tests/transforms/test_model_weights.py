@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from schemas.config import ClipModelConfig
+from schemas.config.clip_model import ClipModelConfig
 from transforms.model_weights import (
     HF_CONFIG_FILE,
     HF_WEIGHT_FILES,

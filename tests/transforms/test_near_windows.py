@@ -6,8 +6,8 @@ from collections import defaultdict
 
 import numpy as np
 
-from schemas.config import NearDedupConfig
-from schemas.records import Fingerprint
+from schemas.config.near_dedup import NearDedupConfig
+from schemas.records.dedup import Fingerprint
 from tests.transforms import scenes
 from transforms._duplicates import Member
 from transforms._hash_match import HASH_BITS, HashFeatures, Limits

@@ -6,7 +6,8 @@ import pytest
 from apache_beam.io.filesystems import FileSystems
 
 from schemas import reasons
-from schemas.records import InputItem, RejectItem
+from schemas.records.inputs import InputItem
+from schemas.records.ledger import RejectItem
 from transforms import _reading
 from transforms._reading import READ_ATTEMPTS, read_again, read_bytes, read_member, read_sidecar
 
