@@ -90,7 +90,13 @@ def build(
     )
     caption = with_stage_hints(Caption(config.caption, config.clip), pipeline, "caption")
     captioned = distinct | "Caption" >> caption
-    filtered = captioned.samples | "ClipFilter" >> ClipFilter(config.clip_filter, clip_model_id(config.clip))
+    filtered = captioned.samples | "ClipFilter" >> ClipFilter(
+        config.clip_filter,
+        clip_model_id(config.clip),
+        output,
+        earlier and earlier.output,
+        config.shards.ledger_rows_per_part,
+    )
     faced = filtered.kept | "Faces" >> BlurFaces(config.faces, config.normalise)
     safe = faced.samples | "Safety" >> FilterUnsafe(config.safety, config.clip)
     audited = safe.samples | "Audit" >> AuditBias(

@@ -11,6 +11,11 @@ image embedding and the chosen caption, in ``scores[<model id>]`` (e.g. ``clip_v
   buffers can move the threshold by one quantile between runners); web-calibrated thresholds do not transfer to
   factory captions, a share per group does.
 
+The scores a ``keep_fraction`` threshold is computed from are written to ``OUT/clip_filter/scores/`` (key, group,
+score; Parquet parts like the ledger's). An incremental run adds the earlier run's scores (a retried key counts once,
+with its new score), so its thresholds come from every sample the output has scored, not only the new ones; the
+earlier samples keep the verdicts they had.
+
 With neither, scores stay on the samples and nothing is removed. A sample without a score (no caption, with
 ``caption.required = false``) is kept and counted. Reason code: ``low_clip_score``; the detail carries the score,
 the threshold, the rule, the group and the model. Metrics: ``clip_filter/kept``, ``clip_filter/rejected``,
@@ -22,15 +27,20 @@ from collections.abc import Iterator, Mapping
 from typing import NamedTuple
 
 import apache_beam as beam
+import pyarrow as pa
 from apache_beam import pvalue
+from apache_beam.io.filesystems import FileSystems
 
 from schemas import reasons
 from schemas.config.clip_filter import ClipFilterConfig
 from schemas.records.ledger import rejected
 from schemas.records.samples import Sample
 from transforms._common import REJECTED
+from transforms._parts import WriteParts
 
 STAGE = "clip_filter"
+SCORES = "clip_filter/scores"
+SCORES_SCHEMA = pa.schema([("key", pa.string()), ("group", pa.string()), ("score", pa.float64())])
 
 
 class ClipFilterOutputs(NamedTuple):
@@ -44,12 +54,23 @@ class ClipFilter(beam.PTransform):
     Args:
         config: The ``clip_filter`` section.
         model_id: The score field to read, the id of the CLIP model (``transforms.model_weights.clip_model_id``).
+        output: Where ``clip_filter/scores/`` goes (nowhere when ``None``).
+        earlier: The output an incremental run builds on, whose scores count too.
+        rows_per_part: Scores per Parquet part.
     """
 
-    def __init__(self, config: ClipFilterConfig, model_id: str):
+    def __init__(
+        self,
+        config: ClipFilterConfig,
+        model_id: str,
+        output: str | None = None,
+        earlier: str | None = None,
+        rows_per_part: int = 100_000,
+    ):
         super().__init__()
         self._config = config
         self._model_id = model_id
+        self._output, self._earlier, self._rows_per_part = output, earlier, rows_per_part
 
     def expand(self, samples: beam.PCollection):
         config = self._config
@@ -57,7 +78,23 @@ class ClipFilter(beam.PTransform):
             return ClipFilterOutputs(kept=samples, rejected=samples.pipeline | "NoRejections" >> beam.Create([]))
         thresholds = None
         if config.keep_fraction is not None:
-            scores = samples | "ScoreByGroup" >> beam.FlatMap(_group_score, config.group_by, self._model_id)
+            scored = samples | "ScoreByKey" >> beam.FlatMap(_keyed_score, config.group_by, self._model_id)
+            if self._earlier is not None and FileSystems.match([earlier_scores(self._earlier)])[0].metadata_list:
+                earlier = (
+                    samples.pipeline
+                    | "ReadEarlierScores" >> beam.io.ReadFromParquet(earlier_scores(self._earlier))
+                    | "EarlierByKey" >> beam.Map(lambda row: (row["key"], (row["group"], row["score"])))
+                )
+                scored = (
+                    {"new": scored, "earlier": earlier}
+                    | "WithEarlierScores" >> beam.CoGroupByKey()
+                    | "NewestScore" >> beam.MapTuple(_newest)
+                )
+            if self._output is not None:
+                _ = scored | "WriteScores" >> WriteParts(
+                    self._output, SCORES, SCORES_SCHEMA, _key_of, _score_row, "clip filter scores", self._rows_per_part
+                )
+            scores = scored | "ScoreByGroup" >> beam.Map(lambda keyed: keyed[1])
             per_group = {
                 "quantiles": scores | "Quantiles" >> beam.ApproximateQuantiles.PerKey(config.num_quantiles),
                 "count": scores | "Count" >> beam.combiners.Count.PerKey(),
@@ -104,9 +141,29 @@ def decide(score: float, threshold: float) -> bool:
     return score >= threshold
 
 
-def _group_score(sample: Sample, group_by: str, model_id: str) -> Iterator[tuple[str, float]]:
+def earlier_scores(output: str) -> str:
+    """The pattern of the scores an earlier run into ``output`` wrote."""
+    return f"{output.rstrip('/')}/{SCORES}/part-*.parquet"
+
+
+def _keyed_score(sample: Sample, group_by: str, model_id: str) -> Iterator[tuple[str, tuple[str, float]]]:
     if model_id in sample.scores:
-        yield group_of(sample, group_by), float(sample.scores[model_id])
+        yield sample.key, (group_of(sample, group_by), float(sample.scores[model_id]))
+
+
+def _newest(key: str, found: Mapping[str, list]) -> tuple[str, tuple[str, float]]:
+    """A key's score from this run when it scored it again (a retried item), else the earlier run's."""
+    new = sorted(found["new"])
+    return key, (new or sorted(found["earlier"]))[0]
+
+
+def _key_of(keyed: tuple[str, tuple[str, float]]) -> str:
+    return keyed[0]
+
+
+def _score_row(keyed: tuple[str, tuple[str, float]]) -> list[dict]:
+    key, (group, score) = keyed
+    return [{"key": key, "group": group, "score": score}]
 
 
 class _DecideFn(beam.DoFn):

@@ -332,3 +332,28 @@ def test_a_new_document_in_an_incremental_run_needs_no_rebuild(tmp_path, run, ph
         path: path.read_bytes() for path in first.shard_paths() if path.exists()
     }
     assert [json.loads(s["json"])["doc_id"] for s in second.samples("docs")] == ["PAGE-9"]
+
+
+def test_an_incremental_keep_fraction_threshold_comes_from_every_score_the_output_holds(tmp_path, run, photo):
+    inputs = tmp_path / "in"
+    keep_half = {"clip_filter": {"keep_fraction": 0.5, "group_by": "all"}}
+    _add_photos(inputs, photo, range(6))
+    first = run([inputs], output=tmp_path / "out", **keep_half)
+    _add_photos(inputs, photo, range(6, 12))
+
+    second = run([inputs], output=tmp_path / "out", **keep_half)
+    full = run([inputs], output=tmp_path / "full", **keep_half)
+
+    def thresholds(out, names):
+        rows = out.ledger_by_name()
+        return {json.loads(rows[n]["detail"])["threshold"] for n in names if rows[n]["reason"] == "low_clip_score"}
+
+    new = [f"photo{seed:02d}.jpg" for seed in range(6, 12)]
+    assert len(thresholds(full, [f"photo{seed:02d}.jpg" for seed in range(12)])) == 1
+    assert thresholds(second, new) == thresholds(full, new) != set()
+    scores = pq.read_table(tmp_path / "out" / "clip_filter" / "scores").to_pylist()
+    assert len(scores) == 12 and {row["key"] for row in scores} == {row["key"] for row in full.ledger}
+    assert {k: v for k, v in second.file_bytes().items() if k.startswith("clip_filter/")} == {
+        k: v for k, v in full.file_bytes().items() if k.startswith("clip_filter/")
+    }
+    assert first.ledger_by_name().items() <= second.ledger_by_name().items()  # earlier verdicts stand
