@@ -8,13 +8,14 @@ text, note, domain, size, key and file name. Every one of those comes from the i
 import posixpath
 
 from pipeline.report.format import escape, integer, plural, section
+from schemas import reasons
 from schemas.report import ClusterGallery, GalleryItem, Report
 
 
 def _thumb(item: GalleryItem, thumbnails: dict[str, str]) -> str:
     uri = None
     if item.has_thumbnail:
-        uri = thumbnails.get(f"kept:{item.key}") if item.status == "kept" else None
+        uri = thumbnails.get(f"kept:{item.key}") if item.status == reasons.KEPT else None
         uri = uri or thumbnails.get(f"source:{item.source}")
     if uri and uri.startswith("data:image/jpeg;base64,"):
         return f'<img src="{uri}" alt="">'

@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from schemas import reasons
 from schemas.report import Distribution, SeriesStats, Threshold
 
 BINS = 24
@@ -93,7 +94,7 @@ def _quality_charts(sidecar: pa.Table, ledger: pa.Table, config: dict) -> list[D
     for row in rows.to_pylist():
         detail = _detail(row["detail"])
         measure, value = detail.get("measure"), _number(detail.get("value"))
-        if row["status"] != "rejected" or not isinstance(measure, str):
+        if row["status"] != reasons.REJECTED or not isinstance(measure, str):
             continue
         if value is not None:
             rejected[measure][f"{row['domain'] or 'unknown'} · {QUALITY_REJECTED}"].append(value)

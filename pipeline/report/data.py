@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.validate import PAIRS_VIEW, exists, list_files, read_json, shard_parts
+from schemas import reasons
 from schemas.report import DomainCount, Funnel, FunnelStep, ReasonCount, ShardCheck, Validation
 from schemas.stages import STAGE_NAMES
 from transforms._io import join
@@ -91,11 +92,11 @@ def build_funnel(ledger: pa.Table) -> Funnel:
     items = sum(by_status.values())
     removed: dict[str, Counter] = defaultdict(Counter)
     for (status, stage, _), count in tally.items():
-        if status != "kept":
+        if status != reasons.KEPT:
             removed[stage][status] += count
     steps, remaining = [], items
     for stage in sorted(removed, key=stage_rank):
-        rejected, failed = removed[stage]["rejected"], removed[stage]["failed"]
+        rejected, failed = removed[stage][reasons.REJECTED], removed[stage][reasons.FAILED]
         steps.append(
             FunnelStep(
                 stage=stage,
@@ -106,27 +107,27 @@ def build_funnel(ledger: pa.Table) -> Funnel:
             )
         )
         remaining -= rejected + failed
-    reasons = [
+    counts = [
         ReasonCount(status=status, stage=stage, reason=reason, count=count)
         for (status, stage, reason), count in sorted(tally.items(), key=lambda i: (stage_rank(i[0][1]), -i[1], i[0]))
-        if status != "kept"
+        if status != reasons.KEPT
     ]
     return Funnel(
         items=items,
-        kept=by_status["kept"],
-        rejected=by_status["rejected"],
-        failed=by_status["failed"],
+        kept=by_status[reasons.KEPT],
+        rejected=by_status[reasons.REJECTED],
+        failed=by_status[reasons.FAILED],
         steps=steps,
-        reasons=reasons,
+        reasons=counts,
         domains=[
             DomainCount(
                 domain=domain,
-                items=sum(counts.values()),
-                kept=counts["kept"],
-                rejected=counts["rejected"],
-                failed=counts["failed"],
+                items=sum(statuses.values()),
+                kept=statuses[reasons.KEPT],
+                rejected=statuses[reasons.REJECTED],
+                failed=statuses[reasons.FAILED],
             )
-            for domain, counts in sorted(domains.items(), key=lambda i: (-sum(i[1].values()), i[0]))
+            for domain, statuses in sorted(domains.items(), key=lambda i: (-sum(i[1].values()), i[0]))
         ],
     )
 

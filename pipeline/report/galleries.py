@@ -229,7 +229,7 @@ def cluster_galleries(output: str, ledger: pa.Table, sidecar: pa.Table, thumbs: 
     by_key: dict[str, dict] = {}
     matching = ledger.filter(pc.is_in(ledger["key"], pa.array(sorted(k for k in keys if k), pa.string())))
     for row in matching.to_pylist() if keys else []:
-        if row["key"] not in by_key or row["status"] == "kept":
+        if row["key"] not in by_key or row["status"] == reasons.KEPT:
             by_key[row["key"]] = row
     shown = []
     for cluster in shown_clusters:
