@@ -40,8 +40,8 @@ from transforms._common import StageFn, apply_stage
 from transforms._io import join, write_atomic
 from transforms._reading import read_again
 from transforms.changed_content import kept_source_key, refuse_changed_content, refuse_grown_document
+from transforms.document_ids import document_id
 from transforms.document_ledger import LEDGER_DIR as DOCUMENT_LEDGER
-from transforms.documents import document_id
 from transforms.ingest import STAGE as INGEST
 from transforms.normalise import content_key
 
