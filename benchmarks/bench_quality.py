@@ -141,7 +141,7 @@ def candidates(per_domain: int, rng: random.Random) -> list[dict]:
 
 def build(folder: Path, per_domain: int, seed: int) -> list[dict]:
     """Write the degraded copies and the manifest; return one row per input (with its ground truth)."""
-    from transforms.quality import analysis_pixels
+    from transforms.quality_measures import analysis_pixels
 
     rng = random.Random(seed)
     everything = candidates(per_domain, rng)
@@ -281,7 +281,7 @@ def cost(count: int, rounds: int, seed: int) -> dict:
     from schemas.config.quality import QualityConfig
     from transforms.hashing import perceptual_hashes
     from transforms.normalise import content_key, encode, normalise_image
-    from transforms.quality import analysis_pixels, measure
+    from transforms.quality_measures import analysis_pixels, measure
 
     cv2.setNumThreads(1)
     rng = random.Random(seed)

@@ -20,6 +20,7 @@ from transforms.caption import Caption
 from transforms.clip_filter import ClipFilter
 from transforms.clip_model import load_clip
 from transforms.contamination import AuditContamination
+from transforms.count_changes import CountChanges
 from transforms.decontaminate import Decontaminate
 from transforms.document_ledger import WriteDocumentLedger
 from transforms.documents import AssembleDocuments
@@ -28,9 +29,10 @@ from transforms.eval_set import BuildEvalSet
 from transforms.exact_dedup import DeduplicateExact
 from transforms.faces import BlurFaces
 from transforms.image_store import store_folder
-from transforms.incremental import CountChanges, EarlierRun, MarkReplaced, SkipKnown
+from transforms.incremental import EarlierRun, SkipKnown
 from transforms.ingest import ReadInputs
 from transforms.ledger import WriteLedger
+from transforms.mark_replaced import MarkReplaced
 from transforms.model_weights import clip_model_id
 from transforms.near_dedup import NearDeduplicate
 from transforms.normalise import Normalise

@@ -31,8 +31,10 @@ from pipeline.state import STAGING, commit, discard, output_lock, recover
 from schemas.config.unishard import UnishardConfig
 from transforms._io import join
 from transforms._listing import count_items
+from transforms.changed_content import changed_content
+from transforms.count_changes import CHANGES
 from transforms.image_store import store_folder
-from transforms.incremental import CHANGES, EarlierRun, changed_content
+from transforms.incremental import EarlierRun
 from transforms.model_weights import ModelUnavailable
 from transforms.write_audit import crossed_bounds
 

@@ -14,7 +14,7 @@ from schemas.records.dedup import fingerprint
 from schemas.records.inputs import InputItem
 from schemas.records.ledger import LedgerRow
 from schemas.records.samples import ImageInfo, Sample
-from transforms._duplicates import Member
+from transforms._dedup_members import Member
 from transforms._hash_match import HashFeatures
 
 CODER = coders.FastPrimitivesCoder()

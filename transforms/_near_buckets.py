@@ -17,7 +17,7 @@ import numpy as np
 
 from schemas.config.near_dedup import NearDedupConfig
 from schemas.records.dedup import Fingerprint
-from transforms._duplicates import Edge, Member, field_values, forest_edges, survivor_rank
+from transforms._dedup_members import Edge, Member, field_values, forest_edges, survivor_rank
 from transforms._hash_match import (
     BLOCK,
     HashArrays,

@@ -46,7 +46,7 @@ import numpy as np
 
 from schemas.config.near_dedup import NearDedupConfig
 from schemas.records.dedup import Fingerprint
-from transforms._duplicates import Member, field_values
+from transforms._dedup_members import Member, field_values
 from transforms._hash_match import BLOCK, HASH_BITS, HashArrays, Limits, band_values, close_pairs
 from transforms._keypoints import overlay_patch
 from transforms.hashing import PHASH, SUBWINDOW, colour_residuals, hash_int, popcount, window_values

@@ -21,7 +21,8 @@ import cv2
 
 from transforms._best_per_image import KeepBestPerImage
 from transforms._components import ConnectedComponents
-from transforms._duplicates import COMPONENT_ROUNDS, Edge, Member
+from transforms._dedup_members import Edge, Member
+from transforms._duplicates import COMPONENT_ROUNDS
 from transforms._keypoints import KeypointFeatures, extract, match
 from transforms.image_store import read_image
 

@@ -8,19 +8,18 @@ document (splits keep a document in one split by it); ``documents``, the kept ``
 ``rejected``, ``DocumentLedgerRow``s of dropped documents.
 
 A sample's document is its ``documents.id_field`` metadata value, else the first matching ``documents.groups``
-rule (one document per SKU or inspection record). Segments are ordered by ``documents.position_field``, and images
-without a position placed MMC4's way or appended in source order (``transforms/document_order.py``). Images removed
-by curation leave their document (the text stays) and are listed with the stage and reason from the item ledger by
-``WriteDocumentLedger`` (``transforms/document_ledger.py``).
+rule (one document per SKU or inspection record; ``transforms/document_ids.py``). Segments are ordered by
+``documents.position_field``, and images without a position placed MMC4's way or appended in source order
+(``transforms/document_order.py``). Images removed by curation leave their document (the text stays) and are listed
+with the stage and reason from the item ledger by ``WriteDocumentLedger`` (``transforms/document_ledger.py``).
 
 Reason codes (document ledger): ``document_too_few_images``, ``document_too_little_text``; images leaving a
 document: ``image_unplaced``, ``image_below_min_similarity``. Config section: ``documents``.
 Metrics: ``documents/documents``, ``documents/rejected``, ``documents/placed_images``.
 """
 
-import dataclasses
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
 import apache_beam as beam
@@ -36,6 +35,7 @@ from schemas.records.samples import Sample
 from schemas.records.values import blank
 from transforms import placement
 from transforms._common import REJECTED
+from transforms.document_ids import document_id, stamp
 from transforms.document_order import (
     TextPiece,
     deduplicated,
@@ -102,28 +102,6 @@ class AssembleDocuments(beam.PTransform):
             | "Assemble" >> beam.ParDo(_AssembleFn(config, self._text_encoder)).with_outputs(REJECTED, main="kept")
         )
         return DocumentsOutputs(samples=stamped, documents=decided.kept, rejected=decided[REJECTED])
-
-
-def document_id(metadata: Mapping[str, Any], domain: str, config: DocumentsConfig) -> tuple[str, str] | None:
-    """The ``(doc_id, origin)`` of an item from its metadata and the grouping rules, or ``None``."""
-    value = metadata.get(config.id_field)
-    if not blank(value):
-        return str(value), config.id_field
-    for rule in config.groups:
-        if rule.domain is not None and rule.domain != domain:
-            continue
-        values = [metadata.get(field) for field in rule.fields]
-        if all(not blank(value) for value in values):
-            return rule.prefix + "+".join(str(value) for value in values), "group:" + "+".join(rule.fields)
-    return None
-
-
-def stamp(sample: Sample, config: DocumentsConfig) -> Sample:
-    """Return ``sample`` with ``document_id`` set when it belongs to a document."""
-    found = document_id(sample.metadata, sample.domain, config)
-    if found is None:
-        return sample
-    return dataclasses.replace(sample, document_id=found[0])
 
 
 def document_image(sample: Sample, config: DocumentsConfig) -> DocumentImage:

@@ -6,7 +6,8 @@ written: the eval images stay in their split's shards too. Config section: ``eva
 
 - ``understanding.jsonl``: an image with a question whose answer is a trusted metadata value (``questions``: the
   defect class, the product category, the colour), with the field the answer came from and, as ``choices``, every
-  answer that question has anywhere in the data (none when there are more than ``MAX_CHOICES``: an open question);
+  answer that question has anywhere in the data (none when there are more than ``MAX_CHOICES``: an open question;
+  ``transforms/eval_items.py`` builds the items);
 - ``generation.jsonl``: the sample's text as a prompt with its reference image and the field the text came from;
 - ``images/<key>.<ext>``: the referenced images, byte-identical to the shards';
 - ``eval_set.json``: counts and what the leak check compared; ``leaks.json`` when it found leaks.
@@ -31,19 +32,19 @@ import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.io.filesystems import FileSystems
 
-from schemas.config.eval_set import EvalQuestion, EvalSetConfig
+from schemas.config.eval_set import EvalSetConfig
 from schemas.config.near_dedup import NearDedupConfig
 from schemas.config.semantic_dedup import SemanticDedupConfig
 from schemas.records.samples import Sample
 from schemas.splits import EVAL_SCHEMA_VERSION, GenerationItem, Leak, Model, UnderstandingItem
 from transforms._io import join, write_atomic
 from transforms._leaks import EvalLeakError, FindLeaksFn, Probe, ProbeIndex, describe, probe_of
+from transforms.eval_items import MAX_CHOICES, answers_of, items_of, with_choices
 from transforms.image_store import read_image
 from transforms.incremental import EarlierRun
 
 STAGE = "eval_set"
 FOLDER = "eval"
-MAX_CHOICES = 20
 
 
 class BuildEvalSet(beam.PTransform):
@@ -198,80 +199,6 @@ def _copy_image(element: tuple[str, Iterable[Model]], earlier: str, output: str)
 
 def _rank(key: str, salt: str) -> str:
     return hashlib.sha256(f"{salt}\0{key}".encode()).hexdigest()
-
-
-def answer_text(value: Any) -> str:
-    """A metadata value as an answer: strings and numbers as text, lists joined; mappings are not answers."""
-    if isinstance(value, (list, tuple)):
-        return ", ".join(answer_text(part) for part in value if answer_text(part))
-    if value is None or isinstance(value, (dict, bool)):
-        return ""
-    return " ".join(str(value).split())
-
-
-def items_of(sample: Sample, questions: Iterable[EvalQuestion], generation: bool) -> list[Model]:
-    """The understanding items the sample's metadata answers, and its generation item."""
-    image = f"images/{sample.key}.{sample.image_ext}"
-    items: list[Model] = []
-    for question in questions:
-        if question.domains and sample.domain not in question.domains:
-            continue
-        answer = answer_text(sample.metadata.get(question.field))
-        if answer:
-            items.append(
-                UnderstandingItem(
-                    id=f"{sample.key}-{question.field}",
-                    key=sample.key,
-                    source=sample.source,
-                    domain=sample.domain,
-                    image=image,
-                    question=question.question,
-                    answer=answer,
-                    answer_field=question.field,
-                )  # fmt: skip
-            )
-    if generation and sample.text.strip():
-        items.append(
-            GenerationItem(
-                id=sample.key,
-                key=sample.key,
-                source=sample.source,
-                domain=sample.domain,
-                prompt=sample.text,
-                prompt_field=sample.text_source,
-                reference_image=image,
-            )  # fmt: skip
-        )
-    return items
-
-
-def answers_of(sample: Sample, questions: Iterable[EvalQuestion]) -> list[tuple[tuple[str, str], str]]:
-    """``((question, field), answer)`` for every question the sample's metadata answers."""
-    return [
-        ((q.question, q.field), answer)
-        for q in questions
-        if not q.domains or sample.domain in q.domains
-        if (answer := answer_text(sample.metadata.get(q.field)))
-    ]
-
-
-def with_choices(
-    items: Iterable[UnderstandingItem], vocabulary: Mapping[tuple[str, str], list[str]] | None = None
-) -> list[UnderstandingItem]:
-    """Give each item the options of a multiple-choice eval: every answer its question has across the data set
-    (``vocabulary``; the eval items' own answers when absent), or none when there are more than ``MAX_CHOICES``
-    (an open question)."""
-    items = list(items)
-    answers: dict[tuple[str, str], set[str]] = {}
-    for item in items:
-        answers.setdefault((item.question, item.answer_field), set()).add(item.answer)
-    for question, values in (vocabulary or {}).items():
-        answers.setdefault(question, set()).update(values)
-    return [
-        item.model_copy(update={"choices": sorted(choices) if len(choices) <= MAX_CHOICES else []})
-        for item in sorted(items, key=lambda item: item.id)
-        for choices in [answers[(item.question, item.answer_field)]]
-    ]
 
 
 class _WriteItemsFn(beam.DoFn):

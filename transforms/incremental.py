@@ -7,20 +7,18 @@ Outputs: ``new`` (items to process), ``carried`` (ledger rows kept from the earl
 Identity is the content key (SHA-256 of the bytes), so a renamed file is not processed again. Per content key: an
 item whose source had the same key before keeps its earlier row, unless that row was ``failed`` (retried); an item
 with a new source but known content is an exact duplicate of the shipped sample (or repeats the earlier verdict when
-nothing was shipped); other items are new (``_run/increment.json`` counts them). ``CountChanges``
-(``_run/changes.json``) counts the final ledger rows that differ from the earlier ledger (new samples, new names,
-deleted files, retried items whose verdict changed): with none, nothing in the output would change, and the launcher
-commits nothing (an undecodable file is read again each run, and rejected again the same way). Earlier kept rows
-whose source left the input are carried, because their samples are still in the shards. A shipped source whose file
-now holds other content stops the incremental job (``ChangedContent``): its old sample sits in an earlier shard,
-which incremental runs never rewrite, so the launcher rebuilds the whole output instead, and ``MarkReplaced`` writes
-the old key into the new row's detail (``replaces_key``) of every source whose content changed since the committed
-output. A new item of a document the earlier run already decided (its id in ``OUT/ledger_documents/``) stops the job
-the same way: the document is in an earlier docs shard (or was rejected without the new image), and only a rebuild
-assembles it again with every image it has. The decision joins light records (content key, source, no bytes); the
-new items' bytes are then read again from their files (``_reading.read_again``), so image bytes cross no shuffle here
-either; a file gone between the two reads gets ingest's ``missing_file`` row (in ``carried``, with the other rows
-decided here). Reason codes: ``exact_duplicate``. Metrics: ``incremental/new``, ``incremental/carried``.
+nothing was shipped); other items are new (``_run/increment.json`` counts them; ``transforms/count_changes.py``
+counts the rows that changed, so that a run changing nothing commits nothing). Earlier kept rows whose source left
+the input are carried, because their samples are still in the shards. A shipped source whose file now holds other
+content stops the incremental job (``ChangedContent``, ``transforms/changed_content.py``): its old sample sits in an
+earlier shard, which incremental runs never rewrite, so the launcher rebuilds the whole output instead
+(``transforms/mark_replaced.py`` names the old key in the new row). A new item of a document the earlier run already
+decided (its id in ``OUT/ledger_documents/``) stops the job the same way: the document is in an earlier docs shard
+(or was rejected without the new image), and only a rebuild assembles it again with every image it has. The
+decision joins light records (content key, source, no bytes); the new items' bytes are then read again from their
+files (``_reading.read_again``), so image bytes cross no shuffle here either; a file gone between the two reads gets
+ingest's ``missing_file`` row (in ``carried``, with the other rows decided here). Reason codes: ``exact_duplicate``.
+Metrics: ``incremental/new``, ``incremental/carried``.
 """
 
 import dataclasses
@@ -41,16 +39,15 @@ from schemas.records.values import blank
 from transforms._common import StageFn, apply_stage
 from transforms._io import join, write_atomic
 from transforms._reading import read_again
+from transforms.changed_content import kept_source_key, refuse_changed_content, refuse_grown_document
+from transforms.document_ids import document_id
 from transforms.document_ledger import LEDGER_DIR as DOCUMENT_LEDGER
-from transforms.documents import document_id
 from transforms.ingest import STAGE as INGEST
 from transforms.normalise import content_key
 
 STAGE = "incremental"
 INCREMENT = "increment.json"
 CARRIED = "carried"
-CHANGES = "changes.json"
-CHANGED = "changed content since it was written to"
 
 
 class IncrementalOutputs(NamedTuple):
@@ -96,7 +93,7 @@ class SkipKnown(beam.PTransform):
         _ = (
             {
                 "now": keyed | "SourceKeys" >> beam.Map(lambda pair: (pair[1].source, pair[0])),
-                "kept": earlier | "KeptSourceKeys" >> beam.FlatMap(_kept_source_key),
+                "kept": earlier | "KeptSourceKeys" >> beam.FlatMap(kept_source_key),
             }
             | "JoinSources" >> beam.CoGroupByKey()
             | "RefuseChanged" >> beam.Map(refuse_changed_content, output=previous)
@@ -152,135 +149,14 @@ class _ReadAgainFn(StageFn):
         yield read_again(item)
 
 
-class ChangedContent(RuntimeError):
-    """A shipped sample's file now holds other content: an incremental run cannot replace it, a rebuild does.
-
-    The message carries ``CHANGED``, which survives every runner's wrapping of a failed job's error, so the launcher
-    recognises it (``changed_content``).
-    """
-
-
-def changed_content(error: BaseException) -> str | None:
-    """The ``ChangedContent`` sentence inside a failed job's error (a runner wraps it in its own), or ``None``."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        for line in str(error).splitlines():
-            if CHANGED in line:
-                line = line.split(f"{ChangedContent.__name__}: ", 1)[-1]
-                return line.split(" [while running", 1)[0].strip()
-        error = error.__cause__ or error.__context__
-    return None
-
-
-def _kept_source_key(pair: tuple[str, LedgerRow]) -> Iterator[tuple[str, str]]:
-    key, row = pair
-    if row.status == reasons.KEPT:
-        yield row.source, key
-
-
-def refuse_changed_content(element: tuple[str, dict[str, Iterable[str]]], output: str) -> None:
-    """Stop the incremental job when a source an earlier run shipped now has different content.
-
-    Its old sample sits in an earlier shard, which incremental runs never rewrite, and the ledger has one row per
-    source: keeping both would put a sample in the shards that no input accounts for, so the job stops and the
-    launcher rebuilds the output.
-    """
-    source, keys = element
-    now, kept = set(keys["now"]), set(keys["kept"])
-    if now and kept and not now & kept:
-        raise ChangedContent(f"{source} {CHANGED} {output} (key {min(kept)} is now {min(now)})")
-
-
 def _document_source(item: InputItem, config: DocumentsConfig) -> Iterator[tuple[str, str]]:
     found = document_id(item.metadata, item.domain, config)
     if found is not None:
         yield found[0], item.source
 
 
-def refuse_grown_document(element: tuple[str, dict[str, Iterable]], output: str) -> None:
-    """Stop the incremental job when a new item belongs to a document an earlier run already decided.
-
-    That document sits in an earlier docs shard (or its ledger row says why it was dropped without the new image);
-    incremental runs never rewrite shards, so the launcher rebuilds the output and assembles it with every image.
-    """
-    doc_id, found = element
-    sources, earlier = sorted(found["new"]), list(found["earlier"])
-    if sources and earlier:
-        raise ChangedContent(f"document {doc_id} {CHANGED} {output} (new member {sources[0]})")
-
-
-class MarkReplaced(beam.PTransform):
-    """Name the old key in the row of every source whose content changed since the committed output ``previous``.
-
-    A rebuild over an existing output replaces the old sample of such a source; its new row's detail says which
-    (``replaces_key``), whatever its new status. Without ``previous`` the rows pass unchanged.
-    """
-
-    def __init__(self, previous: str | None):
-        super().__init__()
-        self._previous = previous
-
-    def expand(self, rows: beam.PCollection) -> beam.PCollection:
-        if self._previous is None:
-            return rows
-        earlier = (
-            rows.pipeline
-            | "ReadEarlierLedger" >> beam.io.ReadFromParquet(join(self._previous, "ledger", "part-*.parquet"))
-            | "EarlierByKey" >> beam.Map(lambda row: (row["key"] or "", LedgerRow(**row)))
-            | "EarlierKept" >> beam.FlatMap(_kept_source_key)
-        )
-        return (
-            {"rows": rows | "BySource" >> beam.Map(lambda row: (row.source, row)), "earlier": earlier}
-            | "JoinEarlier" >> beam.CoGroupByKey()
-            | "Mark" >> beam.FlatMap(_mark_replaced)
-        )
-
-
-def _mark_replaced(element: tuple[str, dict[str, Iterable]]) -> Iterator[LedgerRow]:
-    _, grouped = element
-    old_keys = set(grouped["earlier"])
-    for row in grouped["rows"]:
-        replaced = sorted(old_keys - {row.key})
-        if replaced:
-            detail = {**json.loads(row.detail), "replaces_key": replaced[0]}
-            row = dataclasses.replace(row, detail=detail_json(**detail))
-        yield row
-
-
 def _write_increment(new_items: int, output: str) -> None:
     write_atomic(join(output, "_run", INCREMENT), json.dumps({"new_items": new_items}).encode() + b"\n")
-
-
-class CountChanges(beam.PTransform):
-    """Write ``_run/changes.json``: how many sources' ledger rows differ from the earlier run's ledger (a new name for
-    known content, a file deleted, a verdict that changed). With no new items and no changed row, an incremental
-    run changes nothing and the launcher commits nothing."""
-
-    def __init__(self, earlier: EarlierRun | None, output: str):
-        super().__init__()
-        self._earlier = earlier
-        self._output = output
-
-    def expand(self, rows: beam.PCollection) -> beam.PCollection:
-        if self._earlier is None:
-            return rows.pipeline | "NotIncremental" >> beam.Create([])
-        earlier = (
-            rows.pipeline
-            | "ReadEarlierLedger" >> beam.io.ReadFromParquet(join(self._earlier.output, "ledger", "part-*.parquet"))
-            | "EarlierBySource" >> beam.Map(lambda row: (row["source"], LedgerRow(**row)))
-        )
-        return (
-            {"now": rows | "BySource" >> beam.Map(lambda row: (row.source, row)), "earlier": earlier}
-            | "JoinEarlier" >> beam.CoGroupByKey()
-            | "Differs" >> beam.Map(lambda element: int(list(element[1]["now"]) != list(element[1]["earlier"])))
-            | "Sum" >> beam.CombineGlobally(sum)
-            | "WriteChanges" >> beam.Map(_write_changes, output=self._output)
-        )
-
-
-def _write_changes(changed_rows: int, output: str) -> None:
-    write_atomic(join(output, "_run", CHANGES), json.dumps({"changed_rows": changed_rows}).encode() + b"\n")
 
 
 def shipped_fingerprint(row: dict) -> Fingerprint:

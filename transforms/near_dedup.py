@@ -73,7 +73,9 @@ from apache_beam import pvalue
 
 from schemas import reasons
 from schemas.config.near_dedup import NearDedupConfig
-from transforms._duplicates import CAPPED, ClusterDuplicates, Member, WriteClusters
+from transforms._cluster_files import CAPPED, WriteClusters
+from transforms._dedup_members import Member
+from transforms._duplicates import ClusterDuplicates
 from transforms._hash_match import Limits, band_layout
 from transforms._near_buckets import (
     band_entries,

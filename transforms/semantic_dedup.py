@@ -29,15 +29,9 @@ from schemas import reasons
 from schemas.config.semantic_dedup import SemanticDedupConfig
 from schemas.records.samples import Sample
 from schemas.records.values import blank
-from transforms._duplicates import (
-    CAPPED,
-    ClusterDuplicates,
-    Member,
-    WriteClusters,
-    field_values,
-    forest_edges,
-    survivor_rank,
-)
+from transforms._cluster_files import CAPPED, WriteClusters
+from transforms._dedup_members import Member, field_values, forest_edges, survivor_rank
+from transforms._duplicates import ClusterDuplicates
 
 STAGE = "semantic_dedup"
 SKIPPED = "skipped"

@@ -4,7 +4,7 @@ Input element type: ``AuditItem`` (from ``transforms.audit.AuditBias``), plus th
 neutral-query rankings as side inputs of the constructor. Every item counts once, with its groups (from the
 ``input`` and ``population`` points) and its final status: kept, or rejected by which stage; the ``kept`` point
 adds faces, caption terms and attribute pairs of the items that were written. Only aggregate counts cross the
-final combine (one count per key, see ``transforms.audit_metrics``), so the report never holds per-item data.
+final combine (one count per key, see ``transforms.audit_report``), so the report never holds per-item data.
 Output file: ``OUT/audit/audit.json`` (``schemas.audit.AuditReport``). Config section: ``audit``.
 
 An incremental run's audit covers the whole output, not only its new items. Beside ``audit.json`` a run writes the
@@ -33,7 +33,7 @@ from schemas.records.ledger import LedgerRow
 from transforms._io import join, write_atomic
 from transforms._parts import WriteParts
 from transforms.audit import PERSON
-from transforms.audit_metrics import build_report
+from transforms.audit_report import build_report
 
 STAGE = "write_audit"
 AUDIT_FILE = ("audit", "audit.json")
@@ -147,7 +147,7 @@ class _CountFn(beam.DoFn):
 
 
 def contributions(element: tuple[str, Mapping[str, Iterable]], config: AuditConfig) -> Iterator[tuple[tuple, int]]:
-    """The count keys one item adds (see ``transforms.audit_metrics``): its groups with its final status."""
+    """The count keys one item adds (see ``transforms.audit_report``): its groups with its final status."""
     _, grouped = element
     records = {record.point: record for record in grouped["measures"]}
     outcomes = [(row.status, row.stage) for row in grouped["outcome"]]

@@ -84,7 +84,8 @@ def _clip_scores(sidecar: pa.Table) -> dict[str, list[float | None]]:
 
 def _quality_charts(sidecar: pa.Table, ledger: pa.Table, config: dict) -> list[Distribution | None]:
     """One histogram per quality measure: kept and rejected values per domain, with every threshold that applied."""
-    from transforms.quality import CHECKS, Measures
+    from transforms.quality_bounds import CHECKS
+    from transforms.quality_measures import Measures
 
     parsed = _parsed_scores(sidecar) or [{}] * sidecar.num_rows
     domains = _column(sidecar, "domain", "")

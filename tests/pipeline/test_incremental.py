@@ -263,21 +263,6 @@ def test_a_write_failure_mid_run_fails_the_run_and_leaves_no_final_output(tmp_pa
     assert final == []
 
 
-def test_a_changed_file_is_recognised_inside_any_runner_s_wrapping_of_the_error():
-    from transforms.incremental import ChangedContent, changed_content
-
-    sentence = "/in/a.jpg changed content since it was written to /out (key 1a is now 2b)"
-    remote = RuntimeError(
-        f"Traceback (most recent call last):\n  ...\ntransforms.incremental.ChangedContent: {sentence} "
-        "[while running 'SkipKnown/RefuseChanged']\n"
-    )
-    wrapped = RunError("the Beam job failed")
-    wrapped.__cause__ = remote
-    assert changed_content(wrapped) == sentence
-    assert changed_content(ChangedContent(sentence)) == sentence
-    assert changed_content(RunError("the Beam job failed: out of disk")) is None
-
-
 # Each image's title is its text segment, so a page of images alone makes a document.
 PAGES = {"documents": {"image_text_fields": ["title"]}}
 

@@ -1,8 +1,8 @@
 """Duplicate clusters over runs: an incremental run's clusters merged with the earlier ones."""
 
 from schemas.records.dedup import DuplicateCluster
+from transforms._cluster_files import cluster_rows
 from transforms._cluster_merge import clusters_from_rows, merge_clusters, merge_summaries
-from transforms._duplicates import cluster_rows
 
 
 def _cluster(keys, survivor, removed, distances=None):

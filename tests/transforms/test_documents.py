@@ -8,12 +8,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from schemas import reasons
-from schemas.config.documents import DocumentsConfig, GroupRule
+from schemas.config.documents import DocumentsConfig
 from schemas.documents import DOCUMENT_ANNOTATION, Document, DocumentImage, DocumentLedgerRow, document_key
 from schemas.records.samples import ImageInfo
 from tests.documents_run import documents_run
 from transforms.document_order import TextPiece
-from transforms.documents import assemble, document_id
+from transforms.documents import assemble
 
 FACTS = ImageInfo(width=64, height=48, format="JPEG", mode="RGB", bytes=1000)
 CONFIG = DocumentsConfig()
@@ -150,14 +150,6 @@ def test_without_embeddings_unpositioned_images_follow_in_source_order_and_place
     document = assemble("D", ["doc_id"], images, [_text("t", 0, "Title.")], [], CONFIG, lambda: None)
     assert _sequence(document) == ["Title.", "<i/1>", "<i/2>"]
     assert "no embedding" in document.placement["unpositioned"]
-
-
-def test_document_ids_come_from_the_id_field_then_the_grouping_rules():
-    config = DocumentsConfig(groups=[GroupRule(fields=["sku"], domain="marketing"), GroupRule(fields=["record"])])
-    assert document_id({"doc_id": 7, "sku": "A"}, "marketing", config) == ("7", "doc_id")
-    assert document_id({"sku": "A"}, "marketing", config) == ("A", "group:sku")
-    assert document_id({"sku": "A"}, "factory", config) is None
-    assert document_id({"record": "R1"}, "factory", config) == ("R1", "group:record")
 
 
 @pytest.fixture(scope="module")

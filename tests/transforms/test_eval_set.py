@@ -11,14 +11,15 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from PIL import Image, ImageDraw
 
-from schemas.config.eval_set import EvalQuestion, EvalSetConfig
+from schemas.config.eval_set import EvalSetConfig
 from schemas.config.near_dedup import NearDedupConfig
 from schemas.config.semantic_dedup import SemanticDedupConfig
 from schemas.records.samples import ImageInfo, Sample
 from tests.helpers import jpeg_bytes, make_photo
 from transforms._leaks import ProbeIndex, probe_of
 from transforms._parts import parquet_bytes
-from transforms.eval_set import BuildEvalSet, items_of, with_choices
+from transforms.eval_items import items_of
+from transforms.eval_set import BuildEvalSet
 from transforms.hashing import perceptual_hashes
 from transforms.incremental import EarlierRun
 from transforms.write_shards import SIDECAR_SCHEMA, sample_record, sidecar_row
@@ -59,43 +60,6 @@ def _shirt(colour: tuple[int, int, int]) -> Image.Image:
     ImageDraw.Draw(image).polygon([(40, 30), (88, 30), (110, 55), (95, 65), (92, 120), (36, 120), (33, 65), (18, 55)],
                                   fill=colour)  # fmt: skip
     return image
-
-
-def test_answers_come_from_the_named_metadata_field_and_questions_respect_domains():
-    questions = EvalSetConfig().questions
-    factory = _sample("a1", make_photo(64, 64, 1), "test", {"label": "scratches", "domain": "factory", "color": ""})
-    marketing = _sample(
-        "b2",
-        make_photo(64, 64, 2),
-        "test",
-        {"label": "ignored here", "category": "apparel", "color": " dark  green ", "domain": "marketing"},
-        text="Classic t-shirt in green",
-    )
-    (understanding,) = items_of(factory, questions, generation=True)
-    assert (understanding.answer, understanding.answer_field) == ("scratches", "label")
-    assert understanding.image == "images/a1.jpg"
-    items = items_of(marketing, questions, generation=True)
-    answers = {item.answer_field: item.answer for item in items if hasattr(item, "answer")}
-    assert answers == {"category": "apparel", "color": "dark green"}
-    (generation,) = [item for item in items if hasattr(item, "prompt")]
-    assert (generation.prompt, generation.prompt_field, generation.reference_image) == (
-        "Classic t-shirt in green",
-        "title",
-        "images/b2.jpg",
-    )
-
-
-def test_choices_list_every_answer_given_to_the_same_question():
-    question = [EvalQuestion(field="label", question="Which defect?")]
-    samples = [_sample(k, make_photo(48, 48, i), "test", {"label": v}) for i, (k, v) in enumerate(
-        [("c1", "dent"), ("c2", "none"), ("c3", "dent")])]  # fmt: skip
-    items = with_choices(item for s in samples for item in items_of(s, question, generation=False))
-    assert [item.id for item in items] == ["c1-label", "c2-label", "c3-label"]
-    assert all(item.choices == ["dent", "none"] for item in items)
-    vocabulary = {("Which defect?", "label"): ["crack", "dent"]}
-    assert with_choices(items, vocabulary)[0].choices == ["crack", "dent", "none"]
-    many = {("Which defect?", "label"): [f"class-{i}" for i in range(30)]}
-    assert with_choices(items, many)[0].choices == []  # an open question
 
 
 def test_leak_check_uses_dedup_evidence_and_keeps_colour_variants_apart():

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from schemas.config.near_dedup import NearDedupConfig
 from schemas.records.dedup import Fingerprint
-from transforms._duplicates import Member, forest_edges
+from transforms._dedup_members import Member, forest_edges
 from transforms._hash_match import HashFeatures, Limits, band_layout, band_values
 from transforms._near_buckets import (
     band_entries,

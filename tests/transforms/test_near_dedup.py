@@ -22,7 +22,8 @@ from schemas.records.dedup import Fingerprint, fingerprint
 from schemas.records.samples import ImageInfo, Sample
 from tests.helpers import make_photo, run_job, write_sidecar
 from tests.transforms import scenes
-from transforms._duplicates import Edge, Member, decide_cluster
+from transforms._dedup_members import Edge, Member
+from transforms._duplicates import decide_cluster
 from transforms._hash_match import HashFeatures
 from transforms._near_buckets import near_distance
 from transforms.hashing import colour_distance, colour_signature, decode_colour, perceptual_hashes, window_values

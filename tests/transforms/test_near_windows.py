@@ -9,7 +9,7 @@ import numpy as np
 from schemas.config.near_dedup import NearDedupConfig
 from schemas.records.dedup import Fingerprint
 from tests.transforms import scenes
-from transforms._duplicates import Member
+from transforms._dedup_members import Member
 from transforms._hash_match import HASH_BITS, HashFeatures, Limits
 from transforms._near_windows import (
     LOOSE_WINDOWS,

@@ -15,21 +15,13 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont
 
-from schemas.config.quality import OverexposedRule, QualityConfig, QualityRule
+from schemas.config.quality import QualityConfig
 from tests.helpers import make_photo, write_sidecar
 from tests.transforms.model_samples import make_sample
 from transforms._text_regions import DETECTOR
-from transforms.quality import (
-    BINS,
-    CHECKS,
-    FilterLowQuality,
-    Measures,
-    _HistogramFn,
-    analysis_pixels,
-    failures,
-    group_stats,
-    measure,
-)
+from transforms.quality import FilterLowQuality, _HistogramFn, failures
+from transforms.quality_bounds import BINS
+from transforms.quality_measures import Measures, analysis_pixels, measure
 
 _COLLECTED: dict[str, list] = defaultdict(list)
 
@@ -239,33 +231,6 @@ def test_degenerate_and_unusual_images_are_measured_finite_with_a_clear_reason_o
     found = reasons_of(image)
     assert (found[0] if found else None) == reason, (name, found, measures)
     assert all(math.isfinite(value) for value in measures.scores().values())
-
-
-def test_group_median_and_mad_come_from_the_histogram_to_bin_width():
-    config = QualityConfig(
-        overexposed=OverexposedRule(threshold=0.35),
-        low_contrast=QualityRule(deviations=3.0),
-        blurry=QualityRule(deviations=2.0),
-    )
-    rng = np.random.default_rng(0)
-    contrast = rng.uniform(0.05, 0.3, 101)
-    sharpness = rng.lognormal(-1.0, 0.5, 101)
-    counts = np.zeros((2, BINS), np.int64)
-    for row, (code, values) in enumerate((("low_contrast", contrast), ("blurry", sharpness))):
-        check = CHECKS[code]
-        scaled = np.log10(values)
-        counts[row] = np.bincount(
-            ((scaled - check.lower) / (check.upper - check.lower) * BINS).astype(int), minlength=BINS
-        )
-    stats = group_stats(counts, config)
-    for code, values in (("low_contrast", contrast), ("blurry", sharpness)):
-        check = CHECKS[code]
-        width = (check.upper - check.lower) / BINS
-        scaled = np.log10(values)
-        median, mad, count = stats[code]
-        assert count == 101
-        assert median == pytest.approx(np.median(scaled), abs=width)
-        assert mad == pytest.approx(np.median(np.abs(scaled - np.median(scaled))), abs=2 * width)
 
 
 def test_group_histograms_do_not_depend_on_how_samples_are_bundled():

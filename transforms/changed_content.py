@@ -1,0 +1,70 @@
+"""What stops an incremental job: a shipped file with new content, or a new item of a document already decided.
+
+An incremental run never rewrites an earlier shard. When a source an earlier run kept (``kept_source_key`` of its
+ledger rows) now holds other content (``refuse_changed_content``), or a new item belongs to a document the earlier
+run already decided (``refuse_grown_document``), the job raises ``ChangedContent``; the launcher recognises the
+sentence in the failed job's error (``changed_content``, whatever the runner's wrapping) and rebuilds the whole
+output instead. Used by ``transforms/incremental.py`` (the checks) and ``transforms/mark_replaced.py``.
+
+Pure functions (no Beam).
+"""
+
+from collections.abc import Iterable, Iterator
+
+from schemas import reasons
+from schemas.records.ledger import LedgerRow
+
+CHANGED = "changed content since it was written to"
+
+
+class ChangedContent(RuntimeError):
+    """A shipped sample's file now holds other content: an incremental run cannot replace it, a rebuild does.
+
+    The message carries ``CHANGED``, which survives every runner's wrapping of a failed job's error, so the launcher
+    recognises it (``changed_content``).
+    """
+
+
+def changed_content(error: BaseException) -> str | None:
+    """The ``ChangedContent`` sentence inside a failed job's error (a runner wraps it in its own), or ``None``."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        for line in str(error).splitlines():
+            if CHANGED in line:
+                line = line.split(f"{ChangedContent.__name__}: ", 1)[-1]
+                return line.split(" [while running", 1)[0].strip()
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def kept_source_key(pair: tuple[str, LedgerRow]) -> Iterator[tuple[str, str]]:
+    """``(source, content key)`` of an earlier ledger row ``(key, row)`` whose sample was kept (is in a shard)."""
+    key, row = pair
+    if row.status == reasons.KEPT:
+        yield row.source, key
+
+
+def refuse_changed_content(element: tuple[str, dict[str, Iterable[str]]], output: str) -> None:
+    """Stop the incremental job when a source an earlier run shipped now has different content.
+
+    Its old sample sits in an earlier shard, which incremental runs never rewrite, and the ledger has one row per
+    source: keeping both would put a sample in the shards that no input accounts for, so the job stops and the
+    launcher rebuilds the output.
+    """
+    source, keys = element
+    now, kept = set(keys["now"]), set(keys["kept"])
+    if now and kept and not now & kept:
+        raise ChangedContent(f"{source} {CHANGED} {output} (key {min(kept)} is now {min(now)})")
+
+
+def refuse_grown_document(element: tuple[str, dict[str, Iterable]], output: str) -> None:
+    """Stop the incremental job when a new item belongs to a document an earlier run already decided.
+
+    That document sits in an earlier docs shard (or its ledger row says why it was dropped without the new image);
+    incremental runs never rewrite shards, so the launcher rebuilds the output and assembles it with every image.
+    """
+    doc_id, found = element
+    sources, earlier = sorted(found["new"]), list(found["earlier"])
+    if sources and earlier:
+        raise ChangedContent(f"document {doc_id} {CHANGED} {output} (new member {sources[0]})")

@@ -1,0 +1,55 @@
+"""Mark replaced: name the old key in the ledger row of every source whose content changed since the last commit.
+
+Input: the run's final ledger rows (``LedgerRow``); output: the same rows. When an incremental run stops on changed
+content (``transforms/changed_content.py``), the launcher rebuilds the whole output; ``MarkReplaced`` then writes the
+old key into the new row's detail (``replaces_key``) of every source whose content changed since the committed
+output, whatever its new status. No config section, no metrics.
+"""
+
+import dataclasses
+import json
+from collections.abc import Iterable, Iterator
+
+import apache_beam as beam
+
+from schemas.records.ledger import LedgerRow, detail_json
+from transforms._io import join
+from transforms.changed_content import kept_source_key
+
+
+class MarkReplaced(beam.PTransform):
+    """Name the old key in the row of every source whose content changed since the committed output ``previous``.
+
+    A rebuild over an existing output replaces the old sample of such a source; its new row's detail says which
+    (``replaces_key``), whatever its new status. Without ``previous`` the rows pass unchanged.
+    """
+
+    def __init__(self, previous: str | None):
+        super().__init__()
+        self._previous = previous
+
+    def expand(self, rows: beam.PCollection) -> beam.PCollection:
+        if self._previous is None:
+            return rows
+        earlier = (
+            rows.pipeline
+            | "ReadEarlierLedger" >> beam.io.ReadFromParquet(join(self._previous, "ledger", "part-*.parquet"))
+            | "EarlierByKey" >> beam.Map(lambda row: (row["key"] or "", LedgerRow(**row)))
+            | "EarlierKept" >> beam.FlatMap(kept_source_key)
+        )
+        return (
+            {"rows": rows | "BySource" >> beam.Map(lambda row: (row.source, row)), "earlier": earlier}
+            | "JoinEarlier" >> beam.CoGroupByKey()
+            | "Mark" >> beam.FlatMap(_mark_replaced)
+        )
+
+
+def _mark_replaced(element: tuple[str, dict[str, Iterable]]) -> Iterator[LedgerRow]:
+    _, grouped = element
+    old_keys = set(grouped["earlier"])
+    for row in grouped["rows"]:
+        replaced = sorted(old_keys - {row.key})
+        if replaced:
+            detail = {**json.loads(row.detail), "replaces_key": replaced[0]}
+            row = dataclasses.replace(row, detail=detail_json(**detail))
+        yield row

@@ -1,0 +1,155 @@
+"""Quality measures of one image: what ``transforms/quality.py`` writes into ``scores`` and decides on.
+
+``analysis_pixels`` decodes an image once into an RGB uint8 copy at most ``side`` pixels long (JPEG draft mode, then
+a box reduction); ``measure`` computes every measure of it as ``Measures``, each finite:
+
+- ``quality_sharpness_lapvar``: variance of the 4-neighbour Laplacian over the subject divided by the subject's grey
+  variance (contrast does not decide it; the fixed analysis size keeps image size from deciding it);
+- ``quality_highlights_clipped``: share of subject pixels whose two brightest channels are both >= 250 (a saturated
+  colour clips one channel and is not counted);
+- ``quality_highlights_tinted``: share of subject pixels with one or two channels >= 250 and every channel >= 150: a
+  light colour (skin, a pastel garment) pushed against the ceiling, its hue washed toward white. A vivid colour
+  clips one channel with the others low and is not counted; an overexposed colour loses its hue this way first;
+- ``quality_shadows_clipped``: share of subject pixels with every channel <= 5;
+- ``quality_brightness_p99``: 99th percentile of the brightest channel over the whole frame (headroom);
+- ``quality_contrast_rms``: standard deviation of the subject's grey level (0-1);
+- ``quality_text_coverage``: share of the frame inside text blocks found by ``transforms._text_regions`` on a
+  copy at most ``TEXT_SIDE`` pixels long (large enough for text that covers a frame, and 30% cheaper);
+- ``quality_subject_share``: share of the frame measured as subject.
+
+The subject is the frame without its backdrop (``subject_mask``): near-uniform regions (grey range within 5x5 at most
+``UNIFORM_RANGE`` levels) that touch the border, removed only when they cover at least ``BACKDROP_BORDER`` of the
+border (a product shot's white or flat background; a blown-out sky along one edge stays in).
+
+Pure functions (NumPy, OpenCV, Pillow; no Beam).
+"""
+
+import io
+import math
+from collections.abc import Mapping
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from transforms._text_regions import text_coverage
+
+UNIFORM_RANGE = 4
+BACKDROP_BORDER = 0.6
+MIN_SUBJECT = 0.02
+CLIPPED_HIGH, CLIPPED_LOW = 250, 5
+TINTED_FLOOR = 150
+TEXT_SIDE = 192
+
+
+class Measures(NamedTuple):
+    """The quality measures of one image, each finite."""
+
+    sharpness_lapvar: float
+    highlights_clipped: float
+    highlights_tinted: float
+    shadows_clipped: float
+    brightness_p99: float
+    contrast_rms: float
+    text_coverage: float
+    subject_share: float
+
+    def scores(self) -> dict[str, float]:
+        return {f"quality_{name}": round(float(value), 6) for name, value in self._asdict().items()}
+
+    @classmethod
+    def from_scores(cls, scores: Mapping[str, float]) -> "Measures":
+        return cls(*(float(scores[f"quality_{name}"]) for name in cls._fields))
+
+
+def analysis_pixels(data: bytes, side: int) -> np.ndarray:
+    """Decode ``data`` once into an RGB uint8 array at most ``side`` pixels long (never upscaled).
+
+    JPEG is decoded in draft mode at the smallest scale that stays at least ``side`` long; palette, alpha (on white),
+    grey and 16-bit or float images are converted to 8-bit RGB, high bit depths scaled by their range.
+    """
+    image = Image.open(io.BytesIO(data))
+    width, height = image.size
+    longest = max(width, height)
+    if image.format == "JPEG" and longest > side:
+        # Pillow picks the largest reduction that keeps the image at least this size, so ask for the floor.
+        image.draft("RGB", (max(1, width * side // longest), max(1, height * side // longest)))
+    image = _to_rgb8(image)
+    if max(image.size) > side:
+        scale = side / max(image.size)
+        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        image = image.resize(size, Image.Resampling.BOX, reducing_gap=2.0)
+    return np.asarray(image)
+
+
+def _to_rgb8(image: Image.Image) -> Image.Image:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        finite = values[np.isfinite(values)]
+        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+        top = 65535.0 if image.mode.startswith("I;16") else max(high - min(low, 0.0), 1e-12)
+        scaled = np.nan_to_num((values - min(low, 0.0)) / top, nan=0.0)
+        image = Image.fromarray(np.clip(np.rint(scaled * 255.0), 0, 255).astype(np.uint8), "L")
+    if image.mode in ("RGBA", "LA", "PA", "P", "La", "RGBa"):
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGB", rgba.size, (255, 255, 255))
+        canvas.paste(rgba, mask=rgba.getchannel("A"))
+        return canvas
+    return image.convert("RGB") if image.mode != "RGB" else image
+
+
+def subject_mask(grey: np.ndarray) -> np.ndarray:
+    """The pixels of ``grey`` (uint8) that are not backdrop; the whole frame when no backdrop frames it."""
+    window = np.ones((5, 5), np.uint8)
+    uniform = (cv2.dilate(grey, window) - cv2.erode(grey, window) <= UNIFORM_RANGE).view(np.uint8)
+    count, labels = cv2.connectedComponents(uniform, connectivity=4)
+    border = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+    if count <= 1 or np.count_nonzero(border) < BACKDROP_BORDER * border.size:
+        return np.ones(grey.shape, bool)
+    touching = np.zeros(count, bool)
+    touching[np.unique(border)] = True
+    touching[0] = False
+    subject = ~touching[labels]
+    return subject if subject.mean() >= MIN_SUBJECT else np.ones(grey.shape, bool)
+
+
+def measure(rgb: np.ndarray) -> Measures:
+    """All measures of an RGB uint8 image (any size, at least 1x1)."""
+    rgb = np.ascontiguousarray(rgb)
+    grey8 = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    grey = grey8.astype(np.float32) / 255.0
+    subject = subject_mask(grey8)
+    mask = None if subject.all() else subject.astype(np.uint8)
+    pixels = int(np.count_nonzero(subject))
+    red, green, blue = cv2.split(rgb)
+    brightest = cv2.max(cv2.max(red, green), blue)
+    clipped = (red >= CLIPPED_HIGH).view(np.uint8) + (green >= CLIPPED_HIGH) + (blue >= CLIPPED_HIGH)
+    light = cv2.min(cv2.min(red, green), blue) >= TINTED_FLOOR
+    tinted = (clipped >= 1) & (clipped <= 2) & light
+    if mask is not None:
+        clipped, shadows, tinted = clipped * mask, (brightest <= CLIPPED_LOW) & subject, tinted & subject
+    else:
+        shadows = brightest <= CLIPPED_LOW
+    _, tone_std = cv2.meanStdDev(grey, mask=mask)
+    _, detail_std = cv2.meanStdDev(cv2.Laplacian(grey, cv2.CV_32F, ksize=1), mask=mask)
+    variance = float(tone_std[0, 0]) ** 2
+    histogram = np.cumsum(np.bincount(brightest.ravel(), minlength=256))
+    return Measures(
+        sharpness_lapvar=float(detail_std[0, 0]) ** 2 / max(variance, (1 / 255) ** 2),
+        highlights_clipped=float(np.count_nonzero(clipped >= 2)) / pixels,
+        highlights_tinted=float(np.count_nonzero(tinted)) / pixels,
+        shadows_clipped=float(np.count_nonzero(shadows)) / pixels,
+        brightness_p99=float(np.searchsorted(histogram, 0.99 * histogram[-1])) / 255.0,
+        contrast_rms=math.sqrt(variance),
+        text_coverage=text_coverage(_at_most(grey8, TEXT_SIDE)),
+        subject_share=pixels / subject.size,
+    )
+
+
+def _at_most(grey: np.ndarray, side: int) -> np.ndarray:
+    if max(grey.shape) <= side:
+        return grey
+    scale = side / max(grey.shape)
+    size = (max(1, round(grey.shape[1] * scale)), max(1, round(grey.shape[0] * scale)))
+    return cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
