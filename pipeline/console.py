@@ -55,7 +55,20 @@ class _Thresholds(logging.Filter):
             message = str(record.msg)
             if message.startswith(NEVER_SHOWN) or (self.others > logging.DEBUG and message.startswith(DEBUG_ONLY)):
                 return False
+            if self.others > logging.DEBUG and _expected_stop(record):
+                return False
         return True
+
+
+def _expected_stop(record: logging.LogRecord) -> bool:
+    """A runner's error log of the incremental job stopping on changed content, which the launcher turns into a
+    rebuild and explains in one line of its own (the traceback shows with ``-vv``)."""
+    from transforms.changed_content import CHANGED
+
+    try:
+        return CHANGED in record.getMessage()
+    except (TypeError, ValueError):
+        return False
 
 
 class _Format(logging.Formatter):

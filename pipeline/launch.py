@@ -39,6 +39,14 @@ from transforms.model_weights import ModelUnavailable
 from transforms.write_audit import crossed_bounds
 
 _LOG = logging.getLogger("unishard")
+REBUILD_FILE = (
+    "an incremental run cannot take an old sample out of its shard, so the whole output is rebuilt and the new "
+    "content replaces it (the ledger's detail names the old key as replaces_key)"
+)
+REBUILD_DOCUMENT = (
+    "an incremental run never rewrites an earlier docs shard, so the whole output is rebuilt and the document is "
+    "assembled again with every image it has"
+)
 
 
 @dataclass(frozen=True)
@@ -131,11 +139,7 @@ def run(
         except RunError as error:
             if earlier is None or not (changed := changed_content(error)):
                 raise
-            _LOG.warning(
-                "unishard: %s; an incremental run cannot take an old sample out of its shard, so the whole output is "
-                "rebuilt and the new content replaces it (the ledger's detail names the old key as replaces_key)",
-                changed,
-            )
+            _LOG.warning("%s; %s", changed, REBUILD_DOCUMENT if changed.startswith("document ") else REBUILD_FILE)
             discard(error.staging)
             earlier = None
             staging = _run_pipeline(config, options, runner, None, previous, progress)

@@ -123,6 +123,9 @@ def _record(name: str, level: int, message: str) -> logging.LogRecord:
     return logging.LogRecord(name, level, __file__, 1, message, None, None)
 
 
+STOP = "stop: photo.jpg changed content since it was written to /out"
+
+
 @pytest.mark.parametrize(
     "level, shown",
     [
@@ -138,6 +141,7 @@ def _record(name: str, level: int, message: str) -> logging.LogRecord:
                 "beam info",
                 "beam error",
                 "This output type hint will be ignored and not used",
+                STOP,
             },
         ),
         (logging.ERROR, {"beam error"}),
@@ -158,6 +162,8 @@ def test_the_console_lets_through_by_level_and_kind_of_logger(level, shown):
             _record("apache_beam.runners", logging.ERROR, "beam error"),
             _record("root", logging.WARNING, "apitools not found, and bigquery client libraries are not available"),
             _record("root", logging.WARNING, "This output type hint will be ignored and not used"),
+            # the incremental job's expected stop, which the launcher explains in one line and turns into a rebuild
+            _record("apache_beam.runners.common", logging.ERROR, STOP),
         ]
         assert {record.msg for record in records if handler.filter(record)} == shown
     finally:
