@@ -18,7 +18,8 @@ CHANGED = "changed content since it was written to"
 
 
 class ChangedContent(RuntimeError):
-    """A shipped sample's file now holds other content: an incremental run cannot replace it, a rebuild does.
+    """A shipped sample's file now holds other content, or a decided document gained an item: an incremental run
+    cannot rewrite the earlier shard that holds it, a rebuild does.
 
     The message carries ``CHANGED``, which survives every runner's wrapping of a failed job's error, so the launcher
     recognises it (``changed_content``).
