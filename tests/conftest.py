@@ -6,6 +6,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
+from apache_beam.io.filesystems import FileSystems  # noqa: E402
 
 from tests.helpers import make_photo, run_job  # noqa: E402
 
@@ -24,3 +25,21 @@ def run(tmp_path):
         return run_job(inputs, output or tmp_path / "out", beam_args=list(beam_args), rebuild=rebuild, **sections)
 
     return _run
+
+
+@pytest.fixture
+def flaky(monkeypatch):
+    """``FileSystems.open`` failing the first ``failures[name]`` opens of a file name; no sleeping between tries."""
+    failures: dict[str, int] = {}
+    real_open = FileSystems.open
+
+    def unreliable_open(path, *args, **kwargs):
+        name = path.rsplit("/", 1)[-1]
+        if failures.get(name, 0) > 0:
+            failures[name] -= 1
+            raise OSError(5, "Input/output error (simulated)", path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(FileSystems, "open", staticmethod(unreliable_open))
+    monkeypatch.setattr("transforms._reading.time.sleep", lambda seconds: None)
+    return failures

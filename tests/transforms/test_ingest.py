@@ -250,26 +250,13 @@ def test_every_manifest_row_file_and_tar_member_ends_in_the_ledger(run, manifest
     }
 
 
-def test_transient_read_errors_are_retried_and_the_attempts_recorded(tmp_path, run, monkeypatch):
-    from apache_beam.io.filesystems import FileSystems
-
+def test_transient_read_errors_are_retried_and_the_attempts_recorded(tmp_path, run, flaky):
     images = tmp_path / "images"
     images.mkdir()
     for name, seed in (("flaky.jpg", 1), ("dead.jpg", 2), ("fine.jpg", 3)):
         make_photo(200, 160, seed=seed).save(images / name)
         (images / name.replace(".jpg", ".txt")).write_text(f"photo {name}")
-    failures = {"flaky.jpg": 2, "dead.jpg": 99}
-    real_open = FileSystems.open
-
-    def unreliable_open(path, *args, **kwargs):
-        name = path.rsplit("/", 1)[-1]
-        if failures.get(name, 0) > 0:
-            failures[name] -= 1
-            raise OSError(5, "Input/output error (simulated network blip)", path)
-        return real_open(path, *args, **kwargs)
-
-    monkeypatch.setattr(FileSystems, "open", staticmethod(unreliable_open))
-    monkeypatch.setattr("transforms._reading.time.sleep", lambda seconds: None)
+    flaky.update({"flaky.jpg": 2, "dead.jpg": 99})
     rows = run([images]).ledger_by_name()
     assert rows["flaky.jpg"]["status"] == "kept"
     assert json.loads(rows["flaky.jpg"]["detail"])["read_attempts"] == 3

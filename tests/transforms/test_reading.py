@@ -3,31 +3,11 @@
 import json
 
 import pytest
-from apache_beam.io.filesystems import FileSystems
 
 from schemas import reasons
 from schemas.records.inputs import InputItem
 from schemas.records.ledger import RejectItem
-from transforms import _reading
 from transforms._reading import READ_ATTEMPTS, read_again, read_bytes, read_member, read_sidecar
-
-
-@pytest.fixture
-def flaky(monkeypatch):
-    """``FileSystems.open`` failing the first ``failures[name]`` opens of a file name; no sleeping between tries."""
-    failures: dict[str, int] = {}
-    real_open = FileSystems.open
-
-    def unreliable_open(path, *args, **kwargs):
-        name = path.rsplit("/", 1)[-1]
-        if failures.get(name, 0) > 0:
-            failures[name] -= 1
-            raise OSError(5, "Input/output error (simulated)", path)
-        return real_open(path, *args, **kwargs)
-
-    monkeypatch.setattr(FileSystems, "open", staticmethod(unreliable_open))
-    monkeypatch.setattr(_reading.time, "sleep", lambda seconds: None)
-    return failures
 
 
 def test_a_transient_error_is_retried_and_the_attempts_counted(tmp_path, flaky):
