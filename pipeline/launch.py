@@ -31,7 +31,7 @@ from pipeline.state import STAGING, commit, discard, output_lock, recover
 from schemas.config.unishard import UnishardConfig
 from transforms._io import join
 from transforms._listing import count_items
-from transforms.changed_content import changed_content
+from transforms.changed_content import changed_content, rebuild_reason
 from transforms.count_changes import CHANGES
 from transforms.image_store import store_folder
 from transforms.incremental import EarlierRun
@@ -39,14 +39,6 @@ from transforms.model_weights import ModelUnavailable
 from transforms.write_audit import crossed_bounds
 
 _LOG = logging.getLogger("unishard")
-REBUILD_FILE = (
-    "an incremental run cannot take an old sample out of its shard, so the whole output is rebuilt and the new "
-    "content replaces it (the ledger's detail names the old key as replaces_key)"
-)
-REBUILD_DOCUMENT = (
-    "an incremental run never rewrites an earlier docs shard, so the whole output is rebuilt and the document is "
-    "assembled again with every image it has"
-)
 
 
 @dataclass(frozen=True)
@@ -139,7 +131,7 @@ def run(
         except RunError as error:
             if earlier is None or not (changed := changed_content(error)):
                 raise
-            _LOG.warning("%s; %s", changed, REBUILD_DOCUMENT if changed.startswith("document ") else REBUILD_FILE)
+            _LOG.warning("%s; %s", changed, rebuild_reason(changed))
             discard(error.staging)
             earlier = None
             staging = _run_pipeline(config, options, runner, None, previous, progress)

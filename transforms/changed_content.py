@@ -15,6 +15,15 @@ from schemas import reasons
 from schemas.records.ledger import LedgerRow
 
 CHANGED = "changed content since it was written to"
+DOCUMENT = "document "
+_REBUILD_FILE = (
+    "an incremental run cannot take an old sample out of its shard, so the whole output is rebuilt and the new "
+    "content replaces it (the ledger's detail names the old key as replaces_key)"
+)
+_REBUILD_DOCUMENT = (
+    "an incremental run never rewrites an earlier docs shard, so the whole output is rebuilt and the document is "
+    "assembled again with every image it has"
+)
 
 
 class ChangedContent(RuntimeError):
@@ -37,6 +46,11 @@ def changed_content(error: BaseException) -> str | None:
                 return line.split(" [while running", 1)[0].strip()
         error = error.__cause__ or error.__context__
     return None
+
+
+def rebuild_reason(sentence: str) -> str:
+    """Why the launcher rebuilds the output after the stop ``sentence`` (a ``changed_content`` result)."""
+    return _REBUILD_DOCUMENT if sentence.startswith(DOCUMENT) else _REBUILD_FILE
 
 
 def kept_source_key(pair: tuple[str, LedgerRow]) -> Iterator[tuple[str, str]]:
@@ -68,4 +82,4 @@ def refuse_grown_document(element: tuple[str, dict[str, Iterable]], output: str)
     doc_id, found = element
     sources, earlier = sorted(found["new"]), list(found["earlier"])
     if sources and earlier:
-        raise ChangedContent(f"document {doc_id} {CHANGED} {output} (new member {sources[0]})")
+        raise ChangedContent(f"{DOCUMENT}{doc_id} {CHANGED} {output} (new member {sources[0]})")

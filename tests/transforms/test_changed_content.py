@@ -10,6 +10,7 @@ from transforms.changed_content import (
     ChangedContent,
     changed_content,
     kept_source_key,
+    rebuild_reason,
     refuse_changed_content,
     refuse_grown_document,
 )
@@ -65,3 +66,12 @@ def test_a_new_member_of_a_decided_document_stops_the_job_and_a_new_document_doe
         refuse_grown_document(("d1", {"new": ["/in/b.jpg", "/in/a.jpg"], "earlier": [True]}), output="/out")
     assert refuse_grown_document(("d2", {"new": ["/in/c.jpg"], "earlier": []}), output="/out") is None
     assert refuse_grown_document(("d1", {"new": [], "earlier": [True]}), output="/out") is None
+
+
+def test_the_launcher_s_reason_to_rebuild_fits_the_stop():
+    with pytest.raises(ChangedContent) as file_stop:
+        refuse_changed_content(("/in/a.jpg", {"now": ["2b"], "kept": ["1a"]}), output="/out")
+    with pytest.raises(ChangedContent) as document_stop:
+        refuse_grown_document(("PAGE-1", {"new": ["/in/c.jpg"], "earlier": [True]}), output="/out")
+    assert "replaces_key" in rebuild_reason(changed_content(file_stop.value))
+    assert "assembled again with every image" in rebuild_reason(changed_content(document_stop.value))
