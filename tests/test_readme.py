@@ -10,6 +10,7 @@ from it with ``HF_HUB_OFFLINE=1``.
 import hashlib
 import json
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -31,8 +32,9 @@ DEMO_RUN = "unishard run examples/demo.toml --smoke-models"
 # change a byte; a change of output on purpose refreshes this file (UNISHARD_UPDATE_DIGEST=1 with this test) and says
 # why in its commit message.
 DEMO_DIGEST = ROOT / "tests" / "data" / "demo_digest.json"
-# JPEG encoding, random model weights and Parquet bytes follow these libraries' versions: the recorded digest holds
-# for the environment it was recorded in (the one .ci/run installs).
+# JPEG encoding, random model weights and Parquet bytes follow these libraries' versions, and the model's floats the
+# processor's instruction set: the recorded digest holds for the environment and machine kind it was recorded on
+# (the one .ci/run installs; elsewhere the test warns instead of comparing).
 DIGEST_PACKAGES = (
     "apache-beam",
     "imagehash",
@@ -161,7 +163,19 @@ def _file_digests(output: Path) -> dict[str, str]:
 
 
 def _environment(run_at: str) -> dict[str, str]:
-    return {"checkout": run_at} | {name: metadata.version(name) for name in DIGEST_PACKAGES}
+    return {"checkout": run_at, **_processor()} | {name: metadata.version(name) for name in DIGEST_PACKAGES}
+
+
+def _processor() -> dict[str, str]:
+    """The processor the model's floats were computed on: torch picks its kernels by instruction set (the same
+    versions gave other embedding bytes on an AVX-512 machine than on the one the digest was first recorded on)."""
+    import torch
+
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [
+        line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")
+    ]
+    return {"cpu": names[0] if names else platform.processor(), "torch_cpu": torch.backends.cpu.get_cpu_capability()}
 
 
 def _compare_with_recorded(digests: dict[str, str], run_at: str) -> None:
@@ -176,7 +190,8 @@ def _compare_with_recorded(digests: dict[str, str], run_at: str) -> None:
         differ = {name: (recorded["environment"].get(name), version) for name, version in here.items()}
         differ = {name: pair for name, pair in differ.items() if pair[0] != pair[1]}
         warnings.warn(
-            f"demo digest not compared: recorded with other library versions (recorded, here): {differ}", stacklevel=2
+            f"demo digest not compared: recorded with other library versions or processor (recorded, here): {differ}",
+            stacklevel=2,
         )
         return
     changed = sorted(name for name in digests.keys() & recorded["files"] if digests[name] != recorded["files"][name])
