@@ -4,16 +4,17 @@ Near dedup (``transforms.near_dedup``) finds crop and overlay candidates from ke
 from pHashes a little beyond its threshold. A candidate pair the whole-image test does not already accept is kept only
 when:
 
-1. **Keypoints agree under one transform.** ORB (``keypoints`` per image, on the normalised image scaled to 512
-   pixels), Lowe's ratio test at 0.8, then RANSAC (3-pixel reprojection error) for one similarity transform (the
-   homography with rotation, uniform scale and translation: what a crop, resize, overlay or re-encode does); at least
-   ``min_inliers`` matches must fit it, and it must be sane (orientation kept, scale within 1/5 to 5). A full
-   8-parameter ``cv2.findHomography`` bends to take in the outliers of repeated patterns: on a scene of repeated
-   shapes it chose a model 5% off in scale with more inliers than the true shift, and the colour check then failed
-   on the misregistration. The inliers must not all lie in one cell of a 4x4 grid over either frame
-   (``MIN_SPREAD``): one watermark or caption on two different pictures matches under one transform, there only (on
-   the benchmark most such matches sit in one cell; no true copy's did). A low-contrast image (a steel surface, too
-   few corners at ORB's default FAST threshold) is featured again at ``LOW_CONTRAST_FAST``.
+1. **Keypoints agree under one transform.** ORB (``keypoints`` per image, on the normalised image scaled to 512 pixels,
+   or enlarged up to 4 times towards a 256-pixel shorter side when smaller), Lowe's ratio test at 0.8, then RANSAC
+   (3-pixel reprojection error) for one similarity transform (the homography with rotation, uniform scale and
+   translation: what a crop, resize, overlay or re-encode does); at least ``min_inliers`` matches must fit it, and it
+   must be sane (orientation kept, scale within 1/5 to 5). A full 8-parameter ``cv2.findHomography`` bends to take in
+   the outliers of repeated patterns: on a scene of repeated shapes it chose a model 5% off in scale with more inliers
+   than the true shift, and the colour check then failed on the misregistration. The inliers must not all lie in one
+   cell of a 4x4 grid over either frame (``MIN_SPREAD``): one watermark or caption on two different pictures matches
+   under one transform, there only (on the benchmark most such matches sit in one cell; no true copy's did). A
+   low-contrast image (a steel surface, too few corners at ORB's default FAST threshold) is featured again at
+   ``LOW_CONTRAST_FAST``.
 2. **The colours agree where the images overlap.** The other image's 128-pixel thumbnail is warped into the frame
    of the image it covers more of (a crop's frame), which must be at least half covered, and the colour signature of
    ``transforms.hashing`` (12x12 cells of mean CIELAB, after brightness and contrast compensation) is compared cell by
@@ -36,6 +37,8 @@ from PIL import Image
 from transforms.hashing import COLOUR_GRID, LOW_CONTRAST_FAST, colour_residuals
 
 WORKING_SIDE = 512
+MIN_SHORT_SIDE = 256
+MAX_ENLARGE = 4.0
 THUMB_SIDE = 128
 THUMB_QUALITY = 95
 RATIO = 0.8
@@ -86,16 +89,21 @@ def extract(data: bytes, count: int) -> KeypointFeatures:
         opened.draft("RGB", (WORKING_SIDE, WORKING_SIDE))
         image = opened.convert("RGB")
     rgb = np.asarray(image)
-    scale = min(1.0, WORKING_SIDE / max(image.size))
-    if scale < 1.0:
+    long_side, short_side = max(image.size), min(image.size)
+    scale = min(1.0, WORKING_SIDE / long_side)
+    if short_side * scale < MIN_SHORT_SIDE:
+        # ORB keeps its keypoints 31 pixels off the border: a small image (a tight crop of a 200-pixel steel patch)
+        # is enlarged so its middle is not all the room there is.
+        scale = max(scale, min(MIN_SHORT_SIDE / short_side, MAX_ENLARGE, 2 * WORKING_SIDE / long_side))
+    if scale != 1.0:
         size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA if scale < 1.0 else cv2.INTER_CUBIC)
     height, width = rgb.shape[:2]
     thumb_scale = min(1.0, THUMB_SIDE / max(width, height))
     thumb_size = (max(1, round(width * thumb_scale)), max(1, round(height * thumb_scale)))
     thumbnail = cv2.resize(rgb, thumb_size, interpolation=cv2.INTER_AREA)
     points, descriptors = np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8)
-    if min(width, height) >= 32:
+    if short_side >= 32:
         gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
         found, described = cv2.ORB_create(nfeatures=count).detectAndCompute(gray, None)
         if len(found) < count // 2:

@@ -28,6 +28,7 @@ from transforms._hash_match import (
     colour_bytes,
     identical_pairs,
 )
+from transforms._near_windows import worth_verifying
 from transforms.hashing import PHASH, colour_distance, decode_colour, hash_int, popcount
 
 PHASH_METHOD = "phash"
@@ -139,13 +140,17 @@ def verified_pairs(
 def loose_pairs(
     members: Sequence[Member], limits: Limits, distance: int, size: int | None = None
 ) -> Iterator[tuple[tuple[str, str], int]]:
-    """Source pairs within ``distance`` pHash bits that ``limits`` rejects (candidates for keypoint verification),
-    with their distance."""
+    """Source pairs within ``distance`` pHash bits that ``limits`` rejects and leaves open (``worth_verifying``: not a
+    colour variant of one geometry), the candidates for keypoint verification, with their distance.
+
+    Colour variants are left out here, where their members are at hand, rather than after the per-image bound on
+    candidates: a product shot in six colours, each with a few copies, would otherwise fill that bound with pairs the
+    colour test closes anyway, and push out the logo copy of one of them."""
     arrays = HashArrays.of([member.features for member in members], size)
     accepted = set(zip(*close_pairs(arrays, arrays, limits, upper=True)[:2], strict=True))
     i, j, d, _ = close_pairs(arrays, arrays, Limits(distance), upper=True)
     for pair, bits in zip(zip(i.tolist(), j.tolist(), strict=True), d.tolist(), strict=True):
-        if pair not in accepted:
+        if pair not in accepted and worth_verifying(members[pair[0]], members[pair[1]], limits):
             a, b = sorted((members[pair[0]].source, members[pair[1]].source))
             yield (a, b), bits
 

@@ -3,6 +3,7 @@
 import itertools
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from schemas.config.near_dedup import NearDedupConfig
@@ -91,3 +92,22 @@ def test_a_low_contrast_surface_gets_keypoints_its_crop_matches_and_another_patc
     assert min(len(feature.points) for feature in features) >= 2 * min_inliers
     assert match(features[1], features[0], min_inliers, 8.0)[0] is not None
     assert match(features[2], features[0], min_inliers, 8.0)[0] is None
+
+
+@pytest.mark.parametrize("photo", ["coins", "gravel", "grass"])
+def test_a_tight_crop_of_a_small_photo_is_enlarged_for_keypoints_and_matches_its_original(photo):
+    """A 200-pixel photo (scikit-image's) cropped to 80 x 140: ORB keeps 31 pixels off the border, so at its own size
+    the crop had too little room for keypoints (at most 14 inliers); enlarged, it matches, and only its original."""
+    import skimage.data
+
+    def small(name: str) -> Image.Image:
+        array = getattr(skimage.data, name)()
+        return Image.fromarray(array).convert("RGB").resize((200, 200), Image.Resampling.LANCZOS)
+
+    original = small(photo)
+    crop_features = _features(original.crop((60, 0, 140, 140)))
+    min_inliers = NearDedupConfig().min_inliers
+    assert min(crop_features.width, crop_features.height) >= 256
+    assert match(crop_features, _features(original), min_inliers, 8.0)[0] is not None
+    for other in {"coins", "gravel", "grass"} - {photo}:
+        assert match(crop_features, _features(small(other)), min_inliers, 8.0)[0] is None

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from schemas.config.near_dedup import NearDedupConfig
 from schemas.records.dedup import Fingerprint
+from tests.transforms import scenes
 from transforms._dedup_members import Member, forest_edges
 from transforms._hash_match import HashFeatures, Limits, band_layout, band_values
 from transforms._near_buckets import (
@@ -146,3 +147,30 @@ def test_the_ledger_detail_names_bits_and_colour_distance():
     assert near_distance(a, b) == (2.0, {"distance": 2, "colour_distance": None})
     distance, detail = near_distance(a, a)
     assert distance == 0.0 and detail["colour_distance"] == 0.0
+
+
+def _signature(grid: np.ndarray) -> bytes:
+    """A colour signature's bytes from a ``(cells, 3)`` CIELAB grid (``transforms.hashing.colour_signature``'s
+    encoding)."""
+    encoded = np.stack([grid[:, 0] * 2.55, grid[:, 1] + 128, grid[:, 2] + 128], axis=-1)
+    return np.clip(np.rint(encoded), 0, 255).astype(np.uint8).tobytes()
+
+
+def test_loose_candidates_leave_out_colour_variants_of_one_geometry_but_keep_overlay_copies():
+    """A product in six colours with copies must not fill the per-image candidate bound: pairs the colour test
+    closes (same geometry, colour differing beyond an edge patch) are no keypoint candidates; an overlay copy is."""
+    red = scenes.lab_grid((50.0, 60.0, 40.0))
+    blue = scenes.lab_grid((50.0, 10.0, -50.0))
+    badge = red.reshape(12, 12, 3).copy()
+    badge[0:2, 9:12] = (55.0, -70.0, 60.0)  # a green badge in a corner: 6 of 144 cells
+    phash = 0x0123_4567_89AB_CDEF
+    members = [
+        Member(source, source, "d", "", "", (0,), False, HashFeatures(value, None, _signature(grid)))
+        for source, value, grid in (
+            ("a-red", phash, red),
+            ("b-blue", _flip(phash, [1, 2]), blue),
+            ("c-red-badge", _flip(phash, [3, 4]), badge.reshape(-1, 3)),
+        )
+    ]
+    candidates = [pair for pair, _ in loose_pairs(members, Limits(8, None, 8.0), 10)]
+    assert candidates == [("a-red", "c-red-badge")]

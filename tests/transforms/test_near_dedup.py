@@ -10,10 +10,11 @@ from collections import defaultdict
 from pathlib import Path
 
 import apache_beam as beam
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
-from PIL import Image, ImageDraw, ImageEnhance
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
 
 from schemas import reasons
 from schemas.config.near_dedup import NearDedupConfig
@@ -398,3 +399,43 @@ def test_a_crop_and_its_original_land_in_one_split(split_run):
     by_name = {Path(row["source"]).name: row for row in clusters}
     assert by_name["scene-crop.jpg"]["cluster_id"] == by_name["scene.jpg"]["cluster_id"]
     assert by_name["scene-crop.jpg"]["method"] == "keypoints" and not by_name["scene-crop.jpg"]["removed"]
+
+
+def _hue_turned(image: Image.Image, degrees: float) -> Image.Image:
+    """The same picture in other colours at the same luma (so the same pHash): its chroma turned by ``degrees``."""
+    ycc = np.asarray(image.convert("YCbCr"), np.float64)
+    turn = np.deg2rad(degrees)
+    cb, cr = ycc[..., 1] - 128, ycc[..., 2] - 128
+    ycc[..., 1] = 128 + cb * np.cos(turn) - cr * np.sin(turn)
+    ycc[..., 2] = 128 + cb * np.sin(turn) + cr * np.cos(turn)
+    return Image.fromarray(np.clip(np.rint(ycc), 0, 255).astype(np.uint8), "YCbCr").convert("RGB")
+
+
+def test_a_logo_copy_is_found_among_many_colour_variants_of_its_original(tmp_path):
+    """One product shot in five more colours, each with two copies, and a logo pasted on the original: the colour
+    variants are no candidates, so they cannot fill the per-image bound and push the logo copy's pair out."""
+    base = scenes.scene(1)
+    logo = base.copy()
+    ImageDraw.Draw(logo).ellipse((400, 10, 470, 80), fill=(20, 200, 40))
+    images = {"z-base": base, "z-logo": logo}
+    for turn in (60, 120, 180, 240, 300):
+        variant = _hue_turned(base, turn)
+        images[f"a-variant-{turn}"] = variant
+        images[f"a-variant-{turn}-small"] = variant.resize((384, 288), Image.Resampling.LANCZOS)
+        images[f"a-variant-{turn}-blur"] = variant.filter(ImageFilter.GaussianBlur(0.8))
+    pairs = [_sample_and_fingerprint(name, image) for name, image in images.items()]
+    config = GEOMETRIC.model_copy(update={"subwindow_candidates": 1})
+    with beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner"])) as pipeline:
+        samples = pipeline | "Samples" >> beam.Create([sample for sample, _ in pairs])
+        _ = (
+            pipeline
+            | "Fingerprints" >> beam.Create([fp for _, fp in pairs])
+            | NearDeduplicate(config, str(tmp_path), samples=samples)
+        )
+    rows = pq.read_table(tmp_path / "dedup" / "near_dedup.parquet").to_pylist()
+    clusters = defaultdict(set)
+    for row in rows:
+        clusters[row["cluster_id"]].add(row["source"])
+    assert {"z-base", "z-logo"} in clusters.values(), sorted(map(sorted, clusters.values()))
+    # One of the two is the survivor (no method); the other was matched on keypoints.
+    assert sorted(row["method"] for row in rows if row["source"].startswith("z-")) == ["", "keypoints"]
