@@ -172,9 +172,8 @@ def _processor() -> dict[str, str]:
     import torch
 
     cpuinfo = Path("/proc/cpuinfo")
-    names = [
-        line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")
-    ]
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
     return {"cpu": names[0] if names else platform.processor(), "torch_cpu": torch.backends.cpu.get_cpu_capability()}
 
 

@@ -52,7 +52,7 @@ class VerifyCandidates(beam.PTransform):
         per_image: Open candidate pairs each image keeps (``None``: all).
 
     Input: ``((source, source), evidence)`` pairs, smaller source first, one per pair; ``evidence.score()`` ranks
-    them.
+    them, and ``evidence.loose`` marks a pair already found ``worth`` verifying.
     """
 
     def __init__(
@@ -194,7 +194,9 @@ class _OpenPairsFn(beam.DoFn):
             return
         second = members[0]
         for first, evidence in sorted(joined["pair"], key=lambda pair: pair[0].source):
-            if first.scope == second.scope and self._worth(first, second):
+            # A pHash candidate (``evidence.loose``) was found worth verifying where its bucket was verified
+            # (``transforms._near_buckets.loose_pairs``): only window pairs are tested here.
+            if first.scope == second.scope and (evidence.loose or self._worth(first, second)):
                 self._candidates.inc()
                 yield first, second, evidence
 
