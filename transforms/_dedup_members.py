@@ -43,17 +43,28 @@ class Member:
     features: Any = None
 
     def __reduce__(self) -> tuple:
-        # Compact pickling (schemas.compact); the rank ends with the key and source, as survivor_rank builds it.
-        tail = self.rank[-2:] == (self.key, self.source)
-        rank = self.rank[:-2] if tail else self.rank
-        values = (self.source, hex_bytes(self.key), self.domain, self.scope, self.labels, rank, tail, self.shipped)
-        return _member, (packed((*values, self.features)),)
+        # Compact pickling (schemas.compact); the rank ends with the key and source, as survivor_rank builds it. A
+        # member is immutable, so its bytes are kept once made (or read): a member crosses several shuffles and
+        # joins on its way to an edge, and is packed and compressed only once.
+        blob = self.__dict__.get(_PACKED)
+        if blob is None:
+            tail = self.rank[-2:] == (self.key, self.source)
+            rank = self.rank[:-2] if tail else self.rank
+            values = (self.source, hex_bytes(self.key), self.domain, self.scope, self.labels, rank, tail, self.shipped)
+            blob = packed((*values, self.features))
+            object.__setattr__(self, _PACKED, blob)
+        return _member, (blob,)
+
+
+_PACKED = "_packed"
 
 
 def _member(blob: bytes) -> Member:
     source, key, domain, scope, labels, rank, tail, shipped, features = unpacked(blob)
     key = hex_text(key)
-    return Member(source, key, domain, scope, labels, (*rank, key, source) if tail else rank, shipped, features)
+    member = Member(source, key, domain, scope, labels, (*rank, key, source) if tail else rank, shipped, features)
+    object.__setattr__(member, _PACKED, blob)
+    return member
 
 
 class Edge(NamedTuple):

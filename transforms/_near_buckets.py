@@ -28,7 +28,7 @@ from transforms._hash_match import (
     colour_bytes,
     identical_pairs,
 )
-from transforms._near_windows import worth_verifying
+from transforms._near_windows import open_pairs
 from transforms.hashing import PHASH, colour_distance, decode_colour, hash_int, popcount
 
 PHASH_METHOD = "phash"
@@ -111,12 +111,12 @@ def open_members(phashes: np.ndarray, capped: bool, reach: int) -> np.ndarray:
     return found
 
 
-def members_by_group(_: bytes, joined: dict) -> Iterator[tuple[tuple, tuple[int, Member]]]:
-    """Each member joined to the open groups that want it, with how many buckets hold that same group."""
-    wanted = Counter(joined["group"])
+def members_by_group(_: bytes, joined: dict) -> Iterator[tuple[tuple, Member]]:
+    """Each member joined to the open groups that want it, once per group however many buckets hold that group (its
+    edges and candidates are the same for each, and clustering does not count them)."""
     for member in joined["member"]:
-        for group, count in wanted.items():
-            yield group, (count, member)
+        for group in dict.fromkeys(joined["group"]):
+            yield group, member
 
 
 def bucket_pairs(members: Sequence[Member], limits: Limits, max_bucket: int) -> Iterator[tuple[int, int]]:
@@ -129,7 +129,10 @@ def verified_pairs(
 ) -> Iterator[tuple[int, int]]:
     """Verified pairs of the open members of a bucket (in source order), as indices into ``members``: pairwise, or
     only identical pHashes in a ``capped`` bucket. ``size``: the colour signature size of the whole bucket."""
-    arrays = HashArrays.of([member.features for member in members], size)
+    return _verified(HashArrays.of([member.features for member in members], size), limits, capped)
+
+
+def _verified(arrays: HashArrays, limits: Limits, capped: bool) -> Iterator[tuple[int, int]]:
     if capped:
         yield from identical_pairs(arrays, limits)
         return
@@ -140,19 +143,25 @@ def verified_pairs(
 def loose_pairs(
     members: Sequence[Member], limits: Limits, distance: int, size: int | None = None
 ) -> Iterator[tuple[tuple[str, str], int]]:
-    """Source pairs within ``distance`` pHash bits that ``limits`` rejects and leaves open (``worth_verifying``: not a
+    """Source pairs within ``distance`` pHash bits that ``limits`` rejects and leaves open (``open_pairs``: not a
     colour variant of one geometry), the candidates for keypoint verification, with their distance.
 
     Colour variants are left out here, where their members are at hand, rather than after the per-image bound on
     candidates: a product shot in six colours, each with a few copies, would otherwise fill that bound with pairs the
     colour test closes anyway, and push out the logo copy of one of them."""
     arrays = HashArrays.of([member.features for member in members], size)
-    accepted = set(zip(*close_pairs(arrays, arrays, limits, upper=True)[:2], strict=True))
+    return _loose(members, arrays, set(_verified(arrays, limits, False)), limits, distance)
+
+
+def _loose(
+    members: Sequence[Member], arrays: HashArrays, accepted: set[tuple[int, int]], limits: Limits, distance: int
+) -> Iterator[tuple[tuple[str, str], int]]:
     i, j, d, _ = close_pairs(arrays, arrays, Limits(distance), upper=True)
-    for pair, bits in zip(zip(i.tolist(), j.tolist(), strict=True), d.tolist(), strict=True):
-        if pair not in accepted and worth_verifying(members[pair[0]], members[pair[1]], limits):
-            a, b = sorted((members[pair[0]].source, members[pair[1]].source))
-            yield (a, b), bits
+    fresh = np.array([pair not in accepted for pair in zip(i.tolist(), j.tolist(), strict=True)], bool)
+    i, j, d = i[fresh], j[fresh], d[fresh]
+    worth = open_pairs(arrays, i, j, limits)
+    for first, second, bits in zip(i[worth].tolist(), j[worth].tolist(), d[worth].tolist(), strict=True):
+        yield tuple(sorted((members[first].source, members[second].source))), bits
 
 
 def open_group(
@@ -182,8 +191,10 @@ def group_edges(
     """The forest edges of an open group and its keypoint candidates (``loose`` set, not ``capped``; each with its
     pHash distance): the same as those of the whole bucket it came from, as members outside it are in no pair."""
     members = sorted(members, key=lambda member: member.source)
-    edges = list(forest_edges(members, verified_pairs(members, limits, capped, size), PHASH_METHOD))
-    candidates = list(loose_pairs(members, limits, loose, size)) if loose is not None and not capped else []
+    arrays = HashArrays.of([member.features for member in members], size)
+    pairs = list(_verified(arrays, limits, capped))
+    edges = list(forest_edges(members, pairs, PHASH_METHOD))
+    candidates = list(_loose(members, arrays, set(pairs), limits, loose)) if loose is not None and not capped else []
     return edges, candidates
 
 

@@ -53,8 +53,8 @@ import numpy as np
 from schemas.config.near_dedup import NearDedupConfig
 from schemas.records.dedup import Fingerprint
 from transforms._dedup_members import Member, field_values
-from transforms._hash_match import BLOCK, HASH_BITS, HashArrays, Limits, band_values, close_pairs
-from transforms._keypoints import overlay_patch
+from transforms._hash_match import BLOCK, HASH_BITS, HashArrays, Limits, band_values
+from transforms._keypoints import MAX_PATCH, overlay_patch
 from transforms.hashing import MAX_WINDOWS, PHASH, SUBWINDOW, colour_residuals, hash_int, popcount, window_values
 
 WINDOW_BANDS = ((0, 16), (16, 16), (32, 16), (48, 16))
@@ -166,29 +166,59 @@ class SharedWindows(beam.CombineFn):
 
 
 def worth_verifying(a: Member, b: Member, limits: Limits) -> bool:
-    """Whether a candidate pair is left open by the whole-image test, so keypoints must decide it.
+    """Whether a candidate pair is left open by the whole-image test, so keypoints must decide it (``open_pairs``
+    for one pair)."""
+    arrays = HashArrays.of([a.features, b.features])
+    return bool(open_pairs(arrays, np.array([0]), np.array([1]), limits)[0])
+
+
+def open_pairs(arrays: HashArrays, i: np.ndarray, j: np.ndarray, limits: Limits) -> np.ndarray:
+    """Which pairs ``(i[n], j[n])`` of ``arrays`` the whole-image test leaves open, so keypoints must decide them.
 
     Closed: pairs the test accepts, and pairs of the same geometry (pHash within ``limits.distance``) whose colour
     differs beyond overlay patches (``transforms._keypoints.overlay_patch``): a colour variant, which keypoints
-    would only match to reject on colour again.
+    would only match to reject on colour again. A pair of different geometry stays open when it has no colour to
+    test, or when one signature's colours are found in the other (``colour_contained``). Vectorised over the pairs
+    in blocks of ``BLOCK`` (a bucket of one product in many colours holds thousands of pairs).
     """
-    same_geometry = (a.features.phash ^ b.features.phash).bit_count() <= limits.distance
-    if not same_geometry and (limits.colour is None or not (a.features.colour and b.features.colour)):
-        return True
-    pair = HashArrays.of([a.features, b.features])
-    if not pair.has_colour.all():
-        return not (same_geometry and len(close_pairs(pair, pair, limits, upper=True)[0]))
-    if not same_geometry:
-        return colour_contained(pair.colour[0], pair.colour[1], CONTAINED_SLACK * limits.colour)
-    if limits.colour is None:
-        return not len(close_pairs(pair, pair, limits, upper=True)[0])
-    # Same geometry: colour within the limit is a pair the test accepts or, failing the second hash, one no overlay
-    # explains either; the residuals are computed once for both questions.
-    residuals = colour_residuals(pair.colour[0], pair.colour[1])
-    if residuals.max() <= limits.colour:
-        return False
-    grid = round(len(residuals) ** 0.5)
-    return grid * grid == len(residuals) and overlay_patch(residuals.reshape(grid, grid), limits.colour)
+    i, j = np.asarray(i, np.int64), np.asarray(j, np.int64)
+    same = popcount(arrays.phash[i] ^ arrays.phash[j]) <= limits.distance
+    coloured = arrays.has_colour[i] & arrays.has_colour[j] if limits.colour is not None else np.zeros(len(i), bool)
+    result = ~same
+    plain = same & ~coloured
+    if plain.any():
+        # Same geometry, no colour compared: open only when the second hash rejects it.
+        both = arrays.has_second[i[plain]] & arrays.has_second[j[plain]]
+        far = popcount(arrays.second[i[plain]] ^ arrays.second[j[plain]]) > (limits.second or 0)
+        result[plain] = both & far if limits.second is not None else False
+    for index in np.flatnonzero(~same & coloured):
+        result[index] = colour_contained(
+            arrays.colour[i[index]], arrays.colour[j[index]], CONTAINED_SLACK * limits.colour
+        )
+    variants = np.flatnonzero(same & coloured)
+    for start in range(0, len(variants), BLOCK):
+        block = variants[start : start + BLOCK]
+        residuals = colour_residuals(arrays.colour[i[block]], arrays.colour[j[block]])
+        # Colour within the limit is a pair the test accepts or, failing the second hash, one no overlay explains
+        # either. Beyond it, only cells near the frame's edge can be an overlay patch, which overlay_patch decides.
+        result[block] = (residuals.max(-1) > limits.colour) & _near_edge(residuals, limits.colour)
+        grid = round(residuals.shape[-1] ** 0.5)
+        for offset in np.flatnonzero(result[block]):
+            result[block[offset]] = grid * grid == residuals.shape[-1] and overlay_patch(
+                residuals[offset].reshape(grid, grid), limits.colour
+            )
+    return result
+
+
+def _near_edge(residuals: np.ndarray, limit: float) -> np.ndarray:
+    """Whether every cell beyond ``limit`` lies within ``MAX_PATCH`` cells of the frame's edge, which each cell of an
+    overlay patch does (a necessary condition of ``overlay_patch``, tested for many pairs at once)."""
+    grid = round(residuals.shape[-1] ** 0.5)
+    if grid * grid != residuals.shape[-1]:
+        return np.ones(len(residuals), bool)
+    index = np.arange(grid)
+    depth = np.minimum.outer(np.minimum(index, grid - 1 - index), np.minimum(index, grid - 1 - index)).reshape(-1)
+    return ~((residuals > limit) & (depth >= MAX_PATCH)).any(-1)
 
 
 def colour_contained(x: np.ndarray, y: np.ndarray, limit: float) -> bool:

@@ -205,7 +205,7 @@ class _OpenBucketFn(beam.DoFn):
 
     A group is the set of open members (those that can be in a pair, ``open_members``) in source order: they alone
     make the bucket's verified pairs, in the same order as among all its members. Buckets holding the same group
-    (a pair of copies shares most bands) are verified once, the group's edges emitted once for each of them.
+    (a pair of copies shares most bands) are verified once and their edges emitted once.
     """
 
     def __init__(self, max_bucket: int, reach: int):
@@ -236,15 +236,12 @@ class _VerifyBucketFn(beam.DoFn):
         self._limits = limits
         self._loose = loose
 
-    def process(self, element: tuple[tuple, Iterable[tuple[int, Member]]]) -> Iterator:
-        (_, capped, size), entries = element
-        entries = list(entries)
-        members, buckets = [member for _, member in entries], entries[0][0]
+    def process(self, element: tuple[tuple, Iterable[Member]]) -> Iterator:
+        (_, capped, size), members = element
         edges, loose = group_edges(members, self._limits, capped, size, self._loose)
-        for _ in range(buckets):
-            yield from edges
-            for pair in loose:
-                yield pvalue.TaggedOutput(CANDIDATES, pair)
+        yield from edges
+        for pair in loose:
+            yield pvalue.TaggedOutput(CANDIDATES, pair)
 
 
 class _PairWindowsFn(beam.DoFn):
