@@ -168,8 +168,13 @@ class SharedWindows(beam.CombineFn):
 def worth_verifying(a: Member, b: Member, limits: Limits) -> bool:
     """Whether a candidate pair is left open by the whole-image test, so keypoints must decide it (``open_pairs``
     for one pair)."""
-    arrays = HashArrays.of([a.features, b.features])
-    return bool(open_pairs(arrays, np.array([0]), np.array([1]), limits)[0])
+    return bool(worth_verifying_with([a], b, limits)[0])
+
+
+def worth_verifying_with(firsts: Sequence[Member], second: Member, limits: Limits) -> np.ndarray:
+    """``worth_verifying`` of each of ``firsts`` paired with ``second``, in one vectorised call."""
+    arrays = HashArrays.of([member.features for member in (*firsts, second)])
+    return open_pairs(arrays, np.arange(len(firsts)), np.full(len(firsts), len(firsts)), limits)
 
 
 def open_pairs(arrays: HashArrays, i: np.ndarray, j: np.ndarray, limits: Limits) -> np.ndarray:

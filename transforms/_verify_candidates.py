@@ -46,8 +46,9 @@ class VerifyCandidates(beam.PTransform):
     Args:
         members: The ``Member`` of every fingerprint, to build edges from.
         samples: The ``Sample`` records whose images are read (this run's; shipped samples have none).
-        worth: ``(member, member) -> bool``: whether the hashes leave the pair open (not already accepted, not a
-            colour variant of the same geometry); only those pairs are featured and matched.
+        worth: ``(members, member) -> bool array``: whether the hashes leave each pair of one of ``members`` and the
+            member open (not already accepted, not a colour variant of the same geometry); only those pairs are
+            featured and matched.
         known: The ``Edge`` records the hash test accepted.
         per_image: Open candidate pairs each image keeps (``None``: all).
 
@@ -193,10 +194,14 @@ class _OpenPairsFn(beam.DoFn):
         if not members:
             return
         second = members[0]
-        for first, evidence in sorted(joined["pair"], key=lambda pair: pair[0].source):
-            # A pHash candidate (``evidence.loose``) was found worth verifying where its bucket was verified
-            # (``transforms._near_buckets.loose_pairs``): only window pairs are tested here.
-            if first.scope == second.scope and (evidence.loose or self._worth(first, second)):
+        pairs = sorted(joined["pair"], key=lambda pair: pair[0].source)
+        pairs = [(first, evidence) for first, evidence in pairs if first.scope == second.scope]
+        # A pHash candidate (``evidence.loose``) was found worth verifying where its bucket was verified
+        # (``transforms._near_buckets.loose_pairs``): only window pairs are tested here, all at once.
+        windows = [first for first, evidence in pairs if not evidence.loose]
+        worth = iter(self._worth(windows, second).tolist() if windows else [])
+        for first, evidence in pairs:
+            if evidence.loose or next(worth):
                 self._candidates.inc()
                 yield first, second, evidence
 

@@ -95,7 +95,7 @@ from transforms._near_windows import (
     merge_evidence,
     window_entries,
     window_pairs,
-    worth_verifying,
+    worth_verifying_with,
 )
 from transforms._verify_candidates import VerifyCandidates
 
@@ -183,7 +183,7 @@ class NearDeduplicate(beam.PTransform):
                 >> VerifyCandidates(
                     members,
                     self._samples,
-                    functools.partial(worth_verifying, limits=limits),
+                    functools.partial(worth_verifying_with, limits=limits),
                     verified.edges,
                     config.min_inliers,
                     config.keypoints,
