@@ -10,6 +10,7 @@ Pure functions (no Beam).
 """
 
 import dataclasses
+import functools
 import json
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -59,7 +60,10 @@ class Member:
 _PACKED = "_packed"
 
 
+@functools.lru_cache(maxsize=4096)
 def _member(blob: bytes) -> Member:
+    # One member is read back from many elements (each bucket, candidate and edge it is in); equal bytes give one
+    # immutable member, unpacked once while it is in use.
     source, key, domain, scope, labels, rank, tail, shipped, features = unpacked(blob)
     key = hex_text(key)
     member = Member(source, key, domain, scope, labels, (*rank, key, source) if tail else rank, shipped, features)
