@@ -32,17 +32,21 @@ process CPU per image on the 2-core machine shared with other work: the ``subwin
 (5.0 for pHash and colour), and the stage's pipeline goes from 7.2 to 30.9 ms on the DirectRunner: 42.6 ms against 12.2
 in all (3.5 times; 71.6 against 14.3, 5.0 times, before the per-image bound: 2,417 pairs matched on keypoints instead
 of 5,546, most between different products of one studio shoot or sharing a caption, which only the colour check tells
-apart, and 1,217 images featured). On another machine (AVX-512, the test suite running beside it) the same benchmark
-measured 10.7 + 14.5 ms of hashes and 15.2 against 77.3 ms of pipeline: 25.9 against 102.5 ms, 3.95 times; a profile of
-that pipeline: keypoint features 9 ms an image, matching 5.5, the colour tests of candidate pairs 5, window pairing
-2.6, the rest Beam's shuffles of window entries and candidates. The target of the issue, at most twice the pre-crop
-cost, is not met, which is why the path is off by default. Scale (``--scale-only --scale 2000,10000`` and ``--scale
-100000``: synthetic fingerprints with 45 window hashes each, so the window buckets and candidate joins run but no image
-is matched): before the per-image bound, 10,000 fingerprints in 48 s at 835 MB peak RSS, 100,000 in 594 s at 7.0 GB
-(x10 fingerprints: time x12.5, memory x8.4) on the DirectRunner, every planted copy found; the 100,000 run shared the 2
-cores with a quality benchmark run. With it, 2,000 in 13 s at 329 MB and 10,000 in 35 s at 749 MB (100,000 not rerun).
-Real photos that share structure, in a whole run: ``docs/scaling.md`` (2,000 and 8,000 distinct photos, x1.42 memory).
-"""
+apart, and 1,217 images featured). On another machine (AVX-512), quiet, the same benchmark measured 9.9 + 13.2 ms of
+hashes and 13.5 against 84.9 ms of pipeline: 23.4 against 108.0 ms, 4.6 times. A profile showed the colour tests of
+loose pHash pairs (one ``colour_residuals`` call per pair, in buckets holding one product in many colours) and the
+compressed pickling of the same members again and again as the largest shares; with the tests vectorised per group
+(``open_pairs``), each member packed once and unpacked once while in use, and a group's edges emitted once: 11.2
+against 51.4 ms of pipeline, 21.1 against 74.4 ms in all, 3.5 times, with the same pairs. What is left, per image in a
+profile (cProfile, which inflates every share): keypoint features 11 ms, matching 10, the hash tests of buckets and
+candidates 12 (some of them the pre-crop path's own), window pairing 4, and Beam's handling of about 185 window entries
+and 150 window pairs. The target of the issue, at most twice the pre-crop cost, is not met, which is why the path is
+off by default. Scale (``--scale-only --scale 2000,10000`` and ``--scale 100000``: synthetic fingerprints with 45
+window hashes each, so the window buckets and candidate joins run but no image is matched): before the per-image bound,
+10,000 fingerprints in 48 s at 835 MB peak RSS, 100,000 in 594 s at 7.0 GB (x10 fingerprints: time x12.5, memory x8.4)
+on the DirectRunner, every planted copy found; the 100,000 run shared the 2 cores with a quality benchmark run. With
+it, 2,000 in 13 s at 329 MB and 10,000 in 35 s at 749 MB (100,000 not rerun). Real photos that share structure, in a
+whole run: ``docs/scaling.md`` (2,000 and 8,000 distinct photos, x1.42 memory)."""
 
 from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple
