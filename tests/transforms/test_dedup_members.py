@@ -69,3 +69,16 @@ def test_a_member_survives_pickling_with_and_without_the_key_and_source_at_the_e
     for member in (plain, other):
         assert pickle.loads(pickle.dumps(member)) == member
     assert Edge(plain, other, False).evidence == ()
+
+
+def test_a_member_read_back_pickles_to_the_same_bytes_as_a_fresh_equal_one():
+    """A member keeps its packed bytes (it crosses many shuffles): what it pickles to must still depend on its values
+    only, whether it was built here, read back from a shuffle, or pickled before."""
+    fresh = _member("7", labels='["x"]', features=(3, 4, b"\x00" * 400))
+    blob = pickle.dumps(fresh)
+    again = pickle.loads(blob)
+    assert again == fresh and pickle.dumps(again) == blob == pickle.dumps(fresh)
+    twin = _member("7", labels='["x"]', features=(3, 4, b"\x00" * 400))
+    assert pickle.dumps(twin) == blob
+    other = _member("7", labels='["y"]', features=(3, 4, b"\x00" * 400))
+    assert pickle.loads(pickle.dumps(other)) == other != again

@@ -10,16 +10,20 @@ from schemas.config.near_dedup import NearDedupConfig
 from schemas.records.dedup import Fingerprint
 from tests.transforms import scenes
 from transforms._dedup_members import Member
-from transforms._hash_match import HASH_BITS, HashFeatures, Limits
+from transforms._hash_match import HASH_BITS, HashArrays, HashFeatures, Limits
+from transforms._keypoints import overlay_patch
 from transforms._near_windows import (
     LOOSE_WINDOWS,
     Evidence,
     SharedWindows,
+    _near_edge,
     colour_contained,
     merge_evidence,
+    open_pairs,
     window_entries,
     window_pairs,
     worth_verifying,
+    worth_verifying_with,
 )
 
 
@@ -106,3 +110,53 @@ def test_only_pairs_the_hashes_leave_open_are_worth_verifying():
     # Different geometry: open only when one signature's colours are found in the other.
     assert worth_verifying(_member(0, red), _member(far, logo), limits)
     assert not worth_verifying(_member(0, red), _member(far, blue), limits)
+
+
+def test_pairs_tested_together_get_the_answers_each_gets_alone():
+    """The colour tests run vectorised over the pairs of a bucket (a product in many colours holds thousands): the
+    answers must not depend on which pairs share a call, and cover every branch (accepted, colour variant, logo in a
+    corner, a band along an edge, other geometry with and without its colours, no colour at all)."""
+    rng = np.random.default_rng(7)
+    grids = [scenes.lab_grid((50.0, 60.0, 40.0)), scenes.lab_grid((50.0, 10.0, -50.0))]
+    logo = grids[0].reshape(12, 12, 3).copy()
+    logo[0:3, 9:12] = (55.0, -70.0, 60.0)
+    grids.append(logo.reshape(-1, 3))
+    # A band along the top edge: near the edge, but too long for an overlay patch.
+    band = grids[0].reshape(12, 12, 3).copy()
+    band[0:2] = (40.0, 20.0, -60.0)
+    grids.append(band.reshape(-1, 3))
+    members = []
+    for index in range(48):
+        phash = 0 if index % 3 else (1 << 20) - 1
+        phash ^= 1 << int(rng.integers(0, 64)) if index % 5 == 0 else 0
+        lab = grids[index % 4] + rng.normal(0.0, 0.8, grids[0].shape).astype(np.float32)
+        members.append(_member(phash, None if index % 11 == 0 else _signature(lab)))
+    limits = Limits(8, colour=8.0)
+    arrays = HashArrays.of([member.features for member in members])
+    i, j = np.triu_indices(len(members), 1)
+    together = open_pairs(arrays, i, j, limits)
+    alone = [bool(open_pairs(arrays, np.array([a]), np.array([b]), limits)[0]) for a, b in zip(i, j, strict=True)]
+    assert together.tolist() == alone
+    assert 0 < together.sum() < len(together)
+    assert worth_verifying_with(members[1:], members[0], limits).tolist() == [
+        worth_verifying(member, members[0], limits) for member in members[1:]
+    ]
+
+
+def test_only_residuals_near_the_frame_edge_are_offered_to_the_overlay_test():
+    """``_near_edge`` is a necessary condition of ``overlay_patch``, checked on many pairs at once: a grid it turns
+    away is never an overlay patch, on random grids of every kind (one blob, several, inner, on the edge)."""
+    rng = np.random.default_rng(11)
+    limit, offered, overlays = 8.0, 0, 0
+    for _ in range(3000):
+        grid = rng.uniform(0.0, 5.0, (12, 12))
+        for _ in range(int(rng.integers(1, 4))):
+            row, col = (int(value) for value in rng.integers(0, 12, 2))
+            height, width = (int(value) for value in rng.integers(1, 6, 2))
+            grid[row : row + height, col : col + width] = rng.uniform(9.0, 30.0)
+        near = bool(_near_edge(grid.reshape(1, -1), limit)[0])
+        patch = overlay_patch(grid, limit)
+        assert near or not patch
+        offered += near
+        overlays += patch
+    assert 0 < overlays < offered < 3000
