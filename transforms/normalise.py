@@ -3,7 +3,8 @@
 Input element type: ``InputItem`` with bytes. Output: ``Sample`` (key, original and normalised facts, content
 hashes, perceptual hashes, and the normalised image: written once into the run's image store, ``image_ref``, when
 the transform is given one, inline otherwise; see ``transforms.image_store``). The format is detected from the
-content, never from the extension.
+content, never from the extension. HEIF/HEIC photos are read when the ``heif`` extra (pillow-heif) is installed;
+without it they are rejected as ``unsupported_image`` with a detail that says how to read them.
 
 Reason codes: ``empty_file``, ``not_an_image``, ``truncated``, ``decompression_bomb``, ``unsupported_image``,
 ``too_small``. Config section: ``normalise``. Metrics: ``normalise/rejected``, ``normalise/failed``.
@@ -28,7 +29,16 @@ from transforms._common import StageFn, apply_stage
 from transforms.hashing import perceptual_hashes
 from transforms.image_store import store_image
 
+try:
+    from pillow_heif import register_heif_opener
+except ImportError:  # without the ``heif`` extra, a HEIF/HEIC file is rejected with a reason that names the extra
+    register_heif_opener = None
+else:
+    register_heif_opener()
+
 STAGE = "normalise"
+# The ISO base media ``ftyp`` brands of HEIF still images and sequences (HEVC and generic), as phones write them.
+HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1"})
 KEY_HEX_CHARS = 32
 _ORIENTATION_TAG = 0x0112
 _TRANSPOSES = {
@@ -82,6 +92,12 @@ def open_image(data: bytes, config: NormaliseConfig) -> tuple[Image.Image, int]:
             image = Image.open(io.BytesIO(data))
         frames = getattr(image, "n_frames", 1)
     except UnidentifiedImageError:
+        if is_heif(data):
+            raise RejectItem(
+                reasons.UNSUPPORTED_IMAGE,
+                "a HEIF/HEIC image (the default photo format of iPhones), which Pillow reads only with pillow-heif: "
+                "install unishard's heif extra (pip install 'unishard[heif]') or convert the file to JPEG",
+            ) from None
         raise RejectItem(reasons.NOT_AN_IMAGE, "the content is not an image format Pillow can read") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise RejectItem(reasons.DECOMPRESSION_BOMB, str(error)) from None
@@ -99,6 +115,11 @@ def open_image(data: bytes, config: NormaliseConfig) -> tuple[Image.Image, int]:
             height=height,
         )
     return image, frames
+
+
+def is_heif(data: bytes) -> bool:
+    """Whether the bytes start as a HEIF file: an ``ftyp`` box whose major brand is a HEIF one."""
+    return data[4:8] == b"ftyp" and data[8:12] in HEIF_BRANDS
 
 
 def _decode_error(error: BaseException) -> RejectItem:

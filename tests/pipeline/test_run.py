@@ -1,6 +1,11 @@
 """End to end: a real DirectRunner run accounts for every input in the ledger and writes readable shards."""
 
+import io
 import json
+
+import numpy as np
+import pillow_heif
+from PIL import Image
 
 from tests.helpers import write_sidecar
 
@@ -29,6 +34,23 @@ def test_every_input_has_one_ledger_row_and_kept_rows_are_the_shard_samples(tmp_
     record = json.loads(samples[0]["json"])
     assert record["domain"] == "marketing"
     assert samples[0]["txt"].decode().startswith("photo number")
+
+
+def test_an_iphone_heic_photo_is_read_and_shipped_like_a_jpeg(tmp_path, run, photo):
+    images = tmp_path / "images"
+    images.mkdir()
+    source = photo(320, 240, seed=3)
+    pillow_heif.from_pillow(source).save(images / "IMG_0042.HEIC", quality=90)
+    write_sidecar(images / "IMG_0042.HEIC", title="a phone photo of the line", domain="factory")
+    out = run([images])
+
+    row = out.ledger_by_name()["IMG_0042.HEIC"]
+    assert row["status"] == "kept", row
+    (sample,) = out.samples()
+    shipped = np.asarray(Image.open(io.BytesIO(sample["jpg"])).convert("RGB"), np.float32)
+    assert shipped.shape == (240, 320, 3)
+    assert np.abs(shipped - np.asarray(source.convert("RGB"), np.float32)).mean() < 8.0
+    assert json.loads(sample["json"])["original"]["format"] == "HEIF"
 
 
 def _mixed_inputs(folder, photo):

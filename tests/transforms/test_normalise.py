@@ -156,3 +156,30 @@ def test_converts_lab_tiff_to_rgb():
     assert original.mode == "LAB" and image.mode == "RGB"
     red, green, blue = image.getpixel((10, 10))
     assert abs(red - green) < 8 and abs(green - blue) < 8 and 100 < red < 140  # mid grey
+
+
+def _heic(image: Image.Image) -> bytes:
+    import pillow_heif
+
+    buffer = io.BytesIO()
+    pillow_heif.from_pillow(image).save(buffer, quality=90)
+    return buffer.getvalue()
+
+
+def test_reads_a_heic_photo_when_the_heif_extra_is_installed():
+    photo = make_photo(400, 300)
+    image, original, _ = normalise_image(_heic(photo), CONFIG)
+    assert (original.format, original.width, original.height) == ("HEIF", 400, 300)
+    decoded = np.asarray(image.convert("RGB"), np.float32)
+    expected = np.asarray(photo.convert("RGB").resize((256, 192), Image.Resampling.LANCZOS), np.float32)
+    assert decoded.shape == expected.shape
+    assert np.abs(decoded - expected).mean() < 8.0
+
+
+def test_a_heic_photo_without_the_heif_extra_is_unsupported_and_the_detail_says_how_to_read_it(monkeypatch):
+    data = _heic(make_photo(200, 150))
+    monkeypatch.setattr(Image, "ID", [name for name in Image.ID if name != "HEIF"])
+    with pytest.raises(RejectItem) as caught:
+        normalise_image(data, CONFIG)
+    assert caught.value.reason == reasons.UNSUPPORTED_IMAGE
+    assert "unishard[heif]" in str(caught.value) and "HEIC" in str(caught.value)
