@@ -183,3 +183,15 @@ def test_a_heic_photo_without_the_heif_extra_is_unsupported_and_the_detail_says_
         normalise_image(data, CONFIG)
     assert caught.value.reason == reasons.UNSUPPORTED_IMAGE
     assert "unishard[heif]" in str(caught.value) and "HEIC" in str(caught.value)
+
+
+def test_a_rotated_heic_photo_comes_out_upright_like_the_same_jpeg():
+    photo = make_photo(300, 200)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    photo.save(buffer, format="HEIF", quality=90, exif=exif.tobytes())
+    upright, _, _ = normalise_image(buffer.getvalue(), CONFIG)
+    as_jpeg, _, _ = normalise_image(jpeg_bytes(photo, exif=exif.tobytes()), CONFIG)
+    assert upright.size == as_jpeg.size == (171, 256)
+    assert np.abs(np.asarray(upright, np.float32) - np.asarray(as_jpeg, np.float32)).mean() < 8.0
