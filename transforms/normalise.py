@@ -98,7 +98,7 @@ def open_image(data: bytes, config: NormaliseConfig) -> tuple[Image.Image, int]:
                 "a HEIF/HEIC image (the default photo format of iPhones), which Pillow reads only with pillow-heif: "
                 "install unishard's heif extra (pip install 'unishard[heif]') or convert the file to JPEG",
             ) from None
-        raise RejectItem(reasons.NOT_AN_IMAGE, "the content is not an image format Pillow can read") from None
+        raise RejectItem(reasons.NOT_AN_IMAGE, _not_an_image(data)) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise RejectItem(reasons.DECOMPRESSION_BOMB, str(error)) from None
     except (OSError, ValueError, SyntaxError, EOFError) as error:
@@ -115,6 +115,16 @@ def open_image(data: bytes, config: NormaliseConfig) -> tuple[Image.Image, int]:
             height=height,
         )
     return image, frames
+
+
+def _not_an_image(data: bytes) -> str:
+    """What a file Pillow cannot identify is, as far as its first bytes tell, and what to do with it."""
+    head = data[:1024].lstrip()
+    if head.startswith(b"%PDF-"):
+        return "a PDF document, not an image: export its pages as images (e.g. pdftoppm -png) to use them"
+    if head.startswith(b"<svg") or (head.startswith(b"<?xml") and b"<svg" in head):
+        return "an SVG vector drawing, not a raster image: render it to PNG first (e.g. with rsvg-convert)"
+    return "the content is not an image format Pillow can read: convert it to JPEG or PNG to use it"
 
 
 def is_heif(data: bytes) -> bool:

@@ -37,6 +37,22 @@ def test_rejects_text_file_named_jpg_as_not_an_image():
     assert _reason(b"operator notes: line 3 stopped at 14:00\n") == reasons.NOT_AN_IMAGE
 
 
+@pytest.mark.parametrize(
+    ("data", "named"),
+    [
+        (b"%PDF-1.7\n1 0 obj << /Type /Catalog >> endobj\n", "PDF document"),
+        (b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="10"/>', "SVG vector drawing"),
+        (b"<svg width='4' height='4'></svg>", "SVG vector drawing"),
+        (b"operator notes\n", "convert it to JPEG or PNG"),
+    ],
+)
+def test_a_file_that_is_not_an_image_says_what_it_is_and_what_to_do(data, named):
+    with pytest.raises(RejectItem) as caught:
+        normalise_image(data, CONFIG)
+    assert caught.value.reason == reasons.NOT_AN_IMAGE
+    assert named in caught.value.detail["message"]
+
+
 def test_rejects_truncated_jpeg_with_reason():
     data = jpeg_bytes(make_photo(400, 300))
     assert _reason(data[: len(data) // 2]) == reasons.TRUNCATED
