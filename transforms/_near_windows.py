@@ -195,11 +195,10 @@ def open_pairs(arrays: HashArrays, i: np.ndarray, j: np.ndarray, limits: Limits)
     coloured = arrays.has_colour[i] & arrays.has_colour[j] if limits.colour is not None else np.zeros(len(i), bool)
     result = ~same
     plain = same & ~coloured
-    if plain.any():
+    if limits.second is not None and plain.any():
         # Same geometry, no colour compared: open only when the second hash rejects it.
         both = arrays.has_second[i[plain]] & arrays.has_second[j[plain]]
-        far = popcount(arrays.second[i[plain]] ^ arrays.second[j[plain]]) > (limits.second or 0)
-        result[plain] = both & far if limits.second is not None else False
+        result[plain] = both & (popcount(arrays.second[i[plain]] ^ arrays.second[j[plain]]) > limits.second)
     for index in np.flatnonzero(~same & coloured):
         result[index] = colour_contained(
             arrays.colour[i[index]], arrays.colour[j[index]], CONTAINED_SLACK * limits.colour

@@ -32,7 +32,7 @@ from transforms.image_store import store_image
 try:
     from pillow_heif import register_heif_opener
 except ImportError:  # without the ``heif`` extra, a HEIF/HEIC file is rejected with a reason that names the extra
-    register_heif_opener = None
+    pass
 else:
     register_heif_opener()
 
