@@ -9,7 +9,9 @@ a box reduction); ``measure`` computes every measure of it as ``Measures``, each
   colour clips one channel and is not counted);
 - ``quality_highlights_tinted``: share of subject pixels with one or two channels >= 250 and every channel >= 150: a
   light colour (skin, a pastel garment) pushed against the ceiling, its hue washed toward white. A vivid colour
-  clips one channel with the others low and is not counted; an overexposed colour loses its hue this way first;
+  clips one channel with the others low and is not counted; an overexposed colour loses its hue this way first.
+  A bright blue sky is left out (``sky``): tinted pixels whose blue is at the ceiling and red below it, in a region
+  that reaches the frame's top row. A clear sky looks exactly like that in a well-exposed outdoor photo;
 - ``quality_shadows_clipped``: share of subject pixels with every channel <= 5;
 - ``quality_brightness_p99``: 99th percentile of the brightest channel over the whole frame (headroom);
 - ``quality_contrast_rms``: standard deviation of the subject's grey level (0-1);
@@ -127,6 +129,7 @@ def measure(rgb: np.ndarray) -> Measures:
     clipped = (red >= CLIPPED_HIGH).view(np.uint8) + (green >= CLIPPED_HIGH) + (blue >= CLIPPED_HIGH)
     light = cv2.min(cv2.min(red, green), blue) >= TINTED_FLOOR
     tinted = (clipped >= 1) & (clipped <= 2) & light
+    tinted &= ~sky(tinted & (blue >= CLIPPED_HIGH) & (red < CLIPPED_HIGH))
     if mask is not None:
         clipped, shadows, tinted = clipped * mask, (brightest <= CLIPPED_LOW) & subject, tinted & subject
     else:
@@ -145,6 +148,17 @@ def measure(rgb: np.ndarray) -> Measures:
         text_coverage=text_coverage(_at_most(grey8, TEXT_SIDE)),
         subject_share=pixels / subject.size,
     )
+
+
+def sky(blue_led: np.ndarray) -> np.ndarray:
+    """The pixels of ``blue_led`` (bool) in 8-connected regions that reach the top row: a bright blue sky."""
+    if not blue_led[0].any():
+        return np.zeros(blue_led.shape, bool)
+    count, labels = cv2.connectedComponents(blue_led.view(np.uint8), connectivity=8)
+    top = np.zeros(count, bool)
+    top[np.unique(labels[0])] = True
+    top[0] = False
+    return top[labels]
 
 
 def _at_most(grey: np.ndarray, side: int) -> np.ndarray:

@@ -55,8 +55,10 @@ class QualityConfig(Section):
     and steel of one camera clip almost nothing, median 0.0001, so their bound is 0.2; clean product shots clip
     white garments and the backdrop's rim, median 0.09, 97th percentile 0.28); tinted highlights 0.1 (clean
     product shots: median 0.004, 97th percentile 0.07, vivid garments clipping one channel not counted; x2.5
-    copies of products: median 0.2); contrast 0.02 and 3 MADs below the group median on log10 (flattened PCB
-    scans measure 0.07, natively dull tiles and steel 0.03-0.05, so only a per-``camera`` bound tells them apart);
+    copies of products: median 0.2; a bright blue sky is not counted: outdoor photos such as scikit-learn's
+    china.jpg measured 0.13-0.18 with it and were rejected); contrast 0.02 and 3 MADs below the group median on
+    log10 (flattened PCB scans measure 0.07, natively dull tiles and steel 0.03-0.05, so only a per-``camera`` bound
+    tells them apart);
     sharpness 0.03 (blurred copies at most 0.023, 4 clean product shots 0.025-0.040). The limit: x2.5 copies of
     dark tiles and dark products look like well-exposed ones (little clips, no hue is lost) and are kept; about
     one x2.5 copy in five is.

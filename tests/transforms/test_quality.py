@@ -142,6 +142,20 @@ def test_a_light_colour_pushed_to_the_ceiling_is_tinted_and_a_vivid_one_is_not()
     assert measured(vivid).highlights_tinted == 0.0 and "overexposed" not in reasons_of(vivid)
 
 
+def test_an_outdoor_photo_with_a_bright_blue_sky_is_kept_and_its_overexposed_copy_is_not():
+    photo = np.asarray(scene(seed=5)).copy()
+    rng = np.random.default_rng(5)
+    height, width = photo.shape[0] * 2 // 5, photo.shape[1]
+    # A clear sky fading from pale blue at the horizon to a deeper blue overhead, blue at the ceiling throughout.
+    fade = np.linspace(1.0, 0.0, height)[:, None]
+    photo[:height, :, 0] = np.clip(150 + 60 * fade + rng.normal(0, 2, (height, width)), 0, 249)
+    photo[:height, :, 1] = np.clip(195 + 45 * fade + rng.normal(0, 2, (height, width)), 0, 249)
+    photo[:height, :, 2] = 255
+    outdoor = Image.fromarray(photo)
+    assert reasons_of(outdoor) == []
+    assert reasons_of(ImageEnhance.Brightness(outdoor).enhance(2.5))[0] == "overexposed"
+
+
 def test_a_white_background_product_shot_is_not_overexposed():
     shot = product_shot()
     measures = measured(shot)

@@ -74,6 +74,29 @@ def test_one_clipped_channel_is_a_saturated_colour_not_a_clipped_highlight():
     assert pale.highlights_tinted == 1.0 and pale.highlights_clipped == 0.0
 
 
+def _sky_colour(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    """A bright clear-sky blue: blue at the ceiling, red and green light but below it (tinted, blue-led)."""
+    return np.stack(
+        [rng.integers(180, 201, shape), rng.integers(215, 236, shape), np.full(shape, 255)], axis=-1
+    ).astype(np.uint8)
+
+
+def test_a_bright_blue_sky_is_not_a_tinted_highlight_but_the_same_blue_off_the_top_edge_is():
+    rng = np.random.default_rng(4)
+    ground = rng.integers(40, 141, (100, 100, 3), dtype=np.uint8)  # textured, never light: no tinted pixel
+    outdoor = ground.copy()
+    outdoor[:30] = _sky_colour(rng, (30, 100))
+    assert measure(outdoor).highlights_tinted == 0.0
+    # The same colour as a patch that does not reach the top row: 30 x 60 of 100 x 100 pixels.
+    patch = ground.copy()
+    patch[40:70, 20:80] = _sky_colour(rng, (30, 60))
+    assert measure(patch).highlights_tinted == pytest.approx(0.18)
+    # A pale red region along the top is no sky: only blue-led highlights are left out.
+    dusk = ground.copy()
+    dusk[:30] = _sky_colour(rng, (30, 100))[..., ::-1]
+    assert measure(dusk).highlights_tinted == pytest.approx(0.30)
+
+
 def test_scores_name_every_measure_rounded_and_read_back():
     measures = Measures(0.1234567, 0.5, 0.25, 0.0, 0.99, 0.3333333, 0.0, 1.0)
     scores = measures.scores()
