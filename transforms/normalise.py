@@ -4,7 +4,9 @@ Input element type: ``InputItem`` with bytes. Output: ``Sample`` (key, original 
 hashes, perceptual hashes, and the normalised image: written once into the run's image store, ``image_ref``, when
 the transform is given one, inline otherwise; see ``transforms.image_store``). The format is detected from the
 content, never from the extension. HEIF/HEIC photos are read when the ``heif`` extra (pillow-heif) is installed;
-without it they are rejected as ``unsupported_image`` with a detail that says how to read them.
+without it they are rejected as ``unsupported_image`` with a detail that says how to read them. A file Pillow cannot
+identify is ``unsupported_image`` when it starts like an image (damaged, or a variant Pillow lacks) and
+``not_an_image`` otherwise (``transforms._unreadable``).
 
 Reason codes: ``empty_file``, ``not_an_image``, ``truncated``, ``decompression_bomb``, ``unsupported_image``,
 ``too_small``. Config section: ``normalise``. Metrics: ``normalise/rejected``, ``normalise/failed``.
@@ -26,6 +28,7 @@ from schemas.records.inputs import InputItem
 from schemas.records.ledger import RejectItem
 from schemas.records.samples import ImageInfo, Sample
 from transforms._common import StageFn, apply_stage
+from transforms._unreadable import unidentified
 from transforms.hashing import perceptual_hashes
 from transforms.image_store import store_image
 
@@ -37,8 +40,6 @@ else:
     register_heif_opener()
 
 STAGE = "normalise"
-# The ISO base media ``ftyp`` brands of HEIF still images and sequences (HEVC and generic), as phones write them.
-HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1"})
 KEY_HEX_CHARS = 32
 _ORIENTATION_TAG = 0x0112
 _TRANSPOSES = {
@@ -92,13 +93,7 @@ def open_image(data: bytes, config: NormaliseConfig) -> tuple[Image.Image, int]:
             image = Image.open(io.BytesIO(data))
         frames = getattr(image, "n_frames", 1)
     except UnidentifiedImageError:
-        if is_heif(data):
-            raise RejectItem(
-                reasons.UNSUPPORTED_IMAGE,
-                "a HEIF/HEIC image (the default photo format of iPhones), which Pillow reads only with pillow-heif: "
-                "install unishard's heif extra (pip install 'unishard[heif]') or convert the file to JPEG",
-            ) from None
-        raise RejectItem(reasons.NOT_AN_IMAGE, _not_an_image(data)) from None
+        raise unidentified(data) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise RejectItem(reasons.DECOMPRESSION_BOMB, str(error)) from None
     except (OSError, ValueError, SyntaxError, EOFError) as error:
@@ -115,21 +110,6 @@ def open_image(data: bytes, config: NormaliseConfig) -> tuple[Image.Image, int]:
             height=height,
         )
     return image, frames
-
-
-def _not_an_image(data: bytes) -> str:
-    """What a file Pillow cannot identify is, as far as its first bytes tell, and what to do with it."""
-    head = data[:1024].lstrip()
-    if head.startswith(b"%PDF-"):
-        return "a PDF document, not an image: export its pages as images (e.g. pdftoppm -png) to use them"
-    if head.startswith(b"<svg") or (head.startswith(b"<?xml") and b"<svg" in head):
-        return "an SVG vector drawing, not a raster image: render it to PNG first (e.g. with rsvg-convert)"
-    return "the content is not an image format Pillow can read: convert it to JPEG or PNG to use it"
-
-
-def is_heif(data: bytes) -> bool:
-    """Whether the bytes start as a HEIF file: an ``ftyp`` box whose major brand is a HEIF one."""
-    return data[4:8] == b"ftyp" and data[8:12] in HEIF_BRANDS
 
 
 def _decode_error(error: BaseException) -> RejectItem:

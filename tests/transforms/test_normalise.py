@@ -53,6 +53,22 @@ def test_a_file_that_is_not_an_image_says_what_it_is_and_what_to_do(data, named)
     assert named in caught.value.detail["message"]
 
 
+@pytest.mark.parametrize(
+    ("format", "named"),
+    [("PNG", "PNG"), ("GIF", "GIF"), ("TIFF", "TIFF"), ("BMP", "BMP"), ("WEBP", "WebP"), ("ICO", "ICO")],
+)
+def test_a_damaged_image_pillow_cannot_identify_is_an_unsupported_image_of_its_format_not_a_non_image(format, named):
+    # Pillow writes the file; its first 12 bytes alone keep the signature and lose the header Pillow needs.
+    buffer = io.BytesIO()
+    make_photo(64, 48).save(buffer, format=format)
+    with pytest.raises(RejectItem) as caught:
+        normalise_image(buffer.getvalue()[:12], CONFIG)
+    assert caught.value.reason == reasons.UNSUPPORTED_IMAGE
+    assert caught.value.detail["format"] == named
+    assert f"starts like a {named} image" in caught.value.detail["message"]
+    assert "damaged" in caught.value.detail["message"]
+
+
 def test_rejects_truncated_jpeg_with_reason():
     data = jpeg_bytes(make_photo(400, 300))
     assert _reason(data[: len(data) // 2]) == reasons.TRUNCATED

@@ -1,0 +1,86 @@
+"""What a file Pillow cannot identify is, from its first bytes, and what its owner can do about it.
+
+``unidentified(data)`` returns the rejection ``normalise`` records for it:
+
+- ``unsupported_image`` when the bytes start with an image format's signature (a PNG, JPEG, TIFF... that Pillow
+  still cannot open): the file is damaged, or it is a variant of the format Pillow lacks. A HEIF/HEIC photo
+  (``is_heif``) is readable with the ``heif`` extra, and the detail says how to install it;
+- ``not_an_image`` otherwise, naming a PDF document or an SVG drawing when the bytes show one.
+
+Telling these apart matters to the person who reads the ledger: "convert it to PNG" is no advice for a damaged PNG.
+Pure functions, no Beam.
+"""
+
+from schemas import reasons
+from schemas.records.ledger import RejectItem
+
+# The ISO base media ``ftyp`` brands of HEIF still images and sequences (HEVC and generic), as phones write them.
+HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1"})
+
+# Leading bytes of the raster formats people keep images in, and the name a person knows each by.
+SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"II+\x00", "BigTIFF"),
+    (b"MM\x00+", "BigTIFF"),
+    (b"\x00\x00\x00\x0cjP  \r\n\x87\n", "JPEG 2000"),
+    (b"\xff\x4f\xff\x51", "JPEG 2000"),
+    (b"8BPS", "Photoshop (PSD)"),
+    (b"qoif", "QOI"),
+    (b"DDS ", "DDS"),
+    (b"icns", "ICNS"),
+)
+
+
+def unidentified(data: bytes) -> RejectItem:
+    """The rejection of bytes that ``PIL.Image.open`` could not identify."""
+    if is_heif(data):
+        return RejectItem(
+            reasons.UNSUPPORTED_IMAGE,
+            "a HEIF/HEIC image (the default photo format of iPhones), which Pillow reads only with pillow-heif: "
+            "install unishard's heif extra (pip install 'unishard[heif]') or convert the file to JPEG",
+        )
+    name = image_format(data)
+    if name is not None:
+        return RejectItem(
+            reasons.UNSUPPORTED_IMAGE,
+            f"the file starts like a {name} image but Pillow cannot read it: it is damaged (cut short, or a header "
+            f"value is invalid) or uses a {name} variant Pillow does not support; get a fresh copy from its source, "
+            "or open it in an image editor and save it again as JPEG or PNG",
+            format=name,
+        )
+    return RejectItem(reasons.NOT_AN_IMAGE, _not_an_image(data))
+
+
+def is_heif(data: bytes) -> bool:
+    """Whether the bytes start as a HEIF file: an ``ftyp`` box whose major brand is a HEIF one."""
+    return data[4:8] == b"ftyp" and data[8:12] in HEIF_BRANDS
+
+
+def image_format(data: bytes) -> str | None:
+    """The image format whose signature ``data`` starts with, or None."""
+    for signature, name in SIGNATURES:
+        if data.startswith(signature):
+            return name
+    if data.startswith(b"RIFF") and data[8:12] == b"WEBP":
+        return "WebP"
+    if data[:2] == b"BM" and data[6:10] == b"\x00\x00\x00\x00":  # BMP: the two reserved header fields are zero
+        return "BMP"
+    if len(data) > 2 and data[0:1] == b"P" and data[1] in b"1234567" and data[2] in b" \t\r\n":
+        return "Netpbm (PBM/PGM/PPM)"
+    if data[:4] in (b"\x00\x00\x01\x00", b"\x00\x00\x02\x00") and len(data) >= 6 and data[4:6] != b"\x00\x00":
+        return "ICO" if data[2] == 1 else "CUR"
+    return None
+
+
+def _not_an_image(data: bytes) -> str:
+    head = data[:1024].lstrip()
+    if head.startswith(b"%PDF-"):
+        return "a PDF document, not an image: export its pages as images (e.g. pdftoppm -png) to use them"
+    if head.startswith(b"<svg") or (head.startswith(b"<?xml") and b"<svg" in head):
+        return "an SVG vector drawing, not a raster image: render it to PNG first (e.g. with rsvg-convert)"
+    return "the content is not an image format Pillow can read: convert it to JPEG or PNG to use it"
