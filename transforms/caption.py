@@ -205,7 +205,9 @@ class OpenClipRerankHandler(ModelHandler[CaptionRequest, Sample, Any]):
     """
 
     def __init__(self, clip: ClipModelConfig, batch_size: int = 16, model: Any = None):
-        super().__init__(min_batch_size=1, max_batch_size=batch_size)
+        # Fixed batches: every text pass is padded to ClipModel.text_batch rows (so its rows never depend on the
+        # others), and the adaptive batching Beam does between 1 and batch_size settled on 1 or 2 requests a pass.
+        super().__init__(min_batch_size=batch_size, max_batch_size=batch_size)
         self._clip = clip
         self._model = model
         self._reranked = beam.metrics.Metrics.counter(STAGE, "reranked")

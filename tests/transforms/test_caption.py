@@ -170,6 +170,34 @@ def test_sample_without_usable_text_is_rejected_not_given_an_empty_caption(capti
     assert "caption.required=false" in json.loads(row.detail)["message"]
 
 
+_TEXT_PASSES: list[int] = []
+
+
+class _CountingModel(LookupClipModel):
+    """Records how many texts each ``encode_texts`` call asks for (a real model pads every pass to a fixed size)."""
+
+    def encode_texts(self, texts):
+        _TEXT_PASSES.append(len(texts))
+        return super().encode_texts(texts)
+
+
+def test_rerank_encodes_the_captions_of_batch_size_samples_per_call():
+    fake = _CountingModel(dim=8, model_id="fake")
+    samples = [
+        make_sample(solid("red"), f"mug{index}", metadata={"title": f"mug number {index}"}) for index in range(40)
+    ]
+    _TEXT_PASSES.clear()
+    with BeamTestPipeline() as pipeline:
+        _ = (
+            pipeline
+            | beam.Create([_embedded(s, fake) for s in samples])
+            | Caption(CaptionConfig(batch_size=16), SMOKE, rerank_handler=OpenClipRerankHandler(SMOKE, 16, model=fake))
+        )
+    # One title each: 40 texts in calls of 16 samples. Growing batches from one sample up made a call for 1, 2, 4...
+    assert sorted(_TEXT_PASSES, reverse=True)[:2] == [16, 16] and sum(_TEXT_PASSES) == 40
+    assert len(_TEXT_PASSES) <= 4
+
+
 def test_real_rerank_handler_with_random_weights_picks_the_argmax():
     model = load_clip(SMOKE)
     photo = make_sample(
