@@ -1,11 +1,12 @@
 """A plain loop doing the per-image work of ``unishard run`` with a CLIP model: the yardstick for the model path.
 
-Per image, in ``WORKERS`` processes (each loads the model once, with torch's default thread count, as a unishard
-worker does): read the file, SHA-256, decode (JPEG draft), EXIF transpose, RGB, resize to at most 512 px, pHash,
-re-encode JPEG quality 90; then, per batch of ``BATCH`` images, one CLIP image encode of the batch and one text
-encode of the caption candidates unishard encoded for those images (``TEXTS``: a JSON object mapping file name to
-its list of candidate texts, read from a unishard output by ``benchmarks/bench_pipeline.py --vit``). Results go into
-tar shards like ``../shared/bench/plain_shards.py``. Prints one JSON line with images/s.
+Per image, in ``WORKERS`` processes (each loads the model once and runs torch on ``THREADS`` thread, as a unishard
+worker does with ``clip.threads``' default): read the file, SHA-256, decode (JPEG draft), EXIF transpose, RGB,
+resize to at most 512 px, pHash, re-encode JPEG quality 90; then, per batch of ``BATCH`` images, one CLIP image
+encode of the batch and one text encode of the caption candidates unishard encoded for those images (``TEXTS``: a
+JSON object mapping file name to its list of candidate texts, read from a unishard output by
+``benchmarks/bench_pipeline.py --vit``). Results go into tar shards like ``../shared/bench/plain_shards.py``.
+Prints one JSON line with images/s.
 
     python benchmarks/plain_clip.py OUT WORKERS BATCH WEIGHTS TEXTS @listfile
 """
@@ -23,11 +24,15 @@ import imagehash
 from PIL import Image, ImageOps
 
 MAX_SIDE = 512
+THREADS = 1  # clip.threads' default: unishard's worker processes each run torch on one thread
 _MODEL: dict = {}
 
 
 def _load(weights: str, texts: str) -> None:
     import open_clip
+    import torch
+
+    torch.set_num_threads(THREADS)
 
     model, _, preprocess = open_clip.create_model_and_transforms("ViT-B-32", pretrained=weights)
     _MODEL.update(

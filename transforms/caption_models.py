@@ -18,7 +18,7 @@ from apache_beam.ml.inference.base import ModelHandler
 from schemas.config.caption import CaptionerConfig, OcrConfig
 from schemas.config.clip_model import ClipModelConfig
 from schemas.records.caption import Candidate, CaptionRequest
-from transforms.clip_model import build_open_clip, resolve_device
+from transforms.clip_model import build_open_clip, resolve_device, use_threads
 from transforms.image_store import read_image
 from transforms.model_weights import slug, tag_family
 
@@ -94,6 +94,7 @@ def load_captioner(config: CaptionerConfig, clip: ClipModelConfig) -> CocaCaptio
     with _LOCK:
         if key not in _CAPTIONERS:
             smoke = SMOKE_COCA if clip.smoke else None
+            use_threads(clip.threads)
             model, preprocess, _ = build_open_clip(
                 config.name, config.pretrained, config.checkpoint, clip.cache_dir, smoke, "caption.captioner"
             )

@@ -136,7 +136,8 @@ class ClipModel:
         self.text_batch = text_batch
         self._text_cache: dict[str, np.ndarray] = {}
         self._lock = threading.Lock()
-        self.embed_dim = int(self.encode_texts(["a photo"]).shape[1])
+        # One row, not a cached padded pass of text_batch rows (ViT-B-32: 2.7 CPU-s for 32 texts).
+        self.embed_dim = int(self._fixed_passes(self._tokenizer(["a photo"]), 1, self._model.encode_text).shape[1])
 
     def preprocess(self, images: Sequence[Any]) -> Any:
         """The model's input tensor for PIL images (resized, cropped, normalised), on CPU in float32."""
@@ -195,6 +196,20 @@ _CACHE: dict[str, ClipModel] = {}
 _CACHE_LOCK = threading.Lock()
 
 
+def use_threads(threads: int) -> None:
+    """Set torch's intra-op threads for this process (``clip.threads``; 0 leaves torch's default).
+
+    Measured here: two worker processes on two cores with torch's default of one thread per core each encoded
+    ViT-B-32 images at half the rate of two single-threaded ones, the threads spinning while they wait for each
+    other. And a thread count is part of an embedding's bits: ViT-B-32 image rows changed between 1, 2 and 4
+    threads (``tests/transforms/test_clip_model.py``), so one fixed count keeps outputs the same on every machine.
+    """
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def load_clip(config: ClipModelConfig, cache: bool = True) -> ClipModel:
     """The ``ClipModel`` described by ``config``, loaded once per process (unless ``cache`` is false).
 
@@ -205,10 +220,7 @@ def load_clip(config: ClipModelConfig, cache: bool = True) -> ClipModel:
     with _CACHE_LOCK:
         if cache and key in _CACHE:
             return _CACHE[key]
-        import torch
-
-        if config.threads:
-            torch.set_num_threads(config.threads)
+        use_threads(config.threads)
         device = resolve_device(config.device)
         precision = config.precision
         if precision == "int8-dynamic" and device != "cpu":

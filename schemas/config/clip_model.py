@@ -35,7 +35,12 @@ class ClipModelConfig(Section):
         "fp32", description="bf16 weights or int8 dynamic quantization (CPU only) roughly double CPU throughput."
     )
     threads: int = pydantic.Field(
-        0, ge=0, description="torch intra-op threads per worker process; 0 keeps torch's default."
+        1,
+        ge=0,
+        description="torch intra-op threads in each worker process, for every model. 1 keeps embeddings the same "
+        "bits on any machine and with any worker count (a different thread count can change their last bits) and "
+        "lets one worker process per core use the cores without oversubscribing them; 0 keeps torch's default (one "
+        "thread per core, in every process).",
     )
     smoke: bool = pydantic.Field(False, description="Random small model of the same family; outputs not meaningful.")
 

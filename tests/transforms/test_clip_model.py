@@ -86,3 +86,21 @@ def test_smoke_models_flag_and_config_key_agree(tmp_path):
     assert config.clip.smoke and clip_model_id(config.clip) == "clip_smoke_tiny_vit"
     with pytest.raises(ValueError, match="int8-dynamic runs on CPU only"):
         ClipModelConfig(device="cuda", precision="int8-dynamic")
+
+
+
+def test_loading_a_model_sets_torch_to_clip_threads_one_by_default():
+    import torch
+
+    # One fixed thread count in every worker process: a thread count can change an embedding's last bits.
+    assert ClipModelConfig().threads == 1
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)
+        load_clip(ClipModelConfig(smoke=True), cache=False)
+        assert torch.get_num_threads() == 1
+        torch.set_num_threads(3)
+        load_clip(ClipModelConfig(smoke=True, threads=0), cache=False)
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
