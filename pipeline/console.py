@@ -7,6 +7,7 @@ unishard's own messages (the ``unishard`` logger at INFO, our modules' warnings)
 else: no Beam, open_clip or hub INFO lines and no third-party warnings. ``-v`` shows INFO lines of every library and
 unishard's debug lines, ``-vv`` everything, ``--log-level LEVEL`` one level for all. Beam's warning that apitools is
 missing (logged when Beam's GCP I/O is imported) is never shown; its per-transform type-hint warnings only at DEBUG.
+Pillow's errors about a file it cannot decode show with ``-v``: that file's ledger row already says why it left.
 ``beam_log_args`` passes a chosen level on to the SDK workers (``--default_sdk_harness_log_level``), unless the
 command line sets theirs; local worker processes start with this console's logging (``pipeline/sdk_worker.py``).
 """
@@ -18,6 +19,9 @@ from collections.abc import Mapping
 
 OWN_LOGGERS = ("unishard", "pipeline", "transforms", "schemas", "runners")
 NEVER_SHOWN = ("apitools not found",)
+# Libraries whose errors are about one input file, which the ledger already records as that file's rejection with
+# its reason (Pillow's decoders log "More samples per pixel than can be decoded" and the like): shown with -v.
+PER_FILE_LOGGERS = ("PIL",)
 DEBUG_ONLY = ("This output type hint will be ignored", "This input type hint will be ignored")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 WORKER_LOG_OPTION = "--default_sdk_harness_log_level"
@@ -50,6 +54,8 @@ class _Thresholds(logging.Filter):
         else:
             threshold = self.own if name in OWN_LOGGERS else self.others
         if record.levelno < threshold:
+            return False
+        if name in PER_FILE_LOGGERS and self.others > logging.INFO:
             return False
         if name not in OWN_LOGGERS:
             message = str(record.msg)

@@ -130,7 +130,10 @@ STOP = "stop: photo.jpg changed content since it was written to /out"
     "level, shown",
     [
         (None, {"unishard info", "own warning", "beam error"}),
-        (logging.INFO, {"unishard debug", "unishard info", "own info", "own warning", "beam info", "beam error"}),
+        (
+            logging.INFO,
+            {"unishard debug", "unishard info", "own info", "own warning", "beam info", "beam error", "pillow error"},
+        ),
         (
             logging.DEBUG,
             {
@@ -140,6 +143,7 @@ STOP = "stop: photo.jpg changed content since it was written to /out"
                 "own warning",
                 "beam info",
                 "beam error",
+                "pillow error",
                 "This output type hint will be ignored and not used",
                 STOP,
             },
@@ -160,6 +164,8 @@ def test_the_console_lets_through_by_level_and_kind_of_logger(level, shown):
             _record("transforms.documents", logging.WARNING, "own warning"),
             _record("apache_beam.runners.worker.statecache", logging.INFO, "beam info"),
             _record("apache_beam.runners", logging.ERROR, "beam error"),
+            # a decoder's complaint about one input file, which the ledger records as that file's rejection
+            _record("PIL.TiffImagePlugin", logging.ERROR, "pillow error"),
             _record("root", logging.WARNING, "apitools not found, and bigquery client libraries are not available"),
             _record("root", logging.WARNING, "This output type hint will be ignored and not used"),
             # the incremental job's expected stop, which the launcher explains in one line and turns into a rebuild

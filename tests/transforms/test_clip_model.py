@@ -88,7 +88,6 @@ def test_smoke_models_flag_and_config_key_agree(tmp_path):
         ClipModelConfig(device="cuda", precision="int8-dynamic")
 
 
-
 def test_loading_a_model_sets_torch_to_clip_threads_one_by_default():
     import torch
 
