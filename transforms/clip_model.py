@@ -17,8 +17,9 @@ Determinism: row results of a CPU forward pass depend on the batch size (differe
 pass has a fixed size and partial batches are padded; results never depend on how Beam batched the elements.
 PyTorch's int8 dynamic quantization scales activations per tensor, so an image's result would depend on its batch
 companions; ``int8-dynamic`` here quantizes each activation row (token) with its own scale instead
-(``transforms/_int8_rows.py``), which keeps batching and is exactly batch-independent (integer accumulation). bf16
-results also depend on the thread count: set ``clip.threads`` when bf16 outputs must match across machines.
+(``transforms/_int8_rows.py``), which keeps batching and is exactly batch-independent (integer accumulation). Results
+also depend on torch's thread count (fp32 ViT-B-32 image rows changed between 1, 2 and 4 threads), which
+``clip.threads`` fixes in every worker process (1 by default; ``use_threads``).
 
 ``transforms.clip_lookup.LookupClipModel`` is a deterministic stand-in with the same interface for tests.
 """
