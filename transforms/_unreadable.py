@@ -1,6 +1,7 @@
 """What a file Pillow cannot identify is, from its first bytes, and what its owner can do about it.
 
-``unidentified(data)`` returns the rejection ``normalise`` records for it:
+``unidentified(data)`` returns the rejection ``normalise`` records for it (and ``decode_hint(format)`` what to do about
+an opened file whose pixels Pillow could not decode, for formats that need help from outside Python):
 
 - ``unsupported_image`` when the bytes start with an image format's signature (a PNG, JPEG, TIFF... that Pillow
   still cannot open): the file is damaged, or it is a variant of the format Pillow lacks. A HEIF/HEIC photo
@@ -35,6 +36,15 @@ SIGNATURES = (
     (b"icns", "ICNS"),
 )
 
+# Formats whose pixels Pillow reads only with help from outside Python, and what the file's owner can do.
+DECODE_HINTS = {
+    "EPS": "an EPS/PostScript file, which Pillow renders with Ghostscript: install Ghostscript (the gs command) on "
+    "every worker, or export the file as PNG",
+    "WMF": "a Windows Metafile (vector drawing), which Pillow renders only on Windows: export it as PNG",
+    "TIFF": "the TIFF's compression or layout is one Pillow's libtiff cannot decode (WebP or JPEG XL inside a TIFF, "
+    "for one), or the file is damaged: save it again as an uncompressed or LZW TIFF, or as PNG",
+}
+
 
 def unidentified(data: bytes) -> RejectItem:
     """The rejection of bytes that ``PIL.Image.open`` could not identify."""
@@ -54,6 +64,11 @@ def unidentified(data: bytes) -> RejectItem:
             format=name,
         )
     return RejectItem(reasons.NOT_AN_IMAGE, _not_an_image(data))
+
+
+def decode_hint(format: str | None) -> str | None:
+    """What to do about a file of ``format`` (Pillow's name) whose pixels Pillow could not decode, if known."""
+    return DECODE_HINTS.get(format or "")
 
 
 def is_heif(data: bytes) -> bool:

@@ -28,7 +28,7 @@ from schemas.records.inputs import InputItem
 from schemas.records.ledger import RejectItem
 from schemas.records.samples import ImageInfo, Sample
 from transforms._common import StageFn, apply_stage
-from transforms._unreadable import unidentified
+from transforms._unreadable import decode_hint, unidentified
 from transforms.hashing import perceptual_hashes
 from transforms.image_store import store_image
 
@@ -112,14 +112,15 @@ def open_image(data: bytes, config: NormaliseConfig) -> tuple[Image.Image, int]:
     return image, frames
 
 
-def _decode_error(error: BaseException) -> RejectItem:
+def _decode_error(error: BaseException, format: str | None = None) -> RejectItem:
     """Classify a decoder error: truncation, a decompression bomb, or a corrupt or unsupported file."""
     message = str(error)
     if "too large" in message.lower():
         return RejectItem(reasons.DECOMPRESSION_BOMB, f"decoding refused: {message}")
     if "truncated" in message or isinstance(error, EOFError):
         return RejectItem(reasons.TRUNCATED, f"decoding failed: {message}")
-    return RejectItem(reasons.UNSUPPORTED_IMAGE, f"decoding failed: {type(error).__name__}: {message}")
+    detail = f"decoding failed: {type(error).__name__}: {message}"
+    return RejectItem(reasons.UNSUPPORTED_IMAGE, f"{detail}; {hint}" if (hint := decode_hint(format)) else detail)
 
 
 def _load_first_frame(image: Image.Image, config: NormaliseConfig) -> Image.Image:
@@ -129,7 +130,7 @@ def _load_first_frame(image: Image.Image, config: NormaliseConfig) -> Image.Imag
         # A freshly opened file is at its first frame; seeking is not needed (and for PSD it picks a layer).
         image.load()
     except (OSError, SyntaxError, ValueError, EOFError) as error:
-        raise _decode_error(error) from None
+        raise _decode_error(error, image.format) from None
     return image
 
 

@@ -69,6 +69,30 @@ def test_a_damaged_image_pillow_cannot_identify_is_an_unsupported_image_of_its_f
     assert "damaged" in caught.value.detail["message"]
 
 
+def test_an_eps_without_ghostscript_says_to_install_it_or_export_the_file(monkeypatch):
+    from PIL import EpsImagePlugin
+
+    monkeypatch.setattr(EpsImagePlugin, "gs_binary", False)  # as on a worker without Ghostscript
+    buffer = io.BytesIO()
+    make_photo(64, 48).save(buffer, format="EPS")
+    with pytest.raises(RejectItem) as caught:
+        normalise_image(buffer.getvalue(), CONFIG)
+    assert caught.value.reason == reasons.UNSUPPORTED_IMAGE
+    assert "install Ghostscript" in caught.value.detail["message"]
+
+
+def test_a_tiff_whose_pixels_cannot_be_decoded_says_how_to_save_it_again():
+    buffer = io.BytesIO()
+    make_photo(64, 48).save(buffer, format="TIFF", compression="tiff_adobe_deflate")
+    data = bytearray(buffer.getvalue())
+    data[200:400] = bytes(value ^ 0x5A for value in data[200:400])  # scramble the compressed strip
+    with pytest.raises(RejectItem) as caught:
+        normalise_image(bytes(data), CONFIG)
+    assert caught.value.reason == reasons.UNSUPPORTED_IMAGE
+    assert "decoding failed" in caught.value.detail["message"]
+    assert "save it again as an uncompressed or LZW TIFF, or as PNG" in caught.value.detail["message"]
+
+
 def test_rejects_truncated_jpeg_with_reason():
     data = jpeg_bytes(make_photo(400, 300))
     assert _reason(data[: len(data) // 2]) == reasons.TRUNCATED
