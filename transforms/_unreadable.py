@@ -5,7 +5,8 @@ an opened file whose pixels Pillow could not decode, for formats that need help 
 
 - ``unsupported_image`` when the bytes start with an image format's signature (a PNG, JPEG, TIFF... that Pillow
   still cannot open): the file is damaged, or it is a variant of the format Pillow lacks. A HEIF/HEIC photo
-  (``is_heif``) is readable with the ``heif`` extra, and the detail says how to install it;
+  (``is_heif``) is readable with the ``heif`` extra, and the detail says how to install it; a JPEG XL image is a
+  format Pillow has no reader for, and the detail says how to convert it;
 - ``not_an_image`` otherwise, naming a PDF document or an SVG drawing when the bytes show one.
 
 Telling these apart matters to the person who reads the ledger: "convert it to PNG" is no advice for a damaged PNG.
@@ -17,6 +18,9 @@ from schemas.records.ledger import RejectItem
 
 # The ISO base media ``ftyp`` brands of HEIF still images and sequences (HEVC and generic), as phones write them.
 HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1"})
+
+# JPEG XL's bare codestream and its ISO box container: an image format Pillow has no reader for.
+JPEG_XL = (b"\xff\x0a", b"\x00\x00\x00\x0cJXL \r\n\x87\n")
 
 # Leading bytes of the raster formats people keep images in, and the name a person knows each by.
 SIGNATURES = (
@@ -53,6 +57,12 @@ def unidentified(data: bytes) -> RejectItem:
             reasons.UNSUPPORTED_IMAGE,
             "a HEIF/HEIC image (the default photo format of iPhones), which Pillow reads only with pillow-heif: "
             "install unishard's heif extra (pip install 'unishard[heif]') or convert the file to JPEG",
+        )
+    if data.startswith(JPEG_XL):
+        return RejectItem(
+            reasons.UNSUPPORTED_IMAGE,
+            "a JPEG XL image, a format Pillow does not read: convert it to PNG or JPEG first (djxl from libjxl does)",
+            format="JPEG XL",
         )
     name = image_format(data)
     if name is not None:

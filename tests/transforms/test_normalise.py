@@ -69,6 +69,19 @@ def test_a_damaged_image_pillow_cannot_identify_is_an_unsupported_image_of_its_f
     assert "damaged" in caught.value.detail["message"]
 
 
+@pytest.mark.parametrize(
+    "head",
+    [b"\xff\x0a\xff\x07\x08\x83\x04\x0c\x00\x4b\x12", b"\x00\x00\x00\x0cJXL \r\n\x87\n\x00\x00\x00\x14ftypjxl "],
+)
+def test_a_jpeg_xl_image_is_unsupported_and_the_detail_says_how_to_convert_it(head):
+    # The first bytes of a JPEG XL codestream and of its ISO box container (ISO/IEC 18181-2), as cjxl writes them.
+    with pytest.raises(RejectItem) as caught:
+        normalise_image(head + bytes(64), CONFIG)
+    assert caught.value.reason == reasons.UNSUPPORTED_IMAGE
+    assert caught.value.detail["format"] == "JPEG XL"
+    assert "convert it to PNG or JPEG" in caught.value.detail["message"]
+
+
 def test_an_eps_without_ghostscript_says_to_install_it_or_export_the_file(monkeypatch):
     from PIL import EpsImagePlugin
 
