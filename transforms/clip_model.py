@@ -202,8 +202,8 @@ def use_threads(threads: int) -> None:
 
     Measured here: two worker processes on two cores with torch's default of one thread per core each encoded
     ViT-B-32 images at half the rate of two single-threaded ones, the threads spinning while they wait for each
-    other. And a thread count is part of an embedding's bits: ViT-B-32 image rows changed between 1, 2 and 4
-    threads (``tests/transforms/test_clip_model.py``), so one fixed count keeps outputs the same on every machine.
+    other. And a thread count is part of an embedding's bits: the image rows of a random ViT-B-32 (4 photos, one
+    pass) changed between 1, 2 and 4 threads, so one fixed count keeps outputs the same on every machine.
     """
     if threads:
         import torch
