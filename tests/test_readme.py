@@ -7,6 +7,7 @@ the files ``git`` would commit; the installed ``unishard`` (this environment, ma
 from it with ``HF_HUB_OFFLINE=1``.
 """
 
+import fcntl
 import hashlib
 import json
 import os
@@ -115,10 +116,14 @@ def checkout():
     if shutil.which("git") is None or not (ROOT / ".git").exists():
         pytest.skip("needs a git checkout to copy")
     path = Path(tempfile.gettempdir()) / "unishard-readme-check" / "unishard"
-    shutil.rmtree(path.parent, ignore_errors=True)
-    _fresh_copy(path)
-    yield path
-    shutil.rmtree(path.parent, ignore_errors=True)
+    # Another run of this test on the machine (a second checkout's suite) would delete and rewrite the same folder
+    # under this one's commands: wait for it instead.
+    with open(path.parent.with_name("unishard-readme-check.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        shutil.rmtree(path.parent, ignore_errors=True)
+        _fresh_copy(path)
+        yield path
+        shutil.rmtree(path.parent, ignore_errors=True)
 
 
 def test_every_readme_command_runs_as_written(checkout):
