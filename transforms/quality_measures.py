@@ -105,10 +105,11 @@ def subject_mask(grey: np.ndarray) -> np.ndarray:
     """The pixels of ``grey`` (uint8) that are not backdrop; the whole frame when no backdrop frames it."""
     window = np.ones((5, 5), np.uint8)
     uniform = (cv2.dilate(grey, window) - cv2.erode(grey, window) <= UNIFORM_RANGE).view(np.uint8)
+    border = np.concatenate([uniform[0], uniform[-1], uniform[:, 0], uniform[:, -1]])
+    if np.count_nonzero(border) < BACKDROP_BORDER * border.size:
+        return np.ones(grey.shape, bool)  # most frames: no backdrop, so no labelling
     count, labels = cv2.connectedComponents(uniform, connectivity=4)
     border = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
-    if count <= 1 or np.count_nonzero(border) < BACKDROP_BORDER * border.size:
-        return np.ones(grey.shape, bool)
     touching = np.zeros(count, bool)
     touching[np.unique(border)] = True
     touching[0] = False
@@ -137,7 +138,7 @@ def measure(rgb: np.ndarray) -> Measures:
     _, tone_std = cv2.meanStdDev(grey, mask=mask)
     _, detail_std = cv2.meanStdDev(cv2.Laplacian(grey, cv2.CV_32F, ksize=1), mask=mask)
     variance = float(tone_std[0, 0]) ** 2
-    histogram = np.cumsum(np.bincount(brightest.ravel(), minlength=256))
+    histogram = np.cumsum(cv2.calcHist([brightest], [0], None, [256], [0, 256]).ravel().astype(np.int64))
     return Measures(
         sharpness_lapvar=float(detail_std[0, 0]) ** 2 / max(variance, (1 / 255) ** 2),
         highlights_clipped=float(np.count_nonzero(clipped >= 2)) / pixels,
