@@ -8,6 +8,7 @@ Reports compare runs by these strings, so a code is never renamed: add a new one
 MISSING_FILE = "missing_file"
 OUTSIDE_ROOT = "outside_root"
 MALFORMED_SIDECAR = "malformed_sidecar"
+ORPHAN_SIDECAR = "orphan_sidecar"
 MALFORMED_MANIFEST_ROW = "malformed_manifest_row"
 UNREADABLE_INPUT = "unreadable_input"
 

@@ -14,7 +14,7 @@ import os
 import posixpath
 import re
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from apache_beam.io.filesystem import CompressionTypes, FileMetadata
@@ -27,6 +27,7 @@ from transforms.import_interleaved import KINDS as INTERLEAVED_KINDS
 
 MANIFEST_SUFFIXES = (".csv", ".jsonl", ".parquet")
 TEXT_MEMBERS = ("json", "txt", "cls")  # the WebDataset members that are not the image
+ORPHAN = "__orphan_sidecar__"  # metadata key of a sidecar no image takes: ingest's read rejects it
 
 
 def input_kind(spec: InputSpec) -> str:
@@ -55,13 +56,47 @@ def pattern_roots(spec: InputSpec) -> tuple[str, ...]:
     return (posixpath.dirname(head) if "://" in head else os.path.dirname(head),)
 
 
-def file_item(metadata: FileMetadata, spec: InputSpec, config: IngestConfig) -> Iterator[InputItem]:
-    path = metadata.path
-    stem, suffix = posixpath.splitext(path)
-    if suffix.lower() in config.sidecar_extensions:
-        return
-    domain = spec.domain or config.default_domain
-    yield InputItem(source=path, path=path, domain=domain, sidecar=stem, roots=pattern_roots(spec))
+def stem_key(metadata: FileMetadata) -> tuple[str, str]:
+    """``(stem, path)`` of a matched file: an image and its sidecars share the stem (the path without extension)."""
+    return posixpath.splitext(metadata.path)[0], metadata.path
+
+
+def stem_items(group: tuple[str, Iterable[str]], spec: InputSpec, config: IngestConfig) -> Iterator[InputItem]:
+    """The items of the matched files that share one stem.
+
+    Each image is an item that knows its sidecars: the first file, in sorted order, of each of
+    ``ingest.sidecar_extensions`` whatever its case (``a.TXT`` is ``a.jpg``'s caption). A sidecar no image takes (no
+    image has its stem, or another file of the same kind is taken) is an item too, marked ``ORPHAN``: ingest's read
+    rejects it as ``orphan_sidecar``, so text that reaches no sample is in the ledger, not silently skipped.
+    """
+    stem, paths = group[0], sorted(group[1])
+    kinds = [ext.lower() for ext in config.sidecar_extensions]
+    sidecars = [path for path in paths if posixpath.splitext(path)[1].lower() in kinds]
+    images = [path for path in paths if path not in sidecars]
+    taken = []
+    for kind in kinds:
+        spelled = [path for path in sidecars if posixpath.splitext(path)[1].lower() == kind]
+        if images and spelled:
+            taken.append(spelled[0])
+    domain, roots = spec.domain or config.default_domain, pattern_roots(spec)
+    suffixes = tuple(posixpath.splitext(path)[1] for path in taken)
+    for path in images:
+        yield InputItem(path, path, domain, sidecar=stem if taken else None, roots=roots, sidecar_suffixes=suffixes)
+    name = posixpath.basename(stem)
+    for path in sidecars:
+        if path in taken:
+            continue
+        if images:
+            why = (
+                f"{posixpath.basename(images[0])} already takes a sidecar of this kind "
+                f"({', '.join(posixpath.basename(p) for p in taken)}); merge the two files into one"
+            )
+        else:
+            why = (
+                f"no image named {name}.<image extension> sits beside it, so its text reaches no sample; name it "
+                f"like its image (photo.jpg takes photo.txt and photo.json) or move it out of the input"
+            )
+        yield InputItem(path, path, domain, metadata={ORPHAN: f"sidecar {path}: {why}"}, roots=roots)
 
 
 def manifest_roots(manifest: str, roots: list[str]) -> tuple[str, ...]:

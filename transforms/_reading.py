@@ -86,29 +86,32 @@ def read_again(item: InputItem) -> InputItem:
 
 
 def read_sidecar(
-    stem: str, extensions: list[str], roots: tuple[str, ...] = (), follow_symlinks: bool = False
+    stem: str, suffixes: tuple[str, ...], roots: tuple[str, ...] = (), follow_symlinks: bool = False
 ) -> dict[str, Any]:
-    """Read the same-stem sidecar of an image: a ``.json`` object or a ``.txt`` caption.
+    """Read and merge the same-stem sidecars of an image: ``.json`` objects and ``.txt`` captions (any case).
+
+    An earlier suffix wins a key both give: with the default order a JSON ``caption`` wins over the ``.txt`` file,
+    which otherwise becomes the ``caption``, as in a WebDataset sample.
 
     Args:
         stem: The image's path without its extension.
-        extensions: Sidecar extensions, tried in order; the first existing file is the sidecar.
-        roots: Folders the sidecar must lead into (none: unchecked).
+        suffixes: The sidecars' suffixes as the listing found them (``InputItem.sidecar_suffixes``).
+        roots: Folders the sidecars must lead into (none: unchecked).
         follow_symlinks: Let symbolic links lead out of ``roots``.
 
     Raises:
-        RejectItem: ``outside_root`` when the sidecar leads out of ``roots`` (it is never read),
-            ``malformed_sidecar`` when the JSON sidecar cannot be parsed.
+        RejectItem: ``outside_root`` when a sidecar leads out of ``roots`` (it is never read),
+            ``malformed_sidecar`` when a JSON sidecar cannot be parsed, ``missing_file`` when one has gone.
     """
-    for ext in extensions:
-        path = stem + ext
-        if not FileSystems.exists(path):
-            continue
+    metadata: dict[str, Any] = {}
+    for suffix in suffixes:
+        path = stem + suffix
         if roots:
             confine(path, roots, follow_symlinks, f"sidecar {path}")
         data, _ = read_bytes(path)
-        if ext == ".txt":
-            return {"caption": data.decode("utf-8", errors="replace").strip()}
+        if suffix.lower() == ".txt":
+            metadata.setdefault("caption", data.decode("utf-8", errors="replace").strip())
+            continue
         try:
             loaded = json.loads(data)
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
@@ -119,5 +122,6 @@ def read_sidecar(
             ) from None
         if not isinstance(loaded, dict):
             raise RejectItem(reasons.MALFORMED_SIDECAR, f"sidecar {path} must hold a JSON object", sidecar=path)
-        return loaded
-    return {}
+        for key, value in loaded.items():
+            metadata.setdefault(key, value)
+    return metadata

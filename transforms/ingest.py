@@ -5,7 +5,8 @@ filled and sidecar metadata merged. The listing runs on workers (a manifest or a
 and reshuffled), so the launcher never holds the input listing.
 
 Reason codes: ``outside_root`` (a manifest row, matched file or sidecar leading out of its input's roots; never
-read), ``malformed_manifest_row``, ``missing_file``, ``malformed_sidecar``, ``unreadable_input`` (a read that kept
+read), ``malformed_manifest_row``, ``missing_file``, ``malformed_sidecar``, ``orphan_sidecar`` (a ``.json`` or
+``.txt`` file of a file pattern that no image takes: no image has its name), ``unreadable_input`` (a read that kept
 failing after retries).
 
 Roots: a manifest's rows must lead into the input's ``roots`` (default: the manifest's folder), a file pattern's
@@ -31,12 +32,14 @@ from schemas.records.values import blank
 from transforms._common import StageFn, apply_stage
 from transforms._confine import confine
 from transforms._listing import (
-    file_item,
+    ORPHAN,
     files_pattern,
     input_kind,
     manifest_roots,
     manifest_rows,
     resolve_manifest_path,
+    stem_items,
+    stem_key,
     tar_items,
 )
 from transforms._reading import read_bytes, read_member, read_sidecar
@@ -91,7 +94,10 @@ class ReadInputs(beam.PTransform):
                     start
                     | f"{label}Pattern" >> beam.Map(files_pattern)
                     | f"{label}Match" >> fileio.MatchAll()
-                    | f"{label}Files" >> beam.FlatMap(file_item, spec, self._config)
+                    | f"{label}Stems" >> beam.Map(stem_key)
+                    # Paths only: an image meets its sidecars (any case), and a sidecar no image takes is seen.
+                    | f"{label}GroupStems" >> beam.GroupByKey()
+                    | f"{label}Files" >> beam.FlatMap(stem_items, spec, self._config)
                 )
             listed.append(items)
         items = (
@@ -182,13 +188,15 @@ class _ReadFn(StageFn):
         metadata = dict(item.metadata)
         if "__sidecar_error__" in metadata:
             raise RejectItem(reasons.MALFORMED_SIDECAR, f"{item.source}: {metadata['__sidecar_error__']}")
+        if ORPHAN in metadata:
+            raise RejectItem(reasons.ORPHAN_SIDECAR, metadata[ORPHAN])
         follow = self._config.follow_symlinks
         if item.roots and item.data is None:
             # Checked just before the read even when the listing checked it: a link can change in between.
             what = item.path if item.path == item.source else f"path {item.path} of {item.source}"
             confine(item.path, item.roots, follow, what)
         if item.sidecar is not None:
-            metadata.update(read_sidecar(item.sidecar, self._config.sidecar_extensions, item.roots, follow))
+            metadata.update(read_sidecar(item.sidecar, item.sidecar_suffixes, item.roots, follow))
         domain = str(metadata.pop(self._config.domain_column, "") or item.domain)
         if item.data is not None:
             data, attempts = item.data, 0

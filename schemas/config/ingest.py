@@ -31,7 +31,13 @@ class IngestConfig(Section):
     inputs: list[InputSpec] = pydantic.Field(default_factory=list)
     default_domain: str = "unknown"
     domain_column: str = "domain"
-    sidecar_extensions: list[str] = pydantic.Field(default_factory=lambda: [".json", ".txt"])
+    sidecar_extensions: list[str] = pydantic.Field(
+        default_factory=lambda: [".json", ".txt"],
+        description=(
+            "Same-stem files merged into an image's metadata (photo.jpg takes photo.json and photo.TXT), earlier "
+            "extensions winning a key; one that no image takes is rejected as orphan_sidecar."
+        ),
+    )
     follow_symlinks: bool = pydantic.Field(
         False,
         description="Let symbolic links lead out of an input's roots. Off, a local path is checked where it really "

@@ -18,7 +18,9 @@ class InputItem:
         domain: Data domain such as ``factory`` or ``marketing``.
         metadata: Metadata columns, sidecar fields and manifest values (JSON-compatible).
         data: Image bytes carried inline (members of a compressed tar); ``None`` when they are read from ``path``.
-        sidecar: Path of a same-stem ``.json`` or ``.txt`` sidecar to merge into the metadata, if any.
+        sidecar: The image's path without its extension, when sidecars sit beside it (``sidecar_suffixes``).
+        sidecar_suffixes: The suffixes of the same-stem sidecar files the listing found (``.json``, ``.TXT``...),
+            as they are spelled on disk, in ``ingest.sidecar_extensions`` order; each is merged into the metadata.
         roots: Folders ``path`` and the sidecar must lead into when they are read (``ingest.follow_symlinks``
             decides whether symbolic links may lead out); empty when nothing is read from a path.
         member: ``(offset, size)`` of the image bytes inside ``path`` (a member of an uncompressed tar), read there
@@ -33,13 +35,14 @@ class InputItem:
     sidecar: str | None = None
     roots: tuple[str, ...] = ()
     member: tuple[int, int] | None = None
+    sidecar_suffixes: tuple[str, ...] = ()
 
     def __reduce__(self) -> tuple:
         # Compact pickling (schemas.compact); the path, the sidecar stem and the roots mostly begin the source.
         path = None if self.path == self.source else self.path
         within = tuple(_prefix_length(root, self.source) for root in self.roots)
         values = (self.source, path, self.domain, self.metadata, self.data, _prefix_length(self.sidecar, self.source))
-        return _input_item, (packed((*values, within, self.member)),)
+        return _input_item, (packed((*values, within, self.member, self.sidecar_suffixes)),)
 
 
 def _prefix_length(text: str | None, source: str) -> str | int | None:
@@ -52,7 +55,8 @@ def _prefix_text(value: str | int | None, source: str) -> str | None:
 
 
 def _input_item(blob: bytes) -> InputItem:
-    source, path, domain, metadata, data, sidecar, roots, member = unpacked(blob)
+    source, path, domain, metadata, data, sidecar, roots, member, suffixes = unpacked(blob)
     path = source if path is None else path
     roots = tuple(_prefix_text(root, source) for root in roots)
-    return InputItem(source, path, domain, metadata, data, _prefix_text(sidecar, source), roots, member)
+    sidecar = _prefix_text(sidecar, source)
+    return InputItem(source, path, domain, metadata, data, sidecar, roots, member, tuple(suffixes))

@@ -263,3 +263,31 @@ def test_transient_read_errors_are_retried_and_the_attempts_recorded(tmp_path, r
     assert rows["dead.jpg"]["reason"] == reasons.UNREADABLE_INPUT
     assert json.loads(rows["dead.jpg"]["detail"])["attempts"] == 3
     assert "read_attempts" not in json.loads(rows["fine.jpg"]["detail"])
+
+
+def test_sidecars_of_any_case_are_merged_and_one_that_no_image_takes_is_in_the_ledger(tmp_path, run):
+    files = tmp_path / "files"
+    files.mkdir()
+    make_photo(200, 160, seed=30).save(files / "upper.jpg")
+    (files / "upper.TXT").write_text("A caption in an upper-case TXT file")
+    make_photo(200, 160, seed=31).save(files / "both.png")
+    (files / "both.json").write_text(json.dumps({"title": "A title from JSON"}))
+    (files / "both.txt").write_text("A caption beside the JSON")
+    make_photo(200, 160, seed=32).save(files / "twice.jpg")
+    (files / "twice.TXT").write_text("The first caption file in sorted order")
+    (files / "twice.txt").write_text("A second caption file of the same photo")
+    (files / "notes.txt").write_text("Text for a photo that is not in the folder")
+
+    out = run([files], text={"fields": ["caption", "title"]})
+
+    rows = out.ledger_by_name()
+    assert len(out.ledger) == 5  # three photos and the two text files no photo takes
+    assert rows["upper.jpg"]["status"] == rows["both.png"]["status"] == rows["twice.jpg"]["status"] == "kept"
+    assert rows["notes.txt"]["reason"] == rows["twice.txt"]["reason"] == reasons.ORPHAN_SIDECAR
+    assert "no image named notes." in json.loads(rows["notes.txt"]["detail"])["message"]
+    assert "twice.TXT" in json.loads(rows["twice.txt"]["detail"])["message"]
+    samples = {json.loads(s["json"])["source"].rsplit("/", 1)[-1]: s for s in out.samples()}
+    assert samples["upper.jpg"]["txt"].decode() == "A caption in an upper-case TXT file"
+    assert samples["twice.jpg"]["txt"].decode() == "The first caption file in sorted order"
+    metadata = json.loads(samples["both.png"]["json"])["metadata"]
+    assert (metadata["caption"], metadata["title"]) == ("A caption beside the JSON", "A title from JSON")

@@ -15,12 +15,14 @@ from schemas import reasons
 from schemas.config.ingest import IngestConfig, InputSpec
 from schemas.records.ledger import RejectItem
 from transforms._listing import (
+    ORPHAN,
     count_items,
-    file_item,
     input_kind,
     manifest_rows,
     pattern_roots,
     resolve_manifest_path,
+    stem_items,
+    stem_key,
     tar_items,
 )
 
@@ -96,11 +98,24 @@ def test_a_pattern_roots_at_the_folder_before_its_first_wildcard(tmp_path):
     assert pattern_roots(InputSpec(path="/in/*.jpg", roots=["/in", "/shared"])) == ("/in", "/shared")
 
 
-def test_sidecars_are_not_items_and_an_image_knows_its_sidecar_stem():
+def test_sidecars_are_not_items_and_an_image_knows_its_sidecars_whatever_their_case():
     config, spec = IngestConfig(), InputSpec(path="/in/*", domain="factory")
-    assert list(file_item(FileMetadata("/in/a.json", 10), spec, config)) == []
-    (item,) = file_item(FileMetadata("/in/a.jpg", 10), spec, config)
-    assert (item.source, item.sidecar, item.domain, item.roots) == ("/in/a.jpg", "/in/a", "factory", ("/in",))
+    (item,) = stem_items(("/in/a", ["/in/a.TXT", "/in/a.jpg", "/in/a.json"]), spec, config)
+    assert (item.source, item.sidecar, item.sidecar_suffixes) == ("/in/a.jpg", "/in/a", (".json", ".TXT"))
+    assert (item.domain, item.roots, dict(item.metadata)) == ("factory", ("/in",), {})
+    (alone,) = stem_items(("/in/b", ["/in/b.png"]), spec, config)
+    assert (alone.sidecar, alone.sidecar_suffixes) == (None, ())
+    assert stem_key(FileMetadata("/in/x.y/c.jpeg", 10)) == ("/in/x.y/c", "/in/x.y/c.jpeg")
+
+
+def test_a_sidecar_no_image_takes_is_an_item_marked_orphan_with_what_to_do():
+    config, spec = IngestConfig(), InputSpec(path="/in/*")
+    (orphan,) = stem_items(("/in/notes", ["/in/notes.txt"]), spec, config)
+    assert orphan.source == "/in/notes.txt"
+    assert "no image named notes." in orphan.metadata[ORPHAN]
+    image, second = stem_items(("/in/a", ["/in/a.jpg", "/in/a.txt", "/in/a.TXT"]), spec, config)
+    assert (image.source, image.sidecar_suffixes) == ("/in/a.jpg", (".TXT",))
+    assert second.source == "/in/a.txt" and "a.TXT" in second.metadata[ORPHAN]
 
 
 def test_manifest_rows_come_as_dicts_and_a_bad_json_line_as_an_error_row(tmp_path):

@@ -35,17 +35,19 @@ def test_a_member_is_read_at_its_offset_and_a_short_file_is_unreadable(tmp_path)
     assert caught.value.reason == reasons.UNREADABLE_INPUT
 
 
-def test_a_sidecar_is_a_json_object_or_a_caption_and_anything_else_is_malformed(tmp_path):
+def test_sidecars_merge_a_json_object_and_a_caption_and_anything_else_is_malformed(tmp_path):
     stem = str(tmp_path / "a")
-    assert read_sidecar(stem, [".json", ".txt"]) == {}
-    (tmp_path / "a.txt").write_text("  a caption \n")
-    assert read_sidecar(stem, [".json", ".txt"]) == {"caption": "a caption"}
+    assert read_sidecar(stem, ()) == {}
+    (tmp_path / "a.TXT").write_text("  a caption \n")
+    assert read_sidecar(stem, (".TXT",)) == {"caption": "a caption"}
     (tmp_path / "a.json").write_text(json.dumps({"title": "t"}))
-    assert read_sidecar(stem, [".json", ".txt"]) == {"title": "t"}
+    assert read_sidecar(stem, (".json", ".TXT")) == {"title": "t", "caption": "a caption"}
+    (tmp_path / "a.json").write_text(json.dumps({"caption": "from JSON"}))
+    assert read_sidecar(stem, (".json", ".TXT")) == {"caption": "from JSON"}
     for text in ("{not json", "[1, 2]"):
         (tmp_path / "a.json").write_text(text)
         with pytest.raises(RejectItem) as caught:
-            read_sidecar(stem, [".json", ".txt"])
+            read_sidecar(stem, (".json",))
         assert caught.value.reason == reasons.MALFORMED_SIDECAR
 
 
@@ -53,7 +55,7 @@ def test_a_sidecar_outside_the_roots_is_never_read(tmp_path):
     (tmp_path / "in").mkdir()
     (tmp_path / "a.json").write_text("{}")
     with pytest.raises(RejectItem) as caught:
-        read_sidecar(str(tmp_path / "in" / ".." / "a"), [".json"], roots=(str(tmp_path / "in"),))
+        read_sidecar(str(tmp_path / "in" / ".." / "a"), (".json",), roots=(str(tmp_path / "in"),))
     assert caught.value.reason == reasons.OUTSIDE_ROOT
 
 
