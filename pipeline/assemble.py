@@ -60,7 +60,9 @@ def build(
     content changed since.
     """
     ingested = pipeline | "Ingest" >> ReadInputs(config.ingest, config.documents.id_field)
-    known = ingested.items | "SkipKnown" >> SkipKnown(earlier, output, config.documents)
+    known = ingested.items | "SkipKnown" >> SkipKnown(
+        earlier, output, config.documents, config.shards.ledger_rows_per_part
+    )
     normalised = known.new | "Normalise" >> Normalise(
         config.normalise, config.near_dedup.hash_names(), store_folder(output)
     )

@@ -1,7 +1,8 @@
 """What stops an incremental job: a shipped file with new content, or a new item of a document already decided.
 
 An incremental run never rewrites an earlier shard. When a source an earlier run kept (``kept_source_key`` of its
-ledger rows) now holds other content (``refuse_changed_content``), or a new item belongs to a document the earlier
+ledger rows) now holds other content (``refuse_changed_content``) or other metadata (``METADATA``, raised by
+``transforms/incremental.py``), or a new item belongs to a document the earlier
 run already decided (``refuse_grown_document``), the job raises ``ChangedContent``; the launcher recognises the
 sentence in the failed job's error (``changed_content``, whatever the runner's wrapping) and rebuilds the whole
 output instead. Used by ``transforms/incremental.py`` (the checks) and ``transforms/mark_replaced.py``.
@@ -16,9 +17,14 @@ from schemas.records.ledger import LedgerRow
 
 CHANGED = "changed content since it was written to"
 DOCUMENT = "document "
+METADATA = "(its metadata: a sidecar or manifest value)"
 _REBUILD_FILE = (
     "an incremental run cannot take an old sample out of its shard, so the whole output is rebuilt and the new "
     "content replaces it (the ledger's detail names the old key as replaces_key)"
+)
+_REBUILD_METADATA = (
+    "an incremental run cannot rewrite the shard that holds its sample, so the whole output is rebuilt with the new "
+    "metadata"
 )
 _REBUILD_DOCUMENT = (
     "an incremental run never rewrites an earlier docs shard, so the whole output is rebuilt and the document is "
@@ -50,7 +56,9 @@ def changed_content(error: BaseException) -> str | None:
 
 def rebuild_reason(sentence: str) -> str:
     """Why the launcher rebuilds the output after the stop ``sentence`` (a ``changed_content`` result)."""
-    return _REBUILD_DOCUMENT if sentence.startswith(DOCUMENT) else _REBUILD_FILE
+    if sentence.startswith(DOCUMENT):
+        return _REBUILD_DOCUMENT
+    return _REBUILD_METADATA if METADATA in sentence else _REBUILD_FILE
 
 
 def kept_source_key(pair: tuple[str, LedgerRow]) -> Iterator[tuple[str, str]]:

@@ -5,10 +5,15 @@ Outputs: ``new`` (items to process), ``carried`` (ledger rows kept from the earl
 ``shipped`` (``Fingerprint`` records of samples already in shards, for deduplication across runs).
 
 Identity is the content key (SHA-256 of the bytes), so a renamed file is not processed again. Per content key: an
-item whose source had the same key before keeps its earlier row, unless that row was ``failed`` (retried); an item
+item whose source had the same key before keeps its earlier row, unless that row was ``failed`` (retried) or the
+item's metadata changed since (``metadata_fingerprint``: a sidecar or manifest value edited, e.g. the caption a
+``no_text`` rejection asked for; its earlier row is replaced by a new decision, and a kept one stops the job like
+changed content, since its sample sits in an earlier shard with the old text); an item
 with a new source but known content is an exact duplicate of the shipped sample (or repeats the earlier verdict when
 nothing was shipped); other items are new (``_run/increment.json`` counts them; ``transforms/count_changes.py``
-counts the rows that changed, so that a run changing nothing commits nothing). Earlier kept rows whose source left
+counts the rows that changed, so that a run changing nothing commits nothing). Every run writes each item's
+metadata fingerprint to ``OUT/_run/inputs/part-NNNNN.parquet`` for the next one (an output without it: no metadata
+change is seen, as before). Earlier kept rows whose source left
 the input are carried, because their samples are still in the shards. A shipped source whose file now holds other
 content stops the incremental job (``ChangedContent``, ``transforms/changed_content.py``): its old sample sits in an
 earlier shard, which incremental runs never rewrite, so the launcher rebuilds the whole output instead
@@ -22,11 +27,13 @@ Metrics: ``incremental/new``, ``incremental/carried``.
 """
 
 import dataclasses
+import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
 import apache_beam as beam
+import pyarrow as pa
 from apache_beam import pvalue
 from apache_beam.io.filesystems import FileSystems
 
@@ -38,8 +45,16 @@ from schemas.records.ledger import LedgerRow, detail_json
 from schemas.records.values import blank
 from transforms._common import StageFn, apply_stage
 from transforms._io import join, write_atomic
+from transforms._parts import WriteParts
 from transforms._reading import read_again
-from transforms.changed_content import kept_source_key, refuse_changed_content, refuse_grown_document
+from transforms.changed_content import (
+    CHANGED,
+    METADATA,
+    ChangedContent,
+    kept_source_key,
+    refuse_changed_content,
+    refuse_grown_document,
+)
 from transforms.document_ids import document_id
 from transforms.document_ledger import LEDGER_DIR as DOCUMENT_LEDGER
 from transforms.ingest import STAGE as INGEST
@@ -48,6 +63,8 @@ from transforms.normalise import content_key
 STAGE = "incremental"
 INCREMENT = "increment.json"
 CARRIED = "carried"
+INPUTS = "_run/inputs"
+INPUTS_SCHEMA = pa.schema([("source", pa.string()), ("metadata_sha256", pa.string())])
 
 
 class IncrementalOutputs(NamedTuple):
@@ -71,14 +88,27 @@ class SkipKnown(beam.PTransform):
     ``documents``: the run's grouping rules, to stop the job when a new item joins a document ``earlier`` decided.
     """
 
-    def __init__(self, earlier: EarlierRun | None, output: str, documents: DocumentsConfig | None = None):
+    def __init__(
+        self,
+        earlier: EarlierRun | None,
+        output: str,
+        documents: DocumentsConfig | None = None,
+        rows_per_part: int = 100_000,
+    ):
         super().__init__()
         self._earlier = earlier
         self._output = output
         self._documents = documents
+        self._rows_per_part = rows_per_part
 
     def expand(self, items: beam.PCollection):
         pipeline = items.pipeline
+        _ = (
+            items
+            | "MetadataFingerprints" >> beam.Map(lambda item: (item.source, metadata_fingerprint(item)))
+            | "WriteInputs"
+            >> WriteParts(self._output, INPUTS, INPUTS_SCHEMA, _first, _input_row, "inputs", self._rows_per_part)
+        )
         if self._earlier is None:
             none = pipeline | "NothingEarlier" >> beam.Create([])
             return IncrementalOutputs(new=items, carried=none, shipped=none)
@@ -90,16 +120,25 @@ class SkipKnown(beam.PTransform):
             | "EarlierByKey" >> beam.Map(lambda row: (row.key or "", row))
         )
         keyed = items | "ByContent" >> beam.Map(_light_by_content)
-        _ = (
+        inputs = f"{previous}/{INPUTS}/part-*.parquet"
+        seen = pipeline | "NoEarlierInputs" >> beam.Create([])
+        if FileSystems.match([inputs])[0].metadata_list:
+            seen = (
+                pipeline
+                | "ReadEarlierInputs" >> beam.io.ReadFromParquet(inputs)
+                | "EarlierFingerprints" >> beam.Map(lambda row: (row["source"], row["metadata_sha256"]))
+            )
+        marked = (
             {
-                "now": keyed | "SourceKeys" >> beam.Map(lambda pair: (pair[1].source, pair[0])),
+                "now": keyed | "BySource" >> beam.Map(lambda pair: (pair[1].source, pair)),
                 "kept": earlier | "KeptSourceKeys" >> beam.FlatMap(kept_source_key),
+                "seen": seen,
             }
             | "JoinSources" >> beam.CoGroupByKey()
-            | "RefuseChanged" >> beam.Map(refuse_changed_content, output=previous)
+            | "MarkChanged" >> beam.FlatMap(mark_changed, output=previous)
         )
         decided = (
-            {"items": keyed, "earlier": earlier}
+            {"items": marked, "earlier": earlier}
             | "JoinEarlier" >> beam.CoGroupByKey()
             | "Decide" >> beam.ParDo(_DecideFn()).with_outputs(CARRIED, main="new")
         )
@@ -130,6 +169,42 @@ class SkipKnown(beam.PTransform):
         )
         carried = (decided[CARRIED], unreadable) | "CarriedOrUnreadable" >> beam.Flatten()
         return IncrementalOutputs(new=new, carried=carried, shipped=shipped)
+
+
+def metadata_fingerprint(item: InputItem) -> str:
+    """SHA-256 of what an item brings besides its image bytes: its domain and metadata (sidecars, manifest values).
+
+    ``read_attempts`` is left out: it says how a read went, not what the item is.
+    """
+    values = {name: value for name, value in item.metadata.items() if name != "read_attempts"}
+    text = json.dumps([item.domain, values], sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def mark_changed(
+    element: tuple[str, dict[str, Iterable]], output: str
+) -> Iterator[tuple[str, tuple[InputItem, bool]]]:
+    """``(content key, (item, metadata changed))`` of one source's item, after the checks that stop the job.
+
+    Stops it (``ChangedContent``) when a source an earlier run kept now holds other bytes, or the same bytes with
+    other metadata: its sample sits in an earlier shard, and only a rebuild replaces it.
+    """
+    source, groups = element
+    now, kept, seen = list(groups["now"]), set(groups["kept"]), set(groups["seen"])
+    refuse_changed_content((source, {"now": [key for key, _ in now], "kept": kept}), output)
+    for key, item in now:
+        changed = bool(seen) and metadata_fingerprint(item) not in seen
+        if changed and key in kept:
+            raise ChangedContent(f"{source} {CHANGED} {output} {METADATA}")
+        yield key, (item, changed)
+
+
+def _first(pair: tuple[str, str]) -> str:
+    return pair[0]
+
+
+def _input_row(pair: tuple[str, str]) -> list[dict]:
+    return [{"source": pair[0], "metadata_sha256": pair[1]}]
 
 
 def _light_by_content(item: InputItem) -> tuple[str, InputItem]:
@@ -178,8 +253,13 @@ def shipped_fingerprint(row: dict) -> Fingerprint:
     )
 
 
-def decide(key: str, items: list[InputItem], earlier: list[LedgerRow]) -> tuple[list[InputItem], list[LedgerRow]]:
-    """Return the items to process and the ledger rows decided without processing, for one content key."""
+def decide(
+    key: str, items: list[InputItem], earlier: list[LedgerRow], changed: frozenset[str] = frozenset()
+) -> tuple[list[InputItem], list[LedgerRow]]:
+    """Return the items to process and the ledger rows decided without processing, for one content key.
+
+    ``changed``: sources whose metadata changed since the earlier run; they are processed again.
+    """
     if not key:
         # Earlier rows without a key never decoded; their items (if still present) are simply processed again.
         return [], []
@@ -188,7 +268,9 @@ def decide(key: str, items: list[InputItem], earlier: list[LedgerRow]) -> tuple[
     new, rows, emitted = [], [], set()
     for item in sorted(items, key=lambda item: item.source):
         emitted.add(item.source)
-        if item.source in before:
+        if item.source in changed:
+            new.append(item)
+        elif item.source in before:
             rows.append(before[item.source])
         elif kept:
             rows.append(
@@ -219,7 +301,9 @@ class _DecideFn(beam.DoFn):
 
     def process(self, element: tuple[str, dict[str, Iterable]]) -> Iterator:
         key, grouped = element
-        new, rows = decide(key, list(grouped["items"]), list(grouped["earlier"]))
+        marked = list(grouped["items"])
+        changed = frozenset(item.source for item, was_changed in marked if was_changed)
+        new, rows = decide(key, [item for item, _ in marked], list(grouped["earlier"]), changed)
         self._new.inc(len(new))
         self._carried.inc(len(rows))
         yield from new

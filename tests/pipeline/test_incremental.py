@@ -343,3 +343,35 @@ def test_an_incremental_keep_fraction_threshold_comes_from_every_score_the_outpu
         k: v for k, v in full.file_bytes().items() if k.startswith("clip_filter/")
     }
     assert first.ledger_by_name().items() <= second.ledger_by_name().items()  # earlier verdicts stand
+
+
+def test_a_caption_added_after_a_no_text_rejection_is_read_by_the_next_run(tmp_path, run, photo):
+    inputs = tmp_path / "in"
+    _add_photos(inputs, photo, range(2))
+    photo(220, 160, seed=40).save(inputs / "untitled.jpg", quality=90)
+    first = run([inputs], output=tmp_path / "out")
+    assert first.ledger_by_name()["untitled.jpg"]["reason"] == reasons.NO_TEXT
+
+    write_sidecar(inputs / "untitled.jpg", title="the caption the rejection asked for", domain="factory")
+    second = run([inputs], output=tmp_path / "out")
+
+    rows = second.ledger_by_name()
+    assert len(second.ledger) == 3 and rows["untitled.jpg"]["status"] == reasons.KEPT
+    assert "the caption the rejection asked for" in {text for _, text in _kept(second)}
+    assert _kept(second) == _kept(run([inputs], output=tmp_path / "full"))
+
+
+def test_an_edited_caption_of_a_shipped_sample_rebuilds_the_output_with_the_new_caption(
+    tmp_path, run, photo, caplog
+):
+    inputs = tmp_path / "in"
+    _add_photos(inputs, photo, range(3))
+    run([inputs], output=tmp_path / "out")
+    write_sidecar(inputs / "photo01.jpg", title="an edited title", domain="factory")
+
+    second = run([inputs], output=tmp_path / "out")
+
+    assert "photo01.jpg changed content" in caplog.text and "rebuilt with the new metadata" in caplog.text
+    texts = {text for _, text in _kept(second)}
+    assert "an edited title" in texts and "photo 1" not in texts
+    assert len(second.ledger) == 3 and len(second.samples()) == 3
