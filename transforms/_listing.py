@@ -27,6 +27,9 @@ from transforms.import_interleaved import KINDS as INTERLEAVED_KINDS
 
 MANIFEST_SUFFIXES = (".csv", ".jsonl", ".parquet")
 TEXT_MEMBERS = ("json", "txt", "cls")  # the WebDataset members that are not the image
+CSV_DELIMITERS = (",", ";", "\t", "|")
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")
+_NOT_UTF8_ADVICE = "is not UTF-8 text (a legacy encoding such as Windows-1252?); save the manifest as UTF-8"
 ORPHAN = "__orphan_sidecar__"  # metadata key of a sidecar no image takes: ingest's read rejects it
 
 
@@ -123,8 +126,13 @@ def resolve_manifest_path(value: str, manifest: str, roots: list[str], follow_sy
 
 
 def manifest_rows(path: str) -> Iterator[dict[str, Any]]:
-    """The rows of a CSV, JSON Lines or Parquet manifest as dicts; a JSON line that is not an object yields
-    ``{"__error__": why}``."""
+    """The rows of a CSV, JSON Lines or Parquet manifest as dicts; a row that cannot be one yields
+    ``{"__error__": why}``: a JSON line that is not an object, or text that is not UTF-8.
+
+    Text is UTF-8, with or without a byte-order mark (Excel's "CSV UTF-8" writes one). A CSV's delimiter is the
+    one of ``,`` ``;`` tab ``|`` its header line holds most of (a comma when it holds none): Excel writes ``;``
+    where the decimal mark is a comma.
+    """
     lowered = path.lower()
     if lowered.endswith(".parquet"):
         import pyarrow.parquet as pq
@@ -134,16 +142,35 @@ def manifest_rows(path: str) -> Iterator[dict[str, Any]]:
                 yield from batch.to_pylist()
     elif lowered.endswith(".jsonl"):
         with FileSystems.open(path) as handle:
-            for number, line in enumerate(io.TextIOWrapper(handle, encoding="utf-8"), start=1):
-                if line.strip():
-                    try:
-                        row = json.loads(line)
-                    except json.JSONDecodeError as error:
-                        row = {"__error__": f"line {number} is not valid JSON: {error}"}
-                    yield row if isinstance(row, dict) else {"__error__": f"line {number} is not a JSON object"}
+            for number, line in enumerate(_text(handle), start=1):
+                if not line.strip():
+                    continue
+                if _NOT_UTF8.search(line):
+                    yield {"__error__": f"line {number} {_NOT_UTF8_ADVICE}"}
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as error:
+                    row = {"__error__": f"line {number} is not valid JSON: {error}"}
+                yield row if isinstance(row, dict) else {"__error__": f"line {number} is not a JSON object"}
     else:
         with FileSystems.open(path) as handle:
-            yield from csv.DictReader(io.TextIOWrapper(handle, encoding="utf-8", newline=""))
+            text = _text(handle, newline="")
+            header = text.readline()
+            counts = {mark: header.count(mark) for mark in CSV_DELIMITERS}
+            delimiter = max(CSV_DELIMITERS, key=lambda mark: counts[mark]) if any(counts.values()) else ","
+            reader = csv.DictReader(itertools.chain([header], text), delimiter=delimiter)
+            for number, row in enumerate(reader, start=1):
+                if any(_NOT_UTF8.search(str(value)) for pair in row.items() for value in pair):
+                    yield {"__error__": f"row {number} {_NOT_UTF8_ADVICE} (in Excel: CSV UTF-8)"}
+                else:
+                    yield row
+
+
+def _text(handle, newline: str | None = None) -> io.TextIOWrapper:
+    # Bytes that are not UTF-8 become lone surrogates, so the row holding them is named instead of the whole
+    # manifest failing at the first one.
+    return io.TextIOWrapper(handle, encoding="utf-8-sig", errors="surrogateescape", newline=newline)
 
 
 def count_items(spec: InputSpec, limit: int) -> int:

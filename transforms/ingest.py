@@ -136,8 +136,13 @@ class _ListManifestFn(StageFn):
 
     def process(self, spec: InputSpec) -> Iterable[Any]:
         # One manifest yields many items; a bad row must reject that row, not the manifest.
-        for number, row in enumerate(manifest_rows(spec.path), start=1):
-            yield from super().process(_ManifestRow(spec, number, row))
+        number = 0
+        try:
+            for number, row in enumerate(manifest_rows(spec.path), start=1):
+                yield from super().process(_ManifestRow(spec, number, row))
+        except Exception as error:  # noqa: BLE001 - a manifest that stops reading is a ledger row, not a crashed run
+            why = f"reading stopped after {number} rows: {type(error).__name__}: {error}; no later row was read"
+            yield from super().process(_ManifestRow(spec, number + 1, {"__error__": why}))
 
     def apply(self, row: "_ManifestRow") -> Iterator[InputItem]:
         spec, values = row.spec, row.values
@@ -149,6 +154,14 @@ class _ListManifestFn(StageFn):
             domain = str(metadata.pop(self._config.domain_column, "") or spec.domain or self._config.default_domain)
             yield TextRow(source=row.source, domain=domain, metadata=metadata)
             return
+        if spec.path_column not in values:
+            raise RejectItem(
+                reasons.MALFORMED_MANIFEST_ROW,
+                f"{spec.path} row {row.number} has no {spec.path_column!r} column "
+                f"(it has {sorted(map(str, values))}); "
+                f'name the image path column {spec.path_column!r}, or give the input path_column = "NAME" in a '
+                "config file's [[ingest.inputs]] entry",
+            )
         if not value:
             raise RejectItem(
                 reasons.MALFORMED_MANIFEST_ROW,

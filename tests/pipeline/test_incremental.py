@@ -361,9 +361,7 @@ def test_a_caption_added_after_a_no_text_rejection_is_read_by_the_next_run(tmp_p
     assert _kept(second) == _kept(run([inputs], output=tmp_path / "full"))
 
 
-def test_an_edited_caption_of_a_shipped_sample_rebuilds_the_output_with_the_new_caption(
-    tmp_path, run, photo, caplog
-):
+def test_an_edited_caption_of_a_shipped_sample_rebuilds_the_output_with_the_new_caption(tmp_path, run, photo, caplog):
     inputs = tmp_path / "in"
     _add_photos(inputs, photo, range(3))
     run([inputs], output=tmp_path / "out")

@@ -152,3 +152,25 @@ def test_a_tar_sample_is_located_not_read_and_its_text_members_become_metadata(t
         handle.seek(first.member[0])
         assert handle.read(first.member[1]) == b"JPEGDATA"
     assert second.data == b"" and "__sidecar_error__" in second.metadata
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "\ufeffpath,title\r\na.jpg,Café\r\n",  # Excel's "CSV UTF-8": a byte-order mark and CRLF
+        "path;title\na.jpg;Café\n",  # Excel where the decimal mark is a comma
+        "path\ttitle\na.jpg\tCafé\n",
+    ],
+)
+def test_a_csv_manifest_is_read_with_a_byte_order_mark_and_its_header_s_delimiter(tmp_path, text):
+    (tmp_path / "m.csv").write_bytes(text.encode("utf-8"))
+    assert list(manifest_rows(str(tmp_path / "m.csv"))) == [{"path": "a.jpg", "title": "Café"}]
+
+
+def test_a_row_that_is_not_utf8_is_an_error_row_and_the_rows_around_it_are_read(tmp_path):
+    (tmp_path / "m.csv").write_bytes("path,title\na.jpg,Café\nb.jpg,fine\n".encode("cp1252"))
+    error, fine = manifest_rows(str(tmp_path / "m.csv"))
+    assert "row 1 is not UTF-8" in error["__error__"] and fine == {"path": "b.jpg", "title": "fine"}
+    (tmp_path / "m.jsonl").write_bytes('{"path": "a.jpg", "title": "Café"}\n{"path": "b.jpg"}\n'.encode("cp1252"))
+    error, fine = manifest_rows(str(tmp_path / "m.jsonl"))
+    assert "line 1 is not UTF-8" in error["__error__"] and fine == {"path": "b.jpg"}
