@@ -26,7 +26,8 @@ from transforms._confine import confine, from_file_url
 from transforms.import_interleaved import KINDS as INTERLEAVED_KINDS
 
 MANIFEST_SUFFIXES = (".csv", ".jsonl", ".parquet")
-TEXT_MEMBERS = ("json", "txt", "cls")  # the WebDataset members that are not the image
+TEXT_MEMBERS = ("json", "txt", "cls")  # the WebDataset members that are not the image (by their last suffix)
+NO_IMAGE = "__no_image__"  # metadata key of a tar sample without an image member: ingest's read rejects it
 CSV_DELIMITERS = (",", ";", "\t", "|")
 _NOT_UTF8 = re.compile("[\udc80-\udcff]")
 _NOT_UTF8_ADVICE = "is not UTF-8 text (a legacy encoding such as Windows-1252?); save the manifest as UTF-8"
@@ -198,6 +199,37 @@ def count_items(spec: InputSpec, limit: int) -> int:
         return 0  # the run itself reads this input and names what is wrong with it
 
 
+def _is_text(ext: str) -> bool:
+    """Whether a member with extension ``ext`` (``jpg``, ``txt``, ``caption.txt``) is text, not the image."""
+    return ext.rsplit(".", 1)[-1].lower() in TEXT_MEMBERS
+
+
+def _member_metadata(texts: dict[str, bytes]) -> dict[str, Any]:
+    """A sample's metadata from its text members: the ``.json`` object, then each ``NAME.txt`` as field ``NAME``
+    (``txt`` alone: ``caption``) and each ``.cls`` as ``cls``, an earlier member winning a field."""
+    values: dict[str, Any] = {}
+    if "json" in texts:
+        try:
+            loaded = json.loads(texts["json"])
+            values.update(loaded if isinstance(loaded, dict) else {"json": loaded})
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            values["__sidecar_error__"] = "the sample's .json member is not valid JSON"
+    for ext in sorted(texts):
+        field, _, last = ext.rpartition(".")
+        text = texts[ext].decode("utf-8", errors="replace").strip()
+        if last == "json" and field:
+            try:
+                loaded = json.loads(text)
+            except json.JSONDecodeError:
+                values.setdefault("__sidecar_error__", f"the sample's .{ext} member is not valid JSON")
+                continue
+            for name, value in (loaded if isinstance(loaded, dict) else {field: loaded}).items():
+                values.setdefault(name, value)
+        elif last != "json":
+            values.setdefault(field or {"txt": "caption"}.get(last, last), text)
+    return values
+
+
 def tar_items(metadata: FileMetadata, spec: InputSpec, config: IngestConfig) -> Iterator[InputItem]:
     """Yield one item per sample of a WebDataset tar: the first image member plus its json/txt members.
 
@@ -223,23 +255,24 @@ def tar_items(metadata: FileMetadata, spec: InputSpec, config: IngestConfig) -> 
             key, _, ext = base.partition(".")
             ext = ext.lower()
             prefix = posixpath.dirname(member.name)
-            if seekable and ext not in TEXT_MEMBERS:
+            if seekable and not _is_text(ext):
                 value = (member.offset_data, member.size)
             else:
                 value = tar.extractfile(member).read()
             groups.setdefault(posixpath.join(prefix, key), {})[ext] = value
     for key in sorted(groups):
         members = groups[key]
-        metadata_values: dict[str, Any] = {}
-        if "json" in members:
-            try:
-                loaded = json.loads(members["json"])
-                metadata_values.update(loaded if isinstance(loaded, dict) else {"json": loaded})
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                metadata_values["__sidecar_error__"] = "the sample's .json member is not valid JSON"
-        if "txt" in members:
-            metadata_values.setdefault("caption", members["txt"].decode("utf-8", errors="replace").strip())
-        image_ext = next((ext for ext in sorted(members) if ext not in TEXT_MEMBERS), None)
+        metadata_values = _member_metadata({ext: value for ext, value in members.items() if _is_text(ext)})
+        images = sorted(ext for ext in members if not _is_text(ext))
+        image_ext = images[0] if images else None
+        if len(images) > 1:
+            metadata_values["unused_members"] = [f"{posixpath.basename(key)}.{ext}" for ext in images[1:]]
+        if not images:
+            names = ", ".join(f"{posixpath.basename(key)}.{ext}" for ext in sorted(members))
+            metadata_values[NO_IMAGE] = (
+                f"sample {key} of {metadata.path} has no image member (only {names}); a WebDataset sample needs one "
+                "image beside its text, under the same key"
+            )
         domain = str(metadata_values.pop(config.domain_column, "") or spec.domain or config.default_domain)
         image = members.get(image_ext, b"") if image_ext else b""
         yield InputItem(

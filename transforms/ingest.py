@@ -32,6 +32,7 @@ from schemas.records.values import blank
 from transforms._common import StageFn, apply_stage
 from transforms._confine import confine
 from transforms._listing import (
+    NO_IMAGE,
     ORPHAN,
     files_pattern,
     input_kind,
@@ -203,6 +204,8 @@ class _ReadFn(StageFn):
             raise RejectItem(reasons.MALFORMED_SIDECAR, f"{item.source}: {metadata['__sidecar_error__']}")
         if ORPHAN in metadata:
             raise RejectItem(reasons.ORPHAN_SIDECAR, metadata[ORPHAN])
+        if NO_IMAGE in metadata:
+            raise RejectItem(reasons.MISSING_FILE, metadata[NO_IMAGE])
         follow = self._config.follow_symlinks
         if item.roots and item.data is None:
             # Checked just before the read even when the listing checked it: a link can change in between.

@@ -315,3 +315,25 @@ def test_manifests_as_spreadsheets_save_them_are_read_or_each_problem_is_a_named
     assert "broken.parquet" in messages["broken.parquet#1"]
     texts = {json.loads(s["json"])["source"].rsplit("/", 1)[-1]: s["txt"].decode() for s in out.samples()}
     assert texts == {"excel.csv#1": "Café sign", "legacy.csv#2": "plain"}
+
+
+def test_a_tar_sample_with_a_dotted_caption_is_kept_and_one_without_an_image_is_named(tmp_path, run):
+    tar_path = tmp_path / "input.tar"
+    with tarfile.open(tar_path, "w") as tar:
+        for name, payload in (
+            ("s1.jpg", jpeg_bytes(make_photo(200, 160, seed=60))),
+            ("s1.caption.txt", b"A caption in a dotted member"),  # sorts before jpg: it was taken for the image
+            ("s2.txt", b"A caption whose image is missing"),
+        ):
+            info = tarfile.TarInfo(name)
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+
+    out = run([tar_path], quality={"enabled": False})  # a smooth generated photo; sharpness is not the point here
+
+    rows = out.ledger_by_name()
+    assert len(out.ledger) == 2 and rows["input.tar#s1"]["status"] == "kept"
+    assert rows["input.tar#s2"]["reason"] == reasons.MISSING_FILE
+    assert "no image member" in json.loads(rows["input.tar#s2"]["detail"])["message"]
+    (sample,) = out.samples()
+    assert sample["txt"].decode() == "A caption in a dotted member"

@@ -15,6 +15,7 @@ from schemas import reasons
 from schemas.config.ingest import IngestConfig, InputSpec
 from schemas.records.ledger import RejectItem
 from transforms._listing import (
+    NO_IMAGE,
     ORPHAN,
     count_items,
     input_kind,
@@ -152,6 +153,25 @@ def test_a_tar_sample_is_located_not_read_and_its_text_members_become_metadata(t
         handle.seek(first.member[0])
         assert handle.read(first.member[1]) == b"JPEGDATA"
     assert second.data == b"" and "__sidecar_error__" in second.metadata
+
+
+def test_a_tar_sample_s_dotted_text_members_are_text_and_a_sample_without_an_image_says_so(tmp_path):
+    path = str(tmp_path / "shard.tar")
+    members = {
+        "a/s1.JPG": b"JPEG1", "a/s1.caption.txt": b"dotted", "a/s1.cls": b"3",  # the image sorts after the text
+        "s2.png": b"PNG2", "s2.jpg": b"JPEG2", "s2.TXT": b"two images",
+        "s3.txt": b"text alone",
+    }  # fmt: skip
+    _tar(path, members)
+    first, second, third = tar_items(FileMetadata(path, os.path.getsize(path)), InputSpec(path=path), IngestConfig())
+    with open(path, "rb") as handle:
+        handle.seek(first.member[0])
+        assert handle.read(first.member[1]) == b"JPEG1"
+        handle.seek(second.member[0])
+        assert handle.read(second.member[1]) == b"JPEG2"  # jpg before png; the png is named, not dropped unseen
+    assert first.metadata == {"caption": "dotted", "cls": "3"}
+    assert second.metadata == {"caption": "two images", "unused_members": ["s2.png"]}
+    assert "s3 of" in third.metadata[NO_IMAGE] and "only s3.txt" in third.metadata[NO_IMAGE]
 
 
 @pytest.mark.parametrize(
