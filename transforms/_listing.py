@@ -69,7 +69,9 @@ def stem_items(group: tuple[str, Iterable[str]], spec: InputSpec, config: Ingest
     """The items of the matched files that share one stem.
 
     Each image is an item that knows its sidecars: the first file, in sorted order, of each of
-    ``ingest.sidecar_extensions`` whatever its case (``a.TXT`` is ``a.jpg``'s caption). A sidecar no image takes (no
+    ``ingest.sidecar_extensions`` whatever its case (``a.TXT`` is ``a.jpg``'s caption). When the pattern does not
+    list whole folders (``photos/*.jpg``, one file) and matched no sidecar, the item keeps its stem with no suffixes:
+    ingest's read looks for ``STEM.json`` and ``STEM.txt`` by name. A sidecar no image takes (no
     image has its stem, or another file of the same kind is taken) is an item too, marked ``ORPHAN``: ingest's read
     rejects it as ``orphan_sidecar``, so text that reaches no sample is in the ledger, not silently skipped.
     """
@@ -84,8 +86,11 @@ def stem_items(group: tuple[str, Iterable[str]], spec: InputSpec, config: Ingest
             taken.append(spelled[0])
     domain, roots = spec.domain or config.default_domain, pattern_roots(spec)
     suffixes = tuple(posixpath.splitext(path)[1] for path in taken)
+    # A pattern such as photos/*.jpg, or one file, matches no sidecar: ingest's read then looks for one by name.
+    whole = posixpath.basename(files_pattern(spec).replace(os.sep, "/")) in ("*", "**")
+    sidecar = stem if taken or not whole else None
     for path in images:
-        yield InputItem(path, path, domain, sidecar=stem if taken else None, roots=roots, sidecar_suffixes=suffixes)
+        yield InputItem(path, path, domain, sidecar=sidecar, roots=roots, sidecar_suffixes=suffixes)
     name = posixpath.basename(stem)
     for path in sidecars:
         if path in taken:

@@ -85,6 +85,11 @@ def read_again(item: InputItem) -> InputItem:
     return dataclasses.replace(item, data=data)
 
 
+def present_sidecars(stem: str, extensions: list[str]) -> tuple[str, ...]:
+    """The ``extensions`` (as configured) with a file ``stem + extension``: sidecars a pattern did not match."""
+    return tuple(ext for ext in extensions if FileSystems.exists(stem + ext))
+
+
 def read_sidecar(
     stem: str, suffixes: tuple[str, ...], roots: tuple[str, ...] = (), follow_symlinks: bool = False
 ) -> dict[str, Any]:

@@ -43,7 +43,7 @@ from transforms._listing import (
     stem_key,
     tar_items,
 )
-from transforms._reading import read_bytes, read_member, read_sidecar
+from transforms._reading import present_sidecars, read_bytes, read_member, read_sidecar
 from transforms.import_interleaved import KINDS as INTERLEAVED_KINDS
 from transforms.import_interleaved import ListInterleavedFn
 
@@ -212,7 +212,8 @@ class _ReadFn(StageFn):
             what = item.path if item.path == item.source else f"path {item.path} of {item.source}"
             confine(item.path, item.roots, follow, what)
         if item.sidecar is not None:
-            metadata.update(read_sidecar(item.sidecar, item.sidecar_suffixes, item.roots, follow))
+            suffixes = item.sidecar_suffixes or present_sidecars(item.sidecar, self._config.sidecar_extensions)
+            metadata.update(read_sidecar(item.sidecar, suffixes, item.roots, follow))
         domain = str(metadata.pop(self._config.domain_column, "") or item.domain)
         if item.data is not None:
             data, attempts = item.data, 0

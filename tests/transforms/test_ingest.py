@@ -337,3 +337,15 @@ def test_a_tar_sample_with_a_dotted_caption_is_kept_and_one_without_an_image_is_
     assert "no image member" in json.loads(rows["input.tar#s2"]["detail"])["message"]
     (sample,) = out.samples()
     assert sample["txt"].decode() == "A caption in a dotted member"
+
+
+def test_a_pattern_that_matches_only_images_still_reads_their_sidecars(tmp_path, run):
+    files = tmp_path / "files"
+    files.mkdir()
+    make_photo(200, 160, seed=70).save(files / "a.jpg")
+    (files / "a.txt").write_text("A caption the pattern does not match")
+
+    out = run([files / "*.jpg"], quality={"enabled": False})
+
+    assert [row["status"] for row in out.ledger] == ["kept"]
+    assert [s["txt"].decode() for s in out.samples()] == ["A caption the pattern does not match"]

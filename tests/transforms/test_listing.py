@@ -106,6 +106,8 @@ def test_sidecars_are_not_items_and_an_image_knows_its_sidecars_whatever_their_c
     assert (item.domain, item.roots, dict(item.metadata)) == ("factory", ("/in",), {})
     (alone,) = stem_items(("/in/b", ["/in/b.png"]), spec, config)
     assert (alone.sidecar, alone.sidecar_suffixes) == (None, ())
+    (looked_up,) = stem_items(("/in/b", ["/in/b.png"]), InputSpec(path="/in/*.png"), config)
+    assert (looked_up.sidecar, looked_up.sidecar_suffixes) == ("/in/b", ())  # read looks for /in/b.json, .txt
     assert stem_key(FileMetadata("/in/x.y/c.jpeg", 10)) == ("/in/x.y/c", "/in/x.y/c.jpeg")
 
 
