@@ -51,14 +51,22 @@ def _resolve_paths(data: dict, base: Path) -> None:
         run["output"] = str((base / run["output"]).resolve())
 
 
-def _describe(error: pydantic.ValidationError, origin: str) -> str:
+def _within(inner: str, outer: str) -> bool:
+    return inner == outer or inner.startswith(f"{outer}.")
+
+
+def _describe(error: pydantic.ValidationError, origin: str, overrides: list[str] = ()) -> str:
+    """One line per invalid key; a key an override set names the ``--set`` that set it."""
     lines = [f"{origin}: invalid configuration"]
+    given = {".".join(parse_override(text)[0]): text for text in overrides}
     for item in error.errors():
         where = ".".join(str(part) for part in item["loc"])
+        setter = next((text for key, text in given.items() if _within(where, key) or _within(key, where)), None)
+        shown = f"{where} (from --set {setter})" if setter else where
         if item["type"] == "extra_forbidden":
-            lines.append(f"  {where}: unknown key (see `unishard config --schema` for the keys that exist)")
+            lines.append(f"  {shown}: unknown key (see `unishard config --schema` for the keys that exist)")
         else:
-            lines.append(f"  {where}: {item['msg']}")
+            lines.append(f"  {shown}: {item['msg']}")
     return "\n".join(lines)
 
 
@@ -73,10 +81,10 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> UnishardC
         ConfigError: The file is missing or malformed, or a key or value is invalid; the message names both.
     """
     data: dict = {}
-    origin = "defaults"
+    origin = "the defaults" if not overrides else "the defaults with --set"
     if path is not None:
         path = Path(path)
-        origin = str(path)
+        origin = str(path) if not overrides else f"{path} with --set"
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -92,4 +100,4 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> UnishardC
     try:
         return UnishardConfig.model_validate(data)
     except pydantic.ValidationError as error:
-        raise ConfigError(_describe(error, origin)) from None
+        raise ConfigError(_describe(error, origin, overrides)) from None

@@ -1,0 +1,26 @@
+"""Loading a config: a file, ``--set`` overrides, and errors that name where each bad key came from."""
+
+import pytest
+
+from schemas.config.load import ConfigError, load_config
+
+
+def test_an_invalid_key_names_the_set_that_gave_it_and_a_file_s_own_key_names_the_file(tmp_path):
+    config = tmp_path / "job.toml"
+    config.write_text("[normalise]\nmax_side = -1\n", encoding="utf-8")
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(config, ["facez.enabled=false", "faces.scale_factor=0.5"])
+
+    lines = str(caught.value).splitlines()
+    assert lines[0] == f"{config} with --set: invalid configuration"
+    assert any(line.startswith("  normalise.max_side: ") for line in lines)  # from the file: no --set named
+    assert "  faces.scale_factor (from --set faces.scale_factor=0.5): Input should be greater than 1" in lines
+    assert any(line.startswith("  facez (from --set facez.enabled=false): unknown key") for line in lines)
+
+
+def test_without_a_file_or_overrides_the_defaults_are_valid_and_a_bad_override_alone_is_named():
+    assert load_config(None).faces.scale_factor > 1
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, ["quality.enabled=perhaps"])
+    assert str(caught.value).startswith("the defaults with --set: invalid configuration\n  quality.enabled (from --set")
