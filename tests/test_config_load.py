@@ -23,4 +23,6 @@ def test_without_a_file_or_overrides_the_defaults_are_valid_and_a_bad_override_a
     assert load_config(None).faces.scale_factor > 1
     with pytest.raises(ConfigError) as caught:
         load_config(None, ["quality.enabled=perhaps"])
-    assert str(caught.value).startswith("the defaults with --set: invalid configuration\n  quality.enabled (from --set")
+    assert str(caught.value).startswith(
+        "the defaults with --set: invalid configuration\n  quality.enabled (from --set"
+    )
