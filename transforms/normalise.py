@@ -95,7 +95,9 @@ def open_image(data: bytes, config: NormaliseConfig) -> tuple[Image.Image, int]:
     except UnidentifiedImageError:
         raise unidentified(data) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise RejectItem(reasons.DECOMPRESSION_BOMB, str(error)) from None
+        raise RejectItem(
+            reasons.DECOMPRESSION_BOMB, f"{error} (normalise.max_pixels={config.max_pixels}); {_BOMB}"
+        ) from None
     except (OSError, ValueError, SyntaxError, EOFError) as error:
         raise _decode_error(error) from None
     width, height = image.size
@@ -105,11 +107,17 @@ def open_image(data: bytes, config: NormaliseConfig) -> tuple[Image.Image, int]:
         raise RejectItem(
             reasons.DECOMPRESSION_BOMB,
             f"the header claims {width}x{height} = {width * height} pixels, above normalise.max_pixels="
-            f"{config.max_pixels}",
+            f"{config.max_pixels}; {_BOMB}",
             width=width,
             height=height,
         )
     return image, frames
+
+
+_BOMB = (
+    "a file that decodes to that many pixels is a decompression bomb or a very large scan: if it is a genuine image, "
+    "raise the limit (e.g. --set normalise.max_pixels=200000000) or downscale the file"
+)
 
 
 def _decode_error(error: BaseException, format: str | None = None) -> RejectItem:

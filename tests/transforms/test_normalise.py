@@ -116,7 +116,7 @@ def test_rejects_truncated_png_with_reason():
     assert _reason(data[: len(data) // 2]) in (reasons.TRUNCATED, reasons.UNSUPPORTED_IMAGE)
 
 
-def test_rejects_decompression_bomb_from_its_header_without_decoding():
+def test_rejects_decompression_bomb_from_its_header_without_decoding(monkeypatch):
     # A valid 1x1 PNG whose IHDR claims 100000 x 100000 pixels.
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
@@ -129,6 +129,14 @@ def test_rejects_decompression_bomb_from_its_header_without_decoding():
         + chunk(b"IEND", b"")
     )
     assert _reason(bomb) == reasons.DECOMPRESSION_BOMB
+    messages = []
+    for pillow_limit in (Image.MAX_IMAGE_PIXELS, None):  # Pillow's own check, then only the config's
+        monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", pillow_limit)
+        with pytest.raises(RejectItem) as caught:
+            normalise_image(bomb, CONFIG)
+        messages.append(str(caught.value))
+    assert "could be decompression bomb" in messages[0] and "the header claims 100000x100000" in messages[1]
+    assert all("normalise.max_pixels" in m and "if it is a genuine image" in m for m in messages)
 
 
 def test_rejects_images_below_min_side():
