@@ -17,11 +17,13 @@ Metrics: ``ingest/items``, ``ingest/read_retries``. The listing's pure parts: ``
 ``transforms._reading``.
 """
 
+import os
 from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
 import apache_beam as beam
 from apache_beam.io import fileio
+from apache_beam.io.filesystem import FileMetadata
 
 from schemas import reasons
 from schemas.config.ingest import IngestConfig, InputSpec
@@ -61,12 +63,16 @@ class ReadInputs(beam.PTransform):
 
     Text rows (``TextRow``: a manifest row with no image path but a ``text_rows_field`` value, or an imported
     MMC4/OBELICS text) are not items: they leave in ``IngestOutputs.texts`` for the documents stage.
+
+    ``output``: the run's output folder. A file or tar pattern that lists it (``--input photos --output
+    photos/out``) does not list the files unishard wrote there: they are not inputs.
     """
 
-    def __init__(self, config: IngestConfig, text_rows_field: str | None = None):
+    def __init__(self, config: IngestConfig, text_rows_field: str | None = None, output: str | None = None):
         super().__init__()
         self._config = config
         self._text_rows_field = text_rows_field
+        self._output = output
 
     def expand(self, pbegin: beam.pvalue.PBegin):
         listed, dropped, texts = [], [], []
@@ -88,6 +94,7 @@ class ReadInputs(beam.PTransform):
                     start
                     | f"{label}Pattern" >> beam.Map(lambda s: s.path)
                     | f"{label}Match" >> fileio.MatchAll()
+                    | f"{label}NotOutput" >> beam.Filter(outside, self._output)
                     | f"{label}Members" >> beam.FlatMap(tar_items, spec, self._config)
                 )
             else:
@@ -95,6 +102,7 @@ class ReadInputs(beam.PTransform):
                     start
                     | f"{label}Pattern" >> beam.Map(files_pattern)
                     | f"{label}Match" >> fileio.MatchAll()
+                    | f"{label}NotOutput" >> beam.Filter(outside, self._output)
                     | f"{label}Stems" >> beam.Map(stem_key)
                     # Paths only: an image meets its sidecars (any case), and a sidecar no image takes is seen.
                     | f"{label}GroupStems" >> beam.GroupByKey()
@@ -111,6 +119,17 @@ class ReadInputs(beam.PTransform):
         rejected_rows = [*dropped, bad] | "FlattenRejected" >> beam.Flatten()
         text_rows = texts | "FlattenTextRows" >> beam.Flatten(pipeline=pbegin.pipeline)
         return IngestOutputs(items=read, rejected=rejected_rows, texts=text_rows)
+
+
+def outside(metadata: FileMetadata, output: str | None) -> bool:
+    """Whether a matched file lies outside the run's ``output`` folder (always, without one)."""
+    if not output:
+        return True
+    path, folder = metadata.path, output.rstrip("/")
+    if "://" in path or "://" in folder:
+        return not (path == folder or path.startswith(f"{folder}/"))
+    path, folder = os.path.abspath(path), os.path.abspath(folder)
+    return not (path == folder or path.startswith(os.path.join(folder, "")))
 
 
 def _is_text_row(element: InputItem | TextRow, partitions: int) -> int:

@@ -349,3 +349,18 @@ def test_a_pattern_that_matches_only_images_still_reads_their_sidecars(tmp_path,
 
     assert [row["status"] for row in out.ledger] == ["kept"]
     assert [s["txt"].decode() for s in out.samples()] == ["A caption the pattern does not match"]
+
+
+def test_an_output_folder_inside_the_input_folder_is_not_listed_as_input(tmp_path, run):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for seed in (80, 81):
+        make_photo(200, 160, seed=seed).save(photos / f"p{seed}.jpg")
+        (photos / f"p{seed}.txt").write_text(f"photo {seed}")
+
+    first = run([photos], output=photos / "out", quality={"enabled": False})
+    second = run([photos], output=photos / "out", quality={"enabled": False})
+
+    # the second listing sees the first run's shards, ledger, report and eval images under photos/out
+    assert sorted(row["source"] for row in second.ledger) == [str(photos / "p80.jpg"), str(photos / "p81.jpg")]
+    assert second.ledger == first.ledger
