@@ -41,7 +41,8 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
         default=[],
         metavar="SPEC",
         help="an input: a file pattern or folder, a manifest (.csv/.jsonl/.parquet) or WebDataset tars (.tar); "
-        "prefix KIND: to force the kind (files:, manifest:, webdataset:) and add @DOMAIN to set the domain",
+        "prefix KIND: to force the kind (files:, manifest:, webdataset:, mmc4:, obelics:) and add @DOMAIN to set the "
+        "domain",
     )
     run.add_argument("--output", help="output folder (overrides run.output)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
@@ -99,7 +100,7 @@ def _parser() -> argparse.ArgumentParser:
 def parse_input(spec: str) -> InputSpec:
     """Read ``[KIND:]PATH[@DOMAIN]`` from ``--input``."""
     kind = "auto"
-    for known in ("files", "manifest", "webdataset"):
+    for known in ("files", "manifest", "webdataset", "mmc4", "obelics"):
         if spec.startswith(known + ":"):
             kind, spec = known, spec[len(known) + 1 :]
     domain = None

@@ -26,3 +26,11 @@ def test_without_a_file_or_overrides_the_defaults_are_valid_and_a_bad_override_a
     assert str(caught.value).startswith(
         "the defaults with --set: invalid configuration\n  quality.enabled (from --set"
     )
+
+
+@pytest.mark.parametrize("kind", ["files", "manifest", "webdataset", "mmc4", "obelics"])
+def test_an_input_on_the_command_line_takes_every_kind_a_config_file_can_name(tmp_path, kind):
+    from pipeline.cli import parse_input
+
+    spec = parse_input(f"{kind}:{tmp_path / 'docs.jsonl'}@factory")
+    assert (spec.kind, spec.path, spec.domain) == (kind, str(tmp_path / "docs.jsonl"), "factory")
