@@ -102,7 +102,17 @@ def image_format(data: bytes) -> str | None:
     return None
 
 
+APPLE_DOUBLE = b"\x00\x05\x16\x07"  # AppleDouble header magic (RFC 1740)
+
+
 def _not_an_image(data: bytes) -> str:
+    if data.startswith(APPLE_DOUBLE):
+        return (
+            "a macOS AppleDouble file (the ._NAME companion a Mac writes beside a file on a non-Mac disk or in a "
+            "zip), not an image: the image is the file without the ._ prefix; delete the ._ files (dot_clean)"
+        )
+    if data[4:8] == b"Bud1":
+        return "a macOS .DS_Store folder index, not an image: delete it or leave it out of the input"
     head = data[:1024].lstrip()
     if head.startswith(b"%PDF-"):
         return "a PDF document, not an image: export its pages as images (e.g. pdftoppm -png) to use them"

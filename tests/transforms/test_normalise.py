@@ -44,6 +44,9 @@ def test_rejects_text_file_named_jpg_as_not_an_image():
         (b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="10"/>', "SVG vector drawing"),
         (b"<svg width='4' height='4'></svg>", "SVG vector drawing"),
         (b"operator notes\n", "convert it to JPEG or PNG"),
+        # RFC 1740's header: magic 0x00051607, version 2, the filler a Mac writes, then its entries.
+        (b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        \x00\x02" + bytes(40), "macOS AppleDouble file"),
+        (b"\x00\x00\x00\x01Bud1\x00\x00\x10\x00" + bytes(24), "macOS .DS_Store"),
     ],
 )
 def test_a_file_that_is_not_an_image_says_what_it_is_and_what_to_do(data, named):
