@@ -17,6 +17,7 @@ Metrics: ``ingest/items``, ``ingest/read_retries``. The listing's pure parts: ``
 ``transforms._reading``.
 """
 
+import logging
 import os
 from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
@@ -50,6 +51,7 @@ from transforms.import_interleaved import KINDS as INTERLEAVED_KINDS
 from transforms.import_interleaved import ListInterleavedFn
 
 STAGE = "ingest"
+_LOG = logging.getLogger(__name__)
 
 
 class IngestOutputs(NamedTuple):
@@ -75,8 +77,8 @@ class ReadInputs(beam.PTransform):
         self._output = output
 
     def expand(self, pbegin: beam.pvalue.PBegin):
-        listed, dropped, texts = [], [], []
-        for index, spec in enumerate(self._config.inputs):
+        listed, dropped, texts, matched = [], [], [], []
+        for index, spec in enumerate(distinct_inputs(self._config.inputs)):
             kind = input_kind(spec)
             label = f"Input{index}"
             start = pbegin | f"{label}Spec" >> beam.Create([spec])
@@ -108,10 +110,23 @@ class ReadInputs(beam.PTransform):
                     | f"{label}GroupStems" >> beam.GroupByKey()
                     | f"{label}Files" >> beam.FlatMap(stem_items, spec, self._config)
                 )
-            listed.append(items)
+            if kind in ("files", "webdataset"):
+                matched.append(items | f"{label}BySource" >> beam.Map(lambda item, i=index: (item.source, (i, item))))
+            else:
+                listed.append(items)
+        if len(matched) > 1:
+            # Patterns can overlap (a folder and a pattern inside it): a file is one item, listed by the first.
+            listed.append(
+                matched
+                | "FlattenMatched" >> beam.Flatten()
+                | "GroupSources" >> beam.GroupByKey()
+                | "FirstListing" >> beam.MapTuple(_first_listing)
+            )
+        elif matched:
+            listed.append(matched[0] | "Matched" >> beam.Map(lambda pair: pair[1][1]))
         items = (
             listed
-            | "FlattenListed" >> beam.Flatten()
+            | "FlattenListed" >> beam.Flatten(pipeline=pbegin.pipeline)
             | "Spread" >> beam.Reshuffle()
             | "CountItems" >> beam.Map(_count)
         )
@@ -119,6 +134,31 @@ class ReadInputs(beam.PTransform):
         rejected_rows = [*dropped, bad] | "FlattenRejected" >> beam.Flatten()
         text_rows = texts | "FlattenTextRows" >> beam.Flatten(pipeline=pbegin.pipeline)
         return IngestOutputs(items=read, rejected=rejected_rows, texts=text_rows)
+
+
+def distinct_inputs(inputs: list[InputSpec]) -> list[InputSpec]:
+    """``inputs`` without a repeated path: the first spec of a path lists it (``--input a --input a``)."""
+    seen, kept = set(), []
+    for spec in inputs:
+        if spec.path in seen:
+            _LOG.warning("input %s is given twice; its first entry applies", spec.path)
+            continue
+        seen.add(spec.path)
+        kept.append(spec)
+    return kept
+
+
+_LISTED_TWICE = beam.metrics.Metrics.counter(STAGE, "listed_twice")
+
+
+def _first_listing(source: str, listings: Iterable[tuple[int, InputItem]]) -> InputItem:
+    ordered = sorted(listings, key=lambda listing: listing[0])
+    if len(ordered) > 1:
+        _LISTED_TWICE.inc()
+        _LOG.warning(
+            "%s is listed by inputs %s; input %d's settings apply", source, [i for i, _ in ordered], ordered[0][0]
+        )
+    return ordered[0][1]
 
 
 def outside(metadata: FileMetadata, output: str | None) -> bool:

@@ -364,3 +364,26 @@ def test_an_output_folder_inside_the_input_folder_is_not_listed_as_input(tmp_pat
     # the second listing sees the first run's shards, ledger, report and eval images under photos/out
     assert sorted(row["source"] for row in second.ledger) == [str(photos / "p80.jpg"), str(photos / "p81.jpg")]
     assert second.ledger == first.ledger
+
+
+def test_overlapping_inputs_list_each_file_once_with_the_first_input_s_settings(tmp_path, run):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for seed in (90, 91):
+        make_photo(200, 160, seed=seed).save(photos / f"p{seed}.jpg")
+        (photos / f"p{seed}.txt").write_text(f"photo {seed}")
+    (tmp_path / "m.csv").write_text("path,title\nphotos/p90.jpg,from the manifest\n")
+    inputs = [
+        {"path": str(photos), "domain": "factory"},
+        {"path": str(photos / "*.jpg"), "domain": "marketing"},  # the same two files again
+        {"path": str(tmp_path / "m.csv")},
+        {"path": str(tmp_path / "m.csv")},  # the same manifest again
+    ]
+
+    out = run(inputs, quality={"enabled": False})  # the run crashed: "ledger invariant broken"
+
+    rows = out.ledger_by_name()
+    assert sorted(rows) == ["m.csv#1", "p90.jpg", "p91.jpg"]
+    assert rows["p90.jpg"]["domain"] == rows["p91.jpg"]["domain"] == "factory"
+    # the manifest row names p90.jpg's bytes again: one of the two is the other's exact duplicate
+    assert sorted(rows[name]["reason"] for name in ("m.csv#1", "p90.jpg")) == ["", reasons.EXACT_DUPLICATE]
