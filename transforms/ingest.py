@@ -13,8 +13,9 @@ Roots: a manifest's rows must lead into the input's ``roots`` (default: the mani
 matches and their sidecars into its ``roots`` (default: the folder the pattern lists). Local paths are checked where
 they really resolve, symbolic links included, unless ``follow_symlinks`` (``transforms._confine``); the listing
 checks a manifest row before the item exists, and the read checks every path again just before reading it.
-Metrics: ``ingest/items``, ``ingest/read_retries``. The listing's pure parts: ``transforms._listing``; the reads:
-``transforms._reading``.
+Inputs that overlap (a folder and a pattern inside it, one path given twice) list each file once, with the first
+input's settings. Metrics: ``ingest/items``, ``ingest/read_retries``, ``ingest/listed_twice``. The listing's
+pure parts: ``transforms._listing``; the reads: ``transforms._reading``.
 """
 
 import logging
