@@ -13,6 +13,7 @@ import pyarrow as pa
 
 from schemas.documents import Document, DocumentRecord, ImageMetadata, Segment
 from schemas.records.samples import Sample
+from schemas.records.values import content_metadata
 from transforms.image_store import image_sha256, read_image
 from transforms.shard_writer import ShardItem, canonical_json
 
@@ -65,7 +66,7 @@ def _image_metadata(segment: Segment, member: str, sample: Sample) -> ImageMetad
         scores=dict(sample.scores),
         position=image.position,
         placement_similarity=segment.similarity,
-        metadata=dict(image.metadata),
+        metadata=content_metadata(image.metadata),
     )
 
 

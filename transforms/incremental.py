@@ -42,7 +42,7 @@ from schemas.config.documents import DocumentsConfig
 from schemas.records.dedup import Fingerprint
 from schemas.records.inputs import InputItem
 from schemas.records.ledger import LedgerRow, detail_json
-from schemas.records.values import blank
+from schemas.records.values import content_metadata, richness
 from transforms._common import StageFn, apply_stage
 from transforms._io import join, write_atomic
 from transforms._parts import WriteParts
@@ -174,10 +174,9 @@ class SkipKnown(beam.PTransform):
 def metadata_fingerprint(item: InputItem) -> str:
     """SHA-256 of what an item brings besides its image bytes: its domain and metadata (sidecars, manifest values).
 
-    ``read_attempts`` is left out: it says how a read went, not what the item is.
+    ``PROVENANCE`` keys (``read_attempts``) are left out: they say how a read went, not what the item is.
     """
-    values = {name: value for name, value in item.metadata.items() if name != "read_attempts"}
-    text = json.dumps([item.domain, values], sort_keys=True, ensure_ascii=False, default=str)
+    text = json.dumps([item.domain, content_metadata(item.metadata)], sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -244,7 +243,7 @@ def shipped_fingerprint(row: dict) -> Fingerprint:
         pixel_sha256=row["pixel_sha256"],
         pixels=row["original_width"] * row["original_height"],
         file_size=row["original_bytes"],
-        richness=sum(1 for value in metadata.values() if not blank(value)),
+        richness=richness(metadata),
         domain=row["domain"],
         metadata=metadata,
         hashes=json.loads(row["hashes"]),

@@ -28,7 +28,7 @@ from apache_beam import pvalue
 from schemas import reasons
 from schemas.config.semantic_dedup import SemanticDedupConfig
 from schemas.records.samples import Sample
-from schemas.records.values import blank
+from schemas.records.values import richness
 from transforms._cluster_files import CAPPED, WriteClusters
 from transforms._dedup_members import Member, field_values, forest_edges, survivor_rank
 from transforms._duplicates import ClusterDuplicates
@@ -89,7 +89,6 @@ def skip_reason(sample: Sample, config: SemanticDedupConfig) -> str | None:
 
 def semantic_member(sample: Sample, config: SemanticDedupConfig) -> Member:
     """The light member of a sample with an embedding."""
-    richness = sum(1 for value in sample.metadata.values() if not blank(value))
     return Member(
         source=sample.source,
         key=sample.key,
@@ -102,7 +101,7 @@ def semantic_member(sample: Sample, config: SemanticDedupConfig) -> Member:
             source=sample.source,
             pixels=sample.original.width * sample.original.height,
             file_size=sample.original.bytes,
-            richness=richness,
+            richness=richness(sample.metadata),
             scores=sample.scores,
         ),
         features=bytes(sample.embedding),

@@ -27,7 +27,7 @@ from schemas.config.shards import ShardsConfig
 from schemas.config.views import EditRule, EditViewConfig
 from schemas.documents import EditImage, EditRecord
 from schemas.records.samples import Sample
-from schemas.records.values import blank
+from schemas.records.values import blank, content_metadata
 from schemas.shard import ShardStats
 from transforms.image_store import image_sha256, read_image
 from transforms.shard_writer import (
@@ -160,7 +160,7 @@ def _edit_image(sample: Sample, member: str) -> EditImage:
         caption=sample.text,
         image_sha256=image_sha256(sample),
         image=sample.normalised,
-        metadata=dict(sample.metadata),
+        metadata=content_metadata(sample.metadata),
     )
 
 

@@ -25,6 +25,7 @@ from schemas.config.shards import ShardsConfig
 from schemas.documents import DOCUMENT_ANNOTATION
 from schemas.records.ledger import LedgerRow, detail_json
 from schemas.records.samples import Sample
+from schemas.records.values import content_metadata
 from schemas.shard import SampleRecord
 from transforms.embed import embedding_matrix, npy_bytes
 from transforms.image_store import image_sha256, read_image
@@ -95,7 +96,7 @@ def sample_record(sample: Sample) -> SampleRecord:
         hashes=dict(sample.hashes),
         scores=dict(sample.scores),
         annotations=shard_annotations(sample),
-        metadata=dict(sample.metadata),
+        metadata=content_metadata(sample.metadata),
     )
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from schemas.compact import hex_bytes, hex_map_bytes, hex_map_text, hex_text, packed, unpacked
 from schemas.records.samples import Sample
-from schemas.records.values import blank
+from schemas.records.values import content_metadata, richness
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +71,6 @@ def _fingerprint(blob: bytes) -> Fingerprint:
 
 def fingerprint(sample: Sample) -> Fingerprint:
     """Return the light view of ``sample`` used by deduplication."""
-    richness = sum(1 for value in sample.metadata.values() if not blank(value))
     return Fingerprint(
         key=sample.key,
         source=sample.source,
@@ -79,9 +78,9 @@ def fingerprint(sample: Sample) -> Fingerprint:
         pixel_sha256=sample.pixel_sha256,
         pixels=sample.original.width * sample.original.height,
         file_size=sample.original.bytes,
-        richness=richness,
+        richness=richness(sample.metadata),
         domain=sample.domain,
-        metadata=dict(sample.metadata),
+        metadata=content_metadata(sample.metadata),
         hashes=dict(sample.hashes),
         scores=dict(sample.scores),
     )

@@ -387,3 +387,19 @@ def test_overlapping_inputs_list_each_file_once_with_the_first_input_s_settings(
     assert rows["p90.jpg"]["domain"] == rows["p91.jpg"]["domain"] == "factory"
     # the manifest row names p90.jpg's bytes again: one of the two is the other's exact duplicate
     assert sorted(rows[name]["reason"] for name in ("m.csv#1", "p90.jpg")) == ["", reasons.EXACT_DUPLICATE]
+
+
+def test_a_retried_read_is_in_the_ledger_only_and_changes_no_shard_byte(tmp_path, run, flaky):
+    images = tmp_path / "images"
+    images.mkdir()
+    for name, seed in (("flaky.jpg", 4), ("fine.jpg", 5)):
+        make_photo(200, 160, seed=seed).save(images / name)
+        (images / name.replace(".jpg", ".txt")).write_text(f"photo {name}")
+    clean = run([images], output=tmp_path / "clean", quality={"enabled": False})
+    flaky.update({"flaky.jpg": 2})
+
+    retried = run([images], output=tmp_path / "retried", quality={"enabled": False})
+
+    assert json.loads(retried.ledger_by_name()["flaky.jpg"]["detail"])["read_attempts"] == 3
+    shards = {name: data for name, data in retried.file_bytes().items() if name.startswith("shards/")}
+    assert shards and shards == {name: data for name, data in clean.file_bytes().items() if name.startswith("shards/")}
