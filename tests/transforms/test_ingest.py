@@ -351,12 +351,17 @@ def test_a_pattern_that_matches_only_images_still_reads_their_sidecars(tmp_path,
     assert [s["txt"].decode() for s in out.samples()] == ["A caption the pattern does not match"]
 
 
+def _captioned_photos(folder, seeds):
+    """``folder`` with ``pSEED.jpg`` and its caption ``pSEED.txt`` for each seed."""
+    folder.mkdir()
+    for seed in seeds:
+        make_photo(200, 160, seed=seed).save(folder / f"p{seed}.jpg")
+        (folder / f"p{seed}.txt").write_text(f"photo {seed}")
+    return folder
+
+
 def test_an_output_folder_inside_the_input_folder_is_not_listed_as_input(tmp_path, run):
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    for seed in (80, 81):
-        make_photo(200, 160, seed=seed).save(photos / f"p{seed}.jpg")
-        (photos / f"p{seed}.txt").write_text(f"photo {seed}")
+    photos = _captioned_photos(tmp_path / "photos", (80, 81))
 
     first = run([photos], output=photos / "out", quality={"enabled": False})
     second = run([photos], output=photos / "out", quality={"enabled": False})
@@ -367,11 +372,7 @@ def test_an_output_folder_inside_the_input_folder_is_not_listed_as_input(tmp_pat
 
 
 def test_overlapping_inputs_list_each_file_once_with_the_first_input_s_settings(tmp_path, run):
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    for seed in (90, 91):
-        make_photo(200, 160, seed=seed).save(photos / f"p{seed}.jpg")
-        (photos / f"p{seed}.txt").write_text(f"photo {seed}")
+    photos = _captioned_photos(tmp_path / "photos", (90, 91))
     (tmp_path / "m.csv").write_text("path,title\nphotos/p90.jpg,from the manifest\n")
     inputs = [
         {"path": str(photos), "domain": "factory"},
