@@ -10,7 +10,8 @@ every item that leaves the flow (rejected or failed) and for every item written 
 
 One module per kind of record: ``inputs`` (``InputItem``), ``samples`` (``Sample``, ``ImageInfo``), ``dedup``
 (``Fingerprint``, ``DuplicateCluster``), ``ledger`` (``LedgerRow`` and its constructors, ``RejectItem``), ``caption``
-(``Candidate``, ``CaptionRequest``) and ``values`` (``blank``). Every public name is re-exported here.
+(``Candidate``, ``CaptionRequest``) and ``values`` (``blank``, ``content_metadata``, ``richness``,
+``PROVENANCE``). Every public name is re-exported here.
 """
 
 from schemas.records.caption import Candidate, CaptionRequest
@@ -18,9 +19,10 @@ from schemas.records.dedup import DuplicateCluster, Fingerprint, fingerprint
 from schemas.records.inputs import InputItem
 from schemas.records.ledger import LedgerRow, RejectItem, detail_json, failed, rejected
 from schemas.records.samples import ImageInfo, Sample
-from schemas.records.values import blank
+from schemas.records.values import PROVENANCE, blank, content_metadata, richness
 
 __all__ = [
+    "PROVENANCE",
     "Candidate",
     "CaptionRequest",
     "DuplicateCluster",
@@ -31,8 +33,10 @@ __all__ = [
     "RejectItem",
     "Sample",
     "blank",
+    "content_metadata",
     "detail_json",
     "failed",
     "fingerprint",
     "rejected",
+    "richness",
 ]
