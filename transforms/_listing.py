@@ -210,28 +210,23 @@ def _is_text(ext: str) -> bool:
 
 
 def _member_metadata(texts: dict[str, bytes]) -> dict[str, Any]:
-    """A sample's metadata from its text members: the ``.json`` object, then each ``NAME.txt`` as field ``NAME``
-    (``txt`` alone: ``caption``) and each ``.cls`` as ``cls``, an earlier member winning a field."""
+    """A sample's metadata from its text members: the ``.json`` object, then each ``NAME.json``, each ``NAME.txt``
+    as field ``NAME`` (``txt`` alone: ``caption``) and each ``.cls`` as ``cls``, an earlier member winning a field."""
     values: dict[str, Any] = {}
-    if "json" in texts:
-        try:
-            loaded = json.loads(texts["json"])
-            values.update(loaded if isinstance(loaded, dict) else {"json": loaded})
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            values["__sidecar_error__"] = "the sample's .json member is not valid JSON"
-    for ext in sorted(texts):
+    for ext in sorted(texts, key=lambda ext: (ext != "json", ext)):
         field, _, last = ext.rpartition(".")
-        text = texts[ext].decode("utf-8", errors="replace").strip()
-        if last == "json" and field:
-            try:
-                loaded = json.loads(text)
-            except json.JSONDecodeError:
-                values.setdefault("__sidecar_error__", f"the sample's .{ext} member is not valid JSON")
-                continue
-            for name, value in (loaded if isinstance(loaded, dict) else {field: loaded}).items():
-                values.setdefault(name, value)
-        elif last != "json":
-            values.setdefault(field or {"txt": "caption"}.get(last, last), text)
+        if last != "json":
+            values.setdefault(
+                field or {"txt": "caption"}.get(last, last), texts[ext].decode("utf-8", "replace").strip()
+            )
+            continue
+        try:
+            loaded = json.loads(texts[ext])
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            values.setdefault("__sidecar_error__", f"the sample's .{ext} member is not valid JSON")
+            continue
+        for name, value in (loaded if isinstance(loaded, dict) else {field or "json": loaded}).items():
+            values.setdefault(name, value)
     return values
 
 
