@@ -20,6 +20,7 @@ from apache_beam.transforms import resources
 
 import runners
 from pipeline.beam_flags import REPEATABLE, UnishardOptions, beam_action, given_options, merge_args
+from pipeline.dofn_specs import cache_dofn_specs
 from pipeline.stage_hints import split_hint
 from schemas.config.unishard import UnishardConfig
 from schemas.profile import ProfileError, RunnerProfile, parse_profile
@@ -172,6 +173,7 @@ def resolve_options(options: PipelineOptions) -> str:
     if standard.runner is None or standard.runner.lower() in _PRISM_FIRST:
         standard.runner = LOCAL_RUNNER
     close_flush_race()
+    cache_dofn_specs()
     return standard.runner
 
 

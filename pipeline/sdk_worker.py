@@ -17,6 +17,7 @@ import sys
 from typing import Any
 
 from pipeline import console
+from pipeline.dofn_specs import cache_dofn_specs
 
 WORKER_OPTIONS = ("default_sdk_harness_log_level", "sdk_harness_log_level_overrides")
 COMMAND = "-m pipeline.sdk_worker"
@@ -68,6 +69,7 @@ def main() -> None:
     console.configure(_worker_level())
     from apache_beam.runners.worker import sdk_worker_main
 
+    cache_dofn_specs()
     sdk_worker_main.main(sys.argv)
     # The harness has torn down every DoFn and closed its channels. The interpreter's own teardown (torch's and
     # gRPC's modules and threads) would take seconds more, and the runner waits for each worker in turn.
