@@ -33,7 +33,7 @@ def main() -> None:
     from apache_beam.transforms import userstate
     from PIL import Image
 
-    from pipeline.dofn_specs import _per_class
+    from pipeline.dofn_specs import per_class
     from pipeline.launch import run
     from schemas.config.unishard import UnishardConfig
 
@@ -63,7 +63,7 @@ def main() -> None:
                 "text": {"required": False},
                 "caption": {"required": False},
             }
-            variants["per_class"] = _per_class(counted)
+            variants["per_class"] = per_class(counted)
             userstate.get_dofn_specs = variants[name]
             calls["beam"] = 0
             started = time.perf_counter()

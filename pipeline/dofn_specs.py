@@ -6,11 +6,11 @@ builds an ``inspect.signature`` for every method of the DoFn, about 1 ms. A unis
 made 2,802 calls: a run of six images took 10.0 s with them and 7.8 s with 45 (``python
 benchmarks/bench_startup.py``).
 
-The answer comes from the defaults of the DoFn's methods (``DoFn.StateParam``, ``DoFn.TimerParam``), which are fixed
-by its class. An instance that holds bound methods of its own (``beam.FlatMap(obj.method)``) can answer differently from
-its class, so such instances are asked every time. ``cache_dofn_specs`` installs this in the process that calls it:
-the launcher, the local job service and the local worker processes (``pipeline.sdk_worker``) call it. Output bytes
-do not change: only how often Beam inspects the same class.
+The answer comes from the defaults of the DoFn's methods (``DoFn.StateParam``, ``DoFn.TimerParam``), which are
+fixed by its class. An instance that holds bound methods of its own (``beam.FlatMap(obj.method)``) can answer
+differently from its class, so such instances are asked every time. ``cache_dofn_specs`` installs this in the
+process that calls it: the launcher, the local job service and the local worker processes (``pipeline.sdk_worker``)
+call it. Output bytes do not change: only how often Beam inspects the same class.
 """
 
 import functools
@@ -28,10 +28,10 @@ def cache_dofn_specs() -> None:
 
     with _LOCK:
         if not getattr(userstate.get_dofn_specs, "cached_per_class", False):
-            userstate.get_dofn_specs = _per_class(userstate.get_dofn_specs)
+            userstate.get_dofn_specs = per_class(userstate.get_dofn_specs)
 
 
-def _per_class(specs_of: Callable[[Any], tuple[set, set]]) -> Callable[[Any], tuple[set, set]]:
+def per_class(specs_of: Callable[[Any], tuple[set, set]]) -> Callable[[Any], tuple[set, set]]:
     answers: dict[type, tuple[frozenset, frozenset]] = {}
 
     @functools.wraps(specs_of)  # keeps Beam's function as __wrapped__

@@ -6,7 +6,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms import userstate
 from apache_beam.transforms.userstate import BagStateSpec, TimerSpec, on_timer
 
-from pipeline.dofn_specs import _per_class, cache_dofn_specs, class_decides
+from pipeline.dofn_specs import cache_dofn_specs, class_decides, per_class
 
 BAG = BagStateSpec("seen", beam.coders.StrUtf8Coder())
 TIMER = TimerSpec("flush", beam.TimeDomain.WATERMARK)
@@ -46,14 +46,14 @@ _BEAM = getattr(userstate.get_dofn_specs, "__wrapped__", userstate.get_dofn_spec
 
 @pytest.fixture
 def counted():
-    """``_per_class`` around Beam's function, and the list of DoFns Beam itself was asked about."""
+    """``per_class`` around Beam's function, and the list of DoFns Beam itself was asked about."""
     asked = []
 
     def beams_answer(dofn):
         asked.append(dofn)
         return _BEAM(dofn)
 
-    return _per_class(beams_answer), asked
+    return per_class(beams_answer), asked
 
 
 def test_every_answer_equals_beams_and_a_class_is_inspected_once(counted):
