@@ -53,6 +53,7 @@ from transforms.import_interleaved import ListInterleavedFn
 
 STAGE = "ingest"
 _LOG = logging.getLogger(__name__)
+_LISTED_TWICE = beam.metrics.Metrics.counter(STAGE, "listed_twice")
 
 
 class IngestOutputs(NamedTuple):
@@ -112,19 +113,22 @@ class ReadInputs(beam.PTransform):
                     | f"{label}Files" >> beam.FlatMap(stem_items, spec, self._config)
                 )
             if kind in ("files", "webdataset"):
-                matched.append(items | f"{label}BySource" >> beam.Map(lambda item, i=index: (item.source, (i, item))))
+                matched.append((index, items))
             else:
                 listed.append(items)
         if len(matched) > 1:
             # Patterns can overlap (a folder and a pattern inside it): a file is one item, listed by the first.
             listed.append(
-                matched
+                [
+                    items | f"Input{index}BySource" >> beam.Map(lambda item, i=index: (item.source, (i, item)))
+                    for index, items in matched
+                ]
                 | "FlattenMatched" >> beam.Flatten()
                 | "GroupSources" >> beam.GroupByKey()
                 | "FirstListing" >> beam.MapTuple(_first_listing)
             )
-        elif matched:
-            listed.append(matched[0] | "Matched" >> beam.Map(lambda pair: pair[1][1]))
+        else:
+            listed += [items for _, items in matched]
         items = (
             listed
             | "FlattenListed" >> beam.Flatten(pipeline=pbegin.pipeline)
@@ -147,9 +151,6 @@ def distinct_inputs(inputs: list[InputSpec]) -> list[InputSpec]:
         seen.add(spec.path)
         kept.append(spec)
     return kept
-
-
-_LISTED_TWICE = beam.metrics.Metrics.counter(STAGE, "listed_twice")
 
 
 def _first_listing(source: str, listings: Iterable[tuple[int, InputItem]]) -> InputItem:
