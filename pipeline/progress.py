@@ -1,11 +1,12 @@
 """Live progress of a run: items done of the total, rate and current stage, on any runner.
 
 ``tracked(pipeline, folder)`` adds a ``CountProgress`` side branch on the main input of every top-level step of the
-built pipeline (one per PCollection), plus one on the listing inside ``Ingest`` that gives the total. Workers write
-their counts as tiny files under ``folder``; a launcher thread polls them while the job runs (``pipeline.run()``
-blocks for local runners, ``wait_until_finish`` for the others) and shows a one-line display that redraws itself on
-a terminal, or a plain log line every ``log_every`` seconds otherwise. Nothing here touches the output: the folder
-sits beside the staging folder and is removed when the job ends.
+built pipeline that items pass through (one per PCollection; ``SIDE_STEPS`` are left out), plus one on the listing
+inside ``Ingest`` that gives the total. Workers write their counts as tiny files under ``folder``; a launcher thread
+polls them while the job runs (``pipeline.run()`` blocks for local runners, ``wait_until_finish`` for the others)
+and shows a one-line display that redraws itself on a terminal, or a plain log line every ``log_every`` seconds
+otherwise. Nothing here touches the output: the folder sits beside the staging folder and is removed when the job
+ends.
 """
 
 import contextlib
@@ -28,6 +29,9 @@ _LOG = logging.getLogger("unishard")
 # Items listed, plus manifest rows rejected while listing (they never reach the listing's Flatten).
 TOTAL_LABELS = ("Ingest/FlattenListed", "Ingest/Input*ManifestDropped")
 DONE_LABEL = "WriteLedger"
+# Top-level steps whose input holds records other than items (duplicate clusters, contamination findings, audit
+# measures, document ledger rows): no item passes through them, so their counts are not items of the total.
+SIDE_STEPS = ("DuplicateLinks", "ContaminationAudit", "WriteAudit", "WriteDocumentLedger")
 TOTAL_POINT = "ingest.listed"
 REMOTE_POLL = 10.0
 
@@ -69,7 +73,7 @@ def attach(pipeline: beam.Pipeline, folder: str) -> list[Point]:
     top = list(pipeline.transforms_stack[0].parts)
     for applied in top:
         inputs = [p for p in applied.main_inputs.values() if isinstance(p, beam.pvalue.PCollection)]
-        if len(inputs) != 1 or not applied.full_label:
+        if len(inputs) != 1 or not applied.full_label or applied.full_label in SIDE_STEPS:
             continue
         pcoll = inputs[0]
         if id(pcoll) not in counted:

@@ -105,6 +105,9 @@ def test_the_real_run_showed_progress_and_left_no_records(tmp_path_factory):
     assert final.finished and final.total == 19 and final.done == 19
     steps = dict(final.steps)
     assert steps["Normalise"] == 18 and steps["WriteShards"] == 12 and steps[DONE_LABEL] == 19
+    # Every step shown is one that items pass through, so none counts more than were listed (the audit's measure
+    # records, several per sample, are not items).
+    assert max(steps.values()) <= final.total and "WriteAudit" not in steps
     assert not list(out.path.rglob("*.progress")) and not list((out.path / "_staging").rglob("*.json"))
 
 
