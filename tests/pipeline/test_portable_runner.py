@@ -215,6 +215,61 @@ def test_a_missing_job_service_fails_fast_with_a_clear_message():
         run_job(_failing_pipeline(args), "PortableRunner", "STAGING")
 
 
+def test_a_pool_whose_workers_cannot_start_fails_the_run_instead_of_waiting(job, tmp_path):
+    """The pool's first ``python`` on PATH cannot run a worker: the run exits 1 after the job service's bound."""
+    broken = tmp_path / "broken-bin"
+    broken.mkdir()
+    (broken / "python").write_text("#!/bin/sh\necho 'this environment has no Beam' >&2\nexit 1\n")
+    (broken / "python").chmod(0o755)
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = dict(os.environ, PATH=f"{broken}{os.pathsep}{os.environ.get('PATH', '')}", TMPDIR=str(temp))
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    port_file = tmp_path / "job.port"
+    logs = {"job service": tmp_path / "job_service.log", "worker pool": tmp_path / "worker_pool.log"}
+    python = str(VENV_BIN / "python")
+    job_service = [python, "-m", "pipeline.job_service", "--port=0", f"--port_file={port_file}"]
+    processes = {
+        "job service": _start([*job_service, "--worker_start_timeout=3"], logs["job service"], env, tmp_path),
+        "worker pool": _start(
+            [python, "-m", "apache_beam.runners.worker.worker_pool_main", "--service_port=0"],
+            logs["worker pool"],
+            env,
+            tmp_path,
+        ),
+    }
+    try:
+        port = _wait_for(
+            "job service port", lambda: port_file.exists() and port_file.read_text().strip(), processes, logs
+        )
+        pool = _wait_for(
+            "worker pool address",
+            lambda: (match := POOL_ADDRESS.search(logs["worker pool"].read_text())) and match.group(1),
+            processes,
+            logs,
+        )
+        command = [
+            str(VENV_BIN / "unishard"),
+            "run",
+            str(job),
+            "--profile",
+            "portable",
+            "--output",
+            str(tmp_path / "out"),
+        ]
+        command += [f"--job_endpoint=localhost:{port}", f"--environment_config={pool}"]
+        # Without the bound the driver would follow a job that never ends: the timeout fails the test instead.
+        done = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=JOB_TIMEOUT_S)
+    finally:
+        for process in processes.values():
+            _stop(process)
+    assert done.returncode == 1, done.stderr[-4000:]
+    assert f"no SDK worker connected within 3 s after the worker pool at {pool}" in done.stderr
+    assert "first `python` on its PATH" in done.stderr and "Nothing was committed" in done.stderr
+    assert "this environment has no Beam" in logs["worker pool"].read_text()
+    assert not (tmp_path / "out" / "ledger").exists()
+
+
 def test_a_failing_job_raises_a_run_error_naming_the_error_and_the_staging_folder():
     with pytest.raises(RunError) as error:
         run_job(_failing_pipeline([]), "FnApiRunner", "/out/_staging/abc")
