@@ -17,7 +17,10 @@ import time
 from pathlib import Path
 from types import ModuleType
 
+import pydantic
+
 from pipeline import console
+from schemas.config.base import printable
 from schemas.config.ingest import InputSpec
 from schemas.config.load import ConfigError, load_config
 from schemas.config.unishard import UnishardConfig
@@ -106,7 +109,11 @@ def parse_input(spec: str) -> InputSpec:
     domain = None
     if "@" in spec:
         spec, domain = spec.rsplit("@", 1)
-    return InputSpec(path=spec if "://" in spec else str(Path(spec).resolve()), kind=kind, domain=domain)
+    try:
+        return InputSpec(path=spec if "://" in spec else str(Path(spec).resolve()), kind=kind, domain=domain)
+    except pydantic.ValidationError as error:
+        problems = "; ".join(problem["msg"].removeprefix("Value error, ") for problem in error.errors())
+        raise ConfigError(f"--input {printable(spec)}: {problems}") from None
 
 
 def _without_model_manager() -> None:
@@ -148,7 +155,8 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
         beam_args, overrides = apply_profile(args.profile, beam_args, overrides)
     beam_args = console.beam_log_args(beam_args, args.log_level)
     if args.output:
-        overrides.append(f"run.output={json.dumps(str(Path(args.output).resolve()))}")
+        # Unescaped: TOML takes any character in a string, but not JSON's surrogate pairs (an emoji in a name).
+        overrides.append(f"run.output={json.dumps(str(Path(args.output).resolve()), ensure_ascii=False)}")
     config = load_config(path, overrides)
     if args.input:
         inputs = [*config.ingest.inputs, *map(parse_input, args.input)]
@@ -195,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in _TOOLS and not unknown:
             return _tools()[args.command].main(args)
     except ConfigError as error:
-        print(f"unishard: {error}", file=sys.stderr)
+        print(f"unishard: {printable(str(error))}", file=sys.stderr)
         return 2
     parser.error(f"unknown arguments: {' '.join(unknown)}")
     return 2

@@ -20,6 +20,7 @@ from typing import Any
 from apache_beam.io.filesystem import CompressionTypes, FileMetadata
 from apache_beam.io.filesystems import FileSystems
 
+from schemas.config.base import printable
 from schemas.config.ingest import IngestConfig, InputSpec
 from schemas.records.inputs import InputItem
 from transforms._confine import confine, from_file_url
@@ -60,12 +61,14 @@ def pattern_roots(spec: InputSpec) -> tuple[str, ...]:
     return (posixpath.dirname(head) if "://" in head else os.path.dirname(head),)
 
 
-def stem_key(metadata: FileMetadata) -> tuple[str, str]:
-    """``(stem, path)`` of a matched file: an image and its sidecars share the stem (the path without extension)."""
-    return posixpath.splitext(metadata.path)[0], metadata.path
+def stem_key(metadata: FileMetadata) -> tuple[bytes, bytes]:
+    """``(stem, path)`` of a matched file, as bytes: an image and its sidecars share the stem (the path without
+    extension). Bytes, because a file name need not be UTF-8 text and Beam's string coder takes only that."""
+    stem = posixpath.splitext(metadata.path)[0]
+    return stem.encode("utf-8", "surrogateescape"), metadata.path.encode("utf-8", "surrogateescape")
 
 
-def stem_items(group: tuple[str, Iterable[str]], spec: InputSpec, config: IngestConfig) -> Iterator[InputItem]:
+def stem_items(group: tuple[bytes, Iterable[bytes]], spec: InputSpec, config: IngestConfig) -> Iterator[InputItem]:
     """The items of the matched files that share one stem.
 
     Each image is an item that knows its sidecars: the first file, in sorted order, of each of
@@ -75,7 +78,8 @@ def stem_items(group: tuple[str, Iterable[str]], spec: InputSpec, config: Ingest
     image has its stem, or another file of the same kind is taken) is an item too, marked ``ORPHAN``: ingest's read
     rejects it as ``orphan_sidecar``, so text that reaches no sample is in the ledger, not silently skipped.
     """
-    stem, paths = group[0], sorted(group[1])
+    stem = group[0].decode("utf-8", "surrogateescape")
+    paths = sorted(path.decode("utf-8", "surrogateescape") for path in group[1])
     kinds = [ext.lower() for ext in config.sidecar_extensions]
     sidecars = [path for path in paths if posixpath.splitext(path)[1].lower() in kinds]
     images = [path for path in paths if path not in sidecars]
@@ -90,22 +94,23 @@ def stem_items(group: tuple[str, Iterable[str]], spec: InputSpec, config: Ingest
     whole = posixpath.basename(files_pattern(spec).replace(os.sep, "/")) in ("*", "**")
     sidecar = stem if taken or not whole else None
     for path in images:
-        yield InputItem(path, path, domain, sidecar=sidecar, roots=roots, sidecar_suffixes=suffixes)
-    name = posixpath.basename(stem)
+        yield InputItem(printable(path), path, domain, sidecar=sidecar, roots=roots, sidecar_suffixes=suffixes)
+    name = printable(posixpath.basename(stem))
     for path in sidecars:
         if path in taken:
             continue
         if images:
             why = (
-                f"{posixpath.basename(images[0])} already takes a sidecar of this kind "
-                f"({', '.join(posixpath.basename(p) for p in taken)}); merge the two files into one"
+                f"{printable(posixpath.basename(images[0]))} already takes a sidecar of this kind "
+                f"({', '.join(printable(posixpath.basename(p)) for p in taken)}); merge the two files into one"
             )
         else:
             why = (
                 f"no image named {name}.<image extension> sits beside it, so its text reaches no sample; name it "
                 f"like its image (photo.jpg takes photo.txt and photo.json) or move it out of the input"
             )
-        yield InputItem(path, path, domain, metadata={ORPHAN: f"sidecar {path}: {why}"}, roots=roots)
+        shown = printable(path)
+        yield InputItem(shown, path, domain, metadata={ORPHAN: f"sidecar {shown}: {why}"}, roots=roots)
 
 
 def manifest_roots(manifest: str, roots: list[str]) -> tuple[str, ...]:
@@ -266,17 +271,17 @@ def tar_items(metadata: FileMetadata, spec: InputSpec, config: IngestConfig) -> 
         images = sorted(ext for ext in members if not _is_text(ext))
         image_ext = images[0] if images else None
         if len(images) > 1:
-            metadata_values["unused_members"] = [f"{posixpath.basename(key)}.{ext}" for ext in images[1:]]
+            metadata_values["unused_members"] = [printable(f"{posixpath.basename(key)}.{ext}") for ext in images[1:]]
         if not images:
-            names = ", ".join(f"{posixpath.basename(key)}.{ext}" for ext in sorted(members))
+            names = printable(", ".join(f"{posixpath.basename(key)}.{ext}" for ext in sorted(members)))
             metadata_values[NO_IMAGE] = (
-                f"sample {key} of {metadata.path} has no image member (only {names}); a WebDataset sample needs one "
-                "image beside its text, under the same key"
+                f"sample {printable(key)} of {printable(metadata.path)} has no image member (only {names}); a "
+                "WebDataset sample needs one image beside its text, under the same key"
             )
         domain = str(metadata_values.pop(config.domain_column, "") or spec.domain or config.default_domain)
         image = members.get(image_ext, b"") if image_ext else b""
         yield InputItem(
-            source=f"{metadata.path}#{key}",
+            source=printable(f"{metadata.path}#{key}"),
             path="" if isinstance(image, bytes) else metadata.path,
             domain=domain,
             metadata=metadata_values,

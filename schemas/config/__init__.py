@@ -11,7 +11,15 @@ re-exported here, so ``from schemas.config import NearDedupConfig`` works as wel
 """
 
 from schemas.config.audit import AUDIT_BUILTIN_DIMENSIONS, AuditConfig
-from schemas.config.base import FIELD_NAME, DuplicateRules, Section, SurvivorCriterion, default_prompts
+from schemas.config.base import (
+    FIELD_NAME,
+    DuplicateRules,
+    PathText,
+    Section,
+    SurvivorCriterion,
+    default_prompts,
+    printable,
+)
 from schemas.config.caption import CaptionConfig, CaptionerConfig, OcrConfig
 from schemas.config.clip_filter import ClipFilterConfig
 from schemas.config.clip_model import ClipModelConfig, ClipPrecision
@@ -63,6 +71,7 @@ __all__ = [
     "NormaliseConfig",
     "OcrConfig",
     "OverexposedRule",
+    "PathText",
     "PlacementConfig",
     "QualityConfig",
     "QualityRule",
@@ -80,4 +89,5 @@ __all__ = [
     "default_prompts",
     "load_config",
     "parse_override",
+    "printable",
 ]

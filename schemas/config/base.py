@@ -10,11 +10,34 @@ import copy
 import functools
 import json
 from importlib import resources
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pydantic
 
 FIELD_NAME = r"^[A-Za-z0-9_]+$"
+
+
+def printable(path: str) -> str:
+    """``path`` as UTF-8 text: a name that is not (Python keeps its odd bytes as surrogates) shows them as \\xNN."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return path
+
+
+def _utf8_path(value: str) -> str:
+    if printable(value) != value:
+        raise ValueError(
+            f"'{printable(value)}' is not UTF-8 text (a folder or file name in a legacy encoding; the odd bytes are "
+            "shown as \\xNN): rename it, or give a symbolic link with a UTF-8 name. Files inside an input may have "
+            "such names"
+        )
+    return value
+
+
+# A path the config names (an input, a root, the output): Beam's coders carry it as UTF-8 text.
+PathText = Annotated[str, pydantic.AfterValidator(_utf8_path)]
 
 
 def default_prompts(section: str, name: str) -> Any:

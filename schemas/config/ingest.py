@@ -4,7 +4,7 @@ from typing import Literal
 
 import pydantic
 
-from schemas.config.base import Section
+from schemas.config.base import PathText, Section
 
 
 class InputSpec(Section):
@@ -14,11 +14,11 @@ class InputSpec(Section):
     ``files`` otherwise.
     """
 
-    path: str
+    path: PathText
     kind: Literal["auto", "files", "manifest", "webdataset", "mmc4", "obelics"] = "auto"
     domain: str | None = None
     path_column: str = "path"
-    roots: list[str] = pydantic.Field(
+    roots: list[PathText] = pydantic.Field(
         default_factory=list,
         description="Folders the input's images and sidecars must lie in (manifest rows, image references, matched "
         "files); default: the manifest's or document file's own folder, or the folder a file pattern lists.",

@@ -2,11 +2,11 @@
 
 import pydantic
 
-from schemas.config.base import Section
+from schemas.config.base import PathText, Section
 
 
 class RunConfig(Section):
-    output: str = "out"
+    output: PathText = "out"
     max_failure_ratio: float = pydantic.Field(
         0.05, ge=0.0, le=1.0, description="The run fails when more than this share of inputs failed."
     )

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import console
+from pipeline import cli, console
 from tests.helpers import make_photo, write_sidecar
 
 UNISHARD = Path(sys.executable).with_name("unishard")
@@ -79,7 +79,7 @@ def test_a_run_shows_a_header_its_progress_and_a_summary_and_nothing_else(tmp_pa
     (inputs / "copy.jpg").write_bytes((inputs / "photo-0.jpg").read_bytes())
     write_sidecar(inputs / "copy.jpg", title="the same photo again")
     (inputs / "notes.jpg").write_bytes(b"not an image")
-    output = tmp_path / "out"
+    output = tmp_path / "run 😀"  # a character outside the BMP: JSON would escape it as a surrogate pair
     command = [str(UNISHARD), "run", "--input", str(inputs), "--output", str(output), "--smoke-models"]
 
     code, stdout, screen = _on_terminal(command, tmp_path)
@@ -111,6 +111,21 @@ def test_an_error_goes_to_stderr_alone_with_a_non_zero_exit(tmp_path):
     assert done.returncode == 1
     assert done.stdout == ""
     assert done.stderr.splitlines() == [f"unishard: input {str(missing)!r} matches no file; check the path or pattern"]
+
+
+@pytest.mark.parametrize("flag", ["--input", "--output"])
+def test_a_folder_name_that_is_not_utf8_is_refused_before_the_run_naming_it(tmp_path, capsys, flag):
+    odd = tmp_path / os.fsdecode(b"fotos-\xe9t\xe9")  # Latin-1 bytes: not UTF-8
+    odd.mkdir()
+    make_photo(120, 96, seed=0).save(odd / "photo.jpg")
+    paths = {"--input": str(odd), "--output": str(tmp_path / "out")} | {flag: str(odd)}
+    args = ["run", "--input", paths["--input"], "--output", paths["--output"], "--smoke-models"]
+
+    assert cli.main(args) == 2
+
+    error = capsys.readouterr().err
+    assert "fotos-\\xe9t\\xe9' is not UTF-8 text" in error and "rename it" in error
+    assert not (tmp_path / "out").exists()
 
 
 def test_config_schema_prints_only_the_schema():

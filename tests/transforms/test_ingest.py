@@ -339,6 +339,36 @@ def test_a_tar_sample_with_a_dotted_caption_is_kept_and_one_without_an_image_is_
     assert sample["txt"].decode() == "A caption in a dotted member"
 
 
+def test_file_and_member_names_that_are_not_utf8_are_read_and_shown_with_their_bytes_escaped(tmp_path, run):
+    """Latin-1 names (an old Windows share, a zip): the run reads them and names them as ``caf\\xe9.jpg``."""
+    files = tmp_path / "files"
+    files.mkdir()
+    latin = os.fsdecode(b"caf\xe9")  # the byte 0xE9 alone is not UTF-8: Python keeps it as a surrogate
+    make_photo(200, 160, seed=80).save(files / f"{latin}.jpg", format="JPEG")
+    (files / f"{latin}.txt").write_text("A caption beside a Latin-1 file name")
+    (files / f"{latin} notes.txt").write_text("Text no photo takes")
+    tar_path = tmp_path / "input.tar"
+    with tarfile.open(tar_path, "w") as tar:
+        for name, payload in (
+            (f"{latin}.jpg", jpeg_bytes(make_photo(200, 160, seed=81))),
+            (f"{latin}.txt", b"In a tar"),
+        ):
+            info = tarfile.TarInfo(name)  # written as the raw bytes, as a tool that kept them would
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+
+    out = run([files, tar_path], quality={"enabled": False})
+
+    rows = out.ledger_by_name()
+    assert sorted(rows) == ["caf\\xe9 notes.txt", "caf\\xe9.jpg", "input.tar#caf\\xe9"]
+    assert rows["caf\\xe9.jpg"]["status"] == rows["input.tar#caf\\xe9"]["status"] == "kept"
+    assert rows["caf\\xe9 notes.txt"]["reason"] == reasons.ORPHAN_SIDECAR
+    samples = {json.loads(s["json"])["source"].rsplit("/", 1)[-1]: s for s in out.samples()}
+    assert samples["caf\\xe9.jpg"]["txt"].decode() == "A caption beside a Latin-1 file name"
+    assert samples["input.tar#caf\\xe9"]["txt"].decode() == "In a tar"
+    assert json.loads(samples["caf\\xe9.jpg"]["json"])["path"] == str(files / "caf\\xe9.jpg")
+
+
 def test_a_pattern_that_matches_only_images_still_reads_their_sidecars(tmp_path, run):
     files = tmp_path / "files"
     files.mkdir()

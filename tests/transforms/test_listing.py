@@ -101,22 +101,24 @@ def test_a_pattern_roots_at_the_folder_before_its_first_wildcard(tmp_path):
 
 def test_sidecars_are_not_items_and_an_image_knows_its_sidecars_whatever_their_case():
     config, spec = IngestConfig(), InputSpec(path="/in/*", domain="factory")
-    (item,) = stem_items(("/in/a", ["/in/a.TXT", "/in/a.jpg", "/in/a.json"]), spec, config)
+    (item,) = stem_items((b"/in/a", [b"/in/a.TXT", b"/in/a.jpg", b"/in/a.json"]), spec, config)
     assert (item.source, item.sidecar, item.sidecar_suffixes) == ("/in/a.jpg", "/in/a", (".json", ".TXT"))
     assert (item.domain, item.roots, dict(item.metadata)) == ("factory", ("/in",), {})
-    (alone,) = stem_items(("/in/b", ["/in/b.png"]), spec, config)
+    (alone,) = stem_items((b"/in/b", [b"/in/b.png"]), spec, config)
     assert (alone.sidecar, alone.sidecar_suffixes) == (None, ())
-    (looked_up,) = stem_items(("/in/b", ["/in/b.png"]), InputSpec(path="/in/*.png"), config)
+    (looked_up,) = stem_items((b"/in/b", [b"/in/b.png"]), InputSpec(path="/in/*.png"), config)
     assert (looked_up.sidecar, looked_up.sidecar_suffixes) == ("/in/b", ())  # read looks for /in/b.json, .txt
-    assert stem_key(FileMetadata("/in/x.y/c.jpeg", 10)) == ("/in/x.y/c", "/in/x.y/c.jpeg")
+    assert stem_key(FileMetadata("/in/x.y/c.jpeg", 10)) == (b"/in/x.y/c", b"/in/x.y/c.jpeg")
+    latin = os.fsdecode(b"/in/caf\xe9.jpg")  # not UTF-8: carried as its bytes
+    assert stem_key(FileMetadata(latin, 10)) == (b"/in/caf\xe9", b"/in/caf\xe9.jpg")
 
 
 def test_a_sidecar_no_image_takes_is_an_item_marked_orphan_with_what_to_do():
     config, spec = IngestConfig(), InputSpec(path="/in/*")
-    (orphan,) = stem_items(("/in/notes", ["/in/notes.txt"]), spec, config)
+    (orphan,) = stem_items((b"/in/notes", [b"/in/notes.txt"]), spec, config)
     assert orphan.source == "/in/notes.txt"
     assert "no image named notes." in orphan.metadata[ORPHAN]
-    image, second = stem_items(("/in/a", ["/in/a.jpg", "/in/a.txt", "/in/a.TXT"]), spec, config)
+    image, second = stem_items((b"/in/a", [b"/in/a.jpg", b"/in/a.txt", b"/in/a.TXT"]), spec, config)
     assert (image.source, image.sidecar_suffixes) == ("/in/a.jpg", (".TXT",))
     assert second.source == "/in/a.txt" and "a.TXT" in second.metadata[ORPHAN]
 
