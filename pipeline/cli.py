@@ -20,10 +20,10 @@ from types import ModuleType
 import pydantic
 
 from pipeline import console
-from schemas.config.base import printable
 from schemas.config.ingest import InputSpec
 from schemas.config.load import ConfigError, load_config
 from schemas.config.unishard import UnishardConfig
+from schemas.records.values import printable
 
 _LOG = logging.getLogger("unishard")
 # Imported only after console.configure: they import Beam, which logs while it is imported.

@@ -20,9 +20,9 @@ from typing import Any
 from apache_beam.io.filesystem import CompressionTypes, FileMetadata
 from apache_beam.io.filesystems import FileSystems
 
-from schemas.config.base import printable
 from schemas.config.ingest import IngestConfig, InputSpec
 from schemas.records.inputs import InputItem
+from schemas.records.values import printable
 from transforms._confine import confine, from_file_url
 from transforms.import_interleaved import KINDS as INTERLEAVED_KINDS
 

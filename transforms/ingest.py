@@ -28,7 +28,6 @@ from apache_beam.io import fileio
 from apache_beam.io.filesystem import FileMetadata
 
 from schemas import reasons
-from schemas.config.base import printable
 from schemas.config.ingest import IngestConfig, InputSpec
 from schemas.documents import TextRow
 from schemas.records.inputs import InputItem
@@ -285,5 +284,4 @@ class _ReadFn(StageFn):
             data, attempts = read_bytes(item.path)
         if attempts > 1:
             metadata["read_attempts"] = attempts
-        # The bytes are read: from here the path is only shown, so it is UTF-8 text like the source.
-        yield InputItem(item.source, printable(item.path), domain, metadata, data, None, member=item.member)
+        yield InputItem(item.source, item.path, domain, metadata, data, None, member=item.member)

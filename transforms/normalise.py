@@ -27,6 +27,7 @@ from schemas.config.normalise import NormaliseConfig
 from schemas.records.inputs import InputItem
 from schemas.records.ledger import RejectItem
 from schemas.records.samples import ImageInfo, Sample
+from schemas.records.values import printable
 from transforms._common import StageFn, apply_stage
 from transforms._unreadable import decode_hint, unidentified
 from transforms.hashing import perceptual_hashes
@@ -264,7 +265,7 @@ def normalise_item(item: InputItem, config: NormaliseConfig, hashes: list[str], 
     return Sample(
         key=key,
         source=item.source,
-        path=item.path,
+        path=printable(item.path),  # shown in shards: UTF-8 text (ingest read the real name)
         domain=item.domain,
         metadata=dict(item.metadata),
         image=b"" if reference else encoded,

@@ -18,7 +18,6 @@ from schemas.config.base import (
     Section,
     SurvivorCriterion,
     default_prompts,
-    printable,
 )
 from schemas.config.caption import CaptionConfig, CaptionerConfig, OcrConfig
 from schemas.config.clip_filter import ClipFilterConfig
@@ -89,5 +88,4 @@ __all__ = [
     "default_prompts",
     "load_config",
     "parse_override",
-    "printable",
 ]

@@ -14,16 +14,9 @@ from typing import Annotated, Any, Literal
 
 import pydantic
 
+from schemas.records.values import printable
+
 FIELD_NAME = r"^[A-Za-z0-9_]+$"
-
-
-def printable(path: str) -> str:
-    """``path`` as UTF-8 text: a name that is not (Python keeps its odd bytes as surrogates) shows them as \\xNN."""
-    try:
-        path.encode("utf-8")
-    except UnicodeEncodeError:
-        return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    return path
 
 
 def _utf8_path(value: str) -> str:

@@ -19,7 +19,7 @@ from schemas.records.dedup import DuplicateCluster, Fingerprint, fingerprint
 from schemas.records.inputs import InputItem
 from schemas.records.ledger import LedgerRow, RejectItem, detail_json, failed, rejected
 from schemas.records.samples import ImageInfo, Sample
-from schemas.records.values import PROVENANCE, blank, content_metadata, richness
+from schemas.records.values import PROVENANCE, blank, content_metadata, printable, printable_values, richness
 
 __all__ = [
     "PROVENANCE",
@@ -37,6 +37,8 @@ __all__ = [
     "detail_json",
     "failed",
     "fingerprint",
+    "printable",
+    "printable_values",
     "rejected",
     "richness",
 ]

@@ -7,6 +7,7 @@ from typing import Any
 
 from schemas import reasons
 from schemas.compact import hex_bytes, hex_text, packed, unpacked
+from schemas.records.values import printable, printable_values
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,8 +53,15 @@ def _ledger_row(blob: bytes) -> LedgerRow:
 
 
 def detail_json(**fields: Any) -> str:
-    """Serialise ledger detail fields canonically (sorted keys), so ledgers compare byte for byte."""
-    return json.dumps(fields, sort_keys=True, ensure_ascii=False, default=str)
+    """Serialise ledger detail fields canonically (sorted keys), so ledgers compare byte for byte.
+
+    A file name that is not UTF-8 (in an error message, a path) is shown with its odd bytes as ``\\xNN``: the
+    ledger's text columns hold UTF-8 only.
+    """
+    text = json.dumps(fields, sort_keys=True, ensure_ascii=False, default=str)
+    if printable(text) == text:
+        return text
+    return json.dumps(printable_values(json.loads(text)), sort_keys=True, ensure_ascii=False)
 
 
 def rejected(

@@ -1,4 +1,4 @@
-"""Tests on the JSON-compatible values records carry in their metadata and text."""
+"""Tests on the JSON-compatible values records carry in their metadata and text, and their printable form."""
 
 from collections.abc import Mapping
 from typing import Any
@@ -6,6 +6,27 @@ from typing import Any
 # Metadata keys that say how an item was read, not what it is: the ledger records them; shards, survivor choice and
 # change detection never see them, so a transient read error cannot change an output byte.
 PROVENANCE = ("read_attempts",)
+
+
+def printable(path: str) -> str:
+    """``path`` as UTF-8 text: a file name that is not (Python keeps its odd bytes as surrogates) shows them as
+    ``\\xNN``. Sources, sample paths and ledger rows hold this form; only ingest's reads use the real name."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return path
+
+
+def printable_values(value: Any) -> Any:
+    """``value`` (JSON-compatible) with every string ``printable``: what a ledger detail may carry."""
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, Mapping):
+        return {printable_values(key): printable_values(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [printable_values(item) for item in value]
+    return value
 
 
 def blank(value: Any) -> bool:

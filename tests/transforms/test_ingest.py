@@ -347,6 +347,9 @@ def test_file_and_member_names_that_are_not_utf8_are_read_and_shown_with_their_b
     make_photo(200, 160, seed=80).save(files / f"{latin}.jpg", format="JPEG")
     (files / f"{latin}.txt").write_text("A caption beside a Latin-1 file name")
     (files / f"{latin} notes.txt").write_text("Text no photo takes")
+    (tmp_path / "elsewhere").mkdir()
+    make_photo(200, 160, seed=82).save(tmp_path / "elsewhere" / "secret.jpg")
+    (files / f"{latin} link.jpg").symlink_to(tmp_path / "elsewhere" / "secret.jpg")  # its message names it
     tar_path = tmp_path / "input.tar"
     with tarfile.open(tar_path, "w") as tar:
         for name, payload in (
@@ -360,13 +363,21 @@ def test_file_and_member_names_that_are_not_utf8_are_read_and_shown_with_their_b
     out = run([files, tar_path], quality={"enabled": False})
 
     rows = out.ledger_by_name()
-    assert sorted(rows) == ["caf\\xe9 notes.txt", "caf\\xe9.jpg", "input.tar#caf\\xe9"]
+    assert sorted(rows) == ["caf\\xe9 link.jpg", "caf\\xe9 notes.txt", "caf\\xe9.jpg", "input.tar#caf\\xe9"]
+    assert rows["caf\\xe9 link.jpg"]["reason"] == reasons.OUTSIDE_ROOT
+    assert "caf\\xe9 link.jpg" in json.loads(rows["caf\\xe9 link.jpg"]["detail"])["message"]
     assert rows["caf\\xe9.jpg"]["status"] == rows["input.tar#caf\\xe9"]["status"] == "kept"
     assert rows["caf\\xe9 notes.txt"]["reason"] == reasons.ORPHAN_SIDECAR
     samples = {json.loads(s["json"])["source"].rsplit("/", 1)[-1]: s for s in out.samples()}
     assert samples["caf\\xe9.jpg"]["txt"].decode() == "A caption beside a Latin-1 file name"
     assert samples["input.tar#caf\\xe9"]["txt"].decode() == "In a tar"
     assert json.loads(samples["caf\\xe9.jpg"]["json"])["path"] == str(files / "caf\\xe9.jpg")
+
+    # An incremental run reads a new item's file again by its real name.
+    make_photo(200, 160, seed=83).save(files / f"{latin} 2.jpg", format="JPEG")
+    (files / f"{latin} 2.txt").write_text("A second photo with a Latin-1 name")
+    again = run([files, tar_path], quality={"enabled": False})
+    assert again.ledger_by_name()["caf\\xe9 2.jpg"]["status"] == "kept"
 
 
 def test_a_pattern_that_matches_only_images_still_reads_their_sidecars(tmp_path, run):
