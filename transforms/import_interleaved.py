@@ -31,6 +31,7 @@ Item sources are ``FILE#LINE:imageNNNN`` (text rows: ``FILE#LINE:textNNNN``); a 
 import dataclasses
 import io
 import json
+import logging
 import os
 import posixpath
 import urllib.parse
@@ -45,11 +46,12 @@ from schemas.config.ingest import IngestConfig, InputSpec
 from schemas.documents import TextRow
 from schemas.records.inputs import InputItem
 from schemas.records.ledger import RejectItem, rejected
-from schemas.records.values import blank
+from schemas.records.values import blank, valid_text
 from transforms._common import REJECTED, StageFn
 from transforms._confine import confine, normalise, outside_root, within
 
 STAGE = "import_interleaved"
+_LOG = logging.getLogger(__name__)
 KINDS = ("mmc4", "obelics")
 DOC_ID = "doc_id"
 POSITION = "position"
@@ -227,9 +229,16 @@ class ListInterleavedFn(StageFn):
         for number, text in _lines(spec.path):
             line_source = f"{spec.path}#{number}"
             try:
-                line = json.loads(text)
+                line, replaced = valid_text(json.loads(text))
                 if not isinstance(line, dict):
                     raise ValueError("the line is not a JSON object")
+                if replaced:
+                    _LOG.warning(
+                        "%s: %d lone UTF-16 surrogate(s) (JSON's \\udXXX without its pair, such as half an emoji) "
+                        "replaced by U+FFFD; no UTF-8 writer takes them",
+                        line_source,
+                        replaced,
+                    )
                 document = PARSERS[spec.kind](line, f"{name}#{number}")
             except (ValueError, TypeError) as error:
                 self._rejected.inc()

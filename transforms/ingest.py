@@ -14,8 +14,10 @@ matches and their sidecars into its ``roots`` (default: the folder the pattern l
 they really resolve, symbolic links included, unless ``follow_symlinks`` (``transforms._confine``); the listing
 checks a manifest row before the item exists, and the read checks every path again just before reading it.
 Inputs that overlap (a folder and a pattern inside it, one path given twice) list each file once, with the first
-input's settings. Metrics: ``ingest/items``, ``ingest/read_retries``, ``ingest/listed_twice``. The listing's
-pure parts: ``transforms._listing``; the reads: ``transforms._reading``.
+input's settings. Metrics: ``ingest/items``, ``ingest/read_retries``, ``ingest/listed_twice``,
+``ingest/invalid_text_replaced`` (lone UTF-16 surrogates in metadata text, such as half an emoji in a JSON sidecar,
+replaced by U+FFFD: no UTF-8 writer takes them). The listing's pure parts: ``transforms._listing``; the reads:
+``transforms._reading``.
 """
 
 import logging
@@ -32,7 +34,7 @@ from schemas.config.ingest import IngestConfig, InputSpec
 from schemas.documents import TextRow
 from schemas.records.inputs import InputItem
 from schemas.records.ledger import RejectItem
-from schemas.records.values import blank
+from schemas.records.values import blank, valid_text
 from transforms._common import StageFn, apply_stage
 from transforms._confine import confine
 from transforms._listing import (
@@ -54,6 +56,7 @@ from transforms.import_interleaved import ListInterleavedFn
 STAGE = "ingest"
 _LOG = logging.getLogger(__name__)
 _LISTED_TWICE = beam.metrics.Metrics.counter(STAGE, "listed_twice")
+_INVALID_TEXT = beam.metrics.Metrics.counter(STAGE, "invalid_text_replaced")
 
 
 class IngestOutputs(NamedTuple):
@@ -284,4 +287,13 @@ class _ReadFn(StageFn):
             data, attempts = read_bytes(item.path)
         if attempts > 1:
             metadata["read_attempts"] = attempts
+        metadata, replaced = valid_text(metadata)
+        if replaced:
+            _INVALID_TEXT.inc(replaced)
+            _LOG.warning(
+                "%s: its metadata held %d lone UTF-16 surrogate(s) (JSON's \\udXXX without its pair, such as half an "
+                "emoji); each was replaced by U+FFFD. Fix the exporter that wrote it to keep the text whole",
+                item.source,
+                replaced,
+            )
         yield InputItem(item.source, item.path, domain, metadata, data, None, member=item.member)

@@ -19,7 +19,15 @@ from schemas.records.dedup import DuplicateCluster, Fingerprint, fingerprint
 from schemas.records.inputs import InputItem
 from schemas.records.ledger import LedgerRow, RejectItem, detail_json, failed, rejected
 from schemas.records.samples import ImageInfo, Sample
-from schemas.records.values import PROVENANCE, blank, content_metadata, printable, printable_values, richness
+from schemas.records.values import (
+    PROVENANCE,
+    blank,
+    content_metadata,
+    printable,
+    printable_values,
+    richness,
+    valid_text,
+)
 
 __all__ = [
     "PROVENANCE",
@@ -41,4 +49,5 @@ __all__ = [
     "printable_values",
     "rejected",
     "richness",
+    "valid_text",
 ]

@@ -1,5 +1,6 @@
 """Tests on the JSON-compatible values records carry in their metadata and text, and their printable form."""
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,6 +28,27 @@ def printable_values(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [printable_values(item) for item in value]
     return value
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def valid_text(value: Any) -> tuple[Any, int]:
+    """``value`` (JSON-compatible) with each lone UTF-16 surrogate in its strings replaced by U+FFFD, and how many.
+
+    JSON may escape one half of a surrogate pair alone (``"\\ud83d"``: an emoji cut in two by an exporter); Python
+    reads it as a code point no UTF-8 writer accepts, so one such title would stop the run at its first write. It
+    is replaced as a UTF-8 decoder replaces a bad byte (a ``.txt`` caption's bad bytes are read that way too).
+    """
+    if isinstance(value, str):
+        return _SURROGATE.subn("\ufffd", value)
+    if isinstance(value, Mapping):
+        pairs = [(valid_text(key), valid_text(item)) for key, item in value.items()]
+        return {key: item for (key, _), (item, _) in pairs}, sum(a + b for (_, a), (_, b) in pairs)
+    if isinstance(value, list | tuple):
+        items = [valid_text(item) for item in value]
+        return [item for item, _ in items], sum(count for _, count in items)
+    return value, 0
 
 
 def blank(value: Any) -> bool:

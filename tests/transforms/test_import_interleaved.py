@@ -9,6 +9,7 @@ from apache_beam import pvalue
 
 from schemas import reasons
 from schemas.config.ingest import IngestConfig, InputSpec
+from schemas.documents import TextRow
 from schemas.records.inputs import InputItem
 from schemas.records.ledger import LedgerRow, RejectItem
 from tests.documents_run import documents_run
@@ -180,6 +181,20 @@ def test_the_importer_rejects_links_out_of_the_root_unless_they_are_followed(lin
     assert all(item.roots == (str(linked / "docs"),) for item in items.values())  # ingest checks again on read
     items, dropped = _listed(linked, follow_symlinks=True)
     assert sorted(items) == ["image0000", "image0001", "image0002", "image0003"] and dropped == {}
+
+
+def test_a_sentence_with_half_an_emoji_is_imported_with_a_replacement_character(tmp_path):
+    """JSON can escape one half of a surrogate pair alone; no UTF-8 writer takes it, so it becomes U+FFFD."""
+    document = tmp_path / "d.jsonl"
+    line = _mmc4_line(["a.jpg", "b.jpg"])
+    line["text_list"][0] = "Lock the door \ud83d with the tab."  # a cut emoji, as some exporters write
+    document.write_text(json.dumps(line) + "\n")  # json.dumps writes the lone half as the escape \ud83d
+    assert "\\ud83d" in document.read_text()
+    spec = InputSpec(path=str(document), kind="mmc4")
+    rows = [out for out in ListInterleavedFn(IngestConfig(inputs=[spec])).process(spec) if isinstance(out, TextRow)]
+    texts = [row.metadata["text"] for row in rows]
+    assert "Lock the door \ufffd with the tab." in texts
+    assert all(text.encode("utf-8") for text in texts)
 
 
 @pytest.fixture(scope="module")

@@ -380,6 +380,24 @@ def test_file_and_member_names_that_are_not_utf8_are_read_and_shown_with_their_b
     assert again.ledger_by_name()["caf\\xe9 2.jpg"]["status"] == "kept"
 
 
+def test_metadata_with_half_an_emoji_is_kept_with_a_replacement_character(tmp_path, run):
+    """A JSON sidecar or manifest row escaping one half of a surrogate pair alone (``\\ud83d``) stopped the run."""
+    files = tmp_path / "files"
+    files.mkdir()
+    make_photo(200, 160, seed=90).save(files / "sidecar.jpg")
+    (files / "sidecar.json").write_text('{"title": "Steel coil \\ud83d, grade A", "label": "dent\\udce9"}')
+    make_photo(200, 160, seed=91).save(tmp_path / "row.jpg")
+    (tmp_path / "rows.jsonl").write_text('{"path": "row.jpg", "title": "Blue mug \\ude00 on white"}\n')
+
+    out = run([files, tmp_path / "rows.jsonl"], quality={"enabled": False}, text={"fields": ["title"]})
+
+    assert [row["status"] for row in out.ledger] == ["kept", "kept"]
+    texts = {json.loads(s["json"])["source"].rsplit("/", 1)[-1]: s["txt"].decode() for s in out.samples()}
+    assert texts == {"sidecar.jpg": "Steel coil \ufffd, grade A", "rows.jsonl#1": "Blue mug \ufffd on white"}
+    (sidecar,) = [s for s in out.samples() if json.loads(s["json"])["source"].endswith("sidecar.jpg")]
+    assert json.loads(sidecar["json"])["metadata"]["label"] == "dent\ufffd"
+
+
 def test_a_pattern_that_matches_only_images_still_reads_their_sidecars(tmp_path, run):
     files = tmp_path / "files"
     files.mkdir()
