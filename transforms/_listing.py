@@ -17,7 +17,7 @@ import tarfile
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from apache_beam.io.filesystem import CompressionTypes, FileMetadata
+from apache_beam.io.filesystem import CompressionTypes, FileMetadata, FileSystem
 from apache_beam.io.filesystems import FileSystems
 
 from schemas.config.ingest import IngestConfig, InputSpec
@@ -28,7 +28,7 @@ from transforms.import_interleaved import KINDS as INTERLEAVED_KINDS
 
 MANIFEST_SUFFIXES = (".csv", ".jsonl", ".parquet")
 TEXT_MEMBERS = ("json", "txt", "cls")  # the WebDataset members that are not the image (by their last suffix)
-NO_IMAGE = "__no_image__"  # metadata key of a tar sample without an image member: ingest's read rejects it
+NO_IMAGE = "__no_image__"  # metadata key of an item with no image (a tar sample, a broken link): read rejects it
 CSV_DELIMITERS = (",", ";", "\t", "|")
 _NOT_UTF8 = re.compile("[\udc80-\udcff]")
 _NOT_UTF8_ADVICE = "is not UTF-8 text (a legacy encoding such as Windows-1252?); save the manifest as UTF-8"
@@ -111,6 +111,43 @@ def stem_items(group: tuple[bytes, Iterable[bytes]], spec: InputSpec, config: In
             )
         shown = printable(path)
         yield InputItem(shown, path, domain, metadata={ORPHAN: f"sidecar {shown}: {why}"}, roots=roots)
+
+
+def broken_links(spec: InputSpec, config: IngestConfig, output: str | None = None) -> Iterator[InputItem]:
+    """The symbolic links a local file pattern matches whose target does not exist, as items marked ``NO_IMAGE``.
+
+    Beam's matching walks the same folders but skips a file it cannot size, so a photo whose link went stale (a
+    moved share, a deleted original) would leave no trace; ingest's read rejects each of these as ``missing_file``.
+    Matched as Beam matches (the folder before the first wildcard, walked without following links, and Beam's
+    translation of the pattern); links under the run's ``output`` are not inputs.
+    """
+    pattern = files_pattern(spec)
+    head = re.match(r"^[^[*?]*", pattern).group(0)
+    if "://" in pattern or head == pattern:
+        return
+    matches = re.compile(FileSystem.translate_pattern(pattern)).match
+    domain, roots = spec.domain or config.default_domain, pattern_roots(spec)
+    found = (os.path.join(folder, name) for folder, _, names in os.walk(os.path.dirname(head)) for name in names)
+    for path in sorted(found):
+        if not (os.path.islink(path) and not os.path.exists(path) and matches(path) and outside_output(path, output)):
+            continue
+        shown = printable(path)
+        message = (
+            f"{shown} is a symbolic link to {printable(os.readlink(path))}, which does not exist; restore the file "
+            "or remove the link"
+        )
+        yield InputItem(shown, path, domain, metadata={NO_IMAGE: message}, roots=roots)
+
+
+def outside_output(path: str, output: str | None) -> bool:
+    """Whether ``path`` lies outside the run's ``output`` folder (always, without one)."""
+    if not output:
+        return True
+    folder = output.rstrip("/")
+    if "://" in path or "://" in folder:
+        return not (path == folder or path.startswith(f"{folder}/"))
+    path, folder = os.path.abspath(path), os.path.abspath(folder)
+    return not (path == folder or path.startswith(os.path.join(folder, "")))
 
 
 def manifest_roots(manifest: str, roots: list[str]) -> tuple[str, ...]:

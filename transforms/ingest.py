@@ -5,9 +5,9 @@ filled and sidecar metadata merged. The listing runs on workers (a manifest or a
 and reshuffled), so the launcher never holds the input listing.
 
 Reason codes: ``outside_root`` (a manifest row, matched file or sidecar leading out of its input's roots; never
-read), ``malformed_manifest_row``, ``missing_file``, ``malformed_sidecar``, ``orphan_sidecar`` (a ``.json`` or
-``.txt`` file of a file pattern that no image takes: no image has its name), ``unreadable_input`` (a read that kept
-failing after retries).
+read), ``malformed_manifest_row``, ``missing_file`` (also a matched link whose target is gone),
+``malformed_sidecar``, ``orphan_sidecar`` (a ``.json`` or ``.txt`` file of a file pattern that no image takes: no
+image has its name), ``unreadable_input`` (a read that kept failing after retries).
 
 Roots: a manifest's rows must lead into the input's ``roots`` (default: the manifest's folder), a file pattern's
 matches and their sidecars into its ``roots`` (default: the folder the pattern lists). Local paths are checked where
@@ -21,7 +21,6 @@ replaced by U+FFFD: no UTF-8 writer takes them). The listing's pure parts: ``tra
 """
 
 import logging
-import os
 from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
@@ -40,10 +39,12 @@ from transforms._confine import confine
 from transforms._listing import (
     NO_IMAGE,
     ORPHAN,
+    broken_links,
     files_pattern,
     input_kind,
     manifest_roots,
     manifest_rows,
+    outside_output,
     resolve_manifest_path,
     stem_items,
     stem_key,
@@ -115,6 +116,9 @@ class ReadInputs(beam.PTransform):
                     | f"{label}GroupStems" >> beam.GroupByKey()
                     | f"{label}Files" >> beam.FlatMap(stem_items, spec, self._config)
                 )
+                # Beam's matching skips a link whose target is gone: listed here, rejected as missing_file on read.
+                links = start | f"{label}BrokenLinks" >> beam.FlatMap(broken_links, self._config, self._output)
+                items = (items, links) | f"{label}WithBrokenLinks" >> beam.Flatten()
             if kind in ("files", "webdataset"):
                 matched.append((index, items))
             else:
@@ -168,13 +172,7 @@ def _first_listing(source: str, listings: Iterable[tuple[int, InputItem]]) -> In
 
 def outside(metadata: FileMetadata, output: str | None) -> bool:
     """Whether a matched file lies outside the run's ``output`` folder (always, without one)."""
-    if not output:
-        return True
-    path, folder = metadata.path, output.rstrip("/")
-    if "://" in path or "://" in folder:
-        return not (path == folder or path.startswith(f"{folder}/"))
-    path, folder = os.path.abspath(path), os.path.abspath(folder)
-    return not (path == folder or path.startswith(os.path.join(folder, "")))
+    return outside_output(metadata.path, output)
 
 
 def _is_text_row(element: InputItem | TextRow, partitions: int) -> int:

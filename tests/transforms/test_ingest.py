@@ -398,6 +398,27 @@ def test_metadata_with_half_an_emoji_is_kept_with_a_replacement_character(tmp_pa
     assert json.loads(sidecar["json"])["metadata"]["label"] == "dent\ufffd"
 
 
+def test_a_link_whose_target_is_gone_is_a_missing_file_row_not_silence(tmp_path, run):
+    """Beam's matching skips a file it cannot size: a stale link left no trace before."""
+    files = tmp_path / "files"
+    (files / "sub").mkdir(parents=True)
+    make_photo(200, 160, seed=95).save(files / "here.jpg")
+    write_sidecar(files / "here.jpg", title="a photo that is here")
+    make_photo(200, 160, seed=96).save(files / "sub" / "also.jpg")
+    write_sidecar(files / "sub" / "also.jpg", title="a photo in the sub-folder")
+    (files / "sub" / "gone.jpg").symlink_to(tmp_path / "moved-away" / "gone.jpg")
+    (files / "note.txt").symlink_to(tmp_path / "moved-away" / "note.txt")
+
+    out = run([files, {"path": str(files / "sub" / "*.jpg")}])
+
+    rows = out.ledger_by_name()
+    assert sorted(rows) == ["also.jpg", "gone.jpg", "here.jpg", "note.txt"]  # one row per file both inputs match
+    assert rows["here.jpg"]["status"] == rows["also.jpg"]["status"] == "kept"
+    assert rows["gone.jpg"]["reason"] == rows["note.txt"]["reason"] == reasons.MISSING_FILE
+    message = json.loads(rows["gone.jpg"]["detail"])["message"]
+    assert f"symbolic link to {tmp_path / 'moved-away' / 'gone.jpg'}, which does not exist" in message
+
+
 def test_a_pattern_that_matches_only_images_still_reads_their_sidecars(tmp_path, run):
     files = tmp_path / "files"
     files.mkdir()
