@@ -127,10 +127,14 @@ def broken_links(spec: InputSpec, config: IngestConfig, output: str | None = Non
         return
     matches = re.compile(FileSystem.translate_pattern(pattern)).match
     domain, roots = spec.domain or config.default_domain, pattern_roots(spec)
-    found = (os.path.join(folder, name) for folder, _, names in os.walk(os.path.dirname(head)) for name in names)
-    for path in sorted(found):
-        if not (os.path.islink(path) and not os.path.exists(path) and matches(path) and outside_output(path, output)):
-            continue
+    # Only the broken links are held (a folder of millions of files is walked, not kept), sorted for a stable order.
+    broken = sorted(
+        path
+        for folder, _, names in os.walk(os.path.dirname(head))
+        for path in (os.path.join(folder, name) for name in names)
+        if os.path.islink(path) and not os.path.exists(path) and matches(path) and outside_output(path, output)
+    )
+    for path in broken:
         shown = printable(path)
         message = (
             f"{shown} is a symbolic link to {printable(os.readlink(path))}, which does not exist; restore the file "
