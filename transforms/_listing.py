@@ -14,6 +14,7 @@ import os
 import posixpath
 import re
 import tarfile
+import zlib
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -28,6 +29,7 @@ from transforms.import_interleaved import KINDS as INTERLEAVED_KINDS
 
 MANIFEST_SUFFIXES = (".csv", ".jsonl", ".parquet")
 TEXT_MEMBERS = ("json", "txt", "cls")  # the WebDataset members that are not the image (by their last suffix)
+UNREADABLE = "__unreadable__"  # metadata key of a tar that breaks off or is not a tar: ingest's read rejects it
 NO_IMAGE = "__no_image__"  # metadata key of an item with no image (a tar sample, a broken link): read rejects it
 CSV_DELIMITERS = (",", ";", "\t", "|")
 _NOT_UTF8 = re.compile("[\udc80-\udcff]")
@@ -284,28 +286,35 @@ def tar_items(metadata: FileMetadata, spec: InputSpec, config: IngestConfig) -> 
     shuffle. A compressed tar cannot be read at an offset: its image bytes travel inline.
     """
     groups: dict[str, dict[str, bytes | tuple[int, int]]] = {}
+    broken, key = None, None
     # A compression Beam knows by the file's extension (.gz, .zst...) is undone by Beam, as before; the members of
     # such a tar, or of one tarfile finds compressed inside, cannot be read at an offset of the file.
     compressed = CompressionTypes.detect_compression_type(metadata.path) != CompressionTypes.UNCOMPRESSED
-    with (
-        FileSystems.open(
-            metadata.path, compression_type=CompressionTypes.AUTO if compressed else "uncompressed"
-        ) as handle,
-        tarfile.open(fileobj=handle, mode="r|*") as tar,
-    ):
-        seekable = not compressed and getattr(tar.fileobj, "comptype", "") == "tar"
-        for member in tar:
-            if not member.isfile():
-                continue
-            base = posixpath.basename(member.name)
-            key, _, ext = base.partition(".")
-            ext = ext.lower()
-            prefix = posixpath.dirname(member.name)
-            if seekable and not _is_text(ext):
-                value = (member.offset_data, member.size)
-            else:
-                value = tar.extractfile(member).read()
-            groups.setdefault(posixpath.join(prefix, key), {})[ext] = value
+    try:
+        with (
+            FileSystems.open(
+                metadata.path, compression_type=CompressionTypes.AUTO if compressed else "uncompressed"
+            ) as handle,
+            tarfile.open(fileobj=handle, mode="r|*") as tar,
+        ):
+            seekable = not compressed and getattr(tar.fileobj, "comptype", "") == "tar"
+            for member in tar:
+                if not member.isfile():
+                    continue
+                base = posixpath.basename(member.name)
+                stem, _, ext = base.partition(".")
+                ext = ext.lower()
+                key = posixpath.join(posixpath.dirname(member.name), stem)
+                if seekable and not _is_text(ext):
+                    value = (member.offset_data, member.size)
+                else:
+                    value = tar.extractfile(member).read()
+                groups.setdefault(key, {})[ext] = value
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as error:
+        # A tar cut short (an interrupted copy) or not a tar: the samples before the break are items; the one being
+        # read when it broke, or the file itself, is one row saying so. What came after cannot be listed.
+        broken = _broken_tar(metadata.path, key, error, spec, config)
+        groups.pop(key, None)
     for key in sorted(groups):
         members = groups[key]
         metadata_values = _member_metadata({ext: value for ext, value in members.items() if _is_text(ext)})
@@ -329,3 +338,23 @@ def tar_items(metadata: FileMetadata, spec: InputSpec, config: IngestConfig) -> 
             data=None if isinstance(image, tuple) else image,
             member=image if isinstance(image, tuple) else None,
         )
+    if broken is not None:
+        yield broken
+
+
+def _broken_tar(path: str, key: str | None, error: BaseException, spec: InputSpec, config: IngestConfig) -> InputItem:
+    shown = printable(path)
+    if key is None:
+        source = shown
+        message = (
+            f"{shown} cannot be read as a tar ({type(error).__name__}: {error}); check that it is a tar (plain or "
+            "compressed, named .tar, .tar.gz...) and copy it again"
+        )
+    else:
+        source = printable(f"{path}#{key}")
+        message = (
+            f"{shown} breaks off at sample {printable(key)} ({type(error).__name__}: {error}): the samples before it "
+            "are read, this one and any after it are not; copy the tar again (an interrupted copy?)"
+        )
+    domain = spec.domain or config.default_domain
+    return InputItem(source=source, path="", domain=domain, metadata={UNREADABLE: message})

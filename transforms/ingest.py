@@ -7,7 +7,8 @@ and reshuffled), so the launcher never holds the input listing.
 Reason codes: ``outside_root`` (a manifest row, matched file or sidecar leading out of its input's roots; never
 read), ``malformed_manifest_row``, ``missing_file`` (also a matched link whose target is gone),
 ``malformed_sidecar``, ``orphan_sidecar`` (a ``.json`` or ``.txt`` file of a file pattern that no image takes: no
-image has its name), ``unreadable_input`` (a read that kept failing after retries).
+image has its name), ``unreadable_input`` (a read that kept failing after retries; a tar that breaks off, whose
+samples before the break are read, or that is no tar).
 
 Roots: a manifest's rows must lead into the input's ``roots`` (default: the manifest's folder), a file pattern's
 matches and their sidecars into its ``roots`` (default: the folder the pattern lists). Local paths are checked where
@@ -39,6 +40,7 @@ from transforms._confine import confine
 from transforms._listing import (
     NO_IMAGE,
     ORPHAN,
+    UNREADABLE,
     broken_links,
     files_pattern,
     input_kind,
@@ -268,6 +270,8 @@ class _ReadFn(StageFn):
             raise RejectItem(reasons.ORPHAN_SIDECAR, metadata[ORPHAN])
         if NO_IMAGE in metadata:
             raise RejectItem(reasons.MISSING_FILE, metadata[NO_IMAGE])
+        if UNREADABLE in metadata:
+            raise RejectItem(reasons.UNREADABLE_INPUT, metadata[UNREADABLE])
         follow = self._config.follow_symlinks
         if item.roots and item.data is None:
             # Checked just before the read even when the listing checked it: a link can change in between.

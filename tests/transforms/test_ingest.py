@@ -419,6 +419,37 @@ def test_a_link_whose_target_is_gone_is_a_missing_file_row_not_silence(tmp_path,
     assert f"symbolic link to {tmp_path / 'moved-away' / 'gone.jpg'}, which does not exist" in message
 
 
+def test_a_tar_cut_short_keeps_the_samples_before_the_break_and_a_non_tar_is_one_row(tmp_path, run):
+    """An interrupted copy, or a file that is no tar, stopped the whole run."""
+    whole = io.BytesIO()
+    with tarfile.open(fileobj=whole, mode="w") as tar:
+        for number in range(4):
+            for name, payload in (
+                (f"s{number}.jpg", jpeg_bytes(make_photo(200, 160, seed=100 + number))),
+                (f"s{number}.txt", f"Sample {number} of a tar that was cut".encode()),
+            ):
+                info = tarfile.TarInfo(name)
+                info.size = len(payload)
+                tar.addfile(info, io.BytesIO(payload))
+    data = whole.getvalue()
+    cut = data.index(b"s2.jpg") + 2000  # inside the third sample's image
+    (tmp_path / "cut.tar").write_bytes(data[:cut])
+    (tmp_path / "notes.tar").write_bytes(b"meeting notes, not a tar\n" * 40)
+
+    out = run([tmp_path / "cut.tar", tmp_path / "notes.tar"], quality={"enabled": False})
+
+    rows = out.ledger_by_name()
+    assert sorted(rows) == ["cut.tar#s0", "cut.tar#s1", "cut.tar#s2", "notes.tar"]
+    assert rows["cut.tar#s0"]["status"] == rows["cut.tar#s1"]["status"] == "kept"
+    assert rows["cut.tar#s2"]["reason"] == rows["notes.tar"]["reason"] == reasons.UNREADABLE_INPUT
+    assert "breaks off at sample s2" in json.loads(rows["cut.tar#s2"]["detail"])["message"]
+    assert "cannot be read as a tar" in json.loads(rows["notes.tar"]["detail"])["message"]
+    assert sorted(sample["txt"].decode() for sample in out.samples()) == [
+        "Sample 0 of a tar that was cut",
+        "Sample 1 of a tar that was cut",
+    ]
+
+
 def test_a_pattern_that_matches_only_images_still_reads_their_sidecars(tmp_path, run):
     files = tmp_path / "files"
     files.mkdir()
