@@ -32,6 +32,7 @@ TEXT_MEMBERS = ("json", "txt", "cls")  # the WebDataset members that are not the
 UNREADABLE = "__unreadable__"  # metadata key of a tar that breaks off or is not a tar: ingest's read rejects it
 NO_IMAGE = "__no_image__"  # metadata key of an item with no image (a tar sample, a broken link): read rejects it
 CSV_DELIMITERS = (",", ";", "\t", "|")
+CSV_FIELD_LIMIT = 2**31 - 1  # bytes of one CSV field: the largest the csv module takes everywhere
 _NOT_UTF8 = re.compile("[\udc80-\udcff]")
 _NOT_UTF8_ADVICE = "is not UTF-8 text (a legacy encoding such as Windows-1252?); save the manifest as UTF-8"
 ORPHAN = "__orphan_sidecar__"  # metadata key of a sidecar no image takes: ingest's read rejects it
@@ -213,6 +214,8 @@ def manifest_rows(path: str) -> Iterator[dict[str, Any]]:
             header = text.readline()
             counts = {mark: header.count(mark) for mark in CSV_DELIMITERS}
             delimiter = max(CSV_DELIMITERS, key=lambda mark: counts[mark]) if any(counts.values()) else ","
+            # A product description or an HTML export can pass the csv module's 128 KB default for one field.
+            csv.field_size_limit(CSV_FIELD_LIMIT)
             reader = csv.DictReader(itertools.chain([header], text), delimiter=delimiter)
             for number, row in enumerate(reader, start=1):
                 if any(_NOT_UTF8.search(str(value)) for pair in row.items() for value in pair):
@@ -248,7 +251,7 @@ def count_items(spec: InputSpec, limit: int) -> int:
                     if len(keys) >= limit:
                         return limit
         return len(keys)
-    except (OSError, ValueError, tarfile.TarError, UnicodeDecodeError):
+    except (OSError, ValueError, tarfile.TarError, UnicodeDecodeError, csv.Error):
         return 0  # the run itself reads this input and names what is wrong with it
 
 

@@ -1,6 +1,7 @@
 """Listing inputs: kinds and roots, manifest paths checked against the roots, manifest rows in three formats, a
 tar's samples, and the count before a run."""
 
+import csv
 import io
 import json
 import os
@@ -58,6 +59,20 @@ def test_remote_manifest_paths_keep_the_normalised_prefix_check(value, expected)
     with pytest.raises(RejectItem) as caught:
         resolve_manifest_path(value, "gs://bucket/data/m.csv", [])
     assert caught.value.reason == reasons.OUTSIDE_ROOT
+
+
+def test_a_csv_field_longer_than_the_csv_module_s_default_limit_is_read(tmp_path):
+    """A 200 KB product description passed csv's 128 KB field limit: the launcher's count crashed the run."""
+    manifest = tmp_path / "long.csv"
+    description = "A very long HTML description. " * 7000  # 210,000 characters
+    with manifest.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerows([["path", "description"], ["a.jpg", description], ["b.jpg", "short"]])
+
+    rows = list(manifest_rows(str(manifest)))
+
+    assert [row["description"] for row in rows] == [description, "short"]
+    assert count_items(InputSpec(path=str(manifest)), 100) == 2
 
 
 def test_count_items_counts_files_manifest_rows_and_tar_samples_up_to_the_limit(tmp_path):
