@@ -120,17 +120,7 @@ def test_rejects_truncated_png_with_reason():
 
 
 def test_rejects_decompression_bomb_from_its_header_without_decoding(monkeypatch):
-    # A valid 1x1 PNG whose IHDR claims 100000 x 100000 pixels.
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
-    bomb = (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"\0\0\0\0"))
-        + chunk(b"IEND", b"")
-    )
+    bomb = _claiming(100_000, 100_000)  # a valid 1x1 PNG whose IHDR claims 100000 x 100000 pixels
     assert _reason(bomb) == reasons.DECOMPRESSION_BOMB
     messages = []
     for pillow_limit in (Image.MAX_IMAGE_PIXELS, None):  # Pillow's own check, then only the config's
@@ -140,6 +130,28 @@ def test_rejects_decompression_bomb_from_its_header_without_decoding(monkeypatch
         messages.append(str(caught.value))
     assert "could be decompression bomb" in messages[0] and "the header claims 100000x100000" in messages[1]
     assert all("normalise.max_pixels" in m and "if it is a genuine image" in m for m in messages)
+
+
+def test_the_default_limit_takes_a_full_frame_camera_photo_and_still_refuses_a_gigapixel_header():
+    """50 MP was the default: every photo of a 61 MP camera (a common product-photo body) was called a bomb."""
+    camera = make_photo(9504 // 8, 6336 // 8, seed=7).resize((9504, 6336), Image.Resampling.BILINEAR)
+    image, _, _ = normalise_image(jpeg_bytes(camera, quality=85), NormaliseConfig())
+    assert image.size == (1024, 683)
+    with pytest.raises(RejectItem) as caught:
+        normalise_image(_claiming(40_000, 40_000), NormaliseConfig())  # 1.6 gigapixels claimed
+    assert caught.value.reason == reasons.DECOMPRESSION_BOMB
+
+
+def _claiming(width: int, height: int) -> bytes:
+    """A valid PNG with one pixel of data whose header claims ``width`` x ``height``."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 4)) + chunk(b"IEND", b"")
+    )
 
 
 def test_rejects_images_below_min_side():
