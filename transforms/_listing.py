@@ -25,6 +25,7 @@ from schemas.config.ingest import IngestConfig, InputSpec
 from schemas.records.inputs import InputItem
 from schemas.records.values import printable
 from transforms._confine import confine, from_file_url
+from transforms._reading import NOT_UTF8_TEXT, caption_text
 from transforms.import_interleaved import KINDS as INTERLEAVED_KINDS
 
 MANIFEST_SUFFIXES = (".csv", ".jsonl", ".parquet")
@@ -267,9 +268,10 @@ def _member_metadata(texts: dict[str, bytes]) -> dict[str, Any]:
     for ext in sorted(texts, key=lambda ext: (ext != "json", ext)):
         field, _, last = ext.rpartition(".")
         if last != "json":
-            values.setdefault(
-                field or {"txt": "caption"}.get(last, last), texts[ext].decode("utf-8", "replace").strip()
-            )
+            try:
+                values.setdefault(field or {"txt": "caption"}.get(last, last), caption_text(texts[ext]).strip())
+            except UnicodeDecodeError:
+                values.setdefault("__sidecar_error__", f"the sample's .{ext} member {NOT_UTF8_TEXT}")
             continue
         try:
             loaded = json.loads(texts[ext])

@@ -6,6 +6,7 @@ tar shorter than its member), ``malformed_sidecar``, ``outside_root`` (a sidecar
 read). No Beam pipeline: ``transforms.ingest`` and ``transforms.incremental`` call these from their DoFns.
 """
 
+import codecs
 import dataclasses
 import json
 import posixpath
@@ -90,6 +91,34 @@ def present_sidecars(stem: str, extensions: list[str]) -> tuple[str, ...]:
     return tuple(ext for ext in extensions if FileSystems.exists(stem + ext))
 
 
+# Byte-order marks and what they name, UTF-32 first: its little-endian mark begins with UTF-16's.
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+NOT_UTF8_TEXT = (
+    "is not UTF-8 text and has no byte-order mark naming another encoding (Windows-1252 or Latin-1?); save it as "
+    "UTF-8 (in Notepad: Save as, Encoding UTF-8)"
+)
+
+
+def caption_text(data: bytes) -> str:
+    """The text of a caption file: UTF-8, or the Unicode encoding its byte-order mark names (Windows Notepad saves
+    "Unicode" as UTF-16 with one, and UTF-8 with one too), the mark itself left out.
+
+    Raises:
+        UnicodeDecodeError: anything else. Decoding it with replacement characters would put ``caf\ufffd`` (or, for
+            UTF-16 read as UTF-8, every other character a NUL) into a training caption without a word.
+    """
+    for mark, encoding in _BOMS:
+        if data.startswith(mark):
+            return data.decode(encoding)
+    return data.decode("utf-8")
+
+
 def read_sidecar(
     stem: str, suffixes: tuple[str, ...], roots: tuple[str, ...] = (), follow_symlinks: bool = False
 ) -> dict[str, Any]:
@@ -115,7 +144,10 @@ def read_sidecar(
             confine(path, roots, follow_symlinks, f"sidecar {path}")
         data, _ = read_bytes(path)
         if suffix.lower() == ".txt":
-            metadata.setdefault("caption", data.decode("utf-8", errors="replace").strip())
+            try:
+                metadata.setdefault("caption", caption_text(data).strip())
+            except UnicodeDecodeError:
+                raise RejectItem(reasons.MALFORMED_SIDECAR, f"sidecar {path} {NOT_UTF8_TEXT}", sidecar=path) from None
             continue
         try:
             loaded = json.loads(data)

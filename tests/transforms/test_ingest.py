@@ -450,6 +450,42 @@ def test_a_tar_cut_short_keeps_the_samples_before_the_break_and_a_non_tar_is_one
     ]
 
 
+def test_captions_saved_by_notepad_are_read_and_one_in_a_legacy_encoding_is_named(tmp_path, run):
+    """UTF-16 (Notepad's "Unicode") read as UTF-8 made a caption of every other character a NUL, without a word."""
+    files = tmp_path / "files"
+    files.mkdir()
+    captions = {
+        "utf16": "A caption saved as UTF-16 by Notepad".encode("utf-16"),
+        "bom": "\ufeffA caption saved as UTF-8 with a byte-order mark".encode(),
+        "legacy": "Un café crème, saved as Windows-1252".encode("cp1252"),
+    }
+    for seed, (name, data) in enumerate(captions.items()):
+        make_photo(200, 160, seed=110 + seed).save(files / f"{name}.jpg")
+        (files / f"{name}.txt").write_bytes(data)
+    tar_path = tmp_path / "input.tar"
+    with tarfile.open(tar_path, "w") as tar:
+        for name, payload in (
+            ("t.jpg", jpeg_bytes(make_photo(200, 160, seed=113))),
+            ("t.txt", "A tar member in UTF-16".encode("utf-16")),
+        ):
+            info = tarfile.TarInfo(name)
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+
+    out = run([files, tar_path], quality={"enabled": False})
+
+    rows = out.ledger_by_name()
+    assert rows["utf16.jpg"]["status"] == rows["bom.jpg"]["status"] == rows["input.tar#t"]["status"] == "kept"
+    assert rows["legacy.jpg"]["reason"] == reasons.MALFORMED_SIDECAR
+    assert "is not UTF-8 text" in json.loads(rows["legacy.jpg"]["detail"])["message"]
+    texts = {json.loads(s["json"])["source"].rsplit("/", 1)[-1]: s["txt"].decode() for s in out.samples()}
+    assert texts == {
+        "utf16.jpg": "A caption saved as UTF-16 by Notepad",
+        "bom.jpg": "A caption saved as UTF-8 with a byte-order mark",
+        "input.tar#t": "A tar member in UTF-16",
+    }
+
+
 def test_a_pattern_that_matches_only_images_still_reads_their_sidecars(tmp_path, run):
     files = tmp_path / "files"
     files.mkdir()
