@@ -1,8 +1,9 @@
 """Text: give each sample the best text its metadata offers, cleaned.
 
 Input and output element type: ``Sample``. The first non-empty field of ``text.fields`` wins; HTML is stripped,
-entities unescaped and whitespace collapsed; lists (labels) are joined with commas. The sample records the field
-it came from in ``text_source``. Reason codes: ``no_text`` (only when ``text.required``). Config section: ``text``.
+entities unescaped, control characters (a NUL, a bell from an old export) turned into spaces and whitespace
+collapsed; lists (labels) are joined with commas. The sample records the field it came from in ``text_source``.
+Reason codes: ``no_text`` (only when ``text.required``). Config section: ``text``.
 """
 
 import dataclasses
@@ -23,6 +24,8 @@ from transforms._common import StageFn, apply_stage
 STAGE = "text"
 _TAG = re.compile(r"<[^>]+>")
 _SPACE = re.compile(r"\s+")
+# Control characters (C0 and C1, NUL and BEL among them) and the byte-order mark: never text a caption should hold.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ufeff]")
 
 
 class TextOutputs(NamedTuple):
@@ -43,10 +46,11 @@ class ChooseText(beam.PTransform):
 
 
 def clean_text(value: Any, max_chars: int = 2000) -> str:
-    """Turn a metadata value into plain text: strip HTML, unescape entities, collapse whitespace, bound length."""
+    """Turn a metadata value into plain text: strip HTML, unescape entities, turn control characters into spaces,
+    collapse whitespace, bound length."""
     if isinstance(value, (list, tuple)):
         value = ", ".join(str(part) for part in value if not blank(part))
-    text = _SPACE.sub(" ", html.unescape(_TAG.sub(" ", str(value)))).strip()
+    text = _SPACE.sub(" ", _CONTROL.sub(" ", html.unescape(_TAG.sub(" ", str(value))))).strip()
     if len(text) > max_chars:
         text = text[:max_chars].rsplit(" ", 1)[0]
     return text

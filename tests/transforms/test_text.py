@@ -1,0 +1,40 @@
+"""Text: the first non-empty configured field, cleaned, through a real run; shards read back with webdataset."""
+
+import json
+
+from schemas import reasons
+from tests.helpers import make_photo, write_sidecar
+
+
+def test_each_sample_gets_its_first_non_empty_field_as_clean_plain_text(tmp_path, run):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    metadata = {
+        "html": {"description": "<p>Soft <b>organic cotton</b> shirt &amp; belt.&nbsp;Washable.</p>"},
+        "control": {"title": "Steel\x00plate\x07 from\u0085an old export"},
+        "order": {"caption": "  ", "title": "the title wins over an empty caption", "label": "scratch"},
+        "labels": {"label": ["scratch", "", "dent", None]},
+        "long": {"title": "word " * 30},
+        "blank": {"title": " \n\t ", "label": []},
+    }
+    for seed, (name, fields) in enumerate(metadata.items()):
+        make_photo(200, 160, seed=120 + seed).save(folder / f"{name}.jpg")
+        write_sidecar(folder / f"{name}.jpg", **fields)
+
+    out = run([folder], text={"max_chars": 40}, quality={"enabled": False})
+
+    rows = out.ledger_by_name()
+    assert (rows["blank.jpg"]["stage"], rows["blank.jpg"]["reason"]) == ("text", reasons.NO_TEXT)
+    # What the text stage chose, as the caption stage records it (the shard's caption is that stage's own pick).
+    records = [json.loads(sample["json"]) for sample in out.samples()]
+    chosen = {
+        record["source"].rsplit("/", 1)[-1]: record["annotations"]["caption"]["source_text"] for record in records
+    }
+    assert {name: (text["text"], text["source"]) for name, text in chosen.items()} == {
+        "html.jpg": ("Soft organic cotton shirt & belt.", "metadata.description"),  # cut at a space within 40
+        "control.jpg": ("Steel plate from an old export", "metadata.title"),
+        "order.jpg": ("the title wins over an empty caption", "metadata.title"),
+        "labels.jpg": ("scratch, dent", "metadata.label"),
+        "long.jpg": ("word word word word word word word word", "metadata.title"),
+    }
+    assert chosen["control.jpg"]["raw"] == "Steel\x00plate\x07 from\x85an old export"  # the metadata as given
