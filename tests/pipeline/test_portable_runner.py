@@ -5,6 +5,7 @@ The services get port 0 and report the port they bound, so two runs of this test
 virtual environment comes first on PATH because the pool starts workers with the first ``python`` there.
 """
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -15,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import apache_beam as beam
@@ -78,20 +80,22 @@ def _wait_for(what: str, found, processes: dict[str, subprocess.Popen], logs: di
     pytest.fail(f"no {what} after {START_TIMEOUT_S}s")
 
 
-@pytest.fixture(scope="module")
-def services(tmp_path_factory):
-    """Beam's Python job service and an external worker pool, each in its own process, stopped by pid at the end."""
-    work = tmp_path_factory.mktemp("portable")
+@contextlib.contextmanager
+def _running(work: Path, path_first: Path, job_service_flags: tuple[str, ...] = ()) -> Iterator[Services]:
+    """Beam's Python job service and an external worker pool, each in its own process, stopped by pid at the end.
+
+    ``path_first`` leads PATH: the pool starts workers with the first ``python`` there.
+    """
     temp = work / "tmp"
     temp.mkdir()
-    env = dict(os.environ, PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}", TMPDIR=str(temp))
+    env = dict(os.environ, PATH=f"{path_first}{os.pathsep}{os.environ.get('PATH', '')}", TMPDIR=str(temp))
     env.setdefault("HF_HUB_OFFLINE", "1")
     port_file = work / "job.port"
     logs = {"job service": work / "job_service.log", "worker pool": work / "worker_pool.log"}
     python = str(VENV_BIN / "python")
     processes = {
         "job service": _start(
-            [python, "-m", "pipeline.job_service", "--port=0"] + [f"--port_file={port_file}"],
+            [python, "-m", "pipeline.job_service", "--port=0", f"--port_file={port_file}", *job_service_flags],
             logs["job service"],
             env,
             work,
@@ -119,6 +123,13 @@ def services(tmp_path_factory):
             _stop(process)
         for leftover in temp.glob("beam-*"):
             shutil.rmtree(leftover, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def services(tmp_path_factory):
+    """The job service and worker pool from the project's environment."""
+    with _running(tmp_path_factory.mktemp("portable"), VENV_BIN) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -221,52 +232,18 @@ def test_a_pool_whose_workers_cannot_start_fails_the_run_instead_of_waiting(job,
     broken.mkdir()
     (broken / "python").write_text("#!/bin/sh\necho 'this environment has no Beam' >&2\nexit 1\n")
     (broken / "python").chmod(0o755)
-    temp = tmp_path / "tmp"
-    temp.mkdir()
-    env = dict(os.environ, PATH=f"{broken}{os.pathsep}{os.environ.get('PATH', '')}", TMPDIR=str(temp))
-    env.setdefault("HF_HUB_OFFLINE", "1")
-    port_file = tmp_path / "job.port"
-    logs = {"job service": tmp_path / "job_service.log", "worker pool": tmp_path / "worker_pool.log"}
-    python = str(VENV_BIN / "python")
-    job_service = [python, "-m", "pipeline.job_service", "--port=0", f"--port_file={port_file}"]
-    processes = {
-        "job service": _start([*job_service, "--worker_start_timeout=3"], logs["job service"], env, tmp_path),
-        "worker pool": _start(
-            [python, "-m", "apache_beam.runners.worker.worker_pool_main", "--service_port=0"],
-            logs["worker pool"],
-            env,
-            tmp_path,
-        ),
-    }
-    try:
-        port = _wait_for(
-            "job service port", lambda: port_file.exists() and port_file.read_text().strip(), processes, logs
-        )
-        pool = _wait_for(
-            "worker pool address",
-            lambda: (match := POOL_ADDRESS.search(logs["worker pool"].read_text())) and match.group(1),
-            processes,
-            logs,
-        )
-        command = [
-            str(VENV_BIN / "unishard"),
-            "run",
-            str(job),
-            "--profile",
-            "portable",
-            "--output",
-            str(tmp_path / "out"),
-        ]
-        command += [f"--job_endpoint=localhost:{port}", f"--environment_config={pool}"]
+    with _running(tmp_path, broken, ("--worker_start_timeout=3",)) as running:
+        command = [str(VENV_BIN / "unishard"), "run", str(job), "--profile", "portable"]
+        command += ["--output", str(tmp_path / "out"), f"--job_endpoint={running.job_endpoint}"]
+        command += [f"--environment_config={running.pool_address}"]
         # Without the bound the driver would follow a job that never ends: the timeout fails the test instead.
-        done = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=JOB_TIMEOUT_S)
-    finally:
-        for process in processes.values():
-            _stop(process)
+        done = subprocess.run(
+            command, env=running.env, cwd=tmp_path, capture_output=True, text=True, timeout=JOB_TIMEOUT_S
+        )
     assert done.returncode == 1, done.stderr[-4000:]
-    assert f"no SDK worker connected within 3 s after the worker pool at {pool}" in done.stderr
+    assert f"no SDK worker connected within 3 s after the worker pool at {running.pool_address}" in done.stderr
     assert "first `python` on its PATH" in done.stderr and "Nothing was committed" in done.stderr
-    assert "this environment has no Beam" in logs["worker pool"].read_text()
+    assert "this environment has no Beam" in running.log("worker pool")
     assert not (tmp_path / "out" / "ledger").exists()
 
 
