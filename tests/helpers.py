@@ -91,6 +91,14 @@ class Output:
             return []
         return list(wds.WebDataset(urls, shardshuffle=False, empty_check=False))
 
+    def samples_by_name(self, view: str = "pairs") -> dict[str, dict]:
+        """Every sample of a view keyed by the file name (or ``manifest#row``, ``tar#key``) of its source."""
+        return {json.loads(sample["json"])["source"].rsplit("/", 1)[-1]: sample for sample in self.samples(view)}
+
+    def texts_by_name(self, view: str = "pairs") -> dict[str, str]:
+        """Every sample's caption (its ``txt`` member) keyed as ``samples_by_name``."""
+        return {name: sample["txt"].decode() for name, sample in self.samples_by_name(view).items()}
+
     def file_bytes(self) -> dict[str, bytes]:
         """Every output file by relative path, except those that record where and how the run happened.
 

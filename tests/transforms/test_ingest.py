@@ -232,14 +232,12 @@ def test_every_manifest_row_file_and_tar_member_ends_in_the_ledger(run, manifest
     assert rows["input.tar#s0"]["status"] == "kept"
     assert len(out.ledger) == 11  # 4 + 2 + 1 manifest rows, 3 files (sidecars are not items), 1 tar sample
 
-    texts = {json.loads(s["json"])["source"].rsplit("/", 1)[-1]: s["txt"].decode() for s in out.samples()}
+    texts = out.texts_by_name()
     assert texts["f0.jpg"] == "From a JSON sidecar"
     assert texts["f1.jpg"] == "From a text sidecar"
     assert texts["input.tar#s0"] == "A caption from a tar"
     assert texts["m.jsonl#1"] == "scratch"
-    domains = {
-        json.loads(s["json"])["source"].rsplit("/", 1)[-1]: json.loads(s["json"])["domain"] for s in out.samples()
-    }
+    domains = {name: json.loads(sample["json"])["domain"] for name, sample in out.samples_by_name().items()}
     assert domains == {
         "m.csv#1": "marketing",
         "m.jsonl#1": "factory",
@@ -286,7 +284,7 @@ def test_sidecars_of_any_case_are_merged_and_one_that_no_image_takes_is_in_the_l
     assert rows["notes.txt"]["reason"] == rows["twice.txt"]["reason"] == reasons.ORPHAN_SIDECAR
     assert "no image named notes." in json.loads(rows["notes.txt"]["detail"])["message"]
     assert "twice.TXT" in json.loads(rows["twice.txt"]["detail"])["message"]
-    samples = {json.loads(s["json"])["source"].rsplit("/", 1)[-1]: s for s in out.samples()}
+    samples = out.samples_by_name()
     assert samples["upper.jpg"]["txt"].decode() == "A caption in an upper-case TXT file"
     assert samples["twice.jpg"]["txt"].decode() == "The first caption file in sorted order"
     metadata = json.loads(samples["both.png"]["json"])["metadata"]
@@ -313,7 +311,7 @@ def test_manifests_as_spreadsheets_save_them_are_read_or_each_problem_is_a_named
     assert "row 1 is not UTF-8" in messages["legacy.csv#1"]
     assert "no 'path' column" in messages["hub.csv#1"] and "file_name" in messages["hub.csv#1"]
     assert "broken.parquet" in messages["broken.parquet#1"]
-    texts = {json.loads(s["json"])["source"].rsplit("/", 1)[-1]: s["txt"].decode() for s in out.samples()}
+    texts = out.texts_by_name()
     assert texts == {"excel.csv#1": "Café sign", "legacy.csv#2": "plain"}
 
 
@@ -368,7 +366,7 @@ def test_file_and_member_names_that_are_not_utf8_are_read_and_shown_with_their_b
     assert "caf\\xe9 link.jpg" in json.loads(rows["caf\\xe9 link.jpg"]["detail"])["message"]
     assert rows["caf\\xe9.jpg"]["status"] == rows["input.tar#caf\\xe9"]["status"] == "kept"
     assert rows["caf\\xe9 notes.txt"]["reason"] == reasons.ORPHAN_SIDECAR
-    samples = {json.loads(s["json"])["source"].rsplit("/", 1)[-1]: s for s in out.samples()}
+    samples = out.samples_by_name()
     assert samples["caf\\xe9.jpg"]["txt"].decode() == "A caption beside a Latin-1 file name"
     assert samples["input.tar#caf\\xe9"]["txt"].decode() == "In a tar"
     assert json.loads(samples["caf\\xe9.jpg"]["json"])["path"] == str(files / "caf\\xe9.jpg")
@@ -392,7 +390,7 @@ def test_metadata_with_half_an_emoji_is_kept_with_a_replacement_character(tmp_pa
     out = run([files, tmp_path / "rows.jsonl"], quality={"enabled": False}, text={"fields": ["title"]})
 
     assert [row["status"] for row in out.ledger] == ["kept", "kept"]
-    texts = {json.loads(s["json"])["source"].rsplit("/", 1)[-1]: s["txt"].decode() for s in out.samples()}
+    texts = out.texts_by_name()
     assert texts == {"sidecar.jpg": "Steel coil \ufffd, grade A", "rows.jsonl#1": "Blue mug \ufffd on white"}
     (sidecar,) = [s for s in out.samples() if json.loads(s["json"])["source"].endswith("sidecar.jpg")]
     assert json.loads(sidecar["json"])["metadata"]["label"] == "dent\ufffd"
@@ -478,7 +476,7 @@ def test_captions_saved_by_notepad_are_read_and_one_in_a_legacy_encoding_is_name
     assert rows["utf16.jpg"]["status"] == rows["bom.jpg"]["status"] == rows["input.tar#t"]["status"] == "kept"
     assert rows["legacy.jpg"]["reason"] == reasons.MALFORMED_SIDECAR
     assert "is not UTF-8 text" in json.loads(rows["legacy.jpg"]["detail"])["message"]
-    texts = {json.loads(s["json"])["source"].rsplit("/", 1)[-1]: s["txt"].decode() for s in out.samples()}
+    texts = out.texts_by_name()
     assert texts == {
         "utf16.jpg": "A caption saved as UTF-16 by Notepad",
         "bom.jpg": "A caption saved as UTF-8 with a byte-order mark",
