@@ -7,8 +7,15 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
 from apache_beam.io.filesystems import FileSystems  # noqa: E402
+from apache_beam.runners.direct import direct_runner  # noqa: E402
+from apache_beam.runners.portability.fn_api_runner import FnApiRunner  # noqa: E402
 
 from tests.helpers import make_photo, run_job  # noqa: E402
+
+# Pipelines built in tests without a runner run on the FnApiRunner, the engine the CLI maps DirectRunner to
+# (pipeline.profiles). Beam's own DirectRunner first tries Prism, which downloads a binary at submit time: offline
+# that fails after about 0.35 s and leaves an empty beam-temp folder in /tmp, once per pipeline.
+direct_runner.DirectRunner = FnApiRunner
 
 
 @pytest.fixture
