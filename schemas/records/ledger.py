@@ -7,7 +7,7 @@ from typing import Any
 
 from schemas import reasons
 from schemas.compact import hex_bytes, hex_text, packed, unpacked
-from schemas.records.values import printable, printable_values
+from schemas.records.values import map_strings, printable
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +61,7 @@ def detail_json(**fields: Any) -> str:
     text = json.dumps(fields, sort_keys=True, ensure_ascii=False, default=str)
     if printable(text) == text:
         return text
-    return json.dumps(printable_values(json.loads(text)), sort_keys=True, ensure_ascii=False)
+    return json.dumps(map_strings(json.loads(text), printable), sort_keys=True, ensure_ascii=False)
 
 
 def rejected(

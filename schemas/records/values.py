@@ -1,7 +1,7 @@
 """Tests on the JSON-compatible values records carry in their metadata and text, and their printable form."""
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 # Metadata keys that say how an item was read, not what it is: the ledger records them; shards, survivor choice and
@@ -19,14 +19,14 @@ def printable(path: str) -> str:
     return path
 
 
-def printable_values(value: Any) -> Any:
-    """``value`` (JSON-compatible) with every string ``printable``: what a ledger detail may carry."""
+def map_strings(value: Any, change: Callable[[str], str]) -> Any:
+    """``value`` (JSON-compatible) with ``change`` applied to every string in it, mapping keys included."""
     if isinstance(value, str):
-        return printable(value)
+        return change(value)
     if isinstance(value, Mapping):
-        return {printable_values(key): printable_values(item) for key, item in value.items()}
+        return {map_strings(key, change): map_strings(item, change) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [printable_values(item) for item in value]
+        return [map_strings(item, change) for item in value]
     return value
 
 
@@ -38,17 +38,17 @@ def valid_text(value: Any) -> tuple[Any, int]:
 
     JSON may escape one half of a surrogate pair alone (``"\\ud83d"``: an emoji cut in two by an exporter); Python
     reads it as a code point no UTF-8 writer accepts, so one such title would stop the run at its first write. It
-    is replaced as a UTF-8 decoder replaces a bad byte (a ``.txt`` caption's bad bytes are read that way too).
+    is replaced as a UTF-8 decoder replaces a bad byte.
     """
-    if isinstance(value, str):
-        return _SURROGATE.subn("\ufffd", value)
-    if isinstance(value, Mapping):
-        pairs = [(valid_text(key), valid_text(item)) for key, item in value.items()]
-        return {key: item for (key, _), (item, _) in pairs}, sum(a + b for (_, a), (_, b) in pairs)
-    if isinstance(value, list | tuple):
-        items = [valid_text(item) for item in value]
-        return [item for item, _ in items], sum(count for _, count in items)
-    return value, 0
+    replaced = 0
+
+    def replace(text: str) -> str:
+        nonlocal replaced
+        text, count = _SURROGATE.subn("\ufffd", text)
+        replaced += count
+        return text
+
+    return map_strings(value, replace), replaced
 
 
 def blank(value: Any) -> bool:
