@@ -11,8 +11,8 @@ from pipeline.job import RunError
 from pipeline.run_state import read_json
 from schemas import reasons
 from schemas.config.unishard import UnishardConfig
-from transforms._io import join
-from transforms._listing import input_kind
+from transforms._io import join, pattern
+from transforms._listing import broken_links, input_kind, input_pattern
 from transforms.books import BOOK_PROBLEMS, BOOKS, PROBLEMS
 
 
@@ -21,17 +21,21 @@ def check_inputs(config: UnishardConfig) -> None:
     if not config.ingest.inputs:
         raise RunError("no inputs: give --input PATH or add [[ingest.inputs]] to the config")
     for spec in [*config.ingest.inputs, *config.decontaminate.exclude]:
-        pattern = spec.path
-        if input_kind(spec) == "files" and "://" not in pattern and os.path.isdir(pattern):
-            pattern = os.path.join(pattern, "**")
-        matched = FileSystems.match([pattern], limits=[1])[0].metadata_list
-        if not matched:
-            raise RunError(f"input {spec.path!r} matches no file; check the path or pattern")
+        matched = FileSystems.match([input_pattern(spec)], limits=[1])[0].metadata_list
+        if matched:
+            continue
+        link = next(broken_links(spec, config.ingest), None) if input_kind(spec) == "files" else None
+        if link is not None:
+            raise RunError(
+                f"input {spec.path!r} matches only symbolic links whose target does not exist, such as "
+                f"{link.source}; restore the files or remove the links"
+            )
+        raise RunError(f"input {spec.path!r} matches no file; check the path or pattern")
 
 
 def shard_samples(folder: str) -> int:
     """The samples the ``pairs`` shards under ``folder`` hold, as their ``_stats.json`` files count them."""
-    matched = FileSystems.match([join(folder, "shards", "pairs", "*", "*_stats.json")])[0].metadata_list
+    matched = FileSystems.match([pattern(folder, "shards", "pairs", "*", "*_stats.json")])[0].metadata_list
     return sum(int(read_json(found.path)["samples"]) for found in matched)
 
 

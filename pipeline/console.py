@@ -147,9 +147,11 @@ def report_written_since(output: str, started: float) -> str | None:
     """The path of ``OUT/report/report.json`` if it was written after ``started`` (a time.time()), else ``None``."""
     from apache_beam.io.filesystems import FileSystems
 
+    from transforms._io import literal
+
     path = FileSystems.join(output, "report", "report.json")
     try:
-        found = FileSystems.match([path])[0].metadata_list
+        found = FileSystems.match([literal(path)])[0].metadata_list
     except Exception:  # noqa: BLE001 - the summary says the report was not written; the run itself succeeded
         return None
     return path if found and found[0].last_updated_in_seconds >= started - 1 else None

@@ -29,7 +29,7 @@ from pipeline.run_state import STATE, earlier_run, merge_indexes, read_json, wri
 from pipeline.sdk_worker import local_runner
 from pipeline.state import STAGING, commit, discard, output_lock, recover
 from schemas.config.unishard import UnishardConfig
-from transforms._io import join
+from transforms._io import join, pattern
 from transforms._listing import count_items
 from transforms.changed_content import changed_content, rebuild_reason
 from transforms.count_changes import CHANGES
@@ -123,7 +123,7 @@ def run(
         for message in recover(output):
             _LOG.info("unishard: %s", message)
         earlier = earlier_run(output, config, rebuild)
-        ledger = FileSystems.match([join(output, "ledger", "part-*.parquet")])[0].metadata_list
+        ledger = FileSystems.match([pattern(output, "ledger", "part-*.parquet")])[0].metadata_list
         previous = output if ledger and FileSystems.exists(join(output, "_run", STATE)) else None
         started = time.monotonic()
         try:

@@ -18,7 +18,7 @@ import re
 
 from apache_beam.io.filesystems import FileSystems
 
-from transforms._io import join
+from transforms._io import join, literal
 
 MANIFEST = "_run/files.json"
 LEGACY_MARKER = "_run/state.json"
@@ -68,7 +68,9 @@ def files_under(root: str, links: bool = False) -> list[str]:
         )
     prefix = root.rstrip("/") + "/"
     return sorted(
-        m.path[len(prefix) :] for m in FileSystems.match([prefix + "**"])[0].metadata_list if ".tmp-" not in m.path
+        m.path[len(prefix) :]
+        for m in FileSystems.match([literal(prefix) + "**"])[0].metadata_list
+        if ".tmp-" not in m.path
     )
 
 
@@ -79,7 +81,7 @@ def is_unishard_output(output: str) -> bool:
     if not _is_remote(output):
         return not os.path.isdir(output) or set(os.listdir(output)) <= set(MACHINERY)
     prefix = output.rstrip("/") + "/"
-    found = FileSystems.match([prefix + "**"])[0].metadata_list
+    found = FileSystems.match([literal(prefix) + "**"])[0].metadata_list
     return all(m.path[len(prefix) :].split("/", 1)[0] in MACHINERY for m in found)
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
+from transforms._io import literal
 from transforms.progress import CountProgress, point_name, read_counts
 
 _LOG = logging.getLogger("unishard")
@@ -290,4 +291,4 @@ def _remove(folder: str) -> None:
     else:
         with contextlib.suppress(Exception):
             if FileSystems.exists(folder):
-                FileSystems.delete([folder])
+                FileSystems.delete([literal(folder)])

@@ -18,7 +18,7 @@ from pipeline.models import models_record
 from pipeline.state import files_under
 from schemas.config.unishard import UnishardConfig
 from schemas.profile import HOW_KEYS
-from transforms._io import join, write_atomic
+from transforms._io import join, pattern, write_atomic
 from transforms.incremental import EarlierRun
 from transforms.shard_writer import canonical_json
 
@@ -66,7 +66,7 @@ def earlier_run(output: str, config: UnishardConfig, rebuild: bool) -> EarlierRu
             f"from {join(output, '_run', 'config.json')}). An incremental run would mix both; rerun with --rebuild "
             "to reprocess everything, or choose another --output"
         )
-    has_shards = bool(FileSystems.match([join(output, "shards", "pairs", "*", "*.parquet")])[0].metadata_list)
+    has_shards = bool(FileSystems.match([pattern(output, "shards", "pairs", "*", "*.parquet")])[0].metadata_list)
     return EarlierRun(output=output, generation=int(state["generation"]) + 1, has_shards=has_shards)
 
 

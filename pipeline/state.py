@@ -34,7 +34,7 @@ from pipeline.output_folder import (
     manifest_bytes,
     written_files,
 )
-from transforms._io import fault_point, join, write_atomic
+from transforms._io import fault_point, join, literal, write_atomic
 
 _LOG = logging.getLogger("unishard")
 
@@ -118,7 +118,7 @@ def _stale(holder: dict) -> bool:
 def _move(source: str, target: str) -> None:
     if _is_remote(target):
         if FileSystems.exists(target):
-            FileSystems.delete([target])
+            FileSystems.delete([literal(target)])
         FileSystems.rename([source], [target])
     else:
         os.makedirs(os.path.dirname(target), exist_ok=True)
@@ -130,7 +130,7 @@ def _delete(output: str, relative: str) -> None:
     path = join(output, relative)
     if _is_remote(path):
         if FileSystems.exists(path):
-            FileSystems.delete([path])
+            FileSystems.delete([literal(path)])
         return
     link = link_on_the_way(output, relative)
     if link:
@@ -144,7 +144,7 @@ def _remove_tree(root: str) -> None:
     """Delete a staging folder; a symbolic link in its place is left alone, its target never touched."""
     if _is_remote(root):
         if FileSystems.exists(root):
-            FileSystems.delete([root])
+            FileSystems.delete([literal(root)])
     elif not os.path.islink(root):
         import shutil
 

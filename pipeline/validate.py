@@ -28,7 +28,7 @@ from pipeline.output_folder import strays
 from pipeline.sample_checks import PAIRS_VIEW, sample_problems
 from pipeline.tar_members import read_members
 from schemas.report import ShardCheck, Validation
-from transforms._io import join
+from transforms._io import join, pattern
 
 
 def list_files(root: str, suffix: str = "") -> list[str]:
@@ -38,7 +38,7 @@ def list_files(root: str, suffix: str = "") -> list[str]:
             return []
         found = (os.path.join(folder, name) for folder, _, names in os.walk(root) for name in names)
     else:
-        found = (m.path for m in FileSystems.match([join(root, "**")])[0].metadata_list)
+        found = (m.path for m in FileSystems.match([pattern(root, "**")])[0].metadata_list)
     return sorted(path for path in found if path.endswith(suffix) and ".tmp-" not in path)
 
 

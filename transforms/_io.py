@@ -6,14 +6,20 @@ so the same code writes local folders and object stores.
 
 import contextlib
 import os
+import re
 import signal
 import uuid
+import warnings
 from collections.abc import Iterator
 from typing import BinaryIO
 
 from apache_beam.io.filesystems import FileSystems
 
 KILL_HOOK = "UNISHARD_KILL_AT"
+_WILDCARD = re.compile(r"([*?[])")
+# literal() puts "[" in a class, "[[]": Python's re warns that a later version may read that as a nested set. Beam
+# compiles every pattern it matches, so without this a folder named "Fotos [2024]" would print that warning.
+warnings.filterwarnings("ignore", message="Possible nested set", category=FutureWarning)
 
 
 def fault_point(point: str) -> None:
@@ -29,6 +35,22 @@ def fault_point(point: str) -> None:
 
 def join(*parts: str) -> str:
     return FileSystems.join(*parts)
+
+
+def literal(path: str) -> str:
+    """``path`` as a Beam file pattern that matches only itself.
+
+    Beam reads ``*``, ``?`` and ``[`` in every path it matches as wildcards, and has no escape character; each becomes
+    a one-character class (``Fotos [2024]`` is ``Fotos [[]2024]``). Beam then lists the folder above the first of
+    them and filters, so the match is right but walks more.
+    """
+    return _WILDCARD.sub(r"[\1]", path)
+
+
+def pattern(folder: str, *parts: str) -> str:
+    """The file pattern ``parts`` (which may hold wildcards) below ``folder``, a folder taken literally (a run's
+    output, an earlier run's): a folder named ``out [v2]`` matches itself, not ``out 2``."""
+    return join(literal(folder), *parts)
 
 
 def make_dirs(path: str) -> None:
@@ -48,13 +70,16 @@ def atomic_writer(path: str) -> Iterator[BinaryIO]:
         fault_point(f"write:{os.path.basename(path)}")
         if "://" in path:
             if FileSystems.exists(path):
-                FileSystems.delete([path])
+                FileSystems.delete([literal(path)])
             FileSystems.rename([temporary], [path])
         else:
             os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(Exception):
-            FileSystems.delete([temporary])
+            if "://" in temporary:
+                FileSystems.delete([literal(temporary)])
+            else:
+                os.remove(temporary)
         raise
 
 

@@ -25,6 +25,7 @@ from schemas.config.ingest import IngestConfig, InputSpec
 from schemas.records.inputs import InputItem
 from schemas.records.values import printable
 from transforms._confine import confine, from_file_url
+from transforms._io import literal
 from transforms._reading import NOT_UTF8_TEXT, caption_text
 from transforms.import_interleaved import KINDS as INTERLEAVED_KINDS
 
@@ -51,18 +52,35 @@ def input_kind(spec: InputSpec) -> str:
     return "files"
 
 
-def files_pattern(spec: InputSpec) -> str:
-    if "://" not in spec.path and os.path.isdir(spec.path):
-        return os.path.join(spec.path, "**")
-    return spec.path
+def input_pattern(spec: InputSpec) -> str:
+    """The Beam file pattern an input's path stands for.
+
+    A local path that exists is taken literally (a folder named ``Fotos [2024]`` holds no wildcard), and a local
+    folder of files stands for every file below it. Any other path is a pattern (``photos/*.jpg``, ``gs://...``).
+    """
+    path = spec.path
+    if "://" in path or not os.path.lexists(path):
+        return path
+    if input_kind(spec) == "files" and os.path.isdir(path):
+        return os.path.join(literal(path), "**")
+    return literal(path)
+
+
+def _top_folder(spec: InputSpec) -> str:
+    """The folder every match of ``spec`` lies below: a local folder itself, a local file's folder, else the folder
+    before the pattern's first wildcard."""
+    path = spec.path
+    if "://" not in path and os.path.isdir(path):
+        return os.path.dirname(os.path.join(path, ""))
+    if "://" not in path and os.path.lexists(path):
+        return os.path.dirname(path)
+    head = re.split(r"[*?[]", path, maxsplit=1)[0]
+    return posixpath.dirname(head) if "://" in head else os.path.dirname(head)
 
 
 def pattern_roots(spec: InputSpec) -> tuple[str, ...]:
     """The roots of a file pattern's matches: the input's ``roots``, else the folder before its first wildcard."""
-    if spec.roots:
-        return tuple(spec.roots)
-    head = re.split(r"[*?[]", files_pattern(spec), maxsplit=1)[0]
-    return (posixpath.dirname(head) if "://" in head else os.path.dirname(head),)
+    return tuple(spec.roots) or (_top_folder(spec),)
 
 
 def stem_key(metadata: FileMetadata) -> tuple[bytes, bytes]:
@@ -95,7 +113,7 @@ def stem_items(group: tuple[bytes, Iterable[bytes]], spec: InputSpec, config: In
     domain, roots = spec.domain or config.default_domain, pattern_roots(spec)
     suffixes = tuple(posixpath.splitext(path)[1] for path in taken)
     # A pattern such as photos/*.jpg, or one file, matches no sidecar: ingest's read then looks for one by name.
-    whole = posixpath.basename(files_pattern(spec).replace(os.sep, "/")) in ("*", "**")
+    whole = posixpath.basename(input_pattern(spec).replace(os.sep, "/")) in ("*", "**")
     sidecar = stem if taken or not whole else None
     for path in images:
         yield InputItem(printable(path), path, domain, sidecar=sidecar, roots=roots, sidecar_suffixes=suffixes)
@@ -125,16 +143,16 @@ def broken_links(spec: InputSpec, config: IngestConfig, output: str | None = Non
     Matched as Beam matches (the folder before the first wildcard, walked without following links, and Beam's
     translation of the pattern); links under the run's ``output`` are not inputs.
     """
-    pattern = files_pattern(spec)
-    head = re.match(r"^[^[*?]*", pattern).group(0)
-    if "://" in pattern or head == pattern:
+    pattern = input_pattern(spec)
+    one_file = not os.path.isdir(spec.path) and (os.path.lexists(spec.path) or pattern == literal(pattern))
+    if "://" in pattern or one_file:
         return
     matches = re.compile(FileSystem.translate_pattern(pattern)).match
     domain, roots = spec.domain or config.default_domain, pattern_roots(spec)
     # Only the broken links are held (a folder of millions of files is walked, not kept), sorted for a stable order.
     broken = sorted(
         path
-        for folder, _, names in os.walk(os.path.dirname(head))
+        for folder, _, names in os.walk(_top_folder(spec))
         for path in (os.path.join(folder, name) for name in names)
         if os.path.islink(path) and not os.path.exists(path) and matches(path) and outside_output(path, output)
     )
@@ -241,7 +259,7 @@ def count_items(spec: InputSpec, limit: int) -> int:
     try:
         if kind in ("manifest", *INTERLEAVED_KINDS):
             return sum(1 for _ in itertools.islice(manifest_rows(spec.path), limit))
-        matched = FileSystems.match([files_pattern(spec)], limits=[limit])[0].metadata_list
+        matched = FileSystems.match([input_pattern(spec)], limits=[limit])[0].metadata_list
         if kind == "files":
             return len(matched)
         keys: set[str] = set()

@@ -205,7 +205,8 @@ def _skews(
             )
             worst = max(abs(max_skew or 0.0), math.inf if min_skew is None else abs(min_skew))
             if items >= config.min_count and worst > config.max_abs_skew:
-                shown = "-inf" if min_skew is None else f"{min_skew:.2f}"
+                absent = ", ".join(sorted(group for group in reference if not observed.get(group)))
+                shown = f"-inf (no {attribute}={absent} among them)" if min_skew is None else f"{min_skew:.2f}"
                 message = (
                     f"{concept}={value} vs {attribute}: MaxSkew {max_skew or 0:.2f}, MinSkew {shown}, {items} items"
                 )

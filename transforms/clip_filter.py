@@ -36,6 +36,7 @@ from schemas.config.clip_filter import ClipFilterConfig
 from schemas.records.ledger import rejected
 from schemas.records.samples import Sample
 from transforms._common import REJECTED
+from transforms._io import pattern
 from transforms._parts import WriteParts
 
 STAGE = "clip_filter"
@@ -143,7 +144,7 @@ def decide(score: float, threshold: float) -> bool:
 
 def earlier_scores(output: str) -> str:
     """The pattern of the scores an earlier run into ``output`` wrote."""
-    return f"{output.rstrip('/')}/{SCORES}/part-*.parquet"
+    return pattern(output, SCORES, "part-*.parquet")
 
 
 def _keyed_score(sample: Sample, group_by: str, model_id: str) -> Iterator[tuple[str, tuple[str, float]]]:

@@ -12,7 +12,7 @@ import json
 import apache_beam as beam
 
 from schemas.records.ledger import LedgerRow
-from transforms._io import join, write_atomic
+from transforms._io import join, pattern, write_atomic
 from transforms.incremental import EarlierRun
 
 CHANGES = "changes.json"
@@ -33,7 +33,7 @@ class CountChanges(beam.PTransform):
             return rows.pipeline | "NotIncremental" >> beam.Create([])
         earlier = (
             rows.pipeline
-            | "ReadEarlierLedger" >> beam.io.ReadFromParquet(join(self._earlier.output, "ledger", "part-*.parquet"))
+            | "ReadEarlierLedger" >> beam.io.ReadFromParquet(pattern(self._earlier.output, "ledger", "part-*.parquet"))
             | "EarlierBySource" >> beam.Map(lambda row: (row["source"], LedgerRow(**row)))
         )
         return (

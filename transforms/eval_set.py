@@ -37,7 +37,7 @@ from schemas.config.near_dedup import NearDedupConfig
 from schemas.config.semantic_dedup import SemanticDedupConfig
 from schemas.records.samples import Sample
 from schemas.splits import EVAL_SCHEMA_VERSION, GenerationItem, Leak, Model, UnderstandingItem
-from transforms._io import join, write_atomic
+from transforms._io import join, pattern, write_atomic
 from transforms._leaks import EvalLeakError, FindLeaksFn, Probe, ProbeIndex, describe, probe_of
 from transforms.eval_items import MAX_CHOICES, answers_of, items_of, with_choices
 from transforms.image_store import read_image
@@ -99,7 +99,8 @@ class BuildEvalSet(beam.PTransform):
             )
             shipped = (
                 pipeline
-                | "ReadSidecars" >> beam.io.ReadFromParquet(join(self._earlier, "shards", "pairs", "*", "*.parquet"))
+                | "ReadSidecars"
+                >> beam.io.ReadFromParquet(pattern(self._earlier, "shards", "pairs", "*", "*.parquet"))
                 | "ShippedProbes" >> beam.Map(shipped_probe)
             )
         chosen = (

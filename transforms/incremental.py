@@ -44,7 +44,7 @@ from schemas.records.inputs import InputItem
 from schemas.records.ledger import LedgerRow, detail_json
 from schemas.records.values import content_metadata, richness
 from transforms._common import StageFn, apply_stage
-from transforms._io import join, write_atomic
+from transforms._io import join, literal, write_atomic
 from transforms._parts import WriteParts
 from transforms._reading import read_again
 from transforms.changed_content import (
@@ -115,12 +115,12 @@ class SkipKnown(beam.PTransform):
         previous = self._earlier.output.rstrip("/")
         earlier = (
             pipeline
-            | "ReadEarlierLedger" >> beam.io.ReadFromParquet(f"{previous}/ledger/part-*.parquet")
+            | "ReadEarlierLedger" >> beam.io.ReadFromParquet(f"{literal(previous)}/ledger/part-*.parquet")
             | "EarlierRows" >> beam.Map(lambda row: LedgerRow(**row))
             | "EarlierByKey" >> beam.Map(lambda row: (row.key or "", row))
         )
         keyed = items | "ByContent" >> beam.Map(_light_by_content)
-        inputs = f"{previous}/{INPUTS}/part-*.parquet"
+        inputs = f"{literal(previous)}/{INPUTS}/part-*.parquet"
         seen = pipeline | "NoEarlierInputs" >> beam.Create([])
         if FileSystems.match([inputs])[0].metadata_list:
             seen = (
@@ -142,7 +142,7 @@ class SkipKnown(beam.PTransform):
             | "JoinEarlier" >> beam.CoGroupByKey()
             | "Decide" >> beam.ParDo(_DecideFn()).with_outputs(CARRIED, main="new")
         )
-        documents = f"{previous}/{DOCUMENT_LEDGER}/part-*.parquet"
+        documents = f"{literal(previous)}/{DOCUMENT_LEDGER}/part-*.parquet"
         if self._documents is not None and self._documents.enabled and FileSystems.match([documents])[0].metadata_list:
             _ = (
                 {
@@ -159,7 +159,7 @@ class SkipKnown(beam.PTransform):
         if self._earlier.has_shards:
             shipped = (
                 pipeline
-                | "ReadShippedSidecars" >> beam.io.ReadFromParquet(f"{previous}/shards/pairs/*/*.parquet")
+                | "ReadShippedSidecars" >> beam.io.ReadFromParquet(f"{literal(previous)}/shards/pairs/*/*.parquet")
                 | "ShippedFingerprints" >> beam.Map(shipped_fingerprint)
             )
         _ = (

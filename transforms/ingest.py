@@ -42,8 +42,8 @@ from transforms._listing import (
     ORPHAN,
     UNREADABLE,
     broken_links,
-    files_pattern,
     input_kind,
+    input_pattern,
     manifest_roots,
     manifest_rows,
     outside_output,
@@ -102,7 +102,7 @@ class ReadInputs(beam.PTransform):
             elif kind == "webdataset":
                 items = (
                     start
-                    | f"{label}Pattern" >> beam.Map(lambda s: s.path)
+                    | f"{label}Pattern" >> beam.Map(input_pattern)
                     | f"{label}Match" >> fileio.MatchAll()
                     | f"{label}NotOutput" >> beam.Filter(outside, self._output)
                     | f"{label}Members" >> beam.FlatMap(tar_items, spec, self._config)
@@ -110,7 +110,7 @@ class ReadInputs(beam.PTransform):
             else:
                 items = (
                     start
-                    | f"{label}Pattern" >> beam.Map(files_pattern)
+                    | f"{label}Pattern" >> beam.Map(input_pattern)
                     | f"{label}Match" >> fileio.MatchAll()
                     | f"{label}NotOutput" >> beam.Filter(outside, self._output)
                     | f"{label}Stems" >> beam.Map(stem_key)

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 import apache_beam as beam
 
 from schemas.records.ledger import LedgerRow, detail_json
-from transforms._io import join
+from transforms._io import pattern
 from transforms.changed_content import kept_source_key
 
 
@@ -33,7 +33,7 @@ class MarkReplaced(beam.PTransform):
             return rows
         earlier = (
             rows.pipeline
-            | "ReadEarlierLedger" >> beam.io.ReadFromParquet(join(self._previous, "ledger", "part-*.parquet"))
+            | "ReadEarlierLedger" >> beam.io.ReadFromParquet(pattern(self._previous, "ledger", "part-*.parquet"))
             | "EarlierByKey" >> beam.Map(lambda row: (row["key"] or "", LedgerRow(**row)))
             | "EarlierKept" >> beam.FlatMap(kept_source_key)
         )

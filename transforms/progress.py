@@ -19,7 +19,7 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from transforms._io import join, write_atomic
+from transforms._io import join, pattern, write_atomic
 
 STAGE = "progress"
 REMOTE_INTERVAL = 15.0
@@ -71,7 +71,7 @@ def _records(folder: str) -> Iterable[str]:
             if name.endswith(".json") and ".tmp-" not in name
         ]
     try:
-        matched = FileSystems.match([join(folder, "*", "*.json")])[0].metadata_list
+        matched = FileSystems.match([pattern(folder, "*", "*.json")])[0].metadata_list
     except Exception:  # noqa: BLE001 - nothing written yet is not an error
         return []
     return [m.path for m in matched if ".tmp-" not in m.path]

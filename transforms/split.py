@@ -26,7 +26,7 @@ from schemas.config.split import SplitConfig
 from schemas.documents import DOCUMENT_ANNOTATION
 from schemas.records.samples import Sample
 from transforms._components import ConnectedComponents
-from transforms._io import join, write_atomic
+from transforms._io import join, pattern, write_atomic
 from transforms._split_rules import (
     TOKEN_PREFIX,
     SplitMember,
@@ -179,11 +179,11 @@ class ReadShippedSplits(beam.PTransform):
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         if self._earlier is None or not self._earlier.has_shards:
             return pbegin | "NoShipped" >> beam.Create([])
-        pattern = join(self._earlier.output, "shards", "pairs", "*", "*.parquet")
+        sidecars = pattern(self._earlier.output, "shards", "pairs", "*", "*.parquet")
         return (
             pbegin
             | "ReadSidecars"
-            >> beam.io.ReadFromParquet(pattern, columns=["key", "domain", "metadata", "split", "annotations"])
+            >> beam.io.ReadFromParquet(sidecars, columns=["key", "domain", "metadata", "split", "annotations"])
             | "Shipped" >> beam.Map(shipped_row)
         )
 

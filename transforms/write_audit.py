@@ -30,7 +30,7 @@ from schemas import reasons
 from schemas.audit import AuditItem, AuditReport
 from schemas.config.audit import AuditConfig
 from schemas.records.ledger import LedgerRow
-from transforms._io import join, write_atomic
+from transforms._io import join, pattern, write_atomic
 from transforms._parts import WriteParts
 from transforms.audit import PERSON
 from transforms.audit_report import build_report
@@ -79,10 +79,10 @@ class WriteAudit(beam.PTransform):
         if earlier is not None:
             joined["earlier_row"] = (
                 pipeline
-                | "ReadEarlierLedger" >> beam.io.ReadFromParquet(join(earlier, "ledger", "part-*.parquet"))
+                | "ReadEarlierLedger" >> beam.io.ReadFromParquet(pattern(earlier, "ledger", "part-*.parquet"))
                 | "EarlierRowBySource" >> beam.Map(lambda row: (row["source"], LedgerRow(**row)))
             )
-            items = join(earlier, *ITEMS_FOLDER, "part-*.parquet")
+            items = pattern(earlier, *ITEMS_FOLDER, "part-*.parquet")
             joined["earlier_counts"] = (
                 pipeline | "ReadEarlierItems" >> beam.io.ReadFromParquet(items) | "EarlierCounts" >> beam.Map(_count)
                 if FileSystems.match([items])[0].metadata_list

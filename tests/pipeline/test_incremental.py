@@ -373,3 +373,23 @@ def test_an_edited_caption_of_a_shipped_sample_rebuilds_the_output_with_the_new_
     texts = {text for _, text in _kept(second)}
     assert "an edited title" in texts and "photo 1" not in texts
     assert len(second.ledger) == 3 and len(second.samples()) == 3
+
+
+def test_an_output_folder_named_with_wildcard_characters_takes_runs_and_reruns(tmp_path, run, photo):
+    """``out [v2]``: the run found none of its own shards (Beam read ``[v2]`` as one of v, 2), so every run failed
+    its books check, and earlier outputs could not be read back."""
+    inputs, output, neighbour = tmp_path / "in", tmp_path / "out [v2]", tmp_path / "out 2"
+    neighbour.mkdir()
+    (neighbour / "notes.txt").write_text("a person's file beside the output")
+    _add_photos(inputs, photo, range(4))
+    first = run([inputs], output=output)
+    assert len(first.samples()) == 4
+    earlier = first.ledger_by_name()
+    _add_photos(inputs, photo, range(4, 7))
+    second = run([inputs], output=output)
+    full = run([inputs], output=tmp_path / "full")
+
+    assert len(second.ledger) == 7 and _kept(second) == _kept(full)
+    assert all(row == second.ledger_by_name()[name] for name, row in earlier.items())
+    assert [path.name for path in neighbour.iterdir()] == ["notes.txt"]
+    assert not (output / "_staging").exists()

@@ -549,3 +549,35 @@ def test_a_retried_read_is_in_the_ledger_only_and_changes_no_shard_byte(tmp_path
     assert json.loads(retried.ledger_by_name()["flaky.jpg"]["detail"])["read_attempts"] == 3
     shards = {name: data for name, data in retried.file_bytes().items() if name.startswith("shards/")}
     assert shards and shards == {name: data for name, data in clean.file_bytes().items() if name.startswith("shards/")}
+
+
+def test_inputs_in_folders_named_with_wildcard_characters_are_read_as_named(tmp_path, run):
+    """``Fotos [2024]`` matched no file (Beam reads ``[2024]`` as one of 2, 0, 4) or, worse, a sibling ``Fotos 2``."""
+    fotos, decoy, batch = tmp_path / "Fotos [2024]", tmp_path / "Fotos 2", tmp_path / "Batch [B] (copy?)"
+    for folder in (fotos / "sub", decoy, batch):
+        folder.mkdir(parents=True)
+    for path, seed in ((fotos / "a.jpg", 110), (fotos / "sub" / "b [1].jpg", 111), (decoy / "c.jpg", 112)):
+        make_photo(200, 160, seed=seed).save(path)
+        write_sidecar(path, title=f"photo {path.name}")
+    make_photo(200, 160, seed=113).save(batch / "d.jpg")
+    (batch / "rows.csv").write_text("path,title\nd.jpg,a row of a manifest\n", encoding="utf-8")
+    tars = tmp_path / "Tars [1]"
+    tars.mkdir()
+    with tarfile.open(tars / "part*.tar", "w") as tar:
+        for name, payload in (("e.jpg", jpeg_bytes(make_photo(200, 160, seed=114))), ("e.txt", b"In a tar")):
+            info = tarfile.TarInfo(name)
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+
+    text = {"fields": ["title", "caption"]}
+    out = run([fotos, batch / "rows.csv", tars / "part*.tar"], quality={"enabled": False}, text=text)
+
+    rows = out.ledger_by_name()
+    assert sorted(rows) == ["a.jpg", "b [1].jpg", "part*.tar#e", "rows.csv#1"]  # never the decoy's c.jpg
+    assert {row["status"] for row in rows.values()} == {"kept"}
+    assert out.texts_by_name() == {
+        "a.jpg": "photo a.jpg",
+        "b [1].jpg": "photo b [1].jpg",
+        "rows.csv#1": "a row of a manifest",
+        "part*.tar#e": "In a tar",
+    }

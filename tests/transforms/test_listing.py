@@ -11,10 +11,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from apache_beam.io.filesystem import FileMetadata
+from apache_beam.io.filesystems import FileSystems
 
 from schemas import reasons
 from schemas.config.ingest import IngestConfig, InputSpec
 from schemas.records.ledger import RejectItem
+from transforms._io import literal, pattern
 from transforms._listing import (
     NO_IMAGE,
     ORPHAN,
@@ -213,3 +215,13 @@ def test_a_row_that_is_not_utf8_is_an_error_row_and_the_rows_around_it_are_read(
     (tmp_path / "m.jsonl").write_bytes('{"path": "a.jpg", "title": "Café"}\n{"path": "b.jpg"}\n'.encode("cp1252"))
     error, fine = manifest_rows(str(tmp_path / "m.jsonl"))
     assert "line 1 is not UTF-8" in error["__error__"] and fine == {"path": "b.jpg"}
+
+
+def test_a_path_taken_literally_matches_itself_and_no_sibling_its_brackets_describe(tmp_path):
+    for name in ("out [12]", "out 1", "out 2"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "part-0.parquet").write_bytes(b"x")
+    found = FileSystems.match([pattern(str(tmp_path / "out [12]"), "part-*.parquet")])[0].metadata_list
+    assert [m.path for m in found] == [str(tmp_path / "out [12]" / "part-0.parquet")]
+    assert literal("gs://bucket/a*b?/[x]") == "gs://bucket/a[*]b[?]/[[]x]"
+    assert pattern_roots(InputSpec(path=str(tmp_path / "out [12]"))) == (str(tmp_path / "out [12]"),)
