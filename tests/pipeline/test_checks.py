@@ -20,6 +20,13 @@ def test_no_inputs_or_an_input_matching_nothing_stops_the_run(tmp_path):
     check_inputs(load_config(None, [f"ingest.inputs=[{{path='{tmp_path}'}}]"]))
 
 
+def test_an_input_of_only_links_whose_targets_are_gone_is_named_as_such(tmp_path):
+    (tmp_path / "links").mkdir()
+    (tmp_path / "links" / "a.jpg").symlink_to(tmp_path / "moved" / "a.jpg")
+    with pytest.raises(RunError, match=r"matches only symbolic links whose target does not exist, such as .*a\.jpg"):
+        check_inputs(load_config(None, [f"ingest.inputs=[{{path='{tmp_path / 'links'}'}}]"]))
+
+
 def test_an_output_that_cannot_be_written_is_named(tmp_path):
     check_writable(str(tmp_path / "out"))
     (tmp_path / "a-file").write_bytes(b"x")

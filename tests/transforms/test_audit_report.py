@@ -61,3 +61,12 @@ def test_skew_and_pmi_rows_come_from_pair_and_caption_counts():
     pmis = {(row.role, row.gender): row for row in report.pmi}
     assert pmis["nurse", "feminine"].pmi == pytest.approx(math.log(2.5), abs=1e-6)
     assert pmis["nurse", "masculine"].pmi is None and report.model_id == "m"
+
+
+def test_a_skew_warning_for_a_group_never_seen_names_the_group():
+    counts = {("pair", "occupation", "welder", "caption_gender", "masculine"): 5}
+    report = build_report(counts, {}, _config(skew=[("occupation", "caption_gender")]), model_id="m")
+    (row,) = report.skew
+    assert row.min_skew is None and row.skew["feminine"] is None
+    (warning,) = [warning for warning in report.warnings if warning.code == "skew"]
+    assert "MinSkew -inf (no caption_gender=feminine among them), 5 items" in warning.message
