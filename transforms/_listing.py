@@ -26,7 +26,7 @@ from schemas.records.inputs import InputItem
 from schemas.records.values import printable
 from transforms._confine import confine, from_file_url
 from transforms._io import literal
-from transforms._reading import NOT_UTF8_TEXT, caption_text
+from transforms._reading import NOT_UTF8_TEXT, bom_encoding, caption_text
 from transforms.import_interleaved import KINDS as INTERLEAVED_KINDS
 
 MANIFEST_SUFFIXES = (".csv", ".jsonl", ".parquet")
@@ -184,8 +184,10 @@ def manifest_roots(manifest: str, roots: list[str]) -> tuple[str, ...]:
 def resolve_manifest_path(value: str, manifest: str, roots: list[str], follow_symlinks: bool = False) -> str:
     """Resolve a manifest's ``path`` value against the manifest's folder and check it leads into ``roots``.
 
-    A ``file://`` value is a local path (``transforms._confine``); symbolic links are resolved for the check
-    unless ``follow_symlinks``. Returns the normalised path, not the link's target.
+    A ``file://`` value is a local path (``transforms._confine``); symbolic links are resolved for the check unless
+    ``follow_symlinks``. A local path written with Windows separators (``images\\a.jpg``, a manifest made on
+    Windows) is read as ``images/a.jpg`` when only that file exists (``\\`` is a valid character of a file name
+    here). Returns the normalised path, not the link's target.
 
     Raises:
         RejectItem: ``outside_root`` when the path leads out of every root (it is never read).
@@ -196,6 +198,9 @@ def resolve_manifest_path(value: str, manifest: str, roots: list[str], follow_sy
         joined = local
     else:
         joined = posixpath.join(base, local) if "://" in base else os.path.join(base, local)
+        windows = os.path.join(base, local.replace("\\", "/"))
+        if "\\" in local and "://" not in base and not os.path.lexists(joined) and os.path.lexists(windows):
+            joined = windows
     return confine(joined, manifest_roots(manifest, roots), follow_symlinks, f"path {value!r} in {manifest}")
 
 
@@ -203,7 +208,8 @@ def manifest_rows(path: str) -> Iterator[dict[str, Any]]:
     """The rows of a CSV, JSON Lines or Parquet manifest as dicts; a row that cannot be one yields
     ``{"__error__": why}``: a JSON line that is not an object, or text that is not UTF-8.
 
-    Text is UTF-8, with or without a byte-order mark (Excel's "CSV UTF-8" writes one). A CSV's delimiter is the
+    Text is UTF-8, with or without a byte-order mark (Excel's "CSV UTF-8" writes one), or UTF-16 or UTF-32 with one
+    (PowerShell's ``Out-File``, Excel's "Unicode Text"). A CSV's delimiter is the
     one of ``,`` ``;`` tab ``|`` its header line holds most of (a comma when it holds none): Excel writes ``;``
     where the decimal mark is a comma.
     """
@@ -244,9 +250,12 @@ def manifest_rows(path: str) -> Iterator[dict[str, Any]]:
 
 
 def _text(handle, newline: str | None = None) -> io.TextIOWrapper:
-    # Bytes that are not UTF-8 become lone surrogates, so the row holding them is named instead of the whole
-    # manifest failing at the first one.
-    return io.TextIOWrapper(handle, encoding="utf-8-sig", errors="surrogateescape", newline=newline)
+    # UTF-16 and UTF-32 when a byte-order mark says so (PowerShell's Out-File, Excel's "Unicode Text"). Bytes that
+    # are not UTF-8 become lone surrogates, so the row holding them is named instead of the manifest failing at the
+    # first one.
+    encoding = bom_encoding(handle.read(4)) or "utf-8-sig"
+    handle.seek(0)
+    return io.TextIOWrapper(handle, encoding=encoding, errors="surrogateescape", newline=newline)
 
 
 def count_items(spec: InputSpec, limit: int) -> int:

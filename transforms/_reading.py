@@ -48,7 +48,8 @@ def read_bytes(path: str, attempts: int = READ_ATTEMPTS) -> tuple[bytes, int]:
                     reasons.UNREADABLE_INPUT, f"reading {path} failed {attempts} times: {error}", attempts=attempts
                 ) from error
             time.sleep(0.1 * 2**attempt)
-    raise RejectItem(reasons.MISSING_FILE, f"{path} does not exist; fix the manifest row or restore the file")
+    windows = " (a Windows path? give it relative to the manifest's folder, with /)" if "\\" in path else ""
+    raise RejectItem(reasons.MISSING_FILE, f"{path} does not exist{windows}; fix the manifest row or restore the file")
 
 
 def read_member(path: str, offset: int, size: int) -> bytes:
@@ -105,6 +106,11 @@ NOT_UTF8_TEXT = (
 )
 
 
+def bom_encoding(head: bytes) -> str | None:
+    """The encoding the byte-order mark at the start of ``head`` names (its first 4 bytes suffice), else ``None``."""
+    return next((encoding for mark, encoding in _BOMS if head.startswith(mark)), None)
+
+
 def caption_text(data: bytes) -> str:
     """The text of a caption file: UTF-8, or the Unicode encoding its byte-order mark names (Windows Notepad saves
     "Unicode" as UTF-16 with one, and UTF-8 with one too), the mark itself left out.
@@ -113,10 +119,7 @@ def caption_text(data: bytes) -> str:
         UnicodeDecodeError: anything else. Decoding it with replacement characters would put ``caf\ufffd`` (or, for
             UTF-16 read as UTF-8, every other character a NUL) into a training caption without a word.
     """
-    for mark, encoding in _BOMS:
-        if data.startswith(mark):
-            return data.decode(encoding)
-    return data.decode("utf-8")
+    return data.decode(bom_encoding(data) or "utf-8")
 
 
 def read_sidecar(

@@ -315,6 +315,31 @@ def test_manifests_as_spreadsheets_save_them_are_read_or_each_problem_is_a_named
     assert texts == {"excel.csv#1": "Café sign", "legacy.csv#2": "plain"}
 
 
+def test_manifests_made_on_windows_in_utf16_or_with_backslashes_are_read_as_meant(tmp_path, run):
+    """PowerShell's Out-File and Excel's "Unicode Text" write UTF-16: one row read as three malformed ones before;
+    a relative path with ``\\`` was a missing file."""
+    images = tmp_path / "img"
+    images.mkdir()
+    for seed in (53, 54, 55):
+        make_photo(200, 160, seed=seed).save(images / f"p{seed}.jpg")
+    row = {"path": "img/p53.jpg", "title": "Kühlschrank, Seitenansicht"}
+    (tmp_path / "shell.jsonl").write_bytes((json.dumps(row, ensure_ascii=False) + "\r\n").encode("utf-16"))
+    (tmp_path / "unicode.csv").write_bytes("path\ttitle\r\nimg/p54.jpg\tStahlblech\r\n".encode("utf-16"))
+    (tmp_path / "paths.csv").write_text("path,title\nimg\\p55.jpg,relative\nC:\\data\\p56.jpg,absolute\n")
+
+    out = run([tmp_path / name for name in ("shell.jsonl", "unicode.csv", "paths.csv")], quality={"enabled": False})
+
+    rows = out.ledger_by_name()
+    assert sorted(rows) == ["paths.csv#1", "paths.csv#2", "shell.jsonl#1", "unicode.csv#1"]
+    assert out.texts_by_name() == {
+        "shell.jsonl#1": "Kühlschrank, Seitenansicht",
+        "unicode.csv#1": "Stahlblech",
+        "paths.csv#1": "relative",
+    }
+    assert rows["paths.csv#2"]["reason"] == reasons.MISSING_FILE
+    assert "a Windows path? give it relative to the manifest's folder" in rows["paths.csv#2"]["detail"]
+
+
 def test_a_tar_sample_with_a_dotted_caption_is_kept_and_one_without_an_image_is_named(tmp_path, run):
     tar_path = tmp_path / "input.tar"
     with tarfile.open(tar_path, "w") as tar:
