@@ -39,7 +39,7 @@ from schemas.records.samples import Sample
 from schemas.records.values import blank
 from transforms._common import StageFn, apply_stage
 from transforms.embed import EMBEDDING_MODEL, decode_embedding, failed_rows
-from transforms.text import clean_text
+from transforms.text import clean_text, field_value
 
 STAGE = "caption"
 ANNOTATION = "caption"
@@ -148,7 +148,7 @@ def captioned(sample: Sample, ranked: list[tuple[Candidate, float]], model_id: s
     """The sample with the best candidate as its text, its score under ``model_id`` and the provenance record."""
     best, score = ranked[0]
     field = sample.text_source.removeprefix("metadata.")
-    raw = sample.metadata.get(field) if sample.text_source.startswith("metadata.") else None
+    raw = field_value(sample.metadata, field) if sample.text_source.startswith("metadata.") else None
     record = {
         "model": model_id,
         "chosen": {"text": best.text, "source": best.source, "template": best.template, "score": score},

@@ -2,14 +2,16 @@
 
 Input and output element type: ``Sample``. The first non-empty field of ``text.fields`` wins; HTML is stripped,
 entities unescaped, control characters (a NUL, a bell from an old export) turned into spaces and whitespace
-collapsed; lists (labels) are joined with commas. The sample records the field it came from in ``text_source``.
+collapsed; lists (labels) are joined with commas. A field ``a.b`` names key ``b`` of an object at ``a`` (a
+catalogue's localised ``{"title": {"en": ..., "de": ...}}`` is ``title.en``); an object itself is not text, and a
+``no_text`` rejection names the keys it holds. The sample records the field it came from in ``text_source``.
 Reason codes: ``no_text`` (only when ``text.required``). Config section: ``text``.
 """
 
 import dataclasses
 import html
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
 
 import apache_beam as beam
@@ -45,11 +47,27 @@ class ChooseText(beam.PTransform):
         return TextOutputs(samples=chosen, rejected=dropped)
 
 
+def field_value(metadata: Mapping[str, Any], field: str) -> Any:
+    """The value of ``field`` in ``metadata``: the key itself, else, for ``a.b``, key ``b`` of the object at ``a``
+    (any depth); ``None`` when there is none."""
+    if field in metadata:
+        return metadata[field]
+    value: Any = metadata
+    for part in field.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
 def clean_text(value: Any, max_chars: int = 2000) -> str:
     """Turn a metadata value into plain text: strip HTML, unescape entities, turn control characters into spaces,
-    collapse whitespace, bound length."""
+    collapse whitespace, bound length. ``None`` and an object are not text (``""``): their Python forms would
+    become captions."""
+    if value is None or isinstance(value, Mapping):
+        return ""
     if isinstance(value, (list, tuple)):
-        value = ", ".join(str(part) for part in value if not blank(part))
+        value = ", ".join(str(part) for part in value if not blank(part) and not isinstance(part, (Mapping, list)))
     text = _SPACE.sub(" ", _CONTROL.sub(" ", html.unescape(_TAG.sub(" ", str(value))))).strip()
     if len(text) > max_chars:
         text = text[:max_chars].rsplit(" ", 1)[0]
@@ -59,9 +77,22 @@ def clean_text(value: Any, max_chars: int = 2000) -> str:
 def choose_text(metadata: dict[str, Any], fields: list[str], max_chars: int) -> tuple[str, str]:
     """Return ``(text, field)`` for the first field whose cleaned value is non-empty, or ``("", "")``."""
     for field in fields:
-        if field in metadata and (text := clean_text(metadata[field], max_chars)):
+        if text := clean_text(field_value(metadata, field), max_chars):
             return text, field
     return "", ""
+
+
+def _objects(metadata: Mapping[str, Any], fields: list[str]) -> str:
+    """What a ``no_text`` rejection adds when a field holds an object: its keys, and how to name one."""
+    found = [
+        (field, sorted(map(str, value)))
+        for field in fields
+        if isinstance(value := field_value(metadata, field), Mapping) and value
+    ]
+    return "".join(
+        f"; {field} holds an object with keys {', '.join(keys[:8])}: name one, as text.fields = ['{field}.{keys[0]}']"
+        for field, keys in found
+    )
 
 
 def with_text(sample: Sample, config: TextConfig) -> Sample:
@@ -74,7 +105,8 @@ def with_text(sample: Sample, config: TextConfig) -> Sample:
     if not text and config.required:
         raise RejectItem(
             reasons.NO_TEXT,
-            f"none of the text fields {config.fields} has text; add one to the metadata or set text.required=false",
+            f"none of the text fields {config.fields} has text{_objects(sample.metadata, config.fields)}; add one to "
+            "the metadata or set text.required=false",
         )
     return dataclasses.replace(sample, text=text, text_source=f"metadata.{field}" if field else "")
 

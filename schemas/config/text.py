@@ -8,7 +8,10 @@ from schemas.config.base import Section
 class TextConfig(Section):
     fields: list[str] = pydantic.Field(
         default_factory=lambda: ["caption", "alt_text", "title", "description", "label"],
-        description="Metadata fields tried in order for a sample's text; the first non-empty one wins.",
+        description=(
+            "Metadata fields tried in order for a sample's text; the first non-empty one wins. 'a.b' names key b "
+            "of an object at a (a localised title: 'title.en')."
+        ),
     )
     required: bool = pydantic.Field(True, description="Reject samples with no text (reason no_text).")
     max_chars: int = pydantic.Field(2000, gt=0, description="Longer text is cut at a word boundary.")

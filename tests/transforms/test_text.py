@@ -38,3 +38,40 @@ def test_each_sample_gets_its_first_non_empty_field_as_clean_plain_text(tmp_path
         "long.jpg": ("word word word word word word word word", "metadata.title"),
     }
     assert chosen["control.jpg"]["raw"] == "Steel\x00plate\x07 from\x85an old export"  # the metadata as given
+
+
+def test_a_field_holding_an_object_is_not_text_and_a_dotted_field_names_one_of_its_keys(tmp_path, run):
+    """A catalogue export's localised ``{"title": {"en": ..., "de": ...}}`` became the caption
+    ``{'en': 'Red mug', 'de': 'Rote Tasse'}``."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    metadata = {
+        "localised": {"title": {"de": "Rote Tasse", "en": "Red mug on a white table"}},
+        "nested": {"product": {"name": {"en": "Steel coil, grade B"}}},
+        "labels": {"label": ["scratch", {"code": 7}, ["dent"], "rust"]},
+        "both": {"title": "A plain title", "product": {"name": {"en": "the dotted field comes first"}}},
+    }
+    for seed, (name, fields) in enumerate(metadata.items()):
+        make_photo(200, 160, seed=130 + seed).save(folder / f"{name}.jpg")
+        write_sidecar(folder / f"{name}.jpg", **fields)
+
+    fields = ["product.name.en", "title.en", "label"]
+    out = run([folder], text={"fields": fields}, quality={"enabled": False})
+    records = {
+        json.loads(sample["json"])["source"].rsplit("/", 1)[-1]: json.loads(sample["json"])
+        for sample in out.samples()
+    }
+    chosen = {name: record["annotations"]["caption"]["source_text"] for name, record in records.items()}
+    assert {name: (text["text"], text["source"], text["raw"]) for name, text in chosen.items()} == {
+        "localised.jpg": ("Red mug on a white table", "metadata.title.en", "Red mug on a white table"),
+        "nested.jpg": ("Steel coil, grade B", "metadata.product.name.en", "Steel coil, grade B"),
+        "labels.jpg": ("scratch, rust", "metadata.label", ["scratch", {"code": 7}, ["dent"], "rust"]),
+        "both.jpg": ("the dotted field comes first", "metadata.product.name.en", "the dotted field comes first"),
+    }
+
+    undotted = run([folder], output=tmp_path / "plain", text={"fields": ["title"]}, quality={"enabled": False})
+    rows = undotted.ledger_by_name()
+    assert rows["localised.jpg"]["reason"] == reasons.NO_TEXT
+    message = json.loads(rows["localised.jpg"]["detail"])["message"]
+    assert "title holds an object with keys de, en: name one, as text.fields = ['title.de']" in message
+    assert undotted.texts_by_name() == {"both.jpg": "A plain title"}
