@@ -46,7 +46,7 @@ from schemas.config.ingest import IngestConfig, InputSpec
 from schemas.documents import TextRow
 from schemas.records.inputs import InputItem
 from schemas.records.ledger import RejectItem, rejected
-from schemas.records.values import blank, valid_text
+from schemas.records.values import blank, finite, valid_text
 from transforms._common import REJECTED, StageFn
 from transforms._confine import confine, normalise, outside_root, within
 
@@ -229,7 +229,7 @@ class ListInterleavedFn(StageFn):
         for number, text in _lines(spec.path):
             line_source = f"{spec.path}#{number}"
             try:
-                line, replaced = valid_text(json.loads(text))
+                line, replaced = valid_text(finite(json.loads(text)))
                 if not isinstance(line, dict):
                     raise ValueError("the line is not a JSON object")
                 if replaced:

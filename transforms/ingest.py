@@ -34,7 +34,7 @@ from schemas.config.ingest import IngestConfig, InputSpec
 from schemas.documents import TextRow
 from schemas.records.inputs import InputItem
 from schemas.records.ledger import RejectItem
-from schemas.records.values import blank, valid_text
+from schemas.records.values import blank, finite, valid_text
 from transforms._common import StageFn, apply_stage
 from transforms._confine import confine
 from transforms._listing import (
@@ -210,7 +210,7 @@ class _ListManifestFn(StageFn):
             yield from super().process(_ManifestRow(spec, number + 1, {"__error__": why}))
 
     def apply(self, row: "_ManifestRow") -> Iterator[InputItem]:
-        spec, values = row.spec, row.values
+        spec, values = row.spec, finite(row.values)
         if "__error__" in values:
             raise RejectItem(reasons.MALFORMED_MANIFEST_ROW, f"{spec.path}: {values['__error__']}")
         value = values.get(spec.path_column)
@@ -289,7 +289,7 @@ class _ReadFn(StageFn):
             data, attempts = read_bytes(item.path)
         if attempts > 1:
             metadata["read_attempts"] = attempts
-        metadata, replaced = valid_text(metadata)
+        metadata, replaced = valid_text(finite(metadata))
         if replaced:
             _INVALID_TEXT.inc(replaced)
             _LOG.warning(

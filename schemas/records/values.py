@@ -1,5 +1,6 @@
 """Tests on the JSON-compatible values records carry in their metadata and text, and their printable form."""
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -19,15 +20,29 @@ def printable(path: str) -> str:
     return path
 
 
+def map_leaves(value: Any, change: Callable[[Any], Any]) -> Any:
+    """``value`` (JSON-compatible) with ``change`` applied to every leaf (a string, number, boolean or ``None``) and
+    every mapping key in it."""
+    if isinstance(value, Mapping):
+        return {change(key): map_leaves(item, change) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [map_leaves(item, change) for item in value]
+    return change(value)
+
+
 def map_strings(value: Any, change: Callable[[str], str]) -> Any:
     """``value`` (JSON-compatible) with ``change`` applied to every string in it, mapping keys included."""
-    if isinstance(value, str):
-        return change(value)
-    if isinstance(value, Mapping):
-        return {map_strings(key, change): map_strings(item, change) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [map_strings(item, change) for item in value]
-    return value
+    return map_leaves(value, lambda leaf: change(leaf) if isinstance(leaf, str) else leaf)
+
+
+def finite(value: Any) -> Any:
+    """``value`` (JSON-compatible) with each NaN or infinite number as ``None``.
+
+    JSON has no such numbers, but Python's ``json`` writes them (``NaN``) and reads them back, and pandas writes
+    ``NaN`` for a missing value: such a title became the caption ``nan``, and the metadata, written on as ``NaN``,
+    a file strict JSON readers refuse. A missing value is what they mean.
+    """
+    return map_leaves(value, lambda leaf: None if isinstance(leaf, float) and not math.isfinite(leaf) else leaf)
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")

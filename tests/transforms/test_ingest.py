@@ -606,3 +606,42 @@ def test_inputs_in_folders_named_with_wildcard_characters_are_read_as_named(tmp_
         "rows.csv#1": "a row of a manifest",
         "part*.tar#e": "In a tar",
     }
+
+
+def _strict(text: str):
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_nan_and_infinity_in_metadata_are_missing_values_not_text_nor_invalid_json(tmp_path, run):
+    """Python's json writes a pandas row's missing value as ``NaN``: it became the caption ``nan``, and the shards'
+    Parquet sidecars carried ``NaN``, which strict JSON readers refuse."""
+    files = tmp_path / "files"
+    files.mkdir()
+    make_photo(200, 160, seed=140).save(files / "a.jpg")
+    (files / "a.json").write_text('{"title": NaN, "description": "Steel plate, side view", "weight": -Infinity}')
+    make_photo(200, 160, seed=141).save(tmp_path / "b.jpg")
+    make_photo(200, 160, seed=142).save(tmp_path / "c.jpg")
+    (tmp_path / "rows.jsonl").write_text('{"path": "b.jpg", "title": NaN, "label": "dent"}\n{"path": NaN}\n')
+    table = pa.table({"path": ["c.jpg"], "title": ["Blue mug"], "price": [float("nan")]})
+    pq.write_table(table, tmp_path / "rows.parquet")
+
+    out = run([files, tmp_path / "rows.jsonl", tmp_path / "rows.parquet"], quality={"enabled": False})
+
+    rows = out.ledger_by_name()
+    assert rows["rows.jsonl#2"]["reason"] == reasons.MALFORMED_MANIFEST_ROW
+    assert "no 'path' value" in rows["rows.jsonl#2"]["detail"]
+    assert out.texts_by_name() == {
+        "a.jpg": "Steel plate, side view",
+        "rows.jsonl#1": "dent",
+        "rows.parquet#1": "Blue mug",
+    }
+    metadata = {
+        row["source"].rsplit("/", 1)[-1]: _strict(row["metadata"])
+        for sidecar in sorted((out.path / "shards" / "pairs").rglob("*.parquet"))
+        for row in pq.read_table(sidecar).to_pylist()
+    }
+    assert metadata["a.jpg"] == {"title": None, "description": "Steel plate, side view", "weight": None}
+    assert metadata["rows.parquet#1"] == {"title": "Blue mug"}  # a manifest row drops its missing values

@@ -58,8 +58,7 @@ def test_a_field_holding_an_object_is_not_text_and_a_dotted_field_names_one_of_i
     fields = ["product.name.en", "title.en", "label"]
     out = run([folder], text={"fields": fields}, quality={"enabled": False})
     records = {
-        json.loads(sample["json"])["source"].rsplit("/", 1)[-1]: json.loads(sample["json"])
-        for sample in out.samples()
+        json.loads(sample["json"])["source"].rsplit("/", 1)[-1]: json.loads(sample["json"]) for sample in out.samples()
     }
     chosen = {name: record["annotations"]["caption"]["source_text"] for name, record in records.items()}
     assert {name: (text["text"], text["source"], text["raw"]) for name, text in chosen.items()} == {
