@@ -20,6 +20,7 @@ from typing import Any
 
 from apache_beam.io.filesystem import CompressionTypes, FileMetadata, FileSystem
 from apache_beam.io.filesystems import FileSystems
+from PIL import Image
 
 from schemas.config.ingest import IngestConfig, InputSpec
 from schemas.records.inputs import InputItem
@@ -38,6 +39,9 @@ CSV_FIELD_LIMIT = 2**31 - 1  # bytes of one CSV field: the largest the csv modul
 _NOT_UTF8 = re.compile("[\udc80-\udcff]")
 _NOT_UTF8_ADVICE = "is not UTF-8 text (a legacy encoding such as Windows-1252?); save the manifest as UTF-8"
 ORPHAN = "__orphan_sidecar__"  # metadata key of a sidecar no image takes: ingest's read rejects it
+# What a sidecar named after its image's whole name (photo.jpg.json: Google Takeout, gallery-dl) may end in before its
+# own extension: every extension Pillow (and its HEIF plugin) knows.
+IMAGE_SUFFIXES = frozenset({*(ext.lower() for ext in Image.registered_extensions()), ".heic", ".heif", ".avif"})
 
 
 def input_kind(spec: InputSpec) -> str:
@@ -83,56 +87,79 @@ def pattern_roots(spec: InputSpec) -> tuple[str, ...]:
     return tuple(spec.roots) or (_top_folder(spec),)
 
 
-def stem_key(metadata: FileMetadata) -> tuple[bytes, bytes]:
+def stem_key(metadata: FileMetadata, sidecar_extensions: Iterable[str] = (".json", ".txt")) -> tuple[bytes, bytes]:
     """``(stem, path)`` of a matched file, as bytes: an image and its sidecars share the stem (the path without
-    extension). Bytes, because a file name need not be UTF-8 text and Beam's string coder takes only that."""
-    stem = posixpath.splitext(metadata.path)[0]
+    extension; a sidecar named after the image's whole name, ``photo.jpg.json``, without both). Bytes, because a file
+    name need not be UTF-8 text and Beam's string coder takes only that."""
+    stem, ext = posixpath.splitext(metadata.path)
+    if ext.lower() in {kind.lower() for kind in sidecar_extensions} and _image_named(stem):
+        stem = posixpath.splitext(stem)[0]
     return stem.encode("utf-8", "surrogateescape"), metadata.path.encode("utf-8", "surrogateescape")
+
+
+def _image_named(name: str) -> bool:
+    return posixpath.splitext(name)[1].lower() in IMAGE_SUFFIXES
 
 
 def stem_items(group: tuple[bytes, Iterable[bytes]], spec: InputSpec, config: IngestConfig) -> Iterator[InputItem]:
     """The items of the matched files that share one stem.
 
-    Each image is an item that knows its sidecars: the first file, in sorted order, of each of
-    ``ingest.sidecar_extensions`` whatever its case (``a.TXT`` is ``a.jpg``'s caption). When the pattern does not
-    list whole folders (``photos/*.jpg``, one file) and matched no sidecar, the item keeps its stem with no suffixes:
-    ingest's read looks for ``STEM.json`` and ``STEM.txt`` by name. A sidecar no image takes (no
-    image has its stem, or another file of the same kind is taken) is an item too, marked ``ORPHAN``: ingest's read
-    rejects it as ``orphan_sidecar``, so text that reaches no sample is in the ledger, not silently skipped.
+    Each image is an item that knows its sidecars, for each of ``ingest.sidecar_extensions`` whatever its case: the
+    first file, in sorted order, named after the image's whole name (``a.jpg.json``, as Google Takeout and gallery-dl
+    write them), then the first named after the stem (``a.json``; ``a.TXT`` is ``a.jpg``'s caption). When the pattern
+    does not list whole folders (``photos/*.jpg``, one file) and matched no sidecar, the item keeps its stem with no
+    suffixes: ingest's read looks for the sidecars by name. A sidecar no image takes (no image has its name, or
+    another file of the same kind is taken) is an item too, marked ``ORPHAN``: ingest's read rejects it as
+    ``orphan_sidecar``, so text that reaches no sample is in the ledger, not silently skipped.
     """
     stem = group[0].decode("utf-8", "surrogateescape")
     paths = sorted(path.decode("utf-8", "surrogateescape") for path in group[1])
     kinds = [ext.lower() for ext in config.sidecar_extensions]
     sidecars = [path for path in paths if posixpath.splitext(path)[1].lower() in kinds]
     images = [path for path in paths if path not in sidecars]
-    taken = []
-    for kind in kinds:
-        spelled = [path for path in sidecars if posixpath.splitext(path)[1].lower() == kind]
-        if images and spelled:
-            taken.append(spelled[0])
+    shared = [path for path in sidecars if posixpath.splitext(path)[0] == stem]
+    taken = _first_of_each_kind(shared, kinds) if images else []
+    own = {
+        image: _first_of_each_kind([p for p in sidecars if posixpath.splitext(p)[0].lower() == image.lower()], kinds)
+        for image in images
+    }
     domain, roots = spec.domain or config.default_domain, pattern_roots(spec)
-    suffixes = tuple(posixpath.splitext(path)[1] for path in taken)
     # A pattern such as photos/*.jpg, or one file, matches no sidecar: ingest's read then looks for one by name.
     whole = posixpath.basename(input_pattern(spec).replace(os.sep, "/")) in ("*", "**")
-    sidecar = stem if taken or not whole else None
-    for path in images:
-        yield InputItem(printable(path), path, domain, sidecar=sidecar, roots=roots, sidecar_suffixes=suffixes)
-    name = printable(posixpath.basename(stem))
+    for image in images:
+        mine = [*own[image], *taken]
+        suffixes = tuple(path[len(stem) :] for path in mine)
+        sidecar = stem if mine or not whole else None
+        yield InputItem(printable(image), image, domain, sidecar=sidecar, roots=roots, sidecar_suffixes=suffixes)
+    used = {path for chosen in own.values() for path in chosen} | set(taken)
     for path in sidecars:
-        if path in taken:
+        if path in used:
             continue
-        if images:
+        named = stem if path in shared else posixpath.splitext(path)[0]
+        owners = images if path in shared else [image for image in images if image.lower() == named.lower()]
+        if owners:
+            given = taken if path in shared else own[owners[0]]
             why = (
-                f"{printable(posixpath.basename(images[0]))} already takes a sidecar of this kind "
-                f"({', '.join(printable(posixpath.basename(p)) for p in taken)}); merge the two files into one"
+                f"{printable(posixpath.basename(owners[0]))} already takes a sidecar of this kind "
+                f"({', '.join(printable(posixpath.basename(p)) for p in given)}); merge the two files into one"
+            )
+        elif path in shared:
+            why = (
+                f"no image named {printable(posixpath.basename(stem))}.<image extension> sits beside it, so its text "
+                f"reaches no sample; name it like its image (photo.jpg takes photo.txt and photo.json) or move it "
+                "out of the input"
             )
         else:
-            why = (
-                f"no image named {name}.<image extension> sits beside it, so its text reaches no sample; name it "
-                f"like its image (photo.jpg takes photo.txt and photo.json) or move it out of the input"
-            )
+            image = printable(posixpath.basename(named))
+            why = f"no image named {image} sits beside it, so its text reaches no sample"
         shown = printable(path)
         yield InputItem(shown, path, domain, metadata={ORPHAN: f"sidecar {shown}: {why}"}, roots=roots)
+
+
+def _first_of_each_kind(sidecars: list[str], kinds: list[str]) -> list[str]:
+    """The first of ``sidecars`` (sorted) with each extension of ``kinds``, in the order of ``kinds``."""
+    firsts = ([path for path in sidecars if posixpath.splitext(path)[1].lower() == kind][:1] for kind in kinds)
+    return [path for first in firsts for path in first]
 
 
 def broken_links(spec: InputSpec, config: IngestConfig, output: str | None = None) -> Iterator[InputItem]:

@@ -87,9 +87,11 @@ def read_again(item: InputItem) -> InputItem:
     return dataclasses.replace(item, data=data)
 
 
-def present_sidecars(stem: str, extensions: list[str]) -> tuple[str, ...]:
-    """The ``extensions`` (as configured) with a file ``stem + extension``: sidecars a pattern did not match."""
-    return tuple(ext for ext in extensions if FileSystems.exists(stem + ext))
+def present_sidecars(stem: str, extensions: list[str], image: str = "") -> tuple[str, ...]:
+    """The sidecars a pattern did not match, as suffixes of ``stem``: for each of ``extensions`` (as configured), one
+    named after the whole name of ``image`` (``photo.jpg.json``), then one named after the stem (``photo.json``)."""
+    named = [image[len(stem) :] + ext for ext in extensions] if image.startswith(stem) and image != stem else []
+    return tuple(suffix for suffix in [*named, *extensions] if FileSystems.exists(stem + suffix))
 
 
 # Byte-order marks and what they name, UTF-32 first: its little-endian mark begins with UTF-16's.
@@ -146,7 +148,7 @@ def read_sidecar(
         if roots:
             confine(path, roots, follow_symlinks, f"sidecar {path}")
         data, _ = read_bytes(path)
-        if suffix.lower() == ".txt":
+        if suffix.lower().endswith(".txt"):
             try:
                 metadata.setdefault("caption", caption_text(data).strip())
             except UnicodeDecodeError:

@@ -39,7 +39,7 @@ from schemas.records.samples import Sample
 from schemas.records.values import blank
 from transforms._common import StageFn, apply_stage
 from transforms.embed import EMBEDDING_MODEL, decode_embedding, failed_rows
-from transforms.text import clean_text, field_value
+from transforms.text import clean_text, field_value, file_name
 
 STAGE = "caption"
 ANNOTATION = "caption"
@@ -104,12 +104,13 @@ def template_fields(template: str) -> list[str]:
     return [field for _, field, _, _ in string.Formatter().parse(template) if field is not None]
 
 
-def render(template: str, metadata: Mapping[str, Any], max_chars: int) -> str:
-    """The template filled with the cleaned metadata values, or ``""`` when a field it names has no text."""
+def render(template: str, metadata: Mapping[str, Any], max_chars: int, name: str = "") -> str:
+    """The template filled with the cleaned metadata values, or ``""`` when a field it names has no text (or only the
+    file ``name``, lower-cased: ``transforms.text.file_name``)."""
     values = {}
     for field in template_fields(template):
         value = clean_text(metadata[field], max_chars) if not blank(metadata.get(field)) else ""
-        if not value:
+        if not value or value.lower() == name:
             return ""
         values[field] = value
     return clean_text(template.format_map(values), max_chars)
@@ -122,7 +123,7 @@ def metadata_candidates(sample: Sample, config: CaptionConfig) -> list[Candidate
         found.append(Candidate(clean_text(sample.text, config.max_chars), sample.text_source or "text"))
     domain = sample.domain if sample.domain in config.templates else "default"
     for index, template in enumerate(config.templates.get(domain, [])):
-        if text := render(template, sample.metadata, config.max_chars):
+        if text := render(template, sample.metadata, config.max_chars, file_name(sample)):
             found.append(Candidate(text, f"template:{domain}[{index}]", template))
     return found
 

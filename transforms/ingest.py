@@ -113,7 +113,7 @@ class ReadInputs(beam.PTransform):
                     | f"{label}Pattern" >> beam.Map(input_pattern)
                     | f"{label}Match" >> fileio.MatchAll()
                     | f"{label}NotOutput" >> beam.Filter(outside, self._output)
-                    | f"{label}Stems" >> beam.Map(stem_key)
+                    | f"{label}Stems" >> beam.Map(stem_key, self._config.sidecar_extensions)
                     # Paths only: an image meets its sidecars (any case), and a sidecar no image takes is seen.
                     | f"{label}GroupStems" >> beam.GroupByKey()
                     | f"{label}Files" >> beam.FlatMap(stem_items, spec, self._config)
@@ -278,7 +278,8 @@ class _ReadFn(StageFn):
             what = item.path if item.path == item.source else f"path {item.path} of {item.source}"
             confine(item.path, item.roots, follow, what)
         if item.sidecar is not None:
-            suffixes = item.sidecar_suffixes or present_sidecars(item.sidecar, self._config.sidecar_extensions)
+            extensions = self._config.sidecar_extensions
+            suffixes = item.sidecar_suffixes or present_sidecars(item.sidecar, extensions, item.path)
             metadata.update(read_sidecar(item.sidecar, suffixes, item.roots, follow))
         domain = str(metadata.pop(self._config.domain_column, "") or item.domain)
         if item.data is not None:

@@ -4,12 +4,15 @@ Input and output element type: ``Sample``. The first non-empty field of ``text.f
 entities unescaped, control characters (a NUL, a bell from an old export) turned into spaces and whitespace
 collapsed; lists (labels) are joined with commas. A field ``a.b`` names key ``b`` of an object at ``a`` (a
 catalogue's localised ``{"title": {"en": ..., "de": ...}}`` is ``title.en``); an object itself is not text, and a
-``no_text`` rejection names the keys it holds. The sample records the field it came from in ``text_source``.
+``no_text`` rejection names the keys it holds. A value that is only the image's file name (``IMG_0001.jpg``: Google
+Takeout's and many photo libraries' title) is not text either. The sample records the field it came from in
+``text_source``.
 Reason codes: ``no_text`` (only when ``text.required``). Config section: ``text``.
 """
 
 import dataclasses
 import html
+import posixpath
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
@@ -74,10 +77,17 @@ def clean_text(value: Any, max_chars: int = 2000) -> str:
     return text
 
 
-def choose_text(metadata: dict[str, Any], fields: list[str], max_chars: int) -> tuple[str, str]:
-    """Return ``(text, field)`` for the first field whose cleaned value is non-empty, or ``("", "")``."""
+def file_name(sample: Sample) -> str:
+    """The sample's file name, lower-cased, extension included: a metadata value that is only this says nothing of
+    the image."""
+    return posixpath.basename(sample.path).lower()
+
+
+def choose_text(metadata: dict[str, Any], fields: list[str], max_chars: int, name: str = "") -> tuple[str, str]:
+    """Return ``(text, field)`` for the first field whose cleaned value is non-empty and not the file ``name``
+    (lower-cased), or ``("", "")``."""
     for field in fields:
-        if text := clean_text(field_value(metadata, field), max_chars):
+        if (text := clean_text(field_value(metadata, field), max_chars)) and text.lower() != name:
             return text, field
     return "", ""
 
@@ -101,7 +111,7 @@ def with_text(sample: Sample, config: TextConfig) -> Sample:
     Raises:
         RejectItem: ``no_text`` when no field has text and ``text.required`` is set.
     """
-    text, field = choose_text(dict(sample.metadata), config.fields, config.max_chars)
+    text, field = choose_text(dict(sample.metadata), config.fields, config.max_chars, file_name(sample))
     if not text and config.required:
         raise RejectItem(
             reasons.NO_TEXT,

@@ -34,8 +34,9 @@ class IngestConfig(Section):
     sidecar_extensions: list[str] = pydantic.Field(
         default_factory=lambda: [".json", ".txt"],
         description=(
-            "Same-stem files merged into an image's metadata (photo.jpg takes photo.json and photo.TXT), earlier "
-            "extensions winning a key; one that no image takes is rejected as orphan_sidecar."
+            "Same-stem files merged into an image's metadata (photo.jpg takes photo.json and photo.TXT, and "
+            "photo.jpg.json first, as Google Takeout names it), earlier extensions winning a key; one that no image "
+            "takes is rejected as orphan_sidecar."
         ),
     )
     follow_symlinks: bool = pydantic.Field(

@@ -170,10 +170,10 @@ def test_failed_items_are_retried_on_the_next_run(tmp_path, run, photo, monkeypa
     _add_photos(inputs, photo, range(4))
     original = transforms.text.choose_text
 
-    def flaky(metadata, fields, max_chars):
+    def flaky(metadata, *rest):
         if metadata.get("title") == "photo 2":
             raise TimeoutError("caption service timed out")
-        return original(metadata, fields, max_chars)
+        return original(metadata, *rest)
 
     monkeypatch.setattr(transforms.text, "choose_text", flaky)
     first = run([inputs], output=tmp_path / "out", run={"max_failure_ratio": 0.5})

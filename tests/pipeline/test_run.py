@@ -70,10 +70,10 @@ def test_an_unexpected_error_on_one_item_is_a_failed_row_and_the_run_goes_on(tmp
 
     original = transforms.text.choose_text
 
-    def explode_on_photo3(metadata, fields, max_chars):
+    def explode_on_photo3(metadata, *rest):
         if metadata.get("title") == "photo 3":
             raise ZeroDivisionError("planted failure")
-        return original(metadata, fields, max_chars)
+        return original(metadata, *rest)
 
     monkeypatch.setattr(transforms.text, "choose_text", explode_on_photo3)
     out = run([_mixed_inputs(tmp_path / "in", photo)], run={"max_failure_ratio": 0.5})

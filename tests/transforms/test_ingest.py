@@ -645,3 +645,35 @@ def test_nan_and_infinity_in_metadata_are_missing_values_not_text_nor_invalid_js
     }
     assert metadata["a.jpg"] == {"title": None, "description": "Steel plate, side view", "weight": None}
     assert metadata["rows.parquet#1"] == {"title": "Blue mug"}  # a manifest row drops its missing values
+
+
+def test_sidecars_named_after_the_whole_image_name_are_read_as_a_takeout_export_writes_them(tmp_path, run):
+    """Takeout writes ``IMG_0001.jpg.json`` beside each photo, its ``title`` the file name: the sidecar was an orphan,
+    and a title that is only the file name is no caption."""
+    takeout = tmp_path / "Takeout" / "Google Photos" / "Shop 2024"
+    takeout.mkdir(parents=True)
+    make_photo(200, 160, seed=150).save(takeout / "IMG_0001.jpg")
+    (takeout / "IMG_0001.jpg.json").write_text(json.dumps({"title": "IMG_0001.jpg", "description": "Shelf, aisle 4"}))
+    make_photo(200, 160, seed=151).save(takeout / "IMG_0002.png")
+    (takeout / "IMG_0002.png.txt").write_text("Window display, spring")
+    (takeout / "IMG_0003.jpg.json").write_text(json.dumps({"description": "a photo that was not exported"}))
+    single = tmp_path / "single"
+    single.mkdir()
+    make_photo(200, 160, seed=152).save(single / "p.jpeg")
+    (single / "p.jpeg.json").write_text(json.dumps({"description": "found by name beside a one-file input"}))
+
+    out = run([takeout, single / "p.jpeg"], quality={"enabled": False})  # the default text fields: title first
+
+    rows = out.ledger_by_name()
+    assert sorted(rows) == ["IMG_0001.jpg", "IMG_0002.png", "IMG_0003.jpg.json", "p.jpeg"]
+    assert rows["IMG_0003.jpg.json"]["reason"] == reasons.ORPHAN_SIDECAR
+    assert "no image named IMG_0003.jpg sits beside it" in rows["IMG_0003.jpg.json"]["detail"]
+    assert out.texts_by_name() == {
+        "IMG_0001.jpg": "Shelf, aisle 4",
+        "IMG_0002.png": "Window display, spring",
+        "p.jpeg": "found by name beside a one-file input",
+    }
+    (record,) = [json.loads(s["json"]) for s in out.samples() if json.loads(s["json"])["source"].endswith("0001.jpg")]
+    caption = record["annotations"]["caption"]
+    assert caption["source_text"]["source"] == "metadata.description"  # not the title, which is the file name
+    assert [c["text"] for c in caption["candidates"]] == ["Shelf, aisle 4"]

@@ -140,6 +140,24 @@ def test_a_sidecar_no_image_takes_is_an_item_marked_orphan_with_what_to_do():
     assert second.source == "/in/a.txt" and "a.TXT" in second.metadata[ORPHAN]
 
 
+def test_a_sidecar_named_after_the_whole_image_name_goes_to_that_image_only():
+    """Google Takeout and gallery-dl write ``photo.jpg.json``: it was an orphan, and its photo had no metadata."""
+    config, spec = IngestConfig(), InputSpec(path="/in/*")
+    assert stem_key(FileMetadata("/in/a.JPG.json", 10)) == (b"/in/a", b"/in/a.JPG.json")
+    assert stem_key(FileMetadata("/in/v1.2.json", 10)) == (b"/in/v1.2", b"/in/v1.2.json")  # .2 is no image suffix
+    group = [b"/in/a.jpg", b"/in/a.png", b"/in/a.jpg.json", b"/in/a.json", b"/in/a.gif.txt", b"/in/a.jpg.JSON"]
+    jpg, png, *orphans = stem_items((b"/in/a", group), spec, config)
+    assert (jpg.source, jpg.sidecar, jpg.sidecar_suffixes) == ("/in/a.jpg", "/in/a", (".jpg.JSON", ".json"))
+    assert (png.source, png.sidecar_suffixes) == ("/in/a.png", (".json",))
+    assert {orphan.source: orphan.metadata[ORPHAN] for orphan in orphans} == {
+        "/in/a.gif.txt": "sidecar /in/a.gif.txt: no image named a.gif sits beside it, so its text reaches no sample",
+        "/in/a.jpg.json": (
+            "sidecar /in/a.jpg.json: a.jpg already takes a sidecar of this kind (a.jpg.JSON); merge the two files "
+            "into one"
+        ),
+    }
+
+
 def test_manifest_rows_come_as_dicts_and_a_bad_json_line_as_an_error_row(tmp_path):
     (tmp_path / "m.csv").write_text("path,title\na.jpg,first\nb.jpg,\n")
     assert list(manifest_rows(str(tmp_path / "m.csv"))) == [
