@@ -16,6 +16,8 @@ def test_each_sample_gets_its_first_non_empty_field_as_clean_plain_text(tmp_path
         "labels": {"label": ["scratch", "", "dent", None]},
         "long": {"title": "word " * 30},
         "blank": {"title": " \n\t ", "label": []},
+        "measures": {"title": "Scratch width < 0.2 mm, length > 3 mm"},
+        "comment": {"title": "<!-- exported --><div\nclass='x'>Coil</div>"},
     }
     for seed, (name, fields) in enumerate(metadata.items()):
         make_photo(200, 160, seed=120 + seed).save(folder / f"{name}.jpg")
@@ -36,6 +38,8 @@ def test_each_sample_gets_its_first_non_empty_field_as_clean_plain_text(tmp_path
         "order.jpg": ("the title wins over an empty caption", "metadata.title"),
         "labels.jpg": ("scratch, dent", "metadata.label"),
         "long.jpg": ("word word word word word word word word", "metadata.title"),
+        "measures.jpg": ("Scratch width < 0.2 mm, length > 3 mm", "metadata.title"),  # was "Scratch width 3 mm"
+        "comment.jpg": ("Coil", "metadata.title"),
     }
     assert chosen["control.jpg"]["raw"] == "Steel\x00plate\x07 from\x85an old export"  # the metadata as given
 
