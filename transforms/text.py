@@ -27,8 +27,9 @@ from schemas.records.values import blank
 from transforms._common import StageFn, apply_stage
 
 STAGE = "text"
-# A tag starts with its name (or / and its name) right after "<", so "width < 0.2 mm, length > 3 mm" is text.
-_TAG = re.compile(r"<!--.*?-->|</?[A-Za-z][^<>]*>", re.DOTALL)
+# A tag starts with its name (or / and its name) right after "<", so "width < 0.2 mm, length > 3 mm" is text; a
+# script or style element goes whole (CSS in an exported description is no caption), as do comments.
+_TAG = re.compile(r"<(script|style)\b.*?</\1\s*>|<!--.*?-->|</?[A-Za-z][^<>]*>", re.DOTALL | re.IGNORECASE)
 _SPACE = re.compile(r"\s+")
 # Control characters (C0 and C1, NUL and BEL among them) and the byte-order mark: never text a caption should hold.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ufeff]")

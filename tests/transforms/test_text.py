@@ -17,7 +17,7 @@ def test_each_sample_gets_its_first_non_empty_field_as_clean_plain_text(tmp_path
         "long": {"title": "word " * 30},
         "blank": {"title": " \n\t ", "label": []},
         "measures": {"title": "Scratch width < 0.2 mm, length > 3 mm"},
-        "comment": {"title": "<!-- exported --><div\nclass='x'>Coil</div>"},
+        "comment": {"title": "<!-- exported --><STYLE>p {margin: 0}</style><div\nclass='x'>Coil</div>"},
     }
     for seed, (name, fields) in enumerate(metadata.items()):
         make_photo(200, 160, seed=120 + seed).save(folder / f"{name}.jpg")
