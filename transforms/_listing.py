@@ -7,6 +7,7 @@ A manifest row's path is resolved and checked against the input's roots here (``
 """
 
 import csv
+import fnmatch
 import io
 import itertools
 import json
@@ -80,6 +81,15 @@ def _top_folder(spec: InputSpec) -> str:
         return os.path.dirname(path)
     head = re.split(r"[*?[]", path, maxsplit=1)[0]
     return posixpath.dirname(head) if "://" in head else os.path.dirname(head)
+
+
+def not_ignored(path: str, spec: InputSpec, patterns: Iterable[str]) -> bool:
+    """Whether no name on the way from the input's top folder to ``path`` (the file's own included) matches one of
+    ``patterns`` (``ingest.ignore``, whatever the case)."""
+    top = _top_folder(spec).rstrip("/")
+    relative = path[len(top) :] if path.startswith(f"{top}/") else posixpath.basename(path)
+    names = [name.lower() for name in relative.split("/") if name]
+    return not any(fnmatch.fnmatchcase(name, pattern.lower()) for name in names for pattern in patterns)
 
 
 def pattern_roots(spec: InputSpec) -> tuple[str, ...]:
@@ -181,7 +191,11 @@ def broken_links(spec: InputSpec, config: IngestConfig, output: str | None = Non
         path
         for folder, _, names in os.walk(_top_folder(spec))
         for path in (os.path.join(folder, name) for name in names)
-        if os.path.islink(path) and not os.path.exists(path) and matches(path) and outside_output(path, output)
+        if os.path.islink(path)
+        and not os.path.exists(path)
+        and matches(path)
+        and outside_output(path, output)
+        and not_ignored(path, spec, config.ignore)
     )
     for path in broken:
         shown = printable(path)

@@ -17,7 +17,8 @@ checks a manifest row before the item exists, and the read checks every path aga
 Inputs that overlap (a folder and a pattern inside it, one path given twice) list each file once, with the first
 input's settings. Metrics: ``ingest/items``, ``ingest/read_retries``, ``ingest/listed_twice``,
 ``ingest/invalid_text_replaced`` (lone UTF-16 surrogates in metadata text, such as half an emoji in a JSON sidecar,
-replaced by U+FFFD: no UTF-8 writer takes them). The listing's pure parts: ``transforms._listing``; the reads:
+replaced by U+FFFD: no UTF-8 writer takes them), ``ingest/ignored`` (matched files ``ingest.ignore`` leaves out: not
+inputs, so not in the ledger). The listing's pure parts: ``transforms._listing``; the reads:
 ``transforms._reading``.
 """
 
@@ -46,6 +47,7 @@ from transforms._listing import (
     input_pattern,
     manifest_roots,
     manifest_rows,
+    not_ignored,
     outside_output,
     resolve_manifest_path,
     stem_items,
@@ -60,6 +62,7 @@ STAGE = "ingest"
 _LOG = logging.getLogger(__name__)
 _LISTED_TWICE = beam.metrics.Metrics.counter(STAGE, "listed_twice")
 _INVALID_TEXT = beam.metrics.Metrics.counter(STAGE, "invalid_text_replaced")
+_IGNORED = beam.metrics.Metrics.counter(STAGE, "ignored")
 
 
 class IngestOutputs(NamedTuple):
@@ -105,6 +108,7 @@ class ReadInputs(beam.PTransform):
                     | f"{label}Pattern" >> beam.Map(input_pattern)
                     | f"{label}Match" >> fileio.MatchAll()
                     | f"{label}NotOutput" >> beam.Filter(outside, self._output)
+                    | f"{label}NotIgnored" >> beam.Filter(_listed, spec, self._config.ignore)
                     | f"{label}Members" >> beam.FlatMap(tar_items, spec, self._config)
                 )
             else:
@@ -113,6 +117,7 @@ class ReadInputs(beam.PTransform):
                     | f"{label}Pattern" >> beam.Map(input_pattern)
                     | f"{label}Match" >> fileio.MatchAll()
                     | f"{label}NotOutput" >> beam.Filter(outside, self._output)
+                    | f"{label}NotIgnored" >> beam.Filter(_listed, spec, self._config.ignore)
                     | f"{label}Stems" >> beam.Map(stem_key, self._config.sidecar_extensions)
                     # Paths only: an image meets its sidecars (any case), and a sidecar no image takes is seen.
                     | f"{label}GroupStems" >> beam.GroupByKey()
@@ -175,6 +180,14 @@ def _first_listing(source: str, listings: Iterable[tuple[int, InputItem]]) -> In
 def outside(metadata: FileMetadata, output: str | None) -> bool:
     """Whether a matched file lies outside the run's ``output`` folder (always, without one)."""
     return outside_output(metadata.path, output)
+
+
+def _listed(metadata: FileMetadata, spec: InputSpec, ignore: list[str]) -> bool:
+    """Whether a matched file is an input: ``ingest.ignore`` names none of the folders on its way, nor the file."""
+    if not_ignored(metadata.path, spec, ignore):
+        return True
+    _IGNORED.inc()
+    return False
 
 
 def _is_text_row(element: InputItem | TextRow, partitions: int) -> int:

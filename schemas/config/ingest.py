@@ -39,6 +39,15 @@ class IngestConfig(Section):
             "takes is rejected as orphan_sidecar."
         ),
     )
+    ignore: list[str] = pydantic.Field(
+        default_factory=list,
+        description=(
+            "Names of files or folders below a folder or pattern input that are not inputs, as fnmatch patterns "
+            "matched whatever their case: nothing below an ignored folder is listed, read or in the ledger (counter "
+            "ingest/ignored). For a Synology share: ['@eaDir', '#recycle', '.*', 'Thumbs.db'] (its thumbnails, "
+            "recycle bin and hidden files)."
+        ),
+    )
     follow_symlinks: bool = pydantic.Field(
         False,
         description="Let symbolic links lead out of an input's roots. Off, a local path is checked where it really "

@@ -677,3 +677,25 @@ def test_sidecars_named_after_the_whole_image_name_are_read_as_a_takeout_export_
     caption = record["annotations"]["caption"]
     assert caption["source_text"]["source"] == "metadata.description"  # not the title, which is the file name
     assert [c["text"] for c in caption["candidates"]] == ["Shelf, aisle 4"]
+
+
+def test_ignored_names_leave_a_nas_share_s_thumbnails_and_hidden_files_out_of_the_inputs(tmp_path, run):
+    """A Synology share holds five thumbnails of every photo under @eaDir: each was an input of its own."""
+    share = tmp_path / "share"
+    thumbs = share / "@eaDir" / "a.jpg"
+    for folder in (thumbs, share / "sub", share / ".trash", share / "#recycle"):
+        folder.mkdir(parents=True)
+    for path, seed in ((share / "a.jpg", 160), (share / "sub" / "b.jpg", 161), (share / ".trash" / "c.jpg", 162)):
+        make_photo(200, 160, seed=seed).save(path)
+        write_sidecar(path, title=f"photo {path.stem}")
+    make_photo(120, 96, seed=160).save(thumbs / "SYNOPHOTO_THUMB_M.jpg")
+    make_photo(200, 160, seed=163).save(share / "#recycle" / "d.jpg")
+    (share / "THUMBS.DB").write_bytes(b"\xd0\xcf\x11\xe0" + bytes(300))
+    ignore = ["@eaDir", "#recycle", ".*", "thumbs.db"]
+
+    out = run([share, {"path": str(share / "**.jpg")}], ingest={"ignore": ignore}, quality={"enabled": False})
+
+    assert sorted(out.ledger_by_name()) == ["a.jpg", "b.jpg"]
+    assert out.summary.counts["items"] == 2
+    everything = run([share], output=tmp_path / "all", quality={"enabled": False})
+    assert len(everything.ledger) == 6  # without ignore, each is an input with a row
