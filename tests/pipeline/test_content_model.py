@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
+import pipeline.assemble
 import pipeline.launch
 import transforms.clip_model
 from transforms.clip_lookup import LookupClipModel
@@ -53,6 +54,9 @@ def _pattern(path: Path, background: str, ink: str, shape: str) -> None:
 def content_model(monkeypatch):
     model = LookupClipModel(PROMPTS, model_id="clip_content_test")
     monkeypatch.setattr(transforms.clip_model, "load_clip", lambda config, cache=True: model)
+    # The documents stage holds the loader it was built with: patched here too, or cloudpickle, finding the module's
+    # name bound to another function, pickles the real one by value with its model cache (18 MB after test_embed).
+    monkeypatch.setattr(pipeline.assemble, "load_clip", transforms.clip_model.load_clip)
     monkeypatch.setattr(pipeline.launch, "check_models", lambda config: None)
     return model
 
