@@ -43,7 +43,7 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="SPEC",
-        help="an input: a file pattern or folder, a manifest (.csv/.jsonl/.parquet) or WebDataset tars (.tar); "
+        help="an input: a file pattern or folder, a manifest (.csv/.jsonl/.json/.parquet) or WebDataset tars (.tar); "
         "prefix KIND: to force the kind (files:, manifest:, webdataset:, mmc4:, obelics:) and add @DOMAIN to set the "
         "domain",
     )

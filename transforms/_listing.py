@@ -31,7 +31,7 @@ from transforms._io import literal
 from transforms._reading import NOT_UTF8_TEXT, bom_encoding, caption_text
 from transforms.import_interleaved import KINDS as INTERLEAVED_KINDS
 
-MANIFEST_SUFFIXES = (".csv", ".jsonl", ".parquet")
+MANIFEST_SUFFIXES = (".csv", ".jsonl", ".json", ".parquet")
 TEXT_MEMBERS = ("json", "txt", "cls")  # the WebDataset members that are not the image (by their last suffix)
 UNREADABLE = "__unreadable__"  # metadata key of a tar that breaks off or is not a tar: ingest's read rejects it
 NO_IMAGE = "__no_image__"  # metadata key of an item with no image (a tar sample, a broken link): read rejects it
@@ -50,6 +50,8 @@ def input_kind(spec: InputSpec) -> str:
     if spec.kind != "auto":
         return spec.kind
     lowered = spec.path.lower()
+    if lowered.endswith(".json") and re.search(r"[*?[]", spec.path) and not os.path.isfile(spec.path):
+        return "files"  # a pattern of JSON files: sidecars, not a manifest
     if lowered.endswith(MANIFEST_SUFFIXES):
         return "manifest"
     if lowered.endswith(".tar"):
@@ -246,7 +248,7 @@ def resolve_manifest_path(value: str, manifest: str, roots: list[str], follow_sy
 
 
 def manifest_rows(path: str) -> Iterator[dict[str, Any]]:
-    """The rows of a CSV, JSON Lines or Parquet manifest as dicts; a row that cannot be one yields
+    """The rows of a CSV, JSON Lines, JSON or Parquet manifest as dicts; a row that cannot be one yields
     ``{"__error__": why}``: a JSON line that is not an object, or text that is not UTF-8.
 
     Text is UTF-8, with or without a byte-order mark (Excel's "CSV UTF-8" writes one), or UTF-16 or UTF-32 with one
@@ -263,17 +265,10 @@ def manifest_rows(path: str) -> Iterator[dict[str, Any]]:
                 yield from batch.to_pylist()
     elif lowered.endswith(".jsonl"):
         with FileSystems.open(path) as handle:
-            for number, line in enumerate(_text(handle), start=1):
-                if not line.strip():
-                    continue
-                if _NOT_UTF8.search(line):
-                    yield {"__error__": f"line {number} {_NOT_UTF8_ADVICE}"}
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as error:
-                    row = {"__error__": f"line {number} is not valid JSON: {error}"}
-                yield row if isinstance(row, dict) else {"__error__": f"line {number} is not a JSON object"}
+            yield from _json_lines(_text(handle))
+    elif lowered.endswith(".json"):
+        with FileSystems.open(path) as handle:
+            yield from _json_rows(_text(handle).read())
     else:
         with FileSystems.open(path) as handle:
             text = _text(handle, newline="")
@@ -288,6 +283,48 @@ def manifest_rows(path: str) -> Iterator[dict[str, Any]]:
                     yield {"__error__": f"row {number} {_NOT_UTF8_ADVICE} (in Excel: CSV UTF-8)"}
                 else:
                     yield row
+
+
+def _json_lines(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        if _NOT_UTF8.search(line):
+            yield {"__error__": f"line {number} {_NOT_UTF8_ADVICE}"}
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            row = {"__error__": f"line {number} is not valid JSON: {error}"}
+        yield row if isinstance(row, dict) else {"__error__": f"line {number} is not a JSON object"}
+
+
+def _json_rows(text: str) -> Iterator[dict[str, Any]]:
+    """The rows of a ``.json`` manifest: an array of objects, or an object whose one array holds them (an export's
+    ``{"products": [...]}``); JSON Lines saved as ``.json`` is read as such."""
+    if _NOT_UTF8.search(text):
+        yield {"__error__": f"the file {_NOT_UTF8_ADVICE}"}
+        return
+    try:
+        loaded = json.loads(text)
+    except json.JSONDecodeError as error:
+        if error.msg == "Extra data":  # one object after another: JSON Lines
+            yield from _json_lines(text.splitlines())
+        else:
+            yield {"__error__": f"the file is not valid JSON: {error}"}
+        return
+    arrays = [value for value in loaded.values() if isinstance(value, list)] if isinstance(loaded, dict) else []
+    rows = loaded if isinstance(loaded, list) else arrays[0] if len(arrays) == 1 else None
+    if rows is None:
+        held = f"an object with keys {', '.join(sorted(loaded)[:8])}" if isinstance(loaded, dict) else "no array"
+        yield {
+            "__error__": f"the file holds {held}: a .json manifest is an array of objects, one per image with its "
+            "path, or an object with one such array (a COCO file, with its images and annotations apart, needs "
+            "joining into rows first)"
+        }
+        return
+    for number, row in enumerate(rows, start=1):
+        yield row if isinstance(row, dict) else {"__error__": f"item {number} of the array is not a JSON object"}
 
 
 def _text(handle, newline: str | None = None) -> io.TextIOWrapper:

@@ -699,3 +699,37 @@ def test_ignored_names_leave_a_nas_share_s_thumbnails_and_hidden_files_out_of_th
     assert out.summary.counts["items"] == 2
     everything = run([share], output=tmp_path / "all", quality={"enabled": False})
     assert len(everything.ledger) == 6  # without ignore, each is an input with a row
+
+
+def test_a_json_file_of_rows_is_a_manifest_not_an_orphan_caption(tmp_path, run):
+    """``--input products.json`` (an array of rows, as most exporters write) was one orphan_sidecar row."""
+    for seed in (170, 171, 172):
+        make_photo(200, 160, seed=seed).save(tmp_path / f"p{seed}.jpg")
+    (tmp_path / "array.json").write_text(json.dumps([{"path": "p170.jpg", "title": "from an array"}, "stray"]))
+    (tmp_path / "export.json").write_text(
+        json.dumps({"count": 1, "products": [{"path": "p171.jpg", "title": "from an export"}]})
+    )
+    (tmp_path / "lines.json").write_text('{"path": "p172.jpg", "title": "JSON Lines"}\n{"path": "p170.jpg"}\n')
+    (tmp_path / "coco.json").write_text(json.dumps({"images": [{"file_name": "p170.jpg"}], "annotations": []}))
+
+    names = ("array.json", "export.json", "lines.json", "coco.json")
+    out = run([tmp_path / name for name in names], quality={"enabled": False}, text={"required": False})
+
+    rows = out.ledger_by_name()
+    assert sorted(rows) == [
+        "array.json#1",
+        "array.json#2",
+        "coco.json#1",
+        "export.json#1",
+        "lines.json#1",
+        "lines.json#2",
+    ]
+    assert rows["array.json#2"]["reason"] == rows["coco.json#1"]["reason"] == reasons.MALFORMED_MANIFEST_ROW
+    assert "item 2 of the array is not a JSON object" in rows["array.json#2"]["detail"]
+    assert "an object with keys annotations, images" in rows["coco.json#1"]["detail"]
+    assert rows["lines.json#2"]["reason"] == reasons.EXACT_DUPLICATE  # p170.jpg again
+    assert out.texts_by_name() == {
+        "array.json#1": "from an array",
+        "export.json#1": "from an export",
+        "lines.json#1": "JSON Lines",
+    }
