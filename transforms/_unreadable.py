@@ -7,7 +7,8 @@ an opened file whose pixels Pillow could not decode, for formats that need help 
   still cannot open): the file is damaged, or it is a variant of the format Pillow lacks. A HEIF/HEIC photo
   (``is_heif``) is readable with the ``heif`` extra, and the detail says how to install it; a JPEG XL image is a
   format Pillow has no reader for, and the detail says how to convert it;
-- ``not_an_image`` otherwise, naming a PDF document or an SVG drawing when the bytes show one.
+- ``not_an_image`` otherwise, naming what the bytes show when they show one (a PDF document, an SVG drawing, a
+  video, a ZIP archive or Office document, a Thumbs.db, macOS's ``._`` and ``.DS_Store`` files).
 
 Telling these apart matters to the person who reads the ledger: "convert it to PNG" is no advice for a damaged PNG.
 Pure functions, no Beam.
@@ -103,6 +104,8 @@ def image_format(data: bytes) -> str | None:
 
 
 APPLE_DOUBLE = b"\x00\x05\x16\x07"  # AppleDouble header magic (RFC 1740)
+OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # Microsoft compound file: Thumbs.db, .xls, .doc
+VIDEO_ADVICE = "extract still frames first (ffmpeg -i VIDEO -vf fps=1 frame-%04d.jpg) to use it"
 
 
 def _not_an_image(data: bytes) -> str:
@@ -113,6 +116,20 @@ def _not_an_image(data: bytes) -> str:
         )
     if data[4:8] == b"Bud1":
         return "a macOS .DS_Store folder index, not an image: delete it or leave it out of the input"
+    if data[4:8] == b"ftyp":  # an ISO media file whose brand is no HEIF image: a phone's or camera's video
+        return f"a video (MP4, MOV or 3GP), not an image: {VIDEO_ADVICE}"
+    if data.startswith(b"\x1a\x45\xdf\xa3") or (data.startswith(b"RIFF") and data[8:12] == b"AVI "):
+        return f"a video (Matroska, WebM or AVI), not an image: {VIDEO_ADVICE}"
+    if data.startswith(b"PK\x03\x04"):
+        return (
+            "a ZIP archive or an Office document (.xlsx, .docx, .pptx), not an image: unzip an archive of images "
+            "first; a spreadsheet of image paths and text is a manifest once saved as CSV UTF-8"
+        )
+    if data.startswith(OLE2):
+        return (
+            "a Windows Thumbs.db thumbnail cache or an old Office file (.xls, .doc), not an image: delete Thumbs.db "
+            "files or leave them out with ingest.ignore; save a spreadsheet of image paths as CSV UTF-8"
+        )
     head = data[:1024].lstrip()
     if head.startswith(b"%PDF-"):
         return "a PDF document, not an image: export its pages as images (e.g. pdftoppm -png) to use them"

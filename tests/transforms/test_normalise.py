@@ -2,6 +2,7 @@
 
 import io
 import struct
+import zipfile
 import zlib
 
 import numpy as np
@@ -37,6 +38,13 @@ def test_rejects_text_file_named_jpg_as_not_an_image():
     assert _reason(b"operator notes: line 3 stopped at 14:00\n") == reasons.NOT_AN_IMAGE
 
 
+def _zipped(name: str, payload: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(name, payload)
+    return buffer.getvalue()
+
+
 @pytest.mark.parametrize(
     ("data", "named"),
     [
@@ -47,6 +55,11 @@ def test_rejects_text_file_named_jpg_as_not_an_image():
         # RFC 1740's header: magic 0x00051607, version 2, the filler a Mac writes, then its entries.
         (b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        \x00\x02" + bytes(40), "macOS AppleDouble file"),
         (b"\x00\x00\x00\x01Bud1\x00\x00\x10\x00" + bytes(24), "macOS .DS_Store"),
+        (b"\x00\x00\x00\x20ftypisom\x00\x00\x02\x00isomiso2avc1mp41" + bytes(32), "a video (MP4, MOV or 3GP)"),
+        (b"\x00\x00\x00\x14ftypqt  \x20\x05\x03\x00qt  " + bytes(32), "a video (MP4, MOV or 3GP)"),
+        (b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01webm" + bytes(32), "a video (Matroska, WebM or AVI)"),
+        (_zipped("[Content_Types].xml", b"<Types/>"), "an Office document (.xlsx, .docx, .pptx)"),
+        (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(504), "Thumbs.db thumbnail cache"),
     ],
 )
 def test_a_file_that_is_not_an_image_says_what_it_is_and_what_to_do(data, named):
