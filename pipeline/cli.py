@@ -43,9 +43,9 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="SPEC",
-        help="an input: a file pattern or folder, a manifest (.csv/.jsonl/.json/.parquet) or WebDataset tars (.tar); "
-        "prefix KIND: to force the kind (files:, manifest:, webdataset:, mmc4:, obelics:) and add @DOMAIN to set the "
-        "domain",
+        help="an input: a file pattern or folder, a manifest (.csv/.tsv/.jsonl/.json/.parquet) or WebDataset tars "
+        "(.tar); prefix KIND: to force the kind (files:, manifest:, webdataset:, mmc4:, obelics:) and add @DOMAIN "
+        "to set the domain",
     )
     run.add_argument("--output", help="output folder (overrides run.output)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")

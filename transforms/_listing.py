@@ -31,7 +31,7 @@ from transforms._io import literal
 from transforms._reading import NOT_UTF8_TEXT, bom_encoding, caption_text
 from transforms.import_interleaved import KINDS as INTERLEAVED_KINDS
 
-MANIFEST_SUFFIXES = (".csv", ".jsonl", ".json", ".parquet")
+MANIFEST_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
 TEXT_MEMBERS = ("json", "txt", "cls")  # the WebDataset members that are not the image (by their last suffix)
 UNREADABLE = "__unreadable__"  # metadata key of a tar that breaks off or is not a tar: ingest's read rejects it
 NO_IMAGE = "__no_image__"  # metadata key of an item with no image (a tar sample, a broken link): read rejects it

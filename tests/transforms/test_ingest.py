@@ -294,17 +294,18 @@ def test_sidecars_of_any_case_are_merged_and_one_that_no_image_takes_is_in_the_l
 def test_manifests_as_spreadsheets_save_them_are_read_or_each_problem_is_a_named_ledger_row(tmp_path, run):
     images = tmp_path / "img"
     images.mkdir()
-    for seed in (50, 51, 52):
+    for seed in (50, 51, 52, 57):
         make_photo(200, 160, seed=seed).save(images / f"p{seed}.jpg")
     (tmp_path / "excel.csv").write_bytes("\ufeffpath;title\r\nimg/p50.jpg;Café sign\r\n".encode())
     (tmp_path / "legacy.csv").write_bytes("path,title\nimg/p51.jpg,Crème\nimg/p52.jpg,plain\n".encode("cp1252"))
     (tmp_path / "hub.csv").write_text("file_name,text\nimg/p51.jpg,a photo\n")
     (tmp_path / "broken.parquet").write_bytes(b"PAR1 not a parquet file")
+    (tmp_path / "tabs.TSV").write_text("path\ttitle\nimg/p57.jpg\tTab-separated\n")
 
-    out = run([tmp_path / name for name in ("excel.csv", "legacy.csv", "hub.csv", "broken.parquet")])
+    out = run([tmp_path / name for name in ("excel.csv", "legacy.csv", "hub.csv", "broken.parquet", "tabs.TSV")])
 
     rows = out.ledger_by_name()
-    assert len(out.ledger) == 5  # 1 + 2 + 1 rows, and the Parquet file that could not be read
+    assert len(out.ledger) == 6  # 1 + 2 + 1 + 1 rows, and the Parquet file that could not be read
     assert rows["excel.csv#1"]["status"] == rows["legacy.csv#2"]["status"] == "kept"
     messages = {name: json.loads(row["detail"])["message"] for name, row in rows.items() if row["status"] != "kept"}
     assert {rows[name]["reason"] for name in messages} == {reasons.MALFORMED_MANIFEST_ROW}
@@ -312,7 +313,7 @@ def test_manifests_as_spreadsheets_save_them_are_read_or_each_problem_is_a_named
     assert "no 'path' column" in messages["hub.csv#1"] and "file_name" in messages["hub.csv#1"]
     assert "broken.parquet" in messages["broken.parquet#1"]
     texts = out.texts_by_name()
-    assert texts == {"excel.csv#1": "Café sign", "legacy.csv#2": "plain"}
+    assert texts == {"excel.csv#1": "Café sign", "legacy.csv#2": "plain", "tabs.TSV#1": "Tab-separated"}
 
 
 def test_manifests_made_on_windows_in_utf16_or_with_backslashes_are_read_as_meant(tmp_path, run):
