@@ -10,6 +10,7 @@ import hashlib
 import importlib.metadata
 import json
 import platform
+from typing import Any
 
 from apache_beam.io.filesystems import FileSystems
 
@@ -54,6 +55,39 @@ def what_fingerprint(config: UnishardConfig) -> str:
     return hashlib.sha256(json.dumps(strip(data), sort_keys=True).encode()).hexdigest()
 
 
+def _what_values(data: dict[str, Any]) -> dict[str, Any]:
+    """Every value of a dumped config that changes what a run keeps, by dotted key (``clip_filter.threshold``)."""
+    flat: dict[str, Any] = {}
+
+    def walk(node: dict[str, Any], prefix: str) -> None:
+        for key, value in node.items():
+            if key in HOW_KEYS:
+                continue
+            if isinstance(value, dict) and value:
+                walk(value, f"{prefix}{key}.")
+            else:
+                flat[f"{prefix}{key}"] = value
+
+    walk({key: value for key, value in data.items() if key != "run"}, "")
+    return flat
+
+
+def config_changes(earlier: dict[str, Any], config: UnishardConfig) -> list[str]:
+    """What ``config`` keeps differently from the earlier run's (``_run/config.json``), one ``key: old -> new`` each.
+
+    A key the earlier run's version did not have is no change while it holds its default: a key is added with the
+    default that keeps what the versions before it kept. So an output stays incremental across an upgrade.
+    """
+    before, now = _what_values(earlier), _what_values(config.model_dump(mode="json"))
+    defaults = _what_values(UnishardConfig().model_dump(mode="json"))
+    changes = [
+        f"{key}: {before[key]!r} -> {now[key]!r}" if key in before else f"{key}: (not set) -> {now[key]!r}"
+        for key in sorted(now)
+        if (before[key] != now[key] if key in before else key not in defaults or defaults[key] != now[key])
+    ]
+    return changes + [f"{key}: {before[key]!r} -> (not set)" for key in sorted(before.keys() - now.keys())]
+
+
 def earlier_run(output: str, config: UnishardConfig, rebuild: bool) -> EarlierRun | None:
     """The earlier run to build on, or ``None`` for a full run; refuses a kept-affecting config change."""
     state_path = join(output, "_run", STATE)
@@ -61,11 +95,15 @@ def earlier_run(output: str, config: UnishardConfig, rebuild: bool) -> EarlierRu
         return None
     state = read_json(state_path)
     if state.get("what_sha256") != what_fingerprint(config):
-        raise RunError(
-            f"{output} was written with a config that keeps different things (thresholds, models, rules differ "
-            f"from {join(output, '_run', 'config.json')}). An incremental run would mix both; rerun with --rebuild "
-            "to reprocess everything, or choose another --output"
-        )
+        recorded = join(output, "_run", "config.json")
+        changes = config_changes(read_json(recorded), config) if FileSystems.exists(recorded) else [f"no {recorded}"]
+        if changes:
+            shown = "; ".join(changes[:6]) + (f"; and {len(changes) - 6} more" if len(changes) > 6 else "")
+            raise RunError(
+                f"{output} was written with a config that keeps different things ({shown}; from {recorded}). An "
+                "incremental run would mix both; rerun with --rebuild to reprocess everything, or choose another "
+                "--output"
+            )
     has_shards = bool(FileSystems.match([pattern(output, "shards", "pairs", "*", "*.parquet")])[0].metadata_list)
     return EarlierRun(output=output, generation=int(state["generation"]) + 1, has_shards=has_shards)
 

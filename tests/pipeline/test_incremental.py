@@ -190,10 +190,32 @@ def test_a_kept_affecting_config_change_needs_rebuild(tmp_path, run, photo):
     inputs = tmp_path / "in"
     _add_photos(inputs, photo, range(2))
     run([inputs], output=tmp_path / "out")
-    with pytest.raises(RunError, match="--rebuild"):
+    with pytest.raises(RunError, match=r"keeps different things \(normalise.max_side: 1024 -> 128; .*--rebuild"):
         run([inputs], output=tmp_path / "out", normalise={"max_side": 128})
     rebuilt = run([inputs], output=tmp_path / "out", normalise={"max_side": 128}, rebuild=True)
     assert all(json.loads(s["json"])["image"]["width"] <= 128 for s in rebuilt.samples())
+
+
+def test_an_output_of_a_version_without_a_new_config_key_stays_incremental_while_the_key_holds_its_default(
+    tmp_path, run, photo
+):
+    """Every new key changed the config's fingerprint, so an upgrade refused every incremental run."""
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    _add_photos(inputs, photo, range(3))
+    run([inputs], output=out)
+    recorded = json.loads((out / "_run" / "config.json").read_text())
+    del recorded["ingest"]["ignore"]  # as the version before ingest.ignore wrote it, with its own fingerprint
+    (out / "_run" / "config.json").write_text(json.dumps(recorded))
+    state = json.loads((out / "_run" / "state.json").read_text())
+    (out / "_run" / "state.json").write_text(json.dumps({**state, "what_sha256": "0" * 64}))
+    _add_photos(inputs, photo, range(3, 5))
+
+    second = run([inputs], output=out)
+
+    assert len(second.ledger) == 5 and len(second.samples()) == 5
+    assert json.loads((out / "_run" / "run.json").read_text())["incremental"] is True
+    with pytest.raises(RunError, match=r"\(ingest.ignore: \[\] -> \['\*.png'\]; from "):
+        run([inputs], output=out, ingest={"ignore": ["*.png"]})
 
 
 def test_a_shipped_file_with_new_content_replaces_its_old_sample_everywhere(tmp_path, run, photo, caplog):
