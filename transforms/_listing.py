@@ -88,6 +88,8 @@ def _top_folder(spec: InputSpec) -> str:
 def not_ignored(path: str, spec: InputSpec, patterns: Iterable[str]) -> bool:
     """Whether no name on the way from the input's top folder to ``path`` (the file's own included) matches one of
     ``patterns`` (``ingest.ignore``, whatever the case)."""
+    if not patterns:
+        return True
     top = _top_folder(spec).rstrip("/")
     relative = path[len(top) :] if path.startswith(f"{top}/") else posixpath.basename(path)
     names = [name.lower() for name in relative.split("/") if name]
