@@ -47,6 +47,11 @@ def literal(path: str) -> str:
     return _WILDCARD.sub(r"[\1]", path)
 
 
+def fixed_part(pattern: str) -> str:
+    """The part of a Beam file pattern before its first wildcard: all of it when it holds none."""
+    return _WILDCARD.split(pattern, maxsplit=1)[0]
+
+
 def pattern(folder: str, *parts: str) -> str:
     """The file pattern ``parts`` (which may hold wildcards) below ``folder``, a folder taken literally (a run's
     output, an earlier run's): a folder named ``out [v2]`` matches itself, not ``out 2``."""

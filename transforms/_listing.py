@@ -27,7 +27,7 @@ from schemas.config.ingest import IngestConfig, InputSpec
 from schemas.records.inputs import InputItem
 from schemas.records.values import printable
 from transforms._confine import confine, from_file_url
-from transforms._io import literal
+from transforms._io import fixed_part, literal
 from transforms._reading import NOT_UTF8_TEXT, bom_encoding, caption_text
 from transforms.import_interleaved import KINDS as INTERLEAVED_KINDS
 
@@ -50,7 +50,7 @@ def input_kind(spec: InputSpec) -> str:
     if spec.kind != "auto":
         return spec.kind
     lowered = spec.path.lower()
-    if lowered.endswith(".json") and re.search(r"[*?[]", spec.path) and not os.path.isfile(spec.path):
+    if lowered.endswith(".json") and fixed_part(spec.path) != spec.path and not os.path.isfile(spec.path):
         return "files"  # a pattern of JSON files: sidecars, not a manifest
     if lowered.endswith(MANIFEST_SUFFIXES):
         return "manifest"
@@ -81,7 +81,7 @@ def _top_folder(spec: InputSpec) -> str:
         return os.path.dirname(os.path.join(path, ""))
     if "://" not in path and os.path.lexists(path):
         return os.path.dirname(path)
-    head = re.split(r"[*?[]", path, maxsplit=1)[0]
+    head = fixed_part(path)
     return posixpath.dirname(head) if "://" in head else os.path.dirname(head)
 
 
@@ -185,7 +185,7 @@ def broken_links(spec: InputSpec, config: IngestConfig, output: str | None = Non
     translation of the pattern); links under the run's ``output`` are not inputs.
     """
     pattern = input_pattern(spec)
-    one_file = not os.path.isdir(spec.path) and (os.path.lexists(spec.path) or pattern == literal(pattern))
+    one_file = not os.path.isdir(spec.path) and (os.path.lexists(spec.path) or fixed_part(pattern) == pattern)
     if "://" in pattern or one_file:
         return
     matches = re.compile(FileSystem.translate_pattern(pattern)).match
