@@ -63,8 +63,9 @@ def build(
     known = ingested.items | "SkipKnown" >> SkipKnown(
         earlier, output, config.documents, config.shards.ledger_rows_per_part
     )
+    quality_side = config.quality.side if config.quality.enabled else None
     normalised = known.new | "Normalise" >> Normalise(
-        config.normalise, config.near_dedup.hash_names(), store_folder(output)
+        config.normalise, config.near_dedup.hash_names(), store_folder(output), quality_side
     )
     texted = normalised.samples | "Text" >> ChooseText(config.text)
     checked = texted.samples | "Quality" >> FilterLowQuality(config.quality, output, earlier and earlier.output)

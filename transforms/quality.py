@@ -1,9 +1,10 @@
 """Quality: measure sharpness, exposure, contrast and text coverage of each image, then reject or flag by group.
 
 Input element type: ``Sample`` (after ``normalise`` and ``text``). Outputs: ``kept`` (samples) and ``rejected``
-(ledger rows). Every sample's normalised image is decoded once, as a copy at most ``quality.side`` pixels long
-(JPEG draft mode, then a box reduction), and measured (``transforms/quality_measures.py`` defines each measure and
-the subject, the frame without its backdrop); the measures go into ``scores``, so they reach the shard JSON and
+(ledger rows). Every sample's normalised pixels are measured on a copy at most ``quality.side`` pixels long (a box
+reduction; ``transforms/quality_measures.py`` defines each measure and the subject, the frame without its backdrop):
+by ``normalise``, which has them in memory, in a run (``pipeline/assemble.py``), and otherwise here, decoding the
+stored image (JPEG draft mode); the measures go into ``scores``, so they reach the shard JSON and
 Parquet sidecar and a threshold can be re-tuned offline: ``quality_sharpness_lapvar``,
 ``quality_highlights_clipped``, ``quality_highlights_tinted``, ``quality_shadows_clipped``,
 ``quality_brightness_p99``, ``quality_contrast_rms``, ``quality_text_coverage``, ``quality_subject_share``.
@@ -11,11 +12,13 @@ Parquet sidecar and a threshold can be re-tuned offline: ``quality_sharpness_lap
 Rules (config fields) and their reason codes, checked in this order, the first failing one naming the rejection:
 ``text_heavy`` (a document's white paper is not a blown highlight), ``underexposed``, ``overexposed`` (clipped
 highlights) and ``tinted_highlights`` (reason ``overexposed``; neither for two-tone images, see
-``OverexposedRule.max_shadows``), ``low_contrast``, ``blurry``. Each rule has an absolute threshold and/or a robust
+``OverexposedRule.max_shadows``; on a product shot, tinted highlights fail from a lower share beside clipped
+ones, see ``TintedRule``), ``low_contrast``, ``blurry``. Each rule has an absolute threshold and/or a robust
 outlier bound (median and MAD of its group, ``quality.group_by``) computed from fixed-bin histograms
 (``transforms/quality_bounds.py``): integer counts that sum the same whatever the bundling, so decisions do not
-depend on the worker count. The detail names the measure, value, threshold, rule (``threshold`` or ``deviations``),
-the config field in ``check``, group (and median, MAD, count for outlier bounds) and every failing rule's reason;
+depend on the worker count. The detail names the measure, value, threshold, rule (``threshold``, ``framed`` or
+``deviations``), the config field in ``check``, group (and median, MAD, count for outlier bounds) and every failing
+rule's reason;
 ``text_heavy`` names the detector. ``report_only`` keeps every sample and lists its failing rules in
 ``annotations["quality"]["flags"]``. The histograms are written to ``OUT/quality/histograms.json``; an incremental
 run adds the earlier run's, so its bounds come from every image the output has measured, not only the new ones.
@@ -35,7 +38,7 @@ from apache_beam import pvalue
 from apache_beam.io.filesystems import FileSystems
 
 from schemas import reasons
-from schemas.config.quality import QualityConfig
+from schemas.config.quality import QualityConfig, TintedRule
 from schemas.records.ledger import rejected
 from schemas.records.samples import Sample
 from transforms._common import REJECTED, StageFn, apply_stage
@@ -160,6 +163,9 @@ def failures(
         limits = []
         if rule.threshold is not None:
             limits.append(({"rule": "threshold"}, rule.threshold))
+        if isinstance(rule, TintedRule) and framed_and_clipped(measures, rule):
+            framing = {"highlights_clipped": measures.highlights_clipped, "subject_share": measures.subject_share}
+            limits.append(({"rule": "framed", **framing}, rule.framed_threshold))
         if rule.deviations > 0 and stats and code in stats and stats[code][2] >= config.min_group:
             median, mad, count = stats[code]
             detail = {"rule": "deviations", "deviations": rule.deviations, "count": count}
@@ -174,6 +180,15 @@ def failures(
                 found[-1]["threshold"] = round(limit, 6)
                 break
     return found
+
+
+def framed_and_clipped(measures: Measures, rule: TintedRule) -> bool:
+    """Whether a backdrop frames the subject and enough of it clips for ``rule.framed_threshold`` to apply."""
+    return (
+        rule.framed_threshold is not None
+        and measures.subject_share <= rule.framed_max_subject
+        and measures.highlights_clipped >= rule.framed_clipped
+    )
 
 
 def _scale(check: Check) -> str:
@@ -192,8 +207,16 @@ class _MeasureFn(StageFn):
         cv2.setNumThreads(1)
 
     def apply(self, sample: Sample) -> Iterator[Sample]:
+        if measured(sample):
+            yield sample
+            return
         measures = measure(analysis_pixels(read_image(sample), self._side))
         yield dataclasses.replace(sample, scores={**sample.scores, **measures.scores()})
+
+
+def measured(sample: Sample) -> bool:
+    """Whether ``sample`` already carries every quality measure (normalise measures what it decodes)."""
+    return all(f"quality_{name}" in sample.scores for name in Measures._fields)
 
 
 class _HistogramFn(beam.CombineFn):

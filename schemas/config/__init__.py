@@ -32,7 +32,7 @@ from schemas.config.ingest import IngestConfig, InputSpec
 from schemas.config.load import ConfigError, load_config, parse_override
 from schemas.config.near_dedup import NearDedupConfig
 from schemas.config.normalise import NormaliseConfig
-from schemas.config.quality import OverexposedRule, QualityConfig, QualityRule
+from schemas.config.quality import OverexposedRule, QualityConfig, QualityRule, TintedRule
 from schemas.config.run import RunConfig
 from schemas.config.safety import SafetyConfig
 from schemas.config.semantic_dedup import SemanticDedupConfig
@@ -82,6 +82,7 @@ __all__ = [
     "SplitConfig",
     "SurvivorCriterion",
     "TextConfig",
+    "TintedRule",
     "UnishardConfig",
     "ViewConfig",
     "ViewsConfig",

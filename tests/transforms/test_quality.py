@@ -1,5 +1,6 @@
 """Quality: measures that follow from how an image was made, group outlier bounds, report_only, and a real run."""
 
+import dataclasses
 import io
 import json
 import math
@@ -15,10 +16,13 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont
 
+from schemas.config.normalise import NormaliseConfig
 from schemas.config.quality import QualityConfig
-from tests.helpers import make_photo, write_sidecar
+from schemas.records.inputs import InputItem
+from tests.helpers import jpeg_bytes, make_photo, write_sidecar
 from tests.transforms.model_samples import make_sample
 from transforms._text_regions import DETECTOR
+from transforms.normalise import normalise_item
 from transforms.quality import FilterLowQuality, _HistogramFn, failures
 from transforms.quality_bounds import BINS
 from transforms.quality_measures import Measures, analysis_pixels, measure
@@ -65,6 +69,28 @@ def product_shot(size: tuple[int, int] = (480, 600), seed: int = 3) -> Image.Ima
     mask = Image.new("L", item.size, 0)
     ImageDraw.Draw(mask).ellipse((0, 0, item.width - 1, item.height - 1), fill=255)
     canvas.paste(item, (width // 4, height // 6), mask)
+    return canvas
+
+
+def dark_product(framed: bool = True, size: tuple[int, int] = (480, 600), seed: int = 3) -> Image.Image:
+    """A dark garment with a shaded band of skin at its top and a light-grey stripe across it, on a white studio
+    background (``framed``) or filling the frame."""
+    width, height = size
+    item = np.asarray(ImageEnhance.Brightness(scene(width // 2, height * 2 // 3, seed=seed)).enhance(0.35)).copy()
+    rows, columns, _ = item.shape
+    grain = np.random.default_rng(seed).normal(0.0, 5.0, (rows, columns, 1))
+    shade = np.linspace(0.3, 1.0, columns)[None, :, None]
+    skin = np.clip(np.array((205, 160, 130), float) * shade + grain, 0, 255)
+    item[: rows // 5] = skin[: rows // 5]
+    stripe = (slice(rows // 2, rows // 2 + round(rows * 0.15)), slice(columns // 5, columns * 4 // 5))
+    item[stripe] = np.clip(170 + grain[stripe], 0, 255)
+    garment = Image.fromarray(item)
+    if not framed:
+        return garment.resize(size)
+    canvas = Image.new("RGB", size, (255, 255, 255))
+    mask = Image.new("L", garment.size, 0)
+    ImageDraw.Draw(mask).ellipse((0, 0, garment.width - 1, garment.height - 1), fill=255)
+    canvas.paste(garment, (width // 4, height // 6), mask)
     return canvas
 
 
@@ -163,6 +189,29 @@ def test_a_white_background_product_shot_is_not_overexposed():
     assert measures.highlights_clipped < 0.1
     assert "overexposed" not in reasons_of(shot)
     assert reasons_of(ImageEnhance.Brightness(shot).enhance(2.5))[:1] == ["overexposed"]
+
+
+def test_a_dark_product_whose_skin_and_stripe_blow_out_is_overexposed_on_a_backdrop_only():
+    # x2.5: the skin's light side clips into the white backdrop and leaves the subject, its shaded side keeps a
+    # tint, the stripe clips inside the garment; neither share reaches its own threshold.
+    shot = dark_product()
+    pushed = ImageEnhance.Brightness(shot).enhance(2.5)
+    measures = measured(pushed)
+    config = QualityConfig()
+    assert reasons_of(shot) == []
+    assert measures.subject_share < 0.5
+    tinted = config.tinted_highlights
+    assert tinted.framed_clipped <= measures.highlights_clipped < config.overexposed.threshold
+    assert tinted.framed_threshold <= measures.highlights_tinted < tinted.threshold
+    first = failures(measures, config)[0]
+    assert (first["reason"], first["check"], first["rule"]) == ("overexposed", "tinted_highlights", "framed")
+    assert first["subject_share"] == measures.subject_share and first["threshold"] == tinted.framed_threshold
+    off = QualityConfig.model_validate({"tinted_highlights": {"threshold": 0.1, "framed_threshold": None}})
+    assert "overexposed" not in reasons_of(pushed, off)
+    # The same garment filling the frame has no backdrop to lose its highlights to: only the plain thresholds.
+    filling = measured(ImageEnhance.Brightness(dark_product(framed=False)).enhance(2.5))
+    assert filling.subject_share == 1.0 and filling.highlights_tinted < config.tinted_highlights.threshold
+    assert "overexposed" not in reasons_of(ImageEnhance.Brightness(dark_product(framed=False)).enhance(2.5))
 
 
 def test_brightness_times_a_fifth_is_underexposed_and_a_two_tone_scan_is_not_overexposed():
@@ -328,6 +377,32 @@ def grouped():
             _ = result.kept | f"Kept{name}" >> beam.ParDo(_Collect(f"{name}/kept"))
             _ = result.rejected | f"Rejected{name}" >> beam.ParDo(_Collect(f"{name}/rejected"))
     return {name: (_COLLECTED[f"{name}/kept"], _COLLECTED[f"{name}/rejected"]) for name in rules}
+
+
+def test_normalise_measures_the_pixels_it_holds_as_the_stage_would_measure_the_stored_image():
+    photo = scene(1224, 816, seed=12)  # a 1 MP camera photo
+    item = InputItem(source="/data/p.jpg", path="/data/p.jpg", domain="marketing", data=jpeg_bytes(photo, quality=90))
+    sample = normalise_item(item, NormaliseConfig(), ["phash"], quality_side=256)
+    held = Measures.from_scores(sample.scores)
+    stored = measure(analysis_pixels(sample.image, 256))
+    # Reduced to 256 pixels, the stored JPEG's artefacts average away: both measure the same image.
+    assert held.sharpness_lapvar == pytest.approx(stored.sharpness_lapvar, rel=0.1)
+    assert held.contrast_rms == pytest.approx(stored.contrast_rms, rel=0.02)
+    for name in ("highlights_clipped", "highlights_tinted", "shadows_clipped", "brightness_p99", "subject_share"):
+        assert getattr(held, name) == pytest.approx(getattr(stored, name), abs=0.01), name
+    assert normalise_item(item, NormaliseConfig(), ["phash"]).scores == {}
+    # The stage keeps normalise's measures and decodes nothing: bytes it could not read do not matter.
+    _COLLECTED.clear()
+    with BeamTestPipeline() as pipeline:
+        result = (
+            pipeline
+            | beam.Create([dataclasses.replace(sample, image=b"not an image")])
+            | FilterLowQuality(QualityConfig())
+        )
+        _ = result.kept | "Kept" >> beam.ParDo(_Collect("kept"))
+        _ = result.rejected | "Rejected" >> beam.ParDo(_Collect("rejected"))
+    assert _COLLECTED["rejected"] == []
+    assert [kept.scores for kept in _COLLECTED["kept"]] == [sample.scores]
 
 
 def _name(source: str) -> str:
