@@ -392,6 +392,14 @@ def test_quality_measures_are_charted_per_domain_with_rejected_values_and_every_
     svg = histogram_svg(chart, Colours(list(chart.series)))
     assert "<b>line 2</b>" not in svg and html.escape("<b>line 2</b>") in svg
     assert "overexposed threshold 0.35" in svg
+    # Tinted highlights have a second, conditional threshold: both are drawn.
+    tinted = {"threshold": 0.1, "framed_threshold": 0.045, "framed_clipped": 0.12, "framed_max_subject": 0.5}
+    scored = sidecar.set_column(2, "scores", pa.array([json.dumps({"quality_highlights_tinted": 0.01})] * 3))
+    charts = {chart.name: chart for chart in distributions(scored, ledger, {"quality": {"tinted_highlights": tinted}})}
+    assert sorted((t.value, t.label) for t in charts["quality_highlights_tinted"].thresholds) == [
+        (0.045, "tinted_highlights framed threshold (clipped >= 0.12, subject <= 0.5) 0.045"),
+        (0.1, "tinted_highlights threshold 0.1"),
+    ]
 
 
 def test_the_page_skeleton_escapes_every_text_value_and_inserts_only_the_markup_given_as_such():
