@@ -1,12 +1,15 @@
-"""Clusters of a dedup stage: connected components of the verified edges, one survivor per removal group.
+"""Clusters of a dedup stage: connected components of the verified edges, survivors per removal group.
 
 Near and semantic deduplication share it. Their buckets emit ``Edge`` records between ``Member`` views of samples
 (``transforms._dedup_members``: a spanning forest per bucket). ``ClusterDuplicates`` labels connected components with
 the distributed method in ``transforms._components`` (no single worker holds the graph), groups each component's
 edges, and decides it (``decide_cluster``): members whose ``keep_distinct`` labels are equal form removal groups
 (components of the same-label edges); each group keeps its best-ranked member and rejects the rest naming it, unless
-``report_only``. Outputs: ``clusters`` (``DuplicateCluster``, written by ``transforms._cluster_files.WriteClusters``)
-and ``rejected`` (ledger rows).
+``report_only``. Given ``distinct`` (near dedup: a colour variant), a member that is distinct from every survivor
+chosen so far (in rank order) is a survivor too, so a chain of edges cannot remove one colourway for another;
+``distinct`` also sees the methods of the member's own edges (a member matched only on keypoints is no variant).
+Outputs: ``clusters`` (``DuplicateCluster``, written by ``transforms._cluster_files.WriteClusters``) and ``rejected``
+(ledger rows).
 """
 
 import json
@@ -40,6 +43,8 @@ class ClusterDuplicates(beam.PTransform):
         metric: What ``distance`` measures (see ``DuplicateCluster.metric``).
         report_only: Decide survivors but remove nothing.
         distance: ``(member, survivor) -> (distance, ledger detail fields)``.
+        distinct: ``(member, survivor, methods of the member's edges) -> bool``: the two must both stay although
+            edges join them.
     """
 
     def __init__(
@@ -49,9 +54,10 @@ class ClusterDuplicates(beam.PTransform):
         metric: str,
         report_only: bool,
         distance: Callable[[Member, Member], tuple[float, dict]],
+        distinct: Callable[[Member, Member, frozenset[str]], bool] | None = None,
     ):
         super().__init__()
-        self._decide = _DecideClusterFn(stage, reason, metric, report_only, distance)
+        self._decide = _DecideClusterFn(stage, reason, metric, report_only, distance, distinct)
 
     def expand(self, edges: beam.PCollection) -> Decided:
         labels = (
@@ -81,8 +87,11 @@ def decide_cluster(
     report_only: bool,
     distance: Callable[[Member, Member], tuple[float, dict]],
     metric: str = "",
+    distinct: Callable[[Member, Member, frozenset[str]], bool] | None = None,
 ) -> tuple[DuplicateCluster, list[tuple[Member, Member, float, dict]]]:
-    """Choose one survivor per removal group of a component.
+    """Choose the survivors of each removal group of a component: its best-ranked member, and (with ``distinct``)
+    each member, in rank order, that is distinct from every survivor before it. The others are removed naming the
+    first survivor they are not distinct from.
 
     Returns:
         The cluster, and ``(member, survivor, distance, detail)`` for every member to reject (none in
@@ -93,19 +102,26 @@ def decide_cluster(
     members = sorted(by_source.values(), key=lambda member: (member.key, member.source))
     index = {member.source: position for position, member in enumerate(members)}
     groups = UnionFind(len(members))
+    matched_by: dict[str, set[str]] = {member.source: set() for member in members}
     for edge in edges:
         if edge.same_label:
             groups.union(index[edge.a.source], index[edge.b.source])
-    best: dict[int, Member] = {}
-    for position, member in enumerate(members):
-        root = groups.find(position)
-        if root not in best or member.rank < best[root].rank:
-            best[root] = member
+            matched_by[edge.a.source].add(edge.method)
+            matched_by[edge.b.source].add(edge.method)
+
+    def apart(member: Member, head: Member) -> bool:
+        return distinct is not None and distinct(member, head, frozenset(matched_by[member.source]))
+
+    heads: dict[int, list[Member]] = {}
+    for member in sorted(members, key=lambda member: member.rank):
+        kept = heads.setdefault(groups.find(index[member.source]), [])
+        if not kept or all(apart(member, head) for head in kept):
+            kept.append(member)
     cluster_id = f"{stage}-{members[0].key}"
-    towards = _edges_towards_survivors(edges, [best[root] for root in sorted(set(best))])
+    towards = _edges_towards_survivors(edges, [head for root in sorted(heads) for head in heads[root]])
     survivors, distances, removed, losers, methods, evidence = [], [], [], [], [], []
-    for position, member in enumerate(members):
-        survivor = best[groups.find(position)]
+    for member in members:
+        survivor = _survivor(member, heads[groups.find(index[member.source])], towards.get(member.source), apart)
         value, detail = (0.0, {}) if survivor is member else distance(member, survivor)
         match = {} if survivor is member else _match_detail(member, towards.get(member.source), distance)
         remove = survivor is not member and not report_only and not member.shipped
@@ -136,11 +152,23 @@ def decide_cluster(
     return cluster, losers
 
 
-def _edges_towards_survivors(edges: list[Edge], survivors: list[Member]) -> dict[str, tuple[Edge, Member]]:
-    """For each member, the same-label edge that leads one step towards its survivor, and the member it leads to.
+def _survivor(member: Member, heads: list[Member], step: tuple | None, apart: Callable[[Member, Member], bool]):
+    """The survivor ``member`` is removed for (itself if it is one of its group's ``heads``): the nearest head along
+    the edges (``step``), unless ``member`` must stay apart from it, then the best-ranked head it need not."""
+    if any(head is member for head in heads):
+        return member
+    if step is not None and not apart(member, step[2]):
+        return step[2]
+    return next(head for head in heads if not apart(member, head))
 
-    A breadth-first search from every survivor over the same-label edges (neighbours in key order), so the path and
-    its first step are the same whatever order the edges arrived in.
+
+def _edges_towards_survivors(edges: list[Edge], survivors: list[Member]) -> dict[str, tuple[Edge, Member, Member]]:
+    """For each member, the same-label edge that leads one step towards the nearest survivor, the member it leads
+    to, and that survivor.
+
+    A breadth-first search from every survivor (best-ranked first, so it takes a member as near to two) over the
+    same-label edges (neighbours in key order), so the path and its first step are the same whatever order the edges
+    arrived in.
     """
     around: dict[str, list[tuple[Member, Edge]]] = {}
     for edge in edges:
@@ -149,39 +177,43 @@ def _edges_towards_survivors(edges: list[Edge], survivors: list[Member]) -> dict
             around.setdefault(edge.b.source, []).append((edge.a, edge))
     for neighbours in around.values():
         neighbours.sort(key=lambda pair: (pair[0].key, pair[0].source, pair[1].method, pair[1].evidence))
-    towards: dict[str, tuple[Edge, Member]] = {}
-    frontier = sorted(survivors, key=lambda member: (member.key, member.source))
-    seen = {member.source for member in frontier}
+    towards: dict[str, tuple[Edge, Member, Member]] = {}
+    frontier = [(member, member) for member in sorted(survivors, key=lambda member: member.rank)]
+    seen = {member.source for member, _ in frontier}
     while frontier:
         following = []
-        for member in frontier:
+        for member, origin in frontier:
             for neighbour, edge in around.get(member.source, []):
                 if neighbour.source not in seen:
                     seen.add(neighbour.source)
-                    towards[neighbour.source] = (edge, member)
-                    following.append(neighbour)
+                    towards[neighbour.source] = (edge, member, origin)
+                    following.append((neighbour, origin))
         frontier = following
     return towards
 
 
-def _match_detail(member: Member, step: tuple[Edge, Member] | None, distance: Callable) -> dict:
-    """What matched ``member`` on its way to its survivor: the method and evidence of its first step there."""
+def _match_detail(member: Member, step: tuple[Edge, Member, Member] | None, distance: Callable) -> dict:
+    """What matched ``member`` on its way to the nearest survivor: the method and evidence of its first step there."""
     if step is None:
         return {}
-    edge, towards = step
+    edge, towards, _ = step
     evidence = dict(edge.evidence) if edge.evidence else {"distance": distance(member, towards)[1].get("distance")}
     return {"method": edge.method, "evidence": evidence, "via": towards.key}
 
 
 class _DecideClusterFn(beam.DoFn):
-    def __init__(self, stage: str, reason: str, metric: str, report_only: bool, distance: Callable):
+    def __init__(
+        self, stage: str, reason: str, metric: str, report_only: bool, distance: Callable, distinct: Callable | None
+    ):
         self._stage, self._reason, self._metric = stage, reason, metric
-        self._report_only, self._distance = report_only, distance
+        self._report_only, self._distance, self._distinct = report_only, distance, distinct
         self._clusters = beam.metrics.Metrics.counter(stage, "clusters")
         self._removed = beam.metrics.Metrics.counter(stage, "duplicates")
 
     def process(self, element: tuple[str, Iterable[Edge]]) -> Iterator:
-        cluster, losers = decide_cluster(self._stage, element[1], self._report_only, self._distance, self._metric)
+        cluster, losers = decide_cluster(
+            self._stage, element[1], self._report_only, self._distance, self._metric, self._distinct
+        )
         self._clusters.inc()
         yield cluster
         for member, survivor, _, detail in losers:

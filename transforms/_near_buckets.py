@@ -6,7 +6,8 @@ signature's length: what ``open_group`` needs to find a bucket's *open* members,
 another's (``open_members``), identical ones in a capped bucket. The open members alone make the bucket's verified
 pairs, in the same order as among all its members, so ``group_edges`` on the open group gives the forest edges (and,
 with ``loose``, the keypoint candidates of ``loose_pairs``) of the whole bucket. ``near_distance`` is the ledger
-detail of a member and its survivor.
+detail of a member and its survivor; ``colour_variant`` tells a removal group's clustering which two members must
+both stay.
 """
 
 import hashlib
@@ -28,8 +29,9 @@ from transforms._hash_match import (
     colour_bytes,
     identical_pairs,
 )
+from transforms._keypoints import overlay_patch
 from transforms._near_windows import open_pairs
-from transforms.hashing import PHASH, colour_distance, decode_colour, hash_int, popcount
+from transforms.hashing import PHASH, colour_distance, colour_residuals, decode_colour, hash_int, popcount
 
 PHASH_METHOD = "phash"
 
@@ -206,3 +208,28 @@ def near_distance(member: Member, survivor: Member) -> tuple[float, dict]:
     if a.colour and b.colour:
         colour = round(float(colour_distance(decode_colour(a.colour), decode_colour(b.colour))), 2)
     return float(bits), {"distance": bits, "colour_distance": colour}
+
+
+def colour_variant(
+    member: Member, survivor: Member, methods: frozenset[str], max_distance: int, max_colour_distance: float
+) -> bool:
+    """Whether ``member`` is a colour variant of ``survivor``: their pHashes match, their colour signatures differ
+    beyond overlay patches (a logo or price tag at the frame's edge, ``transforms._keypoints.overlay_patch``), as
+    ``transforms._near_windows.open_pairs`` decides for a candidate pair, and ``member`` matched something on its
+    whole-image hashes (``methods``: those of its edges). A member matched on keypoints alone (a crop, a logo copy)
+    had its overlap's colour verified; its whole-image signature differs from its original's by construction.
+
+    Edges join a removal group one verified pair at a time, so a chain of copies can join two colourways of one
+    product (a blue jacket, a contrast-reduced copy of it, a copy of the purple jacket, the purple jacket): each
+    step passes the colour test, the ends do not. The ends then both stay (``transforms._duplicates``).
+    """
+    a, b = member.features, survivor.features
+    if PHASH_METHOD not in methods or not (a.colour and b.colour):
+        return False
+    if int(a.phash ^ b.phash).bit_count() > max_distance:
+        return False
+    residuals = colour_residuals(decode_colour(a.colour), decode_colour(b.colour))
+    if residuals.max() <= max_colour_distance:
+        return False
+    grid = round(len(residuals) ** 0.5)
+    return grid * grid != len(residuals) or not overlay_patch(residuals.reshape(grid, grid), max_colour_distance)

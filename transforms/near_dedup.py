@@ -81,6 +81,7 @@ from transforms._duplicates import ClusterDuplicates
 from transforms._hash_match import Limits, band_layout
 from transforms._near_buckets import (
     band_entries,
+    colour_variant,
     group_edges,
     member_id,
     members_by_group,
@@ -192,8 +193,13 @@ class NearDeduplicate(beam.PTransform):
                 )
             )
             edges = (edges, matched) | "AllEdges" >> beam.Flatten()
+        variant = None
+        if config.max_colour_distance is not None:
+            variant = functools.partial(
+                colour_variant, max_distance=config.max_distance, max_colour_distance=config.max_colour_distance
+            )
         decided = edges | "Cluster" >> ClusterDuplicates(
-            STAGE, reasons.NEAR_DUPLICATE, METRIC, config.report_only, near_distance
+            STAGE, reasons.NEAR_DUPLICATE, METRIC, config.report_only, near_distance, variant
         )
         if self._output is not None:
             _ = (decided.clusters, capped) | "WriteClusters" >> WriteClusters(self._output, STAGE, self._earlier)

@@ -439,3 +439,29 @@ def test_a_logo_copy_is_found_among_many_colour_variants_of_its_original(tmp_pat
     assert {"z-base", "z-logo"} in clusters.values(), sorted(map(sorted, clusters.values()))
     # One of the two is the survivor (no method); the other was matched on keypoints.
     assert sorted(row["method"] for row in rows if row["source"].startswith("z-")) == ["", "keypoints"]
+
+
+def test_a_chain_of_close_colours_never_removes_one_colourway_for_another(tmp_path):
+    """Three colourways of one product, each turned 3.5 degrees of hue from the one before: the middle one is
+    within the colour limit of both ends, the ends are not of each other. The middle is a near duplicate of the
+    best-ranked end; the other end is that end's colour variant and stays, although edges join all three."""
+    base = scenes.scene(1)
+    images = {
+        "a-hue-0": base.resize((960, 720), Image.Resampling.LANCZOS),  # the most pixels: the best survivor
+        "b-hue-3.5": _hue_turned(base, 3.5),
+        "c-hue-7": _hue_turned(base, 7.0),
+    }
+    pairs = {name: _sample_and_fingerprint(name, image) for name, image in images.items()}
+    colours = {name: decode_colour(fp.hashes["colour"]) for name, (_, fp) in pairs.items()}
+    limit = NearDedupConfig().max_colour_distance
+    assert colour_distance(colours["a-hue-0"], colours["b-hue-3.5"]) <= limit
+    assert colour_distance(colours["b-hue-3.5"], colours["c-hue-7"]) <= limit
+    assert colour_distance(colours["a-hue-0"], colours["c-hue-7"]) > limit
+    files = _run_near([fp for _, fp in pairs.values()], tmp_path)
+    rows = [json.loads(row) for row in json.loads(files["rejected.json"])]
+    rejected = {row["source"]: json.loads(row["detail"]) for row in rows}
+    assert set(rejected) == {"b-hue-3.5"}
+    assert rejected["b-hue-3.5"]["survivor_source"] == "a-hue-0"
+    rows = {row["source"]: row for row in pq.read_table(tmp_path / "dedup" / "near_dedup.parquet").to_pylist()}
+    assert len({row["cluster_id"] for row in rows.values()}) == 1, "one cluster: the three stay linked for splits"
+    assert not rows["c-hue-7"]["removed"] and rows["c-hue-7"]["survivor_key"] == pairs["c-hue-7"][1].key
