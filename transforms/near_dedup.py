@@ -52,7 +52,9 @@ How:
    (``transforms._best_per_image.KeepBestPerImage``).
 5. **Clusters and survivors** (``transforms._duplicates``): connected components of the verified pairs; within a
    component, members with equal ``keep_distinct`` labels form a removal group that keeps its best member by
-   ``survivor_policy`` (resolution, file size, metadata richness, CLIP score, then key).
+   ``survivor_policy`` (resolution, file size, metadata richness, CLIP score, then key), and every member that is a
+   colour variant of each survivor before it (``transforms._near_buckets.colour_variant``): a chain of copies, each
+   within the colour limit of the next, does not remove one colourway for another.
 
 Defaults ``max_distance = 8`` and ``max_colour_distance = 8``, chosen with ``benchmarks/bench_near_dedup.py`` (2,691
 images: 299 real bases, product photos in every colour, banners, NEU steel, magnetic tiles, skimage photos, each with
