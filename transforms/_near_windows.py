@@ -16,10 +16,11 @@ colour variant): without the geometric path crop recall 0, logo 0.015, overall 0
 without crops), at pair precision 0.9899 (8,914 pairs; 0.979 before removal groups kept colour variants apart,
 ``transforms._near_buckets.colour_variant``: royal-blue and purple jackets 8.7 apart were joined through copies of
 each; the 90 false pairs left are the one colour-variant pair the pHash test itself merges, light grey-blue and white
-trousers 5.4 apart, and every copy of each) and no texture, steel-class or other-view pair merged. The per-image bound once cost recall (crop 0.877, logo
-0.970, 25 leaks below): a logo copy's pHash pairs ranked below the window pairs of other shots of one studio, and the
-colour variants of its product filled the rest; pHash pairs now rank first and colour variants are no candidates
-(``transforms._near_buckets.loose_pairs``), which gives the recall measured without the bound. With splits on in
+trousers 5.4 apart, and every copy of each) and no texture, steel-class or other-view pair merged. The per-image
+bound once cost recall (crop 0.877, logo 0.970, 25 leaks below): a logo copy's pHash pairs ranked below the window
+pairs of other shots of one studio, and the colour variants of its product filled the rest; pHash pairs now rank
+first and colour variants are no candidates (``transforms._near_buckets.loose_pairs``), which gives the recall
+measured without the bound. With splits on in
 ``report_only`` mode, 22 of 203 true groups still straddle two splits (169 without the path): every leak is a copy no
 test matched (a crop whose windows share nothing with its group's: 24 of 203 crops, 17 of which keypoints would match
 if they were a candidate; a brightened product on white whose clipped background the colour fit cannot explain; a steel
