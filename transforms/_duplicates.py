@@ -91,7 +91,7 @@ def decide_cluster(
 ) -> tuple[DuplicateCluster, list[tuple[Member, Member, float, dict]]]:
     """Choose the survivors of each removal group of a component: its best-ranked member, and (with ``distinct``)
     each member, in rank order, that is distinct from every survivor before it. The others are removed naming the
-    first survivor they are not distinct from.
+    nearest survivor along the edges, or, when they are distinct from that one, the best-ranked they are not.
 
     Returns:
         The cluster, and ``(member, survivor, distance, detail)`` for every member to reject (none in
@@ -152,7 +152,12 @@ def decide_cluster(
     return cluster, losers
 
 
-def _survivor(member: Member, heads: list[Member], step: tuple | None, apart: Callable[[Member, Member], bool]):
+def _survivor(
+    member: Member,
+    heads: list[Member],
+    step: tuple[Edge, Member, Member] | None,
+    apart: Callable[[Member, Member], bool],
+) -> Member:
     """The survivor ``member`` is removed for (itself if it is one of its group's ``heads``): the nearest head along
     the edges (``step``), unless ``member`` must stay apart from it, then the best-ranked head it need not."""
     if any(head is member for head in heads):
