@@ -109,8 +109,15 @@ def decide_cluster(
             matched_by[edge.a.source].add(edge.method)
             matched_by[edge.b.source].add(edge.method)
 
+    decided: dict[tuple[str, str], bool] = {}
+
     def apart(member: Member, head: Member) -> bool:
-        return distinct is not None and distinct(member, head, frozenset(matched_by[member.source]))
+        if distinct is None:
+            return False
+        pair = (member.source, head.source)
+        if pair not in decided:  # each pair is asked about twice: choosing survivors, then assigning members
+            decided[pair] = distinct(member, head, frozenset(matched_by[member.source]))
+        return decided[pair]
 
     heads: dict[int, list[Member]] = {}
     for member in sorted(members, key=lambda member: member.rank):
