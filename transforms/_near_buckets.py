@@ -29,8 +29,7 @@ from transforms._hash_match import (
     colour_bytes,
     identical_pairs,
 )
-from transforms._keypoints import overlay_patch
-from transforms._near_windows import open_pairs
+from transforms._near_windows import open_pairs, overlay_explained
 from transforms.hashing import PHASH, colour_distance, colour_residuals, decode_colour, hash_int, popcount
 
 PHASH_METHOD = "phash"
@@ -214,8 +213,8 @@ def colour_variant(
     member: Member, survivor: Member, methods: frozenset[str], max_distance: int, max_colour_distance: float
 ) -> bool:
     """Whether ``member`` is a colour variant of ``survivor``: their pHashes match, their colour signatures differ
-    beyond overlay patches (a logo or price tag at the frame's edge, ``transforms._keypoints.overlay_patch``), as
-    ``transforms._near_windows.open_pairs`` decides for a candidate pair, and ``member`` matched something on its
+    beyond overlay patches (a logo or price tag at the frame's edge: ``transforms._near_windows.overlay_explained``,
+    which ``open_pairs`` applies to a candidate pair), and ``member`` matched something on its
     whole-image hashes (``methods``: those of its edges). A member matched on keypoints alone (a crop, a logo copy)
     had its overlap's colour verified; its whole-image signature differs from its original's by construction.
 
@@ -228,8 +227,5 @@ def colour_variant(
         return False
     if int(a.phash ^ b.phash).bit_count() > max_distance:
         return False
-    residuals = colour_residuals(decode_colour(a.colour), decode_colour(b.colour))
-    if residuals.max() <= max_colour_distance:
-        return False
-    grid = round(len(residuals) ** 0.5)
-    return grid * grid != len(residuals) or not overlay_patch(residuals.reshape(grid, grid), max_colour_distance)
+    residuals = colour_residuals(decode_colour(a.colour), decode_colour(b.colour))[None]
+    return bool(residuals.max() > max_colour_distance and not overlay_explained(residuals, max_colour_distance)[0])

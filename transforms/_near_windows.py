@@ -210,14 +210,20 @@ def open_pairs(arrays: HashArrays, i: np.ndarray, j: np.ndarray, limits: Limits)
         block = variants[start : start + BLOCK]
         residuals = colour_residuals(arrays.colour[i[block]], arrays.colour[j[block]])
         # Colour within the limit is a pair the test accepts or, failing the second hash, one no overlay explains
-        # either. Beyond it, only cells near the frame's edge can be an overlay patch, which overlay_patch decides.
-        result[block] = (residuals.max(-1) > limits.colour) & _near_edge(residuals, limits.colour)
-        grid = round(residuals.shape[-1] ** 0.5)
-        for offset in np.flatnonzero(result[block]):
-            result[block[offset]] = grid * grid == residuals.shape[-1] and overlay_patch(
-                residuals[offset].reshape(grid, grid), limits.colour
-            )
+        # either.
+        result[block] = overlay_explained(residuals, limits.colour)
     return result
+
+
+def overlay_explained(residuals: np.ndarray, limit: float) -> np.ndarray:
+    """For each row of per-cell colour differences ``(n, cells)``, whether it differs beyond ``limit`` and only in
+    overlay patches (``transforms._keypoints.overlay_patch``): only cells near the frame's edge can be one."""
+    explained = (residuals.max(-1) > limit) & _near_edge(residuals, limit)
+    grid = round(residuals.shape[-1] ** 0.5)
+    square = grid * grid == residuals.shape[-1]
+    for row in np.flatnonzero(explained):
+        explained[row] = square and overlay_patch(residuals[row].reshape(grid, grid), limit)
+    return explained
 
 
 def _near_edge(residuals: np.ndarray, limit: float) -> np.ndarray:

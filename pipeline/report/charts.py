@@ -107,9 +107,11 @@ def _quality_charts(sidecar: pa.Table, ledger: pa.Table, config: dict) -> list[D
     section = config.get("quality") if isinstance(config.get("quality"), dict) else {}
     for name, check in CHECKS.items():
         rule = section.get(name) if isinstance(section.get(name), dict) else {}
-        if rule.get("enabled", True) and (threshold := _number(rule.get("threshold"))) is not None:
+        if not rule.get("enabled", True):
+            continue
+        if (threshold := _number(rule.get("threshold"))) is not None:
             marks[f"quality_{check.measure}"].add((threshold, f"{name} threshold"))
-        if rule.get("enabled", True) and (framed := _number(rule.get("framed_threshold"))) is not None:
+        if (framed := _number(rule.get("framed_threshold"))) is not None:
             condition = f"clipped >= {rule.get('framed_clipped')}, subject <= {rule.get('framed_max_subject')}"
             marks[f"quality_{check.measure}"].add((framed, f"{name} framed threshold ({condition})"))
     charts = []
