@@ -26,6 +26,14 @@ DEBUG_ONLY = ("This output type hint will be ignored", "This input type hint wil
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 WORKER_LOG_OPTION = "--default_sdk_harness_log_level"
 TOP_REASONS = 5
+# What to do when one config-fixable reason rejects at least half of a run's items (a folder of photos with no text).
+HINTS = {
+    "no_text": "have no text (no same-stem .txt or .json sidecar, manifest column or tar caption). Give them text, or "
+    "keep images without it: --set text.required=false --set caption.required=false",
+    "no_caption": "were left without a usable caption (no text, and no caption template or captioner gave one). "
+    "Turn the captioner on (--set caption.captioner.enabled=true; extra `captioner`, model weights), or keep them "
+    "without a caption: --set caption.required=false",
+}
 
 
 class _Stderr(logging.StreamHandler):
@@ -177,8 +185,19 @@ def summary_lines(output: str, counts: Mapping, seconds: float, report: str | No
             shown = ", ".join(f"{reason} {count}" for reason, count in top[:TOP_REASONS])
             more = f" (+{len(top) - TOP_REASONS} more reasons)" if len(top) > TOP_REASONS else ""
             lines.append(f"  {status}: {shown}{more}")
+            if status == "rejected":
+                lines.extend(_hint_lines(reasons, counts["items"]))
     lines.extend(_report_lines(report))
     return lines
+
+
+def _hint_lines(reasons: Mapping[str, int], items: int) -> list[str]:
+    """What to do about a config-fixable reason that rejected at least half of the items."""
+    return [
+        f"  hint: {reasons[reason]} of {items} items {advice}"
+        for reason, advice in HINTS.items()
+        if reasons.get(reason, 0) * 2 >= items > 0
+    ]
 
 
 def _report_lines(path: str | None) -> list[str]:

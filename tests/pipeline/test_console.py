@@ -236,3 +236,26 @@ def test_summary_names_top_reasons_shards_validation_and_report(tmp_path):
         "  failed: error 1",
         "  report: not written by this run; `unishard report OUT` writes it and validates the shards",
     ]
+
+
+def test_a_run_whose_photos_have_no_text_says_how_to_keep_them(tmp_path):
+    inputs = tmp_path / "photos"
+    inputs.mkdir()
+    for seed in range(3):
+        make_photo(120, 96, seed=seed).save(inputs / f"photo-{seed}.jpg")
+    write_sidecar(inputs / "photo-0.jpg", title="the one photo with a title")
+    command = [str(UNISHARD), "run", "--input", str(inputs), "--output", str(tmp_path / "out"), "--smoke-models"]
+
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=TIMEOUT_S, env={**os.environ, "HF_HUB_OFFLINE": "1"}
+    )
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert lines[1] == "  rejected: no_text 2"
+    assert lines[2] == (
+        "  hint: 2 of 3 items have no text (no same-stem .txt or .json sidecar, manifest column or tar caption). "
+        "Give them text, or keep images without it: --set text.required=false --set caption.required=false"
+    )
+    fewer = {"items": 3, "by_status": {"rejected": 1}, "by_reason": {"rejected/text/no_text": 1}}
+    assert not any("hint" in line for line in console.summary_lines("/o", fewer, 1.0, None))
