@@ -110,6 +110,13 @@ def decide_cluster(
             matched_by[edge.b.source].add(edge.method)
 
     decided: dict[tuple[str, str], bool] = {}
+    measured: dict[tuple[str, str], tuple[float, dict]] = {}
+
+    def measure(member: Member, other: Member) -> tuple[float, dict]:
+        pair = (member.source, other.source)
+        if pair not in measured:  # a member's first step is often its survivor: the detail asks for the same pair
+            measured[pair] = distance(member, other)
+        return measured[pair]
 
     def apart(member: Member, head: Member) -> bool:
         if distinct is None:
@@ -129,8 +136,8 @@ def decide_cluster(
     survivors, distances, removed, losers, methods, evidence = [], [], [], [], [], []
     for member in members:
         survivor = _survivor(member, heads[groups.find(index[member.source])], towards.get(member.source), apart)
-        value, detail = (0.0, {}) if survivor is member else distance(member, survivor)
-        match = {} if survivor is member else _match_detail(member, towards.get(member.source), distance)
+        value, detail = (0.0, {}) if survivor is member else measure(member, survivor)
+        match = {} if survivor is member else _match_detail(member, towards.get(member.source), measure)
         remove = survivor is not member and not report_only and not member.shipped
         survivors.append(survivor.key)
         distances.append(float(value))
