@@ -103,17 +103,17 @@ def _quality_charts(sidecar: pa.Table, ledger: pa.Table, config: dict) -> list[D
         if threshold is not None and detail.get("rule") == "deviations":
             group = detail.get("group")
             names = ", ".join(str(v) for v in group if v) if isinstance(group, list) else ""
-            marks[measure].add((threshold, f"{check} {detail.get('deviations')} MADs ({names or 'all'})"))
+            marks[measure].add((threshold, f"{check} {detail.get('deviations')} MADs", names or "all"))
     section = config.get("quality") if isinstance(config.get("quality"), dict) else {}
     for name, check in CHECKS.items():
         rule = section.get(name) if isinstance(section.get(name), dict) else {}
         if not rule.get("enabled", True):
             continue
         if (threshold := _number(rule.get("threshold"))) is not None:
-            marks[f"quality_{check.measure}"].add((threshold, f"{name} threshold"))
+            marks[f"quality_{check.measure}"].add((threshold, f"{name} threshold", ""))
         if (framed := _number(rule.get("framed_threshold"))) is not None:
             condition = f"clipped >= {rule.get('framed_clipped')}, subject <= {rule.get('framed_max_subject')}"
-            marks[f"quality_{check.measure}"].add((framed, f"{name} framed threshold ({condition})"))
+            marks[f"quality_{check.measure}"].add((framed, f"{name} framed threshold", condition))
     charts = []
     for field in Measures._fields:
         measure = f"quality_{field}"
@@ -128,11 +128,16 @@ def _quality_charts(sidecar: pa.Table, ledger: pa.Table, config: dict) -> list[D
                 [v for v, _ in pairs],
                 [d for _, d in pairs],
                 extra=dict(sorted(rejected.get(measure, {}).items())),
-                thresholds=[Threshold(value=v, label=f"{label} {v:.3g}") for v, label in sorted(marks[measure])],
+                thresholds=[_mark(*mark) for mark in sorted(marks[measure])],
                 log=field == "sharpness_lapvar",
             )
         )
     return charts
+
+
+def _mark(value: float, name: str, condition: str) -> Threshold:
+    """A threshold labelled name, value, then its condition: the value stays in sight when a long label is cut."""
+    return Threshold(value=value, label=f"{name} {value:.3g}" + (f" ({condition})" if condition else ""))
 
 
 def _detail(text: Any) -> dict:

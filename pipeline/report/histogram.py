@@ -46,6 +46,9 @@ def _nice(value: float) -> float:
     return 10 ** (exponent + 1)
 
 
+LABEL_CHAR_W = 6.0  # average width of a threshold label's character at 11 px, for placing it
+
+
 def histogram_svg(dist: Distribution, colours: Colours, width: int = 520, height: int = 220) -> str:
     """A stacked histogram with axes, per-bin tooltips and threshold markers, as inline SVG."""
     left, right, top, bottom = 46, 12, 16, 34
@@ -96,10 +99,14 @@ def histogram_svg(dist: Distribution, colours: Colours, width: int = 520, height
         x = _position(dist, mark.value, left, bin_w)
         if x is None:
             continue
+        # Right of the line, unless the label would leave the plot there and fits on the left (11 px text).
+        text_w = LABEL_CHAR_W * len(mark.label)
+        flip = x + 4 + text_w > width - right and x - 4 - text_w >= left
+        anchor = f'x="{x - 4:.1f}" text-anchor="end"' if flip else f'x="{x + 4:.1f}"'
         parts.append(
             f'<g class="threshold"><title>{escape(mark.label)}</title>'
             f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top - 4}" y2="{top + plot_h}"/>'
-            f'<text x="{x + 4:.1f}" y="{top + 8 + 12 * n}">{escape(mark.label)}</text></g>'
+            f'<text {anchor} y="{top + 8 + 12 * n}">{escape(mark.label)}</text></g>'
         )
     parts.append("</svg>")
     return "".join(parts)

@@ -24,7 +24,7 @@ from pipeline.report.page import PAGE_TEMPLATE, STYLESHEET, fill, package_text
 from pipeline.report.thumbnails import Thumbnails
 from schemas import reasons
 from schemas.config.audit import AuditConfig
-from schemas.report import Report
+from schemas.report import Report, Threshold
 from tests.helpers import make_photo, run_job, write_sidecar
 from tests.pipeline.planted import HOSTILE_NAME, planted_run
 
@@ -386,18 +386,22 @@ def test_quality_measures_are_charted_per_domain_with_rejected_values_and_every_
     assert chart.stats["factory"].median == pytest.approx(0.03)
     assert chart.stats["marketing · rejected by quality"].max == pytest.approx(0.6)
     assert sorted((t.value, t.label) for t in chart.thresholds) == [
-        (0.25, "overexposed 4.0 MADs (factory, <b>line 2</b>) 0.25"),
+        (0.25, "overexposed 4.0 MADs 0.25 (factory, <b>line 2</b>)"),
         (0.35, "overexposed threshold 0.35"),
     ]
     svg = histogram_svg(chart, Colours(list(chart.series)))
     assert "<b>line 2</b>" not in svg and html.escape("<b>line 2</b>") in svg
     assert "overexposed threshold 0.35" in svg
+    # A label that would leave the plot right of its line is drawn left of it.
+    assert 'text-anchor="end"' not in svg
+    edge = Threshold(value=chart.edges[-1], label="a label long enough to leave the plot")
+    assert 'text-anchor="end"' in histogram_svg(chart.model_copy(update={"thresholds": [edge]}), Colours([]))
     # Tinted highlights have a second, conditional threshold: both are drawn.
     tinted = {"threshold": 0.1, "framed_threshold": 0.045, "framed_clipped": 0.12, "framed_max_subject": 0.5}
     scored = sidecar.set_column(2, "scores", pa.array([json.dumps({"quality_highlights_tinted": 0.01})] * 3))
     charts = {chart.name: chart for chart in distributions(scored, ledger, {"quality": {"tinted_highlights": tinted}})}
     assert sorted((t.value, t.label) for t in charts["quality_highlights_tinted"].thresholds) == [
-        (0.045, "tinted_highlights framed threshold (clipped >= 0.12, subject <= 0.5) 0.045"),
+        (0.045, "tinted_highlights framed threshold 0.045 (clipped >= 0.12, subject <= 0.5)"),
         (0.1, "tinted_highlights threshold 0.1"),
     ]
 
