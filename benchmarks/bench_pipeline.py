@@ -9,7 +9,8 @@ also gives the CPU seconds (user + system) of each command's whole process tree 
 shared with other work changes less than the wall-clock ratio.
 
 Inputs: N photos taken from ``--corpus`` folders (real images; when N exceeds what the folders hold, mirrored and
-rotated copies are added, which no duplicate test merges), or with ``--distinct`` the generated ~1 MP photos of
+rotated copies are added, which the default duplicate tests do not merge; with ``near_dedup.subwindow_max_distance``
+set, keypoints match the rotated ones), or with ``--distinct`` the generated ~1 MP photos of
 ``../shared/bench/make_distinct.py``.
 
     python benchmarks/bench_pipeline.py --images 3000 --pairs 3 \
