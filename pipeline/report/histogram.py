@@ -1,9 +1,9 @@
 """The distributions' charts: a stacked histogram per ``Distribution`` as inline SVG, and the colour of each series.
 
-``histogram_svg`` draws one bar per bin stacked by series (in name order, the filter's rejected series last), a
-1-2-5 count axis, value ticks (log-spaced when ``log_scale``), a ``<title>`` tooltip per bin with its range and
-counts, and a dashed marker with its label at every threshold. Series names, units and threshold labels come from the
-data and are escaped; numbers and colours are formatted here.
+``histogram_svg`` draws one bar per bin stacked by series (in name order, the filter's rejected series last), a 1-2-5
+count axis, value ticks (log-spaced when ``log_scale``), a ``<title>`` tooltip per bin with its range and counts, and a
+dashed marker with its label at every threshold (left of the marker when the right has no room). Series names, units
+and threshold labels come from the data and are escaped; numbers and colours are formatted here.
 """
 
 import math
@@ -12,6 +12,7 @@ from pipeline.report.charts import REJECTED_SERIES
 from pipeline.report.format import REJECTED_COLOUR, escape, fmt_value
 from schemas.report import Distribution
 
+LABEL_CHAR_W = 6.0  # average width of a threshold label's character at 11 px, for placing it
 PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#b279a2", "#72b7b2", "#eeca3b", "#9d755d", "#ff9da6", "#439894")
 
 
@@ -44,9 +45,6 @@ def _nice(value: float) -> float:
         if step * 10**exponent >= value:
             return step * 10**exponent
     return 10 ** (exponent + 1)
-
-
-LABEL_CHAR_W = 6.0  # average width of a threshold label's character at 11 px, for placing it
 
 
 def histogram_svg(dist: Distribution, colours: Colours, width: int = 520, height: int = 220) -> str:
