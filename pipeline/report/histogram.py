@@ -86,7 +86,12 @@ def histogram_svg(dist: Distribution, colours: Colours, width: int = 520, height
         if rects:
             parts.append(f'<g class="bin"><title>{escape(chr(10).join(tip))}</title>{"".join(rects)}</g>')
     parts.append(f'<line x1="{left}" x2="{width - right}" y1="{top + plot_h}" y2="{top + plot_h}" class="axis"/>')
+    whole = dist.unit == "characters"  # counted in whole numbers: no tick between two of them
     for value in axis_ticks(dist.edges[0], dist.edges[-1], dist.log_scale):
+        if whole:
+            if abs(value - round(value)) > 1e-6:
+                continue
+            value = float(round(value))
         x = _position(dist, value, left, bin_w)
         if x is None:
             continue

@@ -17,7 +17,7 @@ import pytest
 
 from pipeline.cli import main
 from pipeline.report import run_info, write_report
-from pipeline.report.charts import REJECTED_SERIES, distributions
+from pipeline.report.charts import REJECTED_SERIES, distributions, histogram
 from pipeline.report.galleries import rejected_galleries
 from pipeline.report.histogram import Colours, histogram_svg
 from pipeline.report.page import PAGE_TEMPLATE, STYLESHEET, fill, package_text
@@ -404,6 +404,15 @@ def test_quality_measures_are_charted_per_domain_with_rejected_values_and_every_
         (0.045, "tinted_highlights framed threshold 0.045 (clipped >= 0.12, subject <= 0.5)"),
         (0.1, "tinted_highlights threshold 0.1"),
     ]
+
+
+def test_a_count_of_characters_is_ticked_at_whole_numbers_only():
+    # Every caption empty (a run that keeps images without text): one value, padded to a range of -0.5 to 0.5.
+    empty = histogram("caption_length", "Caption length", [0, 0, 0], ["a", "a", "a"], unit="characters")
+    assert re.findall(r'class="xtick">([^<]*)<', histogram_svg(empty, Colours(["a"]))) == ["0"]
+    # Captions of 0 to 2 characters: ticks every half character would read 0, 0, 1, 2, 2; only 0, 1 and 2 remain.
+    short = histogram("caption_length", "Caption length", [0, 1, 2], ["a", "a", "a"], unit="characters")
+    assert re.findall(r'class="xtick">([^<]*)<', histogram_svg(short, Colours(["a"]))) == ["0", "1", "2"]
 
 
 def test_the_page_skeleton_escapes_every_text_value_and_inserts_only_the_markup_given_as_such():
