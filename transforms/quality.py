@@ -16,7 +16,10 @@ highlights) and ``tinted_highlights`` (reason ``overexposed``; neither for two-t
 ones, see ``TintedRule``), ``low_contrast``, ``blurry``. Each rule has an absolute threshold and/or a robust
 outlier bound (median and MAD of its group, ``quality.group_by``) computed from fixed-bin histograms
 (``transforms/quality_bounds.py``): integer counts that sum the same whatever the bundling, so decisions do not
-depend on the worker count. The detail names the measure, value, threshold, rule (``threshold``, ``framed`` or
+depend on the worker count. A sample none of whose ``group_by`` values is set (domain ``unknown``, no camera) gets the
+absolute thresholds only: unlabelled images are one pool of every kind, where a steel scan is a low-contrast
+outlier among product shots and a product on white an overexposed one among tiles. The detail names the
+measure, value, threshold, rule (``threshold``, ``framed`` or
 ``deviations``), the config field in ``check``, group (and median, MAD, count for outlier bounds) and every failing
 rule's reason;
 ``text_heavy`` names the detector. ``report_only`` keeps every sample and lists its failing rules in
@@ -38,6 +41,7 @@ from apache_beam import pvalue
 from apache_beam.io.filesystems import FileSystems
 
 from schemas import reasons
+from schemas.config.ingest import UNKNOWN_DOMAIN
 from schemas.config.quality import QualityConfig, TintedRule
 from schemas.records.ledger import rejected
 from schemas.records.samples import Sample
@@ -149,6 +153,12 @@ def group_key(sample: Sample, group_by: list[str]) -> str:
     return json.dumps(["" if value is None else str(value) for value in values], ensure_ascii=False)
 
 
+def labelled(key: str, group_by: list[str]) -> bool:
+    """Whether a group key (``group_key``) names a group: a domain other than ``UNKNOWN_DOMAIN``, or a field value."""
+    unset = {"domain": ("", UNKNOWN_DOMAIN)}
+    return any(value not in unset.get(name, ("",)) for name, value in zip(group_by, json.loads(key), strict=True))
+
+
 def failures(
     measures: Measures, config: QualityConfig, stats: Mapping[str, tuple[float, float, int]] | None = None
 ) -> list[dict]:
@@ -252,7 +262,10 @@ class _DecideFn(beam.DoFn):
     def process(self, sample: Sample, stats: Mapping[str, dict] | None = None) -> Iterator:
         config = self._config
         key = group_key(sample, config.group_by)
-        failed = failures(Measures.from_scores(sample.scores), config, (stats or {}).get(key))
+        # Outlier bounds only within a group someone named: a sample with no domain and no group field is in the
+        # pool of everything unlabelled, where steel scans and product shots are each other's outliers.
+        bounds = (stats or {}).get(key) if labelled(key, config.group_by) else None
+        failed = failures(Measures.from_scores(sample.scores), config, bounds)
         if failed and not config.report_only:
             self._rejected.inc()
             first = failed[0]

@@ -28,7 +28,7 @@ from schemas.config.embed import EmbedConfig
 from schemas.config.eval_set import EvalQuestion, EvalSetConfig
 from schemas.config.exact_dedup import ExactDedupConfig
 from schemas.config.faces import FaceAction, FacesConfig
-from schemas.config.ingest import IngestConfig, InputSpec
+from schemas.config.ingest import UNKNOWN_DOMAIN, IngestConfig, InputSpec
 from schemas.config.load import ConfigError, load_config, parse_override
 from schemas.config.near_dedup import NearDedupConfig
 from schemas.config.normalise import NormaliseConfig
@@ -83,6 +83,7 @@ __all__ = [
     "SurvivorCriterion",
     "TextConfig",
     "TintedRule",
+    "UNKNOWN_DOMAIN",
     "UnishardConfig",
     "ViewConfig",
     "ViewsConfig",

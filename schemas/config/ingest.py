@@ -25,11 +25,18 @@ class InputSpec(Section):
     )
 
 
+UNKNOWN_DOMAIN = "unknown"  # the domain of an item nobody labelled
+
+
 class IngestConfig(Section):
     """How inputs are listed and read (``transforms/ingest.py``)."""
 
     inputs: list[InputSpec] = pydantic.Field(default_factory=list)
-    default_domain: str = "unknown"
+    default_domain: str = pydantic.Field(
+        UNKNOWN_DOMAIN,
+        description="Domain of items no input, manifest column or sidecar names one. Left 'unknown', they are "
+        "unlabelled: quality holds them to absolute thresholds only, since a pool of every kind has no outliers.",
+    )
     domain_column: str = "domain"
     sidecar_extensions: list[str] = pydantic.Field(
         default_factory=lambda: [".json", ".txt"],

@@ -95,7 +95,8 @@ class QualityConfig(Section):
     group_by: list[str] = pydantic.Field(
         default_factory=lambda: ["domain", "camera"],
         description="'domain' or metadata fields whose values form a group for the outlier bounds; a field a "
-        "sample lacks counts as empty, so without a camera field the domain alone groups.",
+        "sample lacks counts as empty, so without a camera field the domain alone groups, and a sample with none of "
+        "them set gets the absolute thresholds only (unlabelled images mix kinds).",
     )
     min_group: int = pydantic.Field(
         30, ge=3, description="Groups with fewer samples use absolute thresholds only (a MAD of few is noise)."

@@ -422,6 +422,32 @@ def test_contrast_outlier_bound_is_per_domain(grouped):
     assert all(s.annotations["quality"]["flags"] == [] for s in kept)
 
 
+def test_unlabelled_images_are_held_to_absolute_thresholds_only():
+    # Product shots and natively dull steel scans in one folder, no domain: each kind is the other's outlier.
+    config = QualityConfig.model_validate(
+        {
+            "group_by": ["domain"],
+            "min_group": 20,
+            "low_contrast": {"deviations": 3.0},
+            **{
+                code: {"enabled": False} for code in ("text_heavy", "underexposed", "overexposed", "tinted_highlights")
+            },
+            "blurry": {"enabled": False},
+        }
+    )
+    pool = [texture(0.18 + 0.01 * (i % 5), i) for i in range(40)] + [texture(0.045, 200 + i) for i in range(10)]
+    rejected = {}
+    for domain in ("", "unknown", "pool"):  # no domain given: ingest's default_domain, "unknown"
+        _COLLECTED.clear()
+        with BeamTestPipeline() as pipeline:
+            samples = [make_sample(image, f"{domain}-{i}", domain, text="x") for i, image in enumerate(pool)]
+            result = pipeline | beam.Create(samples) | FilterLowQuality(config)
+            _ = result.rejected | beam.ParDo(_Collect("rejected"))
+        rejected[domain] = sorted(int(_name(row.source).rsplit("-", 1)[1]) for row in _COLLECTED["rejected"])
+    assert rejected[""] == rejected["unknown"] == []
+    assert rejected["pool"] == list(range(40, 50))  # named as one group, the dull ones are its outliers
+
+
 def test_report_only_flags_without_removing(grouped):
     kept, rejected = grouped["report"]
     assert rejected == []
