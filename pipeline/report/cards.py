@@ -73,8 +73,8 @@ def rejected_section(report: Report, thumbnails: dict[str, str]) -> str:
         "rejected",
         "Rejected and failed items",
         body,
-        "Previews are read back from the sources while they are still readable; images rejected by a safety stage "
-        "are never shown.",
+        "Previews are read back from the sources while they are still readable, their faces blurred where the run "
+        "blurs or rejects faces; images rejected by a safety stage are never shown.",
     )
 
 

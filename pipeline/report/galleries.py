@@ -121,7 +121,7 @@ def _dropped_item(row: dict, thumbs: Thumbnails) -> GalleryItem:
         domain=row["domain"] or "",
         status=row["status"],
         note=("preview withheld (safety) · " if withheld else "") + _note(detail),
-        has_thumbnail=False if unread else thumbs.from_source(row["source"], row["key"]),
+        has_thumbnail=False if unread else thumbs.from_source(row["source"], row["key"], row["domain"] or ""),
     )
 
 
@@ -252,7 +252,7 @@ def cluster_galleries(output: str, ledger: pa.Table, sidecar: pa.Table, thumbs: 
                     domain=row.get("domain") or "",
                     status=row.get("status") or "",
                     note=note,
-                    has_thumbnail=thumbs.from_source(source, key) if source else False,
+                    has_thumbnail=thumbs.from_source(source, key, row.get("domain") or "") if source else False,
                 )
             )
         shown.append(

@@ -6,15 +6,23 @@ column, roots and symbolic-link rule from the run's config), or a member of a We
 ``MAX_SOURCE_BYTES``, an image over ``MAX_THUMB_PIXELS`` or anything Pillow cannot read gets no thumbnail; nothing
 here raises for a bad input. Thumbnails are at most ``THUMB_SIDE`` pixels on a side, JPEG quality 72, deterministic
 for the same bytes.
+
+A source is the image as it came in, before the faces stage blurred it: where the run's ``faces`` section blurs or
+rejects faces for the item's domain, the faces found in the source (the stage's detector and settings) are blurred
+in its thumbnail too, so a dropped duplicate does not show the face its kept survivor hides.
 """
 
 import base64
+import functools
 import io
 import logging
 import os
 from collections import defaultdict
 
+import pydantic
+
 from pipeline.validate import exists, read_bytes, read_samples
+from schemas.config.faces import FacesConfig
 
 _LOG = logging.getLogger("unishard")
 
@@ -36,6 +44,7 @@ class Thumbnails:
         self._config = config
         self._shard_cache: dict[str, dict[str, bytes]] = {}
         self._manifests: dict[str, list[dict]] = {}
+        self._faces = _faces_config(config)
         self.uris: dict[str, str] = {}
 
     def prefetch_shards(self, rows: list[dict]) -> None:
@@ -63,15 +72,19 @@ class Thumbnails:
                 self.uris[ident] = uri
         return ident in self.uris
 
-    def from_source(self, source: str, key: str | None) -> bool:
-        """Make the thumbnail ``source:<source>`` from the item's source; whether there is one now."""
+    def from_source(self, source: str, key: str | None, domain: str = "") -> bool:
+        """Make the thumbnail ``source:<source>`` from the item's source, its faces blurred where the run blurs or
+        rejects them for ``domain``; whether there is one now."""
+        from transforms.faces import action_for
+
         ident = f"source:{source}"
         if ident not in self.uris:
             try:
                 data = self._source_bytes(source)
             except Exception:  # noqa: BLE001 - an unreadable source simply has no thumbnail
                 data = b""
-            uri = thumbnail_uri(data)
+            hide = self._faces is not None and action_for(domain, self._faces) != "keep"
+            uri = thumbnail_uri(data, self._faces if hide else None)
             if uri:
                 self.uris[ident] = uri
         return ident in self.uris
@@ -114,8 +127,35 @@ def _read_capped(path: str) -> bytes:
     return read_bytes(path)
 
 
-def thumbnail_uri(data: bytes) -> str:
-    """A ``data:image/jpeg`` URI of a small thumbnail of ``data``, or ``""`` when it is not a readable image."""
+def _faces_config(config: dict) -> FacesConfig | None:
+    """The run's faces section (the default when the run's config lacks it or no longer reads); None when off."""
+    try:
+        faces = FacesConfig.model_validate(config.get("faces") or {})
+    except pydantic.ValidationError:
+        faces = FacesConfig()
+    return faces if faces.enabled else None
+
+
+@functools.cache
+def _detector():
+    from transforms.faces import load_detector
+
+    return load_detector()
+
+
+def hide_faces(image, faces: FacesConfig):
+    """``image`` (RGB) with the faces the faces stage would find blurred as it blurs them."""
+    from transforms.faces import blur_faces, blur_region, detect_faces
+
+    boxes = detect_faces(image, _detector(), faces)
+    if not boxes:
+        return image
+    return blur_faces(image, [blur_region(box, image.size, faces.margin) for box in boxes], faces.strength)
+
+
+def thumbnail_uri(data: bytes, faces: FacesConfig | None = None) -> str:
+    """A ``data:image/jpeg`` URI of a small thumbnail of ``data``, or ``""`` when it is not a readable image; with
+    ``faces``, the faces found are blurred first (``hide_faces``)."""
     if not data:
         return ""
     from PIL import Image, ImageOps
@@ -132,6 +172,8 @@ def thumbnail_uri(data: bytes) -> str:
                 background.paste(rgba, mask=rgba.getchannel("A"))
                 image = background
             image = image.convert("RGB")
+            if faces is not None:
+                image = hide_faces(image, faces)
             image.thumbnail((THUMB_SIDE, THUMB_SIDE))
             buffer = io.BytesIO()
             image.save(buffer, format="JPEG", quality=72, optimize=True)

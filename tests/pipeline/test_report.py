@@ -1,7 +1,9 @@
 """The report of a real run with planted rejections, duplicates and a hostile caption and file name."""
 
+import base64
 import csv
 import html
+import io
 import json
 import re
 import shutil
@@ -11,9 +13,12 @@ from html.parser import HTMLParser
 from pathlib import Path
 from string import Template
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import skimage.data
+from PIL import Image
 
 from pipeline.cli import main
 from pipeline.report import run_info, write_report
@@ -404,6 +409,30 @@ def test_quality_measures_are_charted_per_domain_with_rejected_values_and_every_
         (0.045, "tinted_highlights framed threshold 0.045 (clipped >= 0.12, subject <= 0.5)"),
         (0.1, "tinted_highlights threshold 0.1"),
     ]
+
+
+def test_a_preview_read_from_the_source_hides_the_faces_its_domain_blurs(tmp_path):
+    # A dropped duplicate's preview comes from its source, taken before the faces stage blurred the survivor.
+    source = tmp_path / "astronaut.png"
+    Image.fromarray(skimage.data.astronaut()).save(source)  # 512 x 512; the face lies in x 180-280, y 60-170
+
+    def face_detail(config: dict, domain: str) -> float:
+        """Variance of the Laplacian over the face in the preview (220 x 220): what a blur takes away."""
+        thumbs = Thumbnails(str(tmp_path / "out"), config)
+        assert thumbs.from_source(str(source), None, domain)
+        data = base64.b64decode(thumbs.uris[f"source:{source}"].split(",", 1)[1])
+        grey = np.asarray(Image.open(io.BytesIO(data)).convert("L"), np.float64)
+        scale = grey.shape[0] / 512
+        face = grey[round(60 * scale) : round(170 * scale), round(180 * scale) : round(280 * scale)]
+        return float(
+            np.var(face[:-2, 1:-1] + face[2:, 1:-1] + face[1:-1, :-2] + face[1:-1, 2:] - 4 * face[1:-1, 1:-1])
+        )
+
+    run = {"faces": {"default_action": "blur", "domains": {"crew": "keep", "press": "reject"}}}
+    shown = face_detail(run, "crew")  # kept as it is: the preview shows what the shards hold
+    assert face_detail({"faces": {"enabled": False}}, "anything") == shown
+    for config, domain in ((run, "marketing"), (run, "press"), ({}, "anything")):  # {}: the default, blur
+        assert face_detail(config, domain) < 0.1 * shown, (config, domain)
 
 
 def test_a_count_of_characters_is_ticked_at_whole_numbers_only():
