@@ -208,3 +208,22 @@ def test_screenshot(browser, page, tmp_path):
         shutil.copy(path, SCREENSHOT_COPY)
     except OSError:
         pass  # a read-only /tmp only loses the convenience copy
+
+
+def test_every_block_of_the_page_stays_inside_its_section(browser, page):
+    # A wide table (the audit's representation tables have eight columns) scrolls inside its block; it never spills
+    # into the gap or over the next column, nor does a block run past its section, whatever the window's width.
+    session, evaluate = page
+    spilling = (
+        "[...document.querySelectorAll('section .auditblock, section figure.chart')].filter(b => {"
+        " const box = b.getBoundingClientRect(), page = b.closest('section').getBoundingClientRect();"
+        " const spills = b.scrollWidth > b.clientWidth + 1 && getComputedStyle(b).overflowX === 'visible';"
+        " return spills || box.right > page.right + 1; }).map(b => b.textContent.slice(0, 40))"
+    )
+    for width in (1100, 1300, 1400):
+        browser.send(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": 1000, "deviceScaleFactor": 1, "mobile": False},
+            session=session,
+        )
+        assert evaluate(spilling) == [], width
