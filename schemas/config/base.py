@@ -62,8 +62,9 @@ class DuplicateRules(Section):
         "line, camera, sku); empty compares globally.",
     )
     keep_distinct: list[str] = pydantic.Field(
-        default_factory=lambda: ["label"],
-        description="Metadata fields whose differing values keep both members (a defective board and its template).",
+        default_factory=lambda: ["label", "color", "colour"],
+        description="Metadata fields whose differing values keep both members: a defective board and its template "
+        "(label), a product in two colours whose photos only a hue tells apart (color, colour: a catalog's column).",
     )
     report_only: bool = pydantic.Field(False, description="Write the clusters but remove nothing.")
     survivor_policy: list[SurvivorCriterion] = pydantic.Field(

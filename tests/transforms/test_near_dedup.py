@@ -116,6 +116,19 @@ def _run_near(fps: list[Fingerprint], out: Path, options: list[str] = (), **conf
     return {path.name: path.read_bytes() for path in sorted(out.rglob("*")) if path.is_file()}
 
 
+def test_a_catalog_colour_column_keeps_two_colourways_the_hashes_cannot_tell_apart(tmp_path):
+    # A pale blue and a white pair of trousers photographed alike: the same pHash, colours within the colour limit.
+    # The catalog says which is which; near dedup's default keep_distinct reads its colour column.
+    same = 0x9E3779B97F4A7C15
+    for field in ("color", "colour"):
+        files = _run_near(
+            [_fp("wp04-blue", same, **{field: "Blue"}), _fp("wp04-white", same, **{field: "White"})], tmp_path / field
+        )
+        assert json.loads(files["rejected.json"]) == [], field
+    files = _run_near([_fp("wp04-a", same, color="White"), _fp("wp04-b", same, color="White")], tmp_path / "same")
+    assert len(json.loads(files["rejected.json"])) == 1
+
+
 @pytest.fixture(scope="module")
 def line_fingerprints():
     """Four shots per production line (within 3 bits), a defect shot, two lines' twins, and blank frames."""
