@@ -14,7 +14,7 @@ Outputs: ``clusters`` (``DuplicateCluster``, written by ``transforms._cluster_fi
 
 import json
 from collections.abc import Callable, Iterable, Iterator
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import apache_beam as beam
 from apache_beam import pvalue
@@ -109,22 +109,14 @@ def decide_cluster(
             matched_by[edge.a.source].add(edge.method)
             matched_by[edge.b.source].add(edge.method)
 
-    decided: dict[tuple[str, str], bool] = {}
-    measured: dict[tuple[str, str], tuple[float, dict]] = {}
-
-    def measure(member: Member, other: Member) -> tuple[float, dict]:
-        pair = (member.source, other.source)
-        if pair not in measured:  # a member's first step is often its survivor: the detail asks for the same pair
-            measured[pair] = distance(member, other)
-        return measured[pair]
-
-    def apart(member: Member, head: Member) -> bool:
-        if distinct is None:
-            return False
-        pair = (member.source, head.source)
-        if pair not in decided:  # each pair is asked about twice: choosing survivors, then assigning members
-            decided[pair] = distinct(member, head, frozenset(matched_by[member.source]))
-        return decided[pair]
+    # Each pair is asked twice: apart while choosing survivors and assigning members, measure for a member's
+    # survivor and for its first step there (often the same member).
+    measure = _once_per_pair(distance)
+    apart = _once_per_pair(
+        (lambda member, head: distinct(member, head, frozenset(matched_by[member.source])))
+        if distinct is not None
+        else (lambda member, head: False)
+    )
 
     heads: dict[int, list[Member]] = {}
     for member in sorted(members, key=lambda member: member.rank):
@@ -164,6 +156,19 @@ def decide_cluster(
         evidence=tuple(evidence) if any(methods) else (),
     )
     return cluster, losers
+
+
+def _once_per_pair(ask: Callable[[Member, Member], Any]) -> Callable[[Member, Member], Any]:
+    """``ask`` answered once per (member, other) pair of sources; later asks get the same answer."""
+    answers: dict[tuple[str, str], Any] = {}
+
+    def asked(member: Member, other: Member) -> Any:
+        pair = (member.source, other.source)
+        if pair not in answers:
+            answers[pair] = ask(member, other)
+        return answers[pair]
+
+    return asked
 
 
 def _survivor(

@@ -129,6 +129,12 @@ def blur_faces(image: Image.Image, regions: list[Box], strength: float) -> Image
     return result
 
 
+def blur_boxes(image: Image.Image, boxes: list[Box], config: FacesConfig) -> tuple[list[Box], Image.Image]:
+    """The regions blurred for face ``boxes`` (``blur_region``) and ``image`` with them blurred (``blur_faces``)."""
+    regions = [blur_region(box, image.size, config.margin) for box in boxes]
+    return regions, blur_faces(image, regions, config.strength)
+
+
 def decode(sample: Sample) -> Image.Image:
     image = Image.open(io.BytesIO(read_image(sample)))
     image.load()
@@ -172,8 +178,7 @@ class _FacesFn(StageFn):
             record["action"] = "kept" if boxes else "none"
             yield dataclasses.replace(sample, annotations={**sample.annotations, "faces": record})
             return
-        regions = [blur_region(box, image.size, self._config.margin) for box in boxes]
-        blurred = blur_faces(image, regions, self._config.strength)
+        regions, blurred = blur_boxes(image, boxes, self._config)
         normalise = self._normalise
         if normalise.format != sample.image_ext:
             normalise = normalise.model_copy(update={"format": sample.image_ext})

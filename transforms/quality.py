@@ -147,16 +147,21 @@ def read_histograms(output: str, config: QualityConfig) -> Iterator[tuple[str, n
         yield key, counts
 
 
-def group_key(sample: Sample, group_by: list[str]) -> str:
-    """The sample's group as canonical JSON text: its domain and metadata values, missing ones empty."""
+def group_values(sample: Sample, group_by: list[str]) -> list[str]:
+    """The sample's domain and metadata values that name its group, missing ones empty."""
     values = [sample.domain if name == "domain" else sample.metadata.get(name) for name in group_by]
-    return json.dumps(["" if value is None else str(value) for value in values], ensure_ascii=False)
+    return ["" if value is None else str(value) for value in values]
 
 
-def labelled(key: str, group_by: list[str]) -> bool:
-    """Whether a group key (``group_key``) names a group: a domain other than ``UNKNOWN_DOMAIN``, or a field value."""
+def group_key(sample: Sample, group_by: list[str]) -> str:
+    """The sample's group as canonical JSON text (``group_values``)."""
+    return json.dumps(group_values(sample, group_by), ensure_ascii=False)
+
+
+def labelled(values: list[str], group_by: list[str]) -> bool:
+    """Whether group values (``group_values``) name a group: a domain other than ``UNKNOWN_DOMAIN``, or a field."""
     unset = {"domain": ("", UNKNOWN_DOMAIN)}
-    return any(value not in unset.get(name, ("",)) for name, value in zip(group_by, json.loads(key), strict=True))
+    return any(value not in unset.get(name, ("",)) for name, value in zip(group_by, values, strict=True))
 
 
 def failures(
@@ -261,10 +266,11 @@ class _DecideFn(beam.DoFn):
 
     def process(self, sample: Sample, stats: Mapping[str, dict] | None = None) -> Iterator:
         config = self._config
-        key = group_key(sample, config.group_by)
+        values = group_values(sample, config.group_by)
+        key = json.dumps(values, ensure_ascii=False)
         # Outlier bounds only within a group someone named: a sample with no domain and no group field is in the
         # pool of everything unlabelled, where steel scans and product shots are each other's outliers.
-        bounds = (stats or {}).get(key) if labelled(key, config.group_by) else None
+        bounds = (stats or {}).get(key) if labelled(values, config.group_by) else None
         failed = failures(Measures.from_scores(sample.scores), config, bounds)
         if failed and not config.report_only:
             self._rejected.inc()

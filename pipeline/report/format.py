@@ -41,6 +41,9 @@ def human_bytes(value: float) -> str:
     return f"{value:.1f} TB"
 
 
+WHOLE_UNITS = ("characters",)  # counted in whole numbers: shown without decimals, ticked at whole numbers only
+
+
 def fmt_value(value: float, unit: str = "") -> str:
     """A measured value for an axis or a table, in its ``unit``.
 
@@ -49,7 +52,7 @@ def fmt_value(value: float, unit: str = "") -> str:
     """
     if unit == "bytes":
         return human_bytes(value)
-    if unit == "characters":
+    if unit in WHOLE_UNITS:
         return f"{value:.0f}"
     if value == 0:
         return "0"

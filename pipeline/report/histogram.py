@@ -9,7 +9,7 @@ and threshold labels come from the data and are escaped; numbers and colours are
 import math
 
 from pipeline.report.charts import REJECTED_SERIES
-from pipeline.report.format import REJECTED_COLOUR, escape, fmt_value
+from pipeline.report.format import REJECTED_COLOUR, WHOLE_UNITS, escape, fmt_value
 from schemas.report import Distribution
 
 LABEL_CHAR_W = 6.0  # average width of a threshold label's character at 11 px, for placing it
@@ -86,7 +86,7 @@ def histogram_svg(dist: Distribution, colours: Colours, width: int = 520, height
         if rects:
             parts.append(f'<g class="bin"><title>{escape(chr(10).join(tip))}</title>{"".join(rects)}</g>')
     parts.append(f'<line x1="{left}" x2="{width - right}" y1="{top + plot_h}" y2="{top + plot_h}" class="axis"/>')
-    whole = dist.unit == "characters"  # counted in whole numbers: no tick between two of them
+    whole = dist.unit in WHOLE_UNITS
     for value in axis_ticks(dist.edges[0], dist.edges[-1], dist.log_scale):
         if whole:
             if abs(value - round(value)) > 1e-6:

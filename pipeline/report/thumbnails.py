@@ -145,12 +145,10 @@ def _detector():
 
 def hide_faces(image, faces: FacesConfig):
     """``image`` (RGB) with the faces the faces stage would find blurred as it blurs them."""
-    from transforms.faces import blur_faces, blur_region, detect_faces
+    from transforms.faces import blur_boxes, detect_faces
 
     boxes = detect_faces(image, _detector(), faces)
-    if not boxes:
-        return image
-    return blur_faces(image, [blur_region(box, image.size, faces.margin) for box in boxes], faces.strength)
+    return blur_boxes(image, boxes, faces)[1] if boxes else image
 
 
 def thumbnail_uri(data: bytes, faces: FacesConfig | None = None) -> str:
