@@ -30,6 +30,9 @@ TOP_REASONS = 5
 HINTS = {
     "no_text": "have no text (no same-stem .txt or .json sidecar, manifest column or tar caption). Give them text, or "
     "keep images without it: --set text.required=false --set caption.required=false",
+    "outside_root": "lie outside their input's folder and were never read (the ledger's detail names each path). "
+    "Move them under it, or list their folder in the input's roots in a config file: [[ingest.inputs]] "
+    'path = "LIST.csv" roots = ["FOLDER"]',
     "no_caption": "were left without a usable caption (no text, and no caption template or captioner gave one). "
     "Turn the captioner on (--set caption.captioner.enabled=true; extra `captioner`, model weights), or keep them "
     "without a caption: --set caption.required=false",

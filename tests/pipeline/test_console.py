@@ -259,3 +259,6 @@ def test_a_run_whose_photos_have_no_text_says_how_to_keep_them(tmp_path):
     )
     fewer = {"items": 3, "by_status": {"rejected": 1}, "by_reason": {"rejected/text/no_text": 1}}
     assert not any("hint" in line for line in console.summary_lines("/o", fewer, 1.0, None))
+    outside = {"items": 4, "by_status": {"rejected": 4}, "by_reason": {"rejected/ingest/outside_root": 4}}
+    (hint,) = [line for line in console.summary_lines("/o", outside, 1.0, None) if "hint" in line]
+    assert hint.startswith("  hint: 4 of 4 items lie outside their input's folder") and "roots" in hint
