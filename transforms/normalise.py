@@ -35,7 +35,7 @@ from transforms._common import StageFn, apply_stage
 from transforms._unreadable import decode_hint, unidentified
 from transforms.hashing import perceptual_hashes
 from transforms.image_store import store_image
-from transforms.quality_measures import analysis_copy, measure
+from transforms.quality_measures import analysis_copy, draft_for, measure
 
 try:
     from pillow_heif import register_heif_opener
@@ -145,8 +145,8 @@ def _decode_error(error: BaseException, format: str | None = None) -> RejectItem
 
 
 def _load_first_frame(image: Image.Image, config: NormaliseConfig) -> Image.Image:
-    if config.draft and image.format == "JPEG":
-        image.draft("RGB", (config.max_side, config.max_side))
+    if config.draft:
+        draft_for(image, config.max_side)
     try:
         # A freshly opened file is at its first frame; seeking is not needed (and for PSD it picks a layer).
         image.load()
@@ -238,12 +238,12 @@ def normalise_image(data: bytes, config: NormaliseConfig) -> tuple[Image.Image, 
     image, converted = to_srgb(image, config.background)
     notes += converted
     image = _upright(image, orientation, notes)
-    if min(image.size) < config.min_side:
+    if min(original.width, original.height) < config.min_side:  # the file's size: draft decoding may be smaller
         raise RejectItem(
             reasons.TOO_SMALL,
-            f"{image.width}x{image.height} has a side below normalise.min_side={config.min_side}",
-            width=image.width,
-            height=image.height,
+            f"{original.width}x{original.height} has a side below normalise.min_side={config.min_side}",
+            width=original.width,
+            height=original.height,
         )
     if max(image.size) > config.max_side:
         scale = config.max_side / max(image.size)

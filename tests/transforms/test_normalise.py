@@ -14,6 +14,7 @@ from schemas.config.normalise import NormaliseConfig
 from schemas.records.ledger import RejectItem
 from tests.helpers import jpeg_bytes, make_photo
 from transforms.normalise import encode, normalise_image
+from transforms.quality_measures import draft_for
 
 CONFIG = NormaliseConfig(max_side=256, min_side=16, max_pixels=10_000_000)
 
@@ -300,3 +301,31 @@ def test_a_rotated_heic_photo_comes_out_upright_like_the_same_jpeg():
     as_jpeg, _, _ = normalise_image(jpeg_bytes(photo, exif=exif.tobytes()), CONFIG)
     assert upright.size == as_jpeg.size == (171, 256)
     assert np.abs(np.asarray(upright, np.float32) - np.asarray(as_jpeg, np.float32)).mean() < 8.0
+
+
+@pytest.mark.parametrize(
+    ("size", "side", "decoded"),
+    [((1400, 1000), 512, (700, 500)), ((1000, 1400), 512, (500, 700)), ((4096, 3072), 512, (512, 384))],
+)
+def test_a_jpeg_decodes_at_the_smallest_dct_scale_that_keeps_its_longer_side(size, side, decoded):
+    # JPEG decodes at 1/2, 1/4 or 1/8 scale; the largest that leaves the longer side at least `side` is expected.
+    image = Image.open(io.BytesIO(jpeg_bytes(make_photo(*size))))
+    draft_for(image, side)
+    image.load()
+    assert image.size == decoded
+
+
+def test_a_draft_decoded_photo_matches_the_whole_decode_resized():
+    data = jpeg_bytes(make_photo(1400, 1000, seed=5), quality=95)
+    drafted, _, _ = normalise_image(data, NormaliseConfig(max_side=512))
+    whole, _, _ = normalise_image(data, NormaliseConfig(max_side=512, draft=False))
+    assert drafted.size == whole.size == (512, 366)
+    difference = np.abs(np.asarray(drafted, np.int16) - np.asarray(whole, np.int16))
+    assert difference.mean() < 1.0 and np.percentile(difference, 99) <= 4
+
+
+def test_a_long_narrow_strip_is_held_to_min_side_by_its_file_not_its_draft_decoding():
+    # 3000x40 decodes at 1/8 for a 256-pixel image: 375x5, below min_side 16, although the file's short side is 40.
+    image, original, _ = normalise_image(jpeg_bytes(make_photo(3000, 40)), CONFIG)
+    assert (original.width, original.height) == (3000, 40)
+    assert image.size == (256, 3)
