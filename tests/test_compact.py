@@ -4,6 +4,8 @@ about a third of its field-named pickle."""
 
 import dataclasses
 import pickle
+import random
+import zlib
 
 import pytest
 from apache_beam.coders import coders
@@ -119,3 +121,17 @@ def test_hex_text_only_becomes_bytes_when_it_comes_back_the_same():
     for text in ("0A1B", "abc", "0a 1b", "zz", None):
         assert compact.hex_bytes(text) == text
     assert compact.hex_text(compact.hex_bytes("")) == ""
+
+
+def test_an_input_items_image_bytes_never_pass_through_zlib(monkeypatch):
+    # They are JPEG, PNG or WebP, compressed already; zlib spent 144 ms taking 1% off a 5.7 MB camera JPEG, and Beam
+    # encodes sampled elements to estimate their size.
+    image = bytes(random.Random(3).getrandbits(8) for _ in range(50_000))
+    item = InputItem("photos.tar.gz#a.jpg", "", "d", {"title": "a long title " * 20}, image)
+    compressed, compress = [], zlib.compress
+    monkeypatch.setattr(zlib, "compress", lambda data, level: compressed.append(data) or compress(data, level))
+
+    encoded = CODER.encode(item)
+
+    assert compressed and all(image not in data for data in compressed)  # the metadata still is compressed
+    assert image in encoded and CODER.decode(encoded) == item
