@@ -35,7 +35,6 @@ import numpy as np
 from PIL import Image
 
 from transforms.hashing import COLOUR_GRID, LOW_CONTRAST_FAST, colour_residuals
-from transforms.quality_measures import draft_for
 
 WORKING_SIDE = 512
 MIN_SHORT_SIDE = 256
@@ -87,7 +86,7 @@ class Match(NamedTuple):
 def extract(data: bytes, count: int) -> KeypointFeatures:
     """Keypoint features of encoded image bytes (at most ``count`` ORB keypoints; none for a tiny or flat image)."""
     with Image.open(io.BytesIO(data)) as opened:
-        draft_for(opened, WORKING_SIDE)
+        opened.draft("RGB", (WORKING_SIDE, WORKING_SIDE))
         image = opened.convert("RGB")
     rgb = np.asarray(image)
     long_side, short_side = max(image.size), min(image.size)

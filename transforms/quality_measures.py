@@ -73,22 +73,12 @@ def analysis_pixels(data: bytes, side: int) -> np.ndarray:
     grey and 16-bit or float images are converted to 8-bit RGB, high bit depths scaled by their range.
     """
     image = Image.open(io.BytesIO(data))
-    draft_for(image, side)
-    return analysis_copy(_to_rgb8(image), side)
-
-
-def draft_for(image: Image.Image, side: int) -> None:
-    """Let an opened, not yet loaded JPEG decode at the smallest DCT scale (1/2, 1/4 or 1/8) that keeps its longer
-    side at least ``side`` pixels; other formats, and images no longer than ``side``, decode whole.
-
-    A 1400x1000 photo for a 512-pixel image decodes at 700x500: a quarter of the pixels to decode and resize. Asking
-    Pillow for ``(side, side)`` instead would keep the shorter side at least ``side`` too and decode it whole.
-    """
     width, height = image.size
     longest = max(width, height)
     if image.format == "JPEG" and longest > side:
-        # Pillow picks the largest reduction that keeps both sides at least the size asked, so ask for the floor.
+        # Pillow picks the largest reduction that keeps the image at least this size, so ask for the floor.
         image.draft("RGB", (max(1, width * side // longest), max(1, height * side // longest)))
+    return analysis_copy(_to_rgb8(image), side)
 
 
 def analysis_copy(image: Image.Image, side: int) -> np.ndarray:
