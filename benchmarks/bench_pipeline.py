@@ -25,12 +25,16 @@ open_clip, passed as ``--set clip.checkpoint=PATH``; semantic dedup and the zero
 since random weights make every photo a semantic duplicate and most of them unsafe), and the yardstick is
 ``benchmarks/plain_clip.py``: the same per-image work in a plain multiprocessing loop with the same model, worker
 count, torch threads and batch size (``embed.batch_size``), including the image encode and the text encodes of the
-caption candidates unishard encoded (read from its output).
+caption candidates unishard encoded (read from its output). The copies then carry their corpus rows' titles,
+descriptions or labels as sidecars (``--text``), so unishard keeps them and has captions to encode; a run that keeps
+no image stops the benchmark instead of timing rejections.
 """
 
 import argparse
+import csv
 import json
 import os
+import re
 import resource
 import statistics
 import subprocess
@@ -52,6 +56,7 @@ PLAIN_CLIP = ROOT / "benchmarks" / "plain_clip.py"
 EMBED_BATCH = 16  # embed.batch_size's default; --vit passes it to both sides
 VIT_SET = ("semantic_dedup.enabled=false", "safety.image_check=false", f"embed.batch_size={EMBED_BATCH}")
 SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+TEXT_FIELDS = ("title", "description", "label")
 VARIANTS = (None, Image.Transpose.FLIP_LEFT_RIGHT, Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_270)
 
 
@@ -59,8 +64,22 @@ def emit(kind: str, **values) -> None:
     print(json.dumps({"kind": kind, **values}), flush=True)
 
 
+def corpus_text(corpora: list[Path]) -> dict[Path, dict[str, str]]:
+    """The text fields (``TEXT_FIELDS``) of each corpus image that a CSV file at a corpus's top has a row for (a
+    ``path`` column relative to the corpus: ``marketing/metadata.csv``, ``factory/labels.csv``)."""
+    found = {}
+    for corpus in corpora:
+        for table in sorted(corpus.glob("*.csv")):
+            with table.open(newline="", encoding="utf-8") as handle:
+                for row in csv.DictReader(handle):
+                    fields = {name: row[name] for name in TEXT_FIELDS if row.get(name)}
+                    if row.get("path") and fields:
+                        found[(corpus / row["path"]).resolve()] = fields
+    return found
+
+
 def make_inputs(
-    folder: Path, count: int, corpora: list[Path], distinct: bool, ready: Path | None = None
+    folder: Path, count: int, corpora: list[Path], distinct: bool, ready: Path | None = None, text: bool = False
 ) -> list[Path]:
     folder.mkdir(parents=True)
     if ready is not None:
@@ -78,7 +97,7 @@ def make_inputs(
     found = sorted(p for corpus in corpora for p in corpus.rglob("*") if p.suffix.lower() in SUFFIXES)
     if not found:
         raise SystemExit("no images under --corpus; give a folder of photos or use --distinct")
-    paths = []
+    texts, paths = corpus_text(corpora) if text else {}, []
     for index in range(count):
         variant, source = VARIANTS[(index // len(found)) % len(VARIANTS)], found[index % len(found)]
         with Image.open(source) as image:
@@ -87,6 +106,8 @@ def make_inputs(
                 image = image.transpose(variant)
             path = folder / f"photo{index:06d}.jpg"
             image.save(path, quality=95)
+        if source.resolve() in texts:
+            path.with_suffix(".json").write_text(json.dumps(texts[source.resolve()]), encoding="utf-8")
         paths.append(path)
     return paths
 
@@ -155,6 +176,13 @@ def run_unishard(
         texts.write_text(json.dumps(caption_texts(out)), encoding="utf-8")
     subprocess.run(["rm", "-rf", str(out)], check=True)
     summary = [line for line in output.splitlines() if line.startswith("unishard:") and " items:" in line]
+    if summary and re.search(r" items: 0 kept,", summary[-1]):
+        print(output[-4000:], file=sys.stderr)
+        raise SystemExit(
+            f"unishard kept none of the images ({summary[-1]}): the ratio would time rejections, not the pipeline. "
+            "Give the photos text (--text, from the corpus's CSV) or pass --set text.required=false --set "
+            "caption.required=false"
+        )
     return seconds, cpu, peak, summary[-1] if summary else ""
 
 
@@ -175,6 +203,12 @@ def main() -> None:
     )
     parser.add_argument("--memory-only", action="store_true", help="skip the yardstick; report unishard's peak")
     parser.add_argument("--vit", action="store_true", help="a random real-size ViT-B-32 against plain_clip.py")
+    parser.add_argument(
+        "--text",
+        action="store_true",
+        help="give each copy a sidecar with its corpus row's title, description or label (from the CSV files at "
+        "the corpus's top); always on with --vit, whose loop encodes the caption candidates unishard encoded",
+    )
     parser.add_argument("--set", action="append", default=[], help="extra --set for unishard (repeatable)")
     parser.add_argument(
         "--repo", type=Path, default=ROOT, help="run unishard from this checkout (e.g. a worktree of an older commit)"
@@ -185,7 +219,9 @@ def main() -> None:
     emit("machine", cpus=os.cpu_count(), load_average_1m=round(os.getloadavg()[0], 2))
     with tempfile.TemporaryDirectory(prefix="unishard-bench-") as tmp:
         work = Path(tmp)
-        paths = make_inputs(work / "inputs", args.images, args.corpus, args.distinct, args.ready)
+        paths = make_inputs(
+            work / "inputs", args.images, args.corpus, args.distinct, args.ready, args.text or args.vit
+        )
         if args.vit:
             from benchmarks.bench_model_stage import random_vit_b_32
 
