@@ -116,6 +116,8 @@ def open_image(data: bytes, config: NormaliseConfig) -> tuple[Image.Image, int]:
     width, height = image.size
     if width <= 0 or height <= 0:
         raise RejectItem(reasons.UNSUPPORTED_IMAGE, f"the header claims an empty size {width}x{height}")
+    if image.format == "TIFF" and _is_preview(image):
+        raise RejectItem(reasons.UNSUPPORTED_IMAGE, _preview_detail(image), width=width, height=height)
     if width * height > config.max_pixels:
         raise RejectItem(
             reasons.DECOMPRESSION_BOMB,
@@ -125,6 +127,27 @@ def open_image(data: bytes, config: NormaliseConfig) -> tuple[Image.Image, int]:
             height=height,
         )
     return image, frames
+
+
+_NEW_SUBFILE_TYPE, _MAKE, _DNG_VERSION = 254, 271, 50706
+
+
+def _is_preview(image: Image.Image) -> bool:
+    """Whether a TIFF's first image says it is a reduced-resolution version of another image in the file: the
+    preview a camera RAW file (DNG, NEF, ARW, PEF...) puts first, before raw sensor data Pillow cannot decode."""
+    value = image.tag_v2.get(_NEW_SUBFILE_TYPE, 0)
+    return isinstance(value, int) and bool(value & 1)
+
+
+def _preview_detail(image: Image.Image) -> str:
+    make = str(image.tag_v2.get(_MAKE, "")).replace("\x00", "").strip()
+    kind = "a DNG raw file" if _DNG_VERSION in image.tag_v2 else "a camera raw file or a multi-resolution TIFF"
+    return (
+        f"{kind}{f' ({make})' if make else ''}: the image Pillow reads is the {image.width}x{image.height} preview "
+        "its first page marks as a reduced-resolution copy (TIFF NewSubfileType 1), not the photo; the photo is raw "
+        "sensor data. Export it as JPEG or TIFF with a raw developer (darktable, RawTherapee, the camera's software), "
+        "or give the JPEG the camera saved beside it"
+    )
 
 
 _BOMB = (

@@ -7,7 +7,7 @@ import zlib
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, TiffImagePlugin
 
 from schemas import reasons
 from schemas.config.normalise import NormaliseConfig
@@ -337,3 +337,34 @@ def test_min_side_judges_the_files_size_not_its_draft_decoding():
     image, original, _ = normalise_image(jpeg_bytes(make_photo(1400, 1300)), config)
     assert (original.width, original.height) == (1400, 1300)
     assert image.size == (256, 238)
+
+
+def _tiff(image: Image.Image, tags: dict) -> bytes:
+    info = TiffImagePlugin.ImageFileDirectory_v2()
+    for tag, value in tags.items():
+        info[tag] = value
+    buffer = io.BytesIO()
+    image.save(buffer, "TIFF", tiffinfo=info)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("tags", "named"),
+    [
+        # A DNG's first page: a 256x171 preview (NewSubfileType 1) before the raw sensor data in a SubIFD.
+        ({254: 1, 271: "Canon", 50706: bytes([1, 4, 0, 0])}, "a DNG raw file (Canon)"),
+        # A NEF's or ARW's first page: the same kind of preview, without a DNG version.
+        ({254: 1, 271: "NIKON CORPORATION\x00"}, "a camera raw file or a multi-resolution TIFF (NIKON CORPORATION)"),
+    ],
+)
+def test_a_raw_files_preview_is_not_taken_for_the_photo(tags, named):
+    with pytest.raises(RejectItem) as caught:
+        normalise_image(_tiff(make_photo(256, 171), tags), CONFIG)
+    assert caught.value.reason == reasons.UNSUPPORTED_IMAGE
+    assert str(caught.value).startswith(named) and "256x171 preview" in str(caught.value)
+    assert "raw developer" in str(caught.value)
+
+
+def test_a_tiff_whose_first_page_is_the_full_image_is_read():
+    image, original, _ = normalise_image(_tiff(make_photo(256, 171), {254: 0, 271: "NIKON CORPORATION"}), CONFIG)
+    assert image.size == (256, 171) and original.format == "TIFF"
