@@ -7,6 +7,7 @@ an opened file whose pixels Pillow could not decode, for formats that need help 
   still cannot open): the file is damaged, or it is a variant of the format Pillow lacks. A HEIF/HEIC photo
   (``is_heif``) is readable with the ``heif`` extra, and the detail says how to install it; a JPEG XL image is a
   format Pillow has no reader for, and the detail says how to convert it;
+- ``unsupported_image`` for a camera raw file (``camera_raw``): raw sensor data that Pillow does not develop;
 - ``not_an_image`` otherwise, naming what the bytes show when they show one (a PDF document, an SVG drawing, a
   video, a ZIP archive or Office document, a Thumbs.db, macOS's ``._`` and ``.DS_Store`` files).
 
@@ -75,6 +76,28 @@ def unidentified(data: bytes) -> RejectItem:
             format=name,
         )
     return RejectItem(reasons.NOT_AN_IMAGE, _not_an_image(data))
+
+
+RAW_ADVICE = (
+    "export it as JPEG or TIFF with a raw developer (darktable, RawTherapee, the camera maker's software), or give "
+    "the JPEG the camera saved beside it"
+)
+
+
+def camera_raw(data: bytes) -> str | None:
+    """The camera raw format whose signature ``data`` starts with, for the raws that are no plain TIFF (Canon CR2's
+    TIFF header is followed by ``CR``); the TIFF-based ones (DNG, NEF, ARW) open as TIFF and are told apart there."""
+    if data[:4] == b"II*\x00" and data[8:10] == b"CR":
+        return "Canon CR2"
+    if data[4:12] == b"ftypcrx ":
+        return "Canon CR3"
+    if data.startswith(b"FUJIFILMCCD-RAW"):
+        return "Fujifilm RAF"
+    if data[:4] in (b"IIRO", b"IIRS", b"MMOR"):
+        return "Olympus ORF"
+    if data[:4] == b"IIU\x00":
+        return "Panasonic RW2"
+    return None
 
 
 def decode_hint(format: str | None) -> str | None:

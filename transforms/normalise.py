@@ -32,7 +32,7 @@ from schemas.records.ledger import RejectItem
 from schemas.records.samples import ImageInfo, Sample
 from schemas.records.values import printable
 from transforms._common import StageFn, apply_stage
-from transforms._unreadable import decode_hint, unidentified
+from transforms._unreadable import RAW_ADVICE, camera_raw, decode_hint, unidentified
 from transforms.hashing import perceptual_hashes
 from transforms.image_store import store_image
 from transforms.quality_measures import analysis_copy, measure
@@ -100,6 +100,13 @@ def open_image(data: bytes, config: NormaliseConfig) -> tuple[Image.Image, int]:
     """
     if not data:
         raise RejectItem(reasons.EMPTY_FILE, "the file is empty (0 bytes)")
+    if raw := camera_raw(data):
+        # Pillow would read some of these as a TIFF and give its preview, or fail on the sensor data.
+        raise RejectItem(
+            reasons.UNSUPPORTED_IMAGE,
+            f"a {raw} camera raw file, which Pillow cannot develop: {RAW_ADVICE}",
+            format=raw,
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -144,9 +151,7 @@ def _preview_detail(image: Image.Image) -> str:
     kind = "a DNG raw file" if _DNG_VERSION in image.tag_v2 else "a camera raw file or a multi-resolution TIFF"
     return (
         f"{kind}{f' ({make})' if make else ''}: the image Pillow reads is the {image.width}x{image.height} preview "
-        "its first page marks as a reduced-resolution copy (TIFF NewSubfileType 1), not the photo; the photo is raw "
-        "sensor data. Export it as JPEG or TIFF with a raw developer (darktable, RawTherapee, the camera's software), "
-        "or give the JPEG the camera saved beside it"
+        f"its first page marks as a reduced-resolution copy (TIFF NewSubfileType 1), not the photo: {RAW_ADVICE}"
     )
 
 

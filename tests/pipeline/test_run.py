@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pillow_heif
-from PIL import Image
+from PIL import Image, TiffImagePlugin
 
 from tests.helpers import write_sidecar
 
@@ -51,6 +51,25 @@ def test_an_iphone_heic_photo_is_read_and_shipped_like_a_jpeg(tmp_path, run, pho
     assert shipped.shape == (240, 320, 3)
     assert np.abs(shipped - np.asarray(source.convert("RGB"), np.float32)).mean() < 8.0
     assert json.loads(sample["json"])["original"]["format"] == "HEIF"
+
+
+def test_a_camera_raw_beside_its_jpeg_is_rejected_saying_so_and_its_preview_never_ships(tmp_path, run, photo):
+    # A camera's RAW+JPEG pair: the NEF's first TIFF page is a 256x171 preview of the raw data (NewSubfileType 1).
+    images = tmp_path / "images"
+    images.mkdir()
+    photo(640, 427, seed=4).save(images / "DSC_0001.JPG", quality=90)
+    info = TiffImagePlugin.ImageFileDirectory_v2()
+    info[254], info[271] = 1, "NIKON CORPORATION"
+    photo(256, 171, seed=4).save(images / "DSC_0001.NEF", "TIFF", tiffinfo=info)
+    write_sidecar(images / "DSC_0001.JPG", title="a press on line 3", domain="factory")
+    out = run([images])
+
+    rows = out.ledger_by_name()
+    assert rows["DSC_0001.JPG"]["status"] == "kept", rows
+    assert (rows["DSC_0001.NEF"]["status"], rows["DSC_0001.NEF"]["reason"]) == ("rejected", "unsupported_image")
+    assert "256x171 preview" in rows["DSC_0001.NEF"]["detail"] and "raw developer" in rows["DSC_0001.NEF"]["detail"]
+    (sample,) = out.samples()
+    assert Image.open(io.BytesIO(sample["jpg"])).size == (640, 427)
 
 
 def _mixed_inputs(folder, photo):

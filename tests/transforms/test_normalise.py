@@ -368,3 +368,20 @@ def test_a_raw_files_preview_is_not_taken_for_the_photo(tags, named):
 def test_a_tiff_whose_first_page_is_the_full_image_is_read():
     image, original, _ = normalise_image(_tiff(make_photo(256, 171), {254: 0, 271: "NIKON CORPORATION"}), CONFIG)
     assert image.size == (256, 171) and original.format == "TIFF"
+
+
+@pytest.mark.parametrize(
+    ("head", "named"),
+    [
+        (b"II*\x00\x10\x00\x00\x00CR\x02\x00", "Canon CR2"),  # a TIFF header, then "CR" and the raw IFD's offset
+        (b"\x00\x00\x00\x18ftypcrx \x00\x00\x00\x01", "Canon CR3"),
+        (b"FUJIFILMCCD-RAW 0201FF383501", "Fujifilm RAF"),
+        (b"IIRO\x08\x00\x00\x00", "Olympus ORF"),
+        (b"IIU\x00\x08\x00\x00\x00", "Panasonic RW2"),
+    ],
+)
+def test_a_camera_raw_file_is_unsupported_and_the_detail_names_it_and_what_to_do(head, named):
+    with pytest.raises(RejectItem) as caught:
+        normalise_image(head + bytes(4096), CONFIG)
+    assert caught.value.reason == reasons.UNSUPPORTED_IMAGE
+    assert str(caught.value).startswith(f"a {named} camera raw file") and "raw developer" in str(caught.value)
