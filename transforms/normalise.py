@@ -18,8 +18,8 @@ Reason codes: ``empty_file``, ``not_an_image``, ``truncated``, ``decompression_b
 import hashlib
 import io
 import warnings
-from collections.abc import Iterator
-from typing import NamedTuple
+from collections.abc import Iterator, Mapping
+from typing import Any, NamedTuple
 
 import apache_beam as beam
 import numpy as np
@@ -33,6 +33,7 @@ from schemas.records.samples import ImageInfo, Sample
 from schemas.records.values import printable
 from transforms._common import StageFn, apply_stage
 from transforms._unreadable import RAW_ADVICE, camera_raw, decode_hint, unidentified
+from transforms.embedded_text import embedded_text
 from transforms.hashing import perceptual_hashes
 from transforms.image_store import store_image
 from transforms.quality_measures import analysis_copy, measure
@@ -309,6 +310,8 @@ def normalise_item(
     data = item.data or b""
     key, sha256 = content_key(data)
     image, original, notes = normalise_image(data, config)
+    metadata, found_notes = _with_embedded_text(item.metadata, data)
+    notes += found_notes
     encoded = encode(image, config)
     pixels = hashlib.sha256(f"{image.width}x{image.height}:".encode() + image.tobytes()).hexdigest()
     reference = store_image(images, encoded, config.format) if images else ""
@@ -317,7 +320,7 @@ def normalise_item(
         source=item.source,
         path=printable(item.path),  # shown in shards: UTF-8 text (ingest read the real name)
         domain=item.domain,
-        metadata=dict(item.metadata),
+        metadata=metadata,
         image=b"" if reference else encoded,
         image_ext=config.format,
         sha256=sha256,
@@ -329,6 +332,19 @@ def normalise_item(
         image_ref=reference,
         scores=measure(analysis_copy(image, quality_side)).scores() if quality_side else {},
     )
+
+
+def _with_embedded_text(metadata: Mapping[str, Any], data: bytes) -> tuple[dict[str, Any], list[str]]:
+    """``metadata`` with the title, description and keywords embedded in the file (``transforms.embedded_text``) for
+    the keys it leaves empty (a sidecar or manifest value wins), and notes saying which were taken."""
+    found, notes = embedded_text(data)
+    merged = dict(metadata)
+    taken = [key for key, value in found.items() if not merged.get(key)]
+    for key in taken:
+        merged[key] = found[key]
+    if taken:
+        notes.append(f"{', '.join(taken)} from the file's embedded metadata (XMP, IPTC or EXIF Windows fields)")
+    return merged, notes
 
 
 class _NormaliseFn(StageFn):

@@ -72,6 +72,25 @@ def test_a_camera_raw_beside_its_jpeg_is_rejected_saying_so_and_its_preview_neve
     assert Image.open(io.BytesIO(sample["jpg"])).size == (640, 427)
 
 
+def test_a_title_embedded_in_the_photo_is_its_text_unless_a_sidecar_gives_one(tmp_path, run, photo):
+    # Explorer's Title field (EXIF XPTitle, UTF-16): what a person types in a photo's Properties on Windows.
+    images = tmp_path / "images"
+    images.mkdir()
+    for name, title in (("pump.jpg", "Pump housing, line 3"), ("valve.jpg", "Valve body")):
+        exif = Image.Exif()
+        exif[0x9C9B] = title.encode("utf-16-le") + b"\x00\x00"
+        photo(320, 240, seed=len(name)).save(images / name, quality=90, exif=exif.tobytes())
+    write_sidecar(images / "valve.jpg", title="Valve body, cast iron")
+    out = run([images])
+
+    rows = out.ledger_by_name()
+    assert rows["pump.jpg"]["status"] == rows["valve.jpg"]["status"] == "kept", rows
+    texts = {
+        json.loads(sample["json"])["source"].rsplit("/", 1)[-1]: sample["txt"].decode() for sample in out.samples()
+    }
+    assert texts == {"pump.jpg": "Pump housing, line 3", "valve.jpg": "Valve body, cast iron"}
+
+
 def _mixed_inputs(folder, photo):
     folder.mkdir()
     for seed in range(8):
