@@ -41,7 +41,10 @@ def embedded_text(data: bytes) -> tuple[dict[str, Any], list[str]]:
     except Exception:  # noqa: BLE001 - normalise reports an unreadable file; here it simply holds no text
         return {}, []
     notes: list[str] = []
-    xmp, iptc, windows = _xmp(image, notes), _iptc(image), _windows(image)
+    try:
+        xmp, iptc, windows = _xmp(image, notes), _iptc(image), _windows(image)
+    except Exception as error:  # noqa: BLE001 - odd metadata never costs the photo its place; the note says why
+        return {}, [f"embedded metadata skipped: {type(error).__name__}: {error}"]
     found: dict[str, Any] = {}
     for key, candidates in (
         ("title", ((xmp, "title"), (iptc, "title"), (xmp, "headline"), (iptc, "headline"), (windows, "title"))),
@@ -60,7 +63,8 @@ def _clean(text: str) -> str:
 
 def _xmp_packet(image: Image.Image) -> bytes | str | None:
     if image.format == "TIFF":
-        return image.tag_v2.get(_TIFF_XMP)
+        packet = image.tag_v2.get(_TIFF_XMP)
+        return bytes(packet) if isinstance(packet, tuple) else packet
     return image.info.get("xmp") or image.info.get("XML:com.adobe.xmp")
 
 

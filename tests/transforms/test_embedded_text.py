@@ -83,7 +83,7 @@ def test_windows_explorer_fields_are_read_and_a_cameras_own_name_is_not_taken_fo
     assert embedded_text(_jpeg(exif=camera_only.tobytes())) == ({}, [])
 
 
-def test_xmp_with_entity_expansion_is_skipped_with_a_note_and_the_png_chunk_is_read():
+def test_xmp_with_entity_expansion_is_skipped_with_a_note_and_png_and_tiff_packets_are_read():
     bomb = b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]><x>&b;</x>'
     found, notes = embedded_text(_jpeg(xmp=bomb))
     assert found == {} and len(notes) == 1 and notes[0].startswith("embedded XMP metadata skipped: EntitiesForbidden")
@@ -95,4 +95,12 @@ def test_xmp_with_entity_expansion_is_skipped_with_a_note_and_the_png_chunk_is_r
     buffer = io.BytesIO()
     Image.new("RGB", (64, 48)).save(buffer, "PNG", pnginfo=chunk)
     assert embedded_text(buffer.getvalue())[0]["title"] == "Blue jacket"
+
+    from PIL import TiffImagePlugin
+
+    tags = TiffImagePlugin.ImageFileDirectory_v2()
+    tags[700] = XMP.format(fields=LIGHTROOM_FIELDS).encode()  # a TIFF keeps its XMP packet in tag 700
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48)).save(buffer, "TIFF", tiffinfo=tags)
+    assert embedded_text(buffer.getvalue())[0]["description"] == "A blue denim jacket on white."
     assert embedded_text(b"not an image") == ({}, [])
