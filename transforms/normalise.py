@@ -9,7 +9,10 @@ decode of every image (``benchmarks/bench_quality.py``: quality CPU 0.079 of nor
 format is detected from the content, never from the extension. HEIF/HEIC photos are read when the ``heif`` extra
 (pillow-heif) is installed; without it they are rejected as ``unsupported_image`` with a detail that says how to read
 them. A file Pillow cannot identify is ``unsupported_image`` when it starts like an image (damaged, or a variant Pillow
-lacks) and ``not_an_image`` otherwise (``transforms._unreadable``).
+lacks) and ``not_an_image`` otherwise (``transforms._unreadable``). A camera raw file is ``unsupported_image`` too,
+named by its signature or by the reduced-resolution preview a TIFF-based raw puts first, so that preview never
+ships as the photo. A title, caption and keywords embedded in the file (``transforms/embedded_text.py``) fill the
+sample's ``title``, ``description`` and ``keywords`` where its sidecar or manifest leaves them empty.
 
 Reason codes: ``empty_file``, ``not_an_image``, ``truncated``, ``decompression_bomb``, ``unsupported_image``,
 ``too_small``. Config section: ``normalise``. Metrics: ``normalise/rejected``, ``normalise/failed``.
