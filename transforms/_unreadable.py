@@ -7,13 +7,16 @@ an opened file whose pixels Pillow could not decode, for formats that need help 
   still cannot open): the file is damaged, or it is a variant of the format Pillow lacks. A HEIF/HEIC photo
   (``is_heif``) is readable with the ``heif`` extra, and the detail says how to install it; a JPEG XL image is a
   format Pillow has no reader for, and the detail says how to convert it;
-- ``unsupported_image`` for a camera raw file (``camera_raw``): raw sensor data that Pillow does not develop;
+- ``unsupported_image`` for a camera raw file (``camera_raw`` by signature, ``raw_preview`` for an opened TIFF whose
+  first page is a preview): raw sensor data that Pillow does not develop, whose preview must not pass for the photo;
 - ``not_an_image`` otherwise, naming what the bytes show when they show one (a PDF document, an SVG drawing, a
   video, a ZIP archive or Office document, a Thumbs.db, macOS's ``._`` and ``.DS_Store`` files).
 
 Telling these apart matters to the person who reads the ledger: "convert it to PNG" is no advice for a damaged PNG.
 Pure functions, no Beam.
 """
+
+from PIL import Image
 
 from schemas import reasons
 from schemas.records.ledger import RejectItem
@@ -84,20 +87,48 @@ RAW_ADVICE = (
 )
 
 
-def camera_raw(data: bytes) -> str | None:
-    """The camera raw format whose signature ``data`` starts with, for the raws that are no plain TIFF (Canon CR2's
-    TIFF header is followed by ``CR``); the TIFF-based ones (DNG, NEF, ARW) open as TIFF and are told apart there."""
+def camera_raw(data: bytes) -> RejectItem | None:
+    """The rejection of a camera raw file that is no plain TIFF, told by its signature (Canon CR2's TIFF header is
+    followed by ``CR``); the TIFF-based raws (DNG, NEF, ARW) open as TIFF and are told by ``raw_preview``."""
+    name = None
     if data[:4] == b"II*\x00" and data[8:10] == b"CR":
-        return "Canon CR2"
-    if data[4:12] == b"ftypcrx ":
-        return "Canon CR3"
-    if data.startswith(b"FUJIFILMCCD-RAW"):
-        return "Fujifilm RAF"
-    if data[:4] in (b"IIRO", b"IIRS", b"MMOR"):
-        return "Olympus ORF"
-    if data[:4] == b"IIU\x00":
-        return "Panasonic RW2"
-    return None
+        name = "Canon CR2"
+    elif data[4:12] == b"ftypcrx ":
+        name = "Canon CR3"
+    elif data.startswith(b"FUJIFILMCCD-RAW"):
+        name = "Fujifilm RAF"
+    elif data[:4] in (b"IIRO", b"IIRS", b"MMOR"):
+        name = "Olympus ORF"
+    elif data[:4] == b"IIU\x00":
+        name = "Panasonic RW2"
+    if name is None:
+        return None
+    return RejectItem(
+        reasons.UNSUPPORTED_IMAGE, f"a {name} camera raw file, which Pillow cannot develop: {RAW_ADVICE}", format=name
+    )
+
+
+_NEW_SUBFILE_TYPE, _MAKE, _DNG_VERSION = 254, 271, 50706
+
+
+def raw_preview(image: Image.Image) -> RejectItem | None:
+    """The rejection of an opened TIFF whose first image says it is a reduced-resolution version of another image in
+    the file (NewSubfileType bit 0): the preview a TIFF-based camera raw (DNG, NEF, ARW, PEF...) puts first, before
+    sensor data Pillow cannot decode. ``None`` for any other image."""
+    if image.format != "TIFF":
+        return None
+    value = image.tag_v2.get(_NEW_SUBFILE_TYPE, 0)
+    if not (isinstance(value, int) and value & 1):
+        return None
+    make = str(image.tag_v2.get(_MAKE, "")).replace("\x00", "").strip()
+    kind = "a DNG raw file" if _DNG_VERSION in image.tag_v2 else "a camera raw file or a multi-resolution TIFF"
+    return RejectItem(
+        reasons.UNSUPPORTED_IMAGE,
+        f"{kind}{f' ({make})' if make else ''}: the image Pillow reads is the {image.width}x{image.height} preview "
+        f"its first page marks as a reduced-resolution copy (TIFF NewSubfileType 1), not the photo: {RAW_ADVICE}",
+        width=image.width,
+        height=image.height,
+    )
 
 
 def decode_hint(format: str | None) -> str | None:

@@ -35,7 +35,7 @@ from schemas.records.ledger import RejectItem
 from schemas.records.samples import ImageInfo, Sample
 from schemas.records.values import printable
 from transforms._common import StageFn, apply_stage
-from transforms._unreadable import RAW_ADVICE, camera_raw, decode_hint, unidentified
+from transforms._unreadable import camera_raw, decode_hint, raw_preview, unidentified
 from transforms.embedded_text import embedded_text
 from transforms.hashing import perceptual_hashes
 from transforms.image_store import store_image
@@ -104,13 +104,8 @@ def open_image(data: bytes, config: NormaliseConfig) -> tuple[Image.Image, int]:
     """
     if not data:
         raise RejectItem(reasons.EMPTY_FILE, "the file is empty (0 bytes)")
-    if raw := camera_raw(data):
-        # Pillow would read some of these as a TIFF and give its preview, or fail on the sensor data.
-        raise RejectItem(
-            reasons.UNSUPPORTED_IMAGE,
-            f"a {raw} camera raw file, which Pillow cannot develop: {RAW_ADVICE}",
-            format=raw,
-        )
+    if raw := camera_raw(data):  # Pillow would read some as a TIFF and give its preview, or fail on the sensor data
+        raise raw
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -127,8 +122,8 @@ def open_image(data: bytes, config: NormaliseConfig) -> tuple[Image.Image, int]:
     width, height = image.size
     if width <= 0 or height <= 0:
         raise RejectItem(reasons.UNSUPPORTED_IMAGE, f"the header claims an empty size {width}x{height}")
-    if image.format == "TIFF" and _is_preview(image):
-        raise RejectItem(reasons.UNSUPPORTED_IMAGE, _preview_detail(image), width=width, height=height)
+    if preview := raw_preview(image):
+        raise preview
     if width * height > config.max_pixels:
         raise RejectItem(
             reasons.DECOMPRESSION_BOMB,
@@ -138,25 +133,6 @@ def open_image(data: bytes, config: NormaliseConfig) -> tuple[Image.Image, int]:
             height=height,
         )
     return image, frames
-
-
-_NEW_SUBFILE_TYPE, _MAKE, _DNG_VERSION = 254, 271, 50706
-
-
-def _is_preview(image: Image.Image) -> bool:
-    """Whether a TIFF's first image says it is a reduced-resolution version of another image in the file: the
-    preview a camera RAW file (DNG, NEF, ARW, PEF...) puts first, before raw sensor data Pillow cannot decode."""
-    value = image.tag_v2.get(_NEW_SUBFILE_TYPE, 0)
-    return isinstance(value, int) and bool(value & 1)
-
-
-def _preview_detail(image: Image.Image) -> str:
-    make = str(image.tag_v2.get(_MAKE, "")).replace("\x00", "").strip()
-    kind = "a DNG raw file" if _DNG_VERSION in image.tag_v2 else "a camera raw file or a multi-resolution TIFF"
-    return (
-        f"{kind}{f' ({make})' if make else ''}: the image Pillow reads is the {image.width}x{image.height} preview "
-        f"its first page marks as a reduced-resolution copy (TIFF NewSubfileType 1), not the photo: {RAW_ADVICE}"
-    )
 
 
 _BOMB = (
