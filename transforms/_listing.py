@@ -73,7 +73,12 @@ def input_pattern(spec: InputSpec) -> str:
     return literal(path)
 
 
-def _top_folder(spec: InputSpec) -> str:
+def lists_folders(spec: InputSpec) -> bool:
+    """Whether a file pattern lists whole folders (``photos``, ``photos/*``, ``photos/**``), not chosen files."""
+    return posixpath.basename(input_pattern(spec).replace(os.sep, "/")) in ("*", "**")
+
+
+def top_folder(spec: InputSpec) -> str:
     """The folder every match of ``spec`` lies below: a local folder itself, a local file's folder, else the folder
     before the pattern's first wildcard."""
     path = spec.path
@@ -90,7 +95,7 @@ def not_ignored(path: str, spec: InputSpec, patterns: Iterable[str]) -> bool:
     ``patterns`` (``ingest.ignore``, whatever the case)."""
     if not patterns:
         return True
-    top = _top_folder(spec).rstrip("/")
+    top = top_folder(spec).rstrip("/")
     relative = path[len(top) :] if path.startswith(f"{top}/") else posixpath.basename(path)
     names = [name.lower() for name in relative.split("/") if name]
     return not any(fnmatch.fnmatchcase(name, pattern.lower()) for name in names for pattern in patterns)
@@ -98,7 +103,7 @@ def not_ignored(path: str, spec: InputSpec, patterns: Iterable[str]) -> bool:
 
 def pattern_roots(spec: InputSpec) -> tuple[str, ...]:
     """The roots of a file pattern's matches: the input's ``roots``, else the folder before its first wildcard."""
-    return tuple(spec.roots) or (_top_folder(spec),)
+    return tuple(spec.roots) or (top_folder(spec),)
 
 
 def stem_key(metadata: FileMetadata, sidecar_extensions: Iterable[str] = (".json", ".txt")) -> tuple[bytes, bytes]:
@@ -139,7 +144,7 @@ def stem_items(group: tuple[bytes, Iterable[bytes]], spec: InputSpec, config: In
     }
     domain, roots = spec.domain or config.default_domain, pattern_roots(spec)
     # A pattern such as photos/*.jpg, or one file, matches no sidecar: ingest's read then looks for one by name.
-    whole = posixpath.basename(input_pattern(spec).replace(os.sep, "/")) in ("*", "**")
+    whole = lists_folders(spec)
     for image in images:
         mine = [*own[image], *taken]
         suffixes = tuple(path[len(stem) :] for path in mine)
@@ -193,7 +198,7 @@ def broken_links(spec: InputSpec, config: IngestConfig, output: str | None = Non
     # Only the broken links are held (a folder of millions of files is walked, not kept), sorted for a stable order.
     broken = sorted(
         path
-        for folder, _, names in os.walk(_top_folder(spec))
+        for folder, _, names in os.walk(top_folder(spec))
         for path in (os.path.join(folder, name) for name in names)
         if os.path.islink(path)
         and not os.path.exists(path)

@@ -189,4 +189,20 @@ def _not_an_image(data: bytes) -> str:
         return "a PDF document, not an image: export its pages as images (e.g. pdftoppm -png) to use them"
     if head.startswith(b"<svg") or (head.startswith(b"<?xml") and b"<svg" in head):
         return "an SVG vector drawing, not a raster image: render it to PNG first (e.g. with rsvg-convert)"
+    if _is_text(head):
+        return (
+            "a text file, not an image: a table of image file names and their text (CSV, JSON Lines, Parquet) is read "
+            "as a manifest when given as its own --input, or, named metadata.csv (or .jsonl, .parquet) with a "
+            "file_name column, as the metadata of its folder's images; leave other files out with ingest.ignore"
+        )
     return "the content is not an image format Pillow can read: convert it to JPEG or PNG to use it"
+
+
+def _is_text(head: bytes) -> bool:
+    """Whether the start of a file reads as text: UTF-8 (or UTF-16 with its byte-order mark) with no control bytes."""
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return True
+    text = head.decode("utf-8", errors="ignore")
+    if not text or len(text.encode("utf-8")) < len(head) - 3:  # at most a character cut at the end
+        return False
+    return all(char.isprintable() or char in "\t\r\n\f" for char in text)

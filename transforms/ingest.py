@@ -10,6 +10,10 @@ read), ``malformed_manifest_row``, ``missing_file`` (also a matched link whose t
 image has its name), ``unreadable_input`` (a read that kept failing after retries; a tar that breaks off, whose
 samples before the break are read, or that is no tar).
 
+A folder's own metadata file (``metadata.csv``, ``.jsonl``, ``.parquet``...: Hugging Face's ImageFolder layout)
+gives the images its rows name their metadata; it is no item, and each of its rows is merged or rejected
+(``transforms._folder_metadata``).
+
 Roots: a manifest's rows must lead into the input's ``roots`` (default: the manifest's folder), a file pattern's
 matches and their sidecars into its ``roots`` (default: the folder the pattern lists). Local paths are checked where
 they really resolve, symbolic links included, unless ``follow_symlinks`` (``transforms._confine``); the listing
@@ -38,6 +42,7 @@ from schemas.records.ledger import RejectItem
 from schemas.records.values import blank, finite, valid_text
 from transforms._common import StageFn, apply_stage
 from transforms._confine import confine
+from transforms._folder_metadata import REJECTED, FolderRowsFn, is_folder_metadata, stem_items_with_rows
 from transforms._listing import (
     NO_IMAGE,
     ORPHAN,
@@ -45,14 +50,15 @@ from transforms._listing import (
     broken_links,
     input_kind,
     input_pattern,
+    lists_folders,
     manifest_roots,
     manifest_rows,
     not_ignored,
     outside_output,
     resolve_manifest_path,
-    stem_items,
     stem_key,
     tar_items,
+    top_folder,
 )
 from transforms._reading import present_sidecars, read_bytes, read_member, read_sidecar
 from transforms.import_interleaved import KINDS as INTERLEAVED_KINDS
@@ -112,20 +118,28 @@ class ReadInputs(beam.PTransform):
                     | f"{label}Members" >> beam.FlatMap(tar_items, spec, self._config)
                 )
             else:
-                items = (
+                files, tables = (
                     start
                     | f"{label}Pattern" >> beam.Map(input_pattern)
                     | f"{label}Match" >> fileio.MatchAll()
                     | f"{label}NotOutput" >> beam.Filter(outside, self._output)
                     | f"{label}NotIgnored" >> beam.Filter(_listed, spec, self._config.ignore)
-                    | f"{label}Stems" >> beam.Map(stem_key, self._config.sidecar_extensions)
-                    # Paths only: an image meets its sidecars (any case), and a sidecar no image takes is seen.
+                    | f"{label}FolderMetadata" >> beam.Partition(_is_table, 2, lists_folders(spec))
+                )
+                rows = tables | f"{label}MetadataRows" >> beam.ParDo(
+                    FolderRowsFn(spec, self._config, top_folder(spec))
+                ).with_outputs(FolderRowsFn.REJECTED_TAG, main="rows")
+                items = (
+                    (files | f"{label}Stems" >> beam.Map(stem_key, self._config.sidecar_extensions), rows.rows)
+                    | f"{label}StemsAndRows" >> beam.Flatten()
+                    # Paths only: an image meets its sidecars (any case) and the metadata file row naming it, and a
+                    # sidecar no image takes, or a row, is seen.
                     | f"{label}GroupStems" >> beam.GroupByKey()
-                    | f"{label}Files" >> beam.FlatMap(stem_items, spec, self._config)
+                    | f"{label}Files" >> beam.FlatMap(stem_items_with_rows, spec, self._config)
                 )
                 # Beam's matching skips a link whose target is gone: listed here, rejected as missing_file on read.
                 links = start | f"{label}BrokenLinks" >> beam.FlatMap(broken_links, self._config, self._output)
-                items = (items, links) | f"{label}WithBrokenLinks" >> beam.Flatten()
+                items = (items, links, rows[FolderRowsFn.REJECTED_TAG]) | f"{label}WithBrokenLinks" >> beam.Flatten()
             if kind in ("files", "webdataset"):
                 matched.append((index, items))
             else:
@@ -188,6 +202,10 @@ def _listed(metadata: FileMetadata, spec: InputSpec, ignore: list[str]) -> bool:
         return True
     _IGNORED.inc()
     return False
+
+
+def _is_table(found: FileMetadata, partitions: int, whole_folders: bool) -> int:
+    return int(is_folder_metadata(found, whole_folders))
 
 
 def _is_text_row(element: InputItem | TextRow, partitions: int) -> int:
@@ -285,6 +303,9 @@ class _ReadFn(StageFn):
             raise RejectItem(reasons.MISSING_FILE, metadata[NO_IMAGE])
         if UNREADABLE in metadata:
             raise RejectItem(reasons.UNREADABLE_INPUT, metadata[UNREADABLE])
+        if REJECTED in metadata:
+            reason, detail = metadata[REJECTED]
+            raise RejectItem(reason, **detail)
         follow = self._config.follow_symlinks
         if item.roots and item.data is None:
             # Checked just before the read even when the listing checked it: a link can change in between.

@@ -94,6 +94,9 @@ def choose_text(metadata: dict[str, Any], fields: list[str], max_chars: int, nam
     return "", ""
 
 
+_WORDS = re.compile(r"[^\W\d_]{2,}\s+[^\W\d_]{2,}")  # two words in a row: text, not a code or a path
+
+
 def _objects(metadata: Mapping[str, Any], fields: list[str]) -> str:
     """What a ``no_text`` rejection adds when a field holds an object: its keys, and how to name one."""
     found = [
@@ -107,6 +110,22 @@ def _objects(metadata: Mapping[str, Any], fields: list[str]) -> str:
     )
 
 
+def _other_text(metadata: Mapping[str, Any], fields: list[str]) -> str:
+    """What a ``no_text`` rejection adds when other metadata keys hold words (a Hugging Face ``text`` column, a
+    ``prompt``, a product ``name``): those keys, and how to name one."""
+    named = {field.split(".", 1)[0] for field in fields}
+    keys = [
+        str(key)
+        for key, value in metadata.items()
+        if str(key) not in named and isinstance(value, str) and _WORDS.search(value)
+    ]
+    if not keys:
+        return ""
+    shown = ", ".join(repr(key) for key in keys[:6]) + (f" and {len(keys) - 6} more" if len(keys) > 6 else "")
+    example = f"--set 'text.fields=[\"{keys[0]}\"]'"
+    return f"; its metadata has words under {shown}: to use one, name it in text.fields ({example})"
+
+
 def with_text(sample: Sample, config: TextConfig) -> Sample:
     """``sample`` with its text chosen from the metadata fields of ``config``.
 
@@ -117,8 +136,8 @@ def with_text(sample: Sample, config: TextConfig) -> Sample:
     if not text and config.required:
         raise RejectItem(
             reasons.NO_TEXT,
-            f"none of the text fields {config.fields} has text{_objects(sample.metadata, config.fields)}; add one to "
-            "the metadata or set text.required=false",
+            f"none of the text fields {config.fields} has text{_objects(sample.metadata, config.fields)}"
+            f"{_other_text(sample.metadata, config.fields)}; add one to the metadata or set text.required=false",
         )
     return dataclasses.replace(sample, text=text, text_source=f"metadata.{field}" if field else "")
 

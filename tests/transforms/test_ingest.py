@@ -15,6 +15,7 @@ from schemas import reasons
 from schemas.config.ingest import IngestConfig
 from schemas.records.ledger import RejectItem
 from tests.helpers import jpeg_bytes, make_photo, write_sidecar
+from transforms._folder_metadata import matched_spelling
 from transforms.ingest import ReadInputs, resolve_manifest_path
 
 OPT_IN = "ingest.follow_symlinks = true"
@@ -734,3 +735,78 @@ def test_a_json_file_of_rows_is_a_manifest_not_an_orphan_caption(tmp_path, run):
         "export.json#1": "from an export",
         "lines.json#1": "JSON Lines",
     }
+
+
+def test_a_folders_metadata_file_gives_its_images_text_and_every_row_ends_in_the_ledger(tmp_path, run, photo):
+    # Hugging Face's ImageFolder layout: metadata.jsonl names each image by file_name, relative to its own folder.
+    folder = tmp_path / "dataset"
+    (folder / "train" / "scratches").mkdir(parents=True)
+    for seed, name in enumerate(["a.jpg", "train/b.png", "train/scratches/c.jpg", "train/d.jpg", "e.jpg"]):
+        photo(240, 180, seed=seed).save(folder / name)
+    write_sidecar(folder / "train" / "d.jpg", caption="the sidecar's caption")
+    top = [
+        {"file_name": "a.jpg", "caption": "a press brake, front view", "domain": "factory"},
+        {"file_name": "./train/b.png", "caption": "a bracket on white"},
+        {"file_name": "train/scratches/c.jpg", "caption": "the top file's caption for c"},
+        {"file_name": "train/d.jpg", "caption": "the row's caption", "station": "line 4"},
+        {"file_name": "train/missing.jpg", "caption": "no such file"},
+        {"file_name": "a.jpg", "caption": "a second row for a"},
+        {"file_name": "", "caption": "no file name"},
+    ]
+    (folder / "metadata.jsonl").write_text("".join(json.dumps(row) + "\n" for row in top), encoding="utf-8")
+    (folder / "train" / "scratches" / "metadata.csv").write_text(
+        "file_name,caption\n../scratches/c.jpg,a scratch on steel\n", encoding="utf-8"
+    )
+    out = run([folder], quality={"enabled": False})
+
+    rows = {row["source"][len(str(folder)) + 1 :]: row for row in out.ledger}
+    assert sorted(rows) == sorted(
+        ["a.jpg", "e.jpg", "train/b.png", "train/d.jpg", "train/scratches/c.jpg"]
+        + [f"metadata.jsonl#{n}" for n in (3, 5, 6, 7)]
+    ), "each image once; the metadata files are no items, only their rows that name no image of their own"
+    assert rows["a.jpg"]["domain"] == "factory" and rows["e.jpg"]["reason"] == "no_text"
+    assert (rows["metadata.jsonl#5"]["reason"], rows["metadata.jsonl#7"]["reason"]) == (
+        "missing_file",
+        "malformed_manifest_row",
+    )
+    assert "train/missing.jpg" in rows["metadata.jsonl#5"]["detail"]
+    assert rows["metadata.jsonl#6"]["reason"] == "malformed_manifest_row"
+    assert "metadata.jsonl#1 already does" in rows["metadata.jsonl#6"]["detail"]
+    assert "metadata.csv#1 already does" in rows["metadata.jsonl#3"]["detail"], "the nearer file's row wins"
+    assert out.texts_by_name() == {
+        "a.jpg": "a press brake, front view",
+        "b.png": "a bracket on white",
+        "c.jpg": "a scratch on steel",
+        "d.jpg": "the sidecar's caption",
+    }
+    record = json.loads(out.samples_by_name()["d.jpg"]["json"])
+    assert record["metadata"]["station"] == "line 4", "the row's other keys stay where the sidecar gives none"
+
+
+def test_a_metadata_file_without_a_file_name_column_is_one_named_row_and_its_folder_is_read(tmp_path, run, photo):
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    photo(240, 180, seed=1).save(folder / "mug.jpg")
+    write_sidecar(folder / "mug.jpg", title="a red mug")
+    (folder / "metadata.csv").write_text("sku,price\nMUG-1,4.50\nMUG-2,5.00\n", encoding="utf-8")
+    out = run([folder], quality={"enabled": False})
+
+    rows = out.ledger_by_name()
+    assert sorted(rows) == ["metadata.csv", "mug.jpg"]
+    assert rows["mug.jpg"]["status"] == "kept"
+    assert rows["metadata.csv"]["reason"] == "malformed_manifest_row"
+    assert "'file_name'" in rows["metadata.csv"]["detail"] and "price, sku" in rows["metadata.csv"]["detail"]
+
+
+@pytest.mark.parametrize(
+    ("path", "top", "spelled"),
+    [
+        ("./photos/train/../a.jpg", "./photos", "./photos/a.jpg"),
+        ("photos//sub/./b.jpg", "photos/", "photos/sub/b.jpg"),
+        ("/data/x/../photos/c.jpg", "/data/photos", "/data/photos/c.jpg"),
+        ("gs://bucket/set/./d.jpg", "gs://bucket/set", "gs://bucket/set/d.jpg"),
+        ("/elsewhere/e.jpg", "/data/photos", "/elsewhere/e.jpg"),
+    ],
+)
+def test_a_metadata_rows_path_is_spelled_as_the_match_spells_the_folder(path, top, spelled):
+    assert matched_spelling(path, top) == spelled

@@ -51,7 +51,10 @@ def _zipped(name: str, payload: bytes) -> bytes:
         (b"%PDF-1.7\n1 0 obj << /Type /Catalog >> endobj\n", "PDF document"),
         (b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="10"/>', "SVG vector drawing"),
         (b"<svg width='4' height='4'></svg>", "SVG vector drawing"),
-        (b"operator notes\n", "convert it to JPEG or PNG"),
+        (b"operator notes\n", "a text file, not an image"),
+        ("path,title\nä.jpg,Größe\n".encode(), "named metadata.csv (or .jsonl, .parquet) with a file_name column"),
+        ("notes".encode("utf-16"), "a text file, not an image"),
+        (b"\x01\x02\x03 binary", "convert it to JPEG or PNG"),
         # RFC 1740's header: magic 0x00051607, version 2, the filler a Mac writes, then its entries.
         (b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        \x00\x02" + bytes(40), "macOS AppleDouble file"),
         (b"\x00\x00\x00\x01Bud1\x00\x00\x10\x00" + bytes(24), "macOS .DS_Store"),

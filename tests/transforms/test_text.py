@@ -78,3 +78,26 @@ def test_a_field_holding_an_object_is_not_text_and_a_dotted_field_names_one_of_i
     message = json.loads(rows["localised.jpg"]["detail"])["message"]
     assert "title holds an object with keys de, en: name one, as text.fields = ['title.de']" in message
     assert undotted.texts_by_name() == {"both.jpg": "A plain title"}
+
+
+def test_a_no_text_rejection_names_the_keys_that_hold_words_and_its_advice_keeps_them(tmp_path, run):
+    # A Hugging Face captioning folder: metadata.jsonl rows of file_name and text (diffusers' default caption column).
+    folder = tmp_path / "captions"
+    folder.mkdir()
+    rows = [
+        {"file_name": "0001.jpg", "text": "a welded seam on a steel pipe", "sku": "PIPE-0001", "sha": "4ca697fe47"},
+        {"file_name": "0002.jpg", "text": "two bolts on a grey flange", "sku": "FL-22", "sha": "9f3e2ab1c0"},
+    ]
+    for seed, row in enumerate(rows):
+        make_photo(200, 160, seed=140 + seed).save(folder / row["file_name"])
+    (folder / "metadata.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+
+    out = run([folder], quality={"enabled": False})
+    message = json.loads(out.ledger_by_name()["0001.jpg"]["detail"])["message"]
+    assert "its metadata has words under 'text':" in message and "'sku'" not in message and "'sha'" not in message
+    advice = message.split("--set '", 1)[1].split("'", 1)[0]
+    assert advice == 'text.fields=["text"]'
+
+    fields = json.loads(advice.split("=", 1)[1])
+    again = run([folder], output=tmp_path / "again", text={"fields": fields}, quality={"enabled": False})
+    assert again.texts_by_name() == {row["file_name"]: row["text"] for row in rows}
