@@ -45,6 +45,11 @@ class FolderRow(NamedTuple):
     metadata: dict[str, Any]
 
 
+def image_column(values: dict[str, Any], path_column: str) -> str | None:
+    """The column of a table's row that names its image: the input's ``path_column``, else ``file_name``."""
+    return next((name for name in (path_column, NAME_COLUMN) if name in values), None)
+
+
 def is_folder_metadata(found: FileMetadata, whole_folders: bool) -> bool:
     """Whether a matched file is a folder's metadata file (only where the input lists whole folders)."""
     return whole_folders and posixpath.basename(found.path.replace(os.sep, "/")).lower() in NAMES
@@ -84,7 +89,7 @@ class FolderRowsFn(beam.DoFn):
                     yield rejected(source, reasons.MALFORMED_MANIFEST_ROW, f"{shown}: {values['__error__']}")
                     continue
                 if column is None:
-                    column = next((name for name in (spec.path_column, NAME_COLUMN) if name in values), None)
+                    column = image_column(values, spec.path_column)
                     if column is None:
                         yield rejected(shown, reasons.MALFORMED_MANIFEST_ROW, _no_name_column(shown, values, spec))
                         return

@@ -16,6 +16,8 @@ Telling these apart matters to the person who reads the ledger: "convert it to P
 Pure functions, no Beam.
 """
 
+import json
+
 from PIL import Image
 
 from schemas import reasons
@@ -189,6 +191,21 @@ def _not_an_image(data: bytes) -> str:
         return "a PDF document, not an image: export its pages as images (e.g. pdftoppm -png) to use them"
     if head.startswith(b"<svg") or (head.startswith(b"<?xml") and b"<svg" in head):
         return "an SVG vector drawing, not a raster image: render it to PNG first (e.g. with rsvg-convert)"
+    if _is_text(head) and (table := _table_columns(head)):
+        columns, named = table
+        read = named in ("path", "file_name")
+        path_column = "" if read else f' with path_column = "{named}" in its config entry'
+        rename = "name it" if read else "rename that column file_name and the file"
+        return (
+            f"a table whose column {named!r} names files (columns: {', '.join(columns[:8])}), not an image: give it "
+            f"as its own input (--input FILE, a manifest{path_column}), or {rename} metadata.csv (.jsonl, .parquet) "
+            "to describe the images of its folder"
+        )
+    if data.startswith(b"PAR1"):
+        return (
+            "a Parquet table, not an image: give it as its own input (--input FILE, a manifest), or name it "
+            "metadata.parquet, with a file_name column, to describe the images of its folder"
+        )
     if _is_text(head):
         return (
             "a text file, not an image: a table of image file names and their text (CSV, JSON Lines, Parquet) is read "
@@ -196,6 +213,26 @@ def _not_an_image(data: bytes) -> str:
             "file_name column, as the metadata of its folder's images; leave other files out with ingest.ignore"
         )
     return "the content is not an image format Pillow can read: convert it to JPEG or PNG to use it"
+
+
+# Column names that hold an image's file name in tables people export (the first two are read as such).
+_FILE_COLUMNS = ("path", "file_name", "filename", "image", "image_path", "img", "file", "image_file", "file_path")
+
+
+def _table_columns(head: bytes) -> tuple[list[str], str] | None:
+    """The columns of a CSV, TSV or JSON Lines table's first line and the first that names files, if it has one."""
+    text = head.decode("utf-16" if head.startswith((b"\xff\xfe", b"\xfe\xff")) else "utf-8", errors="ignore")
+    line = text.lstrip("\ufeff").splitlines()[0] if text.strip() else ""
+    if line.startswith("{"):
+        try:
+            columns = [str(key) for key in json.loads(line)]
+        except (ValueError, TypeError):
+            return None
+    else:
+        delimiter = max(",;\t|", key=line.count)
+        columns = [name.strip().strip('"') for name in line.split(delimiter)] if line.count(delimiter) else []
+    named = next((name for name in columns if name.lower() in _FILE_COLUMNS), None)
+    return (columns, named) if named else None
 
 
 def _is_text(head: bytes) -> bool:

@@ -42,7 +42,14 @@ from schemas.records.ledger import RejectItem
 from schemas.records.values import blank, finite, valid_text
 from transforms._common import StageFn, apply_stage
 from transforms._confine import confine
-from transforms._folder_metadata import REJECTED, FolderRowsFn, is_folder_metadata, stem_items_with_rows
+from transforms._folder_metadata import (
+    NAME_COLUMN,
+    REJECTED,
+    FolderRowsFn,
+    image_column,
+    is_folder_metadata,
+    stem_items_with_rows,
+)
 from transforms._listing import (
     NO_IMAGE,
     ORPHAN,
@@ -244,16 +251,17 @@ class _ListManifestFn(StageFn):
         spec, values = row.spec, finite(row.values)
         if "__error__" in values:
             raise RejectItem(reasons.MALFORMED_MANIFEST_ROW, f"{spec.path}: {values['__error__']}")
-        value = values.get(spec.path_column)
+        column = image_column(values, spec.path_column) or spec.path_column
+        value = values.get(column)
         if not value and self._text_rows_field and not blank(values.get(self._text_rows_field)):
-            metadata = {k: v for k, v in values.items() if k != spec.path_column and not blank(v)}
+            metadata = {k: v for k, v in values.items() if k != column and not blank(v)}
             domain = str(metadata.pop(self._config.domain_column, "") or spec.domain or self._config.default_domain)
             yield TextRow(source=row.source, domain=domain, metadata=metadata)
             return
-        if spec.path_column not in values:
+        if column not in values:
             raise RejectItem(
                 reasons.MALFORMED_MANIFEST_ROW,
-                f"{spec.path} row {row.number} has no {spec.path_column!r} column "
+                f"{spec.path} row {row.number} has no {spec.path_column!r} or {NAME_COLUMN!r} column "
                 f"(it has {sorted(map(str, values))}); "
                 f'name the image path column {spec.path_column!r}, or give the input path_column = "NAME" in a '
                 "config file's [[ingest.inputs]] entry",
@@ -261,10 +269,10 @@ class _ListManifestFn(StageFn):
         if not value:
             raise RejectItem(
                 reasons.MALFORMED_MANIFEST_ROW,
-                f"{spec.path} row {row.number} has no {spec.path_column!r} value; every row needs an image path",
+                f"{spec.path} row {row.number} has no {column!r} value; every row needs an image path",
             )
         path = resolve_manifest_path(str(value), spec.path, spec.roots, self._config.follow_symlinks)
-        metadata = {k: v for k, v in values.items() if k != spec.path_column and not blank(v)}
+        metadata = {k: v for k, v in values.items() if k != column and not blank(v)}
         domain = str(metadata.pop(self._config.domain_column, "") or spec.domain or self._config.default_domain)
         roots = manifest_roots(spec.path, spec.roots)
         yield InputItem(source=row.source, path=path, domain=domain, metadata=metadata, roots=roots)

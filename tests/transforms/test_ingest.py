@@ -810,3 +810,18 @@ def test_a_metadata_file_without_a_file_name_column_is_one_named_row_and_its_fol
 )
 def test_a_metadata_rows_path_is_spelled_as_the_match_spells_the_folder(path, top, spelled):
     assert matched_spelling(path, top) == spelled
+
+
+def test_a_manifest_whose_image_column_is_file_name_is_read_without_configuration(tmp_path, run, photo):
+    # Hugging Face's name for the column; the manifest's own is path (path_column).
+    photo(240, 180, seed=7).save(tmp_path / "weld.jpg")
+    (tmp_path / "list.jsonl").write_text(
+        json.dumps({"file_name": "weld.jpg", "caption": "a weld seam"}) + "\n" + json.dumps({"caption": "no file"}),
+        encoding="utf-8",
+    )
+    out = run([tmp_path / "list.jsonl"], quality={"enabled": False})
+
+    rows = out.ledger_by_name()
+    assert rows["list.jsonl#1"]["status"] == "kept" and out.texts_by_name() == {"list.jsonl#1": "a weld seam"}
+    assert rows["list.jsonl#2"]["reason"] == "malformed_manifest_row"
+    assert "has no 'path' or 'file_name' column" in rows["list.jsonl#2"]["detail"]

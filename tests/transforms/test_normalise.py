@@ -6,6 +6,8 @@ import zipfile
 import zlib
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from PIL import Image, TiffImagePlugin
 
@@ -38,6 +40,12 @@ def test_rejects_text_file_named_jpg_as_not_an_image():
     assert _reason(b"operator notes: line 3 stopped at 14:00\n") == reasons.NOT_AN_IMAGE
 
 
+def _parquet(columns: dict) -> bytes:
+    buffer = io.BytesIO()
+    pq.write_table(pa.table(columns), buffer)
+    return buffer.getvalue()
+
+
 def _zipped(name: str, payload: bytes) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
@@ -52,9 +60,13 @@ def _zipped(name: str, payload: bytes) -> bytes:
         (b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="10"/>', "SVG vector drawing"),
         (b"<svg width='4' height='4'></svg>", "SVG vector drawing"),
         (b"operator notes\n", "a text file, not an image"),
-        ("path,title\nä.jpg,Größe\n".encode(), "named metadata.csv (or .jsonl, .parquet) with a file_name column"),
+        ("Größe,Gewicht\n3 mm,12 g\n".encode(), "named metadata.csv (or .jsonl, .parquet) with a file_name column"),
         ("notes".encode("utf-16"), "a text file, not an image"),
         (b"\x01\x02\x03 binary", "convert it to JPEG or PNG"),
+        (b"path,label\nscratches/a.jpg,scratch\n", "(--input FILE, a manifest), or name it metadata.csv"),
+        (b'{"file_name": "a.jpg", "text": "a dent"}\n', "a table whose column 'file_name' names files"),
+        (b"sku;Filename;price\n1;a.jpg;2\n", 'path_column = "Filename" in its config entry), or rename that column'),
+        (_parquet({"file_name": ["a.jpg"], "text": ["a dent"]}), "a Parquet table, not an image"),
         # RFC 1740's header: magic 0x00051607, version 2, the filler a Mac writes, then its entries.
         (b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        \x00\x02" + bytes(40), "macOS AppleDouble file"),
         (b"\x00\x00\x00\x01Bud1\x00\x00\x10\x00" + bytes(24), "macOS .DS_Store"),
