@@ -29,7 +29,7 @@ from schemas.records.inputs import InputItem
 from schemas.records.ledger import RejectItem
 from schemas.records.values import blank, finite, printable
 from transforms._confine import from_file_url, normalise
-from transforms._listing import manifest_rows, pattern_roots, resolve_manifest_path, stem_items
+from transforms._listing import ORPHAN, manifest_rows, pattern_roots, resolve_manifest_path, stem_items
 
 NAMES = frozenset({"metadata.csv", "metadata.tsv", "metadata.jsonl", "metadata.json", "metadata.parquet"})
 NAME_COLUMN = "file_name"
@@ -145,11 +145,11 @@ def stem_items_with_rows(
         yield from items
         return
     items = list(items)
-    images = {item.path for item in items if not item.metadata}
+    images = {item.path for item in items if ORPHAN not in item.metadata}
     chosen, rejected = rows_by_image(images, rows, spec.domain or config.default_domain)
     for item in items:
-        row = chosen.get(item.path) if not item.metadata else None
-        yield dataclasses.replace(item, metadata=dict(row.metadata)) if row else item
+        row = chosen.get(item.path) if item.path in images else None
+        yield dataclasses.replace(item, metadata={**item.metadata, **row.metadata}) if row else item
     yield from rejected
 
 

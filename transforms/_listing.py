@@ -149,7 +149,10 @@ def stem_items(group: tuple[bytes, Iterable[bytes]], spec: InputSpec, config: In
         mine = [*own[image], *taken]
         suffixes = tuple(path[len(stem) :] for path in mine)
         sidecar = stem if mine or not whole else None
-        yield InputItem(printable(image), image, domain, sidecar=sidecar, roots=roots, sidecar_suffixes=suffixes)
+        metadata = {config.folder_field: folder_name(image)} if config.folder_field else {}
+        yield InputItem(
+            printable(image), image, domain, metadata, sidecar=sidecar, roots=roots, sidecar_suffixes=suffixes
+        )
     used = {path for chosen in own.values() for path in chosen} | set(taken)
     for path in sidecars:
         if path in used:
@@ -173,6 +176,12 @@ def stem_items(group: tuple[bytes, Iterable[bytes]], spec: InputSpec, config: In
             why = f"no image named {image} sits beside it, so its text reaches no sample"
         shown = printable(path)
         yield InputItem(shown, path, domain, metadata={ORPHAN: f"sidecar {shown}: {why}"}, roots=roots)
+
+
+def folder_name(path: str) -> str:
+    """The name of the folder a matched file lies in (``photos/scratches/a.jpg``: ``scratches``)."""
+    parent = posixpath.dirname(path) if "://" in path else os.path.dirname(path)
+    return printable(posixpath.basename(parent.replace(os.sep, "/").rstrip("/")))
 
 
 def _first_of_each_kind(sidecars: list[str], kinds: list[str]) -> list[str]:

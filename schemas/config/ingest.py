@@ -55,6 +55,13 @@ class IngestConfig(Section):
             "recycle bin and hidden files)."
         ),
     )
+    folder_field: str | None = pydantic.Field(
+        None,
+        description="Give each image of a folder or pattern input the name of the folder it lies in under this "
+        "metadata key (e.g. 'label': class folders such as scratches/ and dents/ become each image's label and "
+        "text), unless its sidecar or metadata row gives that key. Off by default: folder names such as 2024-05-03 "
+        "or DCIM are no text.",
+    )
     follow_symlinks: bool = pydantic.Field(
         False,
         description="Let symbolic links lead out of an input's roots. Off, a local path is checked where it really "

@@ -254,8 +254,9 @@ def test_a_run_whose_photos_have_no_text_says_how_to_keep_them(tmp_path):
     lines = done.stdout.splitlines()
     assert lines[1] == "  rejected: no_text 2"
     assert lines[2] == (
-        "  hint: 2 of 3 items have no text (no same-stem .txt or .json sidecar, manifest column, tar caption, or "
-        "title or caption embedded in the file). Give them text, or keep images without it: --set "
+        "  hint: 2 of 3 items have no text (no same-stem .txt or .json sidecar, manifest column, folder metadata.csv "
+        "row, tar caption, or title or caption embedded in the file). Give them text (class folders such as "
+        "scratches/ give their name with --set ingest.folder_field=label), or keep images without it: --set "
         "text.required=false --set caption.required=false"
     )
     fewer = {"items": 3, "by_status": {"rejected": 1}, "by_reason": {"rejected/text/no_text": 1}}

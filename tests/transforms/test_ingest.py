@@ -825,3 +825,23 @@ def test_a_manifest_whose_image_column_is_file_name_is_read_without_configuratio
     assert rows["list.jsonl#1"]["status"] == "kept" and out.texts_by_name() == {"list.jsonl#1": "a weld seam"}
     assert rows["list.jsonl#2"]["reason"] == "malformed_manifest_row"
     assert "has no 'path' or 'file_name' column" in rows["list.jsonl#2"]["detail"]
+
+
+def test_class_folders_name_their_images_label_when_asked_and_a_sidecar_or_row_still_wins(tmp_path, run, photo):
+    folder = tmp_path / "inspection"
+    for seed, name in enumerate(["scratches/a.jpg", "dents/b.jpg", "dents/c.jpg", "dents/d.jpg"]):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        photo(240, 180, seed=20 + seed).save(folder / name)
+    write_sidecar(folder / "dents" / "c.jpg", label="dent, 3 mm")
+    (folder / "metadata.csv").write_text("file_name,label\ndents/d.jpg,a shallow dent\n", encoding="utf-8")
+
+    out = run([folder], ingest={"folder_field": "label"}, quality={"enabled": False})
+    assert out.texts_by_name() == {
+        "a.jpg": "scratches",
+        "b.jpg": "dents",
+        "c.jpg": "dent, 3 mm",
+        "d.jpg": "a shallow dent",
+    }
+
+    plain = run([folder], output=tmp_path / "plain", quality={"enabled": False})
+    assert plain.texts_by_name() == {"c.jpg": "dent, 3 mm", "d.jpg": "a shallow dent"}, "off by default"
