@@ -7,6 +7,7 @@ outlasts the timer's period, so at test sizes it is provoked by shortening Beam'
 """
 
 import hashlib
+import json
 
 import pytest
 from apache_beam.runners.portability.fn_api_runner import worker_handlers
@@ -50,6 +51,11 @@ def test_two_worker_processes_account_for_every_input_even_when_beam_flushes_eve
     tmp_path, run, monkeypatch
 ):
     images = noise_images(tmp_path / "in", 2000)
+    # A folder metadata file (Hugging Face's ImageFolder layout) names every image, and two files that are not there.
+    captions = {path.name: f"noise picture number {index}" for index, path in enumerate(images)}
+    rows = [{"file_name": name, "caption": text} for name, text in captions.items()]
+    rows += [{"file_name": "gone-1.jpg", "caption": "lost"}, {"file_name": "gone-2.jpg", "caption": "lost"}]
+    (tmp_path / "in" / "metadata.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     monkeypatch.setattr(worker_handlers, "DATA_BUFFER_TIME_LIMIT_MS", 1)
     # The face pass (a Haar cascade, ~37 ms on each noise picture: half of this test's time) only passes samples on.
     config = {**NO_TEXT, "faces": {"enabled": False}}
@@ -57,8 +63,10 @@ def test_two_worker_processes_account_for_every_input_even_when_beam_flushes_eve
     one = ["--runner=DirectRunner", "--direct_num_workers=1"]  # 2,000 inputs would get one process per core
     single = run([tmp_path / "in"], output=tmp_path / "single", beam_args=one, **config)
 
-    sources = [row["source"] for row in multi.ledger]
-    assert sorted(sources) == sorted(str(path) for path in images)
-    assert {row["status"] for row in multi.ledger} == {"kept"}
-    assert len(multi.samples()) == len(images)
+    rows = {row["source"]: row for row in multi.ledger}
+    missing = [f"{tmp_path / 'in' / 'metadata.jsonl'}#{number}" for number in (2001, 2002)]
+    assert sorted(rows) == sorted([str(path) for path in images] + missing)
+    assert {rows[str(path)]["status"] for path in images} == {"kept"}
+    assert {rows[source]["reason"] for source in missing} == {"missing_file"}
+    assert multi.texts_by_name() == captions
     assert _digest(multi.file_bytes()) == _digest(single.file_bytes())
