@@ -26,6 +26,7 @@ from PIL import Image
 from schemas.config.ingest import IngestConfig, InputSpec
 from schemas.records.inputs import InputItem
 from schemas.records.values import printable
+from transforms._coco import coco_rows, is_coco
 from transforms._confine import confine, from_file_url
 from transforms._io import fixed_part, literal
 from transforms._reading import NOT_UTF8_TEXT, bom_encoding, caption_text
@@ -317,7 +318,8 @@ def _json_lines(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
 
 def _json_rows(text: str) -> Iterator[dict[str, Any]]:
     """The rows of a ``.json`` manifest: an array of objects, or an object whose one array holds them (an export's
-    ``{"products": [...]}``); JSON Lines saved as ``.json`` is read as such."""
+    ``{"products": [...]}``), or a COCO annotation file (``transforms._coco``); JSON Lines saved as ``.json`` is read
+    as such."""
     if _NOT_UTF8.search(text):
         yield {"__error__": f"the file {_NOT_UTF8_ADVICE}"}
         return
@@ -329,14 +331,16 @@ def _json_rows(text: str) -> Iterator[dict[str, Any]]:
         else:
             yield {"__error__": f"the file is not valid JSON: {error}"}
         return
+    if is_coco(loaded):
+        yield from coco_rows(loaded)
+        return
     arrays = [value for value in loaded.values() if isinstance(value, list)] if isinstance(loaded, dict) else []
     rows = loaded if isinstance(loaded, list) else arrays[0] if len(arrays) == 1 else None
     if rows is None:
         held = f"an object with keys {', '.join(sorted(loaded)[:8])}" if isinstance(loaded, dict) else "no array"
         yield {
             "__error__": f"the file holds {held}: a .json manifest is an array of objects, one per image with its "
-            "path, or an object with one such array (a COCO file, with its images and annotations apart, needs "
-            "joining into rows first)"
+            "path, or an object with one such array, or a COCO annotation file (images and annotations)"
         }
         return
     for number, row in enumerate(rows, start=1):

@@ -191,6 +191,11 @@ def _not_an_image(data: bytes) -> str:
         return "a PDF document, not an image: export its pages as images (e.g. pdftoppm -png) to use them"
     if head.startswith(b"<svg") or (head.startswith(b"<?xml") and b"<svg" in head):
         return "an SVG vector drawing, not a raster image: render it to PNG first (e.g. with rsvg-convert)"
+    if head.startswith(b"{") and b'"images"' in data and b'"annotations"' in data:
+        return (
+            "a COCO annotation file (images and annotations), not an image: give it as its own input (--input FILE); "
+            "each image it lists is then an item with its captions, labels and boxes"
+        )
     if _is_text(head) and (table := _table_columns(head)):
         columns, named = table
         read = named in ("path", "file_name")

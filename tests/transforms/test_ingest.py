@@ -712,23 +712,23 @@ def test_a_json_file_of_rows_is_a_manifest_not_an_orphan_caption(tmp_path, run):
         json.dumps({"count": 1, "products": [{"path": "p171.jpg", "title": "from an export"}]})
     )
     (tmp_path / "lines.json").write_text('{"path": "p172.jpg", "title": "JSON Lines"}\n{"path": "p170.jpg"}\n')
-    (tmp_path / "coco.json").write_text(json.dumps({"images": [{"file_name": "p170.jpg"}], "annotations": []}))
+    (tmp_path / "two.json").write_text(json.dumps({"photos": [{"path": "p170.jpg"}], "videos": []}))
 
-    names = ("array.json", "export.json", "lines.json", "coco.json")
+    names = ("array.json", "export.json", "lines.json", "two.json")
     out = run([tmp_path / name for name in names], quality={"enabled": False}, text={"required": False})
 
     rows = out.ledger_by_name()
     assert sorted(rows) == [
         "array.json#1",
         "array.json#2",
-        "coco.json#1",
         "export.json#1",
         "lines.json#1",
         "lines.json#2",
+        "two.json#1",
     ]
-    assert rows["array.json#2"]["reason"] == rows["coco.json#1"]["reason"] == reasons.MALFORMED_MANIFEST_ROW
+    assert rows["array.json#2"]["reason"] == rows["two.json#1"]["reason"] == reasons.MALFORMED_MANIFEST_ROW
     assert "item 2 of the array is not a JSON object" in rows["array.json#2"]["detail"]
-    assert "an object with keys annotations, images" in rows["coco.json#1"]["detail"]
+    assert "an object with keys photos, videos" in rows["two.json#1"]["detail"]
     assert rows["lines.json#2"]["reason"] == reasons.EXACT_DUPLICATE  # p170.jpg again
     assert out.texts_by_name() == {
         "array.json#1": "from an array",
@@ -845,3 +845,53 @@ def test_class_folders_name_their_images_label_when_asked_and_a_sidecar_or_row_s
 
     plain = run([folder], output=tmp_path / "plain", quality={"enabled": False})
     assert plain.texts_by_name() == {"c.jpg": "dent, 3 mm", "d.jpg": "a shallow dent"}, "off by default"
+
+
+def test_a_coco_annotation_file_is_a_manifest_with_captions_labels_and_boxes_joined_in(tmp_path, run, photo):
+    # As CVAT or Label Studio export a defect annotation job: images, categories, boxes; one file has captions too.
+    (tmp_path / "images").mkdir()
+    for seed, name in enumerate(["plate-1.jpg", "plate-2.jpg", "plate-3.jpg"]):
+        photo(320, 240, seed=40 + seed).save(tmp_path / "images" / name)
+    coco = {
+        "info": {"description": "line 3 inspection"},
+        "images": [
+            {"id": 1, "file_name": "images/plate-1.jpg", "width": 320, "height": 240},
+            {"id": 2, "file_name": "images/plate-2.jpg", "width": 320, "height": 240},
+            {"id": 3, "file_name": "images/plate-3.jpg", "width": 320, "height": 240},
+            {"id": 4, "width": 320},
+        ],
+        "categories": [{"id": 2, "name": "scratch"}, {"id": 1, "name": "dent"}],
+        "annotations": [
+            {"id": 12, "image_id": 1, "category_id": 2, "bbox": [40, 30, 60, 8]},
+            {"id": 11, "image_id": 1, "category_id": 1, "bbox": [200, 100, 20, 20]},
+            {"id": 13, "image_id": 1, "category_id": 2, "bbox": [10, 10, 5, 50]},
+            {"id": 21, "image_id": 2, "caption": "a clean plate under raking light"},
+            {"id": 20, "image_id": 2, "caption": "a steel plate with no defect"},
+            {"id": 30, "image_id": 9, "category_id": 1, "bbox": [0, 0, 1, 1]},
+        ],
+    }
+    (tmp_path / "instances.json").write_text(json.dumps(coco), encoding="utf-8")
+    out = run([tmp_path / "instances.json"], quality={"enabled": False})
+
+    rows = out.ledger_by_name()
+    assert sorted(rows) == [f"instances.json#{n}" for n in range(1, 6)]
+    assert rows["instances.json#3"]["reason"] == reasons.NO_TEXT  # no annotation
+    assert rows["instances.json#4"]["reason"] == rows["instances.json#5"]["reason"] == reasons.MALFORMED_MANIFEST_ROW
+    assert "images[3] has no file_name" in rows["instances.json#4"]["detail"]
+    assert "1 annotation(s) name image_id 9" in rows["instances.json#5"]["detail"]
+    assert out.texts_by_name() == {
+        "instances.json#1": "dent, scratch",  # category id order
+        "instances.json#2": "a steel plate with no defect",  # the first caption by annotation id
+    }
+    records = {name: json.loads(sample["json"]) for name, sample in out.samples_by_name().items()}
+    plate = records["instances.json#1"]["metadata"]
+    assert plate["coco_id"] == 1 and plate["label"] == ["dent", "scratch"]
+    assert plate["objects"] == [
+        {"label": "dent", "bbox": [200, 100, 20, 20]},
+        {"label": "scratch", "bbox": [40, 30, 60, 8]},
+        {"label": "scratch", "bbox": [10, 10, 5, 50]},
+    ]
+    assert records["instances.json#2"]["metadata"]["captions"] == [
+        "a steel plate with no defect",
+        "a clean plate under raking light",
+    ]

@@ -67,6 +67,7 @@ def _zipped(name: str, payload: bytes) -> bytes:
         (b'{"file_name": "a.jpg", "text": "a dent"}\n', "a table whose column 'file_name' names files"),
         (b"sku;Filename;price\n1;a.jpg;2\n", 'path_column = "Filename" in its config entry), or rename that column'),
         (_parquet({"file_name": ["a.jpg"], "text": ["a dent"]}), "a Parquet table, not an image"),
+        (b'{\n  "info": {},\n  "images": [{"id": 1, "file_name": "a.jpg"}],\n  "annotations": []}', "COCO annotation"),
         # RFC 1740's header: magic 0x00051607, version 2, the filler a Mac writes, then its entries.
         (b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        \x00\x02" + bytes(40), "macOS AppleDouble file"),
         (b"\x00\x00\x00\x01Bud1\x00\x00\x10\x00" + bytes(24), "macOS .DS_Store"),
