@@ -236,13 +236,20 @@ def outside_output(path: str, output: str | None) -> bool:
     return not (path == folder or path.startswith(os.path.join(folder, "")))
 
 
-def manifest_roots(manifest: str, roots: list[str]) -> tuple[str, ...]:
-    """The roots of a manifest's rows: the input's ``roots``, else the manifest's own folder."""
-    return tuple(roots) or (posixpath.dirname(manifest) if "://" in manifest else os.path.dirname(manifest),)
+def manifest_roots(manifest: str, roots: list[str], base: str | None = None) -> tuple[str, ...]:
+    """The roots of a manifest's rows: the input's ``roots``, else its ``base``, else the manifest's own folder."""
+    return tuple(roots) or (base or _folder(manifest),)
 
 
-def resolve_manifest_path(value: str, manifest: str, roots: list[str], follow_symlinks: bool = False) -> str:
-    """Resolve a manifest's ``path`` value against the manifest's folder and check it leads into ``roots``.
+def _folder(path: str) -> str:
+    return posixpath.dirname(path) if "://" in path else os.path.dirname(path)
+
+
+def resolve_manifest_path(
+    value: str, manifest: str, roots: list[str], follow_symlinks: bool = False, base: str | None = None
+) -> str:
+    """Resolve a manifest's ``path`` value against ``base`` (default: the manifest's folder) and check it leads into
+    ``roots``.
 
     A ``file://`` value is a local path (``transforms._confine``); symbolic links are resolved for the check unless
     ``follow_symlinks``. A local path written with Windows separators (``images\\a.jpg``, a manifest made on
@@ -252,7 +259,7 @@ def resolve_manifest_path(value: str, manifest: str, roots: list[str], follow_sy
     Raises:
         RejectItem: ``outside_root`` when the path leads out of every root (it is never read).
     """
-    base = posixpath.dirname(manifest) if "://" in manifest else os.path.dirname(manifest)
+    base = base or _folder(manifest)
     local = from_file_url(value)
     if "://" in local:
         joined = local
@@ -261,7 +268,7 @@ def resolve_manifest_path(value: str, manifest: str, roots: list[str], follow_sy
         windows = os.path.join(base, local.replace("\\", "/"))
         if "\\" in local and "://" not in base and not os.path.lexists(joined) and os.path.lexists(windows):
             joined = windows
-    return confine(joined, manifest_roots(manifest, roots), follow_symlinks, f"path {value!r} in {manifest}")
+    return confine(joined, manifest_roots(manifest, roots, base), follow_symlinks, f"path {value!r} in {manifest}")
 
 
 def manifest_rows(path: str) -> Iterator[dict[str, Any]]:

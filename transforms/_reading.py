@@ -49,7 +49,11 @@ def read_bytes(path: str, attempts: int = READ_ATTEMPTS) -> tuple[bytes, int]:
                 ) from error
             time.sleep(0.1 * 2**attempt)
     windows = " (a Windows path? give it relative to the manifest's folder, with /)" if "\\" in path else ""
-    raise RejectItem(reasons.MISSING_FILE, f"{path} does not exist{windows}; fix the manifest row or restore the file")
+    raise RejectItem(
+        reasons.MISSING_FILE,
+        f"{path} does not exist{windows}; fix the manifest row or restore the file (a manifest's relative paths "
+        "resolve against its own folder, or the folder its input's base names)",
+    )
 
 
 def read_member(path: str, offset: int, size: int) -> bytes:

@@ -271,10 +271,10 @@ class _ListManifestFn(StageFn):
                 reasons.MALFORMED_MANIFEST_ROW,
                 f"{spec.path} row {row.number} has no {column!r} value; every row needs an image path",
             )
-        path = resolve_manifest_path(str(value), spec.path, spec.roots, self._config.follow_symlinks)
+        path = resolve_manifest_path(str(value), spec.path, spec.roots, self._config.follow_symlinks, spec.base)
         metadata = {k: v for k, v in values.items() if k != column and not blank(v)}
         domain = str(metadata.pop(self._config.domain_column, "") or spec.domain or self._config.default_domain)
-        roots = manifest_roots(spec.path, spec.roots)
+        roots = manifest_roots(spec.path, spec.roots, spec.base)
         yield InputItem(source=row.source, path=path, domain=domain, metadata=metadata, roots=roots)
 
 

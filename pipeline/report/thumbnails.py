@@ -98,11 +98,12 @@ class Thumbnails:
             members = read_samples(container, {item.rpartition("/")[2]})
             images = [v for m in members.values() for ext, v in sorted(m.items()) if ext not in ("json", "txt")]
             return images[0] if images else b""
-        if lowered.endswith((".csv", ".jsonl", ".parquet")) and item.isdigit():
+        if lowered.endswith((".csv", ".tsv", ".jsonl", ".json", ".parquet")) and item.isdigit():
             return _read_capped(self._manifest_path(container, int(item)))
         return b""
 
     def _manifest_path(self, manifest: str, number: int) -> str:
+        from transforms._folder_metadata import image_column
         from transforms.ingest import manifest_rows, resolve_manifest_path
 
         spec = next(
@@ -112,11 +113,12 @@ class Thumbnails:
         if manifest not in self._manifests:
             self._manifests[manifest] = list(manifest_rows(manifest))
         rows = self._manifests[manifest]
-        value = rows[number - 1].get(spec.get("path_column", "path")) if 0 < number <= len(rows) else None
+        row = rows[number - 1] if 0 < number <= len(rows) else {}
+        value = row.get(image_column(row, spec.get("path_column", "path")) or "")
         if not value:
             return ""
         follow = bool(self._config.get("ingest", {}).get("follow_symlinks", False))
-        return resolve_manifest_path(str(value), manifest, spec.get("roots", []), follow)
+        return resolve_manifest_path(str(value), manifest, spec.get("roots", []), follow, spec.get("base"))
 
 
 def _read_capped(path: str) -> bytes:

@@ -18,6 +18,11 @@ class InputSpec(Section):
     kind: Literal["auto", "files", "manifest", "webdataset", "mmc4", "obelics"] = "auto"
     domain: str | None = None
     path_column: str = "path"
+    base: PathText | None = pydantic.Field(
+        None,
+        description="Folder a manifest's relative image paths resolve against (default: the manifest's own folder), "
+        "and its default root: a COCO file exported to annotations/ whose file names are relative to images/.",
+    )
     roots: list[PathText] = pydantic.Field(
         default_factory=list,
         description="Folders the input's images and sidecars must lie in (manifest rows, image references, matched "

@@ -39,6 +39,8 @@ def _resolve_paths(data: dict, base: Path) -> None:
         if isinstance(spec, dict) and "path" in spec and "://" not in str(spec["path"]):
             spec["path"] = str((base / spec["path"]).resolve())
             spec["roots"] = [str((base / root).resolve()) for root in spec.get("roots", [])]
+            if spec.get("base") and "://" not in str(spec["base"]):
+                spec["base"] = str((base / spec["base"]).resolve())
     exclude = data.get("decontaminate", {}).get("exclude", [])
     for index, spec in enumerate(exclude if isinstance(exclude, list) else []):
         spec = {"path": spec} if isinstance(spec, str) else spec

@@ -13,6 +13,7 @@ import pytest
 
 from schemas import reasons
 from schemas.config.ingest import IngestConfig
+from schemas.config.load import load_config
 from schemas.records.ledger import RejectItem
 from tests.helpers import jpeg_bytes, make_photo, write_sidecar
 from transforms._folder_metadata import matched_spelling
@@ -299,7 +300,7 @@ def test_manifests_as_spreadsheets_save_them_are_read_or_each_problem_is_a_named
         make_photo(200, 160, seed=seed).save(images / f"p{seed}.jpg")
     (tmp_path / "excel.csv").write_bytes("\ufeffpath;title\r\nimg/p50.jpg;Café sign\r\n".encode())
     (tmp_path / "legacy.csv").write_bytes("path,title\nimg/p51.jpg,Crème\nimg/p52.jpg,plain\n".encode("cp1252"))
-    (tmp_path / "hub.csv").write_text("file_name,text\nimg/p51.jpg,a photo\n")
+    (tmp_path / "hub.csv").write_text("file_name,text\nimg/p51.jpg,a photo of a sign\n")
     (tmp_path / "broken.parquet").write_bytes(b"PAR1 not a parquet file")
     (tmp_path / "tabs.TSV").write_text("path\ttitle\nimg/p57.jpg\tTab-separated\n")
 
@@ -309,9 +310,10 @@ def test_manifests_as_spreadsheets_save_them_are_read_or_each_problem_is_a_named
     assert len(out.ledger) == 6  # 1 + 2 + 1 + 1 rows, and the Parquet file that could not be read
     assert rows["excel.csv#1"]["status"] == rows["legacy.csv#2"]["status"] == "kept"
     messages = {name: json.loads(row["detail"])["message"] for name, row in rows.items() if row["status"] != "kept"}
-    assert {rows[name]["reason"] for name in messages} == {reasons.MALFORMED_MANIFEST_ROW}
+    assert {rows[name]["reason"] for name in messages if name != "hub.csv#1"} == {reasons.MALFORMED_MANIFEST_ROW}
     assert "row 1 is not UTF-8" in messages["legacy.csv#1"]
-    assert "no 'path' column" in messages["hub.csv#1"] and "file_name" in messages["hub.csv#1"]
+    # Hugging Face's file_name column is read; its text column is no default text field, and the rejection says so.
+    assert rows["hub.csv#1"]["reason"] == reasons.NO_TEXT and "words under 'text'" in messages["hub.csv#1"]
     assert "broken.parquet" in messages["broken.parquet#1"]
     texts = out.texts_by_name()
     assert texts == {"excel.csv#1": "Café sign", "legacy.csv#2": "plain", "tabs.TSV#1": "Tab-separated"}
@@ -895,3 +897,31 @@ def test_a_coco_annotation_file_is_a_manifest_with_captions_labels_and_boxes_joi
         "a steel plate with no defect",
         "a clean plate under raking light",
     ]
+
+
+def test_a_cvat_export_reads_its_images_through_the_inputs_base_given_in_a_config_file(tmp_path, run, photo):
+    # CVAT's COCO export: annotations/instances_default.json names images by their names inside images/.
+    export = tmp_path / "export"
+    (export / "annotations").mkdir(parents=True)
+    (export / "images").mkdir()
+    photo(320, 240, seed=50).save(export / "images" / "coil-7.jpg")
+    coco = {
+        "images": [{"id": 1, "file_name": "coil-7.jpg"}],
+        "categories": [{"id": 1, "name": "edge crack"}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [5, 5, 40, 10]}],
+    }
+    (export / "annotations" / "instances_default.json").write_text(json.dumps(coco), encoding="utf-8")
+    config = tmp_path / "job.toml"
+    config.write_text(
+        '[[ingest.inputs]]\npath = "export/annotations/instances_default.json"\nbase = "export/images"\n',
+        encoding="utf-8",
+    )
+    spec = load_config(config).ingest.inputs[0].model_dump()
+    assert spec["base"] == str(export / "images"), "relative to the config file's folder"
+
+    out = run([spec], quality={"enabled": False})
+    assert out.texts_by_name() == {"instances_default.json#1": "edge crack"}
+
+    without = run([{"path": spec["path"]}], output=tmp_path / "without", quality={"enabled": False})
+    (row,) = without.ledger
+    assert row["reason"] == reasons.MISSING_FILE and "the folder its input's base names" in row["detail"]
