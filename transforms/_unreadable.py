@@ -196,6 +196,12 @@ def _not_an_image(data: bytes) -> str:
             "a COCO annotation file (images and annotations), not an image: give it as its own input (--input FILE); "
             "each image it lists is then an item with its captions, labels and boxes"
         )
+    start = data[:65536]
+    if _is_text(head) and b"names:" in start and any(key in start for key in (b"nc:", b"train:", b"val:")):
+        return (
+            "a YOLO dataset's YAML file, not an image: its class names label the images whose labels/ files it "
+            "describes; leave it out with ingest.ignore to drop this row"
+        )
     if _is_text(head) and (table := _table_columns(head)):
         columns, named = table
         read = named in ("path", "file_name")

@@ -68,6 +68,8 @@ from transforms._listing import (
     top_folder,
 )
 from transforms._reading import present_sidecars, read_bytes, read_member, read_sidecar
+from transforms._yolo import LABEL as YOLO_LABEL
+from transforms._yolo import read_labels
 from transforms.import_interleaved import KINDS as INTERLEAVED_KINDS
 from transforms.import_interleaved import ListInterleavedFn
 
@@ -300,6 +302,7 @@ class _ReadFn(StageFn):
     def __init__(self, config: IngestConfig):
         super().__init__()
         self._config = config
+        self._class_names: dict[str, dict[int, str]] = {}  # YOLO class names by labels folder
 
     def apply(self, item: InputItem) -> Iterator[InputItem]:
         metadata = dict(item.metadata)
@@ -323,6 +326,11 @@ class _ReadFn(StageFn):
             extensions = self._config.sidecar_extensions
             suffixes = item.sidecar_suffixes or present_sidecars(item.sidecar, extensions, item.path)
             metadata.update(read_sidecar(item.sidecar, suffixes, item.roots, follow))
+        if YOLO_LABEL in metadata:
+            label_file = metadata.pop(YOLO_LABEL)
+            confine(label_file, item.roots, follow, f"YOLO label file {label_file} of {item.source}")
+            for key, value in read_labels(label_file, read_bytes(label_file)[0], self._class_names).items():
+                metadata.setdefault(key, value)  # a sidecar or metadata row wins
         domain = str(metadata.pop(self._config.domain_column, "") or item.domain)
         if item.data is not None:
             data, attempts = item.data, 0

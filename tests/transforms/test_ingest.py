@@ -925,3 +925,42 @@ def test_a_cvat_export_reads_its_images_through_the_inputs_base_given_in_a_confi
     without = run([{"path": spec["path"]}], output=tmp_path / "without", quality={"enabled": False})
     (row,) = without.ledger
     assert row["reason"] == reasons.MISSING_FILE and "the folder its input's base names" in row["detail"]
+
+
+def test_a_yolo_dataset_gives_each_image_its_labels_and_boxes_and_every_label_file_ends_somewhere(
+    tmp_path, run, photo
+):
+    # Roboflow's YOLO export: data.yaml at the top, train/images/NAME.jpg and train/labels/NAME.txt.
+    root = tmp_path / "defects"
+    (root / "train" / "images").mkdir(parents=True)
+    (root / "train" / "labels").mkdir()
+    (root / "data.yaml").write_text("train: train/images\nnc: 3\nnames: ['scratch', 'dent', 'rust']\n")
+    for seed, name in enumerate(["a.jpg", "b.png", "c.jpg", "d.jpg", "e.jpg"]):
+        photo(320, 240, seed=60 + seed).save(root / "train" / "images" / name)
+    labels = {
+        "a.txt": "1 0.5 0.5 0.2 0.1\n0 0.25 0.3 0.1 0.1\n",
+        "b.txt": "2 0.1 0.1 0.3 0.1 0.3 0.4\n",  # a polygon
+        "d.txt": "scratch 0.5 0.5 0.1 0.1\n",
+        "e.txt": "",  # no object
+        "gone.txt": "0 0.5 0.5 0.1 0.1\n",
+    }
+    for name, text in labels.items():
+        (root / "train" / "labels" / name).write_text(text)
+    write_sidecar(root / "train" / "images" / "b.png", title="a rusty hinge")
+
+    out = run([root], quality={"enabled": False})
+
+    rows = out.ledger_by_name()
+    assert sorted(rows) == ["a.jpg", "b.png", "c.jpg", "d.jpg", "data.yaml", "e.jpg", "gone.txt"]
+    assert rows["c.jpg"]["reason"] == rows["e.jpg"]["reason"] == reasons.NO_TEXT
+    assert rows["d.jpg"]["reason"] == reasons.MALFORMED_SIDECAR and "d.txt line 1" in rows["d.jpg"]["detail"]
+    assert rows["gone.txt"]["reason"] == reasons.ORPHAN_SIDECAR and "YOLO label file" in rows["gone.txt"]["detail"]
+    assert rows["data.yaml"]["reason"] == reasons.NOT_AN_IMAGE and "YOLO dataset" in rows["data.yaml"]["detail"]
+    assert out.texts_by_name() == {"a.jpg": "scratch, dent", "b.png": "a rusty hinge"}
+    metadata = {name: json.loads(sample["json"])["metadata"] for name, sample in out.samples_by_name().items()}
+    assert metadata["a.jpg"]["objects"] == [
+        {"label": "dent", "bbox": [0.4, 0.45, 0.2, 0.1]},
+        {"label": "scratch", "bbox": [0.2, 0.25, 0.1, 0.1]},
+    ]
+    assert metadata["b.png"]["label"] == ["rust"]
+    assert metadata["b.png"]["objects"] == [{"label": "rust", "bbox": [0.1, 0.1, 0.2, 0.3]}]
