@@ -5,9 +5,9 @@ What annotation tools export (CVAT, Label Studio, Roboflow, the COCO captions an
 ``bbox``) and ``categories`` (``id``, ``name``). Each image becomes a row holding ``file_name``, the image's other
 fields (``id`` as ``coco_id``), ``caption`` (its first caption by annotation id) and ``captions`` (all of them, when
 more than one), ``label`` (the names of its categories, in category id order) and ``objects`` (each box as
-``{"label", "bbox"}``, ``bbox`` ``[x, y, width, height]`` in the pixels of the file as given, before normalise
-resizes it: ``original`` in the sample's JSON has that size). Annotations whose ``image_id`` names no image are one
-error row per such id, so text that reaches no image is in the ledger.
+``{"label", "bbox"}``, ``bbox`` ``[x, y, width, height]`` as shares of the image when its entry gives ``width`` and
+``height``, so they hold through normalise's resize, else ``bbox_pixels``). Annotations whose ``image_id`` names no
+image are one error row per such id, so text that reaches no image is in the ledger.
 """
 
 from collections import defaultdict
@@ -63,14 +63,24 @@ def _row(image: dict[str, Any], annotations: list[dict], categories: dict[Any, A
     names = [str(categories[category]) for category in used if categories[category] is not None]
     if names:
         row["label"] = names
+    size = [image.get("width"), image.get("height")]
+    shares = all(isinstance(value, int | float) and value > 0 for value in size)
     objects = [
-        {"label": categories.get(_key(item.get("category_id"))), "bbox": item["bbox"]}
+        {"label": categories.get(_key(item.get("category_id"))), **_box(item["bbox"], size if shares else None)}
         for item in annotations
-        if isinstance(item.get("bbox"), list)
+        if isinstance(item.get("bbox"), list) and len(item["bbox"]) == 4
     ]
     if objects:
         row["objects"] = objects
     return row
+
+
+def _box(pixels: list, size: list | None) -> dict[str, list]:
+    """A COCO box as shares of the image (``bbox``) when its size is known, else in pixels (``bbox_pixels``)."""
+    if size is None or not all(isinstance(value, int | float) for value in pixels):
+        return {"bbox_pixels": pixels}
+    scales = (size[0], size[1], size[0], size[1])
+    return {"bbox": [round(value / scale, 6) for value, scale in zip(pixels, scales, strict=True)]}
 
 
 def _key(value: Any) -> Any:

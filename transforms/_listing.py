@@ -26,12 +26,11 @@ from PIL import Image
 from schemas.config.ingest import IngestConfig, InputSpec
 from schemas.records.inputs import InputItem
 from schemas.records.values import printable
+from transforms._annotation_files import ANNOTATION, annotation_of, twin_stem
 from transforms._coco import coco_rows, is_coco
 from transforms._confine import confine, from_file_url
 from transforms._io import fixed_part, literal
 from transforms._reading import NOT_UTF8_TEXT, bom_encoding, caption_text
-from transforms._yolo import LABEL as YOLO_LABEL
-from transforms._yolo import is_label_of, twin_stem
 from transforms.import_interleaved import KINDS as INTERLEAVED_KINDS
 
 MANIFEST_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
@@ -116,7 +115,7 @@ def stem_key(metadata: FileMetadata, sidecar_extensions: Iterable[str] = (".json
     stem, ext = posixpath.splitext(metadata.path)
     if ext.lower() in {kind.lower() for kind in sidecar_extensions} and _image_named(stem):
         stem = posixpath.splitext(stem)[0]
-    stem = twin_stem(metadata.path) or stem  # a YOLO label file meets the image it describes
+    stem = twin_stem(metadata.path) or stem  # a YOLO or VOC file in a twin folder meets the image it describes
     return stem.encode("utf-8", "surrogateescape"), metadata.path.encode("utf-8", "surrogateescape")
 
 
@@ -137,7 +136,7 @@ def stem_items(group: tuple[bytes, Iterable[bytes]], spec: InputSpec, config: In
     """
     stem = group[0].decode("utf-8", "surrogateescape")
     paths = sorted(path.decode("utf-8", "surrogateescape") for path in group[1])
-    labels = [path for path in paths if is_label_of(path, stem)]
+    labels = [path for path in paths if annotation_of(path, stem)]
     paths = [path for path in paths if path not in labels]
     kinds = [ext.lower() for ext in config.sidecar_extensions]
     sidecars = [path for path in paths if posixpath.splitext(path)[1].lower() in kinds]
@@ -157,7 +156,7 @@ def stem_items(group: tuple[bytes, Iterable[bytes]], spec: InputSpec, config: In
         sidecar = stem if mine or not whole else None
         metadata = {config.folder_field: folder_name(image)} if config.folder_field else {}
         if labels:
-            metadata[YOLO_LABEL] = labels[0]
+            metadata[ANNOTATION] = labels[0]
         yield InputItem(
             printable(image), image, domain, metadata, sidecar=sidecar, roots=roots, sidecar_suffixes=suffixes
         )
@@ -166,8 +165,8 @@ def stem_items(group: tuple[bytes, Iterable[bytes]], spec: InputSpec, config: In
             shown = printable(path)
             image = f"{printable(posixpath.basename(stem))}.<image extension>"
             message = (
-                f"YOLO label file {shown}: no image named {image} is in {printable(_folder(stem))}, so its labels "
-                "reach no image; restore the image or remove the label file"
+                f"annotation file {shown}: no image named {image} is in {printable(_folder(stem))}, so its labels "
+                "reach no image; restore the image or remove the annotation file"
             )
             yield InputItem(shown, path, domain, metadata={ORPHAN: message}, roots=roots)
     used = {path for chosen in own.values() for path in chosen} | set(taken)

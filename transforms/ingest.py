@@ -40,6 +40,7 @@ from schemas.documents import TextRow
 from schemas.records.inputs import InputItem
 from schemas.records.ledger import RejectItem
 from schemas.records.values import blank, finite, valid_text
+from transforms._annotation_files import ANNOTATION, read_annotation
 from transforms._common import StageFn, apply_stage
 from transforms._confine import confine
 from transforms._folder_metadata import (
@@ -68,8 +69,6 @@ from transforms._listing import (
     top_folder,
 )
 from transforms._reading import present_sidecars, read_bytes, read_member, read_sidecar
-from transforms._yolo import LABEL as YOLO_LABEL
-from transforms._yolo import read_labels
 from transforms.import_interleaved import KINDS as INTERLEAVED_KINDS
 from transforms.import_interleaved import ListInterleavedFn
 
@@ -326,10 +325,10 @@ class _ReadFn(StageFn):
             extensions = self._config.sidecar_extensions
             suffixes = item.sidecar_suffixes or present_sidecars(item.sidecar, extensions, item.path)
             metadata.update(read_sidecar(item.sidecar, suffixes, item.roots, follow))
-        if YOLO_LABEL in metadata:
-            label_file = metadata.pop(YOLO_LABEL)
-            confine(label_file, item.roots, follow, f"YOLO label file {label_file} of {item.source}")
-            for key, value in read_labels(label_file, read_bytes(label_file)[0], self._class_names).items():
+        if ANNOTATION in metadata:
+            annotation = metadata.pop(ANNOTATION)
+            confine(annotation, item.roots, follow, f"annotation file {annotation} of {item.source}")
+            for key, value in read_annotation(annotation, read_bytes(annotation)[0], self._class_names).items():
                 metadata.setdefault(key, value)  # a sidecar or metadata row wins
         domain = str(metadata.pop(self._config.domain_column, "") or item.domain)
         if item.data is not None:

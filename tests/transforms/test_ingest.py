@@ -888,10 +888,10 @@ def test_a_coco_annotation_file_is_a_manifest_with_captions_labels_and_boxes_joi
     records = {name: json.loads(sample["json"]) for name, sample in out.samples_by_name().items()}
     plate = records["instances.json#1"]["metadata"]
     assert plate["coco_id"] == 1 and plate["label"] == ["dent", "scratch"]
-    assert plate["objects"] == [
-        {"label": "dent", "bbox": [200, 100, 20, 20]},
-        {"label": "scratch", "bbox": [40, 30, 60, 8]},
-        {"label": "scratch", "bbox": [10, 10, 5, 50]},
+    assert plate["objects"] == [  # shares of the 320x240 image, as the entry gives its size
+        {"label": "dent", "bbox": [0.625, 0.416667, 0.0625, 0.083333]},
+        {"label": "scratch", "bbox": [0.125, 0.125, 0.1875, 0.033333]},
+        {"label": "scratch", "bbox": [0.03125, 0.041667, 0.015625, 0.208333]},
     ]
     assert records["instances.json#2"]["metadata"]["captions"] == [
         "a steel plate with no defect",
@@ -954,7 +954,7 @@ def test_a_yolo_dataset_gives_each_image_its_labels_and_boxes_and_every_label_fi
     assert sorted(rows) == ["a.jpg", "b.png", "c.jpg", "d.jpg", "data.yaml", "e.jpg", "gone.txt"]
     assert rows["c.jpg"]["reason"] == rows["e.jpg"]["reason"] == reasons.NO_TEXT
     assert rows["d.jpg"]["reason"] == reasons.MALFORMED_SIDECAR and "d.txt line 1" in rows["d.jpg"]["detail"]
-    assert rows["gone.txt"]["reason"] == reasons.ORPHAN_SIDECAR and "YOLO label file" in rows["gone.txt"]["detail"]
+    assert rows["gone.txt"]["reason"] == reasons.ORPHAN_SIDECAR and "annotation file" in rows["gone.txt"]["detail"]
     assert rows["data.yaml"]["reason"] == reasons.NOT_AN_IMAGE and "YOLO dataset" in rows["data.yaml"]["detail"]
     assert out.texts_by_name() == {"a.jpg": "scratch, dent", "b.png": "a rusty hinge"}
     metadata = {name: json.loads(sample["json"])["metadata"] for name, sample in out.samples_by_name().items()}
@@ -964,3 +964,46 @@ def test_a_yolo_dataset_gives_each_image_its_labels_and_boxes_and_every_label_fi
     ]
     assert metadata["b.png"]["label"] == ["rust"]
     assert metadata["b.png"]["objects"] == [{"label": "rust", "bbox": [0.1, 0.1, 0.2, 0.3]}]
+
+
+def _voc(name: str, objects: list[tuple[str, tuple]], size: tuple[int, int] | None = (320, 240)) -> str:
+    shown = f"<size><width>{size[0]}</width><height>{size[1]}</height><depth>3</depth></size>" if size else ""
+    boxes = "".join(
+        f"<object><name>{label}</name><bndbox><xmin>{box[0]}</xmin><ymin>{box[1]}</ymin><xmax>{box[2]}</xmax>"
+        f"<ymax>{box[3]}</ymax></bndbox></object>"
+        for label, box in objects
+    )
+    return f"<annotation><folder>x</folder><filename>{name}</filename>{shown}{boxes}</annotation>"
+
+
+def test_pascal_voc_annotations_beside_or_in_a_twin_folder_label_their_images(tmp_path, run, photo):
+    # LabelImg writes NAME.xml beside NAME.jpg; NEU-DET keeps ANNOTATIONS/ beside IMAGES/ (any case).
+    labelimg, neu = tmp_path / "labelimg", tmp_path / "neu"
+    labelimg.mkdir()
+    (neu / "IMAGES").mkdir(parents=True)
+    (neu / "ANNOTATIONS").mkdir()
+    photo(320, 240, seed=70).save(labelimg / "weld.jpg")
+    (labelimg / "weld.xml").write_text(_voc("weld.jpg", [("porosity", (32, 24, 64, 48)), ("crack", (0, 0, 160, 24))]))
+    photo(320, 240, seed=71).save(labelimg / "bolt.jpg")
+    write_sidecar(labelimg / "bolt.jpg", title="a bolt")
+    (labelimg / "bolt.xml").write_text("<config><camera>7</camera></config>")  # some other XML: an input of its own
+    photo(320, 240, seed=72).save(labelimg / "nut.jpg")
+    (labelimg / "nut.xml").write_text(_voc("nut.jpg", [("dent", ("a", 1, 2, 3))]))
+    photo(200, 200, seed=73).save(neu / "IMAGES" / "crazing_1.jpg")
+    (neu / "ANNOTATIONS" / "crazing_1.xml").write_text(_voc("crazing_1.jpg", [("crazing", (10, 20, 110, 220))], None))
+    (neu / "ANNOTATIONS" / "crazing_2.xml").write_text(_voc("crazing_2.jpg", [("crazing", (1, 1, 5, 5))]))
+
+    out = run([labelimg, neu], quality={"enabled": False})
+
+    rows = out.ledger_by_name()
+    assert sorted(rows) == ["bolt.jpg", "bolt.xml", "crazing_1.jpg", "crazing_2.xml", "nut.jpg", "weld.jpg"]
+    assert rows["bolt.xml"]["reason"] == reasons.NOT_AN_IMAGE
+    assert rows["nut.jpg"]["reason"] == reasons.MALFORMED_SIDECAR and "object 1 ('dent')" in rows["nut.jpg"]["detail"]
+    assert rows["crazing_2.xml"]["reason"] == reasons.ORPHAN_SIDECAR
+    assert out.texts_by_name() == {"weld.jpg": "porosity, crack", "bolt.jpg": "a bolt", "crazing_1.jpg": "crazing"}
+    metadata = {name: json.loads(sample["json"])["metadata"] for name, sample in out.samples_by_name().items()}
+    assert metadata["weld.jpg"]["objects"] == [
+        {"label": "porosity", "bbox": [0.1, 0.1, 0.1, 0.1]},
+        {"label": "crack", "bbox": [0.0, 0.0, 0.5, 0.1]},
+    ]
+    assert metadata["crazing_1.jpg"]["objects"] == [{"label": "crazing", "bbox_pixels": [10.0, 20.0, 100.0, 200.0]}]

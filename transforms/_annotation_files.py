@@ -1,0 +1,218 @@
+"""Annotation files paired with their images: YOLO label files and Pascal VOC XML, as labelling tools export them.
+
+- **YOLO** (Ultralytics, Roboflow, CVAT exports): each image under a folder named ``images`` has its label file at
+  the same place under the twin folder ``labels`` (``train/images/a.jpg`` and ``train/labels/a.txt``, as Ultralytics
+  pairs them), one line per object: ``CLASS X Y W H`` (the box's centre and size as shares of the image) or ``CLASS
+  X1 Y1 X2 Y2 ...`` (a polygon). Class names come from the nearest ``data.yaml`` or ``dataset.yaml`` (``names``: a
+  list, or ids mapped to names), else ``classes.txt`` or ``obj.names`` (a name per line), in the labels folder or up
+  to three folders above it.
+- **Pascal VOC** (LabelImg, CVAT, the VOC and NEU-DET datasets): ``NAME.xml`` beside ``NAME.jpg`` (LabelImg's
+  default), or in a folder named ``Annotations`` whose sibling ``JPEGImages`` or ``images`` (any case) holds the
+  image; an ``<annotation>`` of ``<object>`` elements, each a ``<name>`` and a ``<bndbox>`` in pixels.
+
+A folder input pairs them in its listing (``annotation_of``: a twin-folder file keys to its image's stem, and a
+same-stem ``.xml`` is one when it is an ``<annotation>``), so the file is no item of its own; ingest's read
+(``read_annotation``) gives the image ``label`` (its classes' names: YOLO's in class order, VOC's as they first
+appear) and ``objects`` (``{"label", "bbox"}``, ``bbox`` ``[x, y, width, height]`` of the box's top-left corner and
+size as shares of the image, so they hold through normalise's resize; ``bbox_pixels`` instead where a VOC file
+gives no size), where its sidecar or metadata row gives no such key. An empty label file is an image with no
+object. A line or object that is not a class and a box is ``malformed_sidecar``, naming it; an annotation file no
+image takes is ``orphan_sidecar``.
+"""
+
+import os
+from typing import Any
+
+from schemas import reasons
+from schemas.records.ledger import RejectItem
+
+LABELS, IMAGES = f"{os.sep}labels{os.sep}", f"{os.sep}images{os.sep}"
+NAME_FILES = ("data.yaml", "dataset.yaml", "data.yml", "classes.txt", "obj.names")
+VOC_FOLDER, VOC_TWINS = "annotations", ("jpegimages", "images")
+ANNOTATION = "__annotation__"  # metadata key of an image's annotation file: ingest's read reads it
+_LEVELS = 3  # folders above the labels folder searched for class names
+_VOC_HEAD = 4096  # bytes of a same-stem .xml read to tell an <annotation>
+
+
+def twin_stem(path: str) -> str | None:
+    """The stem of the image a local annotation file in a twin folder describes, when that folder exists: YOLO's
+    ``labels/.../NAME.txt`` (``images/.../NAME``) or VOC's ``Annotations/NAME.xml`` (``JPEGImages/NAME``); else
+    ``None``."""
+    stem, ext = os.path.splitext(path)
+    if "://" in path:
+        return None
+    if ext.lower() == ".txt" and LABELS in stem and os.path.basename(path) not in NAME_FILES:
+        head, _, tail = stem.rpartition(LABELS)
+        twin = f"{head}{IMAGES}{tail}"
+        return twin if os.path.isdir(os.path.dirname(twin)) else None
+    folder = os.path.dirname(stem)
+    if ext.lower() == ".xml" and os.path.basename(folder).lower() == VOC_FOLDER:
+        parent = os.path.dirname(folder)
+        try:
+            names = sorted(os.listdir(parent or "."))
+        except OSError:
+            return None
+        twins = [name for name in names if name.lower() in VOC_TWINS and os.path.isdir(os.path.join(parent, name))]
+        return os.path.join(parent, twins[0], os.path.basename(stem)) if twins else None
+    return None
+
+
+def annotation_of(path: str, stem: str) -> bool:
+    """Whether ``path`` is an annotation file of the images whose stem is ``stem``: in a twin folder, or a
+    same-stem ``.xml`` that is a Pascal VOC ``<annotation>``."""
+    own, ext = os.path.splitext(path)
+    if own == stem:
+        return ext.lower() == ".xml" and "://" not in path and _is_voc(path)
+    return twin_stem(path) == stem
+
+
+def _is_voc(path: str) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(_VOC_HEAD)
+    except OSError:
+        return False
+    return b"<annotation" in head
+
+
+def read_annotation(path: str, data: bytes, cache: dict[str, dict[int, str]]) -> dict[str, Any]:
+    """``label`` and ``objects`` of an annotation file's ``data`` (VOC for ``.xml``, else YOLO)."""
+    return read_voc(path, data) if path.lower().endswith(".xml") else read_labels(path, data, cache)
+
+
+def read_labels(path: str, data: bytes, cache: dict[str, dict[int, str]]) -> dict[str, Any]:
+    """``label`` and ``objects`` of a YOLO label file's ``data``; ``cache`` keeps the class names found per folder.
+
+    Raises:
+        RejectItem: ``malformed_sidecar`` for a line that is not a class followed by 4 or an even number of shares.
+    """
+    folder = os.path.dirname(path)
+    if folder not in cache:
+        cache[folder] = class_names(folder)
+    names = cache[folder]
+    objects = []
+    for number, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            objects.append(_object(line.split(), names))
+        except ValueError:
+            raise RejectItem(
+                reasons.MALFORMED_SIDECAR,
+                f"YOLO label file {path} line {number} ({line.strip()[:60]!r}) is not a class id followed by a box "
+                "(x y width height) or a polygon (x1 y1 x2 y2 ...) as shares of the image; fix or remove the line",
+                sidecar=path,
+            ) from None
+    used = sorted({item["class"] for item in objects})
+    labels = [names[index] for index in used if index in names]
+    shown = [{"label": names.get(item["class"], item["class"]), "bbox": item["bbox"]} for item in objects]
+    result: dict[str, Any] = {"objects": shown}
+    if labels:
+        result["label"] = labels
+    return result
+
+
+def _object(fields: list[str], names: dict[int, str]) -> dict[str, Any]:
+    index = int(fields[0])
+    values = [float(value) for value in fields[1:]]
+    if index < 0 or len(values) < 4 or (len(values) > 4 and len(values) % 2):
+        raise ValueError
+    if len(values) == 4:
+        x, y, width, height = values
+        left, top = x - width / 2, y - height / 2
+    else:
+        xs, ys = values[0::2], values[1::2]
+        left, top, width, height = min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)
+    return {"class": index, "bbox": [round(value, 6) for value in (left, top, width, height)]}
+
+
+def class_names(folder: str) -> dict[int, str]:
+    """Class id to name from the nearest name file in ``folder`` or up to three folders above it ({} without)."""
+    for _ in range(_LEVELS + 1):
+        for name in NAME_FILES:
+            candidate = os.path.join(folder, name)
+            if os.path.isfile(candidate):
+                found = _names(candidate)
+                if found:
+                    return found
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    return {}
+
+
+def _names(path: str) -> dict[int, str]:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            text = handle.read()
+    except OSError:
+        return {}
+    if not path.endswith((".yaml", ".yml")):
+        return {index: line.strip() for index, line in enumerate(text.splitlines()) if line.strip()}
+    import yaml
+
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return {}
+    names = loaded.get("names") if isinstance(loaded, dict) else None
+    if isinstance(names, list):
+        return {index: str(name) for index, name in enumerate(names)}
+    if isinstance(names, dict):
+        return {int(key): str(value) for key, value in names.items() if str(key).lstrip("-").isdigit()}
+    return {}
+
+
+def read_voc(path: str, data: bytes) -> dict[str, Any]:
+    """``label`` and ``objects`` of a Pascal VOC annotation.
+
+    Raises:
+        RejectItem: ``malformed_sidecar`` for XML that is no ``<annotation>``, or an object whose box is not numbers.
+    """
+    from defusedxml import ElementTree
+    from defusedxml.common import DefusedXmlException
+
+    def malformed(why: str) -> RejectItem:
+        return RejectItem(
+            reasons.MALFORMED_SIDECAR, f"Pascal VOC annotation {path}: {why}; fix or remove the file", sidecar=path
+        )
+
+    try:
+        root = ElementTree.fromstring(data)
+    except (ElementTree.ParseError, DefusedXmlException) as error:
+        raise malformed(f"not valid XML ({error})") from None
+    if root.tag != "annotation":
+        raise malformed(f"its root element is <{root.tag}>, not <annotation>")
+    width, height = _number(root.findtext("size/width")), _number(root.findtext("size/height"))
+    objects, labels = [], []
+    for number, item in enumerate(root.iter("object"), start=1):
+        name = (item.findtext("name") or "").strip()
+        entry: dict[str, Any] = {"label": name}
+        box = item.find("bndbox")
+        if box is not None:
+            corners = [_number(box.findtext(key)) for key in ("xmin", "ymin", "xmax", "ymax")]
+            if any(value is None for value in corners):
+                raise malformed(f"object {number} ({name!r}) has a bndbox whose corners are not all numbers")
+            left, top, right, bottom = corners
+            pixels = [left, top, right - left, bottom - top]
+            if width and height:
+                scales = (width, height, width, height)
+                entry["bbox"] = [round(value / scale, 6) for value, scale in zip(pixels, scales, strict=True)]
+            else:
+                entry["bbox_pixels"] = pixels
+        objects.append(entry)
+        if name and name not in labels:
+            labels.append(name)
+    result: dict[str, Any] = {"objects": objects}
+    if labels:
+        result["label"] = labels
+    return result
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        value = float(text) if text is not None else None
+    except ValueError:
+        return None
+    return value if value is not None and value == value and abs(value) != float("inf") else None
