@@ -386,6 +386,11 @@ def count_items(spec: InputSpec, limit: int) -> int:
     """
     kind = input_kind(spec)
     try:
+        if kind == "manifest" and spec.path.lower().endswith(".parquet"):
+            import pyarrow.parquet as pq
+
+            with FileSystems.open(spec.path) as handle:  # the footer only: the rows may hold their images
+                return min(limit, pq.ParquetFile(handle).metadata.num_rows)
         if kind in ("manifest", *INTERLEAVED_KINDS):
             return sum(1 for _ in itertools.islice(manifest_rows(spec.path), limit))
         matched = FileSystems.match([input_pattern(spec)], limits=[limit])[0].metadata_list

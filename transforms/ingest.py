@@ -43,6 +43,14 @@ from schemas.records.values import blank, finite, valid_text
 from transforms._annotation_files import ANNOTATION, read_annotation
 from transforms._common import StageFn, apply_stage
 from transforms._confine import confine
+from transforms._embedded_rows import (
+    EmbeddedRow,
+    RowGroup,
+    embedded_item,
+    group_rows,
+    parquet_image_column,
+    row_groups,
+)
 from transforms._folder_metadata import (
     NAME_COLUMN,
     REJECTED,
@@ -107,6 +115,10 @@ class ReadInputs(beam.PTransform):
             kind = input_kind(spec)
             label = f"Input{index}"
             start = pbegin | f"{label}Spec" >> beam.Create([spec])
+            if kind == "manifest" and (column := parquet_image_column(spec)):
+                # Images inside the rows: ingest's read reads a row group at a time, so no bytes cross a shuffle.
+                listed.append(start | f"{label}RowGroups" >> beam.FlatMap(row_groups, column))
+                continue
             if kind in ("manifest", *INTERLEAVED_KINDS):
                 if kind == "manifest":
                     lister = _ListManifestFn(self._config, self._text_rows_field)
@@ -223,8 +235,8 @@ def _is_text_row(element: InputItem | TextRow, partitions: int) -> int:
 _ITEMS = beam.metrics.Metrics.counter(STAGE, "items")
 
 
-def _count(item: InputItem) -> InputItem:
-    _ITEMS.inc()
+def _count(item: "InputItem | RowGroup") -> "InputItem | RowGroup":
+    _ITEMS.inc(item.rows if isinstance(item, RowGroup) else 1)
     return item
 
 
@@ -303,7 +315,16 @@ class _ReadFn(StageFn):
         self._config = config
         self._class_names: dict[str, dict[int, str]] = {}  # YOLO class names by labels folder
 
-    def apply(self, item: InputItem) -> Iterator[InputItem]:
+    def process(self, element: "InputItem | RowGroup") -> Iterable[Any]:
+        if isinstance(element, RowGroup):  # a Parquet manifest's rows holding their images: each row an item
+            for row in group_rows(element, element.column):
+                yield from super().process(row)
+        else:
+            yield from super().process(element)
+
+    def apply(self, item: "InputItem | EmbeddedRow") -> Iterator[InputItem]:
+        if isinstance(item, EmbeddedRow):
+            item = embedded_item(item, self._config)
         metadata = dict(item.metadata)
         if "__sidecar_error__" in metadata:
             raise RejectItem(reasons.MALFORMED_SIDECAR, f"{item.source}: {metadata['__sidecar_error__']}")

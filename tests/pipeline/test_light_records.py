@@ -11,6 +11,8 @@ import json
 import math
 import tarfile
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from apache_beam.runners.portability.fn_api_runner import execution
 
@@ -45,10 +47,15 @@ def crossed(monkeypatch) -> list[bytes]:
 
 def test_no_stage_boundary_carries_image_bytes(tmp_path, run, crossed):
     inputs = noise_images(tmp_path / "in", 5, size=(128, 96), suffix="png", seed=100)
-    out = run([tmp_path / "in"], output=tmp_path / "out", **NO_TEXT)
+    # A Hugging Face dataset's Parquet file holds three more images in its rows, in two row groups.
+    held = noise_images(tmp_path / "held", 3, size=(128, 96), suffix="png", seed=200)
+    rows = [{"image": {"bytes": path.read_bytes(), "path": path.name}} for path in held]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "hub.parquet", row_group_size=2)
+    out = run([tmp_path / "in", tmp_path / "hub.parquet"], output=tmp_path / "out", **NO_TEXT)
 
     samples = out.samples()
-    assert len(samples) == len(inputs)
+    assert len(samples) == len(inputs) + len(held)
+    inputs += held
     everything = b"".join(crossed)
     # The records themselves do cross: the spy sees every sample's key (as the bytes it spells, in a compact record).
     assert all(bytes.fromhex(sample["__key__"]) in everything for sample in samples)

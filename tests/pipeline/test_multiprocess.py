@@ -9,6 +9,8 @@ outlasts the timer's period, so at test sizes it is provoked by shortening Beam'
 import hashlib
 import json
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from apache_beam.runners.portability.fn_api_runner import worker_handlers
 
@@ -56,17 +58,24 @@ def test_two_worker_processes_account_for_every_input_even_when_beam_flushes_eve
     rows = [{"file_name": name, "caption": text} for name, text in captions.items()]
     rows += [{"file_name": "gone-1.jpg", "caption": "lost"}, {"file_name": "gone-2.jpg", "caption": "lost"}]
     (tmp_path / "in" / "metadata.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    # A Hugging Face Parquet file holds 600 more images in its rows, 100 to a row group.
+    held = noise_images(tmp_path / "held", 600, seed=5000)
+    table = [{"image": {"bytes": p.read_bytes(), "path": p.name}, "caption": f"held {p.name}"} for p in held]
+    hub = tmp_path / "hub.parquet"
+    pq.write_table(pa.Table.from_pylist(table), hub, row_group_size=100)
     monkeypatch.setattr(worker_handlers, "DATA_BUFFER_TIME_LIMIT_MS", 1)
     # The face pass (a Haar cascade, ~37 ms on each noise picture: half of this test's time) only passes samples on.
     config = {**NO_TEXT, "faces": {"enabled": False}}
-    multi = run([tmp_path / "in"], output=tmp_path / "multi", beam_args=TWO_PROCESSES, **config)
+    multi = run([tmp_path / "in", hub], output=tmp_path / "multi", beam_args=TWO_PROCESSES, **config)
     one = ["--runner=DirectRunner", "--direct_num_workers=1"]  # 2,000 inputs would get one process per core
-    single = run([tmp_path / "in"], output=tmp_path / "single", beam_args=one, **config)
+    single = run([tmp_path / "in", hub], output=tmp_path / "single", beam_args=one, **config)
 
     rows = {row["source"]: row for row in multi.ledger}
     missing = [f"{tmp_path / 'in' / 'metadata.jsonl'}#{number}" for number in (2001, 2002)]
-    assert sorted(rows) == sorted([str(path) for path in images] + missing)
-    assert {rows[str(path)]["status"] for path in images} == {"kept"}
+    in_rows = [f"{hub}#{number}" for number in range(1, len(held) + 1)]
+    assert sorted(rows) == sorted([str(path) for path in images] + missing + in_rows)
+    assert {rows[source]["status"] for source in [*map(str, images), *in_rows]} == {"kept"}
     assert {rows[source]["reason"] for source in missing} == {"missing_file"}
+    captions.update({f"hub.parquet#{number}": f"held {path.name}" for number, path in enumerate(held, start=1)})
     assert multi.texts_by_name() == captions
     assert _digest(multi.file_bytes()) == _digest(single.file_bytes())

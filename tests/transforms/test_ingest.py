@@ -7,9 +7,11 @@ import pickle
 import tarfile
 
 import apache_beam as beam
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from PIL import Image
 
 from schemas import reasons
 from schemas.config.ingest import IngestConfig
@@ -1007,3 +1009,37 @@ def test_pascal_voc_annotations_beside_or_in_a_twin_folder_label_their_images(tm
         {"label": "crack", "bbox": [0.0, 0.0, 0.5, 0.1]},
     ]
     assert metadata["crazing_1.jpg"]["objects"] == [{"label": "crazing", "bbox_pixels": [10.0, 20.0, 100.0, 200.0]}]
+
+
+def test_a_hugging_face_parquet_file_with_its_images_in_the_rows_is_read_row_by_row(tmp_path, run, photo):
+    # datasets' Image feature: a struct of the image's bytes and its file name, beside the text columns.
+    shots = [photo(240, 180, seed=80 + seed) for seed in range(4)]
+    rows = [
+        {"image": {"bytes": jpeg_bytes(shots[0]), "path": "0001.jpg"}, "caption": "a hinge", "label": 1},
+        {"image": {"bytes": jpeg_bytes(shots[1]), "path": "0002.jpg"}, "caption": "a bracket", "label": 0},
+        {"image": {"bytes": None, "path": "0003.jpg"}, "caption": "bytes not embedded", "label": 2},
+        {"image": {"bytes": jpeg_bytes(shots[3]), "path": "0004.jpg"}, "caption": None, "label": None},
+    ]
+    table = pa.Table.from_pylist(rows)
+    table = table.append_column("mask", pa.array([{"bytes": b"\x89PNG", "path": None}] * 4))
+    pq.write_table(table, tmp_path / "train-00000-of-00001.parquet", row_group_size=3)
+    out = run([tmp_path / "train-00000-of-00001.parquet"], quality={"enabled": False})
+
+    rows_by = {row["source"].rsplit("#", 1)[1]: row for row in out.ledger}
+    assert sorted(rows_by) == ["1", "2", "3", "4"]
+    assert rows_by["3"]["reason"] == reasons.MISSING_FILE and "'0003.jpg'" in rows_by["3"]["detail"]
+    assert rows_by["4"]["reason"] == reasons.NO_TEXT
+    assert out.texts_by_name() == {
+        "train-00000-of-00001.parquet#1": "a hinge",
+        "train-00000-of-00001.parquet#2": "a bracket",
+    }
+    samples = out.samples_by_name()
+    record = json.loads(samples["train-00000-of-00001.parquet#2"]["json"])
+    assert record["metadata"] == {
+        "caption": "a bracket",
+        "label": 0,
+        "file_name": "0002.jpg",
+        "unused_images": ["mask"],
+    }
+    shipped = np.asarray(Image.open(io.BytesIO(samples["train-00000-of-00001.parquet#2"]["jpg"])), np.float32)
+    assert np.abs(shipped - np.asarray(shots[1], np.float32)).mean() < 6.0
