@@ -132,12 +132,14 @@ def stem_items(group: tuple[bytes, Iterable[bytes]], spec: InputSpec, config: In
     does not list whole folders (``photos/*.jpg``, one file) and matched no sidecar, the item keeps its stem with no
     suffixes: ingest's read looks for the sidecars by name. A sidecar no image takes (no image has its name, or
     another file of the same kind is taken) is an item too, marked ``ORPHAN``: ingest's read rejects it as
-    ``orphan_sidecar``, so text that reaches no sample is in the ledger, not silently skipped.
+    ``orphan_sidecar``, so text that reaches no sample is in the ledger, not silently skipped. So is an annotation
+    file (``transforms._annotation_files``: YOLO, Pascal VOC) no image takes; one that an image takes is marked on it
+    (``ANNOTATION``) for ingest's read. With ``ingest.folder_field`` each image carries its folder's name.
     """
     stem = group[0].decode("utf-8", "surrogateescape")
     paths = sorted(path.decode("utf-8", "surrogateescape") for path in group[1])
-    labels = [path for path in paths if annotation_of(path, stem)]
-    paths = [path for path in paths if path not in labels]
+    annotations = [path for path in paths if annotation_of(path, stem)]
+    paths = [path for path in paths if path not in annotations]
     kinds = [ext.lower() for ext in config.sidecar_extensions]
     sidecars = [path for path in paths if posixpath.splitext(path)[1].lower() in kinds]
     images = [path for path in paths if path not in sidecars]
@@ -155,13 +157,13 @@ def stem_items(group: tuple[bytes, Iterable[bytes]], spec: InputSpec, config: In
         suffixes = tuple(path[len(stem) :] for path in mine)
         sidecar = stem if mine or not whole else None
         metadata = {config.folder_field: folder_name(image)} if config.folder_field else {}
-        if labels:
-            metadata[ANNOTATION] = labels[0]
+        if annotations:
+            metadata[ANNOTATION] = annotations[0]
         yield InputItem(
             printable(image), image, domain, metadata, sidecar=sidecar, roots=roots, sidecar_suffixes=suffixes
         )
     if not images:
-        for path in labels:
+        for path in annotations:
             shown = printable(path)
             image = f"{printable(posixpath.basename(stem))}.<image extension>"
             message = (
