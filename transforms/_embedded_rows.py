@@ -21,6 +21,7 @@ from schemas.config.ingest import IngestConfig, InputSpec
 from schemas.records.inputs import InputItem
 from schemas.records.ledger import RejectItem
 from schemas.records.values import blank, finite
+from transforms._listing import ManifestRow
 
 UNREADABLE = "__unreadable__"
 
@@ -35,21 +36,8 @@ class RowGroup(NamedTuple):
     column: str  # the image column
 
 
-class EmbeddedRow(NamedTuple):
-    """One row of a Parquet manifest that holds its images, before its item is made."""
-
-    spec: InputSpec
-    number: int
-    values: dict[str, Any]
-    column: str
-
-    @property
-    def source(self) -> str:
-        return f"{self.spec.path}#{self.number}"
-
-    @property
-    def domain(self) -> str:
-        return self.spec.domain or ""
+class EmbeddedRow(ManifestRow):
+    """One row of a Parquet manifest that holds its images (in its ``column``), before its item is made."""
 
 
 def is_image_struct(field: pa.Field) -> bool:

@@ -17,7 +17,7 @@ import re
 import tarfile
 import zlib
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 from apache_beam.io.filesystem import CompressionTypes, FileMetadata, FileSystem
 from apache_beam.io.filesystems import FileSystems
@@ -73,6 +73,23 @@ def input_pattern(spec: InputSpec) -> str:
     if input_kind(spec) == "files" and os.path.isdir(path):
         return os.path.join(literal(path), "**")
     return literal(path)
+
+
+class ManifestRow(NamedTuple):
+    """One row of a manifest on its way to becoming an item (or a ledger row: it has a ``source`` and ``domain``)."""
+
+    spec: InputSpec
+    number: int
+    values: dict[str, Any]
+    column: str = ""  # the column holding the row's image, where the row holds one
+
+    @property
+    def source(self) -> str:
+        return f"{self.spec.path}#{self.number}"
+
+    @property
+    def domain(self) -> str:
+        return self.spec.domain or ""
 
 
 def lists_folders(spec: InputSpec) -> bool:

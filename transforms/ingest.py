@@ -63,6 +63,7 @@ from transforms._listing import (
     NO_IMAGE,
     ORPHAN,
     UNREADABLE,
+    ManifestRow,
     broken_links,
     input_kind,
     input_pattern,
@@ -255,12 +256,12 @@ class _ListManifestFn(StageFn):
         number = 0
         try:
             for number, row in enumerate(manifest_rows(spec.path), start=1):
-                yield from super().process(_ManifestRow(spec, number, row))
+                yield from super().process(ManifestRow(spec, number, row))
         except Exception as error:  # noqa: BLE001 - a manifest that stops reading is a ledger row, not a crashed run
             why = f"reading stopped after {number} rows: {type(error).__name__}: {error}; no later row was read"
-            yield from super().process(_ManifestRow(spec, number + 1, {"__error__": why}))
+            yield from super().process(ManifestRow(spec, number + 1, {"__error__": why}))
 
-    def apply(self, row: "_ManifestRow") -> Iterator[InputItem]:
+    def apply(self, row: "ManifestRow") -> Iterator[InputItem]:
         spec, values = row.spec, finite(row.values)
         if "__error__" in values:
             raise RejectItem(reasons.MALFORMED_MANIFEST_ROW, f"{spec.path}: {values['__error__']}")
@@ -289,20 +290,6 @@ class _ListManifestFn(StageFn):
         domain = str(metadata.pop(self._config.domain_column, "") or spec.domain or self._config.default_domain)
         roots = manifest_roots(spec.path, spec.roots, spec.base)
         yield InputItem(source=row.source, path=path, domain=domain, metadata=metadata, roots=roots)
-
-
-class _ManifestRow(NamedTuple):
-    spec: InputSpec
-    number: int
-    values: dict[str, Any]
-
-    @property
-    def source(self) -> str:
-        return f"{self.spec.path}#{self.number}"
-
-    @property
-    def domain(self) -> str:
-        return self.spec.domain or ""
 
 
 class _ReadFn(StageFn):
