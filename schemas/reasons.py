@@ -11,6 +11,7 @@ MALFORMED_SIDECAR = "malformed_sidecar"
 ORPHAN_SIDECAR = "orphan_sidecar"
 MALFORMED_MANIFEST_ROW = "malformed_manifest_row"
 UNREADABLE_INPUT = "unreadable_input"
+WEB_URL = "web_url"  # a manifest row names an http(s) address and no downloaded copy sits beside the manifest
 
 # Normalise: the bytes are not a usable image.
 EMPTY_FILE = "empty_file"

@@ -87,6 +87,23 @@ def row_groups(spec: InputSpec, column: str) -> Iterator[RowGroup]:
         first += rows
 
 
+def row_image(path: str, number: int, column: str) -> bytes:
+    """The image bytes of row ``number`` (1-based) of a Parquet manifest, reading only its row group's ``column``."""
+    import pyarrow.parquet as pq
+    from apache_beam.io.filesystems import FileSystems
+
+    with FileSystems.open(path) as handle:
+        parquet = pq.ParquetFile(handle)
+        first = 1
+        for group in range(parquet.metadata.num_row_groups):
+            rows = parquet.metadata.row_group(group).num_rows
+            if number < first + rows:
+                value = parquet.read_row_group(group, columns=[column]).column(0)[number - first].as_py()
+                return (value.get("bytes") or b"") if isinstance(value, dict) else b""
+            first += rows
+    return b""
+
+
 def group_rows(element: RowGroup, column: str) -> Iterator["EmbeddedRow"]:
     """The rows of one row group, images and all; rows marked unreadable when the group cannot be read."""
     import pyarrow.parquet as pq

@@ -15,6 +15,7 @@ import os
 import posixpath
 import re
 import tarfile
+import urllib.parse
 import zlib
 from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
@@ -23,8 +24,10 @@ from apache_beam.io.filesystem import CompressionTypes, FileMetadata, FileSystem
 from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 
+from schemas import reasons
 from schemas.config.ingest import IngestConfig, InputSpec
 from schemas.records.inputs import InputItem
+from schemas.records.ledger import RejectItem
 from schemas.records.values import printable
 from transforms._annotation_files import ANNOTATION, annotation_of, twin_stem
 from transforms._coco import coco_rows, is_coco
@@ -295,7 +298,9 @@ def resolve_manifest_path(
     """
     base = base or _folder(manifest)
     local = from_file_url(value)
-    if "://" in local:
+    if urllib.parse.urlparse(local).scheme.lower() in ("http", "https"):
+        joined = _downloaded_copy(local, base, manifest)
+    elif "://" in local:
         joined = local
     else:
         joined = posixpath.join(base, local) if "://" in base else os.path.join(base, local)
@@ -303,6 +308,24 @@ def resolve_manifest_path(
         if "\\" in local and "://" not in base and not os.path.lexists(joined) and os.path.lexists(windows):
             joined = windows
     return confine(joined, manifest_roots(manifest, roots, base), follow_symlinks, f"path {value!r} in {manifest}")
+
+
+def _downloaded_copy(url: str, base: str, manifest: str) -> str:
+    """The file named as ``url``'s last segment in ``base`` (a copy downloaded beside the manifest).
+
+    Raises:
+        RejectItem: ``web_url`` when there is none: unishard reads files, it does not download.
+    """
+    name = urllib.parse.unquote(posixpath.basename(urllib.parse.urlparse(url).path))
+    copy = (posixpath.join(base, name) if "://" in base else os.path.join(base, name)) if name else ""
+    if copy and FileSystems.exists(copy):
+        return copy
+    raise RejectItem(
+        reasons.WEB_URL,
+        f"{url} (in {manifest}) is a web address and no downloaded copy named {name or '(none)'!r} is in {base}: "
+        "unishard reads files, it does not download. Download the images first (img2dataset writes WebDataset "
+        "tars, an input here), or save each beside the manifest under its address's last name",
+    )
 
 
 def manifest_rows(path: str) -> Iterator[dict[str, Any]]:

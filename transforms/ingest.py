@@ -287,6 +287,8 @@ class _ListManifestFn(StageFn):
             )
         path = resolve_manifest_path(str(value), spec.path, spec.roots, self._config.follow_symlinks, spec.base)
         metadata = {k: v for k, v in values.items() if k != column and not blank(v)}
+        if "://" in str(value) and not str(value).lower().startswith("file://") and "url" not in metadata:
+            metadata["url"] = str(value)  # a web address read from its downloaded copy
         domain = str(metadata.pop(self._config.domain_column, "") or spec.domain or self._config.default_domain)
         roots = manifest_roots(spec.path, spec.roots, spec.base)
         yield InputItem(source=row.source, path=path, domain=domain, metadata=metadata, roots=roots)

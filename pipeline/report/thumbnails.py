@@ -98,18 +98,33 @@ class Thumbnails:
             members = read_samples(container, {item.rpartition("/")[2]})
             images = [v for m in members.values() for ext, v in sorted(m.items()) if ext not in ("json", "txt")]
             return images[0] if images else b""
+        if lowered.endswith(".parquet") and item.isdigit() and (held := self._held_image(container, int(item))):
+            return held
         if lowered.endswith((".csv", ".tsv", ".jsonl", ".json", ".parquet")) and item.isdigit():
             return _read_capped(self._manifest_path(container, int(item)))
         return b""
+
+    def _held_image(self, manifest: str, number: int) -> bytes:
+        """The image a Parquet manifest holds in row ``number`` (its row group read alone), or b"" for none."""
+        from schemas.config.ingest import InputSpec
+        from transforms._embedded_rows import parquet_image_column, row_image
+
+        spec = self._spec(manifest)
+        column = parquet_image_column(InputSpec(path=manifest, path_column=spec.get("path_column", "path")))
+        data = row_image(manifest, number, column) if column else b""
+        return data if len(data) <= MAX_SOURCE_BYTES else b""
+
+    def _spec(self, manifest: str) -> dict:
+        return next(
+            (s for s in self._config.get("ingest", {}).get("inputs", []) if s.get("path") == manifest),
+            {"path_column": "path", "roots": []},
+        )
 
     def _manifest_path(self, manifest: str, number: int) -> str:
         from transforms._folder_metadata import image_column
         from transforms.ingest import manifest_rows, resolve_manifest_path
 
-        spec = next(
-            (s for s in self._config.get("ingest", {}).get("inputs", []) if s.get("path") == manifest),
-            {"path_column": "path", "roots": []},
-        )
+        spec = self._spec(manifest)
         if manifest not in self._manifests:
             self._manifests[manifest] = list(manifest_rows(manifest))
         rows = self._manifests[manifest]

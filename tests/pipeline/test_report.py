@@ -471,3 +471,23 @@ def test_the_page_skeleton_and_stylesheet_are_package_data_a_wheel_ships():
         "nav",
         "sections",
     }
+
+
+def test_thumbnails_of_parquet_rows_holding_their_images_come_from_the_row(tmp_path):
+    shots = [Image.fromarray(skimage.data.astronaut()).resize((96, 96)), Image.fromarray(skimage.data.coffee())]
+    rows = []
+    for shot in shots:
+        buffer = io.BytesIO()
+        shot.save(buffer, format="JPEG", quality=90)
+        rows.append({"image": {"bytes": buffer.getvalue(), "path": "x.jpg"}, "caption": "a"})
+    hub = tmp_path / "hub.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), hub, row_group_size=1)
+    thumbs = Thumbnails(
+        str(tmp_path / "out"), {"ingest": {"inputs": [{"path": str(hub)}]}, "faces": {"enabled": False}}
+    )
+
+    assert thumbs.from_source(f"{hub}#2", None) and not thumbs.from_source(f"{hub}#3", None)
+    data = base64.b64decode(thumbs.uris[f"source:{hub}#2"].split(",", 1)[1])
+    preview = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), np.float32)
+    small = np.asarray(shots[1].convert("RGB").resize(preview.shape[1::-1]), np.float32)
+    assert np.abs(preview - small).mean() < 12, "the second row's image, not the first's"

@@ -1043,3 +1043,22 @@ def test_a_hugging_face_parquet_file_with_its_images_in_the_rows_is_read_row_by_
     }
     shipped = np.asarray(Image.open(io.BytesIO(samples["train-00000-of-00001.parquet#2"]["jpg"])), np.float32)
     assert np.abs(shipped - np.asarray(shots[1], np.float32)).mean() < 6.0
+
+
+def test_a_manifest_of_web_addresses_reads_downloaded_copies_and_names_the_rest(tmp_path, run, photo):
+    # A product feed lists image URLs; one image was downloaded beside the manifest under its address's last name.
+    photo(320, 240, seed=90).save(tmp_path / "mug red.jpg")
+    (tmp_path / "feed.csv").write_text(
+        "path,title\n"
+        "https://cdn.example.com/img/mug%20red.jpg?v=3,a red mug\n"
+        "https://cdn.example.com/img/mug-blue.jpg,a blue mug\n",
+        encoding="utf-8",
+    )
+    out = run([tmp_path / "feed.csv"], quality={"enabled": False})
+
+    rows = out.ledger_by_name()
+    assert rows["feed.csv#1"]["status"] == "kept"
+    assert rows["feed.csv#2"]["reason"] == reasons.WEB_URL
+    assert "'mug-blue.jpg'" in rows["feed.csv#2"]["detail"] and "img2dataset" in rows["feed.csv#2"]["detail"]
+    record = json.loads(out.samples_by_name()["feed.csv#1"]["json"])
+    assert record["metadata"]["url"] == "https://cdn.example.com/img/mug%20red.jpg?v=3"
