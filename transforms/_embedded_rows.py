@@ -8,7 +8,9 @@ light ``RowGroup`` elements, spread over workers with the other inputs) and inge
 cross no shuffle: normalise runs in the same fused stage. Each row is one item (source ``FILE#ROW``); its other
 columns are its metadata (the image's own ``path`` as ``file_name``; further image columns named in
 ``unused_images``). A row without image bytes is ``missing_file``; a row group that cannot be read is one
-``unreadable_input`` row per row.
+``unreadable_input`` row per row. An incremental run's decision (``transforms.incremental``) joins the new items
+before they go on: these keep their bytes there, as members of a compressed tar do, since reading one row again
+means reading its whole row group.
 """
 
 from collections.abc import Iterator
