@@ -1,5 +1,6 @@
 """Incremental runs, retries of failed items, config-change refusal, the output lock and write failures."""
 
+import io
 import json
 import logging
 import os
@@ -9,6 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -415,3 +417,26 @@ def test_an_output_folder_named_with_wildcard_characters_takes_runs_and_reruns(t
     assert all(row == second.ledger_by_name()[name] for name, row in earlier.items())
     assert [path.name for path in neighbour.iterdir()] == ["notes.txt"]
     assert not (output / "_staging").exists()
+
+
+def test_rows_appended_to_a_parquet_file_holding_its_images_are_an_increment_that_matches_a_full_run(
+    tmp_path, run, photo
+):
+    def hub(count):
+        rows = []
+        for seed in range(count):
+            buffer = io.BytesIO()
+            photo(220, 160, seed=300 + seed).save(buffer, format="JPEG", quality=90)
+            rows.append({"image": {"bytes": buffer.getvalue(), "path": f"{seed}.jpg"}, "caption": f"row {seed}"})
+        pq.write_table(pa.Table.from_pylist(rows), tmp_path / "hub.parquet", row_group_size=2)
+
+    hub(3)
+    first = run([tmp_path / "hub.parquet"], output=tmp_path / "out")
+    old_shards = {path: path.read_bytes() for path in first.shard_paths()}
+    hub(5)
+    second = run([tmp_path / "hub.parquet"], output=tmp_path / "out")
+    full = run([tmp_path / "hub.parquet"], output=tmp_path / "full")
+
+    assert {path: path.read_bytes() for path in old_shards} == old_shards
+    assert len(second.shard_paths()) > len(old_shards), "the new rows are a new shard"
+    assert _kept(second) == _kept(full) and len(_kept(full)) == 5
