@@ -20,6 +20,7 @@ object. A line or object that is not a class and a box is ``malformed_sidecar``,
 image takes is ``orphan_sidecar``.
 """
 
+import math
 import os
 from typing import Any
 
@@ -115,7 +116,7 @@ def read_labels(path: str, data: bytes, cache: dict[str, dict[int, str]]) -> dic
 def _object(fields: list[str], names: dict[int, str]) -> dict[str, Any]:
     index = int(fields[0])
     values = [float(value) for value in fields[1:]]
-    if index < 0 or len(values) < 4 or (len(values) > 4 and len(values) % 2):
+    if index < 0 or len(values) < 4 or (len(values) > 4 and len(values) % 2) or not all(map(math.isfinite, values)):
         raise ValueError
     if len(values) == 4:
         x, y, width, height = values

@@ -942,7 +942,7 @@ def test_a_yolo_dataset_gives_each_image_its_labels_and_boxes_and_every_label_fi
     labels = {
         "a.txt": "1 0.5 0.5 0.2 0.1\n0 0.25 0.3 0.1 0.1\n",
         "b.txt": "2 0.1 0.1 0.3 0.1 0.3 0.4\n",  # a polygon
-        "d.txt": "scratch 0.5 0.5 0.1 0.1\n",
+        "d.txt": "0 0.5 0.5 0.1 0.1\nscratch 0.5 0.5 0.1 0.1\n0 nan 0.5 0.1 0.1\n",
         "e.txt": "",  # no object
         "gone.txt": "0 0.5 0.5 0.1 0.1\n",
     }
@@ -955,7 +955,7 @@ def test_a_yolo_dataset_gives_each_image_its_labels_and_boxes_and_every_label_fi
     rows = out.ledger_by_name()
     assert sorted(rows) == ["a.jpg", "b.png", "c.jpg", "d.jpg", "data.yaml", "e.jpg", "gone.txt"]
     assert rows["c.jpg"]["reason"] == rows["e.jpg"]["reason"] == reasons.NO_TEXT
-    assert rows["d.jpg"]["reason"] == reasons.MALFORMED_SIDECAR and "d.txt line 1" in rows["d.jpg"]["detail"]
+    assert rows["d.jpg"]["reason"] == reasons.MALFORMED_SIDECAR and "d.txt line 2" in rows["d.jpg"]["detail"]
     assert rows["gone.txt"]["reason"] == reasons.ORPHAN_SIDECAR and "annotation file" in rows["gone.txt"]["detail"]
     assert rows["data.yaml"]["reason"] == reasons.NOT_AN_IMAGE and "YOLO dataset" in rows["data.yaml"]["detail"]
     assert out.texts_by_name() == {"a.jpg": "scratch, dent", "b.png": "a rusty hinge"}
