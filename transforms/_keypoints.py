@@ -34,9 +34,10 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from transforms.hashing import COLOUR_GRID, LOW_CONTRAST_FAST, colour_residuals
+from transforms.hashing import COLOUR_GRID, colour_residuals
 
 WORKING_SIDE = 512
+LOW_CONTRAST_FAST = 5
 MIN_SHORT_SIDE = 256
 MAX_ENLARGE = 4.0
 THUMB_SIDE = 128

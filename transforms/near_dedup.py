@@ -31,25 +31,25 @@ How:
 4. **Crops and overlays** (``subwindow_max_distance``, off by default: it costs several times the stage's CPU, see
    below; 8 is the benchmarked setting): a crop moves the whole-image pHash by 10-30 bits, so two more candidate
    sources are bucketed the same way: the ``subwindow`` hashes (``transforms.hashing``: pHashes of windows anchored on
-   ORB keypoints, which a crop keeps) in 4 bands of 16 bits, a pair sharing at least ``subwindow_min_windows`` windows
-   within ``subwindow_max_distance`` bits being a candidate; and pairs within ``candidate_distance`` bits of
-   whole-image pHash that the test of step 2 rejects. The hashes close two kinds of candidate: pairs they accept, and
-   pairs of one geometry whose colour differs beyond overlay patches (a colour variant; such pairs are left out of the
-   pHash candidates where the bucket is verified, so that a product shot in many colours does not fill an image's bound
-   below with them); a pair of different geometry is verified only when the colours of one signature are found in the
-   other (``colour_contained``: a crop's cells average parts of its original; a crop of the product in another colour
-   has colours the original lacks). Between two groups the hashes already joined, only the best-ranked two open pairs
-   are verified. A candidate is accepted only by ``transforms._keypoints``: ORB matches under one RANSAC similarity
-   transform (at least ``min_inliers``, spread beyond one sixteenth of the frame) and the colour of the overlap, so a
-   colour variant stays and two patches of one texture stay. Keypoints are computed only for the images of open
-   candidate pairs. The candidates are bounded per image, so that pairs, joins and keypoint work grow with the image
-   count even where many photos share structure (one studio's shots, shapes on a smooth ground, where the pairs had
-   grown with its square): in a window bucket each entry pairs only with its ``WINDOW_NEIGHBOURS`` nearest windows;
-   each image keeps its strongest candidates (most shared windows, a pHash within ``candidate_distance`` counting as
-   ``LOOSE_WINDOWS`` of them, as many as an image can have, so that a logo copy ranks before the window pairs of other
-   shots of one studio; then the nearest pHash, then the source), 4 x ``subwindow_candidates`` before the colour tests
-   and ``subwindow_candidates`` open pairs after them, a pair staying when either image keeps it
-   (``transforms._best_per_image.KeepBestPerImage``).
+   difference-of-Gaussian blobs, which a crop keeps) in 4 bands of 16 bits, a pair sharing at least
+   ``subwindow_min_windows`` windows within ``subwindow_max_distance`` bits being a candidate; and pairs within
+   ``candidate_distance`` bits of whole-image pHash that the test of step 2 rejects. The hashes close two kinds of
+   candidate: pairs they accept, and pairs of one geometry whose colour differs beyond overlay patches (a colour
+   variant; such pairs are left out of the pHash candidates where the bucket is verified, so that a product shot in
+   many colours does not fill an image's bound below with them); a pair of different geometry is verified only when the
+   colours of one signature are found in the other (``colour_contained``: a crop's cells average parts of its original;
+   a crop of the product in another colour has colours the original lacks). Between two groups the hashes already
+   joined, only the best-ranked two open pairs are verified. A candidate is accepted only by ``transforms._keypoints``:
+   ORB matches under one RANSAC similarity transform (at least ``min_inliers``, spread beyond one sixteenth of the
+   frame) and the colour of the overlap, so a colour variant stays and two patches of one texture stay. Keypoints are
+   computed only for the images of open candidate pairs. The candidates are bounded per image, so that pairs, joins and
+   keypoint work grow with the image count even where many photos share structure (one studio's shots, shapes on a
+   smooth ground, where the pairs had grown with its square): in a window bucket each entry pairs only with its
+   ``WINDOW_NEIGHBOURS`` nearest windows; each image keeps its strongest candidates (most shared windows, a pHash
+   within ``candidate_distance`` counting as ``LOOSE_WINDOWS`` of them, as many as an image can have, so that a logo
+   copy ranks before the window pairs of other shots of one studio; then the nearest pHash, then the source), 4 x
+   ``subwindow_candidates`` before the colour tests and ``subwindow_candidates`` open pairs after them, a pair staying
+   when either image keeps it (``transforms._best_per_image.KeepBestPerImage``).
 5. **Clusters and survivors** (``transforms._duplicates``): connected components of the verified pairs; within a
    component, members with equal ``keep_distinct`` labels form a removal group that keeps its best member by
    ``survivor_policy`` (resolution, file size, metadata richness, CLIP score, then key), and every member that is a
