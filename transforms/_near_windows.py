@@ -12,12 +12,13 @@ other's.
 Windows anchored on difference-of-Gaussian blobs instead of ORB corners (``transforms.hashing``), on the benchmark at
 its default size (``python benchmarks/bench_near_dedup.py --distances 8 --scale ""``: 2,990 images, 299 bases; the
 magnetic tiles shot at several exposures and the overlapping NEU windows counted as one object each, see
-``SAME_OBJECT`` there), ORB then blobs, one run each: crop recall 0.826 -> 0.903, recall 0.974 -> 0.983 (0.992 without
-crops both times), pair precision 0.995 -> 0.994 (a crop of black wsh10 shorts that cut off the liner, the only part
-in which they differ from the orange pair, joined that pair), true groups in two splits 36 -> 21 of 294, CPU per
-image 43.8 -> 47.1 ms against 13.5 and 12.9 without the path (3.25 -> 3.64 times: the hash went from 8.2 to 12.8 ms,
-the stage's pipeline from 30.2 to 28.8 ms, fewer and more distinctive windows making fewer candidates). The figures
-below were measured with ORB anchors.
+``SAME_OBJECT`` there), ORB then blobs, one run each: crop recall 0.826 -> 0.910, recall 0.974 -> 0.983 (0.992 without
+crops both times), pair precision 0.995 -> 0.994 (the crops of the black and the orange wsh10 shorts matched each
+other, 20 inliers: in both the liner, the only part in which the pairs differ, runs along the top edge, where the
+colour test allows 4 overlay cells), true groups in two splits 36 -> 21 of 294, CPU per image 43.8 -> 42.2 ms against
+13.5 and 13.6 without the path (3.25 -> 3.11 times: the hash 8.2 -> 8.8 ms, the stage's pipeline 30.2 -> 28.0 ms, fewer
+and more distinctive windows making fewer candidates; the second run shared the machine with a CI run, which process
+CPU time mostly ignores). The figures below were measured with ORB anchors.
 
 Crops and overlays, on the benchmark of ``transforms.near_dedup`` with 5-30% crops per side and a logo copy added
 (``python benchmarks/bench_near_dedup.py --per-source 6 --distances 8 --scale ""``: 2,030 images, 203 bases, every

@@ -25,9 +25,9 @@ each octave), so a crop, which enlarges what it keeps once scaled to 128 pixels,
 scale and hashes the same content; ORB's corners, whose sizes come in pyramid levels 1.2 apart, missed by up to 10%
 and took the windows with them. On ``benchmarks/bench_near_dedup.py``'s 299 crops of 5-30% per side, 282 share a
 window within 8 bits with their original (ORB at 384 pixels: 252), 30 of 3,000 random pairs of bases do (ORB: 75),
-with 33 windows an image instead of 44, for 9.1 ms of CPU an image instead of 7.0 (from the grey copy; 12.8
-against 8.2 ms in the benchmark, which times the hash from the normalised RGB image). Each window is read at 32x32 out
-of the image shrunk once per window side and the DCTs run as one matrix product. A window inside a crop's kept area
+with 33 windows an image instead of 44. Each window is read as 32x32 cell means from one summed-area table (the area
+average a resize would give, for every window at once: blob sizes are continuous, so a resize per window side would
+be a resize per window) and the DCTs run as one matrix product. A window inside a crop's kept area
 is the same window of the original: ``transforms.near_dedup`` buckets these hashes to find crop and overlay
 candidates, which it then verifies geometrically.
 """
@@ -115,26 +115,6 @@ def _box_grids(integral: np.ndarray, centres: np.ndarray, sides: np.ndarray, cel
     return sums / (sides[:, None, None] / cells) ** 2
 
 
-def _window_grids(pixels: np.ndarray, centres: np.ndarray, sides: np.ndarray) -> np.ndarray:
-    """Each square window shrunk to 32x32 (area average), as a ``(n, 32, 32)`` stack.
-
-    The image is resized once per distinct window side (blob sizes are continuous, so about once per window, each
-    at most a few hundred pixels) and each window is read out of the resized image (bilinear at its fractional
-    centre).
-    """
-    grids = np.empty((len(sides), 32, 32), np.float64)
-    height, width = pixels.shape
-    for side in np.unique(sides):
-        factor = 32.0 / side
-        size = (max(32, round(width * factor)), max(32, round(height * factor)))
-        shrunk = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA).astype(np.float32)
-        for index in np.flatnonzero(sides == side):
-            x, y = centres[index]
-            centre = (float(x * size[0] / width - 0.5 + 0.5), float(y * size[1] / height - 0.5 + 0.5))
-            grids[index] = cv2.getRectSubPix(shrunk, (32, 32), centre)
-    return grids
-
-
 def subwindow_hashes(image: Image.Image) -> str:
     """pHashes of up to ``MAX_WINDOWS`` blob-anchored windows, concatenated as 16 hex digits each."""
     gray = np.asarray(image if image.mode == "L" else image.convert("L"))
@@ -172,7 +152,7 @@ def _anchored_windows(gray: np.ndarray) -> list[int]:
     if not len(sides):
         return []
     found: list[int] = []
-    for value in _phash_bits(_window_grids(pixels, centres, sides)):
+    for value in _phash_bits(_box_grids(integral, centres, sides, 32)):
         if all((value ^ other).bit_count() >= _DISTINCT_BITS for other in found):
             found.append(value)
             if len(found) == MAX_WINDOWS:
