@@ -18,7 +18,13 @@ other, 20 inliers: in both the liner, the only part in which the pairs differ, r
 colour test allows 4 overlay cells), true groups in two splits 36 -> 21 of 294, CPU per image 43.8 -> 42.2 ms against
 13.5 and 13.6 without the path (3.25 -> 3.11 times: the hash 8.2 -> 8.8 ms, the stage's pipeline 30.2 -> 28.0 ms, fewer
 and more distinctive windows making fewer candidates; the second run shared the machine with a CI run, which process
-CPU time mostly ignores). The figures below were measured with ORB anchors.
+CPU time mostly ignores). ``min_inliers`` 15 -> 8 on the same benchmark (its ``--cache``, one pipeline run per value):
+crop recall 0.910 -> 0.946, true groups in two splits 21 -> 14 of 294, pair precision 0.9939 and the hard negatives
+(colour variants 1 of 168, other views 0 of 122, steel classes 0 of 130, texture crops 0 of 3) unchanged, stage CPU
+unchanged within noise (12: 0.926 and 18 leaks; 10: 0.933 and 17; 6: 0.946 and 13). Below 15 the inlier count is not
+what keeps distinct images apart: 600 random pairs of bases reach 57 inliers at the 99th percentile, and the spread
+and colour tests of ``transforms._keypoints`` refuse them. ``keypoints = 1000`` would add 0.7 points of crop recall
+and remove 4 more leaks for a third more stage CPU. The figures below were measured with ORB anchors.
 
 Crops and overlays, on the benchmark of ``transforms.near_dedup`` with 5-30% crops per side and a logo copy added
 (``python benchmarks/bench_near_dedup.py --per-source 6 --distances 8 --scale ""``: 2,030 images, 203 bases, every
@@ -27,41 +33,41 @@ colour variant): without the geometric path crop recall 0, logo 0.015, overall 0
 without crops), at pair precision 0.9899 (8,914 pairs; 0.979 before removal groups kept colour variants apart,
 ``transforms._near_buckets.colour_variant``: royal-blue and purple jackets 8.7 apart were joined through copies of
 each; the 90 false pairs left are the one colour-variant pair the pHash test itself merges, light grey-blue and white
-trousers 5.4 apart, and every copy of each) and no texture, steel-class or other-view pair merged. The per-image
-bound once cost recall (crop 0.877, logo 0.970, 25 leaks below): a logo copy's pHash pairs ranked below the window
-pairs of other shots of one studio, and the colour variants of its product filled the rest; pHash pairs now rank
-first and colour variants are no candidates (``transforms._near_buckets.loose_pairs``), which gives the recall
-measured without the bound. With splits on in
-``report_only`` mode, 22 of 203 true groups still straddle two splits (169 without the path): every leak is a copy no
-test matched (a crop whose windows share nothing with its group's: 24 of 203 crops, 17 of which keypoints would match
-if they were a candidate; a brightened product on white whose clipped background the colour fit cannot explain; a steel
-surface too flat for keypoints), since the split stage links every cluster member, keypoint ones included. Thresholds
-from the same images: ``min_inliers = 15`` (crops of 5-30%: 10th percentile 30 inliers; 600 random pairs of bases: 99th
-percentile 57, pairs of one product in two colours up to 440, which the colour check decides), windows within 8 bits
-(179 of 203 crops share one with their original or are within ``candidate_distance``; 186 with 80 windows an image, at
-1.7 times the shuffle), ``candidate_distance = 10``, colour containment within 1.25 ``max_colour_distance`` for 90% of
-the cells (every crop, overlay and logo copy passes at 0.93 or more; it removes about 60% of window candidates). Cost,
-process CPU per image on the 2-core machine shared with other work: the ``subwindow`` hash adds 6.7 ms to normalise
-(5.0 for pHash and colour), and the stage's pipeline goes from 7.2 to 30.9 ms on the DirectRunner: 42.6 ms against 12.2
-in all (3.5 times; 71.6 against 14.3, 5.0 times, before the per-image bound: 2,417 pairs matched on keypoints instead
-of 5,546, most between different products of one studio shoot or sharing a caption, which only the colour check tells
-apart, and 1,217 images featured). On another machine (AVX-512), quiet, the same benchmark measured 9.9 + 13.2 ms of
-hashes and 13.5 against 84.9 ms of pipeline: 23.4 against 108.0 ms, 4.6 times. A profile showed the colour tests of
-loose pHash pairs (one ``colour_residuals`` call per pair, in buckets holding one product in many colours) and the
-compressed pickling of the same members again and again as the largest shares; with the tests vectorised per group
-(``open_pairs``), each member packed once and unpacked once while in use, and a group's edges emitted once: 11.2
-against 51.4 ms of pipeline, 21.1 against 74.4 ms in all, 3.5 times, with the same pairs. What is left, per image in a
-profile (cProfile, which inflates every share): keypoint features 11 ms, matching 10, the hash tests of buckets and
-candidates 12 (some of them the pre-crop path's own), window pairing 4, and Beam's handling of about 185 window entries
-and 150 window pairs. Later, on a 2-vCPU AMD EPYC: 11.5 against 37.6 ms in all; with the colour residuals fitted
-channel-first, both directions sharing their sums (``transforms.hashing``), 8.6 against 34.8 (pipeline 4.1 and 23.7),
-4.0 times, since the pre-crop path gained most. The target of the issue, at most twice the pre-crop cost, is not met,
-which is why the path is off by default. Scale (``--scale-only --scale 2000,10000`` and ``--scale 100000``: synthetic
-fingerprints with 45 window hashes each, so the window buckets and candidate joins run but no image is matched): before
-the per-image bound, 10,000 fingerprints in 48 s at 835 MB peak RSS, 100,000 in 594 s at 7.0 GB (x10 fingerprints: time
-x12.5, memory x8.4) on the DirectRunner, every planted copy found; the 100,000 run shared the 2 cores with a quality
-benchmark run. With it, 2,000 in 13 s at 329 MB and 10,000 in 35 s at 749 MB (100,000 not rerun). Real photos that
-share structure, in a whole run: ``docs/scaling.md`` (2,000 and 8,000 distinct photos, x1.42 memory)."""
+trousers 5.4 apart, and every copy of each) and no texture, steel-class or other-view pair merged. The per-image bound
+once cost recall (crop 0.877, logo 0.970, 25 leaks below): a logo copy's pHash pairs ranked below the window pairs of
+other shots of one studio, and the colour variants of its product filled the rest; pHash pairs now rank first and
+colour variants are no candidates (``transforms._near_buckets.loose_pairs``), which gives the recall measured without
+the bound. With splits on in ``report_only`` mode, 22 of 203 true groups still straddle two splits (169 without the
+path): every leak is a copy no test matched (a crop whose windows share nothing with its group's: 24 of 203 crops, 17
+of which keypoints would match if they were a candidate; a brightened product on white whose clipped background the
+colour fit cannot explain; a steel surface too flat for keypoints), since the split stage links every cluster member,
+keypoint ones included. Thresholds then, from the same images: ``min_inliers = 15`` (crops of 5-30%: 10th percentile 30
+inliers; 600 random pairs of bases: 99th percentile 57, pairs of one product in two colours up to 440, which the colour
+check decides), windows within 8 bits (179 of 203 crops share one with their original or are within
+``candidate_distance``; 186 with 80 windows an image, at 1.7 times the shuffle), ``candidate_distance = 10``, colour
+containment within 1.25 ``max_colour_distance`` for 90% of the cells (every crop, overlay and logo copy passes at 0.93
+or more; it removes about 60% of window candidates). Cost, process CPU per image on the 2-core machine shared with
+other work: the ``subwindow`` hash adds 6.7 ms to normalise (5.0 for pHash and colour), and the stage's pipeline goes
+from 7.2 to 30.9 ms on the DirectRunner: 42.6 ms against 12.2 in all (3.5 times; 71.6 against 14.3, 5.0 times, before
+the per-image bound: 2,417 pairs matched on keypoints instead of 5,546, most between different products of one studio
+shoot or sharing a caption, which only the colour check tells apart, and 1,217 images featured). On another machine
+(AVX-512), quiet, the same benchmark measured 9.9 + 13.2 ms of hashes and 13.5 against 84.9 ms of pipeline: 23.4
+against 108.0 ms, 4.6 times. A profile showed the colour tests of loose pHash pairs (one ``colour_residuals`` call per
+pair, in buckets holding one product in many colours) and the compressed pickling of the same members again and again
+as the largest shares; with the tests vectorised per group (``open_pairs``), each member packed once and unpacked once
+while in use, and a group's edges emitted once: 11.2 against 51.4 ms of pipeline, 21.1 against 74.4 ms in all, 3.5
+times, with the same pairs. What is left, per image in a profile (cProfile, which inflates every share): keypoint
+features 11 ms, matching 10, the hash tests of buckets and candidates 12 (some of them the pre-crop path's own), window
+pairing 4, and Beam's handling of about 185 window entries and 150 window pairs. Later, on a 2-vCPU AMD EPYC: 11.5
+against 37.6 ms in all; with the colour residuals fitted channel-first, both directions sharing their sums
+(``transforms.hashing``), 8.6 against 34.8 (pipeline 4.1 and 23.7), 4.0 times, since the pre-crop path gained most. The
+target of the issue, at most twice the pre-crop cost, is not met, which is why the path is off by default. Scale
+(``--scale-only --scale 2000,10000`` and ``--scale 100000``: synthetic fingerprints with 45 window hashes each, so the
+window buckets and candidate joins run but no image is matched): before the per-image bound, 10,000 fingerprints in 48
+s at 835 MB peak RSS, 100,000 in 594 s at 7.0 GB (x10 fingerprints: time x12.5, memory x8.4) on the DirectRunner, every
+planted copy found; the 100,000 run shared the 2 cores with a quality benchmark run. With it, 2,000 in 13 s at 329 MB
+and 10,000 in 35 s at 749 MB (100,000 not rerun). Real photos that share structure, in a whole run: ``docs/scaling.md``
+(2,000 and 8,000 distinct photos, x1.42 memory)."""
 
 from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple
