@@ -18,13 +18,14 @@ other, 20 inliers: in both the liner, the only part in which the pairs differ, r
 colour test allows 4 overlay cells), true groups in two splits 36 -> 21 of 294, CPU per image 43.8 -> 42.2 ms against
 13.5 and 13.6 without the path (3.25 -> 3.11 times: the hash 8.2 -> 8.8 ms, the stage's pipeline 30.2 -> 28.0 ms, fewer
 and more distinctive windows making fewer candidates; the second run shared the machine with a CI run, which process
-CPU time mostly ignores). ``min_inliers`` 15 -> 8 on the same benchmark (its ``--cache``, one pipeline run per value):
-crop recall 0.910 -> 0.946, true groups in two splits 21 -> 14 of 294, pair precision 0.9939 and the hard negatives
-(colour variants 1 of 168, other views 0 of 122, steel classes 0 of 130, texture crops 0 of 3) unchanged, stage CPU
-unchanged within noise (12: 0.926 and 18 leaks; 10: 0.933 and 17; 6: 0.946 and 13). Below 15 the inlier count is not
-what keeps distinct images apart: 600 random pairs of bases reach 57 inliers at the 99th percentile, and the spread
-and colour tests of ``transforms._keypoints`` refuse them. ``keypoints = 1000`` would add 0.7 points of crop recall
-and remove 4 more leaks for a third more stage CPU. The figures below were measured with ORB anchors.
+CPU time mostly ignores). ``min_inliers`` 15 -> 10 on the same benchmark (its ``--cache``, one pipeline run per
+value): crop recall 0.910 -> 0.933, true groups in two splits 21 -> 17 of 294, pair precision 0.9939 and the hard
+negatives (colour variants 1 of 168, other views 0 of 122, steel classes 0 of 130, texture crops 0 of 3) unchanged,
+stage CPU unchanged within noise (12: 0.926 and 18 leaks; 8: 0.946 and 14; 6: 0.946 and 13). 10 and not 8: with
+``min_inliers = 4``, the only pair of distinct images that keypoints accepted beyond the colour variants of a product
+was two patches of scikit-image's brick wall at 750 keypoints, with 8 inliers (their groups merged: precision 0.987);
+none at 500 or 1000. ``keypoints = 1000`` (with 8) would add 2 crops and remove 4 more leaks for a third more stage
+CPU. The figures below were measured with ORB anchors.
 
 Crops and overlays, on the benchmark of ``transforms.near_dedup`` with 5-30% crops per side and a logo copy added
 (``python benchmarks/bench_near_dedup.py --per-source 6 --distances 8 --scale ""``: 2,030 images, 203 bases, every

@@ -49,7 +49,7 @@ class NearDedupConfig(DuplicateRules):
         "keypoints (a crop of a few percent, an overlay).",
     )
     min_inliers: int = pydantic.Field(
-        8, ge=4, description="Keypoint matches consistent with one similarity transform that accept a candidate pair."
+        10, ge=4, description="Keypoint matches consistent with one similarity transform that accept a candidate pair."
     )
     keypoints: int = pydantic.Field(
         500, ge=16, le=5000, description="ORB keypoints per candidate image (on the image scaled to 512 pixels)."
