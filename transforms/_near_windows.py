@@ -67,8 +67,9 @@ target of the issue, at most twice the pre-crop cost, is not met, which is why t
 window buckets and candidate joins run but no image is matched): before the per-image bound, 10,000 fingerprints in 48
 s at 835 MB peak RSS, 100,000 in 594 s at 7.0 GB (x10 fingerprints: time x12.5, memory x8.4) on the DirectRunner, every
 planted copy found; the 100,000 run shared the 2 cores with a quality benchmark run. With it, 2,000 in 13 s at 329 MB
-and 10,000 in 35 s at 749 MB (100,000 not rerun). Real photos that share structure, in a whole run: ``docs/scaling.md``
-(2,000 and 8,000 distinct photos, x1.42 memory)."""
+and 10,000 in 35 s at 749 MB; 100,000 in 324 s at 4,309 MB (280 s at 4,322 MB on a quieter machine), every planted copy
+removed (10,000; ``--scale-only --scale 100000 --json F``). Real photos that share structure, in a whole run:
+``docs/scaling.md`` (2,000 and 8,000 distinct photos, x1.42 memory)."""
 
 from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple
