@@ -18,8 +18,9 @@ brightened photo stays close while a recoloured product region, however small, d
 A whole-image pHash moves 10-30 bits when a crop takes 5-30% off a side, and a sub-window at a fixed place moves as
 much when its box is off by 2%, so ``subwindow`` hashes windows anchored on the content instead: the pHash of a square
 window of eight times the blob size around each of the strongest difference-of-Gaussian blobs (OpenCV's SIFT detector,
-contrast threshold 0.01 so a steel surface has blobs too, on the image scaled to 128 pixels; windows at least 8% of the
-shorter side, wholly inside, not flat), up to 48 distinct windows (at most 384 bytes, 768 hex digits; empty for an
+contrast threshold 0.01 so a steel surface has blobs too, on the image scaled to 128 pixels, or to a shorter side of 64
+(at most 512 long) where that is more: a banner or a line-scan strip 128 long is too thin for a window; windows at
+least 8% of the shorter side, wholly inside, not flat), up to 48 distinct windows (at most 384 bytes, 768 hex digits; empty for an
 image too small or too flat to have one). A crop enlarges what it keeps once scaled to 128 pixels; blobs are found
 again at the enlarged scale (their scales are interpolated between the layers of each octave) more often than ORB's
 strongest corners were: on ``benchmarks/bench_near_dedup.py``'s 299 crops of 5-30% per side, 282 share a window within
@@ -40,6 +41,8 @@ PHASH = "phash"
 COLOUR = "colour"
 SUBWINDOW = "subwindow"
 WINDOW_SIDE = 128
+WINDOW_SHORT_SIDE = 64
+WINDOW_LONG_CAP = 512
 MAX_WINDOWS = 48
 _WINDOW_SCALE = 8.0
 _BLOB_CONTRAST = 0.01
@@ -118,6 +121,9 @@ def subwindow_hashes(image: Image.Image) -> str:
     """pHashes of up to ``MAX_WINDOWS`` blob-anchored windows, concatenated as 16 hex digits each."""
     gray = np.asarray(image if image.mode == "L" else image.convert("L"))
     scale = min(1.0, WINDOW_SIDE / max(gray.shape))
+    if min(gray.shape) * scale < WINDOW_SHORT_SIDE:
+        # A wide banner or a line-scan strip scaled to 128 pixels long is 20 high: too thin for one window.
+        scale = min(1.0, WINDOW_SHORT_SIDE / min(gray.shape), WINDOW_LONG_CAP / max(gray.shape))
     if scale < 1.0:
         size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
         gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)

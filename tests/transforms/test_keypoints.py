@@ -25,6 +25,15 @@ def test_a_crop_of_a_fifth_per_side_matches_its_original_on_keypoints():
     assert min((a ^ b).bit_count() for a in window_values(subwindow_hashes(crop)) for b in windows) <= 8
 
 
+def test_a_wide_banner_has_windows_and_its_crop_shares_one():
+    # Scaled to 128 pixels long, a 1200x180 banner would be 19 pixels high: no room for a window at all.
+    banner = scenes.scene(3, width=1200, height=180)
+    windows = window_values(subwindow_hashes(banner))
+    assert len(windows) >= 5
+    cropped = window_values(subwindow_hashes(scenes.crop(banner, 0.1)))
+    assert min((a ^ b).bit_count() for a in cropped for b in windows) <= 8
+
+
 def test_a_colour_variant_matches_keypoints_but_stays_apart_on_colour():
     original, variant = _features(scenes.scene(1)), _features(scenes.recoloured(scenes.scene(1)))
     found, inliers = match(original, variant, NearDedupConfig().min_inliers, 8.0)
