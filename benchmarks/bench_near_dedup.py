@@ -73,7 +73,8 @@ SPLIT_FRACTIONS = {"train": 0.5, "validation": 0.25, "test": 0.25}
 # set photographs one tile at several exposures (``expN``) and framings; NEU cuts overlapping 200x200 windows out of
 # one strip (crazing 231 and 233: shifted by 45 and 67 pixels, 139 of 139 inliers, phase correlation peak 0.44).
 # The two "performance" banners are windows of one beach photo: SIFT, ratio test 0.75, gives 79 of 81 matches as
-# inliers of a pure shift (scale 1.000, 92 and 46 pixels); the crop path found them once the 1280x200 banner had windows.
+# inliers of a pure shift (scale 1.000, 92 and 46 pixels); the crop path found them once the 1280x200 banner had
+# windows.
 # Each pair is one ground-truth group: a split that puts its two files apart leaks.
 SAME_OBJECT = (
     ("factory/magnetic_tile/MT_Uneven/exp2_num_542.jpg", "factory/magnetic_tile/MT_Uneven/exp4_num_573.jpg"),

@@ -9,72 +9,10 @@ A pair's ``Evidence`` is the windows it shares (``SharedWindows``) and whether i
 ``colour_contained`` lets a pair of different geometry through only when one signature's colours are found in the
 other's.
 
-Windows anchored on difference-of-Gaussian blobs instead of ORB corners (``transforms.hashing``), on the benchmark at
-its default size (``python benchmarks/bench_near_dedup.py --distances 8 --scale ""``: 2,990 images, 299 bases; the
-magnetic tiles shot at several exposures and the overlapping NEU windows counted as one object each, see
-``SAME_OBJECT`` there), ORB then blobs, one run each: crop recall 0.826 -> 0.910, recall 0.974 -> 0.983 (0.992 without
-crops both times), pair precision 0.995 -> 0.994 (the crops of the black and the orange wsh10 shorts matched each
-other, 20 inliers: in both the liner, the only part in which the pairs differ, runs along the top edge, where the
-colour test allows 4 overlay cells), true groups in two splits 36 -> 21 of 294, CPU per image 43.8 -> 42.2 ms against
-13.5 and 13.6 without the path (3.25 -> 3.11 times: the hash 8.2 -> 8.8 ms, the stage's pipeline 30.2 -> 28.0 ms, fewer
-and more distinctive windows making fewer candidates; the second run shared the machine with a CI run, which process
-CPU time mostly ignores). ``min_inliers`` 15 -> 10 on the same benchmark (its ``--cache``, one pipeline run per
-value): crop recall 0.910 -> 0.933, true groups in two splits 21 -> 17 of 294, pair precision 0.9939 and the hard
-negatives (colour variants 1 of 168, other views 0 of 122, steel classes 0 of 130, texture crops 0 of 3) unchanged,
-stage CPU unchanged within noise (12: 0.926 and 18 leaks; 8: 0.946 and 14; 6: 0.946 and 13). 10 and not 8: with
-``min_inliers = 4``, the only pair of distinct images that keypoints accepted beyond the colour variants of a product
-was two patches of scikit-image's brick wall at 750 keypoints, with 8 inliers (their groups merged: precision 0.987);
-none at 500 or 1000. ``keypoints = 1000`` (with 8) would add 2 crops and remove 4 more leaks for a third more stage
-CPU. A shorter side of at least 64 pixels for the window hashes (``transforms.hashing``; a 1280x200 banner had been
-hashed at 128x20, too thin for any window), the benchmark's cache built again: crop recall 0.933 -> 0.943, true groups
-in two splits 17 of 293, pair precision 0.9939 and the hard negatives unchanged, once the two "performance" banners
-are counted as one object (the crop path then matched them: they are windows of one photo, see ``SAME_OBJECT``); the
-hash's time unchanged (10.2 against 10.5 ms an image, interleaved in one process). The figures below were measured
-with ORB anchors.
-
-Crops and overlays, on the benchmark of ``transforms.near_dedup`` with 5-30% crops per side and a logo copy added
-(``python benchmarks/bench_near_dedup.py --per-source 6 --distances 8 --scale ""``: 2,030 images, 203 bases, every
-colour variant): without the geometric path crop recall 0, logo 0.015, overall 0.771; with it (``subwindow_max_distance
-= 8``, ``subwindow_candidates = 8``) crop 0.882, logo 0.985, overlay 0.995, brightness 0.966, overall 0.981 (0.993
-without crops), at pair precision 0.9899 (8,914 pairs; 0.979 before removal groups kept colour variants apart,
-``transforms._near_buckets.colour_variant``: royal-blue and purple jackets 8.7 apart were joined through copies of
-each; the 90 false pairs left are the one colour-variant pair the pHash test itself merges, light grey-blue and white
-trousers 5.4 apart, and every copy of each) and no texture, steel-class or other-view pair merged. The per-image bound
-once cost recall (crop 0.877, logo 0.970, 25 leaks below): a logo copy's pHash pairs ranked below the window pairs of
-other shots of one studio, and the colour variants of its product filled the rest; pHash pairs now rank first and
-colour variants are no candidates (``transforms._near_buckets.loose_pairs``), which gives the recall measured without
-the bound. With splits on in ``report_only`` mode, 22 of 203 true groups still straddle two splits (169 without the
-path): every leak is a copy no test matched (a crop whose windows share nothing with its group's: 24 of 203 crops, 17
-of which keypoints would match if they were a candidate; a brightened product on white whose clipped background the
-colour fit cannot explain; a steel surface too flat for keypoints), since the split stage links every cluster member,
-keypoint ones included. Thresholds then, from the same images: ``min_inliers = 15`` (crops of 5-30%: 10th percentile 30
-inliers; 600 random pairs of bases: 99th percentile 57, pairs of one product in two colours up to 440, which the colour
-check decides), windows within 8 bits (179 of 203 crops share one with their original or are within
-``candidate_distance``; 186 with 80 windows an image, at 1.7 times the shuffle), ``candidate_distance = 10``, colour
-containment within 1.25 ``max_colour_distance`` for 90% of the cells (every crop, overlay and logo copy passes at 0.93
-or more; it removes about 60% of window candidates). Cost, process CPU per image on the 2-core machine shared with
-other work: the ``subwindow`` hash adds 6.7 ms to normalise (5.0 for pHash and colour), and the stage's pipeline goes
-from 7.2 to 30.9 ms on the DirectRunner: 42.6 ms against 12.2 in all (3.5 times; 71.6 against 14.3, 5.0 times, before
-the per-image bound: 2,417 pairs matched on keypoints instead of 5,546, most between different products of one studio
-shoot or sharing a caption, which only the colour check tells apart, and 1,217 images featured). On another machine
-(AVX-512), quiet, the same benchmark measured 9.9 + 13.2 ms of hashes and 13.5 against 84.9 ms of pipeline: 23.4
-against 108.0 ms, 4.6 times. A profile showed the colour tests of loose pHash pairs (one ``colour_residuals`` call per
-pair, in buckets holding one product in many colours) and the compressed pickling of the same members again and again
-as the largest shares; with the tests vectorised per group (``open_pairs``), each member packed once and unpacked once
-while in use, and a group's edges emitted once: 11.2 against 51.4 ms of pipeline, 21.1 against 74.4 ms in all, 3.5
-times, with the same pairs. What is left, per image in a profile (cProfile, which inflates every share): keypoint
-features 11 ms, matching 10, the hash tests of buckets and candidates 12 (some of them the pre-crop path's own), window
-pairing 4, and Beam's handling of about 185 window entries and 150 window pairs. Later, on a 2-vCPU AMD EPYC: 11.5
-against 37.6 ms in all; with the colour residuals fitted channel-first, both directions sharing their sums
-(``transforms.hashing``), 8.6 against 34.8 (pipeline 4.1 and 23.7), 4.0 times, since the pre-crop path gained most. The
-target of the issue, at most twice the pre-crop cost, is not met, which is why the path is off by default. Scale
-(``--scale-only --scale 2000,10000`` and ``--scale 100000``: synthetic fingerprints with 45 window hashes each, so the
-window buckets and candidate joins run but no image is matched): before the per-image bound, 10,000 fingerprints in 48
-s at 835 MB peak RSS, 100,000 in 594 s at 7.0 GB (x10 fingerprints: time x12.5, memory x8.4) on the DirectRunner, every
-planted copy found; the 100,000 run shared the 2 cores with a quality benchmark run. With it, 2,000 in 13 s at 329 MB
-and 10,000 in 35 s at 749 MB; 100,000 in 324 s at 4,309 MB (280 s at 4,322 MB on a quieter machine), every planted copy
-removed (10,000; ``--scale-only --scale 100000 --json F``). Real photos that share structure, in a whole run:
-``docs/scaling.md`` (2,000 and 8,000 distinct photos, x1.42 memory)."""
+On ``benchmarks/bench_near_dedup.py`` at its default size: pair precision 0.994, crop recall 0.943, 17 of 293 true
+groups in two splits (241 without the path), colour variants merged 1 of 168, near-dup CPU 3.7 times the stage
+without the path (the reason it is off by default). How each threshold here and in ``transforms.hashing`` and
+``transforms._keypoints`` was chosen, the cost profile and the 100,000-image scale run: ``docs/crops.md``."""
 
 from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple

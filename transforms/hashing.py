@@ -20,17 +20,16 @@ much when its box is off by 2%, so ``subwindow`` hashes windows anchored on the 
 window of eight times the blob size around each of the strongest difference-of-Gaussian blobs (OpenCV's SIFT detector,
 contrast threshold 0.01 so a steel surface has blobs too, on the image scaled to 128 pixels, or to a shorter side of 64
 (at most 512 long) where that is more: a banner or a line-scan strip 128 long is too thin for a window; windows at
-least 8% of the shorter side, wholly inside, not flat), up to 48 distinct windows (at most 384 bytes, 768 hex digits; empty for an
-image too small or too flat to have one). A crop enlarges what it keeps once scaled to 128 pixels; blobs are found
-again at the enlarged scale (their scales are interpolated between the layers of each octave) more often than ORB's
-strongest corners were: on ``benchmarks/bench_near_dedup.py``'s 299 crops of 5-30% per side, 282 share a window within
-8 bits with their original (ORB at 384 pixels: 252; with a finer ORB pyramid, steps of 1.1 instead of 1.2: 246), 26 of
-3,000 random pairs of bases do (ORB: 75), with 33 windows an image instead of 44. Each window is read as 32x32 cell
-means from one summed-area table (the area average a resize would give, for every window at once: blob sizes are
+least 8% of the shorter side, wholly inside, not flat), up to 48 distinct windows (at most 384 bytes, 768 hex digits;
+empty for an image too small or too flat to have one). A crop enlarges what it keeps once scaled to 128 pixels; blobs
+are found again at the enlarged scale (their scales are interpolated between the layers of each octave) more often than
+ORB's strongest corners were: on ``benchmarks/bench_near_dedup.py``'s 299 crops of 5-30% per side, 282 share a window
+within 8 bits with their original (ORB at 384 pixels: 252; with a finer ORB pyramid, steps of 1.1 instead of 1.2: 246),
+26 of 3,000 random pairs of bases do (ORB: 75), with 33 windows an image instead of 44. Each window is read as 32x32
+cell means from one summed-area table (the area average a resize would give, for every window at once: blob sizes are
 continuous, so a resize per window side would be a resize per window) and the DCTs run as one matrix product. A window
 inside a crop's kept area is the same window of the original: ``transforms.near_dedup`` buckets these hashes to find
-crop and overlay candidates, which it then verifies geometrically.
-"""
+crop and overlay candidates, which it then verifies geometrically."""
 
 import cv2
 import imagehash

@@ -65,7 +65,7 @@ format, blur 1.000; contrast 0.997; brightness 0.990; overlay 0.936); 1 of 168 s
 k = 6 loses 0.6 points of recall. Crops beyond a few percent move pHash by 10-30 bits: out of reach of a global
 perceptual hash (recall 0.19).
 
-Crops and overlays on the same benchmark (recall per transform, thresholds, cost, scale): ``transforms._near_windows``.
+Crops and overlays on the same benchmark (recall per transform, thresholds, cost, scale): ``docs/crops.md``.
 """
 
 import functools
