@@ -128,12 +128,13 @@ def pattern_roots(spec: InputSpec) -> tuple[str, ...]:
     return tuple(spec.roots) or (top_folder(spec),)
 
 
-def stem_key(metadata: FileMetadata, sidecar_extensions: Iterable[str] = (".json", ".txt")) -> tuple[bytes, bytes]:
-    """``(stem, path)`` of a matched file, as bytes: an image and its sidecars share the stem (the path without
-    extension; a sidecar named after the image's whole name, ``photo.jpg.json``, without both). Bytes, because a file
-    name need not be UTF-8 text and Beam's string coder takes only that."""
-    stem, ext = posixpath.splitext(metadata.path)
-    if ext.lower() in {kind.lower() for kind in sidecar_extensions} and _image_named(stem):
+def stem_key(metadata: FileMetadata) -> tuple[bytes, bytes]:
+    """``(stem, path)`` of a matched file, as bytes: an image and its sidecars share the stem (the path without its
+    extension and without the image extensions before it: ``photo.jpg``, ``photo.jpg.json`` as Google Takeout names
+    it, ``banner.jpg.webp`` and its ``banner.jpg.txt`` are all ``photo`` or ``banner``). Bytes, because a file name
+    need not be UTF-8 text and Beam's string coder takes only that."""
+    stem = posixpath.splitext(metadata.path)[0]
+    while _image_named(stem):
         stem = posixpath.splitext(stem)[0]
     stem = twin_stem(metadata.path) or stem  # a YOLO or VOC file in a twin folder meets the image it describes
     return stem.encode("utf-8", "surrogateescape"), metadata.path.encode("utf-8", "surrogateescape")
@@ -163,19 +164,29 @@ def stem_items(group: tuple[bytes, Iterable[bytes]], spec: InputSpec, config: In
     kinds = [ext.lower() for ext in config.sidecar_extensions]
     sidecars = [path for path in paths if posixpath.splitext(path)[1].lower() in kinds]
     images = [path for path in paths if path not in sidecars]
-    shared = [path for path in sidecars if posixpath.splitext(path)[0] == stem]
-    taken = _first_of_each_kind(shared, kinds) if images else []
     own = {
         image: _first_of_each_kind([p for p in sidecars if posixpath.splitext(p)[0].lower() == image.lower()], kinds)
         for image in images
+    }
+    whole_named = {
+        path for image in images for path in sidecars if posixpath.splitext(path)[0].lower() == image.lower()
+    }
+    # Named after an image's stem (a.json for a.jpg and a.png; banner.jpg.txt for banner.jpg.webp): every image with
+    # that stem takes the first of each kind, unless the file is named after another image's whole name.
+    stems = {image: posixpath.splitext(image)[0] for image in images}
+    taken = {
+        name: _first_of_each_kind(
+            [p for p in sidecars if posixpath.splitext(p)[0] == name and p not in whole_named], kinds
+        )
+        for name in set(stems.values())
     }
     domain, roots = spec.domain or config.default_domain, pattern_roots(spec)
     # A pattern such as photos/*.jpg, or one file, matches no sidecar: ingest's read then looks for one by name.
     whole = lists_folders(spec)
     for image in images:
-        mine = [*own[image], *taken]
-        suffixes = tuple(path[len(stem) :] for path in mine)
-        sidecar = stem if mine or not whole else None
+        mine = [*own[image], *taken[stems[image]]]
+        suffixes = tuple(path[len(stems[image]) :] for path in mine)
+        sidecar = stems[image] if mine or not whole else None
         metadata = {config.folder_field: folder_name(image)} if config.folder_field else {}
         if annotations:
             metadata[ANNOTATION] = annotations[0]
@@ -191,19 +202,21 @@ def stem_items(group: tuple[bytes, Iterable[bytes]], spec: InputSpec, config: In
                 "reach no image; restore the image or remove the annotation file"
             )
             yield InputItem(shown, path, domain, metadata={ORPHAN: message}, roots=roots)
-    used = {path for chosen in own.values() for path in chosen} | set(taken)
+    used = {path for chosen in [*own.values(), *taken.values()] for path in chosen}
     for path in sidecars:
         if path in used:
             continue
-        named = stem if path in shared else posixpath.splitext(path)[0]
-        owners = images if path in shared else [image for image in images if image.lower() == named.lower()]
-        if owners:
-            given = taken if path in shared else own[owners[0]]
+        named = posixpath.splitext(path)[0]
+        whole_owners = [image for image in images if image.lower() == named.lower()]
+        stem_owners = [image for image in images if stems[image] == named]
+        if whole_owners or stem_owners:
+            owner = (whole_owners or stem_owners)[0]
+            given = own[owner] if whole_owners else taken[named]
             why = (
-                f"{printable(posixpath.basename(owners[0]))} already takes a sidecar of this kind "
+                f"{printable(posixpath.basename(owner))} already takes a sidecar of this kind "
                 f"({', '.join(printable(posixpath.basename(p)) for p in given)}); merge the two files into one"
             )
-        elif path in shared:
+        elif named == stem:
             why = (
                 f"no image named {printable(posixpath.basename(stem))}.<image extension> sits beside it, so its text "
                 f"reaches no sample; name it like its image (photo.jpg takes photo.txt and photo.json) or move it "
@@ -211,7 +224,7 @@ def stem_items(group: tuple[bytes, Iterable[bytes]], spec: InputSpec, config: In
             )
         else:
             image = printable(posixpath.basename(named))
-            why = f"no image named {image} sits beside it, so its text reaches no sample"
+            why = f"no image named {image} or {image}.<image extension> sits beside it, so its text reaches no sample"
         shown = printable(path)
         yield InputItem(shown, path, domain, metadata={ORPHAN: f"sidecar {shown}: {why}"}, roots=roots)
 

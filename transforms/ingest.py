@@ -151,7 +151,7 @@ class ReadInputs(beam.PTransform):
                     FolderRowsFn(spec, self._config, top_folder(spec))
                 ).with_outputs(FolderRowsFn.REJECTED_TAG, main="rows")
                 items = (
-                    (files | f"{label}Stems" >> beam.Map(stem_key, self._config.sidecar_extensions), rows.rows)
+                    (files | f"{label}Stems" >> beam.Map(stem_key), rows.rows)
                     | f"{label}StemsAndRows" >> beam.Flatten()
                     # Paths only: an image meets its sidecars (any case) and the metadata file row naming it, and a
                     # sidecar no image takes, or a row, is seen.

@@ -673,7 +673,7 @@ def test_sidecars_named_after_the_whole_image_name_are_read_as_a_takeout_export_
     rows = out.ledger_by_name()
     assert sorted(rows) == ["IMG_0001.jpg", "IMG_0002.png", "IMG_0003.jpg.json", "p.jpeg"]
     assert rows["IMG_0003.jpg.json"]["reason"] == reasons.ORPHAN_SIDECAR
-    assert "no image named IMG_0003.jpg sits beside it" in rows["IMG_0003.jpg.json"]["detail"]
+    assert "no image named IMG_0003.jpg or IMG_0003.jpg.<image extension> sits" in rows["IMG_0003.jpg.json"]["detail"]
     assert out.texts_by_name() == {
         "IMG_0001.jpg": "Shelf, aisle 4",
         "IMG_0002.png": "Window display, spring",
@@ -683,6 +683,34 @@ def test_sidecars_named_after_the_whole_image_name_are_read_as_a_takeout_export_
     caption = record["annotations"]["caption"]
     assert caption["source_text"]["source"] == "metadata.description"  # not the title, which is the file name
     assert [c["text"] for c in caption["candidates"]] == ["Shelf, aisle 4"]
+
+
+def test_an_image_with_two_extensions_takes_the_sidecar_named_after_its_stem(tmp_path, run):
+    """``banner.jpg.webp`` (a converted download) and its ``banner.jpg.txt``: the caption was an orphan, the image
+    rejected as having no text."""
+    folder = tmp_path / "converted"
+    folder.mkdir()
+    make_photo(200, 160, seed=153).save(folder / "banner.jpg.webp")
+    (folder / "banner.jpg.txt").write_text("Autumn banner, converted to WebP")
+    make_photo(200, 160, seed=154).save(folder / "poster.png.jpg")
+    (folder / "poster.png.json").write_text(json.dumps({"title": "Poster for the spring fair"}))
+    one = tmp_path / "one"
+    one.mkdir()
+    make_photo(200, 160, seed=155).save(one / "flyer.gif.png")
+    (one / "flyer.gif.txt").write_text("found by name beside a one-file input")
+
+    out = run([folder, one / "flyer.gif.png"], quality={"enabled": False})
+
+    assert {name: row["status"] for name, row in out.ledger_by_name().items()} == {
+        "banner.jpg.webp": "kept",
+        "poster.png.jpg": "kept",
+        "flyer.gif.png": "kept",
+    }
+    assert out.texts_by_name() == {
+        "banner.jpg.webp": "Autumn banner, converted to WebP",
+        "poster.png.jpg": "Poster for the spring fair",
+        "flyer.gif.png": "found by name beside a one-file input",
+    }
 
 
 def test_ignored_names_leave_a_nas_share_s_thumbnails_and_hidden_files_out_of_the_inputs(tmp_path, run):

@@ -150,12 +150,28 @@ def test_a_sidecar_named_after_the_whole_image_name_goes_to_that_image_only():
     assert (jpg.source, jpg.sidecar, jpg.sidecar_suffixes) == ("/in/a.jpg", "/in/a", (".jpg.JSON", ".json"))
     assert (png.source, png.sidecar_suffixes) == ("/in/a.png", (".json",))
     assert {orphan.source: orphan.metadata[ORPHAN] for orphan in orphans} == {
-        "/in/a.gif.txt": "sidecar /in/a.gif.txt: no image named a.gif sits beside it, so its text reaches no sample",
+        "/in/a.gif.txt": (
+            "sidecar /in/a.gif.txt: no image named a.gif or a.gif.<image extension> sits beside it, so its text "
+            "reaches no sample"
+        ),
         "/in/a.jpg.json": (
             "sidecar /in/a.jpg.json: a.jpg already takes a sidecar of this kind (a.jpg.JSON); merge the two files "
             "into one"
         ),
     }
+
+
+def test_an_image_with_two_extensions_meets_the_sidecar_named_after_its_stem():
+    config, spec = IngestConfig(), InputSpec(path="/in/*")
+    keys = {stem_key(FileMetadata(path, 10))[0] for path in ("/in/b.jpg.webp", "/in/b.jpg.txt", "/in/b.jpg")}
+    assert keys == {b"/in/b"}
+    (webp,) = stem_items((b"/in/b", [b"/in/b.jpg.txt", b"/in/b.jpg.webp"]), spec, config)
+    assert (webp.source, webp.sidecar, webp.sidecar_suffixes) == ("/in/b.jpg.webp", "/in/b.jpg", (".txt",))
+    # Beside b.jpg, b.jpg.txt is named after that image's whole name, so it is b.jpg's alone; b.txt is b.jpg's stem's.
+    group = [b"/in/b.jpg", b"/in/b.jpg.webp", b"/in/b.jpg.txt", b"/in/b.txt"]
+    jpg, webp = stem_items((b"/in/b", group), spec, config)
+    assert (jpg.sidecar, jpg.sidecar_suffixes) == ("/in/b", (".jpg.txt", ".txt"))
+    assert (webp.sidecar, webp.sidecar_suffixes) == (None, ())
 
 
 def test_manifest_rows_come_as_dicts_and_a_bad_json_line_as_an_error_row(tmp_path):
