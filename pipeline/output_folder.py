@@ -14,24 +14,12 @@ link) stops before its commit point, naming the paths; files a person adds elsew
 
 import json
 import os
-import re
 
 from apache_beam.io.filesystems import FileSystems
 
 from transforms._io import join, literal
+from transforms._output_layout import LEGACY_MARKER, LEGACY_NAMES, MACHINERY, MANIFEST
 
-MANIFEST = "_run/files.json"
-LEGACY_MARKER = "_run/state.json"
-MACHINERY = ("_lock", "_staging")
-LEGACY_NAMES = re.compile(
-    r"_run/[^/]+\.json|_run/inputs/part-\d+\.parquet"
-    r"|shards/[^/]+/[^/]+/(shard-[0-9a-z-]+(\.tar|\.parquet|\.npy|_stats\.json)|index\.json)"
-    r"|ledger(_documents)?/part-\d+\.parquet"
-    r"|(dedup|audit|splits|quality)/[^/]+\.(json|parquet)"
-    r"|audit/items/part-\d+\.parquet"
-    r"|eval/([^/]+\.jsonl?|images/[0-9a-f]+\.[0-9a-z]+)"
-    r"|report/(report\.json|index\.html)"
-)
 SHOWN = 10
 
 

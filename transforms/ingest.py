@@ -22,12 +22,13 @@ Inputs that overlap (a folder and a pattern inside it, one path given twice) lis
 input's settings. Metrics: ``ingest/items``, ``ingest/read_retries``, ``ingest/listed_twice``,
 ``ingest/invalid_text_replaced`` (lone UTF-16 surrogates in metadata text, such as half an emoji in a JSON sidecar,
 replaced by U+FFFD: no UTF-8 writer takes them), ``ingest/ignored`` (matched files ``ingest.ignore`` leaves out: not
-inputs, so not in the ledger). The listing's pure parts: ``transforms._listing``; the reads:
-``transforms._reading``.
+inputs, so not in the ledger), ``ingest/earlier_output_files`` (files an earlier unishard output inside an input folder
+holds: not inputs either, see ``transforms._output_layout``). The listing's pure parts: ``transforms._listing``; the
+reads: ``transforms._reading``.
 """
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import apache_beam as beam
@@ -77,6 +78,7 @@ from transforms._listing import (
     tar_items,
     top_folder,
 )
+from transforms._output_layout import EarlierOutput, earlier_output, written_earlier
 from transforms._reading import present_sidecars, read_bytes, read_member, read_sidecar
 from transforms.import_interleaved import KINDS as INTERLEAVED_KINDS
 from transforms.import_interleaved import ListInterleavedFn
@@ -86,6 +88,7 @@ _LOG = logging.getLogger(__name__)
 _LISTED_TWICE = beam.metrics.Metrics.counter(STAGE, "listed_twice")
 _INVALID_TEXT = beam.metrics.Metrics.counter(STAGE, "invalid_text_replaced")
 _IGNORED = beam.metrics.Metrics.counter(STAGE, "ignored")
+_EARLIER_OUTPUT_FILES = beam.metrics.Metrics.counter(STAGE, "earlier_output_files")
 
 
 class IngestOutputs(NamedTuple):
@@ -139,11 +142,11 @@ class ReadInputs(beam.PTransform):
                     | f"{label}Members" >> beam.FlatMap(tar_items, spec, self._config)
                 )
             else:
+                found = start | f"{label}Pattern" >> beam.Map(input_pattern) | f"{label}Match" >> fileio.MatchAll()
+                earlier = found | f"{label}EarlierOutputs" >> beam.FlatMap(_earlier_output)
                 files, tables = (
-                    start
-                    | f"{label}Pattern" >> beam.Map(input_pattern)
-                    | f"{label}Match" >> fileio.MatchAll()
-                    | f"{label}NotOutput" >> beam.Filter(outside, self._output)
+                    found
+                    | f"{label}NotOutput" >> beam.Filter(outside, self._output, beam.pvalue.AsList(earlier))
                     | f"{label}NotIgnored" >> beam.Filter(_listed, spec, self._config.ignore)
                     | f"{label}FolderMetadata" >> beam.Partition(_is_table, 2, lists_folders(spec))
                 )
@@ -212,9 +215,23 @@ def _first_listing(source: str, listings: Iterable[tuple[int, InputItem]]) -> In
     return ordered[0][1]
 
 
-def outside(metadata: FileMetadata, output: str | None) -> bool:
-    """Whether a matched file lies outside the run's ``output`` folder (always, without one)."""
+def outside(metadata: FileMetadata, output: str | None, earlier: Sequence[EarlierOutput] = ()) -> bool:
+    """Whether a matched file lies outside the run's ``output`` folder (always, without one) and is no file an
+    ``earlier`` unishard output found in the same listing wrote."""
+    if written_earlier(metadata.path, earlier):
+        _EARLIER_OUTPUT_FILES.inc()
+        return False
     return outside_output(metadata.path, output)
+
+
+def _earlier_output(metadata: FileMetadata) -> Iterator[EarlierOutput]:
+    for found in earlier_output(metadata.path):
+        _LOG.warning(
+            "%s holds an earlier unishard output: the files it wrote there are not inputs (move it out of the input "
+            "folder to silence this)",
+            found.root,
+        )
+        yield found
 
 
 def _listed(metadata: FileMetadata, spec: InputSpec, ignore: list[str]) -> bool:

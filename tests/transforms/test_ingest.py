@@ -547,6 +547,21 @@ def test_an_output_folder_inside_the_input_folder_is_not_listed_as_input(tmp_pat
     assert second.ledger == first.ledger
 
 
+def test_an_earlier_output_inside_the_input_folder_is_not_read_back_but_a_person_s_file_there_is(tmp_path, run):
+    """A run into ``photos/out``, then a run of ``photos`` into another folder: the first run's shards, ledger, report
+    and run record were inputs of the second, rejected as ``not_an_image`` and ``orphan_sidecar``."""
+    photos = _captioned_photos(tmp_path / "photos", (82, 83))
+    run([photos], output=photos / "out", quality={"enabled": False})
+    make_photo(200, 160, seed=84).save(photos / "out" / "added.jpg")
+    (photos / "out" / "added.txt").write_text("a photo a person put beside the output")
+
+    second = run([photos], output=tmp_path / "elsewhere", quality={"enabled": False})
+
+    names = ("out/added.jpg", "p82.jpg", "p83.jpg")
+    assert sorted(row["source"] for row in second.ledger) == [str(photos / name) for name in names]
+    assert {row["status"] for row in second.ledger} == {"kept"}
+
+
 def test_overlapping_inputs_list_each_file_once_with_the_first_input_s_settings(tmp_path, run):
     photos = _captioned_photos(tmp_path / "photos", (90, 91))
     (tmp_path / "m.csv").write_text("path,title\nphotos/p90.jpg,from the manifest\n")

@@ -29,6 +29,7 @@ from transforms._listing import (
     stem_key,
     tar_items,
 )
+from transforms._output_layout import EarlierOutput, earlier_output, written_earlier
 
 
 def test_manifest_paths_resolve_relative_to_the_manifest(tmp_path):
@@ -172,6 +173,23 @@ def test_an_image_with_two_extensions_meets_the_sidecar_named_after_its_stem():
     jpg, webp = stem_items((b"/in/b", group), spec, config)
     assert (jpg.sidecar, jpg.sidecar_suffixes) == ("/in/b", (".jpg.txt", ".txt"))
     assert (webp.sidecar, webp.sidecar_suffixes) == (None, ())
+
+
+def test_an_earlier_output_s_record_names_the_files_it_wrote_and_a_legacy_one_its_names(tmp_path):
+    out = tmp_path / "out"
+    (out / "_run").mkdir(parents=True)
+    (out / "_run" / "files.json").write_text(json.dumps({"files": ["_run/files.json", "report/index.html"]}))
+    (found,) = earlier_output(str(out / "_run" / "files.json"))
+    assert found == EarlierOutput(str(out), frozenset({"_run/files.json", "report/index.html"}))
+    assert list(earlier_output(str(out / "report" / "index.html"))) == []
+    written = [str(out / name) for name in ("report/index.html", "_staging/x/shard.tar", "_lock")]
+    assert all(written_earlier(path, [found]) for path in written)
+    assert not written_earlier(str(out / "report" / "mine.jpg"), [found])  # a person's file: still an input
+    assert not written_earlier(str(tmp_path / "outside.jpg"), [found])
+    legacy = EarlierOutput("gs://bucket/old", None)  # before _run/files.json: unishard's names
+    assert written_earlier("gs://bucket/old/ledger/part-00000.parquet", [legacy])
+    assert not written_earlier("gs://bucket/old/photos/a.jpg", [legacy])
+    assert not written_earlier("gs://bucket/older/ledger/part-00000.parquet", [legacy])
 
 
 def test_manifest_rows_come_as_dicts_and_a_bad_json_line_as_an_error_row(tmp_path):
