@@ -20,6 +20,7 @@ Reason codes: ``empty_file``, ``not_an_image``, ``truncated``, ``decompression_b
 
 import hashlib
 import io
+import re
 import warnings
 from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
@@ -114,9 +115,10 @@ def open_image(data: bytes, config: NormaliseConfig) -> tuple[Image.Image, int]:
     except UnidentifiedImageError:
         raise unidentified(data) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise RejectItem(
-            reasons.DECOMPRESSION_BOMB, f"{error} (normalise.max_pixels={config.max_pixels}); {_BOMB}"
-        ) from None
+        claimed = re.search(r"\((\d+) pixels\)", str(error))
+        pixels = int(claimed.group(1)) if claimed else None
+        claim = f"{pixels} pixels" if pixels else str(error)
+        raise RejectItem(reasons.DECOMPRESSION_BOMB, _bomb(claim, pixels, config)) from None
     except (OSError, ValueError, SyntaxError, EOFError) as error:
         raise _decode_error(error) from None
     width, height = image.size
@@ -125,20 +127,22 @@ def open_image(data: bytes, config: NormaliseConfig) -> tuple[Image.Image, int]:
     if preview := raw_preview(image):
         raise preview
     if width * height > config.max_pixels:
-        raise RejectItem(
-            reasons.DECOMPRESSION_BOMB,
-            f"the header claims {width}x{height} = {width * height} pixels, above normalise.max_pixels="
-            f"{config.max_pixels}; {_BOMB}",
-            width=width,
-            height=height,
-        )
+        claim = f"{width}x{height} = {width * height} pixels"
+        raise RejectItem(reasons.DECOMPRESSION_BOMB, _bomb(claim, width * height, config), width=width, height=height)
     return image, frames
 
 
-_BOMB = (
-    "a file that decodes to that many pixels is a decompression bomb or a very large scan: if it is a genuine image, "
-    "raise the limit (e.g. --set normalise.max_pixels=200000000) or downscale the file"
-)
+def _bomb(claim: str, pixels: int | None, config: NormaliseConfig) -> str:
+    """What a decompression-bomb rejection says: the size claimed, the limit, and a limit that would take it."""
+    # The next multiple of 100 million pixels above the claim: a limit that takes this file and not much more.
+    limit = (
+        f"--set normalise.max_pixels={(pixels // 10**8 + 1) * 10**8}" if pixels else "a higher normalise.max_pixels"
+    )
+    return (
+        f"the header claims {claim}, above normalise.max_pixels={config.max_pixels}: a file that decodes to that "
+        f"many pixels is a decompression bomb or a very large scan; if it is a genuine image, raise the limit "
+        f"({limit}) or downscale the file"
+    )
 
 
 def _decode_error(error: BaseException, format: str | None = None) -> RejectItem:

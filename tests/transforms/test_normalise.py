@@ -149,16 +149,25 @@ def test_rejects_truncated_png_with_reason():
 
 
 def test_rejects_decompression_bomb_from_its_header_without_decoding(monkeypatch):
-    bomb = _claiming(100_000, 100_000)  # a valid 1x1 PNG whose IHDR claims 100000 x 100000 pixels
-    assert _reason(bomb) == reasons.DECOMPRESSION_BOMB
+    """Pillow's own check (a warning above its limit, an error above twice that) was quoted: "exceeds limit of
+    500000000 pixels" beside normalise.max_pixels=250000000, with the advice to raise the limit to 200000000."""
     messages = []
-    for pillow_limit in (Image.MAX_IMAGE_PIXELS, None):  # Pillow's own check, then only the config's
-        monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", pillow_limit)
+    for width, height, pillow_limit in ((100_000, 100_000, CONFIG.max_pixels), (4_000, 3_000, CONFIG.max_pixels)):
+        monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", pillow_limit)  # as normalise's setup sets it
         with pytest.raises(RejectItem) as caught:
-            normalise_image(bomb, CONFIG)
+            normalise_image(_claiming(width, height), CONFIG)  # a valid 1x1 PNG whose header claims this size
+        assert caught.value.reason == reasons.DECOMPRESSION_BOMB
         messages.append(str(caught.value))
-    assert "could be decompression bomb" in messages[0] and "the header claims 100000x100000" in messages[1]
-    assert all("normalise.max_pixels" in m and "if it is a genuine image" in m for m in messages)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)  # Pillow's check off: only the config's
+    with pytest.raises(RejectItem) as caught:
+        normalise_image(_claiming(100_000, 100_000), CONFIG)
+    messages.append(str(caught.value))
+    claims = ("claims 10000000000 pixels", "claims 12000000 pixels", "claims 100000x100000 = 10000000000 pixels")
+    limits = ("10100000000", "100000000", "10100000000")  # the next 100 million above each claim
+    for message, claim, limit in zip(messages, claims, limits, strict=True):
+        assert claim in message and "above normalise.max_pixels=10000000:" in message
+        assert f"if it is a genuine image, raise the limit (--set normalise.max_pixels={limit})" in message
+        assert "500000000" not in message and "exceeds limit" not in message
 
 
 def test_the_default_limit_takes_a_full_frame_camera_photo_and_still_refuses_a_gigapixel_header():
