@@ -1,5 +1,5 @@
 """Beam's command-line flags as unishard reads them: every option Beam knows in this process (unishard's own
-``UnishardOptions`` included), and merging two flag lists so that the second one wins.
+``UnishardOptions`` included), the flags none of them takes, and merging two flag lists so that the second one wins.
 
 A flag given later replaces an earlier one; for repeatable flags (``--experiments``, ``--resource_hints``,
 ``--stage_resource_hint``) an entry with the same key replaces the earlier entry. No file or network access.
@@ -42,6 +42,20 @@ def _beam_parser() -> _BeamArgumentParser:
 
 def beam_action(flag: str):
     return _beam_parser()._option_string_actions.get(flag)
+
+
+def beam_flags() -> list[str]:
+    """Every flag a Beam option known in this process takes (``--runner``, ``--direct_num_workers``...)."""
+    return sorted(_beam_parser()._option_string_actions)
+
+
+def unknown_flags(args: list[str]) -> list[str]:
+    """The flags among ``args`` that no Beam option known in this process takes, as given.
+
+    Beam only logs those (at WARNING, which the console hides) and runs without them: a misspelt
+    ``--direct_num_worker=2`` would run on the default worker count. Values are not checked here; Beam does.
+    """
+    return [tokens[0] for key, tokens in _groups(args) if key is None and tokens[0].startswith("-")]
 
 
 def _groups(args: list[str]) -> list[tuple[tuple[str, str] | None, list[str]]]:

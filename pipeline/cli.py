@@ -8,6 +8,7 @@ SHARD.tar [KEY] [--extract DIR]`` looks inside one shard. ``unishard config --sc
 """
 
 import argparse
+import difflib
 import importlib
 import json
 import logging
@@ -80,6 +81,11 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     )
 
 
+def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    actions = (action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
+    return next(actions).choices[command]
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unishard", description=__doc__, allow_abbrev=False)
     parser.add_argument(
@@ -137,6 +143,29 @@ def _without_model_manager() -> None:
     base.resource = resource
 
 
+def _refuse_unknown_flags(beam_args: list[str], run_flags: list[str]) -> None:
+    """Stop before any work on a flag that neither ``unishard run`` nor any Beam option takes (Beam would ignore it).
+
+    Raises:
+        ConfigError: Naming each such flag, with the closest flag there is.
+    """
+    from pipeline.beam_flags import beam_flags, unknown_flags
+
+    unknown = unknown_flags(beam_args)
+    if not unknown:
+        return
+    known = [*run_flags, *beam_flags()]
+    named = []
+    for flag in unknown:
+        close = difflib.get_close_matches(flag.partition("=")[0], known, n=1, cutoff=0.75)
+        named.append(f"{flag} (did you mean {close[0]}?)" if close else flag)
+    raise ConfigError(
+        f"unknown flag{'s' if len(named) > 1 else ''} {', '.join(named)}: neither unishard run nor Beam's pipeline "
+        "options take it, and Beam would run without it. Fix the spelling (Beam's flags use underscores: "
+        "--direct_num_workers); `unishard run --help` lists unishard's own. Nothing was run"
+    )
+
+
 def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
     _without_model_manager()
     from pipeline.launch import RunError, run
@@ -153,6 +182,7 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
         from pipeline.profiles import apply_profile
 
         beam_args, overrides = apply_profile(args.profile, beam_args, overrides)
+    _refuse_unknown_flags(beam_args, args.run_flags)
     beam_args = console.beam_log_args(beam_args, args.log_level)
     if args.output:
         # Unescaped: TOML takes any character in a string, but not JSON's surrogate pairs (an emoji in a name).
@@ -194,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args, unknown = parser.parse_known_args(argv)
     args.log_level = level
+    args.run_flags = sorted(_subparser(parser, "run")._option_string_actions)
     try:
         if args.command == "config" and not unknown:
             print(json.dumps(UnishardConfig.model_json_schema(), indent=2))

@@ -1,9 +1,11 @@
-"""Beam flags: every option Beam knows (and unishard's own), and merging flag lists so the later one wins."""
+"""Beam flags: every option Beam knows (and unishard's own), the flags none takes, and merging flag lists so the later
+one wins."""
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.beam_flags import beam_action, given_options, merge_args
+from pipeline import cli
+from pipeline.beam_flags import beam_action, given_options, merge_args, unknown_flags
 from pipeline.stage_hints import stage_hints
 
 
@@ -30,3 +32,19 @@ def test_repeatable_flags_merge_by_key_and_the_command_line_wins():
     options = PipelineOptions(merged)
     assert stage_hints(options, "text") == {"cpu_count": "2", "min_ram": "4GB"}
     assert options.view_as(beam.options.pipeline_options.DebugOptions).experiments == ["a", "b"]
+
+
+def test_unknown_flags_are_those_no_beam_option_takes_whatever_their_values():
+    args = ["--runner", "FnApiRunner", "--direct_num_worker=2", "--direct-num-workers", "2", "--experiments=a", "-x"]
+    assert unknown_flags(args) == ["--direct_num_worker=2", "--direct-num-workers", "-x"]
+
+
+def test_run_refuses_a_misspelt_flag_before_any_work_and_names_the_closest(tmp_path, capsys):
+    """Beam logged "Unparseable argument" at WARNING, which the console hides, and ran on its default worker count."""
+    out = tmp_path / "out"
+    args = ["run", "--input", str(tmp_path), "--output", str(out), "--direct_num_worker=2", "--smoke-model"]
+    assert cli.main(args) == 2
+    error = capsys.readouterr().err
+    assert "--direct_num_worker=2 (did you mean --direct_num_workers?)" in error
+    assert "--smoke-model (did you mean --smoke-models?)" in error and "Nothing was run" in error
+    assert not out.exists()
