@@ -246,12 +246,19 @@ def entry() -> None:
     The read-only tools (``report``, ``validate``, ``inspect``, ``models``) leave without the interpreter's teardown:
     a native thread left by pyarrow or gRPC could abort it ("terminate called without an active exception", exit
     -6) after the tool had printed a clean result. Their output is flushed first; they hold nothing else to finish.
+    A reader that stops reading (``| head``) ends the command quietly, as ``ls | head`` does.
     """
-    code = main()
-    command = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), "")
-    if command in _TOOLS:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        logging.shutdown()
-        os._exit(code)
+    try:
+        code = main()
+        command = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), "")
+        if command in _TOOLS:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            logging.shutdown()
+            os._exit(code)
+    except BrokenPipeError:
+        # The reader left (`unishard inspect SHARD | head`): what it wanted was printed. Python's own recipe: point
+        # stdout at /dev/null so that the interpreter's last flush does not fail too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        os._exit(0)
     sys.exit(code)

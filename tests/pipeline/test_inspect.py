@@ -2,6 +2,8 @@
 
 import hashlib
 import json
+import subprocess
+import sys
 
 import pyarrow.parquet as pq
 import pytest
@@ -82,3 +84,12 @@ def test_terminal_control_characters_in_shard_text_are_escaped():
     assert printable("red\x1b[31m mug\u202eevil\x07") == "red\\x1b[31m mug\\u202eevil\\x07"
     assert printable("two\nlines\ttab", keep_newlines=True) == "two\nlines\ttab"
     assert printable("two\nlines") == "two\\nlines"
+
+
+def test_a_reader_that_stops_early_ends_the_listing_quietly(shard):
+    """``unishard inspect SHARD | head`` printed a BrokenPipeError traceback once head had its lines."""
+    command = [sys.executable, "-m", "pipeline", "inspect", str(shard)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # the reader is gone before the first line is written
+    error = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 0 and "Traceback" not in error, error
