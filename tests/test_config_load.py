@@ -13,7 +13,7 @@ def test_an_invalid_key_names_the_set_that_gave_it_and_a_file_s_own_key_names_th
         load_config(config, ["facez.enabled=false", "faces.scale_factor=0.5"])
 
     lines = str(caught.value).splitlines()
-    assert lines[0] == f"{config} with --set: invalid configuration"
+    assert lines[0] == f"{config}: invalid configuration"
     assert any(line.startswith("  normalise.max_side: ") for line in lines)  # from the file: no --set named
     assert "  faces.scale_factor (from --set faces.scale_factor=0.5): Input should be greater than 1" in lines
     assert any(line.startswith("  facez (from --set facez.enabled=false): unknown key") for line in lines)
@@ -23,9 +23,7 @@ def test_without_a_file_or_overrides_the_defaults_are_valid_and_a_bad_override_a
     assert load_config(None).faces.scale_factor > 1
     with pytest.raises(ConfigError) as caught:
         load_config(None, ["quality.enabled=perhaps"])
-    assert str(caught.value).startswith(
-        "the defaults with --set: invalid configuration\n  quality.enabled (from --set"
-    )
+    assert str(caught.value).startswith("the defaults: invalid configuration\n  quality.enabled (from --set")
 
 
 @pytest.mark.parametrize("kind", ["files", "manifest", "webdataset", "mmc4", "obelics"])
@@ -34,3 +32,15 @@ def test_an_input_on_the_command_line_takes_every_kind_a_config_file_can_name(tm
 
     spec = parse_input(f"{kind}:{tmp_path / 'docs.jsonl'}@factory")
     assert (spec.kind, spec.path, spec.domain) == (kind, str(tmp_path / "docs.jsonl"), "factory")
+
+
+def test_a_file_s_bad_key_does_not_blame_a_set_nobody_typed(tmp_path):
+    """The command line turns --output and --smoke-models into overrides: the first line said "with --set"."""
+    config = tmp_path / "job.toml"
+    config.write_text("[normalise]\nmax_sidee = 700\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_config(config, ["clip.smoke=true"])
+    assert str(caught.value).splitlines() == [
+        f"{config}: invalid configuration",
+        "  normalise.max_sidee: unknown key (see `unishard config --schema` for the keys that exist)",
+    ]

@@ -83,10 +83,12 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> UnishardC
         ConfigError: The file is missing or malformed, or a key or value is invalid; the message names both.
     """
     data: dict = {}
-    origin = "the defaults" if not overrides else "the defaults with --set"
+    # A key an override set says so on its own line; the command line turns flags such as --output into overrides,
+    # so "with --set" here named a --set nobody typed.
+    origin = "the defaults"
     if path is not None:
         path = Path(path)
-        origin = str(path) if not overrides else f"{path} with --set"
+        origin = str(path)
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
