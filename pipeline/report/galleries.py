@@ -106,6 +106,15 @@ def rows_where(table: pa.Table, column: str, values: Iterable[str]) -> dict[str,
     return found
 
 
+UNREAD_REASONS = (
+    reasons.OUTSIDE_ROOT,
+    reasons.EMPTY_FILE,
+    reasons.NOT_AN_IMAGE,
+    reasons.DECOMPRESSION_BOMB,
+    reasons.UNSUPPORTED_IMAGE,
+)
+
+
 def _withheld(stage: str, reason: str) -> bool:
     return stage in WITHHELD_STAGES or any(word in reason for word in WITHHELD_WORDS)
 
@@ -113,8 +122,9 @@ def _withheld(stage: str, reason: str) -> bool:
 def _dropped_item(row: dict, thumbs: Thumbnails) -> GalleryItem:
     detail = detail_of(row)
     withheld = _withheld(row["stage"], row["reason"] or "")
-    # A path outside its roots is never read, not even for a preview.
-    unread = withheld or row["reason"] == reasons.OUTSIDE_ROOT
+    # A path outside its roots is never read, not even for a preview; nor is a file the decoder already failed on
+    # (a second try only prints the codec's complaints again, libtiff's on the console).
+    unread = withheld or row["reason"] in UNREAD_REASONS
     return GalleryItem(
         key=row["key"],
         source=row["source"],

@@ -155,6 +155,17 @@ def test_previews_are_never_read_through_a_link_out_of_the_roots(tmp_path):
         assert gallery.items[0].has_thumbnail is previewed, reason
 
 
+def test_a_file_the_decoder_failed_on_is_not_read_again_for_a_preview(tmp_path, monkeypatch):
+    """A TIFF whose codec libtiff lacks printed libtiff's complaints twice: on reading, then for the report."""
+    read = []
+    monkeypatch.setattr(Thumbnails, "_source_bytes", lambda self, source: read.append(source) or b"")
+    row = {"key": None, "stage": "normalise", "domain": "d", "detail": "{}", "status": "rejected"}
+    reasons_read = {reasons.UNSUPPORTED_IMAGE: False, reasons.DECOMPRESSION_BOMB: False, reasons.TRUNCATED: True}
+    rows = [{**row, "source": str(tmp_path / f"{reason}.tif"), "reason": reason} for reason in reasons_read]
+    rejected_galleries(pa.Table.from_pylist(rows), Thumbnails(str(tmp_path / "out"), {}), seed=0)
+    assert sorted(read) == [str(tmp_path / f"{reason}.tif") for reason, again in reasons_read.items() if again]
+
+
 def test_distributions_cover_the_kept_samples_per_domain(report):
     charts = {d.name: d for d in report.distributions}
     assert {"caption_length", "resolution", "aspect_ratio", "file_size"} <= set(charts)
