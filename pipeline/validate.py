@@ -64,7 +64,10 @@ def shard_parts(output: str, path: str) -> tuple[str, str]:
 def validate_output(output: str) -> Validation:
     """Check every shard under ``output/shards`` and the indexes; return every problem found."""
     problems: list[str] = []
-    tars = list_files(join(output, "shards"), ".tar")
+    foreign = strays(output)
+    # A tar a person left under shards/ is named below as not unishard's, not checked (and counted) as a bad shard.
+    theirs = {join(output, relative) for relative in foreign}
+    tars = [path for path in list_files(join(output, "shards"), ".tar") if path not in theirs]
     checks = [check_shard(path, *shard_parts(output, path)) for path in tars]
     folders = sorted({path.rsplit("/", 1)[0] for path in tars} | _index_folders(output))
     for folder in folders:
@@ -78,7 +81,7 @@ def validate_output(output: str) -> Validation:
     elif not tars:
         problems.append(f"{output} holds no shards and no _run/counts.json: not a unishard output folder")
     problems.extend(
-        f"{relative}: not written by unishard (left in place; move it out of shards/)" for relative in strays(output)
+        f"{relative}: not written by unishard (left in place; move it out of shards/)" for relative in foreign
     )
     return Validation(output=output, shards=checks, problems=problems)
 

@@ -130,7 +130,8 @@ def test_a_forced_run_stops_before_committing_over_a_persons_file(inputs, tmp_pa
 
 def test_a_rerun_replaces_its_own_files_and_leaves_a_stray_file_and_links_alone(inputs, own, tmp_path, capsys):
     folder, elsewhere = _elsewhere(tmp_path)
-    _plant(own, {"shards/pairs/notes.txt": b"mine"})
+    split = sorted(own.glob("shards/pairs/*/shard-*.tar"))[0].parent.relative_to(own)
+    _plant(own, {"shards/pairs/notes.txt": b"mine", f"{split}/extra.tar": b"not a tar"})
     (own / "linked").symlink_to(folder, target_is_directory=True)
     (own / "shards" / "linked").symlink_to(folder, target_is_directory=True)
     old_shards = sorted(own.glob("shards/pairs/*/shard-*.tar"))
@@ -145,10 +146,12 @@ def test_a_rerun_replaces_its_own_files_and_leaves_a_stray_file_and_links_alone(
     before = _tree(own)
     assert main(["validate", str(own)]) == 1
     printed = capsys.readouterr().out.splitlines()
-    assert [line.strip() for line in printed[1:]] == [
+    assert sorted(line.strip() for line in printed[1:]) == [
         "shards/linked: not written by unishard (left in place; move it out of shards/)",
+        f"{split}/extra.tar: not written by unishard (left in place; move it out of shards/)",
         "shards/pairs/notes.txt: not written by unishard (left in place; move it out of shards/)",
     ]
+    assert "3 problems; 0 of " in printed[0]  # the foreign tar was checked, and counted, as a damaged shard
     assert _tree(own) == before
 
 
