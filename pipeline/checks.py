@@ -30,6 +30,11 @@ def check_inputs(config: UnishardConfig) -> None:
                 f"input {spec.path!r} matches only symbolic links whose target does not exist, such as "
                 f"{link.source}; restore the files or remove the links"
             )
+        if "://" not in spec.path and os.path.isdir(spec.path):
+            raise RunError(
+                f"input {spec.path!r} is a folder that holds no files (at any depth): put the images in it or give "
+                "another folder"
+            )
         raise RunError(f"input {spec.path!r} matches no file; check the path or pattern")
 
 

@@ -16,6 +16,8 @@ def test_no_inputs_or_an_input_matching_nothing_stops_the_run(tmp_path):
     missing = load_config(None, [f"ingest.inputs=[{{path='{tmp_path / 'nope'}/*.jpg'}}]"])
     with pytest.raises(RunError, match="matches no file"):
         check_inputs(missing)
+    with pytest.raises(RunError, match="is a folder that holds no files"):
+        check_inputs(load_config(None, [f"ingest.inputs=[{{path='{tmp_path}'}}]"]))
     (tmp_path / "a.jpg").write_bytes(b"x")
     check_inputs(load_config(None, [f"ingest.inputs=[{{path='{tmp_path}'}}]"]))
 
