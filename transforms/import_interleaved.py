@@ -25,7 +25,9 @@ file is checked where it really resolves, ``transforms._confine``); a line that 
 ``malformed_document``.
 
 Item sources are ``FILE#LINE:imageNNNN`` (text rows: ``FILE#LINE:textNNNN``); a document's id is ``NAME#LINE``
-(``NAME`` the file's base name) unless the line carries ``doc_id`` or ``id``. Metric: ``import_interleaved/rejected``.
+unless the line carries ``doc_id`` or ``id``: ``NAME`` is the file's base name, or, where another interleaved input
+has the same base name, as many of its last folders as tell the two apart (``x/docs.jsonl``, ``y/docs.jsonl``:
+their documents were merged into one). Metric: ``import_interleaved/rejected``.
 """
 
 import dataclasses
@@ -35,7 +37,7 @@ import logging
 import os
 import posixpath
 import urllib.parse
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from apache_beam import pvalue
@@ -81,6 +83,20 @@ def _json_value(value: Any) -> Any:
         except json.JSONDecodeError:
             return value
     return value
+
+
+def document_names(paths: Sequence[str]) -> dict[str, str]:
+    """The name each interleaved file gives its documents' ids: its base name, or its shortest run of last path parts
+    that no other of ``paths`` ends with (two ``docs.jsonl`` in different folders must not share ids)."""
+    parts = {path: path.replace("\\", "/").rstrip("/").split("/") for path in dict.fromkeys(paths)}
+    names = {}
+    for path, own in parts.items():
+        for count in range(1, len(own) + 1):
+            name = "/".join(own[-count:])
+            if all(other == path or "/".join(theirs[-count:]) != name for other, theirs in parts.items()):
+                break
+        names[path] = name
+    return names
 
 
 def _doc_id(line: Mapping[str, Any], fallback: str) -> str:
@@ -222,10 +238,11 @@ class ListInterleavedFn(StageFn):
     def __init__(self, config: IngestConfig):
         super().__init__()
         self._config = config
+        self._names = document_names([spec.path for spec in config.inputs if spec.kind in KINDS])
 
     def process(self, spec: InputSpec) -> Iterable[Any]:
         domain = spec.domain or self._config.default_domain
-        name = posixpath.basename(spec.path)
+        name = self._names.get(spec.path) or posixpath.basename(spec.path)
         for number, text in _lines(spec.path):
             line_source = f"{spec.path}#{number}"
             try:

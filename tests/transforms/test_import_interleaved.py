@@ -197,6 +197,25 @@ def test_a_sentence_with_half_an_emoji_is_imported_with_a_replacement_character(
     assert all(text.encode("utf-8") for text in texts)
 
 
+def test_two_files_of_one_name_in_different_folders_keep_their_documents_apart(tmp_path):
+    """``x/docs.jsonl`` and ``y/docs.jsonl`` both gave their first line the id ``docs.jsonl#1``: one document with
+    both files' sentences and images."""
+    specs = []
+    for folder, kind in (("x", "mmc4"), ("y", "mmc4"), ("z", "obelics")):
+        (tmp_path / folder).mkdir()
+        document = tmp_path / folder / "docs.jsonl"
+        line = (
+            _mmc4_line(["a.jpg", "b.jpg"]) if kind == "mmc4" else {"texts": ["Intro", None], "images": [None, "a.jpg"]}
+        )
+        document.write_text(json.dumps(line) + "\n")
+        specs.append(InputSpec(path=str(document), kind=kind))
+    (tmp_path / "solo.jsonl").write_text(json.dumps(_mmc4_line(["a.jpg", "b.jpg"])) + "\n")
+    specs.append(InputSpec(path=str(tmp_path / "solo.jsonl"), kind="mmc4"))
+    fn = ListInterleavedFn(IngestConfig(inputs=specs))
+    ids = [{row.metadata["doc_id"] for row in fn.process(spec) if isinstance(row, TextRow)} for spec in specs]
+    assert ids == [{"x/docs.jsonl#1"}, {"y/docs.jsonl#1"}, {"z/docs.jsonl#1"}, {"solo.jsonl#1"}]
+
+
 @pytest.fixture(scope="module")
 def out():
     return documents_run()
