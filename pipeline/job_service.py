@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 
+import grpc
 from apache_beam.portability.api import beam_fn_api_pb2
 from apache_beam.runners.portability import local_job_service_main
 from apache_beam.runners.portability.fn_api_runner import worker_handlers
@@ -40,7 +41,10 @@ def bound_worker_start(timeout: float) -> None:
 
     @functools.wraps(start)
     def start_worker(self) -> None:
-        start(self)
+        try:
+            start(self)
+        except grpc.RpcError as error:  # nothing answers at the pool's address: a bare gRPC traceback said only that
+            raise RuntimeError(no_pool(self._external_payload.endpoint.url, error)) from None
         threading.Thread(target=_watch, args=(self, timeout), name="unishard-worker-start", daemon=True).start()
 
     handler.start_worker = start_worker
@@ -63,6 +67,15 @@ def _watch(handler, timeout: float) -> None:
                 if not future.is_done():
                     future.set(beam_fn_api_pb2.InstructionResponse(instruction_id=instruction, error=message))
         time.sleep(_POLL_S)
+
+
+def no_pool(pool: str, error: grpc.RpcError) -> str:
+    code = error.code().name if hasattr(error, "code") else type(error).__name__
+    return (
+        f"no worker pool answers at {pool} ({code}), the address --environment_config gives: start one there from the "
+        "project's environment (`python -m apache_beam.runners.worker.worker_pool_main --service_port=PORT`; "
+        "runners/README.md, 'portable') or correct --environment_config"
+    )
 
 
 def not_connected(pool: str, timeout: float) -> str:

@@ -247,6 +247,22 @@ def test_a_pool_whose_workers_cannot_start_fails_the_run_instead_of_waiting(job,
     assert not (tmp_path / "out" / "ledger").exists()
 
 
+def test_no_pool_at_the_given_address_fails_the_run_with_a_message_naming_it(job, services, tmp_path):
+    """Nothing listened at --environment_config: the run failed with gRPC tracebacks that never said so."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free_port = probe.getsockname()[1]
+    command = [str(VENV_BIN / "unishard"), "run", str(job), "--profile", "portable"]
+    command += ["--output", str(tmp_path / "out"), f"--job_endpoint={services.job_endpoint}"]
+    command += [f"--environment_config=localhost:{free_port}"]
+    done = subprocess.run(
+        command, env=services.env, cwd=tmp_path, capture_output=True, text=True, timeout=JOB_TIMEOUT_S
+    )
+    assert done.returncode == 1, done.stderr[-4000:]
+    assert f"no worker pool answers at localhost:{free_port}" in done.stderr and "Nothing was committed" in done.stderr
+    assert not (tmp_path / "out" / "ledger").exists()
+
+
 def test_a_failing_job_raises_a_run_error_naming_the_error_and_the_staging_folder():
     with pytest.raises(RunError) as error:
         run_job(_failing_pipeline([]), "FnApiRunner", "/out/_staging/abc")
