@@ -29,7 +29,8 @@ TOP_REASONS = 5
 # What to do when one config-fixable reason rejects at least half of a run's items (a folder of photos with no text).
 HINTS = {
     "no_text": "have no text (no same-stem .txt or .json sidecar, manifest column, folder metadata.csv row, tar "
-    "caption, or title or caption embedded in the file). Give them text (class folders such as scratches/ give "
+    "caption, interleaved document's alt_text or matched sentence, or title or caption embedded in the file). Give "
+    "them text (class folders such as scratches/ give "
     "their name with --set ingest.folder_field=label), or "
     "keep images without it: --set text.required=false --set caption.required=false",
     "outside_root": "lie outside their input's folder and were never read (the ledger's detail names each path). "

@@ -255,7 +255,8 @@ def test_a_run_whose_photos_have_no_text_says_how_to_keep_them(tmp_path):
     assert lines[1] == "  rejected: no_text 2"
     assert lines[2] == (
         "  hint: 2 of 3 items have no text (no same-stem .txt or .json sidecar, manifest column, folder metadata.csv "
-        "row, tar caption, or title or caption embedded in the file). Give them text (class folders such as "
+        "row, tar caption, interleaved document's alt_text or matched sentence, or title or caption embedded in the "
+        "file). Give them text (class folders such as "
         "scratches/ give their name with --set ingest.folder_field=label), or keep images without it: --set "
         "text.required=false --set caption.required=false"
     )
