@@ -17,7 +17,7 @@ appear) and ``objects`` (``{"label", "bbox"}``, ``bbox`` ``[x, y, width, height]
 size as shares of the image, so they hold through normalise's resize; ``bbox_pixels`` instead where a VOC file
 gives no size), where its sidecar or metadata row gives no such key. An empty label file is an image with no
 object. A line or object that is not a class and a box is ``malformed_sidecar``, naming it; an annotation file no
-image takes is ``orphan_sidecar``.
+image takes is ``orphan_sidecar``. A class-name file the label files reach (``is_class_names``) is no item.
 """
 
 import math
@@ -56,6 +56,24 @@ def twin_stem(path: str) -> str | None:
         twins = [name for name in names if name.lower() in VOC_TWINS and os.path.isdir(os.path.join(parent, name))]
         return os.path.join(parent, twins[0], os.path.basename(stem)) if twins else None
     return None
+
+
+def is_class_names(path: str) -> bool:
+    """Whether ``path`` is a YOLO dataset's class-name file (``NAME_FILES``) that its label files read: a folder
+    named ``labels`` holds it, or lies beside or below it, at most ``_LEVELS`` folders down. Such a file is the
+    dataset's own description, as a folder's metadata.csv is, and no item."""
+    if "://" in path or os.path.basename(path) not in NAME_FILES:
+        return False
+    folder = os.path.dirname(path)
+    if os.path.basename(folder) == "labels":
+        return True
+    depth = folder.count(os.sep)
+    for top, folders, _ in os.walk(folder):
+        if "labels" in folders:
+            return True
+        if top.count(os.sep) - depth >= _LEVELS:
+            folders.clear()
+    return False
 
 
 def annotation_of(path: str, stem: str) -> bool:

@@ -29,7 +29,7 @@ from schemas.config.ingest import IngestConfig, InputSpec
 from schemas.records.inputs import InputItem
 from schemas.records.ledger import RejectItem
 from schemas.records.values import printable
-from transforms._annotation_files import ANNOTATION, annotation_of, twin_stem
+from transforms._annotation_files import ANNOTATION, annotation_of, is_class_names, twin_stem
 from transforms._coco import coco_rows, is_coco
 from transforms._confine import confine, from_file_url
 from transforms._io import fixed_part, literal
@@ -159,6 +159,7 @@ def stem_items(group: tuple[bytes, Iterable[bytes]], spec: InputSpec, config: In
     """
     stem = group[0].decode("utf-8", "surrogateescape")
     paths = sorted(path.decode("utf-8", "surrogateescape") for path in group[1])
+    paths = [path for path in paths if not is_class_names(path)]  # data.yaml, classes.txt: read by the labels
     annotations = [path for path in paths if annotation_of(path, stem)]
     paths = [path for path in paths if path not in annotations]
     kinds = [ext.lower() for ext in config.sidecar_extensions]

@@ -996,11 +996,11 @@ def test_a_yolo_dataset_gives_each_image_its_labels_and_boxes_and_every_label_fi
     out = run([root], quality={"enabled": False})
 
     rows = out.ledger_by_name()
-    assert sorted(rows) == ["a.jpg", "b.png", "c.jpg", "d.jpg", "data.yaml", "e.jpg", "gone.txt"]
+    # data.yaml is the dataset's description, read for the class names: it was a not_an_image row
+    assert sorted(rows) == ["a.jpg", "b.png", "c.jpg", "d.jpg", "e.jpg", "gone.txt"]
     assert rows["c.jpg"]["reason"] == rows["e.jpg"]["reason"] == reasons.NO_TEXT
     assert rows["d.jpg"]["reason"] == reasons.MALFORMED_SIDECAR and "d.txt line 2" in rows["d.jpg"]["detail"]
     assert rows["gone.txt"]["reason"] == reasons.ORPHAN_SIDECAR and "annotation file" in rows["gone.txt"]["detail"]
-    assert rows["data.yaml"]["reason"] == reasons.NOT_AN_IMAGE and "YOLO dataset" in rows["data.yaml"]["detail"]
     assert out.texts_by_name() == {"a.jpg": "scratch, dent", "b.png": "a rusty hinge"}
     metadata = {name: json.loads(sample["json"])["metadata"] for name, sample in out.samples_by_name().items()}
     assert metadata["a.jpg"]["objects"] == [
@@ -1009,6 +1009,22 @@ def test_a_yolo_dataset_gives_each_image_its_labels_and_boxes_and_every_label_fi
     ]
     assert metadata["b.png"]["label"] == ["rust"]
     assert metadata["b.png"]["objects"] == [{"label": "rust", "bbox": [0.1, 0.1, 0.2, 0.3]}]
+
+
+def test_a_yolo_classes_txt_names_the_classes_and_is_no_item(tmp_path, run, photo):
+    """Darknet's layout: classes.txt beside images/ and labels/. It was an orphan_sidecar whose detail advised moving
+    it out of the input, which would have lost the class names."""
+    root = tmp_path / "darknet"
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    (root / "classes.txt").write_text("hole\nburr\n")
+    photo(320, 240, seed=66).save(root / "images" / "f0.jpg")
+    (root / "labels" / "f0.txt").write_text("1 0.5 0.5 0.2 0.2\n")
+
+    out = run([root], quality={"enabled": False})
+
+    assert {name: row["status"] for name, row in out.ledger_by_name().items()} == {"f0.jpg": "kept"}
+    assert out.texts_by_name() == {"f0.jpg": "burr"}
 
 
 def _voc(name: str, objects: list[tuple[str, tuple]], size: tuple[int, int] | None = (320, 240)) -> str:
