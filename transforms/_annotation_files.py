@@ -14,14 +14,16 @@ A folder input pairs them in its listing (``annotation_of``: a twin-folder file 
 same-stem ``.xml`` is one when it is an ``<annotation>``), so the file is no item of its own; ingest's read
 (``read_annotation``) gives the image ``label`` (its classes' names: YOLO's in class order, VOC's as they first
 appear) and ``objects`` (``{"label", "bbox"}``, ``bbox`` ``[x, y, width, height]`` of the box's top-left corner and
-size as shares of the image, so they hold through normalise's resize; ``bbox_pixels`` instead where a VOC file
-gives no size), where its sidecar or metadata row gives no such key. An empty label file is an image with no
-object. A line or object that is not a class and a box is ``malformed_sidecar``, naming it; an annotation file no
-image takes is ``orphan_sidecar``. A class-name file the label files reach (``is_class_names``) is no item.
+size as shares of the image, so they hold through normalise's resize; where a VOC file gives no size, normalise
+turns its ``bbox_pixels`` into shares of the decoded image, ``with_box_shares``), where its sidecar or metadata row
+gives no such key. An empty label file is an image with no object. A line or object that is not a class and a box
+is ``malformed_sidecar``, naming it; an annotation file no image takes is ``orphan_sidecar``. A class-name file the
+label files reach (``is_class_names``) is no item.
 """
 
 import math
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from schemas import reasons
@@ -56,6 +58,24 @@ def twin_stem(path: str) -> str | None:
         twins = [name for name in names if name.lower() in VOC_TWINS and os.path.isdir(os.path.join(parent, name))]
         return os.path.join(parent, twins[0], os.path.basename(stem)) if twins else None
     return None
+
+
+def with_box_shares(metadata: Mapping[str, Any], width: int, height: int) -> dict[str, Any]:
+    """``metadata`` whose ``objects`` given in pixels (``bbox_pixels``: a COCO entry or VOC file that gives no image
+    size) hold their box as shares of the ``width`` x ``height`` image instead (``bbox``), as every other box is."""
+    objects = metadata.get("objects")
+    if not isinstance(objects, list):
+        return dict(metadata)
+    converted = []
+    for entry in objects:
+        pixels = entry.get("bbox_pixels") if isinstance(entry, dict) and "bbox" not in entry else None
+        numbers = isinstance(pixels, list) and len(pixels) == 4
+        if numbers and all(isinstance(v, int | float) and not isinstance(v, bool) for v in pixels) and width * height:
+            rest = {key: value for key, value in entry.items() if key != "bbox_pixels"}
+            scales = (width, height, width, height)
+            entry = {**rest, "bbox": [round(value / scale, 6) for value, scale in zip(pixels, scales, strict=True)]}
+        converted.append(entry)
+    return {**metadata, "objects": converted}
 
 
 def is_class_names(path: str) -> bool:

@@ -6,7 +6,8 @@ What annotation tools export (CVAT, Label Studio, Roboflow, the COCO captions an
 fields (``id`` as ``coco_id``), ``caption`` (its first caption by annotation id) and ``captions`` (all of them, when
 more than one), ``label`` (the names of its categories, in category id order) and ``objects`` (each box as
 ``{"label", "bbox"}``, ``bbox`` ``[x, y, width, height]`` as shares of the image when its entry gives ``width`` and
-``height``, so they hold through normalise's resize, else ``bbox_pixels``). Annotations whose ``image_id`` names no
+``height``, so they hold through normalise's resize, else ``bbox_pixels``, which normalise turns into shares of
+the decoded image). Annotations whose ``image_id`` names no
 image are one error row per such id, so text that reaches no image is in the ledger.
 """
 

@@ -903,7 +903,7 @@ def test_a_coco_annotation_file_is_a_manifest_with_captions_labels_and_boxes_joi
         "info": {"description": "line 3 inspection"},
         "images": [
             {"id": 1, "file_name": "images/plate-1.jpg", "width": 320, "height": 240},
-            {"id": 2, "file_name": "images/plate-2.jpg", "width": 320, "height": 240},
+            {"id": 2, "file_name": "images/plate-2.jpg"},  # no size: its boxes' shares come from the decoded image
             {"id": 3, "file_name": "images/plate-3.jpg", "width": 320, "height": 240},
             {"id": 4, "width": 320},
         ],
@@ -914,6 +914,7 @@ def test_a_coco_annotation_file_is_a_manifest_with_captions_labels_and_boxes_joi
             {"id": 13, "image_id": 1, "category_id": 2, "bbox": [10, 10, 5, 50]},
             {"id": 21, "image_id": 2, "caption": "a clean plate under raking light"},
             {"id": 20, "image_id": 2, "caption": "a steel plate with no defect"},
+            {"id": 22, "image_id": 2, "category_id": 1, "bbox": [32, 24, 64, 48]},
             {"id": 30, "image_id": 9, "category_id": 1, "bbox": [0, 0, 1, 1]},
         ],
     }
@@ -938,6 +939,7 @@ def test_a_coco_annotation_file_is_a_manifest_with_captions_labels_and_boxes_joi
         {"label": "scratch", "bbox": [0.125, 0.125, 0.1875, 0.033333]},
         {"label": "scratch", "bbox": [0.03125, 0.041667, 0.015625, 0.208333]},
     ]
+    assert records["instances.json#2"]["metadata"]["objects"] == [{"label": "dent", "bbox": [0.1, 0.1, 0.2, 0.2]}]
     assert records["instances.json#2"]["metadata"]["captions"] == [
         "a steel plate with no defect",
         "a clean plate under raking light",
@@ -1067,7 +1069,8 @@ def test_pascal_voc_annotations_beside_or_in_a_twin_folder_label_their_images(tm
         {"label": "porosity", "bbox": [0.1, 0.1, 0.1, 0.1]},
         {"label": "crack", "bbox": [0.0, 0.0, 0.5, 0.1]},
     ]
-    assert metadata["crazing_1.jpg"]["objects"] == [{"label": "crazing", "bbox_pixels": [10.0, 20.0, 100.0, 200.0]}]
+    # no size in the XML: the decoded image's (200x200) makes the shares
+    assert metadata["crazing_1.jpg"]["objects"] == [{"label": "crazing", "bbox": [0.05, 0.1, 0.5, 1.0]}]
 
 
 def test_a_hugging_face_parquet_file_with_its_images_in_the_rows_is_read_row_by_row(tmp_path, run, photo):
