@@ -916,17 +916,20 @@ def test_a_coco_annotation_file_is_a_manifest_with_captions_labels_and_boxes_joi
             {"id": 20, "image_id": 2, "caption": "a steel plate with no defect"},
             {"id": 22, "image_id": 2, "category_id": 1, "bbox": [32, 24, 64, 48]},
             {"id": 30, "image_id": 9, "category_id": 1, "bbox": [0, 0, 1, 1]},
+            {"id": 14, "image_id": 1, "category_id": 7, "bbox": [0, 0, 1, 1]},  # no such category
         ],
     }
     (tmp_path / "instances.json").write_text(json.dumps(coco), encoding="utf-8")
     out = run([tmp_path / "instances.json"], quality={"enabled": False})
 
     rows = out.ledger_by_name()
-    assert sorted(rows) == [f"instances.json#{n}" for n in range(1, 6)]
+    assert sorted(rows) == [f"instances.json#{n}" for n in range(1, 7)]
     assert rows["instances.json#3"]["reason"] == reasons.NO_TEXT  # no annotation
     assert rows["instances.json#4"]["reason"] == rows["instances.json#5"]["reason"] == reasons.MALFORMED_MANIFEST_ROW
     assert "images[3] has no file_name" in rows["instances.json#4"]["detail"]
     assert "1 annotation(s) name image_id 9" in rows["instances.json#5"]["detail"]
+    assert rows["instances.json#6"]["reason"] == reasons.MALFORMED_MANIFEST_ROW
+    assert "1 annotation(s) name category_id 7, which no entry of categories has" in rows["instances.json#6"]["detail"]
     assert out.texts_by_name() == {
         "instances.json#1": "dent, scratch",  # category id order
         "instances.json#2": "a steel plate with no defect",  # the first caption by annotation id
