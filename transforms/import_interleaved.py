@@ -246,7 +246,14 @@ class ListInterleavedFn(StageFn):
         for number, text in _lines(spec.path):
             line_source = f"{spec.path}#{number}"
             try:
-                line, replaced = valid_text(finite(json.loads(text)))
+                try:
+                    loaded = json.loads(text)
+                except json.JSONDecodeError as error:
+                    raise ValueError(
+                        f"line {number} is not JSON ({error.msg} at column {error.colno}): each line of a "
+                        f"{spec.kind} file is one JSON object; fix the line or remove it"
+                    ) from None
+                line, replaced = valid_text(finite(loaded))
                 if not isinstance(line, dict):
                     raise ValueError("the line is not a JSON object")
                 if replaced:

@@ -234,6 +234,10 @@ def test_imports_and_text_rows_reach_the_ledger_only_as_image_items_or_rejection
         "import_interleaved",
         reasons.MALFORMED_DOCUMENT,
     )
+    assert json.loads(by_name["mmc4.jsonl#2"]["detail"])["message"] == (  # was json's "Expecting property name..."
+        "line 2 is not JSON (Expecting property name enclosed in double quotes at column 2): each line of a mmc4 "
+        "file is one JSON object; fix the line or remove it"
+    )
     # A row with no image and no document stays a malformed row; rows with a document are text rows, no items.
     manifest_rows = sorted(int(name.split("#")[1]) for name in by_name if name.startswith("products.csv#"))
     assert manifest_rows == [1, 3, 4, 6, 8, 12, 13, 14]
