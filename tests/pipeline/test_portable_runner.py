@@ -226,6 +226,14 @@ def test_a_missing_job_service_fails_fast_with_a_clear_message():
         run_job(_failing_pipeline(args), "PortableRunner", "STAGING")
 
 
+def _portable_run(job: Path, work: Path, services: Services, pool: str) -> subprocess.CompletedProcess:
+    """``unishard run`` of ``job`` into ``work/out`` on the portable profile, its workers from ``pool``."""
+    command = [str(VENV_BIN / "unishard"), "run", str(job), "--profile", "portable"]
+    command += ["--output", str(work / "out"), f"--job_endpoint={services.job_endpoint}"]
+    command += [f"--environment_config={pool}"]
+    return subprocess.run(command, env=services.env, cwd=work, capture_output=True, text=True, timeout=JOB_TIMEOUT_S)
+
+
 def test_a_pool_whose_workers_cannot_start_fails_the_run_instead_of_waiting(job, tmp_path):
     """The pool's first ``python`` on PATH cannot run a worker: the run exits 1 after the job service's bound."""
     broken = tmp_path / "broken-bin"
@@ -233,13 +241,8 @@ def test_a_pool_whose_workers_cannot_start_fails_the_run_instead_of_waiting(job,
     (broken / "python").write_text("#!/bin/sh\necho 'this environment has no Beam' >&2\nexit 1\n")
     (broken / "python").chmod(0o755)
     with _running(tmp_path, broken, ("--worker_start_timeout=3",)) as running:
-        command = [str(VENV_BIN / "unishard"), "run", str(job), "--profile", "portable"]
-        command += ["--output", str(tmp_path / "out"), f"--job_endpoint={running.job_endpoint}"]
-        command += [f"--environment_config={running.pool_address}"]
         # Without the bound the driver would follow a job that never ends: the timeout fails the test instead.
-        done = subprocess.run(
-            command, env=running.env, cwd=tmp_path, capture_output=True, text=True, timeout=JOB_TIMEOUT_S
-        )
+        done = _portable_run(job, tmp_path, running, running.pool_address)
     assert done.returncode == 1, done.stderr[-4000:]
     assert f"no SDK worker connected within 3 s after the worker pool at {running.pool_address}" in done.stderr
     assert "first `python` on its PATH" in done.stderr and "Nothing was committed" in done.stderr
@@ -252,12 +255,7 @@ def test_no_pool_at_the_given_address_fails_the_run_with_a_message_naming_it(job
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         free_port = probe.getsockname()[1]
-    command = [str(VENV_BIN / "unishard"), "run", str(job), "--profile", "portable"]
-    command += ["--output", str(tmp_path / "out"), f"--job_endpoint={services.job_endpoint}"]
-    command += [f"--environment_config=localhost:{free_port}"]
-    done = subprocess.run(
-        command, env=services.env, cwd=tmp_path, capture_output=True, text=True, timeout=JOB_TIMEOUT_S
-    )
+    done = _portable_run(job, tmp_path, services, f"localhost:{free_port}")
     assert done.returncode == 1, done.stderr[-4000:]
     assert f"no worker pool answers at localhost:{free_port}" in done.stderr and "Nothing was committed" in done.stderr
     assert not (tmp_path / "out" / "ledger").exists()
