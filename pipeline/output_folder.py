@@ -18,7 +18,7 @@ import os
 from apache_beam.io.filesystems import FileSystems
 
 from transforms._io import join, literal
-from transforms._output_layout import LEGACY_MARKER, LEGACY_NAMES, MACHINERY, MANIFEST
+from transforms._output_layout import LEGACY_MARKER, LEGACY_NAMES, MACHINERY, MANIFEST, listed_files
 
 SHOWN = 10
 
@@ -92,8 +92,7 @@ def written_files(output: str) -> set[str] | None:
     """The relative paths unishard wrote into ``output``, or ``None`` where no record says (not a unishard output)."""
     manifest = join(output, MANIFEST)
     if _exists(manifest):
-        with FileSystems.open(manifest) as handle:
-            return set(json.loads(handle.read())["files"])
+        return set(listed_files(manifest))
     if _exists(join(output, LEGACY_MARKER)):
         return {path for path in files_under(output) if LEGACY_NAMES.fullmatch(path)}
     return None

@@ -32,9 +32,12 @@ def coco_rows(loaded: dict[str, Any]) -> Iterator[dict[str, Any]]:
         if isinstance(category, dict)
     }
     by_image: dict[Any, list[dict]] = defaultdict(list)
+    unnamed: dict[Any, int] = defaultdict(int)
     for annotation in loaded["annotations"]:
         if isinstance(annotation, dict):
             by_image[_key(annotation.get("image_id"))].append(annotation)
+            if "category_id" in annotation and _key(annotation["category_id"]) not in categories:
+                unnamed[_key(annotation["category_id"])] += 1
     known = set()
     for number, image in enumerate(loaded["images"]):
         if not isinstance(image, dict) or not image.get("file_name"):
@@ -49,11 +52,6 @@ def coco_rows(loaded: dict[str, Any]) -> Iterator[dict[str, Any]]:
             "__error__": f"{count} annotation(s) name image_id {image_id!r}, which no entry of images has: their text "
             "reaches no image; add the image's entry or remove them"
         }
-    unnamed: dict[Any, int] = defaultdict(int)
-    for annotation in loaded["annotations"]:
-        if isinstance(annotation, dict) and "category_id" in annotation:
-            if _key(annotation["category_id"]) not in categories:
-                unnamed[_key(annotation["category_id"])] += 1
     for category_id in sorted(unnamed, key=_order):
         yield {
             "__error__": f"{unnamed[category_id]} annotation(s) name category_id {category_id!r}, which no entry of "

@@ -44,28 +44,31 @@ def earlier_output(path: str) -> Iterator[EarlierOutput]:
 
     A record that cannot be read or parsed names no files: the output's lock, staging and legacy names still apply.
     """
+    normalised = path if "://" in path else path.replace(os.sep, "/")
     for marker in (MANIFEST, LEGACY_MARKER):
         suffix = "/" + marker
-        normalised = path.replace(os.sep, "/") if "://" not in path else path
         if not normalised.endswith(suffix):
             continue
-        root = path[: len(path) - len(suffix)]
-        if marker == LEGACY_MARKER:
-            yield EarlierOutput(root, None)
-            return
-        try:
-            with FileSystems.open(path) as handle:
-                listed = json.loads(handle.read())["files"]
-            yield EarlierOutput(root, frozenset(str(name) for name in listed))
-        except (OSError, ValueError, KeyError, TypeError):
-            yield EarlierOutput(root, None)
+        files = None
+        if marker == MANIFEST:
+            try:
+                files = listed_files(path)
+            except (OSError, ValueError, KeyError, TypeError):
+                pass
+        yield EarlierOutput(path[: len(path) - len(suffix)], files)
         return
+
+
+def listed_files(manifest: str) -> frozenset[str]:
+    """The relative paths an output's record (``MANIFEST``) lists."""
+    with FileSystems.open(manifest) as handle:
+        return frozenset(str(name) for name in json.loads(handle.read())["files"])
 
 
 def written_earlier(path: str, outputs: Sequence[EarlierOutput]) -> bool:
     """Whether ``path`` is a file one of the earlier ``outputs`` wrote (its record, shards, report, lock, staging)."""
+    remote = "://" in path
     for output in outputs:
-        remote = "://" in path
         prefix = output.root.rstrip("/") + "/" if remote else os.path.join(output.root, "")
         if not path.startswith(prefix):
             continue
