@@ -325,7 +325,7 @@ def unishard_run(fps: list, samples: list, splits: bool = False, **overrides) ->
             sample_pcoll = pipeline | "Samples" >> beam.Create(samples)
             near = fp_pcoll | NearDeduplicate(config, out, samples=sample_pcoll)
             if splits:
-                links = near.clusters | beam.FlatMap(DuplicateCluster.links)
+                links = (near.clusters | beam.FlatMap(DuplicateCluster.links), near.related) | beam.Flatten()
                 split_config = SplitConfig(fractions=SPLIT_FRACTIONS, group_by=[], min_groups=0)
                 assigned = sample_pcoll | AssignSplits(split_config, out, links=links)
                 _ = (

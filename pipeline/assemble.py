@@ -108,7 +108,10 @@ def build(
         config.audit, config.clip, inputs=ingested.items, population=embedded.samples
     )
     clusters = (near.clusters, semantic.clusters) | "DuplicateClusters" >> beam.Flatten()
-    links = clusters | "DuplicateLinks" >> beam.FlatMap(DuplicateCluster.links)
+    links = (
+        clusters | "DuplicateLinks" >> beam.FlatMap(DuplicateCluster.links),
+        near.related,
+    ) | "SplitLinks" >> beam.Flatten()
     shipped_splits = pipeline | "ShippedSplits" >> ReadShippedSplits(earlier)
     documents = audited.samples | "Documents" >> AssembleDocuments(
         config.documents, ingested.texts, known.new, functools.partial(load_clip, config.clip), ingested.rejected

@@ -5,10 +5,12 @@ the run's ``Sample`` records, whose images are read (``read_image``) only for cr
 ``rejected`` (ledger rows, reason ``near_duplicate``, detail naming ``survivor_key``, ``survivor_source``, the pHash
 ``distance`` in bits, the ``colour_distance``, the ``cluster_id``, the ``method`` that matched (``phash`` or
 ``keypoints``) with its evidence (``inliers``; ``matched_key`` when the match was with another member on the way to
-the survivor)) and ``clusters`` (``DuplicateCluster`` with each member's method and evidence, for the split stage
-and the report). Side files: ``dedup/near_dedup.parquet`` (columns ``method`` and ``evidence`` included) and
-``dedup/near_dedup.json``. Config section: ``near_dedup``. Metrics: ``near_dedup/clusters``,
-``near_dedup/duplicates``, ``near_dedup/capped_buckets``, and those of ``transforms._verify_candidates``.
+the survivor)), ``clusters`` (``DuplicateCluster`` with each member's method and evidence, for the split stage
+and the report) and ``related`` (key pairs of one picture that the colour test keeps apart, both kept: for the split
+stage, which puts them in one group). Side files: ``dedup/near_dedup.parquet`` (columns ``method`` and ``evidence``
+included) and ``dedup/near_dedup.json``. Config section: ``near_dedup``. Metrics: ``near_dedup/clusters``,
+``near_dedup/duplicates``, ``near_dedup/capped_buckets``, ``near_dedup/related_pairs``, and those of
+``transforms._verify_candidates``.
 
 How:
 
@@ -23,7 +25,8 @@ How:
    again (``GroupOpen``, once for all the buckets that hold the same open members, as copies share most bands),
    vectorised: pHash Hamming distance <= ``k``; the optional second hash within ``second_max_distance``; the colour
    signature within ``max_colour_distance`` (see ``transforms.hashing``), so a product in another colour is never
-   merged. Members outside the open ones are in no pair, so the edges are those of the whole bucket, in the same
+   merged; such a pair is ``related`` instead (``transforms._near_buckets.related_pairs``), so that the split keeps
+   the two colourways, or a saturated product and its brightened copy, on one side. Members outside the open ones are in no pair, so the edges are those of the whole bucket, in the same
    order (``tests/transforms/test_near_buckets.py`` checks it on random buckets).
 3. **Giant buckets** (a band value shared by more than ``max_bucket`` fingerprints: blank or uniform images) are not
    compared pairwise: only identical hashes merge there (linear), and the bucket is reported under
@@ -105,11 +108,13 @@ from transforms._verify_candidates import VerifyCandidates
 STAGE = "near_dedup"
 METRIC = "phash_hamming"
 CANDIDATES = "candidates"
+RELATED = "related"
 
 
 class NearDedupOutputs(NamedTuple):
     rejected: beam.PCollection
     clusters: beam.PCollection
+    related: beam.PCollection
 
 
 class NearDeduplicate(beam.PTransform):
@@ -133,7 +138,8 @@ class NearDeduplicate(beam.PTransform):
         if not config.enabled:
             empty = fingerprints.pipeline | "NoRejections" >> beam.Create([])
             clusters = fingerprints.pipeline | "NoClusters" >> beam.Create([])
-            return NearDedupOutputs(rejected=empty, clusters=clusters)
+            related = fingerprints.pipeline | "NoRelated" >> beam.Create([])
+            return NearDedupOutputs(rejected=empty, clusters=clusters, related=related)
         limits = Limits(config.max_distance, config.second_max_distance if config.second_hash else None)
         limits = limits._replace(colour=config.max_colour_distance)
         geometric = config.subwindow_max_distance is not None
@@ -153,7 +159,7 @@ class NearDeduplicate(beam.PTransform):
             | "JoinMembers" >> beam.CoGroupByKey()
             | "MembersByGroup" >> beam.FlatMapTuple(members_by_group)
             | "GroupOpen" >> beam.GroupByKey()
-            | "Verify" >> beam.ParDo(_VerifyBucketFn(limits, loose)).with_outputs(CANDIDATES, main="edges")
+            | "Verify" >> beam.ParDo(_VerifyBucketFn(limits, loose)).with_outputs(CANDIDATES, RELATED, main="edges")
         )
         edges, capped = verified.edges, opened[CAPPED]
         if geometric:
@@ -205,7 +211,16 @@ class NearDeduplicate(beam.PTransform):
         )
         if self._output is not None:
             _ = (decided.clusters, capped) | "WriteClusters" >> WriteClusters(self._output, STAGE, self._earlier)
-        return NearDedupOutputs(rejected=decided.rejected, clusters=decided.clusters)
+        related = verified[RELATED] | "DistinctRelated" >> beam.Distinct() | "CountRelated" >> beam.Map(_counted)
+        return NearDedupOutputs(rejected=decided.rejected, clusters=decided.clusters, related=related)
+
+
+_RELATED_PAIRS = beam.metrics.Metrics.counter(STAGE, "related_pairs")
+
+
+def _counted(pair: tuple[str, str]) -> tuple[str, str]:
+    _RELATED_PAIRS.inc()
+    return pair
 
 
 class _OpenBucketFn(beam.DoFn):
@@ -246,10 +261,12 @@ class _VerifyBucketFn(beam.DoFn):
 
     def process(self, element: tuple[tuple, Iterable[Member]]) -> Iterator:
         (_, capped, size), members = element
-        edges, loose = group_edges(members, self._limits, capped, size, self._loose)
-        yield from edges
-        for pair in loose:
+        found = group_edges(members, self._limits, capped, size, self._loose)
+        yield from found.edges
+        for pair in found.candidates:
             yield pvalue.TaggedOutput(CANDIDATES, pair)
+        for pair in found.related:
+            yield pvalue.TaggedOutput(RELATED, pair)
 
 
 class _PairWindowsFn(beam.DoFn):

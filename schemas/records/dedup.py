@@ -129,9 +129,10 @@ class DuplicateCluster:
         return len(self.keys)
 
     def links(self) -> list[tuple[str, str]]:
-        """``(first kept key, kept key)`` for every other member not removed: a star joining what was kept."""
-        kept = [key for key, removed in zip(self.keys, self.removed, strict=True) if not removed]
-        return [(kept[0], key) for key in kept[1:] if key != kept[0]]
+        """``(first kept key, key)`` for every other member: a star joining the cluster for the split. Removed
+        members are in it too: a pair ``related`` to one of them (near dedup) then reaches what was kept."""
+        kept = next(key for key, removed in zip(self.keys, self.removed, strict=True) if not removed)
+        return [(kept, key) for key in self.keys if key != kept]
 
     def members(self) -> list[dict[str, Any]]:
         """One dict per member: ``key``, ``source``, ``survivor_key``, ``distance``, ``removed``, ``method`` and

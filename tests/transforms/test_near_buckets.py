@@ -64,8 +64,8 @@ def test_band_buckets_find_exactly_the_pairs_within_k(seed, k):
 @given(seed=st.integers(0, 10**6), k=st.integers(2, 10), max_bucket=st.sampled_from([3, 6, 1000]))
 def test_open_groups_give_the_edges_and_candidates_of_whole_buckets(seed, k, max_bucket):
     """Buckets carry ids and pHashes only; verifying the open members joined with their features gives exactly the
-    edges (in order) and keypoint candidates of verifying the whole bucket, capped buckets and colour sizes that
-    tie included."""
+    edges (in order), keypoint candidates and related pairs of verifying the whole bucket, capped buckets and colour
+    sizes that tie included."""
     rng = random.Random(seed)
     bases = [(rng.getrandbits(64), bytes(rng.randrange(256) for _ in range(48))) for _ in range(8)]
     members = []
@@ -74,6 +74,8 @@ def test_open_groups_give_the_edges_and_candidates_of_whole_buckets(seed, k, max
         phash = _flip(phash, rng.sample(range(64), rng.choice([0, 0, 1, k // 2, k, k + 1, k + 3])))
         if rng.random() < 0.5:
             colour = bytes(min(255, max(0, c + rng.randint(-3, 3))) for c in colour)
+        elif rng.random() < 0.3:
+            colour = bytes(rng.randrange(256) for _ in colour)  # a colour variant: related, not a duplicate
         colour = rng.choice([colour, colour, colour, colour[:27], None])
         labels = rng.choice(["", "", '["a"]'])
         members.append(
@@ -104,14 +106,21 @@ def test_open_groups_give_the_edges_and_candidates_of_whole_buckets(seed, k, max
             for e in forest_edges(whole, bucket_pairs(whole, limits, max_bucket), "phash")
         ]
         expected_loose = [] if capped else list(loose_pairs(whole, limits, loose))
+        # Related: one geometry (the hashes without colour pass), colours apart (the test with colour fails).
+        geometry = set(bucket_pairs(whole, limits._replace(colour=None), max_bucket))
+        coloured = set(bucket_pairs(whole, limits, max_bucket))
+        expected_related = [] if capped else sorted((whole[i].key, whole[j].key) for i, j in geometry - coloured)
         opened = open_group([entry for _, entry in bucket], capped, max(k, loose))
         if opened is None:
-            assert (expected, expected_loose) == ([], [])
+            assert (expected, expected_loose, expected_related) == ([], [], [])
             continue
         (_, group_capped, size), ids = opened
-        edges, candidates = group_edges([by_id[i] for i in ids], limits, group_capped, size, loose)
+        edges, candidates, related = group_edges([by_id[i] for i in ids], limits, group_capped, size, loose)
         assert [(e.a.source, e.b.source, e.same_label) for e in edges] == expected
         assert candidates == expected_loose
+        assert sorted(tuple(sorted(pair)) for pair in related) == sorted(
+            tuple(sorted(pair)) for pair in expected_related
+        )
 
 
 def test_open_members_are_those_within_reach_of_another_or_equal_in_a_capped_bucket():

@@ -94,7 +94,7 @@ def test_members_with_different_labels_are_all_kept_in_one_cluster():
     assert cluster.size == 3 and not any(cluster.removed) and losers == []
     cluster, losers = decide_cluster("near_dedup", [Edge(a, b, False), Edge(a, c, True)], False, near_distance)
     assert [(m.source, s.source) for m, s, _, _ in losers] == [("s3", "s1")]
-    assert cluster.links() == [("k1", "k2")]
+    assert cluster.links() == [("k1", "k2"), ("k1", "k3")]
 
 
 def _fp(source: str, phash: int, pixels: int = 1000, **metadata) -> Fingerprint:
@@ -478,3 +478,36 @@ def test_a_chain_of_close_colours_never_removes_one_colourway_for_another(tmp_pa
     rows = {row["source"]: row for row in pq.read_table(tmp_path / "dedup" / "near_dedup.parquet").to_pylist()}
     assert len({row["cluster_id"] for row in rows.values()}) == 1, "one cluster: the three stay linked for splits"
     assert not rows["c-hue-7"]["removed"] and rows["c-hue-7"]["survivor_key"] == pairs["c-hue-7"][1].key
+
+
+def test_colourways_of_one_picture_are_both_kept_and_land_in_one_split(tmp_path):
+    """Four pictures, each beside a copy with its hue turned (one geometry, other colours: what a product in another
+    colour looks like to the hashes), and six unrelated photos, through the real pipeline with three splits. The
+    colour test keeps every colourway; the split keeps each picture's two colourways on one side, as a model tested
+    on the red jacket it trained on in blue has seen the picture."""
+    images = tmp_path / "images"
+    images.mkdir()
+    for seed in range(4):
+        scene = scenes.scene(20 + seed)
+        scene.save(images / f"picture-{seed}.jpg", quality=95)
+        _hue_turned(scene, 120).save(images / f"picture-{seed}-recoloured.jpg", quality=95)
+    for seed in range(6):
+        scenes.scene(200 + seed).save(images / f"other-{seed}.jpg", quality=95)
+    for path in images.iterdir():
+        write_sidecar(path, title=f"picture {path.stem}")
+    out = run_job(
+        [images],
+        tmp_path / "out",
+        split={"fractions": {"train": 0.5, "validation": 0.25, "test": 0.25}},
+        **{stage: {"enabled": False} for stage in ("faces", "audit", "documents", "eval_set", "semantic_dedup")},
+        views={"docs": {"enabled": False}, "edit": {"enabled": False}},
+        safety={"image_check": False},
+    )
+    rows = out.ledger_by_name()
+    assert len(rows) == 14 and all(row["status"] == "kept" for row in rows.values())
+    assert {rows[f"picture-{seed}.jpg"]["split"] for seed in range(4)} != {None}
+    for seed in range(4):
+        assert rows[f"picture-{seed}.jpg"]["split"] == rows[f"picture-{seed}-recoloured.jpg"]["split"], seed
+    # They are no duplicates: no near-dedup cluster holds them.
+    clusters = pq.read_table(out.path / "dedup" / "near_dedup.parquet").to_pylist()
+    assert not [row["source"] for row in clusters if "picture" in row["source"]]
