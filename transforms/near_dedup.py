@@ -26,8 +26,9 @@ How:
    vectorised: pHash Hamming distance <= ``k``; the optional second hash within ``second_max_distance``; the colour
    signature within ``max_colour_distance`` (see ``transforms.hashing``), so a product in another colour is never
    merged; such a pair is ``related`` instead (``transforms._near_buckets.related_pairs``), so that the split keeps
-   the two colourways, or a saturated product and its brightened copy, on one side. Members outside the open ones are in no pair, so the edges are those of the whole bucket, in the same
-   order (``tests/transforms/test_near_buckets.py`` checks it on random buckets).
+   the two colourways, or a saturated product and its brightened copy, on one side. Members outside the open ones
+   are in no pair, so the edges are those of the whole bucket, in the same order
+   (``tests/transforms/test_near_buckets.py`` checks it on random buckets).
 3. **Giant buckets** (a band value shared by more than ``max_bucket`` fingerprints: blank or uniform images) are not
    compared pairwise: only identical hashes merge there (linear), and the bucket is reported under
    ``capped_buckets`` in ``dedup/near_dedup.json``.
