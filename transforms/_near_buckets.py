@@ -197,30 +197,41 @@ class GroupEdges(NamedTuple):
 
 
 def group_edges(
-    members: Iterable[Member], limits: Limits, capped: bool, size: int | None, loose: int | None = None
+    members: Iterable[Member],
+    limits: Limits,
+    capped: bool,
+    size: int | None,
+    loose: int | None = None,
+    related: int | None = None,
 ) -> GroupEdges:
     """The forest edges of an open group, its keypoint candidates (``loose`` set, not ``capped``; each with its
-    pHash distance) and its related pairs: the same as those of the whole bucket it came from, as members outside it
-    are in no pair."""
+    pHash distance) and its related pairs (within ``related`` bits): the same as those of the whole bucket it came
+    from, as members outside it are in no pair."""
     members = sorted(members, key=lambda member: member.source)
     arrays = HashArrays.of([member.features for member in members], size)
     pairs = list(_verified(arrays, limits, capped))
     edges = list(forest_edges(members, pairs, PHASH_METHOD))
     candidates = list(_loose(members, arrays, set(pairs), limits, loose)) if loose is not None and not capped else []
-    return GroupEdges(edges, candidates, related_pairs(members, arrays, set(pairs), limits, capped))
+    found = [] if related is None else related_pairs(members, arrays, set(pairs), limits, capped, related)
+    return GroupEdges(edges, candidates, found)
 
 
 def related_pairs(
-    members: Sequence[Member], arrays: HashArrays, accepted: set[tuple[int, int]], limits: Limits, capped: bool
+    members: Sequence[Member],
+    arrays: HashArrays,
+    accepted: set[tuple[int, int]],
+    limits: Limits,
+    capped: bool,
+    distance: int,
 ) -> list[tuple[str, str]]:
-    """Key pairs of one picture that the colour test keeps apart: the whole-image hashes pass and the colour
-    signatures differ (a product in another colour; a saturated colour brightened past the sRGB ceiling, whose hue
-    moves). Both stay, and the split puts them in one group: a model tested on the purple jacket it trained on in
-    blue has seen that picture. None in a capped bucket (there only identical pHashes are compared, and a flat frame
-    shares its pHash with every flat frame) and none without a colour test."""
+    """Key pairs of one picture that the colour test keeps apart: pHashes within ``distance`` bits (and the second
+    hash within its limit), colour signatures apart (a product in another colour; a saturated colour brightened past
+    the sRGB ceiling, whose hue moves). Both stay, and the split puts them in one group: a model tested on the purple
+    jacket it trained on in blue has seen that picture. None in a capped bucket (there only identical pHashes are
+    compared, and a flat frame shares its pHash with every flat frame) and none without a colour test."""
     if capped or limits.colour is None:
         return []
-    i, j, _, _ = close_pairs(arrays, arrays, limits._replace(colour=None), upper=True)
+    i, j, _, _ = close_pairs(arrays, arrays, limits._replace(distance=distance, colour=None), upper=True)
     return [
         tuple(sorted((members[first].key, members[second].key)))
         for first, second in zip(i.tolist(), j.tolist(), strict=True)

@@ -25,8 +25,9 @@ How:
    again (``GroupOpen``, once for all the buckets that hold the same open members, as copies share most bands),
    vectorised: pHash Hamming distance <= ``k``; the optional second hash within ``second_max_distance``; the colour
    signature within ``max_colour_distance`` (see ``transforms.hashing``), so a product in another colour is never
-   merged; such a pair is ``related`` instead (``transforms._near_buckets.related_pairs``), so that the split keeps
-   the two colourways, or a saturated product and its brightened copy, on one side. Members outside the open ones
+   merged; such a pair within ``related_max_distance`` bits is ``related`` instead
+   (``transforms._near_buckets.related_pairs``), so that the split keeps the two colourways, or a saturated product
+   and its brightened copy, on one side. Members outside the open ones
    are in no pair, so the edges are those of the whole bucket, in the same order
    (``tests/transforms/test_near_buckets.py`` checks it on random buckets).
 3. **Giant buckets** (a band value shared by more than ``max_bucket`` fingerprints: blank or uniform images) are not
@@ -145,6 +146,8 @@ class NearDeduplicate(beam.PTransform):
         limits = limits._replace(colour=config.max_colour_distance)
         geometric = config.subwindow_max_distance is not None
         loose = config.candidate_distance if geometric and self._samples is not None else None
+        related = config.related_max_distance
+        related = None if related is None else min(related, config.max_distance)
         members = fingerprints | "Member" >> beam.FlatMap(near_member, config)
         opened = (
             members
@@ -160,7 +163,8 @@ class NearDeduplicate(beam.PTransform):
             | "JoinMembers" >> beam.CoGroupByKey()
             | "MembersByGroup" >> beam.FlatMapTuple(members_by_group)
             | "GroupOpen" >> beam.GroupByKey()
-            | "Verify" >> beam.ParDo(_VerifyBucketFn(limits, loose)).with_outputs(CANDIDATES, RELATED, main="edges")
+            | "Verify"
+            >> beam.ParDo(_VerifyBucketFn(limits, loose, related)).with_outputs(CANDIDATES, RELATED, main="edges")
         )
         edges, capped = verified.edges, opened[CAPPED]
         if geometric:
@@ -256,13 +260,14 @@ class _OpenBucketFn(beam.DoFn):
 
 
 class _VerifyBucketFn(beam.DoFn):
-    def __init__(self, limits: Limits, loose: int | None = None):
+    def __init__(self, limits: Limits, loose: int | None = None, related: int | None = None):
         self._limits = limits
         self._loose = loose
+        self._related = related
 
     def process(self, element: tuple[tuple, Iterable[Member]]) -> Iterator:
         (_, capped, size), members = element
-        found = group_edges(members, self._limits, capped, size, self._loose)
+        found = group_edges(members, self._limits, capped, size, self._loose, self._related)
         yield from found.edges
         for pair in found.candidates:
             yield pvalue.TaggedOutput(CANDIDATES, pair)

@@ -91,6 +91,7 @@ def test_open_groups_give_the_edges_and_candidates_of_whole_buckets(seed, k, max
             )
         )
     limits, loose, layout = Limits(k, None, 8.0), k + 2, band_layout(k)
+    related = rng.choice([None, rng.randint(0, k)])  # None: related pairs off
     by_id = {member_id(member.source): member for member in members}
     buckets = defaultdict(list)
     for member in members:
@@ -107,18 +108,19 @@ def test_open_groups_give_the_edges_and_candidates_of_whole_buckets(seed, k, max
         ]
         expected_loose = [] if capped else list(loose_pairs(whole, limits, loose))
         # Related: one geometry (the hashes without colour pass), colours apart (the test with colour fails).
-        geometry = set(bucket_pairs(whole, limits._replace(colour=None), max_bucket))
+        geometry = set(bucket_pairs(whole, limits._replace(distance=related or 0, colour=None), max_bucket))
         coloured = set(bucket_pairs(whole, limits, max_bucket))
-        expected_related = [] if capped else sorted((whole[i].key, whole[j].key) for i, j in geometry - coloured)
+        off = capped or related is None
+        expected_related = [] if off else sorted((whole[i].key, whole[j].key) for i, j in geometry - coloured)
         opened = open_group([entry for _, entry in bucket], capped, max(k, loose))
         if opened is None:
             assert (expected, expected_loose, expected_related) == ([], [], [])
             continue
         (_, group_capped, size), ids = opened
-        edges, candidates, related = group_edges([by_id[i] for i in ids], limits, group_capped, size, loose)
-        assert [(e.a.source, e.b.source, e.same_label) for e in edges] == expected
-        assert candidates == expected_loose
-        assert sorted(tuple(sorted(pair)) for pair in related) == sorted(
+        found = group_edges([by_id[i] for i in ids], limits, group_capped, size, loose, related)
+        assert [(e.a.source, e.b.source, e.same_label) for e in found.edges] == expected
+        assert found.candidates == expected_loose
+        assert sorted(tuple(sorted(pair)) for pair in found.related) == sorted(
             tuple(sorted(pair)) for pair in expected_related
         )
 
