@@ -151,7 +151,7 @@ def _decode_error(error: BaseException, format: str | None = None) -> RejectItem
     message = str(error)
     if "too large" in message.lower():
         return RejectItem(reasons.DECOMPRESSION_BOMB, f"decoding refused: {message}")
-    if "truncated" in message or isinstance(error, EOFError):
+    if "truncated" in message.lower() or isinstance(error, EOFError):
         return RejectItem(reasons.TRUNCATED, f"decoding failed: {message}")
     detail = f"decoding failed: {type(error).__name__}: {message}"
     return RejectItem(reasons.UNSUPPORTED_IMAGE, f"{detail}; {hint}" if (hint := decode_hint(format)) else detail)
