@@ -23,7 +23,7 @@ import pydantic
 from pipeline import console
 from schemas.config.ingest import InputSpec
 from schemas.config.load import ConfigError, load_config
-from schemas.config.unishard import UnishardConfig
+from schemas.config.unishard import config_schema
 from schemas.records.values import printable
 
 _LOG = logging.getLogger("unishard")
@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     args.run_flags = sorted(_subparser(parser, "run")._option_string_actions)
     try:
         if args.command == "config" and not unknown:
-            print(json.dumps(UnishardConfig.model_json_schema(), indent=2))
+            print(json.dumps(config_schema(), indent=2))
             return 0
         if args.command == "run":
             return _run(args, unknown)

@@ -44,3 +44,25 @@ def test_a_file_s_bad_key_does_not_blame_a_set_nobody_typed(tmp_path):
         f"{config}: invalid configuration",
         "  normalise.max_sidee: unknown key (see `unishard config --schema` for the keys that exist)",
     ]
+
+
+def test_config_schema_prints_every_key_with_its_default_lists_and_tables_included(capsys):
+    """The README: "`unishard config --schema` prints every key with its default". Pydantic leaves out defaults made
+    by a factory (``text.fields``, ``quality.group_by``, ``ingest.ignore``...), which a user could not find."""
+    import json
+
+    from pipeline.cli import main
+    from schemas.config.near_dedup import NearDedupConfig
+    from schemas.config.text import TextConfig
+
+    assert main(["config", "--schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    missing = [
+        f"{name}.{key}"
+        for name, section in schema["$defs"].items()
+        for key, field in section.get("properties", {}).items()
+        if "default" not in field and key not in section.get("required", [])
+    ]
+    assert missing == []
+    assert schema["$defs"]["TextConfig"]["properties"]["fields"]["default"] == TextConfig().fields
+    assert schema["$defs"]["NearDedupConfig"]["properties"]["keep_distinct"]["default"] == NearDedupConfig().keep_distinct

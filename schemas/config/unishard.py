@@ -1,5 +1,9 @@
 """The whole run configuration: one section per stage, each defined in its own module of this package."""
 
+from typing import Any
+
+from pydantic.json_schema import GenerateJsonSchema
+
 from schemas.config.audit import AuditConfig
 from schemas.config.base import Section
 from schemas.config.caption import CaptionConfig
@@ -48,3 +52,18 @@ class UnishardConfig(Section):
     faces: FacesConfig = FacesConfig()
     safety: SafetyConfig = SafetyConfig()
     audit: AuditConfig = AuditConfig()
+
+
+class _WithFactoryDefaults(GenerateJsonSchema):
+    """Pydantic leaves out a default made by a factory (a list, a dict): this generator shows it too."""
+
+    def get_default_value(self, schema: Any) -> Any:
+        factory = schema.get("default_factory")
+        if factory is not None and not schema.get("default_factory_takes_data"):
+            return factory()
+        return super().get_default_value(schema)
+
+
+def config_schema() -> dict[str, Any]:
+    """The JSON schema of the whole configuration, every key with its default (``unishard config --schema``)."""
+    return UnishardConfig.model_json_schema(schema_generator=_WithFactoryDefaults)
