@@ -64,5 +64,6 @@ def test_config_schema_prints_every_key_with_its_default_lists_and_tables_includ
         if "default" not in field and key not in section.get("required", [])
     ]
     assert missing == []
-    assert schema["$defs"]["TextConfig"]["properties"]["fields"]["default"] == TextConfig().fields
-    assert schema["$defs"]["NearDedupConfig"]["properties"]["keep_distinct"]["default"] == NearDedupConfig().keep_distinct
+    sections = schema["$defs"]
+    assert sections["TextConfig"]["properties"]["fields"]["default"] == TextConfig().fields
+    assert sections["NearDedupConfig"]["properties"]["keep_distinct"]["default"] == NearDedupConfig().keep_distinct
