@@ -17,7 +17,9 @@ normalised pixels before encoding them); ``measure`` computes every measure of i
 - ``quality_brightness_p99``: 99th percentile of the brightest channel over the whole frame (headroom);
 - ``quality_contrast_rms``: standard deviation of the subject's grey level (0-1);
 - ``quality_text_coverage``: share of the frame inside text blocks found by ``transforms._text_regions`` on a
-  copy at most ``TEXT_SIDE`` pixels long (large enough for text that covers a frame, and 30% cheaper);
+  copy at most ``TEXT_SIDE`` pixels long (large enough for text that covers a frame, and 30% cheaper), and again at
+  ``PAPER_SIDE`` when that finds little on a light frame with clipped highlights (small print on white paper,
+  whose letters are too small at ``TEXT_SIDE``: a scanned label is text-heavy, not overexposed);
 - ``quality_subject_share``: share of the frame measured as subject.
 
 The subject is the frame without its backdrop (``subject_mask``): near-uniform regions (grey range within 5x5 at most
@@ -44,6 +46,12 @@ MIN_SUBJECT = 0.02
 CLIPPED_HIGH, CLIPPED_LOW = 250, 5
 TINTED_FLOOR = 150
 TEXT_SIDE = 192
+# A frame this clipped, half of it at least PAPER_WHITE in its brightest channel, with less text than PAPER_TEXT at
+# TEXT_SIDE is looked at again at PAPER_SIDE (small print on white paper).
+PAPER_CLIPPED = 0.1
+PAPER_WHITE = 230
+PAPER_TEXT = 0.15
+PAPER_SIDE = 384
 
 
 class Measures(NamedTuple):
@@ -151,14 +159,22 @@ def measure(rgb: np.ndarray) -> Measures:
     _, detail_std = cv2.meanStdDev(cv2.Laplacian(grey, cv2.CV_32F, ksize=1), mask=mask)
     variance = float(tone_std[0, 0]) ** 2
     histogram = np.cumsum(cv2.calcHist([brightest], [0], None, [256], [0, 256]).ravel().astype(np.int64))
+    highlights = float(np.count_nonzero(clipped >= 2)) / pixels
+    text = text_coverage(_at_most(grey8, TEXT_SIDE))
+    paper = np.searchsorted(histogram, 0.5 * histogram[-1]) >= PAPER_WHITE  # half the frame is that light
+    if text < PAPER_TEXT and highlights >= PAPER_CLIPPED and paper:
+        # White paper with small print (a scanned label, a spec sheet): letters 28 pixels tall on an 800-pixel page
+        # are 7 at TEXT_SIDE, too small for a glyph; the page would be judged on its clipped white alone. Only on
+        # paper: at PAPER_SIDE the square-wave traces of a PCB (half black) look like a line of n's.
+        text = max(text, text_coverage(_at_most(grey8, PAPER_SIDE)))
     return Measures(
         sharpness_lapvar=float(detail_std[0, 0]) ** 2 / max(variance, (1 / 255) ** 2),
-        highlights_clipped=float(np.count_nonzero(clipped >= 2)) / pixels,
+        highlights_clipped=highlights,
         highlights_tinted=float(np.count_nonzero(tinted)) / pixels,
         shadows_clipped=float(np.count_nonzero(shadows)) / pixels,
         brightness_p99=float(np.searchsorted(histogram, 0.99 * histogram[-1])) / 255.0,
         contrast_rms=math.sqrt(variance),
-        text_coverage=text_coverage(_at_most(grey8, TEXT_SIDE)),
+        text_coverage=text,
         subject_share=pixels / subject.size,
     )
 
