@@ -13,7 +13,7 @@ from schemas import reasons
 from schemas.config.unishard import UnishardConfig
 from transforms._io import join, pattern
 from transforms._listing import broken_links, input_kind, input_pattern
-from transforms.books import BOOK_PROBLEMS, BOOKS, PROBLEMS
+from transforms.books import BOOK_PROBLEMS, BOOKS, KEPT_UNLISTED, PROBLEMS, SHOWN
 
 
 def check_inputs(config: UnishardConfig) -> None:
@@ -44,11 +44,14 @@ def shard_samples(folder: str) -> int:
     return sum(int(read_json(found.path)["samples"]) for found in matched)
 
 
-def check_books(staging: str, counts: dict) -> None:
+def check_books(staging: str, counts: dict) -> dict:
     """Refuse to commit a run whose books do not add up (``transforms.books``); the message names the losses.
 
     Every listed input must have exactly one ledger row, and the kept rows of this run must equal the samples in
     its shards. A difference means the run lost or invented items, whatever the cause (a stage, the runner).
+
+    Returns:
+        The books (``_run/books.json``), for what they say beyond losses (``kept_unlisted``).
     """
     books_path = join(staging, "_run", BOOKS)
     if not FileSystems.exists(books_path):
@@ -76,6 +79,22 @@ def check_books(staging: str, counts: dict) -> None:
             + f"\nThe staged output is in {staging}. This is a bug (in a stage or in the runner): please report it "
             "with the command line and the runner's log"
         )
+    return books
+
+
+def unlisted_kept_warning(books: dict) -> str | None:
+    """What to tell a person whose input no longer holds files whose samples an earlier run shipped, if any."""
+    count = books.get(KEPT_UNLISTED, 0)
+    if not count:
+        return None
+    shown = "\n    ".join(books["examples"][KEPT_UNLISTED])
+    more = f"\n    ... and {count - len(books['examples'][KEPT_UNLISTED])} more" if count > SHOWN else ""
+    return (
+        f"{count} kept samples' files are no longer in the input under their names (deleted, renamed or moved), "
+        f"among them:\n    {shown}{more}\n  Their samples stay in the shards and their ledger rows stay 'kept': an "
+        "incremental run never rewrites earlier shards. To ship only what the input holds now (a file deleted "
+        "for its licence or for privacy), run again with --rebuild"
+    )
 
 
 def check_writable(output: str) -> None:

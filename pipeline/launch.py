@@ -18,7 +18,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.assemble import build
-from pipeline.checks import check_books, check_inputs, check_writable
+from pipeline.checks import check_books, check_inputs, check_writable, unlisted_kept_warning
 from pipeline.job import RunError, run_job
 from pipeline.models import check_models, models_line
 from pipeline.output_folder import ForeignFiles, check_output_folder
@@ -136,7 +136,9 @@ def run(
             earlier = None
             staging = _run_pipeline(config, options, runner, None, previous, progress)
         counts = read_json(join(staging, "_run", "counts.json"))
-        check_books(staging, counts)
+        books = check_books(staging, counts)
+        if warning := unlisted_kept_warning(books):
+            _LOG.warning("unishard: %s", warning)
         failed = counts["by_status"].get("failed", 0)
         if counts["items"] and failed / counts["items"] > config.run.max_failure_ratio:
             raise RunError(

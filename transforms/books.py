@@ -8,6 +8,10 @@ incremental run carried from the earlier ledger, and every ledger row of the run
 - ``unlisted``: a ledger row for a source nobody listed;
 - ``repeated``: a source with more than one ledger row.
 
+It also counts, not as a problem, ``kept_unlisted``: kept samples an incremental run carried whose source this run
+did not list (the file was deleted, renamed or moved): their samples stay in the earlier shards, and the launcher
+names them, since only a rebuild takes them out.
+
 The launcher reads ``books.json`` before committing and refuses to commit when a problem is counted (see
 ``pipeline.checks.check_books``); it also compares the kept rows with the samples counted in the shards' stats.
 The check joins light ``(source, tag)`` pairs only. Config section: none (always on). Metrics: none.
@@ -27,7 +31,9 @@ STAGE = "books"
 BOOKS = "books.json"
 SHOWN = 10
 PROBLEMS = ("missing", "unlisted", "repeated")
-FACTS = ("listed", "carried", "carried_kept", "ledger_rows", "sources_in_ledger", *PROBLEMS)
+KEPT_UNLISTED = "kept_unlisted"
+NAMED = (*PROBLEMS, KEPT_UNLISTED)
+FACTS = ("listed", "carried", "carried_kept", "ledger_rows", "sources_in_ledger", *NAMED)
 BOOK_PROBLEMS = {
     "missing": "were listed but have no ledger row (lost)",
     "unlisted": "have a ledger row but were never listed",
@@ -85,6 +91,8 @@ def audit_source(element: tuple[str, Iterable[str]]) -> Iterator[tuple[str, str]
         yield "carried", source
     if f"{_CARRIED}:{reasons.KEPT}" in tags:
         yield "carried_kept", source
+        if _LISTED not in tags:
+            yield KEPT_UNLISTED, source
     if rows:
         yield "sources_in_ledger", source
     for _ in range(rows):
@@ -107,7 +115,7 @@ class _BooksFn(beam.CombineFn):
         counts, examples = accumulator
         name, source = fact
         counts[name] = counts.get(name, 0) + 1
-        if name in PROBLEMS:
+        if name in NAMED:
             examples[name] = sorted({*examples.get(name, []), source})[:SHOWN]
         return counts, examples
 
@@ -123,7 +131,7 @@ class _BooksFn(beam.CombineFn):
     def extract_output(self, accumulator: tuple[dict, dict]) -> dict:
         counts, examples = accumulator
         books = {name: counts.get(name, 0) for name in FACTS}
-        books["examples"] = {name: examples.get(name, []) for name in PROBLEMS}
+        books["examples"] = {name: examples.get(name, []) for name in NAMED}
         return books
 
 

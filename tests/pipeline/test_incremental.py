@@ -165,6 +165,27 @@ def test_a_renamed_or_deleted_file_alone_still_updates_the_ledger(tmp_path, run,
     assert audit["measured"]["input"] == 4
 
 
+def test_a_deleted_kept_file_is_named_while_its_sample_stays_and_a_rebuild_takes_it_out(tmp_path, run, photo, caplog):
+    """An incremental run never rewrites earlier shards, so a deleted file's sample stays shipped: the run says so,
+    naming the file, every time (a person who deleted it for its licence must not believe it gone)."""
+    inputs = tmp_path / "in"
+    _add_photos(inputs, photo, range(4))
+    run([inputs], output=tmp_path / "out")
+    (inputs / "photo02.jpg").unlink()
+    (inputs / "photo02.json").unlink()
+    caplog.set_level(logging.INFO, logger="unishard")
+    for _ in range(2):  # the run that sees the deletion, and the next one, which changes nothing
+        caplog.clear()
+        second = run([inputs], output=tmp_path / "out")
+        assert "1 kept samples' files are no longer in the input" in caplog.text
+        assert str(inputs / "photo02.jpg") in caplog.text and "--rebuild" in caplog.text
+        assert second.ledger_by_name()["photo02.jpg"]["status"] == "kept" and len(second.samples()) == 4
+    caplog.clear()
+    rebuilt = run([inputs], output=tmp_path / "out", rebuild=True)
+    assert set(rebuilt.ledger_by_name()) == {"photo00.jpg", "photo01.jpg", "photo03.jpg"}
+    assert len(rebuilt.samples()) == 3 and "no longer in the input" not in caplog.text
+
+
 def test_failed_items_are_retried_on_the_next_run(tmp_path, run, photo, monkeypatch):
     import transforms.text
 
