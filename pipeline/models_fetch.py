@@ -15,6 +15,8 @@ import contextlib
 import logging
 import os
 import shutil
+import socket
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -72,6 +74,7 @@ def fetch(
         )
     endpoint = (endpoint or constants.ENDPOINT).rstrip("/")
     cache = Path(cache_dir or constants.HF_HUB_CACHE).expanduser()
+    _check_resolves(endpoint)
     with _online():
         wanted, size = _probe(files, what, section, endpoint)
         _LOG.info(
@@ -97,17 +100,38 @@ def fetch(
     return path
 
 
+def _check_resolves(endpoint: str) -> None:
+    """Fail at once, in one line, when the hub's host name does not resolve (no network, no DNS): the hub library
+    would retry five times over half a minute, printing each failure."""
+    parsed = urllib.parse.urlsplit(endpoint)
+    if not parsed.hostname:
+        return
+    try:
+        socket.getaddrinfo(parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80))
+    except socket.gaierror as error:
+        raise FetchError(
+            f"could not reach the hub at {endpoint}: its host name {parsed.hostname} does not resolve "
+            f"({error.strerror}); this machine has no network or no DNS",
+            unreachable=True,
+        ) from None
+
+
 @contextlib.contextmanager
 def _online() -> Iterator[None]:
-    """Let the hub library use the network for the block (``unishard models fetch`` runs even where it is off)."""
+    """Let the hub library use the network for the block (``unishard models fetch`` runs even where it is off),
+    its own log quiet: every failure becomes one message of ours."""
     from huggingface_hub import constants
 
     offline = constants.HF_HUB_OFFLINE
     constants.HF_HUB_OFFLINE = False
+    hub_log = logging.getLogger("huggingface_hub")
+    level = hub_log.level
+    hub_log.setLevel(logging.ERROR)
     try:
         yield
     finally:
         constants.HF_HUB_OFFLINE = offline
+        hub_log.setLevel(level)
 
 
 def _probe(files: HubFiles, what: str, section: str, endpoint: str) -> tuple[list[str], int]:

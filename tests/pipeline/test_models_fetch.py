@@ -277,6 +277,17 @@ def test_an_unreachable_hub_is_reported_as_such(hub, tmp_path, monkeypatch):
     assert not (tmp_path / "cache").exists()
 
 
+def test_a_hub_whose_name_does_not_resolve_fails_at_once_in_one_line(tmp_path, capfd):
+    """No network (no DNS): the hub library retried five times over half a minute, printing each failure."""
+    endpoint = "https://hub.unishard-test.invalid"  # RFC 2606: .invalid never resolves
+    with pytest.raises(FetchError, match=f"could not reach the hub at {endpoint}: its host name") as raised:
+        fetch(MODEL, None, str(tmp_path / "cache"), endpoint=endpoint)
+    assert raised.value.unreachable and "no network or no DNS" in str(raised.value)
+    printed = capfd.readouterr()
+    assert "Retrying" not in printed.err + printed.out
+    assert not (tmp_path / "cache").exists()
+
+
 def test_a_full_disk_during_the_download_leaves_the_cache_as_it_was(hub, served, tmp_path, monkeypatch):
     from huggingface_hub import file_download
 
