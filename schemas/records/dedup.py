@@ -131,7 +131,7 @@ class DuplicateCluster:
     def links(self) -> list[tuple[str, str]]:
         """``(first kept key, key)`` for every other member: a star joining the cluster for the split. Removed
         members are in it too: a pair ``related`` to one of them (near dedup) then reaches what was kept."""
-        kept = next(key for key, removed in zip(self.keys, self.removed, strict=True) if not removed)
+        kept = next((key for key, removed in zip(self.keys, self.removed, strict=True) if not removed), self.keys[0])
         return [(kept, key) for key in self.keys if key != kept]
 
     def members(self) -> list[dict[str, Any]]:
