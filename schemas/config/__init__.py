@@ -39,7 +39,7 @@ from schemas.config.semantic_dedup import SemanticDedupConfig
 from schemas.config.shards import ShardsConfig
 from schemas.config.split import SplitConfig
 from schemas.config.text import TextConfig
-from schemas.config.unishard import UnishardConfig
+from schemas.config.unishard import UnishardConfig, config_schema
 from schemas.config.views import EditRule, EditViewConfig, ViewConfig, ViewsConfig
 
 __all__ = [
@@ -87,6 +87,7 @@ __all__ = [
     "UnishardConfig",
     "ViewConfig",
     "ViewsConfig",
+    "config_schema",
     "default_prompts",
     "load_config",
     "parse_override",
