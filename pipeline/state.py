@@ -39,6 +39,7 @@ from transforms._io import fault_point, join, literal, write_atomic
 _LOG = logging.getLogger("unishard")
 
 LOCK = "_lock"
+_LOCK_READS = 10
 STAGING = "_staging"
 JOURNAL = "_commit.json"
 STALE_AFTER_S = 24 * 3600
@@ -79,7 +80,13 @@ def output_lock(output: str) -> Iterator[None]:
             descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             holder = _read_lock(path)
-            if holder and not _stale(holder):
+            if holder is None:
+                raise OutputBusy(
+                    f"{path} is not a unishard lock (unishard writes its run's pid, host and start time there, as "
+                    "JSON), so it is left alone: it may be another program's file. Move it out of the output folder, "
+                    "or give another --output"
+                ) from None
+            if not _stale(holder):
                 raise OutputBusy(
                     f"{output} is being written by another unishard run (pid {holder.get('pid')} on "
                     f"{holder.get('host')}, started {time.ctime(holder.get('started', 0))}). Wait for it to finish, "
@@ -102,11 +109,24 @@ def output_lock(output: str) -> Iterator[None]:
 
 
 def _read_lock(path: str) -> dict | None:
+    """The lock at ``path`` as unishard wrote it, or ``None`` when it holds something else (or nothing, after a
+    short wait for a run that has just created it to write it)."""
+    for attempt in range(_LOCK_READS):
+        try:
+            with open(path, encoding="utf-8") as handle:
+                text = handle.read()
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError):
+            return None
+        if text or attempt == _LOCK_READS - 1:
+            break
+        time.sleep(0.1)
     try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except (OSError, ValueError):
+        holder = json.loads(text)
+    except ValueError:
         return None
+    return holder if isinstance(holder, dict) and {"pid", "host", "started"} <= holder.keys() else None
 
 
 def _stale(holder: dict) -> bool:

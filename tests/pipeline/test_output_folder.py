@@ -128,6 +128,20 @@ def test_a_forced_run_stops_before_committing_over_a_persons_file(inputs, tmp_pa
     assert not (project / "_run").exists() and not (project / "shards" / "pairs").exists()
 
 
+@pytest.mark.parametrize("content", [b"lockfile of another tool\n", b"", b'{"pid": 1}'])
+def test_a_forced_run_leaves_a_persons_file_named_like_its_lock_and_says_so(inputs, tmp_path, capsys, content):
+    """``_lock`` is where unishard keeps its run's lock; a file there that is not one was deleted by --force."""
+    project = tmp_path / "project"
+    theirs = {"_lock": content, "thesis.docx": b"PK\x03\x04 chapter one"}
+    _plant(project, theirs)
+
+    assert _run(inputs, project, "--force") != 0
+
+    error = capsys.readouterr().err
+    assert f"{project.resolve() / '_lock'} is not a unishard lock" in error and "--output" in error
+    assert _tree(project) == theirs
+
+
 def test_a_rerun_replaces_its_own_files_and_leaves_a_stray_file_and_links_alone(inputs, own, tmp_path, capsys):
     folder, elsewhere = _elsewhere(tmp_path)
     split = sorted(own.glob("shards/pairs/*/shard-*.tar"))[0].parent.relative_to(own)
