@@ -1,5 +1,6 @@
 """Loading a config: a file, ``--set`` overrides, and errors that name where each bad key came from."""
 
+import pydantic
 import pytest
 
 from schemas.config.load import ConfigError, load_config
@@ -24,6 +25,38 @@ def test_without_a_file_or_overrides_the_defaults_are_valid_and_a_bad_override_a
     with pytest.raises(ConfigError) as caught:
         load_config(None, ["quality.enabled=perhaps"])
     assert str(caught.value).startswith("the defaults: invalid configuration\n  quality.enabled (from --set")
+
+
+def _keys_with_a_default_that_may_be_unset(model, prefix=""):
+    """Every ``section.key`` whose type admits None but whose default is a value, read off the pydantic models."""
+    import typing
+
+    for name, field in model.model_fields.items():
+        if isinstance(field.annotation, type) and issubclass(field.annotation, pydantic.BaseModel):
+            yield from _keys_with_a_default_that_may_be_unset(field.annotation, f"{prefix}{name}.")
+        elif type(None) in typing.get_args(field.annotation) and field.default is not None:
+            yield f"{prefix}{name}"
+
+
+def test_none_unsets_a_key_that_may_be_unset_from_the_command_line_and_from_a_file(tmp_path):
+    """TOML has no null: the docs said "unset to turn it off" of keys whose default no override could remove."""
+    from schemas.config import UnishardConfig
+
+    keys = sorted(_keys_with_a_default_that_may_be_unset(UnishardConfig))
+    assert "near_dedup.related_max_distance" in keys and "faces.coarse_scale_factor" in keys
+    config = load_config(None, [f"{key}=none" for key in keys])
+    for key in keys:
+        section, name = key.rsplit(".", 1)
+        holder = config
+        for part in section.split("."):
+            holder = getattr(holder, part)
+        assert getattr(holder, name) is None, key
+    job = tmp_path / "job.toml"
+    job.write_text('[near_dedup]\nrelated_max_distance = "None"\n', encoding="utf-8")
+    assert load_config(job).near_dedup.related_max_distance is None
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, ["normalise.max_side=none"])  # a key that needs a value still says so
+    assert "normalise.max_side (from --set normalise.max_side=none)" in str(caught.value)
 
 
 @pytest.mark.parametrize("kind", ["files", "manifest", "webdataset", "mmc4", "obelics"])

@@ -9,6 +9,7 @@ not code).
 import copy
 import functools
 import json
+import typing
 from importlib import resources
 from typing import Annotated, Any, Literal
 
@@ -43,10 +44,25 @@ def _prompts() -> dict:
     return json.loads(resources.files("schemas").joinpath("data", "prompts.json").read_text(encoding="utf-8"))
 
 
+_UNSET = "none"
+
+
 class Section(pydantic.BaseModel):
-    """Base of every config section: frozen, and unknown keys are errors."""
+    """Base of every config section: frozen, and unknown keys are errors.
+
+    TOML has no null, so a key that may be unset takes the text ``none`` to unset a default it has
+    (``--set near_dedup.related_max_distance=none``, or ``related_max_distance = "none"`` in a file).
+    """
 
     model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
+
+    @pydantic.field_validator("*", mode="before")
+    @classmethod
+    def _unset(cls, value: Any, info: pydantic.ValidationInfo) -> Any:
+        if isinstance(value, str) and value.strip().lower() == _UNSET:
+            if type(None) in typing.get_args(cls.model_fields[info.field_name].annotation):
+                return None
+        return value
 
 
 SurvivorCriterion = Literal["resolution", "file_size", "richness", "clip_score"]
