@@ -374,10 +374,21 @@ def manifest_rows(path: str) -> Iterator[dict[str, Any]]:
             csv.field_size_limit(CSV_FIELD_LIMIT)
             reader = csv.DictReader(itertools.chain([header], text), delimiter=delimiter)
             for number, row in enumerate(reader, start=1):
-                if any(_NOT_UTF8.search(str(value)) for pair in row.items() for value in pair):
+                if None in row:  # the fields past the header's columns
+                    yield {"__error__": _surplus_fields(number, reader, row, delimiter)}
+                elif any(_NOT_UTF8.search(str(value)) for pair in row.items() for value in pair):
                     yield {"__error__": f"row {number} {_NOT_UTF8_ADVICE} (in Excel: CSV UTF-8)"}
                 else:
                     yield row
+
+
+def _surplus_fields(number: int, reader: csv.DictReader, row: dict, delimiter: str) -> str:
+    surplus, columns = len(row[None]), len(reader.fieldnames or ())
+    return (
+        f"row {number} (line {reader.line_num}) has {columns + surplus} fields, the header {columns}: a value that "
+        f"holds the delimiter {delimiter!r} must be in double quotes (\"red{delimiter} white and blue\"); quote it, "
+        "or fix the row"
+    )
 
 
 def _json_lines(lines: Iterable[str]) -> Iterator[dict[str, Any]]:

@@ -845,6 +845,33 @@ def test_a_metadata_file_without_a_file_name_column_is_one_named_row_and_its_fol
     assert "'file_name'" in rows["metadata.csv"]["detail"] and "price, sku" in rows["metadata.csv"]["detail"]
 
 
+@pytest.mark.parametrize("as_input", [False, True], ids=["folder metadata.csv", "manifest input"])
+def test_a_csv_row_with_an_unquoted_delimiter_is_its_own_named_row_and_the_others_are_read(
+    tmp_path, run, photo, as_input
+):
+    """A caption with an unquoted comma gave the row a field under the key None, and the whole job crashed."""
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    for seed, name in enumerate(["mug.jpg", "flag.jpg", "lamp.jpg"]):
+        photo(240, 180, seed=seed).save(folder / name)
+    table = folder / ("list.csv" if as_input else "metadata.csv")
+    table.write_text(
+        'file_name,caption\nmug.jpg,a red mug\nflag.jpg,red, white and blue\nlamp.jpg,"a lamp, lit"\n',
+        encoding="utf-8",
+    )
+    out = run([{"path": str(table), "kind": "manifest"} if as_input else folder], quality={"enabled": False})
+
+    rows = out.ledger_by_name()
+    bad = rows[f"{table.name}#2"]
+    assert bad["reason"] == "malformed_manifest_row"
+    assert "row 2 (line 3) has 3 fields, the header 2" in bad["detail"] and "double quotes" in bad["detail"]
+    assert sorted(out.texts_by_name().values()) == ["a lamp, lit", "a red mug"]
+    items = [f"{table.name}#{n}" for n in (1, 3)] if as_input else ["mug.jpg", "lamp.jpg", "flag.jpg"]
+    assert set(rows) == {*items, f"{table.name}#2"}, "each image once and the bad row once"
+    if not as_input:
+        assert rows["flag.jpg"]["reason"] == "no_text", "the image is still read, without the row's caption"
+
+
 @pytest.mark.parametrize(
     ("path", "top", "spelled"),
     [
