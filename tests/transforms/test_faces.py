@@ -47,6 +47,58 @@ def test_detects_the_astronaut_face_and_nothing_on_a_texture(astronaut, photo):
     assert detect_faces(photo(seed=3), detector, FacesConfig()) == []
 
 
+def _whole_frame_scan(image: Image.Image, config: FacesConfig) -> list[tuple]:
+    """The plain OpenCV call on the grey copy the stage scans, mapped back to ``image`` pixels: the reference."""
+    import cv2
+
+    grey = np.asarray(image.convert("L"))
+    scale = min(1.0, config.detect_side / max(grey.shape))
+    size = (round(grey.shape[1] * scale), round(grey.shape[0] * scale))
+    grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA) if scale < 1 else grey
+    smallest = max(12, round(config.min_face * min(grey.shape)))
+    found = load_detector().detectMultiScale(grey, config.scale_factor, config.min_neighbors, minSize=(smallest,) * 2)
+    return [tuple(round(v / scale) for v in box) for box in np.asarray(found).reshape(-1, 4).tolist()]
+
+
+def _iou(a: tuple, b: tuple) -> float:
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    inter = max(0, min(ax + aw, bx + bw) - max(ax, bx)) * max(0, min(ay + ah, by + bh) - max(ay, by))
+    return inter / (aw * ah + bw * bh - inter)
+
+
+def _with_heads(background: Image.Image, places: list[tuple[int, int, int]]) -> Image.Image:
+    """``background`` with the astronaut's head pasted at each ``(x, y, side)``."""
+    head, image = Image.fromarray(skimage.data.astronaut()).crop((165, 45, 285, 175)), background.copy()
+    for x, y, side in places:
+        image.paste(head.resize((side, round(side * 130 / 120))), (x, y))
+    return image
+
+
+@pytest.mark.parametrize(
+    "size, places",
+    [
+        ((900, 600), [(40, 30, 150)]),
+        ((900, 600), [(700, 420, 120), (60, 50, 220)]),
+        ((640, 480), [(300, 10, 60), (0, 300, 140), (480, 200, 90)]),
+        ((1200, 500), [(1080, 380, 100)]),
+    ],
+    ids=["one large", "two in corners", "three sizes, one at the edge", "wide frame, bottom right"],
+)
+def test_the_coarse_first_scan_finds_the_faces_the_whole_frame_scan_finds(photo, size, places):
+    image = _with_heads(photo(*size, seed=11), places)
+    reference = _whole_frame_scan(image, FacesConfig())
+    assert len(reference) == len(places)  # the reference itself sees every pasted head
+    found = detect_faces(image, load_detector(), FacesConfig())
+    assert len(found) == len(reference)
+    for box in reference:
+        assert max(_iou(box, mine) for mine in found) > 0.5, (box, found)
+    unset = detect_faces(image, load_detector(), FacesConfig(coarse_scale_factor=None))
+    assert len(unset) == len(reference)
+    for box in reference:  # the same boxes, but for a pixel of rounding
+        assert max(_iou(box, mine) for mine in unset) > 0.95
+
+
 def test_blur_changes_the_face_region_and_nothing_else(astronaut):
     config = FacesConfig()
     boxes = detect_faces(astronaut, load_detector(), config)
