@@ -386,7 +386,7 @@ def _surplus_fields(number: int, reader: csv.DictReader, row: dict, delimiter: s
     surplus, columns = len(row[None]), len(reader.fieldnames or ())
     return (
         f"row {number} (line {reader.line_num}) has {columns + surplus} fields, the header {columns}: a value that "
-        f"holds the delimiter {delimiter!r} must be in double quotes (\"red{delimiter} white and blue\"); quote it, "
+        f'holds the delimiter {delimiter!r} must be in double quotes ("red{delimiter} white and blue"); quote it, '
         "or fix the row"
     )
 

@@ -41,6 +41,8 @@ class WriteParts(beam.PTransform):
         rows_of: The rows an element writes (one for a ledger row, several for an item's audit counts).
         what: What the elements are, for the error when an id repeats ("ledger", "document ledger").
         rows_per_part: Elements per part.
+        empty_part: Without elements, write one part without rows (the ledger of a run that listed nothing is
+            still a ledger that readers find), instead of none.
     """
 
     def __init__(
@@ -52,20 +54,26 @@ class WriteParts(beam.PTransform):
         rows_of: Callable[[Any], list[dict]],
         what: str,
         rows_per_part: int,
+        empty_part: bool = False,
     ):
         super().__init__()
         self._output, self._folder, self._schema = output, folder, schema
         self._id_of, self._rows_of, self._what = id_of, rows_of, what
         self._rows_per_part = rows_per_part
+        self._empty_part = empty_part
 
     def expand(self, elements: beam.PCollection) -> beam.PCollection:
         total = elements | "Count" >> beam.combiners.Count.Globally()
-        return (
+        written = (
             elements
             | "Part" >> beam.Map(self._assign, total=beam.pvalue.AsSingleton(total))
             | "GroupPart" >> beam.GroupByKey()
             | "WritePart" >> beam.MapTuple(self._write)
         )
+        if not self._empty_part:
+            return written
+        empty = total | "EmptyPart" >> beam.FlatMap(lambda count: [] if count else [self._write(0, [])])
+        return (written, empty) | "AllParts" >> beam.Flatten()
 
     def _assign(self, element: Any, total: int) -> tuple[int, Any]:
         return part_of(self._id_of(element), max(1, math.ceil(total / self._rows_per_part))), element

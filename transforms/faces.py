@@ -13,8 +13,8 @@ The detector is ``haarcascade_frontalface_default.xml`` from ``opencv-python-hea
 cascades). It finds frontal faces only: profiles and small faces are missed, so ``blur`` lowers identifiability, it
 does not guarantee anonymity. A coarse first scan (``faces.coarse_scale_factor``) picks the regions the configured
 scan then covers: on ``benchmarks/bench_faces.py`` it finds the faces the whole-frame scan finds (as many as that scan
-itself keeps when the frame moves by one pixel) at two thirds of its time. Config section: ``faces``. Metrics: ``faces/images_with_faces``, ``faces/faces``,
-``faces/blurred``, ``faces/rejected``, ``faces/failed``.
+itself keeps when the frame moves by one pixel) at two thirds of its time. Config section: ``faces``. Metrics:
+``faces/images_with_faces``, ``faces/faces``, ``faces/blurred``, ``faces/rejected``, ``faces/failed``.
 """
 
 import dataclasses

@@ -2,9 +2,10 @@
 
 Input element type: ``LedgerRow`` from every stage (rejected and failed rows) and from shard writing (kept rows).
 Output files: ``OUT/ledger/part-NNNNN.parquet`` (rows spread over parts by a hash of the source, sorted by source
-within a part, so the bytes do not depend on the runner) and ``OUT/_run/counts.json`` (items by status, stage,
-reason and domain). The launcher reads ``counts.json`` to enforce the failure ratio: counters in Beam metrics are
-never the only record. A source seen twice is a bug in a stage; the writer raises instead of hiding it.
+within a part, so the bytes do not depend on the runner; one part without rows when no item was listed) and
+``OUT/_run/counts.json`` (items by status, stage, reason and domain). The launcher reads ``counts.json`` to enforce
+the failure ratio: counters in Beam metrics are never the only record. A source seen twice is a bug in a stage; the
+writer raises instead of hiding it.
 """
 
 import json
@@ -44,7 +45,7 @@ class WriteLedger(beam.PTransform):
 
     def expand(self, rows: beam.PCollection) -> beam.PCollection:
         _ = rows | "Parts" >> WriteParts(
-            self._output, "ledger", LEDGER_SCHEMA, _source, _as_row, "ledger", self._rows_per_part
+            self._output, "ledger", LEDGER_SCHEMA, _source, _as_row, "ledger", self._rows_per_part, empty_part=True
         )
         return (
             rows

@@ -267,6 +267,30 @@ def test_a_shipped_file_with_new_content_replaces_its_old_sample_everywhere(tmp_
     assert second.file_bytes().keys() == run([inputs], output=tmp_path / "full").file_bytes().keys()
 
 
+def test_a_run_that_listed_nothing_leaves_an_empty_ledger_and_the_next_run_builds_on_it(tmp_path, run, photo):
+    """A run of only ignored files committed an output without a ledger part; every later run into it crashed."""
+    import pyarrow.parquet as pq
+
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    (inputs / "Thumbs.db").write_bytes(b"not a picture")
+    ignore = {"ignore": ["Thumbs.db"]}
+    first = run([inputs], output=out, ingest=ignore)
+    assert first.ledger == [] and first.samples() == []
+    (part,) = (out / "ledger").glob("part-*.parquet")
+    assert pq.read_table(part).num_rows == 0
+
+    assert run([inputs], output=out, ingest=ignore).ledger == []
+    _add_photos(inputs, photo, range(3))
+    third = run([inputs], output=out, ingest=ignore)
+    assert sorted(row["status"] for row in third.ledger) == ["kept"] * 3 and len(third.samples()) == 3
+
+    # An output written before the empty part: its missing ledger means there is nothing to build on.
+    for part in (out / "ledger").glob("part-*.parquet"):
+        part.unlink()
+    assert len(run([inputs], output=out, ingest=ignore).samples()) == 3
+
+
 def test_a_live_lock_refuses_and_a_stale_lock_is_taken_over(tmp_path, run, photo):
     inputs = tmp_path / "in"
     _add_photos(inputs, photo, range(2))
