@@ -12,14 +12,23 @@ from pipeline.run_state import read_json
 from schemas import reasons
 from schemas.config.unishard import UnishardConfig
 from transforms._io import join, pattern
-from transforms._listing import broken_links, input_kind, input_pattern
+from transforms._listing import broken_links, input_kind, input_pattern, outside_output, top_folder
 from transforms.books import BOOK_PROBLEMS, BOOKS, KEPT_UNLISTED, PROBLEMS, SHOWN
 
 
 def check_inputs(config: UnishardConfig) -> None:
-    """Fail before any work when an input matches nothing (a typo in a path is the usual cause)."""
+    """Fail before any work when an input matches nothing (a typo in a path is the usual cause) or lies in the output
+    folder, whose files a run never reads."""
     if not config.ingest.inputs:
         raise RunError("no inputs: give --input PATH or add [[ingest.inputs]] to the config")
+    for spec in config.ingest.inputs:
+        if input_kind(spec) == "files" and not outside_output(top_folder(spec), config.run.output):
+            raise RunError(
+                f"input {spec.path!r} is the output folder {config.run.output} or lies inside it, and a run never "
+                "reads what lies under its output (its shards, ledger and report), so it would read nothing: give "
+                "an --output outside the input (an output inside an input folder works: --input photos --output "
+                "photos/out)"
+            )
     for spec in [*config.ingest.inputs, *config.decontaminate.exclude]:
         matched = FileSystems.match([input_pattern(spec)], limits=[1])[0].metadata_list
         if matched:

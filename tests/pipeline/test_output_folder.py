@@ -220,3 +220,18 @@ def test_an_interrupted_first_run_leaves_a_folder_unishard_still_accepts(tmp_pat
     assert is_unishard_output(str(output))
     _plant(output, {"notes.txt": b""})
     assert not is_unishard_output(str(output))
+
+
+@pytest.mark.parametrize("where", ["the output itself", "a folder inside it"])
+def test_an_input_in_the_output_folder_is_refused_before_any_work(inputs, tmp_path, capsys, where):
+    """A run never reads what lies under its output: --input X --output X --force read nothing and said 0 items."""
+    project = tmp_path / "project"
+    shutil.copytree(inputs, project / "raw" if where == "a folder inside it" else project)
+    before = _tree(project)
+
+    source = project / "raw" if where == "a folder inside it" else project
+    assert main(["run", "--input", str(source), "--output", str(project), "--smoke-models", "--force"]) == 1
+
+    error = capsys.readouterr().err
+    assert f"input {str(source)!r} is the output folder" in error and "--output outside the input" in error
+    assert _tree(project) == before
