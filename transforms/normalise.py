@@ -264,6 +264,15 @@ def normalise_image(data: bytes, config: NormaliseConfig) -> tuple[Image.Image, 
     if max(image.size) > config.max_side:
         scale = config.max_side / max(image.size)
         size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        if min(size) < config.min_side <= config.max_side:  # a thin banner: the resize would leave a strip
+            raise RejectItem(
+                reasons.TOO_SMALL,
+                f"{original.width}x{original.height} would be {size[0]}x{size[1]} after resizing to "
+                f"normalise.max_side={config.max_side}, a side below normalise.min_side={config.min_side}; raise "
+                "max_side to keep images this elongated",
+                width=original.width,
+                height=original.height,
+            )
         image = image.resize(size, Image.Resampling.LANCZOS)
     image.info.clear()
     return image, original, notes

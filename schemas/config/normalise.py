@@ -17,7 +17,12 @@ class NormaliseConfig(Section):
         "pixel of memory.",
     )
     max_side: int = pydantic.Field(1024, gt=0, description="Longer side after resizing; images are never upscaled.")
-    min_side: int = pydantic.Field(32, ge=1, description="Images whose shorter side is smaller are rejected.")
+    min_side: int = pydantic.Field(
+        32,
+        ge=1,
+        description="Images whose shorter side is smaller are rejected, in the file or after the resize to max_side "
+        "(a thin banner); when max_side is below min_side, in the file only.",
+    )
     format: Literal["jpg", "png", "webp"] = "jpg"
     quality: int = pydantic.Field(90, ge=1, le=100)
     background: tuple[int, int, int] = (255, 255, 255)

@@ -201,6 +201,17 @@ def test_rejects_images_below_min_side():
     assert _reason(jpeg_bytes(make_photo(64, 8))) == reasons.TOO_SMALL
 
 
+def test_rejects_a_banner_the_resize_would_leave_thinner_than_min_side():
+    """A 4000x60 banner was kept at 1024x15: only the file's sides met min_side."""
+    config = NormaliseConfig(max_side=1024, min_side=32)
+    with pytest.raises(RejectItem) as caught:
+        normalise_image(jpeg_bytes(make_photo(4000, 60)), config)
+    assert caught.value.reason == reasons.TOO_SMALL
+    assert "would be 1024x15 after resizing to normalise.max_side=1024" in str(caught.value)
+    image, _, _ = normalise_image(jpeg_bytes(make_photo(4000, 128)), config)
+    assert image.size == (1024, 33)
+
+
 def test_converts_cmyk_jpeg_to_srgb():
     rgb = make_photo(200, 150, seed=3)
     image, original, _ = normalise_image(jpeg_bytes(rgb.convert("CMYK"), quality=95), CONFIG)
