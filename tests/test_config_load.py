@@ -20,6 +20,25 @@ def test_an_invalid_key_names_the_set_that_gave_it_and_a_file_s_own_key_names_th
     assert any(line.startswith("  facez (from --set facez.enabled=false): unknown key") for line in lines)
 
 
+def test_a_misspelt_key_gets_the_closest_key_and_a_list_given_as_text_gets_the_list_form(tmp_path):
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, ["normalize.max_side=5", "normalise.max_sid=5", "text.fields=caption", "facez.x=1"])
+    message = str(caught.value)
+    assert "normalize (from --set normalize.max_side=5): unknown key (did you mean normalise? " in message
+    assert (
+        "normalise.max_sid (from --set normalise.max_sid=5): unknown key (did you mean normalise.max_side? " in message
+    )
+    listed = "text.fields (from --set text.fields=caption): Input should be a valid list, written in TOML: --set"
+    assert f"""{listed} 'text.fields=["a", "b"]'""" in message
+    assert "facez (from --set facez.x=1): unknown key (did you mean faces? " in message
+    job = tmp_path / "job.toml"
+    job.write_text('[text]\nfields = "caption"\n[quality]\nenabeld = false\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_config(job)
+    assert """  text.fields: Input should be a valid list, written in TOML: fields = ["a", "b"]""" in str(caught.value)
+    assert "  quality.enabeld: unknown key (did you mean quality.enabled? " in str(caught.value)
+
+
 def test_without_a_file_or_overrides_the_defaults_are_valid_and_a_bad_override_alone_is_named():
     assert load_config(None).faces.scale_factor > 1
     with pytest.raises(ConfigError) as caught:
@@ -75,7 +94,8 @@ def test_a_file_s_bad_key_does_not_blame_a_set_nobody_typed(tmp_path):
         load_config(config, ["clip.smoke=true"])
     assert str(caught.value).splitlines() == [
         f"{config}: invalid configuration",
-        "  normalise.max_sidee: unknown key (see `unishard config --schema` for the keys that exist)",
+        "  normalise.max_sidee: unknown key (did you mean normalise.max_side? see `unishard config --schema` for the "
+        "keys that exist)",
     ]
 
 

@@ -1,5 +1,6 @@
 """Reading a config: the TOML file, ``--set section.key=value`` overrides, then one validation."""
 
+import difflib
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -66,10 +67,26 @@ def _describe(error: pydantic.ValidationError, origin: str, overrides: list[str]
         setter = next((text for key, text in given.items() if _within(where, key) or _within(key, where)), None)
         shown = f"{where} (from --set {setter})" if setter else where
         if item["type"] == "extra_forbidden":
-            lines.append(f"  {shown}: unknown key (see `unishard config --schema` for the keys that exist)")
+            close = difflib.get_close_matches(str(item["loc"][-1]), _keys_at(item["loc"][:-1]), n=1)
+            hint = f"did you mean {'.'.join([*map(str, item['loc'][:-1]), close[0]])}? " if close else ""
+            lines.append(f"  {shown}: unknown key ({hint}see `unishard config --schema` for the keys that exist)")
+        elif item["type"] == "list_type":
+            written = f'--set \'{where}=["a", "b"]\'' if setter else f'{item["loc"][-1]} = ["a", "b"]'
+            lines.append(f"  {shown}: {item['msg']}, written in TOML: {written}")
         else:
             lines.append(f"  {shown}: {item['msg']}")
     return "\n".join(lines)
+
+
+def _keys_at(loc: tuple) -> list[str]:
+    """The keys of the config section at ``loc`` (a validation error's location without its last part)."""
+    model: Any = UnishardConfig
+    for part in loc:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        model = field.annotation if field else None
+        if not (isinstance(model, type) and issubclass(model, pydantic.BaseModel)):
+            return []
+    return list(model.model_fields)
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> UnishardConfig:
