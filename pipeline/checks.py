@@ -99,11 +99,15 @@ def unlisted_kept_warning(books: dict) -> str | None:
     shown = "\n    ".join(books["examples"][KEPT_UNLISTED])
     more = f"\n    ... and {count - len(books['examples'][KEPT_UNLISTED])} more" if count > SHOWN else ""
     return (
-        f"{count} kept samples' files are no longer in the input under their names (deleted, renamed or moved), "
+        f"{_samples_files(count)} are no longer in the input under their names (deleted, renamed or moved), "
         f"among them:\n    {shown}{more}\n  Their samples stay in the shards and their ledger rows stay 'kept': an "
         "incremental run never rewrites earlier shards. To ship only what the input holds now (a file deleted "
         "for its licence or for privacy), run again with --rebuild"
     )
+
+
+def _samples_files(count: int) -> str:
+    return "1 kept sample's files" if count == 1 else f"{count} kept samples' files"
 
 
 def check_writable(output: str) -> None:

@@ -92,14 +92,18 @@ def _expected_stop(record: logging.LogRecord) -> bool:
 
 
 class _Format(logging.Formatter):
-    """unishard's console lines as they are (they start with ``unishard:``); anything else with level and logger."""
+    """unishard's console lines as they are (they start with ``unishard:``), its warnings and errors as ``unishard:
+    warning: ...``; anything else with level and logger."""
 
     def __init__(self):
         super().__init__("%(levelname)s %(name)s: %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
-        if record.name == "unishard" and record.levelno <= logging.INFO and not record.exc_info:
-            return record.getMessage()
+        if record.name == "unishard" and not record.exc_info:
+            message = record.getMessage()
+            if record.levelno <= logging.INFO:
+                return message
+            return f"unishard: {record.levelname.lower()}: {message.removeprefix('unishard: ')}"
         return super().format(record)
 
 
@@ -228,5 +232,6 @@ def _report_lines(path: str | None) -> list[str]:
     elif validation.ok:
         verdict = "all valid"
     else:
-        verdict = f"{len(validation.all_problems())} problems: see `unishard validate OUT`"
+        found = len(validation.all_problems())
+        verdict = f"{found} problem{'s' if found != 1 else ''}: see `unishard validate OUT`"
     return [f"  shards: {len(shards)}{where}, {verdict}", f"  report: {html}"]

@@ -194,6 +194,15 @@ def test_the_console_lets_through_by_level_and_kind_of_logger(level, shown):
         logging.captureWarnings(False)
 
 
+def test_unishard_s_warnings_read_as_its_own_lines_with_the_level_and_others_keep_their_logger():
+    """A warning printed "WARNING unishard: unishard: 1 kept samples' files...", the name twice."""
+    formatted = console._Format().format
+    assert formatted(_record("unishard", logging.INFO, "unishard: 3 items")) == "unishard: 3 items"
+    assert formatted(_record("unishard", logging.WARNING, "unishard: left x")) == "unishard: warning: left x"
+    assert formatted(_record("unishard", logging.WARNING, "a.jpg changed")) == "unishard: warning: a.jpg changed"
+    assert formatted(_record("transforms.documents", logging.WARNING, "own")) == "WARNING transforms.documents: own"
+
+
 def test_verbosity_flags_come_out_of_the_arguments_wherever_they_are():
     assert console.split_verbosity(["run", "x.toml", "-v", "--runner=FnApiRunner"]) == (
         ["run", "x.toml", "--runner=FnApiRunner"],

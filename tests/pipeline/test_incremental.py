@@ -177,7 +177,7 @@ def test_a_deleted_kept_file_is_named_while_its_sample_stays_and_a_rebuild_takes
     for _ in range(2):  # the run that sees the deletion, and the next one, which changes nothing
         caplog.clear()
         second = run([inputs], output=tmp_path / "out")
-        assert "1 kept samples' files are no longer in the input" in caplog.text
+        assert "1 kept sample's files are no longer in the input" in caplog.text
         assert str(inputs / "photo02.jpg") in caplog.text and "--rebuild" in caplog.text
         assert second.ledger_by_name()["photo02.jpg"]["status"] == "kept" and len(second.samples()) == 4
     caplog.clear()
