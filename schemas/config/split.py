@@ -62,5 +62,5 @@ class SplitConfig(Section):
             if share < 0:
                 raise ValueError(f"split.fractions.{name} must not be negative")
         if abs(sum(self.fractions.values()) - 1.0) > 1e-6:
-            raise ValueError(f"split.fractions must add up to 1, got {sum(self.fractions.values())}")
+            raise ValueError(f"split.fractions must add up to 1, got {sum(self.fractions.values()):.6g}")
         return self
