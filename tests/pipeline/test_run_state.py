@@ -7,6 +7,8 @@ import pytest
 from pipeline.job import RunError
 from pipeline.run_state import STATE, earlier_run, merge_indexes, read_json, what_fingerprint, write_run_files
 from schemas.config.load import load_config
+from transforms._parts import parquet_bytes
+from transforms.ledger import LEDGER_SCHEMA
 
 
 def test_the_fingerprint_ignores_run_and_how_keys_but_not_thresholds():
@@ -24,6 +26,9 @@ def test_a_full_run_writes_the_state_the_next_run_builds_on(tmp_path):
     assert state == {"generation": 0, "what_sha256": what_fingerprint(config)}
     run_info = read_json(str(tmp_path / "_run" / "run.json"))
     assert (run_info["wall_seconds"], run_info["incremental"], run_info["source_config"]) == (1.235, False, "source")
+    assert earlier_run(staging, config, rebuild=False) is None, "no ledger part: the run decided nothing"
+    (tmp_path / "ledger").mkdir()
+    (tmp_path / "ledger" / "part-00000.parquet").write_bytes(parquet_bytes([], LEDGER_SCHEMA))
     earlier = earlier_run(staging, config, rebuild=False)
     assert (earlier.generation, earlier.has_shards) == (1, False)
     assert earlier_run(staging, config, rebuild=True) is None
