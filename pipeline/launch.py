@@ -152,6 +152,9 @@ def run(
             # the shards and side outputs would be too, so nothing is committed
             _LOG.info("unishard: no new, renamed, removed or failed items since the last run; %s is unchanged", output)
             discard(staging)
+            if report and not all(FileSystems.exists(join(output, name)) for name in REPORT_FILES):
+                # the run that committed this output stopped before its report (killed in or after the commit)
+                write_run_report(output)
             return RunSummary(output=output, counts=counts, seconds=seconds)
         write_run_files(staging, config, earlier, runner, beam_args, seconds, config_text)
         keep = set()

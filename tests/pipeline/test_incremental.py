@@ -485,3 +485,21 @@ def test_rows_appended_to_a_parquet_file_holding_its_images_are_an_increment_tha
     assert {path: path.read_bytes() for path in old_shards} == old_shards
     assert len(second.shard_paths()) > len(old_shards), "the new rows are a new shard"
     assert _kept(second) == _kept(full) and len(_kept(full)) == 5
+
+
+def test_a_rerun_that_changes_nothing_writes_the_report_a_killed_run_owed(tmp_path, run, photo):
+    """A run killed during its commit: the rerun finished the commit, found nothing new, and wrote no report."""
+    inputs = tmp_path / "in"
+    _add_photos(inputs, photo, range(3))
+    out = tmp_path / "out"
+    run([inputs], output=out)
+    report = (out / "report" / "index.html").read_bytes()
+    shutil.rmtree(out / "report")  # what a kill between the commit and the report leaves
+
+    run([inputs], output=out)
+
+    assert (out / "report" / "index.html").exists() and (out / "report" / "report.json").exists()
+    assert len(report) > 1000
+    before = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
+    run([inputs], output=out)
+    assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == before, "then unchanged"
