@@ -79,12 +79,15 @@ def rejected_section(report: Report, thumbnails: dict[str, str]) -> str:
 
 
 def _cluster(cluster: ClusterGallery, thumbnails: dict[str, str]) -> str:
-    members = "".join(_card(member, thumbnails, "dropped") for member in cluster.members)
+    # A member the run kept too: report-only mode, or a colour variant that keep_distinct keeps.
+    members = "".join(
+        _card(member, thumbnails, "kept" if member.status == reasons.KEPT else "dropped") for member in cluster.members
+    )
     more = cluster.size - 1 - len(cluster.members)
     more_html = f'<div class="more">+{integer(more)} more</div>' if more > 0 else ""
-    reasons = ", ".join(cluster.reasons)
+    why = ", ".join(cluster.reasons)
     return (
-        f'<div class="cluster"><div class="chead"><b>{integer(cluster.size)} images</b> · {escape(reasons)}'
+        f'<div class="cluster"><div class="chead"><b>{integer(cluster.size)} images</b> · {escape(why)}'
         f' <code title="{escape(cluster.cluster_id)}">{escape(cluster.cluster_id[:16])}</code></div>'
         f'<div class="crow">{_card(cluster.survivor, thumbnails, "survivor")}<div class="arrow">⟵</div>'
         f"{members}{more_html}</div></div>"
@@ -102,5 +105,6 @@ def duplicates_section(report: Report, thumbnails: dict[str, str]) -> str:
         "Duplicate groups",
         body,
         f"The {len(clusters)} largest of {integer(report.galleries.cluster_count)} groups, each with the survivor "
-        "that was kept in their place.",
+        "kept in place of the members marked dropped (members marked kept stay too: report-only mode, or values of "
+        "a keep_distinct field that differ).",
     )

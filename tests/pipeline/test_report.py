@@ -277,6 +277,8 @@ def test_dedup_cluster_files_and_audit_warnings_are_shown_escaped(planted, tmp_p
     assert near.size == 3 and near.reasons == ["near_dedup"] and near.survivor.key == kept[0]["key"]
     assert near.survivor.has_thumbnail and len(near.members) == 2
     assert all("kept (report only)" in m.note and "phash_hamming" in m.note for m in near.members)
+    # the members stayed in the shards: their cards say kept (the badge said dropped); other groups' still drop
+    assert page.count('<span class="badge kept">kept</span>') == 2 and '<span class="badge dropped">' in page
 
 
 def test_report_is_deterministic_and_the_cli_writes_it(planted, tmp_path, capsys):
