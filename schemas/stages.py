@@ -43,3 +43,6 @@ STAGES = (
     Stage("ledger", "WriteLedger"),
 )
 STAGE_NAMES = tuple(stage.name for stage in STAGES)
+
+# Modules whose ledger rows carry their own stage name but that run inside another stage's step.
+WITHIN = {"import_interleaved": "ingest", "placement": "documents"}

@@ -18,14 +18,17 @@ from apache_beam.io.filesystems import FileSystems
 from pipeline.validate import PAIRS_VIEW, exists, list_files, read_json, shard_parts
 from schemas import reasons
 from schemas.report import DomainCount, Funnel, FunnelStep, ReasonCount, ShardCheck, Validation
-from schemas.stages import STAGE_NAMES
+from schemas.stages import STAGE_NAMES, WITHIN
 from transforms._io import join
 
 
 def stage_rank(stage: str) -> tuple[int, str]:
-    """Position of a stage in the dataflow (``schemas.stages``); unknown stages go just before shard writing."""
+    """Position of a stage in the dataflow (``schemas.stages``; a module that runs inside another stage's step right
+    after it); unknown stages go just before shard writing."""
     if stage in STAGE_NAMES:
         return STAGE_NAMES.index(stage), ""
+    if stage in WITHIN:
+        return STAGE_NAMES.index(WITHIN[stage]), stage
     return STAGE_NAMES.index("write_shards") - 1, stage
 
 
