@@ -98,11 +98,15 @@ def stage_cpu(inputs: Path) -> None:
     hashes = config.near_dedup.hash_names()
     paths = image_paths(inputs)
     spent = dict.fromkeys(("read", "normalise", "text", "fingerprint", "yardstick_plain_pil"), 0.0)
-    input_bytes = 0
+    input_bytes = measured = 0
     for path in paths:
         clock = time.process_time()
         try:
-            metadata = read_sidecar(str(path.with_suffix("")), config.ingest.sidecar_extensions)
+            stem = str(path.with_suffix(""))
+            # the sidecars a listing would find: read_sidecar reads the suffixes it is given, and a missing one is
+            # the file's missing_file rejection
+            found = tuple(suffix for suffix in config.ingest.sidecar_extensions if Path(stem + suffix).exists())
+            metadata = read_sidecar(stem, found)
             data, _ = read_bytes(str(path))
         except RejectItem:
             continue
@@ -124,11 +128,14 @@ def stage_cpu(inputs: Path) -> None:
         clock = time.process_time()
         plain_pil(str(path), config.normalise.max_side)
         spent["yardstick_plain_pil"] += time.process_time() - clock
-    per_image = {name: round(seconds / len(paths), 5) for name, seconds in spent.items()}
+        measured += 1
+    if not measured:
+        raise SystemExit(f"stage_cpu: none of the {len(paths)} images could be read and normalised")
+    per_image = {name: round(seconds / measured, 5) for name, seconds in spent.items()}
     ours = per_image["read"] + per_image["normalise"] + per_image["text"] + per_image["fingerprint"]
     emit(
         "stage_cpu",
-        images=len(paths),
+        images=measured,
         max_side=config.normalise.max_side,
         cpu_s_per_image=per_image,
         per_item_stages_vs_yardstick=round(ours / per_image["yardstick_plain_pil"], 2),
