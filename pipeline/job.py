@@ -7,15 +7,19 @@ follows the job by polling every ``POLL_SECONDS``.
 
 import contextlib
 import logging
+import threading
 import time
+from collections.abc import Iterator
 
 import apache_beam as beam
 import grpc
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PortableOptions, StandardOptions
 from apache_beam.runners.runner import PipelineResult, PipelineState
 
 _LOG = logging.getLogger("unishard")
 POLL_SECONDS = 10
+MESSAGE_READER = "wait_until_finish_read"  # the name of the thread in which Beam's portable runner reads job messages
 
 
 class RunError(RuntimeError):
@@ -35,6 +39,32 @@ def _short(error: BaseException, keep: int = 25) -> str:
 
 def _deadline_exceeded(error: BaseException) -> bool:
     return isinstance(error, grpc.RpcError) and error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def _exists(path: str) -> bool:
+    try:
+        return FileSystems.exists(path)
+    except Exception:  # noqa: BLE001 - an unreachable store: say nothing about it rather than fail the message
+        return False
+
+
+@contextlib.contextmanager
+def _quiet_message_reader() -> Iterator[None]:
+    """Keep the traceback of Beam's message-reading thread off the console when its stream reaches
+    ``--job_server_timeout``: the job runs on, ``poll_state`` follows it, and the console says so in one line."""
+    previous = threading.excepthook
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if args.thread is not None and args.thread.name == MESSAGE_READER and _deadline_exceeded(args.exc_value):
+            _LOG.debug("unishard: Beam's job message stream reached its deadline: %s", args.exc_value)
+            return
+        previous(args)
+
+    threading.excepthook = hook
+    try:
+        yield
+    finally:
+        threading.excepthook = previous
 
 
 def poll_state(result: PipelineResult, runner: str) -> str:
@@ -79,12 +109,13 @@ def run_job(pipeline: beam.Pipeline, runner: str, staging: str) -> None:
                 "options (--job_endpoint, --flink_master, --spark_master_url, --project, --region)"
             ) from error
         _LOG.log(_chatter(runner), "unishard: job submitted to %s; state %s", runner, result.state)
-        try:
-            state = result.wait_until_finish()
-        except Exception as error:
-            if not _deadline_exceeded(error):
-                raise
-            state = poll_state(result, runner)
+        with _quiet_message_reader():
+            try:
+                state = result.wait_until_finish()
+            except Exception as error:
+                if not _deadline_exceeded(error):
+                    raise
+                state = poll_state(result, runner)
     except KeyboardInterrupt:
         with contextlib.suppress(Exception):
             if result is not None and not PipelineState.is_terminal(result.state):
@@ -94,9 +125,10 @@ def run_job(pipeline: beam.Pipeline, runner: str, staging: str) -> None:
     except RunError:
         raise
     except Exception as error:
+        partial = f"the partial output is in {staging}" if _exists(staging) else "the job wrote no output"
         raise RunError(
-            f"the Beam job failed on {runner}: {_short(error)}\nNothing was committed; the partial output is in "
-            f"{staging}. The runner's log above names the failing step"
+            f"the Beam job failed on {runner}: {_short(error)}\nNothing was committed; {partial}. The runner's log "
+            "above names the failing step"
         ) from error
     _LOG.log(_chatter(runner), "unishard: job finished on %s; state %s", runner, state)
     if state not in (PipelineState.DONE, None):

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +27,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineState
 
 from pipeline import cli
-from pipeline.job import RunError, run_job
+from pipeline.job import MESSAGE_READER, RunError, run_job
 from pipeline.profiles import resolve_options
 from tests.helpers import Output, jpeg_bytes, make_photo, write_sidecar
 
@@ -261,14 +262,17 @@ def test_no_pool_at_the_given_address_fails_the_run_with_a_message_naming_it(job
     assert not (tmp_path / "out" / "ledger").exists()
 
 
-def test_a_failing_job_raises_a_run_error_naming_the_error_and_the_staging_folder():
+def test_a_failing_job_raises_a_run_error_naming_the_error_and_the_staging_folder(tmp_path):
     with pytest.raises(RunError) as error:
-        run_job(_failing_pipeline([]), "FnApiRunner", "/out/_staging/abc")
+        run_job(_failing_pipeline([]), "FnApiRunner", str(tmp_path))
     message = str(error.value)
     assert message.startswith("the Beam job failed on FnApiRunner: ")
     assert "cannot handle" in message
     assert "Explode" in message
-    assert "Nothing was committed; the partial output is in /out/_staging/abc" in message
+    assert f"Nothing was committed; the partial output is in {tmp_path}" in message
+    # a job that failed before writing anything: no folder to point at (it named one that did not exist)
+    with pytest.raises(RunError, match="Nothing was committed; the job wrote no output"):
+        run_job(_failing_pipeline([]), "FnApiRunner", str(tmp_path / "_staging" / "abc"))
 
 
 class _StreamDeadline(grpc.RpcError):
@@ -287,7 +291,15 @@ class _LongJob:
         return next(self._states)
 
     def wait_until_finish(self) -> str:
+        # Beam's reader thread dies on the same deadline; its traceback reached the console
+        reader = threading.Thread(target=_raise_deadline, name=MESSAGE_READER)
+        reader.start()
+        reader.join()
         raise _StreamDeadline()
+
+
+def _raise_deadline() -> None:
+    raise _StreamDeadline()
 
 
 class _Submitted:
@@ -301,11 +313,18 @@ class _Submitted:
 
 def test_a_job_outliving_the_job_server_timeout_is_followed_by_polling(caplog, monkeypatch):
     monkeypatch.setattr("pipeline.job.POLL_SECONDS", 0)
+    shown = []  # what Python's thread-exception hook (which prints "Exception in thread ...") received
+    monkeypatch.setattr(threading, "excepthook", lambda args: shown.append(args.thread.name))
     job = _LongJob([PipelineState.RUNNING, PipelineState.RUNNING, PipelineState.RUNNING, PipelineState.DONE])
     with caplog.at_level(logging.INFO, logger="unishard"):
         run_job(_Submitted(job), "PortableRunner", "STAGING")
     assert "polling the job state instead" in caplog.text
     assert "state DONE" in caplog.text
+    assert shown == [], "the reader's deadline traceback reached the console"
+    broken = threading.Thread(target=_raise_deadline, name="another_thread")
+    broken.start()
+    broken.join()
+    assert shown == ["another_thread"], "other threads' errors still show"
 
 
 def test_a_job_failing_after_the_stream_deadline_raises_a_run_error(monkeypatch):
