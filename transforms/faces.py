@@ -39,6 +39,7 @@ STAGE = "faces"
 DETECTOR = "opencv_haar_frontalface_default"
 _CASCADE_FILE = "haarcascade_frontalface_default.xml"
 _PIL_FORMATS = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
+_MAX_HITS = 256  # coarse windows past which the whole frame is scanned (the corpora's photos give at most 41)
 
 Box = tuple[int, int, int, int]
 
@@ -127,6 +128,8 @@ def _scan_around(grey: np.ndarray, detector, config: FacesConfig, smallest: int)
     hits = detector.detectMultiScale(
         grey, scaleFactor=config.coarse_scale_factor, minNeighbors=0, minSize=(smallest, smallest)
     )
+    if len(hits) > _MAX_HITS:  # a crowd or a pathological texture: the regions would cover the frame anyway
+        return _scan(grey, detector, config, smallest)
     height, width = grey.shape
     regions = [
         (max(0, x - w), max(0, y - h), min(width, x + 2 * w), min(height, y + 2 * h))

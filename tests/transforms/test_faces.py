@@ -99,6 +99,15 @@ def test_the_coarse_first_scan_finds_the_faces_the_whole_frame_scan_finds(photo,
         assert max(_iou(box, mine) for mine in unset) > 0.95
 
 
+def test_past_the_cap_on_coarse_windows_the_whole_frame_is_scanned(photo, monkeypatch):
+    import transforms.faces
+
+    image = _with_heads(photo(900, 600, seed=11), [(40, 30, 150), (600, 300, 120)])
+    whole = detect_faces(image, load_detector(), FacesConfig(coarse_scale_factor=None))
+    monkeypatch.setattr(transforms.faces, "_MAX_HITS", 0)
+    assert detect_faces(image, load_detector(), FacesConfig()) == whole and len(whole) == 2
+
+
 def test_blur_changes_the_face_region_and_nothing_else(astronaut):
     config = FacesConfig()
     boxes = detect_faces(astronaut, load_detector(), config)
