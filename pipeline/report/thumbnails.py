@@ -15,11 +15,14 @@ in its thumbnail too, so a dropped duplicate does not show the face its kept sur
 import base64
 import functools
 import io
+import itertools
+import json
 import logging
 import os
 from collections import defaultdict
 
 import pydantic
+from apache_beam.io.filesystems import FileSystems
 
 from pipeline.validate import exists, read_bytes, read_samples
 from schemas.config.faces import FacesConfig
@@ -102,7 +105,26 @@ class Thumbnails:
             return held
         if lowered.endswith((".csv", ".tsv", ".jsonl", ".json", ".parquet")) and item.isdigit():
             return _read_capped(self._manifest_path(container, int(item)))
+        line, _, image = item.partition(":image")  # an interleaved document's image: FILE#LINE:imageNNNN
+        if line.isdigit() and image.isdigit():
+            return _read_capped(self._document_image(container, int(line), int(image)))
         return b""
+
+    def _document_image(self, documents: str, number: int, index: int) -> str:
+        """The path of image ``index`` of the document on line ``number`` of an MMC4 or OBELICS file, or ""."""
+        from transforms.import_interleaved import PARSERS, resolve_image
+
+        spec = self._spec(documents)
+        parse = PARSERS.get(spec.get("kind", ""))
+        if parse is None:
+            return ""
+        with FileSystems.open(documents, compression_type="uncompressed") as handle:
+            text = next(itertools.islice(io.TextIOWrapper(handle, encoding="utf-8"), number - 1, None), "")
+        images = parse(json.loads(text), "").images if text.strip() else []
+        if index >= len(images):
+            return ""
+        follow = bool(self._config.get("ingest", {}).get("follow_symlinks", False))
+        return resolve_image(images[index][1], documents, spec.get("roots", []), follow)
 
     def _held_image(self, manifest: str, number: int) -> bytes:
         """The image a Parquet manifest holds in row ``number`` (its row group read alone), or b"" for none."""

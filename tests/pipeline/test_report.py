@@ -504,3 +504,30 @@ def test_thumbnails_of_parquet_rows_holding_their_images_come_from_the_row(tmp_p
     preview = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), np.float32)
     small = np.asarray(shots[1].convert("RGB").resize(preview.shape[1::-1]), np.float32)
     assert np.abs(preview - small).mean() < 12, "the second row's image, not the first's"
+
+
+def test_thumbnails_of_interleaved_documents_images_come_from_the_files_their_lines_name(tmp_path):
+    """A rejected image of an MMC4 document (``FILE#LINE:imageNNNN``) always showed "no preview"."""
+    shots = {"hood.jpg": skimage.data.astronaut(), "oil.jpg": skimage.data.coffee()}
+    for name, pixels in shots.items():
+        Image.fromarray(pixels).save(tmp_path / name, quality=90)
+    line = {
+        "text_list": ["Open the hood.", "Check the oil level."],
+        "image_info": [
+            {"image_name": "hood.jpg", "matched_text_index": 0},
+            {"image_name": "oil.jpg", "matched_text_index": 1},
+        ],
+    }
+    documents = tmp_path / "docs.jsonl"
+    documents.write_text("{}\n" + json.dumps(line) + "\n", encoding="utf-8")
+    inputs = [{"path": str(documents), "kind": "mmc4"}]
+    thumbs = Thumbnails(str(tmp_path / "out"), {"ingest": {"inputs": inputs}, "faces": {"enabled": False}})
+
+    assert thumbs.from_source(f"{documents}#2:image0001", None)
+    assert not thumbs.from_source(f"{documents}#2:image0002", None) and not thumbs.from_source(
+        f"{documents}#1:image0000", None
+    )
+    data = base64.b64decode(thumbs.uris[f"source:{documents}#2:image0001"].split(",", 1)[1])
+    preview = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), np.float32)
+    oil = np.asarray(Image.fromarray(shots["oil.jpg"]).resize(preview.shape[1::-1]), np.float32)
+    assert np.abs(preview - oil).mean() < 12, "the line's second image, not its first"
