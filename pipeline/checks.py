@@ -13,7 +13,7 @@ from schemas import reasons
 from schemas.config.unishard import UnishardConfig
 from transforms._io import join, pattern
 from transforms._listing import broken_links, input_kind, input_pattern, outside_output, top_folder
-from transforms.books import BOOK_PROBLEMS, BOOKS, KEPT_UNLISTED, PROBLEMS, SHOWN
+from transforms.books import BOOK_PROBLEMS, BOOKS, KEPT_UNLISTED, PROBLEMS, REPLACED, SHOWN
 
 
 def check_inputs(config: UnishardConfig) -> None:
@@ -103,6 +103,20 @@ def unlisted_kept_warning(books: dict) -> str | None:
         f"among them:\n    {shown}{more}\n  Their samples stay in the shards and their ledger rows stay 'kept': an "
         "incremental run never rewrites earlier shards. To ship only what the input holds now (a file deleted "
         "for its licence or for privacy), run again with --rebuild"
+    )
+
+
+def replaced_note(books: dict) -> str | None:
+    """The sources whose changed content replaced their earlier samples in a rebuild, if any."""
+    count = books.get(REPLACED, 0)
+    if not count:
+        return None
+    shown = "\n    ".join(books["examples"][REPLACED])
+    more = f"\n    ... and {count - len(books['examples'][REPLACED])} more" if count > SHOWN else ""
+    files = "1 file's changed content replaces its" if count == 1 else f"{count} files' changed content replaces their"
+    return (
+        f"{files} earlier sample, among them:\n    {shown}{more}\n  Each one's ledger row names the old key as "
+        "replaces_key"
     )
 
 

@@ -18,7 +18,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.assemble import build
-from pipeline.checks import check_books, check_inputs, check_writable, unlisted_kept_warning
+from pipeline.checks import check_books, check_inputs, check_writable, replaced_note, unlisted_kept_warning
 from pipeline.job import RunError, run_job
 from pipeline.models import check_models, models_line
 from pipeline.output_folder import ForeignFiles, check_output_folder
@@ -139,6 +139,8 @@ def run(
         books = check_books(staging, counts)
         if warning := unlisted_kept_warning(books):
             _LOG.warning("unishard: %s", warning)
+        if note := replaced_note(books):
+            _LOG.warning("unishard: %s", note)
         failed = counts["by_status"].get("failed", 0)
         if counts["items"] and failed / counts["items"] > config.run.max_failure_ratio:
             raise RunError(

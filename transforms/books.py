@@ -10,7 +10,8 @@ incremental run carried from the earlier ledger, and every ledger row of the run
 
 It also counts, not as a problem, ``kept_unlisted``: kept samples an incremental run carried whose source this run
 did not list (the file was deleted, renamed or moved): their samples stay in the earlier shards, and the launcher
-names them, since only a rebuild takes them out.
+names them, since only a rebuild takes them out; and ``replaced``: sources whose row names the old key their new
+content replaced (``replaces_key``, after a rebuild that changed content started), which the launcher lists.
 
 The launcher reads ``books.json`` before committing and refuses to commit when a problem is counted (see
 ``pipeline.checks.check_books``); it also compares the kept rows with the samples counted in the shards' stats.
@@ -32,14 +33,15 @@ BOOKS = "books.json"
 SHOWN = 10
 PROBLEMS = ("missing", "unlisted", "repeated")
 KEPT_UNLISTED = "kept_unlisted"
-NAMED = (*PROBLEMS, KEPT_UNLISTED)
+REPLACED = "replaced"
+NAMED = (*PROBLEMS, KEPT_UNLISTED, REPLACED)
 FACTS = ("listed", "carried", "carried_kept", "ledger_rows", "sources_in_ledger", *NAMED)
 BOOK_PROBLEMS = {
     "missing": "were listed but have no ledger row (lost)",
     "unlisted": "have a ledger row but were never listed",
     "repeated": "have more than one ledger row",
 }
-_LISTED, _CARRIED, _LEDGER = "listed", "carried", "ledger"
+_LISTED, _CARRIED, _LEDGER, _REPLACES = "listed", "carried", "ledger", "replaces"
 
 
 class CheckBooks(beam.PTransform):
@@ -64,7 +66,7 @@ class CheckBooks(beam.PTransform):
             self._items | "TagItems" >> beam.Map(lambda item: (item.source, _LISTED)),
             self._rejected | "TagRejected" >> beam.Map(lambda row: (row.source, _LISTED)),
             self._carried | "TagCarried" >> beam.Map(_tag_carried),
-            ledger | "TagLedger" >> beam.Map(lambda row: (row.source, _LEDGER)),
+            ledger | "TagLedger" >> beam.FlatMap(_tag_ledger),
         ) | "AllSources" >> beam.Flatten()
         return (
             tagged
@@ -77,6 +79,12 @@ class CheckBooks(beam.PTransform):
 
 def _tag_carried(row: LedgerRow) -> tuple[str, str]:
     return row.source, f"{_CARRIED}:{row.status}"
+
+
+def _tag_ledger(row: LedgerRow) -> Iterator[tuple[str, str]]:
+    yield row.source, _LEDGER
+    if '"replaces_key"' in row.detail:
+        yield row.source, _REPLACES
 
 
 def audit_source(element: tuple[str, Iterable[str]]) -> Iterator[tuple[str, str]]:
@@ -93,6 +101,8 @@ def audit_source(element: tuple[str, Iterable[str]]) -> Iterator[tuple[str, str]
         yield "carried_kept", source
         if _LISTED not in tags:
             yield KEPT_UNLISTED, source
+    if _REPLACES in tags:
+        yield REPLACED, source
     if rows:
         yield "sources_in_ledger", source
     for _ in range(rows):

@@ -20,8 +20,8 @@ DOCUMENT = "document "
 METADATA = "(its metadata: a sidecar or manifest value)"
 _REBUILD_FILE = (
     "an incremental run cannot take an old sample out of its shard, so the whole output is rebuilt and the new "
-    "content replaces it, as it does for every other changed file (the job stops at the first one it meets; each "
-    "replaced sample's ledger detail names its old key as replaces_key)"
+    "content replaces it, as it does for every other changed file (the job stops at the first one it meets; the "
+    "rebuilt run lists them all, and each one's ledger row names its old key as replaces_key)"
 )
 _REBUILD_METADATA = (
     "an incremental run cannot rewrite the shard that holds its sample, so the whole output is rebuilt with the new "
