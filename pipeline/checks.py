@@ -13,7 +13,7 @@ from schemas import reasons
 from schemas.config.unishard import UnishardConfig
 from transforms._io import join, pattern
 from transforms._listing import broken_links, input_kind, input_pattern, outside_output, top_folder
-from transforms.books import BOOK_PROBLEMS, BOOKS, KEPT_UNLISTED, PROBLEMS, REPLACED, SHOWN
+from transforms.books import BOOK_PROBLEMS, BOOKS, KEPT_UNLISTED, PROBLEMS, REPLACED
 
 
 def check_inputs(config: UnishardConfig) -> None:
@@ -75,8 +75,7 @@ def check_books(staging: str, counts: dict) -> dict:
         )
     for name in PROBLEMS:
         if books[name]:
-            shown = "\n    ".join(books["examples"][name])
-            problems.append(f"{books[name]} sources {BOOK_PROBLEMS[name]}, among them:\n    {shown}")
+            problems.append(f"{books[name]} sources {BOOK_PROBLEMS[name]}, among them:{_examples(books, name)}")
     kept_now = counts["by_status"].get(reasons.KEPT, 0) - books["carried_kept"]
     samples = shard_samples(staging)
     if kept_now != samples:
@@ -96,13 +95,11 @@ def unlisted_kept_warning(books: dict) -> str | None:
     count = books.get(KEPT_UNLISTED, 0)
     if not count:
         return None
-    shown = "\n    ".join(books["examples"][KEPT_UNLISTED])
-    more = f"\n    ... and {count - len(books['examples'][KEPT_UNLISTED])} more" if count > SHOWN else ""
     return (
         f"{_samples_files(count)} are no longer in the input under their names (deleted, renamed or moved), "
-        f"among them:\n    {shown}{more}\n  Their samples stay in the shards and their ledger rows stay 'kept': an "
-        "incremental run never rewrites earlier shards. To ship only what the input holds now (a file deleted "
-        "for its licence or for privacy), run again with --rebuild"
+        f"among them:{_examples(books, KEPT_UNLISTED)}\n  Their samples stay in the shards and their ledger rows "
+        "stay 'kept': an incremental run never rewrites earlier shards. To ship only what the input holds now (a "
+        "file deleted for its licence or for privacy), run again with --rebuild"
     )
 
 
@@ -111,13 +108,18 @@ def replaced_note(books: dict) -> str | None:
     count = books.get(REPLACED, 0)
     if not count:
         return None
-    shown = "\n    ".join(books["examples"][REPLACED])
-    more = f"\n    ... and {count - len(books['examples'][REPLACED])} more" if count > SHOWN else ""
     files = "1 file's changed content replaces its" if count == 1 else f"{count} files' changed content replaces their"
     return (
-        f"{files} earlier sample, among them:\n    {shown}{more}\n  Each one's ledger row names the old key as "
-        "replaces_key"
+        f"{files} earlier sample, among them:{_examples(books, REPLACED)}\n  Each one's ledger row names the old "
+        "key as replaces_key"
     )
+
+
+def _examples(books: dict, fact: str) -> str:
+    """The sources ``books`` shows for ``fact``, one an indented line, and how many more there are."""
+    shown = books["examples"][fact]
+    more = f"\n    ... and {books[fact] - len(shown)} more" if books[fact] > len(shown) else ""
+    return "".join(f"\n    {source}" for source in shown) + more
 
 
 def _samples_files(count: int) -> str:
