@@ -78,7 +78,7 @@ class HashArrays(NamedTuple):
             phash=np.array([f.phash for f in features], dtype=np.uint64),
             second=np.array([f.second or 0 for f in features], dtype=np.uint64),
             has_second=np.array([f.second is not None for f in features], dtype=bool),
-            colour=decode_colours([raw if ok else blank for raw, ok in zip(raws, has_colour, strict=True)]),
+            colour=decode_colours([raw if ok else blank for raw, ok in zip(raws, has_colour, strict=True)], size // 3),
             has_colour=has_colour,
         )
 

@@ -205,9 +205,11 @@ def decode_colour(signature: str | bytes) -> np.ndarray:
     return decode_colours([bytes.fromhex(signature) if isinstance(signature, str) else signature])[0]
 
 
-def decode_colours(raws: list[bytes]) -> np.ndarray:
-    """Equal-length raw colour signatures as one ``(n, cells, 3)`` float array in CIELAB units."""
-    values = np.frombuffer(b"".join(raws), np.uint8).reshape(len(raws), -1, 3).astype(np.float32)
+def decode_colours(raws: list[bytes], cells: int = -1) -> np.ndarray:
+    """Equal-length raw colour signatures as one ``(n, cells, 3)`` float array in CIELAB units (``cells`` is read
+    off the signatures; give it for a list that may be empty)."""
+    values = np.frombuffer(b"".join(raws), np.uint8).reshape(len(raws), cells if cells >= 0 else -1, 3)
+    values = values.astype(np.float32)
     return values * np.array([1 / 2.55, 1, 1], np.float32) - np.array([0, 128, 128], np.float32)
 
 

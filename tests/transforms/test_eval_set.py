@@ -118,6 +118,22 @@ def test_eval_set_files_hold_the_test_images_with_metadata_answers(tmp_path):
     assert not (folder / "leaks.json").exists()
 
 
+def test_an_eval_split_that_got_no_sample_gives_an_empty_eval_set(tmp_path):
+    """A small run whose eval split drew no group: the leak index of no probe crashed the job (a reshape of 0)."""
+    samples = [
+        _sample(f"t{i}", make_photo(64, 64, 20 + i), "train", {"label": "dent"}, text="a panel") for i in range(3)
+    ]
+    with BeamTestPipeline() as pipeline:
+        _ = (
+            pipeline
+            | beam.Create(samples)
+            | BuildEvalSet(EvalSetConfig(), str(tmp_path), ("train", "validation", "test"), NEAR, SEMANTIC)
+        )
+    summary = json.loads((tmp_path / "eval" / "eval_set.json").read_text())
+    assert (summary["images"], summary["leak_check"]["leaks"], summary["leak_check"]["compared_samples"]) == (0, 0, 3)
+    assert (tmp_path / "eval" / "understanding.jsonl").read_text() == ""
+
+
 def test_a_planted_leak_fails_the_run_naming_the_pair(tmp_path):
     """A test image whose one-pixel edit sits in train (dedup never linked them): the run fails and names both.
     The real pipeline writes the same pair to ``eval/leaks.json`` (``tests/transforms/test_split.py``)."""
