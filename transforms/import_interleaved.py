@@ -222,6 +222,19 @@ def _lines(path: str) -> Iterator[tuple[int, str]]:
                 yield number, line
 
 
+def image_path(documents: str, kind: str, number: int, index: int, roots: list[str], follow_symlinks: bool) -> str:
+    """The file of image ``index`` of the document on line ``number`` of ``documents`` (its item source is
+    ``documents#number:imageNNNN``), resolved as ingest resolves it; "" when the line has no such image.
+
+    Raises:
+        RejectItem: The image's reference leads out of ``roots``, or names no file.
+        ValueError: The line is not a document of ``kind``.
+    """
+    text = next((line for found, line in _lines(documents) if found == number), "")
+    images = PARSERS[kind](json.loads(text), "").images if text else []
+    return resolve_image(images[index][1], documents, roots, follow_symlinks) if index < len(images) else ""
+
+
 def with_document(output: Any, doc_id: str) -> Any:
     """``output`` with a rejected image's ledger row naming its document (``LedgerRow.document_id``), so the
     documents stage lists the image among those that left its document."""

@@ -15,14 +15,11 @@ in its thumbnail too, so a dropped duplicate does not show the face its kept sur
 import base64
 import functools
 import io
-import itertools
-import json
 import logging
 import os
 from collections import defaultdict
 
 import pydantic
-from apache_beam.io.filesystems import FileSystems
 
 from pipeline.validate import exists, read_bytes, read_samples
 from schemas.config.faces import FacesConfig
@@ -111,20 +108,14 @@ class Thumbnails:
         return b""
 
     def _document_image(self, documents: str, number: int, index: int) -> str:
-        """The path of image ``index`` of the document on line ``number`` of an MMC4 or OBELICS file, or ""."""
-        from transforms.import_interleaved import PARSERS, resolve_image
+        """The path of image ``index`` of the document on line ``number`` of an MMC4 or OBELICS input, or ""."""
+        from transforms.import_interleaved import PARSERS, image_path
 
         spec = self._spec(documents)
-        parse = PARSERS.get(spec.get("kind", ""))
-        if parse is None:
-            return ""
-        with FileSystems.open(documents, compression_type="uncompressed") as handle:
-            text = next(itertools.islice(io.TextIOWrapper(handle, encoding="utf-8"), number - 1, None), "")
-        images = parse(json.loads(text), "").images if text.strip() else []
-        if index >= len(images):
+        if spec.get("kind") not in PARSERS:
             return ""
         follow = bool(self._config.get("ingest", {}).get("follow_symlinks", False))
-        return resolve_image(images[index][1], documents, spec.get("roots", []), follow)
+        return image_path(documents, spec["kind"], number, index, spec.get("roots", []), follow)
 
     def _held_image(self, manifest: str, number: int) -> bytes:
         """The image a Parquet manifest holds in row ``number`` (its row group read alone), or b"" for none."""
