@@ -109,8 +109,8 @@ def output_lock(output: str) -> Iterator[None]:
 
 
 def _read_lock(path: str) -> dict | None:
-    """The lock at ``path`` as unishard wrote it, or ``None`` when it holds something else (or nothing, after a
-    short wait for a run that has just created it to write it)."""
+    """The lock at ``path`` as unishard wrote it; ``{}`` when it is gone (its run just ended: a stale lock); ``None``
+    when it holds something else (or nothing, after a short wait for a run that has just created it to write it)."""
     for attempt in range(_LOCK_READS):
         try:
             with open(path, encoding="utf-8") as handle:
