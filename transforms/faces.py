@@ -19,6 +19,7 @@ itself keeps when the frame moves by one pixel) at two thirds of its time. Confi
 
 import dataclasses
 import io
+import math
 from collections.abc import Iterator
 from typing import NamedTuple
 
@@ -109,21 +110,29 @@ def detect_faces(image: Image.Image, detector, config: FacesConfig) -> list[Box]
     return sorted(boxes)
 
 
-def _scan(grey: np.ndarray, detector, config: FacesConfig, smallest: int) -> list[Box]:
+def _scan(grey: np.ndarray, detector, config: FacesConfig, smallest: int, largest: int = 0) -> list[Box]:
+    """The configured scan for windows from ``smallest`` to ``largest`` pixels (0: as large as the frame)."""
     found = detector.detectMultiScale(
-        grey, scaleFactor=config.scale_factor, minNeighbors=config.min_neighbors, minSize=(smallest, smallest)
+        grey,
+        scaleFactor=config.scale_factor,
+        minNeighbors=config.min_neighbors,
+        minSize=(smallest, smallest),
+        maxSize=(largest, largest),
     )
     return [tuple(box) for box in np.asarray(found).reshape(-1, 4).tolist()]
 
 
 def _scan_around(grey: np.ndarray, detector, config: FacesConfig, smallest: int) -> list[Box]:
-    """The configured scan, run only on the regions around the windows a coarse scan accepts.
+    """The configured scan, run only on the regions around the windows a coarse scan accepts, at their sizes.
 
     Most of a frame holds no window that passes every stage of the cascade even at a coarse step, and the fine
     scan's cost is its pixel count: a region is a coarse window grown by its own size on each side, and overlapping
-    regions are merged, so each face is scanned once with its neighbours. On ``benchmarks/bench_faces.py`` every face
-    the whole-frame scan finds has a coarse window on it; the boxes differ from a whole-frame scan's as much as a
-    one-pixel shift of the frame moves them (the cascade's grid starts at the region's corner).
+    regions are merged, so each face is scanned once with its neighbours. A face lies within one coarse step of the
+    window that accepted it, so a region is scanned for windows within two coarse steps of the sizes accepted in it;
+    that skips the pyramid levels of smaller windows, which hold most of a region's pixels. On
+    ``benchmarks/bench_faces.py`` every face the whole-frame scan finds has a coarse window on it; the boxes differ
+    from a whole-frame scan's as much as a one-pixel shift of the frame moves them (the cascade's grid starts at the
+    region's corner).
     """
     hits = detector.detectMultiScale(
         grey, scaleFactor=config.coarse_scale_factor, minNeighbors=0, minSize=(smallest, smallest)
@@ -131,14 +140,17 @@ def _scan_around(grey: np.ndarray, detector, config: FacesConfig, smallest: int)
     if len(hits) > _MAX_HITS:  # a crowd or a pathological texture: the regions would cover the frame anyway
         return _scan(grey, detector, config, smallest)
     height, width = grey.shape
-    regions = [
-        (max(0, x - w), max(0, y - h), min(width, x + 2 * w), min(height, y + 2 * h))
+    grown = [
+        ((max(0, x - w), max(0, y - h), min(width, x + 2 * w), min(height, y + 2 * h)), w)
         for x, y, w, h in np.asarray(hits).reshape(-1, 4).tolist()
     ]
+    spread = config.coarse_scale_factor**2
     found = []
-    for left, top, right, bottom in _merged(regions):
+    for left, top, right, bottom in _merged([region for region, _ in grown]):
+        sizes = [w for (x0, y0, x1, y1), w in grown if left <= x0 and x1 <= right and top <= y0 and y1 <= bottom]
+        low, high = max(smallest, math.floor(min(sizes) / spread)), math.ceil(max(sizes) * spread)
         crop = np.ascontiguousarray(grey[top:bottom, left:right])
-        found += [(x + left, y + top, w, h) for x, y, w, h in _scan(crop, detector, config, smallest)]
+        found += [(x + left, y + top, w, h) for x, y, w, h in _scan(crop, detector, config, low, high)]
     return found
 
 

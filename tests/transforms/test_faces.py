@@ -99,6 +99,33 @@ def test_the_coarse_first_scan_finds_the_faces_the_whole_frame_scan_finds(photo,
         assert max(_iou(box, mine) for mine in unset) > 0.95
 
 
+class _Recording:
+    """A detector that records the window sizes each scan asked for, then runs the real one."""
+
+    def __init__(self):
+        self.scans, self._detector = [], load_detector()
+
+    def detectMultiScale(self, grey, scaleFactor, minNeighbors, minSize, maxSize=(0, 0)):  # noqa: N802, N803
+        self.scans.append((scaleFactor, minNeighbors, minSize[0], maxSize[0]))
+        return self._detector.detectMultiScale(
+            grey, scaleFactor=scaleFactor, minNeighbors=minNeighbors, minSize=minSize, maxSize=maxSize
+        )
+
+
+def test_the_fine_scans_skip_window_sizes_far_from_the_faces_the_coarse_scan_saw(photo):
+    config = FacesConfig()
+    image = _with_heads(photo(900, 600, seed=11), [(700, 420, 120), (60, 50, 220)])
+    detector = _Recording()
+    found = detect_faces(image, detector, config)
+    assert len(found) == 2
+    coarse, *fine = detector.scans
+    assert coarse[:2] == (config.coarse_scale_factor, 0)
+    # The heads are 51 and 94 px on the 384-px grey copy. Without limits every fine scan would start at the
+    # smallest wanted face, 13 px here (5% of the 256-px short side), and run to the region's size.
+    assert fine and all(scan[:2] == (config.scale_factor, config.min_neighbors) for scan in fine)
+    assert all(low > 13 and 0 < high < 256 for *_, low, high in fine), detector.scans
+
+
 def test_past_the_cap_on_coarse_windows_the_whole_frame_is_scanned(photo, monkeypatch):
     import transforms.faces
 
