@@ -372,22 +372,78 @@ def manifest_rows(path: str) -> Iterator[dict[str, Any]]:
             delimiter = max(CSV_DELIMITERS, key=lambda mark: counts[mark]) if any(counts.values()) else ","
             # A product description or an HTML export can pass the csv module's 128 KB default for one field.
             csv.field_size_limit(CSV_FIELD_LIMIT)
-            reader = csv.DictReader(itertools.chain([header], text), delimiter=delimiter)
-            for number, row in enumerate(reader, start=1):
+            yield from _csv_rows(header, text, delimiter)
+
+
+class _Lines:
+    """An iterator of text lines that counts them and keeps those of the row being read (``row``)."""
+
+    def __init__(self, lines: Iterator[str], number: int = 0):
+        self._lines, self.number, self.row = lines, number, []
+
+    def __iter__(self) -> "_Lines":
+        return self
+
+    def __next__(self) -> str:
+        line = next(self._lines)
+        self.number += 1
+        self.row.append(line)
+        return line
+
+    def start(self) -> int:
+        """The index in ``row`` of the row's first line: the csv module skips blank lines before a row."""
+        return next((index for index, line in enumerate(self.row) if line.strip()), 0)
+
+
+def _csv_rows(header: str, text: Iterator[str], delimiter: str) -> Iterator[dict[str, Any]]:
+    """The rows under a CSV ``header`` line, each a dict, or ``{"__error__": why}`` for a row that cannot be one.
+
+    The csv module reads strictly: a double quote that never closes would otherwise swallow every later line into
+    one value, and the images those lines name would vanish from the run. A row it cannot read is an error naming its
+    line, and reading starts again at the line after that row's first.
+    """
+    columns = next(csv.reader([header], delimiter=delimiter), [])
+    lines, number = _Lines(iter(text), 1), 0
+    while True:
+        reader = csv.DictReader(lines, fieldnames=columns, delimiter=delimiter, strict=True)
+        try:
+            for row in reader:
+                number += 1
+                first = lines.number - len(lines.row) + 1 + lines.start()
+                lines.row = []
                 if None in row:  # the fields past the header's columns
-                    yield {"__error__": _surplus_fields(number, reader, row, delimiter)}
+                    yield {"__error__": _surplus_fields(number, first, len(columns), row, delimiter)}
                 elif any(_NOT_UTF8.search(str(value)) for pair in row.items() for value in pair):
                     yield {"__error__": f"row {number} {_NOT_UTF8_ADVICE} (in Excel: CSV UTF-8)"}
                 else:
                     yield row
+            return
+        except csv.Error as error:
+            number += 1
+            start = lines.start()
+            first, rest = lines.number - len(lines.row) + 1 + start, lines.row[start + 1 :]
+            yield {"__error__": _unreadable_row(number, first, lines.number, str(error))}
+            lines = _Lines(itertools.chain(rest, lines), first)
 
 
-def _surplus_fields(number: int, reader: csv.DictReader, row: dict, delimiter: str) -> str:
-    surplus, columns = len(row[None]), len(reader.fieldnames or ())
+def _surplus_fields(number: int, line: int, columns: int, row: dict, delimiter: str) -> str:
     return (
-        f"row {number} (line {reader.line_num}) has {columns + surplus} fields, the header {columns}: a value that "
+        f"row {number} (line {line}) has {columns + len(row[None])} fields, the header {columns}: a value that "
         f'holds the delimiter {delimiter!r} must be in double quotes ("red{delimiter} white and blue"); quote it, '
         "or fix the row"
+    )
+
+
+def _unreadable_row(number: int, first: int, last: int, error: str) -> str:
+    if error == "unexpected end of data":
+        return (
+            f"row {number} (line {first}) opens a double quote that never closes, so lines {first} to {last} read as "
+            f"one value; the lines after line {first} were read again as rows. Close the quote, or write a double "
+            'quote inside a value as two ("12"" pipe")'
+        )
+    return (
+        f"row {number} (line {first}) cannot be read as CSV ({error}): a value in double quotes must end at its "
+        'closing quote; write a double quote inside a value as two ("12"" pipe")'
     )
 
 

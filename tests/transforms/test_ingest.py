@@ -872,6 +872,32 @@ def test_a_csv_row_with_an_unquoted_delimiter_is_its_own_named_row_and_the_other
         assert rows["flag.jpg"]["reason"] == "no_text", "the image is still read, without the row's caption"
 
 
+@pytest.mark.parametrize("as_input", [False, True], ids=["folder metadata.csv", "manifest input"])
+def test_a_csv_quote_that_never_closes_is_its_own_named_row_and_the_rows_after_it_are_read(
+    tmp_path, run, photo, as_input
+):
+    """The quote swallowed every later line into one caption: their images had no ledger row at all."""
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    names = ["mug.jpg", "pipe.jpg", "lamp.jpg", "vase.jpg"]
+    for seed, name in enumerate(names):
+        photo(240, 180, seed=seed).save(folder / name)
+    table = folder / ("list.csv" if as_input else "metadata.csv")
+    table.write_text(
+        'file_name,caption\nmug.jpg,a red mug\npipe.jpg,"12 inch pipe\nlamp.jpg,a lamp\n\nvase.jpg,a vase\n',
+        encoding="utf-8",
+    )
+    out = run([{"path": str(table), "kind": "manifest"} if as_input else folder], quality={"enabled": False})
+
+    rows = out.ledger_by_name()
+    bad = rows[f"{table.name}#2"]
+    assert bad["reason"] == "malformed_manifest_row"
+    assert "row 2 (line 3) opens a double quote that never closes" in bad["detail"], bad["detail"]
+    assert sorted(out.texts_by_name().values()) == ["a lamp", "a red mug", "a vase"]
+    items = [f"{table.name}#{n}" for n in (1, 3, 4)] if as_input else names
+    assert set(rows) == {*items, f"{table.name}#2"}, "each image once and the bad row once"
+
+
 @pytest.mark.parametrize(
     ("path", "top", "spelled"),
     [
