@@ -7,7 +7,8 @@ The survivor is the member with the most original pixels, then the richest metad
 every loser's ledger row names the survivor. In incremental runs, samples shipped by earlier runs take part
 (``Fingerprint.shipped``): they always survive and are never emitted again, so a new copy of a shipped image is
 rejected naming it.
-Config section: ``exact_dedup``. Metrics: ``exact_dedup/duplicates``.
+With ``exact_dedup.enabled = false`` only copies of one file (same bytes, so the same sample key) are merged:
+a shard can hold a key once. Config section: ``exact_dedup``. Metrics: ``exact_dedup/duplicates``.
 """
 
 from collections.abc import Iterable, Iterator
@@ -38,14 +39,15 @@ class DeduplicateExact(beam.PTransform):
         self._config = config
 
     def expand(self, fingerprints: beam.PCollection):
-        if not self._config.enabled:
-            empty = fingerprints.pipeline | "NoRejections" >> beam.Create([])
-            return DedupOutputs(survivors=fingerprints, rejected=empty)
+        # A sample's key is its file's SHA-256, and a shard holds a key once: with the stage off, copies of one
+        # file are still one sample (the others exact_duplicate, naming it), and only re-encodes are all kept.
+        by_pixels = self._config.enabled
         decided = (
             fingerprints
-            | "ByPixels" >> beam.Map(lambda fp: (fp.pixel_sha256, fp))
+            | ("ByPixels" if by_pixels else "ByFile")
+            >> beam.Map(lambda fp: (fp.pixel_sha256 if by_pixels else fp.key, fp))
             | "Group" >> beam.GroupByKey()
-            | "Decide" >> beam.ParDo(_DecideFn()).with_outputs(REJECTED, main="survivors")
+            | "Decide" >> beam.ParDo(_DecideFn(by_pixels)).with_outputs(REJECTED, main="survivors")
         )
         return DedupOutputs(survivors=decided.survivors, rejected=decided[REJECTED])
 
@@ -70,7 +72,8 @@ def decide(members: Iterable[Fingerprint]) -> tuple[Fingerprint, list[tuple[Fing
 
 
 class _DecideFn(beam.DoFn):
-    def __init__(self):
+    def __init__(self, by_pixels: bool = True):
+        self._by_pixels = by_pixels
         self._duplicates = beam.metrics.Metrics.counter(STAGE, "duplicates")
 
     def process(self, element: tuple[str, Iterable[Fingerprint]]) -> Iterator:
@@ -91,5 +94,12 @@ class _DecideFn(beam.DoFn):
                     fp.domain,
                     survivor_key=survivor.key,
                     survivor_source=survivor.source,
+                    **({} if self._by_pixels else {"message": _SAME_FILE}),
                 ),
             )
+
+
+_SAME_FILE = (
+    "the same file bytes as the survivor: a sample's key is its file's SHA-256, so one copy of a file is shipped "
+    "even with exact_dedup.enabled = false (which keeps re-encodes of one picture)"
+)

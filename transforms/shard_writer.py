@@ -163,6 +163,11 @@ def write_shard(
     def members() -> Iterator[tuple[str, bytes]]:
         for element in elements:
             item = item_of(element)
+            if items and items[-1].key == item.key:  # a tar holding a key twice is one that readers refuse
+                raise ValueError(
+                    f"two elements of the {view} view share the key {item.key} (shard {name}.tar of {split}): a stage "
+                    "let copies of one sample through; nothing is committed. This is a bug: please report it"
+                )
             items.append(item._replace(members=()))
             yield from item.members
 

@@ -48,3 +48,30 @@ def test_copies_and_lossless_reencodes_are_rejected_naming_their_survivor(tmp_pa
     assert json.loads(rows["c-reencoded.webp"]["detail"])["survivor_key"] == rows["a-original.png"]["key"]
     assert rows["d-other.png"]["status"] == "kept"
     assert len(out.samples()) == 2
+
+
+def test_with_the_stage_off_copies_of_one_file_are_still_one_sample_and_reencodes_are_kept(tmp_path, run, photo):
+    """Two copies of one file were both kept: one key twice in a tar that webdataset refuses, committed with exit 0."""
+    images = tmp_path / "images"
+    images.mkdir()
+    picture = photo(240, 180, seed=7)
+    picture.save(images / "a-original.png")
+    shutil.copy(images / "a-original.png", images / "b-copy.png")
+    picture.save(images / "c-reencoded.webp", lossless=True)
+    for path in images.iterdir():
+        (images / f"{path.stem}.txt").write_text(f"picture {path.stem}")
+    off = {"enabled": False}
+    out = run([images], exact_dedup=off, near_dedup=off, semantic_dedup=off)
+
+    rows = out.ledger_by_name()
+    assert {name: row["status"] for name, row in rows.items()} == {
+        "a-original.png": "kept",
+        "b-copy.png": "rejected",
+        "c-reencoded.webp": "kept",
+    }
+    detail = json.loads(rows["b-copy.png"]["detail"])
+    assert rows["b-copy.png"]["reason"] == reasons.EXACT_DUPLICATE and "enabled = false" in detail["message"]
+    assert detail["survivor_source"].endswith("a-original.png")
+    assert sorted(sample["__key__"] for sample in out.samples()) == sorted(
+        rows[name]["key"] for name in ("a-original.png", "c-reencoded.webp")
+    )

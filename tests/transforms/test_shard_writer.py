@@ -125,3 +125,9 @@ def test_index_lists_a_split_s_shards_in_name_order(tmp_path):
     index = json.loads((tmp_path / "shards" / "docs" / "train" / "index.json").read_text())
     assert index["__kind__"] == "wids-shard-index-v1" and index["name"] == "docs/train"
     assert [entry["url"] for entry in index["shardlist"]] == ["shard-000000.tar", "shard-000002.tar"]
+
+
+def test_write_shard_refuses_two_elements_with_one_key(tmp_path):
+    elements = [("0a", "factory"), ("0b", "marketing"), ("0b", "factory")]
+    with pytest.raises(ValueError, match="share the key 0b"):
+        write_shard(str(tmp_path), "shard-000000", "pairs", "train", elements, _item, SCHEMA)
