@@ -120,3 +120,28 @@ def test_config_schema_prints_every_key_with_its_default_lists_and_tables_includ
     sections = schema["$defs"]
     assert sections["TextConfig"]["properties"]["fields"]["default"] == TextConfig().fields
     assert sections["NearDedupConfig"]["properties"]["keep_distinct"]["default"] == NearDedupConfig().keep_distinct
+
+
+def test_a_table_for_one_rule_changes_only_the_keys_it_names_from_a_file_and_from_the_command_line(tmp_path):
+    """``[quality.blurry] enabled = true`` gave the rule the class's empty threshold: blurry images were shipped."""
+    defaults = load_config(None).quality
+    job = tmp_path / "job.toml"
+    job.write_text("[quality.blurry]\nenabled = true\n[quality.overexposed]\ndeviations = 3.0\n", encoding="utf-8")
+    for config in (
+        load_config(job).quality,
+        load_config(None, ["quality.blurry.enabled=true", "quality.overexposed.deviations=3.0"]).quality,
+    ):
+        assert config.blurry == defaults.blurry and config.blurry.threshold == 0.03
+        assert config.overexposed.threshold == defaults.overexposed.threshold == 0.35
+        assert config.overexposed.deviations == 3.0
+        assert config.low_contrast == defaults.low_contrast
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_a_number_that_is_not_finite_is_refused_naming_the_key(value):
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, [f"quality.blurry.threshold={value}"])
+    assert (
+        f"quality.blurry.threshold (from --set quality.blurry.threshold={value}): Input should be a finite number"
+        in str(caught.value)
+    )

@@ -48,13 +48,28 @@ _UNSET = "none"
 
 
 class Section(pydantic.BaseModel):
-    """Base of every config section: frozen, and unknown keys are errors.
+    """Base of every config section: frozen, unknown keys and non-finite numbers (nan, inf) are errors.
 
     TOML has no null, so a key that may be unset takes the text ``none`` to unset a default it has
     (``--set near_dedup.related_max_distance=none``, or ``related_max_distance = "none"`` in a file).
     """
 
-    model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
+    model_config = pydantic.ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _within_defaults(cls, data: Any) -> Any:
+        """A table given for a key whose default is a section changes only the keys it names: ``[quality.blurry]
+        enabled = true`` (or ``--set quality.blurry.deviations=3``) keeps blurry's default threshold, which the
+        rule's class alone does not know (its default is ``QualityRule(threshold=0.03)``). A table inside it is
+        merged by its own section the same way; a map (``faces.domains``) is replaced."""
+        if not isinstance(data, dict):
+            return data
+        merged = dict(data)
+        for name, field in cls.model_fields.items():
+            if isinstance(data.get(name), dict) and isinstance(field.default, Section):
+                merged[name] = {**field.default.model_dump(), **data[name]}
+        return merged
 
     @pydantic.field_validator("*", mode="before")
     @classmethod
