@@ -29,11 +29,10 @@ from schemas.records.inputs import InputItem
 from schemas.records.ledger import RejectItem
 from schemas.records.values import blank, finite, printable
 from transforms._confine import from_file_url, normalise
-from transforms._listing import ORPHAN, manifest_rows, pattern_roots, resolve_manifest_path, stem_items
+from transforms._listing import ORPHAN, REJECTED, manifest_rows, pattern_roots, resolve_manifest_path, stem_items
 
 NAMES = frozenset({"metadata.csv", "metadata.tsv", "metadata.jsonl", "metadata.json", "metadata.parquet"})
 NAME_COLUMN = "file_name"
-REJECTED = "__rejected__"  # metadata key of an item that is a rejection already, [reason, detail]: read raises it
 
 
 class FolderRow(NamedTuple):

@@ -31,7 +31,7 @@ from schemas.records.ledger import RejectItem
 from schemas.records.values import printable
 from transforms._annotation_files import ANNOTATION, annotation_of, is_class_names, twin_stem
 from transforms._coco import coco_rows, is_coco
-from transforms._confine import confine, from_file_url
+from transforms._confine import OPT_IN, confine, from_file_url, within
 from transforms._io import fixed_part, literal
 from transforms._reading import NOT_UTF8_TEXT, bom_encoding, caption_text
 from transforms.import_interleaved import KINDS as INTERLEAVED_KINDS
@@ -44,6 +44,7 @@ CSV_DELIMITERS = (",", ";", "\t", "|")
 CSV_FIELD_LIMIT = 2**31 - 1  # bytes of one CSV field: the largest the csv module takes everywhere
 _NOT_UTF8 = re.compile("[\udc80-\udcff]")
 _NOT_UTF8_ADVICE = "is not UTF-8 text (a legacy encoding such as Windows-1252?); save the manifest as UTF-8"
+REJECTED = "__rejected__"  # metadata key of an item that is a rejection already, [reason, detail]: read raises it
 ORPHAN = "__orphan_sidecar__"  # metadata key of a sidecar no image takes: ingest's read rejects it
 # What a sidecar named after its image's whole name (photo.jpg.json: Google Takeout, gallery-dl) may end in before its
 # own extension: every extension Pillow (and its HEIF plugin) knows.
@@ -243,12 +244,15 @@ def _first_of_each_kind(sidecars: list[str], kinds: list[str]) -> list[str]:
 
 
 def broken_links(spec: InputSpec, config: IngestConfig, output: str | None = None) -> Iterator[InputItem]:
-    """The symbolic links a local file pattern matches whose target does not exist, as items marked ``NO_IMAGE``.
+    """The symbolic links a local file pattern matches that Beam's matching skips, as items read rejects.
 
-    Beam's matching walks the same folders but skips a file it cannot size, so a photo whose link went stale (a
-    moved share, a deleted original) would leave no trace; ingest's read rejects each of these as ``missing_file``.
-    Matched as Beam matches (the folder before the first wildcard, walked without following links, and Beam's
-    translation of the pattern); links under the run's ``output`` are not inputs.
+    Beam's matching walks the same folders but skips a file it cannot size, and never enters a linked folder, so a
+    photo whose link went stale (a moved share, a deleted original) or a folder linked in from elsewhere would leave
+    no trace. A link whose target does not exist is ``missing_file``; a linked folder leading out of the input's
+    folder is one ``outside_root`` item naming it, unless ``ingest.follow_symlinks`` (then ``linked_files`` lists
+    its files; a linked folder inside the input is listed under its own name). Matched as Beam matches (the folder
+    before the first wildcard, walked without following links, and Beam's translation of the pattern); links under
+    the run's ``output`` are not inputs.
     """
     pattern = input_pattern(spec)
     one_file = not os.path.isdir(spec.path) and (os.path.lexists(spec.path) or fixed_part(pattern) == pattern)
@@ -256,24 +260,62 @@ def broken_links(spec: InputSpec, config: IngestConfig, output: str | None = Non
         return
     matches = re.compile(FileSystem.translate_pattern(pattern)).match
     domain, roots = spec.domain or config.default_domain, pattern_roots(spec)
-    # Only the broken links are held (a folder of millions of files is walked, not kept), sorted for a stable order.
-    broken = sorted(
-        path
-        for folder, _, names in os.walk(top_folder(spec))
-        for path in (os.path.join(folder, name) for name in names)
-        if os.path.islink(path)
-        and not os.path.exists(path)
-        and matches(path)
-        and outside_output(path, output)
-        and not_ignored(path, spec, config.ignore)
-    )
-    for path in broken:
+    top, real_top = top_folder(spec), os.path.realpath(top_folder(spec))
+
+    def listed(path: str) -> bool:
+        return outside_output(path, output) and not_ignored(path, spec, config.ignore)
+
+    # Only the links are held (a folder of millions of files is walked, not kept), sorted for a stable order.
+    broken, folders = [], []
+    for folder, subfolders, names in os.walk(top):
+        for path in (os.path.join(folder, name) for name in names):
+            if os.path.islink(path) and not os.path.exists(path) and matches(path) and listed(path):
+                broken.append(path)
+        for path in (os.path.join(folder, name) for name in subfolders):
+            if os.path.islink(path) and not within(os.path.realpath(path), real_top) and listed(path):
+                folders.append(path)
+    for path in sorted(broken):
         shown = printable(path)
         message = (
             f"{shown} is a symbolic link to {printable(os.readlink(path))}, which does not exist; restore the file "
             "or remove the link"
         )
         yield InputItem(shown, path, domain, metadata={NO_IMAGE: message}, roots=roots)
+    if config.follow_symlinks:
+        return
+    for path in sorted(folders):
+        shown, target = printable(path), printable(os.path.realpath(path))
+        message = (
+            f"{shown} is a symbolic link to the folder {target}, outside the input {printable(top)}: its files are "
+            f"not read. Set {OPT_IN} to read them, or give {target} as an input of its own"
+        )
+        detail = {"message": message, "path": shown, "resolved": target}
+        yield InputItem(shown, path, domain, metadata={REJECTED: [reasons.OUTSIDE_ROOT, detail]}, roots=roots)
+
+
+def linked_files(spec: InputSpec, config: IngestConfig) -> Iterator[FileMetadata]:
+    """With ``ingest.follow_symlinks``, the files a local file pattern matches inside folders linked in from outside
+    its folder, named through the link (Beam's matching never enters a linked folder). A folder reached twice (a
+    link loop, two links to one place) is listed once, under the first name in sorted order."""
+    pattern = input_pattern(spec)
+    if not config.follow_symlinks or "://" in pattern or not os.path.isdir(top_folder(spec)):
+        return
+    matches = re.compile(FileSystem.translate_pattern(pattern)).match
+    real_top, seen = os.path.realpath(top_folder(spec)), set()
+
+    def walk(folder: str, linked: bool) -> Iterator[FileMetadata]:
+        real = os.path.realpath(folder)
+        if linked and (real in seen or within(real, real_top)):
+            return
+        seen.add(real)
+        for entry in sorted(os.scandir(folder), key=lambda entry: entry.name):
+            if entry.is_dir():  # follows links
+                yield from walk(entry.path, linked or entry.is_symlink())
+            elif linked and entry.is_file() and matches(entry.path):
+                stat = entry.stat()
+                yield FileMetadata(entry.path, stat.st_size, stat.st_mtime)
+
+    yield from walk(top_folder(spec), False)
 
 
 def outside_output(path: str, output: str | None) -> bool:

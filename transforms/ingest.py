@@ -68,6 +68,7 @@ from transforms._listing import (
     broken_links,
     input_kind,
     input_pattern,
+    linked_files,
     lists_folders,
     manifest_roots,
     manifest_rows,
@@ -142,7 +143,11 @@ class ReadInputs(beam.PTransform):
                     | f"{label}Members" >> beam.FlatMap(tar_items, spec, self._config)
                 )
             else:
-                found = start | f"{label}Pattern" >> beam.Map(input_pattern) | f"{label}Match" >> fileio.MatchAll()
+                matched_files = (
+                    start | f"{label}Pattern" >> beam.Map(input_pattern) | f"{label}Match" >> fileio.MatchAll()
+                )
+                linked = start | f"{label}LinkedFolders" >> beam.FlatMap(linked_files, self._config)
+                found = (matched_files, linked) | f"{label}WithLinkedFolders" >> beam.Flatten()
                 earlier = found | f"{label}EarlierOutputs" >> beam.FlatMap(_earlier_output)
                 files, tables = (
                     found
@@ -161,7 +166,7 @@ class ReadInputs(beam.PTransform):
                     | f"{label}GroupStems" >> beam.GroupByKey()
                     | f"{label}Files" >> beam.FlatMap(stem_items_with_rows, spec, self._config)
                 )
-                # Beam's matching skips a link whose target is gone: listed here, rejected as missing_file on read.
+                # Beam's matching skips a link whose target is gone and linked folders: listed here, rejected on read.
                 links = start | f"{label}BrokenLinks" >> beam.FlatMap(broken_links, self._config, self._output)
                 items = (items, links, rows[FolderRowsFn.REJECTED_TAG]) | f"{label}WithBrokenLinks" >> beam.Flatten()
             if kind in ("files", "webdataset"):

@@ -167,6 +167,26 @@ def test_following_symlinks_is_an_opt_in_that_reads_them(linked, opened):
     assert items["own.jpg"].metadata["title"] == "outside the roots"
 
 
+def test_a_folder_linked_in_from_outside_is_one_named_rejection_or_with_the_opt_in_its_files(linked, opened):
+    """Beam's matching never enters a linked folder: its photos had no ledger row, even with the opt-in."""
+    (linked / "data" / "img" / "loop").symlink_to("..", target_is_directory=True)  # back inside: listed already
+    (linked / "outside" / "back").symlink_to(linked / "data" / "linked", target_is_directory=True)  # a loop
+    items, dropped = read_inputs([{"path": str(linked / "data")}], linked)
+    assert set(items) == {"p0.jpg", "link-in.jpg"} and set(dropped) == {"link-out.jpg", "linked"}
+    detail = json.loads(dropped["linked"].detail)
+    assert dropped["linked"].reason == reasons.OUTSIDE_ROOT and OPT_IN in detail["message"]
+    assert detail["resolved"] == os.path.realpath(linked / "outside")
+    assert not [path for path in opened if "outside" in os.path.realpath(path)]
+
+    items, dropped = read_inputs([{"path": str(linked / "data")}], linked, follow_symlinks=True)
+    assert dropped == {}
+    assert sorted(row.source for row in items.values()) == sorted(
+        str(linked / "data" / name)
+        for name in ("img/p0.jpg", "img/link-in.jpg", "img/link-out.jpg", "linked/secret.jpg")
+    )
+    assert items["secret.jpg"].metadata["title"] == "outside the roots"
+
+
 def test_configured_roots_allow_other_folders(tmp_path):
     other = tmp_path / "shared"
     resolved = resolve_manifest_path(str(other / "a.jpg"), str(tmp_path / "data" / "m.csv"), [str(other)])
