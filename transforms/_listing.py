@@ -44,6 +44,7 @@ CSV_DELIMITERS = (",", ";", "\t", "|")
 CSV_FIELD_LIMIT = 2**31 - 1  # bytes of one CSV field: the largest the csv module takes everywhere
 _NOT_UTF8 = re.compile("[\udc80-\udcff]")
 _NOT_UTF8_ADVICE = "is not UTF-8 text (a legacy encoding such as Windows-1252?); save the manifest as UTF-8"
+FOLDER = "__folder__"  # metadata key of an image's folder name: ingest's read gives it ingest.folder_field, last
 REJECTED = "__rejected__"  # metadata key of an item that is a rejection already, [reason, detail]: read raises it
 ORPHAN = "__orphan_sidecar__"  # metadata key of a sidecar no image takes: ingest's read rejects it
 # What a sidecar named after its image's whole name (photo.jpg.json: Google Takeout, gallery-dl) may end in before its
@@ -189,7 +190,7 @@ def stem_items(group: tuple[bytes, Iterable[bytes]], spec: InputSpec, config: In
         mine = [*own[image], *taken[stems[image]]]
         suffixes = tuple(path[len(stems[image]) :] for path in mine)
         sidecar = stems[image] if mine or not whole else None
-        metadata = {config.folder_field: folder_name(image)} if config.folder_field else {}
+        metadata = {FOLDER: folder_name(image)} if config.folder_field else {}
         if annotations:
             metadata[ANNOTATION] = annotations[0]
         yield InputItem(

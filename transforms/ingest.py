@@ -61,6 +61,7 @@ from transforms._folder_metadata import (
     stem_items_with_rows,
 )
 from transforms._listing import (
+    FOLDER,
     NO_IMAGE,
     ORPHAN,
     UNREADABLE,
@@ -362,6 +363,8 @@ class _ReadFn(StageFn):
             confine(annotation, item.roots, follow, f"annotation file {annotation} of {item.source}")
             for key, value in read_annotation(annotation, read_bytes(annotation)[0], self._class_names).items():
                 metadata.setdefault(key, value)  # a sidecar or metadata row wins
+        if FOLDER in metadata:  # the folder's name, the last resort: a sidecar, row or annotation wins
+            metadata.setdefault(self._config.folder_field, metadata.pop(FOLDER))
         domain = str(metadata.pop(self._config.domain_column, "") or item.domain)
         if item.data is not None:
             data, attempts = item.data, 0

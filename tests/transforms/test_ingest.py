@@ -1105,6 +1105,30 @@ def test_a_yolo_classes_txt_names_the_classes_and_is_no_item(tmp_path, run, phot
     assert out.texts_by_name() == {"f0.jpg": "burr"}
 
 
+def test_an_annotation_s_labels_win_over_the_folder_name_ingest_folder_field_gives(tmp_path, run, photo):
+    """``folder_field = "label"`` named a YOLO image ``images`` and a VOC image ``bolts``: the folders' names."""
+    root, voc = tmp_path / "darknet", tmp_path / "bolts"
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    voc.mkdir()
+    (root / "classes.txt").write_text("hole\nburr\n")
+    photo(320, 240, seed=66).save(root / "images" / "f0.jpg")
+    (root / "labels" / "f0.txt").write_text("1 0.5 0.5 0.2 0.2\n")
+    photo(320, 240, seed=70).save(voc / "b0.jpg")
+    (voc / "b0.xml").write_text(_voc("b0.jpg", [("bolt", (32, 24, 64, 48))]))
+    photo(320, 240, seed=71).save(voc / "b1.jpg")  # no annotation: the folder names it
+
+    out = run([root, voc], quality={"enabled": False}, ingest={"folder_field": "label"})
+
+    metadata = {name: json.loads(sample["json"])["metadata"] for name, sample in out.samples_by_name().items()}
+    assert {name: values["label"] for name, values in metadata.items()} == {
+        "f0.jpg": ["burr"],
+        "b0.jpg": ["bolt"],
+        "b1.jpg": "bolts",
+    }
+    assert out.texts_by_name() == {"f0.jpg": "burr", "b0.jpg": "bolt", "b1.jpg": "bolts"}
+
+
 def _voc(name: str, objects: list[tuple[str, tuple]], size: tuple[int, int] | None = (320, 240)) -> str:
     shown = f"<size><width>{size[0]}</width><height>{size[1]}</height><depth>3</depth></size>" if size else ""
     boxes = "".join(
