@@ -579,6 +579,13 @@ def _is_text(ext: str) -> bool:
     return ext.rsplit(".", 1)[-1].lower() in TEXT_MEMBERS
 
 
+def _image_member_order(ext: str) -> tuple[int, str]:
+    """Which member of a sample is its image: an image extension (``jpg``) first, then a named image (``depth.png``),
+    then any other (``id``, ``caption``: a decode decides), each kind in name order."""
+    last = ext.rsplit(".", 1)[-1].lower()
+    return (0 if "." not in ext and f".{last}" in IMAGE_SUFFIXES else 1 if f".{last}" in IMAGE_SUFFIXES else 2), ext
+
+
 def _member_metadata(texts: dict[str, bytes]) -> dict[str, Any]:
     """A sample's metadata from its text members: the ``.json`` object, then each ``NAME.json``, each ``NAME.txt``
     as field ``NAME`` (``txt`` alone: ``caption``) and each ``.cls`` as ``cls``, an earlier member winning a field."""
@@ -602,7 +609,8 @@ def _member_metadata(texts: dict[str, bytes]) -> dict[str, Any]:
 
 
 def tar_items(metadata: FileMetadata, spec: InputSpec, config: IngestConfig) -> Iterator[InputItem]:
-    """Yield one item per sample of a WebDataset tar: the first image member plus its json/txt members.
+    """Yield one item per sample of a WebDataset tar: its image member (``_image_member_order``) plus its json/txt
+    members; the others are named in ``unused_members``.
 
     Text members are read here; an image member of an uncompressed tar is located (``InputItem.member``) and read
     by ``transforms.ingest.ReadInputs`` after the items are spread over workers, so no image bytes cross that
@@ -641,7 +649,7 @@ def tar_items(metadata: FileMetadata, spec: InputSpec, config: IngestConfig) -> 
     for key in sorted(groups):
         members = groups[key]
         metadata_values = _member_metadata({ext: value for ext, value in members.items() if _is_text(ext)})
-        images = sorted(ext for ext in members if not _is_text(ext))
+        images = sorted((ext for ext in members if not _is_text(ext)), key=_image_member_order)
         image_ext = images[0] if images else None
         if len(images) > 1:
             metadata_values["unused_members"] = [printable(f"{posixpath.basename(key)}.{ext}") for ext in images[1:]]

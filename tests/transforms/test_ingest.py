@@ -1,5 +1,6 @@
 """Ingest: manifests in three formats, sidecars, WebDataset tars, and path checks, through real pipeline runs."""
 
+import hashlib
 import io
 import json
 import os
@@ -373,6 +374,15 @@ def test_a_tar_sample_with_a_dotted_caption_is_kept_and_one_without_an_image_is_
             ("s1.jpg", jpeg_bytes(make_photo(200, 160, seed=60))),
             ("s1.caption.txt", b"A caption in a dotted member"),  # sorts before jpg: it was taken for the image
             ("s2.txt", b"A caption whose image is missing"),
+            (
+                "s3.depth.png",
+                jpeg_bytes(make_photo(200, 160, seed=61).convert("L")),
+            ),  # sorts first: it was shipped as the photo
+            ("s3.jpg", jpeg_bytes(make_photo(200, 160, seed=62))),
+            ("s3.txt", b"A photo beside its depth map"),
+            ("s4.caption", b"Sorts first: it was taken for the image, and the photo rejected as not_an_image"),
+            ("s4.jpg", jpeg_bytes(make_photo(200, 160, seed=63))),
+            ("s4.txt", b"A photo beside an unknown member"),
         ):
             info = tarfile.TarInfo(name)
             info.size = len(payload)
@@ -381,11 +391,16 @@ def test_a_tar_sample_with_a_dotted_caption_is_kept_and_one_without_an_image_is_
     out = run([tar_path], quality={"enabled": False})  # a smooth generated photo; sharpness is not the point here
 
     rows = out.ledger_by_name()
-    assert len(out.ledger) == 2 and rows["input.tar#s1"]["status"] == "kept"
+    assert len(out.ledger) == 4 and rows["input.tar#s1"]["status"] == "kept"
     assert rows["input.tar#s2"]["reason"] == reasons.MISSING_FILE
     assert "no image member" in json.loads(rows["input.tar#s2"]["detail"])["message"]
-    (sample,) = out.samples()
-    assert sample["txt"].decode() == "A caption in a dotted member"
+    samples = out.samples_by_name()
+    assert samples["input.tar#s1"]["txt"].decode() == "A caption in a dotted member"
+    for key, unused, seed in (("s3", "s3.depth.png", 62), ("s4", "s4.caption", 63)):
+        sample = samples[f"input.tar#{key}"]
+        record = json.loads(sample["json"])
+        assert record["metadata"]["unused_members"] == [unused] and record["original"]["format"] == "JPEG"
+        assert record["sha256"] == hashlib.sha256(jpeg_bytes(make_photo(200, 160, seed=seed))).hexdigest()
 
 
 def test_file_and_member_names_that_are_not_utf8_are_read_and_shown_with_their_bytes_escaped(tmp_path, run):
