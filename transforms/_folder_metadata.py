@@ -80,18 +80,22 @@ class FolderRowsFn(beam.DoFn):
             item = rejected_item(source, path, domain, RejectItem(reason, message))
             return beam.pvalue.TaggedOutput(self.REJECTED_TAG, item)
 
-        number, column = 0, None
+        number = 0
+        # A table's header names every row's columns; a JSON row names its own keys, so each row is judged alone.
+        headed = not path.lower().endswith((".jsonl", ".json"))
         try:
             for number, values in enumerate(manifest_rows(path), start=1):
                 source = f"{shown}#{number}"
                 if "__error__" in values:
                     yield rejected(source, reasons.MALFORMED_MANIFEST_ROW, f"{shown}: {values['__error__']}")
                     continue
+                column = image_column(values, spec.path_column)
+                if column is None and headed:
+                    yield rejected(shown, reasons.MALFORMED_MANIFEST_ROW, _no_name_column(shown, values, spec))
+                    return
                 if column is None:
-                    column = image_column(values, spec.path_column)
-                    if column is None:
-                        yield rejected(shown, reasons.MALFORMED_MANIFEST_ROW, _no_name_column(shown, values, spec))
-                        return
+                    yield rejected(source, reasons.MALFORMED_MANIFEST_ROW, _no_name_key(source, values, spec))
+                    continue
                 try:
                     yield self._keyed(path, source, number, column, finite(values))
                 except RejectItem as error:
@@ -177,6 +181,14 @@ def rows_by_image(
             continue
         rejected.append(rejected_item(row.source, metadata_file, domain, error))
     return chosen, rejected
+
+
+def _no_name_key(source: str, values: dict, spec: InputSpec) -> str:
+    keys = ", ".join(sorted(map(str, values))) or "none"
+    return (
+        f"{source} has no {NAME_COLUMN!r} or {spec.path_column!r} key (it has {keys}), so it describes no image; "
+        "give it the image's file name, relative to the metadata file's folder, or remove the row"
+    )
 
 
 def _no_name_column(shown: str, values: dict, spec: InputSpec) -> str:

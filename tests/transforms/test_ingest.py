@@ -827,6 +827,7 @@ def test_a_folders_metadata_file_gives_its_images_text_and_every_row_ends_in_the
         photo(240, 180, seed=seed).save(folder / name)
     write_sidecar(folder / "train" / "d.jpg", caption="the sidecar's caption")
     top = [
+        {"note": "exported 2026-11-30"},  # no image: the whole file was refused, judged by this first row
         {"file_name": "a.jpg", "caption": "a press brake, front view", "domain": "factory"},
         {"file_name": "./train/b.png", "caption": "a bracket on white"},
         {"file_name": "train/scratches/c.jpg", "caption": "the top file's caption for c"},
@@ -844,17 +845,18 @@ def test_a_folders_metadata_file_gives_its_images_text_and_every_row_ends_in_the
     rows = {row["source"][len(str(folder)) + 1 :]: row for row in out.ledger}
     assert sorted(rows) == sorted(
         ["a.jpg", "e.jpg", "train/b.png", "train/d.jpg", "train/scratches/c.jpg"]
-        + [f"metadata.jsonl#{n}" for n in (3, 5, 6, 7)]
+        + [f"metadata.jsonl#{n}" for n in (1, 4, 6, 7, 8)]
     ), "each image once; the metadata files are no items, only their rows that name no image of their own"
     assert rows["a.jpg"]["domain"] == "factory" and rows["e.jpg"]["reason"] == "no_text"
-    assert (rows["metadata.jsonl#5"]["reason"], rows["metadata.jsonl#7"]["reason"]) == (
+    assert "metadata.jsonl#1 has no 'file_name' or 'path' key (it has note)" in rows["metadata.jsonl#1"]["detail"]
+    assert (rows["metadata.jsonl#6"]["reason"], rows["metadata.jsonl#8"]["reason"]) == (
         "missing_file",
         "malformed_manifest_row",
     )
-    assert "train/missing.jpg" in rows["metadata.jsonl#5"]["detail"]
-    assert rows["metadata.jsonl#6"]["reason"] == "malformed_manifest_row"
-    assert "metadata.jsonl#1 already does" in rows["metadata.jsonl#6"]["detail"]
-    assert "metadata.csv#1 already does" in rows["metadata.jsonl#3"]["detail"], "the nearer file's row wins"
+    assert "train/missing.jpg" in rows["metadata.jsonl#6"]["detail"]
+    assert rows["metadata.jsonl#7"]["reason"] == "malformed_manifest_row"
+    assert "metadata.jsonl#2 already does" in rows["metadata.jsonl#7"]["detail"]
+    assert "metadata.csv#1 already does" in rows["metadata.jsonl#4"]["detail"], "the nearer file's row wins"
     assert out.texts_by_name() == {
         "a.jpg": "a press brake, front view",
         "b.png": "a bracket on white",
