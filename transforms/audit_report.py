@@ -101,7 +101,10 @@ def build_report(
                     ratio_after=_round(ratio),
                 )
             )
-            if ratio is not None and labelled_after >= config.min_count and ratio < config.min_representation_ratio:
+            # A group of fewer than min_count items is reported, never flagged: one item more or less swings its
+            # ratio (a group of one that a dedup removed failed --fail-on-audit).
+            enough = labelled_after >= config.min_count and n_before >= config.min_count
+            if ratio is not None and enough and ratio < config.min_representation_ratio:
                 message = f"{dim}={value}: kept share {share_after:.3f} is {ratio:.2f}x its reference {expected:.3f}"
                 warnings.append(_warn("under_represented", message, ratio, config.min_representation_ratio))
             if n_before >= config.min_count and n_after == 0:

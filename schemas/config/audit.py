@@ -56,7 +56,12 @@ class AuditConfig(Section):
     )
     neutral_queries: list[str] = pydantic.Field(default_factory=lambda: default_prompts("audit", "neutral_queries"))
     ndkl_k: int = pydantic.Field(20, gt=0, description="Retrieval depth of NDKL@k.")
-    min_count: int = pydantic.Field(5, ge=1, description="Groups with fewer items are reported but never flagged.")
+    min_count: int = pydantic.Field(
+        5,
+        ge=1,
+        description="Groups with fewer items (before filtering) are reported but never flagged as vanished or "
+        "under-represented.",
+    )
     smoothing: float = pydantic.Field(0.0, ge=0.0, description="Additive smoothing of P(attribute | concept).")
     max_abs_skew: float = pydantic.Field(0.7, gt=0.0, description="Warn when |Skew| exceeds this (0.7 ~ 2x).")
     max_ndkl: float = pydantic.Field(0.2, gt=0.0, description="Warn when NDKL@k exceeds this.")

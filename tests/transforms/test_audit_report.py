@@ -44,6 +44,18 @@ def test_representation_exclusion_and_a_vanished_group_from_counts():
     assert {"vanished", "under_represented", "disproportionate_exclusion"} <= codes
 
 
+def test_a_group_of_fewer_than_min_count_items_is_never_under_represented():
+    """One photo of 19 in a group, removed as a duplicate, failed --fail-on-audit: 0.00x its reference 0.053."""
+    counts = {("items", "kept"): 30, ("n", "label", "cat"): 1, ("n", "label", "steel"): 18, ("n", "label", "tile"): 11}
+    counts |= {("kept", "label", "steel"): 18, ("kept", "label", "tile"): 11}
+    flagged = {}
+    for tiles in (11, 2):  # 2 of 11 tiles kept: 0.3x the uniform reference, flagged; the cat's 1 item never
+        counts[("kept", "label", "tile")] = tiles
+        report = build_report(counts, {}, AuditConfig(min_count=5), model_id=None)
+        flagged[tiles] = sorted(w.message.split(":")[0] for w in report.warnings if w.code == "under_represented")
+    assert flagged == {11: [], 2: ["label=tile"]}
+
+
 def test_skew_and_pmi_rows_come_from_pair_and_caption_counts():
     counts = {
         ("pair", "occupation", "nurse", "caption_gender", "feminine"): 3,
