@@ -215,8 +215,9 @@ def _first_listing(source: str, listings: Iterable[tuple[int, InputItem]]) -> In
     ordered = sorted(listings, key=lambda listing: listing[0])
     if len(ordered) > 1:
         _LISTED_TWICE.inc()
+        numbers = ", ".join(str(index + 1) for index, _ in ordered)  # as a person counts the --input flags
         _LOG.warning(
-            "%s is listed by inputs %s; input %d's settings apply", source, [i for i, _ in ordered], ordered[0][0]
+            "%s is listed by inputs %s (counted from 1); input %d's settings apply", source, numbers, ordered[0][0] + 1
         )
     return ordered[0][1]
 

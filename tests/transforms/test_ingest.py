@@ -17,10 +17,11 @@ from PIL import Image
 from schemas import reasons
 from schemas.config.ingest import IngestConfig
 from schemas.config.load import load_config
+from schemas.records.inputs import InputItem
 from schemas.records.ledger import RejectItem
 from tests.helpers import jpeg_bytes, make_photo, write_sidecar
 from transforms._folder_metadata import matched_spelling
-from transforms.ingest import ReadInputs, resolve_manifest_path
+from transforms.ingest import ReadInputs, _first_listing, resolve_manifest_path
 
 OPT_IN = "ingest.follow_symlinks = true"
 
@@ -1241,3 +1242,10 @@ def test_a_manifest_of_web_addresses_reads_downloaded_copies_and_names_the_rest(
     assert "'mug-blue.jpg'" in rows["feed.csv#2"]["detail"] and "img2dataset" in rows["feed.csv#2"]["detail"]
     record = json.loads(out.samples_by_name()["feed.csv#1"]["json"])
     assert record["metadata"]["url"] == "https://cdn.example.com/img/mug%20red.jpg?v=3"
+
+
+def test_a_file_two_inputs_list_is_named_with_the_inputs_counted_from_one(caplog):
+    first, second = (InputItem("/data/a.jpg", "/data/a.jpg", domain) for domain in ("folder", "pattern"))
+    with caplog.at_level("WARNING", logger="transforms.ingest"):
+        assert _first_listing("/data/a.jpg", [(2, second), (0, first)]) is first
+    assert "/data/a.jpg is listed by inputs 1, 3 (counted from 1); input 1's settings apply" in caplog.text
