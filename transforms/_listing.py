@@ -37,6 +37,7 @@ from transforms._reading import NOT_UTF8_TEXT, bom_encoding, caption_text
 from transforms.import_interleaved import KINDS as INTERLEAVED_KINDS
 
 MANIFEST_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
+WEBDATASET_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")  # tarfile opens each compression
 TEXT_MEMBERS = ("json", "txt", "cls")  # the WebDataset members that are not the image (by their last suffix)
 UNREADABLE = "__unreadable__"  # metadata key of a tar that breaks off or is not a tar: ingest's read rejects it
 NO_IMAGE = "__no_image__"  # metadata key of an item with no image (a tar sample, a broken link): read rejects it
@@ -61,7 +62,7 @@ def input_kind(spec: InputSpec) -> str:
         return "files"  # a pattern of JSON files: sidecars, not a manifest
     if lowered.endswith(MANIFEST_SUFFIXES):
         return "manifest"
-    if lowered.endswith(".tar"):
+    if lowered.endswith(WEBDATASET_SUFFIXES):
         return "webdataset"
     return "files"
 

@@ -186,6 +186,12 @@ def _not_an_image(data: bytes) -> str:
             "a Windows Thumbs.db thumbnail cache or an old Office file (.xls, .doc), not an image: delete Thumbs.db "
             "files or leave them out with ingest.ignore; save a spreadsheet of image paths as CSV UTF-8"
         )
+    if data[257:262] == b"ustar" or data.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")):
+        return (
+            "a tar archive (or a gzip, bzip2 or xz file), not an image: give a WebDataset tar as its own input "
+            "(--input FILE.tar, or webdataset:FILE for a .tar.gz), where each sample is an item; unpack another "
+            "archive first"
+        )
     head = data[:1024].lstrip()
     if head.startswith(b"%PDF-"):
         return "a PDF document, not an image: export its pages as images (e.g. pdftoppm -png) to use them"

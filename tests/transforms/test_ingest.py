@@ -404,6 +404,26 @@ def test_a_tar_sample_with_a_dotted_caption_is_kept_and_one_without_an_image_is_
         assert record["sha256"] == hashlib.sha256(jpeg_bytes(make_photo(200, 160, seed=seed))).hexdigest()
 
 
+def test_a_compressed_tar_is_a_webdataset_input_and_a_tar_inside_a_folder_says_how_to_give_it(tmp_path, run):
+    """A .tgz input was one not_an_image row advising to convert it to JPEG or PNG."""
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    for name, mode in (("shards.tgz", "w:gz"), ("shots/inner.tar", "w")):
+        with tarfile.open(tmp_path / name, mode) as tar:
+            for member, payload in (("s1.jpg", jpeg_bytes(make_photo(200, 160, seed=64))), ("s1.txt", b"a coil")):
+                info = tarfile.TarInfo(member)
+                info.size = len(payload)
+                tar.addfile(info, io.BytesIO(payload))
+    make_photo(200, 160, seed=65).save(folder / "plain.jpg")
+
+    out = run([tmp_path / "shards.tgz", folder], quality={"enabled": False}, text={"required": False})
+
+    rows = out.ledger_by_name()
+    assert rows["shards.tgz#s1"]["status"] == "kept" and out.texts_by_name()["shards.tgz#s1"] == "a coil"
+    assert rows["inner.tar"]["reason"] == reasons.NOT_AN_IMAGE
+    assert "a tar archive" in rows["inner.tar"]["detail"] and "its own input" in rows["inner.tar"]["detail"]
+
+
 def test_file_and_member_names_that_are_not_utf8_are_read_and_shown_with_their_bytes_escaped(tmp_path, run):
     """Latin-1 names (an old Windows share, a zip): the run reads them and names them as ``caf\\xe9.jpg``."""
     files = tmp_path / "files"
