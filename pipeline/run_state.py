@@ -107,7 +107,7 @@ def earlier_run(output: str, config: UnishardConfig, rebuild: bool) -> EarlierRu
     if not FileSystems.match([pattern(output, "ledger", "part-*.parquet")])[0].metadata_list:
         # An output of a run that listed nothing, written before such a run wrote an empty ledger part.
         return None
-    has_shards = bool(FileSystems.match([pattern(output, "shards", "pairs", "*", "*.parquet")])[0].metadata_list)
+    has_shards = bool(FileSystems.match([pattern(output, "shards", "pairs", "*", "shard-*.parquet")])[0].metadata_list)
     return EarlierRun(output=output, generation=int(state["generation"]) + 1, has_shards=has_shards)
 
 

@@ -100,7 +100,7 @@ class BuildEvalSet(beam.PTransform):
             shipped = (
                 pipeline
                 | "ReadSidecars"
-                >> beam.io.ReadFromParquet(pattern(self._earlier, "shards", "pairs", "*", "*.parquet"))
+                >> beam.io.ReadFromParquet(pattern(self._earlier, "shards", "pairs", "*", "shard-*.parquet"))
                 | "ShippedProbes" >> beam.Map(shipped_probe)
             )
         chosen = (

@@ -9,8 +9,9 @@ item whose source had the same key before keeps its earlier row, unless that row
 item's metadata changed since (``metadata_fingerprint``: a sidecar or manifest value edited, e.g. the caption a
 ``no_text`` rejection asked for; its earlier row is replaced by a new decision, and a kept one stops the job like
 changed content, since its sample sits in an earlier shard with the old text); an item
-with a new source but known content is an exact duplicate of the shipped sample (or repeats the earlier verdict when
-nothing was shipped); other items are new (``_run/increment.json`` counts them; ``transforms/count_changes.py``
+with a new source but known content is an exact duplicate of the shipped sample (when nothing was shipped, it is
+processed: text, safety, faces and the filters read its metadata too, so an earlier copy's verdict is not its own);
+other items are new (``_run/increment.json`` counts them; ``transforms/count_changes.py``
 counts the rows that changed, so that a run changing nothing commits nothing). Every run writes each item's
 metadata fingerprint to ``OUT/_run/inputs/part-NNNNN.parquet`` for the next one (an output without it: no metadata
 change is seen, as before). Earlier kept rows whose source left
@@ -159,7 +160,8 @@ class SkipKnown(beam.PTransform):
         if self._earlier.has_shards:
             shipped = (
                 pipeline
-                | "ReadShippedSidecars" >> beam.io.ReadFromParquet(f"{literal(previous)}/shards/pairs/*/*.parquet")
+                | "ReadShippedSidecars"
+                >> beam.io.ReadFromParquet(f"{literal(previous)}/shards/pairs/*/shard-*.parquet")
                 | "ShippedFingerprints" >> beam.Map(shipped_fingerprint)
             )
         _ = (
@@ -283,11 +285,7 @@ def decide(
                     item.domain,
                 )
             )
-        elif before:
-            verdict = before[min(before)]
-            detail = {**json.loads(verdict.detail), "same_content_as": verdict.source}
-            rows.append(dataclasses.replace(verdict, source=item.source, detail=detail_json(**detail)))
-        else:
+        else:  # an earlier verdict on this content is no verdict on this item: its own caption may keep it
             new.append(item)
     rows += [row for row in kept if row.source not in emitted]
     return new, rows

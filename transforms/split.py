@@ -179,7 +179,9 @@ class ReadShippedSplits(beam.PTransform):
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         if self._earlier is None or not self._earlier.has_shards:
             return pbegin | "NoShipped" >> beam.Create([])
-        sidecars = pattern(self._earlier.output, "shards", "pairs", "*", "*.parquet")
+        sidecars = pattern(
+            self._earlier.output, "shards", "pairs", "*", "shard-*.parquet"
+        )  # not a file you dropped there
         return (
             pbegin
             | "ReadSidecars"

@@ -9,6 +9,7 @@ does not depend on the order the files were listed in. An output without ledger 
 with the expected columns.
 """
 
+import posixpath
 from collections import Counter, defaultdict
 
 import pyarrow as pa
@@ -65,6 +66,8 @@ def read_sidecars(output: str) -> pa.Table:
     """The sidecar columns the report uses, for every sample of the pairs view, plus its tar in ``shard``."""
     tables = []
     for path in list_files(join(output, "shards", PAIRS_VIEW), ".parquet"):
+        if not posixpath.basename(path).startswith("shard-"):  # a file someone dropped there: not a shard's
+            continue
         with FileSystems.open(path) as handle:
             parquet = pq.ParquetFile(handle)
             names = [name for name in SIDECAR_COLUMNS if name in parquet.schema_arrow.names]

@@ -436,6 +436,50 @@ def test_a_caption_added_after_a_no_text_rejection_is_read_by_the_next_run(tmp_p
     assert _kept(second) == _kept(run([inputs], output=tmp_path / "full"))
 
 
+def test_a_new_copy_with_its_own_caption_of_a_no_text_rejection_is_decided_again_and_matches_a_full_run(
+    tmp_path, run, photo
+):
+    """The copy took over the earlier file's no_text verdict (same bytes), though its own caption keeps it."""
+    inputs = tmp_path / "in"
+    _add_photos(inputs, photo, range(2))
+    photo(220, 160, seed=40).save(inputs / "untitled.jpg", quality=90)
+    (inputs / "truncated.jpg").write_bytes((inputs / "untitled.jpg").read_bytes()[:300])
+    first = run([inputs], output=tmp_path / "out")
+    assert first.ledger_by_name()["untitled.jpg"]["reason"] == reasons.NO_TEXT
+
+    (inputs / "captioned.jpg").write_bytes((inputs / "untitled.jpg").read_bytes())
+    write_sidecar(inputs / "captioned.jpg", title="a copy with its own caption", domain="factory")
+    (inputs / "truncated-again.jpg").write_bytes((inputs / "truncated.jpg").read_bytes())
+    second = run([inputs], output=tmp_path / "out")
+
+    rows = second.ledger_by_name()
+    assert rows["captioned.jpg"]["status"] == reasons.KEPT and rows["untitled.jpg"]["reason"] == reasons.NO_TEXT
+    assert rows["truncated-again.jpg"]["reason"] == rows["truncated.jpg"]["reason"] == reasons.TRUNCATED
+    full = run([inputs], output=tmp_path / "full")
+    statuses = {name: row["status"] for name, row in full.ledger_by_name().items()}
+    assert {name: row["status"] for name, row in rows.items()} == statuses and _kept(second) == _kept(full)
+
+
+def test_a_parquet_file_dropped_among_the_shards_is_no_sample_the_output_shipped(tmp_path, run, photo):
+    """Another dataset's sidecar dropped into shards/pairs/all/ made a copy of its photo an exact_duplicate."""
+    inputs, elsewhere = tmp_path / "in", tmp_path / "elsewhere"
+    _add_photos(inputs, photo, range(2))
+    _add_photos(elsewhere, photo, range(10, 12))
+    other = run([elsewhere], output=tmp_path / "other")
+    first = run([inputs], output=tmp_path / "out")
+    (dropped,) = [path for path in other.shard_paths() if path.name == "shard-000000.tar"]
+    target = first.shard_paths()[0].parent / "other-dataset.parquet"
+    target.write_bytes(dropped.with_suffix(".parquet").read_bytes())
+
+    (inputs / "copy.jpg").write_bytes((elsewhere / "photo10.jpg").read_bytes())
+    write_sidecar(inputs / "copy.jpg", title="a copy of another dataset's photo", domain="factory")
+    second = run([inputs], output=tmp_path / "out")
+
+    assert second.ledger_by_name()["copy.jpg"]["status"] == reasons.KEPT
+    assert target.exists(), "a file someone dropped there stays"
+    assert _kept(second) == _kept(run([inputs], output=tmp_path / "full"))
+
+
 def test_an_edited_caption_of_a_shipped_sample_rebuilds_the_output_with_the_new_caption(tmp_path, run, photo, caplog):
     inputs = tmp_path / "in"
     _add_photos(inputs, photo, range(3))
