@@ -266,6 +266,7 @@ def build_report(
 ) -> SplitReport:
     """Combine stratum decisions (groups, by each group's stratum) and sample counts (by each sample's stratum)."""
     decided = {d.stratum: d for d in decisions}
+    moved_to = {anchor: name for d in decided.values() for anchor, name in d.moved}  # a stratum's top-up moves
     samples: dict[str, Counter] = {}
     for (stratum, split), count in counts:
         samples.setdefault(stratum, Counter())[split] += count
@@ -295,5 +296,7 @@ def build_report(
         unmet=[s.stratum for s in strata if s.status == "unmet"],
         pin_conflicts=conflict_count,
         pin_conflict_examples=[{"anchor": g.anchor, "pins": dict(g.pins), "split": g.split} for g in conflicts],
-        largest_groups=[{"anchor": g.anchor, "samples": g.size, "split": g.split} for g in largest],
+        largest_groups=[
+            {"anchor": g.anchor, "samples": g.size, "split": moved_to.get(g.anchor, g.split)} for g in largest
+        ],
     )

@@ -461,3 +461,19 @@ def test_external_eval_items_found_in_the_pool_are_reported_with_the_split_they_
     assert {found["bench-in-doc2.jpg"]["would_be_split"]} == doc2_split
     assert found["bench-alone.jpg"]["would_be_split"] in ("train", "validation", "test")
     assert sum(audit["by_split"].values()) == 2
+
+
+def test_the_largest_groups_of_splits_json_name_the_split_a_stratum_s_top_up_moved_them_to():
+    """``largest_groups`` showed a group's split before the top-up, not where its samples went."""
+    from transforms._split_rules import SplitGroup, StratumDecision, build_report
+
+    config = SplitConfig(fractions={"train": 0.8, "validation": 0.1, "test": 0.1})
+    groups = [SplitGroup(f"1:{n}", 3 - n, (("all", 1),), (), "all", n / 10, "train", False) for n in range(3)]
+    decision = StratumDecision("all", 3, (("test", 1), ("train", 2)), (("1:1", "test"),), "ok")
+    counts = [(("all", "train"), 5), (("all", "test"), 2)]
+    report = build_report([decision], counts, groups, [], 0, config)
+    assert [(g["anchor"], g["split"]) for g in report.largest_groups] == [
+        ("1:0", "train"),
+        ("1:1", "test"),
+        ("1:2", "train"),
+    ]
