@@ -101,7 +101,7 @@ def audit_source(element: tuple[str, Iterable[str]]) -> Iterator[tuple[str, str]
         yield "carried_kept", source
         if _LISTED not in tags:
             yield KEPT_UNLISTED, source
-    if _REPLACES in tags:
+    if _REPLACES in tags and not any(tag.startswith(_CARRIED) for tag in tags):  # this run's replacement only
         yield REPLACED, source
     if rows:
         yield "sources_in_ledger", source

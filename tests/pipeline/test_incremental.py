@@ -271,6 +271,10 @@ def test_a_shipped_file_with_new_content_replaces_its_old_sample_everywhere(tmp_
     holding = sorted(name for name, data in second.file_bytes().items() if old_key.encode() in data)
     assert all(name.startswith("ledger/") for name in holding), holding
     assert second.file_bytes().keys() == run([inputs], output=tmp_path / "full").file_bytes().keys()
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        run([inputs], output=tmp_path / "out")  # nothing changed since: the replacement was the last run's news
+    assert "changed content replaces" not in caplog.text and "is unchanged" in caplog.text
 
 
 def test_a_run_that_listed_nothing_leaves_an_empty_ledger_and_the_next_run_builds_on_it(tmp_path, run, photo):
