@@ -207,9 +207,12 @@ def histogram(
         series[group or "unknown"].append(float(value))
     for group, more in (extra or {}).items():
         series[group].extend(float(v) for v in more)
-    everything = [v for vs in series.values() for v in vs if math.isfinite(v) and (v > 0 or not log)]
-    if not everything:
+    finite = [v for vs in series.values() for v in vs if math.isfinite(v)]
+    if not finite:
         return None
+    # A log scale's edges come from the positive values; a zero (a flat image's sharpness) counts in the first bin.
+    log = log and any(v > 0 for v in finite)
+    everything = [v for v in finite if v > 0 or not log]
     low, high = min(everything), max(everything)
     for mark in thresholds:
         if mark.value > 0 or not log:
@@ -218,7 +221,7 @@ def histogram(
     counts = {}
     stats = {}
     for group in sorted(series):
-        data = np.array([v for v in series[group] if math.isfinite(v) and (v > 0 or not log)], dtype=np.float64)
+        data = np.array([v for v in series[group] if math.isfinite(v)], dtype=np.float64)
         counts[group] = np.histogram(np.clip(data, edges[0], edges[-1]), bins=edges)[0].astype(int).tolist()
         if data.size:
             stats[group] = SeriesStats(

@@ -457,6 +457,15 @@ def test_a_count_of_characters_is_ticked_at_whole_numbers_only():
     assert re.findall(r'class="xtick">([^<]*)<', histogram_svg(short, Colours(["a"]))) == ["0", "1", "2"]
 
 
+def test_a_log_scale_histogram_counts_a_zero_in_its_first_bin_and_its_statistics():
+    """A flat image's sharpness of 0 was left out of the log-scale chart: 14 counted where 15 were kept."""
+    chart = histogram("sharpness", "Sharpness", [0.0, 0.01, 0.1, 1.0], ["a", "a", "a", "b"], log=True)
+    assert chart.stats["a"].count == 3 and chart.stats["a"].min == 0.0
+    assert sum(chart.series["a"]) == 3 and chart.series["a"][0] >= 2 and chart.log_scale  # the zero: first bin
+    flat = histogram("sharpness", "Sharpness", [0.0, 0.0], ["a", "a"], log=True)  # nothing positive: linear
+    assert flat is not None and sum(flat.series["a"]) == 2 and not flat.log_scale
+
+
 def test_the_page_skeleton_escapes_every_text_value_and_inserts_only_the_markup_given_as_such():
     template = Template('<p title="$text">$text</p>$markup')
     page = fill(template, text={"text": '<script>"x"</script>'}, markup={"markup": "<b>ok</b>"})
