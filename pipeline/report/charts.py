@@ -33,7 +33,9 @@ def distributions(sidecar: pa.Table, ledger: pa.Table, config: dict) -> list[Dis
     columns = set(sidecar.column_names)
     domains = _column(sidecar, "domain", "")
     charts = []
-    for name, values in _clip_scores(sidecar).items():
+    scored = _clip_scores(sidecar)
+    for name in sorted({*scored, *_rejected_clip_models(ledger)}):  # every kept one rejected: the chart says why
+        values = scored.get(name, [None] * sidecar.num_rows)
         charts.append(_clip_chart(name, values, domains, ledger, config))
     charts.extend(_quality_charts(sidecar, ledger, config))
     if "text" in columns:
@@ -152,6 +154,21 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
+def _rejected_clip_models(ledger: pa.Table) -> set[str]:
+    """The models whose CLIP scores rejected items (``low_clip_score`` rows name theirs)."""
+    names = set()
+    if not {"reason", "detail"} <= set(ledger.column_names):
+        return names
+    for text in ledger.filter(pc.equal(ledger["reason"], "low_clip_score")).column("detail").to_pylist():
+        try:
+            detail = json.loads(text or "{}")
+        except ValueError:
+            continue
+        if isinstance(detail, dict) and isinstance(detail.get("model"), str):
+            names.add(detail["model"])
+    return names
+
+
 def _clip_chart(name: str, values: list, domains: list[str], ledger: pa.Table, config: dict) -> Distribution | None:
     rejected, thresholds = [], set()
     for row in ledger.filter(pc.equal(ledger["status"], "rejected")).select(["stage", "detail", "domain"]).to_pylist():
@@ -163,7 +180,7 @@ def _clip_chart(name: str, values: list, domains: list[str], ledger: pa.Table, c
             continue
         if not isinstance(detail, dict):
             continue
-        field = detail.get("score_field") or detail.get("field")
+        field = detail.get("score_field") or detail.get("field") or detail.get("model")
         if isinstance(field, str) and field != name:
             continue
         if (score := _number(detail.get("score"))) is not None:

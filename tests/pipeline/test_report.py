@@ -201,6 +201,24 @@ def test_clip_scores_are_charted_with_rejected_scores_and_the_threshold():
     assert 'class="threshold"' in svg and "threshold 0.28" in svg
 
 
+def test_when_the_clip_filter_rejected_every_sample_its_scores_are_still_charted_with_the_threshold():
+    """An over-strict threshold left no sidecar, so no CLIP chart: the one a person needs to set it again."""
+    sidecar = pa.table({"key": pa.array([], pa.string()), "domain": pa.array([], pa.string())})
+    details = [json.dumps({"score": v, "threshold": 0.9, "rule": "threshold", "model": "clip_m"}) for v in (0.2, 0.3)]
+    ledger = pa.table(
+        {
+            "status": ["rejected", "rejected", "rejected"],
+            "stage": ["clip_filter", "clip_filter", "normalise"],
+            "reason": ["low_clip_score", "low_clip_score", "truncated"],
+            "detail": [*details, "{}"],
+            "domain": ["factory", "factory", "factory"],
+        }
+    )
+    (chart,) = distributions(sidecar, ledger, {"clip_filter": {"threshold": 0.9}})
+    assert chart.name == "score_clip_m" and set(chart.series) == {REJECTED_SERIES}
+    assert sum(chart.series[REJECTED_SERIES]) == 2 and [t.value for t in chart.thresholds] == [0.9]
+
+
 def test_run_facts_models_smoke_warning_and_audit_come_from_the_run(report, page):
     assert [(m.section, m.name, m.precision) for m in report.run.models] == [("clip", "clip_smoke_tiny_vit", "fp32")]
     assert report.run.smoke_models and "NOT meaningful" in report.warnings[0]
