@@ -21,7 +21,7 @@ from pipeline.output_folder import ForeignFiles, describe, foreign_files, writte
 from pipeline.report.audit import warning_text
 from pipeline.report.charts import distributions
 from pipeline.report.data import build_funnel, read_ledger, read_sidecars, unchecked_shards
-from pipeline.report.galleries import cluster_galleries, kept_gallery, rejected_galleries
+from pipeline.report.galleries import cluster_galleries, flagged_galleries, kept_gallery, rejected_galleries
 from pipeline.report.page import render
 from pipeline.report.run_info import run_info
 from pipeline.report.thumbnails import Thumbnails
@@ -74,7 +74,7 @@ def build_report(output: str, *, validate: bool = True, seed: int = 0) -> tuple[
     validation = validate_output(output) if validate else unchecked_shards(output)
     galleries = Galleries(
         kept=kept_gallery(sidecar, thumbs, seed),
-        rejected=rejected_galleries(ledger, thumbs, seed),
+        rejected=rejected_galleries(ledger, thumbs, seed) + flagged_galleries(sidecar, thumbs, seed),
         **cluster_galleries(output, ledger, sidecar, thumbs),
     )
     audit_path = join(output, "audit", "audit.json")

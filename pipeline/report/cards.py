@@ -74,7 +74,8 @@ def rejected_section(report: Report, thumbnails: dict[str, str]) -> str:
         "Rejected and failed items",
         body,
         "Previews are read back from the sources while they are still readable, their faces blurred where the run "
-        "blurs or rejects faces; images rejected by a safety stage are never shown.",
+        "blurs or rejects faces; images rejected by a safety stage are never shown. With quality.report_only, the "
+        "samples a quality rule flags are kept and shown here as flagged, from the shards.",
     )
 
 

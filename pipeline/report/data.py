@@ -59,6 +59,7 @@ SIDECAR_COLUMNS = (
     "original_height",
     "original_bytes",
     "scores",
+    "annotations",
 )
 
 

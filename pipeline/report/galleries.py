@@ -152,6 +152,34 @@ def rejected_galleries(ledger: pa.Table, thumbs: Thumbnails, seed: int) -> list[
     return galleries
 
 
+def flagged_galleries(sidecar: pa.Table, thumbs: Thumbnails, seed: int) -> list[RejectedGallery]:
+    """Up to ``REJECTED_PER_REASON`` kept samples for every quality flag (``quality.report_only``: flagged, kept),
+    by reason, with their shard thumbnails: what the filter would remove."""
+    if "annotations" not in sidecar.column_names:
+        return []
+    flagged: dict[str, list[str]] = defaultdict(list)
+    for key, text in zip(sidecar.column("key").to_pylist(), sidecar.column("annotations").to_pylist(), strict=True):
+        try:
+            quality = json.loads(text or "{}").get("quality", {})
+        except (ValueError, AttributeError):
+            continue
+        for flag in quality.get("flags", []) if isinstance(quality, dict) else []:
+            flagged[str(flag)].append(key)
+    galleries = []
+    for reason, keys in sorted(flagged.items(), key=lambda item: (-len(item[1]), item[0])):
+        rows = rows_where(sidecar, "key", pick(keys, REJECTED_PER_REASON, seed))
+        ordered = sorted(rows.values(), key=lambda row: row["key"])
+        thumbs.prefetch_shards(ordered)
+        items = [_kept_item(row, thumbs).model_copy(update={"note": FLAGGED_NOTE}) for row in ordered]
+        galleries.append(
+            RejectedGallery(status="flagged", stage="quality", reason=reason, count=len(keys), items=items)
+        )
+    return galleries
+
+
+FLAGGED_NOTE = "kept: quality.report_only flags what the rule would remove"
+
+
 def _clusters_from_files(output: str) -> tuple[list[dict], set[str]]:
     """Duplicate groups from ``dedup/<stage>.parquet`` (one row per member), and the stages those files cover.
 

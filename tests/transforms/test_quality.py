@@ -480,7 +480,8 @@ def test_a_real_run_rejects_degraded_images_with_their_reasons_and_writes_measur
         path = folder / f"{name}.jpg"
         image.save(path, quality=92)
         write_sidecar(path, title=f"picture {name}", domain="marketing")
-    out = run([folder], semantic_dedup={"enabled": False}, faces={"enabled": False})  # quality on by default
+    off = {"semantic_dedup": {"enabled": False}, "faces": {"enabled": False}}
+    out = run([folder], **off)  # quality on by default
 
     rows = out.ledger_by_name()
     expected = {"blurred": "blurry", "dark": "underexposed", "bright": "overexposed", "banner": "text_heavy"}
@@ -531,6 +532,18 @@ def test_a_real_run_rejects_degraded_images_with_their_reasons_and_writes_measur
     page = (out.path / "report" / "index.html").read_text(encoding="utf-8")
     assert "Quality · highlights clipped" in page and not re.search(r"\bnan\b", page, re.IGNORECASE)
     assert not re.search(r"\b(NaN|-?Infinity)\b", (out.path / "report" / "report.json").read_text(encoding="utf-8"))
+
+    # report_only: nothing removed, and the report shows each flag's samples (their flags read from the shards).
+    flagged = run([folder], output=tmp_path / "flagged", quality={"report_only": True}, **off)
+    flags = {}
+    for sample in flagged.samples():
+        for flag in json.loads(sample["json"])["annotations"]["quality"]["flags"]:
+            flags.setdefault(flag, set()).add(json.loads(sample["json"])["source"])
+    assert {flag: len(sources) for flag, sources in flags.items()} == {reason: 1 for reason in measured_by}
+    report = json.loads((flagged.path / "report" / "report.json").read_text(encoding="utf-8"))
+    shown = {g["reason"]: g for g in report["galleries"]["rejected"] if g["status"] == "flagged"}
+    assert {reason: {i["source"] for i in g["items"]} for reason, g in shown.items()} == flags
+    assert all(g["stage"] == "quality" and item["has_thumbnail"] for g in shown.values() for item in g["items"])
 
 
 def _dropped_by(reason: str) -> str:
