@@ -143,6 +143,14 @@ def read_labels(path: str, data: bytes, cache: dict[str, dict[int, str]]) -> dic
                 sidecar=path,
             ) from None
     used = sorted({item["class"] for item in objects})
+    if names and (unknown := [index for index in used if index not in names]):
+        raise RejectItem(
+            reasons.MALFORMED_SIDECAR,
+            f"YOLO label file {path} uses class id {unknown[0]}, which the dataset's class names (data.yaml or "
+            f"classes.txt: {len(names)} names, ids {min(names)} to {max(names)}) do not name; add the class's name "
+            "there or fix the label file",
+            sidecar=path,
+        )
     labels = [names[index] for index in used if index in names]
     shown = [{"label": names.get(item["class"], item["class"]), "bbox": item["bbox"]} for item in objects]
     result: dict[str, Any] = {"objects": shown}

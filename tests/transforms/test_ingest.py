@@ -1096,13 +1096,14 @@ def test_a_yolo_dataset_gives_each_image_its_labels_and_boxes_and_every_label_fi
     (root / "train" / "images").mkdir(parents=True)
     (root / "train" / "labels").mkdir()
     (root / "data.yaml").write_text("train: train/images\nnc: 3\nnames: ['scratch', 'dent', 'rust']\n")
-    for seed, name in enumerate(["a.jpg", "b.png", "c.jpg", "d.jpg", "e.jpg"]):
+    for seed, name in enumerate(["a.jpg", "b.png", "c.jpg", "d.jpg", "e.jpg", "f.jpg"]):
         photo(320, 240, seed=60 + seed).save(root / "train" / "images" / name)
     labels = {
         "a.txt": "1 0.5 0.5 0.2 0.1\n0 0.25 0.3 0.1 0.1\n",
         "b.txt": "2 0.1 0.1 0.3 0.1 0.3 0.4\n",  # a polygon
         "d.txt": "0 0.5 0.5 0.1 0.1\nscratch 0.5 0.5 0.1 0.1\n0 nan 0.5 0.1 0.1\n",
         "e.txt": "",  # no object
+        "f.txt": "7 0.5 0.5 0.2 0.2\n",  # no such class: it was a no_text rejection naming nothing
         "gone.txt": "0 0.5 0.5 0.1 0.1\n",
     }
     for name, text in labels.items():
@@ -1113,7 +1114,8 @@ def test_a_yolo_dataset_gives_each_image_its_labels_and_boxes_and_every_label_fi
 
     rows = out.ledger_by_name()
     # data.yaml is the dataset's description, read for the class names: it was a not_an_image row
-    assert sorted(rows) == ["a.jpg", "b.png", "c.jpg", "d.jpg", "e.jpg", "gone.txt"]
+    assert sorted(rows) == ["a.jpg", "b.png", "c.jpg", "d.jpg", "e.jpg", "f.jpg", "gone.txt"]
+    assert rows["f.jpg"]["reason"] == reasons.MALFORMED_SIDECAR and "class id 7" in rows["f.jpg"]["detail"]
     assert rows["c.jpg"]["reason"] == rows["e.jpg"]["reason"] == reasons.NO_TEXT
     assert rows["d.jpg"]["reason"] == reasons.MALFORMED_SIDECAR and "d.txt line 2" in rows["d.jpg"]["detail"]
     assert rows["gone.txt"]["reason"] == reasons.ORPHAN_SIDECAR and "annotation file" in rows["gone.txt"]["detail"]
