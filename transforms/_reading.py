@@ -31,7 +31,8 @@ def read_bytes(path: str, attempts: int = READ_ATTEMPTS) -> tuple[bytes, int]:
         The bytes and the number of attempts it took.
 
     Raises:
-        RejectItem: ``missing_file`` when the file does not exist, ``unreadable_input`` after ``attempts`` failures.
+        RejectItem: ``missing_file`` when the file does not exist, ``unreadable_input`` for a folder (at once) or
+            after ``attempts`` failures.
     """
     fault_point(f"read:{posixpath.basename(path)}")
     for attempt in range(1, attempts + 1):
@@ -40,6 +41,11 @@ def read_bytes(path: str, attempts: int = READ_ATTEMPTS) -> tuple[bytes, int]:
                 return handle.read(), attempt
         except FileNotFoundError:
             break
+        except IsADirectoryError:  # no retry mends it
+            raise RejectItem(
+                reasons.UNREADABLE_INPUT,
+                f"{path} is a folder, not an image file; name the image file itself (a folder is an input of its own)",
+            ) from None
         except OSError as error:
             if not FileSystems.exists(path):
                 break

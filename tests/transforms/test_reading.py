@@ -27,6 +27,16 @@ def test_a_read_failing_every_attempt_is_unreadable_and_a_missing_file_is_missin
     assert caught.value.reason == reasons.MISSING_FILE
 
 
+def test_a_folder_is_unreadable_at_once_saying_it_is_a_folder(tmp_path, monkeypatch):
+    """A manifest row naming a folder was read three times, with waits, and said only [Errno 21]."""
+    slept = []
+    monkeypatch.setattr("transforms._reading.time.sleep", slept.append)
+    with pytest.raises(RejectItem) as caught:
+        read_bytes(str(tmp_path))
+    assert caught.value.reason == reasons.UNREADABLE_INPUT and "is a folder, not an image file" in str(caught.value)
+    assert slept == []
+
+
 def test_a_member_is_read_at_its_offset_and_a_short_file_is_unreadable(tmp_path):
     (tmp_path / "t.tar").write_bytes(b"0123456789")
     assert read_member(str(tmp_path / "t.tar"), 3, 4) == b"3456"
