@@ -55,6 +55,9 @@ def read_bytes(path: str, attempts: int = READ_ATTEMPTS) -> tuple[bytes, int]:
                 ) from error
             time.sleep(0.1 * 2**attempt)
     windows = " (a Windows path? give it relative to the manifest's folder, with /)" if "\\" in path else ""
+    name = posixpath.basename(path)
+    if name != name.strip():
+        windows += f" (its name {name!r} starts or ends with a space: a manifest cell padded with spaces?)"
     raise RejectItem(
         reasons.MISSING_FILE,
         f"{path} does not exist{windows}; fix the manifest row or restore the file (a manifest's relative paths "

@@ -24,7 +24,10 @@ def test_a_read_failing_every_attempt_is_unreadable_and_a_missing_file_is_missin
     assert caught.value.reason == reasons.UNREADABLE_INPUT and caught.value.detail["attempts"] == READ_ATTEMPTS
     with pytest.raises(RejectItem) as caught:
         read_bytes(str(tmp_path / "gone.bin"))
-    assert caught.value.reason == reasons.MISSING_FILE
+    assert caught.value.reason == reasons.MISSING_FILE and "space" not in str(caught.value)
+    with pytest.raises(RejectItem) as caught:
+        read_bytes(str(tmp_path / " a.bin "))  # a manifest cell padded with spaces
+    assert caught.value.reason == reasons.MISSING_FILE and "starts or ends with a space" in str(caught.value)
 
 
 def test_a_folder_is_unreadable_at_once_saying_it_is_a_folder(tmp_path, monkeypatch):
