@@ -107,13 +107,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def parse_input(spec: str) -> InputSpec:
-    """Read ``[KIND:]PATH[@DOMAIN]`` from ``--input``."""
+    """Read ``[KIND:]PATH[@DOMAIN]`` from ``--input``; a local PATH that exists with an ``@`` in its name is
+    taken whole (``shots@2x``; ``shots@2x@factory`` gives it a domain)."""
     kind = "auto"
     for known in ("files", "manifest", "webdataset", "mmc4", "obelics"):
         if spec.startswith(known + ":"):
             kind, spec = known, spec[len(known) + 1 :]
     domain = None
-    if "@" in spec:
+    # A local path that exists is taken whole (a folder named shots@2x); else the last @ starts a domain.
+    if "@" in spec and not ("://" not in spec and os.path.lexists(spec)):
         spec, domain = spec.rsplit("@", 1)
     try:
         return InputSpec(path=spec if "://" in spec else str(Path(spec).resolve()), kind=kind, domain=domain)

@@ -145,3 +145,18 @@ def test_a_number_that_is_not_finite_is_refused_naming_the_key(value):
         f"quality.blurry.threshold (from --set quality.blurry.threshold={value}): Input should be a finite number"
         in str(caught.value)
     )
+
+
+def test_an_input_folder_with_an_at_sign_in_its_name_is_taken_whole_unless_a_domain_follows(tmp_path):
+    """``--input shots@2x`` (a folder) was read as the folder ``shots`` with the domain ``2x``: no such input."""
+    from pipeline.cli import parse_input
+
+    folder = tmp_path / "shots@2x"
+    folder.mkdir()
+    for given, expected in (
+        (str(folder), (str(folder), None)),
+        (f"{folder}@factory", (str(folder), "factory")),
+        (f"{tmp_path / 'photos'}@factory", (str(tmp_path / "photos"), "factory")),
+    ):
+        spec = parse_input(given)
+        assert (spec.path, spec.domain) == expected
