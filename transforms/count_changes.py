@@ -7,11 +7,12 @@ change, and the launcher commits nothing (an undecodable file is read again each
 way). Not incremental: nothing is written. No config section, no metrics.
 """
 
+import dataclasses
 import json
 
 import apache_beam as beam
 
-from schemas.records.ledger import LedgerRow
+from schemas.records.ledger import LedgerRow, detail_json
 from transforms._io import join, pattern, write_atomic
 from transforms.incremental import EarlierRun
 
@@ -39,10 +40,24 @@ class CountChanges(beam.PTransform):
         return (
             {"now": rows | "BySource" >> beam.Map(lambda row: (row.source, row)), "earlier": earlier}
             | "JoinEarlier" >> beam.CoGroupByKey()
-            | "Differs" >> beam.Map(lambda element: int(list(element[1]["now"]) != list(element[1]["earlier"])))
+            | "Differs" >> beam.Map(_differs)
             | "Sum" >> beam.CombineGlobally(sum)
             | "WriteChanges" >> beam.Map(_write_changes, output=self._output)
         )
+
+
+def _differs(element: tuple[str, dict]) -> int:
+    """1 when a source's rows differ from its earlier ones. A ``replaces_key`` (the rebuild that replaced the file's
+    content said so) is no difference: a file that never decoded is decided again each run, without it."""
+    now, earlier = ([_unmarked(row) for row in element[1][side]] for side in ("now", "earlier"))
+    return int(now != earlier)
+
+
+def _unmarked(row: LedgerRow) -> LedgerRow:
+    if '"replaces_key"' not in (row.detail or ""):
+        return row
+    detail = {name: value for name, value in json.loads(row.detail).items() if name != "replaces_key"}
+    return dataclasses.replace(row, detail=detail_json(**detail))
 
 
 def _write_changes(changed_rows: int, output: str) -> None:

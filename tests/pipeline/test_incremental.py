@@ -277,6 +277,27 @@ def test_a_shipped_file_with_new_content_replaces_its_old_sample_everywhere(tmp_
     assert "changed content replaces" not in caplog.text and "is unchanged" in caplog.text
 
 
+def test_a_shipped_file_emptied_is_replaced_once_and_a_rerun_that_changes_nothing_keeps_the_row(
+    tmp_path, run, photo, caplog
+):
+    """The empty file is read again each run, and its row lost replaces_key: a new generation for no change."""
+    inputs = tmp_path / "in"
+    _add_photos(inputs, photo, range(3))
+    old_key = run([inputs], output=tmp_path / "out").ledger_by_name()["photo01.jpg"]["key"]
+    (inputs / "photo01.jpg").write_bytes(b"")
+    row = run([inputs], output=tmp_path / "out").ledger_by_name()["photo01.jpg"]
+    assert row["reason"] == reasons.EMPTY_FILE and json.loads(row["detail"])["replaces_key"] == old_key
+    before = (tmp_path / "out").joinpath("ledger").glob("*.parquet")
+    before = {path.name: path.read_bytes() for path in before}
+
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        again = run([inputs], output=tmp_path / "out")
+    assert "is unchanged" in caplog.text
+    assert json.loads(again.ledger_by_name()["photo01.jpg"]["detail"])["replaces_key"] == old_key
+    assert {path.name: path.read_bytes() for path in (tmp_path / "out" / "ledger").glob("*.parquet")} == before
+
+
 def test_a_run_that_listed_nothing_leaves_an_empty_ledger_and_the_next_run_builds_on_it(tmp_path, run, photo):
     """A run of only ignored files committed an output without a ledger part; every later run into it crashed."""
     import pyarrow.parquet as pq
