@@ -61,13 +61,14 @@ class Section(pydantic.BaseModel):
     def _within_defaults(cls, data: Any) -> Any:
         """A table given for a key whose default is a section changes only the keys it names: ``[quality.blurry]
         enabled = true`` (or ``--set quality.blurry.deviations=3``) keeps blurry's default threshold, which the
-        rule's class alone does not know (its default is ``QualityRule(threshold=0.03)``). A table inside it is
-        merged by its own section the same way; a map (``faces.domains``) is replaced."""
+        rule's class alone does not know (its default is ``QualityRule(threshold=0.03)``). Only such a default is
+        merged: a section whose default is its class's own (``split``, on once configured) reads the table as
+        given. A table inside it is merged by its own section the same way; a map (``faces.domains``) is replaced."""
         if not isinstance(data, dict):
             return data
         merged = dict(data)
         for name, field in cls.model_fields.items():
-            if isinstance(data.get(name), dict) and isinstance(field.default, Section):
+            if isinstance(data.get(name), dict) and _own_default(field.default):
                 merged[name] = {**field.default.model_dump(), **data[name]}
         return merged
 
@@ -78,6 +79,16 @@ class Section(pydantic.BaseModel):
             if type(None) in typing.get_args(cls.model_fields[info.field_name].annotation):
                 return None
         return value
+
+
+def _own_default(default: Any) -> bool:
+    """Whether ``default`` is a section that differs from its class's defaults (``QualityRule(threshold=0.03)``)."""
+    if not isinstance(default, Section):
+        return False
+    try:
+        return default != type(default)()
+    except pydantic.ValidationError:
+        return True
 
 
 SurvivorCriterion = Literal["resolution", "file_size", "richness", "clip_score"]
