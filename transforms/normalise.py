@@ -324,8 +324,13 @@ def normalise_item(
         notes=tuple(notes),
         hashes=perceptual_hashes(image, hashes),
         image_ref=reference,
-        scores=measure(analysis_copy(image, quality_side)).scores() if quality_side else {},
+        scores=_measured(image, quality_side) if quality_side else {},
     )
+
+
+def _measured(image: Image.Image, side: int) -> dict[str, float]:
+    """The quality measures of ``image`` on a copy at most ``side`` long (and larger copies for print on paper)."""
+    return measure(analysis_copy(image, side), lambda larger: analysis_copy(image, larger)).scores()
 
 
 def _with_embedded_text(metadata: Mapping[str, Any], data: bytes) -> tuple[dict[str, Any], list[str]]:

@@ -225,7 +225,8 @@ class _MeasureFn(StageFn):
         if measured(sample):
             yield sample
             return
-        measures = measure(analysis_pixels(read_image(sample), self._side))
+        data = read_image(sample)
+        measures = measure(analysis_pixels(data, self._side), lambda side: analysis_pixels(data, side))
         yield dataclasses.replace(sample, scores={**sample.scores, **measures.scores()})
 
 

@@ -18,8 +18,9 @@ normalised pixels before encoding them); ``measure`` computes every measure of i
 - ``quality_contrast_rms``: standard deviation of the subject's grey level (0-1);
 - ``quality_text_coverage``: share of the frame inside text blocks found by ``transforms._text_regions`` on a
   copy at most ``TEXT_SIDE`` pixels long (large enough for text that covers a frame, and 30% cheaper), and again at
-  ``PAPER_SIDE`` when that finds little on a light frame with clipped highlights (small print on white paper,
-  whose letters are too small at ``TEXT_SIDE``: a scanned label is text-heavy, not overexposed);
+  ``PAPER_SIDES`` (larger copies when the caller gives them) when that finds little on a light frame with clipped
+  highlights (small print on white paper, whose letters are too small at ``TEXT_SIDE``: a scanned label is
+  text-heavy, not overexposed);
 - ``quality_subject_share``: share of the frame measured as subject.
 
 The subject is the frame without its backdrop (``subject_mask``): near-uniform regions (grey range within 5x5 at most
@@ -31,7 +32,7 @@ Pure functions (NumPy, OpenCV, Pillow; no Beam).
 
 import io
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
 import cv2
@@ -52,6 +53,7 @@ PAPER_CLIPPED = 0.1
 PAPER_WHITE = 230
 PAPER_TEXT = 0.15
 PAPER_SIDE = 384
+PAPER_SIDES = (PAPER_SIDE, 768)  # tried in turn; 768 finds 16-pixel print on a 1240x1754 scan
 
 
 class Measures(NamedTuple):
@@ -137,10 +139,11 @@ def subject_mask(grey: np.ndarray) -> np.ndarray:
     return subject if subject.mean() >= MIN_SUBJECT else np.ones(grey.shape, bool)
 
 
-def measure(rgb: np.ndarray) -> Measures:
-    """All measures of an RGB uint8 image (any size, at least 1x1)."""
+def measure(rgb: np.ndarray, larger: Callable[[int], np.ndarray] | None = None) -> Measures:
+    """All measures of an RGB uint8 image (any size, at least 1x1); ``larger(side)`` gives the same image as RGB at
+    most ``side`` pixels long, for small print on paper (without it, the paper pass looks at ``rgb``)."""
     rgb = np.ascontiguousarray(rgb)
-    grey8 = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    grey8 = _grey(rgb)
     grey = grey8.astype(np.float32) / 255.0
     subject = subject_mask(grey8)
     mask = None if subject.all() else subject.astype(np.uint8)
@@ -165,8 +168,13 @@ def measure(rgb: np.ndarray) -> Measures:
     if text < PAPER_TEXT and highlights >= PAPER_CLIPPED and paper:
         # White paper with small print (a scanned label, a spec sheet): letters 28 pixels tall on an 800-pixel page
         # are 7 at TEXT_SIDE, too small for a glyph; the page would be judged on its clipped white alone. Only on
-        # paper: at PAPER_SIDE the square-wave traces of a PCB (half black) look like a line of n's.
-        text = max(text, text_coverage(_at_most(grey8, PAPER_SIDE)))
+        # paper: at PAPER_SIDE the square-wave traces of a PCB (half black) look like a line of n's. Print of 12 to
+        # 16 pixels on a page needs more pixels than the measured copy holds: ``larger`` gives them (PAPER_SIDES).
+        for side in PAPER_SIDES:
+            page = _at_most(grey8, side) if larger is None else _grey(larger(side))
+            text = max(text, text_coverage(_at_most(page, side)))
+            if text >= PAPER_TEXT or max(page.shape) < side:
+                break
     return Measures(
         sharpness_lapvar=float(detail_std[0, 0]) ** 2 / max(variance, (1 / 255) ** 2),
         highlights_clipped=highlights,
@@ -188,6 +196,10 @@ def sky(blue_led: np.ndarray) -> np.ndarray:
     top[np.unique(labels[0])] = True
     top[0] = False
     return top[labels]
+
+
+def _grey(rgb: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
 
 
 def _at_most(grey: np.ndarray, side: int) -> np.ndarray:

@@ -38,7 +38,9 @@ def _encoded(image: Image.Image) -> bytes:
 
 
 def measured(image: Image.Image, side: int = 256) -> Measures:
-    return measure(analysis_pixels(_encoded(image), side))
+    """The measures the stage takes of ``image``: on a copy ``side`` long, and larger ones for print on paper."""
+    data = _encoded(image)
+    return measure(analysis_pixels(data, side), lambda larger: analysis_pixels(data, larger))
 
 
 def reasons_of(image: Image.Image, config: QualityConfig | None = None) -> list[str]:
@@ -291,6 +293,14 @@ def test_textures_are_not_text_heavy_and_a_banner_over_the_same_texture_is():
         # Small print on paper at 255: its letters are too small at the text detector's first look, and its white
         # paper is clipped; it was rejected as overexposed.
         ("small print on white", label_scan((800, 600), paper=255, font_size=24, rows=16, words=9), "text_heavy"),
+        # Print of 10 to 14 pixels (a page scan normalised to 1024): nothing at the measured copy's 256 pixels, and
+        # it was overexposed; the paper pass reads a larger copy.
+        (
+            "12-px print on a 600x400 label",
+            label_scan((600, 400), paper=255, font_size=12, rows=20, words=8),
+            "text_heavy",
+        ),
+        ("10-px print on a page", label_scan((724, 1024), paper=255, font_size=10, rows=60, words=12), "text_heavy"),
     ],
 )
 def test_degenerate_and_unusual_images_are_measured_finite_with_a_clear_reason_or_kept(name, image, reason):
