@@ -18,9 +18,9 @@ normalised pixels before encoding them); ``measure`` computes every measure of i
 - ``quality_contrast_rms``: standard deviation of the subject's grey level (0-1);
 - ``quality_text_coverage``: share of the frame inside text blocks found by ``transforms._text_regions`` on a
   copy at most ``TEXT_SIDE`` pixels long (large enough for text that covers a frame, and 30% cheaper), and again at
-  ``PAPER_SIDES`` (larger copies when the caller gives them) when that finds little on a light frame with clipped
-  highlights (small print on white paper, whose letters are too small at ``TEXT_SIDE``: a scanned label is
-  text-heavy, not overexposed);
+  ``PAPER_SIDE`` when that finds little on a light frame with clipped highlights (small print on white paper, whose
+  letters are too small at ``TEXT_SIDE``: a scanned label is text-heavy, not overexposed), and on a copy
+  ``PRINT_SIDE`` long, when the caller gives one, where the frame is grey smudge without ink (``_smudged``);
 - ``quality_subject_share``: share of the frame measured as subject.
 
 The subject is the frame without its backdrop (``subject_mask``): near-uniform regions (grey range within 5x5 at most
@@ -53,7 +53,9 @@ PAPER_CLIPPED = 0.1
 PAPER_WHITE = 230
 PAPER_TEXT = 0.15
 PAPER_SIDE = 384
-PAPER_SIDES = (PAPER_SIDE, 768)  # tried in turn; 768 finds 16-pixel print on a 1240x1754 scan
+PRINT_SIDE = 768  # small print's second look: 16-pixel print on a 1240x1754 scan normalised to 1024 reads here
+# Small print at the measured copy's size: under INK_SMUDGE of the frame dark (< 100), at least SMUDGE mid-grey.
+INK_SMUDGE, SMUDGE = 0.05, 0.05
 
 
 class Measures(NamedTuple):
@@ -168,13 +170,12 @@ def measure(rgb: np.ndarray, larger: Callable[[int], np.ndarray] | None = None) 
     if text < PAPER_TEXT and highlights >= PAPER_CLIPPED and paper:
         # White paper with small print (a scanned label, a spec sheet): letters 28 pixels tall on an 800-pixel page
         # are 7 at TEXT_SIDE, too small for a glyph; the page would be judged on its clipped white alone. Only on
-        # paper: at PAPER_SIDE the square-wave traces of a PCB (half black) look like a line of n's. Print of 12 to
-        # 16 pixels on a page needs more pixels than the measured copy holds: ``larger`` gives them (PAPER_SIDES).
-        for side in PAPER_SIDES:
-            page = _at_most(grey8, side) if larger is None else _grey(larger(side))
-            text = max(text, text_coverage(_at_most(page, side)))
-            if text >= PAPER_TEXT or max(page.shape) < side:
-                break
+        # paper: at PAPER_SIDE the square-wave traces of a PCB (half black) look like a line of n's.
+        text = max(text, text_coverage(_at_most(grey8, PAPER_SIDE)))
+        if text < PAPER_TEXT and larger is not None and _smudged(grey8):
+            # Print of 10 to 16 pixels on a page is grey smudge without ink on the measured copy: ``larger`` gives
+            # the pixels its letters need (a twentieth of the corpora's frames get this far).
+            text = max(text, text_coverage(_at_most(_grey(larger(PRINT_SIDE)), PRINT_SIDE)))
     return Measures(
         sharpness_lapvar=float(detail_std[0, 0]) ** 2 / max(variance, (1 / 255) ** 2),
         highlights_clipped=highlights,
@@ -196,6 +197,12 @@ def sky(blue_led: np.ndarray) -> np.ndarray:
     top[np.unique(labels[0])] = True
     top[0] = False
     return top[labels]
+
+
+def _smudged(grey: np.ndarray) -> bool:
+    """Whether ``grey`` looks like small print shrunk below a glyph: little ink, some mid-grey (``INK_SMUDGE``)."""
+    ink = np.count_nonzero(grey < 100) / grey.size
+    return ink < INK_SMUDGE and np.count_nonzero((grey >= 100) & (grey < 200)) / grey.size >= SMUDGE
 
 
 def _grey(rgb: np.ndarray) -> np.ndarray:
