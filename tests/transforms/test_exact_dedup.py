@@ -30,17 +30,23 @@ def test_richer_metadata_wins_over_a_bare_copy_of_equal_resolution():
     assert survivor.source == "b-catalogued.jpg"
 
 
-def test_copies_and_lossless_reencodes_are_rejected_naming_their_survivor(tmp_path, run, photo):
-    images = tmp_path / "images"
-    images.mkdir()
+def _copies(folder, photo, other: bool = True):
+    """``folder`` with a picture, a copy of its file, a lossless re-encode of it and (``other``) another picture,
+    each with a caption."""
+    folder.mkdir()
     picture = photo(240, 180, seed=7)
-    picture.save(images / "a-original.png")
-    shutil.copy(images / "a-original.png", images / "b-copy.png")
-    picture.save(images / "c-reencoded.webp", lossless=True)
-    photo(240, 180, seed=8).save(images / "d-other.png")
-    for path in images.iterdir():
-        (images / f"{path.stem}.txt").write_text(f"picture {path.stem}")
-    out = run([images])
+    picture.save(folder / "a-original.png")
+    shutil.copy(folder / "a-original.png", folder / "b-copy.png")
+    picture.save(folder / "c-reencoded.webp", lossless=True)
+    if other:
+        photo(240, 180, seed=8).save(folder / "d-other.png")
+    for path in folder.iterdir():
+        (folder / f"{path.stem}.txt").write_text(f"picture {path.stem}")
+    return folder
+
+
+def test_copies_and_lossless_reencodes_are_rejected_naming_their_survivor(tmp_path, run, photo):
+    out = run([_copies(tmp_path / "images", photo)])
     rows = out.ledger_by_name()
     assert rows["b-copy.png"]["reason"] == reasons.EXACT_DUPLICATE
     assert rows["a-original.png"]["status"] == "kept"
@@ -52,16 +58,8 @@ def test_copies_and_lossless_reencodes_are_rejected_naming_their_survivor(tmp_pa
 
 def test_with_the_stage_off_copies_of_one_file_are_still_one_sample_and_reencodes_are_kept(tmp_path, run, photo):
     """Two copies of one file were both kept: one key twice in a tar that webdataset refuses, committed with exit 0."""
-    images = tmp_path / "images"
-    images.mkdir()
-    picture = photo(240, 180, seed=7)
-    picture.save(images / "a-original.png")
-    shutil.copy(images / "a-original.png", images / "b-copy.png")
-    picture.save(images / "c-reencoded.webp", lossless=True)
-    for path in images.iterdir():
-        (images / f"{path.stem}.txt").write_text(f"picture {path.stem}")
     off = {"enabled": False}
-    out = run([images], exact_dedup=off, near_dedup=off, semantic_dedup=off)
+    out = run([_copies(tmp_path / "images", photo, other=False)], exact_dedup=off, near_dedup=off, semantic_dedup=off)
 
     rows = out.ledger_by_name()
     assert {name: row["status"] for name, row in rows.items()} == {

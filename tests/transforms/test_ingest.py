@@ -903,21 +903,25 @@ def test_a_metadata_file_without_a_file_name_column_is_one_named_row_and_its_fol
     assert "'file_name'" in rows["metadata.csv"]["detail"] and "price, sku" in rows["metadata.csv"]["detail"]
 
 
+def _csv_run(tmp_path, run, photo, names: list[str], body: str, as_input: bool):
+    """A run over photos ``names`` described by a CSV ``body``: the folder's metadata.csv, or a manifest input."""
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    for seed, name in enumerate(names):
+        photo(240, 180, seed=seed).save(folder / name)
+    table = folder / ("list.csv" if as_input else "metadata.csv")
+    table.write_text(body, encoding="utf-8")
+    out = run([{"path": str(table), "kind": "manifest"} if as_input else folder], quality={"enabled": False})
+    return out, table
+
+
 @pytest.mark.parametrize("as_input", [False, True], ids=["folder metadata.csv", "manifest input"])
 def test_a_csv_row_with_an_unquoted_delimiter_is_its_own_named_row_and_the_others_are_read(
     tmp_path, run, photo, as_input
 ):
     """A caption with an unquoted comma gave the row a field under the key None, and the whole job crashed."""
-    folder = tmp_path / "shots"
-    folder.mkdir()
-    for seed, name in enumerate(["mug.jpg", "flag.jpg", "lamp.jpg"]):
-        photo(240, 180, seed=seed).save(folder / name)
-    table = folder / ("list.csv" if as_input else "metadata.csv")
-    table.write_text(
-        'file_name,caption\nmug.jpg,a red mug\nflag.jpg,red, white and blue\nlamp.jpg,"a lamp, lit"\n',
-        encoding="utf-8",
-    )
-    out = run([{"path": str(table), "kind": "manifest"} if as_input else folder], quality={"enabled": False})
+    body = 'file_name,caption\nmug.jpg,a red mug\nflag.jpg,red, white and blue\nlamp.jpg,"a lamp, lit"\n'
+    out, table = _csv_run(tmp_path, run, photo, ["mug.jpg", "flag.jpg", "lamp.jpg"], body, as_input)
 
     rows = out.ledger_by_name()
     bad = rows[f"{table.name}#2"]
@@ -935,17 +939,9 @@ def test_a_csv_quote_that_never_closes_is_its_own_named_row_and_the_rows_after_i
     tmp_path, run, photo, as_input
 ):
     """The quote swallowed every later line into one caption: their images had no ledger row at all."""
-    folder = tmp_path / "shots"
-    folder.mkdir()
     names = ["mug.jpg", "pipe.jpg", "lamp.jpg", "vase.jpg"]
-    for seed, name in enumerate(names):
-        photo(240, 180, seed=seed).save(folder / name)
-    table = folder / ("list.csv" if as_input else "metadata.csv")
-    table.write_text(
-        'file_name,caption\nmug.jpg,a red mug\npipe.jpg,"12 inch pipe\nlamp.jpg,a lamp\n\nvase.jpg,a vase\n',
-        encoding="utf-8",
-    )
-    out = run([{"path": str(table), "kind": "manifest"} if as_input else folder], quality={"enabled": False})
+    body = 'file_name,caption\nmug.jpg,a red mug\npipe.jpg,"12 inch pipe\nlamp.jpg,a lamp\n\nvase.jpg,a vase\n'
+    out, table = _csv_run(tmp_path, run, photo, names, body, as_input)
 
     rows = out.ledger_by_name()
     bad = rows[f"{table.name}#2"]
