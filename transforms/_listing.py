@@ -274,7 +274,8 @@ def broken_links(spec: InputSpec, config: IngestConfig, output: str | None = Non
             if os.path.islink(path) and not os.path.exists(path) and matches(path) and listed(path):
                 broken.append(path)
         for path in (os.path.join(folder, name) for name in subfolders):
-            if os.path.islink(path) and not within(os.path.realpath(path), real_top) and listed(path):
+            inside = matches(os.path.join(path, "x.jpg"))  # the pattern lists its files (photos/*.jpg does not)
+            if inside and os.path.islink(path) and not within(os.path.realpath(path), real_top) and listed(path):
                 folders.append(path)
     for path in sorted(broken):
         shown = printable(path)

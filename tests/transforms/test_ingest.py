@@ -180,6 +180,10 @@ def test_a_folder_linked_in_from_outside_is_one_named_rejection_or_with_the_opt_
     assert detail["resolved"] == os.path.realpath(linked / "outside")
     assert not [path for path in opened if "outside" in os.path.realpath(path)]
 
+    # a pattern that lists no subfolder's files lists no linked folder either
+    items, dropped = read_inputs([{"path": str(linked / "data" / "*.jpg")}], linked)
+    assert items == {} and dropped == {}
+
     items, dropped = read_inputs([{"path": str(linked / "data")}], linked, follow_symlinks=True)
     assert dropped == {}
     assert sorted(row.source for row in items.values()) == sorted(
