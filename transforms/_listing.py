@@ -468,6 +468,8 @@ def _csv_rows(header: str, text: Iterator[str], delimiter: str) -> Iterator[dict
             start = lines.start()
             first, rest = lines.number - len(lines.row) + 1 + start, lines.row[start + 1 :]
             yield {"__error__": _unreadable_row(number, first, lines.number, str(error))}
+            if not lines.row:  # nothing read, so nothing to read again
+                return
             lines = _Lines(itertools.chain(rest, lines), first)
 
 
