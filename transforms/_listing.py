@@ -262,7 +262,8 @@ def broken_links(spec: InputSpec, config: IngestConfig, output: str | None = Non
         return
     matches = re.compile(FileSystem.translate_pattern(pattern)).match
     domain, roots = spec.domain or config.default_domain, pattern_roots(spec)
-    top, real_top = top_folder(spec), os.path.realpath(top_folder(spec))
+    top = top_folder(spec)
+    real_top = os.path.realpath(top)
 
     def listed(path: str) -> bool:
         return outside_output(path, output) and not_ignored(path, spec, config.ignore)
@@ -300,11 +301,11 @@ def linked_files(spec: InputSpec, config: IngestConfig) -> Iterator[FileMetadata
     """With ``ingest.follow_symlinks``, the files a local file pattern matches inside folders linked in from outside
     its folder, named through the link (Beam's matching never enters a linked folder). A folder reached twice (a
     link loop, two links to one place) is listed once, under the first name in sorted order."""
-    pattern = input_pattern(spec)
-    if not config.follow_symlinks or "://" in pattern or not os.path.isdir(top_folder(spec)):
+    pattern, top = input_pattern(spec), top_folder(spec)
+    if not config.follow_symlinks or "://" in pattern or not os.path.isdir(top):
         return
     matches = re.compile(FileSystem.translate_pattern(pattern)).match
-    real_top, seen = os.path.realpath(top_folder(spec)), set()
+    real_top, seen = os.path.realpath(top), set()
 
     def walk(folder: str, linked: bool) -> Iterator[FileMetadata]:
         real = os.path.realpath(folder)
@@ -318,7 +319,7 @@ def linked_files(spec: InputSpec, config: IngestConfig) -> Iterator[FileMetadata
                 stat = entry.stat()
                 yield FileMetadata(entry.path, stat.st_size, stat.st_mtime)
 
-    yield from walk(top_folder(spec), False)
+    yield from walk(top, False)
 
 
 def outside_output(path: str, output: str | None) -> bool:

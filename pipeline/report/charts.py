@@ -156,17 +156,11 @@ def _number(value: Any) -> float | None:
 
 def _rejected_clip_models(ledger: pa.Table) -> set[str]:
     """The models whose CLIP scores rejected items (``low_clip_score`` rows name theirs)."""
-    names = set()
     if not {"reason", "detail"} <= set(ledger.column_names):
-        return names
-    for text in ledger.filter(pc.equal(ledger["reason"], "low_clip_score")).column("detail").to_pylist():
-        try:
-            detail = json.loads(text or "{}")
-        except ValueError:
-            continue
-        if isinstance(detail, dict) and isinstance(detail.get("model"), str):
-            names.add(detail["model"])
-    return names
+        return set()
+    rows = ledger.filter(pc.equal(ledger["reason"], reasons.LOW_CLIP_SCORE)).column("detail").to_pylist()
+    models = (_detail(text).get("model") for text in rows)
+    return {model for model in models if isinstance(model, str)}
 
 
 def _clip_chart(name: str, values: list, domains: list[str], ledger: pa.Table, config: dict) -> Distribution | None:
@@ -174,12 +168,7 @@ def _clip_chart(name: str, values: list, domains: list[str], ledger: pa.Table, c
     for row in ledger.filter(pc.equal(ledger["status"], "rejected")).select(["stage", "detail", "domain"]).to_pylist():
         if "clip" not in (row["stage"] or ""):
             continue
-        try:
-            detail = json.loads(row["detail"] or "{}")
-        except ValueError:
-            continue
-        if not isinstance(detail, dict):
-            continue
+        detail = _detail(row["detail"])
         field = detail.get("score_field") or detail.get("field") or detail.get("model")
         if isinstance(field, str) and field != name:
             continue

@@ -67,9 +67,9 @@ class Section(pydantic.BaseModel):
         if not isinstance(data, dict):
             return data
         merged = dict(data)
-        for name, field in cls.model_fields.items():
-            if isinstance(data.get(name), dict) and _own_default(field.default):
-                merged[name] = {**field.default.model_dump(), **data[name]}
+        for name in _own_defaults(cls):
+            if isinstance(data.get(name), dict):
+                merged[name] = {**cls.model_fields[name].default.model_dump(), **data[name]}
         return merged
 
     @pydantic.field_validator("*", mode="before")
@@ -81,8 +81,13 @@ class Section(pydantic.BaseModel):
         return value
 
 
+@functools.cache
+def _own_defaults(section: type) -> tuple[str, ...]:
+    """The keys of ``section`` whose default is a section unlike its class's own (``QualityRule(threshold=0.03)``)."""
+    return tuple(name for name, field in section.model_fields.items() if _own_default(field.default))
+
+
 def _own_default(default: Any) -> bool:
-    """Whether ``default`` is a section that differs from its class's defaults (``QualityRule(threshold=0.03)``)."""
     if not isinstance(default, Section):
         return False
     try:
