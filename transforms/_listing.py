@@ -485,9 +485,13 @@ def _surplus_fields(number: int, line: int, columns: int, row: dict, delimiter: 
 def _unreadable_row(number: int, first: int, last: int, error: str) -> str:
     if error == "unexpected end of data":
         return (
-            f"row {number} (line {first}) opens a double quote that never closes, so lines {first} to {last} read as "
-            f"one value; the lines after line {first} were read again as rows. Close the quote, or write a double "
-            'quote inside a value as two ("12"" pipe")'
+            f"row {number} (line {first}) opens a double quote that never closes, so "
+            + (
+                f"lines {first} to {last} read as one value; the lines after line {first} were read again as rows. "
+                if last > first
+                else "it reads to the end of the file. "
+            )
+            + 'Close the quote, or write a double quote inside a value as two ("12"" pipe")'
         )
     return (
         f"row {number} (line {first}) cannot be read as CSV ({error}): a value in double quotes must end at its "
