@@ -33,7 +33,7 @@ from transforms._annotation_files import ANNOTATION, annotation_of, is_class_nam
 from transforms._coco import coco_rows, is_coco
 from transforms._confine import OPT_IN, confine, from_file_url, within
 from transforms._io import fixed_part, literal
-from transforms._reading import NOT_UTF8_TEXT, bom_encoding, caption_text
+from transforms._reading import NOT_UTF8_TEXT, TAKEOUT_TAG, bom_encoding, caption_text
 from transforms.import_interleaved import KINDS as INTERLEAVED_KINDS
 
 MANIFEST_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
@@ -136,7 +136,7 @@ def stem_key(metadata: FileMetadata) -> tuple[bytes, bytes]:
     extension and without the image extensions before it: ``photo.jpg``, ``photo.jpg.json`` as Google Takeout names
     it, ``banner.jpg.webp`` and its ``banner.jpg.txt`` are all ``photo`` or ``banner``). Bytes, because a file name
     need not be UTF-8 text and Beam's string coder takes only that."""
-    stem = posixpath.splitext(metadata.path)[0]
+    stem = named_after(metadata.path)
     while _image_named(stem):
         stem = posixpath.splitext(stem)[0]
     stem = twin_stem(metadata.path) or stem  # a YOLO or VOC file in a twin folder meets the image it describes
@@ -145,6 +145,14 @@ def stem_key(metadata: FileMetadata) -> tuple[bytes, bytes]:
 
 def _image_named(name: str) -> bool:
     return posixpath.splitext(name)[1].lower() in IMAGE_SUFFIXES
+
+
+def named_after(path: str) -> str:
+    """The name a sidecar is named after: its path without its extension, and without Google Takeout's
+    ``.supplemental-metadata`` tag (or the start of it, as Takeout cuts long names) after an image's whole name."""
+    named = posixpath.splitext(path)[0]
+    image, tag = posixpath.splitext(named)
+    return image if len(tag) > 1 and TAKEOUT_TAG.startswith(tag[1:].lower()) and _image_named(image) else named
 
 
 def stem_items(group: tuple[bytes, Iterable[bytes]], spec: InputSpec, config: IngestConfig) -> Iterator[InputItem]:
@@ -169,12 +177,10 @@ def stem_items(group: tuple[bytes, Iterable[bytes]], spec: InputSpec, config: In
     sidecars = [path for path in paths if posixpath.splitext(path)[1].lower() in kinds]
     images = [path for path in paths if path not in sidecars]
     own = {
-        image: _first_of_each_kind([p for p in sidecars if posixpath.splitext(p)[0].lower() == image.lower()], kinds)
+        image: _first_of_each_kind([p for p in sidecars if named_after(p).lower() == image.lower()], kinds)
         for image in images
     }
-    whole_named = {
-        path for image in images for path in sidecars if posixpath.splitext(path)[0].lower() == image.lower()
-    }
+    whole_named = {path for image in images for path in sidecars if named_after(path).lower() == image.lower()}
     # Named after an image's stem (a.json for a.jpg and a.png; banner.jpg.txt for banner.jpg.webp): every image with
     # that stem takes the first of each kind, unless the file is named after another image's whole name.
     stems = {image: posixpath.splitext(image)[0] for image in images}
@@ -210,7 +216,7 @@ def stem_items(group: tuple[bytes, Iterable[bytes]], spec: InputSpec, config: In
     for path in sidecars:
         if path in used:
             continue
-        named = posixpath.splitext(path)[0]
+        named = named_after(path)
         whole_owners = [image for image in images if image.lower() == named.lower()]
         stem_owners = [image for image in images if stems[image] == named]
         if whole_owners or stem_owners:

@@ -21,6 +21,10 @@ from schemas.records.ledger import RejectItem
 from transforms._confine import confine
 from transforms._io import fault_point
 
+# Google Takeout's newer exports name a photo's JSON IMG_1.jpg.supplemental-metadata.json, the tag cut short where the
+# name would pass 51 characters (IMG_20240101_123456789.jpg.supplemental-met.json).
+TAKEOUT_TAG = "supplemental-metadata"
+
 READ_ATTEMPTS = 3
 
 
@@ -102,8 +106,11 @@ def read_again(item: InputItem) -> InputItem:
 
 def present_sidecars(stem: str, extensions: list[str], image: str = "") -> tuple[str, ...]:
     """The sidecars a pattern did not match, as suffixes of ``stem``: for each of ``extensions`` (as configured), one
-    named after the whole name of ``image`` (``photo.jpg.json``), then one named after the stem (``photo.json``)."""
-    named = [image[len(stem) :] + ext for ext in extensions] if image.startswith(stem) and image != stem else []
+    named after the whole name of ``image`` (``photo.jpg.json``, or Google Takeout's
+    ``photo.jpg.supplemental-metadata.json``), then one named after the stem (``photo.json``)."""
+    whole = image[len(stem) :] if image.startswith(stem) and image != stem else ""
+    tags = {".json": ("", f".{TAKEOUT_TAG}")}
+    named = [whole + tag + ext for ext in extensions for tag in tags.get(ext.lower(), ("",))] if whole else []
     return tuple(suffix for suffix in [*named, *extensions] if FileSystems.exists(stem + suffix))
 
 

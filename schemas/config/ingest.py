@@ -47,8 +47,8 @@ class IngestConfig(Section):
         default_factory=lambda: [".json", ".txt"],
         description=(
             "Same-stem files merged into an image's metadata (photo.jpg takes photo.json and photo.TXT, and "
-            "photo.jpg.json first, as Google Takeout names it), earlier extensions winning a key; one that no image "
-            "takes is rejected as orphan_sidecar."
+            "photo.jpg.json or photo.jpg.supplemental-metadata.json first, as Google Takeout names it), earlier "
+            "extensions winning a key; one that no image takes is rejected as orphan_sidecar."
         ),
     )
     ignore: list[str] = pydantic.Field(

@@ -760,6 +760,42 @@ def test_sidecars_named_after_the_whole_image_name_are_read_as_a_takeout_export_
     assert [c["text"] for c in caption["candidates"]] == ["Shelf, aisle 4"]
 
 
+def test_takeout_supplemental_metadata_sidecars_are_read_even_when_their_names_are_cut_short(tmp_path, run):
+    """Takeout's newer exports write ``IMG.jpg.supplemental-metadata.json`` and cut the tag short where the name would
+    pass 51 characters: each was an ``orphan_sidecar``, and its photo lost its description."""
+    takeout = tmp_path / "Takeout" / "Google Photos" / "Line 3"
+    takeout.mkdir(parents=True)
+    long_name = "PXL_20240317_101112345.PORTRAIT.jpg"
+    sidecars = {
+        "IMG_0001.jpg": "IMG_0001.jpg.supplemental-metadata.json",
+        long_name: f"{long_name}.supplement.json",  # 51 characters, as Takeout cuts it
+        "IMG_0003.png": "IMG_0003.png.SUPP.json",
+    }
+    for seed, (image, sidecar) in enumerate(sidecars.items()):
+        make_photo(200, 160, seed=160 + seed).save(takeout / image)
+        (takeout / sidecar).write_text(json.dumps({"title": image, "description": f"Press {seed}, station B"}))
+    (takeout / "IMG_0009.jpg.supplemental-metadata.json").write_text(json.dumps({"description": "not exported"}))
+    single = tmp_path / "single"
+    single.mkdir()
+    make_photo(200, 160, seed=170).save(single / "p.jpeg")
+    (single / "p.jpeg.supplemental-metadata.json").write_text(json.dumps({"description": "beside a one-file input"}))
+
+    out = run([takeout, single / "p.jpeg"], quality={"enabled": False})
+
+    rows = out.ledger_by_name()
+    assert len(sidecars[long_name]) == 51
+    assert sorted(rows) == sorted([*sidecars, "IMG_0009.jpg.supplemental-metadata.json", "p.jpeg"])
+    orphan = rows["IMG_0009.jpg.supplemental-metadata.json"]
+    assert orphan["reason"] == reasons.ORPHAN_SIDECAR
+    assert "no image named IMG_0009.jpg or IMG_0009.jpg.<image extension> sits" in orphan["detail"]
+    assert out.texts_by_name() == {
+        "IMG_0001.jpg": "Press 0, station B",
+        long_name: "Press 1, station B",
+        "IMG_0003.png": "Press 2, station B",
+        "p.jpeg": "beside a one-file input",
+    }
+
+
 def test_an_image_with_two_extensions_takes_the_sidecar_named_after_its_stem(tmp_path, run):
     """``banner.jpg.webp`` (a converted download) and its ``banner.jpg.txt``: the caption was an orphan, the image
     rejected as having no text."""
