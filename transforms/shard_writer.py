@@ -80,20 +80,28 @@ def shard_count(samples: int, image_bytes: int, config: ShardsConfig) -> int:
     return max(1, config.min_shards, by_count, by_bytes)
 
 
-def shard_of(key: str, shards: int) -> int:
-    """The shard slot of ``key``: its position in the key space, cut into ``shards`` equal ranges."""
-    return (int(key[:15], 16) * shards) >> _KEY_SPACE_BITS
+def shard_of(key: str, shards: int, share: float = 1.0) -> int:
+    """The shard slot of ``key``: its position in the part of the key space a view samples (its first ``share``,
+    ``sampled``), cut into ``shards`` equal ranges. Cut over the whole key space, a view of half the keys would
+    fill only half its slots, each twice its size."""
+    space = _sampled_space(share)
+    return min(shards - 1, int(key[:15], 16) * shards // space)
+
+
+def _sampled_space(share: float) -> int:
+    return 1 << _KEY_SPACE_BITS if share >= 1.0 else max(1, math.ceil(share * (1 << _KEY_SPACE_BITS)))
 
 
 def sampled(key: str, share: float) -> bool:
     """Whether a key falls in the first ``share`` of the key space (a view's share, stable across runs)."""
-    return share >= 1.0 or int(key[:15], 16) < share * (1 << _KEY_SPACE_BITS)
+    return int(key[:15], 16) < _sampled_space(share)
 
 
-def slot_of(split: str, key: str, totals: dict, config: ShardsConfig) -> tuple[str, int]:
-    """``(split, slot)`` of the element with ``key`` in ``split``, given the ``split_totals``."""
+def slot_of(split: str, key: str, totals: dict, config: ShardsConfig, share: float = 1.0) -> tuple[str, int]:
+    """``(split, slot)`` of the element with ``key`` in ``split``, given the ``split_totals`` and the view's
+    ``share``."""
     count, image_bytes = totals[split]
-    return split, shard_of(key, shard_count(count, image_bytes, config))
+    return split, shard_of(key, shard_count(count, image_bytes, config), share)
 
 
 def shard_name(slot: int, generation: int = 0) -> str:

@@ -86,11 +86,11 @@ class WriteDocuments(beam.PTransform):
             ledger = (kept, placed[REJECTED]) | "AllRows" >> beam.Flatten()
             return DocumentWriteOutputs(ledger=ledger, shards=samples.pipeline | "NoShards" >> beam.Create([]))
         totals = split_totals(documents, lambda document: (document.split, document.image_bytes))
-        config = self._shards
+        slots = {"totals": totals, "config": self._shards, "share": self._view.share}
         written = (
             {
-                "documents": documents | "AssignDocs" >> beam.FlatMap(_slot_document, totals=totals, config=config),
-                "images": samples | "AssignImages" >> beam.FlatMap(_slot_image, totals=totals, config=config),
+                "documents": documents | "AssignDocs" >> beam.FlatMap(_slot_document, **slots),
+                "images": samples | "AssignImages" >> beam.FlatMap(_slot_image, **slots),
             }
             | "GroupShard" >> beam.CoGroupByKey()
             | "Write" >> beam.ParDo(_WriteDocsFn(self._output, self._generation)).with_outputs(REJECTED, main="shards")
@@ -145,15 +145,15 @@ def place_in_split(document: Document, splits: dict[str, str], view: ViewConfig)
         yield dataclasses.replace(document, split=found[0])
 
 
-def _slot_document(document: Document, totals: dict, config: ShardsConfig) -> Iterator:
+def _slot_document(document: Document, totals: dict, config: ShardsConfig, share: float) -> Iterator:
     if document.split in totals:
-        yield slot_of(document.split, document.key, totals, config), document
+        yield slot_of(document.split, document.key, totals, config, share), document
 
 
-def _slot_image(sample: Sample, totals: dict, config: ShardsConfig) -> Iterator:
+def _slot_image(sample: Sample, totals: dict, config: ShardsConfig, share: float) -> Iterator:
     # Routed by its document's key: the images meet their document in its shard, with no other shuffle.
     if sample.document_id and sample.split in totals:
-        yield slot_of(sample.split, document_key(sample.document_id), totals, config), sample
+        yield slot_of(sample.split, document_key(sample.document_id), totals, config, share), sample
 
 
 def _kept_row(document: Document, shard: str) -> DocumentLedgerRow:

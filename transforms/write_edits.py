@@ -84,7 +84,7 @@ class WriteEditPairs(beam.PTransform):
         totals = split_totals(pairs, lambda pair: (pair.split, pair.image_bytes))
         stats = (
             pairs
-            | "Assign" >> beam.Map(_assign, totals=totals, config=self._shards)
+            | "Assign" >> beam.Map(_assign, totals=totals, config=self._shards, share=view.share)
             | "GroupShard" >> beam.GroupByKey()
             | "Write" >> beam.ParDo(_WriteEditsFn(self._output, self._generation))
         )
@@ -148,8 +148,8 @@ def _pairs_of_group(element: tuple[str, Iterable[Sample]], rules: dict[str, Edit
     yield from (pair for pair in make_pairs(rule, members) if sampled(pair.key, share))
 
 
-def _assign(pair: EditPair, totals: dict, config: ShardsConfig) -> tuple[tuple[str, int], EditPair]:
-    return slot_of(pair.split, pair.key, totals, config), pair
+def _assign(pair: EditPair, totals: dict, config: ShardsConfig, share: float) -> tuple[tuple[str, int], EditPair]:
+    return slot_of(pair.split, pair.key, totals, config, share), pair
 
 
 def _edit_image(sample: Sample, member: str) -> EditImage:

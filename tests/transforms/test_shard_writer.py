@@ -1,7 +1,9 @@
 """The shard writer every view shares: key ranges, one shard's files and statistics, the wids index."""
 
+import hashlib
 import json
 import tarfile
+from collections import Counter
 from fractions import Fraction
 
 import pyarrow as pa
@@ -75,6 +77,19 @@ def test_slot_of_uses_the_split_s_totals():
 
 def test_a_share_keeps_a_stable_first_part_of_the_key_space():
     assert sampled("0" * 32, 0.01) and not sampled("f" * 32, 0.99) and sampled("f" * 32, 1.0)
+
+
+def test_a_view_s_share_fills_every_shard_slot_not_the_first_share_of_them():
+    """Slots cut over the whole key space left a half-share view half its slots empty, the rest twice their size."""
+    keys = [hashlib.sha256(str(n).encode()).hexdigest() for n in range(2000)]
+    config = ShardsConfig(samples_per_shard=100, min_shards=8)
+    for share in (0.5, 0.1):
+        kept = [key for key in keys if sampled(key, share)]
+        assert abs(len(kept) - share * len(keys)) < 4 * (share * len(keys)) ** 0.5  # a hash's share, roughly
+        slots = Counter(slot_of("train", key, {"train": (len(kept), 0)}, config, share)[1] for key in kept)
+        shards = max(8, -(-len(kept) // 100))
+        assert sorted(slots) == list(range(shards))
+        assert max(slots.values()) <= 1.5 * len(kept) / shards
 
 
 def test_shard_names_carry_the_generation_after_a_first_run():

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+import webdataset as wds
 from PIL import Image
 
 from pipeline.sample_checks import document_problems
@@ -24,6 +25,7 @@ from schemas.documents import (
 )
 from schemas.records.samples import ImageInfo
 from tests.documents_run import documents_run
+from tests.helpers import make_photo, run_job
 from transforms.write_documents import place_in_split
 
 
@@ -131,6 +133,25 @@ def test_edit_view_pairs_one_product_in_two_colours_within_a_split(out):
 
 def test_pairs_view_honours_loader_workers_too(out):
     assert len(out.shard_paths("pairs")) >= 2
+
+
+def test_a_half_share_docs_view_still_has_a_shard_per_loader_worker_of_the_promised_size(tmp_path):
+    """Shard slots were cut over the whole key space while a half share keeps the first half of it: the docs view had
+    half the shards ``loader_workers`` asks for, each twice the size it should have."""
+    rows = ["path,doc_id,position,text,title"]
+    for n in range(48):
+        make_photo(64, 48, seed=300 + n).save(tmp_path / f"p{n}.jpg")
+        rows += [f",D{n},0,Inspection record {n} of line 3.,", f"p{n}.jpg,D{n},1,,Weld seam {n}"]
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    views = {"loader_workers": 4, "docs": {"share": 0.5, "samples_per_shard": 8}}
+
+    out = run_job([tmp_path / "m.csv"], tmp_path / "out", views=views, quality={"enabled": False})
+
+    per_shard = [sum(1 for _ in wds.WebDataset(str(path), shardshuffle=False)) for path in out.shard_paths("docs")]
+    written = [row for row in pq.read_table(out.path / "ledger_documents").to_pylist() if row["status"] == "kept"]
+    assert sum(per_shard) == len(written) and 14 <= len(written) <= 34  # about half of 48 (a hash's share)
+    assert len(per_shard) == max(4, -(-len(written) // 8)), per_shard  # every slot holds documents
+    assert max(per_shard) <= 2 * len(written) / len(per_shard), per_shard
 
 
 def _two_image_document() -> Document:
