@@ -59,7 +59,7 @@ def build(
     ``previous`` is the committed output a full run replaces: the ledger names the old key of every file whose
     content changed since.
     """
-    ingested = pipeline | "Ingest" >> ReadInputs(config.ingest, config.documents.id_field, config.run.output)
+    ingested = pipeline | "Ingest" >> ReadInputs(config.ingest, config.documents, config.run.output)
     known = ingested.items | "SkipKnown" >> SkipKnown(
         earlier, output, config.documents, config.shards.ledger_rows_per_part
     )

@@ -28,14 +28,17 @@ reads: ``transforms._reading``.
 """
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, NamedTuple
 
 import apache_beam as beam
+from apache_beam import pvalue
 from apache_beam.io import fileio
 from apache_beam.io.filesystem import FileMetadata
 
 from schemas import reasons
+from schemas.config.documents import DocumentsConfig
 from schemas.config.ingest import IngestConfig, InputSpec
 from schemas.documents import TextRow
 from schemas.records.inputs import InputItem
@@ -82,6 +85,7 @@ from transforms._listing import (
 )
 from transforms._output_layout import EarlierOutput, earlier_output, written_earlier
 from transforms._reading import present_sidecars, read_bytes, read_member, read_sidecar
+from transforms.document_ids import document_id
 from transforms.import_interleaved import KINDS as INTERLEAVED_KINDS
 from transforms.import_interleaved import ListInterleavedFn
 
@@ -102,17 +106,19 @@ class IngestOutputs(NamedTuple):
 class ReadInputs(beam.PTransform):
     """List every configured input and read each item's bytes and sidecar.
 
-    Text rows (``TextRow``: a manifest row with no image path but a ``text_rows_field`` value, or an imported
-    MMC4/OBELICS text) are not items: they leave in ``IngestOutputs.texts`` for the documents stage.
+    Text rows (``TextRow``: a manifest row with no image path but a ``documents.id_field`` value, or an imported
+    MMC4/OBELICS text) are not items: they leave in ``IngestOutputs.texts`` for the documents stage. An item the
+    read rejects or fails names its document (``documents``: the id field or a grouping rule) in its ledger row, so
+    the documents stage lists it among the images that left.
 
     ``output``: the run's output folder. A file or tar pattern that lists it (``--input photos --output
     photos/out``) does not list the files unishard wrote there: they are not inputs.
     """
 
-    def __init__(self, config: IngestConfig, text_rows_field: str | None = None, output: str | None = None):
+    def __init__(self, config: IngestConfig, documents: DocumentsConfig | None = None, output: str | None = None):
         super().__init__()
         self._config = config
-        self._text_rows_field = text_rows_field
+        self._documents = documents
         self._output = output
 
     def expand(self, pbegin: beam.pvalue.PBegin):
@@ -127,7 +133,7 @@ class ReadInputs(beam.PTransform):
                 continue
             if kind in ("manifest", *INTERLEAVED_KINDS):
                 if kind == "manifest":
-                    lister = _ListManifestFn(self._config, self._text_rows_field)
+                    lister = _ListManifestFn(self._config, self._documents)
                 else:
                     lister = ListInterleavedFn(self._config)
                 rows, bad = apply_stage(start, f"{label}Manifest", lister)
@@ -193,7 +199,7 @@ class ReadInputs(beam.PTransform):
             | "Spread" >> beam.Reshuffle()
             | "CountItems" >> beam.Map(_count)
         )
-        read, bad = apply_stage(items, "Read", _ReadFn(self._config))
+        read, bad = apply_stage(items, "Read", _ReadFn(self._config, self._documents))
         rejected_rows = [*dropped, bad] | "FlattenRejected" >> beam.Flatten()
         text_rows = texts | "FlattenTextRows" >> beam.Flatten(pipeline=pbegin.pipeline)
         return IngestOutputs(items=read, rejected=rejected_rows, texts=text_rows)
@@ -265,22 +271,34 @@ def _count(item: "InputItem | RowGroup") -> "InputItem | RowGroup":
     return item
 
 
+def with_document(output: Any, metadata: Mapping[str, Any], domain: str, documents: DocumentsConfig | None) -> Any:
+    """``output``; a rejected or failed row names the document ``metadata`` puts its item in, so the documents stage
+    lists the image among those that left it (a missing file, a path outside the roots)."""
+    if documents is None or not isinstance(output, pvalue.TaggedOutput):
+        return output
+    found = document_id(metadata, domain, documents)
+    return output if found is None else pvalue.TaggedOutput(output.tag, replace(output.value, document_id=found[0]))
+
+
 class _ListManifestFn(StageFn):
     """Expand one manifest into one ``InputItem`` per row; a row's problems reject that row only."""
 
     stage = STAGE
 
-    def __init__(self, config: IngestConfig, text_rows_field: str | None = None):
+    def __init__(self, config: IngestConfig, documents: DocumentsConfig | None = None):
         super().__init__()
         self._config = config
-        self._text_rows_field = text_rows_field
+        self._documents = documents
+        self._text_rows_field = documents and documents.id_field
 
     def process(self, spec: InputSpec) -> Iterable[Any]:
         # One manifest yields many items; a bad row must reject that row, not the manifest.
         number = 0
         try:
             for number, row in enumerate(manifest_rows(spec.path), start=1):
-                yield from super().process(ManifestRow(spec, number, row))
+                domain = str(row.get(self._config.domain_column) or spec.domain or self._config.default_domain)
+                outputs = super().process(ManifestRow(spec, number, row))
+                yield from (with_document(output, row, domain, self._documents) for output in outputs)
         except Exception as error:  # noqa: BLE001 - a manifest that stops reading is a ledger row, not a crashed run
             why = f"reading stopped after {number} rows: {type(error).__name__}: {error}; no later row was read"
             yield from super().process(ManifestRow(spec, number + 1, {"__error__": why}))
@@ -307,7 +325,8 @@ class _ListManifestFn(StageFn):
         if not value:
             raise RejectItem(
                 reasons.MALFORMED_MANIFEST_ROW,
-                f"{spec.path} row {row.number} has no {column!r} value; every row needs an image path",
+                f"{spec.path} row {row.number} has no {column!r} value; every row needs an image path, except a "
+                f"document's text row, which names its document in {self._text_rows_field or 'doc_id'!r}",
             )
         path = resolve_manifest_path(str(value), spec.path, spec.roots, self._config.follow_symlinks, spec.base)
         metadata = {k: v for k, v in values.items() if k != column and not blank(v)}
@@ -323,17 +342,18 @@ class _ReadFn(StageFn):
 
     stage = STAGE
 
-    def __init__(self, config: IngestConfig):
+    def __init__(self, config: IngestConfig, documents: DocumentsConfig | None = None):
         super().__init__()
         self._config = config
+        self._documents = documents
         self._class_names: dict[str, dict[int, str]] = {}  # YOLO class names by labels folder
 
     def process(self, element: "InputItem | RowGroup") -> Iterable[Any]:
-        if isinstance(element, RowGroup):  # a Parquet manifest's rows holding their images: each row an item
-            for row in group_rows(element, element.column):
-                yield from super().process(row)
-        else:
-            yield from super().process(element)
+        # A Parquet manifest's rows holding their images: each row an item.
+        items = group_rows(element, element.column) if isinstance(element, RowGroup) else (element,)
+        for item in items:
+            metadata = item.values if isinstance(item, EmbeddedRow) else item.metadata
+            yield from (with_document(out, metadata, item.domain, self._documents) for out in super().process(item))
 
     def apply(self, item: "InputItem | EmbeddedRow") -> Iterator[InputItem]:
         if isinstance(item, EmbeddedRow):

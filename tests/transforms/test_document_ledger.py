@@ -9,6 +9,7 @@ import pytest
 from schemas import reasons
 from schemas.documents import DocumentLedgerRow, LeftImage
 from tests.documents_run import documents_run
+from tests.helpers import make_photo, run_job
 from transforms.document_ledger import explained
 
 
@@ -74,3 +75,39 @@ def test_run_says_at_which_stage_and_why_each_image_left_its_document(out):
         "mmc4.jsonl#1:image0001": ("import_interleaved", reasons.UNRESOLVABLE_IMAGE)
     }
     assert _left(ledger["PAGE-1"]) == {}
+
+
+def test_images_rejected_when_read_are_listed_among_those_that_left_their_document(tmp_path):
+    """A manifest row whose file is missing, or whose path leads out of the manifest's folder, left its document
+    without a trace: the document ledger showed a document of two images as one that never had the second."""
+    (tmp_path / "in").mkdir()
+    make_photo(seed=40).save(tmp_path / "in" / "mug.jpg")
+    make_photo(seed=41).save(tmp_path / "elsewhere.jpg")
+    rows = [
+        "path,doc_id,position,text,title,record",
+        ",D,0,A white mug.,,",
+        "mug.jpg,D,1,,White mug,",
+        "gone.jpg,D,2,,White mug from above,",
+        ",E,0,A blue bowl.,,",
+        "gone2.jpg,E,1,,Blue bowl,",
+        "../elsewhere.jpg,,,,Weld seam,R-7",
+        ",,,A note that names no document.,,",
+    ]
+    (tmp_path / "in" / "m.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    documents = {"groups": [{"fields": ["record"], "prefix": "inspection:"}]}
+
+    out = run_job([tmp_path / "in" / "m.csv"], tmp_path / "out", documents=documents, quality={"enabled": False})
+
+    ledger = _doc_ledger(out)
+    assert _left(ledger["D"]) == {"m.csv#3": ("ingest", reasons.MISSING_FILE)}
+    assert ledger["D"]["status"] == "kept" and ledger["D"]["images"] == 1
+    assert _left(ledger["E"]) == {"m.csv#5": ("ingest", reasons.MISSING_FILE)}
+    assert (ledger["E"]["status"], ledger["E"]["reason"]) == ("rejected", reasons.DOCUMENT_TOO_FEW_IMAGES)
+    assert _left(ledger["inspection:R-7"]) == {"m.csv#6": ("ingest", reasons.OUTSIDE_ROOT)}
+    items = {Path(row["source"]).name: row["reason"] for row in out.ledger}
+    assert items == {"m.csv#2": "", "m.csv#3": reasons.MISSING_FILE, "m.csv#5": reasons.MISSING_FILE} | {
+        "m.csv#6": reasons.OUTSIDE_ROOT,
+        "m.csv#7": reasons.MALFORMED_MANIFEST_ROW,
+    }
+    (note,) = [row for row in out.ledger if row["source"].endswith("#7")]
+    assert "except a document's text row, which names its document in 'doc_id'" in note["detail"]
