@@ -189,7 +189,7 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
     if args.output:
         # Unescaped: TOML takes any character in a string, but not JSON's surrogate pairs (an emoji in a name).
         overrides.append(f"run.output={json.dumps(str(Path(args.output).resolve()), ensure_ascii=False)}")
-    config = load_config(path, overrides)
+    config = load_config(path, overrides, typed=list(args.set))
     if args.input:
         inputs = [*config.ingest.inputs, *map(parse_input, args.input)]
         config = config.model_copy(update={"ingest": config.ingest.model_copy(update={"inputs": inputs})})

@@ -157,6 +157,7 @@ def run(
             if report and not all(FileSystems.exists(join(output, name)) for name in REPORT_FILES):
                 # the run that committed this output stopped before its report (killed in or after the commit)
                 write_run_report(output)
+            _audit_gate(config, output)  # the output is as the last run left it, its audit too
             return RunSummary(output=output, counts=counts, seconds=seconds)
         write_run_files(staging, config, earlier, runner, beam_args, seconds, config_text)
         keep = set()
@@ -170,9 +171,15 @@ def run(
             raise RunError(f"committing the output to {output} failed: {error}. Rerun to finish the commit") from error
     if report:
         write_run_report(output)
+    _audit_gate(config, output)
+    return RunSummary(output=output, counts=counts, seconds=seconds)
+
+
+def _audit_gate(config: UnishardConfig, output: str) -> None:
+    """Fail the run when ``audit.fail_on_bounds`` (``--fail-on-audit``) is set and the output's audit crossed a
+    bound; the output stays committed, so the report shows why."""
     if config.audit.fail_on_bounds and (crossed := crossed_bounds(output)):
         raise RunError(
             f"the audit crossed {len(crossed)} bound(s) and audit.fail_on_bounds (--fail-on-audit) is set; the output "
             f"was committed, see {join(output, 'audit', 'audit.json')}:\n  " + "\n  ".join(crossed)
         )
-    return RunSummary(output=output, counts=counts, seconds=seconds)

@@ -42,16 +42,28 @@ def read_json(path: str) -> dict:
         return json.loads(handle.read())
 
 
+# Keys that decide the run's exit code, not what it keeps: --fail-on-audit commits the same output either way.
+EXIT_KEYS = (("audit", "fail_on_bounds"),)
+
+
+def _kept_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A dumped config without ``run.*`` and ``EXIT_KEYS``."""
+    data = {key: dict(value) if isinstance(value, dict) else value for key, value in config.items() if key != "run"}
+    for section, key in EXIT_KEYS:
+        data.get(section, {}).pop(key, None)
+    return data
+
+
 def what_fingerprint(config: UnishardConfig) -> str:
-    """SHA-256 of every config value that changes what a run keeps (not ``run.*`` and not profile "how" keys)."""
+    """SHA-256 of every config value that changes what a run keeps (not ``run.*``, ``EXIT_KEYS`` or profile "how"
+    keys)."""
 
     def strip(node):
         if isinstance(node, dict):
             return {key: strip(value) for key, value in node.items() if key not in HOW_KEYS}
         return node
 
-    data = config.model_dump(mode="json")
-    data.pop("run", None)
+    data = _kept_config(config.model_dump(mode="json"))
     return hashlib.sha256(json.dumps(strip(data), sort_keys=True).encode()).hexdigest()
 
 
@@ -68,7 +80,7 @@ def _what_values(data: dict[str, Any]) -> dict[str, Any]:
             else:
                 flat[f"{prefix}{key}"] = value
 
-    walk({key: value for key, value in data.items() if key != "run"}, "")
+    walk(_kept_config(data), "")
     return flat
 
 

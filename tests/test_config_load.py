@@ -160,3 +160,33 @@ def test_an_input_folder_with_an_at_sign_in_its_name_is_taken_whole_unless_a_dom
     ):
         spec = parse_input(given)
         assert (spec.path, spec.domain) == expected
+
+
+def test_a_key_that_would_read_a_private_field_is_refused_naming_both_keys():
+    """``text.fields = ["email"]`` made an e-mail address the caption, and a caption template or ``audit.slices``
+    wrote operator names into the shards and the audit: the stages that read them run before safety removes them."""
+    overrides = [
+        'text.fields=["title", "contact.Email"]',
+        'caption.templates={factory=["{label} checked by {inspector}"]}',
+        'audit.slices=["line", "camera", "operator", "defect_class", "label", "category"]',
+        'split.group_by=["line+Operator"]',
+    ]
+    with pytest.raises(ConfigError) as raised:
+        load_config(None, overrides)
+    lines = str(raised.value).splitlines()
+    assert lines[1:5] == [
+        "  text.fields names 'contact.Email', which safety.private_fields keeps out of every output",
+        "  caption.templates.factory names 'inspector', which safety.private_fields keeps out of every output",
+        "  split.group_by names 'line+Operator', which safety.private_fields keeps out of every output",
+        "  audit.slices names 'operator', which safety.private_fields keeps out of every output",
+    ]
+    assert "out of safety.private_fields if it is not private" in lines[5]
+    assert load_config(None, [*overrides, "safety.private_fields=[]"]).text.fields == ["title", "contact.Email"]
+
+
+def test_a_section_s_error_names_the_set_given_in_it_without_blaming_it_and_never_a_flag_s_own_override():
+    overrides = ['audit.slices=["category"]', "audit.fail_on_bounds=true"]
+    with pytest.raises(ConfigError) as raised:
+        load_config(None, overrides, typed=overrides[:1])
+    assert '  audit (with --set audit.slices=["category"]): audit.skew:' in str(raised.value)
+    assert "fail_on_bounds" not in str(raised.value)  # --fail-on-audit's override: not a --set anyone typed

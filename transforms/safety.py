@@ -3,8 +3,10 @@
 Input and output element type: ``Sample``. In order, for every sample:
 
 1. **Privacy.** Metadata fields named in ``safety.private_fields`` (case-insensitive, e.g. operator names) are removed
-   from ``Sample.metadata``, so they never reach a shard; ``annotations["safety"]["removed_fields"]`` names them
-   (never their values). EXIF and GPS never get this far: normalise re-encodes without them.
+   from ``Sample.metadata`` at any depth (``details.inspector``), so they never reach a shard;
+   ``annotations["safety"]["removed_fields"]`` names them (never their values). The config refuses a key that would
+   read one before this stage (``text.fields``, a caption template, ``audit.slices``: ``schemas/config/privacy.py``).
+   EXIF and GPS never get this far: normalise re-encodes without them.
 2. **Unsafe text.** The sample text (the caption) and the metadata's text fields (``safety.text_fields``, default
    every text-valued field) are matched whole-word against the lexicons (``safety.lexicons``, default the packaged
    ``transforms/data/unsafe_terms.txt``, whose header gives its source and licence). A match rejects with reason
@@ -71,10 +73,28 @@ class FilterUnsafe(beam.PTransform):
 
 
 def remove_private(metadata: Mapping[str, Any], private_fields: list[str]) -> tuple[dict[str, Any], list[str]]:
-    """``metadata`` without the private fields (names compared case-insensitively), and the names removed."""
+    """``metadata`` without the private fields (names compared case-insensitively) at any depth, and the dotted
+    names removed: a sidecar's ``{"details": {"inspector": ...}}`` or ``{"contacts": [{"email": ...}]}`` (JSON
+    exports nest objects) loses ``details.inspector`` and ``contacts.email``."""
     private = {name.casefold() for name in private_fields}
-    removed = sorted(name for name in metadata if name.casefold() in private)
-    return {k: v for k, v in metadata.items() if k.casefold() not in private}, removed
+    removed: set[str] = set()
+    kept = _without_private(metadata, private, "", removed)
+    return kept, sorted(removed)
+
+
+def _without_private(value: Any, private: set[str], path: str, removed: set[str]) -> Any:
+    if isinstance(value, Mapping):
+        kept = {}
+        for name, inner in value.items():
+            dotted = f"{path}{name}"
+            if str(name).casefold() in private:
+                removed.add(dotted)
+            else:
+                kept[name] = _without_private(inner, private, f"{dotted}.", removed)
+        return kept
+    if isinstance(value, list | tuple):
+        return type(value)(_without_private(inner, private, path, removed) for inner in value)
+    return value
 
 
 def texts_to_check(sample: Sample, metadata: Mapping[str, Any], fields: list[str] | None) -> list[tuple[str, str]]:

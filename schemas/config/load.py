@@ -59,13 +59,25 @@ def _within(inner: str, outer: str) -> bool:
 
 
 def _describe(error: pydantic.ValidationError, origin: str, overrides: list[str] = ()) -> str:
-    """One line per invalid key; a key an override set names the ``--set`` that set it."""
+    """One line per invalid key; a key an override set names the ``--set`` that set it, and a section's error names
+    the ``--set`` given inside that section (it may or may not be the cause)."""
     lines = [f"{origin}: invalid configuration"]
     given = {".".join(parse_override(text)[0]): text for text in overrides}
     for item in error.errors():
         where = ".".join(str(part) for part in item["loc"])
-        setter = next((text for key, text in given.items() if _within(where, key) or _within(key, where)), None)
-        shown = f"{where} (from --set {setter})" if setter else where
+        message = item["msg"].removeprefix("Value error, ")
+        if not where:  # the whole config's checks (a key naming a private field): the message names the keys
+            lines += [f"  {line}" for line in message.split("\n")]
+            continue
+        inner = [text for key, text in given.items() if _within(key, where) and key != where]
+        setter = next((text for key, text in given.items() if _within(where, key)), None)
+        if setter is None and item["type"] == "extra_forbidden" and inner:
+            setter = inner[0]  # an unknown section: the --set inside it made it
+        shown = where
+        if setter:
+            shown = f"{where} (from --set {setter})"
+        elif inner:
+            shown = f"{where} (with --set {', --set '.join(inner)})"
         if item["type"] == "extra_forbidden":
             close = difflib.get_close_matches(str(item["loc"][-1]), _keys_at(item["loc"][:-1]), n=1)
             hint = f"did you mean {'.'.join([*map(str, item['loc'][:-1]), close[0]])}? " if close else ""
@@ -74,7 +86,7 @@ def _describe(error: pydantic.ValidationError, origin: str, overrides: list[str]
             written = f'--set \'{where}=["a", "b"]\'' if setter else f'{item["loc"][-1]} = ["a", "b"]'
             lines.append(f"  {shown}: {item['msg']}, written in TOML: {written}")
         else:
-            lines.append(f"  {shown}: {item['msg']}")
+            lines.append(f"  {shown}: {message}")
     return "\n".join(lines)
 
 
@@ -89,12 +101,14 @@ def _keys_at(loc: tuple) -> list[str]:
     return list(model.model_fields)
 
 
-def load_config(path: str | Path | None, overrides: list[str] = ()) -> UnishardConfig:
+def load_config(path: str | Path | None, overrides: list[str] = (), typed: list[str] | None = None) -> UnishardConfig:
     """Read, override and validate a config file.
 
     Args:
         path: A TOML file, or ``None`` for the defaults.
         overrides: ``section.key=value`` strings, applied in order.
+        typed: The overrides a person typed as ``--set`` (the command line adds others for flags such as
+            ``--fail-on-audit``): an error names these only. ``None``: all of ``overrides``.
 
     Raises:
         ConfigError: The file is missing or malformed, or a key or value is invalid; the message names both.
@@ -121,4 +135,4 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> UnishardC
     try:
         return UnishardConfig.model_validate(data)
     except pydantic.ValidationError as error:
-        raise ConfigError(_describe(error, origin, overrides)) from None
+        raise ConfigError(_describe(error, origin, overrides if typed is None else typed)) from None

@@ -2,6 +2,7 @@
 
 from typing import Any
 
+import pydantic
 from pydantic.json_schema import GenerateJsonSchema
 
 from schemas.config.audit import AuditConfig
@@ -18,6 +19,7 @@ from schemas.config.faces import FacesConfig
 from schemas.config.ingest import IngestConfig
 from schemas.config.near_dedup import NearDedupConfig
 from schemas.config.normalise import NormaliseConfig
+from schemas.config.privacy import private_readers
 from schemas.config.quality import QualityConfig
 from schemas.config.run import RunConfig
 from schemas.config.safety import SafetyConfig
@@ -52,6 +54,15 @@ class UnishardConfig(Section):
     faces: FacesConfig = FacesConfig()
     safety: SafetyConfig = SafetyConfig()
     audit: AuditConfig = AuditConfig()
+
+    @pydantic.model_validator(mode="after")
+    def _reads_no_private_field(self) -> "UnishardConfig":
+        if found := private_readers(self):
+            raise ValueError(
+                "\n".join(found) + "\n(a stage would write its values where safety cannot remove them: take the "
+                "field out of that key, or out of safety.private_fields if it is not private)"
+            )
+        return self
 
 
 class _WithFactoryDefaults(GenerateJsonSchema):

@@ -3,6 +3,7 @@
 import io
 import json
 import math
+import shutil
 
 import apache_beam as beam
 import numpy as np
@@ -301,3 +302,21 @@ def test_fail_on_audit_flag_sets_the_config_bound(monkeypatch):
     monkeypatch.setattr(launch, "run", fake_run)
     assert cli.main(["run", "--input", "in", "--output", "out", "--fail-on-audit"]) == 1
     assert seen == {"fail": True}
+
+
+def test_fail_on_audit_fails_a_rerun_that_finds_nothing_new_and_leaving_it_off_needs_no_rebuild(
+    pipeline_run, tmp_path
+):
+    """A rerun with nothing new exited 0 under --fail-on-audit though its audit still crossed the bound (a CI gate
+    passed on its second try), and a rerun without the flag was refused as a config that keeps different things."""
+    out, _ = pipeline_run
+    inputs = [{"path": str(out.path.parent / name), "domain": name} for name in ("factory", "marketing")]
+    copy = tmp_path / "out"
+    shutil.copytree(out.path, copy)
+    before = Output(path=copy, summary=None).file_bytes()
+
+    with pytest.raises(RunError, match="(?s)the audit crossed .* camera=cam-b"):
+        run_job(inputs, copy, audit={"fail_on_bounds": True})
+    run_job(inputs, copy)  # no RunError, no "rerun with --rebuild"
+
+    assert Output(path=copy, summary=None).file_bytes() == before

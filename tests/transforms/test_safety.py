@@ -10,6 +10,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from schemas.config.safety import SafetyConfig
 from schemas.records.samples import ImageInfo, Sample
+from tests.helpers import make_photo, run_job
 from transforms.safety import FilterUnsafe, remove_private, unsafe_matcher, unsafe_text
 
 E = np.eye(8, dtype=np.float32)
@@ -108,3 +109,50 @@ def test_rejects_unsafe_images_and_text_with_reasons_and_scores_the_rest():
             ("unscored", {}, {}, {"image": "not_scored"}),
         ]
         assert_that(out.samples | "Summary" >> beam.Map(_summary), equal_to(kept), label="Kept")
+
+
+def test_private_fields_are_removed_at_any_depth_and_named_by_their_path():
+    metadata, removed = remove_private(
+        {
+            "label": "scratch",
+            "details": {"Inspector": "Jane Roe", "station": 4},
+            "contacts": [{"email": "jr@example.com", "team": "QA"}, "front desk"],
+            "EMAIL": "qa@example.com",
+        },
+        ["inspector", "email"],
+    )
+    assert metadata == {"label": "scratch", "details": {"station": 4}, "contacts": [{"team": "QA"}, "front desk"]}
+    assert removed == ["EMAIL", "contacts.email", "details.Inspector"]
+
+
+def test_no_output_file_holds_a_private_value_nested_in_a_sidecar(tmp_path):
+    """A sidecar's ``{"details": {"inspector": ...}}`` reached the shards' JSON and Parquet with the default config."""
+    planted = ["NESTED-Inspector-7", "nested7@example.com", "listed7@example.com", "TOP7@example.com"]
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for seed in range(3):
+        path = folder / f"plate{seed}.jpg"
+        make_photo(seed=500 + seed).save(path, quality=90)
+        sidecar = {
+            "label": "scratch",
+            "details": {"inspector": planted[0], "email": planted[1], "station": seed},
+            "contacts": [{"email": planted[2]}],
+            "Email": planted[3],
+        }
+        path.with_suffix(".json").write_text(json.dumps(sidecar), encoding="utf-8")
+
+    out = run_job([{"path": str(folder), "domain": "factory"}], tmp_path / "out")
+
+    assert len(out.samples()) == 3
+    files = [path for path in out.path.rglob("*") if path.is_file()]
+    assert any(path.name == "index.html" for path in files)  # the report too
+    leaks = {str(path): value for path in files for value in planted if value.encode() in path.read_bytes()}
+    assert leaks == {}
+    record = json.loads(out.samples()[0]["json"])
+    assert record["metadata"]["details"] == {"station": record["metadata"]["details"]["station"]}
+    assert record["annotations"]["safety"]["removed_fields"] == [
+        "Email",
+        "contacts.email",
+        "details.email",
+        "details.inspector",
+    ]
