@@ -49,13 +49,16 @@ def earlier_output(path: str) -> Iterator[EarlierOutput]:
         suffix = "/" + marker
         if not normalised.endswith(suffix):
             continue
+        root = path[: len(path) - len(suffix)]
+        if marker == LEGACY_MARKER and FileSystems.exists(f"{root}/{MANIFEST}"):
+            return  # an output with both: its record says which files it wrote (and one warning names it)
         files = None
         if marker == MANIFEST:
             try:
                 files = listed_files(path)
             except (OSError, ValueError, KeyError, TypeError):
                 pass
-        yield EarlierOutput(path[: len(path) - len(suffix)], files)
+        yield EarlierOutput(root, files)
         return
 
 

@@ -36,6 +36,7 @@ import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.io import fileio
 from apache_beam.io.filesystem import FileMetadata
+from apache_beam.io.filesystems import FileSystems
 
 from schemas import reasons
 from schemas.config.documents import DocumentsConfig
@@ -63,6 +64,7 @@ from transforms._folder_metadata import (
     is_folder_metadata,
     stem_items_with_rows,
 )
+from transforms._io import join
 from transforms._listing import (
     FOLDER,
     NO_IMAGE,
@@ -77,13 +79,12 @@ from transforms._listing import (
     manifest_roots,
     manifest_rows,
     not_ignored,
-    outside_output,
     resolve_manifest_path,
     stem_key,
     tar_items,
     top_folder,
 )
-from transforms._output_layout import EarlierOutput, earlier_output, written_earlier
+from transforms._output_layout import LEGACY_MARKER, MANIFEST, EarlierOutput, earlier_output, written_earlier
 from transforms._reading import present_sidecars, read_bytes, read_member, read_sidecar
 from transforms.document_ids import document_id
 from transforms.import_interleaved import KINDS as INTERLEAVED_KINDS
@@ -123,6 +124,7 @@ class ReadInputs(beam.PTransform):
 
     def expand(self, pbegin: beam.pvalue.PBegin):
         listed, dropped, texts, matched = [], [], [], []
+        own = own_output(self._output)
         for index, spec in enumerate(distinct_inputs(self._config.inputs)):
             kind = input_kind(spec)
             label = f"Input{index}"
@@ -145,7 +147,7 @@ class ReadInputs(beam.PTransform):
                     start
                     | f"{label}Pattern" >> beam.Map(input_pattern)
                     | f"{label}Match" >> fileio.MatchAll()
-                    | f"{label}NotOutput" >> beam.Filter(outside, self._output)
+                    | f"{label}NotOutput" >> beam.Filter(outside, own)
                     | f"{label}NotIgnored" >> beam.Filter(_listed, spec, self._config.ignore)
                     | f"{label}Members" >> beam.FlatMap(tar_items, spec, self._config)
                 )
@@ -158,7 +160,7 @@ class ReadInputs(beam.PTransform):
                 earlier = found | f"{label}EarlierOutputs" >> beam.FlatMap(_earlier_output)
                 files, tables = (
                     found
-                    | f"{label}NotOutput" >> beam.Filter(outside, self._output, beam.pvalue.AsList(earlier))
+                    | f"{label}NotOutput" >> beam.Filter(outside, own, beam.pvalue.AsList(earlier))
                     | f"{label}NotIgnored" >> beam.Filter(_listed, spec, self._config.ignore)
                     | f"{label}FolderMetadata" >> beam.Partition(_is_table, 2, lists_folders(spec))
                 )
@@ -228,13 +230,25 @@ def _first_listing(source: str, listings: Iterable[tuple[int, InputItem]]) -> In
     return ordered[0][1]
 
 
-def outside(metadata: FileMetadata, output: str | None, earlier: Sequence[EarlierOutput] = ()) -> bool:
-    """Whether a matched file lies outside the run's ``output`` folder (always, without one) and is no file an
-    ``earlier`` unishard output found in the same listing wrote."""
-    if written_earlier(metadata.path, earlier):
+def outside(metadata: FileMetadata, own: Sequence[EarlierOutput], earlier: Sequence[EarlierOutput] = ()) -> bool:
+    """Whether a matched file is no file unishard wrote: not one of the run's own output (``own``: its record, lock
+    and staging, ``own_output``) nor of an ``earlier`` unishard output found in the same listing. A photo a person
+    put into the output folder is an input; before, every file under the output was skipped without a ledger row."""
+    if written_earlier(metadata.path, [*own, *earlier]):
         _EARLIER_OUTPUT_FILES.inc()
         return False
-    return outside_output(metadata.path, output)
+    return True
+
+
+def own_output(output: str | None) -> list[EarlierOutput]:
+    """The run's own output folder as ``written_earlier`` takes it: the files its record lists (none before a first
+    run), its lock and its staging."""
+    if not output:
+        return []
+    for marker in (MANIFEST, LEGACY_MARKER):
+        if FileSystems.exists(join(output, marker)):
+            return list(earlier_output(join(output, marker)))
+    return [EarlierOutput(output, frozenset())]
 
 
 def _earlier_output(metadata: FileMetadata) -> Iterator[EarlierOutput]:

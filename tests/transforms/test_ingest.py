@@ -622,6 +622,24 @@ def test_an_earlier_output_inside_the_input_folder_is_not_read_back_but_a_person
     assert {row["status"] for row in second.ledger} == {"kept"}
 
 
+def test_a_person_s_file_in_the_run_s_own_output_folder_inside_the_input_is_an_input(tmp_path, run):
+    """Every file under the run's own output was skipped: two photos put into ``photos/out`` had no ledger row, and
+    the rerun said nothing was new."""
+    photos = _captioned_photos(tmp_path / "photos", (85, 86))
+    assert len(run([photos], output=photos / "out", quality={"enabled": False}).samples()) == 2
+    (photos / "out" / "sub").mkdir()
+    for name, seed in (("added.jpg", 87), ("sub/added2.jpg", 88)):
+        make_photo(200, 160, seed=seed).save(photos / "out" / name)
+        (photos / "out" / name).with_suffix(".txt").write_text(f"a photo a person put into the output, {seed}")
+
+    second = run([photos], output=photos / "out", quality={"enabled": False})
+
+    names = ("out/added.jpg", "out/sub/added2.jpg", "p85.jpg", "p86.jpg")
+    assert sorted(row["source"] for row in second.ledger) == [str(photos / name) for name in names]
+    assert {row["status"] for row in second.ledger} == {"kept"}
+    assert len(second.samples()) == 4
+
+
 def test_overlapping_inputs_list_each_file_once_with_the_first_input_s_settings(tmp_path, run):
     photos = _captioned_photos(tmp_path / "photos", (90, 91))
     (tmp_path / "m.csv").write_text("path,title\nphotos/p90.jpg,from the manifest\n")
