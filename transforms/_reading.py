@@ -9,7 +9,9 @@ read). No Beam pipeline: ``transforms.ingest`` and ``transforms.incremental`` ca
 import codecs
 import dataclasses
 import json
+import os
 import posixpath
+import stat
 import time
 from typing import Any
 
@@ -28,17 +30,27 @@ TAKEOUT_TAG = "supplemental-metadata"
 READ_ATTEMPTS = 3
 
 
-def read_bytes(path: str, attempts: int = READ_ATTEMPTS) -> tuple[bytes, int]:
+def read_bytes(path: str, attempts: int = READ_ATTEMPTS, listed: bool = False) -> tuple[bytes, int]:
     """Read a whole file through Beam's filesystems, retrying transient errors.
+
+    Args:
+        listed: The path was listed from a folder or pattern (not named by a manifest row), so a missing file was
+            moved or deleted after the listing.
 
     Returns:
         The bytes and the number of attempts it took.
 
     Raises:
-        RejectItem: ``missing_file`` when the file does not exist, ``unreadable_input`` for a folder (at once) or
-            after ``attempts`` failures.
+        RejectItem: ``missing_file`` when the file does not exist, ``unreadable_input`` for a folder or a named pipe,
+            socket or device (at once: reading a pipe waits for a writer forever) or after ``attempts`` failures.
     """
     fault_point(f"read:{posixpath.basename(path)}")
+    if "://" not in path and (kind := _not_a_file(path)):
+        raise RejectItem(
+            reasons.UNREADABLE_INPUT,
+            f"{path} is a {kind}, not a file: reading it would wait for whatever writes to it; remove it from the "
+            "input folder",
+        )
     for attempt in range(1, attempts + 1):
         try:
             with FileSystems.open(path, compression_type="uncompressed") as handle:
@@ -58,6 +70,12 @@ def read_bytes(path: str, attempts: int = READ_ATTEMPTS) -> tuple[bytes, int]:
                     reasons.UNREADABLE_INPUT, f"reading {path} failed {attempts} times: {error}", attempts=attempts
                 ) from error
             time.sleep(0.1 * 2**attempt)
+    if listed:
+        raise RejectItem(
+            reasons.MISSING_FILE,
+            f"{path} was listed but no longer exists (moved or deleted while the run read its input); restore it and "
+            "run again",
+        )
     windows = " (a Windows path? give it relative to the manifest's folder, with /)" if "\\" in path else ""
     name = posixpath.basename(path)
     if name != name.strip():
@@ -67,6 +85,16 @@ def read_bytes(path: str, attempts: int = READ_ATTEMPTS) -> tuple[bytes, int]:
         f"{path} does not exist{windows}; fix the manifest row or restore the file (a manifest's relative paths "
         "resolve against its own folder, or the folder its input's base names)",
     )
+
+
+def _not_a_file(path: str) -> str:
+    """What a local path is when it is neither a regular file nor a folder (a named pipe...), else ``""``."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return ""
+    kinds = ((stat.S_ISFIFO, "named pipe (FIFO)"), (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character device"))
+    return next((name for test, name in (*kinds, (stat.S_ISBLK, "block device")) if test(mode)), "")
 
 
 def read_member(path: str, offset: int, size: int) -> bytes:

@@ -406,7 +406,7 @@ class _ReadFn(StageFn):
         elif item.member is not None:
             data, attempts = read_member(item.path, *item.member), 1
         else:
-            data, attempts = read_bytes(item.path)
+            data, attempts = read_bytes(item.path, listed=item.source == item.path)
         if attempts > 1:
             metadata["read_attempts"] = attempts
         metadata, replaced = valid_text(finite(metadata))

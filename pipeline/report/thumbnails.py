@@ -152,8 +152,8 @@ class Thumbnails:
 def _read_capped(path: str) -> bytes:
     if not path or not exists(path):
         return b""
-    if "://" not in path and os.path.getsize(path) > MAX_SOURCE_BYTES:
-        return b""
+    if "://" not in path and (not os.path.isfile(path) or os.path.getsize(path) > MAX_SOURCE_BYTES):
+        return b""  # a named pipe would wait for a writer forever
     return read_bytes(path)
 
 

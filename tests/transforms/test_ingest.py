@@ -21,6 +21,7 @@ from schemas.records.inputs import InputItem
 from schemas.records.ledger import RejectItem
 from tests.helpers import jpeg_bytes, make_photo, write_sidecar
 from transforms._folder_metadata import matched_spelling
+from transforms._reading import read_bytes
 from transforms.ingest import ReadInputs, _first_listing, resolve_manifest_path
 
 OPT_IN = "ingest.follow_symlinks = true"
@@ -638,6 +639,26 @@ def test_a_person_s_file_in_the_run_s_own_output_folder_inside_the_input_is_an_i
     assert sorted(row["source"] for row in second.ledger) == [str(photos / name) for name in names]
     assert {row["status"] for row in second.ledger} == {"kept"}
     assert len(second.samples()) == 4
+
+
+@pytest.mark.timeout(120)
+def test_a_named_pipe_in_an_input_folder_is_rejected_at_once_instead_of_hanging_the_run(tmp_path, run):
+    """Reading a FIFO waits for a writer: the run hung forever, holding its lock."""
+    photos = _captioned_photos(tmp_path / "photos", (89,))
+    os.mkfifo(photos / "camera_feed.jpg")
+
+    out = run([photos], quality={"enabled": False})
+
+    rows = out.ledger_by_name()
+    assert rows["p89.jpg"]["status"] == "kept"
+    assert rows["camera_feed.jpg"]["reason"] == reasons.UNREADABLE_INPUT
+    assert "is a named pipe (FIFO), not a file" in rows["camera_feed.jpg"]["detail"]
+
+
+def test_a_listed_file_deleted_before_it_is_read_is_missing_without_advice_about_manifests(tmp_path):
+    with pytest.raises(RejectItem) as raised:
+        read_bytes(str(tmp_path / "gone.jpg"), listed=True)
+    assert raised.value.reason == reasons.MISSING_FILE and "manifest" not in str(raised.value.detail)
 
 
 def test_overlapping_inputs_list_each_file_once_with_the_first_input_s_settings(tmp_path, run):
