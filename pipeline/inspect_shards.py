@@ -161,7 +161,11 @@ def main(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None
     else:
         list_samples(args.shard, samples, order, out)
     if args.extract:
-        extract(samples, keys, args.extract, out)
+        try:
+            extract(samples, keys, args.extract, out)
+        except OSError as error:  # a file at the folder's name, a folder that cannot be written
+            err.write(f"unishard: --extract {args.extract}: cannot write images there ({error}); name a folder\n")
+            return 2
     return 0
 
 

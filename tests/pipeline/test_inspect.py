@@ -70,6 +70,14 @@ def test_extract_never_writes_over_a_file_already_there_or_through_a_link(shard,
     assert theirs.read_bytes() == b"theirs" and image.is_symlink()
 
 
+def test_extract_onto_a_file_says_so_instead_of_a_traceback(shard, tmp_path, capsys):
+    notes = tmp_path / "run.toml"
+    notes.write_text("[run]\n")
+    assert main(["inspect", str(shard), "--extract", str(notes)]) == 2
+    assert f"--extract {notes}: cannot write images there" in capsys.readouterr().err
+    assert notes.read_text() == "[run]\n"
+
+
 def test_unknown_key_and_broken_shard_fail_with_a_message(shard, tmp_path, capsys):
     assert main(["inspect", str(shard), "0" * 32]) == 1
     assert "is not in" in capsys.readouterr().err
