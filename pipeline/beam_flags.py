@@ -8,7 +8,12 @@ A flag given later replaces an earlier one; for repeatable flags (``--experiment
 import argparse
 import functools
 
-from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser, _CommaSeparatedListAction
+from apache_beam.options.pipeline_options import (
+    PipelineOptions,
+    StandardOptions,
+    _BeamArgumentParser,
+    _CommaSeparatedListAction,
+)
 
 # Flags that accumulate values (--experiments, --resource_hints...): merged entry by entry, not replaced whole.
 REPEATABLE = (argparse._AppendAction, _CommaSeparatedListAction)
@@ -33,7 +38,7 @@ class UnishardOptions(PipelineOptions):
 @functools.cache
 def _beam_parser() -> _BeamArgumentParser:
     """Every Beam pipeline option known in this process, as Beam itself collects them."""
-    parser = _BeamArgumentParser(allow_abbrev=False)
+    parser = _BeamArgumentParser(allow_abbrev=False, exit_on_error=False)
     classes = {str(cls): cls for cls in PipelineOptions.__subclasses__()}
     for cls in classes.values():
         cls._add_argparse_args(parser)
@@ -89,3 +94,33 @@ def merge_args(profile_args: list[str], cli_args: list[str]) -> list[str]:
 
 def given_options(args: list[str]) -> set[str]:
     return {key[0] for key, _ in _groups(args) if key is not None}
+
+
+def flag_value_problems(args: list[str]) -> list[str]:
+    """What is wrong with the values of Beam's flags among ``args``, one line each, before Beam starts a job with
+    them: a value of the wrong type (Beam prints its usage text and exits), a runner Beam does not know, a Dataflow
+    job without the flags it needs, a negative worker count (an IndexError deep in the runner)."""
+    try:
+        values, _ = _beam_parser().parse_known_args(args)
+    except argparse.ArgumentError as error:
+        return [f"{error}"]
+    problems = []
+    runner = values.runner or ""
+    known = {name.lower() for name in StandardOptions.KNOWN_RUNNER_NAMES}
+    if runner and "." not in runner and not {runner.lower(), f"{runner.lower()}runner"} & known:
+        problems.append(
+            f"--runner={runner}: Beam knows no such runner ({', '.join(StandardOptions.KNOWN_RUNNER_NAMES)}, or a "
+            "PipelineRunner class by its full name); for a cluster, use a profile: --profile portable, flink, spark "
+            "or dataflow (see runners/README.md)"
+        )
+    if runner.lower().removesuffix("runner") == "dataflow":
+        missing = [f"--{name}" for name in ("project", "region", "temp_location") if not getattr(values, name, None)]
+        if missing:
+            problems.append(
+                f"--runner={runner} needs {', '.join(missing)}; --profile dataflow names each flag a Dataflow job "
+                "needs and sets the rest"
+            )
+    workers = getattr(values, "direct_num_workers", None)
+    if workers is not None and workers < 0:
+        problems.append(f"--direct_num_workers={workers}: give 0 (one worker per core) or more")
+    return problems

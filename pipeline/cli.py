@@ -146,15 +146,18 @@ def _without_model_manager() -> None:
 
 
 def _refuse_unknown_flags(beam_args: list[str], run_flags: list[str]) -> None:
-    """Stop before any work on a flag that neither ``unishard run`` nor any Beam option takes (Beam would ignore it).
+    """Stop before any work on a flag that neither ``unishard run`` nor any Beam option takes (Beam would ignore it),
+    or on a Beam flag's value that Beam would refuse only after the run started (``flag_value_problems``).
 
     Raises:
-        ConfigError: Naming each such flag, with the closest flag there is.
+        ConfigError: Naming each such flag, with the closest flag there is, or each wrong value.
     """
-    from pipeline.beam_flags import beam_flags, unknown_flags
+    from pipeline.beam_flags import beam_flags, flag_value_problems, unknown_flags
 
     unknown = unknown_flags(beam_args)
     if not unknown:
+        if problems := flag_value_problems(beam_args):
+            raise ConfigError("; ".join(problems) + ". Nothing was run")
         return
     known = [*run_flags, *beam_flags()]
     named = []

@@ -2,10 +2,11 @@
 one wins."""
 
 import apache_beam as beam
+import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline import cli
-from pipeline.beam_flags import beam_action, given_options, merge_args, unknown_flags
+from pipeline.beam_flags import beam_action, flag_value_problems, given_options, merge_args, unknown_flags
 from pipeline.stage_hints import stage_hints
 
 
@@ -48,3 +49,26 @@ def test_run_refuses_a_misspelt_flag_before_any_work_and_names_the_closest(tmp_p
     assert "--direct_num_worker=2 (did you mean --direct_num_workers?)" in error
     assert "--smoke-model (did you mean --smoke-models?)" in error and "Nothing was run" in error
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("flag", "said"),
+    [
+        ("--runner=FooRunner", "--runner=FooRunner: Beam knows no such runner"),
+        ("--runner=DataflowRunner", "--runner=DataflowRunner needs --project, --region, --temp_location"),
+        ("--direct_num_workers=-1", "--direct_num_workers=-1: give 0 (one worker per core) or more"),
+        ("--direct_num_workers=two", "--direct_num_workers: invalid int value: 'two'"),
+    ],
+)
+def test_run_refuses_a_flag_value_beam_would_refuse_only_after_starting(tmp_path, capsys, flag, said):
+    """Beam printed a traceback (an unknown runner, Dataflow without a project), an IndexError with "the runner's
+    log above" and no log (-1 workers), or its own usage text (a word for a number), after the run had started."""
+    out = tmp_path / "out"
+    assert cli.main(["run", "--input", str(tmp_path), "--output", str(out), "--smoke-models", flag]) == 2
+    error = capsys.readouterr().err
+    assert said in error and "Nothing was run" in error and "Traceback" not in error and "usage:" not in error
+    assert not out.exists()
+
+
+def test_known_runners_pass_by_any_spelling_beam_takes():
+    assert flag_value_problems(["--runner=direct", "--runner=PortableRunner", "--direct_num_workers=0"]) == []
