@@ -120,8 +120,10 @@ def run(
                 workers,
             )
     with output_lock(output):
-        for message in recover(output):
+        recovered = recover(output)
+        for message in recovered:
             _LOG.info("unishard: %s", message)
+        finished = any(message.startswith("finished the commit") for message in recovered)
         earlier = earlier_run(output, config, rebuild)
         ledger = FileSystems.match([pattern(output, "ledger", "part-*.parquet")])[0].metadata_list
         previous = output if ledger and FileSystems.exists(join(output, "_run", STATE)) else None
@@ -154,8 +156,9 @@ def run(
             # the shards and side outputs would be too, so nothing is committed
             _LOG.info("unishard: no new, renamed, removed or failed items since the last run; %s is unchanged", output)
             discard(staging)
-            if report and not all(FileSystems.exists(join(output, name)) for name in REPORT_FILES):
-                # the run that committed this output stopped before its report (killed in or after the commit)
+            if report and (finished or not all(FileSystems.exists(join(output, name)) for name in REPORT_FILES)):
+                # the run that committed this output stopped before its report (killed in or after the commit), or
+                # a report was written from the half-committed output in between: it is written again
                 write_run_report(output)
             _audit_gate(config, output)  # the output is as the last run left it, its audit too
             return RunSummary(output=output, counts=counts, seconds=seconds)

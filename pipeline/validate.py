@@ -6,8 +6,11 @@ corrupted shard is caught), every key is lowercase hex without a dot, a sample's
 ``SampleRecord`` and its ``image_sha256`` matches the image bytes (in the ``docs`` view, the JSON parses as a
 ``DocumentRecord`` whose images are exactly the other members, each matching its hash; in the other views, every
 ``{member, image_sha256}`` object in the JSON is checked against that member), the Parquet sidecar has exactly one
-row per sample with the same key, text and image hash, and ``_stats.json`` and ``index.json`` agree with the tar. The
-pairs view's sample count must equal the ledger's kept count in ``_run/counts.json``. A file under ``OUT/shards/``
+row per sample with the same key and, column by column, the JSON's values, a pairs sample's JSON names its folder's
+split, ``_stats.json`` (samples, bytes, domains), the ``.npy`` embeddings' rows and ``index.json`` agree with the tar.
+The ledger must be there, and the pairs view's sample count must equal its kept rows and ``_run/counts.json``'s.
+Every file ``_run/files.json`` lists must exist (the report aside), and a commit journal left by a killed run is
+named: the next ``unishard run`` finishes it. A file under ``OUT/shards/``
 that unishard did not write (``pipeline.output_folder``) is named, one line each: a reader globbing the folder would
 pick it up.
 It reads only; it writes and deletes nothing. The checks of one sample: ``pipeline.sample_checks``; of a tar's
@@ -15,20 +18,25 @@ structure: ``pipeline.tar_members``.
 """
 
 import argparse
+import io
 import json
 import os
 import sys
 import tarfile
+from collections import Counter
 from typing import Any, TextIO
 
+import numpy as np
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.output_folder import strays
 from pipeline.sample_checks import PAIRS_VIEW, sample_problems
+from pipeline.state import JOURNAL, STAGING
 from pipeline.tar_members import read_members
 from schemas.report import ShardCheck, Validation
 from transforms._io import join, pattern
+from transforms._output_layout import MANIFEST, listed_files
 
 
 def list_files(root: str, suffix: str = "") -> list[str]:
@@ -72,6 +80,9 @@ def validate_output(output: str) -> Validation:
     folders = sorted({path.rsplit("/", 1)[0] for path in tars} | _index_folders(output))
     for folder in folders:
         problems.extend(_check_index(folder, [c for c in checks if c.path.rsplit("/", 1)[0] == folder], output))
+    problems.extend(_pending_commits(output))
+    problems.extend(_missing_listed_files(output))
+    problems.extend(_ledger_problems(output, checks, bool(tars)))
     counts_path = join(output, "_run", "counts.json")
     if exists(counts_path):
         kept = read_json(counts_path).get("by_status", {}).get("kept", 0)
@@ -84,6 +95,49 @@ def validate_output(output: str) -> Validation:
         f"{relative}: not written by unishard (left in place; move it out of shards/)" for relative in foreign
     )
     return Validation(output=output, shards=checks, problems=problems)
+
+
+def _pending_commits(output: str) -> list[str]:
+    journals = FileSystems.match([pattern(output, STAGING, "*", JOURNAL)])[0].metadata_list
+    return [
+        f"{found.path[len(output) :].lstrip('/')}: an interrupted commit is pending, so files may be missing or old; "
+        "run `unishard run` again with the same --output to finish it"
+        for found in sorted(journals, key=lambda found: found.path)
+    ]
+
+
+def _missing_listed_files(output: str) -> list[str]:
+    """The files the output's record (``_run/files.json``) lists that are gone (a view or a shard's sidecar deleted);
+    the report is left out: ``unishard report`` writes it again."""
+    record = join(output, MANIFEST)
+    if not exists(record):
+        return []
+    try:
+        listed = sorted(listed_files(record))
+    except (ValueError, KeyError, TypeError) as error:
+        return [f"{MANIFEST} is unreadable ({type(error).__name__}: {error})"]
+    missing = [name for name in listed if not name.startswith("report/") and not exists(join(output, name))]
+    return [f"{name}: listed in {MANIFEST} but missing (deleted or moved?)" for name in missing]
+
+
+def _ledger_problems(output: str, checks: list[ShardCheck], has_shards: bool) -> list[str]:
+    """The ledger must be there, and its kept rows must be the pairs samples."""
+    parts = list_files(join(output, "ledger"), ".parquet")
+    if not parts:
+        if has_shards or exists(join(output, "_run", "counts.json")):
+            return [
+                "ledger/ holds no part-*.parquet: the record of every input item is gone; restore it, or rerun with "
+                "--rebuild to write the output again"
+            ]
+        return []
+    kept = 0
+    for part in parts:
+        with FileSystems.open(part) as handle:
+            kept += pq.read_table(handle, columns=["status"]).column("status").to_pylist().count("kept")
+    written = sum(c.samples for c in checks if c.view == PAIRS_VIEW)
+    if kept != written:
+        return [f"the ledger has {kept} kept rows but the {PAIRS_VIEW} shards hold {written} samples"]
+    return []
 
 
 def _index_folders(output: str) -> set[str]:
@@ -135,6 +189,12 @@ def check_shard(path: str, view: str = PAIRS_VIEW, split: str = "") -> ShardChec
     problems.extend(tar_problems)
     for key in order:
         problems.extend(sample_problems(key, samples[key], view))
+    records = _records(samples)
+    if view == PAIRS_VIEW and split:
+        elsewhere = sorted(key for key, record in records.items() if record.get("split") != split)
+        if elsewhere:
+            problems.append(f"samples {_few(elsewhere)} say another split than this folder's ({split})")
+    problems.extend(_check_embeddings(path[: -len(".tar")] + ".npy", len(samples)))
     problems.extend(_check_sidecar(path[: -len(".tar")] + ".parquet", samples, view))
     image_bytes = sum(
         len(v) for members in samples.values() for ext, v in members.items() if ext not in ("json", "txt")
@@ -145,6 +205,10 @@ def check_shard(path: str, view: str = PAIRS_VIEW, split: str = "") -> ShardChec
         try:
             stats = read_json(stats_path)
             domains = {str(k): int(v) for k, v in stats.get("domains", {}).items()}
+            if records and all("domain" in record for record in records.values()):
+                counted = Counter(str(record["domain"]) for record in records.values())
+                if domains != dict(counted):
+                    problems.append(f"_stats.json counts domains {domains}, the samples' json {dict(counted)}")
             if stats.get("samples") != len(samples):
                 problems.append(f"_stats.json says {stats.get('samples')} samples, the tar has {len(samples)}")
             if stats.get("bytes") != size:
@@ -193,10 +257,44 @@ def _check_sidecar(path: str, samples: dict[str, dict[str, bytes]], view: str) -
             record = json.loads(members["json"])
         except ValueError:
             continue
-        for field in ("text", "image_sha256", "source"):
-            if field in row and row[field] != record.get(field):
+        for field, value in row.items():
+            if field in record and not _same(value, record[field]):
                 problems.append(f"sidecar row {row['key']}: {field} differs from the tar's json")
     return problems
+
+
+def _same(column: Any, value: Any) -> bool:
+    """Whether a sidecar column holds a JSON record's value (objects and lists are JSON text in the sidecar)."""
+    if isinstance(value, dict | list) and isinstance(column, str):
+        try:
+            return json.loads(column) == value
+        except ValueError:
+            return False
+    return column == value or (isinstance(value, list) and list(column or []) == value)
+
+
+def _records(samples: dict[str, dict[str, bytes]]) -> dict[str, dict]:
+    """Each sample's JSON object, where it parses as one (``sample_problems`` names those that do not)."""
+    records = {}
+    for key, members in samples.items():
+        try:
+            record = json.loads(members.get("json", b""))
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            records[key] = record
+    return records
+
+
+def _check_embeddings(path: str, samples: int) -> list[str]:
+    if not exists(path):
+        return []
+    try:
+        with FileSystems.open(path) as handle:
+            rows = np.load(io.BytesIO(handle.read())).shape[0]
+    except (ValueError, OSError, IndexError) as error:
+        return [f"{path.rsplit('/', 1)[-1]} is unreadable: {error}"]
+    return [] if rows == samples else [f"{path.rsplit('/', 1)[-1]} has {rows} embeddings for {samples} samples"]
 
 
 def _few(values: list[str], limit: int = 5) -> str:

@@ -113,3 +113,26 @@ def test_a_killed_worker_process_fails_the_run_and_the_rerun_is_identical(job):
     rerun = subprocess.run(command(output) + workers, capture_output=True, text=True, env=env)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert _files(output) == reference
+
+
+def test_a_report_written_during_an_interrupted_commit_is_written_again_by_the_run_that_finishes_it(job):
+    """The report of a half-committed output (missing shards) stayed, naming problems that no longer existed, since a
+    rerun that finds nothing new writes a report only where there is none."""
+    import json
+
+    root, command, reference = job
+    output = root / "report-during-commit"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    killed = subprocess.run(command(output), capture_output=True, env={**env, "UNISHARD_KILL_AT": "commit:4"})
+    assert killed.returncode == -signal.SIGKILL
+    unishard = [sys.executable, "-m", "pipeline"]
+    validate = subprocess.run([*unishard, "validate", str(output)], capture_output=True, text=True)
+    assert validate.returncode == 1 and "an interrupted commit is pending" in validate.stdout
+    subprocess.run([*unishard, "report", str(output)], capture_output=True, env=env)
+    assert json.loads((output / "report" / "report.json").read_text())["validation"]["problems"]
+
+    rerun = subprocess.run([arg for arg in command(output) if arg != "--no-report"], capture_output=True, env=env)
+
+    assert rerun.returncode == 0 and _files(output) == reference
+    validation = json.loads((output / "report" / "report.json").read_text())["validation"]
+    assert validation["problems"] == [] and all(not shard["problems"] for shard in validation["shards"])

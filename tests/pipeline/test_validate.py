@@ -6,6 +6,7 @@ import shutil
 import tarfile
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
@@ -117,7 +118,47 @@ def wrong_index_count(out: Path) -> Path:
     return shard
 
 
+def change_json_split(out: Path) -> Path:
+    shard = _biggest_shard(out)
+    members = _members(shard)
+    index = next(i for i, (info, _) in enumerate(members) if info.name.endswith(".json"))
+    record = json.loads(members[index][1])
+    record["split"] = "validation" if record["split"] != "validation" else "train"
+    members[index] = (members[index][0], json.dumps(record).encode())
+    _rewrite(shard, members)
+    return shard
+
+
+def change_sidecar_metadata(out: Path) -> Path:
+    shard = _biggest_shard(out)
+    sidecar = shard.with_suffix(".parquet")
+    rows = pq.read_table(sidecar).to_pylist()
+    rows[0]["domain"] = "elsewhere"
+    pq.write_table(pq.read_table(sidecar).from_pylist(rows, schema=pq.read_schema(sidecar)), sidecar)
+    return shard
+
+
+def change_stats_domains(out: Path) -> Path:
+    shard = _biggest_shard(out)
+    stats_path = shard.with_name(shard.stem + "_stats.json")
+    stats = json.loads(stats_path.read_text())
+    stats["domains"] = {"elsewhere": stats["samples"]}
+    stats_path.write_text(json.dumps(stats))
+    return shard
+
+
+def cut_embeddings(out: Path) -> Path:
+    shard = _biggest_shard(out)
+    npy = shard.with_suffix(".npy")
+    np.save(npy.with_suffix(""), np.load(npy)[:1])  # np.save adds the .npy
+    return shard
+
+
 CORRUPTIONS = {
+    "json names another split": (change_json_split, "say another split than this folder's"),
+    "sidecar domain differs": (change_sidecar_metadata, "domain differs from the tar's json"),
+    "stats domains differ": (change_stats_domains, "_stats.json counts domains"),
+    "embeddings cut short": (cut_embeddings, "has 1 embeddings for"),
     "truncated in a member": (truncate_mid_member, "truncated or corrupted"),
     "end-of-archive cut off": (truncate_at_member_boundary, "no clean end-of-archive marker"),
     "missing member": (drop_txt_member, "has no txt member"),
@@ -158,6 +199,24 @@ def test_a_deleted_shard_breaks_the_index_and_the_ledger_count(copy):
     problems = validate_output(str(copy)).all_problems()
     assert any(f"lists {shard.name}, which does not exist" in p for p in problems), problems
     assert any(f"the ledger counts 12 kept items but the pairs shards hold {12 - samples}" in p for p in problems)
+
+
+def test_a_deleted_ledger_or_view_and_a_pending_commit_are_named(copy, capsys):
+    """Each passed as "all valid" with exit 0: the ledger's kept count came from _run/counts.json, nothing compared
+    the output's record of its files with the folder, and a pending journal went unmentioned."""
+    shutil.rmtree(copy / "ledger")
+    dedup = sorted((copy / "dedup").iterdir())[0]
+    dedup.unlink()
+    journal = copy / "_staging" / ("0" * 32) / "_commit.json"
+    journal.parent.mkdir(parents=True)
+    journal.write_text("{}")
+
+    problems = validate_output(str(copy)).all_problems()
+
+    assert any(p.startswith("ledger/ holds no part-*.parquet") for p in problems), problems
+    assert f"dedup/{dedup.name}: listed in _run/files.json but missing (deleted or moved?)" in problems
+    assert any("an interrupted commit is pending" in p and "run `unishard run` again" in p for p in problems)
+    assert main(["validate", str(copy)]) == 1
 
 
 def test_garbage_is_not_a_shard(tmp_path):
