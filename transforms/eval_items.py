@@ -73,20 +73,39 @@ def answers_of(sample: Sample, questions: Iterable[EvalQuestion]) -> list[tuple[
     ]
 
 
+def _answers(
+    items: list[UnderstandingItem], vocabulary: Mapping[tuple[str, str], list[str]] | None
+) -> dict[tuple[str, str], set[str]]:
+    """Every answer of each ``(question, field)`` the items ask: theirs and the data set's (``vocabulary``)."""
+    answers: dict[tuple[str, str], set[str]] = {}
+    for item in items:
+        answers.setdefault((item.question, item.answer_field), set()).add(item.answer)
+    for question, values in (vocabulary or {}).items():
+        if question in answers:
+            answers[question].update(values)
+    return answers
+
+
 def with_choices(
     items: Iterable[UnderstandingItem], vocabulary: Mapping[tuple[str, str], list[str]] | None = None
 ) -> list[UnderstandingItem]:
     """Give each item the options of a multiple-choice eval: every answer its question has across the data set
     (``vocabulary``; the eval items' own answers when absent), or none when there are more than ``MAX_CHOICES``
-    (an open question)."""
+    (an open question). A question with one answer in the whole data set (every product of category ``Men``) cannot
+    be answered wrong: its items are left out (``single_answer_questions`` names them)."""
     items = list(items)
-    answers: dict[tuple[str, str], set[str]] = {}
-    for item in items:
-        answers.setdefault((item.question, item.answer_field), set()).add(item.answer)
-    for question, values in (vocabulary or {}).items():
-        answers.setdefault(question, set()).update(values)
+    answers = _answers(items, vocabulary)
     return [
         item.model_copy(update={"choices": sorted(choices) if len(choices) <= MAX_CHOICES else []})
         for item in sorted(items, key=lambda item: item.id)
         for choices in [answers[(item.question, item.answer_field)]]
+        if len(choices) > 1
     ]
+
+
+def single_answer_questions(
+    items: Iterable[UnderstandingItem], vocabulary: Mapping[tuple[str, str], list[str]] | None = None
+) -> dict[str, str]:
+    """``"question (field)": answer`` for each question whose items all share one answer across the data set."""
+    answers = _answers(list(items), vocabulary)
+    return {f"{question} ({field})": min(found) for (question, field), found in answers.items() if len(found) == 1}

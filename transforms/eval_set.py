@@ -39,7 +39,7 @@ from schemas.records.samples import Sample
 from schemas.splits import EVAL_SCHEMA_VERSION, GenerationItem, Leak, Model, UnderstandingItem
 from transforms._io import join, pattern, write_atomic
 from transforms._leaks import EvalLeakError, FindLeaksFn, Probe, ProbeIndex, describe, probe_of
-from transforms.eval_items import MAX_CHOICES, answers_of, items_of, with_choices
+from transforms.eval_items import MAX_CHOICES, answers_of, items_of, single_answer_questions, with_choices
 from transforms.image_store import read_image
 from transforms.incremental import EarlierRun
 
@@ -240,7 +240,8 @@ def _write_set(
         write_atomic(join(folder, "leaks.json"), _jsonl(leaks))
         if config.fail_on_leak:
             raise EvalLeakError(describe(leaks))
-    understanding = with_choices((i for i in items if isinstance(i, UnderstandingItem)), vocabulary)
+    asked = [i for i in items if isinstance(i, UnderstandingItem)]
+    understanding = with_choices(asked, vocabulary)
     generation = sorted((i for i in items if isinstance(i, GenerationItem)), key=lambda item: item.id)
     write_atomic(join(folder, "understanding.jsonl"), _jsonl(understanding))
     write_atomic(join(folder, "generation.jsonl"), _jsonl(generation))
@@ -249,6 +250,7 @@ def _write_set(
         "split": config.split,
         "images": len({i.key for i in items}),
         "understanding_items": len(understanding),
+        "single_answer_questions": dict(sorted(single_answer_questions(asked, vocabulary).items())),
         "generation_items": len(generation),
         "answers_by_field": dict(sorted(Counter(i.answer_field for i in understanding).items())),
         "by_domain": dict(sorted(Counter(i.domain for i in [*understanding, *generation]).items())),

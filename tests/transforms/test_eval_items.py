@@ -7,7 +7,14 @@ from PIL import Image
 from schemas.config.eval_set import EvalQuestion, EvalSetConfig
 from schemas.records.samples import Sample
 from tests.transforms.model_samples import make_sample
-from transforms.eval_items import MAX_CHOICES, answer_text, answers_of, items_of, with_choices
+from transforms.eval_items import (
+    MAX_CHOICES,
+    answer_text,
+    answers_of,
+    items_of,
+    single_answer_questions,
+    with_choices,
+)
 
 
 def _sample(key: str, metadata: dict, *, text: str = "") -> Sample:
@@ -70,3 +77,16 @@ def test_choices_list_every_answer_given_to_the_same_question():
     assert with_choices(items, many)[0].choices == []  # an open question
     at_most = {("Which defect?", "label"): [f"class-{i}" for i in range(MAX_CHOICES - 2)]}
     assert len(with_choices(items, at_most)[0].choices) == MAX_CHOICES
+
+
+def test_a_question_with_one_answer_in_the_whole_data_set_is_left_out_and_named():
+    """Every product was category ``Men``: the eval asked "Which product category?" with the choices ``["Men"]``."""
+    questions = [EvalQuestion(field="category", question="Which category?"), EvalQuestion(field="label", question="?")]
+    samples = [_sample(k, {"category": "Men", "label": v}) for k, v in [("c1", "dent"), ("c2", "none")]]
+    items = [item for s in samples for item in items_of(s, questions, generation=False)]
+
+    assert [item.id for item in with_choices(items)] == ["c1-label", "c2-label"]
+    assert single_answer_questions(items) == {"Which category? (category)": "Men"}
+    vocabulary = {("Which category?", "category"): ["Men", "Women"]}  # the train split has another answer
+    assert [item.choices for item in with_choices(items, vocabulary)][0] == ["Men", "Women"]
+    assert single_answer_questions(items, vocabulary) == {}
