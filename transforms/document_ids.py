@@ -7,6 +7,7 @@ or inspection record; the id is the rule's ``prefix`` followed by the values joi
 """
 
 import dataclasses
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,14 +20,20 @@ def document_id(metadata: Mapping[str, Any], domain: str, config: DocumentsConfi
     """The ``(doc_id, origin)`` of an item from its metadata and the grouping rules, or ``None``."""
     value = metadata.get(config.id_field)
     if not blank(value):
-        return str(value), config.id_field
+        return id_text(value), config.id_field
     for rule in config.groups:
         if rule.domain is not None and rule.domain != domain:
             continue
         values = [metadata.get(field) for field in rule.fields]
         if all(not blank(value) for value in values):
-            return rule.prefix + "+".join(str(value) for value in values), "group:" + "+".join(rule.fields)
+            return rule.prefix + "+".join(id_text(value) for value in values), "group:" + "+".join(rule.fields)
     return None
+
+
+def id_text(value: Any) -> str:
+    """A document id as text, without the spaces around it and in Unicode's composed form (NFC): a manifest cell
+    ``"SKU-1 "`` and ``"SKU-1"``, or ``Café`` typed on two systems, name one document, not two thin ones."""
+    return unicodedata.normalize("NFC", str(value)).strip()
 
 
 def stamp(sample: Sample, config: DocumentsConfig) -> Sample:

@@ -10,6 +10,7 @@ recorded in the document's ``placement``. ``deduplicated`` drops empty texts and
 
 import dataclasses
 import math
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -34,7 +35,8 @@ class TextPiece:
 
 
 def position_of(metadata: Mapping[str, Any], field: str) -> float | None:
-    """The numeric position of a segment, or ``None`` when absent or not a finite number."""
+    """The numeric position of a segment, or ``None`` when absent or not a finite number (``bad_position`` says
+    which values are not)."""
     value = metadata.get(field)
     if blank(value) or isinstance(value, bool):
         return None
@@ -43,6 +45,16 @@ def position_of(metadata: Mapping[str, Any], field: str) -> float | None:
     except (TypeError, ValueError):
         return None
     return number if math.isfinite(number) else None
+
+
+def bad_position(metadata: Mapping[str, Any], field: str) -> str:
+    """A message when ``field`` holds a value that is not a position (``2,5``, ``3a``), else ``""``: such a segment
+    is placed as one without a position, so a person must hear of it."""
+    value = metadata.get(field)
+    if blank(value) or position_of(metadata, field) is not None:
+        return ""
+    hint = f" (write {str(value).replace(',', '.')})" if re.fullmatch(r"-?\d+,\d+", str(value).strip()) else ""
+    return f"{field} {str(value)!r} is not a number{hint}, so it is placed as a segment without a position"
 
 
 def first_text(metadata: Mapping[str, Any], fields: list[str]) -> str:
@@ -55,8 +67,15 @@ def first_text(metadata: Mapping[str, Any], fields: list[str]) -> str:
 
 def order(position: float | None, rank: int, source: str, sub: int = 0) -> tuple:
     """The sort key of a segment: positioned first, by position; at one position texts (rank 0) before images
-    (rank 1), then by source and by ``sub`` (a sentence's or a note's place within its row)."""
-    return (position is None, position if position is not None else 0.0, rank, source, sub)
+    (rank 1), then in source order (``source_order``) and by ``sub`` (a sentence's or a note's place within its
+    row)."""
+    return (position is None, position if position is not None else 0.0, rank, source_order(source), sub)
+
+
+def source_order(source: str) -> tuple:
+    """``source`` as a person orders sources: numbers by value, so row ``m.csv#10`` comes after ``m.csv#9`` and
+    ``view10.jpg`` after ``view9.jpg`` (as text, 10 came first)."""
+    return tuple(int(part) if index % 2 else part for index, part in enumerate(re.split(r"(\d+)", source)))
 
 
 def image_segments(image: DocumentImage, config: DocumentsConfig, similarity: float | None = None) -> list[Segment]:

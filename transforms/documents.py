@@ -15,7 +15,8 @@ with the stage and reason from the item ledger by ``WriteDocumentLedger`` (``tra
 
 Reason codes (document ledger): ``document_too_few_images``, ``document_too_little_text``; images leaving a
 document: ``image_unplaced``, ``image_below_min_similarity``. Config section: ``documents``.
-Metrics: ``documents/documents``, ``documents/rejected``, ``documents/placed_images``.
+Metrics: ``documents/documents``, ``documents/rejected``, ``documents/placed_images``, ``documents/bad_positions``
+(a position that is not a number: the segment is placed as one without a position, and a warning names it).
 """
 
 import logging
@@ -35,9 +36,10 @@ from schemas.records.samples import Sample
 from schemas.records.values import blank
 from transforms import placement
 from transforms._common import REJECTED
-from transforms.document_ids import document_id, stamp
+from transforms.document_ids import document_id, id_text, stamp
 from transforms.document_order import (
     TextPiece,
+    bad_position,
     deduplicated,
     first_text,
     image_segments,
@@ -48,6 +50,7 @@ from transforms.document_order import (
 
 STAGE = "documents"
 _LOG = logging.getLogger(__name__)
+_BAD_POSITIONS = beam.metrics.Metrics.counter(STAGE, "bad_positions")
 
 
 class DocumentsOutputs(NamedTuple):
@@ -127,6 +130,7 @@ def document_image(sample: Sample, config: DocumentsConfig) -> DocumentImage:
 def _image_member(sample: Sample, config: DocumentsConfig) -> Iterator[tuple[str, DocumentImage]]:
     found = document_id(sample.metadata, sample.domain, config)
     if found is not None:
+        _warn_bad_position(sample.source, found[0], sample.metadata, config)
         yield found[0], (found[1], document_image(sample, config))
 
 
@@ -134,9 +138,17 @@ def _text_member(row: TextRow, config: DocumentsConfig) -> Iterator[tuple[str, T
     value = row.metadata.get(config.id_field)
     if blank(value):
         return
+    doc_id = id_text(value)
+    _warn_bad_position(row.source, doc_id, row.metadata, config)
     text = first_text(row.metadata, config.text_fields)
     position = position_of(row.metadata, config.position_field)
-    yield str(value), TextPiece(row.source, row.domain, position, text, dict(row.metadata))
+    yield doc_id, TextPiece(row.source, row.domain, position, text, dict(row.metadata))
+
+
+def _warn_bad_position(source: str, doc_id: str, metadata: dict, config: DocumentsConfig) -> None:
+    if problem := bad_position(metadata, config.position_field):
+        _BAD_POSITIONS.inc()
+        _LOG.warning("%s (document %s): its %s; fix the value to place it", source, doc_id, problem)
 
 
 def _ref_member(item: InputItem, config: DocumentsConfig) -> Iterator[tuple[str, tuple[str, str]]]:

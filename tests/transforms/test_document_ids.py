@@ -31,3 +31,13 @@ def test_stamp_sets_the_document_id_of_a_member_and_leaves_others_unchanged():
     loose = make_sample(Image.new("RGB", (8, 8)), "b", metadata={"sku": "A"})
     assert stamp(member, config).document_id == "D1"
     assert stamp(loose, config) is loose
+
+
+def test_an_id_with_spaces_around_it_or_in_decomposed_unicode_names_the_same_document():
+    """``"SKU-1 "`` and ``"SKU-1"``, ``Café`` in NFC and NFD (as macOS writes names): four thin documents, all
+    dropped."""
+    config = DocumentsConfig(groups=[GroupRule(fields=["record"])])
+    assert document_id({"doc_id": "SKU-1 "}, "d", config) == document_id({"doc_id": "SKU-1"}, "d", config)
+    nfc, nfd = "Caf\u00e9", "Cafe\u0301"
+    assert document_id({"doc_id": nfd}, "d", config) == (nfc, "doc_id")
+    assert document_id({"record": f" {nfd}"}, "d", config)[0] == document_id({"record": nfc}, "d", config)[0]

@@ -6,6 +6,7 @@ from schemas.records.samples import ImageInfo
 from transforms.document_order import (
     MAX_TEXT_CHARS,
     TextPiece,
+    bad_position,
     deduplicated,
     first_text,
     image_segments,
@@ -40,6 +41,22 @@ def test_positioned_segments_come_first_and_texts_precede_images_at_one_position
         "unpositioned text": order(None, 0, "a"),
     }
     assert sorted(keys, key=keys.get) == ["text at 0", "text at 1", "image at 1", "unpositioned text"]
+
+
+def test_unpositioned_segments_follow_row_order_with_numbers_by_value():
+    """Row ``f.csv#10`` came before ``f.csv#9`` (text order): an inspection record read view 1, view 10, view 2..."""
+    sources = [f"/in/f.csv#{row}" for row in (10, 9, 2, 1, 11)] + ["/in/v10.jpg", "/in/v9.jpg", "/in/a.csv#3"]
+    ordered = sorted(sources, key=lambda source: order(None, 1, source))
+    rows = [f"/in/f.csv#{row}" for row in (1, 2, 9, 10, 11)]
+    assert ordered == ["/in/a.csv#3", *rows, "/in/v9.jpg", "/in/v10.jpg"]
+
+
+def test_a_position_that_is_no_number_is_named_with_a_hint_for_a_decimal_comma():
+    assert bad_position({"position": "2,5"}, "position") == (
+        "position '2,5' is not a number (write 2.5), so it is placed as a segment without a position"
+    )
+    assert bad_position({"position": "3a"}, "position").startswith("position '3a' is not a number, so")
+    assert [bad_position({"position": v}, "position") for v in ("2", 3.5, None, "")] == ["", "", "", ""]
 
 
 def test_the_first_field_holding_text_is_taken_cleaned_and_cut():
