@@ -32,6 +32,7 @@ from schemas.config.ingest import UNKNOWN_DOMAIN, IngestConfig, InputSpec
 from schemas.config.load import ConfigError, load_config, parse_override
 from schemas.config.near_dedup import NearDedupConfig
 from schemas.config.normalise import NormaliseConfig
+from schemas.config.privacy import field_readers, private_readers
 from schemas.config.quality import OverexposedRule, QualityConfig, QualityRule, TintedRule
 from schemas.config.run import RunConfig
 from schemas.config.safety import SafetyConfig
@@ -89,6 +90,8 @@ __all__ = [
     "ViewsConfig",
     "config_schema",
     "default_prompts",
+    "field_readers",
     "load_config",
     "parse_override",
+    "private_readers",
 ]
