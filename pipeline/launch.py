@@ -143,6 +143,8 @@ def run(
             _LOG.warning("unishard: %s", warning)
         if note := replaced_note(books):
             _LOG.warning("unishard: %s", note)
+        if note := _pin_conflicts(staging):
+            _LOG.warning("unishard: %s", note)
         failed = counts["by_status"].get("failed", 0)
         if counts["items"] and failed / counts["items"] > config.run.max_failure_ratio:
             raise RunError(
@@ -176,6 +178,20 @@ def run(
         write_run_report(output)
     _audit_gate(config, output)
     return RunSummary(output=output, counts=counts, seconds=seconds)
+
+
+def _pin_conflicts(staging: str) -> str:
+    """A warning when samples pinned to different splits share a group: all of it went to one of them."""
+    path = join(staging, "splits", "splits.json")
+    found = read_json(path) if FileSystems.exists(path) else {}
+    if not found.get("pin_conflicts"):
+        return ""
+    example = found["pin_conflict_examples"][0]
+    return (
+        f"{found['pin_conflicts']} split group(s) hold samples pinned to different splits, and each went whole to "
+        f"one split, so some pins were overruled (group {example['anchor']}: pins {example['pins']}, went to "
+        f"{example['split']}); a group is a document or a duplicate cluster: see splits/splits.json"
+    )
 
 
 def _audit_gate(config: UnishardConfig, output: str) -> None:

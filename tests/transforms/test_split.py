@@ -1,6 +1,7 @@
 """Split: no group straddles two splits, assignments survive added inputs, stratum minimums are met or reported."""
 
 import json
+import logging
 import math
 import random
 from collections import Counter, defaultdict, deque
@@ -477,3 +478,23 @@ def test_the_largest_groups_of_splits_json_name_the_split_a_stratum_s_top_up_mov
         ("1:1", "test"),
         ("1:2", "train"),
     ]
+
+
+def test_samples_pinned_to_two_splits_in_one_group_are_named_in_a_warning(tmp_path, caplog):
+    """A document with one image pinned to train and one to validation went whole to validation; only
+    splits/splits.json counted it (pin_conflicts), and the train-pinned image's JSON still said split train."""
+    images = tmp_path / "in"
+    images.mkdir()
+    for name, seed, pin in (("front", 200, "train"), ("back", 201, "validation"), ("other", 202, "")):
+        make_photo(96, 80, seed=seed).save(images / f"{name}.jpg", quality=90)
+        pinned = {"split": pin} if pin else {}
+        write_sidecar(images / f"{name}.jpg", title=f"{name} of the box", doc_id=f"DOC-{name == 'other'}", **pinned)
+
+    with caplog.at_level(logging.WARNING, logger="unishard"):
+        out = run_job([images], tmp_path / "out", split={"fractions": {"train": 0.5, "validation": 0.5}})
+
+    report = json.loads((out.path / "splits" / "splits.json").read_text())
+    assert report["pin_conflicts"] == 1
+    (example,) = report["pin_conflict_examples"]
+    warning = "1 split group(s) hold samples pinned to different splits"
+    assert any(warning in record.getMessage() and example["split"] in record.getMessage() for record in caplog.records)
