@@ -266,4 +266,12 @@ def entry() -> None:
         # stdout at /dev/null so that the interpreter's last flush does not fail too.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         os._exit(0)
+    except KeyboardInterrupt:
+        # Ctrl-C: a run writes only under its staging folder until the commit, which the next run finishes.
+        print(
+            "unishard: interrupted; nothing new was committed (a commit already under way is finished by the next "
+            "run into the same output)",
+            file=sys.stderr,
+        )
+        sys.exit(130)
     sys.exit(code)

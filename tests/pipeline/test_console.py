@@ -274,3 +274,18 @@ def test_a_run_whose_photos_have_no_text_says_how_to_keep_them(tmp_path):
     outside = {"items": 4, "by_status": {"rejected": 4}, "by_reason": {"rejected/ingest/outside_root": 4}}
     (hint,) = [line for line in console.summary_lines("/o", outside, 1.0, None) if "hint" in line]
     assert hint.startswith("  hint: 4 of 4 items lie outside their input's folder") and "roots" in hint
+
+
+def test_ctrl_c_ends_the_command_with_one_line_and_exit_130_not_a_traceback(monkeypatch, capsys):
+    from pipeline import cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "main", interrupted)
+    monkeypatch.setattr(sys, "argv", ["unishard", "run", "--input", "in", "--output", "out"])
+    with pytest.raises(SystemExit) as raised:
+        cli.entry()
+    assert raised.value.code == 130
+    error = capsys.readouterr().err
+    assert error.startswith("unishard: interrupted; nothing new was committed") and "Traceback" not in error
