@@ -13,6 +13,7 @@ teardown: some 3 s a worker).
 import json
 import logging
 import os
+import signal
 import sys
 from typing import Any
 
@@ -66,6 +67,9 @@ def _worker_level() -> int | None:
 
 
 def main() -> None:
+    # Ctrl-C reaches the whole process group: the launcher cancels the job and the runner stops its workers, so a
+    # worker's own KeyboardInterrupt would only print a traceback per thread.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     console.configure(_worker_level())
     from apache_beam.runners.worker import sdk_worker_main
 
