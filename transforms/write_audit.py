@@ -158,6 +158,14 @@ def contributions(element: tuple[str, Mapping[str, Iterable]], config: AuditConf
         if point in records:
             yield ("measured", point), 1
             groups.update(records[point].groups)
+    kept = records.get("kept")
+    # Faces are detected after the population point: an image with a face shows a person whatever CLIP said there,
+    # so the faces stage's rejections and the blurred kept images count against the group "person".
+    face = (kept is not None and bool(kept.faces)) or any(
+        row.reason == reasons.FACE_PRESENT for row in grouped["outcome"]
+    )
+    if face and "person" in groups:
+        groups["person"] = (PERSON,)
     for dim, values in groups.items():
         for value in values:
             yield ("n", dim, value), 1
@@ -165,7 +173,6 @@ def contributions(element: tuple[str, Mapping[str, Iterable]], config: AuditConf
                 yield ("kept", dim, value), 1
             elif status == reasons.REJECTED:
                 yield ("x", dim, value, stage), 1
-    kept = records.get("kept")
     if kept is None or status != reasons.KEPT:
         return
     yield ("measured", "kept"), 1

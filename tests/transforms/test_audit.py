@@ -14,7 +14,7 @@ from apache_beam.testing.util import assert_that
 from PIL import Image
 
 from pipeline.launch import RunError
-from schemas.audit import AuditReport
+from schemas.audit import AuditItem, AuditReport
 from schemas.config.audit import AuditConfig
 from schemas.records.ledger import LedgerRow
 from schemas.records.samples import ImageInfo, Sample
@@ -320,3 +320,20 @@ def test_fail_on_audit_fails_a_rerun_that_finds_nothing_new_and_leaving_it_off_n
     run_job(inputs, copy)  # no RunError, no "rerun with --rebuild"
 
     assert Output(path=copy, summary=None).file_bytes() == before
+
+
+def test_an_image_with_a_detected_face_counts_in_the_group_person_before_and_after():
+    """The population point comes before the faces stage: 12 images rejected as face_present counted as removed
+    from "no_person", and blurred kept faces moved from "no_person" before to "person" after."""
+    from transforms.write_audit import contributions
+
+    population = AuditItem("a.jpg", "population", {"person": ("no_person",), "domain": ("marketing",)}, {}, None, "m")
+    rejected = LedgerRow("a.jpg", "aa", "rejected", "faces", "face_present")
+    keys = dict(contributions(("a.jpg", {"measures": [population], "outcome": [rejected]}), AuditConfig()))
+    assert keys[("x", "person", "person", "faces")] == 1 and ("x", "person", "no_person", "faces") not in keys
+
+    kept = AuditItem("b.jpg", "kept", {"person": ("person",)}, {}, 1, "m")
+    row = LedgerRow("b.jpg", "bb", "kept", "write_shards", "")
+    keys = dict(contributions(("b.jpg", {"measures": [population, kept], "outcome": [row]}), AuditConfig()))
+    assert keys[("n", "person", "person")] == keys[("kept", "person", "person")] == 1
+    assert ("n", "person", "no_person") not in keys
