@@ -17,6 +17,7 @@ Pure functions, no Beam.
 """
 
 import json
+import re
 
 from PIL import Image
 
@@ -222,6 +223,11 @@ def _not_an_image(data: bytes) -> str:
         return (
             "a Parquet table, not an image: give it as its own input (--input FILE, a manifest), or name it "
             "metadata.parquet, with a file_name column, to describe the images of its folder"
+        )
+    if re.match(rb"P[1-7]\s", head):  # Netpbm's header is text: not a text file, a damaged image
+        return (
+            "a Netpbm (PBM, PGM or PPM) image whose header Pillow cannot read (its width, height or maximum value is "
+            "damaged or out of range): export or convert it again"
         )
     if _is_text(head):
         return (

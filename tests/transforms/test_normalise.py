@@ -76,6 +76,7 @@ def _zipped(name: str, payload: bytes) -> bytes:
         (b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01webm" + bytes(32), "a video (Matroska, WebM or AVI)"),
         (_zipped("[Content_Types].xml", b"<Types/>"), "an Office document (.xlsx, .docx, .pptx)"),
         (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(504), "Thumbs.db thumbnail cache"),
+        (b"P632 35888888863 2!\n", "a Netpbm (PBM, PGM or PPM) image whose header Pillow cannot read"),  # not text
     ],
 )
 def test_a_file_that_is_not_an_image_says_what_it_is_and_what_to_do(data, named):
