@@ -17,7 +17,6 @@ Pure functions, no Beam.
 """
 
 import json
-import re
 
 from PIL import Image
 
@@ -153,7 +152,9 @@ def image_format(data: bytes) -> str | None:
         return "WebP"
     if data[:2] == b"BM" and data[6:10] == b"\x00\x00\x00\x00":  # BMP: the two reserved header fields are zero
         return "BMP"
-    if len(data) > 2 and data[0:1] == b"P" and data[1] in b"1234567" and data[2] in b" \t\r\n":
+    # Netpbm: P1-P7, then whitespace, or the width's digits where a damaged header lost it (a text file starting
+    # "P6" and a digit was named as a table of file names)
+    if len(data) > 2 and data[0:1] == b"P" and data[1] in b"1234567" and data[2] in b" \t\r\n0123456789":
         return "Netpbm (PBM/PGM/PPM)"
     if data[:4] in (b"\x00\x00\x01\x00", b"\x00\x00\x02\x00") and len(data) >= 6 and data[4:6] != b"\x00\x00":
         return "ICO" if data[2] == 1 else "CUR"
@@ -223,11 +224,6 @@ def _not_an_image(data: bytes) -> str:
         return (
             "a Parquet table, not an image: give it as its own input (--input FILE, a manifest), or name it "
             "metadata.parquet, with a file_name column, to describe the images of its folder"
-        )
-    if re.match(rb"P[1-7]\s", head):  # Netpbm's header is text: not a text file, a damaged image
-        return (
-            "a Netpbm (PBM, PGM or PPM) image whose header Pillow cannot read (its width, height or maximum value is "
-            "damaged or out of range): export or convert it again"
         )
     if _is_text(head):
         return (

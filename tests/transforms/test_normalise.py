@@ -76,7 +76,6 @@ def _zipped(name: str, payload: bytes) -> bytes:
         (b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01webm" + bytes(32), "a video (Matroska, WebM or AVI)"),
         (_zipped("[Content_Types].xml", b"<Types/>"), "an Office document (.xlsx, .docx, .pptx)"),
         (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(504), "Thumbs.db thumbnail cache"),
-        (b"P632 35888888863 2!\n", "a Netpbm (PBM, PGM or PPM) image whose header Pillow cannot read"),  # not text
     ],
 )
 def test_a_file_that_is_not_an_image_says_what_it_is_and_what_to_do(data, named):
@@ -100,6 +99,13 @@ def test_a_damaged_image_pillow_cannot_identify_is_an_unsupported_image_of_its_f
     assert caught.value.detail["format"] == named
     assert f"starts like a {named} image" in caught.value.detail["message"]
     assert "damaged" in caught.value.detail["message"]
+
+
+def test_a_netpbm_header_without_the_space_after_its_magic_is_a_damaged_image_not_a_text_file():
+    with pytest.raises(RejectItem) as caught:
+        normalise_image(b"P632 35888888863 2!\n", CONFIG)  # Pillow's fuzzing corpus: negative_size.ppm
+    assert caught.value.reason == reasons.UNSUPPORTED_IMAGE
+    assert caught.value.detail["format"] == "Netpbm (PBM/PGM/PPM)"
 
 
 @pytest.mark.parametrize(
