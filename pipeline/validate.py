@@ -90,7 +90,10 @@ def validate_output(output: str) -> Validation:
         if kept != written:
             problems.append(f"the ledger counts {kept} kept items but the {PAIRS_VIEW} shards hold {written} samples")
     elif not tars:
-        problems.append(f"{output} holds no shards and no _run/counts.json: not a unishard output folder")
+        parent = output.rstrip("/").rsplit("/", 1)[0]
+        inside = exists(join(parent, "_run", "counts.json")) and parent != output.rstrip("/")
+        hint = f"; give the output folder itself, {parent}" if inside else ""
+        problems.append(f"{output} holds no shards and no _run/counts.json: not a unishard output folder{hint}")
     problems.extend(
         f"{relative}: not written by unishard (left in place; move it out of shards/)" for relative in foreign
     )

@@ -249,3 +249,11 @@ def test_other_views_check_every_image_their_json_names(tmp_path):
     # the docs view holds documents: a JSON that is not a DocumentRecord is named as such
     problems = check_shard(str(path), "docs", "train").problems
     assert any(f"sample {key}: json does not parse as a document" in p for p in problems), problems
+
+
+def test_validating_the_shards_folder_instead_of_the_output_names_the_output(planted):
+    problems = validate_output(str(planted.path / "shards")).all_problems()
+    assert problems == [
+        f"{planted.path / 'shards'} holds no shards and no _run/counts.json: not a unishard output folder; give the "
+        f"output folder itself, {planted.path}"
+    ]
