@@ -131,7 +131,12 @@ def build_report(
                         ratio=_round(ratio),
                     )
                 )
-                if ratio is not None and items >= config.min_count and ratio > config.max_exclusion_ratio:
+                if (
+                    ratio is not None
+                    and items >= config.min_count
+                    and excluded >= config.min_excluded
+                    and ratio > config.max_exclusion_ratio
+                ):
                     message = f"{stage} removed {rate:.1%} of {dim}={value} against {overall:.1%} overall"
                     warnings.append(_warn("disproportionate_exclusion", message, ratio, config.max_exclusion_ratio))
     skews = _skews(counts, references, config, warnings)

@@ -68,6 +68,12 @@ class AuditConfig(Section):
     max_exclusion_ratio: float = pydantic.Field(
         2.0, gt=1.0, description="Warn when a group's exclusion rate at a stage exceeds this times the overall rate."
     )
+    min_excluded: int = pydantic.Field(
+        3,
+        ge=1,
+        description="A stage's exclusion of a group is warned about only when it removed at least this many of its "
+        "items (one removed duplicate is no pattern).",
+    )
     min_representation_ratio: float = pydantic.Field(
         0.5, gt=0.0, le=1.0, description="Warn when a group's kept share is below this times its reference share."
     )

@@ -172,7 +172,8 @@ def test_audit_recovers_planted_exclusion_skew_pmi_and_ndkl(planted):
     line = {(r.stage, r.value): r for r in report.exclusion if r.dimension == "line"}
     assert line[("safety", "l3")].ratio == pytest.approx((1 / 6) / (1 / 25), abs=1e-5)
     codes = {(w.code, w.message.split(" ")[0]) for w in report.warnings}
-    assert ("disproportionate_exclusion", "clip_filter") in codes and ("disproportionate_exclusion", "safety") in codes
+    assert ("disproportionate_exclusion", "clip_filter") in codes  # 3 of 7 feminine
+    assert ("disproportionate_exclusion", "safety") not in codes  # 1 of 6 in line l3: one item is no pattern
 
     skews = {s.value: s for s in report.skew}
     assert skews["doctor"].counts == {"feminine": 1, "masculine": 7}

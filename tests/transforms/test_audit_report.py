@@ -41,7 +41,9 @@ def test_representation_exclusion_and_a_vanished_group_from_counts():
     assert rates["quality", "b"].rate == 1.0 and rates["quality", "b"].overall_rate == round(1 / 3, 6)
     assert rates["quality", "b"].ratio == 3.0 and rates["quality", "a"].ratio == 0.0
     codes = {warning.code for warning in report.warnings}
-    assert {"vanished", "under_represented", "disproportionate_exclusion"} <= codes
+    assert {"vanished", "under_represented"} <= codes and "disproportionate_exclusion" not in codes  # 2 removed
+    two = config.model_copy(update={"min_excluded": 2})
+    assert "disproportionate_exclusion" in {w.code for w in build_report(counts, {}, two, model_id=None).warnings}
 
 
 def test_a_group_of_fewer_than_min_count_items_is_never_under_represented():
