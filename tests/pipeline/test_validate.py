@@ -88,13 +88,17 @@ def drop_sidecar_row(out: Path) -> Path:
     return shard
 
 
-def change_sidecar_text(out: Path) -> Path:
+def _change_sidecar(out: Path, field: str, value: str) -> Path:
     shard = _biggest_shard(out)
     sidecar = shard.with_suffix(".parquet")
     rows = pq.read_table(sidecar).to_pylist()
-    rows[0]["text"] = "something else"
+    rows[0][field] = value
     pq.write_table(pq.read_table(sidecar).from_pylist(rows, schema=pq.read_schema(sidecar)), sidecar)
     return shard
+
+
+def change_sidecar_text(out: Path) -> Path:
+    return _change_sidecar(out, "text", "something else")
 
 
 def uppercase_key(out: Path) -> Path:
@@ -129,13 +133,8 @@ def change_json_split(out: Path) -> Path:
     return shard
 
 
-def change_sidecar_metadata(out: Path) -> Path:
-    shard = _biggest_shard(out)
-    sidecar = shard.with_suffix(".parquet")
-    rows = pq.read_table(sidecar).to_pylist()
-    rows[0]["domain"] = "elsewhere"
-    pq.write_table(pq.read_table(sidecar).from_pylist(rows, schema=pq.read_schema(sidecar)), sidecar)
-    return shard
+def change_sidecar_domain(out: Path) -> Path:
+    return _change_sidecar(out, "domain", "elsewhere")
 
 
 def change_stats_domains(out: Path) -> Path:
@@ -156,7 +155,7 @@ def cut_embeddings(out: Path) -> Path:
 
 CORRUPTIONS = {
     "json names another split": (change_json_split, "say another split than this folder's"),
-    "sidecar domain differs": (change_sidecar_metadata, "domain differs from the tar's json"),
+    "sidecar domain differs": (change_sidecar_domain, "domain differs from the tar's json"),
     "stats domains differ": (change_stats_domains, "_stats.json counts domains"),
     "embeddings cut short": (cut_embeddings, "has 1 embeddings for"),
     "truncated in a member": (truncate_mid_member, "truncated or corrupted"),
