@@ -87,10 +87,12 @@ def _cluster(cluster: ClusterGallery, thumbnails: dict[str, str]) -> str:
     more = cluster.size - 1 - len(cluster.members)
     more_html = f'<div class="more">+{integer(more)} more</div>' if more > 0 else ""
     why = ", ".join(cluster.reasons)
+    # The survivor of one dedup stage can be dropped by a later one (another stage's duplicate, a filter).
+    survivor = "survivor" if cluster.survivor.status in ("", reasons.KEPT) else "survivor dropped"
     return (
         f'<div class="cluster"><div class="chead"><b>{integer(cluster.size)} images</b> · {escape(why)}'
         f' <code title="{escape(cluster.cluster_id)}">{escape(cluster.cluster_id[:16])}</code></div>'
-        f'<div class="crow">{_card(cluster.survivor, thumbnails, "survivor")}<div class="arrow">⟵</div>'
+        f'<div class="crow">{_card(cluster.survivor, thumbnails, survivor)}<div class="arrow">⟵</div>'
         f"{members}{more_html}</div></div>"
     )
 

@@ -562,3 +562,16 @@ def test_thumbnails_of_interleaved_documents_images_come_from_the_files_their_li
     preview = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), np.float32)
     oil = np.asarray(Image.fromarray(shots["oil.jpg"]).resize(preview.shape[1::-1]), np.float32)
     assert np.abs(preview - oil).mean() < 12, "the line's second image, not its first"
+
+
+def test_a_survivor_that_a_later_stage_dropped_is_not_badged_as_a_plain_survivor():
+    from pipeline.report.cards import _cluster
+    from schemas.report import ClusterGallery, GalleryItem
+
+    member = GalleryItem(key="bb", source="/in/b.jpg", status="rejected")
+    for status, badge in (("kept", "survivor"), ("rejected", "survivor dropped")):
+        survivor = GalleryItem(key="aa", source="/in/a.jpg", status=status)
+        page = _cluster(
+            ClusterGallery(cluster_id="c", size=2, reasons=["exact_dedup"], survivor=survivor, members=[member]), {}
+        )
+        assert f'<span class="badge {badge}">{badge}</span>' in page
