@@ -145,7 +145,7 @@ def _without_model_manager() -> None:
     base.resource = resource
 
 
-def _refuse_unknown_flags(beam_args: list[str], run_flags: list[str]) -> None:
+def _refuse_unknown_flags(beam_args: list[str], run_flags: list[str], profile: str | None = None) -> None:
     """Stop before any work on a flag that neither ``unishard run`` nor any Beam option takes (Beam would ignore it),
     or on a Beam flag's value that Beam would refuse only after the run started (``flag_value_problems``).
 
@@ -157,7 +157,8 @@ def _refuse_unknown_flags(beam_args: list[str], run_flags: list[str]) -> None:
     unknown = unknown_flags(beam_args)
     if not unknown:
         if problems := flag_value_problems(beam_args):
-            raise ConfigError("; ".join(problems) + ". Nothing was run")
+            where = f" (given on the command line or in profile {profile}'s [beam] table)" if profile else ""
+            raise ConfigError("; ".join(problems) + f"{where}. Nothing was run")
         return
     known = [*run_flags, *beam_flags()]
     named = []
@@ -187,7 +188,7 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
         from pipeline.profiles import apply_profile
 
         beam_args, overrides = apply_profile(args.profile, beam_args, overrides)
-    _refuse_unknown_flags(beam_args, args.run_flags)
+    _refuse_unknown_flags(beam_args, args.run_flags, args.profile)
     beam_args = console.beam_log_args(beam_args, args.log_level)
     if args.output:
         # Unescaped: TOML takes any character in a string, but not JSON's surrogate pairs (an emoji in a name).

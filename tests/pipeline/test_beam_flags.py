@@ -72,3 +72,17 @@ def test_run_refuses_a_flag_value_beam_would_refuse_only_after_starting(tmp_path
 
 def test_known_runners_pass_by_any_spelling_beam_takes():
     assert flag_value_problems(["--runner=direct", "--runner=PortableRunner", "--direct_num_workers=0"]) == []
+
+
+def test_a_wrong_value_from_a_profile_names_the_profile(tmp_path, capsys):
+    """A profile's ``direct_num_workers = "two"`` printed Beam's usage text after the run had started."""
+    profile = tmp_path / "p3.toml"
+    profile.write_text(
+        '[profile]\nengine = "x"\ndescription = "y"\n[beam]\nrunner = "FnApiRunner"\ndirect_num_workers = "two"\n'
+    )
+    args = ["run", "--input", str(tmp_path), "--output", str(tmp_path / "out"), "--smoke-models", "--profile"]
+    assert cli.main([*args, str(profile)]) == 2
+    error = capsys.readouterr().err
+    assert (
+        "--direct_num_workers: invalid int value: 'two'" in error and f"in profile {profile}'s [beam] table" in error
+    )
