@@ -198,7 +198,7 @@ def check_shard(path: str, view: str = PAIRS_VIEW, split: str = "") -> ShardChec
         if elsewhere:
             problems.append(f"samples {_few(elsewhere)} say another split than this folder's ({split})")
     problems.extend(_check_embeddings(path[: -len(".tar")] + ".npy", len(samples)))
-    problems.extend(_check_sidecar(path[: -len(".tar")] + ".parquet", samples, view))
+    problems.extend(_check_sidecar(path[: -len(".tar")] + ".parquet", samples, records, view))
     image_bytes = sum(
         len(v) for members in samples.values() for ext, v in members.items() if ext not in ("json", "txt")
     )
@@ -232,7 +232,7 @@ def check_shard(path: str, view: str = PAIRS_VIEW, split: str = "") -> ShardChec
     )
 
 
-def _check_sidecar(path: str, samples: dict[str, dict[str, bytes]], view: str) -> list[str]:
+def _check_sidecar(path: str, samples: dict[str, dict[str, bytes]], records: dict[str, dict], view: str) -> list[str]:
     if not exists(path):
         return ["Parquet sidecar is missing"]
     try:
@@ -253,12 +253,8 @@ def _check_sidecar(path: str, samples: dict[str, dict[str, bytes]], view: str) -
     if view != PAIRS_VIEW:
         return problems
     for row in rows:
-        members = samples.get(row.get("key"))
-        if not members or "json" not in members:
-            continue
-        try:
-            record = json.loads(members["json"])
-        except ValueError:
+        record = records.get(row.get("key"))
+        if record is None:
             continue
         for field, value in row.items():
             if field in record and not _same(value, record[field]):
