@@ -81,14 +81,16 @@ class _Thresholds(logging.Filter):
 
 
 def _expected_stop(record: logging.LogRecord) -> bool:
-    """A runner's error log of the incremental job stopping on changed content, which the launcher turns into a
-    rebuild and explains in one line of its own (the traceback shows with ``-vv``)."""
+    """A runner's error log that the launcher explains in lines of its own (the traceback shows with ``-vv``): the
+    incremental job stopping on changed content, which becomes a rebuild, or a write finding its disk full."""
+    from pipeline.job import storage_full
     from transforms.changed_content import CHANGED
 
     try:
-        return CHANGED in record.getMessage()
+        message = record.getMessage()
     except (TypeError, ValueError):
         return False
+    return CHANGED in message or storage_full(message)
 
 
 class _Format(logging.Formatter):

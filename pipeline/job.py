@@ -7,6 +7,7 @@ follows the job by polling every ``POLL_SECONDS``.
 
 import contextlib
 import logging
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +21,8 @@ from apache_beam.runners.runner import PipelineResult, PipelineState
 _LOG = logging.getLogger("unishard")
 POLL_SECONDS = 10
 MESSAGE_READER = "wait_until_finish_read"  # the name of the thread in which Beam's portable runner reads job messages
+# How an OSError of a full disk or quota reads in a runner's error text (Beam passes the worker's error on as text).
+STORAGE_FULL = ("[Errno 28]", "[Errno 122]")
 
 
 class RunError(RuntimeError):
@@ -39,6 +42,11 @@ def _short(error: BaseException, keep: int = 25) -> str:
 
 def _deadline_exceeded(error: BaseException) -> bool:
     return isinstance(error, grpc.RpcError) and error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def storage_full(message: str) -> bool:
+    """Whether a runner's error text is a write that found its disk full or its quota spent."""
+    return any(code in message for code in STORAGE_FULL)
 
 
 def _exists(path: str) -> bool:
@@ -90,8 +98,9 @@ def _chatter(runner: str) -> int:
     return logging.DEBUG if runner in StandardOptions.LOCAL_RUNNERS else logging.INFO
 
 
-def run_job(pipeline: beam.Pipeline, runner: str, staging: str) -> None:
-    """Submit the job, report its state, and wait for it to finish; a failed or cancelled job raises ``RunError``.
+def run_job(pipeline: beam.Pipeline, runner: str, staging: str, output: str) -> None:
+    """Submit the job, report its state, and wait for it to finish; a failed or cancelled job raises ``RunError``,
+    which says what to do where a disk of ``output`` or the temporary folder was full.
 
     Ctrl-C cancels a job still running on a cluster, so it does not run on unattended.
     """
@@ -126,9 +135,15 @@ def run_job(pipeline: beam.Pipeline, runner: str, staging: str) -> None:
         raise
     except Exception as error:
         partial = f"the partial output is in {staging}" if _exists(staging) else "the job wrote no output"
+        summary, advice = _short(error), "The runner's log above names the failing step"
+        if storage_full(str(error)):
+            summary = next(line for line in reversed(str(error).splitlines()) if storage_full(line))
+            advice = (
+                f"A disk is full: free space on the disk of the output folder ({output}) or of the temporary folder "
+                f"({tempfile.gettempdir()}), or give --output on a larger disk, then run the same command again"
+            )
         raise RunError(
-            f"the Beam job failed on {runner}: {_short(error)}\nNothing was committed; {partial}. The runner's log "
-            "above names the failing step"
+            f"the Beam job failed on {runner}: {summary}\nNothing was committed; {partial}. {advice}"
         ) from error
     _LOG.log(_chatter(runner), "unishard: job finished on %s; state %s", runner, state)
     if state not in (PipelineState.DONE, None):

@@ -70,7 +70,7 @@ def _run_pipeline(
     build(pipeline, config, staging, earlier, previous)
     try:
         with tracked(pipeline, staging + ".progress", enabled=progress):
-            run_job(pipeline, runner, staging)
+            run_job(pipeline, runner, staging, output)
     except RunError as error:
         error.staging = staging
         raise

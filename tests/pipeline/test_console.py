@@ -139,6 +139,7 @@ def _record(name: str, level: int, message: str) -> logging.LogRecord:
 
 
 STOP = "stop: photo.jpg changed content since it was written to /out"
+FULL = "OSError: [Errno 28] No space left on device [while running 'WriteShards/Write/ParDo(_WriteShardFn)']"
 
 
 @pytest.mark.parametrize(
@@ -161,6 +162,7 @@ STOP = "stop: photo.jpg changed content since it was written to /out"
                 "pillow error",
                 "This output type hint will be ignored and not used",
                 STOP,
+                FULL,
             },
         ),
         (logging.ERROR, {"beam error"}),
@@ -185,6 +187,8 @@ def test_the_console_lets_through_by_level_and_kind_of_logger(level, shown):
             _record("root", logging.WARNING, "This output type hint will be ignored and not used"),
             # the incremental job's expected stop, which the launcher explains in one line and turns into a rebuild
             _record("apache_beam.runners.common", logging.ERROR, STOP),
+            # a worker's write finding its disk full, which the launcher explains with what to do
+            _record("apache_beam.runners.common", logging.ERROR, FULL),
         ]
         assert {record.msg for record in records if handler.filter(record)} == shown
     finally:

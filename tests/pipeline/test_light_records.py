@@ -111,5 +111,23 @@ def test_an_image_store_that_cannot_be_written_fails_the_run_naming_the_path(tmp
     assert "No space left on device" in message
     assert any(path in message for path in refused), message  # the image it could not write
     assert "nothing was committed" in message.lower() or "Nothing was committed" in message
+
+
+def test_a_shard_write_that_finds_the_disk_full_says_what_to_do_and_commits_nothing(tmp_path, run, monkeypatch):
+    import transforms.shard_writer
+
+    noise_images(tmp_path / "in", 3, size=(128, 96), suffix="png", seed=100)
+
+    def disk_full(path, members):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(transforms.shard_writer, "write_tar", disk_full)
+    with pytest.raises(RunError) as raised:
+        run([tmp_path / "in"], output=tmp_path / "out", **NO_TEXT)
+
+    message = str(raised.value)
+    assert "Nothing was committed" in message
+    assert f"A disk is full: free space on the disk of the output folder ({tmp_path / 'out'})" in message
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["_staging"]  # nothing committed
     final = [p for p in (tmp_path / "out").rglob("*") if p.is_file() and "_staging" not in p.parts]
     assert final == []
