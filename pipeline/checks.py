@@ -2,6 +2,7 @@
 that add up (``transforms.books``) before a commit. Each failure is a ``RunError`` saying what to do.
 """
 
+import importlib.util
 import os
 import uuid
 
@@ -14,6 +15,46 @@ from schemas.config.unishard import UnishardConfig
 from transforms._io import join, pattern
 from transforms._listing import broken_links, input_kind, input_pattern, outside_output, top_folder
 from transforms.books import BOOK_PROBLEMS, BOOKS, KEPT_UNLISTED, PROBLEMS, REPLACED
+
+# The Beam extra that gives each object store's file system, and the module it needs (Beam lists ``s3://`` without
+# boto3 and fails on the first read); other schemes are none Beam reads.
+STORES = {
+    "gs": ("gcp", "google.cloud.storage"),
+    "s3": ("aws", "boto3"),
+    "azfs": ("azure", "azure.storage.blob"),
+    "hdfs": ("hadoop", "hdfs"),
+}
+
+
+def check_stores(config: UnishardConfig) -> None:
+    """Fail before any work when an input or the output lies on a store this machine's Beam cannot reach: one line
+    naming the path and the extra to install, instead of a traceback from the first read or write."""
+    paths = [("input", spec.path) for spec in [*config.ingest.inputs, *config.decontaminate.exclude]]
+    for role, path in [*paths, ("output", config.run.output)]:
+        scheme = path.partition("://")[0] if "://" in path else ""
+        if not scheme:
+            continue
+        extra, module = STORES.get(scheme, (None, None))
+        if extra is None and scheme in ("http", "https"):
+            raise RunError(
+                f"{role} {path!r} is a web address; unishard reads files, it does not download: download them first "
+                "(img2dataset writes WebDataset tars, an input here) and give the local copy"
+            )
+        if extra is None:
+            known = ", ".join(f"{name}://" for name in STORES)
+            raise RunError(
+                f"{role} {path!r}: unishard reads and writes local paths and, through Beam's file systems, {known}; "
+                f"{scheme}:// is none of them. Copy the files to a local folder or one of those stores"
+            )
+        try:
+            ready = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            ready = False
+        if not ready:
+            raise RunError(
+                f"{role} {path!r} is on {scheme}://, which needs Beam's {extra} extra on this machine and on the "
+                f"workers: pip install 'apache-beam[{extra}]' (the Beam version installed), then run again"
+            )
 
 
 def check_inputs(config: UnishardConfig) -> None:

@@ -192,7 +192,8 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
     beam_args = console.beam_log_args(beam_args, args.log_level)
     if args.output:
         # Unescaped: TOML takes any character in a string, but not JSON's surrogate pairs (an emoji in a name).
-        overrides.append(f"run.output={json.dumps(str(Path(args.output).resolve()), ensure_ascii=False)}")
+        output = args.output if "://" in args.output else str(Path(args.output).resolve())
+        overrides.append(f"run.output={json.dumps(output, ensure_ascii=False)}")
     config = load_config(path, overrides, typed=list(args.set))
     if args.input:
         inputs = [*config.ingest.inputs, *map(parse_input, args.input)]

@@ -18,7 +18,14 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.assemble import build
-from pipeline.checks import check_books, check_inputs, check_writable, replaced_note, unlisted_kept_warning
+from pipeline.checks import (
+    check_books,
+    check_inputs,
+    check_stores,
+    check_writable,
+    replaced_note,
+    unlisted_kept_warning,
+)
 from pipeline.job import RunError, run_job
 from pipeline.models import check_models, models_line
 from pipeline.output_folder import ForeignFiles, check_output_folder
@@ -100,6 +107,7 @@ def run(
         ForeignOutput: ``OUT`` holds files unishard did not write and ``force`` is not set (before any work).
         RunError: Inputs missing, the job failed, too many items failed, or the commit would replace a foreign file.
     """
+    check_stores(config)
     check_inputs(config)
     try:
         check_models(config)

@@ -5,6 +5,7 @@ compares the lines left on the screen (the live progress line redraws itself in 
 lines, timings and paths masked.
 """
 
+import importlib.util
 import json
 import logging
 import os
@@ -126,6 +127,37 @@ def test_a_folder_name_that_is_not_utf8_is_refused_before_the_run_naming_it(tmp_
     error = capsys.readouterr().err
     assert "fotos-\\xe9t\\xe9' is not UTF-8 text" in error and "rename it" in error
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "role, url, extra",
+    [
+        ("--output", "s3://my-bucket/curated", "aws"),
+        ("--output", "gs://my-bucket/curated", "gcp"),
+        ("--input", "gs://my-bucket/photos", "gcp"),
+    ],
+)
+def test_an_object_store_without_its_beam_extra_is_refused_naming_the_extra(
+    tmp_path, capsys, monkeypatch, role, url, extra
+):
+    """``--output s3://...`` ran into a local folder named ``s3:`` and said the run succeeded."""
+    module = {"aws": "boto3", "gcp": "google.cloud.storage"}[extra]
+    try:
+        if importlib.util.find_spec(module) is not None:
+            pytest.skip(f"Beam's {extra} extra is installed here")
+    except ImportError:
+        pass
+    monkeypatch.chdir(tmp_path)
+    make_photo(120, 96, seed=0).save(tmp_path / "photo.jpg")
+    paths = {"--input": str(tmp_path / "photo.jpg"), "--output": str(tmp_path / "out")} | {role: url}
+    args = ["run", "--input", paths["--input"], "--output", paths["--output"], "--smoke-models"]
+
+    assert cli.main(args) == 1
+
+    error = capsys.readouterr().err
+    assert f"{role.removeprefix('--')} {url!r} is on {url[:5]}" in error
+    assert f"pip install 'apache-beam[{extra}]'" in error
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["photo.jpg"]  # no local s3: folder, no output
 
 
 def test_config_schema_prints_only_the_schema():
