@@ -82,15 +82,16 @@ class _Thresholds(logging.Filter):
 
 def _expected_stop(record: logging.LogRecord) -> bool:
     """A runner's error log that the launcher explains in lines of its own (the traceback shows with ``-vv``): the
-    incremental job stopping on changed content, which becomes a rebuild, or a write finding its disk full."""
-    from pipeline.job import storage_full
+    incremental job stopping on changed content, which becomes a rebuild, a write finding its disk full, or a
+    stage's own stop (evaluation leaks)."""
+    from pipeline.job import own_stop, storage_full
     from transforms.changed_content import CHANGED
 
     try:
         message = record.getMessage()
     except (TypeError, ValueError):
         return False
-    return CHANGED in message or storage_full(message)
+    return CHANGED in message or storage_full(message) or bool(own_stop(message))
 
 
 class _Format(logging.Formatter):

@@ -7,6 +7,7 @@ follows the job by polling every ``POLL_SECONDS``.
 
 import contextlib
 import logging
+import re
 import tempfile
 import threading
 import time
@@ -42,6 +43,20 @@ def _short(error: BaseException, keep: int = 25) -> str:
 
 def _deadline_exceeded(error: BaseException) -> bool:
     return isinstance(error, grpc.RpcError) and error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def own_stop(message: str) -> str:
+    """The message of a stop a stage raised on purpose to speak to a person (evaluation leaks with
+    ``eval_set.fail_on_leak``), without the runner's traceback and step name; ``""`` for any other failure."""
+    from transforms._leaks import LEAKS_FOUND
+
+    lines = message.splitlines()
+    start = next((i for i in reversed(range(len(lines))) if LEAKS_FOUND in lines[i]), None)
+    if start is None:
+        return ""
+    text = "\n".join(lines[start:])
+    text = re.sub(r" \[while running '[^']*'\]$", "", text.rstrip())
+    return re.sub(r"^(?:\w+: )*(?:[\w.]+Error: )", "", text)
 
 
 def storage_full(message: str) -> bool:
@@ -135,6 +150,8 @@ def run_job(pipeline: beam.Pipeline, runner: str, staging: str, output: str) -> 
         raise
     except Exception as error:
         partial = f"the partial output is in {staging}" if _exists(staging) else "the job wrote no output"
+        if stop := own_stop(str(error)):
+            raise RunError(f"{stop}\nThe partial output is in {staging}") from error
         summary, advice = _short(error), "The runner's log above names the failing step"
         if storage_full(str(error)):
             summary = next(line for line in reversed(str(error).splitlines()) if storage_full(line))

@@ -149,9 +149,13 @@ class FindLeaksFn(beam.DoFn):
             yield leak
 
 
-def describe(leaks: list[Leak], limit: int = 10) -> str:
-    """A message naming the leaking pairs, for the run's error."""
-    lines = [f"{len(leaks)} evaluation leak(s): eval images duplicated in {sorted({x.train_split for x in leaks})}"]
+LEAKS_FOUND = "evaluation leak(s): eval images duplicated in"
+
+
+def describe(leaks: list[Leak], near_linked: bool = True, limit: int = 10) -> str:
+    """A message naming the leaking pairs, for the run's error; ``near_linked`` is false when near dedup is off, so
+    near copies were never linked into one split group."""
+    lines = [f"{len(leaks)} {LEAKS_FOUND} {sorted({x.train_split for x in leaks})}"]
     for leak in leaks[:limit]:
         lines.append(
             f"  eval {leak.eval_key} ({leak.eval_source}) ~ {leak.train_split} {leak.train_key} "
@@ -160,5 +164,13 @@ def describe(leaks: list[Leak], limit: int = 10) -> str:
         )
     if len(leaks) > limit:
         lines.append(f"  ... and {len(leaks) - limit} more in eval/leaks.json")
-    lines.append("group them (split.group_by) or link them as duplicates so they share a split, or drop one")
+    if not near_linked:
+        lines.append(
+            "near_dedup is off in this run (near_dedup.enabled = false), so near copies were never linked into one "
+            "split group: turn it on (near_dedup.report_only = true keeps both copies, in one split)"
+        )
+    lines.append(
+        "group them (split.group_by) or link them as duplicates so they share a split, or drop one; nothing was "
+        "committed (eval_set.fail_on_leak = false writes the output and lists them in eval/leaks.json)"
+    )
     return "\n".join(lines)

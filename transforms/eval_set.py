@@ -239,7 +239,7 @@ def _write_set(
     if leaks:
         write_atomic(join(folder, "leaks.json"), _jsonl(leaks))
         if config.fail_on_leak:
-            raise EvalLeakError(describe(leaks))
+            raise EvalLeakError(describe(leaks, near_linked=near.enabled))
     asked = [i for i in items if isinstance(i, UnderstandingItem)]
     understanding = with_choices(asked, vocabulary)
     generation = sorted((i for i in items if isinstance(i, GenerationItem)), key=lambda item: item.id)

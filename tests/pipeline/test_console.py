@@ -160,6 +160,38 @@ def test_an_object_store_without_its_beam_extra_is_refused_naming_the_extra(
     assert sorted(path.name for path in tmp_path.iterdir()) == ["photo.jpg"]  # no local s3: folder, no output
 
 
+def test_evaluation_leaks_stop_the_run_with_one_message_naming_why_the_copies_were_not_linked(tmp_path, capsys):
+    """The leak check's stop printed Beam's ERROR line, a traceback and the pairs twice, and never said that near
+    dedup, which would have linked the copies into one split, was off."""
+    for i in range(16):
+        photo = make_photo(160, 120, seed=40 + i)
+        photo.save(tmp_path / f"a{i:02d}.png")
+        photo.save(tmp_path / f"b{i:02d}.jpg", quality=90)
+        for name in (f"a{i:02d}", f"b{i:02d}"):
+            write_sidecar(tmp_path / f"{name}.png", title=f"panel {i}")
+    args = ["run", "--input", str(tmp_path), "--output", str(tmp_path / "out"), "--smoke-models"]
+    args += [
+        "--set",
+        "near_dedup.enabled=false",
+        "--set",
+        "exact_dedup.enabled=false",
+        "--set",
+        "quality.enabled=false",
+    ]
+    args += ["--set", "split.fractions={train = 0.5, test = 0.5}"]
+
+    assert cli.main(args) == 1
+
+    error = capsys.readouterr().err
+    assert re.search(r"^unishard: \d+ evaluation leak\(s\): eval images duplicated in \['train'\]$", error, re.M), (
+        error
+    )
+    assert "near_dedup is off in this run" in error and "nothing was committed" in error
+    assert "Traceback" not in error and "ERROR apache_beam" not in error and "[while running" not in error
+    assert error.count("evaluation leak(s)") == 1
+    assert not (tmp_path / "out" / "shards").exists()
+
+
 def test_config_schema_prints_only_the_schema():
     done = subprocess.run([str(UNISHARD), "config", "--schema"], capture_output=True, text=True, timeout=TIMEOUT_S)
     assert done.returncode == 0 and done.stderr == ""
