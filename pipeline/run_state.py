@@ -46,6 +46,9 @@ def read_json(path: str) -> dict:
 EXIT_KEYS = (("audit", "fail_on_bounds"),)
 
 
+INPUTS = "ingest.inputs"
+
+
 def _kept_config(config: dict[str, Any]) -> dict[str, Any]:
     """A dumped config without ``run.*`` and ``EXIT_KEYS``."""
     data = {key: dict(value) if isinstance(value, dict) else value for key, value in config.items() if key != "run"}
@@ -92,12 +95,39 @@ def config_changes(earlier: dict[str, Any], config: UnishardConfig) -> list[str]
     """
     before, now = _what_values(earlier), _what_values(config.model_dump(mode="json"))
     defaults = _what_values(UnishardConfig().model_dump(mode="json"))
+    inputs = _input_changes(before.pop(INPUTS, []), now.pop(INPUTS, []))
     changes = [
         f"{key}: {before[key]!r} -> {now[key]!r}" if key in before else f"{key}: (not set) -> {now[key]!r}"
         for key in sorted(now)
         if (before[key] != now[key] if key in before else key not in defaults or defaults[key] != now[key])
     ]
-    return changes + [f"{key}: {before[key]!r} -> (not set)" for key in sorted(before.keys() - now.keys())]
+    return inputs + changes + [f"{key}: {before[key]!r} -> (not set)" for key in sorted(before.keys() - now.keys())]
+
+
+def _input_changes(before: list[dict], now: list[dict]) -> list[str]:
+    """How the inputs changed, one line per input, or none when inputs were only added after the earlier ones: an
+    added input brings new items, as new files in an input folder do, and every earlier item keeps its settings."""
+    if now[: len(before)] == before:
+        return []
+    by_path = {entry["path"]: entry for entry in now}
+    lines = []
+    for position, entry in enumerate(before):
+        current = by_path.get(entry["path"])
+        if current is None:
+            lines.append(f"ingest.inputs: {entry['path']} removed (its items' samples would stay)")
+        elif current != entry:
+            settings = ", ".join(
+                f"{key} {entry.get(key)!r} -> {current.get(key)!r}"
+                for key in sorted(entry.keys() | current.keys())
+                if entry.get(key) != current.get(key)
+            )
+            lines.append(f"ingest.inputs: {entry['path']} changed ({settings})")
+        elif now.index(current) != position:
+            lines.append(
+                f"ingest.inputs: {entry['path']} moved from place {position + 1} to {now.index(current) + 1} (a file "
+                "two inputs list takes the first one's settings)"
+            )
+    return lines or ["ingest.inputs: earlier inputs changed order"]
 
 
 def earlier_run(output: str, config: UnishardConfig, rebuild: bool) -> EarlierRun | None:

@@ -4,6 +4,7 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -217,6 +218,29 @@ def test_a_kept_affecting_config_change_needs_rebuild(tmp_path, run, photo):
         run([inputs], output=tmp_path / "out", normalise={"max_side": 128})
     rebuilt = run([inputs], output=tmp_path / "out", normalise={"max_side": 128}, rebuild=True)
     assert all(json.loads(s["json"])["image"]["width"] <= 128 for s in rebuilt.samples())
+
+
+def test_an_input_added_after_the_earlier_ones_is_incremental_and_a_removed_or_changed_one_is_named(
+    tmp_path, run, photo
+):
+    """Adding a week's folder as a second --input was refused as a config change, dumping both input lists."""
+    first_week, second_week, out = tmp_path / "week1", tmp_path / "week2", tmp_path / "out"
+    _add_photos(first_week, photo, range(3))
+    _add_photos(second_week, photo, range(3, 5))
+    first = run([first_week], output=out)
+    old_shards = {path: path.read_bytes() for path in first.shard_paths()}
+
+    second = run([first_week, second_week], output=out)
+    full = run([first_week, second_week], output=tmp_path / "full")
+
+    assert json.loads((out / "_run" / "state.json").read_text())["generation"] == 1  # incremental, not rebuilt
+    assert all(path.read_bytes() == data for path, data in old_shards.items())
+    assert _kept(second) == _kept(full) and len(_kept(full)) == 5
+    with pytest.raises(RunError, match=rf"\(ingest.inputs: {re.escape(str(first_week))} removed"):
+        run([second_week], output=out)
+    changed = [{"path": str(first_week), "domain": "marketing"}, second_week]
+    with pytest.raises(RunError, match=r"ingest.inputs: .*week1 changed \(domain None -> 'marketing'\)"):
+        run(changed, output=out)
 
 
 def test_an_output_of_a_version_without_a_new_config_key_stays_incremental_while_the_key_holds_its_default(
