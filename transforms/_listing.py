@@ -33,7 +33,7 @@ from transforms._annotation_files import ANNOTATION, annotation_of, is_class_nam
 from transforms._coco import coco_rows, is_coco
 from transforms._confine import OPT_IN, confine, from_file_url, within
 from transforms._io import fixed_part, literal
-from transforms._reading import NOT_UTF8_TEXT, TAKEOUT_TAG, bom_encoding, caption_text
+from transforms._reading import TAKEOUT_TAG, bom_encoding, caption_text, not_text
 from transforms.import_interleaved import KINDS as INTERLEAVED_KINDS
 
 MANIFEST_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
@@ -611,7 +611,7 @@ def _member_metadata(texts: dict[str, bytes]) -> dict[str, Any]:
             try:
                 values.setdefault(field or {"txt": "caption"}.get(last, last), caption_text(texts[ext]).strip())
             except UnicodeDecodeError:
-                values.setdefault("__sidecar_error__", f"the sample's .{ext} member {NOT_UTF8_TEXT}")
+                values.setdefault("__sidecar_error__", f"the sample's .{ext} member {not_text(texts[ext])}")
             continue
         try:
             loaded = json.loads(texts[ext])

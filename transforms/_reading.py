@@ -161,15 +161,31 @@ def bom_encoding(head: bytes) -> str | None:
     return next((encoding for mark, encoding in _BOMS if head.startswith(mark)), None)
 
 
+UTF16_WITHOUT_BOM = (
+    "holds NUL characters, as UTF-16 text without a byte-order mark does; save it as UTF-8 (in Notepad: Save as, "
+    "Encoding UTF-8), or as UTF-16 with its byte-order mark"
+)
+
+
 def caption_text(data: bytes) -> str:
     """The text of a caption file: UTF-8, or the Unicode encoding its byte-order mark names (Windows Notepad saves
     "Unicode" as UTF-16 with one, and UTF-8 with one too), the mark itself left out.
 
     Raises:
-        UnicodeDecodeError: anything else. Decoding it with replacement characters would put ``caf\ufffd`` (or, for
-            UTF-16 read as UTF-8, every other character a NUL) into a training caption without a word.
+        UnicodeDecodeError: anything else, or text holding a NUL character (UTF-16 without a byte-order mark, whose
+            ASCII text is valid UTF-8). Decoding with replacement characters would put ``caf\ufffd`` (or, for UTF-16
+            read as UTF-8, every other character a NUL) into a training caption without a word.
     """
-    return data.decode(bom_encoding(data) or "utf-8")
+    text = data.decode(bom_encoding(data) or "utf-8")
+    if "\x00" in text:  # UTF-16 without a byte-order mark decodes as UTF-8 when its text is ASCII
+        at = max(data.find(b"\x00"), 0)
+        raise UnicodeDecodeError("utf-8", data, at, at + 1, "a NUL character is no text")
+    return text
+
+
+def not_text(data: bytes) -> str:
+    """Why ``caption_text`` refused ``data``, to follow a file's name in a rejection's detail."""
+    return UTF16_WITHOUT_BOM if b"\x00" in data else NOT_UTF8_TEXT
 
 
 def read_sidecar(
@@ -200,7 +216,7 @@ def read_sidecar(
             try:
                 metadata.setdefault("caption", caption_text(data).strip())
             except UnicodeDecodeError:
-                raise RejectItem(reasons.MALFORMED_SIDECAR, f"sidecar {path} {NOT_UTF8_TEXT}", sidecar=path) from None
+                raise RejectItem(reasons.MALFORMED_SIDECAR, f"sidecar {path} {not_text(data)}", sidecar=path) from None
             continue
         try:
             loaded = json.loads(data)

@@ -548,6 +548,9 @@ def test_captions_saved_by_notepad_are_read_and_one_in_a_legacy_encoding_is_name
         "utf16": "A caption saved as UTF-16 by Notepad".encode("utf-16"),
         "bom": "\ufeffA caption saved as UTF-8 with a byte-order mark".encode(),
         "legacy": "Un café crème, saved as Windows-1252".encode("cp1252"),
+        # UTF-16 without a byte-order mark: its ASCII text is valid UTF-8, every other character a NUL
+        "nobom_le": "a steel plate".encode("utf-16-le"),
+        "nobom_be": "a steel plate".encode("utf-16-be"),
     }
     for seed, (name, data) in enumerate(captions.items()):
         make_photo(200, 160, seed=110 + seed).save(files / f"{name}.jpg")
@@ -557,6 +560,8 @@ def test_captions_saved_by_notepad_are_read_and_one_in_a_legacy_encoding_is_name
         for name, payload in (
             ("t.jpg", jpeg_bytes(make_photo(200, 160, seed=113))),
             ("t.txt", "A tar member in UTF-16".encode("utf-16")),
+            ("u.jpg", jpeg_bytes(make_photo(200, 160, seed=114))),
+            ("u.txt", "A tar member in UTF-16 without its mark".encode("utf-16-le")),
         ):
             info = tarfile.TarInfo(name)
             info.size = len(payload)
@@ -568,6 +573,9 @@ def test_captions_saved_by_notepad_are_read_and_one_in_a_legacy_encoding_is_name
     assert rows["utf16.jpg"]["status"] == rows["bom.jpg"]["status"] == rows["input.tar#t"]["status"] == "kept"
     assert rows["legacy.jpg"]["reason"] == reasons.MALFORMED_SIDECAR
     assert "is not UTF-8 text" in json.loads(rows["legacy.jpg"]["detail"])["message"]
+    for name in ("nobom_le.jpg", "nobom_be.jpg", "input.tar#u"):
+        assert rows[name]["reason"] == reasons.MALFORMED_SIDECAR, name
+        assert "UTF-16 text without a byte-order mark" in json.loads(rows[name]["detail"])["message"], name
     texts = out.texts_by_name()
     assert texts == {
         "utf16.jpg": "A caption saved as UTF-16 by Notepad",
