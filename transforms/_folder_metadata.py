@@ -1,11 +1,12 @@
 """A folder's own metadata file: one table of its images' text, as Hugging Face's ImageFolder lays a dataset out.
 
 A folder input (``--input photos``) whose files include ``metadata.csv``, ``metadata.tsv``, ``metadata.jsonl``,
-``metadata.json`` or ``metadata.parquet`` (any case, at any depth) reads it as the metadata of the images it names:
-each row names one image in the column ``file_name`` (ImageFolder's name) or the input's ``path_column``
-(``path``), relative to the metadata file's folder, and its other non-empty columns become that image's metadata
-(``domain`` its domain), as a manifest row's do. The file itself is no input item. An image that also has its own
-sidecar takes the sidecar's value of a key both give; an image no row names is read as before.
+``metadata.json`` or ``metadata.parquet`` (any case, at any depth), or a COCO file ``NAME.coco.json`` (Roboflow's
+``_annotations.coco.json``), reads it as the metadata of the images it names: each row names one image in the column
+``file_name`` (ImageFolder's name) or the input's ``path_column`` (``path``), relative to the metadata file's folder,
+and its other non-empty columns become that image's metadata (``domain`` its domain), as a manifest row's do. The file
+itself is no input item. An image that also has its own sidecar takes the sidecar's value of a key both give; an image
+no row names is read as before.
 
 Every row ends in the ledger: merged into its image's item, or rejected as ``missing_file`` (it names a file the
 input does not list), ``outside_root`` (it leads out of the input's roots) or ``malformed_manifest_row`` (no file
@@ -33,6 +34,7 @@ from transforms._listing import ORPHAN, REJECTED, manifest_rows, pattern_roots, 
 
 NAMES = frozenset({"metadata.csv", "metadata.tsv", "metadata.jsonl", "metadata.json", "metadata.parquet"})
 NAME_COLUMN = "file_name"
+COCO_SUFFIX = ".coco.json"
 
 
 class FolderRow(NamedTuple):
@@ -50,8 +52,11 @@ def image_column(values: dict[str, Any], path_column: str) -> str | None:
 
 
 def is_folder_metadata(found: FileMetadata, whole_folders: bool) -> bool:
-    """Whether a matched file is a folder's metadata file (only where the input lists whole folders)."""
-    return whole_folders and posixpath.basename(found.path.replace(os.sep, "/")).lower() in NAMES
+    """Whether a matched file is a folder's metadata file (only where the input lists whole folders): one of
+    ``NAMES``, or a COCO file named ``*.coco.json`` as Roboflow exports one beside its images
+    (``_annotations.coco.json``)."""
+    name = posixpath.basename(found.path.replace(os.sep, "/")).lower()
+    return whole_folders and (name in NAMES or name.endswith(COCO_SUFFIX))
 
 
 def rejected_item(source: str, path: str, domain: str, error: RejectItem) -> InputItem:

@@ -57,6 +57,23 @@ DECODE_HINTS = {
 }
 
 
+COCO_ADVICE = (
+    "give it as its own input (--input FILE; in a config file, base = FOLDER when its file names are relative to "
+    "another folder, as a CVAT export's are to images/), or name it NAME.coco.json beside its images; each image it "
+    "lists is then an item with its captions, labels and boxes"
+)
+
+
+def coco_sidecar(path: str, head: bytes) -> str | None:
+    """What to do with a JSON file no image takes that is a COCO annotation file (``head``: its first bytes), for its
+    ``orphan_sidecar`` row; ``None`` for any other file."""
+    start = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if path.lower().endswith(".json") and start.startswith(b"{") and b'"images"' in head:
+        if b'"annotations"' in head or b'"categories"' in head:
+            return f"{path} is a COCO annotation file, which is no image's sidecar: {COCO_ADVICE}"
+    return None
+
+
 def unidentified(data: bytes) -> RejectItem:
     """The rejection of bytes that ``PIL.Image.open`` could not identify."""
     if is_heif(data):
@@ -200,10 +217,7 @@ def _not_an_image(data: bytes) -> str:
     if head.startswith(b"<svg") or (head.startswith(b"<?xml") and b"<svg" in head):
         return "an SVG vector drawing, not a raster image: render it to PNG first (e.g. with rsvg-convert)"
     if head.startswith(b"{") and b'"images"' in data and b'"annotations"' in data:
-        return (
-            "a COCO annotation file (images and annotations), not an image: give it as its own input (--input FILE); "
-            "each image it lists is then an item with its captions, labels and boxes"
-        )
+        return f"a COCO annotation file (images and annotations), not an image: {COCO_ADVICE}"
     start = data[:65536]
     if _is_text(head) and b"names:" in start and any(key in start for key in (b"nc:", b"train:", b"val:")):
         return (

@@ -86,6 +86,7 @@ from transforms._listing import (
 )
 from transforms._output_layout import LEGACY_MARKER, MANIFEST, EarlierOutput, earlier_output, written_earlier
 from transforms._reading import present_sidecars, read_bytes, read_member, read_sidecar
+from transforms._unreadable import coco_sidecar
 from transforms.document_ids import document_id
 from transforms.import_interleaved import KINDS as INTERLEAVED_KINDS
 from transforms.import_interleaved import ListInterleavedFn
@@ -285,6 +286,16 @@ def _count(item: "InputItem | RowGroup") -> "InputItem | RowGroup":
     return item
 
 
+def _head(path: str, size: int = 65536) -> bytes:
+    """The first ``size`` bytes of a file, or none where it cannot be read (its row then says what the listing
+    found)."""
+    try:
+        with FileSystems.open(path, compression_type="uncompressed") as handle:
+            return handle.read(size)
+    except Exception:  # noqa: BLE001 - a gone or unreadable file keeps the listing's own message
+        return b""
+
+
 def with_document(output: Any, metadata: Mapping[str, Any], domain: str, documents: DocumentsConfig | None) -> Any:
     """``output``; a rejected or failed row names the document ``metadata`` puts its item in, so the documents stage
     lists the image among those that left it (a missing file, a path outside the roots)."""
@@ -376,7 +387,7 @@ class _ReadFn(StageFn):
         if "__sidecar_error__" in metadata:
             raise RejectItem(reasons.MALFORMED_SIDECAR, f"{item.source}: {metadata['__sidecar_error__']}")
         if ORPHAN in metadata:
-            raise RejectItem(reasons.ORPHAN_SIDECAR, metadata[ORPHAN])
+            raise RejectItem(reasons.ORPHAN_SIDECAR, coco_sidecar(item.path, _head(item.path)) or metadata[ORPHAN])
         if NO_IMAGE in metadata:
             raise RejectItem(reasons.MISSING_FILE, metadata[NO_IMAGE])
         if UNREADABLE in metadata:

@@ -1143,6 +1143,39 @@ def test_a_coco_annotation_file_is_a_manifest_with_captions_labels_and_boxes_joi
     ]
 
 
+def test_a_coco_file_inside_a_folder_input_labels_its_images_or_says_how_to_give_it(tmp_path, run, photo):
+    """Roboflow's _annotations.coco.json beside its images, in a folder input, was an orphan sidecar whose advice was
+    to name it like an image, and every image it labels was no_text; CVAT's annotations/ file got the same advice."""
+    roboflow = tmp_path / "roboflow" / "train"
+    roboflow.mkdir(parents=True)
+    photo(160, 120, seed=60).save(roboflow / "coil_jpg.rf.1.jpg")
+    coco = {
+        "images": [{"id": 0, "file_name": "coil_jpg.rf.1.jpg", "width": 160, "height": 120}],
+        "categories": [{"id": 1, "name": "edge crack"}],
+        "annotations": [{"id": 0, "image_id": 0, "category_id": 1, "bbox": [16, 12, 32, 24]}],
+    }
+    (roboflow / "_annotations.coco.json").write_text(json.dumps(coco), encoding="utf-8")
+    cvat = tmp_path / "cvat"
+    (cvat / "annotations").mkdir(parents=True)
+    (cvat / "images").mkdir()
+    photo(160, 120, seed=61).save(cvat / "images" / "coil-7.jpg")
+    coco["images"][0]["file_name"] = "coil-7.jpg"
+    (cvat / "annotations" / "instances_default.json").write_text(json.dumps(coco), encoding="utf-8")
+
+    out = run([tmp_path / "roboflow", cvat], quality={"enabled": False})
+
+    rows = out.ledger_by_name()
+    assert rows["coil_jpg.rf.1.jpg"]["status"] == "kept"
+    metadata = json.loads(out.samples_by_name()["coil_jpg.rf.1.jpg"]["json"])["metadata"]
+    assert metadata["label"] == ["edge crack"] and metadata["objects"][0]["bbox"] == [0.1, 0.1, 0.2, 0.2]
+    assert "_annotations.coco.json" not in rows  # a folder's metadata file, no item
+    orphan = rows["instances_default.json"]
+    assert orphan["reason"] == reasons.ORPHAN_SIDECAR
+    message = json.loads(orphan["detail"])["message"]
+    assert "is a COCO annotation file" in message and "--input FILE" in message and "base = FOLDER" in message
+    assert rows["coil-7.jpg"]["reason"] == reasons.NO_TEXT
+
+
 def test_a_cvat_export_reads_its_images_through_the_inputs_base_given_in_a_config_file(tmp_path, run, photo):
     # CVAT's COCO export: annotations/instances_default.json names images by their names inside images/.
     export = tmp_path / "export"
