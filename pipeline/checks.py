@@ -13,7 +13,7 @@ from pipeline.run_state import read_json
 from schemas import reasons
 from schemas.config.unishard import UnishardConfig
 from transforms._io import join, pattern
-from transforms._listing import broken_links, input_kind, input_pattern, outside_output, top_folder
+from transforms._listing import broken_links, holds_no_rows, input_kind, input_pattern, outside_output, top_folder
 from transforms.books import BOOK_PROBLEMS, BOOKS, KEPT_UNLISTED, PROBLEMS, REPLACED
 
 # The Beam extra that gives each object store's file system, and the module it needs (Beam lists ``s3://`` without
@@ -72,6 +72,11 @@ def check_inputs(config: UnishardConfig) -> None:
             )
     for spec in [*config.ingest.inputs, *config.decontaminate.exclude]:
         matched = FileSystems.match([input_pattern(spec)], limits=[1])[0].metadata_list
+        if matched and holds_no_rows(spec):
+            raise RunError(
+                f"input {spec.path!r} holds no rows (an empty file, or only its header line), so it gives no item: "
+                "add its rows, or leave it out"
+            )
         if matched:
             continue
         link = next(broken_links(spec, config.ingest), None) if input_kind(spec) == "files" else None

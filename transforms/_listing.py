@@ -589,6 +589,17 @@ def count_items(spec: InputSpec, limit: int) -> int:
         return 0  # the run itself reads this input and names what is wrong with it
 
 
+def holds_no_rows(spec: InputSpec) -> bool:
+    """Whether a manifest or interleaved-documents input reads without error and holds no row (an empty file, or
+    only a header); anything it cannot read is for the run to name."""
+    if input_kind(spec) not in ("manifest", *INTERLEAVED_KINDS):
+        return False
+    try:
+        return count_items(spec, 1) == 0 and next(iter(manifest_rows(spec.path)), None) is None
+    except (OSError, ValueError, UnicodeDecodeError, csv.Error):
+        return False
+
+
 def _is_text(ext: str) -> bool:
     """Whether a member with extension ``ext`` (``jpg``, ``txt``, ``caption.txt``) is text, not the image."""
     return ext.rsplit(".", 1)[-1].lower() in TEXT_MEMBERS

@@ -22,6 +22,19 @@ def test_no_inputs_or_an_input_matching_nothing_stops_the_run(tmp_path):
     check_inputs(load_config(None, [f"ingest.inputs=[{{path='{tmp_path}'}}]"]))
 
 
+@pytest.mark.parametrize(
+    "name, text", [("empty.csv", ""), ("header.csv", "path,caption\n"), ("empty.jsonl", "\n"), ("rows.json", "[]")]
+)
+def test_a_manifest_with_no_rows_stops_the_run_naming_it(tmp_path, name, text):
+    """An empty or header-only manifest ran as 0 items, exit 0, without a word."""
+    (tmp_path / name).write_text(text, encoding="utf-8")
+    with pytest.raises(RunError, match=rf"input '.*{name}' holds no rows \(an empty file, or only its header line\)"):
+        check_inputs(load_config(None, [f"ingest.inputs=[{{path='{tmp_path / name}'}}]"]))
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    (tmp_path / "one.csv").write_text("path,caption\na.jpg,a plate\n", encoding="utf-8")
+    check_inputs(load_config(None, [f"ingest.inputs=[{{path='{tmp_path / 'one.csv'}'}}]"]))
+
+
 def test_an_input_of_only_links_whose_targets_are_gone_is_named_as_such(tmp_path):
     (tmp_path / "links").mkdir()
     (tmp_path / "links" / "a.jpg").symlink_to(tmp_path / "moved" / "a.jpg")
