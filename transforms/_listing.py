@@ -47,6 +47,7 @@ _NOT_UTF8 = re.compile("[\udc80-\udcff]")
 _NOT_UTF8_ADVICE = "is not UTF-8 text (a legacy encoding such as Windows-1252?); save the manifest as UTF-8"
 FOLDER = "__folder__"  # metadata key of an image's folder name: ingest's read gives it ingest.folder_field, last
 REJECTED = "__rejected__"  # metadata key of an item that is a rejection already, [reason, detail]: read raises it
+EXCEL_SEPARATOR = re.compile(r"sep=(.)", re.IGNORECASE)
 ORPHAN = "__orphan_sidecar__"  # metadata key of a sidecar no image takes: ingest's read rejects it
 # What a sidecar named after its image's whole name (photo.jpg.json: Google Takeout, gallery-dl) may end in before its
 # own extension: every extension Pillow (and its HEIF plugin) knows.
@@ -401,7 +402,8 @@ def manifest_rows(path: str) -> Iterator[dict[str, Any]]:
     Text is UTF-8, with or without a byte-order mark (Excel's "CSV UTF-8" writes one), or UTF-16 or UTF-32 with one
     (PowerShell's ``Out-File``, Excel's "Unicode Text"). A CSV's delimiter is the
     one of ``,`` ``;`` tab ``|`` its header line holds most of (a comma when it holds none): Excel writes ``;``
-    where the decimal mark is a comma.
+    where the decimal mark is a comma. A first line ``sep=X``, which Excel writes and reads, names it instead; column
+    names are read without the spaces around them.
     """
     lowered = path.lower()
     if lowered.endswith(".parquet"):
@@ -422,6 +424,8 @@ def manifest_rows(path: str) -> Iterator[dict[str, Any]]:
             header = text.readline()
             counts = {mark: header.count(mark) for mark in CSV_DELIMITERS}
             delimiter = max(CSV_DELIMITERS, key=lambda mark: counts[mark]) if any(counts.values()) else ","
+            if named := EXCEL_SEPARATOR.fullmatch(header.rstrip("\r\n")):  # Excel's "sep=;" line names it
+                delimiter, header = named.group(1), text.readline()
             # A product description or an HTML export can pass the csv module's 128 KB default for one field.
             csv.field_size_limit(CSV_FIELD_LIMIT)
             yield from _csv_rows(header, text, delimiter)
@@ -454,7 +458,7 @@ def _csv_rows(header: str, text: Iterator[str], delimiter: str) -> Iterator[dict
     one value, and the images those lines name would vanish from the run. A row it cannot read is an error naming its
     line, and reading starts again at the line after that row's first.
     """
-    columns = next(csv.reader([header], delimiter=delimiter), [])
+    columns = [name.strip() for name in next(csv.reader([header], delimiter=delimiter), [])]
     lines, number = _Lines(iter(text), 1), 0
     while True:
         reader = csv.DictReader(lines, fieldnames=columns, delimiter=delimiter, strict=True)

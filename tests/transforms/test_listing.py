@@ -253,6 +253,9 @@ def test_a_tar_sample_s_dotted_text_members_are_text_and_a_sample_without_an_ima
         "\ufeffpath,title\r\na.jpg,Café\r\n",  # Excel's "CSV UTF-8": a byte-order mark and CRLF
         "path;title\na.jpg;Café\n",  # Excel where the decimal mark is a comma
         "path\ttitle\na.jpg\tCafé\n",
+        "sep=;\r\npath;title\r\na.jpg;Café\r\n",  # Excel's line naming the delimiter: was read as the header
+        "SEP=|\npath|title\na.jpg|Café\n",
+        "path , title\na.jpg,Café\n",  # spaces around column names
     ],
 )
 def test_a_csv_manifest_is_read_with_a_byte_order_mark_and_its_header_s_delimiter(tmp_path, text):
