@@ -23,6 +23,7 @@ label files reach (``is_class_names``) is no item.
 
 import math
 import os
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
@@ -100,9 +101,11 @@ def annotation_of(path: str, stem: str) -> bool:
     """Whether ``path`` is an annotation file of the images whose stem is ``stem``: in a twin folder, or a
     same-stem ``.xml`` that is a Pascal VOC ``<annotation>``."""
     own, ext = os.path.splitext(path)
-    if own == stem:
+    stem = unicodedata.normalize("NFC", stem)  # stems group in one Unicode form (transforms._listing.stem_key)
+    if unicodedata.normalize("NFC", own) == stem:
         return ext.lower() == ".xml" and "://" not in path and _is_voc(path)
-    return twin_stem(path) == stem
+    twin = twin_stem(path)
+    return twin is not None and unicodedata.normalize("NFC", twin) == stem
 
 
 def _is_voc(path: str) -> bool:

@@ -15,6 +15,7 @@ import os
 import posixpath
 import re
 import tarfile
+import unicodedata
 import urllib.parse
 import zlib
 from collections.abc import Iterable, Iterator
@@ -141,6 +142,8 @@ def stem_key(metadata: FileMetadata) -> tuple[bytes, bytes]:
     while _image_named(stem):
         stem = posixpath.splitext(stem)[0]
     stem = twin_stem(metadata.path) or stem  # a YOLO or VOC file in a twin folder meets the image it describes
+    # In one Unicode form, so a sidecar named in another form than its image (macOS writes names decomposed) meets it.
+    stem = unicodedata.normalize("NFC", stem)
     return stem.encode("utf-8", "surrogateescape"), metadata.path.encode("utf-8", "surrogateescape")
 
 
@@ -227,6 +230,12 @@ def stem_items(group: tuple[bytes, Iterable[bytes]], spec: InputSpec, config: In
                 f"{printable(posixpath.basename(owner))} already takes a sidecar of this kind "
                 f"({', '.join(printable(posixpath.basename(p)) for p in given)}); merge the two files into one"
             )
+        elif spelled := [image for image in images if _nfc(stems[image]) == _nfc(named)]:
+            why = (
+                f"its name and the image {printable(posixpath.basename(spelled[0]))}'s differ only in how their "
+                "letters are encoded (Unicode NFC and NFD: macOS writes names decomposed), so they do not pair; "
+                "rename one of them by typing its name again"
+            )
         elif named == stem:
             why = (
                 f"no image named {printable(posixpath.basename(stem))}.<image extension> sits beside it, so its text "
@@ -238,6 +247,10 @@ def stem_items(group: tuple[bytes, Iterable[bytes]], spec: InputSpec, config: In
             why = f"no image named {image} or {image}.<image extension> sits beside it, so its text reaches no sample"
         shown = printable(path)
         yield InputItem(shown, path, domain, metadata={ORPHAN: f"sidecar {shown}: {why}"}, roots=roots)
+
+
+def _nfc(name: str) -> str:
+    return unicodedata.normalize("NFC", name)
 
 
 def folder_name(path: str) -> str:

@@ -584,6 +584,24 @@ def test_captions_saved_by_notepad_are_read_and_one_in_a_legacy_encoding_is_name
     }
 
 
+def test_a_sidecar_named_in_another_unicode_form_than_its_image_is_named_as_such(tmp_path, run):
+    """macOS writes names decomposed (NFD); a caption file typed elsewhere is composed (NFC). The orphan row said no
+    image of that name sat beside it, while one did."""
+    import unicodedata
+
+    files = tmp_path / "files"
+    files.mkdir()
+    make_photo(200, 160, seed=120).save(files / unicodedata.normalize("NFD", "café.jpg"))
+    (files / unicodedata.normalize("NFC", "café.txt")).write_text("a café terrace", encoding="utf-8")
+
+    out = run([files], quality={"enabled": False})
+
+    rows = {unicodedata.normalize("NFC", name): row for name, row in out.ledger_by_name().items()}
+    assert rows["café.txt"]["reason"] == reasons.ORPHAN_SIDECAR
+    assert "differ only in how their letters are encoded (Unicode NFC and NFD" in rows["café.txt"]["detail"]
+    assert rows["café.jpg"]["reason"] == reasons.NO_TEXT
+
+
 def test_a_pattern_that_matches_only_images_still_reads_their_sidecars(tmp_path, run):
     files = tmp_path / "files"
     files.mkdir()
