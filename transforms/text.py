@@ -54,15 +54,23 @@ class ChooseText(beam.PTransform):
 
 def field_value(metadata: Mapping[str, Any], field: str) -> Any:
     """The value of ``field`` in ``metadata``: the key itself, else, for ``a.b``, key ``b`` of the object at ``a``
-    (any depth); ``None`` when there is none."""
+    (any depth), or the list of key ``b`` of the objects in a list at ``a`` (``tags.name`` of
+    ``{"tags": [{"name": ...}]}``, as ``transforms.safety.remove_private`` names fields); ``None`` when there is
+    none."""
     if field in metadata:
         return metadata[field]
-    value: Any = metadata
-    for part in field.split("."):
-        if not isinstance(value, Mapping) or part not in value:
-            return None
-        value = value[part]
-    return value
+    return _descend(metadata, field.split("."))
+
+
+def _descend(value: Any, parts: list[str]) -> Any:
+    if not parts:
+        return value
+    if isinstance(value, Mapping):
+        return _descend(value[parts[0]], parts[1:]) if parts[0] in value else None
+    if isinstance(value, list | tuple):
+        found = [inner for item in value if (inner := _descend(item, parts)) is not None]
+        return found or None
+    return None
 
 
 def clean_text(value: Any, max_chars: int = 2000) -> str:

@@ -25,7 +25,12 @@ class SafetyConfig(Section):
     extra_terms: list[str] = pydantic.Field(default_factory=list, description="Terms added to the lexicons.")
     allowed_terms: list[str] = pydantic.Field(default_factory=list, description="Terms removed from the lexicons.")
     text_fields: list[str] | None = pydantic.Field(
-        None, description="Metadata fields checked besides the sample text; default: every text-valued field."
+        None,
+        description=(
+            "Metadata fields checked besides the sample text, with the text at any depth below them; 'a.b' names key "
+            "b of an object at a (as in text.fields). A field a sample lacks is not checked for it (a misspelt name "
+            "checks nothing: compare it with the sidecars). Default: every field, at any depth."
+        ),
     )
     private_fields: list[str] = pydantic.Field(
         default_factory=lambda: [

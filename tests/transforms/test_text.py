@@ -101,3 +101,13 @@ def test_a_no_text_rejection_names_the_keys_that_hold_words_and_its_advice_keeps
     fields = json.loads(advice.split("=", 1)[1])
     again = run([folder], output=tmp_path / "again", text={"fields": fields}, quality={"enabled": False})
     assert again.texts_by_name() == {row["file_name"]: row["text"] for row in rows}
+
+
+def test_a_dotted_field_reaches_into_a_list_of_objects():
+    """``tags.name`` of ``{"tags": [{"name": ...}]}`` (as safety names a nested field) found nothing."""
+    from transforms.text import choose_text, field_value
+
+    metadata = {"tags": [{"name": "steel"}, {"name": "coil"}, {"id": 3}], "title": {"en": "plate"}}
+    assert field_value(metadata, "tags.name") == ["steel", "coil"]
+    assert field_value(metadata, "tags.id.x") is None
+    assert choose_text(metadata, ["tags.name", "title.en"], 100) == ("steel, coil", "tags.name")
