@@ -9,8 +9,14 @@ class SafetyConfig(Section):
     """Unsafe images (CLIP zero-shot), unsafe text (lexicons) and private metadata fields."""
 
     image_check: bool = pydantic.Field(True, description="Score images against the prompt sets (needs embeddings).")
-    unsafe_prompts: list[str] = pydantic.Field(default_factory=lambda: default_prompts("safety", "unsafe_prompts"))
-    safe_prompts: list[str] = pydantic.Field(default_factory=lambda: default_prompts("safety", "safe_prompts"))
+    unsafe_prompts: list[str] = pydantic.Field(
+        default_factory=lambda: default_prompts("safety", "unsafe_prompts"),
+        description="Prompts describing unsafe images; at least one while image_check is on.",
+    )
+    safe_prompts: list[str] = pydantic.Field(
+        default_factory=lambda: default_prompts("safety", "safe_prompts"),
+        description="Prompts describing safe images, the score's other side; at least one while image_check is on.",
+    )
     image_threshold: float = pydantic.Field(
         0.5,
         ge=0.0,
@@ -39,3 +45,17 @@ class SafetyConfig(Section):
         ],
         description="Metadata fields (case-insensitive) removed before shards are written.",
     )  # fmt: skip
+
+    @pydantic.field_validator("unsafe_prompts", "safe_prompts")
+    @classmethod
+    def _some_prompts(cls, value: list[str], info: pydantic.ValidationInfo) -> list[str]:
+        # The score is the softmax share of the unsafe prompts against the safe ones: without unsafe prompts it is
+        # always 0, without safe ones always 1 (every image rejected). Neither means anything; image_check=false
+        # is how to turn the check off.
+        if info.data.get("image_check", True) and not [prompt for prompt in value if prompt.strip()]:
+            raise ValueError(
+                f"safety.{info.field_name} holds no prompt, and the image check scores an image by comparing it "
+                "with both the unsafe and the safe prompts: give at least one prompt, or set "
+                "safety.image_check=false to not score images"
+            )
+        return value

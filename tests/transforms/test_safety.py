@@ -5,9 +5,11 @@ import json
 
 import apache_beam as beam
 import numpy as np
+import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
+from schemas.config.load import ConfigError, load_config
 from schemas.config.safety import SafetyConfig
 from schemas.records.samples import ImageInfo, Sample
 from tests.helpers import make_photo, run_job, write_sidecar
@@ -216,3 +218,13 @@ def test_a_run_rejects_unsafe_words_nested_in_sidecars_naming_the_field(tmp_path
     assert json.loads(rows["nested.jpg"]["detail"])["terms"] == {"metadata.details.note": ["fuck"]}
     assert "metadata.tags.name: porn" in json.loads(rows["listed.jpg"]["detail"])["message"]
     assert list(out.samples_by_name()) == ["clean.jpg"]
+
+
+@pytest.mark.parametrize("key", ["unsafe_prompts", "safe_prompts"])
+def test_an_empty_prompt_set_is_refused_naming_the_key_unless_images_are_not_scored(key):
+    """An empty prompt set was accepted, then every item failed with numpy's 'need at least one array to stack'."""
+    with pytest.raises(ConfigError) as refused:
+        load_config(None, [f"safety.{key}=[]"])
+    assert f"safety.{key} holds no prompt" in str(refused.value)
+    assert "safety.image_check=false" in str(refused.value)
+    assert load_config(None, ["safety.image_check=false", f"safety.{key}=[]"]).safety.image_check is False
