@@ -132,7 +132,11 @@ def _collect_strings(value: Any, path: str, found: dict[str, list[str]]) -> None
 
 
 def unsafe_matcher(config: SafetyConfig) -> TermMatcher:
-    """The matcher of the configured lexicons plus ``extra_terms``, less ``allowed_terms``."""
+    """The matcher of the configured lexicons plus ``extra_terms``, less ``allowed_terms``.
+
+    Raises:
+        LexiconError: A lexicon file cannot be read; the launcher checks them before any work (``pipeline/checks.py``).
+    """
     allowed = {" ".join(words(term)) for term in config.allowed_terms}
     terms = [*load_term_files(config.lexicons, DEFAULT_LEXICON), *config.extra_terms]
     forms = {" ".join(words(term)): " ".join(words(term)) for term in terms}
@@ -170,7 +174,8 @@ class _SafetyFn(StageFn):
         self._prompts: tuple[str, np.ndarray, np.ndarray] | None = None
 
     def setup(self):
-        self._matcher = unsafe_matcher(self._config)
+        if self._config.text_check:
+            self._matcher = unsafe_matcher(self._config)
 
     def _prompt_vectors(self) -> tuple[str, np.ndarray, np.ndarray] | None:
         if self._prompts is None:

@@ -26,7 +26,8 @@ class SafetyConfig(Section):
     logit_scale: float = pydantic.Field(100.0, gt=0.0, description="CLIP's logit scale for the zero-shot softmax.")
     text_check: bool = pydantic.Field(True, description="Reject samples whose text contains a lexicon term.")
     lexicons: list[str] = pydantic.Field(
-        default_factory=list, description="Term files (one term a line, # comments); empty: the packaged list."
+        default_factory=list,
+        description="UTF-8 term files (one term a line, # comments), read before any work; empty: the packaged list.",
     )
     extra_terms: list[str] = pydantic.Field(default_factory=list, description="Terms added to the lexicons.")
     allowed_terms: list[str] = pydantic.Field(default_factory=list, description="Terms removed from the lexicons.")
