@@ -19,7 +19,9 @@ Input and output element type: ``Sample``. In order, for every sample:
    embedding are not scored (``annotations["safety"]["image"] = "not_scored"``). With a smoke model
    (``clip.smoke``: random weights) the score is recorded but never rejects: its value means nothing.
 
-Text-heavy images and watermarks (OCR coverage) are not checked: no OCR engine is installed with unishard.
+Words drawn in the image (a watermark, a banner) are checked only when they are the caption: with the ``ocr`` extra
+and ``caption.ocr.enabled``, OCR text is a caption candidate, and the chosen caption is the sample text checked here;
+the quality stage measures how much of an image is text (``text_heavy``), not its words.
 Config section: ``safety``. Metrics: ``safety/private_fields_removed``, ``safety/image_scored``,
 ``safety/rejected``, ``safety/failed``.
 """
