@@ -67,7 +67,7 @@ def build(
     normalised = known.new | "Normalise" >> Normalise(
         config.normalise, config.near_dedup.hash_names(), store_folder(output), quality_side
     )
-    texted = normalised.samples | "Text" >> ChooseText(config.text)
+    texted = normalised.samples | "Text" >> ChooseText(config.text, config.caption.captioner.enabled)
     checked = texted.samples | "Quality" >> FilterLowQuality(config.quality, output, earlier and earlier.output)
     fingerprints = (
         checked.kept | "Fingerprint" >> beam.Map(fingerprint),

@@ -1,5 +1,6 @@
-"""The launcher's checks: inputs that match something and an output folder it can write, before any work; books
-that add up (``transforms.books``) before a commit. Each failure is a ``RunError`` saying what to do.
+"""The launcher's checks: inputs that match something, lexicon files it can read and an output folder it can write,
+before any work; books that add up (``transforms.books``) before a commit. Each failure is a ``RunError`` saying
+what to do.
 """
 
 import importlib.util
@@ -13,8 +14,11 @@ from pipeline.run_state import read_json
 from schemas import reasons
 from schemas.config.unishard import UnishardConfig
 from transforms._io import join, pattern
+from transforms._lexicon import LexiconError
 from transforms._listing import broken_links, holds_no_rows, input_kind, input_pattern, outside_output, top_folder
+from transforms.audit import Lexicon
 from transforms.books import BOOK_PROBLEMS, BOOKS, KEPT_UNLISTED, PROBLEMS, REPLACED
+from transforms.safety import unsafe_matcher
 
 # The Beam extra that gives each object store's file system, and the module it needs (Beam lists ``s3://`` without
 # boto3 and fails on the first read); other schemes are none Beam reads.
@@ -91,6 +95,19 @@ def check_inputs(config: UnishardConfig) -> None:
                 "another folder"
             )
         raise RunError(f"input {spec.path!r} matches no file; check the path or pattern")
+
+
+def check_lexicons(config: UnishardConfig) -> None:
+    """Fail before any work when a lexicon file the run will read (``safety.lexicons``, ``audit.lexicon``) is
+    missing, not UTF-8 or malformed: one line naming the key, the file and what to do, instead of a worker's
+    traceback after the images were read."""
+    try:
+        if config.safety.text_check:
+            unsafe_matcher(config.safety)
+        if config.audit.enabled:
+            Lexicon.load(config.audit.lexicon)
+    except LexiconError as error:
+        raise RunError(str(error)) from None
 
 
 def shard_samples(folder: str) -> int:

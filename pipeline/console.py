@@ -28,11 +28,12 @@ WORKER_LOG_OPTION = "--default_sdk_harness_log_level"
 TOP_REASONS = 5
 # What to do when one config-fixable reason rejects at least half of a run's items (a folder of photos with no text).
 HINTS = {
-    "no_text": "have no text (no same-stem .txt or .json sidecar, manifest column, folder metadata.csv row, tar "
-    "caption, interleaved document's alt_text or matched sentence, or title or caption embedded in the file). Give "
-    "them text (class folders such as scratches/ give "
-    "their name with --set ingest.folder_field=label), or "
-    "keep images without it: --set text.required=false --set caption.required=false",
+    "no_text": "have no text in the fields text.fields names (from a same-stem .txt or .json sidecar, manifest "
+    "column, folder metadata.csv row, tar caption, interleaved document's alt_text or matched sentence, or title or "
+    "caption embedded in the file); the ledger's detail names other keys that hold words. Give them text (name "
+    "such a key: --set 'text.fields=[\"KEY\"]'; class folders such as scratches/ give their name with --set "
+    "ingest.folder_field=label), let the captioner write it (--set caption.captioner.enabled=true), or keep "
+    "images without it: --set text.required=false --set caption.required=false",
     "outside_root": "lie outside their input's folder and were never read (the ledger's detail names each path). "
     "Move them under it, or list their folder in the input's roots in a config file: [[ingest.inputs]] "
     'path = "LIST.csv" roots = ["FOLDER"]',

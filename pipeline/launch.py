@@ -21,6 +21,7 @@ from pipeline.assemble import build
 from pipeline.checks import (
     check_books,
     check_inputs,
+    check_lexicons,
     check_stores,
     check_writable,
     replaced_note,
@@ -109,6 +110,7 @@ def run(
     """
     check_stores(config)
     check_inputs(config)
+    check_lexicons(config)
     try:
         check_models(config)
     except ModelUnavailable as error:

@@ -190,3 +190,28 @@ def test_a_section_s_error_names_the_set_given_in_it_without_blaming_it_and_neve
         load_config(None, overrides, typed=overrides[:1])
     assert '  audit (with --set audit.slices=["category"]): audit.skew:' in str(raised.value)
     assert "fail_on_bounds" not in str(raised.value)  # --fail-on-audit's override: not a --set anyone typed
+
+
+def test_every_file_a_config_file_names_resolves_against_its_folder(tmp_path):
+    """``safety.lexicons = ["terms.txt"]`` was read from the working directory, not beside the config file."""
+    folder = tmp_path / "job"
+    folder.mkdir()
+    config = folder / "run.toml"
+    config.write_text(
+        '[safety]\nlexicons = ["terms.txt", "/abs/more.txt"]\n'
+        '[audit]\nlexicon = "lex/audit.json"\n'
+        '[clip]\ncheckpoint = "weights/clip.pt"\ncache_dir = "cache"\n'
+        '[caption.captioner]\nname = "local-dir:coca"\ncheckpoint = "none"\n',
+        encoding="utf-8",
+    )
+
+    loaded = load_config(config, [])
+
+    assert loaded.safety.lexicons == [str(folder / "terms.txt"), "/abs/more.txt"]
+    assert loaded.audit.lexicon == str(folder / "lex" / "audit.json")
+    assert (loaded.clip.checkpoint, loaded.clip.cache_dir) == (str(folder / "weights/clip.pt"), str(folder / "cache"))
+    assert (loaded.caption.captioner.name, loaded.caption.captioner.checkpoint) == (
+        f"local-dir:{folder / 'coca'}",
+        None,
+    )
+    assert load_config(None, []).audit.lexicon == ""  # empty: the packaged lexicon, no path

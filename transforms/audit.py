@@ -29,7 +29,7 @@ from schemas.config.audit import AuditConfig
 from schemas.records.inputs import InputItem
 from schemas.records.samples import Sample
 from schemas.records.values import blank
-from transforms._lexicon import TermMatcher, load_json_lexicon
+from transforms._lexicon import LexiconError, TermMatcher, load_json_lexicon
 from transforms._zero_shot import TextEncoder, acquire_bank, classify, decode_embedding, model_loader, probabilities
 
 STAGE = "audit"
@@ -102,7 +102,20 @@ class Lexicon:
 
     @classmethod
     def load(cls, path: str) -> "Lexicon":
-        return cls(load_json_lexicon(path, DEFAULT_LEXICON))
+        """The lexicon of the file at ``path`` (``audit.lexicon``), or the packaged one when ``path`` is empty.
+
+        Raises:
+            LexiconError: The file cannot be read, is not JSON, or lacks the packaged file's form.
+        """
+        data = load_json_lexicon(path, DEFAULT_LEXICON)
+        try:
+            return cls(data)
+        except (KeyError, AttributeError, TypeError) as error:
+            problem = f"has no {error}" if isinstance(error, KeyError) else "is not of the form"
+            raise LexiconError(
+                f"audit.lexicon: {path} {problem}: it needs 'gendered', 'identity' and 'occupation', each an object "
+                f"mapping a group to a list of terms, as the packaged transforms/data/{DEFAULT_LEXICON} has"
+            ) from None
 
 
 def caption_measures(text: str, lexicon: Lexicon) -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:

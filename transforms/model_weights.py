@@ -4,11 +4,14 @@ finding them in a cache without any download.
 ``clip_model_id`` names a configured model (``clip_vit_b_32_laion2b``) without loading it. ``hub_files`` says which
 hub repository and files hold a model's weights; ``locate_weights`` finds them on local disk (a pretrained tag or an
 ``hf-hub:ORG/NAME`` repository in the hub cache or ``cache_dir``, a checkpoint file, or a ``local-dir:`` folder) and
-raises ``ModelUnavailable`` with a message saying where it looked and how to provide them (``how_to_provide``).
+raises ``ModelUnavailable`` with a message saying where it looked and how to provide them (``how_to_provide``); a
+checkpoint file is checked from a few of its bytes (``weights_file_problem``), so a file that holds no weights is
+named before any work rather than by torch's unpickler on a worker.
 ``forbid_downloads`` makes the hub library refuse the network. Used by ``transforms.clip_model`` and
 ``transforms.caption_models`` on workers, and by the launcher's preflight and ``unishard models fetch``.
 """
 
+import json
 import os
 import re
 import sys
@@ -148,6 +151,12 @@ def locate_weights(
     hub_repo = name.startswith(HF_HUB_PREFIX)  # the repository is the name: no tag, no checkpoint
     if checkpoint and not hub_repo:
         if Path(checkpoint).is_file():
+            if problem := weights_file_problem(checkpoint):
+                raise ModelUnavailable(
+                    f"{section}.checkpoint: {checkpoint} {problem}, so it holds no weights for {what}: give the "
+                    f"weights file again (copy or download it anew), or unset {section}.checkpoint to use a "
+                    "pretrained tag"
+                )
             return checkpoint
         raise ModelUnavailable(
             f"{section}: weights file {checkpoint} for {what} does not exist.\n{how_to_provide(name, None, section)}"
@@ -161,6 +170,49 @@ def locate_weights(
     raise ModelUnavailable(
         f"{section}: {what} is not available on this machine.\n"
         f"  looked in: {looked}\n{how_to_provide(name, tag, section)}"
+    )
+
+
+_ZIP_HEAD = b"PK\x03\x04"
+_ZIP_END = b"PK\x05\x06"
+_ZIP_END_SPAN = 65_557  # the end-of-central-directory record and the longest comment zip allows after it
+
+
+def weights_file_problem(path: str) -> str | None:
+    """What is wrong with a weights file, judged from a few bytes (never loading it), or ``None`` when it looks like
+    one torch or open_clip can read: a PyTorch zip checkpoint (``torch.save``), a legacy pickle checkpoint or a
+    safetensors file. A zip cut short (an interrupted copy) has no end record."""
+    size = os.path.getsize(path)
+    if size == 0:
+        return "is empty"
+    with open(path, "rb") as handle:
+        head = handle.read(16)
+        if head.startswith(_ZIP_HEAD):
+            handle.seek(max(0, size - _ZIP_END_SPAN))
+            if _ZIP_END not in handle.read():
+                return "is a zip file cut short (it has no end record: an interrupted copy or download?)"
+            return None
+        if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+            return None  # a pickle: torch.save's legacy format
+        if len(head) >= 9 and head[8:9] == b"{":
+            header = int.from_bytes(head[:8], "little")
+            if 8 + header > size:
+                return "is a safetensors file cut short (its header runs past the end of the file)"
+            handle.seek(8)
+            try:
+                tensors = json.loads(handle.read(header))
+                end = max(
+                    (entry["data_offsets"][1] for name, entry in tensors.items() if name != "__metadata__"), default=0
+                )
+            except (ValueError, KeyError, TypeError, IndexError):
+                return "is a safetensors file whose header cannot be read"
+            if 8 + header + end > size:
+                return "is a safetensors file cut short (its tensors run past the end of the file)"
+            return None
+    shown = head[:8]
+    return (
+        f"is not a weights file (it starts with {shown!r}; a PyTorch checkpoint starts with a zip or pickle header, a "
+        "safetensors file with its header's length and '{')"
     )
 
 

@@ -7,10 +7,11 @@ Input and output element type: ``Sample``. In order, for every sample:
    ``annotations["safety"]["removed_fields"]`` names them (never their values). The config refuses a key that would
    read one before this stage (``text.fields``, a caption template, ``audit.slices``: ``schemas/config/privacy.py``).
    EXIF and GPS never get this far: normalise re-encodes without them.
-2. **Unsafe text.** The sample text (the caption) and the metadata's text fields (``safety.text_fields``, default
-   every text-valued field) are matched whole-word against the lexicons (``safety.lexicons``, default the packaged
+2. **Unsafe text.** The sample text (the caption) and the metadata's text (``safety.text_fields``, named as
+   ``text.fields`` names them, ``details.note``; default every field), at any depth of its objects and lists, are
+   matched whole-word against the lexicons (``safety.lexicons``, default the packaged
    ``transforms/data/unsafe_terms.txt``, whose header gives its source and licence). A match rejects with reason
-   ``unsafe_text``; the detail names the fields and terms.
+   ``unsafe_text``; the detail names the fields (dotted: ``metadata.details.note``) and terms.
 3. **Unsafe images.** The stored image embedding (``Sample.embedding``) is scored against the prompt sets
    ``safety.unsafe_prompts`` and ``safety.safe_prompts`` by CLIP zero-shot: the score is the softmax probability
    mass on the unsafe prompts, written to ``scores["unsafe_<model id>"]``. A score at or above
@@ -18,7 +19,9 @@ Input and output element type: ``Sample``. In order, for every sample:
    embedding are not scored (``annotations["safety"]["image"] = "not_scored"``). With a smoke model
    (``clip.smoke``: random weights) the score is recorded but never rejects: its value means nothing.
 
-Text-heavy images and watermarks (OCR coverage) are not checked: no OCR engine is installed with unishard.
+Words drawn in the image (a watermark, a banner) are checked only when they are the caption: with the ``ocr`` extra
+and ``caption.ocr.enabled``, OCR text is a caption candidate, and the chosen caption is the sample text checked here;
+the quality stage measures how much of an image is text (``text_heavy``), not its words.
 Config section: ``safety``. Metrics: ``safety/private_fields_removed``, ``safety/image_scored``,
 ``safety/rejected``, ``safety/failed``.
 """
@@ -38,6 +41,7 @@ from schemas.records.samples import Sample
 from transforms._common import StageFn, apply_stage
 from transforms._lexicon import TermMatcher, load_term_files, words
 from transforms._zero_shot import TextEncoder, acquire_bank, decode_embedding, model_loader, probabilities
+from transforms.text import field_value
 
 STAGE = "safety"
 DEFAULT_LEXICON = "unsafe_terms.txt"
@@ -98,19 +102,43 @@ def _without_private(value: Any, private: set[str], path: str, removed: set[str]
 
 
 def texts_to_check(sample: Sample, metadata: Mapping[str, Any], fields: list[str] | None) -> list[tuple[str, str]]:
-    """``(field, text)`` pairs checked for unsafe terms: the sample text, then the metadata's text fields."""
+    """``(field, text)`` pairs checked for unsafe terms: the sample text, then the text of each metadata field.
+
+    ``fields`` names the fields to check as ``text.fields`` does (``details.note`` is key ``note`` of the object at
+    ``details``: ``transforms.text.field_value``); ``None`` checks every field. Text is found at any depth below a
+    field, as ``remove_private`` removes private fields: ``{"details": {"note": ...}}``, ``{"tags": [{"name": ...}]}``
+    and ``{"title": {"de": ...}}`` give ``metadata.details.note``, ``metadata.tags.name`` and ``metadata.title.de``.
+    A field a sample does not have is not checked for that sample.
+    """
     pairs = [("text", sample.text)] if sample.text else []
-    for name in sorted(metadata) if fields is None else fields:
-        value = metadata.get(name)
-        if isinstance(value, str):
-            pairs.append((f"metadata.{name}", value))
-        elif isinstance(value, (list, tuple)):
-            pairs.append((f"metadata.{name}", " ".join(str(v) for v in value if isinstance(v, str))))
+    found: dict[str, list[str]] = {}
+    if fields is None:
+        _collect_strings(metadata, "", found)
+    else:
+        for name in fields:
+            _collect_strings(field_value(metadata, name), name, found)
+    pairs += [(f"metadata.{path}", " ".join(texts)) for path, texts in found.items()]
     return pairs
 
 
+def _collect_strings(value: Any, path: str, found: dict[str, list[str]]) -> None:
+    """Append every string at or below ``value`` to ``found`` under its dotted path (list items share their list's)."""
+    if isinstance(value, str):
+        found.setdefault(path, []).append(value)
+    elif isinstance(value, Mapping):
+        for name, inner in sorted(value.items(), key=lambda item: str(item[0])):
+            _collect_strings(inner, f"{path}.{name}" if path else str(name), found)
+    elif isinstance(value, list | tuple):
+        for inner in value:
+            _collect_strings(inner, path, found)
+
+
 def unsafe_matcher(config: SafetyConfig) -> TermMatcher:
-    """The matcher of the configured lexicons plus ``extra_terms``, less ``allowed_terms``."""
+    """The matcher of the configured lexicons plus ``extra_terms``, less ``allowed_terms``.
+
+    Raises:
+        LexiconError: A lexicon file cannot be read; the launcher checks them before any work (``pipeline/checks.py``).
+    """
     allowed = {" ".join(words(term)) for term in config.allowed_terms}
     terms = [*load_term_files(config.lexicons, DEFAULT_LEXICON), *config.extra_terms]
     forms = {" ".join(words(term)): " ".join(words(term)) for term in terms}
@@ -148,7 +176,8 @@ class _SafetyFn(StageFn):
         self._prompts: tuple[str, np.ndarray, np.ndarray] | None = None
 
     def setup(self):
-        self._matcher = unsafe_matcher(self._config)
+        if self._config.text_check:
+            self._matcher = unsafe_matcher(self._config)
 
     def _prompt_vectors(self) -> tuple[str, np.ndarray, np.ndarray] | None:
         if self._prompts is None:
@@ -169,7 +198,8 @@ class _SafetyFn(StageFn):
         if self._config.text_check:
             found = unsafe_text(texts_to_check(sample, metadata, self._config.text_fields), self._matcher)
             if found:
-                raise RejectItem(reasons.UNSAFE_TEXT, "the text contains unsafe-lexicon terms", terms=found)
+                where = "; ".join(f"{field}: {', '.join(terms)}" for field, terms in found.items())
+                raise RejectItem(reasons.UNSAFE_TEXT, f"unsafe-lexicon terms in {where}", terms=found)
         scores = dict(sample.scores)
         prompts = self._prompt_vectors() if self._config.image_check and sample.embedding is not None else None
         if prompts is None:

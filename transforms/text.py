@@ -7,7 +7,9 @@ catalogue's localised ``{"title": {"en": ..., "de": ...}}`` is ``title.en``); an
 ``no_text`` rejection names the keys it holds. A value that is only the image's file name (``IMG_0001.jpg``: Google
 Takeout's and many photo libraries' title) is not text either. The sample records the field it came from in
 ``text_source``.
-Reason codes: ``no_text`` (only when ``text.required``). Config section: ``text``.
+Reason codes: ``no_text`` (only when ``text.required`` and the captioner is off: with ``caption.captioner.enabled``
+a sample without text goes on to the caption stage, which rejects it ``no_caption`` if the captioner gives nothing
+usable). Config section: ``text``.
 """
 
 import dataclasses
@@ -41,28 +43,43 @@ class TextOutputs(NamedTuple):
 
 
 class ChooseText(beam.PTransform):
-    """Attach the cleaned text of the first non-empty configured metadata field."""
+    """Attach the cleaned text of the first non-empty configured metadata field.
 
-    def __init__(self, config: TextConfig):
+    Args:
+        config: The ``text`` section.
+        captioner: Whether the captioner is enabled (``caption.captioner.enabled``): then a sample without text
+            goes on to be captioned instead of being rejected ``no_text``.
+    """
+
+    def __init__(self, config: TextConfig, captioner: bool = False):
         super().__init__()
         self._config = config
+        self._captioner = captioner
 
     def expand(self, samples: beam.PCollection):
-        chosen, dropped = apply_stage(samples, "Choose", _ChooseTextFn(self._config))
+        chosen, dropped = apply_stage(samples, "Choose", _ChooseTextFn(self._config, self._captioner))
         return TextOutputs(samples=chosen, rejected=dropped)
 
 
 def field_value(metadata: Mapping[str, Any], field: str) -> Any:
     """The value of ``field`` in ``metadata``: the key itself, else, for ``a.b``, key ``b`` of the object at ``a``
-    (any depth); ``None`` when there is none."""
+    (any depth), or the list of key ``b`` of the objects in a list at ``a`` (``tags.name`` of
+    ``{"tags": [{"name": ...}]}``, as ``transforms.safety.remove_private`` names fields); ``None`` when there is
+    none."""
     if field in metadata:
         return metadata[field]
-    value: Any = metadata
-    for part in field.split("."):
-        if not isinstance(value, Mapping) or part not in value:
-            return None
-        value = value[part]
-    return value
+    return _descend(metadata, field.split("."))
+
+
+def _descend(value: Any, parts: list[str]) -> Any:
+    if not parts:
+        return value
+    if isinstance(value, Mapping):
+        return _descend(value[parts[0]], parts[1:]) if parts[0] in value else None
+    if isinstance(value, list | tuple):
+        found = [inner for item in value if (inner := _descend(item, parts)) is not None]
+        return found or None
+    return None
 
 
 def clean_text(value: Any, max_chars: int = 2000) -> str:
@@ -126,18 +143,20 @@ def _other_text(metadata: Mapping[str, Any], fields: list[str]) -> str:
     return f"; its metadata has words under {shown}: to use one, name it in text.fields ({example})"
 
 
-def with_text(sample: Sample, config: TextConfig) -> Sample:
+def with_text(sample: Sample, config: TextConfig, captioner: bool = False) -> Sample:
     """``sample`` with its text chosen from the metadata fields of ``config``.
 
     Raises:
-        RejectItem: ``no_text`` when no field has text and ``text.required`` is set.
+        RejectItem: ``no_text`` when no field has text, ``text.required`` is set and no ``captioner`` will write a
+            caption.
     """
     text, field = choose_text(dict(sample.metadata), config.fields, config.max_chars, file_name(sample))
-    if not text and config.required:
+    if not text and config.required and not captioner:
         raise RejectItem(
             reasons.NO_TEXT,
             f"none of the text fields {config.fields} has text{_objects(sample.metadata, config.fields)}"
-            f"{_other_text(sample.metadata, config.fields)}; add one to the metadata or set text.required=false",
+            f"{_other_text(sample.metadata, config.fields)}; add one to the metadata, let the captioner write one "
+            "(caption.captioner.enabled=true), or set text.required=false",
         )
     return dataclasses.replace(sample, text=text, text_source=f"metadata.{field}" if field else "")
 
@@ -145,9 +164,10 @@ def with_text(sample: Sample, config: TextConfig) -> Sample:
 class _ChooseTextFn(StageFn):
     stage = STAGE
 
-    def __init__(self, config: TextConfig):
+    def __init__(self, config: TextConfig, captioner: bool):
         super().__init__()
         self._config = config
+        self._captioner = captioner
 
     def apply(self, sample: Sample) -> Iterator[Sample]:
-        yield with_text(sample, self._config)
+        yield with_text(sample, self._config, self._captioner)

@@ -29,7 +29,9 @@ class AuditConfig(Section):
     write_labels: bool = pydantic.Field(
         False, description="Write per-image perceived attribute labels into the shards' annotations."
     )
-    lexicon: str = pydantic.Field("", description="JSON term file for caption counts; empty: the packaged one.")
+    lexicon: str = pydantic.Field(
+        "", description="UTF-8 JSON term file for caption counts, read before any work; empty: the packaged one."
+    )
     slices: list[str] = pydantic.Field(
         default_factory=lambda: ["plant", "line", "camera", "shift", "sku", "defect_class", "label", "category"],
         description="Metadata columns measured as slices.",

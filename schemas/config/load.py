@@ -52,6 +52,44 @@ def _resolve_paths(data: dict, base: Path) -> None:
     run = data.get("run", {})
     if isinstance(run, dict) and "output" in run and "://" not in str(run["output"]):
         run["output"] = str((base / run["output"]).resolve())
+    for *section, key in _FILE_KEYS:
+        table = _table(data, section)
+        if key in table:
+            value = table[key]
+            table[key] = [_resolved(v, base) for v in value] if isinstance(value, list) else _resolved(value, base)
+    for section in _MODEL_SECTIONS:
+        table = _table(data, section)
+        name = table.get("name")
+        if isinstance(name, str) and name.startswith(_LOCAL_DIR):
+            table["name"] = _LOCAL_DIR + _resolved(name[len(_LOCAL_DIR) :], base)
+
+
+# Keys naming a local file or folder besides inputs, exclusions and the output, and the model sections whose
+# ``name = "local-dir:PATH"`` names a folder.
+_FILE_KEYS = (
+    ("safety", "lexicons"),
+    ("audit", "lexicon"),
+    ("clip", "checkpoint"),
+    ("clip", "cache_dir"),
+    ("caption", "captioner", "checkpoint"),
+)
+_MODEL_SECTIONS = (("clip",), ("caption", "captioner"))
+_LOCAL_DIR = "local-dir:"
+
+
+def _table(data: dict, section: list[str] | tuple[str, ...]) -> dict:
+    """The table at ``section`` of a config file's data, or an empty one (a wrong type is validation's to name)."""
+    for part in section:
+        data = data.get(part, {}) if isinstance(data, dict) else {}
+    return data if isinstance(data, dict) else {}
+
+
+def _resolved(value: Any, base: Path) -> Any:
+    """``value`` resolved against ``base`` when it is a local relative path; an empty value (a packaged default),
+    ``none`` (unset), an object store's address and what is not text are left as they are."""
+    if not isinstance(value, str) or not value.strip() or value.strip().lower() == "none" or "://" in value:
+        return value
+    return str((base / value).resolve())
 
 
 def _within(inner: str, outer: str) -> bool:

@@ -4,9 +4,10 @@ import json
 
 import pytest
 
-from pipeline.checks import check_books, check_inputs, check_writable, shard_samples
+from pipeline.checks import check_books, check_inputs, check_lexicons, check_writable, shard_samples
 from pipeline.job import RunError
 from schemas.config.load import load_config
+from tests.helpers import make_photo, run_job
 from transforms.books import BOOKS, PROBLEMS
 
 
@@ -91,3 +92,38 @@ def test_a_ledger_short_of_the_listed_items_is_refused_naming_the_counts(tmp_pat
     _stats(tmp_path, "train", 2)
     with pytest.raises(RunError, match="ingest listed 3 items .* the ledger has 2 rows"):
         check_books(str(tmp_path), {"items": 3, "by_status": {"kept": 2}})
+
+
+def test_a_lexicon_file_that_cannot_be_used_stops_the_run_naming_the_key_the_file_and_what_to_do(tmp_path):
+    """A missing, Latin-1 or malformed lexicon crashed the job on a worker after every image was read."""
+    latin1 = tmp_path / "terms.txt"
+    latin1.write_bytes("rocket\ncaf\xe9\n".encode("latin-1"))
+    broken = tmp_path / "audit.json"
+    broken.write_text('{"gendered": {"female": ["she"]},\n "identity": {} "occupation": {}}', encoding="utf-8")
+    shapeless = tmp_path / "shapeless.json"
+    shapeless.write_text('{"gendered": ["she"]}', encoding="utf-8")
+    cases = {
+        f"safety.lexicons=['{tmp_path / 'nope.txt'}']": f"safety.lexicons: {tmp_path / 'nope.txt'} does not exist",
+        f"safety.lexicons=['{latin1}']": f"safety.lexicons: {latin1} is not UTF-8 text (byte 0xe9 at offset 10): save",
+        f"audit.lexicon='{broken}'": f"audit.lexicon: {broken} is not valid JSON: Expecting ',' delimiter at line 2",
+        f"audit.lexicon='{shapeless}'": f"audit.lexicon: {shapeless} is not of the form: it needs 'gendered'",
+        f"audit.lexicon='{tmp_path}'": f"audit.lexicon: {tmp_path} is a folder",
+    }
+    for override, message in cases.items():
+        with pytest.raises(RunError) as stopped:
+            check_lexicons(load_config(None, [override]))
+        assert str(stopped.value).startswith(message)
+        assert "\n" not in str(stopped.value)
+    check_lexicons(load_config(None, [f"safety.lexicons=['{latin1}']", "safety.text_check=false"]))
+    check_lexicons(load_config(None, [f"audit.lexicon='{broken}'", "audit.enabled=false"]))
+    (tmp_path / "good.txt").write_text("\ufeffrocket\n", encoding="utf-8")
+    check_lexicons(load_config(None, [f"safety.lexicons=['{tmp_path / 'good.txt'}']"]))
+
+
+def test_a_run_with_a_missing_lexicon_stops_before_reading_any_image(tmp_path):
+    (tmp_path / "in").mkdir()
+    make_photo(seed=3).save(tmp_path / "in" / "a.jpg")
+    missing = tmp_path / "terms.txt"
+    with pytest.raises(RunError, match=f"safety.lexicons: {missing} does not exist"):
+        run_job([tmp_path / "in"], tmp_path / "out", safety={"lexicons": [str(missing)]})
+    assert not (tmp_path / "out").exists()

@@ -331,11 +331,12 @@ def test_a_run_whose_photos_have_no_text_says_how_to_keep_them(tmp_path):
     lines = done.stdout.splitlines()
     assert lines[1] == "  rejected: no_text 2"
     assert lines[2] == (
-        "  hint: 2 of 3 items have no text (no same-stem .txt or .json sidecar, manifest column, folder metadata.csv "
-        "row, tar caption, interleaved document's alt_text or matched sentence, or title or caption embedded in the "
-        "file). Give them text (class folders such as "
-        "scratches/ give their name with --set ingest.folder_field=label), or keep images without it: --set "
-        "text.required=false --set caption.required=false"
+        "  hint: 2 of 3 items have no text in the fields text.fields names (from a same-stem .txt or .json sidecar, "
+        "manifest column, folder metadata.csv row, tar caption, interleaved document's alt_text or matched sentence, "
+        "or title or caption embedded in the file); the ledger's detail names other keys that hold words. Give them "
+        "text (name such a key: --set 'text.fields=[\"KEY\"]'; class folders such as scratches/ give their name "
+        "with --set ingest.folder_field=label), let the captioner write it (--set caption.captioner.enabled=true), "
+        "or keep images without it: --set text.required=false --set caption.required=false"
     )
     fewer = {"items": 3, "by_status": {"rejected": 1}, "by_reason": {"rejected/text/no_text": 1}}
     assert not any("hint" in line for line in console.summary_lines("/o", fewer, 1.0, None))

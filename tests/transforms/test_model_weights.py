@@ -1,9 +1,11 @@
 """Model ids, hub files and locating weights on local disk: never a download, and every failure explained."""
 
+import json
 import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from schemas.config.clip_model import ClipModelConfig
 from transforms.model_weights import (
@@ -73,7 +75,7 @@ def test_hub_files_of_a_hub_repository_and_of_a_pretrained_tag():
 
 def test_a_checkpoint_file_and_a_complete_local_dir_are_found(tmp_path):
     checkpoint = tmp_path / "line3.pt"
-    checkpoint.write_bytes(b"weights")
+    torch.save({"weight": torch.zeros(2)}, checkpoint)
     assert locate_weights("ViT-B-32", None, str(checkpoint), None) == str(checkpoint)
     folder = tmp_path / "Plant-CLIP"
     folder.mkdir()
@@ -99,3 +101,46 @@ def test_forbidding_downloads_sets_the_hub_offline(monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     forbid_downloads()
     assert os.environ["HF_HUB_OFFLINE"] == "1"
+
+
+def _safetensors(path: Path, data_bytes: int = 8) -> None:
+    header = json.dumps({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}).encode()
+    path.write_bytes(len(header).to_bytes(8, "little") + header + bytes(data_bytes))
+
+
+def test_a_checkpoint_that_is_no_weights_file_is_refused_naming_the_key_without_loading_it(tmp_path):
+    """``echo x > fake.pt`` failed after every image was read, torch advising to load it with weights_only=False."""
+    fake = tmp_path / "fake.pt"
+    fake.write_text("x\n")
+    with pytest.raises(ModelUnavailable) as refused:
+        locate_weights("ViT-B-32", None, str(fake), None, "clip")
+    assert str(refused.value).startswith(f"clip.checkpoint: {fake} is not a weights file (it starts with b'x\\n'")
+    assert "give the weights file again" in str(refused.value) and "weights_only" not in str(refused.value)
+    with pytest.raises(ModelUnavailable, match=r"caption.captioner.checkpoint: .*coca.pt is empty"):
+        (tmp_path / "coca.pt").write_bytes(b"")
+        locate_weights("coca_ViT-B-32", None, str(tmp_path / "coca.pt"), None, "caption.captioner")
+
+    cut = tmp_path / "cut.pt"
+    torch.save({"weight": torch.zeros(64)}, cut)
+    cut.write_bytes(cut.read_bytes()[:-100])
+    with pytest.raises(ModelUnavailable, match="is a zip file cut short"):
+        locate_weights("ViT-B-32", None, str(cut), None)
+    _safetensors(tmp_path / "short.safetensors", data_bytes=4)
+    with pytest.raises(ModelUnavailable, match="is a safetensors file cut short"):
+        locate_weights("ViT-B-32", None, str(tmp_path / "short.safetensors"), None)
+
+    _safetensors(tmp_path / "good.safetensors")
+    legacy = tmp_path / "legacy.pt"
+    torch.save({"weight": torch.zeros(2)}, legacy, _use_new_zipfile_serialization=False)
+    for good in (tmp_path / "good.safetensors", legacy):
+        assert locate_weights("ViT-B-32", None, str(good), None) == str(good)
+
+
+def test_the_launcher_refuses_a_corrupt_checkpoint_before_any_work(tmp_path):
+    from pipeline.models import preflight
+    from schemas.config.load import load_config
+
+    (tmp_path / "fake.pt").write_text("x\n")
+    (tmp_path / "run.toml").write_text('[clip]\ncheckpoint = "fake.pt"\n', encoding="utf-8")
+    with pytest.raises(ModelUnavailable, match=f"clip.checkpoint: {tmp_path / 'fake.pt'} is not a weights file"):
+        preflight(load_config(tmp_path / "run.toml"))

@@ -5,13 +5,15 @@ import json
 
 import apache_beam as beam
 import numpy as np
+import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
+from schemas.config.load import ConfigError, load_config
 from schemas.config.safety import SafetyConfig
 from schemas.records.samples import ImageInfo, Sample
-from tests.helpers import make_photo, run_job
-from transforms.safety import FilterUnsafe, remove_private, unsafe_matcher, unsafe_text
+from tests.helpers import make_photo, run_job, write_sidecar
+from transforms.safety import FilterUnsafe, remove_private, texts_to_check, unsafe_matcher, unsafe_text
 
 E = np.eye(8, dtype=np.float32)
 
@@ -156,3 +158,73 @@ def test_no_output_file_holds_a_private_value_nested_in_a_sidecar(tmp_path):
         "details.email",
         "details.inspector",
     ]
+
+
+def test_unsafe_terms_are_found_at_any_depth_of_the_metadata_and_named_by_their_path():
+    """Terms inside an object or a list of objects were never checked and shipped in the shards."""
+    metadata = {
+        "title": {"en": "retina scan", "de": "Netzhaut porn"},
+        "details": {"note": "fuck this shot", "station": 4},
+        "tags": [{"name": "porn"}, {"name": "space"}, "sky"],
+    }
+    pairs = texts_to_check(_sample("nested", text="cat on sofa"), metadata, None)
+    assert unsafe_text(pairs, unsafe_matcher(SafetyConfig())) == {
+        "metadata.details.note": ["fuck"],
+        "metadata.tags.name": ["porn"],
+        "metadata.title.de": ["porn"],
+    }
+
+
+def test_text_fields_name_nested_fields_as_text_fields_does():
+    """``safety.text_fields=["details.note", "title.de"]`` checked nothing: dotted names were looked up as keys."""
+    metadata = {
+        "title": {"en": "retina porn", "de": "Netzhaut porn"},
+        "details": {"note": "fuck this shot"},
+        "tags": [{"name": "porn"}],
+        "description": "porn",
+    }
+    fields = ["details.note", "title.de", "tags.name", "tittle"]
+    pairs = texts_to_check(_sample("nested", text="cat on sofa"), metadata, fields)
+    assert unsafe_text(pairs, unsafe_matcher(SafetyConfig())) == {
+        "metadata.details.note": ["fuck"],
+        "metadata.title.de": ["porn"],
+        "metadata.tags.name": ["porn"],
+    }
+
+
+def test_a_run_rejects_unsafe_words_nested_in_sidecars_naming_the_field(tmp_path):
+    """Sidecars with the term in ``details.note``, ``tags[].name`` or ``title.de`` were kept, the term in the shard."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    sidecars = {
+        "nested": {"title": "cat on sofa", "details": {"note": "fuck this shot"}},
+        "listed": {"title": "space photo", "tags": [{"name": "porn"}]},
+        "localised": {"title": {"en": "retina scan", "de": "Netzhaut porn"}, "caption": "retina scan"},
+        "clean": {"title": "astronaut portrait", "details": {"note": "fine shot"}},
+    }
+    for seed, (name, metadata) in enumerate(sidecars.items()):
+        make_photo(seed=700 + seed).save(folder / f"{name}.jpg", quality=90)
+        write_sidecar(folder / f"{name}.jpg", **metadata)
+
+    out = run_job([folder], tmp_path / "out", quality={"enabled": False})
+
+    rows = out.ledger_by_name()
+    assert {name: row["reason"] for name, row in rows.items()} == {
+        "nested.jpg": "unsafe_text",
+        "listed.jpg": "unsafe_text",
+        "localised.jpg": "unsafe_text",
+        "clean.jpg": "",
+    }
+    assert json.loads(rows["nested.jpg"]["detail"])["terms"] == {"metadata.details.note": ["fuck"]}
+    assert "metadata.tags.name: porn" in json.loads(rows["listed.jpg"]["detail"])["message"]
+    assert list(out.samples_by_name()) == ["clean.jpg"]
+
+
+@pytest.mark.parametrize("key", ["unsafe_prompts", "safe_prompts"])
+def test_an_empty_prompt_set_is_refused_naming_the_key_unless_images_are_not_scored(key):
+    """An empty prompt set was accepted, then every item failed with numpy's 'need at least one array to stack'."""
+    with pytest.raises(ConfigError) as refused:
+        load_config(None, [f"safety.{key}=[]"])
+    assert f"safety.{key} holds no prompt" in str(refused.value)
+    assert "safety.image_check=false" in str(refused.value)
+    assert load_config(None, ["safety.image_check=false", f"safety.{key}=[]"]).safety.image_check is False

@@ -2,7 +2,10 @@
 
 import json
 
+import pytest
+
 from schemas import reasons
+from schemas.records.ledger import RejectItem
 from tests.helpers import make_photo, write_sidecar
 
 
@@ -101,3 +104,51 @@ def test_a_no_text_rejection_names_the_keys_that_hold_words_and_its_advice_keeps
     fields = json.loads(advice.split("=", 1)[1])
     again = run([folder], output=tmp_path / "again", text={"fields": fields}, quality={"enabled": False})
     assert again.texts_by_name() == {row["file_name"]: row["text"] for row in rows}
+
+
+def test_a_dotted_field_reaches_into_a_list_of_objects():
+    """``tags.name`` of ``{"tags": [{"name": ...}]}`` (as safety names a nested field) found nothing."""
+    from transforms.text import choose_text, field_value
+
+    metadata = {"tags": [{"name": "steel"}, {"name": "coil"}, {"id": 3}], "title": {"en": "plate"}}
+    assert field_value(metadata, "tags.name") == ["steel", "coil"]
+    assert field_value(metadata, "tags.id.x") is None
+    assert choose_text(metadata, ["tags.name", "title.en"], 100) == ("steel, coil", "tags.name")
+
+
+def test_with_the_captioner_on_an_image_without_text_is_captioned_not_rejected(tmp_path, run):
+    """The README says the captioner's caption is text enough, yet text-less images were rejected no_text before it."""
+    from open_clip import coca_model
+
+    if not coca_model._has_transformers:
+        pytest.skip("needs the captioner extra: pip install -e '.[captioner]'")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for seed in range(2):
+        make_photo(160, 128, seed=140 + seed).save(folder / f"bare{seed}.jpg")
+    make_photo(160, 128, seed=150).save(folder / "titled.jpg")
+    write_sidecar(folder / "titled.jpg", title="a steel plate on a bench")
+
+    out = run([folder], caption={"captioner": {"enabled": True, "max_tokens": 6}}, quality={"enabled": False})
+
+    assert {name: row["status"] for name, row in out.ledger_by_name().items()} == {
+        "bare0.jpg": "kept",
+        "bare1.jpg": "kept",
+        "titled.jpg": "kept",
+    }
+    sources = {name: json.loads(sample["json"])["text_source"] for name, sample in out.samples_by_name().items()}
+    assert sources["bare0.jpg"] == sources["bare1.jpg"] == "captioner:coca_smoke_tiny_vit"
+    assert all(text for text in out.texts_by_name().values())
+
+
+def test_without_the_captioner_the_no_text_rejection_says_how_to_get_text():
+    from schemas.config.text import TextConfig
+    from tests.transforms.model_samples import make_sample
+    from transforms.text import with_text
+
+    bare = make_sample(make_photo(32, 32), "bare")
+    with pytest.raises(RejectItem) as rejected:
+        with_text(bare, TextConfig())
+    assert rejected.value.reason == reasons.NO_TEXT
+    assert "let the captioner write one (caption.captioner.enabled=true)" in str(rejected.value)
+    assert with_text(bare, TextConfig(), captioner=True).text == ""
