@@ -174,7 +174,7 @@ def _refuse_unknown_flags(beam_args: list[str], run_flags: list[str], profile: s
 
 def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
     _without_model_manager()
-    from pipeline.launch import RunError, run
+    from pipeline.launch import AuditFailed, RunError, run
     from pipeline.output_folder import ForeignOutput
     from pipeline.state import OutputBusy
 
@@ -213,6 +213,12 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
     except ForeignOutput as error:
         print(f"unishard: {error}", file=sys.stderr)
         return 2
+    except AuditFailed as error:  # the output was committed: its summary first, then why the exit code is 1
+        summary = error.summary
+        report = console.report_written_since(summary.output, started)
+        print("\n".join(console.summary_lines(summary.output, summary.counts, summary.seconds, report)))
+        print(f"unishard: {error}", file=sys.stderr)
+        return 1
     except (RunError, OutputBusy) as error:
         print(f"unishard: {error}", file=sys.stderr)
         return 1

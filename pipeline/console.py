@@ -201,8 +201,24 @@ def summary_lines(output: str, counts: Mapping, seconds: float, report: str | No
             lines.append(f"  {status}: {shown}{more}")
             if status == "rejected":
                 lines.extend(_hint_lines(reasons, counts["items"]))
+    lines.extend(_audit_lines(output))
     lines.extend(_report_lines(report))
     return lines
+
+
+def _audit_lines(output: str) -> list[str]:
+    """One line when the output's audit crossed bounds, which the report shows and ``--fail-on-audit`` fails on."""
+    from transforms.write_audit import crossed_bounds
+
+    try:
+        crossed = crossed_bounds(output)
+    except (OSError, ValueError):
+        return []
+    if not crossed:
+        return []
+    codes = Counter(warning.split(":", 1)[0] for warning in crossed)
+    shown = ", ".join(f"{code} {count}" for code, count in sorted(codes.items()))
+    return [f"  audit: {len(crossed)} bound(s) crossed ({shown}): see {output}/audit/audit.json and the report"]
 
 
 def _hint_lines(reasons: Mapping[str, int], items: int) -> list[str]:

@@ -56,6 +56,14 @@ class RunSummary:
     seconds: float
 
 
+class AuditFailed(RunError):
+    """The audit crossed a bound with ``audit.fail_on_bounds`` set; the output was committed (``summary``)."""
+
+    def __init__(self, summary: RunSummary, message: str):
+        super().__init__(message)
+        self.summary = summary
+
+
 def _run_pipeline(
     config: UnishardConfig,
     options: RunOptions,
@@ -172,8 +180,9 @@ def run(
                 # the run that committed this output stopped before its report (killed in or after the commit), or
                 # a report was written from the half-committed output in between: it is written again
                 write_run_report(output)
-            _audit_gate(config, output)  # the output is as the last run left it, its audit too
-            return RunSummary(output=output, counts=counts, seconds=seconds)
+            summary = RunSummary(output=output, counts=counts, seconds=seconds)
+            _audit_gate(config, summary)  # the output is as the last run left it, its audit too
+            return summary
         write_run_files(staging, config, earlier, runner, beam_args, seconds, config_text)
         keep = set()
         if earlier:
@@ -186,8 +195,9 @@ def run(
             raise RunError(f"committing the output to {output} failed: {error}. Rerun to finish the commit") from error
     if report:
         write_run_report(output)
-    _audit_gate(config, output)
-    return RunSummary(output=output, counts=counts, seconds=seconds)
+    summary = RunSummary(output=output, counts=counts, seconds=seconds)
+    _audit_gate(config, summary)
+    return summary
 
 
 def _pin_conflicts(staging: str) -> str:
@@ -204,11 +214,13 @@ def _pin_conflicts(staging: str) -> str:
     )
 
 
-def _audit_gate(config: UnishardConfig, output: str) -> None:
+def _audit_gate(config: UnishardConfig, summary: RunSummary) -> None:
     """Fail the run when ``audit.fail_on_bounds`` (``--fail-on-audit``) is set and the output's audit crossed a
-    bound; the output stays committed, so the report shows why."""
+    bound; the output stays committed, so the report shows why, and the error carries the run's ``summary``."""
+    output = summary.output
     if config.audit.fail_on_bounds and (crossed := crossed_bounds(output)):
-        raise RunError(
+        raise AuditFailed(
+            summary,
             f"the audit crossed {len(crossed)} bound(s) and audit.fail_on_bounds (--fail-on-audit) is set; the output "
-            f"was committed, see {join(output, 'audit', 'audit.json')}:\n  " + "\n  ".join(crossed)
+            f"was committed, see {join(output, 'audit', 'audit.json')}:\n  " + "\n  ".join(crossed),
         )

@@ -3,6 +3,7 @@
 import io
 import json
 import math
+import re
 import shutil
 
 import apache_beam as beam
@@ -321,6 +322,31 @@ def test_fail_on_audit_fails_a_rerun_that_finds_nothing_new_and_leaving_it_off_n
     run_job(inputs, copy)  # no RunError, no "rerun with --rebuild"
 
     assert Output(path=copy, summary=None).file_bytes() == before
+
+
+def test_fail_on_audit_still_prints_the_run_s_summary_and_a_passing_run_names_its_crossed_bounds(
+    pipeline_run, tmp_path, capsys
+):
+    """A run failed by --fail-on-audit printed no counts, though it committed its output; a run without the flag
+    never said its audit crossed bounds."""
+    from pipeline import cli
+
+    out, _ = pipeline_run
+    copy = tmp_path / "out"
+    shutil.copytree(out.path, copy)
+    args = ["run", "--output", str(copy), "--smoke-models"]
+    for name in ("factory", "marketing"):
+        args += ["--input", f"{out.path.parent / name}@{name}"]
+    crossed = len(AuditReport.model_validate_json((copy / "audit" / "audit.json").read_text()).warnings)
+
+    assert cli.main([*args, "--fail-on-audit"]) == 1
+    printed = capsys.readouterr()
+    assert "13 items: 7 kept, 6 rejected, 0 failed" in printed.out
+    assert re.search(rf"^  audit: {crossed} bound\(s\) crossed \(.*vanished 1.*\): see ", printed.out, re.M)
+    assert "the audit crossed" in printed.err and "the audit crossed" not in printed.out
+
+    assert cli.main(args) == 0
+    assert f"  audit: {crossed} bound(s) crossed" in capsys.readouterr().out
 
 
 def test_an_image_with_a_detected_face_counts_in_the_group_person_before_and_after():
