@@ -122,7 +122,10 @@ class Tracker:
         while len(self._history) > 2 and now - self._history[0][0] > self._window:
             self._history.popleft()
         first_time, first_count = self._history[0]
-        rate = (count - first_count) / (now - first_time) if now - first_time >= 0.5 else None
+        # No item reached the stage within the window: its workers are inside a bundle, whose items are counted as
+        # it ends, so "0.0 items/s" would be false; no rate is shown until the count moves.
+        moved = count > first_count
+        rate = (count - first_count) / (now - first_time) if now - first_time >= 0.5 and moved else None
         done = dict(steps).get(DONE_LABEL, 0)
         return Snapshot(
             elapsed=now - self._started,

@@ -67,6 +67,26 @@ def test_tracker_reads_the_folder_and_picks_the_current_stage(tmp_path):
     )
 
 
+def test_a_stage_whose_count_has_not_moved_shows_no_rate_rather_than_zero(tmp_path, monkeypatch):
+    """Items are counted as their bundle ends: during a long bundle (embedding, near dedup) the line said
+    "0.0 items/s" and its ETA was gone, as if the run had stalled."""
+    from pipeline import progress
+    from pipeline.progress import Point
+
+    now = [100.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: now[0])
+    _count(str(tmp_path), "Embed", 50)
+    tracker = Tracker(str(tmp_path), [Point("Embed", "Embed"), Point(DONE_LABEL, DONE_LABEL)])
+    tracker.poll()
+    now[0] = 105.0
+    stalled = tracker.poll()  # 5 s later, the same 50
+    assert stalled.rate is None and "items/s" not in describe(stalled)
+    _count(str(tmp_path), "Embed", 30)
+    now[0] = 106.0
+    moving = tracker.poll()  # 6 s after the first poll, 80
+    assert moving.rate == pytest.approx(30 / 6) and "5.0 items/s" in describe(moving)
+
+
 class _Lines(logging.Handler):
     def __init__(self):
         super().__init__()
