@@ -340,12 +340,19 @@ class _ListManifestFn(StageFn):
             yield TextRow(source=row.source, domain=domain, metadata=metadata)
             return
         if column not in values:
+            advice = (
+                f'name the image path column {spec.path_column!r}, or give the input path_column = "NAME" in a '
+                "config file's [[ingest.inputs]] entry"
+            )
+            if isinstance(values.get("data"), dict) and "annotations" in values:
+                advice = (
+                    "this is a task of Label Studio's own JSON export, whose images live on its server: export the "
+                    "project as COCO (images with their annotations), copy the images beside the file, and give that"
+                )
             raise RejectItem(
                 reasons.MALFORMED_MANIFEST_ROW,
                 f"{spec.path} row {row.number} has no {spec.path_column!r} or {NAME_COLUMN!r} column "
-                f"(it has {sorted(map(str, values))}); "
-                f'name the image path column {spec.path_column!r}, or give the input path_column = "NAME" in a '
-                "config file's [[ingest.inputs]] entry",
+                f"(it has {sorted(map(str, values))}); {advice}",
             )
         if not value:
             raise RejectItem(

@@ -1161,6 +1161,25 @@ def test_a_coco_annotation_file_is_a_manifest_with_captions_labels_and_boxes_joi
     ]
 
 
+def test_a_label_studio_json_export_says_to_export_as_coco(tmp_path, run):
+    """Label Studio's own JSON export (tasks whose data.image is a path on its server) got the advice to rename a
+    path column it does not have."""
+    tasks = [
+        {
+            "id": 1,
+            "data": {"image": "/data/upload/1/abc-plate.jpg"},
+            "annotations": [{"result": [{"type": "choices", "value": {"choices": ["scratch"]}}]}],
+        }
+    ]
+    (tmp_path / "project.json").write_text(json.dumps(tasks), encoding="utf-8")
+
+    out = run([tmp_path / "project.json"], quality={"enabled": False})
+
+    (row,) = out.ledger
+    assert row["reason"] == reasons.MALFORMED_MANIFEST_ROW
+    assert "Label Studio's own JSON export" in row["detail"] and "export the project as COCO" in row["detail"]
+
+
 def test_a_coco_file_inside_a_folder_input_labels_its_images_or_says_how_to_give_it(tmp_path, run, photo):
     """Roboflow's _annotations.coco.json beside its images, in a folder input, was an orphan sidecar whose advice was
     to name it like an image, and every image it labels was no_text; CVAT's annotations/ file got the same advice."""
