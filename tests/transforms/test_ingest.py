@@ -1288,6 +1288,73 @@ def test_pascal_voc_annotations_beside_or_in_a_twin_folder_label_their_images(tm
     assert metadata["crazing_1.jpg"]["objects"] == [{"label": "crazing", "bbox": [0.05, 0.1, 0.5, 1.0]}]
 
 
+def test_coco_entries_sharing_an_id_or_without_one_are_named_instead_of_taking_other_images_annotations(
+    tmp_path, run, photo
+):
+    """Two entries with id 1 (exports merged) both took image 1's box, and two entries without an id both took the
+    caption whose image_id is null: each image silently labelled with another's annotations."""
+    for seed in range(4):
+        photo(128, 96, seed=100 + seed).save(tmp_path / f"img{seed}.jpg")
+    coco = {
+        "images": [
+            {"id": 1, "file_name": "img0.jpg", "width": 128, "height": 96},
+            {"id": 1, "file_name": "img1.jpg", "width": 128, "height": 96},
+            {"file_name": "img2.jpg", "width": 128, "height": 96},
+            {"id": None, "file_name": "img3.jpg", "width": 128, "height": 96},
+        ],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 20, 20]},
+            {"id": 2, "image_id": None, "caption": "caption with null image_id"},
+            {"id": 3, "caption": "caption with no image_id"},
+        ],
+        "categories": [{"id": 1, "name": "scratch"}],
+    }
+    (tmp_path / "ann.json").write_text(json.dumps(coco), encoding="utf-8")
+
+    out = run([tmp_path / "ann.json"], quality={"enabled": False})
+
+    rows = out.ledger_by_name()
+    assert sorted(rows) == [f"ann.json#{n}" for n in range(1, 6)]
+    assert rows["ann.json#1"]["status"] == "kept"
+    assert out.texts_by_name() == {"ann.json#1": "scratch"}
+    for number in (2, 3, 4, 5):
+        assert rows[f"ann.json#{number}"]["reason"] == reasons.MALFORMED_MANIFEST_ROW
+    repeated, no_id, other_no_id, unattached = (rows[f"ann.json#{n}"]["detail"] for n in (2, 3, 4, 5))
+    assert "ann.json" in repeated and "images[1] ('img1.jpg') has id 1, as images[0] ('img0.jpg') has" in repeated
+    assert "give each entry its own id" in repeated
+    assert "images[2] ('img2.jpg') has no id" in no_id and "give the entry the id" in no_id
+    assert "images[3] ('img3.jpg') has no id" in other_no_id
+    assert "2 annotation(s) have no image_id (missing or null): their text reaches no image" in unattached
+
+
+def test_coco_boxes_that_are_not_4_numbers_are_named_and_number_category_names_are_text_in_label_and_objects(
+    tmp_path, run, photo
+):
+    """A 3-number bbox vanished without a word, a bbox holding a string passed into ``objects`` as it was, and a
+    category named 1024 (a part number) was ``"1024"`` in ``label`` but ``1024`` in ``objects``."""
+    photo(320, 240, seed=110).save(tmp_path / "plate.jpg")
+    coco = {
+        "images": [{"id": 1, "file_name": "plate.jpg", "width": 320, "height": 240}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [32, 24, 64, 48]},
+            {"id": 2, "image_id": 1, "category_id": 1, "bbox": [32, 24, 64]},
+            {"id": 3, "image_id": 1, "category_id": 1, "bbox": [32, "24", 64, 48]},
+        ],
+        "categories": [{"id": 1, "name": 1024}],
+    }
+    (tmp_path / "ann.json").write_text(json.dumps(coco), encoding="utf-8")
+
+    out = run([tmp_path / "ann.json"], quality={"enabled": False})
+
+    rows = out.ledger_by_name()
+    assert rows["ann.json#1"]["status"] == "kept"
+    assert rows["ann.json#2"]["reason"] == reasons.MALFORMED_MANIFEST_ROW
+    assert "2 annotation(s) (ids 2, 3) have a bbox that is not 4 numbers" in rows["ann.json#2"]["detail"]
+    metadata = json.loads(out.samples_by_name()["ann.json#1"]["json"])["metadata"]
+    assert metadata["label"] == ["1024"]
+    assert metadata["objects"] == [{"label": "1024", "bbox": [0.1, 0.1, 0.2, 0.2]}]
+
+
 def test_a_hugging_face_parquet_file_with_its_images_in_the_rows_is_read_row_by_row(tmp_path, run, photo):
     # datasets' Image feature: a struct of the image's bytes and its file name, beside the text columns.
     shots = [photo(240, 180, seed=80 + seed) for seed in range(4)]
