@@ -15,10 +15,11 @@ same-stem ``.xml`` is one when it is an ``<annotation>``), so the file is no ite
 (``read_annotation``) gives the image ``label`` (its classes' names: YOLO's in class order, VOC's as they first
 appear) and ``objects`` (``{"label", "bbox"}``, ``bbox`` ``[x, y, width, height]`` of the box's top-left corner and
 size as shares of the image, so they hold through normalise's resize; where a VOC file gives no size, normalise
-turns its ``bbox_pixels`` into shares of the decoded image, ``with_box_shares``), where its sidecar or metadata row
-gives no such key. An empty label file is an image with no object. A line or object that is not a class and a box
-is ``malformed_sidecar``, naming it; an annotation file no image takes is ``orphan_sidecar``. A class-name file the
-label files reach (``is_class_names``) is no item.
+turns its ``bbox_pixels`` into shares of the decoded image), where its sidecar or metadata row gives no such key,
+and names the file (``BOXES_FROM``): normalise then clips each box to the image and drops one with no area inside
+it, noting how many on the sample (``boxes_in_image``). An empty label file is an image with no object. A line or
+object that is not a class and a box is ``malformed_sidecar``, naming it; an annotation file no image takes is
+``orphan_sidecar``. A class-name file the label files reach (``is_class_names``) is no item.
 """
 
 import math
@@ -28,6 +29,7 @@ from typing import Any
 
 from schemas import reasons
 from schemas.records.ledger import RejectItem
+from schemas.records.values import BOXES_FROM
 
 LABELS, IMAGES = f"{os.sep}labels{os.sep}", f"{os.sep}images{os.sep}"
 NAME_FILES = ("data.yaml", "dataset.yaml", "data.yml", "classes.txt", "obj.names")
@@ -35,6 +37,7 @@ VOC_FOLDER, VOC_TWINS = "annotations", ("jpegimages", "images")
 ANNOTATION = "__annotation__"  # metadata key of an image's annotation file: ingest's read reads it
 _LEVELS = 3  # folders above the labels folder searched for class names
 _VOC_HEAD = 4096  # bytes of a same-stem .xml read to tell an <annotation>
+_EDGE = 1e-6  # shares are rounded to 6 places: a box this far past an edge lies inside
 
 
 def twin_stem(path: str) -> str | None:
@@ -60,22 +63,60 @@ def twin_stem(path: str) -> str | None:
     return None
 
 
-def with_box_shares(metadata: Mapping[str, Any], width: int, height: int) -> dict[str, Any]:
+def boxes_in_image(metadata: Mapping[str, Any], width: int, height: int) -> tuple[dict[str, Any], list[str]]:
     """``metadata`` whose ``objects`` given in pixels (``bbox_pixels``: a COCO entry or VOC file that gives no image
-    size) hold their box as shares of the ``width`` x ``height`` image instead (``bbox``), as every other box is."""
+    size) hold their box as shares of the ``width`` x ``height`` image instead (``bbox``), as every other box is;
+    and, where an annotation file gave the objects (``BOXES_FROM``, dropped here), each box clipped to the image,
+    a box with no area inside it (wholly outside, inverted, or empty) dropped, as Ultralytics does when it loads
+    labels. Returns the metadata and a note naming the file and how many boxes were clipped or dropped."""
+    source = metadata.get(BOXES_FROM)
+    metadata = {key: value for key, value in metadata.items() if key != BOXES_FROM}
     objects = metadata.get("objects")
     if not isinstance(objects, list):
-        return dict(metadata)
-    converted = []
+        return metadata, []
+    converted, clipped, dropped = [], 0, 0
     for entry in objects:
         pixels = entry.get("bbox_pixels") if isinstance(entry, dict) and "bbox" not in entry else None
-        numbers = isinstance(pixels, list) and len(pixels) == 4
-        if numbers and all(isinstance(v, int | float) and not isinstance(v, bool) for v in pixels) and width * height:
+        if _numbers(pixels) and width * height:
             rest = {key: value for key, value in entry.items() if key != "bbox_pixels"}
             scales = (width, height, width, height)
             entry = {**rest, "bbox": [round(value / scale, 6) for value, scale in zip(pixels, scales, strict=True)]}
+        if source is not None and isinstance(entry, dict) and _numbers(entry.get("bbox")):
+            box = clip_box(entry["bbox"])
+            if box is None:
+                dropped += 1
+                continue
+            clipped += box != entry["bbox"]
+            entry = {**entry, "bbox": box}
         converted.append(entry)
-    return {**metadata, "objects": converted}
+    metadata = {**metadata, "objects": converted}
+    if not (clipped or dropped):
+        return metadata, []
+    counts = [f"{clipped} box(es) clipped to the image"] if clipped else []
+    if dropped:
+        counts.append(f"{dropped} box(es) dropped (outside the image or inverted: no area in it)")
+    return metadata, [f"objects of {source}: {', '.join(counts)}"]
+
+
+def clip_box(box: list[float]) -> list[float] | None:
+    """A box ``[x, y, width, height]`` in shares of the image cut to the image (unchanged when it lies inside), or
+    ``None`` when no area of it lies inside: wholly outside, or a width or height not above 0 (an inverted box)."""
+    x, y, width, height = box
+    left, top, right, bottom = max(x, 0.0), max(y, 0.0), min(x + width, 1.0), min(y + height, 1.0)
+    if width <= 0 or height <= 0 or right - left <= _EDGE or bottom - top <= _EDGE:
+        return None
+    if x >= -_EDGE and y >= -_EDGE and x + width <= 1 + _EDGE and y + height <= 1 + _EDGE:
+        return box  # inside, but for the rounding of shares to 6 places
+    return [round(value, 6) for value in (left, top, right - left, bottom - top)]
+
+
+def _numbers(values: Any) -> bool:
+    """Whether ``values`` is a box: a list of 4 finite numbers."""
+    return (
+        isinstance(values, list)
+        and len(values) == 4
+        and all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+    )
 
 
 def is_class_names(path: str) -> bool:

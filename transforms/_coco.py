@@ -7,7 +7,7 @@ fields (``id`` as ``coco_id``), ``caption`` (its first caption by annotation id)
 more than one), ``label`` (the names of its categories, in category id order) and ``objects`` (each box as
 ``{"label", "bbox"}``, ``bbox`` ``[x, y, width, height]`` as shares of the image when its entry gives ``width`` and
 ``height``, so they hold through normalise's resize, else ``bbox_pixels``, which normalise turns into shares of
-the decoded image). A
+the decoded image; normalise clips each box to the image, ``transforms._annotation_files.boxes_in_image``). A
 category's name is text in both. Annotations whose ``image_id`` names no image (or is missing or null) are one
 error row per such id, so text that reaches no image is in the ledger; an entry with no ``id``, or an ``id`` an
 earlier entry has, is an error row in its place (annotations could not tell it from another image); annotations
@@ -20,6 +20,8 @@ from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
+from schemas.records.values import BOXES_FROM
+
 _SHOWN = 5  # annotation ids an error row names before "..."
 
 
@@ -30,8 +32,8 @@ def is_coco(loaded: Any) -> bool:
     return isinstance(loaded.get("images"), list) and isinstance(loaded.get("annotations"), list)
 
 
-def coco_rows(loaded: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """The manifest rows of a COCO file, in ``images`` order, an ``__error__`` row in place of an entry
+def coco_rows(loaded: dict[str, Any], path: str = "") -> Iterator[dict[str, Any]]:
+    """The manifest rows of a COCO file (at ``path``), in ``images`` order, an ``__error__`` row in place of an entry
     with no file name, no ``id`` or an ``id`` an earlier entry has; then one ``__error__`` row per unknown
     ``image_id`` (a missing or null one included), per unknown ``category_id``, and one naming the annotations whose
     ``bbox`` is not 4 numbers (their boxes are left out)."""
@@ -73,7 +75,7 @@ def coco_rows(loaded: dict[str, Any]) -> Iterator[dict[str, Any]]:
             continue
         first[image_id] = (number, image["file_name"])
         annotations = sorted(by_image.get(image_id, []), key=lambda item: _order(item.get("id")))
-        yield _row(image, annotations, categories)
+        yield _row(image, annotations, categories, path)
     for image_id in sorted(by_image.keys() - first.keys(), key=_order):
         count = len(by_image[image_id])
         if image_id is None:
@@ -96,7 +98,7 @@ def coco_rows(loaded: dict[str, Any]) -> Iterator[dict[str, Any]]:
         }
 
 
-def _row(image: dict[str, Any], annotations: list[dict], categories: dict[Any, Any]) -> dict[str, Any]:
+def _row(image: dict[str, Any], annotations: list[dict], categories: dict[Any, Any], path: str) -> dict[str, Any]:
     row = {key: value for key, value in image.items() if key != "id"}
     if "id" in image:
         row["coco_id"] = image["id"]
@@ -121,6 +123,7 @@ def _row(image: dict[str, Any], annotations: list[dict], categories: dict[Any, A
     ]
     if objects:
         row["objects"] = objects
+        row[BOXES_FROM] = path  # normalise clips them to the image, noting it
     return row
 
 

@@ -1284,8 +1284,8 @@ def test_pascal_voc_annotations_beside_or_in_a_twin_folder_label_their_images(tm
         {"label": "porosity", "bbox": [0.1, 0.1, 0.1, 0.1]},
         {"label": "crack", "bbox": [0.0, 0.0, 0.5, 0.1]},
     ]
-    # no size in the XML: the decoded image's (200x200) makes the shares
-    assert metadata["crazing_1.jpg"]["objects"] == [{"label": "crazing", "bbox": [0.05, 0.1, 0.5, 1.0]}]
+    # no size in the XML: the decoded image's (200x200) makes the shares, and the box, 20 to 220 high, ends at its edge
+    assert metadata["crazing_1.jpg"]["objects"] == [{"label": "crazing", "bbox": [0.05, 0.1, 0.5, 0.9]}]
 
 
 def test_coco_entries_sharing_an_id_or_without_one_are_named_instead_of_taking_other_images_annotations(
@@ -1353,6 +1353,60 @@ def test_coco_boxes_that_are_not_4_numbers_are_named_and_number_category_names_a
     metadata = json.loads(out.samples_by_name()["ann.json#1"]["json"])["metadata"]
     assert metadata["label"] == ["1024"]
     assert metadata["objects"] == [{"label": "1024", "bbox": [0.1, 0.1, 0.2, 0.2]}]
+
+
+def test_boxes_reaching_past_the_image_are_clipped_and_boxes_with_no_area_in_it_dropped_with_a_note(
+    tmp_path, run, photo
+):
+    """YOLO, VOC and COCO boxes wider than the image, outside it or inverted were shipped as they were: shares above
+    1 and negative widths in ``objects``, which hold boxes as shares of the image."""
+    yolo, voc = tmp_path / "yolo", tmp_path / "voc"
+    (yolo / "images").mkdir(parents=True)
+    (yolo / "labels").mkdir()
+    voc.mkdir()
+    (yolo / "data.yaml").write_text("names: ['scratch']\n")
+    photo(128, 96, seed=120).save(yolo / "images" / "a.jpg")
+    (yolo / "labels" / "a.txt").write_text("0 0.5 0.5 1.6 0.2\n0 0.5 0.5 0.2 0.2\n")  # 1.6 wide; inside
+    photo(128, 96, seed=121).save(yolo / "images" / "b.jpg")
+    (yolo / "labels" / "b.txt").write_text("0 -0.2 1.3 0.2 0.2\n")  # wholly outside
+    photo(128, 96, seed=122).save(voc / "c.jpg")
+    inverted, past = ("dent", (50, 40, 10, 10)), ("dent", (100, 80, 300, 200))
+    (voc / "c.xml").write_text(_voc("c.jpg", [inverted, past], (128, 96)))
+    photo(128, 96, seed=123).save(tmp_path / "d.jpg")
+    coco = {
+        "images": [{"id": 1, "file_name": "d.jpg", "width": 128, "height": 96}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [64, 0, 128, 48]}],
+        "categories": [{"id": 1, "name": "rust"}],
+    }
+    (tmp_path / "ann.json").write_text(json.dumps(coco), encoding="utf-8")
+
+    out = run([yolo, voc, tmp_path / "ann.json"], quality={"enabled": False})
+
+    assert {name: row["status"] for name, row in out.ledger_by_name().items()} == {
+        "a.jpg": "kept",
+        "b.jpg": "kept",
+        "c.jpg": "kept",
+        "ann.json#1": "kept",
+    }
+    records = {name: json.loads(sample["json"]) for name, sample in out.samples_by_name().items()}
+    assert records["a.jpg"]["metadata"]["objects"] == [
+        {"label": "scratch", "bbox": [0.0, 0.4, 1.0, 0.2]},
+        {"label": "scratch", "bbox": [0.4, 0.4, 0.2, 0.2]},
+    ]
+    assert f"objects of {yolo / 'labels' / 'a.txt'}: 1 box(es) clipped to the image" in records["a.jpg"]["notes"]
+    assert records["b.jpg"]["metadata"]["objects"] == []
+    assert (
+        f"objects of {yolo / 'labels' / 'b.txt'}: 1 box(es) dropped (outside the image or inverted: no area in it)"
+        in records["b.jpg"]["notes"]
+    )
+    clipped = [0.78125, 0.833333, 0.21875, 0.166667]  # 100, 80 to the 128x96 image's corner; the inverted one gone
+    assert records["c.jpg"]["metadata"]["objects"] == [{"label": "dent", "bbox": clipped}]
+    assert (
+        f"objects of {voc / 'c.xml'}: 1 box(es) clipped to the image, 1 box(es) dropped (outside the image or "
+        "inverted: no area in it)" in records["c.jpg"]["notes"]
+    )
+    assert records["ann.json#1"]["metadata"]["objects"] == [{"label": "rust", "bbox": [0.5, 0.0, 0.5, 0.5]}]
+    assert f"objects of {tmp_path / 'ann.json'}: 1 box(es) clipped to the image" in records["ann.json#1"]["notes"]
 
 
 def test_a_hugging_face_parquet_file_with_its_images_in_the_rows_is_read_row_by_row(tmp_path, run, photo):
