@@ -232,7 +232,8 @@ def class_names(folder: str) -> dict[int, str]:
 
 def _names(path: str) -> dict[int, str]:
     try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
+        # utf-8-sig: Windows Notepad saves classes.txt with a byte-order mark, which is no part of the first name
+        with open(path, encoding="utf-8-sig", errors="replace") as handle:
             text = handle.read()
     except OSError:
         return {}

@@ -1409,6 +1409,22 @@ def test_boxes_reaching_past_the_image_are_clipped_and_boxes_with_no_area_in_it_
     assert f"objects of {tmp_path / 'ann.json'}: 1 box(es) clipped to the image" in records["ann.json#1"]["notes"]
 
 
+def test_a_yolo_names_file_saved_with_a_byte_order_mark_names_its_first_class_without_it(tmp_path, run, photo):
+    """Windows Notepad's classes.txt starts with U+FEFF, which became part of the first class's name."""
+    root = tmp_path / "notepad"
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    (root / "labels" / "classes.txt").write_text("crack\nhole\n", encoding="utf-8-sig")
+    photo(320, 240, seed=130).save(root / "images" / "b.jpg")
+    (root / "labels" / "b.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+
+    out = run([root], quality={"enabled": False})
+
+    assert out.texts_by_name() == {"b.jpg": "crack"}
+    metadata = json.loads(out.samples_by_name()["b.jpg"]["json"])["metadata"]
+    assert metadata["label"] == ["crack"] and metadata["objects"][0]["label"] == "crack"
+
+
 def test_a_hugging_face_parquet_file_with_its_images_in_the_rows_is_read_row_by_row(tmp_path, run, photo):
     # datasets' Image feature: a struct of the image's bytes and its file name, beside the text columns.
     shots = [photo(240, 180, seed=80 + seed) for seed in range(4)]
