@@ -2,10 +2,11 @@
 
 - **YOLO** (Ultralytics, Roboflow, CVAT exports): each image under a folder named ``images`` has its label file at
   the same place under the twin folder ``labels`` (``train/images/a.jpg`` and ``train/labels/a.txt``, as Ultralytics
-  pairs them), one line per object: ``CLASS X Y W H`` (the box's centre and size as shares of the image) or ``CLASS
-  X1 Y1 X2 Y2 ...`` (a polygon). Class names come from the nearest ``data.yaml`` or ``dataset.yaml`` (``names``: a
-  list, or ids mapped to names), else ``classes.txt`` or ``obj.names`` (a name per line), in the labels folder or up
-  to three folders above it.
+  pairs them), one line per object: ``CLASS X Y W H`` (the box's centre and size as shares of the image) or
+  ``CLASS X1 Y1 X2 Y2 ...`` (a polygon). Class names come from the nearest names file, in the labels folder or up
+  to three folders above it (``name_files`` says which, in one folder holding several): ``data.yaml``,
+  ``dataset.yaml`` or any other YAML whose ``names`` lists them (a list, or ids mapped to names: Ultralytics'
+  ``coco8.yaml``), else ``classes.txt`` or ``obj.names`` (a name per line), UTF-8 with or without a byte-order mark.
 - **Pascal VOC** (LabelImg, CVAT, the VOC and NEU-DET datasets): ``NAME.xml`` beside ``NAME.jpg`` (LabelImg's
   default), or in a folder named ``Annotations`` whose sibling ``JPEGImages`` or ``images`` (any case) holds the
   image; an ``<annotation>`` of ``<object>`` elements, each a ``<name>`` and a ``<bndbox>`` in pixels.
@@ -33,6 +34,7 @@ from schemas.records.values import BOXES_FROM
 
 LABELS, IMAGES = f"{os.sep}labels{os.sep}", f"{os.sep}images{os.sep}"
 NAME_FILES = ("data.yaml", "dataset.yaml", "data.yml", "classes.txt", "obj.names")
+YAML_SUFFIXES = (".yaml", ".yml")  # any such file whose names key lists classes is a names file too
 VOC_FOLDER, VOC_TWINS = "annotations", ("jpegimages", "images")
 ANNOTATION = "__annotation__"  # metadata key of an image's annotation file: ingest's read reads it
 _LEVELS = 3  # folders above the labels folder searched for class names
@@ -120,11 +122,15 @@ def _numbers(values: Any) -> bool:
 
 
 def is_class_names(path: str) -> bool:
-    """Whether ``path`` is a YOLO dataset's class-name file (``NAME_FILES``) that its label files read: a folder
-    named ``labels`` holds it, or lies beside or below it, at most ``_LEVELS`` folders down. Such a file is the
-    dataset's own description, as a folder's metadata.csv is, and no item."""
-    if "://" in path or os.path.basename(path) not in NAME_FILES:
+    """Whether ``path`` is a YOLO dataset's class-name file that its label files read: a names file (``NAME_FILES``,
+    or any YAML whose ``names`` lists classes, as Ultralytics' ``coco8.yaml``) where a folder named ``labels`` holds
+    it, or lies beside or below it, at most ``_LEVELS`` folders down. Such a file is the dataset's own description,
+    as a folder's metadata.csv is, and no item."""
+    name = os.path.basename(path)
+    if "://" in path or not (name in NAME_FILES or name.lower().endswith(YAML_SUFFIXES)):
         return False
+    if name.lower().endswith(YAML_SUFFIXES) and not _names(path):
+        return False  # a YAML without class names names no class: an item, so the ledger shows it
     folder = os.path.dirname(path)
     if os.path.basename(folder) == "labels":
         return True
@@ -215,19 +221,33 @@ def _object(fields: list[str], names: dict[int, str]) -> dict[str, Any]:
 
 
 def class_names(folder: str) -> dict[int, str]:
-    """Class id to name from the nearest name file in ``folder`` or up to three folders above it ({} without)."""
+    """Class id to name from the nearest names file in ``folder`` or up to three folders above it ({} without); in
+    one folder, the first of ``name_files`` that names classes."""
     for _ in range(_LEVELS + 1):
-        for name in NAME_FILES:
-            candidate = os.path.join(folder, name)
-            if os.path.isfile(candidate):
-                found = _names(candidate)
-                if found:
-                    return found
+        for candidate in name_files(folder):
+            found = _names(candidate)
+            if found:
+                return found
         parent = os.path.dirname(folder)
         if parent == folder:
             break
         folder = parent
     return {}
+
+
+def name_files(folder: str) -> list[str]:
+    """The files of ``folder`` that may name a YOLO dataset's classes, in the order they are tried, so two that
+    disagree always resolve the same way: ``data.yaml``, ``dataset.yaml``, ``data.yml``, any other ``.yaml`` or
+    ``.yml`` file in name order (``coco8.yaml``, ``VOC.yaml``), then ``classes.txt``, then ``obj.names``."""
+    try:
+        present = sorted(os.listdir(folder or "."))
+    except OSError:
+        return []
+    yamls = [name for name in present if name.lower().endswith(YAML_SUFFIXES) and name not in NAME_FILES]
+    order = [name for name in NAME_FILES if name.endswith(YAML_SUFFIXES)] + yamls
+    order += [name for name in NAME_FILES if not name.endswith(YAML_SUFFIXES)]
+    paths = [os.path.join(folder, name) for name in order if name in present]
+    return [path for path in paths if os.path.isfile(path)]
 
 
 def _names(path: str) -> dict[int, str]:
@@ -237,7 +257,7 @@ def _names(path: str) -> dict[int, str]:
             text = handle.read()
     except OSError:
         return {}
-    if not path.endswith((".yaml", ".yml")):
+    if not path.lower().endswith(YAML_SUFFIXES):
         return {index: line.strip() for index, line in enumerate(text.splitlines()) if line.strip()}
     import yaml
 

@@ -1425,6 +1425,43 @@ def test_a_yolo_names_file_saved_with_a_byte_order_mark_names_its_first_class_wi
     assert metadata["label"] == ["crack"] and metadata["objects"][0]["label"] == "crack"
 
 
+def test_any_yaml_naming_classes_is_a_yolo_names_file_and_one_that_names_none_is_in_the_ledger(tmp_path, run, photo):
+    """Ultralytics names its dataset files coco8.yaml, VOC.yaml...: such a file was ignored for class names, and its
+    not_an_image row claimed its names labelled the images."""
+    coco8, both, loose = tmp_path / "coco8", tmp_path / "both", tmp_path / "loose"
+    for root in (coco8, both):
+        (root / "images" / "val").mkdir(parents=True)
+        (root / "labels" / "val").mkdir(parents=True)
+        (root / "labels" / "val" / "c.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    photo(320, 240, seed=140).save(coco8 / "images" / "val" / "c.jpg")
+    photo(320, 240, seed=141).save(both / "images" / "val" / "c.jpg")
+    (coco8 / "coco8.yaml").write_text("path: .\nval: images/val\nnames:\n  0: person\n")
+    (coco8 / "hyp.yaml").write_text("lr0: 0.01\nmomentum: 0.937\n")  # no names: no names file
+    (both / "VOC.yaml").write_text("val: images/val\nnames: ['aeroplane']\n")  # data.yaml comes first
+    (both / "data.yaml").write_text("val: images/val\nnames: ['bolt']\n")
+    loose.mkdir()
+    photo(320, 240, seed=142).save(loose / "e.jpg")
+    write_sidecar(loose / "e.jpg", title="a loose bolt")
+    (loose / "VOC.yaml").write_text("val: images/val\nnames: ['aeroplane']\n")  # no labels/ folder reads it
+
+    out = run([coco8, both, loose], quality={"enabled": False})
+
+    rows = {os.path.relpath(row["source"], tmp_path): row for row in out.ledger}
+    assert sorted(rows) == [
+        "both/images/val/c.jpg",
+        "coco8/hyp.yaml",  # coco8.yaml names the classes: no item
+        "coco8/images/val/c.jpg",
+        "loose/VOC.yaml",
+        "loose/e.jpg",
+    ]
+    assert rows["coco8/hyp.yaml"]["reason"] == rows["loose/VOC.yaml"]["reason"] == reasons.NOT_AN_IMAGE
+    assert "class names label no image here" in rows["loose/VOC.yaml"]["detail"]
+    assert "YOLO" not in rows["coco8/hyp.yaml"]["detail"]
+    records = [json.loads(sample["json"]) for sample in out.samples()]
+    labels = {os.path.relpath(record["source"], tmp_path): record["metadata"].get("label") for record in records}
+    assert labels == {"coco8/images/val/c.jpg": ["person"], "both/images/val/c.jpg": ["bolt"], "loose/e.jpg": None}
+
+
 def test_a_hugging_face_parquet_file_with_its_images_in_the_rows_is_read_row_by_row(tmp_path, run, photo):
     # datasets' Image feature: a struct of the image's bytes and its file name, beside the text columns.
     shots = [photo(240, 180, seed=80 + seed) for seed in range(4)]
