@@ -2,11 +2,13 @@
 
 - **YOLO** (Ultralytics, Roboflow, CVAT exports): each image under a folder named ``images`` has its label file at
   the same place under the twin folder ``labels`` (``train/images/a.jpg`` and ``train/labels/a.txt``, as Ultralytics
-  pairs them), one line per object: ``CLASS X Y W H`` (the box's centre and size as shares of the image) or
-  ``CLASS X1 Y1 X2 Y2 ...`` (a polygon). Class names come from the nearest names file, in the labels folder or up
-  to three folders above it (``name_files`` says which, in one folder holding several): ``data.yaml``,
-  ``dataset.yaml`` or any other YAML whose ``names`` lists them (a list, or ids mapped to names: Ultralytics'
-  ``coco8.yaml``), else ``classes.txt`` or ``obj.names`` (a name per line), UTF-8 with or without a byte-order mark.
+  pairs them), or beside it (``d.jpg`` and ``d.txt`` with ``classes.txt``, as LabelImg saves in its YOLO mode: a
+  same-stem ``.txt`` of box lines only, in a folder holding one of ``NAME_FILES``), one line per object: ``CLASS X Y
+  W H`` (the box's centre and size as shares of the image) or ``CLASS X1 Y1 X2 Y2 ...`` (a polygon). Class names
+  come from the nearest names file, in the labels folder or up to three folders above it (``name_files`` says
+  which, in one folder holding several): ``data.yaml``, ``dataset.yaml`` or any other YAML whose ``names`` lists
+  them (a list, or ids mapped to names: Ultralytics' ``coco8.yaml``), else ``classes.txt`` or ``obj.names`` (a name
+  per line), UTF-8 with or without a byte-order mark.
 - **Pascal VOC** (LabelImg, CVAT, the VOC and NEU-DET datasets): ``NAME.xml`` beside ``NAME.jpg`` (LabelImg's
   default), or in a folder named ``Annotations`` whose sibling ``JPEGImages`` or ``images`` (any case) holds the
   image; an ``<annotation>`` of ``<object>`` elements, each a ``<name>`` and a ``<bndbox>`` in pixels.
@@ -25,6 +27,7 @@ object that is not a class and a box is ``malformed_sidecar``, naming it; an ann
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -39,6 +42,9 @@ VOC_FOLDER, VOC_TWINS = "annotations", ("jpegimages", "images")
 ANNOTATION = "__annotation__"  # metadata key of an image's annotation file: ingest's read reads it
 _LEVELS = 3  # folders above the labels folder searched for class names
 _VOC_HEAD = 4096  # bytes of a same-stem .xml read to tell an <annotation>
+_PEEK = 8  # non-empty .txt files of a folder looked at to tell LabelImg's YOLO label files from captions
+_LINE = 256  # bytes of a line read to tell a YOLO box: one is far shorter
+_YOLO_LINE = re.compile(rb"\s*\d+(\s+[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?){4}\s*$")
 _EDGE = 1e-6  # shares are rounded to 6 places: a box this far past an edge lies inside
 
 
@@ -124,15 +130,16 @@ def _numbers(values: Any) -> bool:
 def is_class_names(path: str) -> bool:
     """Whether ``path`` is a YOLO dataset's class-name file that its label files read: a names file (``NAME_FILES``,
     or any YAML whose ``names`` lists classes, as Ultralytics' ``coco8.yaml``) where a folder named ``labels`` holds
-    it, or lies beside or below it, at most ``_LEVELS`` folders down. Such a file is the dataset's own description,
-    as a folder's metadata.csv is, and no item."""
+    it, or lies beside or below it, at most ``_LEVELS`` folders down, or (one of ``NAME_FILES``) beside label files
+    saved next to their images (``labels_beside``: LabelImg's YOLO mode). Such a file is the dataset's own
+    description, as a folder's metadata.csv is, and no item."""
     name = os.path.basename(path)
     if "://" in path or not (name in NAME_FILES or name.lower().endswith(YAML_SUFFIXES)):
         return False
     if name.lower().endswith(YAML_SUFFIXES) and not _names(path):
         return False  # a YAML without class names names no class: an item, so the ledger shows it
     folder = os.path.dirname(path)
-    if os.path.basename(folder) == "labels":
+    if os.path.basename(folder) == "labels" or (name in NAME_FILES and labels_beside(folder)):
         return True
     depth = folder.count(os.sep)
     for top, folders, _ in os.walk(folder):
@@ -143,13 +150,64 @@ def is_class_names(path: str) -> bool:
     return False
 
 
+def labels_beside(folder: str) -> bool:
+    """Whether ``folder`` holds YOLO label files beside their images, as LabelImg saves them in its YOLO mode (with
+    ``classes.txt``): one of the first ``_PEEK`` non-empty ``.txt`` files, in name order, is ``is_yolo_boxes``."""
+    try:
+        names = sorted(os.listdir(folder or "."))
+    except OSError:
+        return False
+    texts = [name for name in names if name.lower().endswith(".txt") and name not in NAME_FILES]
+    looked = 0
+    for name in texts:
+        path = os.path.join(folder, name)
+        try:
+            if not os.path.isfile(path) or not os.path.getsize(path):
+                continue
+        except OSError:
+            continue
+        if is_yolo_boxes(path):
+            return True
+        looked += 1
+        if looked >= _PEEK:
+            break
+    return False
+
+
+def is_yolo_boxes(path: str) -> bool:
+    """Whether the text file ``path`` holds YOLO boxes only: at least one line, and every non-empty line ``CLASS X Y
+    W H`` (an integer and 4 numbers). A caption's first line tells it apart, so that is as far as one is read."""
+    found = False
+    try:
+        with open(path, "rb") as handle:
+            for line in iter(lambda: handle.readline(_LINE), b""):
+                if not line.strip():
+                    continue
+                if not _YOLO_LINE.match(line.removeprefix(b"\xef\xbb\xbf")):
+                    return False
+                found = True
+    except OSError:
+        return False
+    return found
+
+
 def annotation_of(path: str, stem: str) -> bool:
     """Whether ``path`` is an annotation file of the images whose stem is ``stem``: in a twin folder, or a
-    same-stem ``.xml`` that is a Pascal VOC ``<annotation>``."""
+    same-stem ``.xml`` that is a Pascal VOC ``<annotation>``, or a same-stem ``.txt`` of YOLO boxes beside one of
+    ``NAME_FILES`` that names classes (LabelImg's YOLO mode: ``d.jpg``, ``d.txt``, ``classes.txt``), which is then
+    no caption."""
     own, ext = os.path.splitext(path)
-    if own == stem:
-        return ext.lower() == ".xml" and "://" not in path and _is_voc(path)
+    if own == stem and "://" not in path:
+        if ext.lower() == ".xml":
+            return _is_voc(path)
+        return ext.lower() == ".txt" and _names_beside(os.path.dirname(path)) and is_yolo_boxes(path)
     return twin_stem(path) == stem
+
+
+def _names_beside(folder: str) -> bool:
+    """Whether ``folder`` holds one of ``NAME_FILES`` that names classes: a look by name, not a listing of a folder
+    that may hold many thousand captions."""
+    return any(_names(os.path.join(folder, name)) for name in NAME_FILES if os.path.isfile(os.path.join(folder, name)))
 
 
 def _is_voc(path: str) -> bool:

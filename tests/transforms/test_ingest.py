@@ -1462,6 +1462,35 @@ def test_any_yaml_naming_classes_is_a_yolo_names_file_and_one_that_names_none_is
     assert labels == {"coco8/images/val/c.jpg": ["person"], "both/images/val/c.jpg": ["bolt"], "loose/e.jpg": None}
 
 
+def test_labelimg_yolo_label_files_beside_their_images_give_boxes_not_captions(tmp_path, run, photo):
+    """LabelImg's YOLO mode saves d.txt beside d.jpg, and classes.txt: the box line became the caption
+    "0 0.5 0.5 0.2 0.2", and classes.txt was an orphan_sidecar advising to name it like its image."""
+    folder, captions = tmp_path / "labelimg", tmp_path / "captions"
+    folder.mkdir()
+    captions.mkdir()
+    (folder / "classes.txt").write_text("rust\nhole\n")
+    photo(320, 240, seed=150).save(folder / "d.jpg")
+    (folder / "d.txt").write_text("0 0.5 0.5 0.2 0.2\n1 0.25 0.25 0.1 0.1\n")
+    photo(320, 240, seed=151).save(folder / "e.jpg")
+    (folder / "e.txt").write_text("a rusty plate\n")  # a caption beside them stays one
+    photo(320, 240, seed=152).save(captions / "g.jpg")
+    (captions / "g.txt").write_text("0 0.5 0.5 0.2 0.2\n")  # no names file beside it: a caption, as before
+
+    out = run([folder, captions], quality={"enabled": False})
+
+    assert {name: row["status"] for name, row in out.ledger_by_name().items()} == {
+        "d.jpg": "kept",
+        "e.jpg": "kept",
+        "g.jpg": "kept",
+    }
+    assert out.texts_by_name() == {"d.jpg": "rust, hole", "e.jpg": "a rusty plate", "g.jpg": "0 0.5 0.5 0.2 0.2"}
+    metadata = json.loads(out.samples_by_name()["d.jpg"]["json"])["metadata"]
+    assert metadata["objects"] == [
+        {"label": "rust", "bbox": [0.4, 0.4, 0.2, 0.2]},
+        {"label": "hole", "bbox": [0.2, 0.2, 0.1, 0.1]},
+    ]
+
+
 def test_a_hugging_face_parquet_file_with_its_images_in_the_rows_is_read_row_by_row(tmp_path, run, photo):
     # datasets' Image feature: a struct of the image's bytes and its file name, beside the text columns.
     shots = [photo(240, 180, seed=80 + seed) for seed in range(4)]
