@@ -430,7 +430,7 @@ def manifest_rows(path: str) -> Iterator[dict[str, Any]]:
             yield from _json_lines(_text(handle))
     elif lowered.endswith(".json"):
         with FileSystems.open(path) as handle:
-            yield from _json_rows(_text(handle).read())
+            yield from _json_rows(_text(handle).read(), printable(path))
     else:
         with FileSystems.open(path) as handle:
             text = _text(handle, newline="")
@@ -536,7 +536,7 @@ def _json_lines(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
         yield row if isinstance(row, dict) else {"__error__": f"line {number} is not a JSON object"}
 
 
-def _json_rows(text: str) -> Iterator[dict[str, Any]]:
+def _json_rows(text: str, path: str = "") -> Iterator[dict[str, Any]]:
     """The rows of a ``.json`` manifest: an array of objects, or an object whose one array holds them (an export's
     ``{"products": [...]}``), or a COCO annotation file (``transforms._coco``); JSON Lines saved as ``.json`` is read
     as such."""
@@ -552,7 +552,7 @@ def _json_rows(text: str) -> Iterator[dict[str, Any]]:
             yield {"__error__": f"the file is not valid JSON: {error}"}
         return
     if is_coco(loaded):
-        yield from coco_rows(loaded)
+        yield from coco_rows(loaded, path)
         return
     arrays = [value for value in loaded.values() if isinstance(value, list)] if isinstance(loaded, dict) else []
     rows = loaded if isinstance(loaded, list) else arrays[0] if len(arrays) == 1 else None

@@ -220,9 +220,12 @@ def _not_an_image(data: bytes) -> str:
         return f"a COCO annotation file (images and annotations), not an image: {COCO_ADVICE}"
     start = data[:65536]
     if _is_text(head) and b"names:" in start and any(key in start for key in (b"nc:", b"train:", b"val:")):
+        # A YAML whose class names a label file reads is no item (transforms._annotation_files.is_class_names), so
+        # one that reaches the ledger labels no image.
         return (
-            "a YOLO dataset's YAML file, not an image: its class names label the images whose labels/ files it "
-            "describes; leave it out with ingest.ignore to drop this row"
+            "a YOLO dataset's YAML file, not an image, whose class names label no image here: they are read where "
+            "its names key lists them and a labels/ folder lies beside it or at most three folders below; move it "
+            "there, or leave it out with ingest.ignore to drop this row"
         )
     if _is_text(head) and (table := _table_columns(head)):
         columns, named = table

@@ -44,7 +44,7 @@ from schemas.config.ingest import IngestConfig, InputSpec
 from schemas.documents import TextRow
 from schemas.records.inputs import InputItem
 from schemas.records.ledger import RejectItem
-from schemas.records.values import blank, finite, valid_text
+from schemas.records.values import BOXES_FROM, blank, finite, printable, valid_text
 from transforms._annotation_files import ANNOTATION, read_annotation
 from transforms._common import StageFn, apply_stage
 from transforms._confine import confine
@@ -414,7 +414,10 @@ class _ReadFn(StageFn):
         if ANNOTATION in metadata:
             annotation = metadata.pop(ANNOTATION)
             confine(annotation, item.roots, follow, f"annotation file {annotation} of {item.source}")
-            for key, value in read_annotation(annotation, read_bytes(annotation)[0], self._class_names).items():
+            found = read_annotation(annotation, read_bytes(annotation)[0], self._class_names)
+            if "objects" in found and "objects" not in metadata:
+                metadata[BOXES_FROM] = printable(annotation)  # normalise clips its boxes to the image, noting it
+            for key, value in found.items():
                 metadata.setdefault(key, value)  # a sidecar or metadata row wins
         if FOLDER in metadata:  # the folder's name, the last resort: a sidecar, row or annotation wins
             metadata.setdefault(self._config.folder_field, metadata.pop(FOLDER))

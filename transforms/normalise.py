@@ -35,7 +35,7 @@ from schemas.records.inputs import InputItem
 from schemas.records.ledger import RejectItem
 from schemas.records.samples import ImageInfo, Sample
 from schemas.records.values import printable
-from transforms._annotation_files import with_box_shares
+from transforms._annotation_files import boxes_in_image
 from transforms._common import StageFn, apply_stage
 from transforms._unreadable import camera_raw, decode_hint, raw_preview, unidentified
 from transforms.embedded_text import embedded_text
@@ -304,8 +304,8 @@ def normalise_item(
     key, sha256 = content_key(data)
     image, original, notes = normalise_image(data, config)
     metadata, found_notes = _with_embedded_text(item.metadata, data)
-    metadata = with_box_shares(metadata, original.width, original.height)
-    notes += found_notes
+    metadata, box_notes = boxes_in_image(metadata, original.width, original.height)
+    notes += found_notes + box_notes
     encoded = encode(image, config)
     pixels = hashlib.sha256(f"{image.width}x{image.height}:".encode() + image.tobytes()).hexdigest()
     reference = store_image(images, encoded, config.format) if images else ""

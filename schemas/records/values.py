@@ -5,9 +5,13 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+# Metadata key naming the annotation file (YOLO, Pascal VOC, COCO) an item's ``objects`` came from: normalise clips
+# those boxes to the decoded image and notes it, naming the file, then drops the key.
+BOXES_FROM = "__boxes_from__"
+
 # Metadata keys that say how an item was read, not what it is: the ledger records them; shards, survivor choice and
 # change detection never see them, so a transient read error cannot change an output byte.
-PROVENANCE = ("read_attempts",)
+PROVENANCE = ("read_attempts", BOXES_FROM)
 
 
 def printable(path: str) -> str:

@@ -1362,8 +1362,211 @@ def test_pascal_voc_annotations_beside_or_in_a_twin_folder_label_their_images(tm
         {"label": "porosity", "bbox": [0.1, 0.1, 0.1, 0.1]},
         {"label": "crack", "bbox": [0.0, 0.0, 0.5, 0.1]},
     ]
-    # no size in the XML: the decoded image's (200x200) makes the shares
-    assert metadata["crazing_1.jpg"]["objects"] == [{"label": "crazing", "bbox": [0.05, 0.1, 0.5, 1.0]}]
+    # no size in the XML: the decoded image's (200x200) makes the shares, and the box, 20 to 220 high, ends at its edge
+    assert metadata["crazing_1.jpg"]["objects"] == [{"label": "crazing", "bbox": [0.05, 0.1, 0.5, 0.9]}]
+
+
+def test_coco_entries_sharing_an_id_or_without_one_are_named_instead_of_taking_other_images_annotations(
+    tmp_path, run, photo
+):
+    """Two entries with id 1 (exports merged) both took image 1's box, and two entries without an id both took the
+    caption whose image_id is null: each image silently labelled with another's annotations."""
+    for seed in range(4):
+        photo(128, 96, seed=100 + seed).save(tmp_path / f"img{seed}.jpg")
+    coco = {
+        "images": [
+            {"id": 1, "file_name": "img0.jpg", "width": 128, "height": 96},
+            {"id": 1, "file_name": "img1.jpg", "width": 128, "height": 96},
+            {"file_name": "img2.jpg", "width": 128, "height": 96},
+            {"id": None, "file_name": "img3.jpg", "width": 128, "height": 96},
+        ],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 20, 20]},
+            {"id": 2, "image_id": None, "caption": "caption with null image_id"},
+            {"id": 3, "caption": "caption with no image_id"},
+        ],
+        "categories": [{"id": 1, "name": "scratch"}],
+    }
+    (tmp_path / "ann.json").write_text(json.dumps(coco), encoding="utf-8")
+
+    out = run([tmp_path / "ann.json"], quality={"enabled": False})
+
+    rows = out.ledger_by_name()
+    assert sorted(rows) == [f"ann.json#{n}" for n in range(1, 6)]
+    assert rows["ann.json#1"]["status"] == "kept"
+    assert out.texts_by_name() == {"ann.json#1": "scratch"}
+    for number in (2, 3, 4, 5):
+        assert rows[f"ann.json#{number}"]["reason"] == reasons.MALFORMED_MANIFEST_ROW
+    repeated, no_id, other_no_id, unattached = (rows[f"ann.json#{n}"]["detail"] for n in (2, 3, 4, 5))
+    assert "ann.json" in repeated and "images[1] ('img1.jpg') has id 1, as images[0] ('img0.jpg') has" in repeated
+    assert "give each entry its own id" in repeated
+    assert "images[2] ('img2.jpg') has no id" in no_id and "give the entry the id" in no_id
+    assert "images[3] ('img3.jpg') has no id" in other_no_id
+    assert "2 annotation(s) have no image_id (missing or null): their text reaches no image" in unattached
+
+
+def test_coco_boxes_that_are_not_4_numbers_are_named_and_number_category_names_are_text_in_label_and_objects(
+    tmp_path, run, photo
+):
+    """A 3-number bbox vanished without a word, a bbox holding a string passed into ``objects`` as it was, and a
+    category named 1024 (a part number) was ``"1024"`` in ``label`` but ``1024`` in ``objects``."""
+    photo(320, 240, seed=110).save(tmp_path / "plate.jpg")
+    coco = {
+        "images": [{"id": 1, "file_name": "plate.jpg", "width": 320, "height": 240}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [32, 24, 64, 48]},
+            {"id": 2, "image_id": 1, "category_id": 1, "bbox": [32, 24, 64]},
+            {"id": 3, "image_id": 1, "category_id": 1, "bbox": [32, "24", 64, 48]},
+        ],
+        "categories": [{"id": 1, "name": 1024}],
+    }
+    (tmp_path / "ann.json").write_text(json.dumps(coco), encoding="utf-8")
+
+    out = run([tmp_path / "ann.json"], quality={"enabled": False})
+
+    rows = out.ledger_by_name()
+    assert rows["ann.json#1"]["status"] == "kept"
+    assert rows["ann.json#2"]["reason"] == reasons.MALFORMED_MANIFEST_ROW
+    assert "2 annotation(s) (ids 2, 3) have a bbox that is not 4 numbers" in rows["ann.json#2"]["detail"]
+    metadata = json.loads(out.samples_by_name()["ann.json#1"]["json"])["metadata"]
+    assert metadata["label"] == ["1024"]
+    assert metadata["objects"] == [{"label": "1024", "bbox": [0.1, 0.1, 0.2, 0.2]}]
+
+
+def test_boxes_reaching_past_the_image_are_clipped_and_boxes_with_no_area_in_it_dropped_with_a_note(
+    tmp_path, run, photo
+):
+    """YOLO, VOC and COCO boxes wider than the image, outside it or inverted were shipped as they were: shares above
+    1 and negative widths in ``objects``, which hold boxes as shares of the image."""
+    yolo, voc = tmp_path / "yolo", tmp_path / "voc"
+    (yolo / "images").mkdir(parents=True)
+    (yolo / "labels").mkdir()
+    voc.mkdir()
+    (yolo / "data.yaml").write_text("names: ['scratch']\n")
+    photo(128, 96, seed=120).save(yolo / "images" / "a.jpg")
+    (yolo / "labels" / "a.txt").write_text("0 0.5 0.5 1.6 0.2\n0 0.5 0.5 0.2 0.2\n")  # 1.6 wide; inside
+    photo(128, 96, seed=121).save(yolo / "images" / "b.jpg")
+    (yolo / "labels" / "b.txt").write_text("0 -0.2 1.3 0.2 0.2\n")  # wholly outside
+    photo(128, 96, seed=122).save(voc / "c.jpg")
+    inverted, past = ("dent", (50, 40, 10, 10)), ("dent", (100, 80, 300, 200))
+    (voc / "c.xml").write_text(_voc("c.jpg", [inverted, past], (128, 96)))
+    photo(128, 96, seed=123).save(tmp_path / "d.jpg")
+    coco = {
+        "images": [{"id": 1, "file_name": "d.jpg", "width": 128, "height": 96}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [64, 0, 128, 48]}],
+        "categories": [{"id": 1, "name": "rust"}],
+    }
+    (tmp_path / "ann.json").write_text(json.dumps(coco), encoding="utf-8")
+
+    out = run([yolo, voc, tmp_path / "ann.json"], quality={"enabled": False})
+
+    assert {name: row["status"] for name, row in out.ledger_by_name().items()} == {
+        "a.jpg": "kept",
+        "b.jpg": "kept",
+        "c.jpg": "kept",
+        "ann.json#1": "kept",
+    }
+    records = {name: json.loads(sample["json"]) for name, sample in out.samples_by_name().items()}
+    assert records["a.jpg"]["metadata"]["objects"] == [
+        {"label": "scratch", "bbox": [0.0, 0.4, 1.0, 0.2]},
+        {"label": "scratch", "bbox": [0.4, 0.4, 0.2, 0.2]},
+    ]
+    assert f"objects of {yolo / 'labels' / 'a.txt'}: 1 box(es) clipped to the image" in records["a.jpg"]["notes"]
+    assert records["b.jpg"]["metadata"]["objects"] == []
+    assert (
+        f"objects of {yolo / 'labels' / 'b.txt'}: 1 box(es) dropped (outside the image or inverted: no area in it)"
+        in records["b.jpg"]["notes"]
+    )
+    clipped = [0.78125, 0.833333, 0.21875, 0.166667]  # 100, 80 to the 128x96 image's corner; the inverted one gone
+    assert records["c.jpg"]["metadata"]["objects"] == [{"label": "dent", "bbox": clipped}]
+    assert (
+        f"objects of {voc / 'c.xml'}: 1 box(es) clipped to the image, 1 box(es) dropped (outside the image or "
+        "inverted: no area in it)" in records["c.jpg"]["notes"]
+    )
+    assert records["ann.json#1"]["metadata"]["objects"] == [{"label": "rust", "bbox": [0.5, 0.0, 0.5, 0.5]}]
+    assert f"objects of {tmp_path / 'ann.json'}: 1 box(es) clipped to the image" in records["ann.json#1"]["notes"]
+
+
+def test_a_yolo_names_file_saved_with_a_byte_order_mark_names_its_first_class_without_it(tmp_path, run, photo):
+    """Windows Notepad's classes.txt starts with U+FEFF, which became part of the first class's name."""
+    root = tmp_path / "notepad"
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    (root / "labels" / "classes.txt").write_text("crack\nhole\n", encoding="utf-8-sig")
+    photo(320, 240, seed=130).save(root / "images" / "b.jpg")
+    (root / "labels" / "b.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+
+    out = run([root], quality={"enabled": False})
+
+    assert out.texts_by_name() == {"b.jpg": "crack"}
+    metadata = json.loads(out.samples_by_name()["b.jpg"]["json"])["metadata"]
+    assert metadata["label"] == ["crack"] and metadata["objects"][0]["label"] == "crack"
+
+
+def test_any_yaml_naming_classes_is_a_yolo_names_file_and_one_that_names_none_is_in_the_ledger(tmp_path, run, photo):
+    """Ultralytics names its dataset files coco8.yaml, VOC.yaml...: such a file was ignored for class names, and its
+    not_an_image row claimed its names labelled the images."""
+    coco8, both, loose = tmp_path / "coco8", tmp_path / "both", tmp_path / "loose"
+    for root in (coco8, both):
+        (root / "images" / "val").mkdir(parents=True)
+        (root / "labels" / "val").mkdir(parents=True)
+        (root / "labels" / "val" / "c.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    photo(320, 240, seed=140).save(coco8 / "images" / "val" / "c.jpg")
+    photo(320, 240, seed=141).save(both / "images" / "val" / "c.jpg")
+    (coco8 / "coco8.yaml").write_text("path: .\nval: images/val\nnames:\n  0: person\n")
+    (coco8 / "hyp.yaml").write_text("lr0: 0.01\nmomentum: 0.937\n")  # no names: no names file
+    (both / "VOC.yaml").write_text("val: images/val\nnames: ['aeroplane']\n")  # data.yaml comes first
+    (both / "data.yaml").write_text("val: images/val\nnames: ['bolt']\n")
+    loose.mkdir()
+    photo(320, 240, seed=142).save(loose / "e.jpg")
+    write_sidecar(loose / "e.jpg", title="a loose bolt")
+    (loose / "VOC.yaml").write_text("val: images/val\nnames: ['aeroplane']\n")  # no labels/ folder reads it
+
+    out = run([coco8, both, loose], quality={"enabled": False})
+
+    rows = {os.path.relpath(row["source"], tmp_path): row for row in out.ledger}
+    assert sorted(rows) == [
+        "both/images/val/c.jpg",
+        "coco8/hyp.yaml",  # coco8.yaml names the classes: no item
+        "coco8/images/val/c.jpg",
+        "loose/VOC.yaml",
+        "loose/e.jpg",
+    ]
+    assert rows["coco8/hyp.yaml"]["reason"] == rows["loose/VOC.yaml"]["reason"] == reasons.NOT_AN_IMAGE
+    assert "class names label no image here" in rows["loose/VOC.yaml"]["detail"]
+    assert "YOLO" not in rows["coco8/hyp.yaml"]["detail"]
+    records = [json.loads(sample["json"]) for sample in out.samples()]
+    labels = {os.path.relpath(record["source"], tmp_path): record["metadata"].get("label") for record in records}
+    assert labels == {"coco8/images/val/c.jpg": ["person"], "both/images/val/c.jpg": ["bolt"], "loose/e.jpg": None}
+
+
+def test_labelimg_yolo_label_files_beside_their_images_give_boxes_not_captions(tmp_path, run, photo):
+    """LabelImg's YOLO mode saves d.txt beside d.jpg, and classes.txt: the box line became the caption
+    "0 0.5 0.5 0.2 0.2", and classes.txt was an orphan_sidecar advising to name it like its image."""
+    folder, captions = tmp_path / "labelimg", tmp_path / "captions"
+    folder.mkdir()
+    captions.mkdir()
+    (folder / "classes.txt").write_text("rust\nhole\n")
+    photo(320, 240, seed=150).save(folder / "d.jpg")
+    (folder / "d.txt").write_text("0 0.5 0.5 0.2 0.2\n1 0.25 0.25 0.1 0.1\n")
+    photo(320, 240, seed=151).save(folder / "e.jpg")
+    (folder / "e.txt").write_text("a rusty plate\n")  # a caption beside them stays one
+    photo(320, 240, seed=152).save(captions / "g.jpg")
+    (captions / "g.txt").write_text("0 0.5 0.5 0.2 0.2\n")  # no names file beside it: a caption, as before
+
+    out = run([folder, captions], quality={"enabled": False})
+
+    assert {name: row["status"] for name, row in out.ledger_by_name().items()} == {
+        "d.jpg": "kept",
+        "e.jpg": "kept",
+        "g.jpg": "kept",
+    }
+    assert out.texts_by_name() == {"d.jpg": "rust, hole", "e.jpg": "a rusty plate", "g.jpg": "0 0.5 0.5 0.2 0.2"}
+    metadata = json.loads(out.samples_by_name()["d.jpg"]["json"])["metadata"]
+    assert metadata["objects"] == [
+        {"label": "rust", "bbox": [0.4, 0.4, 0.2, 0.2]},
+        {"label": "hole", "bbox": [0.2, 0.2, 0.1, 0.1]},
+    ]
 
 
 def test_a_hugging_face_parquet_file_with_its_images_in_the_rows_is_read_row_by_row(tmp_path, run, photo):
