@@ -39,6 +39,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from transforms._bit_depth import HIGH_DEPTH_MODES, to_8bit
 from transforms._text_regions import text_coverage
 
 UNIFORM_RANGE = 4
@@ -82,7 +83,8 @@ def analysis_pixels(data: bytes, side: int) -> np.ndarray:
     """Decode ``data`` once into an RGB uint8 array at most ``side`` pixels long (never upscaled).
 
     JPEG is decoded in draft mode at the smallest scale that stays at least ``side`` long; palette, alpha (on white),
-    grey and 16-bit or float images are converted to 8-bit RGB, high bit depths scaled by their range.
+    grey and 16-bit or float images are converted to 8-bit RGB, high bit depths scaled as normalise scales them
+    (``transforms._bit_depth``).
     """
     image = Image.open(io.BytesIO(data))
     width, height = image.size
@@ -110,13 +112,8 @@ def analysis_copy(image: Image.Image, side: int) -> np.ndarray:
 
 
 def _to_rgb8(image: Image.Image) -> Image.Image:
-    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        values = np.asarray(image, dtype=np.float64)
-        finite = values[np.isfinite(values)]
-        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
-        top = 65535.0 if image.mode.startswith("I;16") else max(high - min(low, 0.0), 1e-12)
-        scaled = np.nan_to_num((values - min(low, 0.0)) / top, nan=0.0)
-        image = Image.fromarray(np.clip(np.rint(scaled * 255.0), 0, 255).astype(np.uint8), "L")
+    if image.mode in HIGH_DEPTH_MODES:
+        image, _ = to_8bit(image)
     if image.mode in ("RGBA", "LA", "PA", "P", "La", "RGBa"):
         rgba = image.convert("RGBA")
         canvas = Image.new("RGB", rgba.size, (255, 255, 255))
