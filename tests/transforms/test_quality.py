@@ -421,6 +421,22 @@ def test_normalise_measures_the_pixels_it_holds_as_the_stage_would_measure_the_s
     assert [kept.scores for kept in _COLLECTED["kept"]] == [sample.scores]
 
 
+def test_an_animation_rejected_on_its_first_frame_says_which_frame_was_measured():
+    """A fade-in GIF (black first frame) was rejected underexposed with nothing saying only frame 0 was looked at."""
+    frames = [Image.new("RGB", (320, 240), (0, 0, 0)), scene(320, 240, seed=4)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:], duration=100)
+    item = InputItem(source="/data/fade.gif", path="/data/fade.gif", domain="marketing", data=buffer.getvalue())
+    sample = normalise_item(item, NormaliseConfig(), ["phash"], quality_side=256)
+    _COLLECTED.clear()
+    with BeamTestPipeline() as pipeline:
+        result = pipeline | beam.Create([sample]) | FilterLowQuality(QualityConfig())
+        _ = result.rejected | beam.ParDo(_Collect("rejected"))
+    [row] = _COLLECTED["rejected"]
+    assert row.reason == "underexposed"
+    assert json.loads(row.detail)["frame"] == "first frame of 2"
+
+
 def _name(source: str) -> str:
     return source.rsplit("/", 1)[-1].removesuffix(".jpg")
 
