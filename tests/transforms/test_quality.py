@@ -238,6 +238,28 @@ def test_a_banner_over_forty_percent_of_the_frame_is_text_heavy_and_the_detail_n
     assert detail["measure"] == "quality_text_coverage" and detail["threshold"] == 0.15
 
 
+def text_banner(width: int, height: int) -> Image.Image:
+    """A solid blue web banner filled with lines of white words, the font a sixth of its height."""
+    image = Image.new("RGB", (width, height), (20, 60, 170))
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=height // 6)
+    words = "SUMMER SALE UP TO 50% OFF NEW COLLECTION FREE SHIPPING BUY NOW LIMITED OFFER SHOP THE LOOK".split()
+    for row, y in enumerate(range(height // 12, height - height // 6, height // 4)):
+        line = " ".join(words[(row * 3 + index) % len(words)] for index in range(width // height * 4 + 3))
+        draw.text((height // 12, y), line, font=font, fill=(255, 255, 255))
+    return image
+
+
+def test_a_text_banner_is_text_heavy_whatever_its_aspect_ratio():
+    """Banners of 5:1 and 8:1 measured 0.08 and 0.0: their ~256 px copies left glyphs a few pixels tall."""
+    for width, height in ((600, 600), (1200, 400), (1500, 300), (2000, 250)):
+        item = InputItem(source="/b.png", path="/b.png", domain="marketing", data=_encoded(text_banner(width, height)))
+        sample = normalise_item(item, NormaliseConfig(), ["phash"], quality_side=256)
+        coverage = sample.scores["quality_text_coverage"]
+        assert coverage >= 0.5, (width, height, coverage)
+        assert measured(text_banner(width, height)).text_coverage == pytest.approx(coverage, abs=0.05)
+
+
 def pebbles(size: int = 256, seed: int = 0) -> Image.Image:
     """Gravel: a few hundred shaded stones of random grey over grainy mortar, blurred a little, then grained."""
     rng = np.random.default_rng(seed)
