@@ -13,7 +13,10 @@ compares two signatures after fitting away a global brightness and contrast chan
 chroma ``ab' = g ab`` with ``a`` and ``g`` held within [0.8, 1.25]; fitted once more without the ``OVERLAY_SHARE``
 of cells that differ most, so a saturated logo cannot drag the chroma gain and make a whole product differ) and
 returns the largest remaining per-cell difference (lightness counted at half weight), so a re-exported or slightly
-brightened photo stays close while a recoloured product region, however small, does not.
+brightened photo stays close while a recoloured product region, however small, does not. The offset ``b`` explains a
+shift of the mean lightness of at most ``MAX_LIGHTNESS_SHIFT``; the rest of the shift counts in full in every cell, so
+frames of clearly different brightness differ even without structure to fit (flat black, grey and white frames
+measured 0.0 apart, and near dedup removed two of the three).
 
 A whole-image pHash moves 10-30 bits when a crop takes 5-30% off a side, and a sub-window at a fixed place moves as
 much when its box is off by 2%, so ``subwindow`` hashes windows anchored on the content instead: the pHash of a square
@@ -52,6 +55,9 @@ COLOUR_GRID = 12
 _CELL_PIXELS = 4
 _GAIN_RANGE = (0.8, 1.25)
 _LIGHTNESS_WEIGHT = 0.5
+# The mean lightness (CIELAB L, 0-100) a brightness change may move: a +-15% brightness edit moves it up to 12.6 on
+# scikit-image and marketing photos; flat black, grey and white frames are 54 and 46 apart.
+MAX_LIGHTNESS_SHIFT = 15.0
 OVERLAY_SHARE = 0.12
 _SRGB_TO_XYZ = np.array(
     [[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750], [0.0193339, 0.1191920, 0.9503041]]
@@ -248,7 +254,9 @@ def _residuals(x: np.ndarray, y: np.ndarray, fit: np.ndarray | None = None) -> n
         chroma = to_ab - chroma_gain * ab
         squared = (_LIGHTNESS_WEIGHT * lightness) ** 2 + (chroma * chroma).sum(-2)
         worst = squared if worst is None else np.maximum(worst, squared)
-    return np.sqrt(worst)
+    shift = y_mean - x_mean
+    beyond = shift - np.clip(shift, -MAX_LIGHTNESS_SHIFT, MAX_LIGHTNESS_SHIFT)
+    return np.sqrt(worst + beyond * beyond)
 
 
 def colour_residuals(x: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -26,7 +26,6 @@ from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
 
 import apache_beam as beam
-import numpy as np
 from PIL import Image, ImageCms, ImageFile, UnidentifiedImageError
 
 from schemas import reasons
@@ -36,6 +35,7 @@ from schemas.records.ledger import RejectItem
 from schemas.records.samples import ImageInfo, Sample
 from schemas.records.values import printable
 from transforms._annotation_files import boxes_in_image
+from transforms._bit_depth import HIGH_DEPTH_MODES, to_8bit
 from transforms._common import StageFn, apply_stage
 from transforms._unreadable import camera_raw, decode_hint, raw_preview, unidentified
 from transforms.embedded_text import embedded_text
@@ -171,28 +171,13 @@ def _load_first_frame(image: Image.Image, config: NormaliseConfig) -> Image.Imag
     return image
 
 
-def _high_depth_to_8bit(image: Image.Image) -> Image.Image:
-    """Scale 16-bit and 32-bit integer and float grayscale to 8 bits by value range, not by clipping."""
-    array = np.asarray(image)
-    if image.mode == "F":
-        finite = array[np.isfinite(array)]
-        top = float(finite.max()) if finite.size else 1.0
-        low = min(0.0, float(finite.min()) if finite.size else 0.0)
-        scale = 1.0 if top <= 1.0 and low >= 0.0 else (top - low or 1.0)
-        scaled = np.nan_to_num((array - low) / scale, nan=0.0) * 255.0
-    else:
-        top = 65535.0 if array.max(initial=0) <= 65535 else float(array.max())
-        scaled = array.astype(np.float64) * (255.0 / top)
-    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), "L")
-
-
 def to_srgb(image: Image.Image, background: tuple[int, int, int]) -> tuple[Image.Image, list[str]]:
     """Convert any decoded mode to 8-bit RGB in sRGB, compositing alpha on ``background``."""
     notes: list[str] = []
     icc = image.info.get("icc_profile")
-    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        image = _high_depth_to_8bit(image)
-        notes.append("scaled high bit depth to 8 bits")
+    if image.mode in HIGH_DEPTH_MODES:
+        image, scaled = to_8bit(image)
+        notes.append(scaled)
     if image.mode == "LAB":
         lab = ImageCms.createProfile("LAB")
         image = ImageCms.profileToProfile(image, lab, ImageCms.createProfile("sRGB"), outputMode="RGB")

@@ -22,7 +22,9 @@ outlier among product shots and a product on white an overexposed one among tile
 measure, value, threshold, rule (``threshold``, ``framed`` or
 ``deviations``), the config field in ``check``, group (and median, MAD, count for outlier bounds) and every failing
 rule's reason;
-``text_heavy`` names the detector. ``report_only`` keeps every sample and lists its failing rules in
+``text_heavy`` names the detector; an animation (GIF, WebP, APNG) is measured on its first frame, the one
+``normalise`` keeps, and its rejection says so (``frame``: ``first frame of N``). ``report_only`` keeps every
+sample and lists its failing rules in
 ``annotations["quality"]["flags"]``. The histograms are written to ``OUT/quality/histograms.json``; an incremental
 run adds the earlier run's, so its bounds come from every image the output has measured, not only the new ones.
 Config section: ``quality``. Metrics: ``quality/kept``, ``quality/rejected``, ``quality/flagged``,
@@ -281,6 +283,8 @@ class _DecideFn(beam.DoFn):
             detail["failed"] = list(dict.fromkeys(item["reason"] for item in failed))
             if first["reason"] == reasons.TEXT_HEAVY:
                 detail["detector"] = DETECTOR
+            if sample.original.frames > 1:
+                detail["frame"] = f"first frame of {sample.original.frames}"
             row = rejected(STAGE, first["reason"], sample.source, sample.key, sample.domain, **detail)
             yield pvalue.TaggedOutput(REJECTED, row)
             return

@@ -17,7 +17,9 @@ normalised pixels before encoding them); ``measure`` computes every measure of i
 - ``quality_brightness_p99``: 99th percentile of the brightest channel over the whole frame (headroom);
 - ``quality_contrast_rms``: standard deviation of the subject's grey level (0-1);
 - ``quality_text_coverage``: share of the frame inside text blocks found by ``transforms._text_regions`` on a
-  copy at most ``TEXT_SIDE`` pixels long (large enough for text that covers a frame, and 30% cheaper), and again at
+  copy at most ``TEXT_SIDE`` pixels long (large enough for text that covers a frame, and 30% cheaper; a frame wider
+  than 2:1 on a copy ``TEXT_SHORT`` on its shorter side instead, within ``TEXT_SIDE`` squared pixels, so a wide
+  web banner's letters stay a glyph tall), and again at
   ``PAPER_SIDE`` when that finds little on a light frame with clipped highlights (small print on white paper, whose
   letters are too small at ``TEXT_SIDE``: a scanned label is text-heavy, not overexposed), and on a copy
   ``PRINT_SIDE`` long, when the caller gives one, where the frame is grey smudge without ink (``_smudged``);
@@ -39,6 +41,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from transforms._bit_depth import HIGH_DEPTH_MODES, to_8bit
 from transforms._text_regions import text_coverage
 
 UNIFORM_RANGE = 4
@@ -47,6 +50,9 @@ MIN_SUBJECT = 0.02
 CLIPPED_HIGH, CLIPPED_LOW = 250, 5
 TINTED_FLOOR = 150
 TEXT_SIDE = 192
+# A frame wider than 2:1 would be under TEXT_SHORT tall at TEXT_SIDE long, its letters below a glyph's height: text is
+# looked for on a copy TEXT_SHORT tall instead, at most TEXT_SIDE squared pixels (a square frame's cost).
+TEXT_SHORT = 96
 # A frame this clipped, half of it at least PAPER_WHITE in its brightest channel, with less text than PAPER_TEXT at
 # TEXT_SIDE is looked at again at PAPER_SIDE (small print on white paper).
 PAPER_CLIPPED = 0.1
@@ -82,7 +88,8 @@ def analysis_pixels(data: bytes, side: int) -> np.ndarray:
     """Decode ``data`` once into an RGB uint8 array at most ``side`` pixels long (never upscaled).
 
     JPEG is decoded in draft mode at the smallest scale that stays at least ``side`` long; palette, alpha (on white),
-    grey and 16-bit or float images are converted to 8-bit RGB, high bit depths scaled by their range.
+    grey and 16-bit or float images are converted to 8-bit RGB, high bit depths scaled as normalise scales them
+    (``transforms._bit_depth``).
     """
     image = Image.open(io.BytesIO(data))
     width, height = image.size
@@ -110,13 +117,8 @@ def analysis_copy(image: Image.Image, side: int) -> np.ndarray:
 
 
 def _to_rgb8(image: Image.Image) -> Image.Image:
-    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        values = np.asarray(image, dtype=np.float64)
-        finite = values[np.isfinite(values)]
-        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
-        top = 65535.0 if image.mode.startswith("I;16") else max(high - min(low, 0.0), 1e-12)
-        scaled = np.nan_to_num((values - min(low, 0.0)) / top, nan=0.0)
-        image = Image.fromarray(np.clip(np.rint(scaled * 255.0), 0, 255).astype(np.uint8), "L")
+    if image.mode in HIGH_DEPTH_MODES:
+        image, _ = to_8bit(image)
     if image.mode in ("RGBA", "LA", "PA", "P", "La", "RGBa"):
         rgba = image.convert("RGBA")
         canvas = Image.new("RGB", rgba.size, (255, 255, 255))
@@ -165,7 +167,7 @@ def measure(rgb: np.ndarray, larger: Callable[[int], np.ndarray] | None = None) 
     variance = float(tone_std[0, 0]) ** 2
     histogram = np.cumsum(cv2.calcHist([brightest], [0], None, [256], [0, 256]).ravel().astype(np.int64))
     highlights = float(np.count_nonzero(clipped >= 2)) / pixels
-    text = text_coverage(_at_most(grey8, TEXT_SIDE))
+    text = text_coverage(_text_grey(grey8, larger))
     paper = np.searchsorted(histogram, 0.5 * histogram[-1]) >= PAPER_WHITE  # half the frame is that light
     if text < PAPER_TEXT and highlights >= PAPER_CLIPPED and paper:
         # White paper with small print (a scanned label, a spec sheet): letters 28 pixels tall on an 800-pixel page
@@ -197,6 +199,18 @@ def sky(blue_led: np.ndarray) -> np.ndarray:
     top[np.unique(labels[0])] = True
     top[0] = False
     return top[labels]
+
+
+def _text_grey(grey: np.ndarray, larger: Callable[[int], np.ndarray] | None) -> np.ndarray:
+    """The grey copy text is looked for in: ``TEXT_SIDE`` long, or ``TEXT_SHORT`` on its shorter side (within
+    ``TEXT_SIDE`` squared pixels) when it is wider than 2:1, taken from ``larger`` when ``grey`` is too small."""
+    longer, shorter = max(grey.shape), max(1, min(grey.shape))
+    if shorter * TEXT_SIDE >= TEXT_SHORT * longer:
+        return _at_most(grey, TEXT_SIDE)
+    side = round(min(TEXT_SHORT * longer / shorter, math.sqrt(TEXT_SIDE**2 * longer / shorter)))
+    if larger is not None and longer < side:
+        grey = _grey(larger(side))
+    return _at_most(grey, side)
 
 
 def _smudged(grey: np.ndarray) -> bool:

@@ -91,7 +91,8 @@ def test_colour_bytes_only_when_present_and_wanted():
 
 def _one_way(a: np.ndarray, b: np.ndarray, fit: np.ndarray) -> np.ndarray:
     """The documented model, one pair and one direction, in float64: b's lightness as a gain and offset of a's, b's
-    chroma as a gain of a's (gains held within [0.8, 1.25]), least squares over the ``fit`` cells."""
+    chroma as a gain of a's (gains held within [0.8, 1.25]), least squares over the ``fit`` cells; the mean lightness
+    shift beyond 15 counted in every cell."""
     la, lb, ca, cb = a[fit, 0], b[fit, 0], a[fit, 1:], b[fit, 1:]
     spread = ((la - la.mean()) ** 2).mean()
     gain = np.clip(((la - la.mean()) * (lb - lb.mean())).mean() / spread, 0.8, 1.25) if spread > 1e-6 else 1.0
@@ -99,7 +100,9 @@ def _one_way(a: np.ndarray, b: np.ndarray, fit: np.ndarray) -> np.ndarray:
     chroma_gain = np.clip((ca * cb).sum() / energy, 0.8, 1.25) if energy > 1e-6 else 1.0
     lightness = b[:, 0] - (gain * (a[:, 0] - la.mean()) + lb.mean())
     chroma = b[:, 1:] - chroma_gain * a[:, 1:]
-    return np.sqrt((0.5 * lightness) ** 2 + (chroma**2).sum(-1))
+    shift = lb.mean() - la.mean()
+    beyond = shift - np.clip(shift, -15.0, 15.0)
+    return np.sqrt((0.5 * lightness) ** 2 + (chroma**2).sum(-1) + beyond**2)
 
 
 def _reference(a: np.ndarray, b: np.ndarray) -> np.ndarray:

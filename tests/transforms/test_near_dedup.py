@@ -129,6 +129,20 @@ def test_a_catalog_colour_column_keeps_two_colourways_the_hashes_cannot_tell_apa
     assert len(json.loads(files["rejected.json"])) == 1
 
 
+def test_flat_frames_of_clearly_different_brightness_stay_while_a_brightened_photo_goes(tmp_path):
+    """Flat black, grey and white frames were one cluster at colour_distance 0.0: the fit's offset explained any
+    lightness shift, and black and white were removed as duplicates of grey."""
+    photo = make_photo(320, 240, seed=5)
+    images = {f"flat-{value}": Image.new("RGB", (320, 240), (value, value, value)) for value in (0, 128, 255)}
+    images |= {"photo": photo, "photo-darker": ImageEnhance.Brightness(photo).enhance(0.85)}
+    fps = [
+        dataclasses.replace(_fp(name, 0), hashes=perceptual_hashes(image, ["phash", "colour"]))
+        for name, image in images.items()
+    ]
+    rows = [json.loads(row) for row in json.loads(_run_near(fps, tmp_path)["rejected.json"])]
+    assert [(row["source"], row["reason"]) for row in rows] == [("photo-darker", reasons.NEAR_DUPLICATE)]
+
+
 @pytest.fixture(scope="module")
 def line_fingerprints():
     """Four shots per production line (within 3 bits), a defect shot, two lines' twins, and blank frames."""

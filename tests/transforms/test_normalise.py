@@ -227,14 +227,14 @@ def test_converts_cmyk_jpeg_to_srgb():
     assert difference < 20
 
 
-def test_scales_16_bit_png_by_range_instead_of_clipping():
+def test_scales_16_bit_png_by_its_depth_instead_of_clipping():
     ramp = (np.linspace(0, 65535, 256, dtype=np.float64)[None, :].repeat(64, axis=0)).astype(np.uint16)
     image, original, notes = normalise_image(_png(Image.fromarray(ramp)), CONFIG)
     values = np.asarray(image)[..., 0]
     assert original.mode.startswith("I")
     assert values.min() == 0 and values.max() == 255
     assert len(np.unique(values)) > 200
-    assert "scaled high bit depth to 8 bits" in notes
+    assert "scaled high bit depth to 8 bits as 16-bit data (largest value 65535)" in notes
 
 
 def test_scales_16_bit_tiff():
@@ -243,6 +243,42 @@ def test_scales_16_bit_tiff():
     Image.fromarray(ramp).save(buffer, format="TIFF")
     image, _, _ = normalise_image(buffer.getvalue(), CONFIG)
     assert np.asarray(image).max() == 255
+
+
+def test_scales_12_bit_data_in_a_16_bit_png_by_12_bits_and_keeps_a_full_range_dark_photo_dark():
+    """A 12-bit camera frame saved as I;16 PNG (0-4080) was divided by 65535: nearly black, rejected underexposed."""
+    frame = np.linspace(0, 4080, 256)[None, :].repeat(64, axis=0).astype(np.uint16)
+    image, _, notes = normalise_image(_png(Image.fromarray(frame)), CONFIG)
+    values = np.asarray(image)[..., 0]
+    assert values.max() == 254 and 120 < values.mean() < 135
+    assert "scaled high bit depth to 8 bits as 12-bit data (largest value 4080)" in notes
+    dark = np.full((64, 256), 2000, np.uint16)
+    dark[:4, :4] = 65000  # a lamp: the photo uses the whole 16-bit range and stays dark
+    image, _, notes = normalise_image(_png(Image.fromarray(dark)), CONFIG)
+    assert np.asarray(image)[32, 128, 0] == 8
+    assert "scaled high bit depth to 8 bits as 16-bit data (largest value 65000)" in notes
+
+
+def _tiff_12_bit(values: np.ndarray) -> bytes:
+    """An uncompressed grey TIFF with ``BitsPerSample`` 12 (two samples in three bytes), which Pillow cannot write."""
+    height, width = values.shape
+    high, low = values[:, 0::2].astype(np.uint32), values[:, 1::2].astype(np.uint32)
+    packed = np.stack([high >> 4, ((high & 15) << 4) | (low >> 8), low & 255], axis=-1).astype(np.uint8).tobytes()
+    data_at = 8 + 2 + 12 * 9 + 4  # header, entry count, nine 12-byte entries, next-IFD offset
+    short = [(256, width), (257, height), (258, 12), (259, 1), (262, 1), (277, 1), (278, height)]
+    long = [(273, data_at), (279, len(packed))]
+    entries = sorted([(tag, struct.pack("<HHIHH", tag, 3, 1, value, 0)) for tag, value in short])
+    entries += [(tag, struct.pack("<HHII", tag, 4, 1, value)) for tag, value in long]
+    ifd = struct.pack("<H", 9) + b"".join(entry for _, entry in sorted(entries))
+    return b"II*\x00" + struct.pack("<I", 8) + ifd + b"\x00" * 4 + packed
+
+
+def test_scales_a_12_bit_tiff_by_its_bits_per_sample():
+    values = np.linspace(0, 1000, 64)[None, :].repeat(32, axis=0).astype(np.uint16)
+    image, original, notes = normalise_image(_tiff_12_bit(values), CONFIG)
+    assert original.mode == "I;16"
+    assert np.asarray(image)[0, -1, 0] == 62  # 1000 / 4095 of 255, not 1000 / 1023 (the smallest depth holding it)
+    assert "scaled high bit depth to 8 bits as 12-bit data (largest value 1000)" in notes
 
 
 def test_float_tiff_in_unit_range_maps_to_full_8_bits():

@@ -238,6 +238,28 @@ def test_a_banner_over_forty_percent_of_the_frame_is_text_heavy_and_the_detail_n
     assert detail["measure"] == "quality_text_coverage" and detail["threshold"] == 0.15
 
 
+def text_banner(width: int, height: int) -> Image.Image:
+    """A solid blue web banner filled with lines of white words, the font a sixth of its height."""
+    image = Image.new("RGB", (width, height), (20, 60, 170))
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=height // 6)
+    words = "SUMMER SALE UP TO 50% OFF NEW COLLECTION FREE SHIPPING BUY NOW LIMITED OFFER SHOP THE LOOK".split()
+    for row, y in enumerate(range(height // 12, height - height // 6, height // 4)):
+        line = " ".join(words[(row * 3 + index) % len(words)] for index in range(width // height * 4 + 3))
+        draw.text((height // 12, y), line, font=font, fill=(255, 255, 255))
+    return image
+
+
+def test_a_text_banner_is_text_heavy_whatever_its_aspect_ratio():
+    """Banners of 5:1 and 8:1 measured 0.08 and 0.0: their ~256 px copies left glyphs a few pixels tall."""
+    for width, height in ((600, 600), (1200, 400), (1500, 300), (2000, 250)):
+        item = InputItem(source="/b.png", path="/b.png", domain="marketing", data=_encoded(text_banner(width, height)))
+        sample = normalise_item(item, NormaliseConfig(), ["phash"], quality_side=256)
+        coverage = sample.scores["quality_text_coverage"]
+        assert coverage >= 0.5, (width, height, coverage)
+        assert measured(text_banner(width, height)).text_coverage == pytest.approx(coverage, abs=0.05)
+
+
 def pebbles(size: int = 256, seed: int = 0) -> Image.Image:
     """Gravel: a few hundred shaded stones of random grey over grainy mortar, blurred a little, then grained."""
     rng = np.random.default_rng(seed)
@@ -419,6 +441,22 @@ def test_normalise_measures_the_pixels_it_holds_as_the_stage_would_measure_the_s
         _ = result.rejected | "Rejected" >> beam.ParDo(_Collect("rejected"))
     assert _COLLECTED["rejected"] == []
     assert [kept.scores for kept in _COLLECTED["kept"]] == [sample.scores]
+
+
+def test_an_animation_rejected_on_its_first_frame_says_which_frame_was_measured():
+    """A fade-in GIF (black first frame) was rejected underexposed with nothing saying only frame 0 was looked at."""
+    frames = [Image.new("RGB", (320, 240), (0, 0, 0)), scene(320, 240, seed=4)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:], duration=100)
+    item = InputItem(source="/data/fade.gif", path="/data/fade.gif", domain="marketing", data=buffer.getvalue())
+    sample = normalise_item(item, NormaliseConfig(), ["phash"], quality_side=256)
+    _COLLECTED.clear()
+    with BeamTestPipeline() as pipeline:
+        result = pipeline | beam.Create([sample]) | FilterLowQuality(QualityConfig())
+        _ = result.rejected | beam.ParDo(_Collect("rejected"))
+    [row] = _COLLECTED["rejected"]
+    assert row.reason == "underexposed"
+    assert json.loads(row.detail)["frame"] == "first frame of 2"
 
 
 def _name(source: str) -> str:
