@@ -75,5 +75,6 @@ class ShardIndex(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(frozen=True, populate_by_name=True)
 
     kind: str = pydantic.Field(WIDS_KIND, alias="__kind__")
+    wids_version: int = 1  # wids refuses an index without it
     name: str
     shardlist: list[ShardEntry]

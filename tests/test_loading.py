@@ -24,6 +24,19 @@ def shard_list(folder: Path) -> tuple[list[str], int]:
     return urls, sum(entry["nsamples"] for entry in index["shardlist"])
 
 
+def test_every_split_s_index_is_read_by_wids_as_its_shards_hold(out, tmp_path):
+    """The index lacked wids_version, so wids, the reader whose format it claims, refused it."""
+    import wids
+
+    for folder in sorted(path.parent for path in (out.path / "shards").glob("*/*/index.json")):
+        urls, count = shard_list(folder)
+        cache = tmp_path / folder.relative_to(out.path)  # wids caches shards by file name: one folder each
+        dataset = wids.ShardListDataset(str(folder / "index.json"), cache_dir=str(cache))
+        keys = [dataset[i]["__key__"] for i in range(len(dataset))]
+        in_tars = [sample["__key__"] for sample in wds.WebDataset(urls, shardshuffle=False)]
+        assert len(dataset) == count and keys == in_tars, folder
+
+
 def interleaved(sample: dict) -> dict:
     """One document as its sequence: text strings and RGB images, in reading order (as in docs/loading.md)."""
     record = parse_document(json.loads(sample["json"]))
