@@ -250,16 +250,45 @@ def _check_sidecar(path: str, samples: dict[str, dict[str, bytes]], records: dic
         problems.append(f"sidecar has no row for tar samples {_few(missing)}")
     if extra:
         problems.append(f"sidecar has rows for samples not in the tar: {_few(extra)}")
-    if view != PAIRS_VIEW:
-        return problems
+    if not duplicated and not missing and not extra and keys != list(samples):
+        at = next(i for i, (row, sample) in enumerate(zip(keys, samples, strict=True)) if row != sample)
+        problems.append(
+            f"sidecar rows are not in the tar's order (row {at} is {keys[at]}, the tar's sample {at} is "
+            f"{list(samples)[at]}): a loader joining rows to samples or embeddings by position pairs them wrongly"
+        )
     for row in rows:
         record = records.get(row.get("key"))
         if record is None:
             continue
         for field, value in row.items():
-            if field in record and not _same(value, record[field]):
+            found, expected = _record_value(record, field, view)
+            if found and not _same(value, expected):
                 problems.append(f"sidecar row {row['key']}: {field} differs from the tar's json")
     return problems
+
+
+# Sidecar columns that hold a nested value of KEY.json (the rest hold the field of their name, or a "parent_child"
+# value such as original_width or source_key), per view; None: a column the JSON has no value for.
+FLAT_COLUMNS = {
+    PAIRS_VIEW: {"width": ("image", "width"), "height": ("image", "height"), "image_bytes": ("image", "bytes")},
+    "docs": {"images": None, "texts": None, "text_chars": None, "image_bytes": None, "images_left": None},
+}
+
+
+def _record_value(record: dict, column: str, view: str) -> tuple[bool, Any]:
+    """Whether ``KEY.json`` holds the value of a sidecar ``column``, and that value."""
+    flat = FLAT_COLUMNS.get(view, {})
+    if column in flat:
+        path = flat[column]
+        parent = record.get(path[0]) if path else None
+        return (isinstance(parent, dict) and path[1] in parent), parent[path[1]] if isinstance(parent, dict) else None
+    if column in record:
+        return True, record[column]
+    head, _, tail = column.partition("_")
+    nested = record.get(head)
+    if tail and isinstance(nested, dict) and tail in nested:
+        return True, nested[tail]
+    return False, None
 
 
 def _same(column: Any, value: Any) -> bool:
@@ -288,12 +317,17 @@ def _records(samples: dict[str, dict[str, bytes]]) -> dict[str, dict]:
 def _check_embeddings(path: str, samples: int) -> list[str]:
     if not exists(path):
         return []
+    name = path.rsplit("/", 1)[-1]
     try:
         with FileSystems.open(path) as handle:
-            rows = np.load(io.BytesIO(handle.read())).shape[0]
+            embeddings = np.load(io.BytesIO(handle.read()))
+        rows = embeddings.shape[0]
     except (ValueError, OSError, IndexError) as error:
-        return [f"{path.rsplit('/', 1)[-1]} is unreadable: {error}"]
-    return [] if rows == samples else [f"{path.rsplit('/', 1)[-1]} has {rows} embeddings for {samples} samples"]
+        return [f"{name} is unreadable: {error}"]
+    problems = [] if rows == samples else [f"{name} has {rows} embeddings for {samples} samples"]
+    if embeddings.dtype != np.float16 or embeddings.ndim != 2:
+        problems.append(f"{name} holds {embeddings.dtype} of {embeddings.ndim} dimensions, not float16 rows")
+    return problems
 
 
 def _few(values: list[str], limit: int = 5) -> str:

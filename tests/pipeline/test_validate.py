@@ -153,7 +153,29 @@ def cut_embeddings(out: Path) -> Path:
     return shard
 
 
+def swap_sidecar_rows(out: Path) -> Path:
+    shard = _biggest_shard(out)
+    sidecar = shard.with_suffix(".parquet")
+    table = pq.read_table(sidecar)
+    pq.write_table(table.take([1, 0, *range(2, table.num_rows)]), sidecar)
+    return shard
+
+
+def change_sidecar_width(out: Path) -> Path:
+    return _change_sidecar(out, "width", 1)
+
+
+def widen_embeddings(out: Path) -> Path:
+    shard = _biggest_shard(out)
+    npy = shard.with_suffix(".npy")
+    np.save(npy.with_suffix(""), np.load(npy).astype(np.float32))
+    return shard
+
+
 CORRUPTIONS = {
+    "sidecar rows out of order": (swap_sidecar_rows, "sidecar rows are not in the tar's order"),
+    "sidecar width differs": (change_sidecar_width, "width differs from the tar's json"),
+    "embeddings not float16": (widen_embeddings, "holds float32 of 2 dimensions, not float16 rows"),
     "json names another split": (change_json_split, "say another split than this folder's"),
     "sidecar domain differs": (change_sidecar_domain, "domain differs from the tar's json"),
     "stats domains differ": (change_stats_domains, "_stats.json counts domains"),
@@ -256,3 +278,25 @@ def test_validating_the_shards_folder_instead_of_the_output_names_the_output(pla
         f"{planted.path / 'shards'} holds no shards and no _run/counts.json: not a unishard output folder; give the "
         f"output folder itself, {planted.path}"
     ]
+
+
+@pytest.mark.parametrize("view, column, value", [("docs", "split", "test"), ("edit", "source_key", "0" * 32)])
+def test_the_sidecars_of_the_other_views_are_checked_against_their_json(tmp_path, view, column, value):
+    """Only the pairs view's sidecar was compared with its JSON: a docs or edit sidecar could say anything."""
+    from tests.documents_run import documents_run
+
+    out = tmp_path / "out"
+    shutil.copytree(documents_run().path, out)
+    assert validate_output(str(out)).ok
+    shard = _biggest_shard_of(out, view)
+    sidecar = shard.with_suffix(".parquet")
+    rows = pq.read_table(sidecar).to_pylist()
+    rows[0][column] = value
+    pq.write_table(pq.read_table(sidecar).from_pylist(rows, schema=pq.read_schema(sidecar)), sidecar)
+
+    problems = validate_output(str(out)).all_problems()
+    assert any(f"sidecar row {rows[0]['key']}: {column} differs from the tar's json" in p for p in problems), problems
+
+
+def _biggest_shard_of(out: Path, view: str) -> Path:
+    return max((out / "shards" / view).rglob("*.tar"), key=lambda path: (path.stat().st_size, path.name))
