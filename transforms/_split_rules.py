@@ -16,8 +16,9 @@ tests check the Beam transform against. How a split is decided:
    field ``pin_field`` (a manifest's own split column) goes where its pins say; pins that disagree go to the pinned
    held-out split first by name (``test`` before ``validation``, train last), and the conflict is reported. So a
    sample that shipped held out never moves into train; a shipped train sample whose group now holds a held-out pin
-   moves out of train. Every sample an earlier output held keeps ``was``, the split it shipped in, so the report
-   counts the moves.
+   moves out of train. An incremental run cannot move a shipped sample (its shard is never rewritten): it stops
+   (``changed_content.refuse_split_move``) and the launcher rebuilds. Every sample an earlier output held keeps
+   ``was``, the split it shipped in, so the report counts the moves.
 4. **Strata and minimums.** A group's stratum is the rarest stratum (domain plus the first ``stratify_by`` label) of
    its members. Each held-out split gets at least ``min_groups`` groups of each stratum: if hashing left it short,
    the unpinned train groups with the smallest hash move over. A stratum whose minimums would hold out more than
@@ -40,6 +41,7 @@ from schemas.records.samples import Sample
 from schemas.records.values import blank
 from schemas.splits import SplitReport, StratumReport, StratumSplit
 from transforms._components import components
+from transforms.changed_content import refuse_split_move
 
 _UNIT_BITS = 60
 TOKEN_PREFIX = "0:"
@@ -223,7 +225,11 @@ def plan_splits(
     """In-memory mirror of ``AssignSplits`` from ``(key, domain, metadata[, document])`` (and shipped
     ``(key, domain, metadata, split[, document])``, and a rebuilt output's ``(key, split, pinned)``): the key -> split
     map of ``samples`` and the stratum decisions. Built from the same functions; tests use it as the reference for the
-    Beam transform and for properties."""
+    Beam transform and for properties.
+
+    Raises:
+        ChangedContent: A shipped sample's group goes to another split than the one it sits in.
+    """
     samples, shipped = list(samples), list(shipped)
     edges = [e for key, _, metadata, *doc in samples for e in token_edges(key, metadata, config, *doc)]
     edges += [e for key, _, metadata, _, *doc in shipped for e in token_edges(key, metadata, config, *doc)]
@@ -261,6 +267,10 @@ def plan_splits(
         decision = decide_stratum(stratum, Counter(g.split for g in mine), candidates, config)
         final.update(dict(decision.moved))
         decisions[stratum] = decision
+    for anchor, members in placed.items():
+        for member in members:
+            if member.shipped:
+                refuse_split_move(anchor, member.was, final[anchor])
     split_of = {m.key: final[anchor] for anchor, members in placed.items() for m in members if not m.shipped}
     return split_of, decisions
 

@@ -9,9 +9,10 @@ pin every sample it held to the split it shipped in, when it was split with the 
 (``earlier_assignments``). Outputs: ``samples`` with ``Sample.split`` set,
 ``assignments`` (``(key, split)`` of this run's samples) for views built beside the pairs, and ``tokens`` (``(group
 token node, split)``, to place samples removed before splitting: ``would_be_split``). No sample is dropped,
-so no reason code is emitted. Config section: ``split``. Metrics: ``split/<name>`` samples per split,
-``split/residual_edges``. Side output: ``splits/splits.json`` (``SplitReport``, with the samples that left the split
-they shipped in: ``moved_since_earlier``).
+so no reason code is emitted. In an incremental run, a group whose shipped samples would change split stops the job
+(``ChangedContent``: their shards are never rewritten, so the launcher rebuilds). Config section: ``split``.
+Metrics: ``split/<name>`` samples per split, ``split/residual_edges``. Side output: ``splits/splits.json``
+(``SplitReport``, with the samples that left the split they shipped in: ``moved_since_earlier``).
 
 How a split is decided (groups, anchors, pins, strata, minimums) is in ``transforms._split_rules``, as pure
 functions this module runs in Beam.
@@ -51,6 +52,7 @@ from transforms._split_rules import (
     shipped_member,
     token_edges,
 )
+from transforms.changed_content import refuse_split_move
 from transforms.incremental import EarlierRun
 
 STAGE = "split"
@@ -353,6 +355,8 @@ class _TopUp(beam.PTransform):
 def _assign(anchor: str, joined: dict) -> Iterator[tuple[SplitMember, str]]:
     split = next(iter(joined["split"]))
     for member in joined["member"]:
+        if member.shipped:
+            refuse_split_move(anchor, member.was, split)
         yield member, split
 
 

@@ -23,6 +23,7 @@ from schemas.records.samples import ImageInfo, Sample
 from tests.helpers import jpeg_bytes, make_photo, run_job, write_sidecar
 from transforms._components import components
 from transforms._split_rules import key_node, plan_splits, unit_of
+from transforms.changed_content import ChangedContent
 from transforms.split import AssignSplits
 
 FAST = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -211,19 +212,25 @@ def test_assignments_are_stable_when_inputs_are_added(first, second):
     before, _ = plan_splits(with_doc, [], keyed)
     after, _ = plan_splits(with_doc + added, [], keyed)
     assert {key: after[key] for key in before} == before
-    # Incremental: shipped samples pin their groups, so a new sample joining one goes where the group shipped
-    # (where new samples bridge groups that shipped to different splits, the first held-out split by name wins).
+    # Incremental: shipped samples pin their groups, so a new sample joining one goes where the group shipped;
+    # where new samples bridge groups that shipped to different splits, a shipped sample would have to leave its
+    # shard, so the plan stops (the launcher rebuilds).
     shipped_split, _ = plan_splits(old, first[1], SPLIT)
     shipped = [(key, domain, metadata, shipped_split[key]) for key, domain, metadata in old]
     joined_links = [(new[i][0], old[i % len(old)][0]) for i in range(0, len(new), 3)]
+    groups = oracle_groups(old + new, joined_links + first[1], SPLIT)
+    shipped_in = defaultdict(set)
+    for key, _, _ in old:
+        shipped_in[groups[key]].add(shipped_split[key])
+    if any(len(splits) > 1 for splits in shipped_in.values()):
+        with pytest.raises(ChangedContent, match="^split group .* changed content"):
+            plan_splits(new, joined_links + first[1], SPLIT, shipped=shipped)
+        return
     later, _ = plan_splits(new, joined_links + first[1], SPLIT, shipped=shipped)
     assert set(later) == {key for key, _, _ in new}
-    groups = oracle_groups(old + new, joined_links + first[1], SPLIT)
-    precedence = ["test", "validation", "train"]
     for key, _, _ in new:
-        pinned = {shipped_split[old_key] for old_key, _, _ in old if groups[old_key] == groups[key]}
-        if pinned:
-            assert later[key] == min(pinned, key=precedence.index)
+        if shipped_in[groups[key]]:
+            assert {later[key]} == shipped_in[groups[key]]
 
 
 @FAST
@@ -287,8 +294,8 @@ def beam_run(tmp_path_factory):
         samples.append((_key(index), rng.choice(["factory", "marketing"]), metadata, document))
     links = [(_key(rng.randrange(SAMPLES)), _key(rng.randrange(SAMPLES))) for _ in range(10)]
     links += [(_key(i), _key(i + 1)) for i in range(40, 55)]  # a long chain: one round leaves a residue to finish
-    shipped = [
-        (_key(SAMPLES + i), "factory", {"doc_id": f"d{i}", "label": "dent"}, "validation", "") for i in range(3)
+    shipped = [  # in test, which no pin outranks: an incremental run never has to move them
+        (_key(SAMPLES + i), "factory", {"doc_id": f"d{i}", "label": "dent"}, "test", "") for i in range(3)
     ]
     config = SPLIT.model_copy(update={"group_by": ["doc_id"], "rounds": 1})
     output = str(tmp_path_factory.mktemp("split"))
@@ -588,6 +595,32 @@ def _assert_leak_free(books: dict, before: dict) -> None:
     assert books["ledger"] == books["shards"]
     assert books["totals"] == dict(Counter(books["shards"].values()))
     assert books["eval"] and all(books["shards"][name] == "test" for name in books["eval"])
+
+
+def test_a_rerun_that_joins_a_shipped_train_group_to_a_shipped_test_group_rebuilds_it_into_test(tmp_path, caplog):
+    """A new near copy of a test photo (SKU-2) carrying a train photo's SKU-0 left the train photo in its train shard
+    and put the copy in test and the eval set: SKU-0 in both splits, and splits.json counted the train photo in test.
+    Now the incremental job stops and the output is rebuilt: the whole group in test, the train photo's move
+    reported, and splits.json counting what the shards hold."""
+    images = tmp_path / "in"
+    images.mkdir()
+    _product_photo(images, "a.jpg", 300, "SKU-0")
+    _product_photo(images, "b.jpg", 301, "SKU-2")
+    _product_photo(images, "c.jpg", 302, "SKU-3")
+    first = _books(run_job([images], tmp_path / "out", **RERUN_SECTIONS))
+    assert (first["shards"], first["eval"]) == ({"a.jpg": "train", "b.jpg": "test", "c.jpg": "train"}, {"b.jpg"})
+
+    _near_copy(images, "b.jpg", "n.jpg", "SKU-0")
+    with caplog.at_level(logging.WARNING, logger="unishard"):
+        second = _books(run_job([images], tmp_path / "out", **RERUN_SECTIONS))
+
+    _assert_leak_free(second, first)
+    assert second["shards"] == {"a.jpg": "test", "b.jpg": "test", "c.jpg": "train", "n.jpg": "test"}
+    assert second["report"]["moved_since_earlier"] == [{"from": "train", "to": "test", "samples": 1}]
+    said = [record.getMessage() for record in caplog.records if record.name == "unishard"]
+    stop = [message for message in said if message.startswith("split group ")]
+    assert len(stop) == 1 and 'sku=["SKU-0"]' in stop[0] and "shipped in train" in stop[0] and "to test" in stop[0]
+    assert any("1 sample(s) left the split they shipped in (1 train -> test)" in message for message in said)
 
 
 @pytest.mark.parametrize("trigger", ["--rebuild", "a shipped file's new content"])
