@@ -57,7 +57,7 @@ def build(
     """Add every stage of a run to ``pipeline``, writing under ``output``; ``earlier`` makes the run incremental.
 
     ``previous`` is the committed output a full run replaces: the ledger names the old key of every file whose
-    content changed since.
+    content changed since, and samples keep the split they shipped in.
     """
     ingested = pipeline | "Ingest" >> ReadInputs(config.ingest, config.documents, config.run.output)
     known = ingested.items | "SkipKnown" >> SkipKnown(
@@ -116,7 +116,9 @@ def build(
     documents = audited.samples | "Documents" >> AssembleDocuments(
         config.documents, ingested.texts, known.new, functools.partial(load_clip, config.clip), ingested.rejected
     )
-    split = documents.samples | "Split" >> AssignSplits(config.split, output, links=links, shipped=shipped_splits)
+    split = documents.samples | "Split" >> AssignSplits(
+        config.split, output, links=links, shipped=shipped_splits, previous=None if earlier else previous
+    )
     _ = split.samples | "EvalSet" >> BuildEvalSet(
         config.eval_set, output, split_names(config.split), config.near_dedup, config.semantic_dedup, earlier
     )

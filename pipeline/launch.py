@@ -163,6 +163,8 @@ def run(
             _LOG.warning("unishard: %s", note)
         if note := _pin_conflicts(staging):
             _LOG.warning("unishard: %s", note)
+        if note := _split_moves(staging):
+            _LOG.warning("unishard: %s", note)
         failed = counts["by_status"].get("failed", 0)
         if counts["items"] and failed / counts["items"] > config.run.max_failure_ratio:
             raise RunError(
@@ -212,6 +214,26 @@ def _pin_conflicts(staging: str) -> str:
         f"one split, so some pins were overruled (group {example['anchor']}: pins {example['pins']}, went to "
         f"{example['split']}); a group is a document or a duplicate cluster: see splits/splits.json"
     )
+
+
+def _split_moves(staging: str) -> str:
+    """A warning naming how many samples of the output a rebuild replaced left the split they shipped in."""
+    path = join(staging, "splits", "splits.json")
+    found = read_json(path) if FileSystems.exists(path) else {}
+    moved = found.get("moved_since_earlier") or []
+    if not moved:
+        return ""
+    shown = ", ".join(f"{move['samples']} {move['from']} -> {move['to']}" for move in moved)
+    if found.get("earlier_assignments") == "kept":
+        why = (
+            "each is in a group that also holds a sample shipped in or pinned to a held-out split, and a group goes "
+            "whole to one split (test before validation, train last); a model trained on the earlier train split "
+            "has seen the samples that left it"
+        )
+    else:
+        why = "the split settings changed since the output was written, so its assignments were not kept"
+    total = sum(move["samples"] for move in moved)
+    return f"{total} sample(s) left the split they shipped in ({shown}): {why}; see splits/splits.json"
 
 
 def _audit_gate(config: UnishardConfig, summary: RunSummary) -> None:

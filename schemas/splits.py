@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import pydantic
 
-SPLIT_REPORT_VERSION = 1
+SPLIT_REPORT_VERSION = 2
 EVAL_SCHEMA_VERSION = 1
 
 
@@ -45,6 +45,16 @@ class SplitReport(Model):
     pin_conflicts: int
     pin_conflict_examples: list[dict[str, Any]]
     largest_groups: list[dict[str, Any]]
+    earlier_assignments: str = pydantic.Field(
+        "none",
+        description="A rebuild over an earlier output: 'kept' (it was split with the same settings, so every sample "
+        "it held was pinned to the split it shipped in) or 'ignored' (other settings); 'none' for a first or "
+        "incremental run.",
+    )
+    moved_since_earlier: list[dict[str, Any]] = pydantic.Field(
+        default_factory=list,
+        description="Samples of the earlier output now in another split: {from, to, samples} per pair of splits.",
+    )
 
 
 class UnderstandingItem(Model):

@@ -11,17 +11,21 @@ tests check the Beam transform against. How a split is decided:
    when new photos of it arrive), else its smallest sample key. The group's place in ``[0, 1)`` is a hash of the
    salt and the anchor, cut into ranges by ``fractions`` (held-out splits from 0, by name, train last).
 3. **Pins.** A group with a member pinned by ``shipped`` (incremental runs keep what shipped: a new photo of a
-   shipped product joins the product's split) or by the metadata
+   shipped product joins the product's split), by ``earlier`` (a rebuild over an output split with the same
+   settings pins each sample to the split it shipped in, so a new anchor cannot move it) or by the metadata
    field ``pin_field`` (a manifest's own split column) goes where its pins say; pins that disagree go to the pinned
-   held-out split first by name (``test`` before ``validation``, train last), and the conflict is reported: the
-   group was split across runs before.
+   held-out split first by name (``test`` before ``validation``, train last), and the conflict is reported. So a
+   sample that shipped held out never moves into train; a shipped train sample whose group now holds a held-out pin
+   moves out of train. An incremental run cannot move a shipped sample (its shard is never rewritten): it stops
+   (``changed_content.refuse_split_move``) and the launcher rebuilds. Every sample an earlier output held keeps
+   ``was``, the split it shipped in, so the report counts the moves.
 4. **Strata and minimums.** A group's stratum is the rarest stratum (domain plus the first ``stratify_by`` label) of
    its members. Each held-out split gets at least ``min_groups`` groups of each stratum: if hashing left it short,
    the unpinned train groups with the smallest hash move over. A stratum whose minimums would hold out more than
    ``max_heldout_share`` of its groups, or leave train none, is reported as too small and left to hashing.
 
 Everything but the minimum top-ups is a pure function of the group, so an incremental run that adds inputs keeps
-every earlier assignment whose group did not change; pinning with ``shipped`` keeps the top-ups too.
+every earlier assignment whose group did not change; pinning with ``shipped`` or ``earlier`` keeps the top-ups too.
 """
 
 import dataclasses
@@ -37,9 +41,11 @@ from schemas.records.samples import Sample
 from schemas.records.values import blank
 from schemas.splits import SplitReport, StratumReport, StratumSplit
 from transforms._components import components
+from transforms.changed_content import refuse_split_move
 
 _UNIT_BITS = 60
 TOKEN_PREFIX = "0:"
+EARLIER_NONE, EARLIER_KEPT, EARLIER_IGNORED = "none", "kept", "ignored"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +56,8 @@ class SplitMember:
     stratum: str
     pin: str = ""
     shipped: bool = False
+    was: str = ""
+    """The split an earlier run put the sample in: the one it sits in (``shipped``), or, in a rebuild, shipped in."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,6 +128,14 @@ def heldout_order(config: SplitConfig) -> list[str]:
     return sorted(name for name in config.fractions if name != config.train)
 
 
+def first_split(names: Iterable[str], config: SplitConfig) -> str:
+    """The split that wins among ``names``: held-out splits by name, then train, then names no longer configured
+    (``""`` when there is none)."""
+    order = [*heldout_order(config), config.train]
+    found = [name for name in names if name]
+    return min(found, key=lambda name: (order.index(name) if name in order else len(order), name), default="")
+
+
 def member_of(key: str, domain: str, metadata: Mapping[str, Any], config: SplitConfig) -> SplitMember:
     """The light record of one sample: its key, stratum and the split its metadata pins it to (if a known one)."""
     pin = str(metadata.get(config.pin_field) or "").strip().lower()
@@ -130,7 +146,8 @@ def member_of(key: str, domain: str, metadata: Mapping[str, Any], config: SplitC
 def shipped_member(key: str, domain: str, metadata: Mapping[str, Any], split: str, config: SplitConfig) -> SplitMember:
     """A sample an earlier run wrote, pinned where it shipped (if that split still exists)."""
     member = member_of(key, domain, metadata, config)
-    return dataclasses.replace(member, pin=split if split in config.fractions else member.pin, shipped=True)
+    pin = split if split in config.fractions else member.pin
+    return dataclasses.replace(member, pin=pin, shipped=True, was=split)
 
 
 def unit_of(anchor: str, salt: str) -> float:
@@ -203,10 +220,16 @@ def plan_splits(
     links: Iterable[tuple[str, str]],
     config: SplitConfig,
     shipped: Iterable[tuple] = (),
+    earlier: Iterable[tuple[str, str, bool]] = (),
 ) -> tuple[dict[str, str], dict[str, StratumDecision]]:
     """In-memory mirror of ``AssignSplits`` from ``(key, domain, metadata[, document])`` (and shipped
-    ``(key, domain, metadata, split[, document])``): the key -> split map of ``samples`` and the stratum decisions.
-    Built from the same functions; tests use it as the reference for the Beam transform and for properties."""
+    ``(key, domain, metadata, split[, document])``, and a rebuilt output's ``(key, split, pinned)``): the key -> split
+    map of ``samples`` and the stratum decisions. Built from the same functions; tests use it as the reference for the
+    Beam transform and for properties.
+
+    Raises:
+        ChangedContent: A shipped sample's group goes to another split than the one it sits in.
+    """
     samples, shipped = list(samples), list(shipped)
     edges = [e for key, _, metadata, *doc in samples for e in token_edges(key, metadata, config, *doc)]
     edges += [e for key, _, metadata, _, *doc in shipped for e in token_edges(key, metadata, config, *doc)]
@@ -220,6 +243,10 @@ def plan_splits(
     for row in shipped:
         by_node.setdefault(key_node(row[0]), {"member": [], "shipped": []})["shipped"].append(
             shipped_member(*row[:4], config)
+        )
+    for key, split, pinned in earlier:
+        by_node.setdefault(key_node(key), {"member": [], "shipped": []}).setdefault("earlier", []).append(
+            (split, pinned)
         )
     placed: dict[str, list[SplitMember]] = {}
     for node, joined in sorted(by_node.items()):
@@ -240,20 +267,33 @@ def plan_splits(
         decision = decide_stratum(stratum, Counter(g.split for g in mine), candidates, config)
         final.update(dict(decision.moved))
         decisions[stratum] = decision
+    for anchor, members in placed.items():
+        for member in members:
+            if member.shipped:
+                refuse_split_move(anchor, member.was, final[anchor])
     split_of = {m.key: final[anchor] for anchor, members in placed.items() for m in members if not m.shipped}
     return split_of, decisions
 
 
 def place(element: tuple[str, dict], config: SplitConfig) -> Iterator[tuple[str, SplitMember]]:
-    """Give a node's members their group anchor; a shipped copy of a key pins the new sample and is not counted."""
+    """Give a node's members their group anchor, pin and ``was``.
+
+    A shipped copy of a key, or the split a rebuilt output held it in (``earlier``: ``(split, pinned)``, pinned when
+    that output was split with the same settings), pins the new sample (the winning pin by ``first_split``, its own
+    metadata pin included) and is not counted; a shipped sample without a new copy is placed as it is.
+    """
     node, joined = element
-    labels = list(joined["label"])
-    shipped = list(joined["shipped"])
-    pins = sorted(member.pin for member in shipped if member.pin)
-    for member in list(joined["member"]) or shipped:
-        if pins:
-            member = dataclasses.replace(member, pin=pins[0])
-        yield (labels[0] if labels else node), member
+    anchor = (list(joined["label"]) or [node])[0]
+    shipped, earlier = list(joined["shipped"]), list(joined.get("earlier", ()))
+    members = list(joined["member"])
+    if not members:
+        for member in shipped:
+            yield anchor, member
+        return
+    pins = [m.pin for m in shipped] + [split for split, pinned in earlier if pinned and split in config.fractions]
+    was = first_split([m.was for m in shipped] + [split for split, _ in earlier], config)
+    for member in members:
+        yield anchor, dataclasses.replace(member, pin=first_split([member.pin, *pins], config), was=was)
 
 
 def build_report(
@@ -263,8 +303,12 @@ def build_report(
     conflicts: Iterable[SplitGroup],
     conflict_count: int,
     config: SplitConfig,
+    left: Iterable[tuple[tuple[str, str], int]] = (),
+    earlier: str = EARLIER_NONE,
 ) -> SplitReport:
-    """Combine stratum decisions (groups, by each group's stratum) and sample counts (by each sample's stratum)."""
+    """Combine stratum decisions (groups, by each group's stratum) and sample counts (by each sample's stratum), with
+    the samples that ``left`` the split an earlier output held them in (``(was, split)`` counts) and whether its
+    assignments were kept (``earlier``)."""
     decided = {d.stratum: d for d in decisions}
     moved_to = {anchor: name for d in decided.values() for anchor, name in d.moved}  # a stratum's top-up moves
     samples: dict[str, Counter] = {}
@@ -299,4 +343,6 @@ def build_report(
         largest_groups=[
             {"anchor": g.anchor, "samples": g.size, "split": moved_to.get(g.anchor, g.split)} for g in largest
         ],
+        earlier_assignments=earlier,
+        moved_since_earlier=[{"from": was, "to": split, "samples": n} for (was, split), n in sorted(left)],
     )

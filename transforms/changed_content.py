@@ -1,11 +1,14 @@
-"""What stops an incremental job: a shipped file with new content, or a new item of a document already decided.
+"""What stops an incremental job: a shipped file with new content, a new item of a document already decided, or a
+split group whose shipped samples would have to change split.
 
 An incremental run never rewrites an earlier shard. When a source an earlier run kept (``kept_source_key`` of its
 ledger rows) now holds other content (``refuse_changed_content``) or other metadata (``METADATA``, raised by
 ``transforms/incremental.py``), or a new item belongs to a document the earlier
-run already decided (``refuse_grown_document``), the job raises ``ChangedContent``; the launcher recognises the
-sentence in the failed job's error (``changed_content``, whatever the runner's wrapping) and rebuilds the whole
-output instead. Used by ``transforms/incremental.py`` (the checks) and ``transforms/mark_replaced.py``.
+run already decided (``refuse_grown_document``), or new samples join shipped samples of different splits into one
+group (``refuse_split_move``, raised by ``transforms/split.py``), the job raises ``ChangedContent``; the launcher
+recognises the sentence in the failed job's error (``changed_content``, whatever the runner's wrapping) and rebuilds
+the whole output instead. Used by ``transforms/incremental.py``, ``transforms/split.py`` (the checks) and
+``transforms/mark_replaced.py``.
 
 Pure functions (no Beam).
 """
@@ -17,6 +20,7 @@ from schemas.records.ledger import LedgerRow
 
 CHANGED = "changed content since it was written to"
 DOCUMENT = "document "
+SPLIT_GROUP = "split group "
 METADATA = "(its metadata: a sidecar or manifest value)"
 _REBUILD_FILE = (
     "an incremental run cannot take an old sample out of its shard, so the whole output is rebuilt and the new "
@@ -30,6 +34,12 @@ _REBUILD_METADATA = (
 _REBUILD_DOCUMENT = (
     "an incremental run never rewrites an earlier docs shard, so the whole output is rebuilt and the document is "
     "assembled again with every image it has"
+)
+
+_REBUILD_SPLIT = (
+    "an incremental run cannot move a shipped sample out of its shard, so the whole output is rebuilt and the group "
+    "goes whole to one split, the held-out one first (test before validation, train last); the rebuild names the "
+    "samples' moves and splits/splits.json counts them (moved_since_earlier)"
 )
 
 
@@ -59,6 +69,8 @@ def rebuild_reason(sentence: str) -> str:
     """Why the launcher rebuilds the output after the stop ``sentence`` (a ``changed_content`` result)."""
     if sentence.startswith(DOCUMENT):
         return _REBUILD_DOCUMENT
+    if sentence.startswith(SPLIT_GROUP):
+        return _REBUILD_SPLIT
     return _REBUILD_METADATA if METADATA in sentence else _REBUILD_FILE
 
 
@@ -92,3 +104,18 @@ def refuse_grown_document(element: tuple[str, dict[str, Iterable]], output: str)
     sources, earlier = sorted(found["new"]), list(found["earlier"])
     if sources and earlier:
         raise ChangedContent(f"{DOCUMENT}{doc_id} {CHANGED} {output} (new member {sources[0]})")
+
+
+def refuse_split_move(anchor: str, shipped_in: str, split: str) -> None:
+    """Stop the incremental job when a group holding a sample shipped in ``shipped_in`` now goes to another split.
+
+    New samples joined it to shipped samples of another split (a near copy of a test photo carrying a train photo's
+    SKU), or one of them is pinned to a split that wins over where it shipped. The shipped sample sits in an earlier
+    shard, which incremental runs never rewrite: leaving it there splits the group across two splits, so the job
+    stops and the launcher rebuilds the output with the group in one split.
+    """
+    if shipped_in and shipped_in != split:
+        raise ChangedContent(
+            f"{SPLIT_GROUP}{anchor} {CHANGED} the shards (a sample shipped in {shipped_in}, the group now goes to "
+            f"{split})"
+        )

@@ -4,22 +4,26 @@ import json
 import logging
 import math
 import random
+import tarfile
 from collections import Counter, defaultdict, deque
 from pathlib import Path
 
 import apache_beam as beam
+import pyarrow.parquet as pq
 import pytest
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from PIL import Image
 
 from schemas.config.split import SplitConfig
 from schemas.records.samples import ImageInfo, Sample
 from tests.helpers import jpeg_bytes, make_photo, run_job, write_sidecar
 from transforms._components import components
 from transforms._split_rules import key_node, plan_splits, unit_of
+from transforms.changed_content import ChangedContent
 from transforms.split import AssignSplits
 
 FAST = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -208,19 +212,48 @@ def test_assignments_are_stable_when_inputs_are_added(first, second):
     before, _ = plan_splits(with_doc, [], keyed)
     after, _ = plan_splits(with_doc + added, [], keyed)
     assert {key: after[key] for key in before} == before
-    # Incremental: shipped samples pin their groups, so a new sample joining one goes where the group shipped
-    # (where new samples bridge groups that shipped to different splits, the first held-out split by name wins).
+    # Incremental: shipped samples pin their groups, so a new sample joining one goes where the group shipped;
+    # where new samples bridge groups that shipped to different splits, a shipped sample would have to leave its
+    # shard, so the plan stops (the launcher rebuilds).
     shipped_split, _ = plan_splits(old, first[1], SPLIT)
     shipped = [(key, domain, metadata, shipped_split[key]) for key, domain, metadata in old]
     joined_links = [(new[i][0], old[i % len(old)][0]) for i in range(0, len(new), 3)]
+    groups = oracle_groups(old + new, joined_links + first[1], SPLIT)
+    shipped_in = defaultdict(set)
+    for key, _, _ in old:
+        shipped_in[groups[key]].add(shipped_split[key])
+    if any(len(splits) > 1 for splits in shipped_in.values()):
+        with pytest.raises(ChangedContent, match="^split group .* changed content"):
+            plan_splits(new, joined_links + first[1], SPLIT, shipped=shipped)
+        return
     later, _ = plan_splits(new, joined_links + first[1], SPLIT, shipped=shipped)
     assert set(later) == {key for key, _, _ in new}
-    groups = oracle_groups(old + new, joined_links + first[1], SPLIT)
-    precedence = ["test", "validation", "train"]
     for key, _, _ in new:
-        pinned = {shipped_split[old_key] for old_key, _, _ in old if groups[old_key] == groups[key]}
-        if pinned:
-            assert later[key] == min(pinned, key=precedence.index)
+        if shipped_in[groups[key]]:
+            assert {later[key]} == shipped_in[groups[key]]
+
+
+@FAST
+@given(first=datasets(most=40), second=datasets(most=40), same_settings=st.booleans())
+def test_a_rebuild_keeps_held_out_samples_out_of_train_whatever_new_data_merges(first, second, same_settings):
+    """A rebuild pins every sample of the output it replaces to the split it shipped in (when the split settings
+    are the same): a group of several goes to the first held-out split among them, so no held-out sample moves into
+    train, and groups stay whole."""
+    old, old_links = first
+    new = [(_key(1000 + int(key, 16)), domain, metadata) for key, domain, metadata in second[0]]
+    links = old_links + [(new[i][0], old[i % len(old)][0]) for i in range(0, len(new), 2)]
+    before, _ = plan_splits(old, old_links, SPLIT)
+    earlier = [(key, split, same_settings) for key, split in before.items()]
+    after, _ = plan_splits(old + new, links, SPLIT, earlier=earlier)
+    groups = oracle_groups(old + new, links, SPLIT)
+    held = defaultdict(set)
+    for key, split in before.items():
+        held[groups[key]].add(split)
+    assert all(len({after[k] for k, g in groups.items() if g == group}) == 1 for group in set(groups.values()))
+    if same_settings:
+        for key, split in before.items():
+            assert after[key] == min(held[groups[key]], key=PRECEDENCE.index)
+            assert split == "train" or after[key] != "train"
 
 
 def test_the_hash_place_of_a_group_depends_only_on_salt_and_anchor():
@@ -261,8 +294,8 @@ def beam_run(tmp_path_factory):
         samples.append((_key(index), rng.choice(["factory", "marketing"]), metadata, document))
     links = [(_key(rng.randrange(SAMPLES)), _key(rng.randrange(SAMPLES))) for _ in range(10)]
     links += [(_key(i), _key(i + 1)) for i in range(40, 55)]  # a long chain: one round leaves a residue to finish
-    shipped = [
-        (_key(SAMPLES + i), "factory", {"doc_id": f"d{i}", "label": "dent"}, "validation", "") for i in range(3)
+    shipped = [  # in test, which no pin outranks: an incremental run never has to move them
+        (_key(SAMPLES + i), "factory", {"doc_id": f"d{i}", "label": "dent"}, "test", "") for i in range(3)
     ]
     config = SPLIT.model_copy(update={"group_by": ["doc_id"], "rounds": 1})
     output = str(tmp_path_factory.mktemp("split"))
@@ -498,3 +531,117 @@ def test_samples_pinned_to_two_splits_in_one_group_are_named_in_a_warning(tmp_pa
     (example,) = report["pin_conflict_examples"]
     warning = "1 split group(s) hold samples pinned to different splits"
     assert any(warning in record.getMessage() and example["split"] in record.getMessage() for record in caplog.records)
+
+
+# Reruns: fractions 0.6 / 0.2 / 0.2 put a group hashed below 0.2 in test, from 0.4 in train. No minimum top-ups, so
+# only hashing and pins decide. SKU-0 hashes to train, SKU-1 to train, SKU-2 to test, SKU-3 and SKU-4 to train.
+RERUN_SECTIONS = {
+    "split": {"fractions": {"train": 0.6, "validation": 0.2, "test": 0.2}, "group_by": ["doc_id", "sku"],
+              "min_groups": 0},
+    "near_dedup": {"report_only": True},
+    "quality": {"report_only": True},  # a shrunk copy loses the grain that measures as sharp
+    "faces": {"enabled": False},
+    "audit": {"enabled": False},
+}  # fmt: skip
+
+
+def _product_photo(folder: Path, name: str, seed: int, sku: str) -> None:
+    make_photo(256, 192, seed=seed).save(folder / name, quality=90)
+    write_sidecar(folder / name, title=f"product {sku} shot {name}", sku=sku)
+
+
+def _near_copy(folder: Path, original: str, name: str, sku: str) -> None:
+    """The original shrunk to 80% and saved again as JPEG at quality 80: near dedup links it to the original."""
+    with Image.open(folder / original) as image:
+        image.convert("RGB").resize((204, 153)).save(folder / name, quality=80)
+    write_sidecar(folder / name, title=f"another shot of {sku}", sku=sku)
+
+
+def _books(out) -> dict:
+    """What a run holds, read without the code under test: each pairs sample's split from its shard's folder (tarfile),
+    each kept ledger row's split (pyarrow), the sample totals of splits/splits.json and the eval set's keys."""
+    shards, skus, keys = {}, {}, {}
+    for path in sorted((out.path / "shards" / "pairs").glob("*/*.tar")):
+        with tarfile.open(path) as tar:
+            for member in tar.getmembers():
+                if member.name.endswith(".json"):
+                    record = json.loads(tar.extractfile(member).read())
+                    name = Path(record["source"]).name
+                    assert name not in shards, f"{name} is in two shards"
+                    shards[name], skus[name], keys[record["key"]] = path.parent.name, record["metadata"]["sku"], name
+    ledger = {Path(row["source"]).name: row["split"]
+              for row in pq.read_table(out.path / "ledger").to_pylist() if row["status"] == "kept"}  # fmt: skip
+    report = json.loads((out.path / "splits" / "splits.json").read_text())
+    generation = (out.path / "eval" / "generation.jsonl").read_text().splitlines()
+    return {
+        "shards": shards,
+        "skus": skus,
+        "ledger": ledger,
+        "totals": {name: split["samples"] for name, split in report["totals"].items() if split["samples"]},
+        "report": report,
+        "eval": {keys[json.loads(line)["key"]] for line in generation},
+    }
+
+
+def _assert_leak_free(books: dict, before: dict) -> None:
+    """No SKU in two splits, shards and ledger agree, splits.json counts the shards, the eval set is test only, and
+    no sample held out before went anywhere else."""
+    splits_of_sku = defaultdict(set)
+    for name, split in books["shards"].items():
+        splits_of_sku[books["skus"][name]].add(split)
+    assert {sku: splits for sku, splits in splits_of_sku.items() if len(splits) > 1} == {}
+    held_out = {name: split for name, split in before["shards"].items() if split != "train"}
+    assert {name: books["shards"].get(name) for name in held_out} == held_out
+    assert books["ledger"] == books["shards"]
+    assert books["totals"] == dict(Counter(books["shards"].values()))
+    assert books["eval"] and all(books["shards"][name] == "test" for name in books["eval"])
+
+
+def test_a_rerun_that_joins_a_shipped_train_group_to_a_shipped_test_group_rebuilds_it_into_test(tmp_path, caplog):
+    """A new near copy of a test photo (SKU-2) carrying a train photo's SKU-0 left the train photo in its train shard
+    and put the copy in test and the eval set: SKU-0 in both splits, and splits.json counted the train photo in test.
+    Now the incremental job stops and the output is rebuilt: the whole group in test, the train photo's move
+    reported, and splits.json counting what the shards hold."""
+    images = tmp_path / "in"
+    images.mkdir()
+    _product_photo(images, "a.jpg", 300, "SKU-0")
+    _product_photo(images, "b.jpg", 301, "SKU-2")
+    _product_photo(images, "c.jpg", 302, "SKU-3")
+    first = _books(run_job([images], tmp_path / "out", **RERUN_SECTIONS))
+    assert (first["shards"], first["eval"]) == ({"a.jpg": "train", "b.jpg": "test", "c.jpg": "train"}, {"b.jpg"})
+
+    _near_copy(images, "b.jpg", "n.jpg", "SKU-0")
+    with caplog.at_level(logging.WARNING, logger="unishard"):
+        second = _books(run_job([images], tmp_path / "out", **RERUN_SECTIONS))
+
+    _assert_leak_free(second, first)
+    assert second["shards"] == {"a.jpg": "test", "b.jpg": "test", "c.jpg": "train", "n.jpg": "test"}
+    assert second["report"]["moved_since_earlier"] == [{"from": "train", "to": "test", "samples": 1}]
+    said = [record.getMessage() for record in caplog.records if record.name == "unishard"]
+    stop = [message for message in said if message.startswith("split group ")]
+    assert len(stop) == 1 and 'sku=["SKU-0"]' in stop[0] and "shipped in train" in stop[0] and "to test" in stop[0]
+    assert any("1 sample(s) left the split they shipped in (1 train -> test)" in message for message in said)
+
+
+@pytest.mark.parametrize("trigger", ["--rebuild", "a shipped file's new content"])
+def test_a_rebuild_keeps_every_shipped_test_sample_in_test_when_new_data_changes_its_group_s_anchor(tmp_path, trigger):
+    """A near copy of a test photo (SKU-2) with a new SKU-1, which sorts first, made SKU-1 the group's anchor; a
+    rebuild (asked for, or after a shipped file's content changed) hashed that anchor into train and moved the test
+    photo, an eval item of the earlier run, into train without a word. Now it stays in test, and its group with it."""
+    images = tmp_path / "in"
+    images.mkdir()
+    _product_photo(images, "b.jpg", 301, "SKU-2")
+    _product_photo(images, "c.jpg", 302, "SKU-3")
+    _product_photo(images, "x.jpg", 303, "SKU-4")
+    first = _books(run_job([images], tmp_path / "out", **RERUN_SECTIONS))
+    assert (first["shards"], first["eval"]) == ({"b.jpg": "test", "c.jpg": "train", "x.jpg": "train"}, {"b.jpg"})
+
+    _near_copy(images, "b.jpg", "m.jpg", "SKU-1")
+    if trigger != "--rebuild":
+        _product_photo(images, "x.jpg", 304, "SKU-4")
+    second = _books(run_job([images], tmp_path / "out", rebuild=trigger == "--rebuild", **RERUN_SECTIONS))
+
+    _assert_leak_free(second, first)
+    assert second["shards"] == {"b.jpg": "test", "c.jpg": "train", "m.jpg": "test", "x.jpg": "train"}
+    assert "b.jpg" in second["eval"]
+    assert second["report"]["moved_since_earlier"] == []
