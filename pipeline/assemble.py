@@ -61,7 +61,7 @@ def build(
     """
     ingested = pipeline | "Ingest" >> ReadInputs(config.ingest, config.documents, config.run.output)
     known = ingested.items | "SkipKnown" >> SkipKnown(
-        earlier, output, config.documents, config.shards.ledger_rows_per_part
+        earlier, output, config.documents, config.shards.ledger_rows_per_part, ingested.texts
     )
     quality_side = config.quality.side if config.quality.enabled else None
     normalised = known.new | "Normalise" >> Normalise(

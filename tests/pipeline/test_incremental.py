@@ -420,6 +420,68 @@ def test_a_new_document_in_an_incremental_run_needs_no_rebuild(tmp_path, run, ph
     assert [json.loads(s["json"])["doc_id"] for s in second.samples("docs")] == ["PAGE-9"]
 
 
+def _pages_with_texts(folder, photo, texts):
+    folder.mkdir(exist_ok=True)
+    rows = ["path,doc_id,position,caption"]
+    for seed in range(3):
+        photo(220, 160, seed=seed).save(folder / f"page{seed}.jpg", quality=90)
+        rows.append(f"page{seed}.jpg,doc-{seed},0,photo of item {seed}")
+    (folder / "pages.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    (folder / "texts.csv").write_text("doc_id,position,text\n" + "".join(f"{r}\n" for r in texts), encoding="utf-8")
+    return [{"path": str(folder / "pages.csv")}, {"path": str(folder / "texts.csv")}]
+
+
+def _document_texts(out):
+    records = [json.loads(sample["json"]) for sample in out.samples("docs")]
+    return {record["doc_id"]: [text for text in record["texts"] if text] for record in records}
+
+
+def test_an_edited_or_added_text_row_of_a_shipped_document_rebuilds_it_with_the_new_texts(
+    tmp_path, run, photo, caplog
+):
+    """A text row edited or added for a shipped document was ignored: the rerun said nothing changed."""
+    original = [f"doc-{seed},1,Original text of doc {seed}." for seed in range(3)]
+    inputs = _pages_with_texts(tmp_path / "in", photo, original)
+    run(inputs, output=tmp_path / "out")
+    # a row inserted above the others moves their row numbers, and changes nothing of theirs
+    _pages_with_texts(tmp_path / "in", photo, ["doc-1,1,EDITED text of doc 1.", *original[::2]])
+
+    edited = run(inputs, output=tmp_path / "out")
+
+    assert "document doc-1 changed content" in caplog.text and "its text rows" in caplog.text
+    assert _document_texts(edited)["doc-1"] == ["EDITED text of doc 1."]
+    _pages_with_texts(tmp_path / "in", photo, [*original[::2], "doc-1,1,EDITED text of doc 1.", "doc-2,2,ADDED."])
+    caplog.clear()
+    added = run(inputs, output=tmp_path / "out")
+
+    assert "document doc-2 changed content" in caplog.text and "document doc-0 changed" not in caplog.text
+    full = run(inputs, output=tmp_path / "full")
+    assert _document_texts(added) == _document_texts(full)
+    assert _document_texts(full)["doc-2"] == ["Original text of doc 2.", "ADDED."]
+    views = ("shards/", "ledger", "ledger_documents/")
+    assert {k: v for k, v in added.file_bytes().items() if k.startswith(views)} == {
+        k: v for k, v in full.file_bytes().items() if k.startswith(views)
+    }
+
+
+def test_a_text_row_removed_from_a_shipped_document_rebuilds_it_and_a_rerun_changes_nothing(
+    tmp_path, run, photo, caplog
+):
+    texts = [f"doc-{seed},1,Text of doc {seed}." for seed in range(3)] + ["doc-0,2,A second paragraph."]
+    inputs = _pages_with_texts(tmp_path / "in", photo, texts)
+    run(inputs, output=tmp_path / "out")
+    _pages_with_texts(tmp_path / "in", photo, texts[:3])
+
+    removed = run(inputs, output=tmp_path / "out")
+
+    assert "document doc-0 changed content" in caplog.text
+    assert _document_texts(removed)["doc-0"] == ["Text of doc 0."]
+    caplog.clear()
+    caplog.set_level(logging.INFO, logger="unishard")
+    run(inputs, output=tmp_path / "out")
+    assert "rebuilt" not in caplog.text and "is unchanged" in caplog.text
+
+
 def test_an_incremental_keep_fraction_threshold_comes_from_every_score_the_output_holds(tmp_path, run, photo):
     inputs = tmp_path / "in"
     keep_half = {"clip_filter": {"keep_fraction": 0.5, "group_by": "all"}}
