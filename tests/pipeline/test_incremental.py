@@ -482,6 +482,44 @@ def test_a_text_row_removed_from_a_shipped_document_rebuilds_it_and_a_rerun_chan
     assert "rebuilt" not in caplog.text and "is unchanged" in caplog.text
 
 
+def _mmc4_documents(folder, photo, seeds):
+    folder.mkdir(exist_ok=True)
+    lines = []
+    for seed in seeds:
+        names = [f"m{seed}_{index}.jpg" for index in range(2)]
+        for index, name in enumerate(names):
+            photo(220, 160, seed=100 + 2 * seed + index).save(folder / name, quality=90)
+        infos = [{"image_name": name, "matched_text_index": at, "matched_sim": 0.3} for at, name in enumerate(names)]
+        sentences = [f"First sentence of document {seed}.", f"Second sentence of document {seed}."]
+        lines.append(json.dumps({"image_info": infos, "text_list": sentences, "url": f"http://x/{seed}"}) + "\n")
+    (folder / "docs.jsonl").write_text("".join(lines), encoding="utf-8")
+    return [{"path": str(folder / "docs.jsonl"), "kind": "mmc4"}]
+
+
+def test_a_document_put_first_in_an_mmc4_file_leaves_every_other_document_as_it_shipped(tmp_path, run, photo, caplog):
+    """Ids were line numbers: the rerun rebuilt everything, named replaces_key for keys still shipped, and moved
+    unchanged documents between splits (test to validation, validation to train)."""
+    fractions = {"split": {"fractions": {"train": 0.5, "validation": 0.25, "test": 0.25}}}
+    inputs = _mmc4_documents(tmp_path / "in", photo, range(1, 7))
+    first = run(inputs, output=tmp_path / "out", **fractions)
+    _mmc4_documents(tmp_path / "in", photo, range(7))  # document 0 is the file's first line now
+
+    second = run(inputs, output=tmp_path / "out", **fractions)
+
+    assert "changed content" not in caplog.text and "rebuilt" not in caplog.text
+    assert not [row for row in second.ledger if "replaces_key" in row["detail"]]
+    splits = {row["key"]: row["split"] for row in second.ledger}
+    assert {row["key"]: (row["source"], row["split"]) for row in first.ledger} == {
+        row["key"]: (row["source"], splits[row["key"]]) for row in first.ledger
+    }
+    full = run(inputs, output=tmp_path / "full", **fractions)
+
+    def decided(out):
+        return sorted((row["source"], row["key"], row["status"], row["reason"], row["split"]) for row in out.ledger)
+
+    assert decided(second) == decided(full)
+
+
 def test_an_incremental_keep_fraction_threshold_comes_from_every_score_the_output_holds(tmp_path, run, photo):
     inputs = tmp_path / "in"
     keep_half = {"clip_filter": {"keep_fraction": 0.5, "group_by": "all"}}
