@@ -114,7 +114,12 @@ def build(
     ) | "SplitLinks" >> beam.Flatten()
     shipped_splits = pipeline | "ShippedSplits" >> ReadShippedSplits(earlier)
     documents = audited.samples | "Documents" >> AssembleDocuments(
-        config.documents, ingested.texts, known.new, functools.partial(load_clip, config.clip), ingested.rejected
+        config.documents,
+        ingested.texts,
+        known.new,
+        functools.partial(load_clip, config.clip),
+        ingested.rejected,
+        known.documents,
     )
     split = documents.samples | "Split" >> AssignSplits(config.split, output, links=links, shipped=shipped_splits)
     _ = split.samples | "EvalSet" >> BuildEvalSet(
@@ -157,6 +162,6 @@ def build(
     _ = split.samples | "WriteEdits" >> WriteEditPairs(
         views.edit, views.shards(config.shards, views.edit), output, generation
     )
-    doc_rows = (documents.rejected, docs.ledger) | "AllDocumentRows" >> beam.Flatten()
+    doc_rows = (documents.rejected, docs.ledger, known.documents) | "AllDocumentRows" >> beam.Flatten()
     _ = doc_rows | "WriteDocumentLedger" >> WriteDocumentLedger(output, config.shards.ledger_rows_per_part, ledger)
     _ = ledger | "WriteLedger" >> WriteLedger(output, config.shards.ledger_rows_per_part)

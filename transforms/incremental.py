@@ -1,8 +1,10 @@
 """Incremental runs: process only content an earlier run into the same output has not decided yet.
 
 Input: the items read by ingest (``InputItem`` with bytes) and the earlier run's ledger and shard sidecars.
-Outputs: ``new`` (items to process), ``carried`` (ledger rows kept from the earlier run or derived from it) and
-``shipped`` (``Fingerprint`` records of samples already in shards, for deduplication across runs).
+Outputs: ``new`` (items to process), ``carried`` (ledger rows kept from the earlier run or derived from it),
+``shipped`` (``Fingerprint`` records of samples already in shards, for deduplication across runs) and ``documents``
+(the earlier run's document ledger rows, ``DocumentLedgerRow``: a run that goes on changes none of those documents,
+so they keep their rows and the documents stage leaves them alone).
 
 Identity is the content key (SHA-256 of the bytes), so a renamed file is not processed again. Per content key: an
 item whose source had the same key before keeps its earlier row, unless that row was ``failed`` (retried) or the
@@ -62,6 +64,7 @@ from transforms.changed_content import (
 )
 from transforms.document_ids import document_id, id_text
 from transforms.document_ledger import LEDGER_DIR as DOCUMENT_LEDGER
+from transforms.document_ledger import carried_row
 from transforms.ingest import STAGE as INGEST
 from transforms.normalise import content_key
 
@@ -78,6 +81,7 @@ class IncrementalOutputs(NamedTuple):
     new: beam.PCollection
     carried: beam.PCollection
     shipped: beam.PCollection
+    documents: beam.PCollection
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,7 +137,7 @@ class SkipKnown(beam.PTransform):
             )
         if self._earlier is None:
             none = pipeline | "NothingEarlier" >> beam.Create([])
-            return IncrementalOutputs(new=items, carried=none, shipped=none)
+            return IncrementalOutputs(new=items, carried=none, shipped=none, documents=none)
         previous = self._earlier.output.rstrip("/")
         earlier = (
             pipeline
@@ -165,12 +169,14 @@ class SkipKnown(beam.PTransform):
             | "Decide" >> beam.ParDo(_DecideFn()).with_outputs(CARRIED, main="new")
         )
         documents = f"{literal(previous)}/{DOCUMENT_LEDGER}/part-*.parquet"
+        carried_documents = pipeline | "NoEarlierDocuments" >> beam.Create([])
         if self._documents is not None and self._documents.enabled and FileSystems.match([documents])[0].metadata_list:
-            decided_documents = (
+            carried_documents = (
                 pipeline
-                | "ReadEarlierDocuments" >> beam.io.ReadFromParquet(documents, columns=["doc_id"])
-                | "EarlierDocumentIds" >> beam.Map(lambda row: (row["doc_id"], True))
+                | "ReadEarlierDocuments" >> beam.io.ReadFromParquet(documents)
+                | "EarlierDocumentRows" >> beam.Map(carried_row)
             )
+            decided_documents = carried_documents | "EarlierDocumentIds" >> beam.Map(lambda row: (row.doc_id, True))
             _ = (
                 {
                     "new": decided.new | "NewDocumentItems" >> beam.FlatMap(_document_source, self._documents),
@@ -207,7 +213,7 @@ class SkipKnown(beam.PTransform):
             | "WriteIncrement" >> beam.Map(_write_increment, output=self._output)
         )
         carried = (decided[CARRIED], unreadable) | "CarriedOrUnreadable" >> beam.Flatten()
-        return IncrementalOutputs(new=new, carried=carried, shipped=shipped)
+        return IncrementalOutputs(new=new, carried=carried, shipped=shipped, documents=carried_documents)
 
 
 def metadata_fingerprint(item: InputItem) -> str:

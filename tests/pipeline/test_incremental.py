@@ -482,6 +482,44 @@ def test_a_text_row_removed_from_a_shipped_document_rebuilds_it_and_a_rerun_chan
     assert "rebuilt" not in caplog.text and "is unchanged" in caplog.text
 
 
+def _document_ledger(out):
+    rows = pq.read_table(out.path / "ledger_documents").to_pylist()
+    return {row["doc_id"]: (row["status"], row["reason"], row["images"], row["texts"], row["split"]) for row in rows}
+
+
+def test_an_incremental_run_keeps_the_document_ledger_rows_of_shipped_documents_and_still_sees_them_grow(
+    tmp_path, run, photo, caplog
+):
+    """An incremental run rewrote ledger_documents with its own documents only: shipped documents lost their rows or
+    were listed as rejected (their text rows without images), and an image added later to such a document shipped
+    it a second time instead of rebuilding it."""
+    inputs = _pages_with_texts(tmp_path / "in", photo, [f"doc-{seed},1,Text of doc {seed}." for seed in range(3)])
+    shipped = _document_ledger(run(inputs, output=tmp_path / "out"))
+    photo(220, 160, seed=9).save(tmp_path / "in" / "page9.jpg", quality=90)
+    with open(tmp_path / "in" / "pages.csv", "a", encoding="utf-8") as pages:
+        pages.write("page9.jpg,doc-9,0,photo of item 9\n")
+
+    second = run(inputs, output=tmp_path / "out")
+
+    assert "rebuilt" not in caplog.text
+    full = run(inputs, output=tmp_path / "full")
+    assert _document_ledger(second) == _document_ledger(full)
+    assert {doc_id: row for doc_id, row in _document_ledger(second).items() if doc_id != "doc-9"} == shipped
+    photo(220, 160, seed=10).save(tmp_path / "in" / "page10.jpg", quality=90)
+    with open(tmp_path / "in" / "pages.csv", "a", encoding="utf-8") as pages:
+        pages.write("page10.jpg,doc-0,2,another photo of item 0\n")
+
+    third = run(inputs, output=tmp_path / "out")
+
+    assert "document doc-0 changed content" in caplog.text
+    records = [json.loads(sample["json"]) for sample in third.samples("docs")]
+    assert {record["doc_id"]: sum(map(bool, record["images"])) for record in records} == {
+        "doc-0": 2,
+        "doc-1": 1,
+        "doc-2": 1,
+    }
+
+
 def _mmc4_documents(folder, photo, seeds):
     folder.mkdir(exist_ok=True)
     lines = []

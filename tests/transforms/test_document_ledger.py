@@ -10,7 +10,7 @@ from schemas import reasons
 from schemas.documents import DocumentLedgerRow, LeftImage
 from tests.documents_run import MMC4_DOC, documents_run, source_name
 from tests.helpers import make_photo, run_job
-from transforms.document_ledger import explained
+from transforms.document_ledger import LEDGER_SCHEMA, carried_row, explained
 
 
 def test_images_that_left_take_their_stage_and_reason_from_the_item_ledger_by_source():
@@ -109,3 +109,12 @@ def test_images_rejected_when_read_are_listed_among_those_that_left_their_docume
     }
     (note,) = [row for row in out.ledger if row["source"].endswith("#7")]
     assert "except a document's text row, which names its document in 'doc_id'" in note["detail"]
+
+
+@pytest.mark.parametrize("left", [(LeftImage("/in/a.jpg", "aa", "quality", reasons.BLURRY),), (), None])
+def test_a_row_an_earlier_run_wrote_is_carried_as_it_was(left):
+    row = DocumentLedgerRow(
+        "SKU-1", "k1", reasons.KEPT, "write_documents", "", {"shard": "docs/all/s.tar"}, "d", "all", 2, 1, left
+    )
+    written = {name: getattr(row, name) for name in LEDGER_SCHEMA.names}
+    assert carried_row(written) == row
