@@ -61,7 +61,7 @@ def build(
     """
     ingested = pipeline | "Ingest" >> ReadInputs(config.ingest, config.documents, config.run.output)
     known = ingested.items | "SkipKnown" >> SkipKnown(
-        earlier, output, config.documents, config.shards.ledger_rows_per_part
+        earlier, output, config.documents, config.shards.ledger_rows_per_part, ingested.texts
     )
     quality_side = config.quality.side if config.quality.enabled else None
     normalised = known.new | "Normalise" >> Normalise(
@@ -114,7 +114,12 @@ def build(
     ) | "SplitLinks" >> beam.Flatten()
     shipped_splits = pipeline | "ShippedSplits" >> ReadShippedSplits(earlier)
     documents = audited.samples | "Documents" >> AssembleDocuments(
-        config.documents, ingested.texts, known.new, functools.partial(load_clip, config.clip), ingested.rejected
+        config.documents,
+        ingested.texts,
+        known.new,
+        functools.partial(load_clip, config.clip),
+        ingested.rejected,
+        known.documents,
     )
     split = documents.samples | "Split" >> AssignSplits(
         config.split, output, links=links, shipped=shipped_splits, previous=None if earlier else previous
@@ -159,6 +164,6 @@ def build(
     _ = split.samples | "WriteEdits" >> WriteEditPairs(
         views.edit, views.shards(config.shards, views.edit), output, generation
     )
-    doc_rows = (documents.rejected, docs.ledger) | "AllDocumentRows" >> beam.Flatten()
+    doc_rows = (documents.rejected, docs.ledger, known.documents) | "AllDocumentRows" >> beam.Flatten()
     _ = doc_rows | "WriteDocumentLedger" >> WriteDocumentLedger(output, config.shards.ledger_rows_per_part, ledger)
     _ = ledger | "WriteLedger" >> WriteLedger(output, config.shards.ledger_rows_per_part)

@@ -35,6 +35,15 @@ MANIFEST = [
 ]
 
 
+MMC4_DOC = "mmc4.jsonl#http://example.com/car.html"  # the MMC4 line's document id: its file's name and its url
+
+
+def source_name(source: str) -> str:
+    """A source without its folders: ``products.csv#4``, ``tile10.jpg``, ``mmc4.jsonl#http://...:image0001``."""
+    path, mark, item = source.partition("#")
+    return Path(path).name + mark + item
+
+
 def _mmc4_line() -> dict:
     return {
         "image_info": [

@@ -3,12 +3,12 @@ split group whose shipped samples would have to change split.
 
 An incremental run never rewrites an earlier shard. When a source an earlier run kept (``kept_source_key`` of its
 ledger rows) now holds other content (``refuse_changed_content``) or other metadata (``METADATA``, raised by
-``transforms/incremental.py``), or a new item belongs to a document the earlier
-run already decided (``refuse_grown_document``), or new samples join shipped samples of different splits into one
-group (``refuse_split_move``, raised by ``transforms/split.py``), the job raises ``ChangedContent``; the launcher
-recognises the sentence in the failed job's error (``changed_content``, whatever the runner's wrapping) and rebuilds
-the whole output instead. Used by ``transforms/incremental.py``, ``transforms/split.py`` (the checks) and
-``transforms/mark_replaced.py``.
+``transforms/incremental.py``), a new item belongs to a document the earlier run already decided
+(``refuse_grown_document``), the text rows of such a document changed (``refuse_changed_texts``), or new samples join
+shipped samples of different splits into one group (``refuse_split_move``, raised by ``transforms/split.py``), the job
+raises ``ChangedContent``; the launcher recognises the sentence in the failed job's error (``changed_content``,
+whatever the runner's wrapping) and rebuilds the whole output instead. Used by ``transforms/incremental.py``,
+``transforms/split.py`` (the checks) and ``transforms/mark_replaced.py``.
 
 Pure functions (no Beam).
 """
@@ -22,6 +22,7 @@ CHANGED = "changed content since it was written to"
 DOCUMENT = "document "
 SPLIT_GROUP = "split group "
 METADATA = "(its metadata: a sidecar or manifest value)"
+TEXTS = "(its text rows: one edited, added or removed)"
 _REBUILD_FILE = (
     "an incremental run cannot take an old sample out of its shard, so the whole output is rebuilt and the new "
     "content replaces it, as it does for every other changed file (the job stops at the first one it meets; the "
@@ -34,6 +35,10 @@ _REBUILD_METADATA = (
 _REBUILD_DOCUMENT = (
     "an incremental run never rewrites an earlier docs shard, so the whole output is rebuilt and the document is "
     "assembled again with every image it has"
+)
+_REBUILD_TEXTS = (
+    "an incremental run never rewrites an earlier docs shard, so the whole output is rebuilt and the document is "
+    "assembled again with the text rows it has now"
 )
 
 _REBUILD_SPLIT = (
@@ -68,7 +73,7 @@ def changed_content(error: BaseException) -> str | None:
 def rebuild_reason(sentence: str) -> str:
     """Why the launcher rebuilds the output after the stop ``sentence`` (a ``changed_content`` result)."""
     if sentence.startswith(DOCUMENT):
-        return _REBUILD_DOCUMENT
+        return _REBUILD_TEXTS if TEXTS in sentence else _REBUILD_DOCUMENT
     if sentence.startswith(SPLIT_GROUP):
         return _REBUILD_SPLIT
     return _REBUILD_METADATA if METADATA in sentence else _REBUILD_FILE
@@ -119,3 +124,16 @@ def refuse_split_move(anchor: str, shipped_in: str, split: str) -> None:
             f"{SPLIT_GROUP}{anchor} {CHANGED} the shards (a sample shipped in {shipped_in}, the group now goes to "
             f"{split})"
         )
+
+
+def refuse_changed_texts(element: tuple[str, dict[str, Iterable]], output: str) -> None:
+    """Stop the incremental job when the text rows of a document an earlier run decided changed since.
+
+    ``element``: a document id with its text fingerprint ``now`` and the ``earlier`` one (none where it had no text
+    rows), and whether the earlier run ``decided`` it (its row in ``OUT/ledger_documents/``). Its texts sit in an
+    earlier docs shard (or its ledger row was decided with the old texts); only a rebuild assembles it again.
+    """
+    doc_id, found = element
+    now, earlier, decided = set(found["now"]), set(found["earlier"]), any(found["decided"])
+    if decided and now != earlier:
+        raise ChangedContent(f"{DOCUMENT}{doc_id} {CHANGED} {output} {TEXTS}")

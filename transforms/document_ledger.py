@@ -6,8 +6,9 @@ Input element type: ``DocumentLedgerRow`` from the documents stage (rejected and
 were known) takes the stage and reason of its item ledger row, matched by source (``explained``).
 
 Outputs: ``OUT/ledger_documents/part-NNNNN.parquet`` (one row per document, written like the item ledger by
-``transforms/_parts.py``) and ``OUT/_run/document_counts.json`` (documents by status and by status/stage/reason).
-The ``detail`` column is JSON for people, rendered from the typed row (``DocumentLedgerRow.detail``).
+``transforms/_parts.py``; an incremental run's rows include those it carried from the earlier run, ``carried_row``)
+and ``OUT/_run/document_counts.json`` (documents by status and by status/stage/reason). The ``detail`` column is
+JSON for people, rendered from the typed row (``DocumentLedgerRow.detail``).
 """
 
 import dataclasses
@@ -111,6 +112,25 @@ def explained(left: Iterable[LeftImage], found: dict[str, tuple[str | None, str,
             yield LeftImage(image.source, *found[image.source])
         else:
             yield image
+
+
+def carried_row(row: dict) -> DocumentLedgerRow:
+    """The ``DocumentLedgerRow`` of a row an earlier run wrote (``LEDGER_SCHEMA``), as it was before writing."""
+    notes = json.loads(row["detail"] or "{}")
+    left = notes.pop("images_left", None)
+    return DocumentLedgerRow(
+        doc_id=row["doc_id"],
+        key=row["key"],
+        status=row["status"],
+        stage=row["stage"],
+        reason=row["reason"] or "",
+        notes=notes,
+        domain=row["domain"] or "",
+        split=row["split"] or "",
+        images=row["images"] or 0,
+        texts=row["texts"] or 0,
+        left=None if left is None else tuple(LeftImage(**image) for image in left),
+    )
 
 
 def _doc_id(row: DocumentLedgerRow) -> str:

@@ -69,6 +69,7 @@ class AssembleDocuments(beam.PTransform):
         items: beam.PCollection,
         text_encoder: Callable[[], placement.TextEncoder] | None = None,
         dropped: beam.PCollection | None = None,
+        carried: beam.PCollection | None = None,
     ):
         """Args:
         config: The ``documents`` section.
@@ -78,6 +79,9 @@ class AssembleDocuments(beam.PTransform):
             config, or a fake in tests); ``None`` leaves unpositioned images in source order.
         dropped: Item ledger rows of items dropped before they were read; those with a ``document_id``
             (unresolvable import images) are listed among the images that left their document.
+        carried: The document ledger rows an incremental run carries from the earlier run (``DocumentLedgerRow``):
+            those documents are decided and unchanged (else the run would have stopped), so none is assembled
+            again from the text rows or dropped images this run lists for it.
         """
         super().__init__()
         self._config = config
@@ -85,6 +89,7 @@ class AssembleDocuments(beam.PTransform):
         self._items = items
         self._text_encoder = text_encoder
         self._dropped = dropped
+        self._carried = carried
 
     def expand(self, samples: beam.PCollection) -> DocumentsOutputs:
         if not self._config.enabled:
@@ -95,12 +100,15 @@ class AssembleDocuments(beam.PTransform):
         refs = [self._items | "Refs" >> beam.FlatMap(_ref_member, config=config)]
         if self._dropped is not None:
             refs.append(self._dropped | "DroppedRefs" >> beam.FlatMap(_dropped_ref))
+        members = {
+            "images": stamped | "Members" >> beam.FlatMap(_image_member, config=config),
+            "texts": self._texts | "TextSegments" >> beam.FlatMap(_text_member, config=config),
+            "refs": refs | "AllRefs" >> beam.Flatten(),
+        }
+        if self._carried is not None:
+            members["carried"] = self._carried | "CarriedIds" >> beam.Map(lambda row: (row.doc_id, True))
         decided = (
-            {
-                "images": stamped | "Members" >> beam.FlatMap(_image_member, config=config),
-                "texts": self._texts | "TextSegments" >> beam.FlatMap(_text_member, config=config),
-                "refs": refs | "AllRefs" >> beam.Flatten(),
-            }
+            members
             | "ByDocument" >> beam.CoGroupByKey()
             | "Assemble" >> beam.ParDo(_AssembleFn(config, self._text_encoder)).with_outputs(REJECTED, main="kept")
         )
@@ -269,6 +277,8 @@ class _AssembleFn(beam.DoFn):
 
     def process(self, element: tuple[str, dict]) -> Iterator:
         doc_id, grouped = element
+        if any(grouped.get("carried", ())):
+            return
         images = list(grouped["images"])
         try:
             result = assemble(

@@ -65,11 +65,19 @@ def items_of(sample: Sample, questions: Iterable[EvalQuestion], generation: bool
 
 def answers_of(sample: Sample, questions: Iterable[EvalQuestion]) -> list[tuple[tuple[str, str], str]]:
     """``((question, field), answer)`` for every question the sample's metadata answers."""
+    return answers_in(sample.domain, sample.metadata, questions)
+
+
+def answers_in(
+    domain: str, metadata: Mapping[str, Any], questions: Iterable[EvalQuestion]
+) -> list[tuple[tuple[str, str], str]]:
+    """``((question, field), answer)`` for every question a sample's ``domain`` and ``metadata`` answer (a shipped
+    sample's come from its sidecar row)."""
     return [
         ((q.question, q.field), answer)
         for q in questions
-        if not q.domains or sample.domain in q.domains
-        if (answer := answer_text(sample.metadata.get(q.field)))
+        if not q.domains or domain in q.domains
+        if (answer := answer_text(metadata.get(q.field)))
     ]
 
 

@@ -6,8 +6,8 @@ written: the eval images stay in their split's shards too. Config section: ``eva
 
 - ``understanding.jsonl``: an image with a question whose answer is a trusted metadata value (``questions``: the
   defect class, the product category, the colour), with the field the answer came from and, as ``choices``, every
-  answer that question has anywhere in the data (none when there are more than ``MAX_CHOICES``: an open question;
-  ``transforms/eval_items.py`` builds the items);
+  answer that question has anywhere in the output (an incremental run's shipped samples too; none when there are
+  more than ``MAX_CHOICES``: an open question; ``transforms/eval_items.py`` builds the items);
 - ``generation.jsonl``: the sample's text as a prompt with its reference image and the field the text came from;
 - ``images/<key>.<ext>``: the referenced images, byte-identical to the shards';
 - ``eval_set.json``: counts and what the leak check compared; ``leaks.json`` when it found leaks.
@@ -32,14 +32,21 @@ import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.io.filesystems import FileSystems
 
-from schemas.config.eval_set import EvalSetConfig
+from schemas.config.eval_set import EvalQuestion, EvalSetConfig
 from schemas.config.near_dedup import NearDedupConfig
 from schemas.config.semantic_dedup import SemanticDedupConfig
 from schemas.records.samples import Sample
 from schemas.splits import EVAL_SCHEMA_VERSION, GenerationItem, Leak, Model, UnderstandingItem
 from transforms._io import join, pattern, write_atomic
 from transforms._leaks import EvalLeakError, FindLeaksFn, Probe, ProbeIndex, describe, probe_of
-from transforms.eval_items import MAX_CHOICES, answers_of, items_of, single_answer_questions, with_choices
+from transforms.eval_items import (
+    MAX_CHOICES,
+    answers_in,
+    answers_of,
+    items_of,
+    single_answer_questions,
+    with_choices,
+)
 from transforms.image_store import read_image
 from transforms.incremental import EarlierRun
 
@@ -93,16 +100,17 @@ class BuildEvalSet(beam.PTransform):
             return pipeline | "NoEvalSet" >> beam.Create([])
         carried = pipeline | "NoEarlierItems" >> beam.Create([])
         shipped = pipeline | "NoShippedProbes" >> beam.Create([])
+        answers = [samples | "Answers" >> beam.FlatMap(answers_of, config.questions)]
         if self._earlier is not None:
             carried = (
                 pipeline | "EarlierRun" >> beam.Create([self._earlier]) | "EarlierItems" >> beam.FlatMap(earlier_items)
             )
-            shipped = (
-                pipeline
-                | "ReadSidecars"
-                >> beam.io.ReadFromParquet(pattern(self._earlier, "shards", "pairs", "*", "shard-*.parquet"))
-                | "ShippedProbes" >> beam.Map(shipped_probe)
+            sidecars = pipeline | "ReadSidecars" >> beam.io.ReadFromParquet(
+                pattern(self._earlier, "shards", "pairs", "*", "shard-*.parquet")
             )
+            shipped = sidecars | "ShippedProbes" >> beam.Map(shipped_probe)
+            # choices are every answer in the output: the shipped samples' too, as a full run sees them
+            answers.append(sidecars | "ShippedAnswers" >> beam.FlatMap(shipped_answers, config.questions))
         chosen = (
             (
                 samples
@@ -150,8 +158,8 @@ class BuildEvalSet(beam.PTransform):
             )
             items = (items, kept) | "WithCarried" >> beam.Flatten()
         vocabulary = (
-            samples
-            | "Answers" >> beam.FlatMap(answers_of, config.questions)
+            answers
+            | "AllAnswers" >> beam.Flatten(pipeline=pipeline)
             | "DistinctAnswers" >> beam.Distinct()
             | "Sample" >> beam.combiners.Sample.FixedSizePerKey(MAX_CHOICES + 1)
             | "Vocabulary" >> beam.combiners.ToDict()
@@ -188,6 +196,11 @@ def shipped_probe(row: Mapping[str, Any]) -> Probe:
     """The probe of a sample an earlier run wrote, from its ``pairs`` sidecar row (no embedding is stored there)."""
     hashes = json.loads(row["hashes"] or "{}")
     return Probe(row["key"], row["source"], row["sha256"], row["pixel_sha256"], hashes, None, "", row["split"])
+
+
+def shipped_answers(row: Mapping[str, Any], questions: Iterable[EvalQuestion]) -> list[tuple[tuple[str, str], str]]:
+    """``answers_in`` of a sample an earlier run wrote, from its ``pairs`` sidecar row."""
+    return answers_in(row["domain"], json.loads(row["metadata"] or "{}"), questions)
 
 
 def _copy_image(element: tuple[str, Iterable[Model]], earlier: str, output: str) -> Iterator[Model]:

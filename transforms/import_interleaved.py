@@ -24,13 +24,21 @@ URL's last segment or a ``file://`` path), or, unless ``ingest.follow_symlinks``
 file is checked where it really resolves, ``transforms._confine``); a line that is not a document with
 ``malformed_document``.
 
-Item sources are ``FILE#LINE:imageNNNN`` (text rows: ``FILE#LINE:textNNNN``); a document's id is ``NAME#LINE``
-unless the line carries ``doc_id`` or ``id``: ``NAME`` is the file's base name, or, where another interleaved input
-has the same base name, as many of its last folders as tell the two apart (``x/docs.jsonl``, ``y/docs.jsonl``:
-their documents were merged into one). Metric: ``import_interleaved/rejected``.
+Identity: a document is known by what it carries, never by its line number, so a document inserted above others
+changes nothing of theirs (``DocumentIdentities``): its ``doc_id`` or ``id``, else its page ``url`` (MMC4's
+``url``, OBELICS' ``general_metadata.url``), else ``sha256:`` and 16 hex digits of its image references in order
+(its texts when it has no image; an edited text then keeps the identity, and is seen as a changed text row). A
+later line of the same file with an identity already taken (MMC4's ``could_have_url_duplicate``) appends ``~`` and
+12 hex digits of its whole line (and ``~2``, ``~3``... for a line repeated word for word). Item sources are
+``FILE#IDENTITY:imageNNNN`` (text rows: ``FILE#IDENTITY:textNNNN``; a line that is no document: ``FILE#LINE``); a
+document's id is its ``doc_id`` or ``id`` as given (two lines with one id make one document), else ``NAME#IDENTITY``:
+``NAME`` is the file's base name, or, where another interleaved input has the same base name, as many of its last
+folders as tell the two apart (``x/docs.jsonl``, ``y/docs.jsonl``: their documents were merged into one). Metric:
+``import_interleaved/rejected``.
 """
 
 import dataclasses
+import hashlib
 import io
 import json
 import logging
@@ -104,6 +112,38 @@ def _doc_id(line: Mapping[str, Any], fallback: str) -> str:
         if not blank(line.get(field)):
             return str(line[field])
     return fallback
+
+
+def _short_hash(value: Any, digits: int) -> str:
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:digits]
+
+
+class DocumentIdentities:
+    """Give the documents of one file, line after line, identities that do not depend on their line numbers."""
+
+    def __init__(self, name: str):
+        self._name = name
+        self._taken: set[str] = set()
+
+    def next(self, line: Mapping[str, Any], document: ParsedDocument) -> tuple[str, str]:
+        """``(identity, doc_id)`` of ``document``, parsed from ``line`` without a fallback id."""
+        url = document.metadata.get("url")
+        if document.doc_id:
+            identity = document.doc_id
+        elif not blank(url):
+            identity = str(url)
+        else:
+            references = [reference for _, reference, _ in document.images] or [text for _, text in document.texts]
+            identity = "sha256:" + _short_hash(references, 16)
+        if identity in self._taken:
+            identity = f"{identity}~{_short_hash(line, 12)}"
+            repeated, count = identity, 1
+            while identity in self._taken:
+                count += 1
+                identity = f"{repeated}~{count}"
+        self._taken.add(identity)
+        return identity, document.doc_id or f"{self._name}#{identity}"
 
 
 def parse_mmc4(line: Mapping[str, Any], fallback_id: str) -> ParsedDocument:
@@ -222,17 +262,24 @@ def _lines(path: str) -> Iterator[tuple[int, str]]:
                 yield number, line
 
 
-def image_path(documents: str, kind: str, number: int, index: int, roots: list[str], follow_symlinks: bool) -> str:
-    """The file of image ``index`` of the document on line ``number`` of ``documents`` (its item source is
-    ``documents#number:imageNNNN``), resolved as ingest resolves it; "" when the line has no such image.
+def image_path(documents: str, kind: str, identity: str, index: int, roots: list[str], follow_symlinks: bool) -> str:
+    """The file of image ``index`` of the document ``identity`` of ``documents`` (its item source is
+    ``documents#identity:imageNNNN``), resolved as ingest resolves it; "" when no document has that image.
 
     Raises:
         RejectItem: The image's reference leads out of ``roots``, or names no file.
-        ValueError: The line is not a document of ``kind``.
     """
-    text = next((line for found, line in _lines(documents) if found == number), "")
-    images = PARSERS[kind](json.loads(text), "").images if text else []
-    return resolve_image(images[index][1], documents, roots, follow_symlinks) if index < len(images) else ""
+    identities = DocumentIdentities("")
+    for _, text in _lines(documents):
+        try:
+            line = valid_text(finite(json.loads(text)))[0]
+            document = PARSERS[kind](line, "")
+        except (ValueError, TypeError, AttributeError):
+            continue
+        if identities.next(line, document)[0] == identity:
+            images = document.images
+            return resolve_image(images[index][1], documents, roots, follow_symlinks) if index < len(images) else ""
+    return ""
 
 
 def with_document(output: Any, doc_id: str) -> Any:
@@ -256,6 +303,7 @@ class ListInterleavedFn(StageFn):
     def process(self, spec: InputSpec) -> Iterable[Any]:
         domain = spec.domain or self._config.default_domain
         name = self._names.get(spec.path) or posixpath.basename(spec.path)
+        identities = DocumentIdentities(name)
         for number, text in _lines(spec.path):
             line_source = f"{spec.path}#{number}"
             try:
@@ -276,19 +324,20 @@ class ListInterleavedFn(StageFn):
                         line_source,
                         replaced,
                     )
-                document = PARSERS[spec.kind](line, f"{name}#{number}")
+                document = PARSERS[spec.kind](line, "")
             except (ValueError, TypeError) as error:
                 self._rejected.inc()
                 row = rejected(STAGE, reasons.MALFORMED_DOCUMENT, line_source, None, domain, message=str(error))
                 yield pvalue.TaggedOutput(REJECTED, row)
                 continue
-            common = {**document.metadata, DOC_ID: document.doc_id}
+            identity, doc_id = identities.next(line, document)
+            common = {**document.metadata, DOC_ID: doc_id}
             for index, (position, sentence) in enumerate(document.texts):
                 metadata = {**common, POSITION: position, "text": sentence}
-                yield TextRow(f"{line_source}:text{index:04d}", domain, metadata)
+                yield TextRow(f"{spec.path}#{identity}:text{index:04d}", domain, metadata)
             for index, (position, reference, extra) in enumerate(document.images):
                 metadata = {**common, **extra, POSITION: position}
-                source = f"{line_source}:image{index:04d}"
+                source = f"{spec.path}#{identity}:image{index:04d}"
                 for output in super().process(ImageRef(spec, source, domain, reference, metadata)):
                     yield with_document(output, metadata[DOC_ID])
 

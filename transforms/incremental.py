@@ -1,8 +1,10 @@
 """Incremental runs: process only content an earlier run into the same output has not decided yet.
 
 Input: the items read by ingest (``InputItem`` with bytes) and the earlier run's ledger and shard sidecars.
-Outputs: ``new`` (items to process), ``carried`` (ledger rows kept from the earlier run or derived from it) and
-``shipped`` (``Fingerprint`` records of samples already in shards, for deduplication across runs).
+Outputs: ``new`` (items to process), ``carried`` (ledger rows kept from the earlier run or derived from it),
+``shipped`` (``Fingerprint`` records of samples already in shards, for deduplication across runs) and ``documents``
+(the earlier run's document ledger rows, ``DocumentLedgerRow``: a run that goes on changes none of those documents,
+so they keep their rows and the documents stage leaves them alone).
 
 Identity is the content key (SHA-256 of the bytes), so a renamed file is not processed again. Per content key: an
 item whose source had the same key before keeps its earlier row, unless that row was ``failed`` (retried) or the
@@ -14,7 +16,9 @@ processed: text, safety, faces and the filters read its metadata too, so an earl
 other items are new (``_run/increment.json`` counts them; ``transforms/count_changes.py``
 counts the rows that changed, so that a run changing nothing commits nothing). Every run writes each item's
 metadata fingerprint to ``OUT/_run/inputs/part-NNNNN.parquet`` for the next one (an output without it: no metadata
-change is seen, as before). Earlier kept rows whose source left
+change is seen, as before), and, with documents on, a fingerprint of each document's text rows (``TextRow``, keyed by
+document id, whatever their row numbers) to ``OUT/_run/texts/``: a document an earlier run decided whose text rows
+were edited, added or removed since stops the job as a grown document does. Earlier kept rows whose source left
 the input are carried, because their samples are still in the shards. A shipped source whose file now holds other
 content stops the incremental job (``ChangedContent``, ``transforms/changed_content.py``): its old sample sits in an
 earlier shard, which incremental runs never rewrite, so the launcher rebuilds the whole output instead
@@ -40,10 +44,11 @@ from apache_beam.io.filesystems import FileSystems
 
 from schemas import reasons
 from schemas.config.documents import DocumentsConfig
+from schemas.documents import TextRow
 from schemas.records.dedup import Fingerprint
 from schemas.records.inputs import InputItem
 from schemas.records.ledger import LedgerRow, detail_json
-from schemas.records.values import content_metadata, richness
+from schemas.records.values import blank, content_metadata, richness
 from transforms._common import StageFn, apply_stage
 from transforms._io import join, literal, write_atomic
 from transforms._parts import WriteParts
@@ -54,10 +59,12 @@ from transforms.changed_content import (
     ChangedContent,
     kept_source_key,
     refuse_changed_content,
+    refuse_changed_texts,
     refuse_grown_document,
 )
-from transforms.document_ids import document_id
+from transforms.document_ids import document_id, id_text
 from transforms.document_ledger import LEDGER_DIR as DOCUMENT_LEDGER
+from transforms.document_ledger import carried_row
 from transforms.ingest import STAGE as INGEST
 from transforms.normalise import content_key
 
@@ -66,12 +73,15 @@ INCREMENT = "increment.json"
 CARRIED = "carried"
 INPUTS = "_run/inputs"
 INPUTS_SCHEMA = pa.schema([("source", pa.string()), ("metadata_sha256", pa.string())])
+TEXTS = "_run/texts"
+TEXTS_SCHEMA = pa.schema([("doc_id", pa.string()), ("texts_sha256", pa.string())])
 
 
 class IncrementalOutputs(NamedTuple):
     new: beam.PCollection
     carried: beam.PCollection
     shipped: beam.PCollection
+    documents: beam.PCollection
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +97,7 @@ class SkipKnown(beam.PTransform):
     """Split items into new content and rows carried over from ``earlier``; without one, every item is new.
 
     ``documents``: the run's grouping rules, to stop the job when a new item joins a document ``earlier`` decided.
+    ``texts``: the run's text rows (``TextRow``), to stop it when such a document's text rows changed.
     """
 
     def __init__(
@@ -95,12 +106,14 @@ class SkipKnown(beam.PTransform):
         output: str,
         documents: DocumentsConfig | None = None,
         rows_per_part: int = 100_000,
+        texts: beam.PCollection | None = None,
     ):
         super().__init__()
         self._earlier = earlier
         self._output = output
         self._documents = documents
         self._rows_per_part = rows_per_part
+        self._texts = texts if documents is not None and documents.enabled else None
 
     def expand(self, items: beam.PCollection):
         pipeline = items.pipeline
@@ -110,9 +123,21 @@ class SkipKnown(beam.PTransform):
             | "WriteInputs"
             >> WriteParts(self._output, INPUTS, INPUTS_SCHEMA, _first, _input_row, "inputs", self._rows_per_part)
         )
+        document_texts = None
+        if self._texts is not None:
+            document_texts = (
+                self._texts
+                | "TextFingerprints" >> beam.FlatMap(text_fingerprint, self._documents.id_field)
+                | "TextsByDocument" >> beam.GroupByKey()
+                | "DocumentTexts" >> beam.MapTuple(lambda doc_id, found: (doc_id, texts_fingerprint(found)))
+            )
+            # An empty part too: the next run tells "no text rows" from an output written before texts were kept.
+            _ = document_texts | "WriteTexts" >> WriteParts(
+                self._output, TEXTS, TEXTS_SCHEMA, _first, _text_row, "document texts", self._rows_per_part, True
+            )
         if self._earlier is None:
             none = pipeline | "NothingEarlier" >> beam.Create([])
-            return IncrementalOutputs(new=items, carried=none, shipped=none)
+            return IncrementalOutputs(new=items, carried=none, shipped=none, documents=none)
         previous = self._earlier.output.rstrip("/")
         earlier = (
             pipeline
@@ -144,17 +169,35 @@ class SkipKnown(beam.PTransform):
             | "Decide" >> beam.ParDo(_DecideFn()).with_outputs(CARRIED, main="new")
         )
         documents = f"{literal(previous)}/{DOCUMENT_LEDGER}/part-*.parquet"
+        carried_documents = pipeline | "NoEarlierDocuments" >> beam.Create([])
         if self._documents is not None and self._documents.enabled and FileSystems.match([documents])[0].metadata_list:
+            carried_documents = (
+                pipeline
+                | "ReadEarlierDocuments" >> beam.io.ReadFromParquet(documents)
+                | "EarlierDocumentRows" >> beam.Map(carried_row)
+            )
+            decided_documents = carried_documents | "EarlierDocumentIds" >> beam.Map(lambda row: (row.doc_id, True))
             _ = (
                 {
                     "new": decided.new | "NewDocumentItems" >> beam.FlatMap(_document_source, self._documents),
-                    "earlier": pipeline
-                    | "ReadEarlierDocuments" >> beam.io.ReadFromParquet(documents, columns=["doc_id"])
-                    | "EarlierDocumentIds" >> beam.Map(lambda row: (row["doc_id"], True)),
+                    "earlier": decided_documents,
                 }
                 | "JoinDocuments" >> beam.CoGroupByKey()
                 | "RefuseGrownDocuments" >> beam.Map(refuse_grown_document, output=previous)
             )
+            texts = f"{literal(previous)}/{TEXTS}/part-*.parquet"
+            if document_texts is not None and FileSystems.match([texts])[0].metadata_list:
+                _ = (
+                    {
+                        "now": document_texts,
+                        "earlier": pipeline
+                        | "ReadEarlierTexts" >> beam.io.ReadFromParquet(texts)
+                        | "EarlierTexts" >> beam.Map(lambda row: (row["doc_id"], row["texts_sha256"])),
+                        "decided": decided_documents,
+                    }
+                    | "JoinTexts" >> beam.CoGroupByKey()
+                    | "RefuseChangedTexts" >> beam.Map(refuse_changed_texts, output=previous)
+                )
         new, unreadable = apply_stage(decided.new, "ReadNewAgain", _ReadAgainFn())
         shipped = pipeline | "NoShipped" >> beam.Create([])
         if self._earlier.has_shards:
@@ -170,7 +213,7 @@ class SkipKnown(beam.PTransform):
             | "WriteIncrement" >> beam.Map(_write_increment, output=self._output)
         )
         carried = (decided[CARRIED], unreadable) | "CarriedOrUnreadable" >> beam.Flatten()
-        return IncrementalOutputs(new=new, carried=carried, shipped=shipped)
+        return IncrementalOutputs(new=new, carried=carried, shipped=shipped, documents=carried_documents)
 
 
 def metadata_fingerprint(item: InputItem) -> str:
@@ -178,8 +221,27 @@ def metadata_fingerprint(item: InputItem) -> str:
 
     ``PROVENANCE`` keys (``read_attempts``) are left out: they say how a read went, not what the item is.
     """
-    text = json.dumps([item.domain, content_metadata(item.metadata)], sort_keys=True, ensure_ascii=False, default=str)
+    return _fingerprint(item.domain, item.metadata)
+
+
+def _fingerprint(domain: str, metadata: dict) -> str:
+    text = json.dumps([domain, content_metadata(metadata)], sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def text_fingerprint(row: TextRow, id_field: str) -> Iterator[tuple[str, str]]:
+    """``(document id, SHA-256 of the row's domain and metadata)`` of a text row with a document id.
+
+    The row's source (its row or line number) is left out: a row inserted above it moves it, and changes nothing.
+    """
+    value = row.metadata.get(id_field)
+    if not blank(value):
+        yield id_text(value), _fingerprint(row.domain, row.metadata)
+
+
+def texts_fingerprint(fingerprints: Iterable[str]) -> str:
+    """One document's text fingerprint from those of its text rows, in whatever order they came."""
+    return hashlib.sha256("\n".join(sorted(fingerprints)).encode("ascii")).hexdigest()
 
 
 def mark_changed(
@@ -206,6 +268,10 @@ def _first(pair: tuple[str, str]) -> str:
 
 def _input_row(pair: tuple[str, str]) -> list[dict]:
     return [{"source": pair[0], "metadata_sha256": pair[1]}]
+
+
+def _text_row(pair: tuple[str, str]) -> list[dict]:
+    return [{"doc_id": pair[0], "texts_sha256": pair[1]}]
 
 
 def _light_by_content(item: InputItem) -> tuple[str, InputItem]:

@@ -92,6 +92,13 @@ class Thumbnails:
     def _source_bytes(self, source: str) -> bytes:
         if "#" not in source or exists(source):
             return _read_capped(source)
+        for spec in self._config.get("ingest", {}).get("inputs", []):
+            # an interleaved document's image: FILE#IDENTITY:imageNNNN, where the identity may be a URL with '#'
+            documents = spec.get("path", "")
+            identity, _, image = source.removeprefix(f"{documents}#").rpartition(":image")
+            if source.startswith(f"{documents}#") and identity and image.isdigit():
+                if path := self._document_image(documents, identity, int(image)):
+                    return _read_capped(path)
         container, _, item = source.rpartition("#")
         lowered = container.lower()
         if lowered.endswith(".tar"):
@@ -102,20 +109,17 @@ class Thumbnails:
             return held
         if lowered.endswith((".csv", ".tsv", ".jsonl", ".json", ".parquet")) and item.isdigit():
             return _read_capped(self._manifest_path(container, int(item)))
-        line, _, image = item.partition(":image")  # an interleaved document's image: FILE#LINE:imageNNNN
-        if line.isdigit() and image.isdigit():
-            return _read_capped(self._document_image(container, int(line), int(image)))
         return b""
 
-    def _document_image(self, documents: str, number: int, index: int) -> str:
-        """The path of image ``index`` of the document on line ``number`` of an MMC4 or OBELICS input, or ""."""
+    def _document_image(self, documents: str, identity: str, index: int) -> str:
+        """The path of image ``index`` of the document ``identity`` of an MMC4 or OBELICS input, or ""."""
         from transforms.import_interleaved import PARSERS, image_path
 
         spec = self._spec(documents)
         if spec.get("kind") not in PARSERS:
             return ""
         follow = bool(self._config.get("ingest", {}).get("follow_symlinks", False))
-        return image_path(documents, spec["kind"], number, index, spec.get("roots", []), follow)
+        return image_path(documents, spec["kind"], identity, index, spec.get("roots", []), follow)
 
     def _held_image(self, manifest: str, number: int) -> bytes:
         """The image a Parquet manifest holds in row ``number`` (its row group read alone), or b"" for none."""

@@ -444,6 +444,144 @@ def test_a_new_document_in_an_incremental_run_needs_no_rebuild(tmp_path, run, ph
     assert [json.loads(s["json"])["doc_id"] for s in second.samples("docs")] == ["PAGE-9"]
 
 
+def _pages_with_texts(folder, photo, texts):
+    folder.mkdir(exist_ok=True)
+    rows = ["path,doc_id,position,caption"]
+    for seed in range(3):
+        photo(220, 160, seed=seed).save(folder / f"page{seed}.jpg", quality=90)
+        rows.append(f"page{seed}.jpg,doc-{seed},0,photo of item {seed}")
+    (folder / "pages.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    (folder / "texts.csv").write_text("doc_id,position,text\n" + "".join(f"{r}\n" for r in texts), encoding="utf-8")
+    return [{"path": str(folder / "pages.csv")}, {"path": str(folder / "texts.csv")}]
+
+
+def _document_texts(out):
+    records = [json.loads(sample["json"]) for sample in out.samples("docs")]
+    return {record["doc_id"]: [text for text in record["texts"] if text] for record in records}
+
+
+def test_an_edited_or_added_text_row_of_a_shipped_document_rebuilds_it_with_the_new_texts(
+    tmp_path, run, photo, caplog
+):
+    """A text row edited or added for a shipped document was ignored: the rerun said nothing changed."""
+    original = [f"doc-{seed},1,Original text of doc {seed}." for seed in range(3)]
+    inputs = _pages_with_texts(tmp_path / "in", photo, original)
+    run(inputs, output=tmp_path / "out")
+    # a row inserted above the others moves their row numbers, and changes nothing of theirs
+    _pages_with_texts(tmp_path / "in", photo, ["doc-1,1,EDITED text of doc 1.", *original[::2]])
+
+    edited = run(inputs, output=tmp_path / "out")
+
+    assert "document doc-1 changed content" in caplog.text and "its text rows" in caplog.text
+    assert _document_texts(edited)["doc-1"] == ["EDITED text of doc 1."]
+    _pages_with_texts(tmp_path / "in", photo, [*original[::2], "doc-1,1,EDITED text of doc 1.", "doc-2,2,ADDED."])
+    caplog.clear()
+    added = run(inputs, output=tmp_path / "out")
+
+    assert "document doc-2 changed content" in caplog.text and "document doc-0 changed" not in caplog.text
+    full = run(inputs, output=tmp_path / "full")
+    assert _document_texts(added) == _document_texts(full)
+    assert _document_texts(full)["doc-2"] == ["Original text of doc 2.", "ADDED."]
+    views = ("shards/", "ledger", "ledger_documents/")
+    assert {k: v for k, v in added.file_bytes().items() if k.startswith(views)} == {
+        k: v for k, v in full.file_bytes().items() if k.startswith(views)
+    }
+
+
+def test_a_text_row_removed_from_a_shipped_document_rebuilds_it_and_a_rerun_changes_nothing(
+    tmp_path, run, photo, caplog
+):
+    texts = [f"doc-{seed},1,Text of doc {seed}." for seed in range(3)] + ["doc-0,2,A second paragraph."]
+    inputs = _pages_with_texts(tmp_path / "in", photo, texts)
+    run(inputs, output=tmp_path / "out")
+    _pages_with_texts(tmp_path / "in", photo, texts[:3])
+
+    removed = run(inputs, output=tmp_path / "out")
+
+    assert "document doc-0 changed content" in caplog.text
+    assert _document_texts(removed)["doc-0"] == ["Text of doc 0."]
+    caplog.clear()
+    caplog.set_level(logging.INFO, logger="unishard")
+    run(inputs, output=tmp_path / "out")
+    assert "rebuilt" not in caplog.text and "is unchanged" in caplog.text
+
+
+def _document_ledger(out):
+    rows = pq.read_table(out.path / "ledger_documents").to_pylist()
+    return {row["doc_id"]: (row["status"], row["reason"], row["images"], row["texts"], row["split"]) for row in rows}
+
+
+def test_an_incremental_run_keeps_the_document_ledger_rows_of_shipped_documents_and_still_sees_them_grow(
+    tmp_path, run, photo, caplog
+):
+    """An incremental run rewrote ledger_documents with its own documents only: shipped documents lost their rows or
+    were listed as rejected (their text rows without images), and an image added later to such a document shipped
+    it a second time instead of rebuilding it."""
+    inputs = _pages_with_texts(tmp_path / "in", photo, [f"doc-{seed},1,Text of doc {seed}." for seed in range(3)])
+    shipped = _document_ledger(run(inputs, output=tmp_path / "out"))
+    photo(220, 160, seed=9).save(tmp_path / "in" / "page9.jpg", quality=90)
+    with open(tmp_path / "in" / "pages.csv", "a", encoding="utf-8") as pages:
+        pages.write("page9.jpg,doc-9,0,photo of item 9\n")
+
+    second = run(inputs, output=tmp_path / "out")
+
+    assert "rebuilt" not in caplog.text
+    full = run(inputs, output=tmp_path / "full")
+    assert _document_ledger(second) == _document_ledger(full)
+    assert {doc_id: row for doc_id, row in _document_ledger(second).items() if doc_id != "doc-9"} == shipped
+    photo(220, 160, seed=10).save(tmp_path / "in" / "page10.jpg", quality=90)
+    with open(tmp_path / "in" / "pages.csv", "a", encoding="utf-8") as pages:
+        pages.write("page10.jpg,doc-0,2,another photo of item 0\n")
+
+    third = run(inputs, output=tmp_path / "out")
+
+    assert "document doc-0 changed content" in caplog.text
+    records = [json.loads(sample["json"]) for sample in third.samples("docs")]
+    assert {record["doc_id"]: sum(map(bool, record["images"])) for record in records} == {
+        "doc-0": 2,
+        "doc-1": 1,
+        "doc-2": 1,
+    }
+
+
+def _mmc4_documents(folder, photo, seeds):
+    folder.mkdir(exist_ok=True)
+    lines = []
+    for seed in seeds:
+        names = [f"m{seed}_{index}.jpg" for index in range(2)]
+        for index, name in enumerate(names):
+            photo(220, 160, seed=100 + 2 * seed + index).save(folder / name, quality=90)
+        infos = [{"image_name": name, "matched_text_index": at, "matched_sim": 0.3} for at, name in enumerate(names)]
+        sentences = [f"First sentence of document {seed}.", f"Second sentence of document {seed}."]
+        lines.append(json.dumps({"image_info": infos, "text_list": sentences, "url": f"http://x/{seed}"}) + "\n")
+    (folder / "docs.jsonl").write_text("".join(lines), encoding="utf-8")
+    return [{"path": str(folder / "docs.jsonl"), "kind": "mmc4"}]
+
+
+def test_a_document_put_first_in_an_mmc4_file_leaves_every_other_document_as_it_shipped(tmp_path, run, photo, caplog):
+    """Ids were line numbers: the rerun rebuilt everything, named replaces_key for keys still shipped, and moved
+    unchanged documents between splits (test to validation, validation to train)."""
+    fractions = {"split": {"fractions": {"train": 0.5, "validation": 0.25, "test": 0.25}}}
+    inputs = _mmc4_documents(tmp_path / "in", photo, range(1, 7))
+    first = run(inputs, output=tmp_path / "out", **fractions)
+    _mmc4_documents(tmp_path / "in", photo, range(7))  # document 0 is the file's first line now
+
+    second = run(inputs, output=tmp_path / "out", **fractions)
+
+    assert "changed content" not in caplog.text and "rebuilt" not in caplog.text
+    assert not [row for row in second.ledger if "replaces_key" in row["detail"]]
+    splits = {row["key"]: row["split"] for row in second.ledger}
+    assert {row["key"]: (row["source"], row["split"]) for row in first.ledger} == {
+        row["key"]: (row["source"], splits[row["key"]]) for row in first.ledger
+    }
+    full = run(inputs, output=tmp_path / "full", **fractions)
+
+    def decided(out):
+        return sorted((row["source"], row["key"], row["status"], row["reason"], row["split"]) for row in out.ledger)
+
+    assert decided(second) == decided(full)
+
+
 def test_an_incremental_keep_fraction_threshold_comes_from_every_score_the_output_holds(tmp_path, run, photo):
     inputs = tmp_path / "in"
     keep_half = {"clip_filter": {"keep_fraction": 0.5, "group_by": "all"}}

@@ -538,7 +538,7 @@ def test_thumbnails_of_parquet_rows_holding_their_images_come_from_the_row(tmp_p
 
 
 def test_thumbnails_of_interleaved_documents_images_come_from_the_files_their_lines_name(tmp_path):
-    """A rejected image of an MMC4 document (``FILE#LINE:imageNNNN``) always showed "no preview"."""
+    """A rejected image of an MMC4 document (``FILE#IDENTITY:imageNNNN``) always showed "no preview"."""
     shots = {"hood.jpg": skimage.data.astronaut(), "oil.jpg": skimage.data.coffee()}
     for name, pixels in shots.items():
         Image.fromarray(pixels).save(tmp_path / name, quality=90)
@@ -548,17 +548,19 @@ def test_thumbnails_of_interleaved_documents_images_come_from_the_files_their_li
             {"image_name": "hood.jpg", "matched_text_index": 0},
             {"image_name": "oil.jpg", "matched_text_index": 1},
         ],
+        "url": "http://example.com/car.html#engine",  # a '#' inside the document's identity
     }
     documents = tmp_path / "docs.jsonl"
     documents.write_text("{}\n" + json.dumps(line) + "\n", encoding="utf-8")
     inputs = [{"path": str(documents), "kind": "mmc4"}]
     thumbs = Thumbnails(str(tmp_path / "out"), {"ingest": {"inputs": inputs}, "faces": {"enabled": False}})
 
-    assert thumbs.from_source(f"{documents}#2:image0001", None)
-    assert not thumbs.from_source(f"{documents}#2:image0002", None) and not thumbs.from_source(
-        f"{documents}#1:image0000", None
+    page = f"{documents}#http://example.com/car.html#engine"
+    assert thumbs.from_source(f"{page}:image0001", None)
+    assert not thumbs.from_source(f"{page}:image0002", None) and not thumbs.from_source(
+        f"{documents}#http://example.com/other.html:image0000", None
     )
-    data = base64.b64decode(thumbs.uris[f"source:{documents}#2:image0001"].split(",", 1)[1])
+    data = base64.b64decode(thumbs.uris[f"source:{page}:image0001"].split(",", 1)[1])
     preview = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), np.float32)
     oil = np.asarray(Image.fromarray(shots["oil.jpg"]).resize(preview.shape[1::-1]), np.float32)
     assert np.abs(preview - oil).mean() < 12, "the line's second image, not its first"

@@ -12,6 +12,7 @@ from transforms.changed_content import (
     kept_source_key,
     rebuild_reason,
     refuse_changed_content,
+    refuse_changed_texts,
     refuse_grown_document,
 )
 
@@ -75,3 +76,18 @@ def test_the_launcher_s_reason_to_rebuild_fits_the_stop():
         refuse_grown_document(("PAGE-1", {"new": ["/in/c.jpg"], "earlier": [True]}), output="/out")
     assert "replaces_key" in rebuild_reason(changed_content(file_stop.value))
     assert "assembled again with every image" in rebuild_reason(changed_content(document_stop.value))
+
+
+@pytest.mark.parametrize(
+    ("now", "earlier"), [(["t2"], ["t1"]), (["t1"], []), ([], ["t1"])], ids=["edited", "added", "removed"]
+)
+def test_changed_text_rows_of_a_decided_document_stop_the_job_and_say_why(now, earlier):
+    with pytest.raises(ChangedContent, match="document d1 changed content since it was written to /out") as stop:
+        refuse_changed_texts(("d1", {"now": now, "earlier": earlier, "decided": [True]}), output="/out")
+    assert "text rows it has now" in rebuild_reason(changed_content(stop.value))
+
+
+def test_text_rows_of_an_undecided_document_or_unchanged_ones_go_on():
+    assert refuse_changed_texts(("d1", {"now": ["t1"], "earlier": ["t1"], "decided": [True]}), output="/out") is None
+    assert refuse_changed_texts(("d2", {"now": ["t1"], "earlier": [], "decided": []}), output="/out") is None
+    assert refuse_changed_texts(("d3", {"now": [], "earlier": [], "decided": [True]}), output="/out") is None

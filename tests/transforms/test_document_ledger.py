@@ -8,9 +8,9 @@ import pytest
 
 from schemas import reasons
 from schemas.documents import DocumentLedgerRow, LeftImage
-from tests.documents_run import documents_run
+from tests.documents_run import MMC4_DOC, documents_run, source_name
 from tests.helpers import make_photo, run_job
-from transforms.document_ledger import explained
+from transforms.document_ledger import LEDGER_SCHEMA, carried_row, explained
 
 
 def test_images_that_left_take_their_stage_and_reason_from_the_item_ledger_by_source():
@@ -52,14 +52,14 @@ def _doc_ledger(out) -> dict[str, dict]:
 
 def _left(row: dict) -> dict[str, tuple]:
     images = json.loads(row["detail"])["images_left"]
-    return {Path(image["source"]).name: (image["stage"], image["reason"]) for image in images}
+    return {source_name(image["source"]): (image["stage"], image["reason"]) for image in images}
 
 
 def test_run_writes_one_document_ledger_row_per_document_with_reasons(out):
     ledger = _doc_ledger(out)
-    assert sorted(ledger) == ["PAGE-1", "SKU-A", "SKU-B", "SKU-C", "TEXT-ONLY", "inspection:R-1", "mmc4.jsonl#1"]
+    assert sorted(ledger) == ["PAGE-1", "SKU-A", "SKU-B", "SKU-C", "TEXT-ONLY", "inspection:R-1", MMC4_DOC]
     kept = {doc_id: row["images"] for doc_id, row in ledger.items() if row["status"] == "kept"}
-    assert kept == {"PAGE-1": 2, "SKU-A": 2, "SKU-C": 1, "inspection:R-1": 2, "mmc4.jsonl#1": 1}
+    assert kept == {"PAGE-1": 2, "SKU-A": 2, "SKU-C": 1, "inspection:R-1": 2, MMC4_DOC: 1}
     for doc_id in ("SKU-B", "TEXT-ONLY"):
         assert (ledger[doc_id]["status"], ledger[doc_id]["reason"]) == ("rejected", reasons.DOCUMENT_TOO_FEW_IMAGES)
     counts = json.loads((out.path / "_run" / "document_counts.json").read_text())
@@ -71,9 +71,7 @@ def test_run_says_at_which_stage_and_why_each_image_left_its_document(out):
     ledger = _doc_ledger(out)
     assert _left(ledger["SKU-A"]) == {"products.csv#4": ("exact_dedup", reasons.EXACT_DUPLICATE)}
     assert _left(ledger["SKU-B"]) == {"products.csv#6": ("normalise", reasons.NOT_AN_IMAGE)}
-    assert _left(ledger["mmc4.jsonl#1"]) == {
-        "mmc4.jsonl#1:image0001": ("import_interleaved", reasons.UNRESOLVABLE_IMAGE)
-    }
+    assert _left(ledger[MMC4_DOC]) == {f"{MMC4_DOC}:image0001": ("import_interleaved", reasons.UNRESOLVABLE_IMAGE)}
     assert _left(ledger["PAGE-1"]) == {}
 
 
@@ -111,3 +109,12 @@ def test_images_rejected_when_read_are_listed_among_those_that_left_their_docume
     }
     (note,) = [row for row in out.ledger if row["source"].endswith("#7")]
     assert "except a document's text row, which names its document in 'doc_id'" in note["detail"]
+
+
+@pytest.mark.parametrize("left", [(LeftImage("/in/a.jpg", "aa", "quality", reasons.BLURRY),), (), None])
+def test_a_row_an_earlier_run_wrote_is_carried_as_it_was(left):
+    row = DocumentLedgerRow(
+        "SKU-1", "k1", reasons.KEPT, "write_documents", "", {"shard": "docs/all/s.tar"}, "d", "all", 2, 1, left
+    )
+    written = {name: getattr(row, name) for name in LEDGER_SCHEMA.names}
+    assert carried_row(written) == row

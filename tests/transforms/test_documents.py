@@ -11,7 +11,7 @@ from schemas import reasons
 from schemas.config.documents import DocumentsConfig
 from schemas.documents import DOCUMENT_ANNOTATION, Document, DocumentImage, DocumentLedgerRow, document_key
 from schemas.records.samples import ImageInfo
-from tests.documents_run import documents_run
+from tests.documents_run import MMC4_DOC, documents_run, source_name
 from transforms.document_order import TextPiece
 from transforms.documents import assemble
 
@@ -185,7 +185,7 @@ def test_run_stamps_document_ids_on_samples_for_the_split(out):
     stamped = {}
     for sample in out.samples():
         record = json.loads(sample["json"])
-        stamped[Path(record["source"]).name] = record["annotations"].get(DOCUMENT_ANNOTATION)
+        stamped[source_name(record["source"])] = record["annotations"].get(DOCUMENT_ANNOTATION)
     assert stamped["products.csv#1"] == "SKU-A"
     assert stamped["tile10.jpg"] == stamped["tile11.jpg"] == "inspection:R-1"
-    assert stamped["mmc4.jsonl#1:image0000"] == "mmc4.jsonl#1"
+    assert stamped[f"{MMC4_DOC}:image0000"] == MMC4_DOC

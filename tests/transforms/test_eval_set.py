@@ -207,3 +207,32 @@ def test_an_incremental_run_carries_the_earlier_eval_set_and_checks_shipped_trai
                 | beam.Create([leaking])
                 | BuildEvalSet(EvalSetConfig(), str(tmp_path / "x"), ("train", "test"), NEAR, SEMANTIC, run)
             )
+
+
+def test_an_incremental_run_s_choices_hold_the_answers_of_shipped_samples_as_a_full_run_s_do(tmp_path):
+    """An incremental run's choices came from its new samples and the eval items only (4 where a full run had 9)."""
+    earlier = tmp_path / "earlier"
+    shipped = [
+        _sample("f1", make_photo(64, 64, 41), "test", {"label": "dent"}, text="old dent"),
+        _sample("f2", make_photo(64, 64, 42), "train", {"label": "rust"}, text="old rust"),
+        _sample("f3", make_photo(64, 64, 43), "validation", {"label": "crack"}, text="old crack"),
+    ]
+    _ship(earlier, shipped)
+    new = [_sample("g1", make_photo(64, 64, 44), "test", {"label": "scratch"}, text="new scratch")]
+    run = EarlierRun(output=str(earlier), generation=1, has_shards=True)
+    splits = ("train", "validation", "test")
+    for name, samples, earlier_run in (("incremental", new, run), ("full", [*shipped, *new], None)):
+        with BeamTestPipeline() as pipeline:
+            _ = (
+                pipeline
+                | name >> beam.Create(samples)
+                | BuildEvalSet(EvalSetConfig(), str(tmp_path / name), splits, NEAR, SEMANTIC, earlier_run)
+            )
+    choices = {
+        name: [json.loads(line) for line in (tmp_path / name / "eval" / "understanding.jsonl").open()]
+        for name in ("incremental", "full")
+    }
+    assert choices["incremental"] == choices["full"]
+    assert {item["key"]: item["choices"] for item in choices["full"]} == {
+        key: ["crack", "dent", "rust", "scratch"] for key in ("f1", "g1")
+    }

@@ -198,8 +198,8 @@ def test_a_sentence_with_half_an_emoji_is_imported_with_a_replacement_character(
 
 
 def test_two_files_of_one_name_in_different_folders_keep_their_documents_apart(tmp_path):
-    """``x/docs.jsonl`` and ``y/docs.jsonl`` both gave their first line the id ``docs.jsonl#1``: one document with
-    both files' sentences and images."""
+    """``x/docs.jsonl`` and ``y/docs.jsonl`` both gave their first line the id ``docs.jsonl#1`` (and now would both
+    give ``docs.jsonl#`` and its url): one document with both files' sentences and images."""
     specs = []
     for folder, kind in (("x", "mmc4"), ("y", "mmc4"), ("z", "obelics")):
         (tmp_path / folder).mkdir()
@@ -213,7 +213,58 @@ def test_two_files_of_one_name_in_different_folders_keep_their_documents_apart(t
     specs.append(InputSpec(path=str(tmp_path / "solo.jsonl"), kind="mmc4"))
     fn = ListInterleavedFn(IngestConfig(inputs=specs))
     ids = [{row.metadata["doc_id"] for row in fn.process(spec) if isinstance(row, TextRow)} for spec in specs]
-    assert ids == [{"x/docs.jsonl#1"}, {"y/docs.jsonl#1"}, {"z/docs.jsonl#1"}, {"solo.jsonl#1"}]
+    page = "http://example.com/page.html"
+    assert ids[:2] + ids[3:] == [{f"x/docs.jsonl#{page}"}, {f"y/docs.jsonl#{page}"}, {f"solo.jsonl#{page}"}]
+    assert len(ids[2]) == 1 and ids[2].pop().startswith("z/docs.jsonl#sha256:")  # no url: its images name it
+
+
+def _document_sources(path, kind: str, lines: list[dict]) -> dict[str, tuple[str, str]]:
+    """``{source: (doc_id, text or image reference)}`` of every text row and image (rejected: no file) that
+    ``lines`` give in a file ``path``."""
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    spec = InputSpec(path=str(path), kind=kind)
+    found = {}
+    for output in ListInterleavedFn(IngestConfig(inputs=[spec])).process(spec):
+        value = output.value if isinstance(output, pvalue.TaggedOutput) else output
+        if isinstance(value, TextRow):
+            found[value.source] = (value.metadata["doc_id"], value.metadata["text"])
+        else:
+            found[value.source] = (value.document_id, json.loads(value.detail)["reference"])
+    return found
+
+
+def test_a_document_inserted_above_others_changes_none_of_their_ids_or_sources(tmp_path):
+    """Ids were line numbers (``docs.jsonl#2``): one document put first renamed every later one, an incremental run
+    took them for changed content, and documents moved between splits."""
+    mmc4 = [{**_mmc4_line([f"a{n}.jpg", f"b{n}.jpg"]), "url": f"http://x/{n}"} for n in range(3)]
+    obelics = [
+        {"texts": ["Intro", None], "images": [None, f"http://o/{n}.jpg"], "general_metadata": f'{{"url": "u{n}"}}'}
+        for n in range(2)
+    ] + [{"texts": ["No url here", None], "images": [None, "http://o/plain.jpg"]}]
+    inserted = {
+        "mmc4": {**_mmc4_line(["new.jpg", "new2.jpg"]), "url": "http://x/new"},
+        "obelics": {"texts": ["No url either", None], "images": [None, "new.jpg"]},
+    }
+    before, after = {}, {}
+    for kind, lines in (("mmc4", mmc4), ("obelics", obelics)):
+        before[kind] = _document_sources(tmp_path / f"{kind}.jsonl", kind, lines)
+        after[kind] = _document_sources(tmp_path / f"{kind}.jsonl", kind, [inserted[kind], *lines])
+        assert before[kind].items() < after[kind].items(), kind
+    assert {f"mmc4.jsonl#http://x/{n}" for n in range(3)} < {doc_id for doc_id, _ in after["mmc4"].values()}
+    assert f"{tmp_path}/mmc4.jsonl#http://x/1:image0001" in after["mmc4"]
+    ids = {doc_id for doc_id, _ in before["obelics"].values()}
+    assert {"obelics.jsonl#u0", "obelics.jsonl#u1"} < ids
+    assert len(ids) == 3 and any(doc_id.startswith("obelics.jsonl#sha256:") for doc_id in ids)
+
+
+def test_lines_with_one_url_stay_apart_and_the_first_keeps_the_url_alone(tmp_path):
+    first = {**_mmc4_line(["a.jpg", "b.jpg"]), "could_have_url_duplicate": 1}
+    other = {**first, "text_list": ["Another page", "at the", "same address."]}
+    listed = _document_sources(tmp_path / "docs.jsonl", "mmc4", [first, other, other])
+    ids = sorted({doc_id for doc_id, _ in listed.values()})
+    page = "docs.jsonl#http://example.com/page.html"
+    assert len(ids) == 3 and ids[0] == page and all(doc_id.startswith(f"{page}~") for doc_id in ids[1:])
+    assert len(listed) == 3 * 5  # 3 sentences and 2 images a line, none sharing a source
 
 
 @pytest.fixture(scope="module")
@@ -222,14 +273,12 @@ def out():
 
 
 def test_imports_and_text_rows_reach_the_ledger_only_as_image_items_or_rejections(out):
-    by_name = {Path(row["source"]).name: row for row in out.ledger}
-    assert (by_name["mmc4.jsonl#1:image0000"]["status"], by_name["mmc4.jsonl#1:image0000"]["domain"]) == (
-        "kept",
-        "web",
-    )
-    missing = by_name["mmc4.jsonl#1:image0001"]
+    by_name = {row["source"].split("/data/", 1)[1]: row for row in out.ledger}
+    document = "mmc4.jsonl#http://example.com/car.html"
+    assert (by_name[f"{document}:image0000"]["status"], by_name[f"{document}:image0000"]["domain"]) == ("kept", "web")
+    missing = by_name[f"{document}:image0001"]
     assert (missing["stage"], missing["reason"]) == ("import_interleaved", reasons.UNRESOLVABLE_IMAGE)
-    assert json.loads(missing["detail"])["doc_id"] == "mmc4.jsonl#1"
+    assert json.loads(missing["detail"])["doc_id"] == document
     assert (by_name["mmc4.jsonl#2"]["stage"], by_name["mmc4.jsonl#2"]["reason"]) == (
         "import_interleaved",
         reasons.MALFORMED_DOCUMENT,

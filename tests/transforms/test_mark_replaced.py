@@ -47,3 +47,21 @@ def test_without_a_committed_output_the_rows_pass_unchanged():
     rows = [LedgerRow("/in/a.jpg", "k", reasons.KEPT, "write_shards", "")]
     with BeamTestPipeline() as pipeline:
         assert_that(pipeline | beam.Create(rows) | MarkReplaced(None), equal_to(rows), label="unchanged")
+
+
+def test_an_old_key_still_kept_under_another_source_was_not_replaced(tmp_path):
+    """Documents renumbered by a line inserted above them named keys still shipped under their next source."""
+    previous = write_ledger(
+        tmp_path / "out",
+        [
+            LedgerRow("docs#1:image0000", "k1", reasons.KEPT, "write_shards", "", "{}", "d"),
+            LedgerRow("docs#2:image0000", "k2", reasons.KEPT, "write_shards", "", "{}", "d"),
+        ],
+    )
+    now = [
+        LedgerRow("docs#1:image0000", "k0", reasons.KEPT, "write_shards", "", "{}", "d"),
+        LedgerRow("docs#2:image0000", "k1", reasons.KEPT, "write_shards", "", "{}", "d"),
+        LedgerRow("docs#3:image0000", "k2", reasons.KEPT, "write_shards", "", "{}", "d"),
+    ]
+    with BeamTestPipeline() as pipeline:
+        assert_that(pipeline | beam.Create(now) | MarkReplaced(previous), equal_to(now), label="unmarked")

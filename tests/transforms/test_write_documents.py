@@ -24,7 +24,7 @@ from schemas.documents import (
     parse_document,
 )
 from schemas.records.samples import ImageInfo
-from tests.documents_run import documents_run
+from tests.documents_run import MMC4_DOC, documents_run
 from tests.helpers import make_photo, run_job
 from transforms.write_documents import place_in_split
 
@@ -40,7 +40,7 @@ def _by_doc(out) -> dict[str, dict]:
 
 def test_docs_view_holds_one_sample_per_kept_document_with_images_in_reading_order(out):
     docs = _by_doc(out)
-    assert sorted(docs) == ["PAGE-1", "SKU-A", "SKU-C", "inspection:R-1", "mmc4.jsonl#1"]
+    assert sorted(docs) == ["PAGE-1", "SKU-A", "SKU-C", "inspection:R-1", MMC4_DOC]
     sample = docs["SKU-A"]
     record = parse_document(json.loads(sample["json"]))
     assert record.sequence() == [
@@ -67,7 +67,7 @@ def test_inspection_record_interleaves_each_camera_view_with_its_note(out):
 
 
 def test_mmc4_import_keeps_its_order_and_similarity(out):
-    record = parse_document(json.loads(_by_doc(out)["mmc4.jsonl#1"]["json"]))
+    record = parse_document(json.loads(_by_doc(out)[MMC4_DOC]["json"]))
     assert record.sequence() == [("text", "Open the hood."), ("image", "0.jpg"), ("text", "Check the oil level.")]
     meta = record.image_metadata[1]
     assert meta.metadata["placement_similarity"] == meta.placement_similarity == pytest.approx(0.31)
