@@ -59,6 +59,11 @@ def own_stop(message: str) -> str:
     return re.sub(r"^(?:\w+: )*(?:[\w.]+Error: )", "", text)
 
 
+def _output_of(staging: str) -> str:
+    """The output folder of a staging folder ``OUT/_staging/<run id>``."""
+    return staging.rstrip("/").rsplit("/", 2)[0]
+
+
 def storage_full(message: str) -> bool:
     """Whether a runner's error text is a write that found its disk full or its quota spent."""
     return any(code in message for code in STORAGE_FULL)
@@ -113,9 +118,10 @@ def _chatter(runner: str) -> int:
     return logging.DEBUG if runner in StandardOptions.LOCAL_RUNNERS else logging.INFO
 
 
-def run_job(pipeline: beam.Pipeline, runner: str, staging: str, output: str) -> None:
+def run_job(pipeline: beam.Pipeline, runner: str, staging: str, output: str = "") -> None:
     """Submit the job, report its state, and wait for it to finish; a failed or cancelled job raises ``RunError``,
-    which says what to do where a disk of ``output`` or the temporary folder was full.
+    which says what to do where a disk of ``output`` (by default the folder holding ``OUT/_staging/``) or the
+    temporary folder was full.
 
     Ctrl-C cancels a job still running on a cluster, so it does not run on unattended.
     """
@@ -155,8 +161,9 @@ def run_job(pipeline: beam.Pipeline, runner: str, staging: str, output: str) -> 
         summary, advice = _short(error), "The runner's log above names the failing step"
         if storage_full(str(error)):
             summary = next(line for line in reversed(str(error).splitlines()) if storage_full(line))
+            folder = output or _output_of(staging)
             advice = (
-                f"A disk is full: free space on the disk of the output folder ({output}) or of the temporary folder "
+                f"A disk is full: free space on the disk of the output folder ({folder}) or of the temporary folder "
                 f"({tempfile.gettempdir()}), or give --output on a larger disk, then run the same command again"
             )
         raise RunError(

@@ -20,6 +20,7 @@ from schemas.records.inputs import InputItem
 from schemas.records.ledger import LedgerRow, RejectItem, detail_json, failed, rejected
 from schemas.records.samples import ImageInfo, Sample
 from schemas.records.values import (
+    BOXES_FROM,
     PROVENANCE,
     blank,
     content_metadata,
@@ -32,6 +33,7 @@ from schemas.records.values import (
 )
 
 __all__ = [
+    "BOXES_FROM",
     "PROVENANCE",
     "Candidate",
     "CaptionRequest",
