@@ -21,7 +21,7 @@ MANIFEST = "_run/files.json"
 LEGACY_MARKER = "_run/state.json"
 MACHINERY = ("_lock", "_staging")
 LEGACY_NAMES = re.compile(
-    r"_run/[^/]+\.json|_run/inputs/part-\d+\.parquet"
+    r"_run/[^/]+\.json|_run/(inputs|texts)/part-\d+\.parquet"
     r"|shards/[^/]+/[^/]+/(shard-[0-9a-z-]+(\.tar|\.parquet|\.npy|_stats\.json)|index\.json)"
     r"|ledger(_documents)?/part-\d+\.parquet"
     r"|(dedup|audit|splits|quality)/[^/]+\.(json|parquet)"
