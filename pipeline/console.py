@@ -82,16 +82,21 @@ class _Thresholds(logging.Filter):
 
 
 def _expected_stop(record: logging.LogRecord) -> bool:
-    """A runner's error log that the launcher explains in lines of its own (the traceback shows with ``-vv``): the
-    incremental job stopping on changed content, which becomes a rebuild, a write finding its disk full, or a
-    stage's own stop (evaluation leaks)."""
-    from pipeline.job import own_stop, storage_full
-    from transforms.changed_content import CHANGED
-
+    """A runner's error log that the launcher explains in lines of its own (the traceback shows with ``-vv``)."""
     try:
         message = record.getMessage()
     except (TypeError, ValueError):
         return False
+    return explained(message)
+
+
+def explained(message: str) -> bool:
+    """Whether a failure's text is one the launcher explains in lines of its own: the incremental job stopping on
+    changed content, which becomes a rebuild, a write finding its disk full, or a stage's own stop (evaluation
+    leaks)."""
+    from pipeline.job import own_stop, storage_full
+    from transforms.changed_content import CHANGED
+
     return CHANGED in message or storage_full(message) or bool(own_stop(message))
 
 

@@ -66,11 +66,33 @@ def _worker_level() -> int | None:
     return getattr(logging, str(level).upper(), None) if level else None
 
 
+class QuietExplained:
+    """A worker's ``sys.stderr`` without the traceback Beam's harness prints (``print(traceback, file=sys.stderr)``,
+    no logger to filter) of a bundle that failed on a stop the launcher explains in a line of its own
+    (``console.explained``: changed content, a full disk, evaluation leaks); everything else goes through."""
+
+    def __init__(self, stream: Any):
+        self._stream = stream
+        self._dropped = False
+
+    def write(self, text: str) -> int:
+        drop = text.startswith("Traceback (most recent call last)") and console.explained(text)
+        newline_after = self._dropped and text == "\n"  # print's own end of the dropped traceback
+        self._dropped = drop
+        return len(text) if drop or newline_after else self._stream.write(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def main() -> None:
     # Ctrl-C reaches the whole process group: the launcher cancels the job and the runner stops its workers, so a
     # worker's own KeyboardInterrupt would only print a traceback per thread.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    console.configure(_worker_level())
+    level = _worker_level()
+    console.configure(level)
+    if level is None or level > logging.DEBUG:  # with -vv every traceback shows
+        sys.stderr = QuietExplained(sys.stderr)
     from apache_beam.runners.worker import sdk_worker_main
 
     cache_dofn_specs()

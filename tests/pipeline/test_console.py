@@ -20,6 +20,7 @@ import pytest
 
 from pipeline import cli, console
 from tests.helpers import make_photo, write_sidecar
+from transforms.changed_content import CHANGED
 
 UNISHARD = Path(sys.executable).with_name("unishard")
 TIMEOUT_S = 600
@@ -260,6 +261,24 @@ def test_the_console_lets_through_by_level_and_kind_of_logger(level, shown):
         root.setLevel(saved[1])
         ours.setLevel(saved[2])
         logging.captureWarnings(False)
+
+
+def test_a_worker_drops_the_harness_traceback_of_a_stop_the_launcher_explains_and_keeps_the_rest():
+    """With worker processes (500 inputs and more), the rebuild after a changed file printed Beam's harness traceback
+    (56 lines) above unishard's one-line warning; so did a full disk and an evaluation leak."""
+    import io
+
+    from pipeline.sdk_worker import QuietExplained
+
+    explained = f"Traceback (most recent call last):\n  File ...\nRuntimeError: ChangedContent: a.jpg {CHANGED} /out\n"
+    full = "Traceback (most recent call last):\n  File ...\nOSError: [Errno 28] No space left on device\n"
+    other = "Traceback (most recent call last):\n  File ...\nZeroDivisionError: division by zero\n"
+    stream = io.StringIO()
+    quiet = QuietExplained(stream)
+    for text in (explained, full, other):
+        print(text, file=quiet)  # as Beam's sdk_worker prints it: the text, then its own newline
+    print("a worker's log line", file=quiet)
+    assert stream.getvalue() == other + "\n" + "a worker's log line\n"
 
 
 def test_unishard_s_warnings_read_as_its_own_lines_with_the_level_and_others_keep_their_logger():
