@@ -278,13 +278,9 @@ FLAT_COLUMNS = {
 def _record_value(record: dict, column: str, view: str) -> tuple[bool, Any]:
     """Whether ``KEY.json`` holds the value of a sidecar ``column``, and that value."""
     flat = FLAT_COLUMNS.get(view, {})
-    if column in flat:
-        path = flat[column]
-        parent = record.get(path[0]) if path else None
-        return (isinstance(parent, dict) and path[1] in parent), parent[path[1]] if isinstance(parent, dict) else None
-    if column in record:
+    if column not in flat and column in record:
         return True, record[column]
-    head, _, tail = column.partition("_")
+    head, tail = flat.get(column, column.partition("_")[::2]) or ("", "")
     nested = record.get(head)
     if tail and isinstance(nested, dict) and tail in nested:
         return True, nested[tail]
